@@ -1,0 +1,170 @@
+//! Per-lane configuration and the six default lanes.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::{LaneError, Result};
+use crate::policy::{AdmissionPolicy, PriorityBoost, RetryStrategy};
+
+/// The default grace period between a cancel request and dropping the running future.
+pub const DEFAULT_CANCEL_GRACE: Duration = Duration::from_secs(1);
+
+/// The six default lanes: `(id, priority, max_concurrency)`, each with `min_concurrency` 1.
+pub const DEFAULT_LANES: [(&str, u8, usize); 6] = [
+    ("system", 0, 5),
+    ("control", 1, 3),
+    ("query", 2, 10),
+    ("session", 3, 5),
+    ("skill", 4, 3),
+    ("prompt", 5, 2),
+];
+
+/// How one lane runs its commands. Build with [`LaneConfig::new`] and the `with_*` methods.
+#[derive(Clone)]
+#[must_use]
+pub struct LaneConfig {
+    /// Slots reserved for this lane under a global budget
+    /// ([`QueueManagerBuilder::with_max_concurrency`](crate::QueueManagerBuilder::with_max_concurrency)).
+    pub min_concurrency: usize,
+    /// At most this many of the lane's commands run at once.
+    pub max_concurrency: usize,
+    /// A run that takes longer fails with [`LaneError::Timeout`].
+    pub timeout: Option<Duration>,
+    /// Emit `queue.lane.pressure` when this many commands are pending, `queue.lane.idle`
+    /// when the lane empties again.
+    pub pressure_threshold: Option<usize>,
+    /// After a cancel request a running command has this long to stop by itself before
+    /// its future is dropped.
+    pub cancel_grace: Duration,
+    retry: Option<Arc<dyn RetryStrategy>>,
+    rate_limit: Option<Arc<dyn AdmissionPolicy>>,
+    priority_boost: Option<Arc<dyn PriorityBoost>>,
+}
+
+impl fmt::Debug for LaneConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LaneConfig")
+            .field("min_concurrency", &self.min_concurrency)
+            .field("max_concurrency", &self.max_concurrency)
+            .field("timeout", &self.timeout)
+            .field("pressure_threshold", &self.pressure_threshold)
+            .field("cancel_grace", &self.cancel_grace)
+            .field("retry", &self.retry)
+            .field("rate_limit", &self.rate_limit)
+            .field("priority_boost", &self.priority_boost)
+            .finish()
+    }
+}
+
+impl Default for LaneConfig {
+    fn default() -> Self {
+        Self::new(1, 1)
+    }
+}
+
+impl LaneConfig {
+    /// A lane that runs at most `max` commands at once and has `min` slots reserved
+    /// under a global budget. Checked when the queue is built (`min <= max`, `max >= 1`).
+    pub fn new(min: usize, max: usize) -> Self {
+        Self {
+            min_concurrency: min,
+            max_concurrency: max,
+            timeout: None,
+            pressure_threshold: None,
+            cancel_grace: DEFAULT_CANCEL_GRACE,
+            retry: None,
+            rate_limit: None,
+            priority_boost: None,
+        }
+    }
+
+    /// Fails a run that takes longer than `timeout`.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Retries failed commands as `policy` decides (for example `RetryPolicy::exponential(3)`).
+    pub fn with_retry_policy(mut self, policy: impl RetryStrategy) -> Self {
+        self.retry = Some(Arc::new(policy));
+        self
+    }
+
+    /// Limits how fast the lane starts commands (for example `RateLimitConfig::per_second(100)`).
+    pub fn with_rate_limit(mut self, limit: impl AdmissionPolicy) -> Self {
+        self.rate_limit = Some(Arc::new(limit));
+        self
+    }
+
+    /// Raises the lane's priority as its oldest command waits (for example
+    /// `PriorityBoostConfig::standard(deadline)`).
+    pub fn with_priority_boost(mut self, boost: impl PriorityBoost) -> Self {
+        self.priority_boost = Some(Arc::new(boost));
+        self
+    }
+
+    /// Emits `queue.lane.pressure` when `pending` reaches `threshold` (first crossing), and
+    /// `queue.lane.idle` when the lane empties afterwards.
+    pub fn with_pressure_threshold(mut self, threshold: usize) -> Self {
+        self.pressure_threshold = Some(threshold);
+        self
+    }
+
+    /// Sets how long a cancelled running command may take to stop by itself.
+    pub fn with_cancel_grace(mut self, grace: Duration) -> Self {
+        self.cancel_grace = grace;
+        self
+    }
+
+    /// The retry strategy, if any.
+    pub fn retry_strategy(&self) -> Option<&Arc<dyn RetryStrategy>> {
+        self.retry.as_ref()
+    }
+
+    /// The admission (rate limit) policy, if any.
+    pub fn admission_policy(&self) -> Option<&Arc<dyn AdmissionPolicy>> {
+        self.rate_limit.as_ref()
+    }
+
+    /// The priority boost, if any.
+    pub fn priority_boost(&self) -> Option<&Arc<dyn PriorityBoost>> {
+        self.priority_boost.as_ref()
+    }
+
+    /// Checks the values, naming the lane in the error.
+    pub fn validate(&self, lane: &str) -> Result<()> {
+        if self.max_concurrency == 0 {
+            return Err(LaneError::ConfigError(format!(
+                "lane '{lane}': max_concurrency must be at least 1"
+            )));
+        }
+        if self.min_concurrency > self.max_concurrency {
+            return Err(LaneError::ConfigError(format!(
+                "lane '{lane}': min_concurrency ({}) is greater than max_concurrency ({})",
+                self.min_concurrency, self.max_concurrency
+            )));
+        }
+        if self.timeout == Some(Duration::ZERO) {
+            return Err(LaneError::ConfigError(format!(
+                "lane '{lane}': timeout must be greater than zero (leave it unset for no timeout)"
+            )));
+        }
+        if self.pressure_threshold == Some(0) {
+            return Err(LaneError::ConfigError(format!(
+                "lane '{lane}': pressure_threshold must be at least 1"
+            )));
+        }
+        if let Some(Err(reason)) = self.rate_limit.as_ref().map(|policy| policy.validate()) {
+            return Err(LaneError::ConfigError(format!(
+                "lane '{lane}': rate limit: {reason}"
+            )));
+        }
+        if let Some(Err(reason)) = self.priority_boost.as_ref().map(|boost| boost.validate()) {
+            return Err(LaneError::ConfigError(format!(
+                "lane '{lane}': priority boost: {reason}"
+            )));
+        }
+        Ok(())
+    }
+}

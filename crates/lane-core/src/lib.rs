@@ -1,0 +1,48 @@
+//! The core of a3s-lane: named lanes with priorities and concurrency limits, and an
+//! event-driven scheduler that always starts work from the most urgent lane that has
+//! pending work and free capacity.
+//!
+//! Most users depend on the `a3s-lane` facade, which re-exports this crate together with
+//! retry policies, storage, metrics, rate limiting and telemetry. Depend on `lane-core`
+//! directly to implement an extension ([`Observer`], [`AdmissionPolicy`],
+//! [`PriorityBoost`], [`RetryStrategy`], [`Storage`]) without pulling in the rest.
+//!
+//! Layout: [`command`] (what runs), [`config`] (how a lane runs it), the scheduler state
+//! (private), [`queue`] (accepting, dispatching, running), [`manager`] (assembly and
+//! lifecycle), [`event`] (what is published), and the extension traits in [`policy`],
+//! [`observer`] and [`storage`].
+
+#![forbid(unsafe_code)]
+
+pub mod command;
+pub mod config;
+pub mod dead_letter;
+pub mod error;
+pub mod event;
+pub mod handle;
+mod journal;
+pub mod manager;
+pub mod observer;
+pub mod policy;
+pub mod queue;
+mod scheduler;
+pub mod spawner;
+pub mod stats;
+pub mod storage;
+
+pub use command::{
+    CancelTrigger, Command, CommandContext, CommandId, FnCommand, FnHandler, Handler,
+    HandlerRegistry, command_fn, handler_fn,
+};
+pub use config::{DEFAULT_CANCEL_GRACE, DEFAULT_LANES, LaneConfig};
+pub use dead_letter::{DeadLetter, DeadLetterQueue};
+pub use error::{LaneError, Result};
+pub use event::{EventEmitter, EventStream, EventStreamClosed, LaneEvent, keys as event_keys};
+pub use handle::CommandHandle;
+pub use manager::{QueueManager, QueueManagerBuilder};
+pub use observer::{CommandInfo, IntoObserver, Observer, RunOutcome};
+pub use policy::{Admission, AdmissionPolicy, PriorityBoost, RetryStrategy};
+pub use queue::CommandQueue;
+pub use spawner::{CommandRunner, Spawner};
+pub use stats::{LaneStatus, QueueStats};
+pub use storage::{Storage, StorageOp, StoredCommand, StoredDeadLetter};

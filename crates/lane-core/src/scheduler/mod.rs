@@ -1,0 +1,653 @@
+//! The scheduler's state: lanes, the ready index, the global budget and the timers.
+//!
+//! Everything here is synchronous and runs under the queue's one state lock, which is
+//! never held across an await or while user code runs. The queue ([`crate::queue`])
+//! calls in, collects what must happen next (commands to start, replies, events) and
+//! acts on it after releasing the lock.
+
+mod ready;
+pub(crate) mod timers;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rustc_hash::FxHashMap;
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use crate::command::{CancelSignal, Command, CommandId};
+use crate::config::LaneConfig;
+use crate::error::{LaneError, Result};
+use crate::policy::Admission;
+use crate::stats::{LaneStatus, QueueStats};
+
+use ready::ReadyIndex;
+use timers::{TimerKind, Timers};
+
+pub(crate) type LaneIdx = u32;
+
+/// Where a command is in its life; changed only under the state lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Phase {
+    Pending = 0,
+    Running = 1,
+    Delayed = 2,
+    Done = 3,
+}
+
+/// One accepted command, shared by its lane queue, its runner and its handle.
+pub(crate) struct Task {
+    pub(crate) id: CommandId,
+    pub(crate) lane: LaneIdx,
+    pub(crate) command: Box<dyn Command>,
+    /// The JSON payload of a replayable command (journaled, dead-lettered with it).
+    pub(crate) payload: Option<Value>,
+    pub(crate) created_at_ms: u64,
+    pub(crate) cancel: Arc<CancelSignal>,
+    reply: Mutex<Option<oneshot::Sender<Result<Value>>>>,
+    phase: AtomicU8,
+    /// Failed attempts so far.
+    failures: AtomicU32,
+    /// Set when the cancel came from a hard shutdown: the journal keeps the command.
+    pub(crate) interrupted: std::sync::atomic::AtomicBool,
+    /// The submitter's span (disabled when nobody traces): each run's `lane.command`
+    /// span is its child, so a trace crosses the queue.
+    pub(crate) span: tracing::Span,
+}
+
+impl std::fmt::Debug for Task {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Task")
+            .field("id", &self.id)
+            .field("lane", &self.lane)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Task {
+    pub(crate) fn new(
+        id: CommandId,
+        lane: LaneIdx,
+        command: Box<dyn Command>,
+        payload: Option<Value>,
+        failures: u32,
+        created_at_ms: u64,
+        span: tracing::Span,
+    ) -> (Arc<Self>, oneshot::Receiver<Result<Value>>) {
+        let (tx, rx) = oneshot::channel();
+        let task = Arc::new(Self {
+            id,
+            lane,
+            command,
+            payload,
+            created_at_ms,
+            cancel: Arc::default(),
+            reply: Mutex::new(Some(tx)),
+            phase: AtomicU8::new(Phase::Pending as u8),
+            failures: AtomicU32::new(failures),
+            interrupted: Default::default(),
+            span,
+        });
+        (task, rx)
+    }
+
+    pub(crate) fn phase(&self) -> Phase {
+        match self.phase.load(Ordering::Relaxed) {
+            0 => Phase::Pending,
+            1 => Phase::Running,
+            2 => Phase::Delayed,
+            _ => Phase::Done,
+        }
+    }
+
+    fn set_phase(&self, phase: Phase) {
+        self.phase.store(phase as u8, Ordering::Relaxed);
+    }
+
+    pub(crate) fn failures(&self) -> u32 {
+        self.failures.load(Ordering::Relaxed)
+    }
+
+    /// Sends the final result to the submitter (once; later calls do nothing).
+    pub(crate) fn reply(&self, result: Result<Value>) {
+        if let Some(tx) = self.reply.lock().take() {
+            let _ = tx.send(result);
+        }
+    }
+}
+
+/// A pending command in its lane's FIFO.
+pub(crate) struct Queued {
+    pub(crate) task: Arc<Task>,
+    pub(crate) queued_at: Instant,
+}
+
+pub(crate) struct LaneState {
+    pub(crate) id: Arc<str>,
+    pub(crate) priority: u8,
+    pub(crate) config: LaneConfig,
+    pub(crate) pending: VecDeque<Queued>,
+    pub(crate) active: usize,
+    /// Bumped each time the lane's depth is captured for observers.
+    pub(crate) depth_version: u64,
+    paused: bool,
+    /// End of a timed pause ([`State::pause_until`]); `None` while paused indefinitely.
+    paused_until: Option<Instant>,
+    throttled: bool,
+    pressured: bool,
+    admission: Option<Box<dyn Admission>>,
+    level: u8,
+    in_ready: bool,
+    in_reserved: bool,
+}
+
+impl LaneState {
+    fn new(id: &str, config: LaneConfig, priority: u8) -> Self {
+        let admission = config.admission_policy().and_then(|p| p.admission());
+        Self {
+            id: Arc::from(id),
+            priority,
+            config,
+            pending: VecDeque::new(),
+            active: 0,
+            depth_version: 0,
+            paused: false,
+            paused_until: None,
+            throttled: false,
+            pressured: false,
+            admission,
+            level: 0,
+            in_ready: false,
+            in_reserved: false,
+        }
+    }
+
+    /// Can start a command as far as the lane itself is concerned.
+    fn can_start(&self) -> bool {
+        !self.pending.is_empty()
+            && !self.paused
+            && !self.throttled
+            && self.active < self.config.max_concurrency
+    }
+
+    fn has_reserved_slot(&self) -> bool {
+        self.active < self.config.min_concurrency
+    }
+
+    pub(crate) fn effective_priority(&self, now: Instant) -> u8 {
+        match (self.config.priority_boost(), self.pending.front()) {
+            (Some(boost), Some(head)) => self
+                .priority
+                .saturating_sub(boost.boost(now.saturating_duration_since(head.queued_at))),
+            _ => self.priority,
+        }
+    }
+
+    pub(crate) fn status(&self, now: Instant) -> LaneStatus {
+        LaneStatus {
+            id: self.id.to_string(),
+            priority: self.priority,
+            effective_priority: self.effective_priority(now),
+            pending: self.pending.len(),
+            active: self.active,
+            min: self.config.min_concurrency,
+            max: self.config.max_concurrency,
+            paused: self.paused,
+            throttled: self.throttled,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    /// Slots not reserved by any lane's `min_concurrency`.
+    shared: usize,
+    /// Shared slots in use: the sum over lanes of `max(0, active - min)`.
+    shared_used: usize,
+    total: usize,
+}
+
+/// A lane-level event produced under the lock and published after it.
+#[derive(Debug, Clone)]
+pub(crate) enum LaneSignal {
+    Pressure { lane: Arc<str>, pending: usize },
+    Idle { lane: Arc<str> },
+}
+
+/// The commands one state change started; rarely more than one, so kept inline.
+pub(crate) type Dispatches = smallvec::SmallVec<[Dispatch; 2]>;
+
+/// A command taken off its lane to run now.
+pub(crate) struct Dispatch {
+    pub(crate) task: Arc<Task>,
+    pub(crate) lane: Arc<str>,
+    pub(crate) attempt: u32,
+    pub(crate) waited: Duration,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) grace: Duration,
+}
+
+/// The whole mutable state of one queue.
+pub(crate) struct State {
+    pub(crate) lanes: Vec<LaneState>,
+    by_name: FxHashMap<Arc<str>, LaneIdx>,
+    /// Distinct lane priorities, ascending; a lane's level is its position here.
+    priorities: Vec<u8>,
+    ready: ReadyIndex,
+    reserved: ReadyIndex,
+    boosted: Vec<LaneIdx>,
+    budget: Option<Budget>,
+    /// Every live command by id (for cancel); ids are trusted keys, so no DoS-resistant hash.
+    pub(crate) tasks: FxHashMap<CommandId, Arc<Task>>,
+    pub(crate) timers: Timers,
+    pub(crate) total_pending: usize,
+    pub(crate) total_active: usize,
+    pub(crate) total_delayed: usize,
+    pub(crate) started: bool,
+    pub(crate) shutting_down: bool,
+    /// A hard stop: no retries, delayed commands are cancelled.
+    pub(crate) hard_stop: bool,
+    pub(crate) shutdown_complete_sent: bool,
+    /// Lane depth reports captured for observers (delivered ones are counted by the queue).
+    pub(crate) reports_captured: u64,
+}
+
+impl State {
+    pub(crate) fn new(max_concurrency: Option<usize>) -> Self {
+        Self {
+            lanes: Vec::new(),
+            by_name: FxHashMap::default(),
+            priorities: Vec::new(),
+            ready: ReadyIndex::default(),
+            reserved: ReadyIndex::default(),
+            boosted: Vec::new(),
+            budget: max_concurrency.map(|total| Budget {
+                shared: total,
+                shared_used: 0,
+                total,
+            }),
+            tasks: FxHashMap::default(),
+            timers: Timers::default(),
+            total_pending: 0,
+            total_active: 0,
+            total_delayed: 0,
+            started: false,
+            shutting_down: false,
+            hard_stop: false,
+            shutdown_complete_sent: false,
+            reports_captured: 0,
+        }
+    }
+
+    /// Adds a lane after validating it against the others and the global budget.
+    pub(crate) fn add_lane(&mut self, id: &str, config: LaneConfig, priority: u8) -> Result<()> {
+        if id.is_empty() {
+            return Err(LaneError::ConfigError("lane id must not be empty".into()));
+        }
+        if self.by_name.contains_key(id) {
+            return Err(LaneError::ConfigError(format!("duplicate lane id '{id}'")));
+        }
+        config.validate(id)?;
+        if let Some(budget) = &mut self.budget {
+            let reserved = budget.total - budget.shared;
+            if reserved + config.min_concurrency > budget.total {
+                return Err(LaneError::ConfigError(format!(
+                    "lane '{id}': the lanes' min_concurrency would add up to {}, more than the global \
+                     max_concurrency of {}; lower a min_concurrency or raise the budget",
+                    reserved + config.min_concurrency,
+                    budget.total
+                )));
+            }
+            let shared = budget.shared - config.min_concurrency;
+            let starved = std::iter::once((id, config.min_concurrency))
+                .chain(
+                    self.lanes
+                        .iter()
+                        .map(|l| (&*l.id, l.config.min_concurrency)),
+                )
+                .find(|(_, min)| *min == 0);
+            if let (0, Some((starved, _))) = (shared, starved) {
+                return Err(LaneError::ConfigError(format!(
+                    "lane '{starved}' has min_concurrency 0, but the lanes' reserved slots take the whole \
+                     global max_concurrency of {}, so it could never run; raise the budget or give it a \
+                     min_concurrency",
+                    budget.total
+                )));
+            }
+            budget.shared = shared;
+        }
+        let index = self.lanes.len() as LaneIdx;
+        let lane = LaneState::new(id, config, priority);
+        if lane.config.priority_boost().is_some() {
+            self.boosted.push(index);
+        }
+        self.by_name.insert(lane.id.clone(), index);
+        self.lanes.push(lane);
+        self.rebuild_index();
+        Ok(())
+    }
+
+    fn rebuild_index(&mut self) {
+        let mut priorities: Vec<u8> = self.lanes.iter().map(|l| l.priority).collect();
+        priorities.sort_unstable();
+        priorities.dedup();
+        self.ready = ReadyIndex::with_levels(priorities.len());
+        self.reserved = ReadyIndex::with_levels(priorities.len());
+        for lane in &mut self.lanes {
+            lane.level = priorities.binary_search(&lane.priority).unwrap_or(0) as u8;
+            lane.in_ready = false;
+            lane.in_reserved = false;
+        }
+        self.priorities = priorities;
+        for index in 0..self.lanes.len() as LaneIdx {
+            self.mark_ready(index);
+        }
+    }
+
+    pub(crate) fn lane_index(&self, id: &str) -> Result<LaneIdx> {
+        self.by_name
+            .get(id)
+            .copied()
+            .ok_or_else(|| self.lane_not_found(id))
+    }
+
+    fn lane_not_found(&self, id: &str) -> LaneError {
+        let known: Vec<&str> = self.lanes.iter().map(|l| &*l.id).collect();
+        LaneError::LaneNotFound {
+            lane: id.to_owned(),
+            known: if known.is_empty() {
+                "(none)".into()
+            } else {
+                known.join(", ")
+            },
+        }
+    }
+
+    pub(crate) fn lane(&self, index: LaneIdx) -> &LaneState {
+        &self.lanes[index as usize]
+    }
+
+    pub(crate) fn lane_mut(&mut self, index: LaneIdx) -> &mut LaneState {
+        &mut self.lanes[index as usize]
+    }
+
+    /// Puts a lane in the ready sets it now belongs to (no-op if already there).
+    pub(crate) fn mark_ready(&mut self, index: LaneIdx) {
+        if !self.started {
+            return;
+        }
+        let has_budget = self.budget.is_some();
+        let lane = &mut self.lanes[index as usize];
+        if !lane.can_start() {
+            return;
+        }
+        if !lane.in_ready {
+            lane.in_ready = true;
+            self.ready.push(lane.level, index);
+        }
+        if has_budget && lane.has_reserved_slot() && !lane.in_reserved {
+            lane.in_reserved = true;
+            self.reserved.push(lane.level, index);
+        }
+    }
+
+    /// Queues a command at the back (new) or front (retry, recovery) of its lane.
+    pub(crate) fn enqueue(
+        &mut self,
+        task: Arc<Task>,
+        now: Instant,
+        front: bool,
+    ) -> Option<LaneSignal> {
+        let index = task.lane;
+        task.set_phase(Phase::Pending);
+        let lane = &mut self.lanes[index as usize];
+        let queued = Queued {
+            task,
+            queued_at: now,
+        };
+        if front {
+            lane.pending.push_front(queued);
+        } else {
+            lane.pending.push_back(queued);
+        }
+        self.total_pending += 1;
+        let signal = match lane.config.pressure_threshold {
+            Some(threshold) if !lane.pressured && lane.pending.len() >= threshold => {
+                lane.pressured = true;
+                Some(LaneSignal::Pressure {
+                    lane: lane.id.clone(),
+                    pending: lane.pending.len(),
+                })
+            }
+            _ => None,
+        };
+        self.mark_ready(index);
+        signal
+    }
+
+    fn after_dequeue(&mut self, index: LaneIdx) -> Option<LaneSignal> {
+        let lane = &mut self.lanes[index as usize];
+        self.total_pending -= 1;
+        if lane.pressured && lane.pending.is_empty() {
+            lane.pressured = false;
+            return Some(LaneSignal::Idle {
+                lane: lane.id.clone(),
+            });
+        }
+        None
+    }
+
+    /// Takes every command that may start now, most urgent first.
+    pub(crate) fn dispatch(
+        &mut self,
+        now: Instant,
+        out: &mut Dispatches,
+        signals: &mut Vec<LaneSignal>,
+    ) {
+        if !self.started {
+            return;
+        }
+        while let Some(index) = self.pick(now) {
+            let lane = &mut self.lanes[index as usize];
+            let Some(queued) = lane.pending.pop_front() else {
+                continue;
+            };
+            lane.active += 1;
+            if let Some(budget) = &mut self.budget
+                && lane.active > lane.config.min_concurrency
+            {
+                budget.shared_used += 1;
+            }
+            self.total_active += 1;
+            let task = queued.task;
+            task.set_phase(Phase::Running);
+            out.push(Dispatch {
+                attempt: task.failures() + 1,
+                lane: lane.id.clone(),
+                waited: now.saturating_duration_since(queued.queued_at),
+                timeout: lane.config.timeout,
+                grace: lane.config.cancel_grace,
+                task,
+            });
+            if let Some(signal) = self.after_dequeue(index) {
+                signals.push(signal);
+            }
+        }
+    }
+
+    /// The lane to start a command from now, with its admission permit taken.
+    fn pick(&mut self, now: Instant) -> Option<LaneIdx> {
+        loop {
+            let shared_free = self.budget.is_none_or(|b| b.shared_used < b.shared);
+            let index = if shared_free {
+                &mut self.ready
+            } else {
+                &mut self.reserved
+            };
+            let (level, front) = index.front()?;
+            let lane = &self.lanes[front as usize];
+            let still_ready = lane.can_start() && (shared_free || lane.has_reserved_slot());
+            if !still_ready {
+                index.pop_front(level);
+                let lane = &mut self.lanes[front as usize];
+                if shared_free {
+                    lane.in_ready = false;
+                } else {
+                    lane.in_reserved = false;
+                }
+                continue;
+            }
+            // Round robin among equal priorities: the chosen lane goes to the back.
+            index.pop_front(level);
+            index.push(level, front);
+            let mut chosen = front;
+            if !self.boosted.is_empty() {
+                let mut best = self.lanes[front as usize].effective_priority(now);
+                for &candidate in &self.boosted {
+                    let lane = &self.lanes[candidate as usize];
+                    if lane.can_start() && (shared_free || lane.has_reserved_slot()) {
+                        let priority = lane.effective_priority(now);
+                        if priority < best {
+                            best = priority;
+                            chosen = candidate;
+                        }
+                    }
+                }
+            }
+            let lane = &mut self.lanes[chosen as usize];
+            if let Some(admission) = lane.admission.as_mut()
+                && let Err(retry_at) = admission.try_acquire(now)
+            {
+                lane.throttled = true;
+                self.timers
+                    .schedule(retry_at, TimerKind::Unthrottle(chosen));
+                continue;
+            }
+            return Some(chosen);
+        }
+    }
+
+    /// Releases the slot of a finished run.
+    pub(crate) fn release(&mut self, index: LaneIdx) {
+        let lane = &mut self.lanes[index as usize];
+        if let Some(budget) = &mut self.budget
+            && lane.active > lane.config.min_concurrency
+        {
+            budget.shared_used -= 1;
+        }
+        lane.active -= 1;
+        self.total_active -= 1;
+        self.mark_ready(index);
+    }
+
+    /// Removes every pending command of `tasks` from its lane, in one pass per lane
+    /// concerned; returns the removed tasks.
+    pub(crate) fn remove_pending_many(
+        &mut self,
+        tasks: &[Arc<Task>],
+        signals: &mut Vec<LaneSignal>,
+    ) -> Vec<Arc<Task>> {
+        let ids: std::collections::HashSet<CommandId> = tasks.iter().map(|t| t.id).collect();
+        let mut lanes: Vec<LaneIdx> = tasks.iter().map(|t| t.lane).collect();
+        lanes.sort_unstable();
+        lanes.dedup();
+        let mut removed = Vec::new();
+        for index in lanes {
+            let index = index as usize;
+            let lane = &mut self.lanes[index];
+            let before = removed.len();
+            lane.pending.retain(|queued| {
+                if ids.contains(&queued.task.id) {
+                    removed.push(queued.task.clone());
+                    false
+                } else {
+                    true
+                }
+            });
+            for _ in before..removed.len() {
+                signals.extend(self.after_dequeue(index as LaneIdx));
+            }
+        }
+        removed
+    }
+
+    pub(crate) fn set_delayed(&mut self, task: &Arc<Task>, at: Instant) {
+        task.failures.fetch_add(1, Ordering::Relaxed);
+        task.set_phase(Phase::Delayed);
+        self.total_delayed += 1;
+        self.timers.schedule(at, TimerKind::Retry(task.clone()));
+    }
+
+    pub(crate) fn record_failure(&self, task: &Task) {
+        task.failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn finish_task(&mut self, task: &Task) {
+        task.set_phase(Phase::Done);
+        self.tasks.remove(&task.id);
+    }
+
+    /// Pauses (indefinitely) or resumes a lane; either ends any timed pause.
+    pub(crate) fn set_paused(&mut self, index: LaneIdx, paused: bool) {
+        let lane = &mut self.lanes[index as usize];
+        lane.paused = paused;
+        lane.paused_until = None;
+        self.mark_ready(index);
+    }
+
+    /// Pauses a lane until `until`, extending (never shortening) a timed pause in effect.
+    /// Returns false, changing nothing, when the lane is paused indefinitely.
+    pub(crate) fn pause_until(&mut self, index: LaneIdx, until: Instant) -> bool {
+        let lane = &mut self.lanes[index as usize];
+        if lane.paused && lane.paused_until.is_none() {
+            return false;
+        }
+        lane.paused = true;
+        lane.paused_until = Some(
+            lane.paused_until
+                .map_or(until, |current| current.max(until)),
+        );
+        true
+    }
+
+    /// Ends a timed pause whose end has come (a later extension keeps the lane paused).
+    pub(crate) fn resume_if_due(&mut self, index: LaneIdx, now: Instant) {
+        let lane = &mut self.lanes[index as usize];
+        if lane.paused && lane.paused_until.is_some_and(|until| until <= now) {
+            lane.paused = false;
+            lane.paused_until = None;
+        }
+        self.mark_ready(index);
+    }
+
+    pub(crate) fn unthrottle(&mut self, index: LaneIdx) {
+        self.lanes[index as usize].throttled = false;
+        self.mark_ready(index);
+    }
+
+    pub(crate) fn shutting_down_hard(&self) -> bool {
+        self.hard_stop
+    }
+
+    pub(crate) fn is_idle(&self) -> bool {
+        self.total_pending == 0 && self.total_active == 0 && self.total_delayed == 0
+    }
+
+    pub(crate) fn stats(&self, now: Instant) -> QueueStats {
+        QueueStats {
+            total_pending: self.total_pending,
+            total_active: self.total_active,
+            total_delayed: self.total_delayed,
+            lanes: self
+                .lanes
+                .iter()
+                .map(|l| (l.id.to_string(), l.status(now)))
+                .collect(),
+        }
+    }
+}

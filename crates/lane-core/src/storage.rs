@@ -1,0 +1,147 @@
+//! The [`Storage`] hook: a durable journal of accepted replayable commands and dead letters.
+//!
+//! The queue writes to it through one journal task per queue, so operations reach the
+//! store in the order they happened and concurrent submits share one
+//! [`Storage::apply`] call (group commit). `lane-reliability` provides `LocalStorage`
+//! (SQLite); recovery on start is done by the queue itself.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::command::CommandId;
+use crate::dead_letter::DeadLetter;
+use crate::error::Result;
+
+/// A replayable command as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredCommand {
+    /// The command's id (unique per store).
+    pub id: CommandId,
+    /// The lane it was submitted to.
+    pub lane_id: String,
+    /// Its type; recovery runs it with the handler registered for this type.
+    pub command_type: String,
+    /// Its JSON payload.
+    pub payload: Value,
+    /// Failed attempts so far.
+    pub attempts: u32,
+    /// Submission time in milliseconds since the Unix epoch.
+    pub created_at: u64,
+}
+
+/// A dead letter as the store keeps it.
+pub type StoredDeadLetter = DeadLetter;
+
+/// One journal write, as batched into [`Storage::apply`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum StorageOp {
+    /// Insert or replace a command.
+    SaveCommand(StoredCommand),
+    /// Remove a finished command.
+    RemoveCommand(CommandId),
+    /// Record a dead letter (same command id: replace).
+    SaveDeadLetter(StoredDeadLetter),
+    /// Remove the dead letter of a command (re-driven, evicted or taken).
+    RemoveDeadLetter(CommandId),
+    /// Remove every dead letter.
+    ClearDeadLetters,
+}
+
+/// A durable store for replayable commands and dead letters.
+///
+/// ```
+/// use a3s_lane::{Result, Storage, StoredCommand, StoredDeadLetter};
+/// use async_trait::async_trait;
+/// use std::sync::Mutex;
+///
+/// #[derive(Default)]
+/// struct InMemory(Mutex<Vec<StoredCommand>>);
+///
+/// #[async_trait]
+/// impl Storage for InMemory {
+///     async fn save_command(&self, command: StoredCommand) -> Result<()> {
+///         let mut commands = self.0.lock().unwrap();
+///         commands.retain(|c| c.id != command.id);
+///         commands.push(command);
+///         Ok(())
+///     }
+///     async fn load_commands(&self) -> Result<Vec<StoredCommand>> {
+///         Ok(self.0.lock().unwrap().clone())
+///     }
+///     async fn remove_command(&self, id: u64) -> Result<()> {
+///         self.0.lock().unwrap().retain(|c| c.id != id);
+///         Ok(())
+///     }
+///     async fn save_dead_letter(&self, _letter: StoredDeadLetter) -> Result<()> { Ok(()) }
+///     async fn load_dead_letters(&self) -> Result<Vec<StoredDeadLetter>> { Ok(vec![]) }
+///     async fn clear_dead_letters(&self) -> Result<()> { Ok(()) }
+///     async fn clear_all(&self) -> Result<()> {
+///         self.0.lock().unwrap().clear();
+///         Ok(())
+///     }
+/// }
+/// ```
+#[async_trait]
+pub trait Storage: Send + Sync + 'static {
+    /// Inserts or replaces a command (same id: replace).
+    async fn save_command(&self, command: StoredCommand) -> Result<()>;
+    /// All unfinished commands, in submission order.
+    async fn load_commands(&self) -> Result<Vec<StoredCommand>>;
+    /// Removes a finished command; removing an unknown id is not an error.
+    async fn remove_command(&self, id: CommandId) -> Result<()>;
+    /// Records a dead letter.
+    async fn save_dead_letter(&self, letter: StoredDeadLetter) -> Result<()>;
+    /// All dead letters, oldest first.
+    async fn load_dead_letters(&self) -> Result<Vec<StoredDeadLetter>>;
+    /// Removes every dead letter.
+    async fn clear_dead_letters(&self) -> Result<()>;
+
+    /// Removes the dead letter of `command_id`; an unknown id is not an error.
+    ///
+    /// The default rewrites the whole list through the methods above, which is neither
+    /// fast nor atomic; a store should override it.
+    async fn remove_dead_letter(&self, command_id: CommandId) -> Result<()> {
+        let letters = self.load_dead_letters().await?;
+        if !letters.iter().any(|l| l.command_id == command_id) {
+            return Ok(());
+        }
+        self.clear_dead_letters().await?;
+        for letter in letters.into_iter().filter(|l| l.command_id != command_id) {
+            self.save_dead_letter(letter).await?;
+        }
+        Ok(())
+    }
+    /// Removes everything.
+    async fn clear_all(&self) -> Result<()>;
+
+    /// Applies a batch of writes durably, in order. The default applies them one by one;
+    /// a store should override it to commit the whole batch at once.
+    async fn apply(&self, ops: Vec<StorageOp>) -> Result<()> {
+        for op in ops {
+            match op {
+                StorageOp::SaveCommand(command) => self.save_command(command).await?,
+                StorageOp::RemoveCommand(id) => self.remove_command(id).await?,
+                StorageOp::SaveDeadLetter(letter) => self.save_dead_letter(letter).await?,
+                StorageOp::RemoveDeadLetter(id) => self.remove_dead_letter(id).await?,
+                StorageOp::ClearDeadLetters => self.clear_dead_letters().await?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The largest command id the store has ever held, so new ids never collide with
+    /// recovered ones. The default scans [`Storage::load_commands`] and dead letters.
+    async fn max_command_id(&self) -> Result<CommandId> {
+        let commands = self.load_commands().await?;
+        let letters = self.load_dead_letters().await?;
+        Ok(commands
+            .iter()
+            .map(|c| c.id)
+            .chain(letters.iter().map(|l| l.command_id))
+            .max()
+            .unwrap_or(0))
+    }
+}
+
+fn _storage_is_dyn_compatible(_: std::sync::Arc<dyn Storage>) {}

@@ -1,0 +1,70 @@
+//! The sliding window log: exact, and memory proportional to the limit.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use lane_core::Admission;
+use tokio::time::Instant;
+
+/// A sliding window lane limiter: at most `limit` starts within any `window`.
+#[derive(Debug)]
+pub(crate) struct SlidingWindow {
+    limit: usize,
+    window: Duration,
+    /// Start instants of the last `limit` starts, oldest first.
+    starts: VecDeque<Instant>,
+}
+
+impl SlidingWindow {
+    /// An empty window. Only built from a validated [`RateLimitConfig`](crate::RateLimitConfig),
+    /// so `limit` and `window` are non-zero.
+    pub(crate) fn new(limit: u32, window: Duration) -> Self {
+        Self {
+            limit: limit.max(1) as usize,
+            window,
+            starts: VecDeque::new(),
+        }
+    }
+}
+
+impl Admission for SlidingWindow {
+    fn try_acquire(&mut self, now: Instant) -> Result<(), Instant> {
+        while let Some(&oldest) = self.starts.front() {
+            if oldest + self.window <= now {
+                self.starts.pop_front();
+            } else {
+                break;
+            }
+        }
+        if self.starts.len() < self.limit {
+            self.starts.push_back(now);
+            return Ok(());
+        }
+        // Full: the oldest start leaves the window first.
+        Err(self.starts[0] + self.window)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admits_limit_per_window_and_names_when_the_oldest_leaves() {
+        let t0 = Instant::now();
+        let mut window = SlidingWindow::new(2, Duration::from_secs(1));
+        window.try_acquire(t0).unwrap();
+        let t1 = t0 + Duration::from_millis(300);
+        window.try_acquire(t1).unwrap();
+        assert_eq!(
+            window.try_acquire(t1),
+            Err(t0 + Duration::from_secs(1)),
+            "the first start leaves the window after one second"
+        );
+        window.try_acquire(t0 + Duration::from_secs(1)).unwrap();
+        assert_eq!(
+            window.try_acquire(t0 + Duration::from_secs(1)),
+            Err(t1 + Duration::from_secs(1))
+        );
+    }
+}

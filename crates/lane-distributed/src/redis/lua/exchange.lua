@@ -1,0 +1,280 @@
+-- A worker's one round trip: report finished runs, renew its lease, do housekeeping,
+-- collect cancel requests, claim new commands.
+-- ARGV: worker id, lease (us), how many commands to claim, '1' if the worker registered
+-- before, result ttl (ms), number of completions, then 5 fields per completion:
+-- id, fencing token, kind ('ok', 'retry', 'fail', 'cancel', 'release'), data, delay (us).
+-- Returns {status, wait_ms, claims, cancels, stale}: status 'ok' or 'lost' (the lease
+-- expired and the worker's commands went to other workers); wait_ms is when to call
+-- again without being woken (-1: only when woken); claims hold 3 fields per command:
+-- id, fencing token, entry (see entry_value).
+local wid = ARGV[1]
+local lease = tonumber(ARGV[2])
+local want = tonumber(ARGV[3])
+local registered = ARGV[4] == '1'
+local ttl = tonumber(ARGV[5])
+local ncomp = tonumber(ARGV[6])
+local now = now_us()
+local W = P .. ':workers'
+-- This worker's runs: command id -> 'fencing token|claimed at'.
+local RUNNING = P .. ':w:' .. wid
+local touched = {}
+
+-- 1. Finished runs, each fenced: only the current holder of the command's lease may
+-- finish it, and a run lives in its worker's hash only while the lease holds.
+local stale = {}
+local finished_ids = {}
+if ncomp > 0 then
+  local ids = {}
+  for j = 0, ncomp - 1 do
+    ids[#ids + 1] = ARGV[7 + j * 5]
+  end
+  local runs = hmget_all(RUNNING, ids)
+  local entries = hmget_all(ENTRIES, ids)
+  for j = 0, ncomp - 1 do
+    local base = 7 + j * 5
+    local id, token, kind, data = ARGV[base], ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
+    local run, entry = runs[j + 1], entries[j + 1]
+    if not run or not entry or string.sub(run, 1, #token + 1) ~= token .. '|' then
+      stat('stale')
+      stale[#stale + 1] = id
+    else
+      local lane, attempts, failures = string.match(entry, HEAD)
+      add_active(lane, -1)
+      finished_ids[#finished_ids + 1] = id
+      touched[lane] = true
+      if kind == 'retry' and redis.call('SISMEMBER', CANCEL, id) == 1 then
+        kind = 'cancel'
+        data = '{"kind":"cancelled","message":"cancelled while running; not retried"}'
+      end
+      if kind == 'ok' then
+        stat('completed')
+        finish(id, 'done', 'ok', data, now, entry, wid, run)
+      elseif kind == 'retry' then
+        stat('retried')
+        local delay = tonumber(ARGV[base + 4])
+        requeue_entry(id, entry, tonumber(attempts) + 1, tonumber(failures) + 1)
+        if delay > 0 then
+          redis.call('ZADD', P .. ':delayed', num(now + delay), id)
+        else
+          redis.call('LPUSH', P .. ':q:' .. lane, id)
+        end
+      elseif kind == 'fail' then
+        stat('dead')
+        redis.call('ZADD', P .. ':dead', num(now), id)
+        finish(id, 'dead', 'err', data, now, entry, wid, run)
+      elseif kind == 'cancel' then
+        stat('cancelled')
+        finish(id, 'cancelled', 'err', data, now, entry, wid, run)
+      else
+        -- 'release': the worker stopped before running it to the end; the run does not
+        -- count, and the entry still holds the counts from before it.
+        stat('released')
+        redis.call('LPUSH', P .. ':q:' .. lane, id)
+      end
+    end
+  end
+  if #finished_ids > 0 then
+    call_sliced('HDEL', RUNNING, finished_ids)
+    call_sliced('HDEL', OWNER, finished_ids)
+  end
+end
+
+-- 2. The lease. A worker that registered before but is gone was declared dead.
+if registered and not redis.call('ZSCORE', W, wid) then
+  for lane in pairs(touched) do
+    refresh(lane, false)
+  end
+  flush(ttl)
+  return {'lost', -1, {}, {}, stale}
+end
+redis.call('ZADD', W, num(now + lease), wid)
+if want > 0 then
+  -- This round trip claims, so it consumes wake-ups. One that claims nothing (a
+  -- heartbeat, or a report while another round trip holds the free slots) must leave
+  -- them for the one that will.
+  redis.call('DEL', P .. ':wake:' .. wid)
+  redis.call('SREM', P .. ':idle', wid)
+end
+
+-- 3. Housekeeping: workers whose lease expired, retries that are due, lanes whose rate
+-- limit or timed pause is over.
+local expired = redis.call('ZRANGEBYSCORE', W, '-inf', num(now), 'LIMIT', 0, 16)
+for _, w in ipairs(expired) do
+  if w ~= wid then
+    remove_worker(w, now)
+    stat('workers_lost')
+  end
+end
+local due = redis.call('ZRANGEBYSCORE', P .. ':delayed', '-inf', num(now), 'LIMIT', 0, 256)
+if #due > 0 then
+  redis.call('ZREM', P .. ':delayed', unpack(due))
+  local entries = hmget_all(ENTRIES, due)
+  for j = #due, 1, -1 do
+    if entries[j] then
+      local lane = entry_lane(entries[j])
+      redis.call('LPUSH', P .. ':q:' .. lane, due[j])
+      touched[lane] = true
+    end
+  end
+end
+local unthrottled = redis.call('ZRANGEBYSCORE', THROTTLED, '-inf', num(now), 'LIMIT', 0, 64)
+for _, lane in ipairs(unthrottled) do
+  unthrottle(lane)
+  touched[lane] = true
+end
+-- Finished records past the result ttl.
+local old = redis.call('ZRANGEBYSCORE', FINISHED, '-inf', num(now - ttl * 1000), 'LIMIT', 0, 256)
+if #old > 0 then
+  local keys = {}
+  for j, id in ipairs(old) do
+    keys[j] = P .. ':cmd:' .. id
+  end
+  redis.call('DEL', unpack(keys))
+  redis.call('ZREM', FINISHED, unpack(old))
+end
+for lane in pairs(touched) do
+  refresh(lane, false)
+end
+
+-- 4. Cancel requests for this worker's runs.
+local cancel_key = P .. ':wcancel:' .. wid
+local cancels = redis.call('SMEMBERS', cancel_key)
+if #cancels > 0 then
+  redis.call('DEL', cancel_key)
+end
+
+-- 5. Claims: the most urgent ready lane first, several commands of a lane at once.
+-- The rate limit grants permits only for commands that start now.
+
+-- Grants up to k permits; returns the number granted and, when fewer than k, the
+-- instant (us) the next permit is due.
+local function admit(lane, c, k)
+  if c.rl == 'tb' then
+    local spacing = c.period / c.n
+    local tolerance = spacing * (c.burst - 1)
+    local lk = P .. ':lane:' .. lane
+    local tat = tonumber(redis.call('HGET', lk, 'tat') or '0')
+    if tat < now then tat = now end
+    local granted = 0
+    if tat - now <= tolerance then
+      granted = math.min(k, math.floor((tolerance - (tat - now)) / spacing) + 1)
+    end
+    if granted > 0 then
+      tat = tat + granted * spacing
+      redis.call('HSET', lk, 'tat', num(tat))
+    end
+    if granted < k then
+      return granted, tat - tolerance
+    end
+    return granted, nil
+  elseif c.rl == 'sw' then
+    local wk = P .. ':window:' .. lane
+    redis.call('ZREMRANGEBYSCORE', wk, '-inf', num(now - c.period))
+    local granted = math.min(k, c.n - redis.call('ZCARD', wk))
+    if granted > 0 then
+      local first = redis.call('INCRBY', P .. ':window_seq', granted) - granted
+      local entries = {}
+      for j = 1, granted do
+        entries[#entries + 1] = num(now)
+        entries[#entries + 1] = first + j
+      end
+      call_sliced('ZADD', wk, entries)
+      redis.call('PEXPIRE', wk, num(math.ceil(c.period / 1000) + 1000))
+    else
+      granted = 0
+    end
+    if granted < k then
+      local oldest = redis.call('ZRANGE', wk, 0, 0, 'WITHSCORES')
+      return granted, tonumber(oldest[2]) + c.period
+    end
+    return granted, nil
+  end
+  return k, nil
+end
+
+local claims = {}
+local claimed = 0
+local run_fields = {}
+local owner_fields = {}
+while claimed < want do
+  local top = redis.call('ZRANGE', READY, 0, 1, 'WITHSCORES')
+  local lane = top[1]
+  if not lane then break end
+  local c = lane_cfg(lane)
+  if not c then
+    redis.call('ZREM', READY, lane)
+  else
+    local k = math.min(want - claimed, c.max - lane_active(lane),
+      redis.call('LLEN', P .. ':q:' .. lane))
+    -- Another ready lane of the same priority: take turns, one command at a time.
+    if top[3] and math.floor(tonumber(top[4]) / TURNS) == c.prio then
+      k = math.min(k, 1)
+    end
+    local granted, due_at = k, nil
+    if c.rl ~= '' and k > 0 then
+      granted, due_at = admit(lane, c, k)
+    end
+    if granted > 0 then
+      local ids = redis.call('LPOP', P .. ':q:' .. lane, granted)
+      local entries = hmget_all(ENTRIES, ids)
+      local first_token = redis.call('INCRBY', P .. ':fence', #ids) - #ids
+      local started = num(now)
+      for j, id in ipairs(ids) do
+        local entry = entries[j]
+        if entry then
+          local token = first_token + j
+          add_active(lane, 1)
+          local base = #claims
+          claims[base + 1] = id
+          claims[base + 2] = token
+          claims[base + 3] = entry
+          run_fields[#run_fields + 1] = id
+          run_fields[#run_fields + 1] = token .. '|' .. started
+          owner_fields[#owner_fields + 1] = id
+          owner_fields[#owner_fields + 1] = wid
+          claimed = claimed + 1
+        end
+      end
+    end
+    if due_at then
+      throttle(lane, due_at)
+    else
+      refresh(lane, true)
+    end
+  end
+end
+if #run_fields > 0 then
+  call_sliced('HSET', RUNNING, run_fields)
+  call_sliced('HSET', OWNER, owner_fields)
+end
+if claimed < want then
+  redis.call('SADD', P .. ':idle', wid)
+end
+local ready = redis.call('ZCARD', READY)
+if ready > 0 then
+  -- Claimable work this worker did not take: wake others.
+  wake_idle(ready)
+end
+flush(ttl)
+
+-- 6. When to look again without being woken: the next due retry, the end of the next
+-- throttle, or the next lease expiry of another worker.
+local next_due = -1
+local function consider(zkey, skip)
+  local first = redis.call('ZRANGE', zkey, 0, 1, 'WITHSCORES')
+  for j = 1, #first, 2 do
+    if first[j] ~= skip then
+      local at = tonumber(first[j + 1])
+      if next_due < 0 or at < next_due then next_due = at end
+      return
+    end
+  end
+end
+consider(P .. ':delayed', nil)
+consider(THROTTLED, nil)
+consider(W, wid)
+local wait_ms = -1
+if next_due >= 0 then
+  wait_ms = math.max(0, math.ceil((next_due - now) / 1000))
+end
+return {'ok', wait_ms, claims, cancels, stale}

@@ -1,0 +1,305 @@
+-- Shared by every script. KEYS[1] is the queue's key prefix, a hash tag such as
+-- "{a3s-lane}": every key below starts with it, so all of them live in one Redis Cluster
+-- slot and each script touches a single node. Times are Redis server microseconds
+-- (TIME), so clocks of workers on different machines never matter.
+--
+-- Counters a script changes many times (running commands per lane, the turn counter,
+-- lifetime stats) and the result messages it sends are kept in Lua tables and written
+-- once, by flush(), which every script that changes them calls before returning.
+--
+-- A command that has not finished lives in the hash P:entries (id -> entry, see
+-- entry_value) and its id in its lane's list; while it runs, its run (fencing token,
+-- attempt, claim time, submitter) lives in its worker's hash P:w:<worker> and its owner
+-- in P:owner. Submits, claims and completions touch these with one batched call per
+-- round trip; the record P:cmd:<id> is written once, when the command finishes, and
+-- finished records expire through the sorted set P:finished, trimmed in batches.
+local P = KEYS[1]
+local READY = P .. ':ready'
+local THROTTLED = P .. ':throttled'
+local ACTIVE = P .. ':active'
+local OWNER = P .. ':owner'
+local FINISHED = P .. ':finished'
+local ENTRIES = P .. ':entries'
+local CANCEL = P .. ':cancel'
+
+-- Numbers passed to Redis are formatted explicitly: Lua's default keeps 14 digits,
+-- too few for microsecond timestamps.
+local function num(x)
+  return string.format('%.17g', x)
+end
+
+local function now_us()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+
+-- Lane settings, read once per script run.
+local lane_cache = {}
+local function lane_cfg(lane)
+  local c = lane_cache[lane]
+  if c == nil then
+    local v = redis.call('HMGET', P .. ':lane:' .. lane,
+      'priority', 'max', 'rl', 'rl_n', 'rl_period', 'rl_burst', 'paused')
+    if not v[1] then
+      c = false
+    else
+      c = {
+        prio = tonumber(v[1]), max = tonumber(v[2]), rl = v[3] or '',
+        n = tonumber(v[4] or '0'), period = tonumber(v[5] or '0'),
+        burst = tonumber(v[6] or '0'), paused = (v[7] == '1'),
+      }
+    end
+    lane_cache[lane] = c
+  end
+  return c
+end
+
+-- Running commands per lane (all workers), cached and written by flush().
+local active_cache = {}
+local active_dirty = {}
+local function lane_active(lane)
+  local a = active_cache[lane]
+  if a == nil then
+    a = tonumber(redis.call('HGET', ACTIVE, lane) or '0')
+    active_cache[lane] = a
+  end
+  return a
+end
+local function add_active(lane, delta)
+  active_cache[lane] = lane_active(lane) + delta
+  active_dirty[lane] = true
+end
+
+-- Whether a lane waits for its rate limit or a timed pause, cached.
+local throttle_cache = {}
+local function is_throttled(lane)
+  local t = throttle_cache[lane]
+  if t == nil then
+    t = redis.call('ZSCORE', THROTTLED, lane) ~= false
+    throttle_cache[lane] = t
+  end
+  return t
+end
+local function throttle(lane, untill)
+  redis.call('ZREM', READY, lane)
+  redis.call('ZADD', THROTTLED, num(untill), lane)
+  throttle_cache[lane] = true
+end
+local function unthrottle(lane)
+  redis.call('ZREM', THROTTLED, lane)
+  throttle_cache[lane] = false
+end
+
+-- The ready set holds the lanes a worker may claim from now, scored by priority and
+-- then by a turn counter: the lowest score is the most urgent lane, and equal
+-- priorities take turns.
+local TURNS = 4294967296
+local turn = nil
+local function ready_score(prio)
+  if turn == nil then
+    turn = tonumber(redis.call('GET', P .. ':turn') or '0')
+  end
+  turn = (turn + 1) % TURNS
+  return num(prio * TURNS + turn)
+end
+
+-- Puts a lane in the ready set or takes it out; `rotate` sends a lane that stays
+-- ready behind the other lanes of its priority.
+local function refresh(lane, rotate)
+  local c = lane_cfg(lane)
+  if not c then
+    redis.call('ZREM', READY, lane)
+    return
+  end
+  local ready = (not c.paused) and lane_active(lane) < c.max
+    and not is_throttled(lane)
+    and redis.call('LLEN', P .. ':q:' .. lane) > 0
+  if ready then
+    if rotate or not redis.call('ZSCORE', READY, lane) then
+      redis.call('ZADD', READY, ready_score(c.prio), lane)
+    end
+  else
+    redis.call('ZREM', READY, lane)
+  end
+end
+
+-- Wakes up to n idle workers; each blocks on its own wake list.
+local function wake_idle(n)
+  if n <= 0 then return end
+  local workers = redis.call('SPOP', P .. ':idle', n)
+  for _, w in ipairs(workers) do
+    redis.call('LPUSH', P .. ':wake:' .. w, '1')
+  end
+end
+
+-- Lifetime counters, written by flush().
+local stats = {}
+local function stat(name, n)
+  stats[name] = (stats[name] or 0) + (n or 1)
+end
+
+-- Result messages per submitter, and finished records to expire, written by flush().
+local outbox = {}
+local outbox_clients = {}
+local finished_entries = {}
+
+-- An unfinished command: lane \n attempts|failures|client|client reference \n type \n
+-- payload, where attempts counts the runs that ended (not the one running now). Lane ids
+-- and command types never hold a newline (checked when declared and submitted); the
+-- payload comes last and may hold anything. Scripts read only the first two lines and
+-- pass the entry on whole: workers and the record get it as it is.
+local HEAD = '^([^\n]*)\n([^|]*)|([^|]*)|([^|]*)|([^\n]*)\n()'
+local function entry_value(lane, attempts, failures, client, cref, ctype, payload)
+  return lane .. '\n' .. attempts .. '|' .. failures .. '|' .. client .. '|' .. cref .. '\n'
+    .. ctype .. '\n' .. payload
+end
+local function entry_lane(entry)
+  return string.match(entry, '^([^\n]*)\n')
+end
+
+-- Queues a result message for the submitter's result list.
+local function notify(client, cref, id, outcome, data)
+  if client and client ~= '' then
+    local list = outbox[client]
+    if not list then
+      list = {}
+      outbox[client] = list
+      outbox_clients[#outbox_clients + 1] = client
+    end
+    list[#list + 1] = cref .. '\n' .. id .. '\n' .. outcome .. '\n' .. data
+  end
+end
+
+-- Ids whose entry (and cancel flag) flush() removes.
+local removed = {}
+
+-- Writes a command's record with its final outcome ('ok' with a JSON value, 'err' with
+-- a JSON error), its entry and its last run (worker and run 'token|claimed at', or nil
+-- for a command that never ran), and sends the outcome to the submitter. Dead letters
+-- never expire.
+local function finish(id, state, outcome, data, now, entry, worker, run)
+  local _, _, _, client, cref = string.match(entry, HEAD)
+  local stamp = num(now)
+  if run then
+    redis.call('HSET', P .. ':cmd:' .. id, 'entry', entry, 'state', state,
+      'outcome', outcome, 'result', data, 'finished', stamp, 'worker', worker, 'run', run)
+  else
+    redis.call('HSET', P .. ':cmd:' .. id, 'entry', entry, 'state', state,
+      'outcome', outcome, 'result', data, 'finished', stamp)
+  end
+  if state ~= 'dead' then
+    finished_entries[#finished_entries + 1] = stamp
+    finished_entries[#finished_entries + 1] = id
+  end
+  removed[#removed + 1] = id
+  notify(client, cref, id, outcome, data)
+end
+
+-- Rewrites an entry with new counts (after a lost or failed run); returns its lane.
+local function requeue_entry(id, entry, attempts, failures)
+  local lane, _, _, client, cref, rest = string.match(entry, HEAD)
+  redis.call('HSET', ENTRIES, id, lane .. '\n' .. attempts .. '|' .. failures .. '|' .. client
+    .. '|' .. cref .. '\n' .. string.sub(entry, rest))
+  return lane
+end
+
+-- Runs a command that takes many arguments in slices (Lua's unpack has a limit); slices
+-- hold an even number of values, so field/value pairs stay together.
+local function call_sliced(command, key, values)
+  local n = #values
+  local i = 1
+  while i <= n do
+    local last = math.min(i + 999, n)
+    redis.call(command, key, unpack(values, i, last))
+    i = last + 1
+  end
+end
+
+local function flush(ttl_ms)
+  for lane in pairs(active_dirty) do
+    redis.call('HSET', ACTIVE, lane, active_cache[lane])
+  end
+  active_dirty = {}
+  if turn ~= nil then
+    redis.call('SET', P .. ':turn', turn)
+  end
+  for name, n in pairs(stats) do
+    redis.call('HINCRBY', P .. ':stats', name, n)
+  end
+  stats = {}
+  if #finished_entries > 0 then
+    call_sliced('ZADD', FINISHED, finished_entries)
+    finished_entries = {}
+  end
+  if #removed > 0 then
+    call_sliced('HDEL', ENTRIES, removed)
+    if redis.call('SCARD', CANCEL) > 0 then
+      call_sliced('SREM', CANCEL, removed)
+    end
+    removed = {}
+  end
+  for _, client in ipairs(outbox_clients) do
+    local list = P .. ':results:' .. client
+    call_sliced('RPUSH', list, outbox[client])
+    redis.call('PEXPIRE', list, ttl_ms)
+  end
+  outbox = {}
+  outbox_clients = {}
+end
+
+-- HMGET with many fields, in slices; returns the values in order.
+local function hmget_all(key, fields)
+  local values = {}
+  local i = 1
+  while i <= #fields do
+    local last = math.min(i + 999, #fields)
+    local part = redis.call('HMGET', key, unpack(fields, i, last))
+    for j = 1, #part do
+      values[#values + 1] = part[j]
+    end
+    i = last + 1
+  end
+  return values
+end
+
+-- Takes a worker out: its running commands go back to the front of their lanes
+-- (oldest first), or end as cancelled if a cancel was requested.
+local function remove_worker(w, now)
+  local key = P .. ':w:' .. w
+  local raw = redis.call('HGETALL', key)
+  local runs = {}
+  for j = 1, #raw, 2 do
+    runs[#runs + 1] = {id = raw[j], run = raw[j + 1]}
+  end
+  table.sort(runs, function(a, b) return tonumber(a.id) > tonumber(b.id) end)
+  local ids = {}
+  for j, entry in ipairs(runs) do
+    ids[j] = entry.id
+  end
+  local entries = hmget_all(ENTRIES, ids)
+  for j, item in ipairs(runs) do
+    local id, run, entry = item.id, item.run, entries[j]
+    if entry then
+      local lane, attempts, failures = string.match(entry, HEAD)
+      add_active(lane, -1)
+      if redis.call('SISMEMBER', CANCEL, id) == 1 then
+        stat('cancelled')
+        finish(id, 'cancelled', 'err',
+          '{"kind":"cancelled","message":"cancelled; its worker stopped before it finished"}',
+          now, entry, w, run)
+      else
+        -- The lost run counts as an attempt.
+        requeue_entry(id, entry, tonumber(attempts) + 1, failures)
+        redis.call('LPUSH', P .. ':q:' .. lane, id)
+        stat('requeued')
+      end
+      refresh(lane, false)
+    end
+  end
+  if #ids > 0 then
+    call_sliced('HDEL', OWNER, ids)
+  end
+  redis.call('DEL', key, P .. ':wake:' .. w, P .. ':wcancel:' .. w)
+  redis.call('SREM', P .. ':idle', w)
+  redis.call('ZREM', P .. ':workers', w)
+end

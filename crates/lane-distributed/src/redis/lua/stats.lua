@@ -1,0 +1,23 @@
+-- Counts for every lane and the queue. Returns {lanes, delayed, workers, idle, stats}
+-- where lanes holds 7 fields per lane: id, priority, max, pending, active, paused, throttled.
+local lanes = redis.call('HKEYS', P .. ':lanes')
+local out = {}
+for _, lane in ipairs(lanes) do
+  local c = lane_cfg(lane)
+  if c then
+    out[#out + 1] = lane
+    out[#out + 1] = c.prio
+    out[#out + 1] = c.max
+    out[#out + 1] = redis.call('LLEN', P .. ':q:' .. lane)
+    out[#out + 1] = lane_active(lane)
+    out[#out + 1] = c.paused and 1 or 0
+    out[#out + 1] = is_throttled(lane) and 1 or 0
+  end
+end
+return {
+  out,
+  redis.call('ZCARD', P .. ':delayed'),
+  redis.call('ZCARD', P .. ':workers'),
+  redis.call('SCARD', P .. ':idle'),
+  redis.call('HGETALL', P .. ':stats'),
+}

@@ -1,0 +1,49 @@
+//! The multi-machine backend on Redis.
+//!
+//! - [`RedisQueue`]: connect, declare lanes ([`RedisLane`]), submit replayable commands
+//!   and await their results, cancel, pause lanes, inspect, re-drive dead letters.
+//! - [`RedisWorker`]: run the queue's commands with a [`HandlerRegistry`](lane_core::HandlerRegistry),
+//!   in as many processes and machines as needed.
+//!
+//! ## How it works
+//!
+//! Every atomic step is a Lua script loaded once (EVALSHA), and every key starts with the
+//! hash tag `{prefix}`, so a queue lives in one Redis Cluster slot and different prefixes
+//! are isolated queues. Times come from the Redis server's clock.
+//!
+//! - **Lanes**: each lane is a list (FIFO); a sorted set holds the lanes that can start a
+//!   command now (pending work, below their cap, not paused or throttled), scored by
+//!   priority and then by turn, so claiming the most urgent command is one lookup.
+//! - **Caps and rate limits** are counters and a token bucket (or sliding window) per
+//!   lane in Redis, checked when a command is claimed: they hold over all workers.
+//! - **Leases**: a worker's claims belong to it while its lease lives; every round trip
+//!   renews it, and an idle worker renews it on a timer. A claim carries a fencing token;
+//!   a result is accepted only from the run holding the current token. When a lease
+//!   expires, the next worker to talk to Redis puts the dead worker's commands back at
+//!   the front of their lanes.
+//! - **Retries** wait in a sorted set by due time and go back to the front of their lane;
+//!   **dead letters** stay in Redis until re-driven.
+//! - **Cancel** sets a durable flag on the command and adds it to its worker's cancel
+//!   set, then wakes that worker; the worker fires the run's cancellation signal.
+//! - **Results** go to a per-producer list that the producer drains in batches, so a
+//!   producer that reconnects loses nothing.
+//! - **No polling**: an idle worker blocks on its own wake list; submits, freed capacity
+//!   and housekeeping push to the lists of idle workers. Timeouts only bound the wait for
+//!   the next housekeeping deadline (a retry, a rate-limit refill, another worker's
+//!   lease) and for connection checks.
+//!
+//! Delivery is at least once: a command whose worker dies runs again elsewhere, so
+//! handlers with side effects should be idempotent (the command id is stable).
+
+mod config;
+mod listen;
+mod queue;
+mod scripts;
+mod wire;
+mod worker;
+
+pub use config::{RedisLane, RedisQueueConfig, RedisWorkerConfig};
+pub use queue::{
+    CancelOutcome, RedisCommandHandle, RedisQueue, RedisQueueStats, RemoteCommand, RemoteState,
+};
+pub use worker::RedisWorker;

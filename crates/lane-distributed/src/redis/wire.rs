@@ -1,0 +1,183 @@
+//! What travels through Redis besides payloads: errors as JSON, and readers for the
+//! scripts' nested replies.
+
+use std::time::Duration;
+
+use lane_core::LaneError;
+use redis::Value;
+use serde::{Deserialize, Serialize};
+
+/// A [`LaneError`] as stored in Redis and sent back to the submitter.
+#[derive(Debug, Serialize, Deserialize)]
+struct RemoteError {
+    kind: String,
+    message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    timeout_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    command_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    registered: Option<String>,
+}
+
+pub(crate) fn encode_error(error: &LaneError) -> String {
+    let (kind, message) = match error {
+        LaneError::CommandError(m) => ("failed", m.clone()),
+        LaneError::NonRetryable(m) => ("non_retryable", m.clone()),
+        LaneError::Timeout(_) => ("timeout", error.to_string()),
+        LaneError::Cancelled(m) => ("cancelled", m.clone()),
+        LaneError::HandlerNotFound { .. } => ("handler_not_found", error.to_string()),
+        other => ("other", other.to_string()),
+    };
+    let remote = RemoteError {
+        kind: kind.to_owned(),
+        message,
+        timeout_ms: match error {
+            LaneError::Timeout(limit) => Some(limit.as_millis() as u64),
+            _ => None,
+        },
+        command_type: match error {
+            LaneError::HandlerNotFound { command_type, .. } => Some(command_type.clone()),
+            _ => None,
+        },
+        registered: match error {
+            LaneError::HandlerNotFound { registered, .. } => Some(registered.clone()),
+            _ => None,
+        },
+    };
+    serde_json::to_string(&remote).expect("a struct of strings serializes")
+}
+
+pub(crate) fn decode_error(data: &str) -> LaneError {
+    let Ok(remote) = serde_json::from_str::<RemoteError>(data) else {
+        return LaneError::Other(format!("unreadable error from a worker: {data}"));
+    };
+    match remote.kind.as_str() {
+        "failed" => LaneError::CommandError(remote.message),
+        "non_retryable" => LaneError::NonRetryable(remote.message),
+        "timeout" => LaneError::Timeout(Duration::from_millis(remote.timeout_ms.unwrap_or(0))),
+        "cancelled" => LaneError::Cancelled(remote.message),
+        "handler_not_found" => LaneError::HandlerNotFound {
+            command_type: remote.command_type.unwrap_or_default(),
+            registered: remote.registered.unwrap_or_default(),
+        },
+        _ => LaneError::Other(remote.message),
+    }
+}
+
+/// Maps a Redis failure to the queue's error type (retryable, like any storage error).
+pub(crate) fn redis_error(error: &redis::RedisError) -> LaneError {
+    LaneError::Storage(format!("redis: {error}"))
+}
+
+/// An unfinished command as the scripts keep it:
+/// `lane \n attempts|failures|client|cref \n type \n payload`, where attempts counts
+/// the runs that ended before the current one.
+#[derive(Debug)]
+pub(crate) struct Entry<'a> {
+    pub(crate) lane: &'a str,
+    pub(crate) attempts: u32,
+    pub(crate) failures: u32,
+    pub(crate) command_type: &'a str,
+    pub(crate) payload: &'a str,
+}
+
+impl<'a> Entry<'a> {
+    pub(crate) fn parse(entry: &'a str) -> Result<Self, LaneError> {
+        let mut lines = entry.splitn(4, '\n');
+        let (Some(lane), Some(header), Some(command_type), Some(payload)) =
+            (lines.next(), lines.next(), lines.next(), lines.next())
+        else {
+            return Err(protocol("command entry"));
+        };
+        let mut counts = header.split('|').map(|n| n.parse::<u32>());
+        let (Some(Ok(attempts)), Some(Ok(failures))) = (counts.next(), counts.next()) else {
+            return Err(protocol("command entry counts"));
+        };
+        Ok(Self {
+            lane,
+            attempts,
+            failures,
+            command_type,
+            payload,
+        })
+    }
+}
+
+/// A run as the scripts keep it: `fencing token|claimed at (us)`.
+pub(crate) fn parse_run(run: &str) -> (Option<u64>, Option<u64>) {
+    let mut parts = run.splitn(2, '|');
+    let token = parts.next().and_then(|t| t.parse().ok());
+    let started = parts
+        .next()
+        .and_then(|s| s.parse::<f64>().ok())
+        .map(|s| s as u64);
+    (token, started)
+}
+
+pub(crate) fn protocol(what: &str) -> LaneError {
+    LaneError::Storage(format!(
+        "redis: unexpected reply from the queue's script ({what}); are all processes on the same a3s-lane version?"
+    ))
+}
+
+pub(crate) fn array(value: Value) -> Result<Vec<Value>, LaneError> {
+    match value {
+        Value::Array(items) | Value::Set(items) => Ok(items),
+        Value::Nil => Ok(Vec::new()),
+        _ => Err(protocol("expected an array")),
+    }
+}
+
+pub(crate) fn string(value: &Value) -> Result<String, LaneError> {
+    match value {
+        Value::BulkString(bytes) => {
+            String::from_utf8(bytes.clone()).map_err(|_| protocol("not UTF-8"))
+        }
+        Value::SimpleString(s) => Ok(s.clone()),
+        Value::Int(n) => Ok(n.to_string()),
+        Value::Okay => Ok("OK".into()),
+        _ => Err(protocol("expected a string")),
+    }
+}
+
+/// A string, or `None` for a missing value (nil, or an empty string from a script).
+pub(crate) fn opt_string(value: &Value) -> Result<Option<String>, LaneError> {
+    match value {
+        Value::Nil => Ok(None),
+        other => string(other).map(|s| (!s.is_empty()).then_some(s)),
+    }
+}
+
+pub(crate) fn int(value: &Value) -> Result<i64, LaneError> {
+    match value {
+        Value::Int(n) => Ok(*n),
+        Value::BulkString(bytes) => std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| protocol("expected a number")),
+        Value::SimpleString(s) => s.parse().map_err(|_| protocol("expected a number")),
+        _ => Err(protocol("expected a number")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_survive_the_trip_through_redis() {
+        for error in [
+            LaneError::CommandError("boom".into()),
+            LaneError::NonRetryable("bad input".into()),
+            LaneError::Timeout(Duration::from_millis(1500)),
+            LaneError::Cancelled("cancelled by request".into()),
+            LaneError::HandlerNotFound {
+                command_type: "resize".into(),
+                registered: "fetch, store".into(),
+            },
+        ] {
+            assert_eq!(decode_error(&encode_error(&error)), error);
+        }
+    }
+}

@@ -1,0 +1,707 @@
+//! [`RedisWorker`]: runs the commands of a Redis queue with registered handlers.
+//!
+//! One driver task owns the worker's state and its one conversation with Redis: each
+//! round trip (the `exchange` script) reports finished runs, renews the lease, does
+//! housekeeping, collects cancel requests and claims as many commands as there are free
+//! slots. While a round trip is in flight, finished runs queue up and go together in the
+//! next one. An idle worker blocks on its own wake list (BLPOP on a second connection)
+//! and on a timer for the next housekeeping deadline: no polling. The timer also renews
+//! the lease when the worker has nothing else to say: one heartbeat per worker, not per
+//! command.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
+use lane_core::{CancelTrigger, CommandContext, HandlerRegistry, LaneError, Result};
+use redis::aio::{ConnectionManager, MultiplexedConnection};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::config::RedisWorkerConfig;
+use super::listen::connect_listener;
+use super::queue::RedisQueue;
+use super::scripts::SCRIPTS;
+use super::wire::{self, Entry, array, encode_error, int, redis_error, string};
+use crate::distributed::random_u64;
+
+/// Why a run's cancellation signal fired.
+const REASON_NONE: u8 = 0;
+/// Someone called cancel: the command ends as cancelled.
+const REASON_REQUEST: u8 = 1;
+/// The worker stops at once: the command goes back to its lane for another worker.
+const REASON_RELEASE: u8 = 2;
+/// The worker's lease was lost: the command already went back to its lane.
+const REASON_LOST: u8 = 3;
+
+/// Runs the commands of a [`RedisQueue`] with the handlers of a [`HandlerRegistry`].
+///
+/// Start as many as you like, in any number of processes and machines. Each claims the
+/// most urgent commands it has room for; lane caps and rate limits hold over all of
+/// them. A worker that dies (or stalls past its lease) loses its commands to the others,
+/// and its late results are rejected by fencing.
+///
+/// ```no_run
+/// use a3s_lane::{HandlerRegistry, RedisQueue, RedisQueueConfig, RedisWorker, RedisWorkerConfig, handler_fn};
+/// use std::time::Duration;
+///
+/// # async fn demo() -> a3s_lane::Result<()> {
+/// let queue = RedisQueue::connect(RedisQueueConfig::new("redis://127.0.0.1:6379").with_default_lanes()).await?;
+/// let handlers = HandlerRegistry::default();
+/// handlers.register("fetch_data", handler_fn(|payload, _ctx| async move { Ok(payload) }));
+/// let worker = RedisWorker::start(&queue, handlers, RedisWorkerConfig::new(64)).await?;
+/// // ... until it is time to stop:
+/// worker.shutdown(Duration::from_secs(30)).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct RedisWorker {
+    id: String,
+    control: mpsc::UnboundedSender<Control>,
+    running: Arc<AtomicUsize>,
+    /// Resolves with how many runs the worker handed back to the queue.
+    done: Option<oneshot::Receiver<usize>>,
+}
+
+#[derive(Debug)]
+enum Control {
+    /// Claim nothing more; leave once running commands finished.
+    Drain,
+    /// Cancel running commands, hand them back to the queue, leave.
+    Abort,
+}
+
+/// A command this worker claimed.
+#[derive(Debug)]
+struct Claim {
+    id: u64,
+    lane: String,
+    command_type: String,
+    payload: String,
+    attempt: u32,
+    token: String,
+    failures: u32,
+}
+
+/// A finished run, on its way to Redis.
+#[derive(Debug)]
+struct Completion {
+    id: u64,
+    token: String,
+    kind: &'static str,
+    data: String,
+    delay_us: u128,
+}
+
+struct Run {
+    trigger: CancelTrigger,
+    reason: Arc<AtomicU8>,
+}
+
+struct Shared {
+    queue: RedisQueue,
+    handlers: HandlerRegistry,
+    config: RedisWorkerConfig,
+    id: String,
+    prefix: String,
+}
+
+struct Reply {
+    lost: bool,
+    wait_ms: i64,
+    claims: Vec<Claim>,
+    cancels: Vec<u64>,
+    stale: usize,
+}
+
+impl RedisWorker {
+    /// Registers the worker with the queue and starts it on the current tokio runtime.
+    /// Fails on an invalid config or when Redis cannot be reached.
+    pub async fn start(
+        queue: &RedisQueue,
+        handlers: HandlerRegistry,
+        config: RedisWorkerConfig,
+    ) -> Result<Self> {
+        config.validate()?;
+        let id = config.worker_id.clone().unwrap_or_else(default_worker_id);
+        let shared = Arc::new(Shared {
+            queue: queue.clone(),
+            handlers,
+            prefix: queue.key_prefix().to_owned(),
+            config,
+            id: id.clone(),
+        });
+        let mut conn = queue.conn();
+        let slots = shared.config.slots;
+        // The first round trip registers the worker: connection errors surface here.
+        let first = shared.exchange(&mut conn, &[], slots, false).await?;
+        let (control, control_rx) = mpsc::unbounded_channel();
+        let (wake_tx, wake_rx) = mpsc::channel(1);
+        let (done_tx, done) = oneshot::channel();
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let running = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(listen_for_wakes(
+            queue.inner.client.clone(),
+            format!("{}:wake:{id}", shared.prefix),
+            shared.config.block_timeout,
+            wake_tx,
+            stop_rx,
+        ));
+        let (completions_tx, completions_rx) = mpsc::unbounded_channel();
+        let driver = Driver {
+            shared,
+            conn,
+            runs: HashMap::new(),
+            running: running.clone(),
+            completions_tx,
+            completions_rx,
+            wake_rx,
+            control_rx,
+            outbox: Vec::new(),
+            in_flight: FuturesUnordered::new(),
+            reserved: 0,
+            talk: false,
+            registered: true,
+            accepting: true,
+            aborting: false,
+            gave_up: false,
+            control_closed: false,
+            due: None,
+            retry_at: None,
+            last_exchange: Instant::now(),
+            backoff: Duration::from_millis(50),
+            released: 0,
+        };
+        tokio::spawn(async move {
+            let released = driver.run(first).await;
+            drop(stop_tx);
+            let _ = done_tx.send(released);
+        });
+        Ok(Self {
+            id,
+            control,
+            running,
+            done: Some(done),
+        })
+    }
+
+    /// The worker's id (as stored in Redis and reported in command records).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// How many commands this worker runs now.
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::Relaxed)
+    }
+
+    /// Stops claiming, lets running commands finish, reports them and leaves the queue.
+    /// After `timeout`, what still runs is cancelled and handed back to the queue, and
+    /// this returns [`LaneError::Timeout`].
+    pub async fn shutdown(mut self, timeout: Duration) -> Result<()> {
+        let _ = self.control.send(Control::Drain);
+        let done = self.done.take().expect("taken only by shutdown");
+        tokio::pin!(done);
+        if tokio::time::timeout(timeout, &mut done).await.is_ok() {
+            return Ok(());
+        }
+        let _ = self.control.send(Control::Abort);
+        let _ = done.await;
+        Err(LaneError::Timeout(timeout))
+    }
+
+    /// Stops at once: running commands are cancelled (their handlers see the
+    /// cancellation signal) and handed back to the queue for other workers, without
+    /// counting an attempt. Returns how many were handed back (a claim on its way
+    /// from Redis when this was called counts too).
+    pub async fn shutdown_now(mut self) -> usize {
+        let _ = self.control.send(Control::Abort);
+        match self.done.take() {
+            Some(done) => done.await.unwrap_or(0),
+            None => 0,
+        }
+    }
+}
+
+impl Drop for RedisWorker {
+    /// A dropped worker stops as with [`RedisWorker::shutdown_now`], in the background.
+    fn drop(&mut self) {
+        if self.done.is_some() {
+            let _ = self.control.send(Control::Abort);
+        }
+    }
+}
+
+fn default_worker_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .map(|h| h.trim().replace(char::is_whitespace, "-"))
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    format!(
+        "{host}-{}-{:06x}",
+        std::process::id(),
+        random_u64() & 0xff_ffff
+    )
+}
+
+impl Shared {
+    async fn exchange(
+        &self,
+        conn: &mut ConnectionManager,
+        completions: &[Completion],
+        want: usize,
+        registered: bool,
+    ) -> Result<Reply> {
+        let mut invocation = SCRIPTS.exchange.key(&self.prefix);
+        invocation
+            .arg(&self.id)
+            .arg(self.config.lease_ttl.as_micros().to_string())
+            .arg(want)
+            .arg(if registered { "1" } else { "0" })
+            .arg(self.queue.inner.result_ttl_ms)
+            .arg(completions.len());
+        for completion in completions {
+            invocation
+                .arg(completion.id)
+                .arg(&completion.token)
+                .arg(completion.kind)
+                .arg(&completion.data)
+                .arg(completion.delay_us.to_string());
+        }
+        let reply: redis::Value = invocation
+            .invoke_async(conn)
+            .await
+            .map_err(|e| redis_error(&e))?;
+        parse_reply(reply)
+    }
+
+    /// Runs one claimed command and says how it ended.
+    async fn run(&self, claim: Claim, ctx: CommandContext, reason: &AtomicU8) -> Completion {
+        let result = self.execute(&claim, ctx).await;
+        let (kind, data, delay_us) = match result {
+            Ok(value) => (
+                "ok",
+                serde_json::to_string(&value).unwrap_or_else(|_| "null".into()),
+                0,
+            ),
+            Err(error) if error.is_cancelled() => match reason.load(Ordering::Acquire) {
+                REASON_RELEASE => ("release", String::new(), 0),
+                _ => ("cancel", encode_error(&error), 0),
+            },
+            Err(error) => {
+                let delay = if error.is_retryable() {
+                    self.config
+                        .retry_for(&claim.lane)
+                        .and_then(|policy| policy.retry_delay(claim.failures + 1, &error))
+                } else {
+                    None
+                };
+                match delay {
+                    Some(delay) => ("retry", encode_error(&error), delay.as_micros()),
+                    None => ("fail", encode_error(&error), 0),
+                }
+            }
+        };
+        Completion {
+            id: claim.id,
+            token: claim.token,
+            kind,
+            data,
+            delay_us,
+        }
+    }
+
+    async fn execute(&self, claim: &Claim, ctx: CommandContext) -> Result<Value> {
+        if ctx.is_cancelled() {
+            // Claimed while the worker was stopping: hand it back without running it.
+            return Err(LaneError::Cancelled("cancelled before it started".into()));
+        }
+        let handler = self.handlers.get(&claim.command_type)?;
+        let payload: Value = serde_json::from_str(&claim.payload).map_err(|error| {
+            LaneError::NonRetryable(format!("the payload is not valid JSON: {error}"))
+        })?;
+        let timeout = self.config.timeout_for(&claim.lane);
+        let grace = self.config.cancel_grace;
+        let run = AssertUnwindSafe(ctx.clone().scope(handler.handle(payload, ctx.clone())))
+            .catch_unwind();
+        let run = async move {
+            let outcome = match timeout {
+                Some(limit) => match tokio::time::timeout(limit, run).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => return Err(LaneError::Timeout(limit)),
+                },
+                None => run.await,
+            };
+            outcome.unwrap_or_else(|panic| {
+                Err(LaneError::CommandError(format!(
+                    "command panicked: {}",
+                    panic_message(panic.as_ref())
+                )))
+            })
+        };
+        tokio::pin!(run);
+        tokio::select! {
+            biased;
+            // A command that noticed the cancel and returned counts as cancelled too.
+            result = &mut run => if ctx.is_cancelled() {
+                Err(LaneError::Cancelled(
+                    "cancelled while running; it stopped within the grace period".into(),
+                ))
+            } else {
+                result
+            },
+            () = ctx.cancelled() => {
+                // Cooperative first: the command may notice and return within the grace period.
+                let reason = match tokio::time::timeout(grace, &mut run).await {
+                    Ok(_) => "cancelled while running; it stopped within the grace period",
+                    Err(_) => "cancelled while running; dropped after the grace period",
+                };
+                Err(LaneError::Cancelled(reason.into()))
+            }
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(message) = panic.downcast_ref::<&str>() {
+        (*message).to_owned()
+    } else if let Some(message) = panic.downcast_ref::<String>() {
+        message.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+fn parse_reply(reply: redis::Value) -> Result<Reply> {
+    let mut parts = array(reply)?.into_iter();
+    let mut next = || parts.next().ok_or_else(|| wire::protocol("exchange"));
+    let status = string(&next()?)?;
+    let wait_ms = int(&next()?)?;
+    let claims_raw = array(next()?)?;
+    let cancels_raw = array(next()?)?;
+    let stale = array(next()?)?.len();
+    let mut claims = Vec::with_capacity(claims_raw.len() / 3);
+    for fields in claims_raw.chunks(3) {
+        let [id, token, entry] = fields else {
+            return Err(wire::protocol("claim"));
+        };
+        let entry = string(entry)?;
+        let parsed = Entry::parse(&entry)?;
+        claims.push(Claim {
+            id: int(id)? as u64,
+            lane: parsed.lane.to_owned(),
+            command_type: parsed.command_type.to_owned(),
+            payload: parsed.payload.to_owned(),
+            attempt: parsed.attempts + 1,
+            token: string(token)?,
+            failures: parsed.failures,
+        });
+    }
+    let cancels = cancels_raw
+        .iter()
+        .map(|id| int(id).map(|id| id as u64))
+        .collect::<Result<_>>()?;
+    Ok(Reply {
+        lost: status == "lost",
+        wait_ms,
+        claims,
+        cancels,
+        stale,
+    })
+}
+
+/// Round trips one worker keeps in flight: while one runs, the next one already carries
+/// the runs that finished meanwhile.
+const MAX_IN_FLIGHT: usize = 2;
+
+type Exchange = std::pin::Pin<
+    Box<dyn std::future::Future<Output = (Result<Reply>, Vec<Completion>, usize)> + Send>,
+>;
+
+/// The driver task: owns the runs and the conversation with Redis.
+struct Driver {
+    shared: Arc<Shared>,
+    conn: ConnectionManager,
+    runs: HashMap<u64, Run>,
+    running: Arc<AtomicUsize>,
+    completions_tx: mpsc::UnboundedSender<Completion>,
+    completions_rx: mpsc::UnboundedReceiver<Completion>,
+    wake_rx: mpsc::Receiver<()>,
+    control_rx: mpsc::UnboundedReceiver<Control>,
+    /// Finished runs not yet sent to Redis.
+    outbox: Vec<Completion>,
+    /// Round trips on their way; `reserved` slots are asked for by them.
+    in_flight: FuturesUnordered<Exchange>,
+    reserved: usize,
+    /// Something happened that Redis should hear about (a wake-up, a deadline, a control).
+    talk: bool,
+    registered: bool,
+    accepting: bool,
+    aborting: bool,
+    /// Stopping while Redis cannot be reached: leave the commands to lease expiry.
+    gave_up: bool,
+    control_closed: bool,
+    /// When to talk to Redis even if nothing happens (housekeeping).
+    due: Option<Instant>,
+    /// After a failed round trip, no new one before this.
+    retry_at: Option<Instant>,
+    last_exchange: Instant,
+    backoff: Duration,
+    /// Runs handed back to the queue because the worker stopped.
+    released: usize,
+}
+
+impl Driver {
+    /// Returns how many runs were handed back to the queue.
+    async fn run(mut self, first: Reply) -> usize {
+        self.apply(first);
+        loop {
+            let heartbeat = self.last_exchange + self.shared.config.heartbeat_interval();
+            let deadline = [self.due, self.retry_at]
+                .into_iter()
+                .flatten()
+                .fold(heartbeat, Instant::min);
+            tokio::select! {
+                biased;
+                control = self.control_rx.recv(), if !self.control_closed => {
+                    // A dropped handle stops the worker like shutdown_now.
+                    self.control_closed = control.is_none();
+                    self.accepting = false;
+                    if matches!(control, Some(Control::Abort) | None) && !self.aborting {
+                        self.abort_runs();
+                    }
+                    self.talk = true;
+                }
+                Some(done) = self.in_flight.next(), if !self.in_flight.is_empty() => {
+                    self.exchanged(done);
+                }
+                Some(completion) = self.completions_rx.recv() => {
+                    self.finished(completion);
+                    while let Ok(completion) = self.completions_rx.try_recv() {
+                        self.finished(completion);
+                    }
+                }
+                Some(()) = self.wake_rx.recv() => self.talk = true,
+                () = tokio::time::sleep_until(deadline), if self.in_flight.is_empty() => {
+                    self.retry_at = self.retry_at.filter(|at| *at > Instant::now());
+                    self.talk = true;
+                }
+            }
+            let backing_off = self.retry_at.is_some_and(|at| at > Instant::now());
+            if (self.talk || !self.outbox.is_empty())
+                && self.in_flight.len() < MAX_IN_FLIGHT
+                && !backing_off
+                && !self.gave_up
+            {
+                self.start_exchange();
+            }
+            let idle = self.runs.is_empty() && self.in_flight.is_empty();
+            if idle && ((!self.accepting && self.outbox.is_empty()) || self.gave_up) {
+                break;
+            }
+        }
+        let leave = SCRIPTS
+            .leave
+            .key(&self.shared.prefix)
+            .arg(&self.shared.id)
+            .arg(self.shared.queue.inner.result_ttl_ms)
+            .invoke_async::<()>(&mut self.conn)
+            .await;
+        if let Err(error) = leave {
+            tracing::warn!(worker = %self.shared.id, %error, "could not leave the queue; its lease will expire");
+        }
+        self.released
+    }
+
+    /// Sends a round trip with the finished runs and as many claims as there are free slots.
+    fn start_exchange(&mut self) {
+        let want = if self.accepting {
+            self.shared
+                .config
+                .slots
+                .saturating_sub(self.runs.len() + self.reserved)
+        } else {
+            0
+        };
+        let outbox = std::mem::take(&mut self.outbox);
+        let shared = self.shared.clone();
+        let mut conn = self.conn.clone();
+        let registered = self.registered;
+        self.reserved += want;
+        self.talk = false;
+        self.in_flight.push(Box::pin(async move {
+            let result = shared.exchange(&mut conn, &outbox, want, registered).await;
+            (result, outbox, want)
+        }));
+    }
+
+    fn exchanged(&mut self, (result, sent, want): (Result<Reply>, Vec<Completion>, usize)) {
+        self.reserved -= want;
+        match result {
+            Ok(reply) => {
+                self.backoff = Duration::from_millis(50);
+                self.last_exchange = Instant::now();
+                if reply.stale > 0 {
+                    tracing::debug!(worker = %self.shared.id, stale = reply.stale, "completions rejected: their leases were taken over");
+                }
+                self.apply(reply);
+            }
+            Err(error) => {
+                // Sent again later: if Redis did apply them, fencing rejects the repeat.
+                tracing::warn!(worker = %self.shared.id, %error, "round trip to Redis failed; retrying");
+                self.outbox.extend(sent);
+                self.retry_at = Some(Instant::now() + self.backoff);
+                self.backoff = (self.backoff * 2).min(Duration::from_secs(5));
+                self.talk = true;
+                if self.aborting {
+                    self.gave_up = true;
+                }
+            }
+        }
+    }
+
+    fn finished(&mut self, completion: Completion) {
+        self.runs.remove(&completion.id);
+        self.running.store(self.runs.len(), Ordering::Relaxed);
+        if completion.kind == "release" {
+            self.released += 1;
+        }
+        self.outbox.push(completion);
+    }
+
+    fn abort_runs(&mut self) {
+        self.aborting = true;
+        for run in self.runs.values() {
+            let _ = run.reason.compare_exchange(
+                REASON_NONE,
+                REASON_RELEASE,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            );
+            run.trigger.cancel();
+        }
+    }
+
+    fn apply(&mut self, reply: Reply) {
+        if reply.lost {
+            // Our lease expired (a long pause, a partition): the queue gave our commands to
+            // other workers. Stop them here; their results would be rejected anyway.
+            tracing::warn!(worker = %self.shared.id, "lease lost; cancelling local runs and registering again");
+            for run in self.runs.values() {
+                let _ = run.reason.compare_exchange(
+                    REASON_NONE,
+                    REASON_LOST,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                );
+                run.trigger.cancel();
+            }
+            self.registered = false;
+            self.talk = true;
+            return;
+        }
+        self.registered = true;
+        for id in reply.cancels {
+            if let Some(run) = self.runs.get(&id) {
+                let _ = run.reason.compare_exchange(
+                    REASON_NONE,
+                    REASON_REQUEST,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                );
+                run.trigger.cancel();
+            }
+        }
+        for claim in reply.claims {
+            self.start(claim);
+        }
+        self.due = (reply.wait_ms >= 0)
+            .then(|| Instant::now() + Duration::from_millis(reply.wait_ms as u64));
+    }
+
+    fn start(&mut self, claim: Claim) {
+        let (ctx, trigger) =
+            CommandContext::with_cancel_trigger(claim.id, &claim.lane, claim.attempt);
+        let reason = Arc::new(AtomicU8::new(REASON_NONE));
+        if self.aborting {
+            reason.store(REASON_RELEASE, Ordering::Release);
+            trigger.cancel();
+        }
+        self.runs.insert(
+            claim.id,
+            Run {
+                trigger,
+                reason: reason.clone(),
+            },
+        );
+        self.running.store(self.runs.len(), Ordering::Relaxed);
+        let shared = self.shared.clone();
+        let completions = self.completions_tx.clone();
+        tokio::spawn(async move {
+            let completion = shared.run(claim, ctx, &reason).await;
+            let _ = completions.send(completion);
+        });
+    }
+}
+
+/// Blocks on the worker's wake list and nudges the driver when something arrives. The
+/// list is durable: a wake-up pushed while this task reconnects waits for it.
+async fn listen_for_wakes(
+    client: redis::Client,
+    key: String,
+    block: Duration,
+    wake: mpsc::Sender<()>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let mut conn: Option<MultiplexedConnection> = None;
+    loop {
+        let current = match &mut conn {
+            Some(conn) => conn,
+            // The driver may have missed wake-ups while disconnected: let it look.
+            None => {
+                match connect_listener(&client, block, &mut stop, "worker wake listener", || {
+                    let _ = wake.try_send(());
+                })
+                .await
+                {
+                    Some(connected) => conn.insert(connected),
+                    None => return,
+                }
+            }
+        };
+        let mut blpop = redis::cmd("BLPOP");
+        blpop.arg(&key).arg(block.as_secs_f64());
+        let popped = tokio::select! {
+            _ = &mut stop => return,
+            popped = blpop.query_async::<Option<(String, String)>>(current) => popped,
+        };
+        match popped {
+            Ok(Some(_)) => {
+                if wake.try_send(()).is_err() && wake.is_closed() {
+                    return;
+                }
+            }
+            Ok(None) => {
+                if wake.is_closed() {
+                    return;
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "worker lost its wake connection; reconnecting");
+                conn = None;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "worker_tests.rs"]
+mod tests;

@@ -1,0 +1,259 @@
+//! The exchange script seen by hand-driven workers: leases, fencing, takeover, durable
+//! cancel. Needs a Redis server (A3S_LANE_REDIS_URL); fails without one.
+
+use std::time::Duration;
+
+use lane_core::{HandlerRegistry, LaneError};
+use serde_json::json;
+
+use super::{Completion, Shared};
+use crate::redis::{CancelOutcome, RedisLane, RedisQueue, RedisQueueConfig, RedisWorkerConfig};
+
+fn redis_url() -> String {
+    match std::env::var("A3S_LANE_REDIS_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => panic!(
+            "A3S_LANE_REDIS_URL is not set, and this test needs a Redis server. Run \
+             `bash scripts/test.sh` (it starts a throwaway redis-server on a free port), or \
+             set A3S_LANE_REDIS_URL=redis://HOST:PORT to use a running one."
+        ),
+    }
+}
+
+struct Fixture {
+    queue: RedisQueue,
+    prefix: String,
+}
+
+impl Fixture {
+    async fn new(test: &str) -> Self {
+        let prefix = format!(
+            "a3s-unit-{test}-{}-{}",
+            std::process::id(),
+            crate::distributed::random_u64()
+        );
+        let config = RedisQueueConfig::new(redis_url())
+            .with_key_prefix(&prefix)
+            .with_lane("jobs", RedisLane::new(0, 10));
+        Self {
+            queue: RedisQueue::connect(config).await.unwrap(),
+            prefix,
+        }
+    }
+
+    /// A worker driven by hand: no driver task, no heartbeat timer.
+    fn worker(&self, id: &str, lease: Duration) -> Shared {
+        Shared {
+            queue: self.queue.clone(),
+            handlers: HandlerRegistry::default(),
+            config: RedisWorkerConfig::new(8)
+                .with_worker_id(id)
+                .with_lease_ttl(lease),
+            id: id.to_owned(),
+            prefix: self.queue.key_prefix().to_owned(),
+        }
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        // On its own runtime and connection: the test's runtime is shutting down.
+        let prefix = self.prefix.clone();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let config = RedisQueueConfig::new(redis_url()).with_key_prefix(prefix);
+                if let Ok(queue) = RedisQueue::connect(config).await {
+                    let _ = queue.clear().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+fn done(id: u64, token: &str, kind: &'static str, data: &str) -> Completion {
+    Completion {
+        id,
+        token: token.to_owned(),
+        kind,
+        data: data.to_owned(),
+        delay_us: 0,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completion_after_the_lease_was_taken_over_is_rejected() {
+    let fixture = Fixture::new("fencing").await;
+    let mut conn = fixture.queue.conn();
+    let handle = fixture.queue.submit("jobs", "t", json!(1)).await.unwrap();
+    let id = handle.id();
+
+    let a = fixture.worker("worker-a", Duration::from_millis(200));
+    let first = a.exchange(&mut conn, &[], 1, false).await.unwrap();
+    assert_eq!(first.claims.len(), 1);
+    let stale_token = first.claims[0].token.clone();
+
+    // A stalls past its lease; B's next round trip takes the command over.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let b = fixture.worker("worker-b", Duration::from_secs(10));
+    let second = b.exchange(&mut conn, &[], 1, false).await.unwrap();
+    assert_eq!(second.claims.len(), 1);
+    assert_eq!(second.claims[0].id, id);
+    assert_eq!(second.claims[0].attempt, 2);
+    let token: u64 = second.claims[0].token.parse().unwrap();
+    assert!(token > stale_token.parse().unwrap(), "fencing tokens grow");
+
+    // A wakes up and reports: rejected, and told its lease is gone.
+    let late = a
+        .exchange(
+            &mut conn,
+            &[done(id, &stale_token, "ok", "\"from a\"")],
+            0,
+            true,
+        )
+        .await
+        .unwrap();
+    assert_eq!(late.stale, 1);
+    assert!(late.lost);
+
+    let current = b
+        .exchange(
+            &mut conn,
+            &[done(id, &second.claims[0].token, "ok", "\"from b\"")],
+            0,
+            true,
+        )
+        .await
+        .unwrap();
+    assert_eq!(current.stale, 0);
+    assert!(!current.lost);
+    assert_eq!(handle.await.unwrap(), json!("from b"));
+
+    let stats = fixture.queue.stats().await.unwrap();
+    assert_eq!(stats.counter("completed"), 1);
+    assert_eq!(stats.counter("stale"), 1);
+    assert_eq!(stats.counter("requeued"), 1);
+    assert_eq!(stats.counter("workers_lost"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_reaches_a_worker_that_never_read_its_wake_list() {
+    let fixture = Fixture::new("durable-cancel").await;
+    let mut conn = fixture.queue.conn();
+    let handle = fixture.queue.submit("jobs", "t", json!(1)).await.unwrap();
+    let a = fixture.worker("worker-a", Duration::from_secs(10));
+    let claimed = a.exchange(&mut conn, &[], 1, false).await.unwrap();
+    let token = claimed.claims[0].token.clone();
+
+    assert_eq!(handle.cancel().await.unwrap(), CancelOutcome::Signalled);
+    // The worker's next round trip (a heartbeat) carries the request.
+    let heartbeat = a.exchange(&mut conn, &[], 0, true).await.unwrap();
+    assert_eq!(heartbeat.cancels, vec![handle.id()]);
+    let again = a.exchange(&mut conn, &[], 0, true).await.unwrap();
+    assert!(again.cancels.is_empty(), "delivered once");
+
+    let reason = crate::redis::wire::encode_error(&LaneError::Cancelled("stopped".into()));
+    a.exchange(
+        &mut conn,
+        &[done(handle.id(), &token, "cancel", &reason)],
+        0,
+        true,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        handle.await.unwrap_err(),
+        LaneError::Cancelled("stopped".into())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_command_of_a_dead_worker_ends_instead_of_running_again() {
+    let fixture = Fixture::new("cancel-dead").await;
+    let mut conn = fixture.queue.conn();
+    let handle = fixture.queue.submit("jobs", "t", json!(1)).await.unwrap();
+    let a = fixture.worker("worker-a", Duration::from_millis(200));
+    a.exchange(&mut conn, &[], 1, false).await.unwrap();
+    assert_eq!(handle.cancel().await.unwrap(), CancelOutcome::Signalled);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let b = fixture.worker("worker-b", Duration::from_secs(10));
+    let reply = b.exchange(&mut conn, &[], 4, false).await.unwrap();
+    assert!(reply.claims.is_empty());
+    assert!(handle.await.unwrap_err().is_cancelled());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_of_a_dead_worker_go_back_to_the_front_of_their_lane_in_order() {
+    let fixture = Fixture::new("requeue-order").await;
+    let mut conn = fixture.queue.conn();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        ids.push(
+            fixture
+                .queue
+                .submit("jobs", "t", json!(i))
+                .await
+                .unwrap()
+                .id(),
+        );
+    }
+    let a = fixture.worker("worker-a", Duration::from_millis(200));
+    let claimed = a.exchange(&mut conn, &[], 3, false).await.unwrap();
+    assert_eq!(
+        claimed.claims.iter().map(|c| c.id).collect::<Vec<_>>(),
+        ids[..3]
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let b = fixture.worker("worker-b", Duration::from_secs(10));
+    let reply = b.exchange(&mut conn, &[], 5, false).await.unwrap();
+    assert_eq!(reply.claims.iter().map(|c| c.id).collect::<Vec<_>>(), ids);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_worker_is_told_when_to_look_again_for_housekeeping() {
+    let fixture = Fixture::new("wait-hint").await;
+    let mut conn = fixture.queue.conn();
+    let a = fixture.worker("worker-a", Duration::from_secs(3));
+    let alone = a.exchange(&mut conn, &[], 1, false).await.unwrap();
+    assert_eq!(alone.wait_ms, -1, "nothing to wait for: block until woken");
+    let b = fixture.worker("worker-b", Duration::from_secs(10));
+    let reply = b.exchange(&mut conn, &[], 1, false).await.unwrap();
+    assert!(
+        (2_000..=3_000).contains(&reply.wait_ms),
+        "look again when a's lease may expire: {} ms",
+        reply.wait_ms
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_round_trip_that_claims_nothing_leaves_a_wake_up_for_the_next_one() {
+    let fixture = Fixture::new("keep-wake").await;
+    let mut conn = fixture.queue.conn();
+    let a = fixture.worker("worker-a", Duration::from_secs(10));
+    // Idle with free slots: the next submit wakes it.
+    let idle = a.exchange(&mut conn, &[], 4, false).await.unwrap();
+    assert!(idle.claims.is_empty());
+    let handle = fixture.queue.submit("jobs", "t", json!(1)).await.unwrap();
+    let wake_key = format!("{}:wake:worker-a", fixture.queue.key_prefix());
+    let pending: usize = redis::cmd("LLEN")
+        .arg(&wake_key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(pending, 1, "the submit woke the idle worker");
+    // A report that claims nothing (its free slots belong to another round trip)...
+    a.exchange(&mut conn, &[], 0, true).await.unwrap();
+    let pending: usize = redis::cmd("LLEN")
+        .arg(&wake_key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(pending, 1, "...leaves the wake-up in place");
+    let claiming = a.exchange(&mut conn, &[], 4, true).await.unwrap();
+    assert_eq!(claiming.claims.len(), 1);
+    assert_eq!(claiming.claims[0].id, handle.id());
+}

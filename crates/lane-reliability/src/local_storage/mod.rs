@@ -1,0 +1,498 @@
+//! [`LocalStorage`]: the embedded durable store — one SQLite database in WAL mode.
+//!
+//! # Where it lives
+//! `LocalStorage::new(dir)` takes a **directory** and keeps `lane.db` (plus SQLite's
+//! `lane.db-wal`) inside it. A missing directory is created if its parent exists; a
+//! missing parent is an error (a typo in a path must not silently start an empty queue
+//! somewhere else). Use [`LocalStorageConfig::must_exist`] to refuse to create anything.
+//!
+//! # Durability
+//! A replayable command is in the store before `submit_replayable` returns. Writes go
+//! through one writer thread; the queue's journal hands it batches, and the thread merges
+//! whatever else is waiting, so many concurrent submits share one commit and one fsync
+//! (group commit).
+//! - [`LocalSyncMode::Full`] (the default): SQLite `synchronous=FULL` in WAL mode — the WAL
+//!   is fsynced at every commit; an acknowledged submit survives a process crash, an OS
+//!   crash and a power cut (as far as the disk honours fsync).
+//! - [`LocalSyncMode::Normal`]: `synchronous=NORMAL` — no fsync per commit (only at
+//!   checkpoints); an acknowledged submit survives a process crash (`kill -9`, a panic)
+//!   but the last commits may be lost on an OS crash or power cut. Faster on slow disks.
+//!
+//! # Delivery guarantee
+//! At least once. A command is removed from the store after it finishes (completed,
+//! cancelled by request, or dead-lettered), in the next group commit. A command that was
+//! running when the process died — or that had finished but whose removal was not yet
+//! committed — runs again on the next start. Commands whose removal was committed never
+//! run again. Handlers should therefore be idempotent.
+//!
+//! # Damage and errors
+//! Opening takes an exclusive lock (a second queue on the same store fails at once with
+//! "locked"), checks that the file is an a3s-lane store of a known schema version, and
+//! runs SQLite's `quick_check`. A damaged or foreign file, a WAL without its database, a
+//! locked store or an unwritable directory is an error at open; a full disk (or the
+//! configured [`LocalStorageConfig::with_max_size`]) is an error at submit. None of them
+//! ever yields an empty queue. SQLite discards a torn WAL tail (an unfinished commit) by
+//! design: those writes were never acknowledged.
+
+mod sqlite;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use lane_core::{
+    CommandId, LaneError, Result, Storage, StorageOp, StoredCommand, StoredDeadLetter,
+};
+use tokio::sync::{oneshot, watch};
+
+use sqlite::Request;
+
+/// The file `LocalStorage` keeps inside its directory.
+pub const LOCAL_STORAGE_FILE: &str = "lane.db";
+
+/// When SQLite syncs the store to disk; see the [module docs](self) for what each survives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LocalSyncMode {
+    /// fsync at every commit (`synchronous=FULL`): survives power loss.
+    #[default]
+    Full,
+    /// fsync only at checkpoints (`synchronous=NORMAL`): survives a process crash.
+    Normal,
+}
+
+/// Options for [`LocalStorage::open`]; `Default` is what [`LocalStorage::new`] uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub struct LocalStorageConfig {
+    sync: LocalSyncMode,
+    max_size: Option<u64>,
+    must_exist: bool,
+    integrity_check: bool,
+    open_wait: Duration,
+}
+
+impl Default for LocalStorageConfig {
+    fn default() -> Self {
+        Self {
+            sync: LocalSyncMode::Full,
+            max_size: None,
+            must_exist: false,
+            integrity_check: true,
+            open_wait: Self::DEFAULT_OPEN_WAIT,
+        }
+    }
+}
+
+impl LocalStorageConfig {
+    /// How long [`LocalStorage::open`] waits, by default, for another `LocalStorage` of
+    /// this process on the same store to close.
+    pub const DEFAULT_OPEN_WAIT: Duration = Duration::from_secs(2);
+
+    /// The smallest accepted [`LocalStorageConfig::with_max_size`].
+    pub const MIN_MAX_SIZE: u64 = 64 * 1024;
+
+    /// Default options: `Full` sync, no size limit, create the store if missing, check
+    /// its integrity at open.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets when the store is synced to disk.
+    pub fn with_sync(mut self, sync: LocalSyncMode) -> Self {
+        self.sync = sync;
+        self
+    }
+
+    /// Caps the database file at `bytes` (at least [`Self::MIN_MAX_SIZE`]); a submit that
+    /// would grow it further fails with a "store is full" error, exactly as on a full disk.
+    pub fn with_max_size(mut self, bytes: u64) -> Self {
+        self.max_size = Some(bytes);
+        self
+    }
+
+    /// Refuses to create a store: opening a directory without `lane.db` is an error. For
+    /// processes that must recover existing work and never start empty by mistake.
+    pub fn must_exist(mut self) -> Self {
+        self.must_exist = true;
+        self
+    }
+
+    /// Whether to run SQLite's `quick_check` at open (default on; it reads every page,
+    /// a few milliseconds per 10,000 stored commands).
+    pub fn with_integrity_check(mut self, check: bool) -> Self {
+        self.integrity_check = check;
+        self
+    }
+
+    /// How long to wait for another `LocalStorage` of this process on the same store to
+    /// close (a queue that was just dropped releases its storage from a background task)
+    /// before failing with "already open". Another PROCESS holding the store is reported
+    /// at once.
+    pub fn with_open_wait(mut self, wait: Duration) -> Self {
+        self.open_wait = wait;
+        self
+    }
+
+    /// The sync mode.
+    pub fn sync(&self) -> LocalSyncMode {
+        self.sync
+    }
+
+    fn validate(&self) -> Result<()> {
+        if let Some(max) = self.max_size
+            && max < Self::MIN_MAX_SIZE
+        {
+            return Err(LaneError::ConfigError(format!(
+                "LocalStorageConfig::with_max_size({max}) is below the minimum of {} bytes",
+                Self::MIN_MAX_SIZE
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The embedded durable store: SQLite in WAL mode, written by one dedicated thread with
+/// group commit. See the [module docs](self) for the file layout, the durability modes and
+/// the delivery guarantee.
+///
+/// ```no_run
+/// use a3s_lane::{EventEmitter, LaneConfig, LocalStorage, QueueManagerBuilder, Storage, handler_fn};
+/// use std::sync::Arc;
+///
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let storage = Arc::new(LocalStorage::new("./queue_data").await?);
+/// let manager = QueueManagerBuilder::new(EventEmitter::new(100))
+///     .with_storage(storage.clone())
+///     .with_dlq(1000)
+///     .with_lane("api", LaneConfig::new(1, 5), 0)
+///     .with_handler("send_email", handler_fn(|payload, _ctx| async move { Ok(payload) }))
+///     .build()
+///     .await?;
+/// // Unfinished commands of the last run go back to their lanes here.
+/// manager.start().await?;
+/// // Durable before this returns.
+/// let handle = manager
+///     .submit_replayable("api", "send_email", serde_json::json!({ "to": "a@example.com" }))
+///     .await?;
+/// handle.await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct LocalStorage {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    tx: mpsc::Sender<Request>,
+    db: PathBuf,
+    created: bool,
+    closed: watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for LocalStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalStorage")
+            .field("path", &self.inner.db)
+            .field("created", &self.inner.created)
+            .finish()
+    }
+}
+
+/// Stores open in this process: a second `LocalStorage` for a live store is refused, and
+/// one for a store whose last user is closing waits until it has closed.
+struct Registration {
+    generation: u64,
+    closed: watch::Receiver<bool>,
+}
+
+static NEXT_GENERATION: AtomicU64 = AtomicU64::new(0);
+
+fn registry() -> &'static Mutex<HashMap<PathBuf, Registration>> {
+    static REGISTRY: OnceLock<Mutex<HashMap<PathBuf, Registration>>> = OnceLock::new();
+    REGISTRY.get_or_init(Default::default)
+}
+
+impl LocalStorage {
+    /// Opens (or creates) the store in directory `dir` with default options.
+    pub async fn new(dir: impl AsRef<Path>) -> Result<Self> {
+        Self::open(dir, LocalStorageConfig::default()).await
+    }
+
+    /// Opens (or creates, unless [`LocalStorageConfig::must_exist`]) the store in
+    /// directory `dir`.
+    pub async fn open(dir: impl AsRef<Path>, config: LocalStorageConfig) -> Result<Self> {
+        config.validate()?;
+        let dir = dir.as_ref().to_path_buf();
+        // Filesystem checks and SQLite's open are blocking: keep them off the runtime.
+        let (db, created) = {
+            let dir = dir.clone();
+            let config = config.clone();
+            tokio::task::spawn_blocking(move || prepare(&dir, &config))
+                .await
+                .map_err(|e| LaneError::Storage(format!("opening the store panicked: {e}")))??
+        };
+        // Another instance of this process may be open on the same store, or still
+        // closing (a dropped queue releases its storage from a background task): wait
+        // for it to close, up to `open_wait`.
+        let closing = registry()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&db)
+            .map(|r| r.closed.clone());
+        if let Some(mut closed) = closing {
+            let wait = closed.wait_for(|c| *c);
+            if tokio::time::timeout(config.open_wait, wait).await.is_err() {
+                return Err(LaneError::Storage(format!(
+                    "the store {} is already open in this process (still in use after \
+                     waiting {:?}); share that LocalStorage (it is cheap to clone), or drop \
+                     it and every queue using it first",
+                    db.display(),
+                    config.open_wait
+                )));
+            }
+        }
+        let conn = {
+            let db = db.clone();
+            tokio::task::spawn_blocking(move || sqlite::open(&db, &config))
+                .await
+                .map_err(|e| LaneError::Storage(format!("opening the store panicked: {e}")))??
+        };
+        let (tx, rx) = mpsc::channel();
+        let (closed_tx, closed_rx) = watch::channel(false);
+        let inner = Arc::new(Inner {
+            tx,
+            db: db.clone(),
+            created,
+            closed: closed_rx.clone(),
+        });
+        let generation = NEXT_GENERATION.fetch_add(1, Ordering::Relaxed);
+        registry().lock().unwrap_or_else(|e| e.into_inner()).insert(
+            db.clone(),
+            Registration {
+                generation,
+                closed: closed_rx,
+            },
+        );
+        let key = db.clone();
+        let on_closed = move || {
+            let mut registry = registry().lock().unwrap_or_else(|e| e.into_inner());
+            if registry
+                .get(&key)
+                .is_some_and(|r| r.generation == generation)
+            {
+                registry.remove(&key);
+            }
+            drop(registry);
+            closed_tx.send_replace(true);
+        };
+        sqlite::spawn_writer(conn, db, rx, on_closed)?;
+        Ok(Self { inner })
+    }
+
+    /// Closes the store and waits until its file is released (every write made before is
+    /// committed first). Fails, closing nothing, while other clones of this
+    /// `LocalStorage` exist (a queue built with it holds one until it is dropped).
+    pub async fn close(self) -> Result<()> {
+        let inner = Arc::try_unwrap(self.inner).map_err(|inner| {
+            LaneError::Storage(format!(
+                "the store {} is still used by {} other handle(s); drop them (and the queues \
+                 built with it) first",
+                inner.db.display(),
+                Arc::strong_count(&inner) - 1
+            ))
+        })?;
+        let mut closed = inner.closed.clone();
+        drop(inner);
+        let _ = closed.wait_for(|c| *c).await;
+        Ok(())
+    }
+
+    /// The database file (`<dir>/lane.db`).
+    pub fn path(&self) -> &Path {
+        &self.inner.db
+    }
+
+    /// Whether this open created a new, empty store (false when an existing one was opened).
+    pub fn was_created(&self) -> bool {
+        self.inner.created
+    }
+
+    async fn call<T>(
+        &self,
+        request: impl FnOnce(oneshot::Sender<Result<T>>) -> Request,
+    ) -> Result<T> {
+        let (reply, result) = oneshot::channel();
+        self.inner
+            .tx
+            .send(request(reply))
+            .map_err(|_| self.stopped())?;
+        result.await.map_err(|_| self.stopped())?
+    }
+
+    fn stopped(&self) -> LaneError {
+        LaneError::Storage(format!(
+            "the storage thread of {} has stopped",
+            self.inner.db.display()
+        ))
+    }
+
+    async fn write(&self, ops: Vec<StorageOp>) -> Result<()> {
+        self.call(|reply| Request::Write {
+            ops,
+            clear_all: false,
+            reply,
+        })
+        .await
+    }
+}
+
+/// Resolves `dir` to its database file, creating the directory and an empty store when
+/// allowed. Returns the canonical database path and whether it was created.
+fn prepare(dir: &Path, config: &LocalStorageConfig) -> Result<(PathBuf, bool)> {
+    let io = |what: String, e: std::io::Error| LaneError::Storage(format!("{what}: {e}"));
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => {
+            return Err(LaneError::Storage(format!(
+                "{} is a file; LocalStorage takes a directory and keeps {LOCAL_STORAGE_FILE} \
+                 inside it",
+                dir.display()
+            )));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if config.must_exist {
+                return Err(LaneError::Storage(format!(
+                    "the store directory {} does not exist (must_exist was set, so nothing \
+                     is created)",
+                    dir.display()
+                )));
+            }
+            let parent = dir
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            if !parent.is_dir() {
+                return Err(LaneError::Storage(format!(
+                    "cannot create the store directory {}: its parent {} does not exist; \
+                     create it first (or fix the path)",
+                    dir.display(),
+                    parent.display()
+                )));
+            }
+            std::fs::create_dir(dir)
+                .or_else(|e| {
+                    if e.kind() == std::io::ErrorKind::AlreadyExists {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                })
+                .map_err(|e| {
+                    io(
+                        format!("cannot create the store directory {}", dir.display()),
+                        e,
+                    )
+                })?;
+        }
+        Err(e) => {
+            return Err(io(
+                format!("cannot read the store directory {}", dir.display()),
+                e,
+            ));
+        }
+    }
+    let dir = dir
+        .canonicalize()
+        .map_err(|e| io(format!("cannot resolve {}", dir.display()), e))?;
+    let db = dir.join(LOCAL_STORAGE_FILE);
+    if db.exists() {
+        return Ok((db, false));
+    }
+    let wal = dir.join(format!("{LOCAL_STORAGE_FILE}-wal"));
+    if wal.exists() {
+        return Err(LaneError::Storage(format!(
+            "{} exists without {}: the store is damaged (its recent writes are in the WAL); \
+             restore {LOCAL_STORAGE_FILE} from a backup, or move the directory aside to \
+             start with an empty queue",
+            wal.display(),
+            db.display()
+        )));
+    }
+    if config.must_exist {
+        return Err(LaneError::Storage(format!(
+            "no store in {} ({LOCAL_STORAGE_FILE} is missing, and must_exist was set)",
+            dir.display()
+        )));
+    }
+    sqlite::create(&db)?;
+    Ok((db, true))
+}
+
+/// The read side of the seed API, callable without importing [`Storage`].
+impl LocalStorage {
+    /// Every unfinished command in the store, in submission order.
+    pub async fn load_commands(&self) -> Result<Vec<StoredCommand>> {
+        self.call(Request::LoadCommands).await
+    }
+
+    /// Every dead letter in the store, oldest first.
+    pub async fn load_dead_letters(&self) -> Result<Vec<StoredDeadLetter>> {
+        self.call(Request::LoadDeadLetters).await
+    }
+}
+
+#[async_trait]
+impl Storage for LocalStorage {
+    async fn save_command(&self, command: StoredCommand) -> Result<()> {
+        self.write(vec![StorageOp::SaveCommand(command)]).await
+    }
+
+    async fn load_commands(&self) -> Result<Vec<StoredCommand>> {
+        LocalStorage::load_commands(self).await
+    }
+
+    async fn remove_command(&self, id: CommandId) -> Result<()> {
+        self.write(vec![StorageOp::RemoveCommand(id)]).await
+    }
+
+    async fn save_dead_letter(&self, letter: StoredDeadLetter) -> Result<()> {
+        self.write(vec![StorageOp::SaveDeadLetter(letter)]).await
+    }
+
+    async fn load_dead_letters(&self) -> Result<Vec<StoredDeadLetter>> {
+        LocalStorage::load_dead_letters(self).await
+    }
+
+    async fn clear_dead_letters(&self) -> Result<()> {
+        self.write(vec![StorageOp::ClearDeadLetters]).await
+    }
+
+    async fn remove_dead_letter(&self, command_id: CommandId) -> Result<()> {
+        self.write(vec![StorageOp::RemoveDeadLetter(command_id)])
+            .await
+    }
+
+    /// Removes every command and dead letter (the id high-water mark is kept, so ids are
+    /// never reused).
+    async fn clear_all(&self) -> Result<()> {
+        self.call(|reply| Request::Write {
+            ops: Vec::new(),
+            clear_all: true,
+            reply,
+        })
+        .await
+    }
+
+    /// The whole batch in one transaction (one fsync), shared with any other write waiting.
+    async fn apply(&self, ops: Vec<StorageOp>) -> Result<()> {
+        self.write(ops).await
+    }
+
+    /// A high-water mark kept in the store: ids of finished commands are never reused.
+    async fn max_command_id(&self) -> Result<CommandId> {
+        self.call(Request::MaxCommandId).await
+    }
+}

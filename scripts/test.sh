@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs every test of the project: Rust (workspace, all features), then the SDK suites.
+# Needs nothing installed by hand: it starts a throwaway Redis on a free loopback port
+# when A3S_LANE_REDIS_URL is not set.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# shellcheck source=scripts/redis.sh
+source scripts/redis.sh
+ensure_redis
+
+echo "==> Rust tests (A3S_LANE_REDIS_URL=$A3S_LANE_REDIS_URL)"
+cargo test --workspace --all-features --all-targets
+cargo test --workspace --all-features --doc
+
+echo "==> Python SDK (sdk/python)"
+bash sdk/python/scripts/test.sh
+
+echo "==> Node.js SDK (sdk/node)"
+bash sdk/node/scripts/test.sh

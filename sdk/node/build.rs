@@ -1,0 +1,5 @@
+//! Build script: the linker settings napi-rs needs for a Node.js addon.
+
+fn main() {
+    napi_build::setup();
+}

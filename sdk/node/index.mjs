@@ -1,0 +1,9 @@
+// ESM entry: the same native binding as the CommonJS entry (index.js), re-exported, so
+// `import` and `require` give the very same classes.
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+const binding = require('./index.js');
+
+export const { Lane, __napiBindingTarget } = binding;
+export default binding;

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Tests the Node.js SDK from scratch: installs the locked npm dependencies, builds the
+# addon from source (debug), checks that the committed index.d.ts / index.js match what
+# the build generates, and runs the `node --test` suite. Needs Node.js 20+, npm and Rust.
+# Any failure stops the script with a non-zero exit code.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need() {
+    if ! command -v "$1" >/dev/null 2>&1; then
+        echo "error: $1 is required ($2)" >&2
+        exit 1
+    fi
+}
+need node "Node.js 20 or newer"
+need npm "it comes with Node.js"
+need cargo "the Rust toolchain, https://rustup.rs"
+major=$(node -p 'process.versions.node.split(".")[0]')
+if (( major < 20 )); then
+    echo "error: Node.js 20 or newer is required, found $(node --version)" >&2
+    exit 1
+fi
+
+echo "==> npm ci (sdk/node)"
+npm ci --no-audit --no-fund
+
+echo "==> building the addon (debug) into .napi/, with the bindings it generates"
+# Built into .napi/ so that the committed index.js and index.d.ts stay as they are and
+# the suite can compare them with what this build generated.
+rm -rf .napi
+npx napi build --platform --output-dir .napi
+cp .napi/lane.*.node .
+
+echo "==> node --test"
+node --test --test-timeout=120000 --test-reporter=spec test/*.test.mjs

@@ -1,0 +1,91 @@
+//! Lifecycle events for JavaScript: `lane.on(key, listener)` and `lane.events()`.
+//!
+//! While someone listens, the lane holds one subscription to the queue's events and the
+//! JavaScript thread reads it (see `runtime.rs`): whenever events are waiting, and before
+//! any promise is settled, so a command's events reach the listeners before its promise
+//! settles. A JavaScript thread that cannot keep up leaves the events in the queue's
+//! bounded buffer (`eventCapacity`), and the listeners are told how many they missed by
+//! one `queue.events.lagged` event, as Rust subscribers are. Nobody listening costs
+//! nothing: the queue builds no event without a subscriber.
+//!
+//! Payload fields are renamed to camelCase (`lane_id` becomes `laneId`).
+
+use a3s_lane::{LaneEvent as CoreEvent, event_keys};
+use napi_derive::napi;
+use serde_json::{Map, Value};
+
+/// One lifecycle event of the queue.
+#[napi(object)]
+#[derive(Debug, Clone)]
+pub struct LaneEvent {
+    /// What happened, one of the keys listed for `Lane.on`.
+    pub key: String,
+    /// When, in milliseconds since the Unix epoch.
+    pub timestamp: f64,
+    /// Details (camelCase): `laneId`, `commandId`, `commandType`, `attempt`, `durationMs`,
+    /// `delayMs`, `error`, `wasRunning`, `reason`, `pending`, `progress`, `missed`
+    /// depending on the key.
+    #[napi(ts_type = "Record<string, unknown>")]
+    pub payload: Value,
+}
+
+/// Every event key the queue emits.
+pub const EVENT_KEYS: [&str; 15] = [
+    event_keys::COMMAND_SUBMITTED,
+    event_keys::COMMAND_STARTED,
+    event_keys::COMMAND_COMPLETED,
+    event_keys::COMMAND_RETRY,
+    event_keys::COMMAND_DEAD_LETTERED,
+    event_keys::COMMAND_FAILED,
+    event_keys::COMMAND_TIMEOUT,
+    event_keys::COMMAND_CANCELLED,
+    event_keys::COMMAND_PROGRESS,
+    event_keys::SHUTDOWN_STARTED,
+    event_keys::SHUTDOWN_COMPLETE,
+    event_keys::LANE_PRESSURE,
+    event_keys::LANE_IDLE,
+    event_keys::STORAGE_FAILED,
+    event_keys::EVENTS_LAGGED,
+];
+
+/// Checks an event key given to `on`, `off` or `events` (`'*'` means every key).
+pub fn check_key(key: &str, allow_wildcard: bool) -> Result<(), String> {
+    if EVENT_KEYS.contains(&key) || (allow_wildcard && key == "*") {
+        return Ok(());
+    }
+    let wildcard = if allow_wildcard { "'*' or " } else { "" };
+    Err(format!(
+        "unknown event key '{key}'; use {wildcard}one of: {}",
+        EVENT_KEYS.join(", ")
+    ))
+}
+
+fn camel_case(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    let mut upper = false;
+    for c in key.chars() {
+        if c == '_' {
+            upper = true;
+        } else if upper {
+            out.extend(c.to_uppercase());
+            upper = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The JavaScript shape of an event.
+pub fn to_js_shape(event: CoreEvent) -> Value {
+    let payload = match event.payload {
+        Value::Object(fields) => Value::Object(
+            fields
+                .into_iter()
+                .map(|(key, value)| (camel_case(&key), value))
+                .collect::<Map<_, _>>(),
+        ),
+        other => other,
+    };
+    serde_json::json!({ "key": event.key, "timestamp": event.timestamp, "payload": payload })
+}

@@ -1,0 +1,1063 @@
+//! The bridge between the queue's tokio tasks and the JavaScript thread.
+//!
+//! - [`JsRuntime`]: the JavaScript half (`runtime.js`, compiled once per `Lane`). It
+//!   keeps what lives on the JavaScript thread — handlers, the contexts of running
+//!   commands, the promises handed to submitters, listeners — so only strings and
+//!   numbers cross the boundary.
+//! - [`Mailbox`]: one weak (unref'd) threadsafe function per `Lane`, through which tokio
+//!   tasks hand [`Mail`] to the JavaScript thread. Node drains it in batches, so a busy
+//!   queue pays one wake-up for many messages.
+//! - [`JsHandler`]: the core [`Handler`] that runs a command by mailing it to its
+//!   JavaScript function and awaiting the answer. A cancel aborts the handler's
+//!   `ctx.signal`; a timeout, or the end of the cancel grace, abandons it.
+//!
+//! The process is kept alive only by pending promises (see `runtime.js`): the mailbox
+//! and the tokio worker threads never hold the event loop, so after `shutdown()` the
+//! process exits on its own.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+use a3s_lane::{
+    CommandContext, CommandHandle as CoreHandle, CommandId, EventStream, Handler, LaneError,
+};
+use async_trait::async_trait;
+use futures_util::Stream;
+use napi::bindgen_prelude::{Either, FnArgs, Function, FunctionRef, Object, Unknown};
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi::{Env, JsValue, Status};
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use crate::error::{ToJsError, is_handler_failure};
+
+/// The source of the JavaScript half, compiled with `napi_run_script`.
+const SOURCE: &str = include_str!("runtime.js");
+
+/// Spawns `future` on the addon's tokio runtime.
+pub fn spawn<F>(future: F) -> tokio::task::JoinHandle<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    napi::bindgen_prelude::spawn(future)
+}
+
+/// Runs `f` inside the addon's tokio runtime context (for code that spawns tasks).
+pub fn in_runtime<T>(f: impl FnOnce() -> T) -> T {
+    napi::bindgen_prelude::within_runtime_if_available(f)
+}
+
+/// A message for the JavaScript thread.
+#[derive(Debug)]
+pub enum Mail {
+    /// Run a command's handler.
+    Run(RunRequest),
+    /// Abort a running handler's `ctx.signal`; `forget` also abandons its result.
+    Abort {
+        /// The run.
+        key: u64,
+        /// The abort reason's `code`.
+        code: &'static str,
+        /// The abort reason's message.
+        message: String,
+        /// Whether the run is abandoned.
+        forget: bool,
+    },
+    /// Settle the promise of `token`.
+    Settle {
+        /// The promise.
+        token: u64,
+        /// How.
+        settle: Settle,
+    },
+    /// Keep the process alive (until the matching [`Mail::Release`]).
+    Hold,
+    /// Let the process exit again (when nothing else keeps it alive).
+    Release,
+    /// The result of the command awaited under `token` may be ready: poll it again.
+    Completed {
+        /// The awaited result.
+        token: u64,
+    },
+    /// Events may be waiting in the subscription: hand them to listeners.
+    EventsReady,
+    /// The subscription of a lane whose queue was built after listeners were added.
+    Subscribe(EventStream),
+}
+
+/// One attempt of a command, for its JavaScript handler.
+#[derive(Debug)]
+pub struct RunRequest {
+    key: u64,
+    command_type: Arc<str>,
+    payload: String,
+    ctx: CommandContext,
+    record_failure: bool,
+    reply: oneshot::Sender<JsOutcome>,
+}
+
+/// How a handler's attempt ended, as seen from JavaScript.
+#[derive(Debug)]
+enum JsOutcome {
+    /// It returned (or resolved with) this JSON text; `None` for `undefined`.
+    Returned(Option<String>),
+    /// It threw (or rejected): the error's stack (or text), and whether it may be retried.
+    Threw { summary: String, retryable: bool },
+}
+
+/// How to settle a promise handed to JavaScript.
+#[derive(Debug)]
+pub enum Settle {
+    /// The final result of a command (its JSON text).
+    Result {
+        /// The command.
+        id: CommandId,
+        /// Its result.
+        result: Result<String, LaneError>,
+    },
+    /// A durable submit was accepted: its signal may cancel it now; a handle resolves.
+    Accepted {
+        /// The command.
+        id: CommandId,
+        /// For `submitWithHandle`: the token of the handle's result promise.
+        result_token: Option<u64>,
+    },
+    /// The operation failed.
+    Failed(LaneError),
+    /// The operation finished: resolves with `undefined`.
+    Done,
+    /// The operation finished: resolves with a number.
+    Count(usize),
+}
+
+type RunFn = FunctionRef<FnArgs<(String, String, f64, String, u32, f64, bool)>, Unknown<'static>>;
+type AbortFn = FunctionRef<FnArgs<(f64, &'static str, String, bool)>, Unknown<'static>>;
+type TokenFn = FunctionRef<f64, Unknown<'static>>;
+type ResolveFn = FunctionRef<FnArgs<(f64, Option<String>, f64)>, Unknown<'static>>;
+type RejectFn = FunctionRef<FnArgs<(f64, f64, Unknown<'static>, bool)>, Unknown<'static>>;
+type ResolveWithFn = FunctionRef<FnArgs<(f64, Unknown<'static>)>, Unknown<'static>>;
+type MakeHandleFn = FunctionRef<FnArgs<(f64, f64)>, Unknown<'static>>;
+type BindFn = FunctionRef<FnArgs<(f64, f64)>, bool>;
+type StringFn = FunctionRef<String, Unknown<'static>>;
+type OptionsFn = FunctionRef<FnArgs<(f64, Unknown<'static>)>, Either<u32, Unknown<'static>>>;
+type HandleFn = FunctionRef<FnArgs<(String, Unknown<'static>)>, Unknown<'static>>;
+type InspectFn = FunctionRef<Unknown<'static>, String>;
+type PayloadFn = FunctionRef<Unknown<'static>, Either<String, Unknown<'static>>>;
+type ListenerFn = FunctionRef<FnArgs<(String, Unknown<'static>)>, Unknown<'static>>;
+type VoidFn = FunctionRef<(), Unknown<'static>>;
+type IterateFn = FunctionRef<FnArgs<(Option<Vec<String>>, u32, bool)>, Unknown<'static>>;
+
+/// The functions of one `runtime.js` instance.
+struct RuntimeFns {
+    run: RunFn,
+    abort: AbortFn,
+    promise: TokenFn,
+    detached_promise: TokenFn,
+    resolve: ResolveFn,
+    resolve_with: ResolveWithFn,
+    reject: RejectFn,
+    make_handle: MakeHandleFn,
+    bind: BindFn,
+    emit: StringFn,
+    handle: HandleFn,
+    inspect: InspectFn,
+    payload_json: PayloadFn,
+    submit_options: OptionsFn,
+    on: ListenerFn,
+    off: ListenerFn,
+    iterate: IterateFn,
+    hold: VoidFn,
+    release: VoidFn,
+}
+
+/// What the Rust callbacks of `runtime.js` act on.
+pub trait NativeCallbacks: 'static {
+    /// Cancels a command (an `AbortSignal` given to `submit` fired, or a handle's `cancel()`).
+    fn cancel(&self, id: CommandId) -> bool;
+    /// Whether someone listens to events now (starts or stops reading them).
+    fn events_wanted(&self, env: &Env, wanted: bool);
+}
+
+/// The JavaScript half of one `Lane`, and the state only the JavaScript thread touches.
+pub struct JsRuntime {
+    fns: RuntimeFns,
+    runs: Rc<RefCell<HashMap<u64, RunSlot>>>,
+    /// Results awaited on this thread: polled with a waker that mails `Completed`.
+    awaited: RefCell<HashMap<u64, CoreHandle>>,
+    callbacks: CallbackSlot,
+    /// The lane's bridge, for the wakers of re-polled results (weak: the bridge owns
+    /// the mailbox, whose callback owns this runtime).
+    bridge: RefCell<std::sync::Weak<Bridge>>,
+    /// The lane's event subscription while someone listens, read on this thread.
+    events: RefCell<Option<EventStream>>,
+    /// Whether listeners or iterators exist.
+    events_wanted: Cell<bool>,
+    next_token: Cell<u64>,
+}
+
+/// Where the native callbacks find the lane; set once the lane exists.
+type CallbackSlot = Rc<RefCell<Option<Weak<dyn NativeCallbacks>>>>;
+
+fn callback(slot: &CallbackSlot) -> Option<Rc<dyn NativeCallbacks>> {
+    slot.borrow().as_ref().and_then(Weak::upgrade)
+}
+
+impl std::fmt::Debug for JsRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsRuntime")
+            .field("runs", &self.runs.borrow().len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A running attempt: where its answer goes, and its context for progress reports.
+struct RunSlot {
+    reply: oneshot::Sender<JsOutcome>,
+    ctx: CommandContext,
+}
+
+fn get<T: napi::bindgen_prelude::FromNapiValue>(
+    object: &Object<'_>,
+    name: &str,
+) -> napi::Result<T> {
+    object.get::<T>(name)?.ok_or_else(|| {
+        napi::Error::new(
+            Status::GenericFailure,
+            format!("runtime.js has no `{name}`"),
+        )
+    })
+}
+
+fn function_ref<Args, Return>(
+    object: &Object<'_>,
+    name: &str,
+) -> napi::Result<FunctionRef<Args, Return>>
+where
+    Args: napi::bindgen_prelude::JsValuesTupleIntoVec,
+    Return: napi::bindgen_prelude::FromNapiValue,
+{
+    get::<Function<'_, Args, Return>>(object, name)?.create_ref()
+}
+
+impl JsRuntime {
+    /// Compiles `runtime.js` and creates this lane's instance of it.
+    pub fn create(env: &Env) -> napi::Result<Rc<Self>> {
+        let runs: Rc<RefCell<HashMap<u64, RunSlot>>> = Rc::default();
+        let callbacks: CallbackSlot = Rc::default();
+        let mut native = Object::new(env)?;
+
+        let weak_runs = Rc::downgrade(&runs);
+        native.set(
+            "settleRun",
+            env.create_function_from_closure::<(), _, _>("settleRun", move |ctx| {
+                let (key, ok, json, summary, retryable): (
+                    f64,
+                    bool,
+                    Option<String>,
+                    Option<String>,
+                    bool,
+                ) = ctx.args()?;
+                settle_run(&weak_runs, key as u64, ok, json, summary, retryable);
+                Ok(())
+            })?,
+        )?;
+        let weak_runs = Rc::downgrade(&runs);
+        native.set(
+            "progress",
+            env.create_function_from_closure::<(), _, _>("progress", move |ctx| {
+                let (key, json): (f64, String) = ctx.args()?;
+                if let Some(runs) = weak_runs.upgrade()
+                    && let Some(slot) = runs.borrow().get(&(key as u64))
+                {
+                    let progress = serde_json::from_str(&json).unwrap_or(Value::Null);
+                    slot.ctx.report_progress(progress);
+                }
+                Ok(())
+            })?,
+        )?;
+        let slot = callbacks.clone();
+        native.set(
+            "cancel",
+            env.create_function_from_closure::<(), _, _>("cancel", move |ctx| {
+                let id: f64 = ctx.first_arg()?;
+                Ok(callback(&slot).is_some_and(|c| c.cancel(id as CommandId)))
+            })?,
+        )?;
+        let slot = callbacks.clone();
+        native.set(
+            "eventsWanted",
+            env.create_function_from_closure::<(), _, _>("eventsWanted", move |ctx| {
+                let wanted: bool = ctx.first_arg()?;
+                if let Some(callbacks) = callback(&slot) {
+                    callbacks.events_wanted(ctx.env, wanted);
+                }
+                Ok(())
+            })?,
+        )?;
+
+        let factory: Function<'_, Object<'_>, Object<'_>> = env.run_script(SOURCE)?;
+        let rt = factory.call(native)?;
+        let fns = RuntimeFns {
+            run: function_ref(&rt, "run")?,
+            abort: function_ref(&rt, "abort")?,
+            promise: function_ref(&rt, "promise")?,
+            detached_promise: function_ref(&rt, "detachedPromise")?,
+            resolve: function_ref(&rt, "resolve")?,
+            resolve_with: function_ref(&rt, "resolveWith")?,
+            reject: function_ref(&rt, "reject")?,
+            make_handle: function_ref(&rt, "makeHandle")?,
+            bind: function_ref(&rt, "bind")?,
+            emit: function_ref(&rt, "emit")?,
+            handle: function_ref(&rt, "handle")?,
+            inspect: function_ref(&rt, "inspect")?,
+            payload_json: function_ref(&rt, "payloadJson")?,
+            submit_options: function_ref(&rt, "submitOptions")?,
+            on: function_ref(&rt, "on")?,
+            off: function_ref(&rt, "off")?,
+            iterate: function_ref(&rt, "iterate")?,
+            hold: function_ref(&rt, "hold")?,
+            release: function_ref(&rt, "release")?,
+        };
+        Ok(Rc::new(Self {
+            fns,
+            runs,
+            awaited: RefCell::default(),
+            callbacks,
+            bridge: RefCell::default(),
+            events: RefCell::default(),
+            events_wanted: Cell::new(false),
+            next_token: Cell::new(1),
+        }))
+    }
+
+    /// Connects the native callbacks to their lane (which only the lane's own object
+    /// keeps alive: a collected lane's callbacks do nothing).
+    pub fn set_callbacks(&self, callbacks: Weak<dyn NativeCallbacks>, bridge: Arc<Bridge>) {
+        *self.callbacks.borrow_mut() = Some(callbacks);
+        *self.bridge.borrow_mut() = Arc::downgrade(&bridge);
+    }
+
+    /// A fresh promise token.
+    pub fn next_token(&self) -> u64 {
+        let token = self.next_token.get();
+        self.next_token.set(token + 1);
+        token
+    }
+
+    /// A promise settled later through `token`; pending, it keeps the process alive.
+    pub fn promise<'env>(&self, env: &'env Env, token: u64) -> napi::Result<Unknown<'env>> {
+        self.fns.promise.borrow_back(env)?.call(token as f64)
+    }
+
+    /// Like [`JsRuntime::promise`], for a handle's result: not reported if never awaited.
+    pub fn detached_promise<'env>(
+        &self,
+        env: &'env Env,
+        token: u64,
+    ) -> napi::Result<Unknown<'env>> {
+        self.fns
+            .detached_promise
+            .borrow_back(env)?
+            .call(token as f64)
+    }
+
+    /// Resolves `token` with the JSON value `json` (`None`: `undefined`); forgets the
+    /// failure kept for command `id`.
+    pub fn resolve(
+        &self,
+        env: &Env,
+        token: u64,
+        json: Option<String>,
+        id: Option<CommandId>,
+    ) -> napi::Result<()> {
+        let id = id.map_or(-1.0, |id| id as f64);
+        self.fns
+            .resolve
+            .borrow_back(env)?
+            .call((token as f64, json, id).into())?;
+        Ok(())
+    }
+
+    /// Resolves `token` with a JavaScript value.
+    pub fn resolve_with(&self, env: &Env, token: u64, value: Unknown<'_>) -> napi::Result<()> {
+        // SAFETY-free lifetime widening: the value is used within this call only.
+        let value = unknown_static(value);
+        self.fns
+            .resolve_with
+            .borrow_back(env)?
+            .call((token as f64, value).into())?;
+        Ok(())
+    }
+
+    /// Rejects `token` with `error`; when `use_failure`, the error the handler of command
+    /// `id` threw takes its place (its own message and stack).
+    pub fn reject(
+        &self,
+        env: &Env,
+        token: u64,
+        id: Option<CommandId>,
+        error: Unknown<'_>,
+        use_failure: bool,
+    ) -> napi::Result<()> {
+        let id = id.map_or(-1.0, |id| id as f64);
+        let error = unknown_static(error);
+        self.fns
+            .reject
+            .borrow_back(env)?
+            .call((token as f64, id, error, use_failure).into())?;
+        Ok(())
+    }
+
+    /// Rejects `token` with the JavaScript error `error` maps to.
+    pub fn reject_with(&self, env: &Env, token: u64, error: &impl ToJsError) -> napi::Result<()> {
+        let js = error.to_js_failure().to_js(env);
+        self.reject(env, token, None, js, false)
+    }
+
+    /// The handle of command `id` whose result settles through `result_token`.
+    pub fn make_handle<'env>(
+        &self,
+        env: &'env Env,
+        result_token: u64,
+        id: CommandId,
+    ) -> napi::Result<Unknown<'env>> {
+        self.fns
+            .make_handle
+            .borrow_back(env)?
+            .call((result_token as f64, id as f64).into())
+    }
+
+    /// Gives the signal watcher of `token` its command id, and cancels the command if the
+    /// signal already fired; true in that case.
+    pub fn bind(&self, env: &Env, token: u64, id: CommandId) -> napi::Result<bool> {
+        self.fns
+            .bind
+            .borrow_back(env)?
+            .call((token as f64, id as f64).into())
+    }
+
+    /// Registers the JavaScript handler of `command_type`.
+    pub fn handle(&self, env: &Env, command_type: &str, handler: Unknown<'_>) -> napi::Result<()> {
+        let handler = unknown_static(handler);
+        self.fns
+            .handle
+            .borrow_back(env)?
+            .call((command_type.to_owned(), handler).into())?;
+        Ok(())
+    }
+
+    /// A tagged JSON description of an options value (see [`crate::config::Input`]).
+    pub fn inspect(&self, env: &Env, value: Unknown<'_>) -> napi::Result<String> {
+        self.fns
+            .inspect
+            .borrow_back(env)?
+            .call(unknown_static(value))
+    }
+
+    /// The payload as JSON text, or the TypeError to reject with.
+    pub fn payload_json<'env>(
+        &self,
+        env: &'env Env,
+        payload: Unknown<'_>,
+    ) -> napi::Result<Either<String, Unknown<'env>>> {
+        let result = self
+            .fns
+            .payload_json
+            .borrow_back(env)?
+            .call(unknown_static(payload))?;
+        Ok(match result {
+            Either::A(json) => Either::A(json),
+            Either::B(error) => Either::B(unknown_static(error)),
+        })
+    }
+
+    /// Checks a submit's options and watches its signal: `Ok(false)` to go ahead,
+    /// `Ok(true)` when the signal already fired, `Err(error)` for invalid options.
+    pub fn submit_options<'env>(
+        &self,
+        env: &'env Env,
+        token: u64,
+        options: Unknown<'_>,
+    ) -> napi::Result<Result<bool, Unknown<'env>>> {
+        let result = self
+            .fns
+            .submit_options
+            .borrow_back(env)?
+            .call((token as f64, unknown_static(options)).into())?;
+        Ok(match result {
+            Either::A(code) => Ok(code == 1),
+            Either::B(error) => Err(unknown_static(error)),
+        })
+    }
+
+    /// Adds an event listener.
+    pub fn on(&self, env: &Env, key: String, listener: Unknown<'_>) -> napi::Result<()> {
+        self.fns
+            .on
+            .borrow_back(env)?
+            .call((key, unknown_static(listener)).into())?;
+        Ok(())
+    }
+
+    /// Removes an event listener.
+    pub fn off(&self, env: &Env, key: String, listener: Unknown<'_>) -> napi::Result<()> {
+        self.fns
+            .off
+            .borrow_back(env)?
+            .call((key, unknown_static(listener)).into())?;
+        Ok(())
+    }
+
+    /// A new async iterator over the events with `keys` (all when `None`); `ended`
+    /// makes it one that is already over.
+    pub fn iterate<'env>(
+        &self,
+        env: &'env Env,
+        keys: Option<Vec<String>>,
+        capacity: u32,
+        ended: bool,
+    ) -> napi::Result<Unknown<'env>> {
+        self.fns
+            .iterate
+            .borrow_back(env)?
+            .call((keys, capacity, ended).into())
+    }
+
+    /// Handles one message from a tokio task.
+    pub fn deliver(&self, env: &Env, mail: Mail) {
+        let result = match mail {
+            Mail::Run(request) => self.run(env, request),
+            Mail::Abort {
+                key,
+                code,
+                message,
+                forget,
+            } => {
+                if forget {
+                    self.runs.borrow_mut().remove(&key);
+                }
+                self.fns
+                    .abort
+                    .borrow_back(env)
+                    .and_then(|abort| abort.call((key as f64, code, message, forget).into()))
+                    .map(drop)
+            }
+            // Events first: whatever the queue emitted before a command finished (its
+            // `completed` event, say) reaches the listeners before its promise settles.
+            Mail::Settle { token, settle } => self
+                .pump_events(env)
+                .and_then(|()| self.settle(env, token, settle)),
+            Mail::Completed { token } => self
+                .pump_events(env)
+                .and_then(|()| self.poll_result(env, token)),
+            Mail::Hold => self
+                .fns
+                .hold
+                .borrow_back(env)
+                .and_then(|hold| hold.call(()))
+                .map(drop),
+            Mail::Release => self
+                .fns
+                .release
+                .borrow_back(env)
+                .and_then(|release| release.call(()))
+                .map(drop),
+            Mail::EventsReady => self.pump_events(env),
+            Mail::Subscribe(stream) => {
+                if self.events_wanted.get() && self.events.borrow().is_none() {
+                    *self.events.borrow_mut() = Some(stream);
+                    self.pump_events(env)
+                } else {
+                    Ok(())
+                }
+            }
+        };
+        if let Err(error) = result {
+            // Only a broken runtime.js or a dying environment gets here; nothing can be
+            // settled any more, so say so instead of failing silently.
+            eprintln!("@a3s-lab/lane: internal error on the JavaScript thread: {error}");
+        }
+    }
+
+    /// Starts or stops reading events; `subscribe` makes the subscription when the
+    /// queue exists (otherwise [`Mail::Subscribe`] brings it later).
+    pub fn set_events_wanted(
+        &self,
+        env: &Env,
+        wanted: bool,
+        subscribe: impl FnOnce() -> Option<EventStream>,
+    ) {
+        self.events_wanted.set(wanted);
+        if !wanted {
+            self.events.borrow_mut().take();
+            return;
+        }
+        if self.events.borrow().is_none()
+            && let Some(stream) = subscribe()
+        {
+            *self.events.borrow_mut() = Some(stream);
+            if let Err(error) = self.pump_events(env) {
+                eprintln!("@a3s-lab/lane: internal error on the JavaScript thread: {error}");
+            }
+        }
+    }
+
+    /// Hands every event waiting in the subscription to `runtime.js`, in one batch.
+    ///
+    /// The subscription is polled here, on the JavaScript thread, with a waker that
+    /// mails [`Mail::EventsReady`]; a reader that cannot keep up leaves the events in the
+    /// queue's bounded buffer and is told how many it missed (`queue.events.lagged`).
+    fn pump_events(&self, env: &Env) -> napi::Result<()> {
+        let mut batch = Vec::new();
+        {
+            let mut slot = self.events.borrow_mut();
+            let Some(stream) = slot.as_mut() else {
+                return Ok(());
+            };
+            let Some(bridge) = self.bridge.borrow().upgrade() else {
+                return Ok(());
+            };
+            let waker = Waker::from(Arc::new(EventsWaker { bridge }));
+            let mut cx = Context::from_waker(&waker);
+            loop {
+                match Pin::new(&mut *stream).poll_next(&mut cx) {
+                    Poll::Ready(Some(event)) => batch.push(crate::events::to_js_shape(event)),
+                    Poll::Ready(None) => {
+                        slot.take();
+                        break;
+                    }
+                    Poll::Pending => break,
+                }
+            }
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        // No borrow is held: listeners may add or remove listeners.
+        let json = Value::Array(batch).to_string();
+        self.fns.emit.borrow_back(env)?.call(json)?;
+        Ok(())
+    }
+
+    /// Settles `token` with the result of `handle` once the command finishes.
+    ///
+    /// The handle is polled here, on the JavaScript thread, with a waker that mails
+    /// [`Mail::Completed`]: the core's reply itself wakes the JavaScript thread, with no
+    /// task per command and no hop through another tokio thread.
+    pub fn await_result(
+        &self,
+        env: &Env,
+        token: u64,
+        handle: CoreHandle,
+        bridge: Arc<Bridge>,
+    ) -> napi::Result<()> {
+        let waker = Waker::from(Arc::new(CompletionWaker { token, bridge }));
+        self.awaited.borrow_mut().insert(token, handle);
+        self.poll_with(env, token, &waker)
+    }
+
+    fn poll_result(&self, env: &Env, token: u64) -> napi::Result<()> {
+        let Some(bridge) = self.bridge.borrow().upgrade() else {
+            return Ok(());
+        };
+        let waker = Waker::from(Arc::new(CompletionWaker { token, bridge }));
+        self.poll_with(env, token, &waker)
+    }
+
+    fn poll_with(&self, env: &Env, token: u64, waker: &Waker) -> napi::Result<()> {
+        let Some(mut handle) = self.awaited.borrow_mut().remove(&token) else {
+            return Ok(()); // already settled (a repeated wake)
+        };
+        let id = handle.id();
+        match Pin::new(&mut handle).poll(&mut Context::from_waker(waker)) {
+            Poll::Pending => {
+                self.awaited.borrow_mut().insert(token, handle);
+                Ok(())
+            }
+            Poll::Ready(result) => {
+                let result =
+                    result.and_then(|value| serde_json::to_string(&value).map_err(LaneError::from));
+                self.settle(env, token, Settle::Result { id, result })
+            }
+        }
+    }
+
+    fn run(&self, env: &Env, request: RunRequest) -> napi::Result<()> {
+        let RunRequest {
+            key,
+            command_type,
+            payload,
+            ctx,
+            record_failure,
+            reply,
+        } = request;
+        let (id, lane, attempt) = (ctx.id(), ctx.lane().to_owned(), ctx.attempt());
+        self.runs.borrow_mut().insert(key, RunSlot { reply, ctx });
+        // No borrow is held here: the handler may submit, cancel or settle synchronously.
+        let outcome = self.fns.run.borrow_back(env).and_then(|run| {
+            run.call(
+                (
+                    command_type.to_string(),
+                    payload,
+                    id as f64,
+                    lane,
+                    attempt,
+                    key as f64,
+                    record_failure,
+                )
+                    .into(),
+            )
+        });
+        if let Err(error) = outcome {
+            let slot = self.runs.borrow_mut().remove(&key);
+            if let Some(slot) = slot {
+                let _ = slot.reply.send(JsOutcome::Threw {
+                    summary: format!("the JavaScript handler could not be called: {error}"),
+                    retryable: false,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn settle(&self, env: &Env, token: u64, settle: Settle) -> napi::Result<()> {
+        match settle {
+            Settle::Result { id, result } => match result {
+                Ok(json) => self.resolve(env, token, Some(json), Some(id)),
+                Err(error) => {
+                    let js = error.to_js_failure().to_js(env);
+                    self.reject(env, token, Some(id), js, is_handler_failure(&error))
+                }
+            },
+            Settle::Accepted { id, result_token } => {
+                // A signal that fired while the command was being accepted cancels it now.
+                self.bind(env, result_token.unwrap_or(token), id)?;
+                if let Some(result_token) = result_token {
+                    let handle = self.make_handle(env, result_token, id)?;
+                    self.resolve_with(env, token, handle)?;
+                }
+                Ok(())
+            }
+            Settle::Failed(error) => self.reject_with(env, token, &error),
+            Settle::Done => self.resolve(env, token, None, None),
+            Settle::Count(count) => self.resolve(env, token, Some(count.to_string()), None),
+        }
+    }
+}
+
+/// Widens an `Unknown`'s lifetime so it can be passed to a stored `FunctionRef`, whose
+/// argument types cannot name the caller's scope.
+#[allow(unsafe_code)]
+fn unknown_static(value: Unknown<'_>) -> Unknown<'static> {
+    // SAFETY: the same env and value handle; every caller passes the result straight to
+    // a JavaScript call (or returns it to JavaScript) inside the callback scope the
+    // original value belongs to, so the handle is never used after that scope closes.
+    unsafe { Unknown::from_raw_unchecked(value.value().env, value.raw()) }
+}
+
+fn settle_run(
+    runs: &Weak<RefCell<HashMap<u64, RunSlot>>>,
+    key: u64,
+    ok: bool,
+    json: Option<String>,
+    summary: Option<String>,
+    retryable: bool,
+) {
+    let Some(runs) = runs.upgrade() else {
+        return;
+    };
+    let Some(slot) = runs.borrow_mut().remove(&key) else {
+        return; // abandoned: timed out, or dropped after its cancel grace
+    };
+    let outcome = if ok {
+        JsOutcome::Returned(json)
+    } else {
+        JsOutcome::Threw {
+            summary: summary.unwrap_or_else(|| "the handler failed".into()),
+            retryable,
+        }
+    };
+    let _ = slot.reply.send(outcome);
+}
+
+/// Wakes the JavaScript thread to read the event subscription.
+struct EventsWaker {
+    bridge: Arc<Bridge>,
+}
+
+impl Wake for EventsWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.bridge.mailbox.send(Mail::EventsReady);
+    }
+}
+
+/// Wakes the JavaScript thread to poll an awaited result again.
+struct CompletionWaker {
+    token: u64,
+    bridge: Arc<Bridge>,
+}
+
+impl Wake for CompletionWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.bridge
+            .mailbox
+            .send(Mail::Completed { token: self.token });
+    }
+}
+
+type Doorbell = ThreadsafeFunction<(), (), (), Status, false, true, 0>;
+
+/// The most messages handled per wake-up of the JavaScript thread; the rest follow in
+/// the next turn of the event loop, so timers and I/O are not starved.
+const MAX_MAILS_PER_TURN: usize = 1024;
+
+/// Hands [`Mail`] to the JavaScript thread of one `Lane`. Cheap to share.
+///
+/// Messages go into one queue; the threadsafe function is only a doorbell, rung when
+/// the queue turns non-empty. A busy lane therefore pays one wake-up of the JavaScript
+/// thread (and one pass through Node's threadsafe-function machinery) for a whole batch
+/// of messages, not one per message.
+pub struct Mailbox {
+    inner: Arc<MailboxInner>,
+}
+
+struct MailboxInner {
+    queue: parking_lot::Mutex<VecDeque<Mail>>,
+    doorbell: OnceLock<Doorbell>,
+    /// Set when the JavaScript environment refused a wake-up (it is shutting down).
+    closed: AtomicBool,
+}
+
+impl MailboxInner {
+    /// Wakes the JavaScript thread; on failure, drops what is queued (its senders learn
+    /// that nothing will answer) and refuses further mail.
+    fn ring(&self) {
+        let rung = self.doorbell.get().is_some_and(|doorbell| {
+            doorbell.call((), ThreadsafeFunctionCallMode::NonBlocking) == Status::Ok
+        });
+        if !rung {
+            self.closed.store(true, Ordering::Release);
+            let dropped = std::mem::take(&mut *self.queue.lock());
+            drop(dropped);
+        }
+    }
+}
+
+impl std::fmt::Debug for Mailbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mailbox")
+            .field("queued", &self.inner.queue.lock().len())
+            .finish()
+    }
+}
+
+impl Mailbox {
+    /// A mailbox whose messages `runtime` handles.
+    pub fn create(env: &Env, runtime: Rc<JsRuntime>) -> napi::Result<Self> {
+        let inner = Arc::new(MailboxInner {
+            queue: parking_lot::Mutex::new(VecDeque::new()),
+            doorbell: OnceLock::new(),
+            closed: AtomicBool::new(false),
+        });
+        // The threadsafe function calls a no-op after each ring; the work happens in the
+        // callback below, which has the env and the runtime at hand. It holds the
+        // mailbox weakly: the mailbox owns the threadsafe function.
+        let weak = Arc::downgrade(&inner);
+        let noop = env.create_function_from_closure::<(), _, _>("laneMailbox", |_| Ok(()))?;
+        let doorbell = noop
+            .build_threadsafe_function::<()>()
+            .callee_handled::<false>()
+            .weak::<true>()
+            .build_callback(move |ctx| {
+                let Some(inner) = weak.upgrade() else {
+                    return Ok(());
+                };
+                let batch: Vec<Mail> = {
+                    let mut queue = inner.queue.lock();
+                    let n = queue.len().min(MAX_MAILS_PER_TURN);
+                    queue.drain(..n).collect()
+                };
+                for mail in batch {
+                    runtime.deliver(&ctx.env, mail);
+                }
+                if !inner.queue.lock().is_empty() {
+                    inner.ring();
+                }
+                Ok(())
+            })?;
+        let _ = inner.doorbell.set(doorbell);
+        Ok(Self { inner })
+    }
+
+    /// Queues `mail`; false when the JavaScript environment is gone.
+    pub fn send(&self, mail: Mail) -> bool {
+        if self.inner.closed.load(Ordering::Acquire) {
+            return false;
+        }
+        let first = {
+            let mut queue = self.inner.queue.lock();
+            queue.push_back(mail);
+            queue.len() == 1
+        };
+        if first {
+            self.inner.ring();
+        }
+        !self.inner.closed.load(Ordering::Acquire)
+    }
+}
+
+/// What every [`JsHandler`] of a lane shares.
+#[derive(Debug)]
+pub struct Bridge {
+    /// The lane's mailbox.
+    pub mailbox: Mailbox,
+    /// Commands with an id up to this one were recovered from storage: nobody in this
+    /// process awaits them, so their handlers' errors are not kept for a submitter.
+    pub recovered_up_to: AtomicU64,
+    /// Each lane's timeout, to name it when a handler is abandoned.
+    pub timeouts: HashMap<String, Duration>,
+    next_run: AtomicU64,
+}
+
+impl Bridge {
+    /// A bridge over `mailbox`.
+    pub fn new(mailbox: Mailbox, timeouts: HashMap<String, Duration>) -> Self {
+        Self {
+            mailbox,
+            recovered_up_to: AtomicU64::new(0),
+            timeouts,
+            next_run: AtomicU64::new(1),
+        }
+    }
+}
+
+/// Runs commands of one type with their JavaScript handler.
+#[derive(Debug, Clone)]
+pub struct JsHandler {
+    command_type: Arc<str>,
+    bridge: Arc<Bridge>,
+}
+
+impl JsHandler {
+    /// The handler of `command_type`.
+    pub fn new(command_type: &str, bridge: Arc<Bridge>) -> Self {
+        Self {
+            command_type: Arc::from(command_type),
+            bridge,
+        }
+    }
+}
+
+/// Abandons the JavaScript run when the queue drops it (timeout or end of the cancel grace).
+struct RunGuard<'a> {
+    bridge: &'a Bridge,
+    key: u64,
+    ctx: &'a CommandContext,
+    settled: bool,
+}
+
+impl Drop for RunGuard<'_> {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        let (code, message) = if self.ctx.is_cancelled() {
+            (
+                "CANCELLED",
+                format!(
+                    "command {} was cancelled and did not stop within its lane's cancel grace",
+                    self.ctx.id()
+                ),
+            )
+        } else {
+            let after = self
+                .bridge
+                .timeouts
+                .get(self.ctx.lane())
+                .map(|d| format!(" after {d:?}"))
+                .unwrap_or_default();
+            (
+                "TIMEOUT",
+                format!("command {} timed out{after}", self.ctx.id()),
+            )
+        };
+        self.bridge.mailbox.send(Mail::Abort {
+            key: self.key,
+            code,
+            message,
+            forget: true,
+        });
+    }
+}
+
+#[async_trait]
+impl Handler for JsHandler {
+    async fn handle(&self, payload: Value, ctx: CommandContext) -> a3s_lane::Result<Value> {
+        let bridge = &*self.bridge;
+        let key = bridge.next_run.fetch_add(1, Ordering::Relaxed);
+        let payload = serde_json::to_string(&payload)?;
+        let (reply, mut answer) = oneshot::channel();
+        let record_failure = ctx.id() > bridge.recovered_up_to.load(Ordering::Relaxed);
+        let request = RunRequest {
+            key,
+            command_type: self.command_type.clone(),
+            payload,
+            ctx: ctx.clone(),
+            record_failure,
+            reply,
+        };
+        if !bridge.mailbox.send(Mail::Run(request)) {
+            return Err(LaneError::Other(
+                "the JavaScript environment of this lane is gone; the handler cannot run".into(),
+            ));
+        }
+        let mut guard = RunGuard {
+            bridge,
+            key,
+            ctx: &ctx,
+            settled: false,
+        };
+        let outcome = tokio::select! {
+            biased;
+            outcome = &mut answer => outcome,
+            () = ctx.cancelled() => {
+                bridge.mailbox.send(Mail::Abort {
+                    key,
+                    code: "CANCELLED",
+                    message: format!("command {} was cancelled", ctx.id()),
+                    forget: false,
+                });
+                answer.await
+            }
+        };
+        guard.settled = true;
+        match outcome {
+            Ok(JsOutcome::Returned(Some(json))) => Ok(serde_json::from_str(&json)?),
+            Ok(JsOutcome::Returned(None)) => Ok(Value::Null),
+            Ok(JsOutcome::Threw { summary, retryable }) => Err(if retryable {
+                LaneError::CommandError(summary)
+            } else {
+                LaneError::NonRetryable(summary)
+            }),
+            Err(_) => Err(LaneError::Other(
+                "the JavaScript environment dropped the handler's run".into(),
+            )),
+        }
+    }
+}

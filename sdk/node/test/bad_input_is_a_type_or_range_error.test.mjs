@@ -1,0 +1,96 @@
+// Invalid arguments are rejected at the boundary with a TypeError (wrong type) or a
+// RangeError (value out of range) that says what is wrong; nothing is clamped, wrapped
+// or ignored.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { Lane } from '@a3s-lab/lane';
+
+function throwsConfig(build, ErrorClass, pattern) {
+  assert.throws(build, (error) => {
+    assert.ok(error instanceof ErrorClass, `expected a ${ErrorClass.name}, got ${error.name}: ${error.message}`);
+    assert.equal(error.code, 'CONFIG');
+    assert.match(error.message, pattern);
+    return true;
+  });
+}
+
+test('lane options are checked', () => {
+  throwsConfig(() => new Lane({ a: { priority: 256, maxConcurrency: 1 } }), RangeError, /lanes\.a\.priority must be between 0 and 255, got 256/);
+  throwsConfig(() => new Lane({ a: { priority: -1, maxConcurrency: 1 } }), RangeError, /priority must be between 0 and 255, got -1/);
+  throwsConfig(() => new Lane({ a: { priority: 1.5, maxConcurrency: 1 } }), RangeError, /priority must be a whole number, got 1\.5/);
+  throwsConfig(() => new Lane({ a: { priority: '1', maxConcurrency: 1 } }), TypeError, /priority must be a number, got the string "1"/);
+  throwsConfig(() => new Lane({ a: { priority: NaN, maxConcurrency: 1 } }), RangeError, /priority must be a finite number, got NaN/);
+  throwsConfig(() => new Lane({ a: { priority: 0, maxConcurrency: -1 } }), RangeError, /maxConcurrency must be between 1 and 4294967295, got -1/);
+  throwsConfig(() => new Lane({ a: { priority: 0, maxConcurrency: 0 } }), RangeError, /maxConcurrency must be between 1/);
+  throwsConfig(() => new Lane({ a: { priority: 0, maxConcurrency: 2, minConcurrency: -3 } }), RangeError, /minConcurrency must be between 0/);
+  throwsConfig(() => new Lane({ a: { priority: 0, maxConcurrency: 2, minConcurrency: 3 } }), RangeError, /min_concurrency \(3\) is greater than max_concurrency \(2\)/);
+  throwsConfig(() => new Lane({ a: { priority: 0, maxConcurrency: 1, timeoutMs: 0 } }), RangeError, /timeoutMs must be greater than 0/);
+  throwsConfig(() => new Lane({ a: { maxConcurrency: 1 } }), TypeError, /lanes\.a\.priority is required/);
+  throwsConfig(() => new Lane({ a: { priority: 0 } }), TypeError, /lanes\.a\.maxConcurrency is required/);
+  throwsConfig(() => new Lane({ a: { priority: 0, maxConcurency: 1 } }), TypeError, /unknown option 'maxConcurency'; known options: priority, minConcurrency, maxConcurrency/);
+  throwsConfig(() => new Lane({ a: { priority: 0, maxConcurrency: 1, rateLimit: 5 } }), TypeError, /rate limits and priority boosts are not available/);
+  throwsConfig(() => new Lane({ a: 5 }), TypeError, /lanes\.a must be an object of lane options, got 5/);
+  throwsConfig(() => new Lane({}), RangeError, /at least one lane/);
+  throwsConfig(() => new Lane([]), TypeError, /lanes must be an object mapping lane ids to lane options, got an array/);
+});
+
+test('retry options are checked', () => {
+  const withRetry = (retry) => () => new Lane({ a: { priority: 0, maxConcurrency: 1, retry } });
+  throwsConfig(withRetry({}), TypeError, /retry\.maxRetries is required/);
+  throwsConfig(withRetry({ maxRetries: -1 }), RangeError, /maxRetries must be between 0/);
+  throwsConfig(withRetry({ maxRetries: 1, multiplier: 0.5 }), RangeError, /multiplier must be at least 1/);
+  throwsConfig(withRetry({ maxRetries: 1, initialDelayMs: 500, maxDelayMs: 100 }), RangeError, /max_delay .* is shorter than initial_delay/);
+  throwsConfig(withRetry({ maxRetries: 1, jitter: 'some' }), RangeError, /jitter must be one of 'none', 'full', 'equal', got "some"/);
+});
+
+test('queue options are checked', () => {
+  const lanes = { a: { priority: 0, minConcurrency: 1, maxConcurrency: 2 }, b: { priority: 1, minConcurrency: 1, maxConcurrency: 2 } };
+  throwsConfig(() => new Lane(lanes, { maxConcurrency: 0 }), RangeError, /options\.maxConcurrency must be between 1/);
+  throwsConfig(() => new Lane(lanes, { maxConcurrency: 1 }), RangeError, /min_concurrency would add up to 2, more than the global max_concurrency of 1/);
+  throwsConfig(() => new Lane(lanes, { eventCapacity: 0 }), RangeError, /eventCapacity must be between 1/);
+  throwsConfig(() => new Lane(lanes, { storage: './somewhere' }), TypeError, /options\.storage must be an object like \{ path/);
+  throwsConfig(() => new Lane(lanes, { storage: { path: '' } }), RangeError, /storage\.path must not be empty/);
+  throwsConfig(() => new Lane(lanes, { storage: { path: '/tmp/x', sync: 'sometimes' } }), RangeError, /sync must be one of 'full', 'normal'/);
+  throwsConfig(() => new Lane(lanes, { budget: 3 }), TypeError, /unknown option 'budget'/);
+  throwsConfig(() => new Lane(lanes, 7), TypeError, /options must be an object of queue options, got 7/);
+});
+
+test('method arguments are checked', async () => {
+  const lane = new Lane({ work: { priority: 0, maxConcurrency: 1 } });
+  const invalid = (ErrorClass, pattern) => (error) => {
+    assert.ok(error instanceof ErrorClass, `expected a ${ErrorClass.name}, got ${error.name}: ${error.message}`);
+    assert.equal(error.code, 'INVALID_ARGUMENT');
+    assert.match(error.message, pattern);
+    return true;
+  };
+  assert.throws(() => lane.handle(42, () => {}), invalid(TypeError, /commandType must be a string, got 42/));
+  assert.throws(() => lane.handle('', () => {}), invalid(RangeError, /commandType must not be empty/));
+  assert.throws(() => lane.handle('job', 'not a function'), invalid(TypeError, /handler of 'job' must be a function, got the string "not a function"/));
+  lane.handle('job', () => null);
+  await lane.start();
+
+  await assert.rejects(lane.submit(7, 'job'), invalid(TypeError, /lane must be a string, got 7/));
+  await assert.rejects(lane.submit('work', null), invalid(TypeError, /commandType must be a string, got null/));
+  await assert.rejects(lane.submit('work', 'job', { big: 1n }), invalid(TypeError, /payload cannot be converted to JSON/));
+  await assert.rejects(lane.submit('work', 'job', () => {}), invalid(TypeError, /payload must be a JSON value or a JSON string, got a function/));
+  await assert.rejects(lane.submit('work', 'job', '{not json'), invalid(TypeError, /payload is a string but not valid JSON/));
+  await assert.rejects(lane.submit('work', 'job', {}, { signal: 'abort' }), invalid(TypeError, /options\.signal must be an AbortSignal, got string/));
+  await assert.rejects(lane.submit('work', 'job', {}, { timeout: 5 }), invalid(TypeError, /unknown submit option 'timeout'/));
+  await assert.rejects(lane.submitWithHandle('nowhere', 'job'), (error) => error.code === 'LANE_NOT_FOUND');
+
+  assert.throws(() => lane.cancel(-1), invalid(RangeError, /a command id is a whole number of 0 or more, got -1/));
+  assert.throws(() => lane.cancel('1'), invalid(TypeError, /a command id must be a number/));
+  assert.equal(lane.cancel(999_999), false);
+  assert.throws(() => lane.cancelLane('nowhere'), (error) => error instanceof RangeError && error.code === 'LANE_NOT_FOUND');
+  assert.throws(() => lane.pauseLane('nowhere'), (error) => error.code === 'LANE_NOT_FOUND');
+  assert.throws(() => lane.pauseLane('work', -5), invalid(RangeError, /durationMs must be greater than 0, got -5/));
+  await assert.rejects(lane.drain(-1), invalid(RangeError, /timeoutMs must be 0 or more, got -1/));
+  await assert.rejects(lane.drain('soon'), invalid(TypeError, /timeoutMs must be a number, got the string "soon"/));
+  await assert.rejects(lane.redrive(-2), invalid(RangeError, /a command id is a whole number of 0 or more, got -2/));
+  assert.throws(() => lane.on('queue.command.complete', () => {}), invalid(RangeError, /unknown event key 'queue\.command\.complete'; use '\*' or one of: queue\.command\.submitted/));
+  assert.throws(() => lane.on('*', 'listener'), invalid(TypeError, /listener must be a function/));
+  assert.throws(() => lane.events(['queue.command.completed', 5]), invalid(TypeError, /event keys must be strings, got 5/));
+  assert.throws(() => lane.events('*'), invalid(RangeError, /unknown event key '\*'/));
+  assert.throws(() => lane.deadLetters(), (error) => error.code === 'CONFIG' && /deadLetterCapacity/.test(error.message));
+  await lane.shutdown();
+});

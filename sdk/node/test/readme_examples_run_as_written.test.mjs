@@ -1,0 +1,37 @@
+// Every ```js example of README.md runs, unchanged, as its own Node.js process (an ES
+// module when it uses `import`, CommonJS otherwise) and exits by itself with code 0.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { packageDir, runNode } from './support.mjs';
+
+const readme = readFileSync(join(packageDir, 'README.md'), 'utf8');
+const examples = [...readme.matchAll(/```js\n([\s\S]*?)```/g)].map((match) => match[1]);
+
+test('README.md has examples', () => {
+  assert.ok(examples.length >= 5, `found ${examples.length} examples`);
+});
+
+for (const [index, source] of examples.entries()) {
+  const title = source.split('\n').find((line) => line.trim() && !line.startsWith('import') && !line.startsWith('const {'));
+  test(`README example ${index + 1} runs: ${title?.trim().slice(0, 60)}`, async () => {
+    const type = /^import /m.test(source) ? 'mjs' : 'cjs';
+    const result = await runNode(source, { type });
+    assert.equal(result.timedOut, false, `example ${index + 1} did not exit by itself:\n${result.stdout}`);
+    assert.equal(result.code, 0, `example ${index + 1} failed:\n${result.stderr}`);
+    assert.notEqual(result.stdout, '', `example ${index + 1} printed nothing`);
+  });
+}
+
+test('the quick start prints what its comments say', async () => {
+  const result = await runNode(examples[0], { type: 'mjs' });
+  assert.match(result.stdout, /\{ ok: true, url: 'https:\/\/example\.com', attempt: 1 \}/);
+  assert.match(result.stdout, /pending 0, active 0/);
+});
+
+test('the priority example shows control going first', async () => {
+  const source = examples.find((example) => example.includes("'control', 'pause'"));
+  const result = await runNode(source, { type: 'mjs' });
+  assert.match(result.stdout, /\[ 'prompt 1', 'prompt 2', 'control', 'prompt 3' \]/);
+});

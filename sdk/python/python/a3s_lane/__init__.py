@@ -1,0 +1,70 @@
+"""a3s-lane: a lane-based priority command queue running Python handlers.
+
+Commands go into named lanes; each lane has a priority (0 runs first) and concurrency
+limits; the scheduler always starts work from the most urgent lane that has pending work
+and free capacity. Handlers are plain functions (run on a thread pool) or ``async def``
+coroutines (run on the event loop that started the lane).
+
+    from a3s_lane import Lane
+
+    lane = Lane()
+
+    @lane.handler("fetch_data")
+    async def fetch_data(payload):
+        return {"url": payload["url"], "status": 200}
+
+    lane.start()
+    result = lane.submit("query", "fetch_data", {"url": "https://example.com"})
+"""
+
+from a3s_lane._native import (
+    DEFAULT_LANES,
+    EVENT_KEYS,
+    CancelledError,
+    CommandContext,
+    CommandError,
+    CommandFuture,
+    CommandHandle,
+    CommandTimeoutError,
+    ConfigError,
+    DeadLetter,
+    Event,
+    EventStream,
+    HandlerNotFoundError,
+    Lane,
+    LaneConfig,
+    LaneError,
+    LaneNotFoundError,
+    LaneStatus,
+    NonRetryableError,
+    QueueStats,
+    RetryPolicy,
+    ShutdownError,
+    StorageError,
+)
+
+__all__ = [
+    "DEFAULT_LANES",
+    "EVENT_KEYS",
+    "CancelledError",
+    "CommandContext",
+    "CommandError",
+    "CommandFuture",
+    "CommandHandle",
+    "CommandTimeoutError",
+    "ConfigError",
+    "DeadLetter",
+    "Event",
+    "EventStream",
+    "HandlerNotFoundError",
+    "Lane",
+    "LaneConfig",
+    "LaneError",
+    "LaneNotFoundError",
+    "LaneStatus",
+    "NonRetryableError",
+    "QueueStats",
+    "RetryPolicy",
+    "ShutdownError",
+    "StorageError",
+]

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Builds the Python package in a fresh virtualenv and runs its proof: the type stubs
+# against the module (mypy.stubtest) and the pytest suite. Needs Python >= 3.11 with pip
+# and a Rust toolchain; everything else comes from PyPI. Fails on any error, including a
+# suite that collected no tests.
+#
+#   sdk/python/scripts/test.sh            # debug build (what CI runs)
+#   A3S_LANE_PY_RELEASE=1 sdk/python/scripts/test.sh   # optimised build (for benches/)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python=${PYTHON:-python3}
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+    echo "error: $python is $("$python" --version 2>&1); a3s-lane needs Python >= 3.11 (set PYTHON=...)" >&2
+    exit 1
+fi
+
+venv=.venv
+if [[ ! -x "$venv/bin/python" ]]; then
+    echo "==> creating $PWD/$venv"
+    "$python" -m venv "$venv"
+fi
+# shellcheck disable=SC1091
+source "$venv/bin/activate"
+
+echo "==> installing the build and test tools"
+python -m pip install --quiet --upgrade pip
+python -m pip install --quiet "maturin>=1.9,<2" "pytest>=8" "pytest-timeout>=2.3" "mypy>=1.13"
+
+echo "==> building and installing a3s-lane"
+profile=()
+if [[ -n "${A3S_LANE_PY_RELEASE:-}" ]]; then profile=(--release); fi
+maturin develop --quiet "${profile[@]}"
+
+echo "==> mypy.stubtest a3s_lane"
+# From outside the source tree, so that the installed package is the one checked.
+(cd / && python -m mypy.stubtest a3s_lane)
+
+echo "==> mypy --strict on the tests and the benchmark (the stubs as users see them)"
+mypy --strict --no-incremental tests benches
+
+echo "==> pytest"
+# Exit status 5 (no tests collected) is a failure like any other non-zero status.
+python -m pytest -q tests

@@ -1,0 +1,745 @@
+//! `Lane`: the queue as Python sees it. It holds the core `QueueManager`, converts
+//! arguments, maps errors, and leaves every decision to the core.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use a3s_lane::{
+    CommandQueue, EventEmitter, LaneError as CoreError, LocalStorage, QueueManager,
+    QueueManagerBuilder,
+};
+use parking_lot::Mutex;
+use pyo3::PyTraverseError;
+use pyo3::exceptions::{PyRuntimeError, PyTimeoutError, PyTypeError};
+use pyo3::gc::PyVisit;
+use pyo3::prelude::*;
+use pyo3::types::{PyCFunction, PyDict, PyTuple};
+use serde_json::Value;
+
+use crate::config::{LaneConfig, int_in_range, optional_seconds};
+use crate::convert::to_json;
+use crate::error::{IntoPyErr, config_error, lane_error};
+use crate::events::{EventStream, check_keys};
+use crate::handle::{
+    Accepting, CommandFuture, CommandHandle, Finished, SubmitBody, forget_when_done,
+};
+use crate::handler::{DirectCommand, HandlerEnv, HandlerFn, PyHandler, SharedHandler};
+use crate::runtime::{
+    LoopBridge, LoopSpawner, awaitable, block_on, private_loop, running_loop, runtime,
+};
+use crate::stats::{DeadLetter, QueueStats};
+
+/// The default `event_buffer`: how far a subscriber may fall behind before it misses
+/// events (and is told how many).
+const DEFAULT_EVENT_BUFFER: usize = 1024;
+
+/// A lane-based priority command queue running Python handlers.
+///
+/// `Lane()` has the six default lanes (system 0, control 1, query 2, session 3, skill 4,
+/// prompt 5; lower runs first). `Lane({"name": LaneConfig(...), ...})` has exactly the
+/// lanes given. Register handlers with `@lane.handler("type")`, call `start()`, then
+/// submit: `submit()` blocks, `await submit_async()` suits asyncio, `submit_nowait()`
+/// returns a `CommandHandle` at once.
+///
+/// `async def` handlers run on the event loop that was running when `start()` was called
+/// (or, if there was none, on a private loop in a background thread); plain `def`
+/// handlers run on a thread pool.
+#[pyclass(frozen, weakref, module = "a3s_lane", name = "Lane")]
+pub(crate) struct Lane {
+    manager: QueueManager,
+    queue: Arc<CommandQueue>,
+    /// Whether commands are stored (their acceptance then waits for the store).
+    durable: bool,
+    /// Whether commands are submitted as `DirectCommand`s: nothing (no store, no dead
+    /// letters) needs their payload but their handler.
+    direct: bool,
+    /// The handlers by command type (also registered with the queue, for replayable
+    /// commands); the garbage collector sees their callables through `__traverse__`.
+    handlers: parking_lot::RwLock<HashMap<String, Arc<PyHandler>>>,
+    env: Arc<HandlerEnv>,
+    lifecycle: Mutex<Lifecycle>,
+}
+
+#[derive(Default)]
+struct Lifecycle {
+    started: bool,
+    has_async_handlers: bool,
+    /// The `LoopThread` of a lane started outside any event loop.
+    private_loop: Option<Py<PyAny>>,
+}
+
+impl Drop for Lane {
+    fn drop(&mut self) {
+        if let Some(thread) = self.lifecycle.get_mut().private_loop.take() {
+            Python::attach(|py| {
+                if let Err(error) = thread.bind(py).call_method0("stop") {
+                    error.write_unraisable(py, None);
+                }
+            });
+        }
+    }
+}
+
+fn lane_names(lanes: &Bound<'_, PyAny>) -> PyResult<Vec<(String, LaneConfig)>> {
+    let items = lanes
+        .call_method0("items")
+        .map_err(|_| PyTypeError::new_err("lanes must be a mapping of lane id to LaneConfig"))?;
+    let mut out = Vec::new();
+    for item in items.try_iter()? {
+        let (name, config): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item?.extract()?;
+        let name: String = name.extract().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "lane ids must be str, got {}",
+                name.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+            ))
+        })?;
+        let config = config.cast::<LaneConfig>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "lane '{name}': expected a LaneConfig, got {}",
+                config
+                    .get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+            ))
+        })?;
+        out.push((name, config.get().clone()));
+    }
+    Ok(out)
+}
+
+/// A command's acceptance: done at once, or (durable lanes) waiting for the store.
+enum Acceptance {
+    Done(a3s_lane::Result<a3s_lane::CommandHandle>),
+    Later(Accepting),
+}
+
+fn accepting(
+    queue: &Arc<CommandQueue>,
+    lane: &str,
+    command_type: &str,
+    payload: Value,
+) -> Accepting {
+    let queue = queue.clone();
+    let lane = lane.to_owned();
+    let command_type = command_type.to_owned();
+    Box::pin(async move { queue.submit_replayable(&lane, &command_type, payload).await })
+}
+
+fn payload_to_json(payload: Option<&Bound<'_, PyAny>>) -> PyResult<Value> {
+    match payload {
+        Some(payload) => to_json(payload, "payload"),
+        None => Ok(Value::Null),
+    }
+}
+
+fn refuse_in_running_loop(py: Python<'_>, call: &str, instead: &str) -> PyResult<()> {
+    if running_loop(py)?.is_some() {
+        return Err(PyRuntimeError::new_err(format!(
+            "{call} blocks, and this thread runs an event loop (async handlers may need it); \
+             use {instead} instead"
+        )));
+    }
+    Ok(())
+}
+
+impl Lane {
+    /// Starts accepting a command. Without storage the queue accepts it right here, in
+    /// this GIL hold: no allocation for a future, and the id is known at once.
+    fn accept(
+        &self,
+        py: Python<'_>,
+        lane: &str,
+        command_type: &str,
+        payload: Value,
+    ) -> PyResult<Acceptance> {
+        if self.direct {
+            let Some(handler) = self.handlers.read().get(command_type).cloned() else {
+                return Ok(Acceptance::Done(Err(self.handler_not_found(command_type))));
+            };
+            let command = Box::new(DirectCommand {
+                handler,
+                payload: Arc::new(payload),
+            });
+            let mut accept = std::pin::pin!(self.queue.submit_with_handle(lane, command));
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            return match std::future::Future::poll(accept.as_mut(), &mut cx) {
+                std::task::Poll::Ready(result) => Ok(Acceptance::Done(result)),
+                std::task::Poll::Pending => block_on(py, accept).map(Acceptance::Done),
+            };
+        }
+        if self.durable {
+            return Ok(Acceptance::Later(accepting(
+                &self.queue,
+                lane,
+                command_type,
+                payload,
+            )));
+        }
+        let mut accept = std::pin::pin!(self.queue.submit_replayable(lane, command_type, payload));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        match std::future::Future::poll(accept.as_mut(), &mut cx) {
+            std::task::Poll::Ready(result) => Ok(Acceptance::Done(result)),
+            // Not expected without storage; wait rather than lose the command.
+            std::task::Poll::Pending => block_on(py, accept).map(Acceptance::Done),
+        }
+    }
+
+    /// Accepts a command on this thread, the GIL held while polling, so the error slot
+    /// is registered before any handler can raise. Ctrl-C during a durable write leaves
+    /// the write to finish on the runtime and cancels the command.
+    fn accept_blocking(
+        &self,
+        py: Python<'_>,
+        lane: &str,
+        command_type: &str,
+        payload: Value,
+    ) -> PyResult<a3s_lane::CommandHandle> {
+        let mut accept = match self.accept(py, lane, command_type, payload)? {
+            Acceptance::Done(Ok(handle)) => {
+                self.env.slots.awaited(handle.id());
+                return Ok(handle);
+            }
+            Acceptance::Done(Err(error)) => return Err(error.into_py_err(py)),
+            Acceptance::Later(accept) => accept,
+        };
+        match block_on(py, accept.as_mut()) {
+            Ok(Ok(handle)) => {
+                self.env.slots.awaited(handle.id());
+                Ok(handle)
+            }
+            Ok(Err(error)) => Err(error.into_py_err(py)),
+            Err(interrupted) => {
+                runtime().spawn(async move {
+                    if let Ok(handle) = accept.await {
+                        handle.cancel();
+                    }
+                });
+                Err(interrupted)
+            }
+        }
+    }
+
+    fn ensure_home_loop(&self, py: Python<'_>, lifecycle: &mut Lifecycle) -> PyResult<()> {
+        if self.env.home().is_some() {
+            return Ok(());
+        }
+        match running_loop(py)? {
+            Some(event_loop) => self.env.set_home(LoopBridge::of(py, &event_loop)?),
+            None => {
+                let (thread, bridge) = private_loop(py)?;
+                lifecycle.private_loop = Some(thread);
+                self.env.set_home(bridge);
+            }
+        }
+        Ok(())
+    }
+
+    fn register(
+        &self,
+        py: Python<'_>,
+        command_type: &str,
+        func: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        if command_type.is_empty() {
+            return Err(config_error(py, "command type must not be empty"));
+        }
+        if !func.is_callable() {
+            return Err(PyTypeError::new_err(format!(
+                "handler for '{command_type}' must be callable"
+            )));
+        }
+        let handler = Arc::new(HandlerFn::new(command_type, func)?);
+        let is_async = handler.is_async();
+        {
+            let mut lifecycle = self.lifecycle.lock();
+            if is_async {
+                lifecycle.has_async_handlers = true;
+                if lifecycle.started {
+                    self.ensure_home_loop(py, &mut lifecycle)?;
+                }
+            }
+        }
+        let handler = Arc::new(PyHandler::new(handler, self.env.clone()));
+        self.handlers
+            .write()
+            .insert(command_type.to_owned(), handler.clone());
+        self.manager
+            .register_handler(command_type, SharedHandler(handler));
+        Ok(())
+    }
+
+    fn handler_not_found(&self, command_type: &str) -> CoreError {
+        let mut registered: Vec<String> = self.handlers.read().keys().cloned().collect();
+        registered.sort_unstable();
+        CoreError::HandlerNotFound {
+            command_type: command_type.to_owned(),
+            registered: if registered.is_empty() {
+                "(none)".into()
+            } else {
+                registered.join(", ")
+            },
+        }
+    }
+
+    fn dead_letter_queue(&self, py: Python<'_>) -> PyResult<a3s_lane::DeadLetterQueue> {
+        self.manager.dead_letters().ok_or_else(|| {
+            lane_error(
+                py,
+                "this lane keeps no dead letters; create it with Lane(..., dead_letters=1000)",
+            )
+        })
+    }
+}
+
+#[pymethods]
+impl Lane {
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        if let Some(handlers) = self.handlers.try_read() {
+            for handler in handlers.values() {
+                handler.func().traverse(&visit)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn __clear__(&self) {
+        let handlers = std::mem::take(&mut *self.handlers.write());
+        for handler in handlers.values() {
+            handler.func().clear();
+        }
+    }
+
+    /// Creates a queue (not started yet).
+    ///
+    /// - `lanes`: lane id -> `LaneConfig`; None for the six default lanes.
+    /// - `max_concurrency`: a global budget over all lanes (each lane's
+    ///   `min_concurrency` is reserved for it); None for none.
+    /// - `storage`: a directory for the durable store. Commands are written before the
+    ///   submit returns and unfinished ones run again after a restart (register their
+    ///   handlers before `start()`).
+    /// - `dead_letters`: keep up to this many commands that failed for good.
+    /// - `event_buffer`: how far an event subscriber may fall behind before it misses
+    ///   events.
+    #[new]
+    #[pyo3(signature = (lanes = None, *, max_concurrency = None, storage = None, dead_letters = None, event_buffer = None))]
+    fn new(
+        py: Python<'_>,
+        lanes: Option<&Bound<'_, PyAny>>,
+        max_concurrency: Option<&Bound<'_, PyAny>>,
+        storage: Option<&Bound<'_, PyAny>>,
+        dead_letters: Option<&Bound<'_, PyAny>>,
+        event_buffer: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        const USIZE: i128 = usize::MAX as i128;
+        let event_buffer = match event_buffer.filter(|b| !b.is_none()) {
+            Some(buffer) => {
+                int_in_range(py, buffer, "event_buffer", 1, USIZE, "an int >= 1")? as usize
+            }
+            None => DEFAULT_EVENT_BUFFER,
+        };
+        let env = Arc::new(HandlerEnv::default());
+        let mut builder = QueueManagerBuilder::new(EventEmitter::new(event_buffer))
+            .with_spawner(LoopSpawner::new(env.clone()));
+        match lanes.filter(|l| !l.is_none()) {
+            None => builder = builder.with_default_lanes(),
+            Some(lanes) => {
+                let lanes = lane_names(lanes)?;
+                if lanes.is_empty() {
+                    return Err(config_error(
+                        py,
+                        "lanes is empty; give at least one lane, or None for the default lanes",
+                    ));
+                }
+                for (name, config) in lanes {
+                    let (config, priority) = config.resolve(py, &name)?;
+                    builder = builder.with_lane(name, config, priority);
+                }
+            }
+        }
+        if let Some(max) = max_concurrency.filter(|m| !m.is_none()) {
+            let max = int_in_range(
+                py,
+                max,
+                "max_concurrency",
+                1,
+                USIZE,
+                "an int >= 1 (or None for no global budget)",
+            )?;
+            builder = builder.with_max_concurrency(max as usize);
+        }
+        if let Some(size) = dead_letters.filter(|d| !d.is_none()) {
+            let size = int_in_range(
+                py,
+                size,
+                "dead_letters",
+                1,
+                USIZE,
+                "an int >= 1 (or None to keep none)",
+            )?;
+            builder = builder.with_dlq(size as usize);
+        }
+        let durable = storage.is_some_and(|s| !s.is_none());
+        let direct = !durable && dead_letters.is_none_or(|d| d.is_none());
+        let storage = match storage.filter(|s| !s.is_none()) {
+            Some(path) => {
+                let path: std::path::PathBuf = py
+                    .import("os")?
+                    .call_method1("fspath", (path,))
+                    .and_then(|p| p.extract())
+                    .map_err(|_| {
+                        PyTypeError::new_err("storage must be a path (str or os.PathLike)")
+                    })?;
+                Some(path)
+            }
+            None => None,
+        };
+        let built = py.detach(|| {
+            runtime().block_on(async move {
+                if let Some(path) = storage {
+                    let store = LocalStorage::new(&path).await?;
+                    builder = builder.with_storage(Arc::new(store));
+                }
+                builder.build().await
+            })
+        });
+        let manager = built.map_err(|e| e.into_py_err(py))?;
+        Ok(Self {
+            queue: manager.queue(),
+            durable,
+            direct,
+            handlers: parking_lot::RwLock::new(HashMap::new()),
+            manager,
+            env,
+            lifecycle: Mutex::new(Lifecycle::default()),
+        })
+    }
+
+    /// Registers `func` as the handler of `command_type` (replacing any earlier one).
+    ///
+    /// `func(payload)` or `func(payload, ctx)` with a `CommandContext`; a plain `def`
+    /// runs on a thread pool, an `async def` on the lane's event loop. It returns the
+    /// result (JSON); its exception reaches the caller as is.
+    fn register_handler(
+        &self,
+        py: Python<'_>,
+        command_type: &str,
+        func: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        self.register(py, command_type, func)
+    }
+
+    /// A decorator registering the function as the handler of `command_type`:
+    /// `@lane.handler("fetch")`. Returns the function unchanged.
+    fn handler(slf: Py<Self>, py: Python<'_>, command_type: String) -> PyResult<Py<PyAny>> {
+        if command_type.is_empty() {
+            return Err(config_error(py, "command type must not be empty"));
+        }
+        let decorator = PyCFunction::new_closure(
+            py,
+            None,
+            None,
+            move |args: &Bound<'_, PyTuple>,
+                  _kwargs: Option<&Bound<'_, PyDict>>|
+                  -> PyResult<Py<PyAny>> {
+                let py = args.py();
+                let func = args
+                    .get_item(0)
+                    .map_err(|_| PyTypeError::new_err("lane.handler(type) decorates a function"))?;
+                slf.get().register(py, &command_type, &func)?;
+                Ok(func.unbind())
+            },
+        )?;
+        Ok(decorator.into_any().unbind())
+    }
+
+    /// Starts running commands. `async def` handlers will run on the event loop running
+    /// in this thread, or on a private loop if none is running. Commands recovered from
+    /// storage start now. Calling it again does nothing.
+    fn start(&self, py: Python<'_>) -> PyResult<()> {
+        {
+            let mut lifecycle = self.lifecycle.lock();
+            if lifecycle.started {
+                return Ok(());
+            }
+            if lifecycle.has_async_handlers {
+                self.ensure_home_loop(py, &mut lifecycle)?;
+            }
+            lifecycle.started = true;
+        }
+        let mut start = std::pin::pin!(self.manager.start());
+        block_on(py, start.as_mut())?.map_err(|e| e.into_py_err(py))
+    }
+
+    /// Submits a command and waits for its result (releasing the GIL).
+    ///
+    /// Returns what the handler returned; raises the handler's exception, or a
+    /// `LaneError` (`LaneNotFoundError`, `CommandTimeoutError`, `CancelledError`,
+    /// `ShutdownError`, ...). Ctrl-C cancels the command and raises `KeyboardInterrupt`.
+    /// Not for use inside a running event loop: use `submit_async` there.
+    #[pyo3(signature = (lane, command_type, payload = None))]
+    fn submit(
+        &self,
+        py: Python<'_>,
+        lane: &str,
+        command_type: &str,
+        payload: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        refuse_in_running_loop(py, "submit()", "`await lane.submit_async(...)`")?;
+        let payload = payload_to_json(payload)?;
+        let mut handle = self.accept_blocking(py, lane, command_type, payload)?;
+        let id = handle.id();
+        let result = match block_on(py, Pin::new(&mut handle)) {
+            Ok(result) => result,
+            Err(interrupted) => {
+                self.queue.cancel(id);
+                forget_when_done(handle, self.env.clone());
+                return Err(interrupted);
+            }
+        };
+        let exception = self.env.slots.take(id);
+        Finished { result, exception }.to_python(py)
+    }
+
+    /// Submits a command from a coroutine: `await lane.submit_async(...)`.
+    ///
+    /// Returns a `CommandFuture` at once (bad arguments raise here): its `id` is the
+    /// command id, `cancel()` cancels the command, and awaiting it gives the result or
+    /// raises. Cancelling the awaiting task cancels the command.
+    #[pyo3(signature = (lane, command_type, payload = None))]
+    fn submit_async(
+        &self,
+        py: Python<'_>,
+        lane: &str,
+        command_type: &str,
+        payload: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<CommandFuture>> {
+        let bridge = LoopBridge::of_running_loop(py, "submit_async()")?;
+        let payload = payload_to_json(payload)?;
+        let queue = Arc::downgrade(&self.queue);
+        let env = self.env.clone();
+        let future = match self.accept(py, lane, command_type, payload)? {
+            Acceptance::Done(Ok(handle)) => {
+                SubmitBody::spawn_accepted(py, bridge, queue, env, handle)?
+            }
+            Acceptance::Done(Err(error)) => return Err(error.into_py_err(py)),
+            Acceptance::Later(accepting) => SubmitBody::spawn(py, bridge, queue, env, accepting)?,
+        };
+        // Refused at once (unknown lane, no handler, shutting down): raise here.
+        match future.get().refused(py) {
+            Some(error) => Err(error),
+            None => Ok(future),
+        }
+    }
+
+    /// Submits a command without waiting for it: returns a `CommandHandle` (`id`,
+    /// `cancel()`, `result(timeout)`, and `await handle`).
+    #[pyo3(signature = (lane, command_type, payload = None))]
+    fn submit_nowait(
+        &self,
+        py: Python<'_>,
+        lane: &str,
+        command_type: &str,
+        payload: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<CommandHandle> {
+        let payload = payload_to_json(payload)?;
+        let handle = self.accept_blocking(py, lane, command_type, payload)?;
+        Ok(CommandHandle::new(
+            handle,
+            Arc::downgrade(&self.queue),
+            self.env.clone(),
+        ))
+    }
+
+    /// Cancels a command by id: a pending one is removed, a running one is cancelled.
+    /// Returns False if no such command is pending or running.
+    fn cancel(&self, command_id: u64) -> bool {
+        self.queue.cancel(command_id)
+    }
+
+    /// Cancels every pending, delayed and running command of a lane; returns how many.
+    fn cancel_lane(&self, py: Python<'_>, lane: &str) -> PyResult<usize> {
+        self.queue.cancel_lane(lane).map_err(|e| e.into_py_err(py))
+    }
+
+    /// Stops starting commands from a lane (running ones continue). With `duration`
+    /// (seconds) the lane resumes by itself afterwards, for example after an HTTP 429.
+    #[pyo3(signature = (lane, duration = None))]
+    fn pause_lane(
+        &self,
+        py: Python<'_>,
+        lane: &str,
+        duration: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let result = match optional_seconds(py, duration, "duration", false)? {
+            Some(duration) => {
+                let _context = runtime().enter();
+                self.queue.pause_lane_for(lane, duration)
+            }
+            None => self.queue.pause_lane(lane),
+        };
+        result.map_err(|e| e.into_py_err(py))
+    }
+
+    /// Resumes a paused lane.
+    fn resume_lane(&self, py: Python<'_>, lane: &str) -> PyResult<()> {
+        self.queue.resume_lane(lane).map_err(|e| e.into_py_err(py))
+    }
+
+    /// The lane ids, in the order they were configured.
+    #[getter]
+    fn lanes(&self) -> Vec<String> {
+        self.queue.lane_ids()
+    }
+
+    /// Counts for the queue and each lane.
+    fn stats(&self, py: Python<'_>) -> PyResult<QueueStats> {
+        QueueStats::new(py, self.queue.stats_now())
+    }
+
+    /// Subscribes to lifecycle events from now on; `keys` limits them to those keys
+    /// (see `EVENT_KEYS`). Iterate with `for` or `async for`.
+    #[pyo3(signature = (keys = None))]
+    fn events(&self, py: Python<'_>, keys: Option<&Bound<'_, PyAny>>) -> PyResult<EventStream> {
+        match keys.filter(|k| !k.is_none()) {
+            None => Ok(EventStream::new(self.manager.subscribe(), None)),
+            Some(keys) => {
+                if keys.is_instance_of::<pyo3::types::PyString>() {
+                    return Err(PyTypeError::new_err(
+                        "keys must be an iterable of event keys, not a single str; write keys=[...]",
+                    ));
+                }
+                let keys = keys
+                    .try_iter()?
+                    .map(|key| key.and_then(|key| key.extract::<String>()))
+                    .collect::<PyResult<Vec<String>>>()?;
+                let wanted = check_keys(py, keys)?;
+                let filter = wanted.clone();
+                let stream = self.manager.subscribe_filtered(move |event| {
+                    filter.contains(&event.key)
+                        || event.key == a3s_lane::event_keys::SHUTDOWN_COMPLETE
+                });
+                Ok(EventStream::new(stream, Some(wanted)))
+            }
+        }
+    }
+
+    /// The commands that failed for good, oldest first (needs `dead_letters=N`).
+    fn dead_letters(&self, py: Python<'_>) -> PyResult<Vec<DeadLetter>> {
+        let dlq = self.dead_letter_queue(py)?;
+        let mut list = std::pin::pin!(dlq.list());
+        Ok(block_on(py, list.as_mut())?
+            .into_iter()
+            .map(DeadLetter::from)
+            .collect())
+    }
+
+    /// Forgets every dead letter (also in the durable store).
+    fn clear_dead_letters(&self, py: Python<'_>) -> PyResult<()> {
+        let dlq = self.dead_letter_queue(py)?;
+        let mut clear = std::pin::pin!(dlq.clear());
+        block_on(py, clear.as_mut())
+    }
+
+    /// Submits a dead letter's command again (new id, fresh attempts) and removes it
+    /// from the dead letters; returns its `CommandHandle`.
+    fn redrive(&self, py: Python<'_>, command_id: u64) -> PyResult<CommandHandle> {
+        let manager = self.manager.clone();
+        let mut redrive = Box::pin(async move { manager.redrive(command_id).await });
+        let handle = block_on(py, redrive.as_mut())?.map_err(|e| e.into_py_err(py))?;
+        self.env.slots.awaited(handle.id());
+        Ok(CommandHandle::new(
+            handle,
+            Arc::downgrade(&self.queue),
+            self.env.clone(),
+        ))
+    }
+
+    /// Stops accepting commands; pending, delayed and running ones still finish (wait
+    /// for them with `drain`). Does not block.
+    fn shutdown(&self, py: Python<'_>) -> PyResult<()> {
+        let mut shutdown = std::pin::pin!(self.manager.shutdown());
+        block_on(py, shutdown.as_mut())
+    }
+
+    /// Stops at once: no new commands, pending ones are cancelled, running ones are
+    /// cancelled (and dropped after their grace period). Durable commands stay stored for
+    /// the next start. Returns how many commands were cancelled.
+    fn shutdown_now(&self, py: Python<'_>) -> PyResult<usize> {
+        let mut stop = std::pin::pin!(self.manager.shutdown_now());
+        block_on(py, stop.as_mut())
+    }
+
+    /// Waits until no command is pending, delayed or running (and the store is written),
+    /// releasing the GIL. Raises `TimeoutError` after `timeout` seconds (None: no limit).
+    #[pyo3(signature = (timeout = None))]
+    fn drain(&self, py: Python<'_>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        refuse_in_running_loop(py, "drain()", "`await lane.drain_async(...)`")?;
+        let timeout = optional_seconds(py, timeout, "timeout", true)?;
+        let manager = self.manager.clone();
+        let mut drain = std::pin::pin!(manager.drain(timeout.unwrap_or(Duration::MAX)));
+        let result = block_on(py, drain.as_mut())?;
+        drain_result(py, &self.queue, result, timeout)
+    }
+
+    /// `drain` for coroutines: `await lane.drain_async(timeout=30.0)`.
+    #[pyo3(signature = (timeout = None))]
+    fn drain_async<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let timeout = optional_seconds(py, timeout, "timeout", true)?;
+        let manager = self.manager.clone();
+        let queue = self.queue.clone();
+        awaitable(
+            py,
+            "drain_async()",
+            async move { manager.drain(timeout.unwrap_or(Duration::MAX)).await },
+            move |py, result| drain_result(py, &queue, result, timeout).map(|()| py.None()),
+        )
+    }
+
+    /// Whether `shutdown()` (or `shutdown_now()`) was called.
+    #[getter]
+    fn is_shutting_down(&self) -> bool {
+        self.manager.is_shutting_down()
+    }
+
+    fn __repr__(&self) -> String {
+        let stats = self.queue.stats_now();
+        format!(
+            "<Lane lanes={:?} pending={} active={}>",
+            self.queue.lane_ids(),
+            stats.total_pending,
+            stats.total_active
+        )
+    }
+}
+
+fn drain_result(
+    py: Python<'_>,
+    queue: &CommandQueue,
+    result: a3s_lane::Result<()>,
+    timeout: Option<Duration>,
+) -> PyResult<()> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(CoreError::Timeout(_)) => {
+            let stats = queue.stats_now();
+            Err(PyTimeoutError::new_err(format!(
+                "drain did not finish within {:?}: {} pending, {} running, {} waiting to retry",
+                timeout.unwrap_or(Duration::MAX),
+                stats.total_pending,
+                stats.total_active,
+                stats.total_delayed
+            )))
+        }
+        Err(error) => Err(error.into_py_err(py)),
+    }
+}

@@ -1,0 +1,199 @@
+//! Read-only snapshots: queue statistics and dead letters.
+
+use std::collections::HashMap;
+
+use a3s_lane::{
+    DeadLetter as CoreDeadLetter, LaneStatus as CoreLaneStatus, QueueStats as CoreStats,
+};
+use pyo3::prelude::*;
+
+use crate::convert::to_py;
+
+/// One lane's counts and settings at the time of `Lane.stats()`.
+#[pyclass(frozen, module = "a3s_lane", name = "LaneStatus", get_all)]
+pub(crate) struct LaneStatus {
+    /// The lane id.
+    id: String,
+    /// Configured priority (0 runs first).
+    priority: u8,
+    /// Priority now, after any boost.
+    effective_priority: u8,
+    /// Commands waiting to start.
+    pending: usize,
+    /// Commands running.
+    active: usize,
+    /// Slots reserved under a global budget.
+    min_concurrency: usize,
+    /// Most commands running at once.
+    max_concurrency: usize,
+    /// Whether the lane is paused.
+    paused: bool,
+    /// Whether a rate limit holds it back now.
+    throttled: bool,
+}
+
+impl From<CoreLaneStatus> for LaneStatus {
+    fn from(status: CoreLaneStatus) -> Self {
+        Self {
+            id: status.id,
+            priority: status.priority,
+            effective_priority: status.effective_priority,
+            pending: status.pending,
+            active: status.active,
+            min_concurrency: status.min,
+            max_concurrency: status.max,
+            paused: status.paused,
+            throttled: status.throttled,
+        }
+    }
+}
+
+#[pymethods]
+impl LaneStatus {
+    fn __repr__(&self) -> String {
+        format!(
+            "LaneStatus(id={:?}, priority={}, pending={}, active={}, max_concurrency={}, paused={})",
+            self.id,
+            self.priority,
+            self.pending,
+            self.active,
+            self.max_concurrency,
+            if self.paused { "True" } else { "False" }
+        )
+    }
+}
+
+/// The queue's counts at the time of `Lane.stats()`.
+#[pyclass(frozen, module = "a3s_lane", name = "QueueStats")]
+pub(crate) struct QueueStats {
+    total_pending: usize,
+    total_active: usize,
+    total_delayed: usize,
+    lanes: HashMap<String, Py<LaneStatus>>,
+}
+
+impl QueueStats {
+    pub(crate) fn new(py: Python<'_>, stats: CoreStats) -> PyResult<Self> {
+        let mut lanes = HashMap::with_capacity(stats.lanes.len());
+        for (id, status) in stats.lanes {
+            lanes.insert(id, Py::new(py, LaneStatus::from(status))?);
+        }
+        Ok(Self {
+            total_pending: stats.total_pending,
+            total_active: stats.total_active,
+            total_delayed: stats.total_delayed,
+            lanes,
+        })
+    }
+}
+
+#[pymethods]
+impl QueueStats {
+    /// Commands waiting to start, over all lanes.
+    #[getter]
+    fn total_pending(&self) -> usize {
+        self.total_pending
+    }
+
+    /// Commands running, over all lanes.
+    #[getter]
+    fn total_active(&self) -> usize {
+        self.total_active
+    }
+
+    /// Failed commands waiting for their retry delay.
+    #[getter]
+    fn total_delayed(&self) -> usize {
+        self.total_delayed
+    }
+
+    /// Each lane's status, by lane id.
+    #[getter]
+    fn lanes(&self, py: Python<'_>) -> HashMap<String, Py<LaneStatus>> {
+        self.lanes
+            .iter()
+            .map(|(id, status)| (id.clone(), status.clone_ref(py)))
+            .collect()
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "QueueStats(total_pending={}, total_active={}, total_delayed={}, lanes={})",
+            self.total_pending,
+            self.total_active,
+            self.total_delayed,
+            self.lanes.len()
+        )
+    }
+}
+
+/// A command that failed for good, kept for inspection and `Lane.redrive()`.
+#[pyclass(frozen, module = "a3s_lane", name = "DeadLetter")]
+pub(crate) struct DeadLetter {
+    letter: CoreDeadLetter,
+}
+
+impl From<CoreDeadLetter> for DeadLetter {
+    fn from(letter: CoreDeadLetter) -> Self {
+        Self { letter }
+    }
+}
+
+#[pymethods]
+impl DeadLetter {
+    /// The command's id (pass it to `Lane.redrive`).
+    #[getter]
+    fn command_id(&self) -> u64 {
+        self.letter.command_id
+    }
+
+    /// The command type.
+    #[getter]
+    fn command_type(&self) -> &str {
+        &self.letter.command_type
+    }
+
+    /// The lane it ran in.
+    #[getter]
+    fn lane_id(&self) -> &str {
+        &self.letter.lane_id
+    }
+
+    /// The last error, as text.
+    #[getter]
+    fn error(&self) -> &str {
+        &self.letter.error
+    }
+
+    /// How many times it ran.
+    #[getter]
+    fn attempts(&self) -> u32 {
+        self.letter.attempts
+    }
+
+    /// When it failed for good, in milliseconds since the Unix epoch.
+    #[getter]
+    fn failed_at(&self) -> u64 {
+        self.letter.failed_at
+    }
+
+    /// Its JSON payload.
+    #[getter]
+    fn payload(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        match &self.letter.payload {
+            Some(payload) => Ok(to_py(py, payload)?.unbind()),
+            None => Ok(py.None()),
+        }
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "DeadLetter(command_id={}, command_type={:?}, lane_id={:?}, attempts={}, error={:?})",
+            self.letter.command_id,
+            self.letter.command_type,
+            self.letter.lane_id,
+            self.letter.attempts,
+            self.letter.error
+        )
+    }
+}

@@ -1,0 +1,111 @@
+"""What submit_async returns is an asyncio future: isfuture, callbacks (added, removed,
+run in their context), result/exception/cancelled, and it works with wait, shield,
+as_completed and wait_for."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+
+import pytest
+
+from a3s_lane import CommandFuture, Lane, LaneConfig
+
+marker: contextvars.ContextVar[str] = contextvars.ContextVar("marker", default="none")
+
+
+def make_lane() -> tuple[Lane, asyncio.Event]:
+    lane = Lane({"q": LaneConfig(priority=0, max_concurrency=8)})
+    gate = asyncio.Event()
+
+    @lane.handler("echo")
+    async def echo(payload: int) -> int:
+        await asyncio.sleep(0)
+        return payload
+
+    @lane.handler("wait")
+    async def wait(payload: int) -> int:
+        await gate.wait()
+        return payload
+
+    @lane.handler("fail")
+    async def fail(payload: object) -> None:
+        raise ValueError("no")
+
+    lane.start()
+    return lane, gate
+
+
+def test_the_future_protocol() -> None:
+    async def main() -> None:
+        lane, gate = make_lane()
+        future = lane.submit_async("q", "wait", 1)
+        assert asyncio.isfuture(future)
+        assert isinstance(future, CommandFuture)
+        assert future.get_loop() is asyncio.get_running_loop()
+        assert not future.done() and not future.cancelled()
+        with pytest.raises(asyncio.InvalidStateError):
+            future.result()
+        with pytest.raises(asyncio.InvalidStateError):
+            future.exception()
+        with pytest.raises(asyncio.InvalidStateError, match="settled by the queue"):
+            future.set_result(2)
+
+        seen: list[tuple[str, object]] = []
+        context = contextvars.copy_context()
+        context.run(marker.set, "theirs")
+
+        def first(f: CommandFuture) -> None:
+            seen.append(("first", f.result()))
+
+        def second(f: CommandFuture) -> None:
+            seen.append(("second", marker.get()))
+
+        def removed(f: CommandFuture) -> None:
+            seen.append(("removed", None))
+
+        future.add_done_callback(first)
+        future.add_done_callback(removed)
+        future.add_done_callback(second, context=context)
+        future.add_done_callback(removed)
+        assert future.remove_done_callback(removed) == 2
+        gate.set()
+        assert await future == 1
+        await asyncio.sleep(0)
+        assert seen == [("first", 1), ("second", "theirs")]
+        assert future.exception() is None
+        # A callback added once done is scheduled at once.
+        late: list[object] = []
+        future.add_done_callback(late.append)
+        await asyncio.sleep(0)
+        assert late == [future]
+
+        failed = lane.submit_async("q", "fail")
+        with pytest.raises(ValueError):
+            await failed
+        assert isinstance(failed.exception(), ValueError)
+
+    asyncio.run(main())
+
+
+def test_the_future_works_with_asyncio_combinators() -> None:
+    async def main() -> None:
+        lane, gate = make_lane()
+        slow = lane.submit_async("q", "wait", 1)
+        fast = lane.submit_async("q", "echo", 2)
+        done, pending = await asyncio.wait({slow, fast}, return_when=asyncio.FIRST_COMPLETED)
+        assert done == {fast} and pending == {slow}
+
+        outer = asyncio.shield(slow)
+        outer.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await outer
+        assert not slow.cancelled()  # shielded: the command goes on
+        gate.set()
+        assert [await f for f in asyncio.as_completed([slow, lane.submit_async("q", "echo", 3)])] in (
+            [1, 3],
+            [3, 1],
+        )
+        assert await asyncio.wait_for(lane.submit_async("q", "echo", 4), 10) == 4
+
+    asyncio.run(main())

@@ -1,0 +1,86 @@
+//! Invalid configuration is a ConfigError that names the lane and the reason.
+
+mod support;
+
+use a3s_lane::{EventEmitter, LaneConfig, LaneError, QueueManagerBuilder};
+use support::builder;
+
+async fn build_error(lanes: &[(&str, LaneConfig, u8)]) -> String {
+    match builder(lanes).build().await {
+        Ok(_) => panic!("expected a ConfigError"),
+        Err(LaneError::ConfigError(reason)) => reason,
+        Err(other) => panic!("expected a ConfigError, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn min_above_max_is_rejected() {
+    assert_eq!(
+        build_error(&[("a", LaneConfig::new(3, 2), 0)]).await,
+        "lane 'a': min_concurrency (3) is greater than max_concurrency (2)"
+    );
+}
+
+#[tokio::test]
+async fn zero_max_is_rejected() {
+    assert_eq!(
+        build_error(&[("a", LaneConfig::new(0, 0), 0)]).await,
+        "lane 'a': max_concurrency must be at least 1"
+    );
+}
+
+#[tokio::test]
+async fn duplicate_lane_ids_are_rejected() {
+    assert_eq!(
+        build_error(&[
+            ("a", LaneConfig::new(1, 1), 0),
+            ("a", LaneConfig::new(1, 2), 1)
+        ])
+        .await,
+        "duplicate lane id 'a'"
+    );
+}
+
+#[tokio::test]
+async fn an_empty_lane_id_is_rejected() {
+    assert_eq!(
+        build_error(&[("", LaneConfig::new(1, 1), 0)]).await,
+        "lane id must not be empty"
+    );
+}
+
+#[tokio::test]
+async fn a_zero_global_budget_is_rejected() {
+    let error = QueueManagerBuilder::new(EventEmitter::new(8))
+        .with_default_lanes()
+        .with_max_concurrency(0)
+        .build()
+        .await
+        .unwrap_err();
+    assert!(matches!(error, LaneError::ConfigError(_)), "{error}");
+}
+
+#[tokio::test]
+async fn the_default_lanes_match_the_seed() {
+    let manager = QueueManagerBuilder::new(EventEmitter::new(8))
+        .with_default_lanes()
+        .build()
+        .await
+        .unwrap();
+    let stats = manager.stats().await;
+    let mut lanes: Vec<(String, u8, usize)> = stats
+        .lanes
+        .values()
+        .map(|l| (l.id.clone(), l.priority, l.max))
+        .collect();
+    lanes.sort_by_key(|l| l.1);
+    let expected = [
+        ("system", 0, 5),
+        ("control", 1, 3),
+        ("query", 2, 10),
+        ("session", 3, 5),
+        ("skill", 4, 3),
+        ("prompt", 5, 2),
+    ];
+    assert_eq!(lanes, expected.map(|(id, p, m)| (id.to_owned(), p, m)));
+}
