@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the Python package in a fresh virtualenv and runs its proof: the type stubs
 # against the module (mypy.stubtest) and the pytest suite. Needs Python >= 3.11 with pip
-# and a Rust toolchain; everything else comes from PyPI. Fails on any error, including a
-# suite that collected no tests.
+# and a Rust toolchain; everything else comes from PyPI. The Redis tests use
+# A3S_LANE_REDIS_URL, or a throwaway redis-server started here (see scripts/redis.sh).
+# Fails on any error, including a suite that collected no tests.
 #
 #   sdk/python/scripts/test.sh            # debug build (what CI runs)
 #   A3S_LANE_PY_RELEASE=1 sdk/python/scripts/test.sh   # optimised build (for benches/)
@@ -39,6 +40,10 @@ echo "==> mypy.stubtest a3s_lane"
 echo "==> mypy --strict on the tests and the benchmark (the stubs as users see them)"
 mypy --strict --no-incremental tests benches
 
-echo "==> pytest"
+# shellcheck disable=SC1091  # the repository's scripts/redis.sh
+source ../../scripts/redis.sh
+ensure_redis
+
+echo "==> pytest (A3S_LANE_REDIS_URL=$A3S_LANE_REDIS_URL)"
 # Exit status 5 (no tests collected) is a failure like any other non-zero status.
 python -m pytest -q tests

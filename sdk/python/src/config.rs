@@ -12,6 +12,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyFloat, PyInt};
 
 use crate::error::{IntoPyErr, config_error};
+use crate::limits::{PriorityBoost, RateLimit};
 
 /// An integer argument in `[min, max]`; bools, floats and other types are refused.
 pub(crate) fn int_in_range(
@@ -45,7 +46,7 @@ pub(crate) fn int_in_range(
     Ok(number)
 }
 
-fn type_name(value: &Bound<'_, PyAny>) -> String {
+pub(crate) fn type_name(value: &Bound<'_, PyAny>) -> String {
     value
         .get_type()
         .name()
@@ -113,6 +114,8 @@ pub(crate) struct LaneConfig {
     retry: Option<CoreRetryPolicy>,
     pressure_threshold: Option<usize>,
     cancel_grace: Duration,
+    rate_limit: Option<RateLimit>,
+    priority_boost: Option<PriorityBoost>,
 }
 
 impl LaneConfig {
@@ -158,12 +161,36 @@ impl LaneConfig {
         if let Some(threshold) = self.pressure_threshold {
             config = config.with_pressure_threshold(threshold);
         }
+        // Unlimited and disabled are what no policy does: nothing to attach.
+        if let Some(limit) = self.rate_limit.filter(|l| !l.config.is_unlimited()) {
+            config = config.with_rate_limit(limit.config);
+        }
+        if let Some(boost) = self
+            .priority_boost
+            .as_ref()
+            .filter(|b| b.config.is_enabled())
+        {
+            config = config.with_priority_boost(boost.config.clone());
+        }
         config.validate(lane).map_err(|e| e.into_py_err(py))?;
         Ok((config, priority))
     }
 }
 
-fn optional_int(
+/// A `rate_limit=` argument: a `RateLimit` or None.
+pub(crate) fn optional_rate_limit(value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<RateLimit>> {
+    match value.filter(|v| !v.is_none()) {
+        Some(limit) => Ok(Some(*limit.cast::<RateLimit>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "rate_limit must be a RateLimit (for example RateLimit.per_second(10)), got {}",
+                type_name(limit)
+            ))
+        })?.get())),
+        None => Ok(None),
+    }
+}
+
+pub(crate) fn optional_int(
     py: Python<'_>,
     value: Option<&Bound<'_, PyAny>>,
     name: &str,
@@ -188,6 +215,9 @@ impl LaneConfig {
     /// - `retry`: a `RetryPolicy` for failed (or timed-out) runs.
     /// - `pressure_threshold`: pending count at which `queue.lane.pressure` is emitted.
     /// - `cancel_grace`: seconds a cancelled running command gets to stop by itself.
+    /// - `rate_limit`: a `RateLimit`: how fast the lane may start commands.
+    /// - `priority_boost`: a `PriorityBoost`: how the lane's priority rises as its oldest
+    ///   command nears a deadline.
     #[new]
     #[pyo3(signature = (
         *,
@@ -198,6 +228,8 @@ impl LaneConfig {
         retry = None,
         pressure_threshold = None,
         cancel_grace = None,
+        rate_limit = None,
+        priority_boost = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -209,6 +241,8 @@ impl LaneConfig {
         retry: Option<&Bound<'_, PyAny>>,
         pressure_threshold: Option<&Bound<'_, PyAny>>,
         cancel_grace: Option<&Bound<'_, PyAny>>,
+        rate_limit: Option<&Bound<'_, PyAny>>,
+        priority_boost: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         const USIZE: i128 = usize::MAX as i128;
         let priority = optional_int(
@@ -276,7 +310,36 @@ impl LaneConfig {
             .map(|t| t as usize),
             cancel_grace: optional_seconds(py, cancel_grace, "cancel_grace", true)?
                 .unwrap_or(a3s_lane::DEFAULT_CANCEL_GRACE),
+            rate_limit: optional_rate_limit(rate_limit)?,
+            priority_boost: match priority_boost.filter(|b| !b.is_none()) {
+                Some(boost) => Some(
+                    boost
+                        .cast::<PriorityBoost>()
+                        .map_err(|_| {
+                            PyTypeError::new_err(format!(
+                                "priority_boost must be a PriorityBoost (for example \
+                                 PriorityBoost.standard(300)), got {}",
+                                type_name(boost)
+                            ))
+                        })?
+                        .get()
+                        .clone(),
+                ),
+                None => None,
+            },
         })
+    }
+
+    /// How fast the lane may start commands, or None for no limit.
+    #[getter]
+    fn rate_limit(&self) -> Option<RateLimit> {
+        self.rate_limit
+    }
+
+    /// How the lane's priority rises as its oldest command waits, or None.
+    #[getter]
+    fn priority_boost(&self) -> Option<PriorityBoost> {
+        self.priority_boost.clone()
     }
 
     /// Priority (0 runs first), or None for the lane's default.
@@ -344,6 +407,12 @@ impl LaneConfig {
         if self.cancel_grace != a3s_lane::DEFAULT_CANCEL_GRACE {
             parts.push(format!("cancel_grace={}", self.cancel_grace.as_secs_f64()));
         }
+        if let Some(limit) = &self.rate_limit {
+            parts.push(format!("rate_limit={}", limit.__repr__()));
+        }
+        if let Some(boost) = &self.priority_boost {
+            parts.push(format!("priority_boost={}", boost.__repr__()));
+        }
         format!("LaneConfig({})", parts.join(", "))
     }
 }
@@ -375,7 +444,7 @@ fn retry_repr(policy: &CoreRetryPolicy) -> String {
 #[pyclass(frozen, module = "a3s_lane", name = "RetryPolicy")]
 #[derive(Clone)]
 pub(crate) struct RetryPolicy {
-    policy: CoreRetryPolicy,
+    pub(crate) policy: CoreRetryPolicy,
 }
 
 #[pymethods]

@@ -5,6 +5,9 @@
 //! `asyncio.Future`: cancelling it (directly, through `Task.cancel()`, `wait_for`,
 //! `timeout()` or `gather`) cancels the command at once, and it carries the command id,
 //! without an extra done-callback per command.
+//!
+//! Both serve in-process lanes and Redis queues alike; a [`CancelTarget`] says where a
+//! cancel request goes.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -24,7 +27,76 @@ use serde_json::Value;
 use crate::convert::to_py;
 use crate::error::IntoPyErr;
 use crate::handler::HandlerEnv;
-use crate::runtime::{LoopBody, LoopBridge, LoopTask, block_on_until, python_attr};
+use crate::runtime::{LoopBody, LoopBridge, LoopTask, block_on, block_on_until, python_attr};
+
+/// Where the cancel request of a command goes.
+#[derive(Clone)]
+pub(crate) enum CancelTarget {
+    /// An in-process queue, held weakly: a handle does not keep a dropped lane alive.
+    Local(Weak<CommandQueue>),
+    /// A queue in Redis: a cancel is a round trip.
+    Remote(a3s_lane::RedisQueue),
+}
+
+impl From<Weak<CommandQueue>> for CancelTarget {
+    fn from(queue: Weak<CommandQueue>) -> Self {
+        Self::Local(queue)
+    }
+}
+
+impl CancelTarget {
+    /// Asks for command `id` to be cancelled without waiting (a Redis request is sent
+    /// from the runtime).
+    fn request(&self, id: CommandId) {
+        match self {
+            Self::Local(queue) => {
+                if let Some(queue) = queue.upgrade() {
+                    queue.cancel(id);
+                }
+            }
+            Self::Remote(queue) => {
+                let queue = queue.clone();
+                crate::runtime::runtime().spawn(async move {
+                    if let Err(error) = queue.cancel(id).await {
+                        log_cancel_failure(id, &error);
+                    }
+                });
+            }
+        }
+    }
+
+    /// Cancels command `id` and says whether it was still pending or running (for Redis,
+    /// after the round trip, releasing the GIL).
+    fn cancel(&self, py: Python<'_>, id: CommandId) -> PyResult<bool> {
+        match self {
+            Self::Local(queue) => Ok(queue.upgrade().is_some_and(|queue| queue.cancel(id))),
+            Self::Remote(queue) => {
+                let mut cancel = std::pin::pin!(queue.cancel(id));
+                let outcome = block_on(py, cancel.as_mut())?.map_err(|e| e.into_py_err(py))?;
+                Ok(matches!(
+                    outcome,
+                    a3s_lane::CancelOutcome::Cancelled | a3s_lane::CancelOutcome::Signalled
+                ))
+            }
+        }
+    }
+}
+
+/// A cancel request nobody waits for failed (Redis unreachable): the command keeps
+/// running, which its waiter sees when it finishes; the failure goes to the `a3s_lane`
+/// logger.
+fn log_cancel_failure(id: CommandId, error: &LaneError) {
+    let message = format!("could not send the cancel request of command {id} to Redis: {error}");
+    Python::attach(|py| {
+        let logged = py
+            .import("logging")
+            .and_then(|logging| logging.call_method1("getLogger", ("a3s_lane",)))
+            .and_then(|logger| logger.call_method1("warning", (message,)));
+        if let Err(error) = logged {
+            error.write_unraisable(py, None);
+        }
+    });
+}
 
 /// The boxed future of a command's acceptance by the queue.
 pub(crate) type Accepting =
@@ -151,7 +223,7 @@ fn invalid_state(py: Python<'_>, message: &str) -> PyErr {
 #[pyclass(frozen, module = "a3s_lane", name = "CommandFuture")]
 pub(crate) struct CommandFuture {
     bridge: Arc<LoopBridge>,
-    queue: Weak<CommandQueue>,
+    queue: CancelTarget,
     state: Mutex<FutureState>,
 }
 
@@ -159,14 +231,14 @@ impl CommandFuture {
     pub(crate) fn new(
         py: Python<'_>,
         bridge: Arc<LoopBridge>,
-        queue: Weak<CommandQueue>,
+        queue: impl Into<CancelTarget>,
         id: Option<CommandId>,
     ) -> PyResult<Py<Self>> {
         Py::new(
             py,
             Self {
                 bridge,
-                queue,
+                queue: queue.into(),
                 state: Mutex::new(FutureState {
                     outcome: Outcome::Pending,
                     callbacks: Callbacks::default(),
@@ -179,14 +251,14 @@ impl CommandFuture {
     }
 
     /// The queue accepted the command under `id`.
-    fn accepted(&self, id: CommandId) {
+    pub(crate) fn accepted(&self, id: CommandId) {
         let cancel = {
             let mut state = self.state.lock();
             state.id = Some(id);
             state.cancel_when_accepted
         };
-        if cancel && let Some(queue) = self.queue.upgrade() {
-            queue.cancel(id);
+        if cancel {
+            self.queue.request(id);
         }
     }
 
@@ -213,8 +285,19 @@ impl CommandFuture {
         true
     }
 
+    /// Whether it is settled (finished or cancelled).
+    pub(crate) fn is_done(&self) -> bool {
+        !matches!(self.state.lock().outcome, Outcome::Pending)
+    }
+
+    /// Settles the future with `error` (the queue refused the command).
+    pub(crate) fn refuse(slf: &Bound<'_, Self>, error: PyErr) {
+        let exception = error.into_value(slf.py());
+        Self::settle(slf, Outcome::Error(exception));
+    }
+
     /// Settles the future with a command's result.
-    fn finish(slf: &Bound<'_, Self>, finished: &Finished) {
+    pub(crate) fn finish(slf: &Bound<'_, Self>, finished: &Finished) {
         let py = slf.py();
         let outcome = match finished.to_python(py) {
             Ok(value) => Outcome::Value(value),
@@ -378,8 +461,8 @@ impl CommandFuture {
             }
             state.id
         };
-        if let (Some(id), Some(queue)) = (id, this.queue.upgrade()) {
-            queue.cancel(id);
+        if let Some(id) = id {
+            this.queue.request(id);
         }
         Self::settle(slf, Outcome::Cancelled(msg))
     }
@@ -571,18 +654,25 @@ pub(crate) struct OutcomeCell {
 impl OutcomeCell {
     /// Waits for `handle` on the runtime and keeps its outcome for every waiter.
     pub(crate) fn watch(handle: CoreHandle, env: Arc<HandlerEnv>) -> Arc<Self> {
+        let id = handle.id();
+        Self::spawn(async move {
+            let result = handle.await;
+            let exception = env.slots.take(id);
+            Finished { result, exception }
+        })
+    }
+
+    /// Runs `outcome` on the runtime and keeps what it returns for every waiter.
+    pub(crate) fn spawn(outcome: impl Future<Output = Finished> + Send + 'static) -> Arc<Self> {
         let cell = Arc::new(Self {
             state: Mutex::new(CellState {
                 finished: None,
                 wakers: Vec::new(),
             }),
         });
-        let id = handle.id();
         let watcher = cell.clone();
         crate::runtime::runtime().spawn(async move {
-            let result = handle.await;
-            let exception = env.slots.take(id);
-            watcher.set(Finished { result, exception });
+            watcher.set(outcome.await);
         });
         cell
     }
@@ -634,11 +724,13 @@ impl LoopBody for CellBody {
 }
 
 /// A submitted command: its id, a way to cancel it, and its result, from threads
-/// (`result()`) or coroutines (`await handle`).
+/// (`result()`) or coroutines (`await handle`). Returned by `Lane.submit_nowait` and
+/// `Lane.redrive`, and by `RedisQueue.submit` and `RedisQueue.redrive` for a command
+/// that a `RedisWorker` runs, in this process or another.
 #[pyclass(frozen, module = "a3s_lane", name = "CommandHandle")]
 pub(crate) struct CommandHandle {
     id: CommandId,
-    queue: Weak<CommandQueue>,
+    queue: CancelTarget,
     cell: Arc<OutcomeCell>,
 }
 
@@ -646,8 +738,27 @@ impl CommandHandle {
     pub(crate) fn new(handle: CoreHandle, queue: Weak<CommandQueue>, env: Arc<HandlerEnv>) -> Self {
         Self {
             id: handle.id(),
-            queue,
+            queue: CancelTarget::Local(queue),
             cell: OutcomeCell::watch(handle, env),
+        }
+    }
+
+    /// The handle of a command submitted to a Redis queue. A handler's exception does
+    /// not travel between processes: a failure is a `CommandError` carrying its type
+    /// and message.
+    pub(crate) fn remote(
+        handle: a3s_lane::RedisCommandHandle,
+        queue: a3s_lane::RedisQueue,
+    ) -> Self {
+        Self {
+            id: handle.id(),
+            queue: CancelTarget::Remote(queue),
+            cell: OutcomeCell::spawn(async move {
+                Finished {
+                    result: handle.await,
+                    exception: None,
+                }
+            }),
         }
     }
 }
@@ -662,11 +773,10 @@ impl CommandHandle {
 
     /// Cancels the command: a pending one is removed from its lane, a running one is
     /// cancelled (an `async def` handler's task is cancelled; a plain `def` handler sees
-    /// `ctx.is_cancelled()`). Returns False if it already finished.
-    fn cancel(&self) -> bool {
-        self.queue
-            .upgrade()
-            .is_some_and(|queue| queue.cancel(self.id))
+    /// `ctx.is_cancelled()`). Returns False if it already finished. For a Redis queue
+    /// this is a round trip, and a running command's worker is told wherever it runs.
+    fn cancel(&self, py: Python<'_>) -> PyResult<bool> {
+        self.queue.cancel(py, self.id)
     }
 
     /// Whether the command finished (its result is available).

@@ -35,12 +35,14 @@ use pyo3::exceptions::{
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::PyWeakrefReference;
+use pyo3::types::{PyCFunction, PyDict, PyTuple, PyWeakrefReference};
 use serde_json::Value;
 
 use crate::convert::{to_json, to_py};
-use crate::error::handler_failure;
-use crate::runtime::{LoopBridge, SafePoint, Work, python_attr, runtime};
+use crate::error::{config_error, handler_failure};
+use crate::runtime::{
+    LoopBridge, SafePoint, Work, private_loop, python_attr, running_loop, runtime,
+};
 
 /// The last exception of each failed command that a caller waits for, by command id.
 ///
@@ -120,6 +122,37 @@ impl HandlerEnv {
     pub(crate) fn set_home(&self, bridge: Arc<LoopBridge>) {
         *self.home.write() = Some(bridge);
     }
+
+    /// Gives `async def` handlers a loop unless they have one: the loop running in this
+    /// thread, or else a private loop on a daemon thread, whose `LoopThread` goes to
+    /// `thread` for its owner to stop (see [`stop_loop_thread`]).
+    pub(crate) fn ensure_home(
+        &self,
+        py: Python<'_>,
+        thread: &mut Option<Py<PyAny>>,
+    ) -> PyResult<()> {
+        if self.home().is_some() {
+            return Ok(());
+        }
+        match running_loop(py)? {
+            Some(event_loop) => self.set_home(LoopBridge::of(py, &event_loop)?),
+            None => {
+                let (loop_thread, bridge) = private_loop(py)?;
+                *thread = Some(loop_thread);
+                self.set_home(bridge);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Stops a private loop made by [`HandlerEnv::ensure_home`] (its owner is dropped).
+pub(crate) fn stop_loop_thread(thread: Py<PyAny>) {
+    Python::attach(|py| {
+        if let Err(error) = thread.bind(py).call_method0("stop") {
+            error.write_unraisable(py, None);
+        }
+    });
 }
 
 /// A registered Python callable.
@@ -149,11 +182,6 @@ impl HandlerFn {
             is_async,
             takes_context,
         })
-    }
-
-    /// Whether it is an `async def`.
-    pub(crate) fn is_async(&self) -> bool {
-        self.is_async
     }
 
     /// Reports the callable to the garbage collector.
@@ -207,6 +235,55 @@ impl HandlerFn {
     }
 }
 
+/// Checks `func` and wraps it as the handler of `command_type`, for a lane or a Redis
+/// worker sharing `env`.
+pub(crate) fn python_handler(
+    py: Python<'_>,
+    command_type: &str,
+    func: &Bound<'_, PyAny>,
+    env: Arc<HandlerEnv>,
+) -> PyResult<Arc<PyHandler>> {
+    if command_type.is_empty() {
+        return Err(config_error(py, "command type must not be empty"));
+    }
+    if !func.is_callable() {
+        return Err(PyTypeError::new_err(format!(
+            "handler for '{command_type}' must be callable"
+        )));
+    }
+    let func = Arc::new(HandlerFn::new(command_type, func)?);
+    Ok(Arc::new(PyHandler::new(func, env)))
+}
+
+/// The decorator that `@owner.handler(command_type)` returns: it calls `register` with
+/// the decorated function and returns the function unchanged. `what` names the call in
+/// errors (`"lane.handler(type)"`).
+pub(crate) fn decorator(
+    py: Python<'_>,
+    command_type: &str,
+    what: &'static str,
+    register: impl Fn(Python<'_>, &Bound<'_, PyAny>) -> PyResult<()> + Send + Sync + 'static,
+) -> PyResult<Py<PyAny>> {
+    if command_type.is_empty() {
+        return Err(config_error(py, "command type must not be empty"));
+    }
+    let decorator = PyCFunction::new_closure(
+        py,
+        None,
+        None,
+        move |args: &Bound<'_, PyTuple>,
+              _kwargs: Option<&Bound<'_, PyDict>>|
+              -> PyResult<Py<PyAny>> {
+            let func = args
+                .get_item(0)
+                .map_err(|_| PyTypeError::new_err(format!("{what} decorates a function")))?;
+            register(args.py(), &func)?;
+            Ok(func.unbind())
+        },
+    )?;
+    Ok(decorator.into_any().unbind())
+}
+
 /// The queue's [`Handler`] for a Python callable.
 pub(crate) struct PyHandler {
     func: Arc<HandlerFn>,
@@ -221,6 +298,11 @@ impl PyHandler {
     /// The command type it handles.
     pub(crate) fn command_type(&self) -> &str {
         &self.func.command_type
+    }
+
+    /// Whether it is an `async def` (it runs on the owner's event loop).
+    pub(crate) fn is_async(&self) -> bool {
+        self.func.is_async
     }
 
     /// The callable, for the garbage collector.

@@ -8,14 +8,13 @@ use std::time::Duration;
 
 use a3s_lane::{
     CommandQueue, EventEmitter, LaneError as CoreError, LocalStorage, QueueManager,
-    QueueManagerBuilder,
+    QueueManagerBuilder, QueueMetrics,
 };
 use parking_lot::Mutex;
 use pyo3::PyTraverseError;
 use pyo3::exceptions::{PyRuntimeError, PyTimeoutError, PyTypeError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
-use pyo3::types::{PyCFunction, PyDict, PyTuple};
 use serde_json::Value;
 
 use crate::config::{LaneConfig, int_in_range, optional_seconds};
@@ -25,10 +24,12 @@ use crate::events::{EventStream, check_keys};
 use crate::handle::{
     Accepting, CommandFuture, CommandHandle, Finished, SubmitBody, forget_when_done,
 };
-use crate::handler::{DirectCommand, HandlerEnv, HandlerFn, PyHandler, SharedHandler};
-use crate::runtime::{
-    LoopBridge, LoopSpawner, awaitable, block_on, private_loop, running_loop, runtime,
+use crate::handler::{
+    DirectCommand, HandlerEnv, PyHandler, SharedHandler, decorator, python_handler,
+    stop_loop_thread,
 };
+use crate::metrics::MetricsSnapshot;
+use crate::runtime::{LoopBridge, LoopSpawner, awaitable, block_on, running_loop, runtime};
 use crate::stats::{DeadLetter, QueueStats};
 
 /// The default `event_buffer`: how far a subscriber may fall behind before it misses
@@ -60,6 +61,8 @@ pub(crate) struct Lane {
     handlers: parking_lot::RwLock<HashMap<String, Arc<PyHandler>>>,
     env: Arc<HandlerEnv>,
     lifecycle: Mutex<Lifecycle>,
+    /// What the queue records with `metrics=True`.
+    metrics: Option<QueueMetrics>,
 }
 
 #[derive(Default)]
@@ -73,11 +76,7 @@ struct Lifecycle {
 impl Drop for Lane {
     fn drop(&mut self) {
         if let Some(thread) = self.lifecycle.get_mut().private_loop.take() {
-            Python::attach(|py| {
-                if let Err(error) = thread.bind(py).call_method0("stop") {
-                    error.write_unraisable(py, None);
-                }
-            });
+            stop_loop_thread(thread);
         }
     }
 }
@@ -131,14 +130,14 @@ fn accepting(
     Box::pin(async move { queue.submit_replayable(&lane, &command_type, payload).await })
 }
 
-fn payload_to_json(payload: Option<&Bound<'_, PyAny>>) -> PyResult<Value> {
+pub(crate) fn payload_to_json(payload: Option<&Bound<'_, PyAny>>) -> PyResult<Value> {
     match payload {
         Some(payload) => to_json(payload, "payload"),
         None => Ok(Value::Null),
     }
 }
 
-fn refuse_in_running_loop(py: Python<'_>, call: &str, instead: &str) -> PyResult<()> {
+pub(crate) fn refuse_in_running_loop(py: Python<'_>, call: &str, instead: &str) -> PyResult<()> {
     if running_loop(py)?.is_some() {
         return Err(PyRuntimeError::new_err(format!(
             "{call} blocks, and this thread runs an event loop (async handlers may need it); \
@@ -226,18 +225,7 @@ impl Lane {
     }
 
     fn ensure_home_loop(&self, py: Python<'_>, lifecycle: &mut Lifecycle) -> PyResult<()> {
-        if self.env.home().is_some() {
-            return Ok(());
-        }
-        match running_loop(py)? {
-            Some(event_loop) => self.env.set_home(LoopBridge::of(py, &event_loop)?),
-            None => {
-                let (thread, bridge) = private_loop(py)?;
-                lifecycle.private_loop = Some(thread);
-                self.env.set_home(bridge);
-            }
-        }
-        Ok(())
+        self.env.ensure_home(py, &mut lifecycle.private_loop)
     }
 
     fn register(
@@ -246,15 +234,7 @@ impl Lane {
         command_type: &str,
         func: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
-        if command_type.is_empty() {
-            return Err(config_error(py, "command type must not be empty"));
-        }
-        if !func.is_callable() {
-            return Err(PyTypeError::new_err(format!(
-                "handler for '{command_type}' must be callable"
-            )));
-        }
-        let handler = Arc::new(HandlerFn::new(command_type, func)?);
+        let handler = python_handler(py, command_type, func, self.env.clone())?;
         let is_async = handler.is_async();
         {
             let mut lifecycle = self.lifecycle.lock();
@@ -265,7 +245,6 @@ impl Lane {
                 }
             }
         }
-        let handler = Arc::new(PyHandler::new(handler, self.env.clone()));
         self.handlers
             .write()
             .insert(command_type.to_owned(), handler.clone());
@@ -326,8 +305,10 @@ impl Lane {
     /// - `dead_letters`: keep up to this many commands that failed for good.
     /// - `event_buffer`: how far an event subscriber may fall behind before it misses
     ///   events.
+    /// - `metrics`: record counters, gauges and latency histograms (read them with
+    ///   `metrics()` or `metrics_prometheus()`).
     #[new]
-    #[pyo3(signature = (lanes = None, *, max_concurrency = None, storage = None, dead_letters = None, event_buffer = None))]
+    #[pyo3(signature = (lanes = None, *, max_concurrency = None, storage = None, dead_letters = None, event_buffer = None, metrics = false))]
     fn new(
         py: Python<'_>,
         lanes: Option<&Bound<'_, PyAny>>,
@@ -335,6 +316,7 @@ impl Lane {
         storage: Option<&Bound<'_, PyAny>>,
         dead_letters: Option<&Bound<'_, PyAny>>,
         event_buffer: Option<&Bound<'_, PyAny>>,
+        metrics: bool,
     ) -> PyResult<Self> {
         const USIZE: i128 = usize::MAX as i128;
         let event_buffer = match event_buffer.filter(|b| !b.is_none()) {
@@ -384,6 +366,10 @@ impl Lane {
             )?;
             builder = builder.with_dlq(size as usize);
         }
+        let metrics = metrics.then(QueueMetrics::local);
+        if let Some(metrics) = &metrics {
+            builder = builder.with_metrics(metrics.clone());
+        }
         let durable = storage.is_some_and(|s| !s.is_none());
         let direct = !durable && dead_letters.is_none_or(|d| d.is_none());
         let storage = match storage.filter(|s| !s.is_none()) {
@@ -417,6 +403,7 @@ impl Lane {
             manager,
             env,
             lifecycle: Mutex::new(Lifecycle::default()),
+            metrics,
         })
     }
 
@@ -437,25 +424,10 @@ impl Lane {
     /// A decorator registering the function as the handler of `command_type`:
     /// `@lane.handler("fetch")`. Returns the function unchanged.
     fn handler(slf: Py<Self>, py: Python<'_>, command_type: String) -> PyResult<Py<PyAny>> {
-        if command_type.is_empty() {
-            return Err(config_error(py, "command type must not be empty"));
-        }
-        let decorator = PyCFunction::new_closure(
-            py,
-            None,
-            None,
-            move |args: &Bound<'_, PyTuple>,
-                  _kwargs: Option<&Bound<'_, PyDict>>|
-                  -> PyResult<Py<PyAny>> {
-                let py = args.py();
-                let func = args
-                    .get_item(0)
-                    .map_err(|_| PyTypeError::new_err("lane.handler(type) decorates a function"))?;
-                slf.get().register(py, &command_type, &func)?;
-                Ok(func.unbind())
-            },
-        )?;
-        Ok(decorator.into_any().unbind())
+        let registered = command_type.clone();
+        decorator(py, &command_type, "lane.handler(type)", move |py, func| {
+            slf.get().register(py, &registered, func)
+        })
     }
 
     /// Starts running commands. `async def` handlers will run on the event loop running
@@ -627,6 +599,18 @@ impl Lane {
                 Ok(EventStream::new(stream, Some(wanted)))
             }
         }
+    }
+
+    /// Every metric now, in total and per lane (needs `Lane(..., metrics=True)`).
+    /// A command is counted just after its result is delivered; after `drain()` the
+    /// counts are final.
+    fn metrics(&self, py: Python<'_>) -> PyResult<MetricsSnapshot> {
+        crate::metrics::snapshot(py, self.metrics.as_ref()).map(MetricsSnapshot::from)
+    }
+
+    /// `metrics()` in the Prometheus text format, ready to serve on `/metrics`.
+    fn metrics_prometheus(&self, py: Python<'_>) -> PyResult<String> {
+        crate::metrics::snapshot(py, self.metrics.as_ref()).map(|s| s.to_prometheus())
     }
 
     /// The commands that failed for good, oldest first (needs `dead_letters=N`).

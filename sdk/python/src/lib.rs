@@ -6,7 +6,9 @@
 //! class), `config` (`LaneConfig`, `RetryPolicy`), `error` (the exception hierarchy),
 //! `events` (event streams), `runtime` (the tokio runtime and the bridge to asyncio
 //! event loops), `handler` (Python callables as handlers), `handle` (what a submit
-//! returns), `stats` and `convert` (JSON).
+//! returns), `stats` and `convert` (JSON), `limits` (`RateLimit`, `PriorityBoost`),
+//! `metrics` (snapshots of `Lane(metrics=True)`) and `redis` (`RedisQueue`,
+//! `RedisWorker`).
 
 // Every GIL hold is assumed to exclude other Python threads (see handler::ErrorSlots).
 #![deny(unsafe_code)]
@@ -18,6 +20,9 @@ mod events;
 mod handle;
 mod handler;
 mod lane;
+mod limits;
+mod metrics;
+mod redis;
 mod runtime;
 mod stats;
 
@@ -41,6 +46,15 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<stats::QueueStats>()?;
     module.add_class::<stats::LaneStatus>()?;
     module.add_class::<stats::DeadLetter>()?;
+    module.add_class::<limits::RateLimit>()?;
+    module.add_class::<limits::PriorityBoost>()?;
+    module.add_class::<metrics::MetricsSnapshot>()?;
+    module.add_class::<metrics::LaneMetrics>()?;
+    module.add_class::<metrics::HistogramStats>()?;
+    module.add_class::<redis::RedisQueue>()?;
+    module.add_class::<redis::RedisLane>()?;
+    module.add_class::<redis::RedisWorker>()?;
+    module.add_class::<redis::RedisQueueStats>()?;
     module.add("EVENT_KEYS", events::EVENT_KEYS.to_vec())?;
     module.add("DEFAULT_LANES", a3s_lane::DEFAULT_LANES.to_vec())?;
     Ok(())

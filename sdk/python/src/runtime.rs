@@ -46,12 +46,13 @@ use crate::handler::{AsyncRun, HandlerEnv, WorkerPool, kick, send_replies};
 /// How long a blocking call on the main thread waits before checking for Ctrl-C.
 const SIGNAL_CHECK: Duration = Duration::from_millis(50);
 
-/// The runtime every queue of this process runs on.
+/// The runtime every queue of this process runs on (with I/O, for Redis connections).
 pub(crate) fn runtime() -> &'static Runtime {
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();
     RUNTIME.get_or_init(|| {
         tokio::runtime::Builder::new_multi_thread()
             .enable_time()
+            .enable_io()
             .thread_name("a3s-lane")
             .build()
             .expect("a3s_lane could not start its tokio runtime")

@@ -6,7 +6,10 @@ import os
 import subprocess
 import sys
 import textwrap
+import uuid
 from pathlib import Path
+
+import pytest
 
 HERE = Path(__file__).resolve().parent
 
@@ -22,3 +25,24 @@ def run_python(code: str, timeout: float = 60.0, cwd: Path | None = None) -> sub
         cwd=cwd,
         check=False,
     )
+
+
+REDIS_HINT = (
+    "the Redis tests need a Redis server and A3S_LANE_REDIS_URL is not set. "
+    "Run sdk/python/scripts/test.sh (or scripts/test.sh at the repository root), which "
+    "starts a throwaway redis-server, or set A3S_LANE_REDIS_URL=redis://HOST:PORT to use a "
+    "running one (install one with `apt-get install redis-server` or `brew install redis`)."
+)
+
+
+def redis_url() -> str:
+    """The Redis server of the tests; a test that needs one fails (never skips) without it."""
+    url = os.environ.get("A3S_LANE_REDIS_URL", "")
+    if not url:
+        pytest.fail(REDIS_HINT, pytrace=False)
+    return url
+
+
+def unique_prefix(name: str) -> str:
+    """A key prefix no other test (or earlier run) uses."""
+    return f"a3s-lane-py-{name}-{uuid.uuid4().hex[:12]}"

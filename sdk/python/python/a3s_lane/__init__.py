@@ -15,6 +15,10 @@ coroutines (run on the event loop that started the lane).
 
     lane.start()
     result = lane.submit("query", "fetch_data", {"url": "https://example.com"})
+
+Lanes can have rate limits (``RateLimit``) and priority boosts (``PriorityBoost``);
+``Lane(metrics=True)`` records metrics; ``RedisQueue`` and ``RedisWorker`` run the same
+handlers across processes and machines, with the queue kept in Redis.
 """
 
 from a3s_lane._native import (
@@ -31,13 +35,22 @@ from a3s_lane._native import (
     Event,
     EventStream,
     HandlerNotFoundError,
+    HistogramStats,
     Lane,
     LaneConfig,
     LaneError,
+    LaneMetrics,
     LaneNotFoundError,
     LaneStatus,
+    MetricsSnapshot,
     NonRetryableError,
+    PriorityBoost,
     QueueStats,
+    RateLimit,
+    RedisLane,
+    RedisQueue,
+    RedisQueueStats,
+    RedisWorker,
     RetryPolicy,
     ShutdownError,
     StorageError,
@@ -57,13 +70,22 @@ __all__ = [
     "Event",
     "EventStream",
     "HandlerNotFoundError",
+    "HistogramStats",
     "Lane",
     "LaneConfig",
     "LaneError",
+    "LaneMetrics",
     "LaneNotFoundError",
     "LaneStatus",
+    "MetricsSnapshot",
     "NonRetryableError",
+    "PriorityBoost",
     "QueueStats",
+    "RateLimit",
+    "RedisLane",
+    "RedisQueue",
+    "RedisQueueStats",
+    "RedisWorker",
     "RetryPolicy",
     "ShutdownError",
     "StorageError",
