@@ -40,7 +40,7 @@ pub use error::{LaneError, Result};
 pub use event::{EventEmitter, EventStream, EventStreamClosed, LaneEvent, keys as event_keys};
 pub use handle::CommandHandle;
 pub use manager::{QueueManager, QueueManagerBuilder};
-pub use observer::{CommandInfo, IntoObserver, Observer, RunOutcome};
+pub use observer::{CommandInfo, IntoObserver, Observer, QueueProbe, RunOutcome};
 pub use policy::{Admission, AdmissionPolicy, PriorityBoost, RetryStrategy};
 pub use queue::CommandQueue;
 pub use spawner::{CommandRunner, Spawner};

@@ -193,8 +193,10 @@ impl QueueManagerBuilder {
         for (id, config, priority) in self.lanes {
             queue.add_lane(&id, config, priority)?;
         }
+        let queue = Arc::new(queue);
+        queue.attach_observers();
         Ok(QueueManager {
-            queue: Arc::new(queue),
+            queue,
             recovered: Arc::new(Mutex::new(recovered)),
         })
     }
@@ -376,6 +378,14 @@ impl QueueManager {
     /// The underlying queue.
     pub fn queue(&self) -> Arc<CommandQueue> {
         self.queue.clone()
+    }
+
+    /// The first observer of type `T` given to the builder: `manager.observer::<QueueMetrics>()`
+    /// finds the metrics given to [`QueueManagerBuilder::with_metrics`]. The
+    /// `metrics()` and `alerts()` of the seed API are built on it (`ObservabilityExt` in
+    /// `lane-metrics`).
+    pub fn observer<T: Observer>(&self) -> Option<Arc<T>> {
+        self.queue.observer::<T>()
     }
 
     /// The dead letters, if configured with [`QueueManagerBuilder::with_dlq`].

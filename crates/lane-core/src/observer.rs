@@ -1,9 +1,13 @@
 //! The [`Observer`] hook: metrics, alerts and tracing watch the queue through it.
 
+use std::any::Any;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use crate::command::CommandId;
 use crate::error::LaneError;
+use crate::queue::CommandQueue;
+use crate::stats::QueueStats;
 
 /// Identifies the command an observer callback is about.
 #[derive(Debug, Clone, Copy)]
@@ -57,7 +61,7 @@ pub enum RunOutcome<'a> {
 ///     }
 /// }
 /// ```
-pub trait Observer: Send + Sync + std::fmt::Debug + 'static {
+pub trait Observer: Any + Send + Sync + std::fmt::Debug {
     /// A command was accepted into its lane.
     fn on_submit(&self, _command: &CommandInfo<'_>) {}
     /// A command started; `waited` is the time since it was queued (or re-queued for a retry).
@@ -70,8 +74,57 @@ pub trait Observer: Send + Sync + std::fmt::Debug + 'static {
     fn on_cancel_pending(&self, _command: &CommandInfo<'_>) {}
     /// A command failed for good and was recorded as a dead letter.
     fn on_dead_letter(&self, _command: &CommandInfo<'_>) {}
-    /// A lane's pending or active count changed.
+    /// A lane's pending or active count changed. Called only when
+    /// [`Observer::wants_lane_depth`] says so. Reports made on different threads may
+    /// arrive out of order: for the exact depth now, read the [`QueueProbe`].
     fn on_lane_depth(&self, _lane: &str, _pending: usize, _active: usize) {}
+    /// Whether the queue should call [`Observer::on_lane_depth`] after every change
+    /// (asked once, when the queue is built). Observers that only need depth now and then
+    /// (gauges read at export time) say no and read the [`QueueProbe`] instead, which
+    /// costs the queue nothing per command.
+    fn wants_lane_depth(&self) -> bool {
+        true
+    }
+    /// Called once when the queue is built, with a probe of it.
+    fn attach(&self, _queue: QueueProbe) {}
+}
+
+/// Reads a queue's current state, for observers that pull (gauges read when a snapshot
+/// is taken or exported). It does not keep the queue alive.
+#[derive(Clone)]
+pub struct QueueProbe {
+    queue: Weak<CommandQueue>,
+}
+
+impl QueueProbe {
+    pub(crate) fn new(queue: &Arc<CommandQueue>) -> Self {
+        Self {
+            queue: Arc::downgrade(queue),
+        }
+    }
+
+    /// The queue's counts now, or `None` once the queue was dropped.
+    pub fn stats(&self) -> Option<QueueStats> {
+        self.queue.upgrade().map(|queue| queue.stats_now())
+    }
+
+    /// Whether the queue still exists.
+    pub fn is_alive(&self) -> bool {
+        self.queue.strong_count() > 0
+    }
+
+    /// Whether both probes read the same queue.
+    pub fn same_queue(&self, other: &QueueProbe) -> bool {
+        Weak::ptr_eq(&self.queue, &other.queue)
+    }
+}
+
+impl std::fmt::Debug for QueueProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueProbe")
+            .field("alive", &(self.queue.strong_count() > 0))
+            .finish()
+    }
 }
 
 fn _observer_is_dyn_compatible(_: Box<dyn Observer>) {}
@@ -80,17 +133,17 @@ fn _observer_is_dyn_compatible(_: Box<dyn Observer>) {}
 /// every `Observer` and every `Arc<impl Observer>`.
 pub trait IntoObserver {
     /// Performs the conversion.
-    fn into_observer(self) -> std::sync::Arc<dyn Observer>;
+    fn into_observer(self) -> Arc<dyn Observer>;
 }
 
 impl<T: Observer> IntoObserver for T {
-    fn into_observer(self) -> std::sync::Arc<dyn Observer> {
-        std::sync::Arc::new(self)
+    fn into_observer(self) -> Arc<dyn Observer> {
+        Arc::new(self)
     }
 }
 
-impl<T: Observer> IntoObserver for std::sync::Arc<T> {
-    fn into_observer(self) -> std::sync::Arc<dyn Observer> {
+impl<T: Observer> IntoObserver for Arc<T> {
+    fn into_observer(self) -> Arc<dyn Observer> {
         self
     }
 }

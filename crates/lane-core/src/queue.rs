@@ -7,8 +7,9 @@
 //! finishes a command keeps going with the next dispatched one instead of spawning,
 //! which is why a saturated lane costs no task spawn per command.
 
+use std::any::Any;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -27,7 +28,7 @@ use crate::error::{LaneError, Result};
 use crate::event::{EventEmitter, keys};
 use crate::handle::CommandHandle;
 use crate::journal::Journal;
-use crate::observer::{CommandInfo, Observer, RunOutcome};
+use crate::observer::{CommandInfo, Observer, QueueProbe, RunOutcome};
 use crate::scheduler::timers::TimerKind;
 use crate::scheduler::{Dispatch, Dispatches, LaneIdx, LaneSignal, Phase, State, Task};
 use crate::spawner::Spawner;
@@ -38,11 +39,13 @@ use crate::storage::{StorageOp, StoredCommand};
 /// [`QueueManager`](crate::QueueManager); shared as `Arc<CommandQueue>`.
 pub struct CommandQueue {
     state: Mutex<State>,
-    /// What observers need besides the state; allocated only for a queue with observers,
-    /// so an unobserved queue stays small.
-    observed: Option<Box<Observed>>,
+    /// Lane names readable without the state lock; allocated only for a queue with
+    /// observers, so an unobserved queue stays small.
+    directory: Option<Box<LaneDirectory>>,
     events: EventEmitter,
     observers: Vec<Arc<dyn Observer>>,
+    /// The observers that asked for [`Observer::on_lane_depth`] reports.
+    depth_observers: Vec<Arc<dyn Observer>>,
     handlers: HandlerRegistry,
     dlq: Option<DeadLetterQueue>,
     journal: Option<Journal>,
@@ -125,8 +128,14 @@ impl CommandQueue {
     pub(crate) fn from_parts(parts: QueueParts) -> Self {
         Self {
             state: Mutex::new(State::new(parts.max_concurrency)),
-            observed: (!parts.observers.is_empty()).then(Box::default),
+            directory: (!parts.observers.is_empty()).then(Box::default),
             events: parts.events,
+            depth_observers: parts
+                .observers
+                .iter()
+                .filter(|observer| observer.wants_lane_depth())
+                .cloned()
+                .collect(),
             observers: parts.observers,
             handlers: parts.handlers,
             dlq: parts.dlq,
@@ -139,16 +148,30 @@ impl CommandQueue {
         }
     }
 
+    /// The first observer of type `T` given to the builder (for example the
+    /// `QueueMetrics` or `AlertManager` that watches this queue).
+    pub fn observer<T: Observer>(&self) -> Option<Arc<T>> {
+        self.observers.iter().find_map(|observer| {
+            let any: Arc<dyn Any + Send + Sync> = observer.clone();
+            any.downcast::<T>().ok()
+        })
+    }
+
+    /// Hands each observer a [`QueueProbe`] of this queue.
+    pub(crate) fn attach_observers(self: &Arc<Self>) {
+        for observer in &self.observers {
+            observer.attach(QueueProbe::new(self));
+        }
+    }
+
     /// Adds a lane. Fails with [`LaneError::ConfigError`] for a duplicate id, an invalid
     /// config, or reserved slots beyond the global budget.
     pub fn add_lane(&self, id: &str, config: LaneConfig, priority: u8) -> Result<()> {
         let mut state = self.state.lock();
         state.add_lane(id, config, priority)?;
-        if let Some(observed) = &self.observed {
+        if let Some(directory) = &self.directory {
             let index = state.lanes.len() - 1;
-            observed
-                .directory
-                .register(index, state.lanes[index].id.clone());
+            directory.register(index, state.lanes[index].id.clone());
         }
         Ok(())
     }
@@ -190,7 +213,7 @@ impl CommandQueue {
             if state.timers.next_deadline().is_some() {
                 self.ensure_timer_driver(&mut state);
             }
-            self.capture_depths(&mut state, &mut effects, &[]);
+            self.capture_depths(&state, &mut effects, &[]);
         }
         self.apply(effects, false);
         Ok(())
@@ -280,15 +303,6 @@ impl CommandQueue {
 
     /// Puts an accepted task into its lane and dispatches.
     fn insert(self: &Arc<Self>, task: Arc<Task>, front: bool) -> Result<()> {
-        // Busy again: reports no longer need to wake idle waiters (read first, so the
-        // flag's cache line is written once per idle period, not per command).
-        if let Some(observed) = &self.observed
-            && observed.idle_waiting_reports.load(Ordering::Relaxed)
-        {
-            observed
-                .idle_waiting_reports
-                .store(false, Ordering::Relaxed);
-        }
         let mut effects = Effects::default();
         let lane;
         {
@@ -304,7 +318,7 @@ impl CommandQueue {
                 .signals
                 .extend(state.enqueue(task.clone(), now, front));
             self.dispatch_locked(&mut state, now, &mut effects);
-            self.capture_depths(&mut state, &mut effects, &[task.lane]);
+            self.capture_depths(&state, &mut effects, &[task.lane]);
             lane = (!self.observers.is_empty() || self.events.has_subscribers())
                 .then(|| self.lane_name(&state, task.lane));
         }
@@ -332,7 +346,7 @@ impl CommandQueue {
     /// A lane's name: borrowed from the directory, or cloned from `state` for lanes
     /// beyond the directory.
     fn lane_name<'a>(&'a self, state: &State, lane: LaneIdx) -> LaneName<'a> {
-        match self.observed.as_ref().and_then(|o| o.directory.name(lane)) {
+        match self.directory.as_ref().and_then(|d| d.name(lane)) {
             Some(name) => LaneName::Borrowed(name),
             None => LaneName::Owned(state.lane(lane).id.clone()),
         }
@@ -396,23 +410,17 @@ impl CommandQueue {
     }
 
     /// Under the state lock: records the depth of the lanes in `touched` and of the lanes
-    /// commands were just dispatched from, so observers hear of them without a second
-    /// lock. Costs nothing without observers.
-    fn capture_depths(&self, state: &mut State, effects: &mut Effects, touched: &[LaneIdx]) {
-        if self.observers.is_empty() {
+    /// commands were just dispatched from, for the observers that want depth reports.
+    fn capture_depths(&self, state: &State, effects: &mut Effects, touched: &[LaneIdx]) {
+        if self.depth_observers.is_empty() {
             return;
         }
         let started = effects.start.iter().map(|d| d.task.lane);
         for index in touched.iter().copied().chain(started) {
             if !effects.depths.contains(index) {
-                // Counted under the lock, so no waiter sees the queue idle before this
-                // report is delivered.
-                state.reports_captured += 1;
-                let lane = state.lane_mut(index);
-                lane.depth_version += 1;
+                let lane = state.lane(index);
                 effects.depths.push(Depth {
                     lane: index,
-                    version: lane.depth_version,
                     pending: lane.pending.len(),
                     active: lane.active,
                 });
@@ -420,46 +428,17 @@ impl CommandQueue {
         }
     }
 
-    /// Reports captured depths. Reports are made after the lock is released, so two
-    /// threads may deliver theirs concurrently: a report older than one already started
-    /// is dropped, and a report that another one overtook while it was being delivered
-    /// is redone with the lane's current depth, so the last value observers see is
-    /// always the newest (a gauge never ends on a stale depth).
+    /// Reports captured depths, after the lock is released. Reports made on different
+    /// threads may arrive out of order; the exact depth now is always one
+    /// [`QueueProbe`](crate::QueueProbe) read away.
     fn report_depths(&self, depths: &Depths) {
-        let Some(observed) = &self.observed else {
-            return;
-        };
-        for mut depth in depths.iter() {
-            loop {
-                if !observed.directory.is_newest(depth.lane, depth.version) {
-                    break;
-                }
-                let name = match observed.directory.name(depth.lane) {
-                    Some(name) => LaneName::Borrowed(name),
-                    None => LaneName::Owned(self.state.lock().lane(depth.lane).id.clone()),
-                };
-                for observer in &self.observers {
-                    observer.on_lane_depth(&name, depth.pending, depth.active);
-                }
-                match observed.directory.last_reported(depth.lane) {
-                    Some(newest) if newest != depth.version => {}
-                    // Not overtaken (or a lane beyond the directory, which is not ordered).
-                    _ => break,
-                }
-                // Overtaken while delivering: deliver the current depth again.
-                let mut state = self.state.lock();
-                let lane = state.lane_mut(depth.lane);
-                lane.depth_version += 1;
-                depth = Depth {
-                    lane: depth.lane,
-                    version: lane.depth_version,
-                    pending: lane.pending.len(),
-                    active: lane.active,
-                };
-            }
-            observed.reports_done.fetch_add(1, Ordering::SeqCst);
-            if observed.idle_waiting_reports.load(Ordering::SeqCst) {
-                self.idle.notify_waiters();
+        for depth in depths.iter() {
+            let name = match self.directory.as_ref().and_then(|d| d.name(depth.lane)) {
+                Some(name) => LaneName::Borrowed(name),
+                None => LaneName::Owned(self.state.lock().lane(depth.lane).id.clone()),
+            };
+            for observer in &self.depth_observers {
+                observer.on_lane_depth(&name, depth.pending, depth.active);
             }
         }
     }
@@ -614,7 +593,7 @@ impl CommandQueue {
                 }
             }
             self.dispatch_locked(&mut state, now, &mut effects);
-            self.capture_depths(&mut state, &mut effects, &[task.lane]);
+            self.capture_depths(&state, &mut effects, &[task.lane]);
             effects.idle = state.is_idle();
             if retry_delay.is_some_and(|d| !d.is_zero()) {
                 self.ensure_timer_driver(&mut state);
@@ -854,7 +833,7 @@ impl CommandQueue {
                 }
             }
             state.dispatch(now, &mut effects.start, &mut effects.signals);
-            self.capture_depths(&mut state, &mut effects, &[]);
+            self.capture_depths(&state, &mut effects, &[]);
             // This is the timer task: it reads the next deadline below, so new ones need no wake-up.
             state.timers.take_scheduled();
             effects.idle = state.is_idle();
@@ -941,17 +920,13 @@ impl CommandQueue {
             if !dropped.is_empty() {
                 self.dispatch_locked(&mut state, Instant::now(), &mut effects);
                 let touched: Vec<LaneIdx> = dropped.iter().map(|t| t.lane).collect();
-                self.capture_depths(&mut state, &mut effects, &touched);
+                self.capture_depths(&state, &mut effects, &touched);
                 effects.idle = state.is_idle();
             }
         }
         let count = dropped.len() + signalled;
         for task in dropped {
-            let lane = match self
-                .observed
-                .as_ref()
-                .and_then(|o| o.directory.name(task.lane))
-            {
+            let lane = match self.directory.as_ref().and_then(|d| d.name(task.lane)) {
                 Some(name) => LaneName::Borrowed(name),
                 None => LaneName::Owned(self.state.lock().lane(task.lane).id.clone()),
             };
@@ -1001,7 +976,7 @@ impl CommandQueue {
             let lane = state.lane_index(lane_id)?;
             state.set_paused(lane, false);
             self.dispatch_locked(&mut state, Instant::now(), &mut effects);
-            self.capture_depths(&mut state, &mut effects, &[]);
+            self.capture_depths(&state, &mut effects, &[]);
         }
         self.apply(effects, false);
         Ok(())
@@ -1062,9 +1037,6 @@ impl CommandQueue {
         if complete {
             self.events.emit_with(keys::SHUTDOWN_COMPLETE, || json!({}));
         }
-        if let Some(observed) = &self.observed {
-            observed.idle_waiting_reports.store(true, Ordering::SeqCst);
-        }
         self.idle.notify_waiters();
     }
 
@@ -1075,23 +1047,13 @@ impl CommandQueue {
         }
     }
 
-    /// Waits until no command is pending, delayed or running, and observers have been
-    /// told the final lane depths.
+    /// Waits until no command is pending, delayed or running.
     pub async fn wait_idle(&self) {
         loop {
             let notified = self.idle.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let idle = {
-                let state = self.state.lock();
-                state.is_idle()
-                    && state.reports_captured
-                        == self
-                            .observed
-                            .as_ref()
-                            .map_or(0, |o| o.reports_done.load(Ordering::SeqCst))
-            };
-            if idle {
+            if self.state.lock().is_idle() {
                 return;
             }
             notified.await;
@@ -1134,33 +1096,6 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
-/// Keeps a value written by many threads on a cache line of its own, so that writing it
-/// does not slow down reads of its neighbours (the state lock above all).
-#[derive(Debug, Default)]
-#[repr(align(128))]
-struct CacheLine<T>(T);
-
-/// The depth-report bookkeeping of an observed queue.
-#[derive(Default)]
-struct Observed {
-    /// Lane names and depth-report versions, read without the state lock.
-    directory: LaneDirectory,
-    /// Depth reports delivered so far; `wait_idle` waits until it equals the number
-    /// captured (counted in the state, under its lock), so a drained queue's gauges are
-    /// final.
-    reports_done: CacheLine<AtomicU64>,
-    /// Set when the queue went idle; each depth report delivered after it wakes waiters.
-    idle_waiting_reports: CacheLine<AtomicBool>,
-}
-
-impl<T> std::ops::Deref for CacheLine<T> {
-    type Target = T;
-
-    fn deref(&self) -> &T {
-        &self.0
-    }
-}
-
 /// A lane name, borrowed when possible.
 enum LaneName<'a> {
     Borrowed(&'a str),
@@ -1182,7 +1117,6 @@ impl std::ops::Deref for LaneName<'_> {
 #[derive(Clone, Copy)]
 struct Depth {
     lane: LaneIdx,
-    version: u64,
     pending: usize,
     active: usize,
 }
@@ -1223,18 +1157,16 @@ impl Depths {
 const DIRECTORY_CHUNK: usize = 64;
 const DIRECTORY_CHUNKS: usize = 64;
 
-/// Lane names and the newest depth version reported per lane, readable without the state
-/// lock. Lanes are only ever added, so entries are written once (under the state lock).
+/// Lane names, readable without the state lock. Lanes are only ever added, so entries are
+/// written once (under the state lock).
 struct LaneDirectory {
     chunks: [OnceLock<Box<[DirectoryEntry]>>; DIRECTORY_CHUNKS],
 }
 
-/// One lane's entry, on its own cache line.
+/// One lane's entry.
 #[derive(Default)]
-#[repr(align(64))]
 struct DirectoryEntry {
     name: OnceLock<Arc<str>>,
-    reported: AtomicU64,
 }
 
 impl Default for LaneDirectory {
@@ -1267,19 +1199,5 @@ impl LaneDirectory {
 
     fn name(&self, lane: LaneIdx) -> Option<&str> {
         self.entry(lane as usize)?.name.get().map(|name| &**name)
-    }
-
-    /// The newest version reported for `lane`, if the lane is in the directory.
-    fn last_reported(&self, lane: LaneIdx) -> Option<u64> {
-        self.entry(lane as usize)
-            .map(|entry| entry.reported.load(Ordering::Acquire))
-    }
-
-    /// Records `version` as reported for `lane`; false if a newer one was reported.
-    fn is_newest(&self, lane: LaneIdx, version: u64) -> bool {
-        match self.entry(lane as usize) {
-            Some(entry) => entry.reported.fetch_max(version, Ordering::AcqRel) < version,
-            None => true,
-        }
     }
 }

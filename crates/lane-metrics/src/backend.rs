@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use crate::histogram::HistogramStats;
 use crate::names::{LaneCounter, LaneGauge, LaneHistogram};
 use crate::snapshot::MetricsSnapshot;
+use crate::watched::WatchedQueues;
 
 /// Synchronous, per-lane recording: what the queue calls, on its own tasks, as commands
 /// move. Implementations must be quick and must not block (no I/O, no async lock); they
@@ -39,6 +40,12 @@ pub trait MetricsRecorder: Send + Sync + 'static {
     fn set(&self, lane: &str, gauge: LaneGauge, value: f64);
     /// Records one value (milliseconds) into one lane's histogram.
     fn observe(&self, lane: &str, histogram: LaneHistogram, value_ms: f64);
+    /// The queues whose lane gauges (depth, active) this recorder may read when it
+    /// exports: the queue does not push them per change. A recorder that exports on its
+    /// own schedule keeps `queues` and reads [`WatchedQueues::lane_gauges`] then;
+    /// otherwise gauges arrive through [`MetricsRecorder::set`] when a
+    /// [`QueueMetrics`](crate::QueueMetrics) snapshot is taken.
+    fn watch_queues(&self, _queues: WatchedQueues) {}
 }
 
 fn _recorder_is_dyn_compatible(_: &dyn MetricsRecorder) {}

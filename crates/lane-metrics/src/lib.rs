@@ -20,9 +20,11 @@
 mod backend;
 mod histogram;
 mod local;
+mod manager_ext;
 mod names;
 mod queue_metrics;
 mod snapshot;
+mod watched;
 
 #[cfg(feature = "monitoring")]
 mod alerts;
@@ -32,9 +34,11 @@ mod monitor;
 pub use backend::{MetricsBackend, MetricsRecorder};
 pub use histogram::{HistogramStats, Percentiles};
 pub use local::LocalMetrics;
+pub use manager_ext::ObservabilityExt;
 pub use names::{LaneCounter, LaneGauge, LaneHistogram, metric_names};
 pub use queue_metrics::QueueMetrics;
 pub use snapshot::{LaneMetricsSnapshot, MetricsSnapshot};
+pub use watched::WatchedQueues;
 
 #[cfg(feature = "monitoring")]
 pub use alerts::{

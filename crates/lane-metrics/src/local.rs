@@ -161,19 +161,6 @@ impl LaneSeries {
         shard.gauges_at[gauge.index()].store(stamp(), Ordering::Release);
     }
 
-    /// Sets both depth gauges with one clock read.
-    pub(crate) fn set_depth(&self, pending: f64, active: f64) {
-        let shard = &self.shards[my_shard()];
-        let at = stamp();
-        for (gauge, value) in [
-            (LaneGauge::QueueDepth, pending),
-            (LaneGauge::Active, active),
-        ] {
-            shard.gauges[gauge.index()].store(value.to_bits(), Ordering::Relaxed);
-            shard.gauges_at[gauge.index()].store(at, Ordering::Release);
-        }
-    }
-
     /// Records a value; the caller checked [`is_recordable`].
     pub(crate) fn observe(&self, histogram: LaneHistogram, value_ms: f64) {
         self.shards[my_shard()].histograms[histogram.index()]
@@ -342,6 +329,17 @@ impl LocalMetrics {
             .counters
             .entry(metric_names::REJECTED_VALUES.to_owned())
             .or_default() += 1;
+    }
+
+    /// Every lane's latest value of `gauge` (lanes where it was never set are left out).
+    pub fn lane_gauge(&self, gauge: LaneGauge) -> Vec<(String, f64)> {
+        let mut values = Vec::new();
+        self.store.for_each(|lane, series| {
+            if let Some(value) = series.gauge(gauge) {
+                values.push((lane.to_owned(), value));
+            }
+        });
+        values
     }
 
     /// Every metric now, in total and per lane.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use lane_core::{CommandInfo, Observer, RunOutcome};
+use lane_core::{CommandInfo, Observer, QueueProbe, RunOutcome};
 use parking_lot::Mutex;
 use tokio::sync::{Notify, mpsc, oneshot};
 
@@ -16,6 +16,7 @@ use crate::histogram::{Hdr, is_recordable};
 use crate::local::{Drained, LocalMetrics};
 use crate::names::{LaneCounter, LaneGauge, LaneHistogram};
 use crate::snapshot::MetricsSnapshot;
+use crate::watched::WatchedQueues;
 
 /// Queue metrics: per lane and in total, counters of submitted, started, completed,
 /// failed, timed-out, retried, dead-lettered and cancelled commands; gauges of depth and
@@ -58,6 +59,8 @@ pub struct QueueMetrics {
 struct Inner {
     backend: Arc<dyn MetricsBackend>,
     sink: Sink,
+    /// The queues this handle observes; their lane gauges are read, not pushed.
+    watched: WatchedQueues,
 }
 
 enum Sink {
@@ -96,6 +99,7 @@ impl QueueMetrics {
             inner: Arc::new(Inner {
                 backend: Arc::new(local.clone()),
                 sink: Sink::Local(local),
+                watched: WatchedQueues::default(),
             }),
         }
     }
@@ -104,13 +108,20 @@ impl QueueMetrics {
     /// synchronously; any other is fed through a forwarder task, as
     /// [`MetricsBackend`] explains.
     pub fn new(backend: Arc<dyn MetricsBackend>) -> Self {
-        let sink = if backend.recorder().is_some() {
-            Sink::Recorder
-        } else {
-            Sink::Forward(Forwarder::new(backend.clone()))
+        let watched = WatchedQueues::default();
+        let sink = match backend.recorder() {
+            Some(recorder) => {
+                recorder.watch_queues(watched.clone());
+                Sink::Recorder
+            }
+            None => Sink::Forward(Forwarder::new(backend.clone())),
         };
         Self {
-            inner: Arc::new(Inner { backend, sink }),
+            inner: Arc::new(Inner {
+                backend,
+                sink,
+                watched,
+            }),
         }
     }
 
@@ -229,12 +240,32 @@ impl QueueMetrics {
         self.settle().await;
     }
 
-    /// Every metric now (from the backend, after forwarding what is pending).
+    /// The queues this handle is attached to (their lane gauges are read from them).
+    pub fn watched_queues(&self) -> &WatchedQueues {
+        &self.inner.watched
+    }
+
+    /// Sets the lane gauges from the watched queues' current counts.
+    fn refresh_gauges(&self) {
+        for (lane, gauge, value) in self.inner.watched.lane_gauges() {
+            self.set(&lane, gauge, value);
+        }
+    }
+
+    /// Every metric now (from the backend, after forwarding what is pending). The depth
+    /// and active gauges of the lanes of attached queues are read from the queues now.
     pub async fn snapshot(&self) -> MetricsSnapshot {
         match &self.inner.sink {
-            Sink::Local(local) => local.snapshot_now(),
-            _ => {
-                self.settle().await;
+            Sink::Local(local) => {
+                self.refresh_gauges();
+                local.snapshot_now()
+            }
+            Sink::Recorder => {
+                self.refresh_gauges();
+                self.inner.backend.snapshot().await
+            }
+            Sink::Forward(_) => {
+                self.flush().await;
                 self.inner.backend.snapshot().await
             }
         }
@@ -255,12 +286,13 @@ impl QueueMetrics {
     }
 
     /// For a backend fed by the forwarder: returns once everything recorded before the
-    /// call was handed to the backend. Otherwise returns at once (recording is
-    /// synchronous).
+    /// call, and the attached queues' current lane gauges, were handed to the backend.
+    /// Otherwise returns at once (recording is synchronous).
     pub async fn flush(&self) {
         let Sink::Forward(forwarder) = &self.inner.sink else {
             return;
         };
+        self.refresh_gauges();
         if !forwarder.ensure_started() {
             // No tokio runtime to run the forwarder on: forward inline.
             let mut latest = forwarder.gauges.lock().clone();
@@ -344,17 +376,13 @@ impl Observer for QueueMetrics {
         self.add(command.lane, LaneCounter::DeadLettered);
     }
 
-    fn on_lane_depth(&self, lane: &str, pending: usize, active: usize) {
-        if let Sink::Local(local) = &self.inner.sink {
-            return local.with_lane(lane, |s| s.set_depth(pending as f64, active as f64));
-        }
-        self.record(
-            lane,
-            &[
-                Op::Set(LaneGauge::QueueDepth, pending as f64),
-                Op::Set(LaneGauge::Active, active as f64),
-            ],
-        );
+    /// Gauges are read from the queue when needed: no report per change.
+    fn wants_lane_depth(&self) -> bool {
+        false
+    }
+
+    fn attach(&self, queue: QueueProbe) {
+        self.inner.watched.attach(queue);
     }
 }
 

@@ -6,10 +6,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use lane_metrics::{
     HistogramStats, LaneCounter, LaneGauge, LaneHistogram, LocalMetrics, MetricsBackend,
-    MetricsRecorder, MetricsSnapshot,
+    MetricsRecorder, MetricsSnapshot, WatchedQueues,
 };
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter, MeterProvider as _};
+use opentelemetry::metrics::{
+    AsyncInstrument, Counter, Gauge, Histogram, Meter, MeterProvider as _, ObservableGauge,
+};
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use parking_lot::{Mutex, RwLock};
@@ -57,7 +59,9 @@ const SCOPE: &str = "a3s-lane";
 pub struct OtelMetricsBackend {
     local: LocalMetrics,
     counters: Vec<Counter<u64>>,
-    gauges: Vec<Gauge<f64>>,
+    /// Lane gauges are observable: read (from the watched queues) when the SDK collects.
+    _gauges: Vec<ObservableGauge<f64>>,
+    watched: Arc<Mutex<Option<WatchedQueues>>>,
     histograms: Vec<Histogram<f64>>,
     meter: Meter,
     named: Mutex<Named>,
@@ -123,12 +127,18 @@ impl OtelMetricsBackend {
                     .build()
             })
             .collect();
+        let local = LocalMetrics::new();
+        let watched: Arc<Mutex<Option<WatchedQueues>>> = Arc::default();
         let gauges = LaneGauge::ALL
             .iter()
-            .map(|g| {
+            .map(|&gauge| {
+                let (local, watched) = (local.clone(), watched.clone());
                 meter
-                    .f64_gauge(g.name())
-                    .with_description(g.description())
+                    .f64_observable_gauge(gauge.name())
+                    .with_description(gauge.description())
+                    .with_callback(move |observer| {
+                        observe_lane_gauge(&local, &watched, gauge, observer)
+                    })
                     .build()
             })
             .collect();
@@ -144,9 +154,10 @@ impl OtelMetricsBackend {
             })
             .collect();
         Self {
-            local: LocalMetrics::new(),
+            local,
             counters,
-            gauges,
+            _gauges: gauges,
+            watched,
             histograms,
             meter,
             named: Mutex::default(),
@@ -204,6 +215,27 @@ impl OtelMetricsBackend {
     }
 }
 
+/// An observable gauge's callback: the watched queues' current counts first (kept in the
+/// local copy too), then every lane's latest value.
+fn observe_lane_gauge(
+    local: &LocalMetrics,
+    watched: &Mutex<Option<WatchedQueues>>,
+    gauge: LaneGauge,
+    observer: &dyn AsyncInstrument<f64>,
+) {
+    let watched = watched.lock().clone();
+    if let Some(watched) = watched {
+        for (lane, read, value) in watched.lane_gauges() {
+            if read == gauge {
+                local.set(&lane, gauge, value);
+            }
+        }
+    }
+    for (lane, value) in local.lane_gauge(gauge) {
+        observer.observe(value, &[KeyValue::new("lane", lane)]);
+    }
+}
+
 impl MetricsRecorder for OtelMetricsBackend {
     fn add(&self, lane: &str, counter: LaneCounter, value: u64) {
         self.local.add(lane, counter, value);
@@ -212,13 +244,13 @@ impl MetricsRecorder for OtelMetricsBackend {
         });
     }
 
+    /// Kept locally; the observable gauge reports it at the next collection.
     fn set(&self, lane: &str, gauge: LaneGauge, value: f64) {
         self.local.set(lane, gauge, value);
-        if value.is_finite() {
-            self.with_lane(lane, |attrs| {
-                self.gauges[gauge as usize].record(value, attrs)
-            });
-        }
+    }
+
+    fn watch_queues(&self, queues: WatchedQueues) {
+        *self.watched.lock() = Some(queues);
     }
 
     fn observe(&self, lane: &str, histogram: LaneHistogram, value_ms: f64) {

@@ -136,6 +136,37 @@ async fn queue_metrics_arrive_with_names_values_kinds_and_lane_attributes() {
         let wait = metric("lane.command.wait_ms");
         assert!(matches!(wait.data, Some(Data::Histogram(_))));
     }
+
+    // Gauges are read from the queue when the exporter collects: a paused lane with
+    // three waiting commands exports a depth of 3 without any command having finished.
+    manager.pause_lane("prompt").unwrap();
+    let mut waiting = Vec::new();
+    for _ in 0..3 {
+        waiting.push(
+            manager
+                .submit_fn("prompt", "generate", |_ctx| async { Ok(json!("text")) })
+                .await
+                .unwrap(),
+        );
+    }
+    otel.flush().await.unwrap();
+    {
+        let received = received.lock().unwrap();
+        let request = received.metrics.last().expect("a second export arrived");
+        let depth = request
+            .resource_metrics
+            .iter()
+            .flat_map(|r| &r.scope_metrics)
+            .flat_map(|s| &s.metrics)
+            .find(|m| m.name == "lane.queue.depth")
+            .expect("the depth gauge is exported");
+        assert_eq!(point(depth, "prompt"), Some(3.0));
+        assert_eq!(point(depth, "query"), Some(0.0));
+    }
+    manager.resume_lane("prompt").unwrap();
+    for handle in waiting {
+        handle.await.unwrap();
+    }
     otel.shutdown().await.unwrap();
 }
 

@@ -133,8 +133,6 @@ pub(crate) struct LaneState {
     pub(crate) config: LaneConfig,
     pub(crate) pending: VecDeque<Queued>,
     pub(crate) active: usize,
-    /// Bumped each time the lane's depth is captured for observers.
-    pub(crate) depth_version: u64,
     paused: bool,
     /// End of a timed pause ([`State::pause_until`]); `None` while paused indefinitely.
     paused_until: Option<Instant>,
@@ -155,7 +153,6 @@ impl LaneState {
             config,
             pending: VecDeque::new(),
             active: 0,
-            depth_version: 0,
             paused: false,
             paused_until: None,
             throttled: false,
@@ -253,8 +250,6 @@ pub(crate) struct State {
     /// A hard stop: no retries, delayed commands are cancelled.
     pub(crate) hard_stop: bool,
     pub(crate) shutdown_complete_sent: bool,
-    /// Lane depth reports captured for observers (delivered ones are counted by the queue).
-    pub(crate) reports_captured: u64,
 }
 
 impl State {
@@ -280,7 +275,6 @@ impl State {
             shutting_down: false,
             hard_stop: false,
             shutdown_complete_sent: false,
-            reports_captured: 0,
         }
     }
 
@@ -370,10 +364,6 @@ impl State {
 
     pub(crate) fn lane(&self, index: LaneIdx) -> &LaneState {
         &self.lanes[index as usize]
-    }
-
-    pub(crate) fn lane_mut(&mut self, index: LaneIdx) -> &mut LaneState {
-        &mut self.lanes[index as usize]
     }
 
     /// Puts a lane in the ready sets it now belongs to (no-op if already there).
