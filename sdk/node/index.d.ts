@@ -123,6 +123,162 @@ export declare class Lane {
   get isShuttingDown(): boolean
   /** The lane ids, in the order they were configured. */
   get laneIds(): Array<string>
+  /**
+   * Every metric now: counters, gauges and latency histograms in total and per lane.
+   * Throws (code `CONFIG`) unless the lane was created with `{ metrics: true }`. Works
+   * after a shutdown too.
+   */
+  metrics(): MetricsSnapshot
+  /**
+   * The metrics in the Prometheus text format (version 0.0.4): names with `_` for
+   * `.`, counters ending in `_total`, histograms as summaries (quantiles 0.5, 0.9,
+   * 0.95, 0.99, `_sum`, `_count`), one series per lane with a `lane` label. Throws
+   * (code `CONFIG`) unless the lane was created with `{ metrics: true }`.
+   */
+  metricsPrometheus(): string
+}
+
+/**
+ * A queue kept in Redis, shared by any number of producer and worker processes.
+ *
+ * ```js
+ * const queue = await RedisQueue.connect('redis://127.0.0.1:6379', {
+ *   lanes: { api: { priority: 0, maxConcurrency: 10, rateLimit: { perSecond: 50 } } },
+ * });
+ * const handle = await queue.submit('api', 'fetch', { url: 'https://example.com' });
+ * console.log(await handle.result); // run by a RedisWorker, in any process
+ * ```
+ */
+export declare class RedisQueue {
+  /**
+   * Connects to the Redis server at `url` (`redis://host:port/db`), checks that it
+   * answers, and declares `options.lanes`. Rejects with code `CONFIG` for invalid
+   * options and `STORAGE` when Redis cannot be reached.
+   */
+  static connect(url: string, options?: RedisQueueOptions): Promise<RedisQueue>
+  /**
+   * Submits a command to the end of `lane` and resolves, once Redis holds it, with its
+   * handle: `id`, `result` (a promise of what the handler returned) and `cancel()`.
+   * Commands enter their lanes in call order. Rejects with code `LANE_NOT_FOUND` for a
+   * lane not declared in Redis. `options.signal` cancels the command when it aborts.
+   */
+  submit(lane: string, commandType: string, payload?: unknown, options?: SubmitOptions): Promise<RedisCommandHandle>
+  /**
+   * Cancels a command by id: a pending or delayed one ends at once; a running one has
+   * its handler's `ctx.signal` aborted on its worker. Resolves with `'cancelled'`,
+   * `'signalled'`, `'finished'` (it already ended) or `'unknown'`.
+   */
+  cancel(commandId: number): Promise<'cancelled' | 'signalled' | 'finished' | 'unknown'>
+  /** Counts per lane and for the queue, over all producers and workers. */
+  stats(): Promise<RedisQueueStats>
+  /**
+   * The dead letters (commands that failed for good), oldest first; at most `limit`
+   * of them (all when absent).
+   */
+  deadLetters(limit?: number): Promise<Array<DeadLetter>>
+  /**
+   * Sends a dead letter back to the end of its lane as a fresh command (attempts
+   * reset) and resolves with its handle.
+   */
+  redrive(commandId: number): Promise<RedisCommandHandle>
+  /**
+   * Declares a lane, or updates one (priority, cap and rate limit apply to the next
+   * claims of every worker).
+   */
+  declareLane(laneId: string, options: RedisLaneOptions): Promise<void>
+  /**
+   * Stops claims from a lane on every worker (running commands go on); with
+   * `durationMs` the lane resumes by itself after that long (for example after an HTTP
+   * 429 with `Retry-After`; a shorter pause never cuts a longer one short).
+   */
+  pauseLane(laneId: string, durationMs?: number): Promise<void>
+  /** Ends a pause (timed or not) of a lane. */
+  resumeLane(laneId: string): Promise<void>
+  /**
+   * Deletes every key of this queue (lanes, commands, results, dead letters) and
+   * resolves with how many keys went. For tests and retiring a tenant: running workers
+   * of the queue lose their leases.
+   */
+  clear(): Promise<number>
+  /** The key prefix with its hash tag, for example `{a3s-lane}`. */
+  get keyPrefix(): string
+}
+
+/**
+ * Runs the commands of a `RedisQueue` with JavaScript handlers, in this process; start
+ * as many as you like, in as many processes and machines. Lane priorities, caps and rate
+ * limits hold over all of them; a worker that dies loses its commands to the others
+ * after its lease (`leaseTtlMs`), so delivery is at least once.
+ *
+ * ```js
+ * const queue = await RedisQueue.connect('redis://127.0.0.1:6379');
+ * const worker = await RedisWorker.start(queue, {
+ *   slots: 8,
+ *   handlers: { fetch: async ({ url }, ctx) => (await fetch(url, { signal: ctx.signal })).status },
+ * });
+ * // ... until it is time to stop:
+ * await worker.shutdown(30_000);
+ * ```
+ */
+export declare class RedisWorker {
+  /**
+   * Registers a worker with the queue and starts claiming commands, with the handlers
+   * of `options.handlers`; resolves with the running worker. Rejects with code
+   * `CONFIG` for invalid options and `STORAGE` when Redis cannot be reached. A command
+   * whose type has no handler on the worker that claims it fails with code
+   * `HANDLER_NOT_FOUND`, so give every handler here.
+   */
+  static start(queue: RedisQueue, options?: RedisWorkerOptions): Promise<RedisWorker>
+  /**
+   * Registers (or replaces) the handler of a command type, as `Lane.handle` does. Give
+   * the handlers to `RedisWorker.start` instead when commands may already wait: the
+   * worker claims work as soon as it starts.
+   */
+  handle(commandType: string, handler: (payload: any, ctx: CommandContext) => unknown): void
+  /**
+   * Stops claiming, lets running commands finish and report, and leaves the queue.
+   * After `timeoutMs` (no limit when absent) what still runs is cancelled (its
+   * `ctx.signal` aborts) and handed back to the queue for other workers, and the
+   * promise rejects with code `TIMEOUT`. Afterwards nothing of the worker keeps the
+   * process alive.
+   */
+  shutdown(timeoutMs?: number): Promise<void>
+  /**
+   * Stops at once: running commands have their `ctx.signal` aborted and are handed
+   * back to the queue for other workers (without counting an attempt). Resolves with
+   * how many were handed back. Afterwards nothing of the worker keeps the process
+   * alive.
+   */
+  shutdownNow(): Promise<number>
+  /** The worker's id, as Redis and the queue's command records name it. */
+  get id(): string
+  /** How many commands this worker runs now. */
+  get running(): number
+  /** Whether the worker claims and runs commands (false once a shutdown began). */
+  get isRunning(): boolean
+}
+
+/**
+ * `{ aggressive: deadlineMs }`: boost by 2, 4, 6 and 8 levels when 80%, 60%, 40% and 20%
+ * of the deadline remain; priority 0 past the deadline.
+ */
+export interface AggressiveBoost {
+  /** The deadline in milliseconds, counted from when the command was queued. */
+  aggressive: number
+}
+
+/**
+ * One step of a priority boost: once at most `beforeDeadlineMs` is left before the
+ * deadline, the lane's priority number is lowered by `boost` (not below 0).
+ */
+export interface BoostStep {
+  /**
+   * Time left before the deadline, in milliseconds (more than 0, at most the deadline;
+   * the deadline itself boosts from the moment a command is queued).
+   */
+  beforeDeadlineMs: number
+  /** Levels to boost by, 1 to 255. */
+  boost: number
 }
 
 /** What a handler knows about the run it is called for (its second argument). */
@@ -178,6 +334,39 @@ export interface DeadLetter {
   payload: unknown
 }
 
+/** `{ deadlineMs, steps }`: your own steps; priority 0 past the deadline. */
+export interface DeadlineBoost {
+  /** The deadline in milliseconds, counted from when the command was queued. */
+  deadlineMs: number
+  /** Boost steps; the largest boost whose step applies wins. None: only the deadline. */
+  steps?: Array<BoostStep>
+}
+
+/**
+ * Statistics of one latency histogram, in milliseconds. Count, sum, min, max and mean
+ * are exact; percentiles are within 0.1% and never outside `min`..`max`.
+ */
+export interface HistogramSummary {
+  /** How many values were recorded. */
+  count: number
+  /** Their sum. */
+  sum: number
+  /** The smallest. */
+  min: number
+  /** The largest. */
+  max: number
+  /** The mean (0 when empty). */
+  mean: number
+  /** The median. */
+  p50: number
+  /** The 90th percentile. */
+  p90: number
+  /** The 95th percentile. */
+  p95: number
+  /** The 99th percentile. */
+  p99: number
+}
+
 /** One lifecycle event of the queue. */
 export interface LaneEvent {
   /** What happened, one of the keys listed for `Lane.on`. */
@@ -190,6 +379,22 @@ export interface LaneEvent {
    * depending on the key.
    */
   payload: Record<string, unknown>
+}
+
+/** One lane's metrics. */
+export interface LaneMetrics {
+  /**
+   * Counters by name: `lane.commands.submitted`, `.started`, `.completed`, `.failed`,
+   * `.timed_out`, `.retried`, `.dead_lettered`, `.cancelled` (0 if they never moved).
+   */
+  counters: Record<string, number>
+  /** Gauges by name: `lane.queue.depth` (pending commands) and `lane.commands.active`. */
+  gauges: Record<string, number>
+  /**
+   * Histograms by name: `lane.command.latency_ms` (run time of commands that ended by
+   * themselves) and `lane.command.wait_ms` (time waited before starting).
+   */
+  histograms: Record<string, HistogramSummary>
 }
 
 /**
@@ -220,6 +425,20 @@ export interface LaneOptions {
    * `ctx.signal` is aborted at once) before it is abandoned. Default 1000.
    */
   cancelGraceMs?: number
+  /**
+   * How fast the lane may start commands: `{ perSecond: n }`, `{ perMinute: n }`,
+   * `{ perHour: n }` (a token bucket holding `n` permits),
+   * `{ tokenBucket: { rate, periodMs, burst } }` or
+   * `{ slidingWindow: { limit, windowMs } }`. No limit when absent.
+   */
+  rateLimit?: RateLimitOptions
+  /**
+   * Raises the lane's priority as its oldest pending command waits:
+   * `{ standard: deadlineMs }`, `{ aggressive: deadlineMs }` or
+   * `{ deadlineMs, steps: [{ beforeDeadlineMs, boost }] }`. The boosted priority
+   * shows in `stats().lanes[id].effectivePriority`.
+   */
+  priorityBoost?: PriorityBoostOptions
 }
 
 /** One lane's counts and settings. */
@@ -238,7 +457,56 @@ export interface LaneStatus {
   maxConcurrency: number
   /** Whether it is paused. */
   paused: boolean
+  /**
+   * Its priority now: `priority` lowered by its `priorityBoost` as its oldest pending
+   * command waits (equal to `priority` without a boost or pending commands).
+   */
+  effectivePriority: number
+  /** Whether its `rateLimit` holds it back now (it starts again when a permit is due). */
+  throttled: boolean
 }
+
+/** Every metric at one moment: the totals over all lanes, and each lane's own. */
+export interface MetricsSnapshot {
+  /** Counter totals by name (see `LaneMetrics.counters`). */
+  counters: Record<string, number>
+  /** Gauge totals by name (summed over lanes). */
+  gauges: Record<string, number>
+  /** Histograms merged over lanes, by name. */
+  histograms: Record<string, HistogramSummary>
+  /** Each lane's metrics, by lane id (lanes that recorded something). */
+  lanes: Record<string, LaneMetrics>
+  /** When the snapshot was taken, in milliseconds since the Unix epoch. */
+  timestamp: number
+}
+
+/** `{ perHour: n }`: at most `n` starts per hour (a token bucket of `n` permits). */
+export interface PerHourLimit {
+  /** Permits per hour (at least 1). */
+  perHour: number
+}
+
+/** `{ perMinute: n }`: at most `n` starts per minute (a token bucket of `n` permits). */
+export interface PerMinuteLimit {
+  /** Permits per minute (at least 1). */
+  perMinute: number
+}
+
+/**
+ * `{ perSecond: n }`: at most `n` starts per second (a token bucket of `n` permits, so
+ * `n` may start at once after a quiet spell).
+ */
+export interface PerSecondLimit {
+  /** Permits per second (at least 1). */
+  perSecond: number
+}
+
+/**
+ * How a lane's priority rises as its oldest pending command waits: exactly one of the
+ * shapes. The boost is computed when the scheduler picks a lane (no timer per command)
+ * and shows as `effectivePriority` in the lane's stats.
+ */
+export type PriorityBoostOptions = StandardBoost | AggressiveBoost | DeadlineBoost
 
 /** Options of the whole queue (`new Lane(lanes, options)`). */
 export interface QueueOptions {
@@ -263,6 +531,11 @@ export interface QueueOptions {
    * recovered by `start()` after a crash or restart.
    */
   storage?: StorageOptions
+  /**
+   * Record metrics (counters, gauges, latency histograms per lane), read with
+   * `lane.metrics()` and `lane.metricsPrometheus()`. Off by default.
+   */
+  metrics?: boolean
 }
 
 /** Counts for the whole queue and each lane. */
@@ -275,6 +548,166 @@ export interface QueueStats {
   totalDelayed: number
   /** Each lane's status by lane id. */
   lanes: Record<string, LaneStatus>
+}
+
+/**
+ * How fast a lane may start commands: exactly one of the shapes. A lane held back by
+ * its limit shows `throttled: true` in its stats and starts again when a permit is due
+ * (no polling).
+ */
+export type RateLimitOptions = PerSecondLimit | PerMinuteLimit | PerHourLimit | TokenBucketLimit | SlidingWindowLimit
+
+/** A command submitted to a `RedisQueue` (from `submit` and `redrive`). */
+export interface RedisCommandHandle {
+  /** The command's id in the queue (the same in every process). */
+  readonly id: number
+  /**
+   * Settles with the result from whichever worker ran the command, or rejects with its
+   * error: code `COMMAND_FAILED` (the message holds the handler's error and stack),
+   * `TIMEOUT`, `CANCELLED` or `HANDLER_NOT_FOUND`. A rejection nobody awaits is not
+   * reported as an unhandled rejection.
+   */
+  readonly result: Promise<unknown>
+  /**
+   * Cancels the command: a pending or delayed one ends at once (`'cancelled'`); a
+   * running one has its handler's `ctx.signal` aborted on its worker (`'signalled'`)
+   * and ends as cancelled; `'finished'` when it already ended, `'unknown'` for no such
+   * command.
+   */
+  readonly cancel: () => Promise<'cancelled' | 'signalled' | 'finished' | 'unknown'>
+}
+
+/**
+ * A lane of a Redis queue. Its settings live in Redis and hold over all workers
+ * together.
+ *
+ * For the six default lane names (`system` … `prompt`) `priority` and
+ * `maxConcurrency` default to those of `Lane`; other lanes must give both.
+ */
+export interface RedisLaneOptions {
+  /** 0 (most urgent) to 255; lower numbers run first. */
+  priority?: number
+  /** At most this many of the lane's commands run at once, over all workers. */
+  maxConcurrency?: number
+  /**
+   * How fast the lane may start commands, over all workers (same shapes as a `Lane`
+   * lane's `rateLimit`).
+   */
+  rateLimit?: RateLimitOptions
+}
+
+/** One lane of a Redis queue. */
+export interface RedisLaneStatus {
+  /** The lane id. */
+  id: string
+  /** Its priority (lower runs first). */
+  priority: number
+  /** Commands waiting to start. */
+  pending: number
+  /** Commands running on workers. */
+  active: number
+  /** Most of its commands that run at once, over all workers. */
+  maxConcurrency: number
+  /** Whether it is paused. */
+  paused: boolean
+  /** Whether its rate limit holds it back now. */
+  throttled: boolean
+}
+
+/** Options of `RedisQueue.connect(url, options)`. */
+export interface RedisQueueOptions {
+  /**
+   * Lanes to declare (or update) in Redis when connecting, by id. Leave it out to use
+   * the lanes already declared there (a worker process usually does).
+   */
+  lanes?: Record<string, RedisLaneOptions>
+  /**
+   * Every key of the queue starts with `{keyPrefix}` (default `a3s-lane`): different
+   * prefixes are separate queues on one server. No `{` or `}`.
+   */
+  keyPrefix?: string
+  /**
+   * How long finished commands and undelivered results stay in Redis (default one
+   * day). Dead letters stay until re-driven or cleared.
+   */
+  resultTtlMs?: number
+  /** How long to wait for Redis to answer (default 5000). */
+  responseTimeoutMs?: number
+}
+
+/** Counts of a Redis queue, over all its producers and workers. */
+export interface RedisQueueStats {
+  /** Commands waiting to start, over all lanes. */
+  totalPending: number
+  /** Commands running on workers, over all lanes. */
+  totalActive: number
+  /** Failed commands waiting for their retry delay. */
+  totalDelayed: number
+  /** Each lane's status by lane id. */
+  lanes: Record<string, RedisLaneStatus>
+  /** Workers registered with the queue. */
+  workers: number
+  /** Workers waiting for work. */
+  idleWorkers: number
+  /**
+   * Lifetime counters: `submitted`, `completed`, `retried`, `dead`, `cancelled`,
+   * `requeued` (taken back from a dead worker), `released`, `stale` (results refused
+   * because the run's lease was taken over), `workers_lost`.
+   */
+  counters: Record<string, number>
+}
+
+/** How a worker runs the commands of one lane. */
+export interface RedisWorkerLaneOptions {
+  /** A run that takes longer fails with code `TIMEOUT`. */
+  timeoutMs?: number
+  /** How failed commands of the lane are retried. */
+  retry?: RetryOptions
+}
+
+/** Options of `RedisWorker.start(queue, options)`. */
+export interface RedisWorkerOptions {
+  /**
+   * The handlers, by command type, registered before the worker claims anything
+   * (`worker.handle()` adds more later). Same semantics as `Lane.handle`.
+   */
+  handlers?: Record<string, (payload: any, ctx: CommandContext) => unknown>
+  /** At most this many commands run at once on this worker (default 16). */
+  slots?: number
+  /**
+   * The worker's id in Redis (default: host name, process id and a random suffix).
+   * Two live workers must never share one.
+   */
+  workerId?: string
+  /**
+   * How long the worker's commands stay its own without a heartbeat (default 15000):
+   * a worker that dies loses them after this long and they run again elsewhere.
+   */
+  leaseTtlMs?: number
+  /** How often an idle worker renews its lease (default a third of `leaseTtlMs`). */
+  heartbeatIntervalMs?: number
+  /**
+   * The longest an idle worker blocks on Redis before checking its connection
+   * (default 30000); work wakes it at once.
+   */
+  blockTimeoutMs?: number
+  /**
+   * After a cancel, a running handler has this long to settle by itself (its
+   * `ctx.signal` is aborted at once) before it is abandoned. Default 1000.
+   */
+  cancelGraceMs?: number
+  /**
+   * A run that takes longer fails with code `TIMEOUT` (and its `ctx.signal` aborts),
+   * in every lane without its own `timeoutMs`.
+   */
+  timeoutMs?: number
+  /**
+   * How failed commands are retried (the retry waits in Redis and may run on any
+   * worker), in every lane without its own `retry`. No retries when absent.
+   */
+  retry?: RetryOptions
+  /** Per-lane `timeoutMs` and `retry`, by lane id. */
+  lanes?: Record<string, RedisWorkerLaneOptions>
 }
 
 /**
@@ -298,6 +731,29 @@ export interface RetryOptions {
   jitter?: 'none' | 'full' | 'equal'
 }
 
+/** `{ slidingWindow: { limit, windowMs } }`. */
+export interface SlidingWindowLimit {
+  /** The window. */
+  slidingWindow: SlidingWindowOptions
+}
+
+/** At most `limit` starts within any window of `windowMs` (memory grows with `limit`). */
+export interface SlidingWindowOptions {
+  /** Starts allowed per window (at least 1). */
+  limit: number
+  /** The window's length in milliseconds (more than 0). */
+  windowMs: number
+}
+
+/**
+ * `{ standard: deadlineMs }`: boost by 1, 2, 3 and 4 levels when 75%, 50%, 25% and 10% of
+ * the deadline remain; priority 0 past the deadline.
+ */
+export interface StandardBoost {
+  /** The deadline in milliseconds, counted from when the command was queued. */
+  standard: number
+}
+
 /** Durable storage in a directory (an SQLite database, `lane.db`, in WAL mode). */
 export interface StorageOptions {
   /** The directory; it is created if its parent exists. */
@@ -316,4 +772,26 @@ export interface SubmitOptions {
    * rejects with code `CANCELLED` and the signal's reason as `cause`.
    */
   signal?: AbortSignal
+}
+
+/** `{ tokenBucket: { rate, periodMs, burst } }`. */
+export interface TokenBucketLimit {
+  /** The bucket. */
+  tokenBucket: TokenBucketOptions
+}
+
+/**
+ * A token bucket: permits come back continuously, `rate` per `periodMs` (one every
+ * `periodMs / rate`), and at most `burst` are held.
+ */
+export interface TokenBucketOptions {
+  /** Permits added per `periodMs` (at least 1). */
+  rate: number
+  /** The period `rate` refers to, in milliseconds (more than 0). */
+  periodMs: number
+  /**
+   * How many commands may start at once after a quiet spell (at least 1; default
+   * `rate`). 1 spaces starts evenly.
+   */
+  burst?: number
 }

@@ -836,3 +836,5 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.Lane = nativeBinding.Lane
+module.exports.RedisQueue = nativeBinding.RedisQueue
+module.exports.RedisWorker = nativeBinding.RedisWorker

@@ -2,9 +2,14 @@
 # Tests the Node.js SDK from scratch: installs the locked npm dependencies, builds the
 # addon from source (debug), checks that the committed index.d.ts / index.js match what
 # the build generates, and runs the `node --test` suite. Needs Node.js 20+, npm and Rust.
-# Any failure stops the script with a non-zero exit code.
+# The Redis tests use A3S_LANE_REDIS_URL; without it a throwaway redis-server is started
+# (see scripts/redis.sh at the repository root). Any failure stops the script with a
+# non-zero exit code.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# shellcheck source=../../scripts/redis.sh
+source ../../scripts/redis.sh
 
 need() {
     if ! command -v "$1" >/dev/null 2>&1; then
@@ -20,6 +25,8 @@ if (( major < 20 )); then
     echo "error: Node.js 20 or newer is required, found $(node --version)" >&2
     exit 1
 fi
+
+ensure_redis
 
 echo "==> npm ci (sdk/node)"
 npm ci --no-audit --no-fund

@@ -10,11 +10,12 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use a3s_lane::{DEFAULT_LANES, LaneConfig, LocalSyncMode, RetryJitter, RetryPolicy};
+use a3s_lane::{DEFAULT_LANES, LaneConfig, LocalSyncMode, QueueMetrics, RetryJitter, RetryPolicy};
 use napi_derive::napi;
 use serde_json::Value;
 
 use crate::error::JsFailure;
+use crate::limits::{parse_priority_boost, parse_rate_limit};
 
 /// Options of one lane (`new Lane({ query: { priority: 2, maxConcurrency: 10 } })`).
 ///
@@ -40,6 +41,18 @@ pub struct LaneOptions {
     /// After a cancel, a running handler has this long to settle by itself (its
     /// `ctx.signal` is aborted at once) before it is abandoned. Default 1000.
     pub cancel_grace_ms: Option<f64>,
+    /// How fast the lane may start commands: `{ perSecond: n }`, `{ perMinute: n }`,
+    /// `{ perHour: n }` (a token bucket holding `n` permits),
+    /// `{ tokenBucket: { rate, periodMs, burst } }` or
+    /// `{ slidingWindow: { limit, windowMs } }`. No limit when absent.
+    #[napi(ts_type = "RateLimitOptions")]
+    pub rate_limit: Option<Value>,
+    /// Raises the lane's priority as its oldest pending command waits:
+    /// `{ standard: deadlineMs }`, `{ aggressive: deadlineMs }` or
+    /// `{ deadlineMs, steps: [{ beforeDeadlineMs, boost }] }`. The boosted priority
+    /// shows in `stats().lanes[id].effectivePriority`.
+    #[napi(ts_type = "PriorityBoostOptions")]
+    pub priority_boost: Option<Value>,
 }
 
 /// A lane's retry policy: after the n-th failure the command runs again after
@@ -80,6 +93,9 @@ pub struct QueueOptions {
     /// Durable storage: commands are written to disk before `submit` accepts them and
     /// recovered by `start()` after a crash or restart.
     pub storage: Option<StorageOptions>,
+    /// Record metrics (counters, gauges, latency histograms per lane), read with
+    /// `lane.metrics()` and `lane.metricsPrometheus()`. Off by default.
+    pub metrics: Option<bool>,
 }
 
 /// Durable storage in a directory (an SQLite database, `lane.db`, in WAL mode).
@@ -176,7 +192,7 @@ impl Input {
 }
 
 /// The fields of one options object, read by name; leftovers are unknown keys.
-struct Fields<'a> {
+pub(crate) struct Fields<'a> {
     path: String,
     entries: Vec<(&'a str, &'a Input)>,
 }
@@ -184,7 +200,7 @@ struct Fields<'a> {
 impl<'a> Fields<'a> {
     /// The fields of `input`, which must be an object whose keys are all in `known`
     /// (an unknown key is most often a typo, so it is reported before anything else).
-    fn new(
+    pub(crate) fn new(
         path: impl Into<String>,
         input: &'a Input,
         what: &str,
@@ -201,16 +217,10 @@ impl<'a> Fields<'a> {
             .iter()
             .find(|(key, value)| !value.is_undefined() && !known.contains(&key.as_str()))
         {
-            let hint = match key.as_str() {
-                "rateLimit" | "priorityBoost" => {
-                    " (rate limits and priority boosts are not available in this version of @a3s-lab/lane yet)"
-                }
-                _ => "",
-            };
             return Err(JsFailure::type_error(
                 "CONFIG",
                 format!(
-                    "{path}: unknown option '{key}'{hint}; known options: {}",
+                    "{path}: unknown option '{key}'; known options: {}",
                     known.join(", ")
                 ),
             ));
@@ -222,14 +232,14 @@ impl<'a> Fields<'a> {
     }
 
     /// Takes a field; `undefined` counts as absent.
-    fn take(&mut self, key: &str) -> Option<(String, &'a Input)> {
+    pub(crate) fn take(&mut self, key: &str) -> Option<(String, &'a Input)> {
         let index = self.entries.iter().position(|(k, _)| *k == key)?;
         let (_, value) = self.entries.remove(index);
         (!value.is_undefined()).then(|| (format!("{}.{key}", self.path), value))
     }
 }
 
-fn number(path: &str, input: &Input) -> Result<f64, JsFailure> {
+pub(crate) fn number(path: &str, input: &Input) -> Result<f64, JsFailure> {
     match input {
         Input::Number(n) => Ok(*n),
         Input::NonFinite(s) => Err(JsFailure::range_error(
@@ -244,7 +254,7 @@ fn number(path: &str, input: &Input) -> Result<f64, JsFailure> {
 }
 
 /// An integer in `min..=max`; fractions and values out of range are errors, never rounded.
-fn integer(path: &str, input: &Input, min: u64, max: u64) -> Result<u64, JsFailure> {
+pub(crate) fn integer(path: &str, input: &Input, min: u64, max: u64) -> Result<u64, JsFailure> {
     let n = number(path, input)?;
     if n.fract() != 0.0 {
         return Err(JsFailure::range_error(
@@ -262,7 +272,7 @@ fn integer(path: &str, input: &Input, min: u64, max: u64) -> Result<u64, JsFailu
 }
 
 /// Milliseconds as a duration; `positive` rejects zero.
-fn millis(path: &str, input: &Input, positive: bool) -> Result<Duration, JsFailure> {
+pub(crate) fn millis(path: &str, input: &Input, positive: bool) -> Result<Duration, JsFailure> {
     let n = number(path, input)?;
     if n < 0.0 || (positive && n == 0.0) {
         let expected = if positive {
@@ -280,7 +290,7 @@ fn millis(path: &str, input: &Input, positive: bool) -> Result<Duration, JsFailu
     })
 }
 
-fn string<'a>(path: &str, input: &'a Input) -> Result<&'a str, JsFailure> {
+pub(crate) fn string<'a>(path: &str, input: &'a Input) -> Result<&'a str, JsFailure> {
     match input {
         Input::String(s) => Ok(s),
         other => Err(JsFailure::type_error(
@@ -290,7 +300,11 @@ fn string<'a>(path: &str, input: &'a Input) -> Result<&'a str, JsFailure> {
     }
 }
 
-fn choice<'a>(path: &str, input: &Input, choices: &[&'a str]) -> Result<&'a str, JsFailure> {
+pub(crate) fn choice<'a>(
+    path: &str,
+    input: &Input,
+    choices: &[&'a str],
+) -> Result<&'a str, JsFailure> {
     let value = string(path, input)?;
     choices
         .iter()
@@ -342,12 +356,14 @@ pub struct QueueSetup {
     pub storage: Option<StorageSetup>,
     /// Each lane's timeout, to name it when a handler's `ctx.signal` is aborted.
     pub timeouts: HashMap<String, Duration>,
+    /// The queue's metrics, with `{ metrics: true }`.
+    pub metrics: Option<QueueMetrics>,
 }
 
 /// The default number of events a subscriber may fall behind.
 pub const DEFAULT_EVENT_CAPACITY: usize = 1024;
 
-const LANE_KEYS: [&str; 7] = [
+const LANE_KEYS: [&str; 9] = [
     "priority",
     "minConcurrency",
     "maxConcurrency",
@@ -355,6 +371,8 @@ const LANE_KEYS: [&str; 7] = [
     "retry",
     "pressureThreshold",
     "cancelGraceMs",
+    "rateLimit",
+    "priorityBoost",
 ];
 
 const RETRY_KEYS: [&str; 5] = [
@@ -365,11 +383,12 @@ const RETRY_KEYS: [&str; 5] = [
     "jitter",
 ];
 
-const QUEUE_KEYS: [&str; 4] = [
+const QUEUE_KEYS: [&str; 5] = [
     "maxConcurrency",
     "eventCapacity",
     "deadLetterCapacity",
     "storage",
+    "metrics",
 ];
 
 const STORAGE_KEYS: [&str; 2] = ["path", "sync"];
@@ -418,6 +437,7 @@ pub fn parse_queue(lanes: &Input, options: &Input) -> Result<QueueSetup, JsFailu
         event_capacity: DEFAULT_EVENT_CAPACITY,
         dead_letter_capacity: None,
         storage: None,
+        metrics: None,
     };
     if matches!(options, Input::Undefined | Input::Null) {
         return Ok(setup);
@@ -441,6 +461,18 @@ pub fn parse_queue(lanes: &Input, options: &Input) -> Result<QueueSetup, JsFailu
     }
     if let Some((path, value)) = fields.take("storage") {
         setup.storage = Some(parse_storage(&path, value)?);
+    }
+    if let Some((path, value)) = fields.take("metrics") {
+        match value {
+            Input::Bool(true) => setup.metrics = Some(QueueMetrics::local()),
+            Input::Bool(false) => {}
+            other => {
+                return Err(JsFailure::type_error(
+                    "CONFIG",
+                    format!("{path} must be true or false, got {}", other.describe()),
+                ));
+            }
+        }
     }
     Ok(setup)
 }
@@ -497,6 +529,12 @@ fn parse_lane(id: &str, input: &Input) -> Result<LaneSetup, JsFailure> {
     if let Some((path, value)) = fields.take("retry") {
         config = config.with_retry_policy(parse_retry(&path, value)?);
     }
+    if let Some((path, value)) = fields.take("rateLimit") {
+        config = config.with_rate_limit(parse_rate_limit(&path, value)?);
+    }
+    if let Some((path, value)) = fields.take("priorityBoost") {
+        config = config.with_priority_boost(parse_priority_boost(&path, value)?);
+    }
     config
         .validate(id)
         .map_err(|error| JsFailure::range_error("CONFIG", error.to_string()))?;
@@ -507,7 +545,7 @@ fn parse_lane(id: &str, input: &Input) -> Result<LaneSetup, JsFailure> {
     })
 }
 
-fn parse_retry(path: &str, input: &Input) -> Result<RetryPolicy, JsFailure> {
+pub(crate) fn parse_retry(path: &str, input: &Input) -> Result<RetryPolicy, JsFailure> {
     let mut fields = Fields::new(path, input, "an object like { maxRetries: 3 }", &RETRY_KEYS)?;
     let Some((retries_path, retries)) = fields.take("maxRetries") else {
         return Err(JsFailure::type_error(

@@ -12,9 +12,10 @@
 //! | `TIMEOUT`           | `Error`      | the lane's `timeoutMs` passed, or `drain()` ran out of time |
 //! | `CANCELLED`         | `Error`      | cancelled by `cancel()`, an `AbortSignal` or `shutdownNow()`|
 //! | `SHUTDOWN`          | `Error`      | the lane is shutting down and accepts no new commands       |
-//! | `STORAGE`           | `Error`      | the durable store failed                                    |
+//! | `STORAGE`           | `Error`      | the durable store or Redis failed                           |
 //! | `QUEUE`             | `Error`      | any other refusal by the queue                              |
-//! | `COMMAND_FAILED`    | `Error`      | a handler failed and its own error is not available         |
+//! | `COMMAND_FAILED`    | `Error`      | a handler failed and its own error is not available (a      |
+//! |                     |              | `RedisWorker`'s, in another process)                        |
 //!
 //! A handler's own error (thrown, or the rejection of its promise) reaches the
 //! submitter unchanged — same object, message and stack — so it carries whatever `code`

@@ -17,14 +17,15 @@ use a3s_lane::{
 };
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
+use napi::Env;
 use napi::bindgen_prelude::{Either, Unknown};
-use napi::{Env, ValueType};
 use napi_derive::napi;
 use parking_lot::Mutex;
 use serde_json::Value;
 use tokio::sync::{Notify, mpsc};
 
-use crate::config::{Input, QueueSetup, name_argument, parse_queue};
+use crate::args;
+use crate::config::{Input, QueueSetup, parse_queue};
 use crate::error::{JsFailure, ToJsError, throw};
 use crate::events::check_key;
 use crate::runtime::{Bridge, JsHandler, JsRuntime, Mail, Mailbox, NativeCallbacks, Settle, spawn};
@@ -71,6 +72,11 @@ pub struct LaneStatus {
     pub max_concurrency: u32,
     /// Whether it is paused.
     pub paused: bool,
+    /// Its priority now: `priority` lowered by its `priorityBoost` as its oldest pending
+    /// command waits (equal to `priority` without a boost or pending commands).
+    pub effective_priority: u32,
+    /// Whether its `rateLimit` holds it back now (it starts again when a permit is due).
+    pub throttled: bool,
 }
 
 /// A command that failed for good.
@@ -135,6 +141,9 @@ impl LaneCore {
         }
         if let Some(capacity) = setup.dead_letter_capacity {
             builder = builder.with_dlq(capacity);
+        }
+        if let Some(metrics) = &setup.metrics {
+            builder = builder.with_metrics(metrics.clone());
         }
         for command_type in handler_types {
             builder = builder.with_handler(
@@ -364,10 +373,7 @@ impl Lane {
         env: &Env,
         value: Option<Unknown<'_>>,
     ) -> napi::Result<Result<Input, JsFailure>> {
-        Ok(match value {
-            None => Ok(Input::Undefined),
-            Some(value) => Input::from_inspected(&self.runtime().inspect(env, value)?),
-        })
+        args::inspect(self.runtime(), env, value)
     }
 
     /// A string argument, or the error describing what was passed instead.
@@ -377,13 +383,7 @@ impl Lane {
         what: &str,
         value: Either<String, Unknown<'_>>,
     ) -> napi::Result<Result<String, JsFailure>> {
-        Ok(match value {
-            Either::A(s) => name_argument(what, &Input::String(s)),
-            Either::B(other) => match self.inspect(env, Some(other))? {
-                Ok(input) => name_argument(what, &input),
-                Err(failure) => Err(failure),
-            },
-        })
+        args::name(self.runtime(), env, what, value)
     }
 
     fn manager_or_throw(&self, env: &Env) -> napi::Result<QueueManager> {
@@ -576,18 +576,12 @@ impl Lane {
         env: &'env Env,
         error: &impl ToJsError,
     ) -> napi::Result<Unknown<'env>> {
-        let token = self.runtime().next_token();
-        let promise = self.runtime().promise(env, token)?;
-        self.runtime().reject_with(env, token, error)?;
-        Ok(promise)
+        args::rejected(self.runtime(), env, error)
     }
 
     /// A promise already resolved with the JSON value `json` (`None`: `undefined`).
     fn settled<'env>(&self, env: &'env Env, json: Option<String>) -> napi::Result<Unknown<'env>> {
-        let token = self.runtime().next_token();
-        let promise = self.runtime().promise(env, token)?;
-        self.runtime().resolve(env, token, json, None)?;
-        Ok(promise)
+        args::settled(self.runtime(), env, json)
     }
 
     fn id_argument(&self, env: &Env, value: Unknown<'_>) -> napi::Result<CommandId> {
@@ -600,23 +594,7 @@ impl Lane {
         env: &Env,
         value: Unknown<'_>,
     ) -> napi::Result<Result<CommandId, JsFailure>> {
-        let input = match self.inspect(env, Some(value))? {
-            Ok(input) => input,
-            Err(failure) => return Ok(Err(failure)),
-        };
-        Ok(match input {
-            Input::Number(n) if n >= 0.0 && n.fract() == 0.0 && n <= 9_007_199_254_740_991.0 => {
-                Ok(n as CommandId)
-            }
-            Input::Number(n) => Err(JsFailure::range_error(
-                "INVALID_ARGUMENT",
-                format!("a command id is a whole number of 0 or more, got {n}"),
-            )),
-            other => Err(JsFailure::type_error(
-                "INVALID_ARGUMENT",
-                format!("a command id must be a number, got {}", other.describe()),
-            )),
-        })
+        args::command_id(self.runtime(), env, value)
     }
 
     fn lane_argument(&self, env: &Env, value: Either<String, Unknown<'_>>) -> napi::Result<String> {
@@ -706,17 +684,12 @@ impl Lane {
         let command_type = self
             .name(&env, "commandType", command_type)?
             .map_err(|f| f.throw(&env))?;
-        if handler.get_type()? != ValueType::Function {
-            let described = self
-                .inspect(&env, Some(handler))?
-                .map(|input| input.describe())
-                .unwrap_or_else(|_| "something else".into());
-            return Err(JsFailure::type_error(
-                "INVALID_ARGUMENT",
-                format!("the handler of '{command_type}' must be a function, got {described}"),
-            )
-            .throw(&env));
-        }
+        args::function(
+            self.runtime(),
+            &env,
+            &format!("the handler of '{command_type}'"),
+            handler,
+        )?;
         self.runtime().handle(&env, &command_type, handler)?;
         self.inner.core.register_handler(&command_type);
         Ok(())
@@ -841,37 +814,10 @@ impl Lane {
         duration_ms: Option<Unknown<'_>>,
     ) -> napi::Result<()> {
         let lane = self.lane_argument(&env, lane_id)?;
-        let duration = match duration_ms {
-            None => None,
-            Some(value) => {
-                let input = self
-                    .inspect(&env, Some(value))?
-                    .map_err(|f| f.throw(&env))?;
-                Some(match input {
-                    Input::Number(ms) if ms > 0.0 => Duration::try_from_secs_f64(ms / 1000.0)
-                        .map_err(|_| {
-                            JsFailure::range_error(
-                                "INVALID_ARGUMENT",
-                                format!("durationMs is too large: {ms}"),
-                            )
-                            .throw(&env)
-                        })?,
-                    Input::Number(ms) => {
-                        return Err(JsFailure::range_error(
-                            "INVALID_ARGUMENT",
-                            format!("durationMs must be greater than 0, got {ms}"),
-                        )
-                        .throw(&env));
-                    }
-                    other => {
-                        return Err(JsFailure::type_error(
-                            "INVALID_ARGUMENT",
-                            format!("durationMs must be a number, got {}", other.describe()),
-                        )
-                        .throw(&env));
-                    }
-                })
-            }
+        let duration = match self.inspect(&env, duration_ms)? {
+            Ok(Input::Undefined) => None,
+            Ok(input) => Some(args::millis("durationMs", &input, true).map_err(|f| f.throw(&env))?),
+            Err(failure) => return Err(failure.throw(&env)),
         };
         let manager = self.manager_or_throw(&env)?;
         let result = match duration {
@@ -913,6 +859,8 @@ impl Lane {
                         min_concurrency: count(lane.min),
                         max_concurrency: count(lane.max),
                         paused: lane.paused,
+                        effective_priority: lane.effective_priority.into(),
+                        throttled: lane.throttled,
                     };
                     (id, status)
                 })
@@ -1155,31 +1103,9 @@ impl Lane {
             Ok(input) => input,
             Err(failure) => return self.rejected(env, &failure),
         };
-        let timeout = match input {
-            Input::Number(ms) if ms >= 0.0 => match Duration::try_from_secs_f64(ms / 1000.0) {
-                Ok(timeout) => timeout,
-                Err(_) => {
-                    let failure = JsFailure::range_error(
-                        "INVALID_ARGUMENT",
-                        format!("timeoutMs is too large: {ms}"),
-                    );
-                    return self.rejected(env, &failure);
-                }
-            },
-            Input::Number(ms) => {
-                let failure = JsFailure::range_error(
-                    "INVALID_ARGUMENT",
-                    format!("timeoutMs must be 0 or more, got {ms}"),
-                );
-                return self.rejected(env, &failure);
-            }
-            other => {
-                let failure = JsFailure::type_error(
-                    "INVALID_ARGUMENT",
-                    format!("timeoutMs must be a number, got {}", other.describe()),
-                );
-                return self.rejected(env, &failure);
-            }
+        let timeout = match args::millis("timeoutMs", &input, false) {
+            Ok(timeout) => timeout,
+            Err(failure) => return self.rejected(env, &failure),
         };
         self.settle_later(env, move |manager, _| {
             async move {
@@ -1216,6 +1142,11 @@ impl Lane {
 }
 
 impl Lane {
+    /// The queue's metrics, when the lane was created with `{ metrics: true }`.
+    pub(crate) fn queue_metrics(&self) -> Option<&a3s_lane::QueueMetrics> {
+        self.inner.core.setup.metrics.as_ref()
+    }
+
     fn event_key(&self, env: &Env, key: Either<String, Unknown<'_>>) -> napi::Result<String> {
         let key = self.name(env, "key", key)?.map_err(|f| f.throw(env))?;
         check_key(&key, true)
@@ -1224,18 +1155,7 @@ impl Lane {
     }
 
     fn listener_argument(&self, env: &Env, listener: Unknown<'_>) -> napi::Result<()> {
-        if listener.get_type()? == ValueType::Function {
-            return Ok(());
-        }
-        let described = self
-            .inspect(env, Some(listener))?
-            .map(|input| input.describe())
-            .unwrap_or_else(|_| "something else".into());
-        Err(JsFailure::type_error(
-            "INVALID_ARGUMENT",
-            format!("listener must be a function, got {described}"),
-        )
-        .throw(env))
+        args::function(self.runtime(), env, "listener", listener)
     }
 
     fn dead_letter_queue(&self, env: &Env) -> napi::Result<a3s_lane::DeadLetterQueue> {

@@ -4,7 +4,7 @@
 // iterators — so the Rust side passes only strings and numbers across the boundary.
 //
 // `native` holds the Rust callbacks: settleRun(key, ok, json, summary, retryable),
-// progress(key, json), cancel(id), eventsWanted(wanted).
+// progress(key, json), cancel(id), cancelHandle(id), eventsWanted(wanted).
 (function createLaneRuntime(native) {
   'use strict';
 
@@ -192,8 +192,13 @@
   }
 
   function promise(token) {
+    return valuePromise(token, undefined);
+  }
+
+  /** A promise that resolves with `value` when it is settled without a JSON result. */
+  function valuePromise(token, value) {
     hold();
-    const entry = { resolve: undefined, reject: undefined, watch: undefined, promise: undefined };
+    const entry = { resolve: undefined, reject: undefined, watch: undefined, promise: undefined, value };
     entry.promise = new Promise((resolve, reject) => {
       entry.resolve = resolve;
       entry.reject = reject;
@@ -215,7 +220,8 @@
     if (id >= 0 && failures.size !== 0) failures.delete(id);
     const entry = take(token);
     if (entry !== undefined) {
-      entry.resolve(json === undefined ? undefined : json === 'null' ? null : JSON.parse(json));
+      // No JSON (Rust's `None` arrives as null): `undefined`, or the value given to valuePromise.
+      entry.resolve(json === undefined || json === null ? entry.value : json === 'null' ? null : JSON.parse(json));
     }
   }
 
@@ -363,20 +369,28 @@
     return typeof value;
   }
 
-  /** A submitted command: its id, its result and a way to cancel it. */
+  /**
+   * A submitted command: its id, its result and a way to cancel it (a boolean for a
+   * Lane, a promise of the outcome for a RedisQueue).
+   */
   function makeHandle(resultToken, id) {
     const entry = promises.get(resultToken);
     const result = entry === undefined ? Promise.resolve(undefined) : entry.promise;
     return Object.freeze({
       id,
       result,
-      cancel: () => native.cancel(id),
+      cancel: () => native.cancelHandle(id),
       [Symbol.toStringTag]: 'CommandHandle',
     });
   }
 
   function handle(type, handler) {
     handlers.set(type, handler);
+  }
+
+  /** Registers every handler of a `{ type: handler }` object (checked by the caller). */
+  function handleAll(object) {
+    for (const type of Object.keys(object)) handlers.set(type, object[type]);
   }
 
   function eventCount() {
@@ -518,6 +532,7 @@
     detachedPromise,
     emit,
     handle,
+    handleAll,
     hold,
     inspect: inspectJson,
     iterate,
@@ -532,5 +547,6 @@
     resolveWith,
     run,
     submitOptions,
+    valuePromise,
   };
 });

@@ -132,10 +132,14 @@ pub enum Settle {
     },
     /// The operation failed.
     Failed(LaneError),
+    /// The operation failed with an error of the binding's own.
+    Rejected(crate::error::JsFailure),
     /// The operation finished: resolves with `undefined`.
     Done,
     /// The operation finished: resolves with a number.
     Count(usize),
+    /// The operation finished: resolves with this JSON value (text).
+    Json(String),
 }
 
 type RunFn = FunctionRef<FnArgs<(String, String, f64, String, u32, f64, bool)>, Unknown<'static>>;
@@ -149,6 +153,8 @@ type BindFn = FunctionRef<FnArgs<(f64, f64)>, bool>;
 type StringFn = FunctionRef<String, Unknown<'static>>;
 type OptionsFn = FunctionRef<FnArgs<(f64, Unknown<'static>)>, Either<u32, Unknown<'static>>>;
 type HandleFn = FunctionRef<FnArgs<(String, Unknown<'static>)>, Unknown<'static>>;
+type HandleAllFn = FunctionRef<Unknown<'static>, Unknown<'static>>;
+type ValuePromiseFn = FunctionRef<FnArgs<(f64, Unknown<'static>)>, Unknown<'static>>;
 type InspectFn = FunctionRef<Unknown<'static>, String>;
 type PayloadFn = FunctionRef<Unknown<'static>, Either<String, Unknown<'static>>>;
 type ListenerFn = FunctionRef<FnArgs<(String, Unknown<'static>)>, Unknown<'static>>;
@@ -160,6 +166,7 @@ struct RuntimeFns {
     run: RunFn,
     abort: AbortFn,
     promise: TokenFn,
+    value_promise: ValuePromiseFn,
     detached_promise: TokenFn,
     resolve: ResolveFn,
     resolve_with: ResolveWithFn,
@@ -168,6 +175,7 @@ struct RuntimeFns {
     bind: BindFn,
     emit: StringFn,
     handle: HandleFn,
+    handle_all: HandleAllFn,
     inspect: InspectFn,
     payload_json: PayloadFn,
     submit_options: OptionsFn,
@@ -182,6 +190,16 @@ struct RuntimeFns {
 pub trait NativeCallbacks: 'static {
     /// Cancels a command (an `AbortSignal` given to `submit` fired, or a handle's `cancel()`).
     fn cancel(&self, id: CommandId) -> bool;
+    /// What a handle's `cancel()` returns: by default whether [`NativeCallbacks::cancel`]
+    /// cancelled the command; a Redis queue returns a promise of the outcome instead.
+    fn cancel_from_handle(
+        &self,
+        env: &Env,
+        id: CommandId,
+    ) -> napi::Result<Either<bool, Unknown<'static>>> {
+        let _ = env;
+        Ok(Either::A(self.cancel(id)))
+    }
     /// Whether someone listens to events now (starts or stops reading them).
     fn events_wanted(&self, env: &Env, wanted: bool);
 }
@@ -293,6 +311,17 @@ impl JsRuntime {
         )?;
         let slot = callbacks.clone();
         native.set(
+            "cancelHandle",
+            env.create_function_from_closure::<(), _, _>("cancelHandle", move |ctx| {
+                let id: f64 = ctx.first_arg()?;
+                match callback(&slot) {
+                    Some(callbacks) => callbacks.cancel_from_handle(ctx.env, id as CommandId),
+                    None => Ok(Either::A(false)),
+                }
+            })?,
+        )?;
+        let slot = callbacks.clone();
+        native.set(
             "eventsWanted",
             env.create_function_from_closure::<(), _, _>("eventsWanted", move |ctx| {
                 let wanted: bool = ctx.first_arg()?;
@@ -309,6 +338,7 @@ impl JsRuntime {
             run: function_ref(&rt, "run")?,
             abort: function_ref(&rt, "abort")?,
             promise: function_ref(&rt, "promise")?,
+            value_promise: function_ref(&rt, "valuePromise")?,
             detached_promise: function_ref(&rt, "detachedPromise")?,
             resolve: function_ref(&rt, "resolve")?,
             resolve_with: function_ref(&rt, "resolveWith")?,
@@ -317,6 +347,7 @@ impl JsRuntime {
             bind: function_ref(&rt, "bind")?,
             emit: function_ref(&rt, "emit")?,
             handle: function_ref(&rt, "handle")?,
+            handle_all: function_ref(&rt, "handleAll")?,
             inspect: function_ref(&rt, "inspect")?,
             payload_json: function_ref(&rt, "payloadJson")?,
             submit_options: function_ref(&rt, "submitOptions")?,
@@ -355,6 +386,21 @@ impl JsRuntime {
     /// A promise settled later through `token`; pending, it keeps the process alive.
     pub fn promise<'env>(&self, env: &'env Env, token: u64) -> napi::Result<Unknown<'env>> {
         self.fns.promise.borrow_back(env)?.call(token as f64)
+    }
+
+    /// Like [`JsRuntime::promise`], but settling it without a JSON result (as
+    /// [`Settle::Done`] does) resolves it with `value`: how `RedisQueue.connect` hands
+    /// out the queue object once it is connected.
+    pub fn value_promise<'env>(
+        &self,
+        env: &'env Env,
+        token: u64,
+        value: Unknown<'_>,
+    ) -> napi::Result<Unknown<'env>> {
+        self.fns
+            .value_promise
+            .borrow_back(env)?
+            .call((token as f64, unknown_static(value)).into())
     }
 
     /// Like [`JsRuntime::promise`], for a handle's result: not reported if never awaited.
@@ -451,6 +497,16 @@ impl JsRuntime {
             .handle
             .borrow_back(env)?
             .call((command_type.to_owned(), handler).into())?;
+        Ok(())
+    }
+
+    /// Registers every handler of a `{ type: handler }` object whose values were checked
+    /// to be functions.
+    pub fn handle_all(&self, env: &Env, handlers: Unknown<'_>) -> napi::Result<()> {
+        self.fns
+            .handle_all
+            .borrow_back(env)?
+            .call(unknown_static(handlers))?;
         Ok(())
     }
 
@@ -747,8 +803,10 @@ impl JsRuntime {
                 Ok(())
             }
             Settle::Failed(error) => self.reject_with(env, token, &error),
+            Settle::Rejected(failure) => self.reject_with(env, token, &failure),
             Settle::Done => self.resolve(env, token, None, None),
             Settle::Count(count) => self.resolve(env, token, Some(count.to_string()), None),
+            Settle::Json(json) => self.resolve(env, token, Some(json), None),
         }
     }
 }
@@ -756,7 +814,7 @@ impl JsRuntime {
 /// Widens an `Unknown`'s lifetime so it can be passed to a stored `FunctionRef`, whose
 /// argument types cannot name the caller's scope.
 #[allow(unsafe_code)]
-fn unknown_static(value: Unknown<'_>) -> Unknown<'static> {
+pub(crate) fn unknown_static(value: Unknown<'_>) -> Unknown<'static> {
     // SAFETY: the same env and value handle; every caller passes the result straight to
     // a JavaScript call (or returns it to JavaScript) inside the callback scope the
     // original value belongs to, so the handle is never used after that scope closes.
@@ -932,6 +990,8 @@ pub struct Bridge {
     pub recovered_up_to: AtomicU64,
     /// Each lane's timeout, to name it when a handler is abandoned.
     pub timeouts: HashMap<String, Duration>,
+    /// The timeout of lanes not in `timeouts` (a Redis worker's `timeoutMs`).
+    pub default_timeout: Option<Duration>,
     next_run: AtomicU64,
 }
 
@@ -942,6 +1002,7 @@ impl Bridge {
             mailbox,
             recovered_up_to: AtomicU64::new(0),
             timeouts,
+            default_timeout: None,
             next_run: AtomicU64::new(1),
         }
     }
@@ -990,6 +1051,7 @@ impl Drop for RunGuard<'_> {
                 .bridge
                 .timeouts
                 .get(self.ctx.lane())
+                .or(self.bridge.default_timeout.as_ref())
                 .map(|d| format!(" after {d:?}"))
                 .unwrap_or_default();
             (

@@ -28,7 +28,6 @@ test('lane options are checked', () => {
   throwsConfig(() => new Lane({ a: { maxConcurrency: 1 } }), TypeError, /lanes\.a\.priority is required/);
   throwsConfig(() => new Lane({ a: { priority: 0 } }), TypeError, /lanes\.a\.maxConcurrency is required/);
   throwsConfig(() => new Lane({ a: { priority: 0, maxConcurency: 1 } }), TypeError, /unknown option 'maxConcurency'; known options: priority, minConcurrency, maxConcurrency/);
-  throwsConfig(() => new Lane({ a: { priority: 0, maxConcurrency: 1, rateLimit: 5 } }), TypeError, /rate limits and priority boosts are not available/);
   throwsConfig(() => new Lane({ a: 5 }), TypeError, /lanes\.a must be an object of lane options, got 5/);
   throwsConfig(() => new Lane({}), RangeError, /at least one lane/);
   throwsConfig(() => new Lane([]), TypeError, /lanes must be an object mapping lane ids to lane options, got an array/);
@@ -52,6 +51,7 @@ test('queue options are checked', () => {
   throwsConfig(() => new Lane(lanes, { storage: { path: '' } }), RangeError, /storage\.path must not be empty/);
   throwsConfig(() => new Lane(lanes, { storage: { path: '/tmp/x', sync: 'sometimes' } }), RangeError, /sync must be one of 'full', 'normal'/);
   throwsConfig(() => new Lane(lanes, { budget: 3 }), TypeError, /unknown option 'budget'/);
+  throwsConfig(() => new Lane(lanes, { metrics: 'yes' }), TypeError, /options\.metrics must be true or false, got the string "yes"/);
   throwsConfig(() => new Lane(lanes, 7), TypeError, /options must be an object of queue options, got 7/);
 });
 

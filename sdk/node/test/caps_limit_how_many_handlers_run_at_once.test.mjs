@@ -86,6 +86,8 @@ test('stats report pending and running commands per lane', async () => {
     minConcurrency: 1,
     maxConcurrency: 2,
     paused: false,
+    effectivePriority: 3,
+    throttled: false,
   });
   release();
   await Promise.all(jobs);

@@ -35,3 +35,33 @@ test('the priority example shows control going first', async () => {
   const result = await runNode(source, { type: 'mjs' });
   assert.match(result.stdout, /\[ 'prompt 1', 'prompt 2', 'control', 'prompt 3' \]/);
 });
+
+/** Runs the example containing `marker` and checks its output against `patterns`. */
+async function printsWhatItSays(marker, patterns) {
+  const source = examples.find((example) => example.includes(marker));
+  assert.ok(source, `no README example contains ${marker}`);
+  const result = await runNode(source, { type: 'mjs' });
+  assert.equal(result.code, 0, result.stderr);
+  for (const pattern of patterns) assert.match(result.stdout, pattern);
+}
+
+test('the rate limit example shows two commands held back', async () => {
+  await printsWhatItSays('rateLimit: { perSecond: 2 }', [/^2 true$/m, /\[ 'call 1', 'call 2', 'call 3', 'call 4' \]/]);
+});
+
+test('the priority boost example shows the boosted priority', async () => {
+  await printsWhatItSays("priorityBoost: { standard: 30_000 }", [/^9 4$/m, /^built$/m]);
+});
+
+test('the metrics example prints its counters and Prometheus line', async () => {
+  await printsWhatItSays('{ metrics: true }', [/^2 1$/m, /^3 true$/m, /^3$/m, /^lane_commands_failed_total\{lane="work"\} 1$/m]);
+});
+
+test('the Redis example runs a command on a worker and cancels a running one', async () => {
+  await printsWhatItSays('RedisWorker.start', [
+    /\{ image: 'cat\.png', size: 'small', attempt: 1 \}/,
+    /^signalled$/m,
+    /^CANCELLED$/m,
+    /^0 1 1$/m,
+  ]);
+});

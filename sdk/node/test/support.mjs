@@ -65,3 +65,89 @@ export function priorityLanes(n, options = {}) {
   for (let p = 0; p < n; p++) lanes[`p${p}`] = { priority: p, minConcurrency: 0, maxConcurrency: 8, ...options };
   return lanes;
 }
+
+/**
+ * Waits until `condition()` is true (checked every 5 ms), or fails after `timeoutMs`
+ * saying what it waited for. For conditions, never for durations.
+ */
+export async function waitFor(condition, what, timeoutMs = 20_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(5);
+  }
+}
+
+/**
+ * The Redis server of the Redis tests. They fail without one: a test that needs Redis
+ * never passes by skipping.
+ */
+export function redisUrl() {
+  const url = process.env.A3S_LANE_REDIS_URL;
+  if (!url) {
+    throw new Error(
+      'A3S_LANE_REDIS_URL is not set, and this test needs a Redis server. Run sdk/node/scripts/test.sh ' +
+        '(it starts a throwaway redis-server when one is installed: apt-get install redis-server, ' +
+        'brew install redis), or set A3S_LANE_REDIS_URL=redis://HOST:PORT to use a running one.',
+    );
+  }
+  return url;
+}
+
+let prefixes = 0;
+
+/** A key prefix no other test (or run) uses, so Redis tests never share a queue. */
+export function uniquePrefix(name = 'test') {
+  prefixes += 1;
+  return `node-${name}-${process.pid}-${Date.now().toString(36)}-${prefixes}`;
+}
+
+/**
+ * Starts `source` as a separate Node.js process (ESM) inside the package, like
+ * `runNode`, but hands back at once: `line(pattern)` waits for a line of its output,
+ * `exited` resolves like `runNode`'s result.
+ */
+export function startNode(source, { timeoutMs = 60_000, env = {} } = {}) {
+  const child = spawn(process.execPath, ['--input-type=module', '-e', source], {
+    cwd: packageDir,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  const watchers = new Set();
+  child.stdout.on('data', (chunk) => {
+    stdout += chunk;
+    for (const watcher of [...watchers]) watcher();
+  });
+  child.stderr.on('data', (chunk) => (stderr += chunk));
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    child.kill('SIGKILL');
+  }, timeoutMs);
+  const exited = new Promise((resolve) => {
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      for (const watcher of [...watchers]) watcher();
+      resolve({ code, signal, stdout, stderr, timedOut });
+    });
+  });
+  function line(pattern) {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        const match = stdout.match(pattern);
+        if (match) {
+          watchers.delete(check);
+          resolve(match);
+        } else if (child.exitCode !== null || child.signalCode !== null) {
+          watchers.delete(check);
+          reject(new Error(`the child exited without printing ${pattern}:\n${stdout}\n${stderr}`));
+        }
+      };
+      watchers.add(check);
+      check();
+    });
+  }
+  return { child, line, exited };
+}

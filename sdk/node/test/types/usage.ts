@@ -1,6 +1,17 @@
 // Type-checked by index_d_ts_is_generated_and_current.test.mjs with `tsc --strict`:
 // the documented API must compile, and misuse must not.
-import { Lane, type CommandContext, type CommandHandle, type LaneEvent, type QueueStats } from '../../index.js';
+import {
+  Lane,
+  RedisQueue,
+  RedisWorker,
+  type CommandContext,
+  type CommandHandle,
+  type LaneEvent,
+  type MetricsSnapshot,
+  type QueueStats,
+  type RedisCommandHandle,
+  type RedisQueueStats,
+} from '../../index.js';
 
 async function main(): Promise<void> {
   const lane = new Lane({ query: { priority: 2, minConcurrency: 1, maxConcurrency: 10, timeoutMs: 5_000 } }, { maxConcurrency: null });
@@ -38,6 +49,53 @@ async function main(): Promise<void> {
   if (letters.length > 0) await durable.redrive(letters[0]!.commandId);
   void [result, cancelled, pending, count, stopped];
 
+  // Rate limits, priority boosts and metrics.
+  const limited = new Lane(
+    {
+      api: { priority: 1, maxConcurrency: 4, rateLimit: { perSecond: 10 } },
+      hourly: { priority: 2, maxConcurrency: 1, rateLimit: { perHour: 100 } },
+      bucket: { priority: 3, maxConcurrency: 1, rateLimit: { tokenBucket: { rate: 5, periodMs: 1_000, burst: 10 } } },
+      window: { priority: 4, maxConcurrency: 1, rateLimit: { slidingWindow: { limit: 5, windowMs: 1_000 } } },
+      late: { priority: 9, maxConcurrency: 1, priorityBoost: { standard: 60_000 } },
+      later: { priority: 9, maxConcurrency: 1, priorityBoost: { aggressive: 60_000 } },
+      custom: { priority: 9, maxConcurrency: 1, priorityBoost: { deadlineMs: 60_000, steps: [{ beforeDeadlineMs: 30_000, boost: 3 }] } },
+    },
+    { metrics: true },
+  );
+  const effective: number = limited.stats().lanes['late']!.effectivePriority;
+  const throttled: boolean = limited.stats().lanes['api']!.throttled;
+  const snapshot: MetricsSnapshot = limited.metrics();
+  const submitted: number | undefined = snapshot.counters['lane.commands.submitted'];
+  const p99: number | undefined = snapshot.lanes['api']?.histograms['lane.command.latency_ms']?.p99;
+  const text: string = limited.metricsPrometheus();
+  void [effective, throttled, submitted, p99, text];
+
+  // Redis.
+  const queue: RedisQueue = await RedisQueue.connect('redis://127.0.0.1:6379', {
+    keyPrefix: 'orders',
+    lanes: { api: { priority: 0, maxConcurrency: 10, rateLimit: { perMinute: 600 } }, prompt: {} },
+  });
+  const worker: RedisWorker = await RedisWorker.start(queue, {
+    slots: 8,
+    timeoutMs: 30_000,
+    retry: { maxRetries: 3 },
+    lanes: { api: { timeoutMs: 5_000 } },
+    handlers: { fetch: async (payload: { url: string }, ctx: CommandContext) => ({ url: payload.url, aborted: ctx.signal.aborted }) },
+  });
+  worker.handle('ping', () => 'pong');
+  const remote: RedisCommandHandle = await queue.submit('api', 'fetch', { url: 'https://example.com' }, { signal: controller.signal });
+  const outcome: 'cancelled' | 'signalled' | 'finished' | 'unknown' = await remote.cancel();
+  const value: unknown = await remote.result;
+  const redisStats: RedisQueueStats = await queue.stats();
+  const workers: number = redisStats.workers + redisStats.lanes['api']!.pending;
+  const letters2 = await queue.deadLetters(10);
+  await queue.pauseLane('api', 1_000);
+  await queue.resumeLane('api');
+  const removed: number = await queue.clear();
+  await worker.shutdown(10_000);
+  const handedBack: number = await worker.shutdownNow();
+  void [outcome, value, workers, letters2, removed, handedBack, worker.id, worker.running];
+
   // @ts-expect-error priority must be a number
   new Lane({ query: { priority: 'high', maxConcurrency: 1 } });
   // @ts-expect-error jitter is one of 'none' | 'full' | 'equal'
@@ -46,6 +104,12 @@ async function main(): Promise<void> {
   lane.handle('x', 42);
   // @ts-expect-error signal must be an AbortSignal
   void lane.submit('query', 'x', {}, { signal: 'stop' });
+  // @ts-expect-error a rate limit is one of the documented shapes
+  new Lane({ query: { priority: 1, maxConcurrency: 1, rateLimit: { perDay: 5 } } });
+  // @ts-expect-error a boost step needs a boost
+  new Lane({ query: { priority: 1, maxConcurrency: 1, priorityBoost: { deadlineMs: 10, steps: [{ beforeDeadlineMs: 5 }] } } });
+  // @ts-expect-error a worker needs a RedisQueue
+  void RedisWorker.start({}, {});
 }
 
 void main;
