@@ -474,7 +474,7 @@ export interface MetricsSnapshot {
   gauges: Record<string, number>
   /** Histograms merged over lanes, by name. */
   histograms: Record<string, HistogramSummary>
-  /** Each lane's metrics, by lane id (lanes that recorded something). */
+  /** Each lane's metrics, by lane id (every lane of the queue, and any lane recorded by hand). */
   lanes: Record<string, LaneMetrics>
   /** When the snapshot was taken, in milliseconds since the Unix epoch. */
   timestamp: number

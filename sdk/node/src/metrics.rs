@@ -66,7 +66,7 @@ pub struct MetricsSnapshot {
     pub gauges: BTreeMap<String, f64>,
     /// Histograms merged over lanes, by name.
     pub histograms: BTreeMap<String, HistogramSummary>,
-    /// Each lane's metrics, by lane id (lanes that recorded something).
+    /// Each lane's metrics, by lane id (every lane of the queue, and any lane recorded by hand).
     pub lanes: BTreeMap<String, LaneMetrics>,
     /// When the snapshot was taken, in milliseconds since the Unix epoch.
     pub timestamp: f64,

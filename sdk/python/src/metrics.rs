@@ -162,7 +162,7 @@ impl MetricsSnapshot {
         histograms(py, &self.snapshot.histograms)
     }
 
-    /// Per-lane metrics by lane id (lanes that recorded something).
+    /// Per-lane metrics by lane id (every lane of the queue, and any lane recorded by hand).
     #[getter]
     fn lanes(&self, py: Python<'_>) -> PyResult<HashMap<String, Py<LaneMetrics>>> {
         self.snapshot
