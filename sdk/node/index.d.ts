@@ -182,8 +182,9 @@ export declare class RedisQueue {
    */
   redrive(commandId: number): Promise<RedisCommandHandle>
   /**
-   * Declares a lane, or updates one (priority, cap and rate limit apply to the next
-   * claims of every worker).
+   * Declares a lane, or updates one (priority, cap, rate limit and priority boost apply
+   * to the next claims of every worker; a boost added now counts the wait of commands
+   * already pending from now).
    */
   declareLane(laneId: string, options: RedisLaneOptions): Promise<void>
   /**
@@ -594,6 +595,12 @@ export interface RedisLaneOptions {
    * lane's `rateLimit`).
    */
   rateLimit?: RateLimitOptions
+  /**
+   * Raises the lane's priority as its oldest pending command waits (same shapes as a
+   * `Lane` lane's `priorityBoost`), timed by the Redis server's clock in whole
+   * microseconds. The boosted priority shows in `stats().lanes[id].effectivePriority`.
+   */
+  priorityBoost?: PriorityBoostOptions
 }
 
 /** One lane of a Redis queue. */
@@ -602,6 +609,11 @@ export interface RedisLaneStatus {
   id: string
   /** Its priority (lower runs first). */
   priority: number
+  /**
+   * Its priority now, after the boost its oldest pending command has earned by
+   * waiting (equal to `priority` without a `priorityBoost`).
+   */
+  effectivePriority: number
   /** Commands waiting to start. */
   pending: number
   /** Commands running on workers. */

@@ -3,9 +3,10 @@
 //! higher-priority lanes.
 //!
 //! [`PriorityBoostConfig`] plugs into
-//! [`LaneConfig::with_priority_boost`](lane_core::LaneConfig::with_priority_boost). The
-//! scheduler evaluates it at dispatch time from how long the lane's head command has
-//! waited (no timer per command); the result shows as
+//! [`LaneConfig::with_priority_boost`](lane_core::LaneConfig::with_priority_boost) (and,
+//! with the `redis` feature, into `RedisLane::with_priority_boost`, timed by the Redis
+//! clock). The scheduler evaluates it at dispatch time from how long the lane's head
+//! command has waited (no timer per command); the result shows as
 //! [`LaneStatus::effective_priority`](lane_core::LaneStatus::effective_priority).
 
 use std::time::Duration;

@@ -56,7 +56,7 @@ test('a submitted command runs on a worker and its result comes back', async (t)
   assert.equal(stats.counters.submitted, 5);
   assert.equal(stats.counters.completed, 5);
   assert.equal(stats.workers, 1);
-  assert.deepEqual(stats.lanes.api, { id: 'api', priority: 0, pending: 0, active: 0, maxConcurrency: 4, paused: false, throttled: false });
+  assert.deepEqual(stats.lanes.api, { id: 'api', priority: 0, effectivePriority: 0, pending: 0, active: 0, maxConcurrency: 4, paused: false, throttled: false });
   await worker.shutdown(10_000);
   assert.equal(worker.isRunning, false);
   assert.equal(worker.running, 0);
@@ -79,6 +79,45 @@ test('workers take commands by lane priority, FIFO within a lane', async (t) => 
   await start({ slots: 1, handlers: { record: ({ name }) => order.push(name) } });
   await Promise.all(handles.map((handle) => handle.result));
   assert.deepEqual(order, ['high-1', 'high-2', 'high-3', 'low-1', 'low-2', 'low-3']);
+});
+
+test('a lane with a priorityBoost overtakes a busier, more urgent lane once its head has waited', async (t) => {
+  const { queue, start } = await connect(t, {
+    urgent: { priority: 1, maxConcurrency: 1 },
+    // Priority 0 once its oldest command has waited 300 ms, ahead of urgent's 1.
+    batch: { priority: 5, maxConcurrency: 1, priorityBoost: { deadlineMs: 300 } },
+    // Boosted by 4 from the start (for an hour): 5 - 4 = 1 only ties urgent, which keeps
+    // its turns as the lane configured more urgent.
+    tied: { priority: 5, maxConcurrency: 1, priorityBoost: { deadlineMs: 3_600_000, steps: [{ beforeDeadlineMs: 3_600_000, boost: 4 }] } },
+  });
+  assert.equal((await queue.stats()).lanes.batch.effectivePriority, 5, 'nothing waits yet');
+  const handles = [];
+  for (let n = 0; n < 40; n++) handles.push(await queue.submit('urgent', 'record', { name: 'urgent', ms: 20 }));
+  handles.push(await queue.submit('tied', 'record', { name: 'tied', ms: 0 }));
+  handles.push(await queue.submit('batch', 'record', { name: 'batch', ms: 0 }));
+  assert.equal((await queue.stats()).lanes.tied.effectivePriority, 1);
+  await waitFor(async () => (await queue.stats()).lanes.batch.effectivePriority === 0, 'the batch lane past its deadline', 60_000);
+  const order = [];
+  await start({
+    slots: 1,
+    handlers: {
+      record: async ({ name, ms }) => {
+        order.push(name);
+        await sleep(ms);
+      },
+    },
+  });
+  await Promise.all(handles.map((handle) => handle.result));
+  assert.equal(order[0], 'batch', order.join(' '));
+  assert.equal(order.at(-1), 'tied', order.join(' '));
+  await assert.rejects(
+    queue.declareLane('bad', { priority: 1, maxConcurrency: 1, priorityBoost: { deadlineMs: 0.0001 } }),
+    (error) => error instanceof RangeError && error.code === 'CONFIG' && /resolution of 1µs/.test(error.message),
+  );
+  await assert.rejects(
+    queue.declareLane('bad', { priority: 1, maxConcurrency: 1, priorityBoost: { standard: 'soon' } }),
+    (error) => error instanceof TypeError && error.code === 'CONFIG' && /options\.priorityBoost\.standard/.test(error.message),
+  );
 });
 
 test('cancelling a running command aborts its ctx.signal on the worker', async (t) => {

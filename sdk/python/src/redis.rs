@@ -36,7 +36,7 @@ use crate::handler::{
     HandlerEnv, PyHandler, SharedHandler, decorator, python_handler, stop_loop_thread,
 };
 use crate::lane::{payload_to_json, refuse_in_running_loop};
-use crate::limits::RateLimit;
+use crate::limits::{PriorityBoost, RateLimit};
 use crate::runtime::{LoopBody, LoopBridge, LoopTask, awaitable, block_on, runtime};
 use crate::stats::{DeadLetter, LaneStatus};
 
@@ -98,11 +98,12 @@ fn mapping_items<'py>(
     Ok(out)
 }
 
-/// A lane of a Redis queue: its priority, its cap and its rate limit hold over every
-/// worker together (at most `max_concurrency` of its commands run at once in all
-/// processes, and the rate limit counts starts in all processes).
+/// A lane of a Redis queue: its priority, its cap, its rate limit and its priority boost
+/// hold over every worker together (at most `max_concurrency` of its commands run at once
+/// in all processes, the rate limit counts starts in all processes, and the boost counts
+/// the head command's wait on the Redis server's clock).
 #[pyclass(frozen, eq, hash, module = "a3s_lane", name = "RedisLane")]
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub(crate) struct RedisLane {
     lane: CoreLane,
 }
@@ -113,22 +114,26 @@ impl std::hash::Hash for RedisLane {
             priority,
             max_concurrency,
             rate_limit,
-        } = self.lane;
-        (priority, max_concurrency, rate_limit).hash(state);
+            priority_boost,
+        } = &self.lane;
+        (priority, max_concurrency, rate_limit, priority_boost).hash(state);
     }
 }
 
 #[pymethods]
 impl RedisLane {
     /// A lane with `priority` (0..255, lower runs first), `max_concurrency` (>= 1) and,
-    /// optionally, a `RateLimit`.
+    /// optionally, a `RateLimit` and a `PriorityBoost` (when workers claim, the lane
+    /// competes with its priority minus the boost its oldest pending command has earned
+    /// by waiting, timed by the Redis server's clock in whole microseconds).
     #[new]
-    #[pyo3(signature = (priority, max_concurrency, *, rate_limit = None))]
+    #[pyo3(signature = (priority, max_concurrency, *, rate_limit = None, priority_boost = None))]
     fn new(
         py: Python<'_>,
         priority: &Bound<'_, PyAny>,
         max_concurrency: &Bound<'_, PyAny>,
         rate_limit: Option<&Bound<'_, PyAny>>,
+        priority_boost: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let priority = int_in_range(
             py,
@@ -149,6 +154,27 @@ impl RedisLane {
         let mut lane = CoreLane::new(priority, max);
         if let Some(limit) = optional_rate_limit(rate_limit)? {
             lane = lane.with_rate_limit(limit.config);
+        }
+        if let Some(boost) = priority_boost.filter(|b| !b.is_none()) {
+            let boost = boost.cast::<PriorityBoost>().map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "priority_boost must be a PriorityBoost (for example \
+                     PriorityBoost.standard(300)), got {}",
+                    type_name(boost)
+                ))
+            })?;
+            let config = boost.get().config.clone();
+            if config
+                .deadline()
+                .is_some_and(|deadline| deadline < Duration::from_micros(1))
+            {
+                return Err(config_error(
+                    py,
+                    "priority_boost: the deadline is shorter than the Redis clock's resolution \
+                     of 1 microsecond; use at least 0.000001 seconds",
+                ));
+            }
+            lane = lane.with_priority_boost(config);
         }
         Ok(Self { lane })
     }
@@ -173,6 +199,17 @@ impl RedisLane {
         })
     }
 
+    /// How the lane's priority rises while its oldest pending command waits, or None.
+    #[getter]
+    fn priority_boost(&self) -> Option<PriorityBoost> {
+        self.lane
+            .priority_boost
+            .is_enabled()
+            .then(|| PriorityBoost {
+                config: self.lane.priority_boost.clone(),
+            })
+    }
+
     fn __repr__(&self) -> String {
         let mut text = format!(
             "RedisLane(priority={}, max_concurrency={}",
@@ -180,6 +217,9 @@ impl RedisLane {
         );
         if let Some(limit) = self.rate_limit() {
             text.push_str(&format!(", rate_limit={}", limit.__repr__()));
+        }
+        if let Some(boost) = self.priority_boost() {
+            text.push_str(&format!(", priority_boost={}", boost.__repr__()));
         }
         text.push(')');
         text
@@ -235,7 +275,7 @@ impl RedisQueue {
                         type_name(&lane)
                     ))
                 })?;
-                config = config.with_lane(id, lane.get().lane);
+                config = config.with_lane(id, lane.get().lane.clone());
             }
         }
         if let Some(ttl) = optional_seconds(py, result_ttl, "result_ttl", false)? {
@@ -267,7 +307,7 @@ impl RedisQueue {
         config: &Bound<'_, RedisLane>,
     ) -> PyResult<()> {
         let queue = self.queue.clone();
-        let (lane, config) = (lane.to_owned(), config.get().lane);
+        let (lane, config) = (lane.to_owned(), config.get().lane.clone());
         on_runtime(py, async move { queue.declare_lane(&lane, config).await })
     }
 

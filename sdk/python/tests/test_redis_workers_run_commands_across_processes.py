@@ -27,6 +27,7 @@ from a3s_lane import (
     ConfigError,
     LaneNotFoundError,
     NonRetryableError,
+    PriorityBoost,
     RateLimit,
     RedisLane,
     RedisQueue,
@@ -247,6 +248,41 @@ def test_commands_start_in_priority_order(queues: Callable[..., RedisQueue]) -> 
     assert order == ["urgent-0", "urgent-1", "urgent-2", "bulk-0", "bulk-1", "bulk-2"]
 
 
+def test_a_boosted_lane_overtakes_a_busier_more_urgent_one(queues: Callable[..., RedisQueue]) -> None:
+    # Past its 0.3 s deadline, the batch command's lane is at priority 0, ahead of the
+    # urgent lane's 1; 40 urgent commands of 0.02 s keep the one slot busy well past it.
+    queue = queues(
+        {
+            "urgent": RedisLane(1, 1),
+            "batch": RedisLane(5, 1, priority_boost=PriorityBoost(0.3)),
+            "tied": RedisLane(5, 1, priority_boost=PriorityBoost(3600).with_boost(3600, 4)),
+        }
+    )
+    assert queue.stats().lanes["batch"].effective_priority == 5  # nothing waits yet
+    order: list[str] = []
+
+    def record(payload: list[object]) -> None:
+        order.append(str(payload[0]))
+        time.sleep(float(str(payload[1])))
+
+    # Queued before any worker exists. "tied" is boosted from the start, but 5 - 4 = 1
+    # only ties "urgent", which keeps its turns as the lane configured more urgent.
+    handles = [queue.submit("urgent", "record", ["urgent", 0.02]) for _ in range(40)]
+    handles.append(queue.submit("tied", "record", ["tied", 0]))
+    handles.append(queue.submit("batch", "record", ["batch", 0]))
+    assert queue.stats().lanes["tied"].effective_priority == 1
+    wait_for(lambda: queue.stats().lanes["batch"].effective_priority == 0)
+    worker = RedisWorker(queue, slots=1)
+    worker.register_handler("record", record)
+    worker.start()
+    for handle in handles:
+        handle.result(timeout=60)
+    worker.shutdown(timeout=30)
+    assert order[0] == "batch", order
+    assert order.index("tied") > order.index("urgent"), order
+    assert order[-1] == "tied", order
+
+
 def test_cancel_stops_pending_and_running_commands(queues: Callable[..., RedisQueue]) -> None:
     queue = queues({"jobs": RedisLane(0, 4)})
     pending = queue.submit("jobs", "sleep")
@@ -436,6 +472,16 @@ def test_bad_arguments_are_refused_with_a_reason(queues: Callable[..., RedisQueu
         RedisLane(0, 1, rate_limit="5/s")  # type: ignore[arg-type]
     assert RedisLane(2, 3, rate_limit=RateLimit.per_second(5)) == RedisLane(2, 3, rate_limit=RateLimit.per_second(5))
     assert RedisLane(2, 3).rate_limit is None
+    boosted = RedisLane(2, 3, priority_boost=PriorityBoost.standard(60))
+    assert boosted.priority_boost == PriorityBoost.standard(60)
+    assert boosted == RedisLane(2, 3, priority_boost=PriorityBoost.standard(60))
+    assert boosted != RedisLane(2, 3)
+    assert "priority_boost=PriorityBoost(60.0)" in repr(boosted)
+    assert RedisLane(2, 3).priority_boost is None
+    with pytest.raises(TypeError, match="priority_boost must be a PriorityBoost"):
+        RedisLane(0, 1, priority_boost=300)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="resolution of 1 microsecond"):
+        RedisLane(0, 1, priority_boost=PriorityBoost(1e-7))
     with pytest.raises(ConfigError, match="key prefix"):
         RedisQueue(redis_url(), key_prefix="{tenant}")
     with pytest.raises(TypeError, match="expected a RedisLane, got int"):

@@ -8,19 +8,24 @@ use std::time::Duration;
 
 use lane_core::{DEFAULT_LANES, LaneError, Result, RetryStrategy};
 
+use crate::boost::PriorityBoostConfig;
 use crate::rate_limit::RateLimitConfig;
 
 /// A lane of a Redis queue. Its settings live in Redis and hold for every worker
-/// together: at most `max_concurrency` of its commands run at once over all workers, and
-/// its rate limit counts starts over all workers.
+/// together: at most `max_concurrency` of its commands run at once over all workers, its
+/// rate limit counts starts over all workers, and its priority boost counts how long its
+/// head command has waited by the Redis server's clock.
 ///
 /// ```
-/// use a3s_lane::{RateLimitConfig, RedisLane};
+/// use a3s_lane::{PriorityBoostConfig, RateLimitConfig, RedisLane};
+/// use std::time::Duration;
 ///
-/// let lane = RedisLane::new(2, 10).with_rate_limit(RateLimitConfig::per_second(50));
+/// let lane = RedisLane::new(2, 10)
+///     .with_rate_limit(RateLimitConfig::per_second(50))
+///     .with_priority_boost(PriorityBoostConfig::standard(Duration::from_secs(60)));
 /// assert!(lane.validate("api").is_ok());
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
 pub struct RedisLane {
     /// Lower runs first.
@@ -29,6 +34,9 @@ pub struct RedisLane {
     pub max_concurrency: usize,
     /// How fast the lane may start commands, over all workers.
     pub rate_limit: RateLimitConfig,
+    /// How the lane's priority rises while its oldest pending command waits
+    /// ([`PriorityBoostConfig::disabled`] by default).
+    pub priority_boost: PriorityBoostConfig,
 }
 
 impl RedisLane {
@@ -39,12 +47,25 @@ impl RedisLane {
             priority,
             max_concurrency,
             rate_limit: RateLimitConfig::Unlimited,
+            priority_boost: PriorityBoostConfig::disabled(),
         }
     }
 
     /// Limits how fast the lane starts commands, over all workers.
     pub fn with_rate_limit(mut self, rate_limit: RateLimitConfig) -> Self {
         self.rate_limit = rate_limit;
+        self
+    }
+
+    /// Raises the lane's priority while its oldest pending command waits, as in-process
+    /// lanes do ([`LaneConfig::with_priority_boost`](lane_core::LaneConfig::with_priority_boost)):
+    /// when a worker claims, the lane competes with priority
+    /// `priority - boost_for(waited)`, where `waited` runs, on the Redis server's clock,
+    /// from when the lane's head command became pending (its submit, or the moment its
+    /// retry became due; a command handed back by a stopped or lost worker keeps its
+    /// instant). Times are kept in whole microseconds, the Redis clock's resolution.
+    pub fn with_priority_boost(mut self, boost: PriorityBoostConfig) -> Self {
+        self.priority_boost = boost;
         self
     }
 
@@ -71,7 +92,25 @@ impl RedisLane {
                 LaneError::ConfigError(format!("lane '{lane}': rate limit: {reason}"))
             }
             other => other,
-        })
+        })?;
+        let boost_error = |reason: String| {
+            LaneError::ConfigError(format!("lane '{lane}': priority boost: {reason}"))
+        };
+        self.priority_boost
+            .validate()
+            .map_err(|error| match error {
+                LaneError::ConfigError(reason) => boost_error(reason),
+                other => other,
+            })?;
+        if let Some(deadline) = self.priority_boost.deadline()
+            && deadline < Duration::from_micros(1)
+        {
+            return Err(boost_error(format!(
+                "the deadline {deadline:?} is shorter than the Redis clock's resolution of 1µs; \
+                 use at least 1µs"
+            )));
+        }
+        Ok(())
     }
 }
 

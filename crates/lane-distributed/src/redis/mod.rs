@@ -14,6 +14,10 @@
 //! - **Lanes**: each lane is a list (FIFO); a sorted set holds the lanes that can start a
 //!   command now (pending work, below their cap, not paused or throttled), scored by
 //!   priority and then by turn, so claiming the most urgent command is one lookup.
+//! - **Priority boosts** ([`RedisLane::with_priority_boost`]): for boosted lanes only,
+//!   Redis keeps when each command became pending; when a worker claims, boosted ready
+//!   lanes are scored again by the effective priority their head command has earned (a
+//!   tie with a lane configured as more urgent leaves that lane its turns, as in process).
 //! - **Caps and rate limits** are counters and a token bucket (or sliding window) per
 //!   lane in Redis, checked when a command is claimed: they hold over all workers.
 //! - **Leases**: a worker's claims belong to it while its lease lives; every round trip

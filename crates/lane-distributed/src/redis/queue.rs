@@ -217,7 +217,7 @@ impl RedisQueue {
             }),
         };
         for (id, lane) in &config.lanes {
-            queue.declare_lane(id, *lane).await?;
+            queue.declare_lane(id, lane.clone()).await?;
         }
         Ok(queue)
     }
@@ -231,8 +231,9 @@ impl RedisQueue {
         self.inner.conn.clone()
     }
 
-    /// Declares a lane, or updates it (priority, cap and rate limit apply to the next
-    /// claims; a changed rate limit starts with a full bucket).
+    /// Declares a lane, or updates it (priority, cap, rate limit and priority boost apply
+    /// to the next claims; a changed rate limit starts with a full bucket). When a boost
+    /// is added to a lane, the wait of the commands already pending counts from now.
     pub async fn declare_lane(&self, id: &str, lane: RedisLane) -> Result<()> {
         lane.validate(id)?;
         let (kind, rate, period, burst) = match lane.rate_limit {
@@ -246,6 +247,18 @@ impl RedisQueue {
                 ("sw", limit, window.as_micros().max(1), 0)
             }
         };
+        let (deadline, steps) = match lane.priority_boost.deadline() {
+            None => (String::new(), String::new()),
+            Some(deadline) => (
+                deadline.as_micros().to_string(),
+                lane.priority_boost
+                    .steps()
+                    .iter()
+                    .map(|(time, boost)| format!("{}:{boost}", time.as_micros()))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+        };
         SCRIPTS
             .declare
             .key(&self.inner.prefix)
@@ -256,6 +269,8 @@ impl RedisQueue {
             .arg(rate)
             .arg(period.to_string())
             .arg(burst)
+            .arg(deadline)
+            .arg(steps)
             .invoke_async::<()>(&mut self.conn())
             .await
             .map_err(|e| redis_error(&e))
@@ -457,8 +472,18 @@ impl RedisQueue {
             idle_workers,
             counters: HashMap::new(),
         };
-        for lane in lanes.chunks(7) {
-            let [id, priority, max, pending, active, paused, throttled] = lane else {
+        for lane in lanes.chunks(8) {
+            let [
+                id,
+                priority,
+                max,
+                pending,
+                active,
+                paused,
+                throttled,
+                effective_priority,
+            ] = lane
+            else {
                 return Err(wire::protocol("lane stats"));
             };
             let id = string(id)?;
@@ -466,7 +491,7 @@ impl RedisQueue {
             let status = LaneStatus {
                 id: id.clone(),
                 priority,
-                effective_priority: priority,
+                effective_priority: int(effective_priority)? as u8,
                 pending: int(pending)? as usize,
                 active: int(active)?.max(0) as usize,
                 min: 0,

@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use crate::config::{Fields, Input, RetryOptions, integer, millis, parse_retry, string};
 use crate::error::JsFailure;
-use crate::limits::parse_rate_limit;
+use crate::limits::{parse_priority_boost, parse_rate_limit};
 
 /// Options of `RedisQueue.connect(url, options)`.
 #[napi(object)]
@@ -54,6 +54,11 @@ pub struct RedisLaneOptions {
     /// lane's `rateLimit`).
     #[napi(ts_type = "RateLimitOptions")]
     pub rate_limit: Option<Value>,
+    /// Raises the lane's priority as its oldest pending command waits (same shapes as a
+    /// `Lane` lane's `priorityBoost`), timed by the Redis server's clock in whole
+    /// microseconds. The boosted priority shows in `stats().lanes[id].effectivePriority`.
+    #[napi(ts_type = "PriorityBoostOptions")]
+    pub priority_boost: Option<Value>,
 }
 
 /// Options of `RedisWorker.start(queue, options)`.
@@ -101,7 +106,7 @@ pub struct RedisWorkerLaneOptions {
 }
 
 const QUEUE_KEYS: [&str; 4] = ["lanes", "keyPrefix", "resultTtlMs", "responseTimeoutMs"];
-const LANE_KEYS: [&str; 3] = ["priority", "maxConcurrency", "rateLimit"];
+const LANE_KEYS: [&str; 4] = ["priority", "maxConcurrency", "rateLimit", "priorityBoost"];
 const WORKER_KEYS: [&str; 10] = [
     "handlers",
     "slots",
@@ -209,6 +214,9 @@ fn parse_lane(path: &str, id: &str, input: &Input) -> Result<RedisLane, JsFailur
     let mut lane = RedisLane::new(priority, max);
     if let Some((path, value)) = fields.take("rateLimit") {
         lane = lane.with_rate_limit(parse_rate_limit(&path, value)?);
+    }
+    if let Some((path, value)) = fields.take("priorityBoost") {
+        lane = lane.with_priority_boost(parse_priority_boost(&path, value)?);
     }
     Ok(lane)
 }

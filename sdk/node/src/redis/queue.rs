@@ -58,6 +58,9 @@ pub struct RedisLaneStatus {
     pub id: String,
     /// Its priority (lower runs first).
     pub priority: u32,
+    /// Its priority now, after the boost its oldest pending command has earned by
+    /// waiting (equal to `priority` without a `priorityBoost`).
+    pub effective_priority: u32,
     /// Commands waiting to start.
     pub pending: u32,
     /// Commands running on workers.
@@ -229,6 +232,7 @@ fn stats_json(stats: CoreStats) -> Value {
             let status = json!({
                 "id": lane.id,
                 "priority": lane.priority,
+                "effectivePriority": lane.effective_priority,
                 "pending": lane.pending,
                 "active": lane.active,
                 "maxConcurrency": lane.max,
@@ -601,8 +605,9 @@ impl RedisQueue {
         Ok(promise)
     }
 
-    /// Declares a lane, or updates one (priority, cap and rate limit apply to the next
-    /// claims of every worker).
+    /// Declares a lane, or updates one (priority, cap, rate limit and priority boost apply
+    /// to the next claims of every worker; a boost added now counts the wait of commands
+    /// already pending from now).
     #[napi(
         ts_args_type = "laneId: string, options: RedisLaneOptions",
         ts_return_type = "Promise<void>"

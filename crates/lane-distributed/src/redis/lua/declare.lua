@@ -1,5 +1,7 @@
 -- Declares (or updates) a lane. ARGV: lane, priority, max concurrency, rate limit kind
--- ('' none, 'tb' token bucket, 'sw' sliding window), rate, period (us), burst.
+-- ('' none, 'tb' token bucket, 'sw' sliding window), rate, period (us), burst, boost
+-- deadline (us, '' for no boost), boost steps ('time before the deadline (us):boost',
+-- comma separated).
 -- A changed rate limit starts over with a full bucket; an unchanged one keeps its state.
 local lane = ARGV[1]
 local lk = P .. ':lane:' .. lane
@@ -11,6 +13,25 @@ end
 redis.call('HSET', lk, 'priority', ARGV[2], 'max', ARGV[3], 'rl', ARGV[4],
   'rl_n', ARGV[5], 'rl_period', ARGV[6], 'rl_burst', ARGV[7])
 redis.call('HSET', P .. ':lanes', lane, ARGV[2])
+local was_boosted = redis.call('SISMEMBER', BOOSTED, lane) == 1
+local pending = {}
+if (ARGV[8] ~= '') ~= was_boosted then
+  pending = redis.call('LRANGE', P .. ':q:' .. lane, 0, -1)
+end
+if ARGV[8] ~= '' then
+  redis.call('HSET', lk, 'boost_deadline', ARGV[8], 'boost_steps', ARGV[9])
+  redis.call('SADD', BOOSTED, lane)
+  if not was_boosted then
+    -- When they became pending is unknown: their wait counts from now.
+    stamp_pending(lane, pending)
+  end
+else
+  redis.call('HDEL', lk, 'boost_deadline', 'boost_steps')
+  redis.call('SREM', BOOSTED, lane)
+  if was_boosted and #pending > 0 then
+    call_sliced('HDEL', SINCE, pending)
+  end
+end
 refresh(lane, false)
 flush(1)
 if redis.call('ZSCORE', P .. ':ready', lane) then

@@ -13,7 +13,7 @@ local want = tonumber(ARGV[3])
 local registered = ARGV[4] == '1'
 local ttl = tonumber(ARGV[5])
 local ncomp = tonumber(ARGV[6])
-local now = now_us()
+local now = clock()
 local W = P .. ':workers'
 -- This worker's runs: command id -> 'fencing token|claimed at'.
 local RUNNING = P .. ':w:' .. wid
@@ -57,6 +57,7 @@ if ncomp > 0 then
           redis.call('ZADD', P .. ':delayed', num(now + delay), id)
         else
           redis.call('LPUSH', P .. ':q:' .. lane, id)
+          stamp_pending(lane, {id})
         end
       elseif kind == 'fail' then
         stat('dead')
@@ -67,7 +68,8 @@ if ncomp > 0 then
         finish(id, 'cancelled', 'err', data, now, entry, wid, run)
       else
         -- 'release': the worker stopped before running it to the end; the run does not
-        -- count, and the entry still holds the counts from before it.
+        -- count, the entry still holds the counts from before it, and the command keeps
+        -- the instant it became pending.
         stat('released')
         redis.call('LPUSH', P .. ':q:' .. lane, id)
       end
@@ -113,6 +115,7 @@ if #due > 0 then
     if entries[j] then
       local lane = entry_lane(entries[j])
       redis.call('LPUSH', P .. ':q:' .. lane, due[j])
+      stamp_pending(lane, {due[j]})
       touched[lane] = true
     end
   end
@@ -144,7 +147,9 @@ if #cancels > 0 then
 end
 
 -- 5. Claims: the most urgent ready lane first, several commands of a lane at once.
--- The rate limit grants permits only for commands that start now.
+-- The rate limit grants permits only for commands that start now. Lanes with a boost
+-- compete with the priority their head command has earned by now.
+rescore_boosted()
 
 -- Grants up to k permits; returns the number granted and, when fewer than k, the
 -- instant (us) the next permit is due.
@@ -206,8 +211,9 @@ while claimed < want do
   else
     local k = math.min(want - claimed, c.max - lane_active(lane),
       redis.call('LLEN', P .. ':q:' .. lane))
-    -- Another ready lane of the same priority: take turns, one command at a time.
-    if top[3] and math.floor(tonumber(top[4]) / TURNS) == c.prio then
+    -- Another ready lane of the same rank: take turns, one command at a time. A boosted
+    -- lane with another lane ready also gives one: its next head ranks by its own wait.
+    if top[3] and (c.boost or score_rank(top[4]) == score_rank(top[2])) then
       k = math.min(k, 1)
     end
     local granted, due_at = k, nil

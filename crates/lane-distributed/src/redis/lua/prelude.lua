@@ -13,6 +13,10 @@
 -- in P:owner. Submits, claims and completions touch these with one batched call per
 -- round trip; the record P:cmd:<id> is written once, when the command finishes, and
 -- finished records expire through the sorted set P:finished, trimmed in batches.
+--
+-- Lanes with a priority boost are in the set P:boosted; for their commands only, the hash
+-- P:since keeps the instant (us) each command became pending, from which the boost of a
+-- lane's head command is computed when workers claim.
 local P = KEYS[1]
 local READY = P .. ':ready'
 local THROTTLED = P .. ':throttled'
@@ -21,6 +25,8 @@ local OWNER = P .. ':owner'
 local FINISHED = P .. ':finished'
 local ENTRIES = P .. ':entries'
 local CANCEL = P .. ':cancel'
+local SINCE = P .. ':since'
+local BOOSTED = P .. ':boosted'
 
 -- Numbers passed to Redis are formatted explicitly: Lua's default keeps 14 digits,
 -- too few for microsecond timestamps.
@@ -33,13 +39,35 @@ local function now_us()
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
 
+-- The script's instant, read once: every decision of one run uses the same time.
+local clock_us = nil
+local function clock()
+  if clock_us == nil then
+    clock_us = now_us()
+  end
+  return clock_us
+end
+
+-- Runs a command that takes many arguments in slices (Lua's unpack has a limit); slices
+-- hold an even number of values, so field/value pairs stay together.
+local function call_sliced(command, key, values)
+  local n = #values
+  local i = 1
+  while i <= n do
+    local last = math.min(i + 999, n)
+    redis.call(command, key, unpack(values, i, last))
+    i = last + 1
+  end
+end
+
 -- Lane settings, read once per script run.
 local lane_cache = {}
 local function lane_cfg(lane)
   local c = lane_cache[lane]
   if c == nil then
     local v = redis.call('HMGET', P .. ':lane:' .. lane,
-      'priority', 'max', 'rl', 'rl_n', 'rl_period', 'rl_burst', 'paused')
+      'priority', 'max', 'rl', 'rl_n', 'rl_period', 'rl_burst', 'paused',
+      'boost_deadline', 'boost_steps')
     if not v[1] then
       c = false
     else
@@ -48,6 +76,14 @@ local function lane_cfg(lane)
         n = tonumber(v[4] or '0'), period = tonumber(v[5] or '0'),
         burst = tonumber(v[6] or '0'), paused = (v[7] == '1'),
       }
+      if v[8] then
+        -- Steps are 'time before the deadline (us):boost', comma separated.
+        local steps = {}
+        for t, b in string.gmatch(v[9] or '', '([^:,]+):([^,]+)') do
+          steps[#steps + 1] = {tonumber(t), tonumber(b)}
+        end
+        c.boost = {deadline = tonumber(v[8]), steps = steps}
+      end
     end
     lane_cache[lane] = c
   end
@@ -90,21 +126,69 @@ local function unthrottle(lane)
   throttle_cache[lane] = false
 end
 
--- The ready set holds the lanes a worker may claim from now, scored by priority and
--- then by a turn counter: the lowest score is the most urgent lane, and equal
--- priorities take turns.
+-- A boost for a head command that waited `waited` us (PriorityBoostConfig::boost_for).
+local function boost_for(boost, waited)
+  if waited >= boost.deadline then
+    return 255
+  end
+  local remaining = boost.deadline - waited
+  local best = 0
+  for _, step in ipairs(boost.steps) do
+    if remaining <= step[1] and step[2] > best then
+      best = step[2]
+    end
+  end
+  return best
+end
+
+-- A lane's priority after the boost of its head command. A head with no instant (it
+-- was pending or running before the lane had a boost) counts from now; `stamp` records
+-- that, so later claims count from the same instant.
+local function effective_prio(lane, c, stamp)
+  if not c.boost then
+    return c.prio
+  end
+  local head = redis.call('LINDEX', P .. ':q:' .. lane, 0)
+  if not head then
+    return c.prio
+  end
+  local now = clock()
+  local since = redis.call('HGET', SINCE, head)
+  if since then
+    since = tonumber(since)
+  else
+    since = now
+    if stamp then
+      redis.call('HSET', SINCE, head, num(now))
+    end
+  end
+  return math.max(0, c.prio - boost_for(c.boost, math.max(0, now - since)))
+end
+
+-- The ready set holds the lanes a worker may claim from now, scored by rank and then
+-- by a turn counter. The rank is the effective priority, then the configured one (so a
+-- boosted lane that only ties a more urgent lane does not take its turns, as in
+-- process); the lowest score is the most urgent lane, and lanes of equal rank take
+-- turns.
 local TURNS = 4294967296
+local function lane_rank(lane, c)
+  return effective_prio(lane, c, true) * 256 + c.prio
+end
+local function score_rank(score)
+  return math.floor(tonumber(score) / TURNS)
+end
 local turn = nil
-local function ready_score(prio)
+local function ready_score(rank)
   if turn == nil then
     turn = tonumber(redis.call('GET', P .. ':turn') or '0')
   end
   turn = (turn + 1) % TURNS
-  return num(prio * TURNS + turn)
+  return num(rank * TURNS + turn)
 end
 
 -- Puts a lane in the ready set or takes it out; `rotate` sends a lane that stays
--- ready behind the other lanes of its priority.
+-- ready behind the other lanes of its rank. A lane whose rank changed (a new priority,
+-- or a boost that grew or ended with a new head) is scored again.
 local function refresh(lane, rotate)
   local c = lane_cfg(lane)
   if not c then
@@ -115,12 +199,46 @@ local function refresh(lane, rotate)
     and not is_throttled(lane)
     and redis.call('LLEN', P .. ':q:' .. lane) > 0
   if ready then
-    if rotate or not redis.call('ZSCORE', READY, lane) then
-      redis.call('ZADD', READY, ready_score(c.prio), lane)
+    local rank = lane_rank(lane, c)
+    local score = (not rotate) and redis.call('ZSCORE', READY, lane)
+    if not score or score_rank(score) ~= rank then
+      redis.call('ZADD', READY, ready_score(rank), lane)
     end
   else
     redis.call('ZREM', READY, lane)
   end
+end
+
+-- Scores again the ready lanes with a boost whose rank changed since they were scored
+-- (their head commands waited longer). Lanes without a boost cost nothing here.
+local function rescore_boosted()
+  for _, lane in ipairs(redis.call('SMEMBERS', BOOSTED)) do
+    local score = redis.call('ZSCORE', READY, lane)
+    if score then
+      local c = lane_cfg(lane)
+      if c then
+        local rank = lane_rank(lane, c)
+        if score_rank(score) ~= rank then
+          redis.call('ZADD', READY, ready_score(rank), lane)
+        end
+      end
+    end
+  end
+end
+
+-- Records that commands of a boosted lane became pending now.
+local function stamp_pending(lane, ids)
+  local c = lane_cfg(lane)
+  if not (c and c.boost) or #ids == 0 then
+    return
+  end
+  local fields = {}
+  local now = num(clock())
+  for _, id in ipairs(ids) do
+    fields[#fields + 1] = id
+    fields[#fields + 1] = now
+  end
+  call_sliced('HSET', SINCE, fields)
 end
 
 -- Wakes up to n idle workers; each blocks on its own wake list.
@@ -203,18 +321,6 @@ local function requeue_entry(id, entry, attempts, failures)
   return lane
 end
 
--- Runs a command that takes many arguments in slices (Lua's unpack has a limit); slices
--- hold an even number of values, so field/value pairs stay together.
-local function call_sliced(command, key, values)
-  local n = #values
-  local i = 1
-  while i <= n do
-    local last = math.min(i + 999, n)
-    redis.call(command, key, unpack(values, i, last))
-    i = last + 1
-  end
-end
-
 local function flush(ttl_ms)
   for lane in pairs(active_dirty) do
     redis.call('HSET', ACTIVE, lane, active_cache[lane])
@@ -235,6 +341,9 @@ local function flush(ttl_ms)
     call_sliced('HDEL', ENTRIES, removed)
     if redis.call('SCARD', CANCEL) > 0 then
       call_sliced('SREM', CANCEL, removed)
+    end
+    if redis.call('EXISTS', SINCE) == 1 then
+      call_sliced('HDEL', SINCE, removed)
     end
     removed = {}
   end

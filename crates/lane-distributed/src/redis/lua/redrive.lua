@@ -15,6 +15,7 @@ redis.call('DEL', ck)
 redis.call('HSET', ENTRIES, id, lane .. '\n0|0|' .. ARGV[2] .. '|' .. ARGV[3] .. '\n'
   .. string.sub(c[2], rest))
 redis.call('RPUSH', P .. ':q:' .. lane, id)
+stamp_pending(lane, {id})
 refresh(lane, false)
 flush(1)
 if redis.call('ZSCORE', READY, lane) then

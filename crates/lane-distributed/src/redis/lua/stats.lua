@@ -1,5 +1,6 @@
 -- Counts for every lane and the queue. Returns {lanes, delayed, workers, idle, stats}
--- where lanes holds 7 fields per lane: id, priority, max, pending, active, paused, throttled.
+-- where lanes holds 8 fields per lane: id, priority, max, pending, active, paused,
+-- throttled, effective priority (after the boost of its head command).
 local lanes = redis.call('HKEYS', P .. ':lanes')
 local out = {}
 for _, lane in ipairs(lanes) do
@@ -12,6 +13,7 @@ for _, lane in ipairs(lanes) do
     out[#out + 1] = lane_active(lane)
     out[#out + 1] = c.paused and 1 or 0
     out[#out + 1] = is_throttled(lane) and 1 or 0
+    out[#out + 1] = effective_prio(lane, c, false)
   end
 end
 return {

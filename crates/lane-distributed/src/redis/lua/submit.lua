@@ -44,6 +44,7 @@ if accepted > 0 then
 end
 for _, lane in ipairs(lanes) do
   call_sliced('RPUSH', P .. ':q:' .. lane, by_lane[lane])
+  stamp_pending(lane, by_lane[lane])
   refresh(lane, false)
 end
 local known = {}
