@@ -232,3 +232,97 @@ async fn a_timeout_and_a_panic_are_reported_as_errors() {
     );
     worker.shutdown(Duration::from_secs(5)).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finished_records_expire_after_the_result_ttl_but_dead_letters_stay() {
+    let test = TestQueue::connect("result-ttl", |c| {
+        c.with_default_lanes()
+            .with_result_ttl(Duration::from_millis(50))
+    })
+    .await;
+    let handlers = HandlerRegistry::default();
+    handlers.register("echo", handler_fn(|payload, _| async move { Ok(payload) }));
+    handlers.register(
+        "broken",
+        handler_fn(|_, _| async { Err(LaneError::NonRetryable("broken".into())) }),
+    );
+    let worker = RedisWorker::start(&test.queue, handlers, config(2))
+        .await
+        .unwrap();
+    let done = test
+        .queue
+        .submit("query", "echo", json!("hi"))
+        .await
+        .unwrap();
+    let done_id = done.id();
+    assert_eq!(done.await.unwrap(), json!("hi"));
+    let dead = test
+        .queue
+        .submit("query", "broken", json!(1))
+        .await
+        .unwrap();
+    let dead_id = dead.id();
+    assert!(dead.await.is_err());
+    assert_eq!(
+        test.queue.command(done_id).await.unwrap().unwrap().state,
+        RemoteState::Done
+    );
+    // Each later round trip trims records past the ttl; keep the worker talking.
+    let queue = test.queue.clone();
+    support::redis::eventually(
+        "the finished record expires",
+        Duration::from_secs(20),
+        || {
+            let queue = queue.clone();
+            async move {
+                let _ = queue
+                    .submit("query", "echo", json!("tick"))
+                    .await
+                    .unwrap()
+                    .await;
+                queue.command(done_id).await.unwrap().is_none()
+            }
+        },
+    )
+    .await;
+    let letter = test.queue.command(dead_id).await.unwrap().unwrap();
+    assert_eq!(letter.state, RemoteState::Dead);
+    assert_eq!(test.queue.dead_letters(10).await.unwrap().len(), 1);
+    assert!(test.queue.dead_letters(0).await.unwrap().is_empty());
+    worker.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+/// Work that arrives while a worker's round trip is on its way must wake the worker: a
+/// lost wake-up would leave it idle until its next heartbeat (here 60 s away) while
+/// commands wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_steady_trickle_of_work_never_waits_for_the_heartbeat() {
+    let test = TestQueue::connect("trickle", |c| c.with_default_lanes()).await;
+    let handlers = HandlerRegistry::default();
+    handlers.register("echo", handler_fn(|payload, _| async move { Ok(payload) }));
+    let config = RedisWorkerConfig::new(4)
+        .with_lease_ttl(Duration::from_secs(180))
+        .with_heartbeat_interval(Duration::from_secs(60));
+    let worker = RedisWorker::start(&test.queue, handlers, config)
+        .await
+        .unwrap();
+    for round in 0..6u64 {
+        // Single submits a fraction of a round trip apart land at every point of the
+        // worker's round trips, idle or busy.
+        let mut handles = Vec::new();
+        for i in 0..500u64 {
+            handles.push(test.queue.submit("query", "echo", json!(i)).await.unwrap());
+            if (i + round) % 3 == 0 {
+                tokio::time::sleep(Duration::from_micros((i * 7919) % 400)).await;
+            }
+        }
+        let results = tokio::time::timeout(
+            Duration::from_secs(30),
+            futures_util::future::join_all(handles),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("round {round}: commands waited for the heartbeat"));
+        assert!(results.iter().all(Result::is_ok));
+    }
+    worker.shutdown(Duration::from_secs(5)).await.unwrap();
+}

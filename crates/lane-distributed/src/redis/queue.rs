@@ -556,6 +556,9 @@ impl RedisQueue {
 
     /// Dead letters (commands that failed for good), oldest first, at most `limit`.
     pub async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
         let mut conn = self.conn();
         let ids: Vec<(u64, f64)> = redis::cmd("ZRANGE")
             .arg(format!("{}:dead", self.inner.prefix))

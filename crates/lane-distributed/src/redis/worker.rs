@@ -175,6 +175,7 @@ impl RedisWorker {
             retry_at: None,
             last_exchange: Instant::now(),
             backoff: Duration::from_millis(50),
+            wakes: 0,
             released: 0,
         };
         tokio::spawn(async move {
@@ -422,9 +423,16 @@ fn parse_reply(reply: redis::Value) -> Result<Reply> {
 /// the runs that finished meanwhile.
 const MAX_IN_FLIGHT: usize = 2;
 
-type Exchange = std::pin::Pin<
-    Box<dyn std::future::Future<Output = (Result<Reply>, Vec<Completion>, usize)> + Send>,
->;
+type Exchange = std::pin::Pin<Box<dyn std::future::Future<Output = Exchanged> + Send>>;
+
+/// A round trip's outcome: the reply, the completions it carried, the claims it asked
+/// for, and the wake-up count when it started.
+struct Exchanged {
+    result: Result<Reply>,
+    sent: Vec<Completion>,
+    want: usize,
+    wakes_at_start: u64,
+}
 
 /// The driver task: owns the runs and the conversation with Redis.
 struct Driver {
@@ -455,6 +463,8 @@ struct Driver {
     retry_at: Option<Instant>,
     last_exchange: Instant,
     backoff: Duration,
+    /// Wake-ups received so far.
+    wakes: u64,
     /// Runs handed back to the queue because the worker stopped.
     released: usize,
 }
@@ -489,7 +499,10 @@ impl Driver {
                         self.finished(completion);
                     }
                 }
-                Some(()) = self.wake_rx.recv() => self.talk = true,
+                Some(()) = self.wake_rx.recv() => {
+                    self.wakes += 1;
+                    self.talk = true;
+                }
                 () = tokio::time::sleep_until(deadline), if self.in_flight.is_empty() => {
                     self.retry_at = self.retry_at.filter(|at| *at > Instant::now());
                     self.talk = true;
@@ -535,15 +548,27 @@ impl Driver {
         let shared = self.shared.clone();
         let mut conn = self.conn.clone();
         let registered = self.registered;
+        let wakes_at_start = self.wakes;
         self.reserved += want;
         self.talk = false;
         self.in_flight.push(Box::pin(async move {
             let result = shared.exchange(&mut conn, &outbox, want, registered).await;
-            (result, outbox, want)
+            Exchanged {
+                result,
+                sent: outbox,
+                want,
+                wakes_at_start,
+            }
         }));
     }
 
-    fn exchanged(&mut self, (result, sent, want): (Result<Reply>, Vec<Completion>, usize)) {
+    fn exchanged(&mut self, exchanged: Exchanged) {
+        let Exchanged {
+            result,
+            sent,
+            want,
+            wakes_at_start,
+        } = exchanged;
         self.reserved -= want;
         match result {
             Ok(reply) => {
@@ -551,6 +576,12 @@ impl Driver {
                 self.last_exchange = Instant::now();
                 if reply.stale > 0 {
                     tracing::debug!(worker = %self.shared.id, stale = reply.stale, "completions rejected: their leases were taken over");
+                }
+                // A wake-up that came while this round trip held the free slots may be
+                // for work that arrived after Redis answered it: the round trip started
+                // for that wake-up asked for nothing, so ask again.
+                if reply.claims.len() < want && self.wakes != wakes_at_start {
+                    self.talk = true;
                 }
                 self.apply(reply);
             }

@@ -22,7 +22,7 @@ if entry then
   flush(ttl)
   return 'cancelled'
 end
-if redis.call('EXISTS', P .. ':cmd:' .. id) == 1 then
+if redis.call('HEXISTS', DONE, id) == 1 then
   return 'finished'
 end
 return 'unknown'

@@ -128,11 +128,7 @@ end
 -- Finished records past the result ttl.
 local old = redis.call('ZRANGEBYSCORE', FINISHED, '-inf', num(now - ttl * 1000), 'LIMIT', 0, 256)
 if #old > 0 then
-  local keys = {}
-  for j, id in ipairs(old) do
-    keys[j] = P .. ':cmd:' .. id
-  end
-  redis.call('DEL', unpack(keys))
+  redis.call('HDEL', DONE, unpack(old))
   redis.call('ZREM', FINISHED, unpack(old))
 end
 for lane in pairs(touched) do

@@ -10,6 +10,12 @@ if worker then
   run = redis.call('HGET', P .. ':w:' .. worker, id)
 end
 local delayed = redis.call('ZSCORE', P .. ':delayed', id) and '1' or ''
-local record = redis.call('HMGET', P .. ':cmd:' .. id,
-  'entry', 'state', 'worker', 'run', 'outcome', 'result')
+local record = {false, false, false, false, false, false}
+local packed = redis.call('HGET', DONE, id)
+if packed then
+  local r_entry, r_state, r_worker, r_run, r_outcome, r_result = unpack_record(packed)
+  if r_worker == '' then r_worker = false end
+  if r_run == '' then r_run = false end
+  record = {r_entry, r_state, r_worker, r_run, r_outcome, r_result}
+end
 return {entry or '', worker or '', run or '', delayed, record}

@@ -11,7 +11,8 @@
 -- entry_value) and its id in its lane's list; while it runs, its run (fencing token,
 -- attempt, claim time, submitter) lives in its worker's hash P:w:<worker> and its owner
 -- in P:owner. Submits, claims and completions touch these with one batched call per
--- round trip; the record P:cmd:<id> is written once, when the command finishes, and
+-- round trip; its record (field <id> of the hash P:done, see pack_record) is written
+-- once, when the command finishes, in one batched call per script run, and
 -- finished records expire through the sorted set P:finished, trimmed in batches.
 --
 -- Lanes with a priority boost are in the set P:boosted; for their commands only, the hash
@@ -25,6 +26,7 @@ local OWNER = P .. ':owner'
 local FINISHED = P .. ':finished'
 local ENTRIES = P .. ':entries'
 local CANCEL = P .. ':cancel'
+local DONE = P .. ':done'
 local SINCE = P .. ':since'
 local BOOSTED = P .. ':boosted'
 
@@ -291,20 +293,39 @@ end
 -- Ids whose entry (and cancel flag) flush() removes.
 local removed = {}
 
--- Writes a command's record with its final outcome ('ok' with a JSON value, 'err' with
--- a JSON error), its entry and its last run (worker and run 'token|claimed at', or nil
--- for a command that never ran), and sends the outcome to the submitter. Dead letters
--- never expire.
+-- Finished records to write, id and packed record alternating, written by flush().
+local done_fields = {}
+
+-- A finished command's record as one string: the lengths of entry, worker and run,
+-- then state, outcome and finish time, then entry, worker, run and result back to back
+-- (entries and results may hold any byte, so they are measured, not delimited).
+local function pack_record(entry, state, outcome, data, stamp, worker, run)
+  worker = worker or ''
+  run = run or ''
+  return #entry .. ',' .. #worker .. ',' .. #run .. '|' .. state .. '|' .. outcome .. '|'
+    .. stamp .. '|' .. entry .. worker .. run .. data
+end
+
+-- The fields of a packed record: entry, state, worker, run, outcome, result, finished.
+local function unpack_record(packed)
+  local le, lw, lr, state, outcome, finished, at =
+    string.match(packed, '^(%d+),(%d+),(%d+)|([^|]*)|([^|]*)|([^|]*)|()')
+  le, lw, lr = tonumber(le), tonumber(lw), tonumber(lr)
+  local entry = string.sub(packed, at, at + le - 1)
+  local worker = string.sub(packed, at + le, at + le + lw - 1)
+  local run = string.sub(packed, at + le + lw, at + le + lw + lr - 1)
+  local result = string.sub(packed, at + le + lw + lr)
+  return entry, state, worker, run, outcome, result, finished
+end
+
+-- Records a command's final outcome ('ok' with a JSON value, 'err' with a JSON error),
+-- its entry and its last run (worker and run 'token|claimed at', or nil for a command
+-- that never ran), and sends the outcome to the submitter. Dead letters never expire.
 local function finish(id, state, outcome, data, now, entry, worker, run)
   local _, _, _, client, cref = string.match(entry, HEAD)
   local stamp = num(now)
-  if run then
-    redis.call('HSET', P .. ':cmd:' .. id, 'entry', entry, 'state', state,
-      'outcome', outcome, 'result', data, 'finished', stamp, 'worker', worker, 'run', run)
-  else
-    redis.call('HSET', P .. ':cmd:' .. id, 'entry', entry, 'state', state,
-      'outcome', outcome, 'result', data, 'finished', stamp)
-  end
+  done_fields[#done_fields + 1] = id
+  done_fields[#done_fields + 1] = pack_record(entry, state, outcome, data, stamp, worker, run)
   if state ~= 'dead' then
     finished_entries[#finished_entries + 1] = stamp
     finished_entries[#finished_entries + 1] = id
@@ -333,6 +354,10 @@ local function flush(ttl_ms)
     redis.call('HINCRBY', P .. ':stats', name, n)
   end
   stats = {}
+  if #done_fields > 0 then
+    call_sliced('HSET', DONE, done_fields)
+    done_fields = {}
+  end
   if #finished_entries > 0 then
     call_sliced('ZADD', FINISHED, finished_entries)
     finished_entries = {}

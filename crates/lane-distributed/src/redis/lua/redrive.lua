@@ -1,19 +1,22 @@
 -- Sends a dead letter back to the end of its lane as a fresh command.
 -- ARGV: id, client id, client reference. Returns 'ok', 'not_dead' or 'unknown_lane'.
 local id = ARGV[1]
-local ck = P .. ':cmd:' .. id
-local c = redis.call('HMGET', ck, 'state', 'entry')
-if c[1] ~= 'dead' then
+local packed = redis.call('HGET', DONE, id)
+if not packed then
   return 'not_dead'
 end
-local lane, _, _, _, _, rest = string.match(c[2], HEAD)
+local entry, state = unpack_record(packed)
+if state ~= 'dead' then
+  return 'not_dead'
+end
+local lane, _, _, _, _, rest = string.match(entry, HEAD)
 if not lane_cfg(lane) then
   return 'unknown_lane'
 end
 redis.call('ZREM', P .. ':dead', id)
-redis.call('DEL', ck)
+redis.call('HDEL', DONE, id)
 redis.call('HSET', ENTRIES, id, lane .. '\n0|0|' .. ARGV[2] .. '|' .. ARGV[3] .. '\n'
-  .. string.sub(c[2], rest))
+  .. string.sub(entry, rest))
 redis.call('RPUSH', P .. ':q:' .. lane, id)
 stamp_pending(lane, {id})
 refresh(lane, false)
