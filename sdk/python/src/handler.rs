@@ -284,6 +284,31 @@ pub(crate) fn decorator(
     Ok(decorator.into_any().unbind())
 }
 
+/// The handlers of a `Lane` or a `RedisWorker`, by command type.
+pub(crate) type Handlers = RwLock<HashMap<String, Arc<PyHandler>>>;
+
+/// Shows the garbage collector the handlers' callables (none while another thread
+/// registers one: the collector must not block).
+pub(crate) fn traverse_handlers(
+    handlers: &Handlers,
+    visit: &PyVisit<'_>,
+) -> std::result::Result<(), PyTraverseError> {
+    if let Some(handlers) = handlers.try_read() {
+        for handler in handlers.values() {
+            handler.func().traverse(visit)?;
+        }
+    }
+    Ok(())
+}
+
+/// Drops the handlers' callables, breaking reference cycles through them.
+pub(crate) fn clear_handlers(handlers: &Handlers) {
+    let handlers = std::mem::take(&mut *handlers.write());
+    for handler in handlers.values() {
+        handler.func().clear();
+    }
+}
+
 /// The queue's [`Handler`] for a Python callable.
 pub(crate) struct PyHandler {
     func: Arc<HandlerFn>,

@@ -25,8 +25,8 @@ use crate::handle::{
     Accepting, CommandFuture, CommandHandle, Finished, SubmitBody, forget_when_done,
 };
 use crate::handler::{
-    DirectCommand, HandlerEnv, PyHandler, SharedHandler, decorator, python_handler,
-    stop_loop_thread,
+    DirectCommand, HandlerEnv, Handlers, SharedHandler, clear_handlers, decorator, python_handler,
+    stop_loop_thread, traverse_handlers,
 };
 use crate::metrics::MetricsSnapshot;
 use crate::runtime::{LoopBridge, LoopSpawner, awaitable, block_on, running_loop, runtime};
@@ -58,7 +58,7 @@ pub(crate) struct Lane {
     direct: bool,
     /// The handlers by command type (also registered with the queue, for replayable
     /// commands); the garbage collector sees their callables through `__traverse__`.
-    handlers: parking_lot::RwLock<HashMap<String, Arc<PyHandler>>>,
+    handlers: Handlers,
     env: Arc<HandlerEnv>,
     lifecycle: Mutex<Lifecycle>,
     /// What the queue records with `metrics=True`.
@@ -279,19 +279,11 @@ impl Lane {
 #[pymethods]
 impl Lane {
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if let Some(handlers) = self.handlers.try_read() {
-            for handler in handlers.values() {
-                handler.func().traverse(&visit)?;
-            }
-        }
-        Ok(())
+        traverse_handlers(&self.handlers, &visit)
     }
 
     fn __clear__(&self) {
-        let handlers = std::mem::take(&mut *self.handlers.write());
-        for handler in handlers.values() {
-            handler.func().clear();
-        }
+        clear_handlers(&self.handlers);
     }
 
     /// Creates a queue (not started yet).

@@ -33,7 +33,8 @@ use crate::config::{
 use crate::error::{IntoPyErr, config_error, lane_error};
 use crate::handle::{CommandFuture, CommandHandle, Finished};
 use crate::handler::{
-    HandlerEnv, PyHandler, SharedHandler, decorator, python_handler, stop_loop_thread,
+    HandlerEnv, Handlers, SharedHandler, clear_handlers, decorator, python_handler,
+    stop_loop_thread, traverse_handlers,
 };
 use crate::lane::{payload_to_json, refuse_in_running_loop};
 use crate::limits::{PriorityBoost, RateLimit};
@@ -641,7 +642,7 @@ pub(crate) struct RedisWorker {
     config: RedisWorkerConfig,
     registry: HandlerRegistry,
     /// The handlers by type; the garbage collector sees their callables.
-    handlers: RwLock<HashMap<String, Arc<PyHandler>>>,
+    handlers: Handlers,
     env: Arc<HandlerEnv>,
     state: Mutex<WorkerState>,
 }
@@ -783,19 +784,11 @@ impl RedisWorker {
 #[pymethods]
 impl RedisWorker {
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        if let Some(handlers) = self.handlers.try_read() {
-            for handler in handlers.values() {
-                handler.func().traverse(&visit)?;
-            }
-        }
-        Ok(())
+        traverse_handlers(&self.handlers, &visit)
     }
 
     fn __clear__(&self) {
-        let handlers = std::mem::take(&mut *self.handlers.write());
-        for handler in handlers.values() {
-            handler.func().clear();
-        }
+        clear_handlers(&self.handlers);
     }
 
     /// A worker for `queue` (not started yet); every value is checked here.
