@@ -352,6 +352,15 @@ impl CommandQueue {
         }
     }
 
+    /// [`CommandQueue::lane_name`] without the state lock held: the lock is taken only
+    /// for lanes beyond the directory.
+    fn lane_name_unlocked(&self, lane: LaneIdx) -> LaneName<'_> {
+        match self.directory.as_ref().and_then(|d| d.name(lane)) {
+            Some(name) => LaneName::Borrowed(name),
+            None => LaneName::Owned(self.state.lock().lane(lane).id.clone()),
+        }
+    }
+
     fn spawn(self: &Arc<Self>, dispatch: Dispatch) {
         let runner = self.clone().run(dispatch);
         if let Some(spawner) = &self.spawner {
@@ -433,10 +442,7 @@ impl CommandQueue {
     /// [`QueueProbe`](crate::QueueProbe) read away.
     fn report_depths(&self, depths: &Depths) {
         for depth in depths.iter() {
-            let name = match self.directory.as_ref().and_then(|d| d.name(depth.lane)) {
-                Some(name) => LaneName::Borrowed(name),
-                None => LaneName::Owned(self.state.lock().lane(depth.lane).id.clone()),
-            };
+            let name = self.lane_name_unlocked(depth.lane);
             for observer in &self.depth_observers {
                 observer.on_lane_depth(&name, depth.pending, depth.active);
             }
@@ -926,10 +932,7 @@ impl CommandQueue {
         }
         let count = dropped.len() + signalled;
         for task in dropped {
-            let lane = match self.directory.as_ref().and_then(|d| d.name(task.lane)) {
-                Some(name) => LaneName::Borrowed(name),
-                None => LaneName::Owned(self.state.lock().lane(task.lane).id.clone()),
-            };
+            let lane = self.lane_name_unlocked(task.lane);
             let info = info(&task, &lane, task.failures() + 1);
             for observer in &self.observers {
                 observer.on_cancel_pending(&info);
