@@ -862,23 +862,29 @@ impl CommandQueue {
     /// Cancels a pending, delayed or running command. Returns false when no such command
     /// is live (it finished, or the id is unknown).
     pub fn cancel(self: &Arc<Self>, id: CommandId) -> bool {
-        self.cancel_where(|task| task.id == id, "cancelled by request", false) > 0
+        let select = |state: &State| state.tasks.get(&id).cloned().into_iter().collect();
+        self.cancel_where(select, "cancelled by request", false) > 0
     }
 
     /// Cancels every pending, delayed and running command of a lane; returns how many.
     pub fn cancel_lane(self: &Arc<Self>, lane_id: &str) -> Result<usize> {
         let lane = self.state.lock().lane_index(lane_id)?;
-        Ok(self.cancel_where(|task| task.lane == lane, "lane cancelled", false))
+        Ok(self.cancel_where(
+            live_where(|task| task.lane == lane),
+            "lane cancelled",
+            false,
+        ))
     }
 
     /// Cancels everything live; `interrupted` keeps the commands in the journal.
     pub(crate) fn cancel_all(self: &Arc<Self>, reason: &'static str, interrupted: bool) -> usize {
-        self.cancel_where(|_| true, reason, interrupted)
+        self.cancel_where(live_where(|_| true), reason, interrupted)
     }
 
+    /// Cancels the live commands `select` picks (under the state lock).
     fn cancel_where(
         self: &Arc<Self>,
-        matches: impl Fn(&Task) -> bool,
+        select: impl FnOnce(&State) -> Vec<Arc<Task>>,
         reason: &'static str,
         interrupted: bool,
     ) -> usize {
@@ -888,13 +894,7 @@ impl CommandQueue {
         let mut signalled = 0;
         {
             let mut state = self.state.lock();
-            let targets: Vec<Arc<Task>> = state
-                .tasks
-                .values()
-                .filter(|t| matches(t))
-                .cloned()
-                .collect();
-            for task in targets {
+            for task in select(&state) {
                 if interrupted {
                     task.interrupted.store(true, Ordering::Relaxed);
                 }
@@ -1077,6 +1077,18 @@ impl CommandQueue {
 
     pub(crate) fn journal(&self) -> Option<&Journal> {
         self.journal.as_ref()
+    }
+}
+
+/// Selects the live commands that `matches` (for [`CommandQueue::cancel_where`]).
+fn live_where(matches: impl Fn(&Task) -> bool) -> impl FnOnce(&State) -> Vec<Arc<Task>> {
+    move |state| {
+        state
+            .tasks
+            .values()
+            .filter(|task| matches(task))
+            .cloned()
+            .collect()
     }
 }
 

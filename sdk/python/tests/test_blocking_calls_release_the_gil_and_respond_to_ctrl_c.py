@@ -34,9 +34,15 @@ def test_a_blocking_submit_lets_other_threads_run_python() -> None:
     assert results == ["released"] and total > 0
 
 
+# The child installs Python's Ctrl-C handler itself: a process started in the background
+# by a non-interactive shell (`cmd &`) inherits SIGINT as ignored, and Python then leaves
+# it ignored, so the signal would never reach the blocking call under test.
 CHILD = """
+import signal
 import threading
 from a3s_lane import CancelledError, Lane, LaneConfig
+
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 lane = Lane({"q": LaneConfig(priority=0)})
 started = threading.Event()

@@ -6,6 +6,7 @@
 //! acts on it after releasing the lock.
 
 mod ready;
+mod task_map;
 pub(crate) mod timers;
 
 use std::collections::VecDeque;
@@ -26,6 +27,7 @@ use crate::policy::Admission;
 use crate::stats::{LaneStatus, QueueStats};
 
 use ready::ReadyIndex;
+use task_map::TaskMap;
 use timers::{TimerKind, Timers};
 
 pub(crate) type LaneIdx = u32;
@@ -239,8 +241,8 @@ pub(crate) struct State {
     reserved: ReadyIndex,
     boosted: Vec<LaneIdx>,
     budget: Option<Budget>,
-    /// Every live command by id (for cancel); ids are trusted keys, so no DoS-resistant hash.
-    pub(crate) tasks: FxHashMap<CommandId, Arc<Task>>,
+    /// Every live command by id (for cancel).
+    pub(crate) tasks: TaskMap<Arc<Task>>,
     pub(crate) timers: Timers,
     pub(crate) total_pending: usize,
     pub(crate) total_active: usize,
@@ -266,7 +268,7 @@ impl State {
                 shared_used: 0,
                 total,
             }),
-            tasks: FxHashMap::default(),
+            tasks: TaskMap::default(),
             timers: Timers::default(),
             total_pending: 0,
             total_active: 0,
