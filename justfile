@@ -13,7 +13,8 @@ ready:
 demo:
     cargo run --example priority_preemption
 
-# Every test (starts a throwaway Redis when A3S_LANE_REDIS_URL is not set).
+# Every test (starts a throwaway Redis and Redis Cluster when A3S_LANE_REDIS_URL and
+# A3S_LANE_REDIS_CLUSTER_URLS are not set).
 test:
     bash scripts/test.sh
 

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Runs every test of the project: Rust (workspace, all features), then the SDK suites.
 # Needs nothing installed by hand: it starts a throwaway Redis on a free loopback port
-# when A3S_LANE_REDIS_URL is not set.
+# when A3S_LANE_REDIS_URL is not set, and a throwaway three-node Redis Cluster when
+# A3S_LANE_REDIS_CLUSTER_URLS is not set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # shellcheck source=scripts/redis.sh
 source scripts/redis.sh
 ensure_redis
+ensure_redis_cluster
 
-echo "==> Rust tests (A3S_LANE_REDIS_URL=$A3S_LANE_REDIS_URL)"
+echo "==> Rust tests (A3S_LANE_REDIS_URL=$A3S_LANE_REDIS_URL A3S_LANE_REDIS_CLUSTER_URLS=$A3S_LANE_REDIS_CLUSTER_URLS)"
 cargo test --workspace --all-features --all-targets
 cargo test --workspace --all-features --doc
 

@@ -153,9 +153,17 @@ export declare class RedisQueue {
   /**
    * Connects to the Redis server at `url` (`redis://host:port/db`), checks that it
    * answers, and declares `options.lanes`. Rejects with code `CONFIG` for invalid
-   * options and `STORAGE` when Redis cannot be reached.
+   * options and `STORAGE` (naming the address) when Redis cannot be reached.
    */
   static connect(url: string, options?: RedisQueueOptions): Promise<RedisQueue>
+  /**
+   * Connects to a Redis Cluster through `nodes`, the URLs of some of its nodes
+   * (`['redis://10.0.0.1:7000', ...]`, database 0; the others are discovered), with
+   * the options of `connect`. The queue lives on the node holding its `{keyPrefix}`
+   * hash slot; its calls and its workers follow the slot there. Rejects with code
+   * `CONFIG` for an empty list or a bad URL and `STORAGE` when no node can be reached.
+   */
+  static connectCluster(nodes: string[], options?: RedisQueueOptions): Promise<RedisQueue>
   /**
    * Submits a command to the end of `lane` and resolves, once Redis holds it, with its
    * handle: `id`, `result` (a promise of what the handler returned) and `cancel()`.
@@ -626,7 +634,10 @@ export interface RedisLaneStatus {
   throttled: boolean
 }
 
-/** Options of `RedisQueue.connect(url, options)`. */
+/**
+ * Options of `RedisQueue.connect(url, options)` and
+ * `RedisQueue.connectCluster(nodes, options)`.
+ */
 export interface RedisQueueOptions {
   /**
    * Lanes to declare (or update) in Redis when connecting, by id. Leave it out to use
@@ -645,6 +656,11 @@ export interface RedisQueueOptions {
   resultTtlMs?: number
   /** How long to wait for Redis to answer (default 5000). */
   responseTimeoutMs?: number
+  /**
+   * How long one attempt to open a connection may take (default 5000). An address
+   * nothing listens on fails at once, with an error naming it.
+   */
+  connectTimeoutMs?: number
 }
 
 /** Counts of a Redis queue, over all its producers and workers. */

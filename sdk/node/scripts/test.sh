@@ -2,8 +2,9 @@
 # Tests the Node.js SDK from scratch: installs the locked npm dependencies, builds the
 # addon from source (debug), checks that the committed index.d.ts / index.js match what
 # the build generates, and runs the `node --test` suite. Needs Node.js 20+, npm and Rust.
-# The Redis tests use A3S_LANE_REDIS_URL; without it a throwaway redis-server is started
-# (see scripts/redis.sh at the repository root). Any failure stops the script with a
+# The Redis tests use A3S_LANE_REDIS_URL and the Redis Cluster tests
+# A3S_LANE_REDIS_CLUSTER_URLS; without them a throwaway redis-server and a throwaway
+# cluster are started (see scripts/redis.sh at the repository root). Any failure stops the script with a
 # non-zero exit code.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +28,7 @@ if (( major < 20 )); then
 fi
 
 ensure_redis
+ensure_redis_cluster
 
 echo "==> npm ci (sdk/node)"
 npm ci --no-audit --no-fund

@@ -94,6 +94,25 @@ export function redisUrl() {
   return url;
 }
 
+/**
+ * The seed nodes of the Redis Cluster of the cluster tests. They fail without one: a test
+ * that needs a cluster never passes by skipping.
+ */
+export function redisClusterUrls() {
+  const urls = (process.env.A3S_LANE_REDIS_CLUSTER_URLS ?? '')
+    .split(',')
+    .map((url) => url.trim())
+    .filter((url) => url !== '');
+  if (urls.length === 0) {
+    throw new Error(
+      'A3S_LANE_REDIS_CLUSTER_URLS is not set, and this test needs a Redis Cluster. Run ' +
+        'sdk/node/scripts/test.sh or scripts/test.sh (they start a throwaway three-node cluster), or set ' +
+        'A3S_LANE_REDIS_CLUSTER_URLS=redis://HOST:PORT,redis://HOST:PORT,... to the nodes of a running one.',
+    );
+  }
+  return urls;
+}
+
 let prefixes = 0;
 
 /** A key prefix no other test (or run) uses, so Redis tests never share a queue. */

@@ -2,7 +2,9 @@
 # Builds the Python package in a fresh virtualenv and runs its proof: the type stubs
 # against the module (mypy.stubtest) and the pytest suite. Needs Python >= 3.11 with pip
 # and a Rust toolchain; everything else comes from PyPI. The Redis tests use
-# A3S_LANE_REDIS_URL, or a throwaway redis-server started here (see scripts/redis.sh).
+# A3S_LANE_REDIS_URL, or a throwaway redis-server started here, and the Redis Cluster
+# tests A3S_LANE_REDIS_CLUSTER_URLS, or a throwaway cluster started here (see
+# scripts/redis.sh).
 # Fails on any error, including a suite that collected no tests.
 #
 #   sdk/python/scripts/test.sh            # debug build (what CI runs)
@@ -43,7 +45,8 @@ mypy --strict --no-incremental tests benches
 # shellcheck disable=SC1091  # the repository's scripts/redis.sh
 source ../../scripts/redis.sh
 ensure_redis
+ensure_redis_cluster
 
-echo "==> pytest (A3S_LANE_REDIS_URL=$A3S_LANE_REDIS_URL)"
+echo "==> pytest (A3S_LANE_REDIS_URL=$A3S_LANE_REDIS_URL A3S_LANE_REDIS_CLUSTER_URLS=$A3S_LANE_REDIS_CLUSTER_URLS)"
 # Exit status 5 (no tests collected) is a failure like any other non-zero status.
 python -m pytest -q tests

@@ -243,32 +243,23 @@ pub(crate) struct RedisQueue {
     prefix: String,
 }
 
-#[pymethods]
+/// The options `RedisQueue(url, ...)` and `RedisQueue.cluster(nodes, ...)` share.
+struct QueueOptions<'a, 'py> {
+    lanes: Option<&'a Bound<'py, PyAny>>,
+    key_prefix: &'a str,
+    result_ttl: Option<&'a Bound<'py, PyAny>>,
+    response_timeout: Option<&'a Bound<'py, PyAny>>,
+    connect_timeout: Option<&'a Bound<'py, PyAny>>,
+}
+
 impl RedisQueue {
-    /// Connects to the Redis server at `url` (`redis://host:port/db`) and declares
-    /// `lanes` (lane id -> `RedisLane`), updating lanes that exist already. With
-    /// `lanes=None` nothing is declared: use the lanes another process declared.
-    ///
-    /// - `key_prefix`: every key of the queue starts with `{key_prefix}`; different
-    ///   prefixes are separate queues on one server.
-    /// - `result_ttl`: seconds finished commands and undelivered results stay in Redis
-    ///   (default one day); dead letters stay until re-driven or cleared.
-    /// - `response_timeout`: seconds to wait for Redis to answer (default 5).
-    ///
-    /// Raises `StorageError` when Redis cannot be reached and `ConfigError` for bad
-    /// values.
-    #[new]
-    #[pyo3(signature = (url, lanes = None, *, key_prefix = "a3s-lane", result_ttl = None, response_timeout = None))]
-    fn new(
+    fn connect(
         py: Python<'_>,
-        url: &str,
-        lanes: Option<&Bound<'_, PyAny>>,
-        key_prefix: &str,
-        result_ttl: Option<&Bound<'_, PyAny>>,
-        response_timeout: Option<&Bound<'_, PyAny>>,
+        config: RedisQueueConfig,
+        options: QueueOptions<'_, '_>,
     ) -> PyResult<Self> {
-        let mut config = RedisQueueConfig::new(url).with_key_prefix(key_prefix);
-        if let Some(lanes) = lanes.filter(|l| !l.is_none()) {
+        let mut config = config.with_key_prefix(options.key_prefix);
+        if let Some(lanes) = options.lanes.filter(|l| !l.is_none()) {
             for (id, lane) in mapping_items(lanes, "lanes", "lane id to RedisLane")? {
                 let lane = lane.cast::<RedisLane>().map_err(|_| {
                     PyTypeError::new_err(format!(
@@ -279,18 +270,105 @@ impl RedisQueue {
                 config = config.with_lane(id, lane.get().lane.clone());
             }
         }
-        if let Some(ttl) = optional_seconds(py, result_ttl, "result_ttl", false)? {
+        if let Some(ttl) = optional_seconds(py, options.result_ttl, "result_ttl", false)? {
             config = config.with_result_ttl(ttl);
         }
-        if let Some(timeout) = optional_seconds(py, response_timeout, "response_timeout", false)? {
+        if let Some(timeout) =
+            optional_seconds(py, options.response_timeout, "response_timeout", false)?
+        {
             config = config.with_response_timeout(timeout);
+        }
+        if let Some(timeout) =
+            optional_seconds(py, options.connect_timeout, "connect_timeout", false)?
+        {
+            config = config.with_connect_timeout(timeout);
         }
         config.validate().map_err(|e| e.into_py_err(py))?;
         let queue = on_runtime(py, CoreQueue::connect(config))?;
         Ok(Self {
             queue,
-            prefix: key_prefix.to_owned(),
+            prefix: options.key_prefix.to_owned(),
         })
+    }
+}
+
+#[pymethods]
+impl RedisQueue {
+    /// Connects to the Redis server at `url` (`redis://host:port/db`) and declares
+    /// `lanes` (lane id -> `RedisLane`), updating lanes that exist already. With
+    /// `lanes=None` nothing is declared: use the lanes another process declared.
+    /// `RedisQueue.cluster(nodes, ...)` connects to a Redis Cluster instead.
+    ///
+    /// - `key_prefix`: every key of the queue starts with `{key_prefix}`; different
+    ///   prefixes are separate queues on one server.
+    /// - `result_ttl`: seconds finished commands and undelivered results stay in Redis
+    ///   (default one day); dead letters stay until re-driven or cleared.
+    /// - `response_timeout`: seconds to wait for Redis to answer (default 5).
+    /// - `connect_timeout`: seconds one connection attempt may take (default 5); an
+    ///   address nothing listens on fails at once.
+    ///
+    /// Raises `StorageError` (naming the address) when Redis cannot be reached and
+    /// `ConfigError` for bad values.
+    #[new]
+    #[pyo3(signature = (url, lanes = None, *, key_prefix = "a3s-lane", result_ttl = None, response_timeout = None, connect_timeout = None))]
+    fn new(
+        py: Python<'_>,
+        url: &str,
+        lanes: Option<&Bound<'_, PyAny>>,
+        key_prefix: &str,
+        result_ttl: Option<&Bound<'_, PyAny>>,
+        response_timeout: Option<&Bound<'_, PyAny>>,
+        connect_timeout: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let options = QueueOptions {
+            lanes,
+            key_prefix,
+            result_ttl,
+            response_timeout,
+            connect_timeout,
+        };
+        Self::connect(py, RedisQueueConfig::new(url), options)
+    }
+
+    /// Connects to a Redis Cluster through `nodes` (a list of node URLs such as
+    /// `["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"]`; the other nodes are
+    /// discovered from them), with the same options as `RedisQueue(url, ...)`. The queue
+    /// lives on the node holding its `{key_prefix}` hash slot; commands and workers
+    /// follow the slot when the cluster moves it.
+    ///
+    /// Raises `ConfigError` for an empty list or a bad URL and `StorageError` when no
+    /// node can be reached.
+    #[staticmethod]
+    #[pyo3(signature = (nodes, lanes = None, *, key_prefix = "a3s-lane", result_ttl = None, response_timeout = None, connect_timeout = None))]
+    fn cluster(
+        py: Python<'_>,
+        nodes: &Bound<'_, PyAny>,
+        lanes: Option<&Bound<'_, PyAny>>,
+        key_prefix: &str,
+        result_ttl: Option<&Bound<'_, PyAny>>,
+        response_timeout: Option<&Bound<'_, PyAny>>,
+        connect_timeout: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        // A str is a sequence too (of one-letter "URLs"): refuse it by name.
+        let urls = if nodes.is_instance_of::<pyo3::types::PyString>() {
+            None
+        } else {
+            nodes.extract::<Vec<String>>().ok()
+        };
+        let Some(urls) = urls else {
+            return Err(PyTypeError::new_err(format!(
+                "nodes must be a list of node URLs like ['redis://10.0.0.1:7000'], got {}",
+                type_name(nodes)
+            )));
+        };
+        let options = QueueOptions {
+            lanes,
+            key_prefix,
+            result_ttl,
+            response_timeout,
+            connect_timeout,
+        };
+        Self::connect(py, RedisQueueConfig::cluster(urls), options)
     }
 
     /// The key prefix (keys start with `{key_prefix}`).

@@ -43,6 +43,22 @@ def redis_url() -> str:
     return url
 
 
+REDIS_CLUSTER_HINT = (
+    "the Redis Cluster tests need a Redis Cluster and A3S_LANE_REDIS_CLUSTER_URLS is not set. "
+    "Run scripts/test.sh (or sdk/python/scripts/test.sh), which starts a throwaway "
+    "three-node cluster, or set A3S_LANE_REDIS_CLUSTER_URLS=redis://HOST:PORT,redis://HOST:PORT,... "
+    "to the nodes of a running one."
+)
+
+
+def redis_cluster_urls() -> list[str]:
+    """The seed nodes of the test Redis Cluster; a test that needs one fails (never skips) without it."""
+    urls = [url.strip() for url in os.environ.get("A3S_LANE_REDIS_CLUSTER_URLS", "").split(",") if url.strip()]
+    if not urls:
+        pytest.fail(REDIS_CLUSTER_HINT, pytrace=False)
+    return urls
+
+
 def unique_prefix(name: str) -> str:
     """A key prefix no other test (or earlier run) uses."""
     return f"a3s-lane-py-{name}-{uuid.uuid4().hex[:12]}"

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use lane_core::{DEFAULT_LANES, LaneError, Result, RetryStrategy};
 
+use super::connection::{Endpoint, Target};
 use crate::boost::PriorityBoostConfig;
 use crate::rate_limit::RateLimitConfig;
 
@@ -128,27 +129,56 @@ impl RedisLane {
 ///     .with_default_lanes()
 ///     .with_lane("bulk", RedisLane::new(9, 4));
 /// assert!(config.validate().is_ok());
+///
+/// // A Redis Cluster: some of its nodes; the others are discovered from them.
+/// let config = RedisQueueConfig::cluster(["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"])
+///     .with_key_prefix("orders")
+///     .with_default_lanes();
+/// assert!(config.validate().is_ok());
+/// assert!(RedisQueueConfig::cluster(Vec::<String>::new()).validate().is_err());
 /// ```
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct RedisQueueConfig {
-    pub(crate) url: String,
+    pub(crate) endpoint: Endpoint,
     pub(crate) prefix: String,
     pub(crate) lanes: Vec<(String, RedisLane)>,
     pub(crate) result_ttl: Duration,
     pub(crate) response_timeout: Duration,
+    pub(crate) connect_timeout: Duration,
 }
 
 impl RedisQueueConfig {
-    /// A queue on the Redis server at `url` (`redis://host:port/db`, `rediss://` for TLS
-    /// if the `redis` crate was built with TLS), prefix `a3s-lane`, no lanes declared.
+    /// A queue on the Redis server at `url` (`redis://[user:password@]host:port[/db]`,
+    /// `rediss://` for TLS if the `redis` crate was built with TLS), prefix `a3s-lane`,
+    /// no lanes declared.
     pub fn new(url: impl Into<String>) -> Self {
+        Self::with_endpoint(Endpoint::Server(url.into()))
+    }
+
+    /// A queue on a Redis Cluster, reached through any of `nodes` (URLs as for
+    /// [`RedisQueueConfig::new`], database 0 only); the other nodes are discovered from
+    /// them. Commands go to the node holding the queue's slot and follow it when the
+    /// cluster moves the slot (MOVED/ASK). An empty list or a bad URL fails
+    /// [`validate`](RedisQueueConfig::validate) and [`RedisQueue::connect`](crate::RedisQueue::connect).
+    pub fn cluster<I, S>(nodes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::with_endpoint(Endpoint::Cluster(
+            nodes.into_iter().map(Into::into).collect(),
+        ))
+    }
+
+    fn with_endpoint(endpoint: Endpoint) -> Self {
         Self {
-            url: url.into(),
+            endpoint,
             prefix: "a3s-lane".into(),
             lanes: Vec::new(),
             result_ttl: Duration::from_secs(24 * 3600),
             response_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
         }
     }
 
@@ -186,6 +216,16 @@ impl RedisQueueConfig {
         self
     }
 
+    /// How long one attempt to open a connection may take (default 5 s).
+    /// [`RedisQueue::connect`](crate::RedisQueue::connect) fails at once when the address
+    /// refuses connections and after this long when the server does not answer, naming
+    /// the address; on a cluster, the seed nodes and then the other masters are each given
+    /// this long. Reconnects use it per attempt.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
     /// The key prefix including its hash tag braces, for example `{a3s-lane}`.
     pub fn key_prefix(&self) -> String {
         format!("{{{}}}", self.prefix)
@@ -210,6 +250,12 @@ impl RedisQueueConfig {
                 "response_timeout must be longer than zero".into(),
             ));
         }
+        if self.connect_timeout.is_zero() {
+            return Err(LaneError::ConfigError(
+                "connect_timeout must be longer than zero".into(),
+            ));
+        }
+        self.target()?;
         let mut seen = std::collections::HashSet::new();
         for (id, lane) in &self.lanes {
             lane.validate(id)?;
@@ -221,9 +267,18 @@ impl RedisQueueConfig {
         }
         Ok(())
     }
+
+    /// The checked addresses and timeouts to connect with.
+    pub(crate) fn target(&self) -> Result<Target> {
+        self.endpoint.open(self.connect_timeout)
+    }
 }
 
 /// How a [`RedisWorker`](crate::RedisWorker) runs commands.
+///
+/// A worker has no address of its own: it talks to the Redis (server or cluster) of the
+/// [`RedisQueue`](crate::RedisQueue) it is started on, over that queue's connection plus
+/// one of its own for its wake list.
 ///
 /// Lane priorities, caps and rate limits live in Redis ([`RedisLane`]); what stays with
 /// the worker is how it runs a command: how many at once (`slots`), timeouts, retry

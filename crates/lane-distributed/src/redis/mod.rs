@@ -11,6 +11,18 @@
 //! hash tag `{prefix}`, so a queue lives in one Redis Cluster slot and different prefixes
 //! are isolated queues. Times come from the Redis server's clock.
 //!
+//! - **One server or a cluster**: [`RedisQueueConfig::new`] connects to one server,
+//!   [`RedisQueueConfig::cluster`] to a Redis Cluster through some of its nodes. On a
+//!   cluster, each script call goes to the node that holds the queue's slot and follows
+//!   the slot when the cluster moves it (MOVED/ASK); a node that forgot the scripts
+//!   (NOSCRIPT, after a restart or failover) gets them again. Different prefixes may live
+//!   on different nodes. Workers use the queue's connection.
+//! - **Connections**: one shared connection runs the scripts; each blocking listener (the
+//!   producer's result list, each worker's wake list) has its own, to the same node,
+//!   reopened with backoff after an error. Opening one is bounded by
+//!   [`RedisQueueConfig::with_connect_timeout`]: an address nothing listens on fails
+//!   [`RedisQueue::connect`] at once with an error naming it.
+//!
 //! - **Lanes**: each lane is a list (FIFO); a sorted set holds the lanes that can start a
 //!   command now (pending work, below their cap, not paused or throttled), scored by
 //!   priority and then by turn, so claiming the most urgent command is one lookup.
@@ -40,7 +52,7 @@
 //! handlers with side effects should be idempotent (the command id is stable).
 
 mod config;
-mod listen;
+mod connection;
 mod queue;
 mod scripts;
 mod wire;

@@ -12,13 +12,12 @@ use std::time::Duration;
 use lane_core::{DeadLetter, LaneError, LaneStatus, QueueStats, Result};
 use parking_lot::Mutex;
 use redis::Value as RedisValue;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use super::config::{RedisLane, RedisQueueConfig};
-use super::listen::connect_listener;
-use super::scripts::SCRIPTS;
+use super::connection::{Conn, Target, connect_listener};
+use super::scripts::{RunScript, SCRIPTS};
 use super::wire::{
     self, Entry, array, decode_error, int, opt_string, parse_run, redis_error, string,
 };
@@ -73,8 +72,8 @@ impl std::fmt::Debug for RedisQueue {
 }
 
 pub(crate) struct QueueInner {
-    pub(crate) client: redis::Client,
-    pub(crate) conn: ConnectionManager,
+    pub(crate) target: Arc<Target>,
+    pub(crate) conn: Conn,
     pub(crate) prefix: String,
     pub(crate) result_ttl_ms: u64,
     client_id: String,
@@ -175,23 +174,14 @@ impl RedisQueueStats {
 }
 
 impl RedisQueue {
-    /// Connects, checks the server answers, and declares the config's lanes.
+    /// Connects (to one server, or to a cluster: see [`RedisQueueConfig::cluster`]),
+    /// checks Redis answers, and declares the config's lanes. Fails with
+    /// [`LaneError::Storage`] naming the address when Redis cannot be reached within the
+    /// connect timeout ([`RedisQueueConfig::with_connect_timeout`]).
     pub async fn connect(config: RedisQueueConfig) -> Result<Self> {
         config.validate()?;
-        let client = redis::Client::open(config.url.as_str()).map_err(|error| {
-            LaneError::ConfigError(format!("invalid Redis URL '{}': {error}", config.url))
-        })?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(config.response_timeout))
-            .set_connection_timeout(Some(config.response_timeout));
-        let conn = ConnectionManager::new_with_config(client.clone(), manager_config)
-            .await
-            .map_err(|error| {
-                LaneError::Storage(format!(
-                    "cannot connect to Redis at {}: {error}; is the server running?",
-                    config.url
-                ))
-            })?;
+        let target = Arc::new(config.target()?);
+        let conn = target.connect(config.response_timeout).await?;
         let prefix = config.key_prefix();
         let (submits, requests) = mpsc::unbounded_channel();
         let client_id = format!("{:016x}", random_u64());
@@ -205,7 +195,7 @@ impl RedisQueue {
         ));
         let queue = Self {
             inner: Arc::new(QueueInner {
-                client,
+                target,
                 conn,
                 prefix,
                 result_ttl_ms,
@@ -227,7 +217,7 @@ impl RedisQueue {
         &self.inner.prefix
     }
 
-    pub(crate) fn conn(&self) -> ConnectionManager {
+    pub(crate) fn conn(&self) -> Conn {
         self.inner.conn.clone()
     }
 
@@ -271,7 +261,7 @@ impl RedisQueue {
             .arg(burst)
             .arg(deadline)
             .arg(steps)
-            .invoke_async::<()>(&mut self.conn())
+            .run::<()>(&mut self.conn())
             .await
             .map_err(|e| redis_error(&e))
     }
@@ -352,7 +342,7 @@ impl RedisQueue {
             .arg(id)
             .arg(self.inner.result_ttl_ms)
             .arg(reason)
-            .invoke_async(&mut self.conn())
+            .run(&mut self.conn())
             .await
             .map_err(|e| redis_error(&e))?;
         Ok(match outcome.as_str() {
@@ -369,7 +359,7 @@ impl RedisQueue {
             .inspect
             .key(&self.inner.prefix)
             .arg(id)
-            .invoke_async(&mut self.conn())
+            .run(&mut self.conn())
             .await
             .map_err(|e| redis_error(&e))?;
         let [entry, worker, run, delayed, record] =
@@ -453,7 +443,7 @@ impl RedisQueue {
         let reply: RedisValue = SCRIPTS
             .stats
             .key(&self.inner.prefix)
-            .invoke_async(&mut self.conn())
+            .run(&mut self.conn())
             .await
             .map_err(|e| redis_error(&e))?;
         let mut parts = array(reply)?.into_iter();
@@ -536,7 +526,7 @@ impl RedisQueue {
             .arg(lane)
             .arg(mode)
             .arg(duration.as_micros().to_string())
-            .invoke_async(&mut self.conn())
+            .run(&mut self.conn())
             .await
             .map_err(|e| redis_error(&e))?;
         if outcome == "unknown" {
@@ -609,7 +599,7 @@ impl RedisQueue {
             .arg(id)
             .arg(&self.inner.client_id)
             .arg(reference)
-            .invoke_async(&mut self.conn())
+            .run(&mut self.conn())
             .await
             .map_err(|e| redis_error(&e))?;
         match outcome.as_str() {
@@ -632,13 +622,16 @@ impl RedisQueue {
         let mut cursor: u64 = 0;
         let mut deleted = 0;
         loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
+            let mut scan = redis::cmd("SCAN");
+            scan.arg(cursor)
                 .arg("MATCH")
                 .arg(&pattern)
                 .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
+                .arg(1000);
+            // On a cluster: the node holding the queue's slot, every time (cursors are
+            // per node).
+            let (next, keys): (u64, Vec<String>) = conn
+                .query_at(&self.inner.prefix, scan)
                 .await
                 .map_err(|e| redis_error(&e))?;
             if !keys.is_empty() {
@@ -664,7 +657,7 @@ impl RedisQueue {
         let (stop_tx, stop_rx) = oneshot::channel();
         *listener = Some(stop_tx);
         tokio::spawn(run_listener(
-            self.inner.client.clone(),
+            self.inner.target.clone(),
             format!("{}:results:{}", self.inner.prefix, self.inner.client_id),
             self.inner.waiters.clone(),
             stop_rx,
@@ -699,7 +692,7 @@ fn lane_not_found(lane: &str, mut known: Vec<String>) -> LaneError {
 /// meanwhile, so throughput grows with load while a lone submit costs one round trip.
 async fn run_submitter(
     mut requests: mpsc::UnboundedReceiver<SubmitRequest>,
-    mut conn: ConnectionManager,
+    mut conn: Conn,
     prefix: String,
     client_id: String,
     result_ttl_ms: u64,
@@ -715,10 +708,7 @@ async fn run_submitter(
                 .arg(&request.command_type)
                 .arg(&request.payload);
         }
-        match invocation
-            .invoke_async::<(Vec<u64>, Vec<String>)>(&mut conn)
-            .await
-        {
+        match invocation.run::<(Vec<u64>, Vec<String>)>(&mut conn).await {
             Ok((ids, known)) if ids.len() == batch.len() => {
                 for (request, id) in batch.drain(..).zip(ids) {
                     let result = if id == 0 {
@@ -747,17 +737,17 @@ async fn run_submitter(
 /// Reads this client's result list (a durable list: results wait there while the
 /// connection is down) and resolves the waiting handles.
 async fn run_listener(
-    client: redis::Client,
+    target: Arc<Target>,
     key: String,
     waiters: Arc<Waiters>,
     mut stop: oneshot::Receiver<()>,
 ) {
-    let mut conn: Option<MultiplexedConnection> = None;
+    let mut conn: Option<Conn> = None;
     loop {
         let current = match &mut conn {
             Some(conn) => conn,
             None => {
-                match connect_listener(&client, LISTEN_BLOCK, &mut stop, "result listener", || {})
+                match connect_listener(&target, LISTEN_BLOCK, &mut stop, "result listener", || {})
                     .await
                 {
                     Some(connected) => conn.insert(connected),

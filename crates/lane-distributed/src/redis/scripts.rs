@@ -1,9 +1,13 @@
 //! The Lua scripts, each loaded once per Redis server and then called by hash (EVALSHA;
-//! `redis::Script` reloads a script the server forgot, after a restart for example).
+//! `redis::Script` reloads a script the server forgot, after a restart for example; on a
+//! cluster the reload goes to every node).
 
+use std::future::Future;
 use std::sync::LazyLock;
 
-use redis::Script;
+use redis::{ErrorKind, FromRedisValue, RedisResult, Script, ScriptInvocation, ServerErrorKind};
+
+use super::connection::Conn;
 
 const PRELUDE: &str = include_str!("lua/prelude.lua");
 
@@ -34,3 +38,37 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     stats: script(include_str!("lua/stats.lua")),
     inspect: script(include_str!("lua/inspect.lua")),
 });
+
+/// Calling a script invocation on the queue's connection.
+pub(crate) trait RunScript {
+    /// Runs the script. `redis::Script` loads a script the server forgot and calls it
+    /// again; should the server forget it once more in between (a SCRIPT FLUSH or a
+    /// failover at that moment), this starts over, a bounded number of times. A NOSCRIPT
+    /// reply means the script did not run, so starting over is safe.
+    fn run<T: FromRedisValue + Send>(
+        &self,
+        conn: &mut Conn,
+    ) -> impl Future<Output = RedisResult<T>> + Send;
+}
+
+impl RunScript for ScriptInvocation<'_> {
+    fn run<T: FromRedisValue + Send>(
+        &self,
+        conn: &mut Conn,
+    ) -> impl Future<Output = RedisResult<T>> + Send {
+        async move {
+            let mut reloads = 0;
+            loop {
+                match self.invoke_async(conn).await {
+                    Err(error)
+                        if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
+                            && reloads < 3 =>
+                    {
+                        reloads += 1;
+                    }
+                    outcome => return outcome,
+                }
+            }
+        }
+    }
+}

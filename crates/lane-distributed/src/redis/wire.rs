@@ -67,6 +67,19 @@ pub(crate) fn decode_error(data: &str) -> LaneError {
 
 /// Maps a Redis failure to the queue's error type (retryable, like any storage error).
 pub(crate) fn redis_error(error: &redis::RedisError) -> LaneError {
+    use redis::{ErrorKind, ServerErrorKind};
+    // Only a connection to a single server sees redirections: a cluster connection
+    // follows them.
+    if matches!(
+        error.kind(),
+        ErrorKind::Server(ServerErrorKind::Moved | ServerErrorKind::Ask)
+    ) {
+        return LaneError::Storage(format!(
+            "redis: {error}; the server is a node of a Redis Cluster and another node holds \
+             this queue's slot: connect with RedisQueueConfig::cluster([node URLs]) instead \
+             of RedisQueueConfig::new"
+        ));
+    }
     LaneError::Storage(format!("redis: {error}"))
 }
 

@@ -18,15 +18,14 @@ use std::time::Duration;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
 use lane_core::{CancelTrigger, CommandContext, HandlerRegistry, LaneError, Result};
-use redis::aio::{ConnectionManager, MultiplexedConnection};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::config::RedisWorkerConfig;
-use super::listen::connect_listener;
+use super::connection::{Conn, Target, connect_listener};
 use super::queue::RedisQueue;
-use super::scripts::SCRIPTS;
+use super::scripts::{RunScript, SCRIPTS};
 use super::wire::{self, Entry, array, encode_error, int, redis_error, string};
 use crate::distributed::random_u64;
 
@@ -146,7 +145,7 @@ impl RedisWorker {
         let (stop_tx, stop_rx) = oneshot::channel();
         let running = Arc::new(AtomicUsize::new(0));
         tokio::spawn(listen_for_wakes(
-            queue.inner.client.clone(),
+            queue.inner.target.clone(),
             format!("{}:wake:{id}", shared.prefix),
             shared.config.block_timeout,
             wake_tx,
@@ -256,7 +255,7 @@ fn default_worker_id() -> String {
 impl Shared {
     async fn exchange(
         &self,
-        conn: &mut ConnectionManager,
+        conn: &mut Conn,
         completions: &[Completion],
         want: usize,
         registered: bool,
@@ -277,10 +276,7 @@ impl Shared {
                 .arg(&completion.data)
                 .arg(completion.delay_us.to_string());
         }
-        let reply: redis::Value = invocation
-            .invoke_async(conn)
-            .await
-            .map_err(|e| redis_error(&e))?;
+        let reply: redis::Value = invocation.run(conn).await.map_err(|e| redis_error(&e))?;
         parse_reply(reply)
     }
 
@@ -437,7 +433,7 @@ struct Exchanged {
 /// The driver task: owns the runs and the conversation with Redis.
 struct Driver {
     shared: Arc<Shared>,
-    conn: ConnectionManager,
+    conn: Conn,
     runs: HashMap<u64, Run>,
     running: Arc<AtomicUsize>,
     completions_tx: mpsc::UnboundedSender<Completion>,
@@ -526,7 +522,7 @@ impl Driver {
             .key(&self.shared.prefix)
             .arg(&self.shared.id)
             .arg(self.shared.queue.inner.result_ttl_ms)
-            .invoke_async::<()>(&mut self.conn)
+            .run::<()>(&mut self.conn)
             .await;
         if let Err(error) = leave {
             tracing::warn!(worker = %self.shared.id, %error, "could not leave the queue; its lease will expire");
@@ -686,19 +682,19 @@ impl Driver {
 /// Blocks on the worker's wake list and nudges the driver when something arrives. The
 /// list is durable: a wake-up pushed while this task reconnects waits for it.
 async fn listen_for_wakes(
-    client: redis::Client,
+    target: Arc<Target>,
     key: String,
     block: Duration,
     wake: mpsc::Sender<()>,
     mut stop: oneshot::Receiver<()>,
 ) {
-    let mut conn: Option<MultiplexedConnection> = None;
+    let mut conn: Option<Conn> = None;
     loop {
         let current = match &mut conn {
             Some(conn) => conn,
             // The driver may have missed wake-ups while disconnected: let it look.
             None => {
-                match connect_listener(&client, block, &mut stop, "worker wake listener", || {
+                match connect_listener(&target, block, &mut stop, "worker wake listener", || {
                     let _ = wake.try_send(());
                 })
                 .await

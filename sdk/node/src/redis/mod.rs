@@ -3,8 +3,8 @@
 //! this process or any other. Both wrap the Rust crate's `RedisQueue` / `RedisWorker`;
 //! handlers run through the same bridge as a `Lane`'s (`runtime.rs`).
 //!
-//! This file checks their options: `RedisQueue.connect(url, options)` and
-//! `RedisWorker.start(queue, options)`. As for `Lane`, every value is checked at the
+//! This file checks their options: `RedisQueue.connect(url, options)`,
+//! `RedisQueue.connectCluster(nodes, options)` and `RedisWorker.start(queue, options)`. As for `Lane`, every value is checked at the
 //! boundary (`TypeError` / `RangeError` with code `CONFIG`) and nothing is ignored.
 
 pub mod queue;
@@ -21,7 +21,8 @@ use crate::config::{Fields, Input, RetryOptions, integer, millis, parse_retry, s
 use crate::error::JsFailure;
 use crate::limits::{parse_priority_boost, parse_rate_limit};
 
-/// Options of `RedisQueue.connect(url, options)`.
+/// Options of `RedisQueue.connect(url, options)` and
+/// `RedisQueue.connectCluster(nodes, options)`.
 #[napi(object)]
 #[derive(Debug, Clone, Default)]
 pub struct RedisQueueOptions {
@@ -36,6 +37,9 @@ pub struct RedisQueueOptions {
     pub result_ttl_ms: Option<f64>,
     /// How long to wait for Redis to answer (default 5000).
     pub response_timeout_ms: Option<f64>,
+    /// How long one attempt to open a connection may take (default 5000). An address
+    /// nothing listens on fails at once, with an error naming it.
+    pub connect_timeout_ms: Option<f64>,
 }
 
 /// A lane of a Redis queue. Its settings live in Redis and hold over all workers
@@ -105,7 +109,13 @@ pub struct RedisWorkerLaneOptions {
     pub retry: Option<RetryOptions>,
 }
 
-const QUEUE_KEYS: [&str; 4] = ["lanes", "keyPrefix", "resultTtlMs", "responseTimeoutMs"];
+const QUEUE_KEYS: [&str; 5] = [
+    "lanes",
+    "keyPrefix",
+    "resultTtlMs",
+    "responseTimeoutMs",
+    "connectTimeoutMs",
+];
 const LANE_KEYS: [&str; 4] = ["priority", "maxConcurrency", "rateLimit", "priorityBoost"];
 const WORKER_KEYS: [&str; 10] = [
     "handlers",
@@ -121,27 +131,60 @@ const WORKER_KEYS: [&str; 10] = [
 ];
 const WORKER_LANE_KEYS: [&str; 2] = ["timeoutMs", "retry"];
 
-/// Parses `RedisQueue.connect(url, options)` into a checked configuration.
-pub fn parse_queue(url: &Input, options: &Input) -> Result<RedisQueueConfig, JsFailure> {
-    let url = match url {
-        Input::String(url) if !url.is_empty() => url.clone(),
-        Input::String(_) => {
-            return Err(JsFailure::range_error(
-                "CONFIG",
-                "url must not be empty; pass something like 'redis://127.0.0.1:6379'",
-            ));
-        }
-        other => {
-            return Err(JsFailure::type_error(
-                "CONFIG",
-                format!(
-                    "url must be a string like 'redis://127.0.0.1:6379', got {}",
-                    other.describe()
-                ),
-            ));
-        }
+/// The `url` of `RedisQueue.connect(url, options)`: one server.
+pub fn parse_server(url: &Input) -> Result<RedisQueueConfig, JsFailure> {
+    match url {
+        Input::String(url) if !url.is_empty() => Ok(RedisQueueConfig::new(url.clone())),
+        Input::String(_) => Err(JsFailure::range_error(
+            "CONFIG",
+            "url must not be empty; pass something like 'redis://127.0.0.1:6379'",
+        )),
+        other => Err(JsFailure::type_error(
+            "CONFIG",
+            format!(
+                "url must be a string like 'redis://127.0.0.1:6379', got {}",
+                other.describe()
+            ),
+        )),
+    }
+}
+
+/// The `nodes` of `RedisQueue.connectCluster(nodes, options)`: URLs of some of a Redis
+/// Cluster's nodes (the URLs themselves are checked with the rest of the config).
+pub fn parse_cluster(nodes: &Input) -> Result<RedisQueueConfig, JsFailure> {
+    let Input::Array(items) = nodes else {
+        return Err(JsFailure::type_error(
+            "CONFIG",
+            format!(
+                "nodes must be an array of node URLs like ['redis://10.0.0.1:7000'], got {}",
+                nodes.describe()
+            ),
+        ));
     };
-    let mut config = RedisQueueConfig::new(url);
+    let mut urls = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        match item {
+            Input::String(url) => urls.push(url.clone()),
+            other => {
+                return Err(JsFailure::type_error(
+                    "CONFIG",
+                    format!(
+                        "nodes[{i}] must be a URL string like 'redis://10.0.0.1:7000', got {}",
+                        other.describe()
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(RedisQueueConfig::cluster(urls))
+}
+
+/// Applies the options of `RedisQueue.connect` / `connectCluster` to `config` and checks
+/// the whole configuration.
+pub fn parse_queue(
+    mut config: RedisQueueConfig,
+    options: &Input,
+) -> Result<RedisQueueConfig, JsFailure> {
     if !matches!(options, Input::Undefined | Input::Null) {
         let mut fields = Fields::new(
             "options",
@@ -157,6 +200,9 @@ pub fn parse_queue(url: &Input, options: &Input) -> Result<RedisQueueConfig, JsF
         }
         if let Some((path, value)) = fields.take("responseTimeoutMs") {
             config = config.with_response_timeout(millis(&path, value, true)?);
+        }
+        if let Some((path, value)) = fields.take("connectTimeoutMs") {
+            config = config.with_connect_timeout(millis(&path, value, true)?);
         }
         if let Some((path, value)) = fields.take("lanes") {
             let Input::Object(lanes) = value else {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use a3s_lane::{
     CancelOutcome, CommandId, LaneError, RedisCommandHandle as CoreHandle, RedisQueue as CoreQueue,
-    RedisQueueStats as CoreStats,
+    RedisQueueConfig, RedisQueueStats as CoreStats,
 };
 use napi::bindgen_prelude::{Either, JavaScriptClassExt, Unknown};
 use napi::{Env, JsValue};
@@ -274,6 +274,58 @@ impl std::fmt::Debug for RedisQueue {
 }
 
 impl RedisQueue {
+    /// `connect` and `connectCluster`: `endpoint` reads where Redis is from `address`.
+    fn connect_to<'env>(
+        env: &'env Env,
+        address: Unknown<'_>,
+        options: Option<Unknown<'_>>,
+        endpoint: fn(&Input) -> Result<RedisQueueConfig, JsFailure>,
+    ) -> napi::Result<Unknown<'env>> {
+        let runtime = JsRuntime::create(env)?;
+        let checked = (|| -> napi::Result<Result<_, JsFailure>> {
+            let address = match args::inspect(&runtime, env, Some(address))? {
+                Ok(address) => address,
+                Err(failure) => return Ok(Err(failure)),
+            };
+            let options = match args::inspect(&runtime, env, options)? {
+                Ok(options) => options,
+                Err(failure) => return Ok(Err(failure)),
+            };
+            Ok(endpoint(&address).and_then(|config| super::parse_queue(config, &options)))
+        })()?;
+        let config = match checked {
+            Ok(config) => config,
+            Err(failure) => return args::rejected(&runtime, env, &failure),
+        };
+        let mailbox = Mailbox::create(env, runtime.clone())?;
+        let shared = Arc::new(QueueShared {
+            queue: OnceLock::new(),
+            bridge: Arc::new(Bridge::new(mailbox, HashMap::new())),
+        });
+        let inner = Rc::new(QueueInner {
+            runtime: runtime.clone(),
+            shared: shared.clone(),
+        });
+        let callbacks: Rc<dyn NativeCallbacks> = inner.clone();
+        let weak: Weak<dyn NativeCallbacks> = Rc::downgrade(&callbacks);
+        runtime.set_callbacks(weak, shared.bridge.clone());
+        // The object exists now but is handed out only once connected.
+        let instance = Self { inner }.into_instance(env)?;
+        let token = runtime.next_token();
+        let promise = runtime.value_promise(env, token, instance.as_object(env).to_unknown())?;
+        spawn(async move {
+            let settle = match CoreQueue::connect(config).await {
+                Ok(queue) => {
+                    let _ = shared.queue.set(queue);
+                    Settle::Done
+                }
+                Err(error) => Settle::Failed(error),
+            };
+            shared.settle(token, settle);
+        });
+        Ok(promise)
+    }
+
     fn runtime(&self) -> &JsRuntime {
         &self.inner.runtime
     }
@@ -324,7 +376,7 @@ impl RedisQueue {
 impl RedisQueue {
     /// Connects to the Redis server at `url` (`redis://host:port/db`), checks that it
     /// answers, and declares `options.lanes`. Rejects with code `CONFIG` for invalid
-    /// options and `STORAGE` when Redis cannot be reached.
+    /// options and `STORAGE` (naming the address) when Redis cannot be reached.
     #[napi(
         ts_args_type = "url: string, options?: RedisQueueOptions",
         ts_return_type = "Promise<RedisQueue>"
@@ -334,49 +386,24 @@ impl RedisQueue {
         url: Unknown<'_>,
         options: Option<Unknown<'_>>,
     ) -> napi::Result<Unknown<'env>> {
-        let runtime = JsRuntime::create(env)?;
-        let checked = (|| -> napi::Result<Result<_, JsFailure>> {
-            let url = match args::inspect(&runtime, env, Some(url))? {
-                Ok(url) => url,
-                Err(failure) => return Ok(Err(failure)),
-            };
-            let options = match args::inspect(&runtime, env, options)? {
-                Ok(options) => options,
-                Err(failure) => return Ok(Err(failure)),
-            };
-            Ok(super::parse_queue(&url, &options))
-        })()?;
-        let config = match checked {
-            Ok(config) => config,
-            Err(failure) => return args::rejected(&runtime, env, &failure),
-        };
-        let mailbox = Mailbox::create(env, runtime.clone())?;
-        let shared = Arc::new(QueueShared {
-            queue: OnceLock::new(),
-            bridge: Arc::new(Bridge::new(mailbox, HashMap::new())),
-        });
-        let inner = Rc::new(QueueInner {
-            runtime: runtime.clone(),
-            shared: shared.clone(),
-        });
-        let callbacks: Rc<dyn NativeCallbacks> = inner.clone();
-        let weak: Weak<dyn NativeCallbacks> = Rc::downgrade(&callbacks);
-        runtime.set_callbacks(weak, shared.bridge.clone());
-        // The object exists now but is handed out only once connected.
-        let instance = Self { inner }.into_instance(env)?;
-        let token = runtime.next_token();
-        let promise = runtime.value_promise(env, token, instance.as_object(env).to_unknown())?;
-        spawn(async move {
-            let settle = match CoreQueue::connect(config).await {
-                Ok(queue) => {
-                    let _ = shared.queue.set(queue);
-                    Settle::Done
-                }
-                Err(error) => Settle::Failed(error),
-            };
-            shared.settle(token, settle);
-        });
-        Ok(promise)
+        Self::connect_to(env, url, options, super::parse_server)
+    }
+
+    /// Connects to a Redis Cluster through `nodes`, the URLs of some of its nodes
+    /// (`['redis://10.0.0.1:7000', ...]`, database 0; the others are discovered), with
+    /// the options of `connect`. The queue lives on the node holding its `{keyPrefix}`
+    /// hash slot; its calls and its workers follow the slot there. Rejects with code
+    /// `CONFIG` for an empty list or a bad URL and `STORAGE` when no node can be reached.
+    #[napi(
+        ts_args_type = "nodes: string[], options?: RedisQueueOptions",
+        ts_return_type = "Promise<RedisQueue>"
+    )]
+    pub fn connect_cluster<'env>(
+        env: &'env Env,
+        nodes: Unknown<'_>,
+        options: Option<Unknown<'_>>,
+    ) -> napi::Result<Unknown<'env>> {
+        Self::connect_to(env, nodes, options, super::parse_cluster)
     }
 
     /// Submits a command to the end of `lane` and resolves, once Redis holds it, with its

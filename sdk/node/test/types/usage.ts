@@ -75,6 +75,11 @@ async function main(): Promise<void> {
     keyPrefix: 'orders',
     lanes: { api: { priority: 0, maxConcurrency: 10, rateLimit: { perMinute: 600 } }, prompt: {} },
   });
+  const onCluster: RedisQueue = await RedisQueue.connectCluster(['redis://10.0.0.1:7000', 'redis://10.0.0.2:7000'], {
+    keyPrefix: 'orders',
+    connectTimeoutMs: 2_000,
+  });
+  void onCluster;
   const worker: RedisWorker = await RedisWorker.start(queue, {
     slots: 8,
     timeoutMs: 30_000,

@@ -3,7 +3,7 @@
 
 import asyncio
 import os
-from collections.abc import Callable, Generator, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final, Literal, Self, TypeVar, final
 
@@ -411,7 +411,18 @@ class RedisQueue:
         key_prefix: str = "a3s-lane",
         result_ttl: float | None = None,
         response_timeout: float | None = None,
+        connect_timeout: float | None = None,
     ) -> Self: ...
+    @staticmethod
+    def cluster(
+        nodes: Sequence[str],
+        lanes: Mapping[str, RedisLane] | None = None,
+        *,
+        key_prefix: str = "a3s-lane",
+        result_ttl: float | None = None,
+        response_timeout: float | None = None,
+        connect_timeout: float | None = None,
+    ) -> RedisQueue: ...
     @property
     def key_prefix(self) -> str: ...
     def declare_lane(self, lane: str, config: RedisLane) -> None: ...

@@ -1,0 +1,315 @@
+//! Where a queue lives (one Redis server or a Redis Cluster) and the connections to it:
+//! the shared connection that runs the scripts, and the dedicated connections of the
+//! blocking listeners (BLPOP loops of the producer and the worker).
+
+use std::time::Duration;
+
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
+use redis::{
+    AsyncConnectionConfig, Cmd, ConnectionAddr, ConnectionInfo, FromRedisValue, IntoConnectionInfo,
+    Pipeline, RedisFuture, RedisResult, Value,
+};
+use tokio::sync::oneshot;
+
+use lane_core::{LaneError, Result};
+
+/// Where the queue's Redis is, as configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    /// One server (or a proxy in front of several).
+    Server(String),
+    /// Seed nodes of a Redis Cluster; the others are discovered from them.
+    Cluster(Vec<String>),
+}
+
+/// How to open connections to the queue's Redis: checked addresses and timeouts.
+pub(crate) struct Target {
+    kind: Kind,
+    connect_timeout: Duration,
+}
+
+enum Kind {
+    Server {
+        client: redis::Client,
+        addr: String,
+    },
+    Cluster {
+        nodes: Vec<ConnectionInfo>,
+        addrs: Vec<String>,
+    },
+}
+
+impl Endpoint {
+    /// Checks the addresses; the error names the bad one and says what is expected.
+    pub(crate) fn open(&self, connect_timeout: Duration) -> Result<Target> {
+        let kind = match self {
+            Self::Server(url) => {
+                let info = parse_url(url)?;
+                let addr = info.addr().to_string();
+                let client = redis::Client::open(info).map_err(|error| {
+                    LaneError::ConfigError(format!("invalid Redis URL '{url}': {error}"))
+                })?;
+                Kind::Server { client, addr }
+            }
+            Self::Cluster(urls) => {
+                if urls.is_empty() {
+                    return Err(LaneError::ConfigError(
+                        "a Redis Cluster needs the URL of at least one of its nodes \
+                         (redis://host:port); the others are discovered from it"
+                            .into(),
+                    ));
+                }
+                let mut nodes = Vec::with_capacity(urls.len());
+                for url in urls {
+                    let info = parse_url(url)?;
+                    if matches!(info.addr(), ConnectionAddr::Unix(_)) {
+                        return Err(LaneError::ConfigError(format!(
+                            "cluster node '{url}' is a Unix socket; Redis Cluster nodes are \
+                             reached over TCP: use redis://host:port"
+                        )));
+                    }
+                    if info.redis_settings().db() != 0 {
+                        return Err(LaneError::ConfigError(format!(
+                            "cluster node '{url}' selects database {}; Redis Cluster has only \
+                             database 0: drop the /{} from the URL",
+                            info.redis_settings().db(),
+                            info.redis_settings().db()
+                        )));
+                    }
+                    nodes.push(info);
+                }
+                // Mixed credentials, protocols or TLS modes among the nodes.
+                ClusterClientBuilder::new(nodes.clone())
+                    .build()
+                    .map_err(|error| {
+                        LaneError::ConfigError(format!(
+                            "the Redis Cluster node URLs do not agree: {error}"
+                        ))
+                    })?;
+                let addrs = nodes.iter().map(|info| info.addr().to_string()).collect();
+                Kind::Cluster { nodes, addrs }
+            }
+        };
+        Ok(Target {
+            kind,
+            connect_timeout,
+        })
+    }
+}
+
+fn parse_url(url: &str) -> Result<ConnectionInfo> {
+    url.into_connection_info().map_err(|error| {
+        LaneError::ConfigError(format!(
+            "invalid Redis URL '{url}': {error}; expected redis://[user:password@]host:port[/db] \
+             (rediss:// for TLS)"
+        ))
+    })
+}
+
+impl Target {
+    /// Opens the shared connection that runs scripts and commands. A server that cannot
+    /// be reached fails within the connect timeout, naming its address.
+    pub(crate) async fn connect(&self, response_timeout: Duration) -> Result<Conn> {
+        let unreachable = |error: &dyn std::fmt::Display| self.unreachable(error);
+        match &self.kind {
+            Kind::Server { client, .. } => {
+                // One attempt first: the manager retries a failed connect for seconds.
+                let probe = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(self.connect_timeout))
+                    .set_response_timeout(Some(response_timeout));
+                let attempt = tokio::time::timeout(
+                    self.connect_timeout,
+                    client.get_multiplexed_async_connection_with_config(&probe),
+                )
+                .await;
+                match attempt {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(error)) => return Err(unreachable(&error)),
+                    Err(_) => return Err(unreachable(&"no answer within the connect timeout")),
+                }
+                let config = ConnectionManagerConfig::new()
+                    .set_response_timeout(Some(response_timeout))
+                    .set_connection_timeout(Some(self.connect_timeout));
+                let manager = tokio::time::timeout(
+                    self.connect_timeout,
+                    ConnectionManager::new_with_config(client.clone(), config),
+                )
+                .await;
+                match manager {
+                    Ok(Ok(manager)) => Ok(Conn::Managed(manager)),
+                    Ok(Err(error)) => Err(unreachable(&error)),
+                    Err(_) => Err(unreachable(&"no answer within the connect timeout")),
+                }
+            }
+            Kind::Cluster { nodes, .. } => {
+                // The seeds, then the topology (a response), then the other masters, each
+                // step bounded by the client; a master that cannot be reached is skipped.
+                let connected = tokio::time::timeout(
+                    self.connect_timeout * 2 + response_timeout,
+                    self.connect_cluster(nodes, response_timeout),
+                )
+                .await;
+                match connected {
+                    Ok(Ok(conn)) => Ok(Conn::Cluster(conn)),
+                    Ok(Err(error)) => Err(unreachable(&error)),
+                    Err(_) => Err(unreachable(&"no answer within the connect timeout")),
+                }
+            }
+        }
+    }
+
+    /// Opens a dedicated connection whose response timeout outlasts a `block`-long BLPOP
+    /// (a blocked command would hold up everything else on a shared connection). On a
+    /// cluster it is a cluster connection of its own, so the BLPOP goes to the node that
+    /// holds the queue's slot and follows it when the slot moves.
+    async fn connect_blocking(&self, block: Duration) -> RedisResult<Conn> {
+        let response_timeout = block + Duration::from_secs(5);
+        match &self.kind {
+            Kind::Server { client, .. } => {
+                let config = AsyncConnectionConfig::new()
+                    .set_connection_timeout(Some(self.connect_timeout))
+                    .set_response_timeout(Some(response_timeout));
+                client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+                    .map(Conn::Direct)
+            }
+            Kind::Cluster { nodes, .. } => self
+                .connect_cluster(nodes, response_timeout)
+                .await
+                .map(Conn::Cluster),
+        }
+    }
+
+    async fn connect_cluster(
+        &self,
+        nodes: &[ConnectionInfo],
+        response_timeout: Duration,
+    ) -> RedisResult<ClusterConnection> {
+        ClusterClientBuilder::new(nodes.to_vec())
+            .connection_timeout(self.connect_timeout)
+            .response_timeout(response_timeout)
+            .build()?
+            .get_async_connection()
+            .await
+    }
+
+    fn unreachable(&self, error: &dyn std::fmt::Display) -> LaneError {
+        LaneError::Storage(match &self.kind {
+            Kind::Server { addr, .. } => format!(
+                "cannot connect to Redis at {addr}: {error}; check that a Redis server listens \
+                 there and is reachable from this machine (redis-cli -h HOST -p PORT ping), \
+                 or raise the connect timeout ({:?}) for a slow network",
+                self.connect_timeout
+            ),
+            Kind::Cluster { addrs, .. } => format!(
+                "cannot connect to the Redis Cluster at {}: {error}; check that the nodes run \
+                 with cluster-enabled yes, that `redis-cli -h HOST -p PORT cluster info` shows \
+                 cluster_state:ok, and that every node is reachable from this machine at the \
+                 address the cluster announces, or raise the connect timeout ({:?})",
+                addrs.join(", "),
+                self.connect_timeout
+            ),
+        })
+    }
+}
+
+/// A connection to the queue's Redis: the shared one of a single server (reconnects by
+/// itself), a dedicated one to a single server (for blocking commands), or a cluster
+/// connection (routes each command to the node holding its key's slot and follows
+/// MOVED and ASK redirections). Scripts run on any of them: EVALSHA goes to the node of
+/// its first key, and a NOSCRIPT reply makes `redis::Script` load the script on every
+/// node and try again.
+#[derive(Clone)]
+pub(crate) enum Conn {
+    Managed(ConnectionManager),
+    Direct(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Managed(conn) => conn.req_packed_command(cmd),
+            Self::Direct(conn) => conn.req_packed_command(cmd),
+            Self::Cluster(conn) => conn.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Managed(conn) => conn.req_packed_commands(cmd, offset, count),
+            Self::Direct(conn) => conn.req_packed_commands(cmd, offset, count),
+            Self::Cluster(conn) => conn.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Managed(conn) => conn.get_db(),
+            Self::Direct(conn) => conn.get_db(),
+            Self::Cluster(conn) => conn.get_db(),
+        }
+    }
+}
+
+impl Conn {
+    /// Runs a command that names no key (SCAN) on the node holding `key`'s slot; a
+    /// cluster connection would otherwise pick any node.
+    pub(crate) async fn query_at<T: FromRedisValue>(
+        &mut self,
+        key: &str,
+        cmd: Cmd,
+    ) -> RedisResult<T> {
+        match self {
+            Self::Cluster(conn) => {
+                let route = Route::with_key(key, SlotAddr::Master);
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                let value = conn.route_command(cmd, routing).await?;
+                Ok(T::from_redis_value(value)?)
+            }
+            _ => cmd.query_async(self).await,
+        }
+    }
+}
+
+/// Opens a blocking listener's connection, retrying with backoff (50 ms doubling to 5 s)
+/// until it succeeds, or `None` once `stop` fires. `on_retry` runs after each failed
+/// attempt; `what` names the listener in logs.
+pub(super) async fn connect_listener(
+    target: &Target,
+    block: Duration,
+    stop: &mut oneshot::Receiver<()>,
+    what: &str,
+    mut on_retry: impl FnMut(),
+) -> Option<Conn> {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let connected = tokio::select! {
+            _ = &mut *stop => return None,
+            connected = target.connect_blocking(block) => connected,
+        };
+        match connected {
+            Ok(connection) => return Some(connection),
+            Err(error) => {
+                tracing::warn!(%error, "{what} cannot connect to Redis; retrying");
+                tokio::select! {
+                    _ = &mut *stop => return None,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                on_retry();
+            }
+        }
+    }
+}
