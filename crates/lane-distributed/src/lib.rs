@@ -10,11 +10,18 @@
 //! - [`PartitionConfig`] spreads commands over partitions; [`LocalDistributedQueue`] and
 //!   [`PartitionWorkers`] run them on every core; [`DistributedQueue`] is the trait for
 //!   other transports.
-//! - With the `redis` feature (on by default): [`RedisQueue`] (submit, cancel, inspect)
-//!   and [`RedisWorker`] (run handlers) share lanes, priorities, concurrency caps and
-//!   rate limits across processes and machines, with leases, fencing, retries and dead
-//!   letters kept in Redis.
-
+#![cfg_attr(
+    feature = "redis",
+    doc = "- With the `redis` feature (on by default): [`RedisQueue`] (submit, cancel, \
+           inspect) and [`RedisWorker`] (run handlers) share lanes, priorities, concurrency \
+           caps and rate limits across processes and machines, with leases, fencing, \
+           retries and dead letters kept in Redis."
+)]
+#![cfg_attr(
+    not(feature = "redis"),
+    doc = "- With the `redis` feature (off in this build): `RedisQueue` and `RedisWorker`, \
+           the multi-machine backend on Redis."
+)]
 #![forbid(unsafe_code)]
 
 mod boost;

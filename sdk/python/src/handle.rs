@@ -27,7 +27,9 @@ use serde_json::Value;
 use crate::convert::to_py;
 use crate::error::IntoPyErr;
 use crate::handler::HandlerEnv;
-use crate::runtime::{LoopBody, LoopBridge, LoopTask, block_on, block_on_until, python_attr};
+use crate::runtime::{
+    LoopBody, LoopBridge, LoopTask, ReadyCallback, block_on, block_on_until, python_attr,
+};
 
 /// Where the cancel request of a command goes.
 #[derive(Clone)]
@@ -150,7 +152,7 @@ enum Outcome {
 }
 
 /// A done-callback and the context to run it in.
-type Callback = (Py<PyAny>, Option<Py<PyAny>>);
+type Callback = (Py<PyAny>, Py<PyAny>);
 
 /// Done-callbacks in registration order; the first (usually the only one: the awaiting
 /// task, or `gather`) is kept inline, sparing an allocation per command.
@@ -275,10 +277,12 @@ impl CommandFuture {
             state.callbacks.take()
         };
         for (callback, context) in callbacks {
-            if let Err(error) = this
-                .bridge
-                .call_soon(py, &callback, slf.as_any(), context.as_ref())
-            {
+            let ready = ReadyCallback {
+                callback,
+                future: slf.clone().into_any().unbind(),
+                context,
+            };
+            if let Err(error) = this.bridge.schedule_callback(py, ready) {
                 error.write_unraisable(py, Some(slf.as_any()));
             }
         }
@@ -340,7 +344,7 @@ impl CommandFuture {
             }
             for (callback, context) in state.callbacks.iter() {
                 visit.call(callback)?;
-                visit.call(context.as_ref())?;
+                visit.call(context)?;
             }
         }
         Ok(())
@@ -411,6 +415,11 @@ impl CommandFuture {
         context: Option<Py<PyAny>>,
     ) -> PyResult<()> {
         let callback = r#fn;
+        // As asyncio's futures do: a callback runs in the context current when it was added.
+        let context = match context {
+            Some(context) => context,
+            None => crate::handler::copy_context(slf.py())?.unbind(),
+        };
         let this = slf.get();
         {
             let mut state = this.state.lock();
@@ -419,8 +428,12 @@ impl CommandFuture {
                 return Ok(());
             }
         }
-        this.bridge
-            .call_soon(slf.py(), &callback, slf.as_any(), context.as_ref())
+        let ready = ReadyCallback {
+            callback,
+            future: slf.clone().into_any().unbind(),
+            context,
+        };
+        this.bridge.schedule_callback(slf.py(), ready)
     }
 
     /// Removes every registration of `fn`; returns how many.

@@ -500,6 +500,11 @@ static ASYNCIO_CANCELLED: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static CURRENT_TASK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 static COPY_CONTEXT: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
+/// A copy of the current `contextvars` context.
+pub(crate) fn copy_context(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    python_attr(py, &COPY_CONTEXT, "contextvars", "copy_context")?.call0()
+}
+
 fn asyncio_cancelled_error(py: Python<'_>) -> PyErr {
     match python_attr(py, &ASYNCIO_CANCELLED, "asyncio", "CancelledError")
         .and_then(|class| class.call0())
@@ -811,8 +816,7 @@ impl Worker {
                 .func
                 .call(py, &run.payload, &run.ctx)
                 .and_then(|coroutine| {
-                    let context =
-                        python_attr(py, &COPY_CONTEXT, "contextvars", "copy_context")?.call0()?;
+                    let context = copy_context(py)?;
                     Ok((coroutine, context))
                 });
             match started {
