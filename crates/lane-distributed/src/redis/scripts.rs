@@ -52,22 +52,17 @@ pub(crate) trait RunScript {
 }
 
 impl RunScript for ScriptInvocation<'_> {
-    fn run<T: FromRedisValue + Send>(
-        &self,
-        conn: &mut Conn,
-    ) -> impl Future<Output = RedisResult<T>> + Send {
-        async move {
-            let mut reloads = 0;
-            loop {
-                match self.invoke_async(conn).await {
-                    Err(error)
-                        if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
-                            && reloads < 3 =>
-                    {
-                        reloads += 1;
-                    }
-                    outcome => return outcome,
+    async fn run<T: FromRedisValue + Send>(&self, conn: &mut Conn) -> RedisResult<T> {
+        let mut reloads = 0;
+        loop {
+            match self.invoke_async(conn).await {
+                Err(error)
+                    if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript)
+                        && reloads < 3 =>
+                {
+                    reloads += 1;
                 }
+                outcome => return outcome,
             }
         }
     }
