@@ -273,16 +273,20 @@ impl CommandQueue {
         payload: Option<Value>,
         failures: u32,
     ) -> Result<(CommandId, oneshot::Receiver<Result<Value>>)> {
-        let lane = {
-            let state = self.state.lock();
-            if state.shutting_down {
-                return Err(LaneError::ShutdownInProgress);
-            }
-            state.lane_index(lane_id)?
-        };
+        // Without a journal the lane is looked up in the lock hold that queues the
+        // command: one acquisition of the state lock per submit.
+        let mut lane = None;
         let id = self.next_id();
         let created_at_ms = now_ms();
         if let (Some(journal), Some(payload)) = (&self.journal, &payload) {
+            // Checked before the durable write, which a refused command must not make.
+            lane = Some({
+                let state = self.state.lock();
+                if state.shutting_down {
+                    return Err(LaneError::ShutdownInProgress);
+                }
+                state.lane_index(lane_id)?
+            });
             journal
                 .write_durably(StorageOp::SaveCommand(StoredCommand {
                     id,
@@ -296,31 +300,39 @@ impl CommandQueue {
         }
         // The submitter's span, if someone traces; its `lane.command` children are the runs.
         let span = tracing::Span::current();
-        let (task, rx) = Task::new(id, lane, command, payload, failures, created_at_ms, span);
-        self.insert(task, false)?;
+        let (task, rx) = Task::new(id, 0, command, payload, failures, created_at_ms, span);
+        let lane_ref = match lane {
+            Some(index) => LaneRef::Index(index),
+            None => LaneRef::Name(lane_id),
+        };
+        self.insert(task, lane_ref)?;
         Ok((id, rx))
     }
 
-    /// Puts an accepted task into its lane and dispatches.
-    fn insert(self: &Arc<Self>, task: Arc<Task>, front: bool) -> Result<()> {
+    /// Puts an accepted task at the back of its lane and dispatches.
+    fn insert(self: &Arc<Self>, task: Arc<Task>, lane_ref: LaneRef<'_>) -> Result<()> {
         let mut effects = Effects::default();
         let lane;
         {
             let mut state = self.state.lock();
             let now = Instant::now();
-            if state.shutting_down && !front {
+            if state.shutting_down {
                 drop(state);
                 self.forget(&task);
                 return Err(LaneError::ShutdownInProgress);
             }
+            task.set_lane(match lane_ref {
+                LaneRef::Index(index) => index,
+                LaneRef::Name(name) => state.lane_index(name)?,
+            });
             state.tasks.insert(task.id, task.clone());
             effects
                 .signals
-                .extend(state.enqueue(task.clone(), now, front));
+                .extend(state.enqueue(task.clone(), now, false));
             self.dispatch_locked(&mut state, now, &mut effects);
-            self.capture_depths(&state, &mut effects, &[task.lane]);
+            self.capture_depths(&state, &mut effects, &[task.lane()]);
             lane = (!self.observers.is_empty() || self.events.has_subscribers())
-                .then(|| self.lane_name(&state, task.lane));
+                .then(|| self.lane_name(&state, task.lane()));
         }
         if let Some(lane) = lane {
             let lane: &str = &lane;
@@ -424,7 +436,7 @@ impl CommandQueue {
         if self.depth_observers.is_empty() {
             return;
         }
-        let started = effects.start.iter().map(|d| d.task.lane);
+        let started = effects.start.iter().map(|d| d.task.lane());
         for index in touched.iter().copied().chain(started) {
             if !effects.depths.contains(index) {
                 let lane = state.lane(index);
@@ -566,11 +578,11 @@ impl CommandQueue {
         let now = Instant::now();
         {
             let mut state = self.state.lock();
-            state.release(task.lane);
+            state.release(task.lane());
             if let RunResult::Err(error) = &result
                 && error.is_retryable()
             {
-                let lane = state.lane(task.lane);
+                let lane = state.lane(task.lane());
                 retry_delay = lane
                     .config
                     .retry_strategy()
@@ -599,7 +611,7 @@ impl CommandQueue {
                 }
             }
             self.dispatch_locked(&mut state, now, &mut effects);
-            self.capture_depths(&state, &mut effects, &[task.lane]);
+            self.capture_depths(&state, &mut effects, &[task.lane()]);
             effects.idle = state.is_idle();
             if retry_delay.is_some_and(|d| !d.is_zero()) {
                 self.ensure_timer_driver(&mut state);
@@ -870,7 +882,7 @@ impl CommandQueue {
     pub fn cancel_lane(self: &Arc<Self>, lane_id: &str) -> Result<usize> {
         let lane = self.state.lock().lane_index(lane_id)?;
         Ok(self.cancel_where(
-            live_where(|task| task.lane == lane),
+            live_where(|task| task.lane() == lane),
             "lane cancelled",
             false,
         ))
@@ -925,14 +937,14 @@ impl CommandQueue {
             }
             if !dropped.is_empty() {
                 self.dispatch_locked(&mut state, Instant::now(), &mut effects);
-                let touched: Vec<LaneIdx> = dropped.iter().map(|t| t.lane).collect();
+                let touched: Vec<LaneIdx> = dropped.iter().map(|t| t.lane()).collect();
                 self.capture_depths(&state, &mut effects, &touched);
                 effects.idle = state.is_idle();
             }
         }
         let count = dropped.len() + signalled;
         for task in dropped {
-            let lane = self.lane_name_unlocked(task.lane);
+            let lane = self.lane_name_unlocked(task.lane());
             let info = info(&task, &lane, task.failures() + 1);
             for observer in &self.observers {
                 observer.on_cancel_pending(&info);
@@ -1078,6 +1090,12 @@ impl CommandQueue {
     pub(crate) fn journal(&self) -> Option<&Journal> {
         self.journal.as_ref()
     }
+}
+
+/// A new command's lane: known already (looked up before a journal write), or by name.
+enum LaneRef<'a> {
+    Index(LaneIdx),
+    Name(&'a str),
 }
 
 /// Selects the live commands that `matches` (for [`CommandQueue::cancel_where`]).

@@ -45,7 +45,9 @@ pub(crate) enum Phase {
 /// One accepted command, shared by its lane queue, its runner and its handle.
 pub(crate) struct Task {
     pub(crate) id: CommandId,
-    pub(crate) lane: LaneIdx,
+    /// Its lane; set once, under the state lock, before the task is queued (a new
+    /// command's lane is looked up in the same lock hold that queues it).
+    lane: AtomicU32,
     pub(crate) command: Box<dyn Command>,
     /// The JSON payload of a replayable command (journaled, dead-lettered with it).
     pub(crate) payload: Option<Value>,
@@ -84,7 +86,7 @@ impl Task {
         let (tx, rx) = oneshot::channel();
         let task = Arc::new(Self {
             id,
-            lane,
+            lane: AtomicU32::new(lane),
             command,
             payload,
             created_at_ms,
@@ -96,6 +98,16 @@ impl Task {
             span,
         });
         (task, rx)
+    }
+
+    /// Its lane.
+    pub(crate) fn lane(&self) -> LaneIdx {
+        self.lane.load(Ordering::Relaxed)
+    }
+
+    /// Assigns its lane (under the state lock, before it is queued).
+    pub(crate) fn set_lane(&self, lane: LaneIdx) {
+        self.lane.store(lane, Ordering::Relaxed);
     }
 
     pub(crate) fn phase(&self) -> Phase {
@@ -395,7 +407,7 @@ impl State {
         now: Instant,
         front: bool,
     ) -> Option<LaneSignal> {
-        let index = task.lane;
+        let index = task.lane();
         task.set_phase(Phase::Pending);
         let lane = &mut self.lanes[index as usize];
         let queued = Queued {
@@ -545,7 +557,7 @@ impl State {
         signals: &mut Vec<LaneSignal>,
     ) -> Vec<Arc<Task>> {
         let ids: std::collections::HashSet<CommandId> = tasks.iter().map(|t| t.id).collect();
-        let mut lanes: Vec<LaneIdx> = tasks.iter().map(|t| t.lane).collect();
+        let mut lanes: Vec<LaneIdx> = tasks.iter().map(|t| t.lane()).collect();
         lanes.sort_unstable();
         lanes.dedup();
         let mut removed = Vec::new();
