@@ -48,22 +48,25 @@ impl TestQueue {
 
 impl Drop for TestQueue {
     fn drop(&mut self) {
-        // On a separate runtime and connection: the test's runtime may be shutting down.
-        let prefix = self.prefix.clone();
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let config = RedisQueueConfig::new(redis_url()).with_key_prefix(prefix);
-                if let Ok(queue) = RedisQueue::connect(config).await {
-                    let _ = tokio::time::timeout(Duration::from_secs(5), queue.clear()).await;
-                }
-            });
-        })
-        .join();
+        clear_queue(RedisQueueConfig::new(redis_url()).with_key_prefix(&self.prefix));
     }
+}
+
+/// Deletes a test queue's keys, on a separate runtime and connection: the test's runtime
+/// may be shutting down.
+fn clear_queue(config: RedisQueueConfig) {
+    let _ = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            if let Ok(queue) = RedisQueue::connect(config).await {
+                let _ = tokio::time::timeout(Duration::from_secs(5), queue.clear()).await;
+            }
+        });
+    })
+    .join();
 }
 
 /// Waits for `condition` to hold, checking whenever `tick` elapses, failing after `limit`.
@@ -268,20 +271,6 @@ impl ClusterQueue {
 
 impl Drop for ClusterQueue {
     fn drop(&mut self) {
-        let prefix = self.prefix.clone();
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let config =
-                    RedisQueueConfig::cluster(redis_cluster_urls()).with_key_prefix(prefix);
-                if let Ok(queue) = RedisQueue::connect(config).await {
-                    let _ = tokio::time::timeout(Duration::from_secs(5), queue.clear()).await;
-                }
-            });
-        })
-        .join();
+        clear_queue(RedisQueueConfig::cluster(redis_cluster_urls()).with_key_prefix(&self.prefix));
     }
 }
