@@ -45,9 +45,19 @@ impl Command for Sleep {
     }
 }
 
+/// Runtime worker threads: 2, or `A3S_LANE_BENCH_WORKERS` (with 1, the submitter and the
+/// runners do not outnumber the 2 cores, and the state lock is not fought over).
+fn worker_threads() -> usize {
+    std::env::var("A3S_LANE_BENCH_WORKERS").map_or(2, |value| {
+        value
+            .parse()
+            .expect("A3S_LANE_BENCH_WORKERS must be a positive number of threads")
+    })
+}
+
 fn runtime() -> Runtime {
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(worker_threads())
         .enable_all()
         .build()
         .unwrap()
