@@ -4,8 +4,8 @@
 //! rejected by fencing), claims keep strict priority across lanes, and no lane exceeds
 //! its cap over all workers.
 //!
-//! The worker processes are this test binary itself, started with `--ignored --exact
-//! worker_process` and told their role through environment variables.
+//! The worker processes are this test binary itself, running this same test with
+//! `A3S_LANE_TEST_WORKER` set: with it, the test plays a worker instead.
 #![cfg(feature = "distributed")]
 
 mod support;
@@ -41,18 +41,15 @@ const ENTER: &str = "local n = redis.call('INCR', KEYS[1]) \
     if n > tonumber(redis.call('GET', KEYS[2]) or '0') then redis.call('SET', KEYS[2], n) end \
     return n";
 
-/// The worker process: runs until its stdin closes, then shuts down gracefully.
-#[test]
-#[ignore = "the worker process of the multi-process test; it starts this itself"]
-fn worker_process() {
-    let (Ok(url), Ok(prefix), Ok(name)) = (
+/// The worker role: runs until its stdin closes, then shuts down gracefully.
+fn run_worker(name: String) {
+    let (Ok(url), Ok(prefix)) = (
         std::env::var("A3S_LANE_TEST_URL"),
         std::env::var("A3S_LANE_TEST_PREFIX"),
-        std::env::var("A3S_LANE_TEST_WORKER"),
     ) else {
         panic!(
-            "worker_process is started by three_worker_processes_lose_nothing_when_one_is_killed_and_one_frozen, \
-             which sets A3S_LANE_TEST_URL, A3S_LANE_TEST_PREFIX and A3S_LANE_TEST_WORKER"
+            "a worker process is started by the test itself, which sets A3S_LANE_TEST_URL and \
+             A3S_LANE_TEST_PREFIX along with A3S_LANE_TEST_WORKER"
         );
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -131,9 +128,8 @@ impl WorkerProcess {
     fn start(prefix: &str, name: &str) -> Self {
         let child = Command::new(std::env::current_exe().unwrap())
             .args([
-                "--ignored",
                 "--exact",
-                "worker_process",
+                "three_worker_processes_lose_nothing_when_one_is_killed_and_one_frozen",
                 "--nocapture",
                 "--test-threads",
                 "1",
@@ -223,8 +219,20 @@ fn is_running(log: &[(String, u64, String, u32)], worker: &str) -> bool {
     open.values().any(|&n| n > 0)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_worker_processes_lose_nothing_when_one_is_killed_and_one_frozen() {
+#[test]
+fn three_worker_processes_lose_nothing_when_one_is_killed_and_one_frozen() {
+    if let Ok(name) = std::env::var("A3S_LANE_TEST_WORKER") {
+        return run_worker(name);
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(lose_nothing_when_one_is_killed_and_one_frozen());
+}
+
+async fn lose_nothing_when_one_is_killed_and_one_frozen() {
     let test = TestQueue::connect("multi-process", |c| {
         c.with_lane("p0", RedisLane::new(0, 10))
             .with_lane("p1", RedisLane::new(1, 10))
