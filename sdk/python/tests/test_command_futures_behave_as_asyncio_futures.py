@@ -109,3 +109,42 @@ def test_the_future_works_with_asyncio_combinators() -> None:
         assert await asyncio.wait_for(lane.submit_async("q", "echo", 4), 10) == 4
 
     asyncio.run(main())
+
+
+def test_done_callbacks_run_as_asyncio_runs_them() -> None:
+    """In settling order, each in the context current when it was added (asyncio copies
+    it then), and a callback that raises goes to the loop's exception handler without
+    stopping the others."""
+
+    async def main() -> None:
+        lane, gate = make_lane()
+        loop = asyncio.get_running_loop()
+        reported: list[dict[str, object]] = []
+        loop.set_exception_handler(lambda _, details: reported.append(details))
+        seen: list[tuple[int, str]] = []
+
+        def record(f: CommandFuture) -> None:
+            seen.append((f.result(), marker.get()))
+            marker.set("changed by a callback")
+
+        def explode(f: CommandFuture) -> None:
+            raise RuntimeError("callback failed")
+
+        futures = [lane.submit_async("q", "wait", i) for i in range(4)]
+        for i, future in enumerate(futures):
+            marker.set(f"when added {i}")
+            future.add_done_callback(record)
+            if i == 1:
+                future.add_done_callback(explode)
+        marker.set("later")
+        gate.set()
+        assert await asyncio.gather(*futures) == [0, 1, 2, 3]
+        await asyncio.sleep(0)
+        assert sorted(seen) == [(i, f"when added {i}") for i in range(4)]
+        assert marker.get() == "later"
+        assert len(reported) == 1
+        assert "Exception in callback" in str(reported[0]["message"])
+        assert isinstance(reported[0]["exception"], RuntimeError)
+        assert reported[0]["future"] is futures[1]
+
+    asyncio.run(main())
