@@ -262,6 +262,46 @@ async fn cancel_reaches_a_running_command() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_reaches_the_submitter() {
+    let place = prefix_off_the_first_node("cluster-progress").await;
+    let test =
+        ClusterQueue::connect(&place.prefix, |c| c.with_lane("jobs", RedisLane::new(0, 2))).await;
+    let (step_tx, step_rx) = mpsc::unbounded_channel::<()>();
+    let step_rx = Arc::new(tokio::sync::Mutex::new(step_rx));
+    let handlers = HandlerRegistry::default();
+    handlers.register(
+        "steps",
+        handler_fn(move |_, ctx| {
+            let step_rx = step_rx.clone();
+            async move {
+                for step in 1..=3 {
+                    step_rx.lock().await.recv().await;
+                    ctx.report_progress(json!(step));
+                }
+                Ok(json!("done"))
+            }
+        }),
+    );
+    let worker = RedisWorker::start(&test.queue, handlers, worker_config(2))
+        .await
+        .unwrap();
+    let mut events = test.queue.subscribe();
+    let handle = test.queue.submit("jobs", "steps", json!({})).await.unwrap();
+    let progress = handle.progress();
+    for step in 1..=3 {
+        step_tx.send(()).unwrap();
+        let event = within("a progress event", events.recv()).await.unwrap();
+        assert_eq!(
+            event.payload,
+            json!({"lane_id": "jobs", "command_id": handle.id(), "progress": step})
+        );
+    }
+    assert_eq!(within("the result", handle).await.unwrap(), json!("done"));
+    assert_eq!(*progress.borrow(), Some(json!(3)));
+    worker.shutdown(Duration::from_secs(10)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_workers_command_is_taken_over_when_its_lease_expires() {
     let place = prefix_off_the_first_node("cluster-takeover").await;
     let test =

@@ -204,6 +204,16 @@ export declare class RedisQueue {
   /** Ends a pause (timed or not) of a lane. */
   resumeLane(laneId: string): Promise<void>
   /**
+   * An async iterator of the events of the commands this process submitted and still
+   * awaits: `queue.command.progress` (`{ laneId, commandId, progress }`) for each
+   * `ctx.reportProgress(value)` of their handlers, on whichever worker they run. Progress
+   * of a command whose result arrived, or whose handle is gone, is not delivered. An
+   * iterator more than 1024 events behind loses the oldest and gets one
+   * `queue.events.lagged` event saying how many. `return()` (or `break` in
+   * `for await`) ends it; it does not keep the process alive.
+   */
+  events(): AsyncIterableIterator<LaneEvent>
+  /**
    * Deletes every key of this queue (lanes, commands, results, dead letters) and
    * resolves with how many keys went. For tests and retiring a tenant: running workers
    * of the queue lose their leases.
@@ -304,7 +314,10 @@ export interface CommandContext {
    * fires — rejecting, or returning — ends as cancelled, not failed.
    */
   readonly signal: AbortSignal
-  /** Publishes a `queue.command.progress` event with `progress` (a JSON value). */
+  /**
+   * Publishes a `queue.command.progress` event with `progress` (a JSON value); on a
+   * `RedisWorker`, to the submitting process (its `RedisQueue.events()`).
+   */
   readonly reportProgress: (progress: unknown) => void
 }
 

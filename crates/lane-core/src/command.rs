@@ -164,6 +164,17 @@ impl CancelTrigger {
     }
 }
 
+/// Where [`CommandContext::report_progress`] sends a report.
+#[derive(Clone)]
+enum ProgressTarget {
+    /// Dropped: a detached run.
+    None,
+    /// A [`keys::COMMAND_PROGRESS`] event on the queue's emitter.
+    Events(EventEmitter),
+    /// A sink set with [`CommandContext::with_progress_sink`].
+    Sink(Arc<dyn Fn(Value) + Send + Sync>),
+}
+
 /// What a running command knows about its run: id, lane, attempt, cancellation, progress.
 #[derive(Clone)]
 pub struct CommandContext {
@@ -171,7 +182,7 @@ pub struct CommandContext {
     lane: Arc<str>,
     attempt: u32,
     cancel: Arc<CancelSignal>,
-    events: Option<EventEmitter>,
+    progress: ProgressTarget,
 }
 
 impl fmt::Debug for CommandContext {
@@ -202,7 +213,7 @@ impl CommandContext {
             lane,
             attempt,
             cancel,
-            events: Some(events),
+            progress: ProgressTarget::Events(events),
         }
     }
 
@@ -213,7 +224,7 @@ impl CommandContext {
             lane: Arc::from(""),
             attempt: 1,
             cancel: Arc::default(),
-            events: None,
+            progress: ProgressTarget::None,
         }
     }
 
@@ -237,9 +248,30 @@ impl CommandContext {
             lane: Arc::from(lane),
             attempt,
             cancel: cancel.clone(),
-            events: None,
+            progress: ProgressTarget::None,
         };
         (ctx, CancelTrigger(cancel))
+    }
+
+    /// This context with its [`CommandContext::report_progress`] calls going to `sink`
+    /// (for example an executor outside a [`CommandQueue`](crate::CommandQueue) that
+    /// forwards progress to the submitter) instead of the queue's events. The sink runs on
+    /// the reporting task, so it should hand the value on rather than block.
+    ///
+    /// ```
+    /// use a3s_lane::CommandContext;
+    /// use std::sync::{Arc, Mutex};
+    ///
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let sink = seen.clone();
+    /// let (ctx, _trigger) = CommandContext::with_cancel_trigger(7, "query", 1);
+    /// let ctx = ctx.with_progress_sink(move |progress| sink.lock().unwrap().push(progress));
+    /// ctx.report_progress(serde_json::json!({"done": 1}));
+    /// assert_eq!(*seen.lock().unwrap(), vec![serde_json::json!({"done": 1})]);
+    /// ```
+    pub fn with_progress_sink(mut self, sink: impl Fn(Value) + Send + Sync + 'static) -> Self {
+        self.progress = ProgressTarget::Sink(Arc::new(sink));
+        self
     }
 
     /// The context of the command running on this task, if any.
@@ -284,12 +316,16 @@ impl CommandContext {
         }
     }
 
-    /// Publishes a [`keys::COMMAND_PROGRESS`] event with `progress` (only if someone listens).
+    /// Publishes a [`keys::COMMAND_PROGRESS`] event with `progress` (only if someone
+    /// listens), or hands it to the sink set with [`CommandContext::with_progress_sink`].
+    /// A detached context drops it.
     pub fn report_progress(&self, progress: Value) {
-        if let Some(events) = &self.events {
-            events.emit_with(keys::COMMAND_PROGRESS, || {
+        match &self.progress {
+            ProgressTarget::None => {}
+            ProgressTarget::Events(events) => events.emit_with(keys::COMMAND_PROGRESS, || {
                 serde_json::json!({ "lane_id": &*self.lane, "command_id": self.id, "progress": progress })
-            });
+            }),
+            ProgressTarget::Sink(sink) => sink(progress),
         }
     }
 }

@@ -42,7 +42,8 @@ pub struct CommandContext {
     /// fires — rejecting, or returning — ends as cancelled, not failed.
     #[napi(readonly, ts_type = "AbortSignal")]
     pub signal: Value,
-    /// Publishes a `queue.command.progress` event with `progress` (a JSON value).
+    /// Publishes a `queue.command.progress` event with `progress` (a JSON value); on a
+    /// `RedisWorker`, to the submitting process (its `RedisQueue.events()`).
     #[napi(readonly, ts_type = "(progress: unknown) => void")]
     pub report_progress: Value,
 }

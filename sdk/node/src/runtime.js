@@ -447,7 +447,7 @@
   }
 
   function iterate(keys, capacity, ended) {
-    const wanted = keys === undefined ? undefined : new Set(keys);
+    const wanted = keys == null ? undefined : new Set(keys); // no keys arrive as null
     const buffer = [];
     let missed = 0;
     let waiting = null;

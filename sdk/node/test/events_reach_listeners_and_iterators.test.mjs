@@ -112,6 +112,26 @@ test('an async iterator yields events and ends after shutdown', async () => {
   ]);
 });
 
+test('an iterator without keys yields every event', async () => {
+  const lane = new Lane({ work: { priority: 0, maxConcurrency: 1 } });
+  lane.handle('job', () => 'done');
+  await lane.start();
+  const seen = [];
+  const reading = (async () => {
+    for await (const event of lane.events()) seen.push(event.key);
+  })();
+  await lane.submit('work', 'job');
+  await lane.shutdown();
+  await reading;
+  assert.deepEqual(seen, [
+    'queue.command.submitted',
+    'queue.command.started',
+    'queue.command.completed',
+    'queue.shutdown.started',
+    'queue.shutdown.complete',
+  ]);
+});
+
 test('leaving a for-await loop early stops the iterator', async () => {
   const lane = new Lane({ work: { priority: 0, maxConcurrency: 1 } });
   lane.handle('job', () => null);

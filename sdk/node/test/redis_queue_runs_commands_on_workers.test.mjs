@@ -364,3 +364,31 @@ test('shutdown(timeoutMs) hands back what did not finish and rejects with TIMEOU
   await start({ handlers: { hang: () => 'second worker' } });
   assert.equal(await handle.result, 'second worker');
 });
+
+test('progress a handler reports on a worker reaches queue.events() in order', async (t) => {
+  const { queue, start } = await connect(t, { jobs: { priority: 0, maxConcurrency: 2 } });
+  const steps = [deferred(), deferred(), deferred()];
+  await start({
+    slots: 2,
+    handlers: {
+      steps: async (_payload, ctx) => {
+        for (const [i, step] of steps.entries()) {
+          await step.promise;
+          ctx.reportProgress({ step: i + 1 });
+        }
+        return 'done';
+      },
+    },
+  });
+  const events = queue.events();
+  const handle = await queue.submit('jobs', 'steps', null);
+  for (const [i, step] of steps.entries()) {
+    step.resolve();
+    const { value, done } = await events.next();
+    assert.equal(done, false);
+    assert.equal(value.key, 'queue.command.progress');
+    assert.deepEqual(value.payload, { laneId: 'jobs', commandId: handle.id, progress: { step: i + 1 } });
+  }
+  assert.equal(await handle.result, 'done');
+  await events.return();
+});

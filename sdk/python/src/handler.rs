@@ -1088,7 +1088,8 @@ impl CommandContext {
         self.ctx.is_cancelled()
     }
 
-    /// Publishes a `queue.command.progress` event carrying `progress` (any JSON value).
+    /// Publishes a `queue.command.progress` event carrying `progress` (any JSON value);
+    /// on a `RedisWorker`, to the submitting process (its `RedisQueue.events()`).
     fn report_progress(&self, progress: &Bound<'_, PyAny>) -> PyResult<()> {
         self.ctx.report_progress(to_json(progress, "progress")?);
         Ok(())

@@ -31,6 +31,7 @@ use crate::config::{
     RetryPolicy, int_in_range, optional_int, optional_rate_limit, optional_seconds, type_name,
 };
 use crate::error::{IntoPyErr, config_error, lane_error};
+use crate::events::EventStream;
 use crate::handle::{CommandFuture, CommandHandle, Finished};
 use crate::handler::{
     HandlerEnv, Handlers, SharedHandler, clear_handlers, decorator, python_handler,
@@ -518,6 +519,16 @@ impl RedisQueue {
         let queue = self.queue.clone();
         let handle = on_runtime(py, async move { queue.redrive(command_id).await })?;
         Ok(CommandHandle::remote(handle, self.queue.clone()))
+    }
+
+    /// Subscribes to the events of the commands this process submitted and still awaits:
+    /// `queue.command.progress` (`lane_id`, `command_id`, `progress`) for each
+    /// `ctx.report_progress(...)` of their handlers, on whichever worker they run, and
+    /// `queue.events.lagged` for a subscriber that fell more than 1024 events behind.
+    /// Progress of a command whose result arrived, or whose handle is gone, is not
+    /// delivered. Iterate with `for` or `async for`; `close()` ends the stream.
+    fn events(&self) -> EventStream {
+        EventStream::new(self.queue.subscribe(), None)
     }
 
     /// Deletes every key of this queue (lanes, commands, results, dead letters); returns

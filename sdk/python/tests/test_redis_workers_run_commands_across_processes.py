@@ -511,3 +511,40 @@ def test_bad_arguments_are_refused_with_a_reason(queues: Callable[..., RedisQueu
         RedisWorker(queue, lane_retries={"jobs": 3})  # type: ignore[dict-item]
     with pytest.raises(ConfigError, match=r"lane_timeouts\['jobs'\] must be a finite number"):
         RedisWorker(queue, lane_timeouts={"jobs": -1})
+
+
+def test_progress_reported_on_a_worker_reaches_the_submitters_events(queues: Callable[..., RedisQueue]) -> None:
+    queue = queues({"jobs": RedisLane(0, 4)})
+    worker = RedisWorker(queue, slots=2)
+    step = threading.Semaphore(0)
+
+    @worker.handler("steps")
+    def steps(payload: int, ctx: CommandContext) -> str:
+        for n in range(1, payload + 1):
+            step.acquire()
+            ctx.report_progress({"step": n})
+        return "done"
+
+    worker.start()
+    with queue.events() as stream:  # blocking iterator
+        handle = queue.submit("jobs", "steps", 3)
+        for n in range(1, 4):
+            step.release()
+            event = stream.get(timeout=30)
+            assert event is not None and event.key == "queue.command.progress"
+            assert event.payload == {"lane_id": "jobs", "command_id": handle.id, "progress": {"step": n}}
+        assert handle.result(timeout=30) == "done"
+
+    async def read_async() -> None:
+        stream = queue.events()
+        loop = asyncio.get_running_loop()
+        handle = await loop.run_in_executor(None, queue.submit, "jobs", "steps", 1)
+        step.release()
+        async for event in stream:  # async iterator
+            assert event.command_id == handle.id and event.payload["progress"] == {"step": 1}
+            break
+        stream.close()
+        assert await loop.run_in_executor(None, handle.result, 30) == "done"
+
+    asyncio.run(asyncio.wait_for(read_async(), 60))
+    worker.shutdown(timeout=30)

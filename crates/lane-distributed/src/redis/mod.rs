@@ -43,6 +43,11 @@
 //!   set, then wakes that worker; the worker fires the run's cancellation signal.
 //! - **Results** go to a per-producer list that the producer drains in batches, so a
 //!   producer that reconnects loses nothing.
+//! - **Progress** a handler reports goes to the same list: the worker keeps the latest
+//!   unsent report per run and pushes waiting reports in batches from a task of its own,
+//!   the last one before the result. The producer publishes them as
+//!   `queue.command.progress` events ([`RedisQueue::subscribe`]) and through
+//!   [`RedisCommandHandle::progress`].
 //! - **No polling**: an idle worker blocks on its own wake list; submits, freed capacity
 //!   and housekeeping push to the lists of idle workers. Timeouts only bound the wait for
 //!   the next housekeeping deadline (a retry, a rate-limit refill, another worker's
@@ -53,6 +58,7 @@
 
 mod config;
 mod connection;
+mod progress;
 mod queue;
 mod scripts;
 mod wire;

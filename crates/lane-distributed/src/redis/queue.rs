@@ -9,11 +9,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use lane_core::{DeadLetter, LaneError, LaneStatus, QueueStats, Result};
+use lane_core::event::keys;
+use lane_core::{
+    DeadLetter, EventEmitter, EventStream, LaneError, LaneEvent, LaneStatus, QueueStats, Result,
+};
 use parking_lot::Mutex;
 use redis::Value as RedisValue;
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::config::{RedisLane, RedisQueueConfig};
 use super::connection::{Conn, Target, connect_listener};
@@ -30,8 +33,16 @@ const MAX_SUBMIT_BATCH: usize = 512;
 const RESULT_BATCH: usize = 512;
 /// How long the result listener blocks before checking its connection.
 const LISTEN_BLOCK: Duration = Duration::from_secs(30);
+/// How far a subscriber may fall behind before it misses events.
+const EVENT_CAPACITY: usize = 1024;
 
-type Waiters = Mutex<HashMap<u64, oneshot::Sender<Result<Value>>>>;
+/// A command this process awaits: where its result and its progress go.
+struct Waiter {
+    result: oneshot::Sender<Result<Value>>,
+    progress: watch::Sender<Option<Value>>,
+}
+
+type Waiters = Mutex<HashMap<u64, Waiter>>;
 
 /// A queue in Redis, shared by any number of producer and worker processes.
 ///
@@ -78,6 +89,7 @@ pub(crate) struct QueueInner {
     pub(crate) result_ttl_ms: u64,
     client_id: String,
     waiters: Arc<Waiters>,
+    events: EventEmitter,
     next_ref: AtomicU64,
     submits: mpsc::UnboundedSender<SubmitRequest>,
     /// Dropping the sender stops the result listener.
@@ -201,6 +213,7 @@ impl RedisQueue {
                 result_ttl_ms,
                 client_id,
                 waiters: Arc::default(),
+                events: EventEmitter::new(EVENT_CAPACITY),
                 next_ref: AtomicU64::new(1),
                 submits,
                 listener: Mutex::new(None),
@@ -281,21 +294,13 @@ impl RedisQueue {
         }
         let payload = serde_json::to_string(&payload)?;
         self.ensure_listener();
-        let reference = self.inner.next_ref.fetch_add(1, Ordering::Relaxed);
-        let (result_tx, result_rx) = oneshot::channel();
-        self.inner.waiters.lock().insert(reference, result_tx);
         // Created before sending: if anything below fails, dropping it forgets the waiter.
-        let mut handle = RedisCommandHandle {
-            id: 0,
-            reference,
-            result: result_rx,
-            queue: self.clone(),
-        };
+        let mut handle = self.await_result(0);
         let (id_tx, id_rx) = oneshot::channel();
         self.inner
             .submits
             .send(SubmitRequest {
-                reference,
+                reference: handle.reference,
                 lane: lane.to_owned(),
                 command_type: command_type.to_owned(),
                 payload,
@@ -584,21 +589,13 @@ impl RedisQueue {
     /// reset); the handle awaits its new result.
     pub async fn redrive(&self, id: u64) -> Result<RedisCommandHandle> {
         self.ensure_listener();
-        let reference = self.inner.next_ref.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = oneshot::channel();
-        self.inner.waiters.lock().insert(reference, tx);
-        let handle = RedisCommandHandle {
-            id,
-            reference,
-            result: rx,
-            queue: self.clone(),
-        };
+        let handle = self.await_result(id);
         let outcome: String = SCRIPTS
             .redrive
             .key(&self.inner.prefix)
             .arg(id)
             .arg(&self.inner.client_id)
-            .arg(reference)
+            .arg(handle.reference)
             .run(&mut self.conn())
             .await
             .map_err(|e| redis_error(&e))?;
@@ -648,6 +645,43 @@ impl RedisQueue {
         }
     }
 
+    /// Subscribes to the events of the commands this process submitted and still
+    /// awaits: [`keys::COMMAND_PROGRESS`] (`lane_id`, `command_id`, `progress`, as in
+    /// process) for each [`CommandContext::report_progress`](lane_core::CommandContext::report_progress)
+    /// of their handlers, on whichever worker they run. Progress of a command whose
+    /// handle was dropped, or that arrives after its result, is not delivered. A
+    /// subscriber that falls more than 1024 events behind receives a
+    /// [`keys::EVENTS_LAGGED`] event.
+    pub fn subscribe(&self) -> EventStream {
+        self.inner.events.subscribe()
+    }
+
+    /// Subscribes to the events `filter` accepts; see [`RedisQueue::subscribe`].
+    pub fn subscribe_filtered<F>(&self, filter: F) -> EventStream
+    where
+        F: Fn(&LaneEvent) -> bool + Send + Sync + 'static,
+    {
+        self.inner.events.subscribe_filtered(filter)
+    }
+
+    /// Registers a waiter under a fresh reference; the handle forgets it when dropped.
+    fn await_result(&self, id: u64) -> RedisCommandHandle {
+        let reference = self.inner.next_ref.fetch_add(1, Ordering::Relaxed);
+        let (result, result_rx) = oneshot::channel();
+        let (progress, progress_rx) = watch::channel(None);
+        self.inner
+            .waiters
+            .lock()
+            .insert(reference, Waiter { result, progress });
+        RedisCommandHandle {
+            id,
+            reference,
+            result: result_rx,
+            progress: progress_rx,
+            queue: self.clone(),
+        }
+    }
+
     /// Starts the task that reads this client's result list, once.
     fn ensure_listener(&self) {
         let mut listener = self.inner.listener.lock();
@@ -660,6 +694,7 @@ impl RedisQueue {
             self.inner.target.clone(),
             format!("{}:results:{}", self.inner.prefix, self.inner.client_id),
             self.inner.waiters.clone(),
+            self.inner.events.clone(),
             stop_rx,
         ));
     }
@@ -740,6 +775,7 @@ async fn run_listener(
     target: Arc<Target>,
     key: String,
     waiters: Arc<Waiters>,
+    events: EventEmitter,
     mut stop: oneshot::Receiver<()>,
 ) {
     let mut conn: Option<Conn> = None;
@@ -770,7 +806,7 @@ async fn run_listener(
                 continue;
             }
         };
-        deliver(&waiters, &first);
+        deliver(&waiters, &events, &first);
         // Drain what else is waiting, a batch per round trip.
         loop {
             let more = redis::cmd("LPOP")
@@ -781,7 +817,7 @@ async fn run_listener(
             match more {
                 Ok(Some(messages)) => {
                     for message in &messages {
-                        deliver(&waiters, message);
+                        deliver(&waiters, &events, message);
                     }
                     if messages.len() < RESULT_BATCH {
                         break;
@@ -798,10 +834,12 @@ async fn run_listener(
     }
 }
 
-/// A result message is `reference \n id \n outcome \n data`.
-fn deliver(waiters: &Waiters, message: &str) {
+/// A result message is `reference \n id \n outcome \n data`; a progress message
+/// (outcome `progress`, sent by the worker while the command runs) has `lane \n JSON`
+/// as its data.
+fn deliver(waiters: &Waiters, events: &EventEmitter, message: &str) {
     let mut parts = message.splitn(4, '\n');
-    let (Some(reference), Some(_id), Some(outcome), Some(data)) =
+    let (Some(reference), Some(id), Some(outcome), Some(data)) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         tracing::warn!(message, "ignoring a malformed result message");
@@ -810,6 +848,32 @@ fn deliver(waiters: &Waiters, message: &str) {
     let Ok(reference) = reference.parse::<u64>() else {
         return;
     };
+    if outcome == "progress" {
+        let (Ok(id), Some((lane, json))) = (id.parse::<u64>(), data.split_once('\n')) else {
+            tracing::warn!(message, "ignoring a malformed progress message");
+            return;
+        };
+        let Ok(progress) = serde_json::from_str::<Value>(json) else {
+            tracing::warn!(message, "ignoring a progress message that is not JSON");
+            return;
+        };
+        let event = events.has_subscribers().then(|| progress.clone());
+        {
+            let waiters = waiters.lock();
+            // Not awaited (handle dropped) or already finished: nobody follows it.
+            let Some(waiter) = waiters.get(&reference) else {
+                return;
+            };
+            waiter.progress.send_replace(Some(progress));
+        }
+        if let Some(progress) = event {
+            events.emit(LaneEvent::new(
+                keys::COMMAND_PROGRESS,
+                serde_json::json!({ "lane_id": lane, "command_id": id, "progress": progress }),
+            ));
+        }
+        return;
+    }
     let Some(waiter) = waiters.lock().remove(&reference) else {
         return; // the handle was dropped; the result stays readable with command()
     };
@@ -817,7 +881,7 @@ fn deliver(waiters: &Waiters, message: &str) {
         "ok" => serde_json::from_str(data).map_err(Into::into),
         _ => Err(decode_error(data)),
     };
-    let _ = waiter.send(result);
+    let _ = waiter.result.send(result);
 }
 
 /// A command submitted to a [`RedisQueue`]: await it for the result (from whichever
@@ -827,6 +891,7 @@ pub struct RedisCommandHandle {
     id: u64,
     reference: u64,
     result: oneshot::Receiver<Result<Value>>,
+    progress: watch::Receiver<Option<Value>>,
     queue: RedisQueue,
 }
 
@@ -848,6 +913,16 @@ impl RedisCommandHandle {
     pub async fn cancel(&self) -> Result<CancelOutcome> {
         self.queue.cancel(self.id).await
     }
+
+    /// The latest progress the command's handler reported
+    /// ([`CommandContext::report_progress`](lane_core::CommandContext::report_progress)),
+    /// `None` before the first report. Reports come in order; a report replaced before
+    /// it left the worker is skipped, and the last one arrives before the result. Once
+    /// the result arrived (or the handle was dropped), the value stays as it is and
+    /// [`watch::Receiver::changed`] fails.
+    pub fn progress(&self) -> watch::Receiver<Option<Value>> {
+        self.progress.clone()
+    }
 }
 
 impl Future for RedisCommandHandle {
@@ -867,5 +942,65 @@ impl Future for RedisCommandHandle {
 impl Drop for RedisCommandHandle {
     fn drop(&mut self) {
         self.queue.inner.waiters.lock().remove(&self.reference);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn waiter(
+        waiters: &Waiters,
+        reference: u64,
+    ) -> (
+        oneshot::Receiver<Result<Value>>,
+        watch::Receiver<Option<Value>>,
+    ) {
+        let (result, result_rx) = oneshot::channel();
+        let (progress, progress_rx) = watch::channel(None);
+        waiters
+            .lock()
+            .insert(reference, Waiter { result, progress });
+        (result_rx, progress_rx)
+    }
+
+    #[tokio::test]
+    async fn progress_reaches_events_and_handle_until_the_result_then_is_dropped() {
+        let waiters = Waiters::default();
+        let events = EventEmitter::new(16);
+        let mut stream = events.subscribe();
+        let (mut result, progress) = waiter(&waiters, 1);
+        let (_other, _) = waiter(&waiters, 2);
+
+        deliver(&waiters, &events, "1\n41\nprogress\njobs\n{\"done\":1}");
+        let event = stream.recv().await.unwrap();
+        assert_eq!(event.key, keys::COMMAND_PROGRESS);
+        assert_eq!(
+            event.payload,
+            json!({"lane_id": "jobs", "command_id": 41, "progress": {"done": 1}})
+        );
+        assert_eq!(*progress.borrow(), Some(json!({"done": 1})));
+
+        deliver(&waiters, &events, "1\n41\nok\n\"finished\"");
+        assert_eq!(result.try_recv().unwrap().unwrap(), json!("finished"));
+        // Late progress of the finished command, then progress of another one: only the
+        // second is delivered.
+        deliver(&waiters, &events, "1\n41\nprogress\njobs\n{\"done\":2}");
+        deliver(&waiters, &events, "2\n42\nprogress\njobs\n7");
+        let event = stream.recv().await.unwrap();
+        assert_eq!(event.command_id(), Some(42));
+        assert_eq!(*progress.borrow(), Some(json!({"done": 1})));
+    }
+
+    #[test]
+    fn malformed_progress_is_ignored_without_resolving_the_handle() {
+        let waiters = Waiters::default();
+        let events = EventEmitter::new(16);
+        let (mut result, progress) = waiter(&waiters, 1);
+        deliver(&waiters, &events, "1\n41\nprogress\nno-newline");
+        deliver(&waiters, &events, "1\n41\nprogress\njobs\nnot json");
+        assert!(result.try_recv().is_err(), "still waiting for the result");
+        assert_eq!(*progress.borrow(), None);
     }
 }

@@ -91,6 +91,10 @@ pub(crate) struct Entry<'a> {
     pub(crate) lane: &'a str,
     pub(crate) attempts: u32,
     pub(crate) failures: u32,
+    /// The submitter's client id, empty when no submitter waits for the result.
+    pub(crate) client: &'a str,
+    /// The submitter's reference for the command.
+    pub(crate) cref: &'a str,
     pub(crate) command_type: &'a str,
     pub(crate) payload: &'a str,
 }
@@ -103,14 +107,21 @@ impl<'a> Entry<'a> {
         else {
             return Err(protocol("command entry"));
         };
-        let mut counts = header.split('|').map(|n| n.parse::<u32>());
-        let (Some(Ok(attempts)), Some(Ok(failures))) = (counts.next(), counts.next()) else {
+        let mut fields = header.splitn(4, '|');
+        let (Some(Ok(attempts)), Some(Ok(failures)), Some(client), Some(cref)) = (
+            fields.next().map(str::parse::<u32>),
+            fields.next().map(str::parse::<u32>),
+            fields.next(),
+            fields.next(),
+        ) else {
             return Err(protocol("command entry counts"));
         };
         Ok(Self {
             lane,
             attempts,
             failures,
+            client,
+            cref,
             command_type,
             payload,
         })

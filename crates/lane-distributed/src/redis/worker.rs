@@ -24,6 +24,7 @@ use tokio::time::Instant;
 
 use super::config::RedisWorkerConfig;
 use super::connection::{Conn, Target, connect_listener};
+use super::progress::{ProgressOutbox, Route, run_sender};
 use super::queue::RedisQueue;
 use super::scripts::{RunScript, SCRIPTS};
 use super::wire::{self, Entry, array, encode_error, int, redis_error, string};
@@ -85,6 +86,9 @@ struct Claim {
     attempt: u32,
     token: String,
     failures: u32,
+    /// The submitter waiting for the result (empty if none) and its reference.
+    client: String,
+    cref: String,
 }
 
 /// A finished run, on its way to Redis.
@@ -108,6 +112,8 @@ struct Shared {
     config: RedisWorkerConfig,
     id: String,
     prefix: String,
+    /// Progress reports on their way to the submitters.
+    progress: Arc<ProgressOutbox>,
 }
 
 struct Reply {
@@ -134,6 +140,7 @@ impl RedisWorker {
             prefix: queue.key_prefix().to_owned(),
             config,
             id: id.clone(),
+            progress: Arc::default(),
         });
         let mut conn = queue.conn();
         let slots = shared.config.slots;
@@ -150,6 +157,12 @@ impl RedisWorker {
             shared.config.block_timeout,
             wake_tx,
             stop_rx,
+        ));
+        tokio::spawn(run_sender(
+            shared.progress.clone(),
+            queue.conn(),
+            shared.prefix.clone(),
+            queue.inner.result_ttl_ms,
         ));
         let (completions_tx, completions_rx) = mpsc::unbounded_channel();
         let driver = Driver {
@@ -178,7 +191,9 @@ impl RedisWorker {
             released: 0,
         };
         tokio::spawn(async move {
+            let progress = driver.shared.progress.clone();
             let released = driver.run(first).await;
+            progress.shutdown();
             drop(stop_tx);
             let _ = done_tx.send(released);
         });
@@ -400,6 +415,8 @@ fn parse_reply(reply: redis::Value) -> Result<Reply> {
             attempt: parsed.attempts + 1,
             token: string(token)?,
             failures: parsed.failures,
+            client: parsed.client.to_owned(),
+            cref: parsed.cref.to_owned(),
         });
     }
     let cancels = cancels_raw
@@ -655,8 +672,24 @@ impl Driver {
     }
 
     fn start(&mut self, claim: Claim) {
-        let (ctx, trigger) =
+        let (mut ctx, trigger) =
             CommandContext::with_cancel_trigger(claim.id, &claim.lane, claim.attempt);
+        // Progress goes to the submitter's result list; with no submitter, nowhere.
+        let reports = !claim.client.is_empty();
+        if reports {
+            let progress = self.shared.progress.clone();
+            progress.open(
+                &claim.token,
+                Route {
+                    id: claim.id,
+                    lane: claim.lane.clone(),
+                    client: claim.client.clone(),
+                    cref: claim.cref.clone(),
+                },
+            );
+            let token = claim.token.clone();
+            ctx = ctx.with_progress_sink(move |value| progress.report(&token, value));
+        }
         let reason = Arc::new(AtomicU8::new(REASON_NONE));
         if self.aborting {
             reason.store(REASON_RELEASE, Ordering::Release);
@@ -674,6 +707,10 @@ impl Driver {
         let completions = self.completions_tx.clone();
         tokio::spawn(async move {
             let completion = shared.run(claim, ctx, &reason).await;
+            if reports {
+                // The last report reaches the submitter before the result.
+                shared.progress.close(&completion.token).await;
+            }
             let _ = completions.send(completion);
         });
     }

@@ -51,6 +51,7 @@ impl Fixture {
                 .with_lease_ttl(lease),
             id: id.to_owned(),
             prefix: self.queue.key_prefix().to_owned(),
+            progress: Default::default(),
         }
     }
 }

@@ -160,7 +160,13 @@ impl NativeCallbacks for QueueInner {
         Ok(Either::B(unknown_static(promise)))
     }
 
-    fn events_wanted(&self, _env: &Env, _wanted: bool) {}
+    /// Reads the queue's events while `events()` iterators exist.
+    fn events_wanted(&self, env: &Env, wanted: bool) {
+        let shared = self.shared.clone();
+        self.runtime.set_events_wanted(env, wanted, || {
+            shared.queue().ok().map(|queue| queue.subscribe())
+        });
+    }
 }
 
 /// Runs `work` with the queue on tokio and settles a new promise with its outcome.
@@ -723,6 +729,18 @@ impl RedisQueue {
                 Err(error) => Settle::Failed(error),
             }
         })
+    }
+
+    /// An async iterator of the events of the commands this process submitted and still
+    /// awaits: `queue.command.progress` (`{ laneId, commandId, progress }`) for each
+    /// `ctx.reportProgress(value)` of their handlers, on whichever worker they run. Progress
+    /// of a command whose result arrived, or whose handle is gone, is not delivered. An
+    /// iterator more than 1024 events behind loses the oldest and gets one
+    /// `queue.events.lagged` event saying how many. `return()` (or `break` in
+    /// `for await`) ends it; it does not keep the process alive.
+    #[napi(ts_return_type = "AsyncIterableIterator<LaneEvent>")]
+    pub fn events<'env>(&self, env: &'env Env) -> napi::Result<Unknown<'env>> {
+        self.runtime().iterate(env, None, 1024, false)
     }
 
     /// Deletes every key of this queue (lanes, commands, results, dead letters) and

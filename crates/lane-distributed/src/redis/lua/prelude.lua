@@ -277,7 +277,9 @@ local function entry_lane(entry)
   return string.match(entry, '^([^\n]*)\n')
 end
 
--- Queues a result message for the submitter's result list.
+-- Queues a result message for the submitter's result list: cref \n id \n outcome \n
+-- data, outcome 'ok' or 'err'. Workers push progress to the same list from Rust
+-- (redis/progress.rs) as cref \n id \n progress \n lane \n JSON.
 local function notify(client, cref, id, outcome, data)
   if client and client ~= '' then
     local list = outbox[client]
