@@ -275,12 +275,12 @@ impl CommandQueue {
     ) -> Result<(CommandId, oneshot::Receiver<Result<Value>>)> {
         // Without a journal the lane is looked up in the lock hold that queues the
         // command: one acquisition of the state lock per submit.
-        let mut lane = None;
+        let mut lane = LaneRef::Name(lane_id);
         let id = self.next_id();
         let created_at_ms = now_ms();
         if let (Some(journal), Some(payload)) = (&self.journal, &payload) {
             // Checked before the durable write, which a refused command must not make.
-            lane = Some({
+            lane = LaneRef::Index({
                 let state = self.state.lock();
                 if state.shutting_down {
                     return Err(LaneError::ShutdownInProgress);
@@ -300,12 +300,9 @@ impl CommandQueue {
         }
         // The submitter's span, if someone traces; its `lane.command` children are the runs.
         let span = tracing::Span::current();
+        // Lane 0 until `insert` sets the real one under the lock.
         let (task, rx) = Task::new(id, 0, command, payload, failures, created_at_ms, span);
-        let lane_ref = match lane {
-            Some(index) => LaneRef::Index(index),
-            None => LaneRef::Name(lane_id),
-        };
-        self.insert(task, lane_ref)?;
+        self.insert(task, lane)?;
         Ok((id, rx))
     }
 
