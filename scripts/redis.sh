@@ -50,6 +50,17 @@ _a3s_lane_need_redis_server() {
     fi
 }
 
+# Waits up to 5 s for the server on 127.0.0.1:$1 to answer PING; $2 names it and $3 is
+# its log, for the error.
+_a3s_lane_wait_for_ping() {
+    for _ in $(seq 1 50); do
+        if redis-cli -p "$1" ping >/dev/null 2>&1; then return 0; fi
+        sleep 0.1
+    done
+    echo "error: $2 on port $1 did not start; see $3" >&2
+    return 1
+}
+
 ensure_redis() {
     if [[ -n "${A3S_LANE_REDIS_URL:-}" ]]; then
         return 0
@@ -60,14 +71,7 @@ ensure_redis() {
     dir=$(mktemp -d)
     redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" \
         --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log"
-    for _ in $(seq 1 50); do
-        if redis-cli -p "$port" ping >/dev/null 2>&1; then break; fi
-        sleep 0.1
-    done
-    if ! redis-cli -p "$port" ping >/dev/null 2>&1; then
-        echo "error: the throwaway redis-server on port $port did not start; see $dir/redis.log" >&2
-        return 1
-    fi
+    _a3s_lane_wait_for_ping "$port" "the throwaway redis-server" "$dir/redis.log" || return 1
     export A3S_LANE_REDIS_URL="redis://127.0.0.1:$port"
     _a3s_lane_on_exit "kill \"\$(cat '$dir/redis.pid')\" 2>/dev/null; rm -rf '$dir'"
     echo "==> started a throwaway Redis at $A3S_LANE_REDIS_URL"
@@ -99,14 +103,7 @@ ensure_redis_cluster() {
     done
     _a3s_lane_on_exit "rm -rf '$dir'"
     for port in "${ports[@]}"; do
-        for _ in $(seq 1 50); do
-            if redis-cli -p "$port" ping >/dev/null 2>&1; then break; fi
-            sleep 0.1
-        done
-        if ! redis-cli -p "$port" ping >/dev/null 2>&1; then
-            echo "error: a throwaway cluster node on port $port did not start; see $dir/*/redis.log" >&2
-            return 1
-        fi
+        _a3s_lane_wait_for_ping "$port" "a throwaway cluster node" "$dir/*/redis.log" || return 1
     done
     if ! redis-cli --cluster create "${addresses[@]}" --cluster-replicas 0 --cluster-yes >"$dir/create.log" 2>&1; then
         echo "error: redis-cli --cluster create failed; see $dir/create.log:" >&2
