@@ -1,4 +1,4 @@
-//! The seed README's basic usage: default lanes, a command, its result, stats, shutdown.
+//! The 0.3 README's basic usage: default lanes, a command, its result, stats, shutdown.
 //!
 //! Run: `cargo run --example basic_usage`
 
@@ -31,7 +31,7 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         .await?;
     manager.start().await?;
 
-    // Seed API: submit returns a oneshot receiver; `??` unwraps the channel and the result.
+    // The 0.3 API: submit returns a oneshot receiver; `??` unwraps the channel and the result.
     let rx = manager
         .submit(
             "query",

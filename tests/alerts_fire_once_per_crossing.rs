@@ -160,7 +160,7 @@ async fn slow_runs_raise_one_latency_alert_not_one_per_run() {
 }
 
 #[tokio::test]
-async fn the_seed_thresholds_fire_warning_then_critical() {
+async fn the_0_3_api_thresholds_fire_warning_then_critical() {
     let alerts = AlertManager::with_latency_alerts(100.0, 500.0);
     assert_eq!(
         alerts.check_latency("api", 250.0).await.map(|a| a.level),

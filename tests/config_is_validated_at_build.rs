@@ -61,7 +61,7 @@ async fn a_zero_global_budget_is_rejected() {
 }
 
 #[tokio::test]
-async fn the_default_lanes_match_the_seed() {
+async fn the_default_lanes_match_the_0_3_api() {
     let manager = QueueManagerBuilder::new(EventEmitter::new(8))
         .with_default_lanes()
         .build()

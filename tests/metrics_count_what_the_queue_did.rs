@@ -119,7 +119,7 @@ fn assert_known_workload(snapshot: &MetricsSnapshot) {
     assert!(close(latency.percentiles.p90, 10.0), "{latency:?}");
     assert!(close(latency.percentiles.p95, 10.0), "{latency:?}");
     assert!(close(latency.percentiles.p99, 50.0), "{latency:?}");
-    // The seed's total histogram merges both lanes: 105 runs, the slowest 50 ms.
+    // The 0.3 API's total histogram merges both lanes: 105 runs, the slowest 50 ms.
     let total = &snapshot.histograms["lane.command.latency_ms"];
     assert_eq!(total.count, 105);
     assert!(close(total.percentiles.p99, 50.0), "{total:?}");
@@ -253,7 +253,7 @@ async fn cancelled_commands_are_counted_pending_or_running() {
     assert_eq!(slow.gauge(names::COMMANDS_ACTIVE), Some(0.0));
 }
 
-/// A seed-style backend: async methods only, totals only.
+/// A 0.3-API-style backend: async methods only, totals only.
 #[derive(Default)]
 struct Totals {
     counters: Mutex<BTreeMap<String, u64>>,
@@ -330,7 +330,7 @@ async fn an_async_only_backend_receives_the_totals_through_the_forwarder() {
         .unwrap();
     assert_eq!(latency.count, 105);
     assert!(close(latency.max, 50.0), "{latency:?}");
-    // The seed's record_* methods reach the backend too.
+    // The 0.3 API's record_* methods reach the backend too.
     metrics.record_submit("work").await;
     assert_eq!(
         backend.get_counter(names::COMMANDS_SUBMITTED).await,

@@ -1,4 +1,4 @@
-//! The command model: [`Command`] (the seed trait), closure commands, the per-run
+//! The command model: [`Command`] (the 0.3 API's trait), closure commands, the per-run
 //! [`CommandContext`], and replayable commands (a type name plus a JSON payload run by a
 //! registered [`Handler`]).
 

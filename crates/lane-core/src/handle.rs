@@ -52,7 +52,7 @@ impl CommandHandle {
         }
     }
 
-    /// The underlying receiver (the seed's `submit` return type).
+    /// The underlying receiver (the 0.3 API's `submit` return type).
     pub fn into_receiver(self) -> oneshot::Receiver<Result<Value>> {
         self.result
     }

@@ -382,7 +382,7 @@ impl QueueManager {
 
     /// The first observer of type `T` given to the builder: `manager.observer::<QueueMetrics>()`
     /// finds the metrics given to [`QueueManagerBuilder::with_metrics`]. The
-    /// `metrics()` and `alerts()` of the seed API are built on it (`ObservabilityExt` in
+    /// `metrics()` and `alerts()` of the 0.3 API are built on it (`ObservabilityExt` in
     /// `lane-metrics`).
     pub fn observer<T: Observer>(&self) -> Option<Arc<T>> {
         self.queue.observer::<T>()

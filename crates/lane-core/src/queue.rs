@@ -999,7 +999,7 @@ impl CommandQueue {
         self.state.lock().stats(Instant::now())
     }
 
-    /// Counts for the whole queue and each lane (async form of the seed API).
+    /// Counts for the whole queue and each lane (async form of the 0.3 API).
     pub async fn stats(&self) -> QueueStats {
         self.stats_now()
     }

@@ -479,7 +479,7 @@ impl AlertManager {
         )
     }
 
-    /// Queue depth alerts only (the seed's constructor).
+    /// Queue depth alerts only (the 0.3 API's constructor).
     ///
     /// # Panics
     /// Unless `1 <= warning <= critical`; [`AlertManager::try_with_queue_depth_alerts`]
@@ -496,7 +496,7 @@ impl AlertManager {
         )
     }
 
-    /// Latency alerts only (the seed's constructor).
+    /// Latency alerts only (the 0.3 API's constructor).
     ///
     /// # Panics
     /// Unless `0 < warning_ms <= critical_ms`, both finite;

@@ -1,4 +1,4 @@
-//! Where metrics go: the seed's async [`MetricsBackend`] and the synchronous, per-lane
+//! Where metrics go: the 0.3 API's async [`MetricsBackend`] and the synchronous, per-lane
 //! [`MetricsRecorder`] capability the queue's hot path uses.
 
 use async_trait::async_trait;
@@ -50,7 +50,7 @@ pub trait MetricsRecorder: Send + Sync + 'static {
 
 fn _recorder_is_dyn_compatible(_: &dyn MetricsRecorder) {}
 
-/// A metrics store or exporter (the seed's trait): counters, gauges and histograms by
+/// A metrics store or exporter (the 0.3 API's trait): counters, gauges and histograms by
 /// name, read back as a [`MetricsSnapshot`].
 ///
 /// How a backend given to [`QueueMetrics::new`](crate::QueueMetrics::new) is fed by the

@@ -6,7 +6,7 @@
 //!   and the queue records, per lane and in total, the counters, gauges and HDR latency
 //!   histograms named in [`metric_names`]. Read them with [`QueueMetrics::snapshot`] or
 //!   as Prometheus text with [`MetricsSnapshot::to_prometheus`].
-//! - [`MetricsBackend`] (the seed's async trait) is where metrics go: [`LocalMetrics`]
+//! - [`MetricsBackend`] (the 0.3 API's async trait) is where metrics go: [`LocalMetrics`]
 //!   in memory, `OtelMetricsBackend` (crate `lane-telemetry`) to OpenTelemetry, or your
 //!   own. [`MetricsRecorder`] is the synchronous per-lane capability the hot path uses.
 //! - `AlertManager` fires callbacks when a lane's depth or a run's latency crosses a

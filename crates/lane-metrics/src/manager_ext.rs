@@ -1,4 +1,4 @@
-//! [`ObservabilityExt`]: the seed's `QueueManager::metrics()` and `alerts()`.
+//! [`ObservabilityExt`]: the 0.3 API's `QueueManager::metrics()` and `alerts()`.
 
 use lane_core::QueueManager;
 

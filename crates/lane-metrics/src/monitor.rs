@@ -115,7 +115,7 @@ impl QueueMonitor {
         Ok(Self::build(&queue, config))
     }
 
-    /// A monitor with `config` (the seed's constructor).
+    /// A monitor with `config` (the 0.3 API's constructor).
     ///
     /// # Panics
     /// If the config is invalid (a zero interval or threshold);

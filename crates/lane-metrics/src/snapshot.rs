@@ -39,7 +39,7 @@ impl LaneMetricsSnapshot {
 
 /// Every metric at one moment.
 ///
-/// `counters`, `gauges` and `histograms` hold the totals over all lanes (the seed's
+/// `counters`, `gauges` and `histograms` hold the totals over all lanes (the 0.3 API's
 /// `snapshot.counters["lane.commands.submitted"]`); `lanes` holds the same names per lane.
 /// A value recorded without a lane (through [`MetricsBackend`](crate::MetricsBackend)'s
 /// name-only methods) counts in the totals only.

@@ -344,7 +344,7 @@ mod tests {
     }
 
     #[test]
-    fn exponential_follows_the_seed_schedule() {
+    fn exponential_follows_the_0_3_api_schedule() {
         let policy = RetryPolicy::exponential(12);
         let ms: Vec<u128> = (1..=12)
             .map(|n| policy.delay_for(n).unwrap().as_millis())

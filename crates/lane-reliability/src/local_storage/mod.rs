@@ -431,7 +431,7 @@ fn prepare(dir: &Path, config: &LocalStorageConfig) -> Result<(PathBuf, bool)> {
     Ok((db, true))
 }
 
-/// The read side of the seed API, callable without importing [`Storage`].
+/// The read side of the 0.3 API, callable without importing [`Storage`].
 impl LocalStorage {
     /// Every unfinished command in the store, in submission order.
     pub async fn load_commands(&self) -> Result<Vec<StoredCommand>> {

@@ -1,5 +1,5 @@
-//! The seed README's Rust code blocks, kept as close to verbatim as a test allows: code
-//! written against the seed must compile against the facade and behave as described.
+//! The 0.3 README's Rust code blocks, kept as close to verbatim as a test allows: code
+//! written against the 0.3 API must compile against the facade and behave as described.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -97,7 +97,7 @@ async fn graceful_shutdown() -> TestResult {
 
 #[tokio::test]
 async fn persistent_storage() -> TestResult {
-    let dir = std::env::temp_dir().join(format!("a3s-lane-seed-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("a3s-lane-0-3-api-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let emitter = EventEmitter::new(100);
     let storage_dir = PathBuf::from(&dir);

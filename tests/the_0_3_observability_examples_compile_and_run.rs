@@ -1,4 +1,4 @@
-//! The seed README's observability examples, as written there (imports completed where
+//! The 0.3 README's observability examples, as written there (imports completed where
 //! the README left them out), run against the facade.
 #![cfg(feature = "monitoring")]
 

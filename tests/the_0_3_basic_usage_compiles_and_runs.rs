@@ -1,4 +1,4 @@
-//! The seed README's Rust examples, verbatim where they are complete programs.
+//! The 0.3 README's Rust examples, verbatim where they are complete programs.
 
 use a3s_lane::{Command, EventEmitter, LaneConfig, QueueManagerBuilder, Result};
 use async_trait::async_trait;
