@@ -29,19 +29,74 @@
 //! # Ok(()) }
 //! ```
 //!
-//! The facade re-exports `lane-core` (queue, lanes, scheduler, events),
-//! `lane-reliability` (retry policies, durable storage) and, behind features that are on
-//! by default, `lane-metrics` (`metrics`, `monitoring`), `lane-telemetry` (`telemetry`)
-//! and `lane-distributed` (`distributed`).
+//! ## What is where
+//!
+//! Everything is re-exported here by name; the crates behind it are layers, not APIs to
+//! learn separately.
+//!
+//! - Always: the queue, lanes and their configuration, commands and handlers, events,
+//!   dead letters, the policies (retry, rate limit, priority boost) and the extension
+//!   traits (`lane-core`).
+//! - Feature `sqlite` (default): [`LocalStorage`], the durable store (`lane-reliability`).
+//! - Feature `redis` (default): [`RedisQueue`] and [`RedisWorker`], the Redis engine
+//!   (`lane-redis`).
+//! - Feature `metrics` (default): [`QueueMetrics`] and Prometheus text; `monitoring`
+//!   (default) adds [`AlertManager`] and [`QueueMonitor`] (`lane-metrics`).
+//! - Feature `telemetry` (default): OpenTelemetry export over OTLP (`lane-telemetry`).
+//! - Feature `distributed` (default): partitioning, [`LocalDistributedQueue`]
+//!   (`lane-distributed`).
 
 #![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
-pub use lane_core::*;
-pub use lane_reliability::*;
+pub use lane_core::{
+    Admission, AdmissionPolicy, CancelTrigger, Command, CommandContext, CommandHandle,
+    CommandId, CommandInfo, CommandQueue, CommandRunner, DEFAULT_CANCEL_GRACE, DEFAULT_LANES,
+    DeadLetter, DeadLetterQueue, EventEmitter, EventStream, EventStreamClosed, FnCommand,
+    FnHandler, Handler, HandlerRegistry, IntoObserver, LaneConfig, LaneError, LaneEvent,
+    LaneStatus, Observer, PriorityBoost, PriorityBoostConfig, QueueManager,
+    QueueManagerBuilder, QueueProbe, QueueStats, RateLimitConfig, Result, RetryJitter,
+    RetryPolicy, RetryPolicyBuilder, RetryStrategy, RunOutcome, Spawner, Storage, StorageOp,
+    StoredCommand, StoredDeadLetter, command_fn, event_keys, handler_fn,
+};
 
-#[cfg(feature = "distributed")]
-pub use lane_distributed::*;
+/// Feature `sqlite` (on by default): the embedded durable store.
+#[cfg(feature = "sqlite")]
+pub use lane_reliability::{LOCAL_STORAGE_FILE, LocalStorage, LocalStorageConfig, LocalSyncMode};
+
+/// Feature `redis` (on by default): the Redis engine.
+#[cfg(feature = "redis")]
+pub use lane_redis::{
+    CancelOutcome, RedisCommandHandle, RedisLane, RedisQueue, RedisQueueConfig, RedisQueueStats,
+    RedisWorker, RedisWorkerConfig, RemoteCommand, RemoteState,
+};
+
+/// Feature `metrics` (on by default): metrics and Prometheus text.
 #[cfg(feature = "metrics")]
-pub use lane_metrics::*;
+pub use lane_metrics::{
+    HistogramStats, LaneCounter, LaneGauge, LaneHistogram, LaneMetricsSnapshot, LocalMetrics,
+    MetricsBackend, MetricsRecorder, MetricsSnapshot, ObservabilityExt, Percentiles,
+    QueueMetrics, WatchedQueues, metric_names,
+};
+
+/// Feature `monitoring` (on by default): alerts and the queue monitor.
+#[cfg(feature = "monitoring")]
+pub use lane_metrics::{
+    Alert, AlertKind, AlertLevel, AlertManager, DEFAULT_ALERT_RECOVERY_WINDOW,
+    LatencyAlertConfig, MonitorConfig, QueueDepthAlertConfig, QueueMonitor,
+};
+
+/// Feature `telemetry` (on by default): OpenTelemetry export over OTLP.
 #[cfg(feature = "telemetry")]
-pub use lane_telemetry::*;
+pub use lane_telemetry::{
+    DEFAULT_OTLP_ENDPOINT, LATENCY_BUCKETS_MS, OtelMetricsBackend, OtlpConfig, OtlpTracing,
+    TelemetryError,
+};
+
+/// Feature `distributed` (on by default): partitioning.
+#[cfg(feature = "distributed")]
+pub use lane_distributed::{
+    CommandEnvelope, CommandResult, DistributedQueue, LocalDistributedQueue, PartitionConfig,
+    PartitionId, PartitionRouter, PartitionStrategy, PartitionWorkers, Partitioner, WorkerId,
+    hash_partition, stable_hash,
+};

@@ -41,7 +41,10 @@ pub use event::{EventEmitter, EventStream, EventStreamClosed, LaneEvent, keys as
 pub use handle::CommandHandle;
 pub use manager::{QueueManager, QueueManagerBuilder};
 pub use observer::{CommandInfo, IntoObserver, Observer, QueueProbe, RunOutcome};
-pub use policy::{Admission, AdmissionPolicy, PriorityBoost, RetryStrategy};
+pub use policy::{
+    Admission, AdmissionPolicy, PriorityBoost, PriorityBoostConfig, RateLimitConfig, RetryJitter,
+    RetryPolicy, RetryPolicyBuilder, RetryStrategy,
+};
 pub use queue::CommandQueue;
 pub use spawner::{CommandRunner, Spawner};
 pub use stats::{LaneStatus, QueueStats};

@@ -1,11 +1,10 @@
-//! The reliability layer of a3s-lane: retry policies and durable local storage with crash
-//! recovery. Re-exported by the `a3s-lane` facade; depend on it directly only to use it
-//! with `lane-core` alone.
+//! The reliability layer of a3s-lane: durable local storage with crash recovery.
+//! Re-exported by the `a3s-lane` facade (feature `sqlite`, on by default); depend on it
+//! directly only to use it with `lane-core` alone.
 //!
-//! - [`RetryPolicy`] (`exponential`, `fixed`, `none`, jitter, a checked builder) plugs into
-//!   a lane with `LaneConfig::with_retry_policy`. The queue runs the retries: a retried
-//!   command waits on the queue's timer and then goes back to the front of its lane.
-//! - [`LocalStorage`] is the embedded [`Storage`](lane_core::Storage): SQLite in WAL mode
+//! - [`RetryPolicy`] lives in `lane-core` beside its trait, so every engine understands
+//!   it; [`retry`] re-exports it here for code that named `lane_reliability::retry`.
+//! - `LocalStorage` (feature `sqlite`, on by default) is the embedded [`Storage`](lane_core::Storage): SQLite in WAL mode
 //!   with group commit. Given to `QueueManagerBuilder::with_storage`, it makes every
 //!   replayable command durable before `submit_replayable` returns; on the next start the
 //!   unfinished ones go back to the front of their lanes, in order, with their attempt
@@ -21,8 +20,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+#[cfg(feature = "sqlite")]
 pub mod local_storage;
-pub mod retry;
 
+/// The retry policies, which live in `lane-core` (re-exported for code that named this path).
+pub mod retry {
+    pub use lane_core::{RetryJitter, RetryPolicy, RetryPolicyBuilder};
+}
+
+#[cfg(feature = "sqlite")]
 pub use local_storage::{LOCAL_STORAGE_FILE, LocalStorage, LocalStorageConfig, LocalSyncMode};
 pub use retry::{RetryJitter, RetryPolicy, RetryPolicyBuilder};

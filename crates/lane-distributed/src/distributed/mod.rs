@@ -171,7 +171,7 @@ pub(crate) fn now_ms() -> u64 {
 }
 
 /// A process-unique random number (no extra dependency: std's randomly keyed hasher).
-pub(crate) fn random_u64() -> u64 {
+fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u128(

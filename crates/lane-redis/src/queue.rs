@@ -18,14 +18,13 @@ use redis::Value as RedisValue;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::config::{RedisLane, RedisQueueConfig};
-use super::connection::{Conn, Target, connect_listener};
-use super::scripts::{RunScript, SCRIPTS};
-use super::wire::{
+use crate::config::{RedisLane, RedisQueueConfig};
+use crate::connection::{Conn, Target, connect_listener};
+use crate::scripts::{RunScript, SCRIPTS};
+use crate::wire::{
     self, Entry, array, decode_error, int, opt_string, parse_run, redis_error, string,
 };
-use crate::distributed::random_u64;
-use crate::rate_limit::RateLimitConfig;
+use lane_core::RateLimitConfig;
 
 /// Commands per submit script call when many submits are waiting.
 const MAX_SUBMIT_BATCH: usize = 512;
@@ -196,7 +195,7 @@ impl RedisQueue {
         let conn = target.connect(config.response_timeout).await?;
         let prefix = config.key_prefix();
         let (submits, requests) = mpsc::unbounded_channel();
-        let client_id = format!("{:016x}", random_u64());
+        let client_id = format!("{:016x}", fastrand::u64(..));
         let result_ttl_ms = config.result_ttl.as_millis().max(1) as u64;
         tokio::spawn(run_submitter(
             requests,

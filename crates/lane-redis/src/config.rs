@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use lane_core::{DEFAULT_LANES, LaneError, Result, RetryStrategy};
 
-use super::connection::{Endpoint, Target};
-use crate::boost::PriorityBoostConfig;
-use crate::rate_limit::RateLimitConfig;
+use crate::connection::{Endpoint, Target};
+use lane_core::PriorityBoostConfig;
+use lane_core::RateLimitConfig;
 
 /// A lane of a Redis queue. Its settings live in Redis and hold for every worker
 /// together: at most `max_concurrency` of its commands run at once over all workers, its

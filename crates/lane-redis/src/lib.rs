@@ -1,4 +1,6 @@
-//! The multi-machine backend on Redis.
+//! The Redis engine of a3s-lane: the same lanes, priorities, caps, rate limits and
+//! priority boosts, held in Redis and shared by workers in any number of processes and
+//! machines. Reached through the `a3s-lane` facade (feature `redis`, on by default).
 //!
 //! - [`RedisQueue`]: connect, declare lanes ([`RedisLane`]), submit replayable commands
 //!   and await their results, cancel, pause lanes, inspect, re-drive dead letters.
@@ -55,6 +57,9 @@
 //!
 //! Delivery is at least once: a command whose worker dies runs again elsewhere, so
 //! handlers with side effects should be idempotent (the command id is stable).
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 mod config;
 mod connection;

@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use lane_core::Admission;
+use crate::policy::Admission;
 use tokio::time::Instant;
 
 /// A sliding window lane limiter: at most `limit` starts within any `window`.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use lane_core::Admission;
+use crate::policy::Admission;
 use tokio::time::Instant;
 
 /// A token bucket lane limiter: `burst` permits, one more every `period / rate`.

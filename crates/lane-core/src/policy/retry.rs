@@ -9,7 +9,8 @@
 
 use std::time::Duration;
 
-use lane_core::{LaneError, Result, RetryStrategy};
+use super::RetryStrategy;
+use crate::error::{LaneError, Result};
 
 /// Randomisation applied to each retry delay, so that many commands failing together do
 /// not all retry at the same instant.
@@ -192,6 +193,10 @@ impl RetryPolicy {
 impl RetryStrategy for RetryPolicy {
     fn retry_delay(&self, failures: u32, _error: &LaneError) -> Option<Duration> {
         self.delay_for(failures)
+    }
+
+    fn as_retry_policy(&self) -> Option<&RetryPolicy> {
+        Some(self)
     }
 }
 

@@ -1,11 +1,11 @@
 //! Rate limiting: how fast a lane may *start* commands.
 //!
-//! [`RateLimitConfig`] plugs into [`LaneConfig::with_rate_limit`](lane_core::LaneConfig::with_rate_limit).
+//! [`RateLimitConfig`] plugs into [`LaneConfig::with_rate_limit`](crate::LaneConfig::with_rate_limit).
 //! The scheduler asks the lane's limiter for a permit only when a command will really
 //! start, so a pass that starts nothing costs no token. When the limiter is empty it
 //! names the instant the next permit is due, and the queue's single timer task wakes the
-//! lane exactly then: there is no polling. The same configuration, declared on a
-//! [`RedisLane`](crate::RedisLane), limits a lane across every worker of a Redis queue.
+//! lane exactly then: there is no polling. The same configuration, declared on
+//! a Redis lane (`RedisQueueConfig::with_lane`), limits a lane across every worker of a Redis queue.
 //!
 //! Two algorithms:
 //! - **token bucket** ([`RateLimitConfig::per_second`] and friends,
@@ -20,7 +20,7 @@ mod token_bucket;
 
 use std::time::Duration;
 
-use lane_core::{Admission, AdmissionPolicy};
+use super::{Admission, AdmissionPolicy};
 
 use sliding_window::SlidingWindow;
 use token_bucket::TokenBucket;
@@ -38,7 +38,7 @@ use token_bucket::TokenBucket;
 /// ```
 ///
 /// Invalid values (a zero rate, burst or period) are reported when the lane is added
-/// (`QueueManagerBuilder::build` fails with [`LaneError::ConfigError`](lane_core::LaneError::ConfigError)),
+/// (`QueueManagerBuilder::build` fails with [`LaneError::ConfigError`](crate::LaneError::ConfigError)),
 /// or earlier with [`RateLimitConfig::validate`]; they are never clamped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum RateLimitConfig {
@@ -112,8 +112,8 @@ impl RateLimitConfig {
     /// let error = RateLimitConfig::per_second(0).validate().unwrap_err();
     /// assert!(error.to_string().contains("unlimited()"));
     /// ```
-    pub fn validate(&self) -> lane_core::Result<()> {
-        self.check().map_err(lane_core::LaneError::ConfigError)
+    pub fn validate(&self) -> crate::Result<()> {
+        self.check().map_err(crate::LaneError::ConfigError)
     }
 
     fn check(&self) -> Result<(), String> {
@@ -184,6 +184,10 @@ impl AdmissionPolicy for RateLimitConfig {
 
     fn validate(&self) -> Result<(), String> {
         self.check()
+    }
+
+    fn as_rate_limit(&self) -> Option<&RateLimitConfig> {
+        Some(self)
     }
 }
 

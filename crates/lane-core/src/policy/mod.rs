@@ -1,10 +1,20 @@
-//! Extension traits through which the upper crates add per-lane policies.
+//! Per-lane policies: the traits the scheduler asks, and the built-in policies beside them.
 //!
-//! `lane-core` owns the mechanisms (delayed re-queueing, throttled lanes woken by the timer,
-//! effective priority at dispatch); these traits only decide. `lane-reliability` implements
-//! [`RetryStrategy`] (`RetryPolicy`); `lane-distributed` implements [`AdmissionPolicy`]
-//! (`RateLimitConfig`) and [`PriorityBoost`] (`PriorityBoostConfig`). A lane without a
-//! policy pays nothing for it.
+//! The engines own the mechanisms (delayed re-queueing, throttled lanes woken by the timer,
+//! effective priority at dispatch); a policy only decides. Built in, and understood by
+//! every engine: [`RetryPolicy`] ([`RetryStrategy`]), [`RateLimitConfig`]
+//! ([`AdmissionPolicy`]) and [`PriorityBoostConfig`] ([`PriorityBoost`]). A custom
+//! implementation of a trait works in process; an engine that keeps lanes elsewhere (Redis)
+//! needs the built-in policy and refuses a custom one with a `ConfigError`. A lane without
+//! a policy pays nothing for it.
+
+mod boost;
+mod rate_limit;
+mod retry;
+
+pub use boost::PriorityBoostConfig;
+pub use rate_limit::RateLimitConfig;
+pub use retry::{RetryJitter, RetryPolicy, RetryPolicyBuilder};
 
 use std::fmt::Debug;
 use std::time::Duration;
@@ -33,6 +43,13 @@ pub trait RetryStrategy: Send + Sync + Debug + 'static {
     /// Return the delay before the next attempt, or `None` to give up. The queue never
     /// asks about errors that are not [`LaneError::is_retryable`].
     fn retry_delay(&self, failures: u32, error: &LaneError) -> Option<Duration>;
+
+    /// The built-in policy this is, if it is one: an engine that runs commands in other
+    /// processes (Redis) sends it there. A custom strategy returns `None` (the default)
+    /// and works in process only.
+    fn as_retry_policy(&self) -> Option<&RetryPolicy> {
+        None
+    }
 }
 
 fn _retry_is_dyn_compatible(_: Box<dyn RetryStrategy>) {}
@@ -69,6 +86,13 @@ pub trait AdmissionPolicy: Send + Sync + Debug + 'static {
     fn validate(&self) -> Result<(), String> {
         Ok(())
     }
+
+    /// The built-in rate limit this is, if it is one: an engine that keeps lanes in
+    /// Redis enforces it there. A custom policy returns `None` (the default) and works in
+    /// process only.
+    fn as_rate_limit(&self) -> Option<&RateLimitConfig> {
+        None
+    }
 }
 
 /// One lane's admission state, asked by the scheduler right before it starts a command.
@@ -104,6 +128,13 @@ pub trait PriorityBoost: Send + Sync + Debug + 'static {
     /// what to do, and becomes a [`LaneError::ConfigError`] naming the lane.
     fn validate(&self) -> Result<(), String> {
         Ok(())
+    }
+
+    /// The built-in boost this is, if it is one: an engine that keeps lanes in Redis
+    /// applies it there. A custom boost returns `None` (the default) and works in process
+    /// only.
+    fn as_boost_config(&self) -> Option<&PriorityBoostConfig> {
+        None
     }
 }
 

@@ -3,15 +3,15 @@
 //! higher-priority lanes.
 //!
 //! [`PriorityBoostConfig`] plugs into
-//! [`LaneConfig::with_priority_boost`](lane_core::LaneConfig::with_priority_boost) (and,
+//! [`LaneConfig::with_priority_boost`](crate::LaneConfig::with_priority_boost) (and,
 //! with the `redis` feature, into `RedisLane::with_priority_boost`, timed by the Redis
 //! clock). The scheduler evaluates it at dispatch time from how long the lane's head
 //! command has waited (no timer per command); the result shows as
-//! [`LaneStatus::effective_priority`](lane_core::LaneStatus::effective_priority).
+//! [`LaneStatus::effective_priority`](crate::LaneStatus::effective_priority).
 
 use std::time::Duration;
 
-use lane_core::PriorityBoost;
+use super::PriorityBoost;
 
 /// Deadline-based boost steps for a lane.
 ///
@@ -124,8 +124,8 @@ impl PriorityBoostConfig {
     /// let steps_without_deadline = PriorityBoostConfig::disabled().with_boost(Duration::from_secs(1), 1);
     /// assert!(steps_without_deadline.validate().is_err());
     /// ```
-    pub fn validate(&self) -> lane_core::Result<()> {
-        self.check().map_err(lane_core::LaneError::ConfigError)
+    pub fn validate(&self) -> crate::Result<()> {
+        self.check().map_err(crate::LaneError::ConfigError)
     }
 
     fn check(&self) -> Result<(), String> {
@@ -189,6 +189,10 @@ impl PriorityBoost for PriorityBoostConfig {
 
     fn validate(&self) -> Result<(), String> {
         self.check()
+    }
+
+    fn as_boost_config(&self) -> Option<&PriorityBoostConfig> {
+        Some(self)
     }
 }
 

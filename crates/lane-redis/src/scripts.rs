@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 
 use redis::{ErrorKind, FromRedisValue, RedisResult, Script, ScriptInvocation, ServerErrorKind};
 
-use super::connection::Conn;
+use crate::connection::Conn;
 
 const PRELUDE: &str = include_str!("lua/prelude.lua");
 

@@ -22,13 +22,12 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::config::RedisWorkerConfig;
-use super::connection::{Conn, Target, connect_listener};
-use super::progress::{ProgressOutbox, Route, run_sender};
-use super::queue::RedisQueue;
-use super::scripts::{RunScript, SCRIPTS};
-use super::wire::{self, Entry, array, encode_error, int, redis_error, string};
-use crate::distributed::random_u64;
+use crate::config::RedisWorkerConfig;
+use crate::connection::{Conn, Target, connect_listener};
+use crate::progress::{ProgressOutbox, Route, run_sender};
+use crate::queue::RedisQueue;
+use crate::scripts::{RunScript, SCRIPTS};
+use crate::wire::{self, Entry, array, encode_error, int, redis_error, string};
 
 /// Why a run's cancellation signal fired.
 const REASON_NONE: u8 = 0;
@@ -263,7 +262,7 @@ fn default_worker_id() -> String {
     format!(
         "{host}-{}-{:06x}",
         std::process::id(),
-        random_u64() & 0xff_ffff
+        fastrand::u64(..) & 0xff_ffff
     )
 }
 
@@ -767,5 +766,4 @@ async fn listen_for_wakes(
 }
 
 #[cfg(test)]
-#[path = "worker_tests.rs"]
 mod tests;

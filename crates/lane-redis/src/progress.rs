@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 use serde_json::Value;
 use tokio::sync::Notify;
 
-use super::connection::Conn;
+use crate::connection::Conn;
 
 /// Reports per pipeline when many are waiting.
 const MAX_BATCH: usize = 512;

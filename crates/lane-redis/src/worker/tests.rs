@@ -7,7 +7,7 @@ use lane_core::{HandlerRegistry, LaneError};
 use serde_json::json;
 
 use super::{Completion, Shared};
-use crate::redis::{CancelOutcome, RedisLane, RedisQueue, RedisQueueConfig, RedisWorkerConfig};
+use crate::{CancelOutcome, RedisLane, RedisQueue, RedisQueueConfig, RedisWorkerConfig};
 
 fn redis_url() -> String {
     match std::env::var("A3S_LANE_REDIS_URL") {
@@ -30,7 +30,7 @@ impl Fixture {
         let prefix = format!(
             "a3s-unit-{test}-{}-{}",
             std::process::id(),
-            crate::distributed::random_u64()
+            fastrand::u64(..)
         );
         let config = RedisQueueConfig::new(redis_url())
             .with_key_prefix(&prefix)
@@ -157,7 +157,7 @@ async fn a_cancel_reaches_a_worker_that_never_read_its_wake_list() {
     let again = a.exchange(&mut conn, &[], 0, true).await.unwrap();
     assert!(again.cancels.is_empty(), "delivered once");
 
-    let reason = crate::redis::wire::encode_error(&LaneError::Cancelled("stopped".into()));
+    let reason = crate::wire::encode_error(&LaneError::Cancelled("stopped".into()));
     a.exchange(
         &mut conn,
         &[done(handle.id(), &token, "cancel", &reason)],
