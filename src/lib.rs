@@ -50,14 +50,14 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use lane_core::{
-    Admission, AdmissionPolicy, CancelTrigger, Command, CommandContext, CommandHandle,
-    CommandId, CommandInfo, CommandQueue, CommandRunner, DEFAULT_CANCEL_GRACE, DEFAULT_LANES,
-    DeadLetter, DeadLetterQueue, EventEmitter, EventStream, EventStreamClosed, FnCommand,
-    FnHandler, Handler, HandlerRegistry, IntoObserver, LaneConfig, LaneError, LaneEvent,
-    LaneStatus, Observer, PriorityBoost, PriorityBoostConfig, QueueManager,
-    QueueManagerBuilder, QueueProbe, QueueStats, RateLimitConfig, Result, RetryJitter,
-    RetryPolicy, RetryPolicyBuilder, RetryStrategy, RunOutcome, Spawner, Storage, StorageOp,
-    StoredCommand, StoredDeadLetter, command_fn, event_keys, handler_fn,
+    Admission, AdmissionPolicy, CancelTrigger, Command, CommandContext, CommandHandle, CommandId,
+    CommandInfo, CommandQueue, CommandRunner, DEFAULT_CANCEL_GRACE, DEFAULT_LANES, DeadLetter,
+    DeadLetterQueue, EventEmitter, EventStream, EventStreamClosed, FnCommand, FnHandler, Handler,
+    HandlerRegistry, IntoObserver, LaneConfig, LaneError, LaneEvent, LaneStatus, Observer,
+    PriorityBoost, PriorityBoostConfig, QueueManager, QueueManagerBuilder, QueueProbe, QueueStats,
+    RateLimitConfig, Result, RetryJitter, RetryPolicy, RetryPolicyBuilder, RetryStrategy, RunEnd,
+    RunLimits, RunOutcome, Spawner, Storage, StorageOp, StoredCommand, StoredDeadLetter,
+    command_fn, event_keys, handler_fn,
 };
 
 /// Feature `sqlite` (on by default): the embedded durable store.
@@ -75,15 +75,15 @@ pub use lane_redis::{
 #[cfg(feature = "metrics")]
 pub use lane_metrics::{
     HistogramStats, LaneCounter, LaneGauge, LaneHistogram, LaneMetricsSnapshot, LocalMetrics,
-    MetricsBackend, MetricsRecorder, MetricsSnapshot, ObservabilityExt, Percentiles,
-    QueueMetrics, WatchedQueues, metric_names,
+    MetricsBackend, MetricsRecorder, MetricsSnapshot, ObservabilityExt, Percentiles, QueueMetrics,
+    WatchedQueues, metric_names,
 };
 
 /// Feature `monitoring` (on by default): alerts and the queue monitor.
 #[cfg(feature = "monitoring")]
 pub use lane_metrics::{
-    Alert, AlertKind, AlertLevel, AlertManager, DEFAULT_ALERT_RECOVERY_WINDOW,
-    LatencyAlertConfig, MonitorConfig, QueueDepthAlertConfig, QueueMonitor,
+    Alert, AlertKind, AlertLevel, AlertManager, DEFAULT_ALERT_RECOVERY_WINDOW, LatencyAlertConfig,
+    MonitorConfig, QueueDepthAlertConfig, QueueMonitor,
 };
 
 /// Feature `telemetry` (on by default): OpenTelemetry export over OTLP.

@@ -299,6 +299,10 @@ impl CommandContext {
         self.attempt
     }
 
+    pub(crate) fn cancel_signal(&self) -> &CancelSignal {
+        &self.cancel
+    }
+
     /// Whether cancellation was requested; a cooperative command checks this and stops.
     pub fn is_cancelled(&self) -> bool {
         self.cancel.is_requested()

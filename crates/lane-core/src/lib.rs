@@ -25,6 +25,7 @@ pub mod manager;
 pub mod observer;
 pub mod policy;
 pub mod queue;
+pub mod runner;
 mod scheduler;
 pub mod spawner;
 pub mod stats;
@@ -46,6 +47,7 @@ pub use policy::{
     RetryPolicy, RetryPolicyBuilder, RetryStrategy,
 };
 pub use queue::CommandQueue;
+pub use runner::{RunEnd, RunLimits, supervise};
 pub use spawner::{CommandRunner, Spawner};
 pub use stats::{LaneStatus, QueueStats};
 pub use storage::{Storage, StorageOp, StoredCommand, StoredDeadLetter};

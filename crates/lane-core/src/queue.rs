@@ -8,12 +8,10 @@
 //! which is why a saturated lane costs no task spawn per command.
 
 use std::any::Any;
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures_util::FutureExt;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 use tokio::runtime::Handle;
@@ -29,6 +27,7 @@ use crate::event::{EventEmitter, keys};
 use crate::handle::CommandHandle;
 use crate::journal::Journal;
 use crate::observer::{CommandInfo, Observer, QueueProbe, RunOutcome};
+use crate::runner::{self, RunEnd, RunLimits};
 use crate::scheduler::timers::TimerKind;
 use crate::scheduler::{Dispatch, Dispatches, LaneIdx, LaneSignal, Phase, State, Task};
 use crate::spawner::Spawner;
@@ -66,13 +65,6 @@ impl std::fmt::Debug for CommandQueue {
             .field("started", &state.started)
             .finish_non_exhaustive()
     }
-}
-
-/// How a run ended, before the retry policy is asked.
-enum RunResult {
-    Ok(Value),
-    Err(LaneError),
-    Cancelled(&'static str),
 }
 
 /// What to do after the state lock is released.
@@ -475,10 +467,10 @@ impl CommandQueue {
         }
     }
 
-    async fn execute(dispatch: &Dispatch, events: &EventEmitter) -> RunResult {
+    async fn execute(dispatch: &Dispatch, events: &EventEmitter) -> RunEnd {
         let task = &dispatch.task;
         if task.cancel.is_requested() {
-            return RunResult::Cancelled("cancelled before it started");
+            return RunEnd::Cancelled(runner::CANCELLED_BEFORE_START);
         }
         let ctx = CommandContext::new(
             task.id,
@@ -501,52 +493,18 @@ impl CommandQueue {
             outcome = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
         );
-        let run = AssertUnwindSafe(ctx.scope(task.command.execute()).instrument(span.clone()))
-            .catch_unwind();
-        let timeout = dispatch.timeout;
-        let run = async move {
-            let outcome = match timeout {
-                Some(limit) => match tokio::time::timeout(limit, run).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => return Err(LaneError::Timeout(limit)),
-                },
-                None => run.await,
-            };
-            match outcome {
-                Ok(result) => result,
-                Err(panic) => Err(LaneError::CommandError(format!(
-                    "command panicked: {}",
-                    panic_message(&panic)
-                ))),
-            }
+        let limits = RunLimits {
+            timeout: dispatch.timeout,
+            cancel_grace: dispatch.grace,
         };
-        tokio::pin!(run);
-        let result = tokio::select! {
-            biased;
-            result = &mut run => match result {
-                // A command that returns (Ok or Err) after a cancel request was cut short
-                // by it: cancelled, not completed or failed, so it is neither retried nor
-                // dead-lettered, and a hard stop keeps it in storage.
-                _ if task.cancel.is_requested() => {
-                    RunResult::Cancelled("cancelled while running; it stopped within the grace period")
-                }
-                Ok(value) => RunResult::Ok(value),
-                Err(error) => RunResult::Err(error),
-            },
-            () = task.cancel.requested() => {
-                // Cooperative first: the command may notice and return within the grace period.
-                match tokio::time::timeout(dispatch.grace, &mut run).await {
-                    Ok(_) => RunResult::Cancelled("cancelled while running; it stopped within the grace period"),
-                    Err(_) => RunResult::Cancelled("cancelled while running; dropped after the grace period"),
-                }
-            }
-        };
+        let run = ctx.scope(task.command.execute()).instrument(span.clone());
+        let result = runner::supervise_with(&task.cancel, limits, run).await;
         if !span.is_disabled() {
             let (outcome, failed) = match &result {
-                RunResult::Ok(_) => ("completed", false),
-                RunResult::Err(error) if error.is_timeout() => ("timed_out", true),
-                RunResult::Err(_) => ("failed", true),
-                RunResult::Cancelled(_) => ("cancelled", false),
+                RunEnd::Ok(_) => ("completed", false),
+                RunEnd::Err(error) if error.is_timeout() => ("timed_out", true),
+                RunEnd::Err(_) => ("failed", true),
+                RunEnd::Cancelled(_) => ("cancelled", false),
             };
             span.record("outcome", outcome);
             if failed {
@@ -560,7 +518,7 @@ impl CommandQueue {
     fn finish(
         self: &Arc<Self>,
         dispatch: Dispatch,
-        result: RunResult,
+        result: RunEnd,
         elapsed: Duration,
     ) -> Option<Dispatch> {
         let Dispatch {
@@ -576,7 +534,7 @@ impl CommandQueue {
         {
             let mut state = self.state.lock();
             state.release(task.lane());
-            if let RunResult::Err(error) = &result
+            if let RunEnd::Err(error) = &result
                 && error.is_retryable()
             {
                 let lane = state.lane(task.lane());
@@ -601,7 +559,7 @@ impl CommandQueue {
                 }
                 Some(delay) => state.set_delayed(&task, now + delay),
                 None => {
-                    if matches!(result, RunResult::Err(_)) {
+                    if matches!(result, RunEnd::Err(_)) {
                         state.record_failure(&task);
                     }
                     state.finish_task(&task);
@@ -629,10 +587,10 @@ impl CommandQueue {
         task: &Arc<Task>,
         lane: &Arc<str>,
         attempt: u32,
-        result: RunResult,
+        result: RunEnd,
         elapsed: Duration,
     ) {
-        let RunResult::Err(error) = result else {
+        let RunEnd::Err(error) = result else {
             return;
         };
         let info = info(task, lane, attempt);
@@ -659,14 +617,14 @@ impl CommandQueue {
         task: &Arc<Task>,
         lane: &Arc<str>,
         attempt: u32,
-        result: RunResult,
+        result: RunEnd,
         retry_delay: Option<Duration>,
         elapsed: Duration,
     ) {
         let info = info(task, lane, attempt);
         let retrying = retry_delay.is_some();
         match result {
-            RunResult::Ok(value) => {
+            RunEnd::Ok(value) => {
                 for observer in &self.observers {
                     observer.on_finish(&info, RunOutcome::Completed, elapsed);
                 }
@@ -676,7 +634,7 @@ impl CommandQueue {
                 self.journal_remove(task);
                 task.reply(Ok(value));
             }
-            RunResult::Cancelled(reason) => {
+            RunEnd::Cancelled(reason) => {
                 for observer in &self.observers {
                     observer.on_finish(&info, RunOutcome::Cancelled, elapsed);
                 }
@@ -688,7 +646,7 @@ impl CommandQueue {
                 }
                 task.reply(Err(LaneError::Cancelled(reason.into())));
             }
-            RunResult::Err(error) => {
+            RunEnd::Err(error) => {
                 let outcome = if error.is_timeout() {
                     RunOutcome::TimedOut { retrying }
                 } else {
@@ -1113,16 +1071,6 @@ fn info<'a>(task: &'a Task, lane: &'a str, attempt: u32) -> CommandInfo<'a> {
         lane,
         command_type: task.command.command_type(),
         attempt,
-    }
-}
-
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    if let Some(message) = panic.downcast_ref::<&str>() {
-        (*message).to_owned()
-    } else if let Some(message) = panic.downcast_ref::<String>() {
-        message.clone()
-    } else {
-        "non-string panic payload".to_owned()
     }
 }
 

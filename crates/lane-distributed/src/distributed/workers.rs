@@ -1,11 +1,9 @@
 //! [`PartitionWorkers`]: one task per partition running registered handlers.
 
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures_util::FutureExt;
-use lane_core::{CommandContext, HandlerRegistry};
+use lane_core::{CommandContext, DEFAULT_CANCEL_GRACE, HandlerRegistry, RunLimits, supervise};
 use tokio::task::JoinSet;
 
 use super::{CommandResult, DistributedQueue};
@@ -60,12 +58,18 @@ async fn work(queue: Arc<dyn DistributedQueue>, handlers: HandlerRegistry, parti
                     &envelope.lane_id,
                     envelope.attempt,
                 );
-                let run = ctx.clone().scope(handler.handle(envelope.payload, ctx));
-                match AssertUnwindSafe(run).catch_unwind().await {
-                    Ok(Ok(value)) => Ok(value),
-                    Ok(Err(error)) => Err(error.to_string()),
-                    Err(_) => Err("command panicked".to_owned()),
-                }
+                let run = ctx
+                    .clone()
+                    .scope(handler.handle(envelope.payload, ctx.clone()));
+                // No timeout and nobody cancels: the shared runner contains panics.
+                let limits = RunLimits {
+                    timeout: None,
+                    cancel_grace: DEFAULT_CANCEL_GRACE,
+                };
+                supervise(&ctx, limits, run)
+                    .await
+                    .into_result()
+                    .map_err(|error| error.to_string())
             }
             Err(error) => Err(error.to_string()),
         };

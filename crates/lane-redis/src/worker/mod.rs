@@ -10,14 +10,15 @@
 //! command.
 
 use std::collections::HashMap;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use futures_util::{FutureExt, StreamExt};
-use lane_core::{CancelTrigger, CommandContext, HandlerRegistry, LaneError, Result};
+use lane_core::{
+    CancelTrigger, CommandContext, HandlerRegistry, LaneError, Result, RunLimits, supervise,
+};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -339,55 +340,12 @@ impl Shared {
         let payload: Value = serde_json::from_str(&claim.payload).map_err(|error| {
             LaneError::NonRetryable(format!("the payload is not valid JSON: {error}"))
         })?;
-        let timeout = self.config.timeout_for(&claim.lane);
-        let grace = self.config.cancel_grace;
-        let run = AssertUnwindSafe(ctx.clone().scope(handler.handle(payload, ctx.clone())))
-            .catch_unwind();
-        let run = async move {
-            let outcome = match timeout {
-                Some(limit) => match tokio::time::timeout(limit, run).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => return Err(LaneError::Timeout(limit)),
-                },
-                None => run.await,
-            };
-            outcome.unwrap_or_else(|panic| {
-                Err(LaneError::CommandError(format!(
-                    "command panicked: {}",
-                    panic_message(panic.as_ref())
-                )))
-            })
+        let limits = RunLimits {
+            timeout: self.config.timeout_for(&claim.lane),
+            cancel_grace: self.config.cancel_grace,
         };
-        tokio::pin!(run);
-        tokio::select! {
-            biased;
-            // A command that noticed the cancel and returned counts as cancelled too.
-            result = &mut run => if ctx.is_cancelled() {
-                Err(LaneError::Cancelled(
-                    "cancelled while running; it stopped within the grace period".into(),
-                ))
-            } else {
-                result
-            },
-            () = ctx.cancelled() => {
-                // Cooperative first: the command may notice and return within the grace period.
-                let reason = match tokio::time::timeout(grace, &mut run).await {
-                    Ok(_) => "cancelled while running; it stopped within the grace period",
-                    Err(_) => "cancelled while running; dropped after the grace period",
-                };
-                Err(LaneError::Cancelled(reason.into()))
-            }
-        }
-    }
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    if let Some(message) = panic.downcast_ref::<&str>() {
-        (*message).to_owned()
-    } else if let Some(message) = panic.downcast_ref::<String>() {
-        message.clone()
-    } else {
-        "non-string panic payload".to_owned()
+        let run = ctx.clone().scope(handler.handle(payload, ctx.clone()));
+        supervise(&ctx, limits, run).await.into_result()
     }
 }
 
