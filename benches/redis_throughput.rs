@@ -21,7 +21,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use a3s_lane::{
-    HandlerRegistry, RedisLane, RedisQueue, RedisQueueConfig, RedisWorker, RedisWorkerConfig,
+    HandlerRegistry, LaneConfig, RedisQueue, RedisQueueConfig, RedisWorker, RedisWorkerConfig,
     handler_fn,
 };
 use criterion::{BenchmarkId, Criterion, Throughput};
@@ -49,7 +49,7 @@ fn redis_url() -> String {
 fn queue_config(prefix: &str) -> RedisQueueConfig {
     let mut config = RedisQueueConfig::new(redis_url()).with_key_prefix(prefix);
     for (priority, lane) in LANES.iter().enumerate() {
-        config = config.with_lane(*lane, RedisLane::new(priority as u8, SLOTS));
+        config = config.with_lane(*lane, LaneConfig::new(1, SLOTS), priority as u8);
     }
     config
 }

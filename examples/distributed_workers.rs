@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use a3s_lane::{
-    HandlerRegistry, LaneError, RateLimitConfig, RedisLane, RedisQueue, RedisQueueConfig,
+    HandlerRegistry, LaneConfig, LaneError, RateLimitConfig, RedisQueue, RedisQueueConfig,
     RedisWorker, RedisWorkerConfig, handler_fn,
 };
 use serde_json::{Value, json};
@@ -40,7 +40,8 @@ fn queue_config(prefix: &str) -> RedisQueueConfig {
         .with_default_lanes()
         .with_lane(
             "external-api",
-            RedisLane::new(3, 4).with_rate_limit(RateLimitConfig::per_second(10)),
+            LaneConfig::new(1, 4).with_rate_limit(RateLimitConfig::per_second(10)),
+            3,
         )
 }
 

@@ -67,8 +67,8 @@ pub use lane_reliability::{LOCAL_STORAGE_FILE, LocalStorage, LocalStorageConfig,
 /// Feature `redis` (on by default): the Redis engine.
 #[cfg(feature = "redis")]
 pub use lane_redis::{
-    CancelOutcome, RedisCommandHandle, RedisLane, RedisQueue, RedisQueueConfig, RedisQueueStats,
-    RedisWorker, RedisWorkerConfig, RemoteCommand, RemoteState,
+    CancelOutcome, RedisCommandHandle, RedisQueue, RedisQueueConfig, RedisQueueStats, RedisWorker,
+    RedisWorkerConfig, RemoteCommand, RemoteState,
 };
 
 /// Feature `metrics` (on by default): metrics and Prometheus text.

@@ -4,8 +4,7 @@
 use a3s_lane::{
     CommandEnvelope, CommandResult, DistributedQueue, LocalDistributedQueue, PartitionConfig,
     PartitionRouter, PartitionWorkers, PriorityBoostConfig, RateLimitConfig, RedisCommandHandle,
-    RedisLane, RedisQueue, RedisQueueConfig, RedisQueueStats, RedisWorker, RedisWorkerConfig,
-    RemoteCommand,
+    RedisQueue, RedisQueueConfig, RedisQueueStats, RedisWorker, RedisWorkerConfig, RemoteCommand,
 };
 
 fn send_sync<T: Send + Sync>() {}
@@ -23,7 +22,6 @@ fn scalability_types_are_send_and_sync() {
     send_sync::<std::sync::Arc<dyn DistributedQueue>>();
     send_sync::<RedisQueue>();
     send_sync::<RedisQueueConfig>();
-    send_sync::<RedisLane>();
     send_sync::<RedisWorkerConfig>();
     send_sync::<RedisWorker>();
     send_sync::<RedisQueueStats>();

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use a3s_lane::{
-    CancelOutcome, HandlerRegistry, LaneError, RedisLane, RedisWorker, RedisWorkerConfig,
+    CancelOutcome, HandlerRegistry, LaneConfig, LaneError, RedisWorker, RedisWorkerConfig,
     RemoteState, handler_fn,
 };
 use serde_json::{Value, json};
@@ -18,7 +18,7 @@ use support::redis::{TestQueue, eventually};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_command_sees_its_cancellation_signal_and_the_submitter_gets_cancelled() {
     let test = TestQueue::connect("cancel-running", |c| {
-        c.with_lane("prompt", RedisLane::new(5, 2))
+        c.with_lane("prompt", LaneConfig::new(1, 2), 5)
     })
     .await;
     let noticed = Arc::new(AtomicBool::new(false));
@@ -79,7 +79,11 @@ async fn a_running_command_sees_its_cancellation_signal_and_the_submitter_gets_c
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_that_ignores_cancellation_is_dropped_after_the_grace_period() {
     let test = TestQueue::connect("cancel-grace", |c| {
-        c.with_lane("prompt", RedisLane::new(5, 2))
+        c.with_lane(
+            "prompt",
+            LaneConfig::new(1, 2).with_cancel_grace(Duration::from_millis(100)),
+            5,
+        )
     })
     .await;
     let handlers = HandlerRegistry::default();
@@ -93,9 +97,7 @@ async fn a_command_that_ignores_cancellation_is_dropped_after_the_grace_period()
     let worker = RedisWorker::start(
         &test.queue,
         handlers,
-        RedisWorkerConfig::new(2)
-            .with_block_timeout(Duration::from_secs(1))
-            .with_cancel_grace(Duration::from_millis(100)),
+        RedisWorkerConfig::new(2).with_block_timeout(Duration::from_secs(1)),
     )
     .await
     .unwrap();
@@ -126,7 +128,7 @@ async fn a_command_that_ignores_cancellation_is_dropped_after_the_grace_period()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pending_command_is_cancelled_without_running() {
     let test = TestQueue::connect("cancel-pending", |c| {
-        c.with_lane("jobs", RedisLane::new(0, 1))
+        c.with_lane("jobs", LaneConfig::new(1, 1), 0)
     })
     .await;
     let ran = Arc::new(AtomicBool::new(false));
@@ -183,7 +185,10 @@ async fn a_pending_command_is_cancelled_without_running() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_now_hands_running_commands_to_another_worker() {
-    let test = TestQueue::connect("handover", |c| c.with_lane("jobs", RedisLane::new(0, 4))).await;
+    let test = TestQueue::connect("handover", |c| {
+        c.with_lane("jobs", LaneConfig::new(1, 4), 0)
+    })
+    .await;
     let handlers = HandlerRegistry::default();
     handlers.register(
         "slow",
@@ -219,7 +224,7 @@ async fn shutdown_now_hands_running_commands_to_another_worker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_worker_handle_stops_the_worker_and_hands_its_commands_back() {
     let test = TestQueue::connect("dropped-worker", |c| {
-        c.with_lane("jobs", RedisLane::new(0, 4))
+        c.with_lane("jobs", LaneConfig::new(1, 4), 0)
     })
     .await;
     let handlers = HandlerRegistry::default();

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use a3s_lane::{
-    HandlerRegistry, RateLimitConfig, RedisLane, RedisQueue, RedisWorker, RedisWorkerConfig,
+    HandlerRegistry, LaneConfig, RateLimitConfig, RedisQueue, RedisWorker, RedisWorkerConfig,
     handler_fn,
 };
 use parking_lot::Mutex;
@@ -60,9 +60,9 @@ async fn claim_order(queue: &RedisQueue, ids: &[(u64, &str)]) -> Vec<(u64, Strin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claims_follow_strict_priority_and_fifo_over_all_workers() {
     let test = TestQueue::connect("priority", |c| {
-        c.with_lane("high", RedisLane::new(0, 50))
-            .with_lane("mid", RedisLane::new(1, 50))
-            .with_lane("low", RedisLane::new(2, 50))
+        c.with_lane("high", LaneConfig::new(1, 50), 0)
+            .with_lane("mid", LaneConfig::new(1, 50), 1)
+            .with_lane("low", LaneConfig::new(1, 50), 2)
     })
     .await;
     // Submitted before any worker exists, low first: the order of claims is then
@@ -124,8 +124,8 @@ async fn claims_follow_strict_priority_and_fifo_over_all_workers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_lane_cap_holds_over_all_workers_together() {
     let test = TestQueue::connect("caps", |c| {
-        c.with_lane("a", RedisLane::new(0, 2))
-            .with_lane("b", RedisLane::new(1, 3))
+        c.with_lane("a", LaneConfig::new(1, 2), 0)
+            .with_lane("b", LaneConfig::new(1, 3), 1)
     })
     .await;
     let running: Arc<Mutex<HashMap<String, (usize, usize)>>> = Arc::default();
@@ -198,11 +198,12 @@ async fn a_token_bucket_limits_starts_over_all_workers() {
     let test = TestQueue::connect("rate-tb", |c| {
         c.with_lane(
             "api",
-            RedisLane::new(0, 100).with_rate_limit(RateLimitConfig::token_bucket(
+            LaneConfig::new(1, 100).with_rate_limit(RateLimitConfig::token_bucket(
                 10,
                 Duration::from_secs(1),
                 3,
             )),
+            0,
         )
     })
     .await;
@@ -242,10 +243,11 @@ async fn a_sliding_window_limits_starts_over_all_workers() {
     let test = TestQueue::connect("rate-sw", |c| {
         c.with_lane(
             "api",
-            RedisLane::new(0, 100).with_rate_limit(RateLimitConfig::sliding_window(
+            LaneConfig::new(1, 100).with_rate_limit(RateLimitConfig::sliding_window(
                 4,
                 Duration::from_millis(300),
             )),
+            0,
         )
     })
     .await;
@@ -274,8 +276,8 @@ async fn a_sliding_window_limits_starts_over_all_workers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_lane_starts_nothing_on_any_worker_until_resumed_or_its_time_is_up() {
     let test = TestQueue::connect("pause", |c| {
-        c.with_lane("api", RedisLane::new(0, 10))
-            .with_lane("other", RedisLane::new(1, 10))
+        c.with_lane("api", LaneConfig::new(1, 10), 0)
+            .with_lane("other", LaneConfig::new(1, 10), 1)
     })
     .await;
     let handlers = HandlerRegistry::default();

@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use a3s_lane::{
-    CancelOutcome, HandlerRegistry, LaneError, PriorityBoostConfig, RedisLane, RedisQueue,
+    CancelOutcome, HandlerRegistry, LaneConfig, LaneError, PriorityBoostConfig, RedisQueue,
     RedisQueueConfig, RedisWorker, RedisWorkerConfig, RemoteState, RetryPolicy, handler_fn,
 };
 use serde_json::{Value, json};
@@ -43,8 +43,8 @@ async fn claim_order(
     workers: usize,
 ) -> Vec<String> {
     let test = TestQueue::connect(test, |c| {
-        c.with_lane("urgent", RedisLane::new(1, workers))
-            .with_lane("batch", RedisLane::new(5, 1).with_priority_boost(boost))
+        c.with_lane("urgent", LaneConfig::new(1, workers), 1)
+            .with_lane("batch", LaneConfig::new(1, 1).with_priority_boost(boost), 5)
     })
     .await;
     let mut handles = Vec::new();
@@ -191,18 +191,21 @@ async fn stats_show_the_boost_the_head_command_has_earned() {
     let test = TestQueue::connect("boost-stats", |c| {
         c.with_lane(
             "slow",
-            RedisLane::new(5, 1).with_priority_boost(PriorityBoostConfig::standard(HOUR)),
+            LaneConfig::new(1, 1).with_priority_boost(PriorityBoostConfig::standard(HOUR)),
+            5,
         )
         .with_lane(
             "stepped",
-            RedisLane::new(5, 1).with_priority_boost(
+            LaneConfig::new(1, 1).with_priority_boost(
                 PriorityBoostConfig::new(HOUR).with_boost(HOUR - Duration::from_millis(200), 2),
             ),
+            5,
         )
         .with_lane(
             "short",
-            RedisLane::new(5, 1)
+            LaneConfig::new(1, 1)
                 .with_priority_boost(PriorityBoostConfig::new(Duration::from_millis(200))),
+            5,
         )
     })
     .await;
@@ -234,7 +237,7 @@ async fn stats_show_the_boost_the_head_command_has_earned() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_boost_declared_later_counts_pending_commands_from_then_and_can_be_removed() {
     let test = TestQueue::connect("boost-redeclare", |c| {
-        c.with_lane("batch", RedisLane::new(5, 1))
+        c.with_lane("batch", LaneConfig::new(1, 1), 5)
     })
     .await;
     test.queue.pause_lane("batch").await.unwrap();
@@ -243,8 +246,9 @@ async fn a_boost_declared_later_counts_pending_commands_from_then_and_can_be_rem
     test.queue
         .declare_lane(
             "batch",
-            RedisLane::new(5, 1)
+            LaneConfig::new(1, 1)
                 .with_priority_boost(PriorityBoostConfig::new(Duration::from_millis(200))),
+            5,
         )
         .await
         .unwrap();
@@ -253,7 +257,7 @@ async fn a_boost_declared_later_counts_pending_commands_from_then_and_can_be_rem
     })
     .await;
     test.queue
-        .declare_lane("batch", RedisLane::new(5, 1))
+        .declare_lane("batch", LaneConfig::new(1, 1), 5)
         .await
         .unwrap();
     assert_eq!(effective_priority(&test.queue, "batch").await, 5);
@@ -280,7 +284,10 @@ async fn a_retry_waits_from_when_it_is_due_and_a_handed_back_command_keeps_its_i
     let test = TestQueue::connect("boost-instants", |c| {
         c.with_lane(
             "jobs",
-            RedisLane::new(5, 4).with_priority_boost(PriorityBoostConfig::standard(HOUR)),
+            LaneConfig::new(1, 4)
+                .with_priority_boost(PriorityBoostConfig::standard(HOUR))
+                .with_retry_policy(RetryPolicy::fixed(3, Duration::from_millis(50))),
+            5,
         )
     })
     .await;
@@ -304,9 +311,7 @@ async fn a_retry_waits_from_when_it_is_due_and_a_handed_back_command_keeps_its_i
     let worker = RedisWorker::start(
         &test.queue,
         handlers,
-        RedisWorkerConfig::new(4)
-            .with_block_timeout(Duration::from_secs(1))
-            .with_retry_policy(RetryPolicy::fixed(3, Duration::from_millis(50))),
+        RedisWorkerConfig::new(4).with_block_timeout(Duration::from_secs(1)),
     )
     .await
     .unwrap();
@@ -338,18 +343,24 @@ async fn a_retry_waits_from_when_it_is_due_and_a_handed_back_command_keeps_its_i
 
 #[test]
 fn a_bad_boost_is_rejected_naming_the_lane() {
-    let steps_without_deadline = RedisLane::new(5, 1)
-        .with_priority_boost(PriorityBoostConfig::disabled().with_boost(HOUR, 1));
-    let error = steps_without_deadline.validate("batch").unwrap_err();
+    let redis_lane =
+        |lane: LaneConfig| RedisQueueConfig::new("redis://127.0.0.1:1").with_lane("batch", lane, 5);
+    let steps_without_deadline = redis_lane(
+        LaneConfig::new(1, 1)
+            .with_priority_boost(PriorityBoostConfig::disabled().with_boost(HOUR, 1)),
+    );
+    let error = steps_without_deadline.validate().unwrap_err();
     assert!(
         error
             .to_string()
             .contains("lane 'batch': priority boost: with_boost needs a deadline"),
         "{error}"
     );
-    let below_a_microsecond = RedisLane::new(5, 1)
-        .with_priority_boost(PriorityBoostConfig::new(Duration::from_nanos(500)));
-    let error = below_a_microsecond.validate("batch").unwrap_err();
+    let below_a_microsecond = redis_lane(
+        LaneConfig::new(1, 1)
+            .with_priority_boost(PriorityBoostConfig::new(Duration::from_nanos(500))),
+    );
+    let error = below_a_microsecond.validate().unwrap_err();
     assert!(
         matches!(&error, LaneError::ConfigError(reason)
             if reason.contains("lane 'batch': priority boost") && reason.contains("1µs")),
@@ -357,7 +368,8 @@ fn a_bad_boost_is_rejected_naming_the_lane() {
     );
     let config = RedisQueueConfig::new("redis://127.0.0.1:1").with_lane(
         "batch",
-        RedisLane::new(5, 1).with_priority_boost(PriorityBoostConfig::new(Duration::ZERO)),
+        LaneConfig::new(1, 1).with_priority_boost(PriorityBoostConfig::new(Duration::ZERO)),
+        5,
     );
     let error = config.validate().unwrap_err();
     assert!(

@@ -7,7 +7,7 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use a3s_lane::{HandlerRegistry, RedisLane, RedisWorker, RedisWorkerConfig, handler_fn};
+use a3s_lane::{HandlerRegistry, LaneConfig, RedisWorker, RedisWorkerConfig, handler_fn};
 use serde_json::{Value, json};
 use support::redis::TestQueue;
 use tokio::sync::Semaphore;
@@ -49,7 +49,7 @@ fn stepping_handlers(gate: Arc<Semaphore>) -> HandlerRegistry {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_from_a_worker_reaches_the_producers_events_in_order() {
     let test = TestQueue::connect("progress-events", |c| {
-        c.with_lane("jobs", RedisLane::new(0, 4))
+        c.with_lane("jobs", LaneConfig::new(1, 4), 0)
     })
     .await;
     let gate = Arc::new(Semaphore::new(0));
@@ -80,7 +80,7 @@ async fn progress_from_a_worker_reaches_the_producers_events_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handle_sees_its_own_latest_progress() {
     let test = TestQueue::connect("progress-handle", |c| {
-        c.with_lane("jobs", RedisLane::new(0, 4))
+        c.with_lane("jobs", LaneConfig::new(1, 4), 0)
     })
     .await;
     let gate_a = Arc::new(Semaphore::new(0));
@@ -143,7 +143,7 @@ async fn a_handle_sees_its_own_latest_progress() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fast_reporters_last_progress_arrives_before_its_result_and_in_order() {
     let test = TestQueue::connect("progress-fast", |c| {
-        c.with_lane("jobs", RedisLane::new(0, 4))
+        c.with_lane("jobs", LaneConfig::new(1, 4), 0)
     })
     .await;
     let handlers = HandlerRegistry::default();
@@ -194,7 +194,7 @@ async fn a_fast_reporters_last_progress_arrives_before_its_result_and_in_order()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_of_a_command_whose_handle_was_dropped_is_not_delivered() {
     let test = TestQueue::connect("progress-dropped", |c| {
-        c.with_lane("jobs", RedisLane::new(0, 4))
+        c.with_lane("jobs", LaneConfig::new(1, 4), 0)
     })
     .await;
     let gate = Arc::new(Semaphore::new(0));

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use a3s_lane::{
-    CancelOutcome, HandlerRegistry, LaneError, RedisLane, RedisQueue, RedisQueueConfig,
+    CancelOutcome, HandlerRegistry, LaneConfig, LaneError, RedisQueue, RedisQueueConfig,
     RedisWorker, RedisWorkerConfig, RemoteState, handler_fn,
 };
 use serde_json::{Value, json};
@@ -49,9 +49,10 @@ fn echo_handlers() -> HandlerRegistry {
 async fn commands_run_and_results_return_for_queues_on_every_node() {
     let placed = prefixes_on_every_node("cluster-results").await;
     for place in &placed {
-        let test =
-            ClusterQueue::connect(&place.prefix, |c| c.with_lane("jobs", RedisLane::new(0, 4)))
-                .await;
+        let test = ClusterQueue::connect(&place.prefix, |c| {
+            c.with_lane("jobs", LaneConfig::new(1, 4), 0)
+        })
+        .await;
         // No heartbeat for an hour: the idle worker hears of the submits only through
         // its wake list (BLPOP on its own connection), and the results come back only
         // through the producer's result list (BLPOP too).
@@ -82,8 +83,10 @@ async fn commands_run_and_results_return_for_queues_on_every_node() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scripts_the_nodes_forgot_are_loaded_again() {
     let place = prefix_off_the_first_node("cluster-noscript").await;
-    let test =
-        ClusterQueue::connect(&place.prefix, |c| c.with_lane("jobs", RedisLane::new(0, 4))).await;
+    let test = ClusterQueue::connect(&place.prefix, |c| {
+        c.with_lane("jobs", LaneConfig::new(1, 4), 0)
+    })
+    .await;
     let worker = RedisWorker::start(&test.queue, echo_handlers(), worker_config(2))
         .await
         .unwrap();
@@ -115,7 +118,7 @@ async fn a_single_server_config_pointed_at_a_cluster_node_says_to_use_the_cluste
     let place = prefix_off_the_first_node("cluster-wrong-config").await;
     let config = RedisQueueConfig::new(redis_cluster_urls()[0].clone())
         .with_key_prefix(&place.prefix)
-        .with_lane("jobs", RedisLane::new(0, 1));
+        .with_lane("jobs", LaneConfig::new(1, 1), 0);
     let error = RedisQueue::connect(config).await.unwrap_err();
     assert!(
         matches!(&error, LaneError::Storage(message)
@@ -129,9 +132,9 @@ async fn a_single_server_config_pointed_at_a_cluster_node_says_to_use_the_cluste
 async fn claims_follow_priority_then_fifo() {
     let place = prefix_off_the_first_node("cluster-priority").await;
     let test = ClusterQueue::connect(&place.prefix, |c| {
-        c.with_lane("high", RedisLane::new(0, 10))
-            .with_lane("mid", RedisLane::new(1, 10))
-            .with_lane("low", RedisLane::new(2, 10))
+        c.with_lane("high", LaneConfig::new(1, 10), 0)
+            .with_lane("mid", LaneConfig::new(1, 10), 1)
+            .with_lane("low", LaneConfig::new(1, 10), 2)
     })
     .await;
     // Submitted before any worker exists, least urgent first.
@@ -171,7 +174,7 @@ async fn claims_follow_priority_then_fifo() {
 async fn a_lane_cap_holds_over_two_workers() {
     let place = prefix_off_the_first_node("cluster-cap").await;
     let test = ClusterQueue::connect(&place.prefix, |c| {
-        c.with_lane("capped", RedisLane::new(0, 2))
+        c.with_lane("capped", LaneConfig::new(1, 2), 0)
     })
     .await;
     let running = Arc::new(AtomicUsize::new(0));
@@ -228,8 +231,10 @@ async fn a_lane_cap_holds_over_two_workers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_reaches_a_running_command() {
     let place = prefix_off_the_first_node("cluster-cancel").await;
-    let test =
-        ClusterQueue::connect(&place.prefix, |c| c.with_lane("jobs", RedisLane::new(0, 2))).await;
+    let test = ClusterQueue::connect(&place.prefix, |c| {
+        c.with_lane("jobs", LaneConfig::new(1, 2), 0)
+    })
+    .await;
     let (started_tx, mut started_rx) = mpsc::unbounded_channel();
     let handlers = HandlerRegistry::default();
     handlers.register(
@@ -264,8 +269,10 @@ async fn cancel_reaches_a_running_command() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_reaches_the_submitter() {
     let place = prefix_off_the_first_node("cluster-progress").await;
-    let test =
-        ClusterQueue::connect(&place.prefix, |c| c.with_lane("jobs", RedisLane::new(0, 2))).await;
+    let test = ClusterQueue::connect(&place.prefix, |c| {
+        c.with_lane("jobs", LaneConfig::new(1, 2), 0)
+    })
+    .await;
     let (step_tx, step_rx) = mpsc::unbounded_channel::<()>();
     let step_rx = Arc::new(tokio::sync::Mutex::new(step_rx));
     let handlers = HandlerRegistry::default();
@@ -304,8 +311,10 @@ async fn progress_reaches_the_submitter() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_workers_command_is_taken_over_when_its_lease_expires() {
     let place = prefix_off_the_first_node("cluster-takeover").await;
-    let test =
-        ClusterQueue::connect(&place.prefix, |c| c.with_lane("jobs", RedisLane::new(0, 2))).await;
+    let test = ClusterQueue::connect(&place.prefix, |c| {
+        c.with_lane("jobs", LaneConfig::new(1, 2), 0)
+    })
+    .await;
     // A short lease for the doomed worker (it is taken over after it), a long one for
     // the survivor (so a loaded machine never makes it miss a renewal).
     let config = |id: &str, lease: Duration| {

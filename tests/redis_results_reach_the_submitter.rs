@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use a3s_lane::{
-    HandlerRegistry, LaneError, RedisLane, RedisWorker, RedisWorkerConfig, RemoteState,
-    RetryStrategy, handler_fn,
+    HandlerRegistry, LaneConfig, LaneError, RedisQueueConfig, RedisWorker, RedisWorkerConfig,
+    RemoteState, RetryPolicy, RetryStrategy, handler_fn,
 };
 use serde_json::json;
 use support::redis::TestQueue;
@@ -60,8 +60,8 @@ async fn a_worker_runs_a_submitted_command_and_the_result_comes_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_lane_is_rejected_with_the_known_lanes() {
     let test = TestQueue::connect("unknown-lane", |c| {
-        c.with_lane("fast", RedisLane::new(0, 1))
-            .with_lane("slow", RedisLane::new(1, 1))
+        c.with_lane("fast", LaneConfig::new(1, 1), 0)
+            .with_lane("slow", LaneConfig::new(1, 1), 1)
     })
     .await;
     let error = test
@@ -78,6 +78,7 @@ async fn an_unknown_lane_is_rejected_with_the_known_lanes() {
     );
 }
 
+/// A retry strategy only this process can run.
 #[derive(Debug)]
 struct TwiceQuickly;
 
@@ -87,9 +88,53 @@ impl RetryStrategy for TwiceQuickly {
     }
 }
 
+#[test]
+fn options_the_redis_engine_cannot_honour_are_refused_naming_them() {
+    let refused = |lane: LaneConfig| {
+        RedisQueueConfig::new("redis://127.0.0.1:6379")
+            .with_lane("jobs", lane, 0)
+            .validate()
+            .unwrap_err()
+            .to_string()
+    };
+    let custom_retry = refused(LaneConfig::new(1, 2).with_retry_policy(TwiceQuickly));
+    assert!(
+        custom_retry.contains("lane 'jobs'")
+            && custom_retry.contains("custom retry strategy")
+            && custom_retry.contains("Redis engine")
+            && custom_retry.contains("use RetryPolicy"),
+        "{custom_retry}"
+    );
+    let pressure = refused(LaneConfig::new(1, 2).with_pressure_threshold(10));
+    assert!(
+        pressure.contains("pressure_threshold") && pressure.contains("Redis engine"),
+        "{pressure}"
+    );
+    let forever = refused(LaneConfig::new(1, 2).with_timeout(Duration::MAX));
+    assert!(
+        forever.contains("timeout") && forever.contains("longer than"),
+        "{forever}"
+    );
+    // The rules of the one lane model hold here as in process.
+    let inverted = refused(LaneConfig::new(3, 2));
+    assert!(
+        inverted.contains("min_concurrency (3) is greater than max_concurrency (2)"),
+        "{inverted}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_retry_through_redis_then_become_dead_letters_that_can_be_redriven() {
-    let test = TestQueue::connect("retry", |c| c.with_lane("jobs", RedisLane::new(0, 2))).await;
+    // The lane's retry policy is kept in Redis; every worker retries by it.
+    let test = TestQueue::connect("retry", |c| {
+        c.with_lane(
+            "jobs",
+            LaneConfig::new(1, 2)
+                .with_retry_policy(RetryPolicy::fixed(2, Duration::from_millis(50))),
+            0,
+        )
+    })
+    .await;
     let attempts = Arc::new(AtomicU32::new(0));
     let handlers = HandlerRegistry::default();
     let seen = attempts.clone();
@@ -110,13 +155,9 @@ async fn failures_retry_through_redis_then_become_dead_letters_that_can_be_redri
             }
         }),
     );
-    let worker = RedisWorker::start(
-        &test.queue,
-        handlers,
-        config(2).with_retry_policy(TwiceQuickly),
-    )
-    .await
-    .unwrap();
+    let worker = RedisWorker::start(&test.queue, handlers, config(2))
+        .await
+        .unwrap();
 
     // Succeeds on the third attempt, after two delayed retries kept in Redis.
     let value = test
@@ -161,8 +202,10 @@ async fn failures_retry_through_redis_then_become_dead_letters_that_can_be_redri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_without_a_handler_becomes_a_dead_letter_naming_the_registered_types() {
-    let test =
-        TestQueue::connect("no-handler", |c| c.with_lane("jobs", RedisLane::new(0, 2))).await;
+    let test = TestQueue::connect("no-handler", |c| {
+        c.with_lane("jobs", LaneConfig::new(1, 2), 0)
+    })
+    .await;
     let handlers = HandlerRegistry::default();
     handlers.register("known", handler_fn(|p, _| async move { Ok(p) }));
     let worker = RedisWorker::start(&test.queue, handlers, config(2))
@@ -187,7 +230,14 @@ async fn a_command_without_a_handler_becomes_a_dead_letter_naming_the_registered
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timeout_and_a_panic_are_reported_as_errors() {
-    let test = TestQueue::connect("timeout", |c| c.with_lane("jobs", RedisLane::new(0, 2))).await;
+    let test = TestQueue::connect("timeout", |c| {
+        c.with_lane(
+            "jobs",
+            LaneConfig::new(1, 2).with_timeout(Duration::from_millis(100)),
+            0,
+        )
+    })
+    .await;
     let handlers = HandlerRegistry::default();
     handlers.register(
         "sleepy",
@@ -205,13 +255,9 @@ async fn a_timeout_and_a_panic_are_reported_as_errors() {
             Ok(json!(null))
         }),
     );
-    let worker = RedisWorker::start(
-        &test.queue,
-        handlers,
-        config(2).with_lane_timeout("jobs", Duration::from_millis(100)),
-    )
-    .await
-    .unwrap();
+    let worker = RedisWorker::start(&test.queue, handlers, config(2))
+        .await
+        .unwrap();
     let sleepy = test
         .queue
         .submit("jobs", "sleepy", json!({}))

@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use a3s_lane::{
-    HandlerRegistry, RedisLane, RedisQueue, RedisQueueConfig, RedisWorker, RedisWorkerConfig,
+    HandlerRegistry, LaneConfig, RedisQueue, RedisQueueConfig, RedisWorker, RedisWorkerConfig,
     handler_fn,
 };
 use redis::AsyncCommands;
@@ -234,11 +234,11 @@ fn three_worker_processes_lose_nothing_when_one_is_killed_and_one_frozen() {
 
 async fn lose_nothing_when_one_is_killed_and_one_frozen() {
     let test = TestQueue::connect("multi-process", |c| {
-        c.with_lane("p0", RedisLane::new(0, 10))
-            .with_lane("p1", RedisLane::new(1, 10))
-            .with_lane("p2", RedisLane::new(2, 10))
-            .with_lane("c0", RedisLane::new(0, 2))
-            .with_lane("c1", RedisLane::new(1, 1))
+        c.with_lane("p0", LaneConfig::new(1, 10), 0)
+            .with_lane("p1", LaneConfig::new(1, 10), 1)
+            .with_lane("p2", LaneConfig::new(1, 10), 2)
+            .with_lane("c0", LaneConfig::new(1, 2), 0)
+            .with_lane("c1", LaneConfig::new(1, 1), 1)
     })
     .await;
     let queue = test.queue.clone();

@@ -1,117 +1,230 @@
-//! Configuration of a Redis queue ([`RedisQueueConfig`], [`RedisLane`]) and of a worker
-//! ([`RedisWorkerConfig`]).
+//! Configuration of a Redis queue ([`RedisQueueConfig`]) and of a worker
+//! ([`RedisWorkerConfig`]). Lanes are the one lane model, [`LaneConfig`], checked for this
+//! engine by [`RedisLaneSpec::from_config`].
 
-use std::collections::HashMap;
-use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
-use lane_core::{DEFAULT_LANES, LaneError, Result, RetryStrategy};
+use lane_core::{
+    DEFAULT_LANES, LaneConfig, LaneError, PriorityBoostConfig, RateLimitConfig, Result,
+    RetryJitter, RetryPolicy,
+};
+use serde::{Deserialize, Serialize};
 
 use crate::connection::{Endpoint, Target};
-use lane_core::PriorityBoostConfig;
-use lane_core::RateLimitConfig;
 
-/// A lane of a Redis queue. Its settings live in Redis and hold for every worker
-/// together: at most `max_concurrency` of its commands run at once over all workers, its
-/// rate limit counts starts over all workers, and its priority boost counts how long its
-/// head command has waited by the Redis server's clock.
-///
-/// ```
-/// use a3s_lane::{PriorityBoostConfig, RateLimitConfig, RedisLane};
-/// use std::time::Duration;
-///
-/// let lane = RedisLane::new(2, 10)
-///     .with_rate_limit(RateLimitConfig::per_second(50))
-///     .with_priority_boost(PriorityBoostConfig::standard(Duration::from_secs(60)));
-/// assert!(lane.validate("api").is_ok());
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[must_use]
-pub struct RedisLane {
-    /// Lower runs first.
-    pub priority: u8,
-    /// At most this many of the lane's commands run at once, over all workers.
-    pub max_concurrency: usize,
-    /// How fast the lane may start commands, over all workers.
-    pub rate_limit: RateLimitConfig,
-    /// How the lane's priority rises while its oldest pending command waits
-    /// ([`PriorityBoostConfig::disabled`] by default).
-    pub priority_boost: PriorityBoostConfig,
+/// What Redis keeps of a lane's [`LaneConfig`]: the lane's one model, checked for this
+/// engine and put in the form its scripts and workers read.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RedisLaneSpec {
+    pub(crate) priority: u8,
+    pub(crate) max_concurrency: usize,
+    pub(crate) rate_limit: RateLimitConfig,
+    pub(crate) priority_boost: PriorityBoostConfig,
+    pub(crate) run: LaneRunSpec,
 }
 
-impl RedisLane {
-    /// A lane with `priority` (lower runs first) and a cap of `max_concurrency` running
-    /// commands over all workers.
-    pub fn new(priority: u8, max_concurrency: usize) -> Self {
-        Self {
-            priority,
-            max_concurrency,
-            rate_limit: RateLimitConfig::Unlimited,
-            priority_boost: PriorityBoostConfig::disabled(),
+/// How workers run a lane's commands, as kept in Redis with the lane (so every worker of
+/// the queue runs them alike).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct LaneRunSpec {
+    /// Run timeout in microseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    timeout_us: Option<u64>,
+    /// Cancel grace in microseconds.
+    grace_us: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    retry: Option<RetrySpec>,
+}
+
+/// A [`RetryPolicy`] as Redis keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct RetrySpec {
+    max_retries: u32,
+    initial_us: u64,
+    multiplier: f64,
+    max_us: u64,
+    jitter: u8,
+}
+
+impl LaneRunSpec {
+    pub(crate) fn encode(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// How a worker runs a lane's commands, read from Redis.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct LaneRun {
+    pub(crate) limits: lane_core::RunLimits,
+    pub(crate) retry: Option<RetryPolicy>,
+}
+
+impl LaneRun {
+    /// Parses what [`RedisQueue::declare_lane`](crate::RedisQueue::declare_lane) stored.
+    /// A lane declared before lanes kept run settings has none and runs with the
+    /// defaults of [`LaneConfig`] until it is declared again.
+    pub(crate) fn parse(lane: &str, raw: &str) -> Result<Self> {
+        if raw.is_empty() {
+            return Ok(Self {
+                limits: lane_core::RunLimits {
+                    timeout: None,
+                    cancel_grace: lane_core::DEFAULT_CANCEL_GRACE,
+                },
+                retry: None,
+            });
         }
+        let damaged = |why: String| {
+            LaneError::Storage(format!(
+                "lane '{lane}': its run settings in Redis are unreadable ({why}); declare the \
+                 lane again"
+            ))
+        };
+        let spec: LaneRunSpec =
+            serde_json::from_str(raw).map_err(|error| damaged(error.to_string()))?;
+        let retry = match spec.retry {
+            None => None,
+            Some(retry) => Some(
+                RetryPolicy::builder()
+                    .max_retries(retry.max_retries)
+                    .initial_delay(Duration::from_micros(retry.initial_us))
+                    .multiplier(retry.multiplier)
+                    .max_delay(Duration::from_micros(retry.max_us))
+                    .jitter(match retry.jitter {
+                        1 => RetryJitter::Full,
+                        2 => RetryJitter::Equal,
+                        _ => RetryJitter::None,
+                    })
+                    .build()
+                    .map_err(|error| damaged(error.to_string()))?,
+            ),
+        };
+        Ok(Self {
+            limits: lane_core::RunLimits {
+                timeout: spec.timeout_us.map(Duration::from_micros),
+                cancel_grace: Duration::from_micros(spec.grace_us),
+            },
+            retry,
+        })
     }
+}
 
-    /// Limits how fast the lane starts commands, over all workers.
-    pub fn with_rate_limit(mut self, rate_limit: RateLimitConfig) -> Self {
-        self.rate_limit = rate_limit;
-        self
-    }
+/// `d` in whole microseconds, if that fits Redis' integers.
+fn micros(d: Duration) -> Option<u64> {
+    u64::try_from(d.as_micros())
+        .ok()
+        .filter(|us| *us <= i64::MAX as u64)
+}
 
-    /// Raises the lane's priority while its oldest pending command waits, as in-process
-    /// lanes do ([`LaneConfig::with_priority_boost`](lane_core::LaneConfig::with_priority_boost)):
-    /// when a worker claims, the lane competes with priority
-    /// `priority - boost_for(waited)`, where `waited` runs, on the Redis server's clock,
-    /// from when the lane's head command became pending (its submit, or the moment its
-    /// retry became due; a command handed back by a stopped or lost worker keeps its
-    /// instant). Times are kept in whole microseconds, the Redis clock's resolution.
-    pub fn with_priority_boost(mut self, boost: PriorityBoostConfig) -> Self {
-        self.priority_boost = boost;
-        self
-    }
-
-    /// Checks the values, naming the lane in the error.
-    pub fn validate(&self, lane: &str) -> Result<()> {
+impl RedisLaneSpec {
+    /// Checks `config` for the Redis engine: every option of the one lane model that
+    /// Redis honours is taken; one it cannot honour is a [`LaneError::ConfigError`]
+    /// naming the option and the engine, never silently dropped.
+    pub(crate) fn from_config(lane: &str, config: &LaneConfig, priority: u8) -> Result<Self> {
         if lane.is_empty() || lane.contains('\n') {
             return Err(LaneError::ConfigError(format!(
                 "lane id {lane:?} must be non-empty and hold no newline"
             )));
         }
-        if self.max_concurrency == 0 {
-            return Err(LaneError::ConfigError(format!(
-                "lane '{lane}': max_concurrency must be at least 1"
-            )));
+        config.validate(lane)?;
+        let unsupported = |option: &str, why: &str| {
+            LaneError::ConfigError(format!(
+                "lane '{lane}': {option} is not supported by the Redis engine: {why}"
+            ))
+        };
+        if config.pressure_threshold.is_some() {
+            return Err(unsupported(
+                "pressure_threshold",
+                "lane pressure events are emitted by the in-process queue only; leave it unset \
+                 and watch the lane's pending count in RedisQueue::stats",
+            ));
         }
-        if self.max_concurrency > i64::MAX as usize {
+        if config.max_concurrency > i64::MAX as usize {
             return Err(LaneError::ConfigError(format!(
                 "lane '{lane}': max_concurrency {} is larger than Redis counters hold",
-                self.max_concurrency
+                config.max_concurrency
             )));
         }
-        self.rate_limit.validate().map_err(|error| match error {
-            LaneError::ConfigError(reason) => {
-                LaneError::ConfigError(format!("lane '{lane}': rate limit: {reason}"))
-            }
-            other => other,
-        })?;
-        let boost_error = |reason: String| {
-            LaneError::ConfigError(format!("lane '{lane}': priority boost: {reason}"))
+        let rate_limit = match config.admission_policy() {
+            None => RateLimitConfig::Unlimited,
+            Some(policy) => policy.as_rate_limit().cloned().ok_or_else(|| {
+                unsupported(
+                    "a custom rate limit (AdmissionPolicy)",
+                    "workers in other processes cannot run it; use RateLimitConfig",
+                )
+            })?,
         };
-        self.priority_boost
-            .validate()
-            .map_err(|error| match error {
-                LaneError::ConfigError(reason) => boost_error(reason),
-                other => other,
-            })?;
-        if let Some(deadline) = self.priority_boost.deadline()
+        let priority_boost = match config.priority_boost() {
+            None => PriorityBoostConfig::disabled(),
+            Some(boost) => boost.as_boost_config().cloned().ok_or_else(|| {
+                unsupported(
+                    "a custom priority boost (PriorityBoost)",
+                    "Redis cannot run it; use PriorityBoostConfig",
+                )
+            })?,
+        };
+        if let Some(deadline) = priority_boost.deadline()
             && deadline < Duration::from_micros(1)
         {
-            return Err(boost_error(format!(
-                "the deadline {deadline:?} is shorter than the Redis clock's resolution of 1µs; \
-                 use at least 1µs"
+            return Err(LaneError::ConfigError(format!(
+                "lane '{lane}': priority boost: the deadline {deadline:?} is shorter than the \
+                 Redis clock's resolution of 1µs; use at least 1µs"
             )));
         }
-        Ok(())
+        let too_long = |option: &str, d: Duration| {
+            LaneError::ConfigError(format!(
+                "lane '{lane}': {option} {d:?} is longer than the Redis engine can keep \
+                 (2^63 microseconds); use a shorter one, or none"
+            ))
+        };
+        let timeout_us = match config.timeout {
+            None => None,
+            Some(timeout) => Some(micros(timeout).ok_or_else(|| too_long("timeout", timeout))?),
+        };
+        if timeout_us == Some(0) {
+            return Err(LaneError::ConfigError(format!(
+                "lane '{lane}': timeout {:?} is shorter than the Redis engine's resolution of 1µs",
+                config.timeout.unwrap_or_default()
+            )));
+        }
+        let grace_us = micros(config.cancel_grace)
+            .ok_or_else(|| too_long("cancel_grace", config.cancel_grace))?;
+        let retry = match config.retry_strategy() {
+            None => None,
+            Some(strategy) => {
+                let policy = strategy.as_retry_policy().ok_or_else(|| {
+                    unsupported(
+                        "a custom retry strategy (RetryStrategy)",
+                        "workers in other processes cannot run it; use RetryPolicy",
+                    )
+                })?;
+                let initial_us = micros(policy.initial_delay())
+                    .ok_or_else(|| too_long("retry initial_delay", policy.initial_delay()))?;
+                let max_us = micros(policy.max_delay())
+                    .ok_or_else(|| too_long("retry max_delay", policy.max_delay()))?;
+                Some(RetrySpec {
+                    max_retries: policy.max_retries(),
+                    initial_us,
+                    multiplier: policy.multiplier(),
+                    max_us,
+                    jitter: match policy.jitter() {
+                        RetryJitter::None => 0,
+                        RetryJitter::Full => 1,
+                        RetryJitter::Equal => 2,
+                    },
+                })
+            }
+        };
+        Ok(Self {
+            priority,
+            max_concurrency: config.max_concurrency,
+            rate_limit,
+            priority_boost,
+            run: LaneRunSpec {
+                timeout_us,
+                grace_us,
+                retry,
+            },
+        })
     }
 }
 
@@ -122,12 +235,21 @@ impl RedisLane {
 /// Redis Cluster all of a queue's keys share one slot, so its scripts run on one node.
 ///
 /// ```
-/// use a3s_lane::{RedisLane, RedisQueueConfig};
+/// use a3s_lane::{LaneConfig, RateLimitConfig, RedisQueueConfig, RetryPolicy};
+/// use std::time::Duration;
 ///
 /// let config = RedisQueueConfig::new("redis://127.0.0.1:6379")
 ///     .with_key_prefix("orders")
 ///     .with_default_lanes()
-///     .with_lane("bulk", RedisLane::new(9, 4));
+///     .with_lane("bulk", LaneConfig::new(1, 4), 9)
+///     .with_lane(
+///         "api",
+///         LaneConfig::new(1, 10)
+///             .with_timeout(Duration::from_secs(30))
+///             .with_retry_policy(RetryPolicy::exponential(3))
+///             .with_rate_limit(RateLimitConfig::per_second(50)),
+///         2,
+///     );
 /// assert!(config.validate().is_ok());
 ///
 /// // A Redis Cluster: some of its nodes; the others are discovered from them.
@@ -142,7 +264,7 @@ impl RedisLane {
 pub struct RedisQueueConfig {
     pub(crate) endpoint: Endpoint,
     pub(crate) prefix: String,
-    pub(crate) lanes: Vec<(String, RedisLane)>,
+    pub(crate) lanes: Vec<(String, LaneConfig, u8)>,
     pub(crate) result_ttl: Duration,
     pub(crate) response_timeout: Duration,
     pub(crate) connect_timeout: Duration,
@@ -188,17 +310,25 @@ impl RedisQueueConfig {
         self
     }
 
-    /// Declares a lane when connecting (updating it if it exists).
-    pub fn with_lane(mut self, id: impl Into<String>, lane: RedisLane) -> Self {
-        self.lanes.push((id.into(), lane));
+    /// Declares a lane when connecting (updating it if it exists), as
+    /// [`QueueManagerBuilder::with_lane`](lane_core::QueueManagerBuilder::with_lane) does
+    /// in process: the same [`LaneConfig`], the same priority (lower runs first). Its cap,
+    /// rate limit and priority boost hold over all workers; its timeout, cancel grace and
+    /// retry policy are kept in Redis and every worker runs its commands with them. An
+    /// option the Redis engine cannot honour fails [`validate`](Self::validate) with a
+    /// `ConfigError` naming it.
+    pub fn with_lane(mut self, id: impl Into<String>, config: LaneConfig, priority: u8) -> Self {
+        self.lanes.push((id.into(), config, priority));
         self
     }
 
-    /// Declares the six default lanes (`system` 0/5 … `prompt` 5/2, as priority/max).
+    /// Declares the six default lanes, as
+    /// [`QueueManagerBuilder::with_default_lanes`](lane_core::QueueManagerBuilder::with_default_lanes)
+    /// does (`system` 0/5 … `prompt` 5/2, as priority/max).
     pub fn with_default_lanes(mut self) -> Self {
         for (id, priority, max) in DEFAULT_LANES {
             self.lanes
-                .push((id.to_owned(), RedisLane::new(priority, max)));
+                .push((id.to_owned(), LaneConfig::new(1, max), priority));
         }
         self
     }
@@ -257,8 +387,8 @@ impl RedisQueueConfig {
         }
         self.target()?;
         let mut seen = std::collections::HashSet::new();
-        for (id, lane) in &self.lanes {
-            lane.validate(id)?;
+        for (id, lane, priority) in &self.lanes {
+            RedisLaneSpec::from_config(id, lane, *priority)?;
             if !seen.insert(id) {
                 return Err(LaneError::ConfigError(format!(
                     "lane '{id}' is declared twice in this config"
@@ -274,27 +404,26 @@ impl RedisQueueConfig {
     }
 }
 
-/// How a [`RedisWorker`](crate::RedisWorker) runs commands.
+/// How a [`RedisWorker`](crate::RedisWorker) takes part in a queue.
 ///
 /// A worker has no address of its own: it talks to the Redis (server or cluster) of the
 /// [`RedisQueue`](crate::RedisQueue) it is started on, over that queue's connection plus
 /// one of its own for its wake list.
 ///
-/// Lane priorities, caps and rate limits live in Redis ([`RedisLane`]); what stays with
-/// the worker is how it runs a command: how many at once (`slots`), timeouts, retry
-/// policies and the cancel grace period. Workers serving the same queue should agree on
-/// timeouts and retry policies.
+/// Everything about how a lane runs — priority, cap, rate limit, boost, timeout, cancel
+/// grace, retry policy — is the lane's [`LaneConfig`], kept in Redis: every worker runs a
+/// lane's commands alike. What stays with the worker is how much it takes on (`slots`)
+/// and how it keeps its claims (lease, heartbeat).
 ///
 /// ```
 /// use a3s_lane::RedisWorkerConfig;
 /// use std::time::Duration;
 ///
-/// let config = RedisWorkerConfig::new(64)
-///     .with_lease_ttl(Duration::from_secs(10))
-///     .with_lane_timeout("prompt", Duration::from_secs(120));
+/// let config = RedisWorkerConfig::new(64).with_lease_ttl(Duration::from_secs(10));
 /// assert!(config.validate().is_ok());
+/// assert_eq!(RedisWorkerConfig::default().slots(), RedisWorkerConfig::DEFAULT_SLOTS);
 /// ```
-#[derive(Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[must_use]
 pub struct RedisWorkerConfig {
     pub(crate) slots: usize,
@@ -302,50 +431,30 @@ pub struct RedisWorkerConfig {
     pub(crate) lease_ttl: Duration,
     pub(crate) heartbeat_interval: Option<Duration>,
     pub(crate) block_timeout: Duration,
-    pub(crate) cancel_grace: Duration,
-    pub(crate) default_timeout: Option<Duration>,
-    pub(crate) lane_timeouts: HashMap<String, Duration>,
-    pub(crate) default_retry: Option<Arc<dyn RetryStrategy>>,
-    pub(crate) lane_retries: HashMap<String, Arc<dyn RetryStrategy>>,
-}
-
-impl fmt::Debug for RedisWorkerConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RedisWorkerConfig")
-            .field("slots", &self.slots)
-            .field("worker_id", &self.worker_id)
-            .field("lease_ttl", &self.lease_ttl)
-            .field("heartbeat_interval", &self.heartbeat_interval())
-            .field("block_timeout", &self.block_timeout)
-            .field("cancel_grace", &self.cancel_grace)
-            .field("default_timeout", &self.default_timeout)
-            .field("lane_timeouts", &self.lane_timeouts)
-            .field("default_retry", &self.default_retry)
-            .field("lane_retries", &self.lane_retries)
-            .finish()
-    }
 }
 
 impl Default for RedisWorkerConfig {
     fn default() -> Self {
-        Self::new(16)
+        Self::new(Self::DEFAULT_SLOTS)
     }
 }
 
 impl RedisWorkerConfig {
+    /// How many commands a worker runs at once unless told otherwise.
+    pub const DEFAULT_SLOTS: usize = 16;
+    /// How long a worker's claims stay its own without a heartbeat, unless told otherwise.
+    pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(15);
+    /// The longest an idle worker blocks on Redis before checking its connection.
+    pub const DEFAULT_BLOCK_TIMEOUT: Duration = Duration::from_secs(30);
+
     /// A worker running at most `slots` commands at once; lease 15 s, heartbeat every 5 s.
     pub fn new(slots: usize) -> Self {
         Self {
             slots,
             worker_id: None,
-            lease_ttl: Duration::from_secs(15),
+            lease_ttl: Self::DEFAULT_LEASE_TTL,
             heartbeat_interval: None,
-            block_timeout: Duration::from_secs(30),
-            cancel_grace: lane_core::DEFAULT_CANCEL_GRACE,
-            default_timeout: None,
-            lane_timeouts: HashMap::new(),
-            default_retry: None,
-            lane_retries: HashMap::new(),
+            block_timeout: Self::DEFAULT_BLOCK_TIMEOUT,
         }
     }
 
@@ -377,56 +486,24 @@ impl RedisWorkerConfig {
         self
     }
 
-    /// After a cancel request, a running command has this long to stop by itself before
-    /// its future is dropped (default 1 s).
-    pub fn with_cancel_grace(mut self, grace: Duration) -> Self {
-        self.cancel_grace = grace;
-        self
+    /// How many commands the worker runs at once.
+    pub fn slots(&self) -> usize {
+        self.slots
     }
 
-    /// Fails runs that take longer than `timeout`, in every lane without its own timeout.
-    pub fn with_timeout(mut self, timeout: Duration) -> Self {
-        self.default_timeout = Some(timeout);
-        self
+    /// The lease in effect.
+    pub fn lease_ttl(&self) -> Duration {
+        self.lease_ttl
     }
 
-    /// Fails runs of `lane` that take longer than `timeout`.
-    pub fn with_lane_timeout(mut self, lane: impl Into<String>, timeout: Duration) -> Self {
-        self.lane_timeouts.insert(lane.into(), timeout);
-        self
-    }
-
-    /// Retries failed commands as `policy` decides, in every lane without its own policy.
-    /// The retry waits in Redis (delayed set) and may run on any worker.
-    pub fn with_retry_policy(mut self, policy: impl RetryStrategy) -> Self {
-        self.default_retry = Some(Arc::new(policy));
-        self
-    }
-
-    /// Retries failed commands of `lane` as `policy` decides.
-    pub fn with_lane_retry_policy(
-        mut self,
-        lane: impl Into<String>,
-        policy: impl RetryStrategy,
-    ) -> Self {
-        self.lane_retries.insert(lane.into(), Arc::new(policy));
-        self
+    /// The block timeout in effect.
+    pub fn block_timeout(&self) -> Duration {
+        self.block_timeout
     }
 
     /// The heartbeat interval in effect.
     pub fn heartbeat_interval(&self) -> Duration {
         self.heartbeat_interval.unwrap_or(self.lease_ttl / 3)
-    }
-
-    pub(crate) fn timeout_for(&self, lane: &str) -> Option<Duration> {
-        self.lane_timeouts
-            .get(lane)
-            .copied()
-            .or(self.default_timeout)
-    }
-
-    pub(crate) fn retry_for(&self, lane: &str) -> Option<&Arc<dyn RetryStrategy>> {
-        self.lane_retries.get(lane).or(self.default_retry.as_ref())
     }
 
     /// Checks the values; the error says what is wrong and what to do instead.
@@ -450,6 +527,12 @@ impl RedisWorkerConfig {
                 self.lease_ttl
             ));
         }
+        if micros(self.lease_ttl).is_none() {
+            return error(format!(
+                "lease_ttl {:?} is longer than Redis can keep; use seconds to minutes",
+                self.lease_ttl
+            ));
+        }
         let heartbeat = self.heartbeat_interval();
         if heartbeat.is_zero() || heartbeat >= self.lease_ttl {
             return error(format!(
@@ -460,18 +543,6 @@ impl RedisWorkerConfig {
         }
         if self.block_timeout < Duration::from_millis(10) {
             return error("block_timeout must be at least 10ms".into());
-        }
-        for (lane, timeout) in self
-            .lane_timeouts
-            .iter()
-            .map(|(lane, t)| (lane.as_str(), t))
-            .chain(self.default_timeout.iter().map(|t| ("(all lanes)", t)))
-        {
-            if timeout.is_zero() {
-                return error(format!(
-                    "timeout for {lane} must be longer than zero (leave it unset for no timeout)"
-                ));
-            }
         }
         Ok(())
     }

@@ -2,7 +2,7 @@
 //! priority boosts, held in Redis and shared by workers in any number of processes and
 //! machines. Reached through the `a3s-lane` facade (feature `redis`, on by default).
 //!
-//! - [`RedisQueue`]: connect, declare lanes ([`RedisLane`]), submit replayable commands
+//! - [`RedisQueue`]: connect, declare lanes (the one lane model, [`LaneConfig`](lane_core::LaneConfig)), submit replayable commands
 //!   and await their results, cancel, pause lanes, inspect, re-drive dead letters.
 //! - [`RedisWorker`]: run the queue's commands with a [`HandlerRegistry`](lane_core::HandlerRegistry),
 //!   in as many processes and machines as needed.
@@ -28,7 +28,7 @@
 //! - **Lanes**: each lane is a list (FIFO); a sorted set holds the lanes that can start a
 //!   command now (pending work, below their cap, not paused or throttled), scored by
 //!   priority and then by turn, so claiming the most urgent command is one lookup.
-//! - **Priority boosts** ([`RedisLane::with_priority_boost`]): for boosted lanes only,
+//! - **Priority boosts** (`LaneConfig::with_priority_boost`): for boosted lanes only,
 //!   Redis keeps when each command became pending; when a worker claims, boosted ready
 //!   lanes are scored again by the effective priority their head command has earned (a
 //!   tie with a lane configured as more urgent leaves that lane its turns, as in process).
@@ -69,7 +69,7 @@ mod scripts;
 mod wire;
 mod worker;
 
-pub use config::{RedisLane, RedisQueueConfig, RedisWorkerConfig};
+pub use config::{RedisQueueConfig, RedisWorkerConfig};
 pub use queue::{
     CancelOutcome, RedisCommandHandle, RedisQueue, RedisQueueStats, RemoteCommand, RemoteState,
 };

@@ -18,7 +18,7 @@ use redis::Value as RedisValue;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::config::{RedisLane, RedisQueueConfig};
+use crate::config::{RedisLaneSpec, RedisQueueConfig};
 use crate::connection::{Conn, Target, connect_listener};
 use crate::scripts::{RunScript, SCRIPTS};
 use crate::wire::{
@@ -218,8 +218,8 @@ impl RedisQueue {
                 listener: Mutex::new(None),
             }),
         };
-        for (id, lane) in &config.lanes {
-            queue.declare_lane(id, lane.clone()).await?;
+        for (id, lane, priority) in &config.lanes {
+            queue.declare_lane(id, lane.clone(), *priority).await?;
         }
         Ok(queue)
     }
@@ -233,11 +233,20 @@ impl RedisQueue {
         self.inner.conn.clone()
     }
 
-    /// Declares a lane, or updates it (priority, cap, rate limit and priority boost apply
-    /// to the next claims; a changed rate limit starts with a full bucket). When a boost
-    /// is added to a lane, the wait of the commands already pending counts from now.
-    pub async fn declare_lane(&self, id: &str, lane: RedisLane) -> Result<()> {
-        lane.validate(id)?;
+    /// Declares a lane with the one lane model ([`LaneConfig`](lane_core::LaneConfig) and
+    /// a priority, lower runs first), or updates it. Priority, cap, rate limit and
+    /// priority boost apply to the next claims (a changed rate limit starts with a full
+    /// bucket); timeout, cancel grace and retry policy to the next runs on every worker.
+    /// When a boost is added to a lane, the wait of the commands already pending counts
+    /// from now. An option the Redis engine cannot honour is a
+    /// [`LaneError::ConfigError`] naming it.
+    pub async fn declare_lane(
+        &self,
+        id: &str,
+        config: lane_core::LaneConfig,
+        priority: u8,
+    ) -> Result<()> {
+        let lane = RedisLaneSpec::from_config(id, &config, priority)?;
         let (kind, rate, period, burst) = match lane.rate_limit {
             RateLimitConfig::Unlimited => ("", 0, 0, 0),
             RateLimitConfig::TokenBucket {
@@ -273,6 +282,7 @@ impl RedisQueue {
             .arg(burst)
             .arg(deadline)
             .arg(steps)
+            .arg(lane.run.encode())
             .run::<()>(&mut self.conn())
             .await
             .map_err(|e| redis_error(&e))

@@ -4,7 +4,7 @@
 //!
 //! [`PriorityBoostConfig`] plugs into
 //! [`LaneConfig::with_priority_boost`](crate::LaneConfig::with_priority_boost) (and,
-//! with the `redis` feature, into `RedisLane::with_priority_boost`, timed by the Redis
+//! on a Redis lane, timed by the Redis
 //! clock). The scheduler evaluates it at dispatch time from how long the lane's head
 //! command has waited (no timer per command); the result shows as
 //! [`LaneStatus::effective_priority`](crate::LaneStatus::effective_priority).

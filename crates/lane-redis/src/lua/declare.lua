@@ -1,7 +1,8 @@
 -- Declares (or updates) a lane. ARGV: lane, priority, max concurrency, rate limit kind
 -- ('' none, 'tb' token bucket, 'sw' sliding window), rate, period (us), burst, boost
 -- deadline (us, '' for no boost), boost steps ('time before the deadline (us):boost',
--- comma separated).
+-- comma separated), run settings (JSON: timeout, cancel grace, retry policy; read by
+-- the workers with each claim).
 -- A changed rate limit starts over with a full bucket; an unchanged one keeps its state.
 local lane = ARGV[1]
 local lk = P .. ':lane:' .. lane
@@ -11,7 +12,7 @@ if old[1] ~= ARGV[4] or old[2] ~= ARGV[5] or old[3] ~= ARGV[6] or old[4] ~= ARGV
   redis.call('DEL', P .. ':window:' .. lane)
 end
 redis.call('HSET', lk, 'priority', ARGV[2], 'max', ARGV[3], 'rl', ARGV[4],
-  'rl_n', ARGV[5], 'rl_period', ARGV[6], 'rl_burst', ARGV[7])
+  'rl_n', ARGV[5], 'rl_period', ARGV[6], 'rl_burst', ARGV[7], 'run', ARGV[10])
 redis.call('HSET', P .. ':lanes', lane, ARGV[2])
 local was_boosted = redis.call('SISMEMBER', BOOSTED, lane) == 1
 local pending = {}

@@ -3,10 +3,11 @@
 -- ARGV: worker id, lease (us), how many commands to claim, '1' if the worker registered
 -- before, result ttl (ms), number of completions, then 5 fields per completion:
 -- id, fencing token, kind ('ok', 'retry', 'fail', 'cancel', 'release'), data, delay (us).
--- Returns {status, wait_ms, claims, cancels, stale}: status 'ok' or 'lost' (the lease
--- expired and the worker's commands went to other workers); wait_ms is when to call
--- again without being woken (-1: only when woken); claims hold 3 fields per command:
--- id, fencing token, entry (see entry_value).
+-- Returns {status, wait_ms, claims, cancels, stale, lane_runs}: status 'ok' or 'lost'
+-- (the lease expired and the worker's commands went to other workers; then no
+-- lane_runs); wait_ms is when to call again without being woken (-1: only when woken);
+-- claims hold 3 fields per command: id, fencing token, entry (see entry_value);
+-- lane_runs holds 2 fields per lane claimed from: lane, run settings (declare.lua).
 local wid = ARGV[1]
 local lease = tonumber(ARGV[2])
 local want = tonumber(ARGV[3])
@@ -195,6 +196,8 @@ end
 
 local claims = {}
 local claimed = 0
+-- The run settings of each lane this trip claims from: lane, settings, lane, ...
+local lane_runs = {}
 local run_fields = {}
 local owner_fields = {}
 while claimed < want do
@@ -217,6 +220,11 @@ while claimed < want do
       granted, due_at = admit(lane, c, k)
     end
     if granted > 0 then
+      if not c.sent_run then
+        c.sent_run = true
+        lane_runs[#lane_runs + 1] = lane
+        lane_runs[#lane_runs + 1] = c.run
+      end
       local ids = redis.call('LPOP', P .. ':q:' .. lane, granted)
       local entries = hmget_all(ENTRIES, ids)
       local first_token = redis.call('INCRBY', P .. ':fence', #ids) - #ids
@@ -279,4 +287,4 @@ local wait_ms = -1
 if next_due >= 0 then
   wait_ms = math.max(0, math.ceil((next_due - now) / 1000))
 end
-return {'ok', wait_ms, claims, cancels, stale}
+return {'ok', wait_ms, claims, cancels, stale, lane_runs}

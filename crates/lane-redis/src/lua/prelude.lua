@@ -69,14 +69,14 @@ local function lane_cfg(lane)
   if c == nil then
     local v = redis.call('HMGET', P .. ':lane:' .. lane,
       'priority', 'max', 'rl', 'rl_n', 'rl_period', 'rl_burst', 'paused',
-      'boost_deadline', 'boost_steps')
+      'boost_deadline', 'boost_steps', 'run')
     if not v[1] then
       c = false
     else
       c = {
         prio = tonumber(v[1]), max = tonumber(v[2]), rl = v[3] or '',
         n = tonumber(v[4] or '0'), period = tonumber(v[5] or '0'),
-        burst = tonumber(v[6] or '0'), paused = (v[7] == '1'),
+        burst = tonumber(v[6] or '0'), paused = (v[7] == '1'), run = v[10] or '',
       }
       if v[8] then
         -- Steps are 'time before the deadline (us):boost', comma separated.

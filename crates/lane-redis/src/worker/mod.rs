@@ -16,14 +16,12 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use lane_core::{
-    CancelTrigger, CommandContext, HandlerRegistry, LaneError, Result, RunLimits, supervise,
-};
+use lane_core::{CancelTrigger, CommandContext, HandlerRegistry, LaneError, Result, supervise};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::config::RedisWorkerConfig;
+use crate::config::{LaneRun, RedisWorkerConfig};
 use crate::connection::{Conn, Target, connect_listener};
 use crate::progress::{ProgressOutbox, Route, run_sender};
 use crate::queue::RedisQueue;
@@ -89,6 +87,8 @@ struct Claim {
     /// The submitter waiting for the result (empty if none) and its reference.
     client: String,
     cref: String,
+    /// How the command's lane runs it (an unreadable setting fails the run).
+    run: LaneRunResult,
 }
 
 /// A finished run, on its way to Redis.
@@ -114,6 +114,40 @@ struct Shared {
     prefix: String,
     /// Progress reports on their way to the submitters.
     progress: Arc<ProgressOutbox>,
+    /// How each lane's commands run, as last read from Redis (raw settings, parsed).
+    lane_runs: LaneRuns,
+}
+
+/// Each lane's run settings as Redis last sent them with a claim; parsed once per change.
+#[derive(Default)]
+struct LaneRuns(parking_lot::Mutex<HashMap<String, (String, LaneRunResult)>>);
+
+type LaneRunResult = std::result::Result<Arc<LaneRun>, LaneError>;
+
+impl LaneRuns {
+    /// Takes the `lane, settings, …` list of a reply.
+    fn update(&self, fields: &[redis::Value]) -> Result<()> {
+        let mut runs = self.0.lock();
+        for pair in fields.chunks(2) {
+            let [lane, raw] = pair else {
+                return Err(wire::protocol("lane runs"));
+            };
+            let (lane, raw) = (string(lane)?, string(raw)?);
+            if runs.get(&lane).is_some_and(|(known, _)| *known == raw) {
+                continue;
+            }
+            let parsed = LaneRun::parse(&lane, &raw).map(Arc::new);
+            runs.insert(lane, (raw, parsed));
+        }
+        Ok(())
+    }
+
+    fn get(&self, lane: &str) -> LaneRunResult {
+        match self.0.lock().get(lane) {
+            Some((_, run)) => run.clone(),
+            None => Err(wire::protocol("a claim of a lane without run settings")),
+        }
+    }
 }
 
 struct Reply {
@@ -141,6 +175,7 @@ impl RedisWorker {
             config,
             id: id.clone(),
             progress: Arc::default(),
+            lane_runs: LaneRuns::default(),
         });
         let mut conn = queue.conn();
         let slots = shared.config.slots;
@@ -292,7 +327,7 @@ impl Shared {
                 .arg(completion.delay_us.to_string());
         }
         let reply: redis::Value = invocation.run(conn).await.map_err(|e| redis_error(&e))?;
-        parse_reply(reply)
+        parse_reply(reply, &self.lane_runs)
     }
 
     /// Runs one claimed command and says how it ended.
@@ -310,9 +345,12 @@ impl Shared {
             },
             Err(error) => {
                 let delay = if error.is_retryable() {
-                    self.config
-                        .retry_for(&claim.lane)
-                        .and_then(|policy| policy.retry_delay(claim.failures + 1, &error))
+                    claim
+                        .run
+                        .as_ref()
+                        .ok()
+                        .and_then(|run| run.retry.as_ref())
+                        .and_then(|policy| policy.delay_for(claim.failures + 1))
                 } else {
                     None
                 };
@@ -340,16 +378,13 @@ impl Shared {
         let payload: Value = serde_json::from_str(&claim.payload).map_err(|error| {
             LaneError::NonRetryable(format!("the payload is not valid JSON: {error}"))
         })?;
-        let limits = RunLimits {
-            timeout: self.config.timeout_for(&claim.lane),
-            cancel_grace: self.config.cancel_grace,
-        };
+        let limits = claim.run.as_ref().map_err(Clone::clone)?.limits;
         let run = ctx.clone().scope(handler.handle(payload, ctx.clone()));
         supervise(&ctx, limits, run).await.into_result()
     }
 }
 
-fn parse_reply(reply: redis::Value) -> Result<Reply> {
+fn parse_reply(reply: redis::Value, lane_runs: &LaneRuns) -> Result<Reply> {
     let mut parts = array(reply)?.into_iter();
     let mut next = || parts.next().ok_or_else(|| wire::protocol("exchange"));
     let status = string(&next()?)?;
@@ -357,6 +392,10 @@ fn parse_reply(reply: redis::Value) -> Result<Reply> {
     let claims_raw = array(next()?)?;
     let cancels_raw = array(next()?)?;
     let stale = array(next()?)?.len();
+    // A 'lost' reply carries no lane runs (and no claims).
+    if let Some(runs) = parts.next() {
+        lane_runs.update(&array(runs)?)?;
+    }
     let mut claims = Vec::with_capacity(claims_raw.len() / 3);
     for fields in claims_raw.chunks(3) {
         let [id, token, entry] = fields else {
@@ -374,6 +413,7 @@ fn parse_reply(reply: redis::Value) -> Result<Reply> {
             failures: parsed.failures,
             client: parsed.client.to_owned(),
             cref: parsed.cref.to_owned(),
+            run: lane_runs.get(parsed.lane),
         });
     }
     let cancels = cancels_raw

@@ -7,7 +7,8 @@ use lane_core::{HandlerRegistry, LaneError};
 use serde_json::json;
 
 use super::{Completion, Shared};
-use crate::{CancelOutcome, RedisLane, RedisQueue, RedisQueueConfig, RedisWorkerConfig};
+use crate::{CancelOutcome, RedisQueue, RedisQueueConfig, RedisWorkerConfig};
+use lane_core::LaneConfig;
 
 fn redis_url() -> String {
     match std::env::var("A3S_LANE_REDIS_URL") {
@@ -34,7 +35,7 @@ impl Fixture {
         );
         let config = RedisQueueConfig::new(redis_url())
             .with_key_prefix(&prefix)
-            .with_lane("jobs", RedisLane::new(0, 10));
+            .with_lane("jobs", LaneConfig::new(1, 10), 0);
         Self {
             queue: RedisQueue::connect(config).await.unwrap(),
             prefix,
@@ -52,6 +53,7 @@ impl Fixture {
             id: id.to_owned(),
             prefix: self.queue.key_prefix().to_owned(),
             progress: Default::default(),
+            lane_runs: Default::default(),
         }
     }
 }
