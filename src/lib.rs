@@ -37,27 +37,30 @@
 //! - Always: the queue, lanes and their configuration, commands and handlers, events,
 //!   dead letters, the policies (retry, rate limit, priority boost) and the extension
 //!   traits (`lane-core`).
-//! - Feature `sqlite` (default): [`LocalStorage`], the durable store (`lane-reliability`).
-//! - Feature `redis` (default): [`RedisQueue`] and [`RedisWorker`], the Redis engine
+//! - Feature `sqlite` (default): `LocalStorage`, the durable store (`lane-reliability`).
+//! - Feature `redis` (default): `RedisQueue` and `RedisWorker`, the Redis engine
 //!   (`lane-redis`).
-//! - Feature `metrics` (default): [`QueueMetrics`] and Prometheus text; `monitoring`
-//!   (default) adds [`AlertManager`] and [`QueueMonitor`] (`lane-metrics`).
+//! - Feature `metrics` (default): `QueueMetrics` and Prometheus text; `monitoring`
+//!   (default) adds `AlertManager` and `QueueMonitor` (`lane-metrics`).
 //! - Feature `telemetry` (default): OpenTelemetry export over OTLP (`lane-telemetry`).
-//! - Feature `distributed` (default): partitioning, [`LocalDistributedQueue`]
+//! - Feature `distributed` (default): partitioning, `LocalDistributedQueue`
 //!   (`lane-distributed`).
 
 #![forbid(unsafe_code)]
-#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod defaults;
+
+pub use defaults::defaults;
 
 pub use lane_core::{
     Admission, AdmissionPolicy, CancelTrigger, Command, CommandContext, CommandHandle, CommandId,
-    CommandInfo, CommandQueue, CommandRunner, DEFAULT_CANCEL_GRACE, DEFAULT_LANES, DeadLetter,
-    DeadLetterQueue, EventEmitter, EventStream, EventStreamClosed, FnCommand, FnHandler, Handler,
-    HandlerRegistry, IntoObserver, LaneConfig, LaneError, LaneEvent, LaneStatus, Observer,
-    PriorityBoost, PriorityBoostConfig, QueueManager, QueueManagerBuilder, QueueProbe, QueueStats,
-    RateLimitConfig, Result, RetryJitter, RetryPolicy, RetryPolicyBuilder, RetryStrategy, RunEnd,
-    RunLimits, RunOutcome, Spawner, Storage, StorageOp, StoredCommand, StoredDeadLetter,
-    command_fn, event_keys, handler_fn,
+    CommandInfo, CommandQueue, CommandRunner, DEFAULT_CANCEL_GRACE, DEFAULT_EVENT_CAPACITY,
+    DEFAULT_LANES, DeadLetter, DeadLetterQueue, EventEmitter, EventStream, EventStreamClosed,
+    FnCommand, FnHandler, Handler, HandlerRegistry, IntoObserver, LaneConfig, LaneError, LaneEvent,
+    LaneStatus, Observer, PriorityBoost, PriorityBoostConfig, QueueManager, QueueManagerBuilder,
+    QueueProbe, QueueStats, RateLimitConfig, Result, RetryJitter, RetryPolicy, RetryPolicyBuilder,
+    RetryStrategy, RunEnd, RunLimits, RunOutcome, Spawner, Storage, StorageOp, StoredCommand,
+    StoredDeadLetter, command_fn, event_keys, handler_fn, supervise,
 };
 
 /// Feature `sqlite` (on by default): the embedded durable store.

@@ -16,6 +16,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::broadcast;
 
+/// The event capacity used where none is given (the SDKs, the Redis engine): how far a
+/// subscriber may fall behind before it misses events and gets a `queue.events.lagged`.
+pub const DEFAULT_EVENT_CAPACITY: usize = 1024;
+
 /// The event keys the queue emits.
 pub mod keys {
     /// `submit()` accepted a command. Payload: `lane_id`, `command_id`, `command_type`.

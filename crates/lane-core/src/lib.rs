@@ -38,7 +38,10 @@ pub use command::{
 pub use config::{DEFAULT_CANCEL_GRACE, DEFAULT_LANES, LaneConfig};
 pub use dead_letter::{DeadLetter, DeadLetterQueue};
 pub use error::{LaneError, Result};
-pub use event::{EventEmitter, EventStream, EventStreamClosed, LaneEvent, keys as event_keys};
+pub use event::{
+    DEFAULT_EVENT_CAPACITY, EventEmitter, EventStream, EventStreamClosed, LaneEvent,
+    keys as event_keys,
+};
 pub use handle::CommandHandle;
 pub use manager::{QueueManager, QueueManagerBuilder};
 pub use observer::{CommandInfo, IntoObserver, Observer, QueueProbe, RunOutcome};

@@ -271,6 +271,15 @@ pub struct RedisQueueConfig {
 }
 
 impl RedisQueueConfig {
+    /// The key prefix unless told otherwise (keys start with `{a3s-lane}`).
+    pub const DEFAULT_KEY_PREFIX: &'static str = "a3s-lane";
+    /// How long finished commands and undelivered results stay, unless told otherwise.
+    pub const DEFAULT_RESULT_TTL: Duration = Duration::from_secs(24 * 3600);
+    /// How long to wait for Redis to answer, unless told otherwise.
+    pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+    /// How long one attempt to open a connection may take, unless told otherwise.
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
     /// A queue on the Redis server at `url` (`redis://[user:password@]host:port[/db]`,
     /// `rediss://` for TLS if the `redis` crate was built with TLS), prefix `a3s-lane`,
     /// no lanes declared.
@@ -296,11 +305,11 @@ impl RedisQueueConfig {
     fn with_endpoint(endpoint: Endpoint) -> Self {
         Self {
             endpoint,
-            prefix: "a3s-lane".into(),
+            prefix: Self::DEFAULT_KEY_PREFIX.into(),
             lanes: Vec::new(),
-            result_ttl: Duration::from_secs(24 * 3600),
-            response_timeout: Duration::from_secs(5),
-            connect_timeout: Duration::from_secs(5),
+            result_ttl: Self::DEFAULT_RESULT_TTL,
+            response_timeout: Self::DEFAULT_RESPONSE_TIMEOUT,
+            connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
         }
     }
 

@@ -32,8 +32,6 @@ const MAX_SUBMIT_BATCH: usize = 512;
 const RESULT_BATCH: usize = 512;
 /// How long the result listener blocks before checking its connection.
 const LISTEN_BLOCK: Duration = Duration::from_secs(30);
-/// How far a subscriber may fall behind before it misses events.
-const EVENT_CAPACITY: usize = 1024;
 
 /// A command this process awaits: where its result and its progress go.
 struct Waiter {
@@ -212,7 +210,7 @@ impl RedisQueue {
                 result_ttl_ms,
                 client_id,
                 waiters: Arc::default(),
-                events: EventEmitter::new(EVENT_CAPACITY),
+                events: EventEmitter::new(lane_core::DEFAULT_EVENT_CAPACITY),
                 next_ref: AtomicU64::new(1),
                 submits,
                 listener: Mutex::new(None),
