@@ -53,14 +53,15 @@ mod defaults;
 pub use defaults::defaults;
 
 pub use lane_core::{
-    Admission, AdmissionPolicy, CancelTrigger, Command, CommandContext, CommandHandle, CommandId,
-    CommandInfo, CommandQueue, CommandRunner, DEFAULT_CANCEL_GRACE, DEFAULT_EVENT_CAPACITY,
-    DEFAULT_LANES, DeadLetter, DeadLetterQueue, EventEmitter, EventStream, EventStreamClosed,
-    FnCommand, FnHandler, Handler, HandlerRegistry, IntoObserver, LaneConfig, LaneError, LaneEvent,
-    LaneStatus, Observer, PriorityBoost, PriorityBoostConfig, QueueManager, QueueManagerBuilder,
-    QueueProbe, QueueStats, RateLimitConfig, Result, RetryJitter, RetryPolicy, RetryPolicyBuilder,
+    Admission, AdmissionPolicy, CancelOutcome, CancelTrigger, Command, CommandContext,
+    CommandHandle, CommandId, CommandInfo, CommandQueue, CommandRunner, CommandState,
+    CommandStatus, DEFAULT_CANCEL_GRACE, DEFAULT_EVENT_CAPACITY, DEFAULT_LANES, DeadLetter,
+    DeadLetterQueue, EventEmitter, EventStream, EventStreamClosed, FnCommand, FnHandler, Handler,
+    HandlerRegistry, IntoObserver, LaneConfig, LaneError, LaneEvent, LaneStatus, Observer,
+    PriorityBoost, PriorityBoostConfig, QueueClient, QueueManager, QueueManagerBuilder, QueueProbe,
+    QueueStats, RateLimitConfig, Result, RetryJitter, RetryPolicy, RetryPolicyBuilder,
     RetryStrategy, RunEnd, RunLimits, RunOutcome, Spawner, Storage, StorageOp, StoredCommand,
-    StoredDeadLetter, command_fn, event_keys, handler_fn, supervise,
+    StoredDeadLetter, SubmittedCommand, command_fn, event_keys, handler_fn, supervise,
 };
 
 /// Feature `sqlite` (on by default): the embedded durable store.
@@ -70,7 +71,7 @@ pub use lane_reliability::{LOCAL_STORAGE_FILE, LocalStorage, LocalStorageConfig,
 /// Feature `redis` (on by default): the Redis engine.
 #[cfg(feature = "redis")]
 pub use lane_redis::{
-    CancelOutcome, RedisCommandHandle, RedisQueue, RedisQueueConfig, RedisQueueStats, RedisWorker,
+    RedisCommandHandle, RedisQueue, RedisQueueConfig, RedisQueueStats, RedisWorker,
     RedisWorkerConfig, RemoteCommand, RemoteState,
 };
 

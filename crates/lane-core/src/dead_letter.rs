@@ -145,6 +145,30 @@ impl DeadLetterQueue {
         self.inner.letters.lock().iter().cloned().collect()
     }
 
+    /// The letter of `command_id`, if kept.
+    pub fn get(&self, command_id: CommandId) -> Option<DeadLetter> {
+        self.inner
+            .letters
+            .lock()
+            .iter()
+            .find(|letter| letter.command_id == command_id)
+            .cloned()
+    }
+
+    /// Removes every letter and says how many there were.
+    pub fn purge(&self) -> usize {
+        let count = {
+            let mut letters = self.inner.letters.lock();
+            let count = letters.len();
+            letters.clear();
+            count
+        };
+        if let Some(journal) = self.inner.journal.get() {
+            journal.write(StorageOp::ClearDeadLetters);
+        }
+        count
+    }
+
     /// Removes every letter.
     pub async fn clear(&self) {
         self.inner.letters.lock().clear();

@@ -14,6 +14,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod client;
 pub mod command;
 pub mod config;
 pub mod dead_letter;
@@ -31,6 +32,7 @@ pub mod spawner;
 pub mod stats;
 pub mod storage;
 
+pub use client::{CancelOutcome, CommandState, CommandStatus, QueueClient, SubmittedCommand};
 pub use command::{
     CancelTrigger, Command, CommandContext, CommandId, FnCommand, FnHandler, Handler,
     HandlerRegistry, command_fn, handler_fn,

@@ -19,6 +19,7 @@ use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::client::{CancelOutcome, CommandState, CommandStatus};
 use crate::command::{Command, CommandContext, CommandId, HandlerRegistry, ReplayableCommand};
 use crate::config::LaneConfig;
 use crate::dead_letter::{DeadLetter, DeadLetterQueue};
@@ -914,6 +915,61 @@ impl CommandQueue {
         }
         self.apply(effects, false);
         count
+    }
+
+    /// Cancels a command and says what that did ([`CancelOutcome`]).
+    pub fn cancel_command(self: &Arc<Self>, id: CommandId) -> CancelOutcome {
+        if self.cancel(id) {
+            // A cancelled pending or delayed command is gone at once; a running one stays
+            // until it stops.
+            let running = self
+                .state
+                .lock()
+                .tasks
+                .get(&id)
+                .is_some_and(|task| task.phase() == Phase::Running);
+            return if running {
+                CancelOutcome::Signalled
+            } else {
+                CancelOutcome::Cancelled
+            };
+        }
+        if self.command_status(id).is_some() || id < self.next_id.load(Ordering::Relaxed) {
+            CancelOutcome::AlreadyFinished
+        } else {
+            CancelOutcome::Unknown
+        }
+    }
+
+    /// Where a live command or a dead letter is; `None` for a command that finished
+    /// otherwise (or never existed).
+    pub fn command_status(&self, id: CommandId) -> Option<CommandStatus> {
+        {
+            let state = self.state.lock();
+            if let Some(task) = state.tasks.get(&id) {
+                let (state_now, attempts) = match task.phase() {
+                    Phase::Pending => (CommandState::Pending, task.failures()),
+                    Phase::Delayed => (CommandState::Delayed, task.failures()),
+                    Phase::Running => (CommandState::Running, task.failures() + 1),
+                    Phase::Done => (CommandState::Completed, task.failures() + 1),
+                };
+                return Some(CommandStatus {
+                    id,
+                    lane_id: self.lane_name(&state, task.lane()).to_string(),
+                    command_type: task.command.command_type().to_owned(),
+                    state: state_now,
+                    attempts,
+                });
+            }
+        }
+        let letter = self.dlq.as_ref()?.get(id)?;
+        Some(CommandStatus {
+            id,
+            lane_id: letter.lane_id,
+            command_type: letter.command_type,
+            state: CommandState::DeadLettered,
+            attempts: letter.attempts,
+        })
     }
 
     /// Stops starting commands from a lane; running ones continue.

@@ -61,6 +61,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
+mod client;
 mod config;
 mod connection;
 mod progress;
@@ -70,7 +71,6 @@ mod wire;
 mod worker;
 
 pub use config::{RedisQueueConfig, RedisWorkerConfig};
-pub use queue::{
-    CancelOutcome, RedisCommandHandle, RedisQueue, RedisQueueStats, RemoteCommand, RemoteState,
-};
+pub use lane_core::CancelOutcome;
+pub use queue::{RedisCommandHandle, RedisQueue, RedisQueueStats, RemoteCommand, RemoteState};
 pub use worker::RedisWorker;

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use lane_core::event::keys;
 use lane_core::{
-    DeadLetter, EventEmitter, EventStream, LaneError, LaneEvent, LaneStatus, QueueStats, Result,
+    CancelOutcome, DeadLetter, EventEmitter, EventStream, LaneError, LaneEvent, LaneStatus,
+    QueueStats, Result,
 };
 use parking_lot::Mutex;
 use redis::Value as RedisValue;
@@ -99,20 +100,6 @@ struct SubmitRequest {
     command_type: String,
     payload: String,
     reply: oneshot::Sender<Result<u64>>,
-}
-
-/// What [`RedisQueue::cancel`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CancelOutcome {
-    /// The command was pending or waiting for a retry; it ended now as cancelled.
-    Cancelled,
-    /// The command is running: its worker was told through the command's cancellation
-    /// signal; it ends as cancelled once it stops.
-    Signalled,
-    /// The command had already finished.
-    AlreadyFinished,
-    /// No such command (or its record expired).
-    Unknown,
 }
 
 /// Where a command of a Redis queue is in its life.

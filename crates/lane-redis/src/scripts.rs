@@ -25,6 +25,7 @@ pub(crate) struct Scripts {
     pub(crate) leave: Script,
     pub(crate) stats: Script,
     pub(crate) inspect: Script,
+    pub(crate) purge: Script,
 }
 
 pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -37,6 +38,7 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     leave: script(include_str!("lua/leave.lua")),
     stats: script(include_str!("lua/stats.lua")),
     inspect: script(include_str!("lua/inspect.lua")),
+    purge: script(include_str!("lua/purge.lua")),
 });
 
 /// Calling a script invocation on the queue's connection.

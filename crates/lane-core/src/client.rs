@@ -1,0 +1,263 @@
+//! The client surface: what every engine offers for replayable commands (a type name and
+//! a JSON payload, run by a registered handler), behind one trait.
+//!
+//! Code written against [`QueueClient`] runs unchanged on the in-process queue
+//! ([`QueueManager`](crate::QueueManager), with or without durable storage) and on the
+//! Redis engine (`RedisQueue`); the SDKs, and operator tools, are written against it
+//! once. What only one engine can do stays on that engine's type: in-process commands
+//! (`Box<dyn Command>`, closures) on `QueueManager`, workers and leases on Redis.
+//!
+//! ```
+//! use a3s_lane::{EventEmitter, QueueClient, QueueManagerBuilder, handler_fn};
+//! use serde_json::json;
+//!
+//! async fn double(client: &dyn QueueClient) -> a3s_lane::Result<serde_json::Value> {
+//!     client.submit("query", "double", json!(21)).await?.await
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> a3s_lane::Result<()> {
+//! let manager = QueueManagerBuilder::new(EventEmitter::new(64))
+//!     .with_default_lanes()
+//!     .with_handler("double", handler_fn(|n, _ctx| async move { Ok(json!(n.as_i64().unwrap_or(0) * 2)) }))
+//!     .build()
+//!     .await?;
+//! manager.start().await?;
+//! assert_eq!(double(&manager).await?, json!(42));
+//! # Ok(()) }
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::command::CommandId;
+use crate::dead_letter::DeadLetter;
+use crate::error::Result;
+use crate::event::EventStream;
+use crate::stats::QueueStats;
+
+/// The operations every engine offers for replayable commands. See the [module
+/// docs](self).
+#[async_trait]
+pub trait QueueClient: Send + Sync + fmt::Debug {
+    /// Submits a replayable command to the end of `lane`; the returned handle resolves
+    /// with its result. Fails with [`LaneError::LaneNotFound`](crate::LaneError::LaneNotFound)
+    /// for an unknown lane, and (in process) with
+    /// [`LaneError::HandlerNotFound`](crate::LaneError::HandlerNotFound) for a type
+    /// without a handler.
+    async fn submit(
+        &self,
+        lane: &str,
+        command_type: &str,
+        payload: Value,
+    ) -> Result<SubmittedCommand>;
+
+    /// Cancels a command: a pending or delayed one ends now as cancelled; a running one
+    /// is signalled and ends as cancelled once it stops (cooperatively, or dropped after
+    /// its lane's cancel grace).
+    async fn cancel(&self, id: CommandId) -> Result<CancelOutcome>;
+
+    /// Where a command is in its life, or `None` if the engine knows nothing of it.
+    /// Both engines know live commands (pending, delayed, running) and dead letters; the
+    /// Redis engine also keeps finished commands for its result TTL.
+    async fn command(&self, id: CommandId) -> Result<Option<CommandStatus>>;
+
+    /// Counts for the queue and each lane.
+    async fn stats(&self) -> Result<QueueStats>;
+
+    /// Stops starting the lane's commands (running ones go on) until resumed.
+    async fn pause_lane(&self, lane: &str) -> Result<()>;
+
+    /// Pauses the lane for `duration`, then resumes it by itself.
+    async fn pause_lane_for(&self, lane: &str, duration: Duration) -> Result<()>;
+
+    /// Starts the lane's commands again.
+    async fn resume_lane(&self, lane: &str) -> Result<()>;
+
+    /// Commands that failed for good, oldest first, at most `limit`.
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>>;
+
+    /// Sends a dead letter back to the end of its lane as a fresh attempt; the handle
+    /// resolves with its new result.
+    async fn redrive(&self, id: CommandId) -> Result<SubmittedCommand>;
+
+    /// Deletes every dead letter; returns how many there were.
+    async fn purge_dead_letters(&self) -> Result<usize>;
+
+    /// Subscribes to the queue's events. In process: every lifecycle event and progress
+    /// report of the queue. On Redis: the progress of the commands this process submitted
+    /// and still awaits.
+    fn subscribe(&self) -> EventStream;
+}
+
+fn _client_is_dyn_compatible(_: Box<dyn QueueClient>) {}
+
+/// What [`QueueClient::cancel`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelOutcome {
+    /// The command was pending or waiting for a retry; it ended now as cancelled.
+    Cancelled,
+    /// The command is running: it was told through its cancellation signal and ends as
+    /// cancelled once it stops.
+    Signalled,
+    /// The command had already finished.
+    AlreadyFinished,
+    /// No such command (or its record expired).
+    Unknown,
+}
+
+impl CancelOutcome {
+    /// Whether the cancel reached the command (it ended, or was told to stop).
+    pub fn took_effect(self) -> bool {
+        matches!(self, Self::Cancelled | Self::Signalled)
+    }
+}
+
+/// Where a command is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum CommandState {
+    /// Waiting in its lane.
+    Pending,
+    /// Waiting for a retry delay (or a paused start).
+    Delayed,
+    /// Running.
+    Running,
+    /// Finished with a value.
+    Completed,
+    /// Cancelled.
+    Cancelled,
+    /// Failed for good and kept as a dead letter.
+    DeadLettered,
+}
+
+impl CommandState {
+    /// Whether the command will not run again (short of a redrive).
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Completed | Self::Cancelled | Self::DeadLettered)
+    }
+}
+
+/// A command as [`QueueClient::command`] reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommandStatus {
+    /// Its id.
+    pub id: CommandId,
+    /// Its lane.
+    pub lane_id: String,
+    /// Its handler type.
+    pub command_type: String,
+    /// Where it is.
+    pub state: CommandState,
+    /// How many runs started, this one included when it is running.
+    pub attempts: u32,
+}
+
+/// A submitted command: its id, and a future of its result.
+#[must_use = "a submitted command runs anyway; await it for the result"]
+pub struct SubmittedCommand {
+    id: CommandId,
+    result: Pin<Box<dyn Future<Output = Result<Value>> + Send>>,
+}
+
+impl fmt::Debug for SubmittedCommand {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SubmittedCommand")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SubmittedCommand {
+    /// Wraps an engine's handle: `result` resolves with the command's result.
+    pub fn new(
+        id: CommandId,
+        result: impl Future<Output = Result<Value>> + Send + 'static,
+    ) -> Self {
+        Self {
+            id,
+            result: Box::pin(result),
+        }
+    }
+
+    /// The command's id, for [`QueueClient::cancel`] and [`QueueClient::command`].
+    pub fn id(&self) -> CommandId {
+        self.id
+    }
+}
+
+impl Future for SubmittedCommand {
+    type Output = Result<Value>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.result.as_mut().poll(cx)
+    }
+}
+
+#[async_trait]
+impl QueueClient for crate::QueueManager {
+    async fn submit(
+        &self,
+        lane: &str,
+        command_type: &str,
+        payload: Value,
+    ) -> Result<SubmittedCommand> {
+        let handle = self.submit_replayable(lane, command_type, payload).await?;
+        Ok(SubmittedCommand::new(handle.id(), handle))
+    }
+
+    async fn cancel(&self, id: CommandId) -> Result<CancelOutcome> {
+        Ok(self.queue().cancel_command(id))
+    }
+
+    async fn command(&self, id: CommandId) -> Result<Option<CommandStatus>> {
+        Ok(self.queue().command_status(id))
+    }
+
+    async fn stats(&self) -> Result<QueueStats> {
+        Ok(self.queue().stats_now())
+    }
+
+    async fn pause_lane(&self, lane: &str) -> Result<()> {
+        crate::QueueManager::pause_lane(self, lane)
+    }
+
+    async fn pause_lane_for(&self, lane: &str, duration: Duration) -> Result<()> {
+        crate::QueueManager::pause_lane_for(self, lane, duration)
+    }
+
+    async fn resume_lane(&self, lane: &str) -> Result<()> {
+        crate::QueueManager::resume_lane(self, lane)
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
+        let Some(dlq) = crate::QueueManager::dead_letters(self) else {
+            return Ok(Vec::new());
+        };
+        let mut letters = dlq.list().await;
+        letters.truncate(limit);
+        Ok(letters)
+    }
+
+    async fn redrive(&self, id: CommandId) -> Result<SubmittedCommand> {
+        let handle = crate::QueueManager::redrive(self, id).await?;
+        Ok(SubmittedCommand::new(handle.id(), handle))
+    }
+
+    async fn purge_dead_letters(&self) -> Result<usize> {
+        Ok(crate::QueueManager::dead_letters(self).map_or(0, |dlq| dlq.purge()))
+    }
+
+    fn subscribe(&self) -> EventStream {
+        crate::QueueManager::subscribe(self)
+    }
+}

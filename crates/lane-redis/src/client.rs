@@ -1,0 +1,95 @@
+//! The Redis engine behind the one client surface ([`QueueClient`]).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use lane_core::{
+    CancelOutcome, CommandId, CommandState, CommandStatus, DeadLetter, EventStream, QueueClient,
+    QueueStats, Result, SubmittedCommand,
+};
+use serde_json::Value;
+
+use crate::queue::{RedisQueue, RemoteState};
+use crate::scripts::{RunScript, SCRIPTS};
+use crate::wire::redis_error;
+
+#[async_trait]
+impl QueueClient for RedisQueue {
+    async fn submit(
+        &self,
+        lane: &str,
+        command_type: &str,
+        payload: Value,
+    ) -> Result<SubmittedCommand> {
+        let handle = RedisQueue::submit(self, lane, command_type, payload).await?;
+        Ok(SubmittedCommand::new(handle.id(), handle))
+    }
+
+    async fn cancel(&self, id: CommandId) -> Result<CancelOutcome> {
+        RedisQueue::cancel(self, id).await
+    }
+
+    async fn command(&self, id: CommandId) -> Result<Option<CommandStatus>> {
+        Ok(RedisQueue::command(self, id)
+            .await?
+            .map(|record| CommandStatus {
+                id,
+                lane_id: record.lane_id,
+                command_type: record.command_type,
+                state: match record.state {
+                    RemoteState::Pending => CommandState::Pending,
+                    RemoteState::Delayed => CommandState::Delayed,
+                    RemoteState::Running => CommandState::Running,
+                    RemoteState::Done => CommandState::Completed,
+                    RemoteState::Cancelled => CommandState::Cancelled,
+                    RemoteState::Dead => CommandState::DeadLettered,
+                },
+                attempts: record.attempts,
+            }))
+    }
+
+    async fn stats(&self) -> Result<QueueStats> {
+        Ok(RedisQueue::stats(self).await?.queue)
+    }
+
+    async fn pause_lane(&self, lane: &str) -> Result<()> {
+        RedisQueue::pause_lane(self, lane).await
+    }
+
+    async fn pause_lane_for(&self, lane: &str, duration: Duration) -> Result<()> {
+        RedisQueue::pause_lane_for(self, lane, duration).await
+    }
+
+    async fn resume_lane(&self, lane: &str) -> Result<()> {
+        RedisQueue::resume_lane(self, lane).await
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
+        RedisQueue::dead_letters(self, limit).await
+    }
+
+    async fn redrive(&self, id: CommandId) -> Result<SubmittedCommand> {
+        let handle = RedisQueue::redrive(self, id).await?;
+        Ok(SubmittedCommand::new(handle.id(), handle))
+    }
+
+    async fn purge_dead_letters(&self) -> Result<usize> {
+        RedisQueue::purge_dead_letters(self).await
+    }
+
+    fn subscribe(&self) -> EventStream {
+        RedisQueue::subscribe(self)
+    }
+}
+
+impl RedisQueue {
+    /// Deletes every dead letter; returns how many there were.
+    pub async fn purge_dead_letters(&self) -> Result<usize> {
+        SCRIPTS
+            .purge
+            .key(self.key_prefix())
+            .run(&mut self.conn())
+            .await
+            .map_err(|e| redis_error(&e))
+    }
+}
