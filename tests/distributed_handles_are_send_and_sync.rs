@@ -1,5 +1,5 @@
 //! Compile-time checks that the scalability types can cross threads.
-#![cfg(feature = "distributed")]
+#![cfg(feature = "redis")]
 
 use a3s_lane::{
     CommandEnvelope, CommandResult, DistributedQueue, LocalDistributedQueue, PartitionConfig,

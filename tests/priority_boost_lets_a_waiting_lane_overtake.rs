@@ -1,6 +1,5 @@
 //! Priority boosting through a real QueueManager, on paused time: a low-priority lane
 //! whose head command waits long enough starts before a busier, more urgent lane.
-#![cfg(feature = "distributed")]
 
 use std::sync::Arc;
 use std::time::Duration;

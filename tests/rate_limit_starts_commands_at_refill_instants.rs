@@ -1,7 +1,6 @@
 //! Rate limits through a real QueueManager, on paused time: a full bucket admits a burst
 //! at once, then commands start exactly when permits are due; a permit is taken only
 //! when a command really starts; HTTP-429 style timed pauses.
-#![cfg(feature = "distributed")]
 
 use std::sync::Arc;
 use std::time::Duration;

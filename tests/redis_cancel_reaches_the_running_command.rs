@@ -1,6 +1,6 @@
 //! Cancelling commands of a Redis queue: a pending one ends at once; a running one is
 //! cancelled through its cancellation signal on whichever worker runs it.
-#![cfg(feature = "distributed")]
+#![cfg(feature = "redis")]
 
 mod support;
 

@@ -1,6 +1,6 @@
 //! Several workers on one Redis queue: strict priority across lanes, FIFO inside a lane,
 //! each lane's cap over all workers together, global rate limits and pauses.
-#![cfg(feature = "distributed")]
+#![cfg(feature = "redis")]
 
 mod support;
 

@@ -1,7 +1,7 @@
 //! Priority boosting on a Redis queue: a low-priority lane whose head command has waited
 //! long enough is claimed before a busier, more urgent lane, by whichever worker claims
 //! next; without a boost the order stays strict. The wait is counted on the Redis clock.
-#![cfg(feature = "distributed")]
+#![cfg(feature = "redis")]
 
 mod support;
 

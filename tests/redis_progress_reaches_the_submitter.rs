@@ -1,6 +1,6 @@
 //! Progress a handler reports on a Redis worker reaches the process that submitted the
 //! command: as `queue.command.progress` events and through the command's handle.
-#![cfg(feature = "distributed")]
+#![cfg(feature = "redis")]
 
 mod support;
 

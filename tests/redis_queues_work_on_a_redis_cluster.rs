@@ -3,7 +3,7 @@
 //! the first URL's, checked with CLUSTER KEYSLOT / CLUSTER SLOTS and a MOVED reply from
 //! the first node, so the queue works only if its scripts and its blocking listeners
 //! are routed to the right node.
-#![cfg(feature = "distributed")]
+#![cfg(feature = "redis")]
 
 mod support;
 

@@ -1,6 +1,6 @@
 //! Producers submit replayable commands to a Redis queue; workers run them with their
 //! registered handlers; results, errors, retries and dead letters come back.
-#![cfg(feature = "distributed")]
+#![cfg(feature = "redis")]
 
 mod support;
 

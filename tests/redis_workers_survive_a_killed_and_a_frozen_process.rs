@@ -6,7 +6,7 @@
 //!
 //! The worker processes are this test binary itself, running this same test with
 //! `A3S_LANE_TEST_WORKER` set: with it, the test plays a worker instead.
-#![cfg(feature = "distributed")]
+#![cfg(feature = "redis")]
 
 mod support;
 

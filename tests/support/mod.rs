@@ -1,7 +1,7 @@
 //! Shared helpers for the integration tests.
 #![allow(dead_code, unreachable_pub)]
 
-#[cfg(feature = "distributed")]
+#[cfg(feature = "redis")]
 pub mod redis;
 
 use std::path::Path;

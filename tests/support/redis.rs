@@ -52,6 +52,15 @@ impl Drop for TestQueue {
     }
 }
 
+/// Deletes a queue's keys when dropped (whatever the test's outcome).
+pub struct KeysCleanup(pub RedisQueueConfig);
+
+impl Drop for KeysCleanup {
+    fn drop(&mut self) {
+        clear_queue(self.0.clone());
+    }
+}
+
 /// Deletes a test queue's keys, on a separate runtime and connection: the test's runtime
 /// may be shutting down.
 fn clear_queue(config: RedisQueueConfig) {

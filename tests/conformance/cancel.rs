@@ -1,0 +1,106 @@
+//! Cancelling pending and running commands, and what cancel says it did.
+
+use std::time::Duration;
+
+use a3s_lane::{CancelOutcome, CommandContext, CommandState, LaneConfig, LaneError, handler_fn};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::engine::{Engine, Harness, Spec};
+use crate::{conformance, failed, registry, within};
+
+conformance!(cancel_ends_a_pending_command_and_signals_a_running_one);
+conformance!(a_run_that_ignores_cancel_is_dropped_after_the_lane_grace);
+
+/// A handler that reports its start, then waits for its cancel and stops.
+fn cooperative() -> (impl a3s_lane::Handler, mpsc::UnboundedReceiver<u64>) {
+    let (started, rx) = mpsc::unbounded_channel();
+    let handler = handler_fn(move |_payload: Value, ctx: CommandContext| {
+        let started = started.clone();
+        async move {
+            let _ = started.send(ctx.id());
+            ctx.cancelled().await;
+            Err(LaneError::Cancelled("stopped on request".into()))
+        }
+    });
+    (handler, rx)
+}
+
+async fn cancel_ends_a_pending_command_and_signals_a_running_one(engine: Engine) {
+    let (handler, mut started) = cooperative();
+    let spec = Spec::new(registry("wait", handler)).lane("one", LaneConfig::new(1, 1), 0);
+    let mut queue = Harness::open(engine, spec).await;
+    queue.start().await;
+    let client = queue.client();
+    let running = client.submit("one", "wait", json!({})).await.unwrap();
+    let pending = client.submit("one", "wait", json!({})).await.unwrap();
+    let running_id = within("the first start", started.recv()).await.unwrap();
+    assert_eq!(running_id, running.id());
+    let status = client.command(running.id()).await.unwrap().unwrap();
+    assert_eq!((status.state, status.attempts), (CommandState::Running, 1));
+    let status = client.command(pending.id()).await.unwrap().unwrap();
+    assert_eq!((status.state, status.attempts), (CommandState::Pending, 0));
+
+    assert_eq!(
+        client.cancel(pending.id()).await.unwrap(),
+        CancelOutcome::Cancelled
+    );
+    assert!(failed(within("the pending result", pending).await).is_cancelled());
+    let running_id = running.id();
+    assert_eq!(
+        client.cancel(running_id).await.unwrap(),
+        CancelOutcome::Signalled
+    );
+    assert!(failed(within("the running result", running).await).is_cancelled());
+
+    assert_eq!(
+        client.cancel(running_id).await.unwrap(),
+        CancelOutcome::AlreadyFinished
+    );
+    assert_eq!(
+        client.cancel(u64::MAX / 2).await.unwrap(),
+        CancelOutcome::Unknown
+    );
+    // The slot came back: the lane runs again.
+    let next = client.submit("one", "wait", json!({})).await.unwrap();
+    within("the next start", started.recv()).await.unwrap();
+    assert_eq!(
+        client.cancel(next.id()).await.unwrap(),
+        CancelOutcome::Signalled
+    );
+    assert!(failed(within("the next result", next).await).is_cancelled());
+}
+
+async fn a_run_that_ignores_cancel_is_dropped_after_the_lane_grace(engine: Engine) {
+    let (started, mut starts) = mpsc::unbounded_channel();
+    let stubborn = handler_fn(move |_payload: Value, _ctx: CommandContext| {
+        let started = started.clone();
+        async move {
+            let _ = started.send(());
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok(Value::Null)
+        }
+    });
+    let spec = Spec::new(registry("stubborn", stubborn)).lane(
+        "one",
+        LaneConfig::new(1, 1).with_cancel_grace(Duration::from_millis(100)),
+        0,
+    );
+    let mut queue = Harness::open(engine, spec).await;
+    queue.start().await;
+    let handle = queue
+        .client()
+        .submit("one", "stubborn", json!({}))
+        .await
+        .unwrap();
+    within("the start", starts.recv()).await.unwrap();
+    assert_eq!(
+        queue.client().cancel(handle.id()).await.unwrap(),
+        CancelOutcome::Signalled
+    );
+    let error = failed(within("the drop after the grace", handle).await);
+    assert!(
+        matches!(&error, LaneError::Cancelled(reason) if reason.contains("dropped after the grace period")),
+        "{error:?}"
+    );
+}
