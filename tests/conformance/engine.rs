@@ -167,6 +167,18 @@ impl Harness {
         }
     }
 
+    /// Another client of the same queue, as another process would open it: on Redis a
+    /// second connection (declaring no lanes); in process the queue itself.
+    pub async fn another_client(&self) -> Box<dyn QueueClient> {
+        match &self.running {
+            Running::InProcess(manager) => Box::new(manager.clone()),
+            Running::Redis { .. } => {
+                let config = self.redis_config().with_key_prefix(&self.prefix);
+                Box::new(RedisQueue::connect(config).await.unwrap())
+            }
+        }
+    }
+
     /// Starts running commands.
     pub async fn start(&mut self) {
         match &mut self.running {

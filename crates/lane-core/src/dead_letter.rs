@@ -4,32 +4,13 @@ use std::collections::VecDeque;
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::command::CommandId;
 use crate::journal::Journal;
 use crate::storage::StorageOp;
 
-/// A command that failed for good.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DeadLetter {
-    /// The command's id.
-    pub command_id: CommandId,
-    /// Its type.
-    pub command_type: String,
-    /// The lane it ran in.
-    pub lane_id: String,
-    /// The last error.
-    pub error: String,
-    /// How many times it ran.
-    pub attempts: u32,
-    /// When it failed for good, in milliseconds since the Unix epoch.
-    pub failed_at: u64,
-    /// The JSON payload of a replayable command, so it can be re-driven; `None` for
-    /// in-process commands.
-    pub payload: Option<Value>,
-}
+// Defined with the other stored types, which must not depend on this module.
+pub use crate::storage::record::DeadLetter;
 
 /// A bounded list of dead letters; when full, the oldest is evicted. Cheap to clone (shared).
 ///

@@ -5,10 +5,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use parking_lot::Mutex;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+use crate::client::{CancelOutcome, CommandStatus, QueueClient, SubmittedCommand};
 use crate::command::{
     Command, CommandContext, CommandId, Handler, HandlerRegistry, ReplayableCommand, command_fn,
 };
@@ -488,5 +490,64 @@ impl QueueManager {
     /// Whether [`QueueManager::shutdown`] was called.
     pub fn is_shutting_down(&self) -> bool {
         self.queue.is_shutting_down()
+    }
+}
+
+#[async_trait]
+impl QueueClient for QueueManager {
+    async fn submit(
+        &self,
+        lane: &str,
+        command_type: &str,
+        payload: Value,
+    ) -> Result<SubmittedCommand> {
+        let handle = self.submit_replayable(lane, command_type, payload).await?;
+        Ok(SubmittedCommand::new(handle.id(), handle))
+    }
+
+    async fn cancel(&self, id: CommandId) -> Result<CancelOutcome> {
+        Ok(self.queue().cancel_command(id))
+    }
+
+    async fn command(&self, id: CommandId) -> Result<Option<CommandStatus>> {
+        Ok(self.queue().command_status(id))
+    }
+
+    async fn stats(&self) -> Result<QueueStats> {
+        Ok(self.queue().stats_now())
+    }
+
+    async fn pause_lane(&self, lane: &str) -> Result<()> {
+        QueueManager::pause_lane(self, lane)
+    }
+
+    async fn pause_lane_for(&self, lane: &str, duration: Duration) -> Result<()> {
+        QueueManager::pause_lane_for(self, lane, duration)
+    }
+
+    async fn resume_lane(&self, lane: &str) -> Result<()> {
+        QueueManager::resume_lane(self, lane)
+    }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {
+        let Some(dlq) = QueueManager::dead_letters(self) else {
+            return Ok(Vec::new());
+        };
+        let mut letters = dlq.list().await;
+        letters.truncate(limit);
+        Ok(letters)
+    }
+
+    async fn redrive(&self, id: CommandId) -> Result<SubmittedCommand> {
+        let handle = QueueManager::redrive(self, id).await?;
+        Ok(SubmittedCommand::new(handle.id(), handle))
+    }
+
+    async fn purge_dead_letters(&self) -> Result<usize> {
+        Ok(QueueManager::dead_letters(self).map_or(0, |dlq| dlq.purge()))
+    }
+
+    fn subscribe(&self) -> EventStream {
+        QueueManager::subscribe(self)
     }
 }

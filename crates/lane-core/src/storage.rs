@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::command::CommandId;
-use crate::dead_letter::DeadLetter;
 use crate::error::Result;
+
+use record::DeadLetter;
 
 /// A replayable command as the store keeps it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,6 +33,35 @@ pub struct StoredCommand {
 
 /// A dead letter as the store keeps it.
 pub type StoredDeadLetter = DeadLetter;
+
+/// The dead letter record, defined here so that the stored types depend on nothing above
+/// them; [`dead_letter`](crate::dead_letter) re-exports it (its public path).
+pub(crate) mod record {
+    use serde::{Deserialize, Serialize};
+    use serde_json::Value;
+
+    use crate::command::CommandId;
+
+    /// A command that failed for good.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    pub struct DeadLetter {
+        /// The command's id.
+        pub command_id: CommandId,
+        /// Its type.
+        pub command_type: String,
+        /// The lane it ran in.
+        pub lane_id: String,
+        /// The last error.
+        pub error: String,
+        /// How many times it ran.
+        pub attempts: u32,
+        /// When it failed for good, in milliseconds since the Unix epoch.
+        pub failed_at: u64,
+        /// The JSON payload of a replayable command, so it can be re-driven; `None` for
+        /// in-process commands.
+        pub payload: Option<Value>,
+    }
+}
 
 /// One journal write, as batched into [`Storage::apply`].
 #[derive(Debug, Clone, PartialEq)]

@@ -64,6 +64,7 @@
 mod client;
 mod config;
 mod connection;
+mod events;
 mod progress;
 mod queue;
 mod scripts;

@@ -166,8 +166,9 @@ fn message(route: &Route, progress: &Value) -> String {
     )
 }
 
-/// Pushes waiting reports until the worker stops: per submitter one RPUSH of its
-/// messages (oldest first) and a PEXPIRE with the result TTL, all in one pipeline.
+/// Pushes waiting reports until the worker stops: one entry of the queue's event stream
+/// for the batch, and per waiting submitter one RPUSH of its messages (oldest first) and
+/// a PEXPIRE with the result TTL, all in one pipeline.
 pub(crate) async fn run_sender(
     outbox: Arc<ProgressOutbox>,
     mut conn: Conn,
@@ -184,15 +185,32 @@ pub(crate) async fn run_sender(
             continue;
         }
         let mut lists: Vec<(&str, Vec<String>)> = Vec::new();
+        let mut events = Vec::with_capacity(batch.len());
         for (_, pending) in &batch {
-            let client = pending.route.client.as_str();
-            let text = message(&pending.route, &pending.progress);
+            let route = &pending.route;
+            events
+                .push(serde_json::json!(["P", route.id, route.lane, pending.progress]).to_string());
+            let client = route.client.as_str();
+            if client.is_empty() {
+                continue;
+            }
+            let text = message(route, &pending.progress);
             match lists.iter_mut().find(|(c, _)| *c == client) {
                 Some((_, messages)) => messages.push(text),
                 None => lists.push((client, vec![text])),
             }
         }
         let mut pipe = redis::pipe();
+        // One stream entry for the batch, as the scripts write theirs (events.rs).
+        pipe.cmd("XADD")
+            .arg(format!("{prefix}:events"))
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(crate::events::EVENTS_KEPT)
+            .arg("*")
+            .arg("e")
+            .arg(events.join("\n"))
+            .ignore();
         for (client, messages) in &lists {
             let key = format!("{prefix}:results:{client}");
             pipe.cmd("RPUSH").arg(&key).arg(messages).ignore();

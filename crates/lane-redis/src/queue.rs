@@ -9,7 +9,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use lane_core::event::keys;
 use lane_core::{
     CancelOutcome, DeadLetter, EventEmitter, EventStream, LaneError, LaneEvent, LaneStatus,
     QueueStats, Result,
@@ -92,6 +91,10 @@ pub(crate) struct QueueInner {
     submits: mpsc::UnboundedSender<SubmitRequest>,
     /// Dropping the sender stops the result listener.
     listener: Mutex<Option<oneshot::Sender<()>>>,
+    /// Dropping the sender stops the event reader (started by the first subscriber).
+    event_reader: Mutex<Option<oneshot::Sender<()>>>,
+    /// The Redis server's clock minus this process's, in milliseconds.
+    clock_offset_ms: i64,
 }
 
 struct SubmitRequest {
@@ -179,6 +182,7 @@ impl RedisQueue {
         let target = Arc::new(config.target()?);
         let conn = target.connect(config.response_timeout).await?;
         let prefix = config.key_prefix();
+        let clock_offset_ms = clock_offset_ms(&mut conn.clone(), &prefix).await?;
         let (submits, requests) = mpsc::unbounded_channel();
         let client_id = format!("{:016x}", fastrand::u64(..));
         let result_ttl_ms = config.result_ttl.as_millis().max(1) as u64;
@@ -201,6 +205,8 @@ impl RedisQueue {
                 next_ref: AtomicU64::new(1),
                 submits,
                 listener: Mutex::new(None),
+                event_reader: Mutex::new(None),
+                clock_offset_ms,
             }),
         };
         for (id, lane, priority) in &config.lanes {
@@ -639,15 +645,17 @@ impl RedisQueue {
         }
     }
 
-    /// Subscribes to the events of the commands this process submitted and still
-    /// awaits: [`keys::COMMAND_PROGRESS`] (`lane_id`, `command_id`, `progress`, as in
-    /// process) for each [`CommandContext::report_progress`](lane_core::CommandContext::report_progress)
-    /// of their handlers, on whichever worker they run. Progress of a command whose
-    /// handle was dropped, or that arrives after its result, is not delivered. A
-    /// subscriber that falls more than 1024 events behind receives a
-    /// [`keys::EVENTS_LAGGED`] event.
+    /// Subscribes to the events of every command of the queue, whichever process
+    /// submitted it and whichever worker runs it, from now on: the keys and payloads of
+    /// the in-process queue ([`keys`](lane_core::event::keys): submitted, started, completed, retry, failed or
+    /// timeout then dead_lettered, cancelled, progress). They come from the queue's event
+    /// stream in Redis (see the crate docs), read by one task per `RedisQueue` that runs
+    /// while the queue lives, from its first subscriber on. A subscriber that falls more
+    /// than 1024 events behind receives a [`EVENTS_LAGGED`](lane_core::event::keys::EVENTS_LAGGED) event.
     pub fn subscribe(&self) -> EventStream {
-        self.inner.events.subscribe()
+        let stream = self.inner.events.subscribe();
+        self.ensure_event_reader();
+        stream
     }
 
     /// Subscribes to the events `filter` accepts; see [`RedisQueue::subscribe`].
@@ -655,7 +663,25 @@ impl RedisQueue {
     where
         F: Fn(&LaneEvent) -> bool + Send + Sync + 'static,
     {
-        self.inner.events.subscribe_filtered(filter)
+        let stream = self.inner.events.subscribe_filtered(filter);
+        self.ensure_event_reader();
+        stream
+    }
+
+    fn ensure_event_reader(&self) {
+        let mut reader = self.inner.event_reader.lock();
+        if reader.is_some() {
+            return;
+        }
+        let (stop_tx, stop_rx) = oneshot::channel();
+        *reader = Some(stop_tx);
+        tokio::spawn(crate::events::run_reader(
+            self.inner.target.clone(),
+            format!("{}:events", self.inner.prefix),
+            crate::events::stream_id_now(self.inner.clock_offset_ms),
+            self.inner.events.clone(),
+            stop_rx,
+        ));
     }
 
     /// Registers a waiter under a fresh reference; the handle forgets it when dropped.
@@ -688,7 +714,6 @@ impl RedisQueue {
             self.inner.target.clone(),
             format!("{}:results:{}", self.inner.prefix, self.inner.client_id),
             self.inner.waiters.clone(),
-            self.inner.events.clone(),
             stop_rx,
         ));
     }
@@ -769,7 +794,6 @@ async fn run_listener(
     target: Arc<Target>,
     key: String,
     waiters: Arc<Waiters>,
-    events: EventEmitter,
     mut stop: oneshot::Receiver<()>,
 ) {
     let mut conn: Option<Conn> = None;
@@ -800,7 +824,7 @@ async fn run_listener(
                 continue;
             }
         };
-        deliver(&waiters, &events, &first);
+        deliver(&waiters, &first);
         // Drain what else is waiting, a batch per round trip.
         loop {
             let more = redis::cmd("LPOP")
@@ -811,7 +835,7 @@ async fn run_listener(
             match more {
                 Ok(Some(messages)) => {
                     for message in &messages {
-                        deliver(&waiters, &events, message);
+                        deliver(&waiters, message);
                     }
                     if messages.len() < RESULT_BATCH {
                         break;
@@ -831,7 +855,7 @@ async fn run_listener(
 /// A result message is `reference \n id \n outcome \n data`; a progress message
 /// (outcome `progress`, sent by the worker while the command runs) has `lane \n JSON`
 /// as its data.
-fn deliver(waiters: &Waiters, events: &EventEmitter, message: &str) {
+fn deliver(waiters: &Waiters, message: &str) {
     let mut parts = message.splitn(4, '\n');
     let (Some(reference), Some(id), Some(outcome), Some(data)) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -851,20 +875,12 @@ fn deliver(waiters: &Waiters, events: &EventEmitter, message: &str) {
             tracing::warn!(message, "ignoring a progress message that is not JSON");
             return;
         };
-        let event = events.has_subscribers().then(|| progress.clone());
-        {
-            let waiters = waiters.lock();
-            // Not awaited (handle dropped) or already finished: nobody follows it.
-            let Some(waiter) = waiters.get(&reference) else {
-                return;
-            };
+        // Subscribers get it from the event stream; here it only updates the handle.
+        let _ = (id, lane);
+        let waiters = waiters.lock();
+        // Not awaited (handle dropped) or already finished: nobody follows it.
+        if let Some(waiter) = waiters.get(&reference) {
             waiter.progress.send_replace(Some(progress));
-        }
-        if let Some(progress) = event {
-            events.emit(LaneEvent::new(
-                keys::COMMAND_PROGRESS,
-                serde_json::json!({ "lane_id": lane, "command_id": id, "progress": progress }),
-            ));
         }
         return;
     }
@@ -939,6 +955,19 @@ impl Drop for RedisCommandHandle {
     }
 }
 
+/// The Redis server's clock minus this process's, in milliseconds (one TIME round trip;
+/// good to the round trip's length).
+async fn clock_offset_ms(conn: &mut Conn, prefix: &str) -> Result<i64> {
+    let (secs, micros): (i64, i64) = conn
+        .query_at(prefix, redis::cmd("TIME"))
+        .await
+        .map_err(|e| redis_error(&e))?;
+    let local = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    Ok(secs.saturating_mul(1000).saturating_add(micros / 1000) - local)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -959,41 +988,31 @@ mod tests {
         (result_rx, progress_rx)
     }
 
-    #[tokio::test]
-    async fn progress_reaches_events_and_handle_until_the_result_then_is_dropped() {
+    #[test]
+    fn progress_reaches_the_handle_until_the_result_then_is_dropped() {
         let waiters = Waiters::default();
-        let events = EventEmitter::new(16);
-        let mut stream = events.subscribe();
         let (mut result, progress) = waiter(&waiters, 1);
-        let (_other, _) = waiter(&waiters, 2);
+        let (_other, other_progress) = waiter(&waiters, 2);
 
-        deliver(&waiters, &events, "1\n41\nprogress\njobs\n{\"done\":1}");
-        let event = stream.recv().await.unwrap();
-        assert_eq!(event.key, keys::COMMAND_PROGRESS);
-        assert_eq!(
-            event.payload,
-            json!({"lane_id": "jobs", "command_id": 41, "progress": {"done": 1}})
-        );
+        deliver(&waiters, "1\n41\nprogress\njobs\n{\"done\":1}");
         assert_eq!(*progress.borrow(), Some(json!({"done": 1})));
 
-        deliver(&waiters, &events, "1\n41\nok\n\"finished\"");
+        deliver(&waiters, "1\n41\nok\n\"finished\"");
         assert_eq!(result.try_recv().unwrap().unwrap(), json!("finished"));
         // Late progress of the finished command, then progress of another one: only the
         // second is delivered.
-        deliver(&waiters, &events, "1\n41\nprogress\njobs\n{\"done\":2}");
-        deliver(&waiters, &events, "2\n42\nprogress\njobs\n7");
-        let event = stream.recv().await.unwrap();
-        assert_eq!(event.command_id(), Some(42));
+        deliver(&waiters, "1\n41\nprogress\njobs\n{\"done\":2}");
+        deliver(&waiters, "2\n42\nprogress\njobs\n7");
+        assert_eq!(*other_progress.borrow(), Some(json!(7)));
         assert_eq!(*progress.borrow(), Some(json!({"done": 1})));
     }
 
     #[test]
     fn malformed_progress_is_ignored_without_resolving_the_handle() {
         let waiters = Waiters::default();
-        let events = EventEmitter::new(16);
         let (mut result, progress) = waiter(&waiters, 1);
-        deliver(&waiters, &events, "1\n41\nprogress\nno-newline");
-        deliver(&waiters, &events, "1\n41\nprogress\njobs\nnot json");
+        deliver(&waiters, "1\n41\nprogress\nno-newline");
+        deliver(&waiters, "1\n41\nprogress\njobs\nnot json");
         assert!(result.try_recv().is_err(), "still waiting for the result");
         assert_eq!(*progress.borrow(), None);
     }

@@ -54,6 +54,7 @@ if ncomp > 0 then
         stat('retried')
         local delay = tonumber(ARGV[base + 4])
         requeue_entry(id, entry, tonumber(attempts) + 1, tonumber(failures) + 1)
+        event('R', tonumber(id), lane, tonumber(attempts) + 2, delay, data)
         if delay > 0 then
           redis.call('ZADD', P .. ':delayed', num(now + delay), id)
         else
@@ -234,6 +235,8 @@ while claimed < want do
         if entry then
           local token = first_token + j
           add_active(lane, 1)
+          local _, attempts = string.match(entry, HEAD)
+          event('B', tonumber(id), lane, entry_type(entry), tonumber(attempts) + 1)
           local base = #claims
           claims[base + 1] = id
           claims[base + 2] = token

@@ -292,6 +292,22 @@ local function notify(client, cref, id, outcome, data)
   end
 end
 
+-- Events of the queue's commands, for subscribers in any process (RedisQueue::subscribe):
+-- each a JSON array [code, id, lane, ...] (see events.rs), collected per script run and
+-- written by flush() as one entry of the stream P:events (field 'e', one event a line).
+-- The stream keeps about EVENTS_KEPT entries.
+local EVENTS_KEPT = 10000
+local events_out = {}
+local function event(...)
+  events_out[#events_out + 1] = cjson.encode({...})
+end
+
+-- The command type of an entry.
+local function entry_type(entry)
+  local _, _, _, _, _, rest = string.match(entry, HEAD)
+  return string.match(entry, '^([^\n]*)', rest)
+end
+
 -- Ids whose entry (and cancel flag) flush() removes.
 local removed = {}
 
@@ -324,7 +340,15 @@ end
 -- its entry and its last run (worker and run 'token|claimed at', or nil for a command
 -- that never ran), and sends the outcome to the submitter. Dead letters never expire.
 local function finish(id, state, outcome, data, now, entry, worker, run)
-  local _, _, _, client, cref = string.match(entry, HEAD)
+  local lane, _, _, client, cref = string.match(entry, HEAD)
+  if state == 'done' then
+    local claimed = tonumber(string.match(run or '', '|(%d+)$') or now)
+    event('C', tonumber(id), lane, now - claimed)
+  elseif state == 'dead' then
+    event('F', tonumber(id), lane, entry_type(entry), data)
+  else
+    event('X', tonumber(id), lane, run and 1 or 0, data)
+  end
   local stamp = num(now)
   done_fields[#done_fields + 1] = id
   done_fields[#done_fields + 1] = pack_record(entry, state, outcome, data, stamp, worker, run)
@@ -373,6 +397,11 @@ local function flush(ttl_ms)
       call_sliced('HDEL', SINCE, removed)
     end
     removed = {}
+  end
+  if #events_out > 0 then
+    redis.call('XADD', P .. ':events', 'MAXLEN', '~', EVENTS_KEPT, '*', 'e',
+      table.concat(events_out, '\n'))
+    events_out = {}
   end
   for _, client in ipairs(outbox_clients) do
     local list = P .. ':results:' .. client

@@ -671,8 +671,9 @@ impl Driver {
     fn start(&mut self, claim: Claim) {
         let (mut ctx, trigger) =
             CommandContext::with_cancel_trigger(claim.id, &claim.lane, claim.attempt);
-        // Progress goes to the submitter's result list; with no submitter, nowhere.
-        let reports = !claim.client.is_empty();
+        // Progress goes to the queue's event stream, and to the submitter's result list
+        // when one waits.
+        let reports = true;
         if reports {
             let progress = self.shared.progress.clone();
             progress.open(

@@ -1,0 +1,99 @@
+//! Starting, shutting down and waiting until idle.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use tokio::runtime::Handle;
+use tokio::time::Instant;
+
+use super::CommandQueue;
+use super::effects::Effects;
+use crate::error::{LaneError, Result};
+use crate::event::keys;
+use crate::scheduler::LaneIdx;
+
+impl CommandQueue {
+    /// Starts dispatching on the current tokio runtime. Commands submitted before are
+    /// kept in their lanes and start now. Calling it again does nothing.
+    pub fn start(self: &Arc<Self>) -> Result<()> {
+        let handle = Handle::try_current().map_err(|_| {
+            LaneError::QueueError("start() must be called from inside a tokio runtime".into())
+        })?;
+        let _ = self.runtime.set(handle);
+        let mut effects = Effects::default();
+        {
+            let mut state = self.state.lock();
+            if state.started {
+                return Ok(());
+            }
+            state.started = true;
+            for index in 0..state.lanes.len() as LaneIdx {
+                state.mark_ready(index);
+            }
+            self.dispatch_locked(&mut state, Instant::now(), &mut effects);
+            // Deadlines set before start (a timed pause) had no runtime to drive them.
+            if state.timers.next_deadline().is_some() {
+                self.ensure_timer_driver(&mut state);
+            }
+            self.capture_depths(&state, &mut effects, &[]);
+        }
+        self.apply(effects, false);
+        Ok(())
+    }
+
+    /// Whether [`CommandQueue::start`] was called.
+    pub fn is_started(&self) -> bool {
+        self.state.lock().started
+    }
+
+    pub(crate) fn begin_shutdown(&self, hard: bool) -> bool {
+        let mut state = self.state.lock();
+        let first = !state.shutting_down;
+        state.shutting_down = true;
+        if hard {
+            state.hard_stop = true;
+        }
+        first
+    }
+
+    /// Whether shutdown (graceful or hard) has begun; no new command is accepted.
+    pub fn is_shutting_down(&self) -> bool {
+        self.state.lock().shutting_down
+    }
+
+    pub(super) fn became_idle(&self) {
+        let complete = {
+            let mut state = self.state.lock();
+            if state.shutting_down && state.is_idle() && !state.shutdown_complete_sent {
+                state.shutdown_complete_sent = true;
+                true
+            } else {
+                false
+            }
+        };
+        if complete {
+            self.events.emit_with(keys::SHUTDOWN_COMPLETE, || json!({}));
+        }
+        self.idle.notify_waiters();
+    }
+
+    /// Reports idleness after `shutdown()` when nothing was running.
+    pub(crate) fn check_idle(&self) {
+        if self.state.lock().is_idle() {
+            self.became_idle();
+        }
+    }
+
+    /// Waits until no command is pending, delayed or running.
+    pub async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.state.lock().is_idle() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}

@@ -1,0 +1,332 @@
+//! Running commands: the runner loop, one supervised run, and the booking of its end
+//! (retry, dead letter or final reply) with the reports to observers, subscribers and
+//! the journal.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use super::effects::Effects;
+use super::{CommandQueue, info, now_ms};
+use crate::command::CommandContext;
+use crate::dead_letter::DeadLetter;
+use crate::error::LaneError;
+use crate::event::{EventEmitter, keys};
+use crate::observer::{CommandInfo, RunOutcome};
+use crate::runner::{self, RunEnd, RunLimits};
+use crate::scheduler::{Dispatch, Task};
+use crate::storage::{StorageOp, StoredCommand};
+
+impl CommandQueue {
+    pub(super) fn spawn(self: &Arc<Self>, dispatch: Dispatch) {
+        let runner = self.clone().run(dispatch);
+        if let Some(spawner) = &self.spawner {
+            spawner.spawn(Box::pin(runner));
+            return;
+        }
+        let handle = self
+            .runtime
+            .get()
+            .expect("dispatch happens only after start()");
+        handle.spawn(runner);
+    }
+
+    async fn run(self: Arc<Self>, mut dispatch: Dispatch) {
+        loop {
+            // Run time is reported to observers and subscribers only; nobody, no clock read.
+            let timed = !self.observers.is_empty() || self.events.has_subscribers();
+            let started = timed.then(Instant::now);
+            let result = Self::execute(&dispatch, &self.events).await;
+            let elapsed = started.map_or(Duration::ZERO, |started| started.elapsed());
+            match self.finish(dispatch, result, elapsed) {
+                Some(next) => {
+                    dispatch = next;
+                    tokio::task::consume_budget().await;
+                }
+                None => return,
+            }
+        }
+    }
+
+    async fn execute(dispatch: &Dispatch, events: &EventEmitter) -> RunEnd {
+        let task = &dispatch.task;
+        if task.cancel.is_requested() {
+            return RunEnd::Cancelled(runner::CANCELLED_BEFORE_START);
+        }
+        let ctx = CommandContext::new(
+            task.id,
+            dispatch.lane.clone(),
+            dispatch.attempt,
+            task.cancel.clone(),
+            events.clone(),
+        );
+        // One span per run, a child of the submitter's span. Without a subscriber this is
+        // a disabled span: no allocation, and entering it does nothing.
+        let span = tracing::info_span!(
+            target: "a3s_lane",
+            parent: &task.span,
+            "lane.command",
+            lane = &*dispatch.lane,
+            command_id = task.id,
+            command_type = task.command.command_type(),
+            attempt = i64::from(dispatch.attempt),
+            otel.kind = "consumer",
+            outcome = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let limits = RunLimits {
+            timeout: dispatch.timeout,
+            cancel_grace: dispatch.grace,
+        };
+        let run = ctx.scope(task.command.execute()).instrument(span.clone());
+        let result = runner::supervise_with(&task.cancel, limits, run).await;
+        if !span.is_disabled() {
+            let (outcome, failed) = match &result {
+                RunEnd::Ok(_) => ("completed", false),
+                RunEnd::Err(error) if error.is_timeout() => ("timed_out", true),
+                RunEnd::Err(_) => ("failed", true),
+                RunEnd::Cancelled(_) => ("cancelled", false),
+            };
+            span.record("outcome", outcome);
+            if failed {
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+        result
+    }
+
+    /// Books a finished run: retry, dead letter or final reply; then dispatches.
+    fn finish(
+        self: &Arc<Self>,
+        dispatch: Dispatch,
+        result: RunEnd,
+        elapsed: Duration,
+    ) -> Option<Dispatch> {
+        let Dispatch {
+            task,
+            lane: lane_name,
+            attempt,
+            ..
+        } = dispatch;
+        let mut effects = Effects::default();
+        let mut retry_delay = None;
+        let mut stopped_before_retry = false;
+        let now = Instant::now();
+        {
+            let mut state = self.state.lock();
+            state.release(task.lane());
+            if let RunEnd::Err(error) = &result
+                && error.is_retryable()
+            {
+                let lane = state.lane(task.lane());
+                retry_delay = lane
+                    .config
+                    .retry_strategy()
+                    .and_then(|strategy| strategy.retry_delay(task.failures() + 1, error));
+                // After a hard stop a failure that would be retried is not a dead letter:
+                // like a delayed retry cancelled by the stop, it stays in storage (with
+                // this failure counted) and runs again on the next start.
+                if retry_delay.is_some() && state.shutting_down_hard() {
+                    retry_delay = None;
+                    stopped_before_retry = true;
+                }
+            }
+            match retry_delay {
+                Some(delay) if delay.is_zero() => {
+                    state.record_failure(&task);
+                    effects
+                        .signals
+                        .extend(state.enqueue(task.clone(), now, true));
+                }
+                Some(delay) => state.set_delayed(&task, now + delay),
+                None => {
+                    if matches!(result, RunEnd::Err(_)) {
+                        state.record_failure(&task);
+                    }
+                    state.finish_task(&task);
+                }
+            }
+            self.dispatch_locked(&mut state, now, &mut effects);
+            self.capture_depths(&state, &mut effects, &[task.lane()]);
+            effects.idle = state.is_idle();
+            if retry_delay.is_some_and(|d| !d.is_zero()) {
+                self.ensure_timer_driver(&mut state);
+            }
+        }
+        if stopped_before_retry {
+            self.report_stopped_before_retry(&task, &lane_name, attempt, result, elapsed);
+        } else {
+            self.report_finish(&task, &lane_name, attempt, result, retry_delay, elapsed);
+        }
+        self.apply(effects, true)
+    }
+
+    /// A command failed during a hard stop and would have been retried: it is reported
+    /// as cancelled by the stop and its journal record keeps the new failure count.
+    fn report_stopped_before_retry(
+        &self,
+        task: &Arc<Task>,
+        lane: &Arc<str>,
+        attempt: u32,
+        result: RunEnd,
+        elapsed: Duration,
+    ) {
+        let RunEnd::Err(error) = result else {
+            return;
+        };
+        let info = info(task, lane, attempt);
+        for observer in &self.observers {
+            observer.on_finish(
+                &info,
+                RunOutcome::Failed {
+                    error: &error,
+                    retrying: false,
+                },
+                elapsed,
+            );
+        }
+        const REASON: &str = "the queue was stopped before the command's retry";
+        self.events.emit_with(keys::COMMAND_CANCELLED, || {
+            json!({ "lane_id": &**lane, "command_id": task.id, "was_running": true, "reason": REASON, "error": error.to_string() })
+        });
+        self.journal_failure_count(task, lane);
+        task.reply(Err(LaneError::Cancelled(REASON.into())));
+    }
+
+    fn report_finish(
+        &self,
+        task: &Arc<Task>,
+        lane: &Arc<str>,
+        attempt: u32,
+        result: RunEnd,
+        retry_delay: Option<Duration>,
+        elapsed: Duration,
+    ) {
+        let info = info(task, lane, attempt);
+        let retrying = retry_delay.is_some();
+        match result {
+            RunEnd::Ok(value) => {
+                for observer in &self.observers {
+                    observer.on_finish(&info, RunOutcome::Completed, elapsed);
+                }
+                self.events.emit_with(keys::COMMAND_COMPLETED, || {
+                    json!({ "lane_id": &**lane, "command_id": task.id, "duration_ms": elapsed.as_secs_f64() * 1000.0 })
+                });
+                self.journal_remove(task);
+                task.reply(Ok(value));
+            }
+            RunEnd::Cancelled(reason) => {
+                for observer in &self.observers {
+                    observer.on_finish(&info, RunOutcome::Cancelled, elapsed);
+                }
+                self.events.emit_with(keys::COMMAND_CANCELLED, || {
+                    json!({ "lane_id": &**lane, "command_id": task.id, "was_running": true, "reason": reason })
+                });
+                if !task.interrupted.load(Ordering::Relaxed) {
+                    self.journal_remove(task);
+                }
+                task.reply(Err(LaneError::Cancelled(reason.into())));
+            }
+            RunEnd::Err(error) => {
+                let outcome = if error.is_timeout() {
+                    RunOutcome::TimedOut { retrying }
+                } else {
+                    RunOutcome::Failed {
+                        error: &error,
+                        retrying,
+                    }
+                };
+                for observer in &self.observers {
+                    observer.on_finish(&info, outcome, elapsed);
+                }
+                if let Some(delay) = retry_delay {
+                    for observer in &self.observers {
+                        observer.on_retry(&info, delay);
+                    }
+                    self.events.emit_with(keys::COMMAND_RETRY, || {
+                        json!({
+                            "lane_id": &**lane,
+                            "command_id": task.id,
+                            "attempt": task.failures() + 1,
+                            "delay_ms": delay.as_millis() as u64,
+                            "error": error.to_string(),
+                        })
+                    });
+                    self.journal_failure_count(task, lane);
+                    return;
+                }
+                let key = if error.is_timeout() {
+                    keys::COMMAND_TIMEOUT
+                } else {
+                    keys::COMMAND_FAILED
+                };
+                self.events.emit_with(key, || {
+                    json!({ "lane_id": &**lane, "command_id": task.id, "error": error.to_string() })
+                });
+                self.dead_letter(task, lane, &info, &error);
+                task.reply(Err(error));
+            }
+        }
+    }
+
+    fn dead_letter(&self, task: &Arc<Task>, lane: &str, info: &CommandInfo<'_>, error: &LaneError) {
+        let letter = DeadLetter {
+            command_id: task.id,
+            command_type: task.command.command_type().to_owned(),
+            lane_id: lane.to_owned(),
+            error: error.to_string(),
+            attempts: task.failures(),
+            failed_at: now_ms(),
+            payload: task.payload.clone(),
+        };
+        if self.dlq.is_none() && self.journal.is_none() {
+            return;
+        }
+        for observer in &self.observers {
+            observer.on_dead_letter(info);
+        }
+        self.events.emit_with(keys::COMMAND_DEAD_LETTERED, || {
+            json!({
+                "lane_id": lane,
+                "command_id": task.id,
+                "command_type": task.command.command_type(),
+                "error": error.to_string(),
+            })
+        });
+        // The dead letter is recorded before the command is removed, so a crash in
+        // between leaves the command to recover rather than losing it. A queue with a
+        // journal has attached it to its dead letters, so `push_sync` writes the letter.
+        match (&self.dlq, &self.journal) {
+            (Some(dlq), _) => {
+                dlq.push_sync(letter);
+            }
+            (None, Some(journal)) => journal.write(StorageOp::SaveDeadLetter(letter)),
+            (None, None) => {}
+        }
+        self.journal_remove(task);
+    }
+
+    /// Rewrites a durable command's record with its new failure count.
+    fn journal_failure_count(&self, task: &Task, lane: &str) {
+        if let (Some(journal), Some(payload)) = (&self.journal, &task.payload) {
+            journal.write(StorageOp::SaveCommand(StoredCommand {
+                id: task.id,
+                lane_id: lane.to_owned(),
+                command_type: task.command.command_type().to_owned(),
+                payload: payload.clone(),
+                attempts: task.failures(),
+                created_at: task.created_at_ms,
+            }));
+        }
+    }
+
+    pub(super) fn journal_remove(&self, task: &Task) {
+        if let (Some(journal), Some(_)) = (&self.journal, &task.payload) {
+            journal.write(StorageOp::RemoveCommand(task.id));
+        }
+    }
+}

@@ -1,0 +1,86 @@
+//! The timer task: sleeps until the earliest deadline (delayed retries, rate-limit
+//! refills, timed pauses) and acts on the due ones. It exists only while a deadline does.
+
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use super::CommandQueue;
+use super::effects::Effects;
+use crate::error::LaneError;
+use crate::scheduler::timers::TimerKind;
+use crate::scheduler::{Phase, State};
+
+impl CommandQueue {
+    /// Spawns the timer task if it is not running, or wakes it to re-read the deadline.
+    pub(super) fn ensure_timer_driver(self: &Arc<Self>, state: &mut State) {
+        state.timers.take_scheduled();
+        if state.timers.driver_running {
+            self.timer_wake.notify_one();
+            return;
+        }
+        let Some(handle) = self.runtime.get() else {
+            return;
+        };
+        state.timers.driver_running = true;
+        let queue = Arc::downgrade(self);
+        let wake = self.timer_wake.clone();
+        handle.spawn(async move {
+            loop {
+                // A weak reference: a dropped queue ends the timer task at its next wake-up.
+                let Some(deadline) = queue.upgrade().and_then(|queue| queue.fire_timers()) else {
+                    return;
+                };
+                tokio::select! {
+                    () = tokio::time::sleep_until(deadline) => {}
+                    () = wake.notified() => {}
+                }
+            }
+        });
+    }
+
+    /// Acts on every due timer and dispatches; returns the next deadline, or `None`
+    /// (and marks the driver stopped) when no timer is left.
+    fn fire_timers(self: &Arc<Self>) -> Option<Instant> {
+        let mut effects = Effects::default();
+        let mut cancelled_while_delayed = Vec::new();
+        let next = {
+            let mut state = self.state.lock();
+            let now = Instant::now();
+            while let Some(kind) = state.timers.pop_due(now) {
+                match kind {
+                    TimerKind::Retry(task) => {
+                        if task.phase() == Phase::Delayed {
+                            state.total_delayed -= 1;
+                            if state.shutting_down_hard() {
+                                cancelled_while_delayed.push(task);
+                                continue;
+                            }
+                            effects.signals.extend(state.enqueue(task, now, true));
+                        }
+                    }
+                    TimerKind::Unthrottle(lane) => state.unthrottle(lane),
+                    TimerKind::Resume(lane) => state.resume_if_due(lane, now),
+                }
+            }
+            state.dispatch(now, &mut effects.start, &mut effects.signals);
+            self.capture_depths(&state, &mut effects, &[]);
+            // This is the timer task: it reads the next deadline below, so new ones need no wake-up.
+            state.timers.take_scheduled();
+            effects.idle = state.is_idle();
+            let next = state.timers.next_deadline();
+            if next.is_none() {
+                state.timers.driver_running = false;
+            }
+            for task in &cancelled_while_delayed {
+                state.finish_task(task);
+            }
+            next
+        };
+        for task in cancelled_while_delayed {
+            task.reply(Err(LaneError::Cancelled("the queue was stopped".into())));
+        }
+        self.apply(effects, false);
+        next
+    }
+}
