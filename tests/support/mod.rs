@@ -1,7 +1,9 @@
 //! Shared helpers for the integration tests.
 #![allow(dead_code, unreachable_pub)]
 
+/// The Redis test server's helpers; they live with the Redis engine's own tests.
 #[cfg(feature = "redis")]
+#[path = "../../crates/lane-redis/tests/redis/support.rs"]
 pub mod redis;
 
 use std::path::Path;

@@ -1,14 +1,13 @@
 //! Cancelling pending, running and whole lanes; pausing and resuming lanes.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use a3s_lane::{CommandContext, LaneConfig, LaneError, event_keys};
 use serde_json::Value;
-use support::{Log, Probe, settle, started};
 use tokio::sync::Semaphore;
+
+use crate::support::{self, Log, Probe, settle, started};
 
 #[tokio::test]
 async fn cancelling_a_pending_command_removes_it_and_tells_the_submitter() {

@@ -1,8 +1,6 @@
 //! Dead letters: what they keep, re-driving them, bounded capacity, and persistence in
 //! `LocalStorage` across restarts.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -12,7 +10,8 @@ use a3s_lane::{
 };
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use support::{durable_manager, one_lane, stop_and_drain, storage};
+
+use crate::support::{durable_manager, one_lane, stop_and_drain, storage};
 
 /// Fails while `broken` is set (retryable), succeeds afterwards.
 fn switchable(broken: Arc<AtomicBool>) -> impl a3s_lane::Handler {

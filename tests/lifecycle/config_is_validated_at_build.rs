@@ -1,9 +1,8 @@
 //! Invalid configuration is a ConfigError that names the lane and the reason.
 
-mod support;
-
 use a3s_lane::{EventEmitter, LaneConfig, LaneError, QueueManagerBuilder};
-use support::builder;
+
+use crate::support::builder;
 
 async fn build_error(lanes: &[(&str, LaneConfig, u8)]) -> String {
     match builder(lanes).build().await {

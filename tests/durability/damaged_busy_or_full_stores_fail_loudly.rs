@@ -1,11 +1,10 @@
 //! A store that cannot be trusted is an error at open (or at submit, for a full disk),
 //! never an empty queue that hides the commands it held.
 
-mod support;
-
 use a3s_lane::{LaneConfig, LaneError, LocalStorage, LocalStorageConfig, Storage, handler_fn};
 use serde_json::json;
-use support::{one_lane, storage};
+
+use crate::support::{one_lane, storage};
 
 fn storage_error(result: a3s_lane::Result<LocalStorage>) -> String {
     match result {

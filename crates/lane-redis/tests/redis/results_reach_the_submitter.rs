@@ -1,8 +1,5 @@
 //! Producers submit replayable commands to a Redis queue; workers run them with their
 //! registered handlers; results, errors, retries and dead letters come back.
-#![cfg(feature = "redis")]
-
-mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -13,7 +10,8 @@ use a3s_lane::{
     RemoteState, RetryPolicy, RetryStrategy, handler_fn,
 };
 use serde_json::json;
-use support::redis::TestQueue;
+
+use crate::support::TestQueue;
 
 fn config(slots: usize) -> RedisWorkerConfig {
     RedisWorkerConfig::new(slots)
@@ -315,7 +313,7 @@ async fn finished_records_expire_after_the_result_ttl_but_dead_letters_stay() {
     );
     // Each later round trip trims records past the ttl; keep the worker talking.
     let queue = test.queue.clone();
-    support::redis::eventually(
+    crate::support::eventually(
         "the finished record expires",
         Duration::from_secs(20),
         || {

@@ -1,13 +1,12 @@
 //! Strict priority between lanes, FIFO inside a lane, round robin between equal priorities,
 //! and per-lane caps, observed with a global budget.
 
-mod support;
-
 use std::sync::Arc;
 
 use a3s_lane::{EventEmitter, LaneConfig, QueueManagerBuilder};
-use support::{Log, Probe, builder, settle};
 use tokio::sync::Semaphore;
+
+use crate::support::{self, Log, Probe, builder, settle};
 
 #[tokio::test]
 async fn with_a_budget_of_one_commands_start_in_priority_then_fifo_order() {

@@ -1,13 +1,12 @@
 //! shutdown() stops admission, drain() waits with a deadline, shutdown_now() cancels.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use a3s_lane::{LaneConfig, LaneError};
-use support::{Log, Probe, Sleep, settle, started};
 use tokio::sync::Semaphore;
+
+use crate::support::{self, Log, Probe, Sleep, settle, started};
 
 #[tokio::test(start_paused = true)]
 async fn shutdown_rejects_new_commands_and_drain_waits_for_running_ones() {

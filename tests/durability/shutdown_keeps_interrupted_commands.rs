@@ -2,8 +2,6 @@
 //! running commands, and a durable command it interrupts stays in storage with its
 //! attempt count for the next start.
 
-mod support;
-
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -12,7 +10,8 @@ use a3s_lane::{
 };
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use support::{ValueLog, durable_manager, one_lane, stop_and_drain};
+
+use crate::support::{ValueLog, durable_manager, one_lane, stop_and_drain};
 
 #[tokio::test(start_paused = true)]
 async fn shutdown_refuses_new_work_and_drain_waits_for_the_rest() {

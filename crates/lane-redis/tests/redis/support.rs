@@ -1,4 +1,7 @@
-//! Helpers for the tests that need a Redis server.
+//! Helpers for the tests that need a Redis server: the Redis engine's tests here, and the
+//! facade's conformance suite (`tests/support/mod.rs` includes this file as `redis`).
+// Shared between test binaries, not each of which uses every helper; `pub` for them.
+#![allow(dead_code, unreachable_pub)]
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

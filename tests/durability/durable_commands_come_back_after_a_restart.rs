@@ -1,8 +1,6 @@
 //! Recovery with `LocalStorage`: unfinished replayable commands come back after a restart,
 //! at the front of their lanes, in their original order, with their attempt counts.
 
-mod support;
-
 use std::time::Duration;
 
 use a3s_lane::{
@@ -10,7 +8,8 @@ use a3s_lane::{
     StoredCommand, handler_fn,
 };
 use serde_json::{Value, json};
-use support::{ValueLog, durable_manager, one_lane, stop_and_drain, storage, stored_ns};
+
+use crate::support::{ValueLog, durable_manager, one_lane, stop_and_drain, storage, stored_ns};
 
 fn recording(log: &ValueLog) -> impl a3s_lane::Handler {
     let log = log.clone();

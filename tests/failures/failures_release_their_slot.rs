@@ -1,13 +1,12 @@
 //! A command that panics, fails or times out releases its slot, reports to the submitter
 //! and the event stream, and never wedges its lane.
 
-mod support;
-
 use std::time::Duration;
 
 use a3s_lane::{LaneConfig, LaneError, event_keys};
 use serde_json::Value;
-use support::{Sleep, started};
+
+use crate::support::{self, Sleep, started};
 
 #[tokio::test]
 async fn a_panicking_command_fails_and_the_lane_keeps_running() {

@@ -1,8 +1,5 @@
 //! Cancelling commands of a Redis queue: a pending one ends at once; a running one is
 //! cancelled through its cancellation signal on whichever worker runs it.
-#![cfg(feature = "redis")]
-
-mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,7 +10,8 @@ use a3s_lane::{
     RemoteState, handler_fn,
 };
 use serde_json::{Value, json};
-use support::redis::{TestQueue, eventually};
+
+use crate::support::{TestQueue, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_command_sees_its_cancellation_signal_and_the_submitter_gets_cancelled() {

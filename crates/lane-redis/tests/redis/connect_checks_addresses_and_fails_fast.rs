@@ -1,6 +1,5 @@
 //! Where a Redis queue connects is checked before connecting, and an address nothing
 //! listens on fails the connect at once with an error naming it. Needs no Redis.
-#![cfg(feature = "redis")]
 
 use std::time::Duration;
 

@@ -1,7 +1,5 @@
 //! Lifecycle events: keys, payloads, order, filtering, lag reporting, Stream support.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,8 +8,9 @@ use a3s_lane::{
 };
 use futures_util::StreamExt;
 use serde_json::Value;
-use support::{Log, Probe, settle, started};
 use tokio::sync::Semaphore;
+
+use crate::support::{self, Log, Probe, settle, started};
 
 #[derive(Debug)]
 struct RetryOnce;

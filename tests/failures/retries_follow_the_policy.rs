@@ -2,8 +2,6 @@
 //! attempt in retry events, "do not retry this error", and a retried command keeping its
 //! place at the front of its lane.
 
-mod support;
-
 use std::time::Duration;
 
 use a3s_lane::{
@@ -12,8 +10,9 @@ use a3s_lane::{
 use futures_util::StreamExt;
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use support::{ValueLog, one_lane};
 use tokio::time::Instant;
+
+use crate::support::{ValueLog, one_lane};
 
 /// A handler that records (n, attempt, time since `t0`) and fails while `attempt <=
 /// fail_until` (or the payload's `fails`, when given).

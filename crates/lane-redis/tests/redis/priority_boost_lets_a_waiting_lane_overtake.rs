@@ -1,9 +1,6 @@
 //! Priority boosting on a Redis queue: a low-priority lane whose head command has waited
 //! long enough is claimed before a busier, more urgent lane, by whichever worker claims
 //! next; without a boost the order stays strict. The wait is counted on the Redis clock.
-#![cfg(feature = "redis")]
-
-mod support;
 
 use std::time::Duration;
 
@@ -12,7 +9,8 @@ use a3s_lane::{
     RedisQueueConfig, RedisWorker, RedisWorkerConfig, RemoteState, RetryPolicy, handler_fn,
 };
 use serde_json::{Value, json};
-use support::redis::{TestQueue, eventually, redis_url};
+
+use crate::support::{TestQueue, eventually, redis_url};
 
 const HOUR: Duration = Duration::from_secs(3600);
 const WAIT_LIMIT: Duration = Duration::from_secs(60);

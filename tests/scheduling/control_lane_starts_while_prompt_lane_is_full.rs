@@ -1,12 +1,11 @@
 //! The motivating case: control commands never wait behind prompt commands.
 
-mod support;
-
 use std::sync::Arc;
 
 use a3s_lane::{EventEmitter, QueueManagerBuilder};
-use support::{Log, Probe, settle};
 use tokio::sync::Semaphore;
+
+use crate::support::{self, Log, Probe, settle};
 
 #[tokio::test]
 async fn control_starts_immediately_while_prompt_is_saturated_with_a_backlog() {

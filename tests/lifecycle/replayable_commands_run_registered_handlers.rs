@@ -1,10 +1,9 @@
 //! Replayable commands: a type name plus a JSON payload, run by the registered handler.
 
-mod support;
-
 use a3s_lane::{CommandContext, LaneConfig, LaneError, handler_fn};
 use serde_json::{Value, json};
-use support::builder;
+
+use crate::support::{self, builder};
 
 #[tokio::test]
 async fn a_replayable_command_runs_with_its_payload_and_context() {

@@ -1,10 +1,10 @@
-//! Compile-time checks that the scalability types can cross threads.
-#![cfg(feature = "redis")]
+//! Compile-time checks that the scalability types can cross threads (the Redis engine's
+//! are checked in `crates/lane-redis/tests/redis/handles_are_send_and_sync.rs`).
+#![cfg(feature = "distributed")]
 
 use a3s_lane::{
     CommandEnvelope, CommandResult, DistributedQueue, LocalDistributedQueue, PartitionConfig,
-    PartitionRouter, PartitionWorkers, PriorityBoostConfig, RateLimitConfig, RedisCommandHandle,
-    RedisQueue, RedisQueueConfig, RedisQueueStats, RedisWorker, RedisWorkerConfig, RemoteCommand,
+    PartitionRouter, PartitionWorkers, PriorityBoostConfig, RateLimitConfig,
 };
 
 fn send_sync<T: Send + Sync>() {}
@@ -20,12 +20,5 @@ fn scalability_types_are_send_and_sync() {
     send_sync::<CommandResult>();
     send_sync::<LocalDistributedQueue>();
     send_sync::<std::sync::Arc<dyn DistributedQueue>>();
-    send_sync::<RedisQueue>();
-    send_sync::<RedisQueueConfig>();
-    send_sync::<RedisWorkerConfig>();
-    send_sync::<RedisWorker>();
-    send_sync::<RedisQueueStats>();
-    send_sync::<RemoteCommand>();
-    send::<RedisCommandHandle>();
     send::<PartitionWorkers>();
 }

@@ -3,9 +3,6 @@
 //! the first URL's, checked with CLUSTER KEYSLOT / CLUSTER SLOTS and a MOVED reply from
 //! the first node, so the queue works only if its scripts and its blocking listeners
 //! are routed to the right node.
-#![cfg(feature = "redis")]
-
-mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,11 +13,12 @@ use a3s_lane::{
     RedisWorker, RedisWorkerConfig, RemoteState, handler_fn,
 };
 use serde_json::{Value, json};
-use support::redis::{
+use tokio::sync::{mpsc, watch};
+
+use crate::support::{
     ClusterQueue, cluster_masters, node_connection, prefix_off_the_first_node,
     prefixes_on_every_node, redis_cluster_urls,
 };
-use tokio::sync::{mpsc, watch};
 
 fn worker_config(slots: usize) -> RedisWorkerConfig {
     RedisWorkerConfig::new(slots)
@@ -297,7 +295,13 @@ async fn progress_reaches_the_submitter() {
     let progress = handle.progress();
     for step in 1..=3 {
         step_tx.send(()).unwrap();
-        let event = within("a progress event", events.recv()).await.unwrap();
+        // The command's lifecycle events pass by; its progress comes in order.
+        let event = loop {
+            let event = within("a progress event", events.recv()).await.unwrap();
+            if event.key == "queue.command.progress" {
+                break event;
+            }
+        };
         assert_eq!(
             event.payload,
             json!({"lane_id": "jobs", "command_id": handle.id(), "progress": step})

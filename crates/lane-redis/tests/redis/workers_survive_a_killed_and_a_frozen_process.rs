@@ -6,9 +6,6 @@
 //!
 //! The worker processes are this test binary itself, running this same test with
 //! `A3S_LANE_TEST_WORKER` set: with it, the test plays a worker instead.
-#![cfg(feature = "redis")]
-
-mod support;
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -21,7 +18,8 @@ use a3s_lane::{
 };
 use redis::AsyncCommands;
 use serde_json::{Value, json};
-use support::redis::{TestQueue, eventually, redis_url};
+
+use crate::support::{TestQueue, eventually, redis_url};
 
 const LEASE: Duration = Duration::from_secs(1);
 const HEARTBEAT: Duration = Duration::from_millis(300);
@@ -129,7 +127,7 @@ impl WorkerProcess {
         let child = Command::new(std::env::current_exe().unwrap())
             .args([
                 "--exact",
-                "three_worker_processes_lose_nothing_when_one_is_killed_and_one_frozen",
+                this_test().as_str(),
                 "--nocapture",
                 "--test-threads",
                 "1",
@@ -217,6 +215,16 @@ fn is_running(log: &[(String, u64, String, u32)], worker: &str) -> bool {
         }
     }
     open.values().any(|&n| n > 0)
+}
+
+/// The name the test harness knows this test by (its path in the test binary, without
+/// the crate), which the worker processes are started with.
+fn this_test() -> String {
+    const TEST: &str = "three_worker_processes_lose_nothing_when_one_is_killed_and_one_frozen";
+    match module_path!().split_once("::") {
+        Some((_crate, module)) => format!("{module}::{TEST}"),
+        None => TEST.to_owned(),
+    }
 }
 
 #[test]

@@ -1,8 +1,5 @@
 //! Several workers on one Redis queue: strict priority across lanes, FIFO inside a lane,
 //! each lane's cap over all workers together, global rate limits and pauses.
-#![cfg(feature = "redis")]
-
-mod support;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,7 +11,8 @@ use a3s_lane::{
 };
 use parking_lot::Mutex;
 use serde_json::{Value, json};
-use support::redis::TestQueue;
+
+use crate::support::TestQueue;
 
 fn worker_config(slots: usize) -> RedisWorkerConfig {
     RedisWorkerConfig::new(slots)

@@ -1,0 +1,16 @@
+//! Durability with `LocalStorage`: unfinished commands come back after a restart,
+//! shutdown keeps the commands it interrupts, and a store that cannot be trusted fails
+//! loudly. (The two tests that kill or lock a store from another process are their own
+//! binaries, `tests/a_killed_process_loses_no_acknowledged_command.rs` and
+//! `tests/a_store_in_use_by_another_process_is_refused.rs`: each is a `main` that runs
+//! itself as the child process.)
+//!
+//! One module per behaviour, named as the sentence it checks: `cargo test --test
+//! durability -- restart` runs one module.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod damaged_busy_or_full_stores_fail_loudly;
+mod durable_commands_come_back_after_a_restart;
+mod shutdown_keeps_interrupted_commands;

@@ -1,0 +1,16 @@
+//! Scheduling through the facade: which command starts when. Strict priority, FIFO
+//! inside a lane, caps and the global budget, rate limits, priority boosts, the
+//! scheduler's invariants on random workloads (proptest), and partitioning.
+//!
+//! One module per behaviour, named as the sentence it checks: `cargo test --test
+//! scheduling -- rate_limit` runs one module.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod control_lane_starts_while_prompt_lane_is_full;
+mod partitions_are_stable_and_spread_work;
+mod priority_boost_lets_a_waiting_lane_overtake;
+mod priority_order_and_fifo_under_a_global_budget;
+mod rate_limit_starts_commands_at_refill_instants;
+mod scheduler_invariants_hold_for_random_workloads;
