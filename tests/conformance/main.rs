@@ -23,6 +23,7 @@ mod cancel;
 mod failures;
 mod lifecycle;
 mod order;
+mod parity;
 mod pause;
 mod progress;
 

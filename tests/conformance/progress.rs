@@ -64,7 +64,8 @@ async fn lifecycle_events_of_every_command_reach_any_subscriber(engine: Engine) 
     let spec = Spec::new(handlers)
         .lane(
             "jobs",
-            LaneConfig::new(1, 1).with_retry_policy(RetryPolicy::fixed(1, Duration::from_millis(10))),
+            LaneConfig::new(1, 1)
+                .with_retry_policy(RetryPolicy::fixed(1, Duration::from_millis(10))),
             0,
         )
         .lane("parked", LaneConfig::new(1, 1), 1);
@@ -111,7 +112,9 @@ async fn lifecycle_events_of_every_command_reach_any_subscriber(engine: Engine) 
         }
         seen.push((id, event.key.clone()));
     }
-    let expected: Vec<(u64, String)> =
-        expected.iter().map(|(id, key)| (*id, (*key).to_owned())).collect();
+    let expected: Vec<(u64, String)> = expected
+        .iter()
+        .map(|(id, key)| (*id, (*key).to_owned()))
+        .collect();
     assert_eq!(seen, expected);
 }
