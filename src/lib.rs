@@ -57,11 +57,12 @@ pub use lane_core::{
     CommandHandle, CommandId, CommandInfo, CommandQueue, CommandRunner, CommandState,
     CommandStatus, DEFAULT_CANCEL_GRACE, DEFAULT_EVENT_CAPACITY, DEFAULT_LANES, DeadLetter,
     DeadLetterQueue, EventEmitter, EventStream, EventStreamClosed, FnCommand, FnHandler, Handler,
-    HandlerRegistry, IntoObserver, LaneConfig, LaneError, LaneEvent, LaneStatus, Observer,
-    PriorityBoost, PriorityBoostConfig, QueueClient, QueueManager, QueueManagerBuilder, QueueProbe,
-    QueueStats, RateLimitConfig, Result, RetryJitter, RetryPolicy, RetryPolicyBuilder,
-    RetryStrategy, RunEnd, RunLimits, RunOutcome, Spawner, Storage, StorageOp, StoredCommand,
-    StoredDeadLetter, SubmittedCommand, command_fn, event_keys, handler_fn, supervise,
+    HandlerRegistry, IntoObserver, LaneConfig, LaneError, LaneEvent, LaneStatus,
+    MAX_EVENT_CAPACITY, MAX_TIMED_PAUSE, Observer, PriorityBoost, PriorityBoostConfig, QueueClient,
+    QueueManager, QueueManagerBuilder, QueueProbe, QueueStats, RateLimitConfig, Result,
+    RetryJitter, RetryPolicy, RetryPolicyBuilder, RetryStrategy, RunEnd, RunLimits, RunOutcome,
+    Spawner, Storage, StorageOp, StoredCommand, StoredDeadLetter, SubmittedCommand, command_fn,
+    event_keys, handler_fn, supervise, validate_timed_pause,
 };
 
 /// Feature `sqlite` (on by default): the embedded durable store.

@@ -53,6 +53,17 @@ async fn a_lane_paused_for_a_while_resumes_by_itself(engine: Engine) {
         .unwrap();
     let handle = client.submit("api", "job", named("later")).await.unwrap();
     within("the end of the pause", handle).await.unwrap();
+    // The same rule on every engine: longer than zero, at most a year.
+    for refused in [
+        Duration::ZERO,
+        a3s_lane::MAX_TIMED_PAUSE + Duration::from_secs(1),
+    ] {
+        let error = client.pause_lane_for("api", refused).await.unwrap_err();
+        assert!(
+            matches!(error, a3s_lane::LaneError::ConfigError(_)),
+            "{error:?}"
+        );
+    }
     assert!(
         started.elapsed() >= Duration::from_millis(190),
         "it waited for the pause ({:?})",

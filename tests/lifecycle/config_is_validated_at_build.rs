@@ -83,3 +83,25 @@ async fn the_default_lanes_match_the_0_3_api() {
     ];
     assert_eq!(lanes, expected.map(|(id, p, m)| (id.to_owned(), p, m)));
 }
+
+#[tokio::test]
+async fn a_dead_letter_queue_of_size_zero_and_an_oversized_event_capacity_are_rejected() {
+    let error = QueueManagerBuilder::new(EventEmitter::new(16))
+        .with_default_lanes()
+        .with_dlq(0)
+        .build()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("size 0 keeps nothing"), "{error}");
+    let error = QueueManagerBuilder::new(EventEmitter::new(usize::MAX))
+        .with_default_lanes()
+        .build()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("capacity") && error.contains("try_new"),
+        "{error}"
+    );
+}

@@ -10,6 +10,30 @@ use crate::policy::{AdmissionPolicy, PriorityBoost, RetryStrategy};
 /// The default grace period between a cancel request and dropping the running future.
 pub const DEFAULT_CANCEL_GRACE: Duration = Duration::from_secs(1);
 
+/// The longest timed pause ([`QueueManager::pause_lane_for`](crate::QueueManager::pause_lane_for)
+/// and the Redis engine's): a year. Longer is a pause until resumed (`pause_lane`).
+pub const MAX_TIMED_PAUSE: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Checks the duration of a timed pause, the same rule on every engine: longer than zero
+/// and at most [`MAX_TIMED_PAUSE`].
+pub fn validate_timed_pause(duration: Duration) -> Result<()> {
+    if duration.is_zero() {
+        return Err(LaneError::ConfigError(
+            "a timed pause must be longer than zero; resume_lane ends a pause".into(),
+        ));
+    }
+    if duration > MAX_TIMED_PAUSE {
+        return Err(LaneError::ConfigError(format!(
+            "a timed pause of {duration:?} is longer than a year; pause_lane pauses until \
+             resume_lane"
+        )));
+    }
+    Ok(())
+}
+
+/// The largest event capacity an [`EventEmitter`](crate::EventEmitter) takes: 2^24 events.
+pub const MAX_EVENT_CAPACITY: usize = 1 << 24;
+
 /// The six default lanes: `(id, priority, max_concurrency)`, each with `min_concurrency` 1.
 pub const DEFAULT_LANES: [(&str, u8, usize); 6] = [
     ("system", 0, 5),

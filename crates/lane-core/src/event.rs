@@ -129,6 +129,33 @@ impl EventEmitter {
         }
     }
 
+    /// Creates an emitter as [`EventEmitter::new`] does, refusing a capacity of 0 or
+    /// above [`MAX_EVENT_CAPACITY`](crate::MAX_EVENT_CAPACITY) with a
+    /// [`LaneError::ConfigError`](crate::LaneError::ConfigError) instead of adjusting it.
+    ///
+    /// ```
+    /// use a3s_lane::EventEmitter;
+    ///
+    /// assert!(EventEmitter::try_new(1024).is_ok());
+    /// assert!(EventEmitter::try_new(0).is_err());
+    /// assert!(EventEmitter::try_new(usize::MAX).is_err());
+    /// ```
+    pub fn try_new(capacity: usize) -> crate::Result<Self> {
+        if capacity == 0 || capacity > crate::config::MAX_EVENT_CAPACITY {
+            return Err(crate::LaneError::ConfigError(format!(
+                "event_capacity must be from 1 to {} (how many events a subscriber may fall \
+                 behind), got {capacity}",
+                crate::config::MAX_EVENT_CAPACITY
+            )));
+        }
+        Ok(Self::new(capacity))
+    }
+
+    /// The capacity subscribers get.
+    pub fn capacity(&self) -> usize {
+        self.inner.capacity
+    }
+
     fn sender(&self) -> &broadcast::Sender<Arc<LaneEvent>> {
         self.inner
             .sender

@@ -37,7 +37,10 @@ pub use command::{
     CancelTrigger, Command, CommandContext, CommandId, FnCommand, FnHandler, Handler,
     HandlerRegistry, command_fn, handler_fn,
 };
-pub use config::{DEFAULT_CANCEL_GRACE, DEFAULT_LANES, LaneConfig};
+pub use config::{
+    DEFAULT_CANCEL_GRACE, DEFAULT_LANES, LaneConfig, MAX_EVENT_CAPACITY, MAX_TIMED_PAUSE,
+    validate_timed_pause,
+};
 pub use dead_letter::{DeadLetter, DeadLetterQueue};
 pub use error::{LaneError, Result};
 pub use event::{

@@ -161,6 +161,19 @@ impl QueueManagerBuilder {
                     .into(),
             ));
         }
+        if self.events.capacity() > crate::config::MAX_EVENT_CAPACITY {
+            return Err(LaneError::ConfigError(format!(
+                "the EventEmitter's capacity {} is above {}; use EventEmitter::try_new to check it",
+                self.events.capacity(),
+                crate::config::MAX_EVENT_CAPACITY
+            )));
+        }
+        if self.dlq.as_ref().is_some_and(|dlq| dlq.max_size() == 0) {
+            return Err(LaneError::ConfigError(
+                "a dead-letter queue of size 0 keeps nothing; use a size of at least 1, or none"
+                    .into(),
+            ));
+        }
         let mut first_id = 1;
         let mut recovered = Vec::new();
         let journal = match self.storage {

@@ -365,6 +365,21 @@ impl RedisQueueConfig {
         self
     }
 
+    /// How long finished commands and undelivered results stay in Redis.
+    pub fn result_ttl(&self) -> Duration {
+        self.result_ttl
+    }
+
+    /// How long to wait for Redis to answer a command.
+    pub fn response_timeout(&self) -> Duration {
+        self.response_timeout
+    }
+
+    /// How long one attempt to open a connection may take.
+    pub fn connect_timeout(&self) -> Duration {
+        self.connect_timeout
+    }
+
     /// The key prefix including its hash tag braces, for example `{a3s-lane}`.
     pub fn key_prefix(&self) -> String {
         format!("{{{}}}", self.prefix)

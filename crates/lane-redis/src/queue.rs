@@ -516,6 +516,7 @@ impl RedisQueue {
     /// Stops claims from a lane on every worker for `duration` (for example after an
     /// HTTP 429 with `Retry-After`); a shorter pause never cuts a longer one short.
     pub async fn pause_lane_for(&self, lane: &str, duration: Duration) -> Result<()> {
+        lane_core::validate_timed_pause(duration)?;
         self.pause(lane, "pause_for", duration).await
     }
 

@@ -174,6 +174,7 @@ impl CommandQueue {
     /// later call extends the pause and an earlier, shorter one never cuts it short; a
     /// lane paused with [`CommandQueue::pause_lane`] stays paused until resumed.
     pub fn pause_lane_for(self: &Arc<Self>, lane_id: &str, duration: Duration) -> Result<()> {
+        crate::config::validate_timed_pause(duration)?;
         let mut state = self.state.lock();
         let lane = state.lane_index(lane_id)?;
         let until = Instant::now() + duration;
