@@ -1,216 +1,179 @@
-//! `LaneConfig` and `RetryPolicy`, and the checks every numeric argument goes through.
+//! `LaneConfig` (one lane, for `Lane` and `RedisQueue` alike) and `RetryPolicy`.
 //!
-//! Arguments are checked where they enter: a priority of 300, a negative concurrency or
-//! a NaN timeout is a `ConfigError` (a `ValueError`) that says what was given and what
-//! is allowed, never a wrapped or clamped value.
+//! Each holds the core value (`a3s_lane::LaneConfig`, `a3s_lane::RetryPolicy`) and checks
+//! it with the core's own rules when it is made, so a bad value fails at the line that
+//! wrote it, with the core's reason. What the engine a lane runs on cannot honour is
+//! checked when the lane is declared.
 
+use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
-use a3s_lane::{LaneConfig as CoreLaneConfig, RetryJitter, RetryPolicy as CoreRetryPolicy};
+use a3s_lane::{
+    DEFAULT_LANES, LaneConfig as CoreLaneConfig, LaneError as CoreError, PriorityBoostConfig,
+    RateLimitConfig, RetryJitter, RetryPolicy as CoreRetryPolicy,
+};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyFloat, PyInt};
 
+use crate::args::{
+    instance, mapping_items, number, optional, optional_seconds, seconds, type_name, u8_arg,
+    u32_arg, usize_arg,
+};
 use crate::error::{IntoPyErr, config_error};
 use crate::limits::{PriorityBoost, RateLimit};
 
-/// An integer argument in `[min, max]`; bools, floats and other types are refused.
-pub(crate) fn int_in_range(
-    py: Python<'_>,
-    value: &Bound<'_, PyAny>,
-    name: &str,
-    min: i128,
-    max: i128,
-    hint: &str,
-) -> PyResult<i128> {
-    if value.cast::<PyBool>().is_ok() || value.cast::<PyInt>().is_err() {
-        return Err(PyTypeError::new_err(format!(
-            "{name} must be an int, got {}",
-            type_name(value)
-        )));
-    }
-    let out_of_range = || {
-        let shown = value.repr().map(|r| r.to_string()).unwrap_or_default();
-        config_error(py, format!("{name} must be {hint}, got {shown}"))
-    };
-    let number: i128 = match value.extract::<i64>() {
-        Ok(number) => number.into(),
-        Err(_) => match value.extract::<u64>() {
-            Ok(number) => number.into(),
-            Err(_) => return Err(out_of_range()),
-        },
-    };
-    if number < min || number > max {
-        return Err(out_of_range());
-    }
-    Ok(number)
+/// The name the core's checks give a `LaneConfig` that belongs to no lane yet; the
+/// error then names the class instead of a lane.
+const UNBOUND: &str = "LaneConfig";
+
+/// Checks `config` by the core's rules before it belongs to a lane.
+fn check(py: Python<'_>, config: &CoreLaneConfig) -> PyResult<()> {
+    config.validate(UNBOUND).map_err(|error| match error {
+        CoreError::ConfigError(message) => {
+            let prefix = format!("lane '{UNBOUND}': ");
+            let message = match message.strip_prefix(&prefix) {
+                Some(reason) => format!("{UNBOUND}: {reason}"),
+                None => message,
+            };
+            config_error(py, message)
+        }
+        other => other.into_py_err(py),
+    })
 }
 
-pub(crate) fn type_name(value: &Bound<'_, PyAny>) -> String {
-    value
-        .get_type()
-        .name()
-        .map(|n| n.to_string())
-        .unwrap_or_else(|_| "?".into())
-}
-
-/// A duration in seconds (int or float, finite, > 0, or >= 0 with `zero_ok`).
-pub(crate) fn seconds(
-    py: Python<'_>,
-    value: &Bound<'_, PyAny>,
-    name: &str,
-    zero_ok: bool,
-) -> PyResult<Duration> {
-    if value.cast::<PyBool>().is_ok()
-        || (value.cast::<PyInt>().is_err() && value.cast::<PyFloat>().is_err())
-    {
-        return Err(PyTypeError::new_err(format!(
-            "{name} must be a number of seconds (int or float), got {}",
-            type_name(value)
-        )));
-    }
-    let shown = value.repr().map(|r| r.to_string()).unwrap_or_default();
-    let secs: f64 = value
-        .extract()
-        .map_err(|_| config_error(py, format!("{name} is out of range: {shown}")))?;
-    let allowed = if zero_ok { secs >= 0.0 } else { secs > 0.0 };
-    if !secs.is_finite() || !allowed {
-        let bound = if zero_ok { ">= 0" } else { "> 0" };
-        return Err(config_error(
-            py,
-            format!("{name} must be a finite number of seconds {bound}, got {shown}"),
-        ));
-    }
-    Duration::try_from_secs_f64(secs)
-        .map_err(|_| config_error(py, format!("{name} is too large: {shown} seconds")))
-}
-
-/// [`seconds`], with `None` meaning none.
-pub(crate) fn optional_seconds(
-    py: Python<'_>,
-    value: Option<&Bound<'_, PyAny>>,
-    name: &str,
-    zero_ok: bool,
-) -> PyResult<Option<Duration>> {
-    match value {
-        Some(value) if !value.is_none() => seconds(py, value, name, zero_ok).map(Some),
-        _ => Ok(None),
-    }
-}
-
-/// How one lane runs its commands.
+/// How one lane runs its commands, in process (`Lane`) or on Redis (`RedisQueue`).
 ///
 /// Values left as None take the lane's defaults: the default lanes (`system`,
 /// `control`, `query`, `session`, `skill`, `prompt`) have a priority and a
-/// `max_concurrency`; other lanes need a `priority` and run one command at a time unless
-/// `max_concurrency` says otherwise. `min_concurrency` defaults to 1.
-#[pyclass(frozen, module = "a3s_lane", name = "LaneConfig")]
+/// `max_concurrency`; other lanes need a `priority` and take `max_concurrency` from
+/// `a3s_lane.DEFAULTS["lane"]`.
+#[pyclass(frozen, eq, hash, module = "a3s_lane", name = "LaneConfig")]
 #[derive(Clone)]
 pub(crate) struct LaneConfig {
     priority: Option<u8>,
-    min_concurrency: Option<usize>,
+    /// None: the lane's own default (see [`LaneConfig::resolve`]).
     max_concurrency: Option<usize>,
-    timeout: Option<Duration>,
-    retry: Option<CoreRetryPolicy>,
-    pressure_threshold: Option<usize>,
-    cancel_grace: Duration,
-    rate_limit: Option<RateLimit>,
-    priority_boost: Option<PriorityBoost>,
+    /// Everything else; its `max_concurrency` is set when the lane is known.
+    config: CoreLaneConfig,
 }
 
 impl LaneConfig {
-    /// The core configuration and priority for lane `lane`.
+    /// The core configuration and priority for lane `lane`, with the lane's defaults
+    /// filled in. The engine that declares the lane checks it.
     pub(crate) fn resolve(&self, py: Python<'_>, lane: &str) -> PyResult<(CoreLaneConfig, u8)> {
-        let default = a3s_lane::DEFAULT_LANES
-            .iter()
-            .find(|(id, _, _)| *id == lane)
-            .copied();
-        let priority = match (self.priority, default) {
-            (Some(priority), _) => priority,
-            (None, Some((_, priority, _))) => priority,
-            (None, None) => {
-                return Err(config_error(
-                    py,
-                    format!(
-                        "lane '{lane}' needs a priority: LaneConfig(priority=0..255), 0 runs first \
-                         (only the default lanes system, control, query, session, skill and prompt have one)"
-                    ),
-                ));
-            }
-        };
-        let max = self
-            .max_concurrency
-            .or(default.map(|(_, _, max)| max))
-            .unwrap_or(1);
-        let min = self.min_concurrency.unwrap_or(1);
-        if min > max {
+        let default = DEFAULT_LANES.iter().find(|(id, _, _)| *id == lane);
+        let Some(priority) = self.priority.or(default.map(|&(_, priority, _)| priority)) else {
             return Err(config_error(
                 py,
                 format!(
-                    "lane '{lane}': min_concurrency ({min}) is greater than max_concurrency ({max})"
+                    "lane '{lane}' needs a priority: LaneConfig(priority=0..255), 0 runs first \
+                     (only the default lanes system, control, query, session, skill and prompt have one)"
                 ),
             ));
-        }
-        let mut config = CoreLaneConfig::new(min, max).with_cancel_grace(self.cancel_grace);
-        if let Some(timeout) = self.timeout {
-            config = config.with_timeout(timeout);
-        }
-        if let Some(retry) = &self.retry {
-            config = config.with_retry_policy(retry.clone());
-        }
-        if let Some(threshold) = self.pressure_threshold {
-            config = config.with_pressure_threshold(threshold);
-        }
-        // Unlimited and disabled are what no policy does: nothing to attach.
-        if let Some(limit) = self.rate_limit.filter(|l| !l.config.is_unlimited()) {
-            config = config.with_rate_limit(limit.config);
-        }
-        if let Some(boost) = self
-            .priority_boost
-            .as_ref()
-            .filter(|b| b.config.is_enabled())
-        {
-            config = config.with_priority_boost(boost.config.clone());
-        }
-        config.validate(lane).map_err(|e| e.into_py_err(py))?;
+        };
+        let mut config = self.config.clone();
+        config.max_concurrency = self
+            .max_concurrency
+            .or(default.map(|&(_, _, max)| max))
+            .unwrap_or(CoreLaneConfig::default().max_concurrency);
         Ok((config, priority))
     }
-}
 
-/// A `rate_limit=` argument: a `RateLimit` or None.
-pub(crate) fn optional_rate_limit(value: Option<&Bound<'_, PyAny>>) -> PyResult<Option<RateLimit>> {
-    match value.filter(|v| !v.is_none()) {
-        Some(limit) => Ok(Some(*limit.cast::<RateLimit>().map_err(|_| {
-            PyTypeError::new_err(format!(
-                "rate_limit must be a RateLimit (for example RateLimit.per_second(10)), got {}",
-                type_name(limit)
-            ))
-        })?.get())),
-        None => Ok(None),
+    fn retry_policy(&self) -> Option<&CoreRetryPolicy> {
+        self.config
+            .retry_strategy()
+            .and_then(|strategy| strategy.as_retry_policy())
+    }
+
+    fn rate_limit_config(&self) -> Option<RateLimitConfig> {
+        self.config
+            .admission_policy()
+            .and_then(|policy| policy.as_rate_limit())
+            .copied()
+    }
+
+    fn priority_boost_config(&self) -> Option<&PriorityBoostConfig> {
+        self.config
+            .priority_boost()
+            .and_then(|boost| boost.as_boost_config())
+    }
+
+    /// Every value, for equality and hashing.
+    #[allow(clippy::type_complexity)]
+    fn key(
+        &self,
+    ) -> (
+        (Option<u8>, Option<usize>, usize),
+        (Option<Duration>, Option<usize>, Duration),
+        Option<RetryKey>,
+        Option<RateLimitConfig>,
+        Option<&PriorityBoostConfig>,
+    ) {
+        let c = &self.config;
+        (
+            (self.priority, self.max_concurrency, c.min_concurrency),
+            (c.timeout, c.pressure_threshold, c.cancel_grace),
+            self.retry_policy().map(RetryKey::of),
+            self.rate_limit_config(),
+            self.priority_boost_config(),
+        )
     }
 }
 
-pub(crate) fn optional_int(
+impl PartialEq for LaneConfig {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Hash for LaneConfig {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.key().hash(state);
+    }
+}
+
+/// A retry policy's values, hashable.
+#[derive(PartialEq, Eq, Hash)]
+struct RetryKey(u32, Duration, u64, Duration, u8);
+
+impl RetryKey {
+    fn of(policy: &CoreRetryPolicy) -> Self {
+        Self(
+            policy.max_retries(),
+            policy.initial_delay(),
+            policy.multiplier().to_bits(),
+            policy.max_delay(),
+            policy.jitter() as u8,
+        )
+    }
+}
+
+/// The lanes of a `lanes=` mapping, with each `LaneConfig` resolved for its lane.
+pub(crate) fn resolve_lanes(
     py: Python<'_>,
-    value: Option<&Bound<'_, PyAny>>,
-    name: &str,
-    min: i128,
-    max: i128,
-    hint: &str,
-) -> PyResult<Option<i128>> {
-    match value {
-        Some(value) if !value.is_none() => int_in_range(py, value, name, min, max, hint).map(Some),
-        _ => Ok(None),
+    lanes: &Bound<'_, PyAny>,
+) -> PyResult<Vec<(String, a3s_lane::LaneConfig, u8)>> {
+    let mut out = Vec::new();
+    for (id, config) in mapping_items(lanes, "lanes", "lane id to LaneConfig")? {
+        let Ok(config) = config.cast::<LaneConfig>() else {
+            return Err(PyTypeError::new_err(format!(
+                "lane '{id}': expected a LaneConfig, got {}",
+                type_name(&config)
+            )));
+        };
+        let (config, priority) = config.get().resolve(py, &id)?;
+        out.push((id, config, priority));
     }
+    Ok(out)
 }
 
 #[pymethods]
 impl LaneConfig {
-    /// Creates a lane configuration; every value is checked here.
+    /// Creates a lane configuration, checked here by the core's rules.
     ///
     /// - `priority`: 0..255, lower runs first.
-    /// - `min_concurrency`: slots reserved for the lane under a global budget (>= 0).
-    /// - `max_concurrency`: most commands of the lane running at once (>= 1).
+    /// - `min_concurrency`: slots reserved for the lane under a global budget.
+    /// - `max_concurrency`: most commands of the lane running at once.
     /// - `timeout`: seconds a run may take before it fails with `CommandTimeoutError`.
     /// - `retry`: a `RetryPolicy` for failed (or timed-out) runs.
     /// - `pressure_threshold`: pending count at which `queue.lane.pressure` is emitted.
@@ -244,102 +207,64 @@ impl LaneConfig {
         rate_limit: Option<&Bound<'_, PyAny>>,
         priority_boost: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        const USIZE: i128 = usize::MAX as i128;
-        let priority = optional_int(
-            py,
-            priority,
-            "priority",
-            0,
-            255,
-            "an int from 0 to 255 (0 runs first)",
-        )?;
-        let min = optional_int(
-            py,
-            min_concurrency,
-            "min_concurrency",
-            0,
-            USIZE,
-            "an int >= 0",
-        )?;
-        let max = optional_int(
-            py,
-            max_concurrency,
-            "max_concurrency",
-            1,
-            USIZE,
-            "an int >= 1",
-        )?;
-        if let (Some(min), Some(max)) = (min, max)
-            && min > max
-        {
-            return Err(config_error(
-                py,
-                format!("min_concurrency ({min}) is greater than max_concurrency ({max})"),
-            ));
+        let priority = optional(priority, |p| u8_arg(p, "priority", " (0 runs first)"))?;
+        let max_concurrency = optional(max_concurrency, |m| usize_arg(m, "max_concurrency"))?;
+        let defaults = CoreLaneConfig::default();
+        let min = optional(min_concurrency, |m| usize_arg(m, "min_concurrency"))?
+            .unwrap_or(defaults.min_concurrency);
+        // Until the lane is known, an unset cap is checked as the largest there is.
+        let mut config = CoreLaneConfig::new(min, max_concurrency.unwrap_or(usize::MAX));
+        if let Some(timeout) = optional_seconds(timeout, "timeout")? {
+            config = config.with_timeout(timeout);
         }
-        let retry = match retry {
-            Some(retry) if !retry.is_none() => Some(
-                retry
-                    .cast::<RetryPolicy>()
-                    .map_err(|_| {
-                        PyTypeError::new_err(format!(
-                            "retry must be a RetryPolicy, got {}",
-                            type_name(retry)
-                        ))
-                    })?
-                    .get()
-                    .policy
-                    .clone(),
-            ),
-            _ => None,
-        };
+        if let Some(retry) = optional(retry, |r| instance::<RetryPolicy>(r, "retry", ""))? {
+            config = config.with_retry_policy(retry.policy);
+        }
+        if let Some(threshold) =
+            optional(pressure_threshold, |t| usize_arg(t, "pressure_threshold"))?
+        {
+            config = config.with_pressure_threshold(threshold);
+        }
+        if let Some(grace) = optional_seconds(cancel_grace, "cancel_grace")? {
+            config = config.with_cancel_grace(grace);
+        }
+        let rate_limit = optional(rate_limit, |l| {
+            instance::<RateLimit>(l, "rate_limit", " (for example RateLimit.per_second(10))")
+        })?;
+        // Unlimited and disabled are what no policy does: nothing to attach.
+        if let Some(limit) = rate_limit.filter(|l| !l.config.is_unlimited()) {
+            config = config.with_rate_limit(limit.config);
+        }
+        let boost = optional(priority_boost, |b| {
+            instance::<PriorityBoost>(
+                b,
+                "priority_boost",
+                " (for example PriorityBoost.standard(300))",
+            )
+        })?;
+        if let Some(boost) = boost.filter(|b| b.config.is_enabled()) {
+            config = config.with_priority_boost(boost.config);
+        }
+        check(py, &config)?;
         Ok(Self {
-            priority: priority.map(|p| p as u8),
-            min_concurrency: min.map(|m| m as usize),
-            max_concurrency: max.map(|m| m as usize),
-            timeout: optional_seconds(py, timeout, "timeout", false)?,
-            retry,
-            pressure_threshold: optional_int(
-                py,
-                pressure_threshold,
-                "pressure_threshold",
-                1,
-                USIZE,
-                "an int >= 1",
-            )?
-            .map(|t| t as usize),
-            cancel_grace: optional_seconds(py, cancel_grace, "cancel_grace", true)?
-                .unwrap_or(a3s_lane::DEFAULT_CANCEL_GRACE),
-            rate_limit: optional_rate_limit(rate_limit)?,
-            priority_boost: match priority_boost.filter(|b| !b.is_none()) {
-                Some(boost) => Some(
-                    boost
-                        .cast::<PriorityBoost>()
-                        .map_err(|_| {
-                            PyTypeError::new_err(format!(
-                                "priority_boost must be a PriorityBoost (for example \
-                                 PriorityBoost.standard(300)), got {}",
-                                type_name(boost)
-                            ))
-                        })?
-                        .get()
-                        .clone(),
-                ),
-                None => None,
-            },
+            priority,
+            max_concurrency,
+            config,
         })
     }
 
     /// How fast the lane may start commands, or None for no limit.
     #[getter]
     fn rate_limit(&self) -> Option<RateLimit> {
-        self.rate_limit
+        self.rate_limit_config().map(|config| RateLimit { config })
     }
 
     /// How the lane's priority rises as its oldest command waits, or None.
     #[getter]
     fn priority_boost(&self) -> Option<PriorityBoost> {
-        self.priority_boost.clone()
+        self.priority_boost_config().map(|config| PriorityBoost {
+            config: config.clone(),
+        })
     }
 
     /// Priority (0 runs first), or None for the lane's default.
@@ -348,10 +273,10 @@ impl LaneConfig {
         self.priority
     }
 
-    /// Slots reserved under a global budget, or None for the default (1).
+    /// Slots reserved under a global budget.
     #[getter]
-    fn min_concurrency(&self) -> Option<usize> {
-        self.min_concurrency
+    fn min_concurrency(&self) -> usize {
+        self.config.min_concurrency
     }
 
     /// Most commands running at once, or None for the lane's default.
@@ -363,54 +288,58 @@ impl LaneConfig {
     /// Seconds a run may take, or None for no limit.
     #[getter]
     fn timeout(&self) -> Option<f64> {
-        self.timeout.map(|d| d.as_secs_f64())
+        self.config.timeout.map(|d| d.as_secs_f64())
     }
 
     /// The retry policy, or None (a failure is final).
     #[getter]
     fn retry(&self) -> Option<RetryPolicy> {
-        self.retry.clone().map(|policy| RetryPolicy { policy })
+        self.retry_policy().map(|policy| RetryPolicy {
+            policy: policy.clone(),
+        })
     }
 
     /// Pending count that emits `queue.lane.pressure`, or None.
     #[getter]
     fn pressure_threshold(&self) -> Option<usize> {
-        self.pressure_threshold
+        self.config.pressure_threshold
     }
 
     /// Seconds a cancelled running command gets to stop by itself.
     #[getter]
     fn cancel_grace(&self) -> f64 {
-        self.cancel_grace.as_secs_f64()
+        self.config.cancel_grace.as_secs_f64()
     }
 
     fn __repr__(&self) -> String {
+        let defaults = CoreLaneConfig::default();
+        let c = &self.config;
         let mut parts = Vec::new();
         if let Some(p) = self.priority {
             parts.push(format!("priority={p}"));
         }
-        if let Some(m) = self.min_concurrency {
-            parts.push(format!("min_concurrency={m}"));
+        if c.min_concurrency != defaults.min_concurrency {
+            parts.push(format!("min_concurrency={}", c.min_concurrency));
         }
         if let Some(m) = self.max_concurrency {
             parts.push(format!("max_concurrency={m}"));
         }
-        if let Some(t) = self.timeout {
+        if let Some(t) = c.timeout {
             parts.push(format!("timeout={}", t.as_secs_f64()));
         }
-        if let Some(r) = &self.retry {
+        if let Some(r) = self.retry_policy() {
             parts.push(format!("retry={}", retry_repr(r)));
         }
-        if let Some(t) = self.pressure_threshold {
+        if let Some(t) = c.pressure_threshold {
             parts.push(format!("pressure_threshold={t}"));
         }
-        if self.cancel_grace != a3s_lane::DEFAULT_CANCEL_GRACE {
-            parts.push(format!("cancel_grace={}", self.cancel_grace.as_secs_f64()));
+        if c.cancel_grace != defaults.cancel_grace {
+            parts.push(format!("cancel_grace={}", c.cancel_grace.as_secs_f64()));
         }
-        if let Some(limit) = &self.rate_limit {
+        if let Some(limit) = self.rate_limit() {
             parts.push(format!("rate_limit={}", limit.__repr__()));
         }
-        if let Some(boost) = &self.priority_boost {
+        if let Some(boost) = self.priority_boost() {
             parts.push(format!("priority_boost={}", boost.__repr__()));
         }
         format!("LaneConfig({})", parts.join(", "))
@@ -449,8 +378,9 @@ pub(crate) struct RetryPolicy {
 
 #[pymethods]
 impl RetryPolicy {
-    /// A checked custom policy. `jitter` is "none", "full" (0..delay) or "equal"
-    /// (delay/2..delay).
+    /// A custom policy, checked by the core's rules; unset values are those of
+    /// `a3s_lane.DEFAULTS["retry_policy"]`. `jitter` is "none", "full" (0..delay) or
+    /// "equal" (delay/2..delay).
     #[new]
     #[pyo3(signature = (
         max_retries = None,
@@ -469,31 +399,16 @@ impl RetryPolicy {
         jitter: &str,
     ) -> PyResult<Self> {
         let mut builder = CoreRetryPolicy::builder();
-        if let Some(retries) = optional_int(
-            py,
-            max_retries,
-            "max_retries",
-            0,
-            u32::MAX.into(),
-            "an int >= 0",
-        )? {
-            builder = builder.max_retries(retries as u32);
+        if let Some(retries) = optional(max_retries, |r| u32_arg(r, "max_retries"))? {
+            builder = builder.max_retries(retries);
         }
-        if let Some(delay) = optional_seconds(py, initial_delay, "initial_delay", true)? {
+        if let Some(delay) = optional_seconds(initial_delay, "initial_delay")? {
             builder = builder.initial_delay(delay);
         }
-        if let Some(multiplier) = multiplier.filter(|m| !m.is_none()) {
-            if multiplier.cast::<PyBool>().is_ok()
-                || (multiplier.cast::<PyInt>().is_err() && multiplier.cast::<PyFloat>().is_err())
-            {
-                return Err(PyTypeError::new_err(format!(
-                    "multiplier must be a number, got {}",
-                    type_name(multiplier)
-                )));
-            }
-            builder = builder.multiplier(multiplier.extract()?);
+        if let Some(multiplier) = optional(multiplier, |m| number(m, "multiplier", "a number"))? {
+            builder = builder.multiplier(multiplier);
         }
-        if let Some(delay) = optional_seconds(py, max_delay, "max_delay", true)? {
+        if let Some(delay) = optional_seconds(max_delay, "max_delay")? {
             builder = builder.max_delay(delay);
         }
         let jitter = match jitter {
@@ -516,38 +431,20 @@ impl RetryPolicy {
 
     /// Up to `max_retries` retries after 0.1 s, 0.2 s, 0.4 s, ... capped at 30 s.
     #[staticmethod]
-    fn exponential(py: Python<'_>, max_retries: &Bound<'_, PyAny>) -> PyResult<Self> {
-        let retries = int_in_range(
-            py,
-            max_retries,
-            "max_retries",
-            0,
-            u32::MAX.into(),
-            "an int >= 0",
-        )?;
+    fn exponential(max_retries: &Bound<'_, PyAny>) -> PyResult<Self> {
         Ok(Self {
-            policy: CoreRetryPolicy::exponential(retries as u32),
+            policy: CoreRetryPolicy::exponential(u32_arg(max_retries, "max_retries")?),
         })
     }
 
     /// Up to `max_retries` retries, each after `delay` seconds.
     #[staticmethod]
-    fn fixed(
-        py: Python<'_>,
-        max_retries: &Bound<'_, PyAny>,
-        delay: &Bound<'_, PyAny>,
-    ) -> PyResult<Self> {
-        let retries = int_in_range(
-            py,
-            max_retries,
-            "max_retries",
-            0,
-            u32::MAX.into(),
-            "an int >= 0",
-        )?;
-        let delay = seconds(py, delay, "delay", true)?;
+    fn fixed(max_retries: &Bound<'_, PyAny>, delay: &Bound<'_, PyAny>) -> PyResult<Self> {
         Ok(Self {
-            policy: CoreRetryPolicy::fixed(retries as u32, delay),
+            policy: CoreRetryPolicy::fixed(
+                u32_arg(max_retries, "max_retries")?,
+                seconds(delay, "delay")?,
+            ),
         })
     }
 
@@ -591,12 +488,9 @@ impl RetryPolicy {
 
     /// Seconds to wait after the `failures`-th failure before jitter, or None when no
     /// retry is left.
-    fn delay_for(&self, py: Python<'_>, failures: &Bound<'_, PyAny>) -> PyResult<Option<f64>> {
-        let failures = int_in_range(py, failures, "failures", 0, u32::MAX.into(), "an int >= 0")?;
-        Ok(self
-            .policy
-            .base_delay(failures as u32)
-            .map(|d| d.as_secs_f64()))
+    fn delay_for(&self, failures: &Bound<'_, PyAny>) -> PyResult<Option<f64>> {
+        let failures = u32_arg(failures, "failures")?;
+        Ok(self.policy.base_delay(failures).map(|d| d.as_secs_f64()))
     }
 
     fn __repr__(&self) -> String {

@@ -193,3 +193,11 @@ pub(crate) fn to_py<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, 
         }
     })
 }
+
+/// A submit's `payload` argument as JSON (absent: `null`).
+pub(crate) fn payload_to_json(payload: Option<&Bound<'_, PyAny>>) -> PyResult<Value> {
+    match payload {
+        Some(payload) => to_json(payload, "payload"),
+        None => Ok(Value::Null),
+    }
+}

@@ -17,9 +17,11 @@ use parking_lot::Mutex;
 use pyo3::exceptions::{PyRuntimeError, PyStopAsyncIteration, PyTimeoutError};
 use pyo3::prelude::*;
 
+use crate::args::optional_deadline;
 use crate::convert::to_py;
 use crate::error::config_error;
-use crate::runtime::{awaitable, block_on, block_on_until};
+use crate::loop_task::awaitable;
+use crate::runtime::{block_on, block_on_until};
 
 /// Every key the queue emits.
 pub(crate) const EVENT_KEYS: [&str; 15] = [
@@ -41,7 +43,7 @@ pub(crate) const EVENT_KEYS: [&str; 15] = [
 ];
 
 /// Checks a `keys=` argument against [`EVENT_KEYS`].
-pub(crate) fn check_keys(py: Python<'_>, keys: Vec<String>) -> PyResult<HashSet<String>> {
+fn check_keys(py: Python<'_>, keys: Vec<String>) -> PyResult<HashSet<String>> {
     let mut checked = HashSet::with_capacity(keys.len());
     for key in keys {
         if !EVENT_KEYS.contains(&key.as_str()) {
@@ -56,6 +58,26 @@ pub(crate) fn check_keys(py: Python<'_>, keys: Vec<String>) -> PyResult<HashSet<
         checked.insert(key);
     }
     Ok(checked)
+}
+
+/// The keys of an `events(keys=...)` argument, checked; None (all) when it is None.
+pub(crate) fn wanted_keys(
+    py: Python<'_>,
+    keys: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Option<HashSet<String>>> {
+    let Some(keys) = keys.filter(|k| !k.is_none()) else {
+        return Ok(None);
+    };
+    if keys.is_instance_of::<pyo3::types::PyString>() {
+        return Err(pyo3::exceptions::PyTypeError::new_err(
+            "keys must be an iterable of event keys, not a single str; write keys=[...]",
+        ));
+    }
+    let keys = keys
+        .try_iter()?
+        .map(|key| key.and_then(|key| key.extract::<String>()))
+        .collect::<PyResult<Vec<String>>>()?;
+    check_keys(py, keys).map(Some)
 }
 
 /// One lifecycle event.
@@ -228,8 +250,7 @@ impl EventStream {
     #[pyo3(signature = (timeout = None))]
     fn get(&self, py: Python<'_>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Event>> {
         self.check_not_awaited(py)?;
-        let deadline = crate::config::optional_seconds(py, timeout, "timeout", true)?
-            .map(|d| std::time::Instant::now() + d);
+        let deadline = optional_deadline(timeout, "timeout")?;
         let state = self.state.clone();
         let mut next = std::future::poll_fn(move |cx| state.lock().poll_event(cx));
         match block_on_until(py, Pin::new(&mut next), deadline)? {

@@ -24,12 +24,13 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use serde_json::Value;
 
+use crate::args::optional_deadline;
 use crate::convert::to_py;
 use crate::error::IntoPyErr;
+use crate::event_loop::{LoopBridge, ReadyCallback};
 use crate::handler::HandlerEnv;
-use crate::runtime::{
-    LoopBody, LoopBridge, LoopTask, ReadyCallback, block_on, block_on_until, python_attr,
-};
+use crate::loop_task::{LoopBody, LoopTask};
+use crate::runtime::{block_on, block_on_until, copy_context, python_attr};
 
 /// Where the cancel request of a command goes.
 #[derive(Clone)]
@@ -418,7 +419,7 @@ impl CommandFuture {
         // As asyncio's futures do: a callback runs in the context current when it was added.
         let context = match context {
             Some(context) => context,
-            None => crate::handler::copy_context(slf.py())?.unbind(),
+            None => copy_context(slf.py())?.unbind(),
         };
         let this = slf.get();
         {
@@ -809,8 +810,7 @@ impl CommandHandle {
                  use `await handle` instead",
             ));
         }
-        let deadline = crate::config::optional_seconds(py, timeout, "timeout", true)?
-            .map(|d| std::time::Instant::now() + d);
+        let deadline = optional_deadline(timeout, "timeout")?;
         let cell = self.cell.clone();
         let mut wait = std::future::poll_fn(move |cx| cell.poll_finished(cx));
         match block_on_until(py, Pin::new(&mut wait), deadline)? {

@@ -12,29 +12,29 @@ use a3s_lane::{
 };
 use parking_lot::Mutex;
 use pyo3::PyTraverseError;
-use pyo3::exceptions::{PyRuntimeError, PyTimeoutError, PyTypeError};
+use pyo3::exceptions::{PyDeprecationWarning, PyTimeoutError, PyTypeError};
 use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use serde_json::Value;
 
-use crate::config::{LaneConfig, int_in_range, optional_seconds};
-use crate::convert::to_json;
+use crate::args::{optional, optional_seconds, usize_arg};
+use crate::config::resolve_lanes;
+use crate::convert::payload_to_json;
 use crate::error::{IntoPyErr, config_error, lane_error};
-use crate::events::{EventStream, check_keys};
+use crate::event_loop::{LoopBridge, stop_loop_thread};
+use crate::events::{EventStream, wanted_keys};
 use crate::handle::{
     Accepting, CommandFuture, CommandHandle, Finished, SubmitBody, forget_when_done,
 };
 use crate::handler::{
     DirectCommand, HandlerEnv, Handlers, SharedHandler, clear_handlers, decorator, python_handler,
-    stop_loop_thread, traverse_handlers,
+    traverse_handlers,
 };
+use crate::loop_task::awaitable;
 use crate::metrics::MetricsSnapshot;
-use crate::runtime::{LoopBridge, LoopSpawner, awaitable, block_on, running_loop, runtime};
+use crate::runtime::{block_on, refuse_in_running_loop, runtime};
+use crate::spawner::LoopSpawner;
 use crate::stats::{DeadLetter, QueueStats};
-
-/// The default `event_buffer`: how far a subscriber may fall behind before it misses
-/// events (and is told how many).
-const DEFAULT_EVENT_BUFFER: usize = 1024;
 
 /// A lane-based priority command queue running Python handlers.
 ///
@@ -63,6 +63,8 @@ pub(crate) struct Lane {
     lifecycle: Mutex<Lifecycle>,
     /// What the queue records with `metrics=True`.
     metrics: Option<QueueMetrics>,
+    /// How far an event subscriber may fall behind.
+    event_capacity: usize,
 }
 
 #[derive(Default)]
@@ -81,35 +83,34 @@ impl Drop for Lane {
     }
 }
 
-fn lane_names(lanes: &Bound<'_, PyAny>) -> PyResult<Vec<(String, LaneConfig)>> {
-    let items = lanes
-        .call_method0("items")
-        .map_err(|_| PyTypeError::new_err("lanes must be a mapping of lane id to LaneConfig"))?;
-    let mut out = Vec::new();
-    for item in items.try_iter()? {
-        let (name, config): (Bound<'_, PyAny>, Bound<'_, PyAny>) = item?.extract()?;
-        let name: String = name.extract().map_err(|_| {
-            PyTypeError::new_err(format!(
-                "lane ids must be str, got {}",
-                name.get_type()
-                    .name()
-                    .map(|n| n.to_string())
-                    .unwrap_or_default()
-            ))
-        })?;
-        let config = config.cast::<LaneConfig>().map_err(|_| {
-            PyTypeError::new_err(format!(
-                "lane '{name}': expected a LaneConfig, got {}",
-                config
-                    .get_type()
-                    .name()
-                    .map(|n| n.to_string())
-                    .unwrap_or_default()
-            ))
-        })?;
-        out.push((name, config.get().clone()));
+/// Values the core accepts without a rule of its own yet, refused here rather than
+/// clamped or ignored: an event capacity of 0 (the core's emitter would treat it as 1)
+/// or beyond what its channel can hold (it would panic on the first subscriber), and a
+/// dead-letter capacity of 0 (it would keep nothing). Remove a check once the core
+/// refuses the value itself.
+fn refuse_unchecked_by_core(
+    py: Python<'_>,
+    event_capacity: usize,
+    dead_letters: Option<&Bound<'_, PyAny>>,
+) -> PyResult<()> {
+    const MAX_EVENT_CAPACITY: usize = usize::MAX >> 1;
+    if event_capacity == 0 || event_capacity > MAX_EVENT_CAPACITY {
+        return Err(config_error(
+            py,
+            format!(
+                "event_capacity must be an int from 1 to {MAX_EVENT_CAPACITY}, got {event_capacity}"
+            ),
+        ));
     }
-    Ok(out)
+    if let Some(dead_letters) = dead_letters.filter(|d| !d.is_none())
+        && usize_arg(dead_letters, "dead_letters")? == 0
+    {
+        return Err(config_error(
+            py,
+            "dead_letters must be an int >= 1 (or None to keep none), got 0",
+        ));
+    }
+    Ok(())
 }
 
 /// A command's acceptance: done at once, or (durable lanes) waiting for the store.
@@ -128,23 +129,6 @@ fn accepting(
     let lane = lane.to_owned();
     let command_type = command_type.to_owned();
     Box::pin(async move { queue.submit_replayable(&lane, &command_type, payload).await })
-}
-
-pub(crate) fn payload_to_json(payload: Option<&Bound<'_, PyAny>>) -> PyResult<Value> {
-    match payload {
-        Some(payload) => to_json(payload, "payload"),
-        None => Ok(Value::Null),
-    }
-}
-
-pub(crate) fn refuse_in_running_loop(py: Python<'_>, call: &str, instead: &str) -> PyResult<()> {
-    if running_loop(py)?.is_some() {
-        return Err(PyRuntimeError::new_err(format!(
-            "{call} blocks, and this thread runs an event loop (async handlers may need it); \
-             use {instead} instead"
-        )));
-    }
-    Ok(())
 }
 
 impl Lane {
@@ -225,7 +209,7 @@ impl Lane {
     }
 
     fn ensure_home_loop(&self, py: Python<'_>, lifecycle: &mut Lifecycle) -> PyResult<()> {
-        self.env.ensure_home(py, &mut lifecycle.private_loop)
+        self.env.home.ensure(py, &mut lifecycle.private_loop)
     }
 
     fn register(
@@ -295,88 +279,82 @@ impl Lane {
     ///   submit returns and unfinished ones run again after a restart (register their
     ///   handlers before `start()`).
     /// - `dead_letters`: keep up to this many commands that failed for good.
-    /// - `event_buffer`: how far an event subscriber may fall behind before it misses
-    ///   events.
+    /// - `event_capacity`: how far an event subscriber may fall behind before it misses
+    ///   events (`event_buffer` is its deprecated name).
     /// - `metrics`: record counters, gauges and latency histograms (read them with
     ///   `metrics()` or `metrics_prometheus()`).
     #[new]
-    #[pyo3(signature = (lanes = None, *, max_concurrency = None, storage = None, dead_letters = None, event_buffer = None, metrics = false))]
+    #[pyo3(signature = (lanes = None, *, max_concurrency = None, storage = None, dead_letters = None, event_capacity = None, metrics = false, event_buffer = None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         lanes: Option<&Bound<'_, PyAny>>,
         max_concurrency: Option<&Bound<'_, PyAny>>,
         storage: Option<&Bound<'_, PyAny>>,
         dead_letters: Option<&Bound<'_, PyAny>>,
-        event_buffer: Option<&Bound<'_, PyAny>>,
+        event_capacity: Option<&Bound<'_, PyAny>>,
         metrics: bool,
+        event_buffer: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
-        const USIZE: i128 = usize::MAX as i128;
-        let event_buffer = match event_buffer.filter(|b| !b.is_none()) {
-            Some(buffer) => {
-                int_in_range(py, buffer, "event_buffer", 1, USIZE, "an int >= 1")? as usize
+        let event_capacity = match (
+            optional(event_capacity, |c| usize_arg(c, "event_capacity"))?,
+            optional(event_buffer, |b| usize_arg(b, "event_buffer"))?,
+        ) {
+            (Some(_), Some(_)) => {
+                return Err(PyTypeError::new_err(
+                    "give event_capacity only (event_buffer is its deprecated name)",
+                ));
             }
-            None => DEFAULT_EVENT_BUFFER,
+            (Some(capacity), None) => capacity,
+            (None, Some(capacity)) => {
+                PyErr::warn(
+                    py,
+                    &py.get_type::<PyDeprecationWarning>(),
+                    c"Lane(event_buffer=...) is deprecated; use Lane(event_capacity=...)",
+                    1,
+                )?;
+                capacity
+            }
+            (None, None) => a3s_lane::DEFAULT_EVENT_CAPACITY,
         };
+        refuse_unchecked_by_core(py, event_capacity, dead_letters)?;
         let env = Arc::new(HandlerEnv::default());
-        let mut builder = QueueManagerBuilder::new(EventEmitter::new(event_buffer))
-            .with_spawner(LoopSpawner::new(env.clone()));
+        let mut builder = QueueManagerBuilder::new(EventEmitter::new(event_capacity))
+            .with_spawner(LoopSpawner::new(env.home.clone()));
         match lanes.filter(|l| !l.is_none()) {
             None => builder = builder.with_default_lanes(),
             Some(lanes) => {
-                let lanes = lane_names(lanes)?;
+                let lanes = resolve_lanes(py, lanes)?;
                 if lanes.is_empty() {
                     return Err(config_error(
                         py,
                         "lanes is empty; give at least one lane, or None for the default lanes",
                     ));
                 }
-                for (name, config) in lanes {
-                    let (config, priority) = config.resolve(py, &name)?;
-                    builder = builder.with_lane(name, config, priority);
+                for (id, config, priority) in lanes {
+                    builder = builder.with_lane(id, config, priority);
                 }
             }
         }
-        if let Some(max) = max_concurrency.filter(|m| !m.is_none()) {
-            let max = int_in_range(
-                py,
-                max,
-                "max_concurrency",
-                1,
-                USIZE,
-                "an int >= 1 (or None for no global budget)",
-            )?;
-            builder = builder.with_max_concurrency(max as usize);
+        if let Some(max) = optional(max_concurrency, |m| usize_arg(m, "max_concurrency"))? {
+            builder = builder.with_max_concurrency(max);
         }
-        if let Some(size) = dead_letters.filter(|d| !d.is_none()) {
-            let size = int_in_range(
-                py,
-                size,
-                "dead_letters",
-                1,
-                USIZE,
-                "an int >= 1 (or None to keep none)",
-            )?;
-            builder = builder.with_dlq(size as usize);
+        let dead_letters = optional(dead_letters, |d| usize_arg(d, "dead_letters"))?;
+        if let Some(size) = dead_letters {
+            builder = builder.with_dlq(size);
         }
         let metrics = metrics.then(QueueMetrics::local);
         if let Some(metrics) = &metrics {
             builder = builder.with_metrics(metrics.clone());
         }
-        let durable = storage.is_some_and(|s| !s.is_none());
-        let direct = !durable && dead_letters.is_none_or(|d| d.is_none());
-        let storage = match storage.filter(|s| !s.is_none()) {
-            Some(path) => {
-                let path: std::path::PathBuf = py
-                    .import("os")?
-                    .call_method1("fspath", (path,))
-                    .and_then(|p| p.extract())
-                    .map_err(|_| {
-                        PyTypeError::new_err("storage must be a path (str or os.PathLike)")
-                    })?;
-                Some(path)
-            }
-            None => None,
-        };
+        let storage = optional(storage, |path| {
+            py.import("os")?
+                .call_method1("fspath", (path,))
+                .and_then(|p| p.extract::<std::path::PathBuf>())
+                .map_err(|_| PyTypeError::new_err("storage must be a path (str or os.PathLike)"))
+        })?;
+        let durable = storage.is_some();
+        let direct = !durable && dead_letters.is_none();
         let built = py.detach(|| {
             runtime().block_on(async move {
                 if let Some(path) = storage {
@@ -396,7 +374,14 @@ impl Lane {
             env,
             lifecycle: Mutex::new(Lifecycle::default()),
             metrics,
+            event_capacity,
         })
+    }
+
+    /// How far an event subscriber may fall behind before it misses events.
+    #[getter]
+    fn event_capacity(&self) -> usize {
+        self.event_capacity
     }
 
     /// Registers `func` as the handler of `command_type` (replacing any earlier one).
@@ -540,7 +525,7 @@ impl Lane {
         lane: &str,
         duration: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<()> {
-        let result = match optional_seconds(py, duration, "duration", false)? {
+        let result = match optional_seconds(duration, "duration")? {
             Some(duration) => {
                 let _context = runtime().enter();
                 self.queue.pause_lane_for(lane, duration)
@@ -570,27 +555,18 @@ impl Lane {
     /// (see `EVENT_KEYS`). Iterate with `for` or `async for`.
     #[pyo3(signature = (keys = None))]
     fn events(&self, py: Python<'_>, keys: Option<&Bound<'_, PyAny>>) -> PyResult<EventStream> {
-        match keys.filter(|k| !k.is_none()) {
-            None => Ok(EventStream::new(self.manager.subscribe(), None)),
-            Some(keys) => {
-                if keys.is_instance_of::<pyo3::types::PyString>() {
-                    return Err(PyTypeError::new_err(
-                        "keys must be an iterable of event keys, not a single str; write keys=[...]",
-                    ));
-                }
-                let keys = keys
-                    .try_iter()?
-                    .map(|key| key.and_then(|key| key.extract::<String>()))
-                    .collect::<PyResult<Vec<String>>>()?;
-                let wanted = check_keys(py, keys)?;
+        let wanted = wanted_keys(py, keys)?;
+        let stream = match &wanted {
+            None => self.manager.subscribe(),
+            Some(wanted) => {
                 let filter = wanted.clone();
-                let stream = self.manager.subscribe_filtered(move |event| {
+                self.manager.subscribe_filtered(move |event| {
                     filter.contains(&event.key)
                         || event.key == a3s_lane::event_keys::SHUTDOWN_COMPLETE
-                });
-                Ok(EventStream::new(stream, Some(wanted)))
+                })
             }
-        }
+        };
+        Ok(EventStream::new(stream, wanted))
     }
 
     /// Every metric now, in total and per lane (needs `Lane(..., metrics=True)`).
@@ -656,7 +632,7 @@ impl Lane {
     #[pyo3(signature = (timeout = None))]
     fn drain(&self, py: Python<'_>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
         refuse_in_running_loop(py, "drain()", "`await lane.drain_async(...)`")?;
-        let timeout = optional_seconds(py, timeout, "timeout", true)?;
+        let timeout = optional_seconds(timeout, "timeout")?;
         let manager = self.manager.clone();
         let mut drain = std::pin::pin!(manager.drain(timeout.unwrap_or(Duration::MAX)));
         let result = block_on(py, drain.as_mut())?;
@@ -670,7 +646,7 @@ impl Lane {
         py: Python<'py>,
         timeout: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let timeout = optional_seconds(py, timeout, "timeout", true)?;
+        let timeout = optional_seconds(timeout, "timeout")?;
         let manager = self.manager.clone();
         let queue = self.queue.clone();
         awaitable(

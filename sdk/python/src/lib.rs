@@ -1,29 +1,39 @@
 //! Python bindings of a3s-lane: the native module `a3s_lane._native`, re-exported by the
 //! `a3s_lane` package.
 //!
-//! A thin layer over the facade crate. Each file holds one concept and only converts
-//! arguments, maps errors and carries work between tokio and Python: `lane` (the `Lane`
-//! class), `config` (`LaneConfig`, `RetryPolicy`), `error` (the exception hierarchy),
-//! `events` (event streams), `runtime` (the tokio runtime and the bridge to asyncio
-//! event loops), `handler` (Python callables as handlers), `handle` (what a submit
-//! returns), `stats` and `convert` (JSON), `limits` (`RateLimit`, `PriorityBoost`),
-//! `metrics` (snapshots of `Lane(metrics=True)`) and `redis` (`RedisQueue`,
-//! `RedisWorker`).
+//! A thin layer over the facade crate. Each class holds the core object, converts
+//! arguments and maps errors; every rule about values is the core's. One concept per file:
+//!
+//! - the classes: `lane` (`Lane`), `config` (`LaneConfig`, `RetryPolicy`), `limits`
+//!   (`RateLimit`, `PriorityBoost`), `redis` (`RedisQueue`, `RedisWorker`), `handle` (what
+//!   a submit returns), `events` (event streams), `stats` and `metrics` (read-outs);
+//! - the boundary: `args` (Python arguments as Rust types), `convert` (JSON), `error`
+//!   (the exception hierarchy and the one mapping of core errors);
+//! - running Python code: `handler` (Python callables as handlers), `coroutine` (`async
+//!   def` handlers on an event loop), `spawner` (where command runners are polled),
+//!   `loop_task` (Rust futures behind Python awaitables), `event_loop` (the bridge to an
+//!   asyncio loop) and `runtime` (the tokio runtime and blocking waits), each built only
+//!   on the ones after it.
 
 // Every GIL hold is assumed to exclude other Python threads (see handler::ErrorSlots).
 #![deny(unsafe_code)]
 
+mod args;
 mod config;
 mod convert;
+mod coroutine;
 mod error;
+mod event_loop;
 mod events;
 mod handle;
 mod handler;
 mod lane;
 mod limits;
+mod loop_task;
 mod metrics;
 mod redis;
 mod runtime;
+mod spawner;
 mod stats;
 
 use pyo3::prelude::*;
@@ -51,11 +61,14 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<metrics::MetricsSnapshot>()?;
     module.add_class::<metrics::LaneMetrics>()?;
     module.add_class::<metrics::HistogramStats>()?;
-    module.add_class::<redis::RedisQueue>()?;
-    module.add_class::<redis::RedisLane>()?;
-    module.add_class::<redis::RedisWorker>()?;
-    module.add_class::<redis::RedisQueueStats>()?;
+    module.add_class::<redis::queue::RedisQueue>()?;
+    module.add_class::<redis::worker::RedisWorker>()?;
+    module.add_class::<redis::stats::RedisQueueStats>()?;
     module.add("EVENT_KEYS", events::EVENT_KEYS.to_vec())?;
     module.add("DEFAULT_LANES", a3s_lane::DEFAULT_LANES.to_vec())?;
+    module.add(
+        "DEFAULTS",
+        convert::to_py(module.py(), &a3s_lane::defaults())?,
+    )?;
     Ok(())
 }

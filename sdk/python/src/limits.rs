@@ -1,28 +1,20 @@
 //! `RateLimit` and `PriorityBoost`: per-lane policies of the scheduler, given to
-//! `LaneConfig(rate_limit=..., priority_boost=...)` (and `RedisLane(rate_limit=...)`).
+//! `LaneConfig(rate_limit=..., priority_boost=...)`.
 //!
 //! Both are immutable values wrapping the facade's `RateLimitConfig` and
-//! `PriorityBoostConfig`; every value is checked when the object is made, so a bad one
-//! fails at the line that wrote it rather than when a queue is built.
+//! `PriorityBoostConfig`, checked by the core's rules when the object is made, so a bad
+//! one fails at the line that wrote it rather than when a queue is built.
 
 use std::time::Duration;
 
 use a3s_lane::{PriorityBoostConfig, RateLimitConfig};
 use pyo3::prelude::*;
 
-use crate::config::{int_in_range, seconds};
-use crate::error::{IntoPyErr, config_error};
+use crate::args::{seconds, u8_arg, u32_arg};
+use crate::error::IntoPyErr;
 
-/// The hint for a count of commands that a rate limit allows.
-const COUNT_HINT: &str = "an int from 1 to 4294967295 (RateLimit.unlimited() means no limit; \
-                          pause the lane to stop it)";
-
-fn count(py: Python<'_>, value: &Bound<'_, PyAny>, name: &str) -> PyResult<u32> {
-    Ok(int_in_range(py, value, name, 1, u32::MAX.into(), COUNT_HINT)? as u32)
-}
-
+/// `config`, checked by the core's rules.
 fn checked(py: Python<'_>, config: RateLimitConfig) -> PyResult<RateLimit> {
-    // The values were checked above; this only guards against a check added in Rust.
     config.validate().map_err(|e| e.into_py_err(py))?;
     Ok(RateLimit { config })
 }
@@ -45,19 +37,19 @@ impl RateLimit {
     /// At most `n` commands per second (a token bucket holding `n`).
     #[staticmethod]
     fn per_second(py: Python<'_>, n: &Bound<'_, PyAny>) -> PyResult<Self> {
-        checked(py, RateLimitConfig::per_second(count(py, n, "n")?))
+        checked(py, RateLimitConfig::per_second(u32_arg(n, "n")?))
     }
 
     /// At most `n` commands per minute (a token bucket holding `n`).
     #[staticmethod]
     fn per_minute(py: Python<'_>, n: &Bound<'_, PyAny>) -> PyResult<Self> {
-        checked(py, RateLimitConfig::per_minute(count(py, n, "n")?))
+        checked(py, RateLimitConfig::per_minute(u32_arg(n, "n")?))
     }
 
     /// At most `n` commands per hour (a token bucket holding `n`).
     #[staticmethod]
     fn per_hour(py: Python<'_>, n: &Bound<'_, PyAny>) -> PyResult<Self> {
-        checked(py, RateLimitConfig::per_hour(count(py, n, "n")?))
+        checked(py, RateLimitConfig::per_hour(u32_arg(n, "n")?))
     }
 
     /// A token bucket: `rate` starts per `period_seconds`, refilled continuously, and at
@@ -69,9 +61,9 @@ impl RateLimit {
         period_seconds: &Bound<'_, PyAny>,
         burst: &Bound<'_, PyAny>,
     ) -> PyResult<Self> {
-        let rate = count(py, rate, "rate")?;
-        let period = seconds(py, period_seconds, "period_seconds", false)?;
-        let burst = count(py, burst, "burst")?;
+        let rate = u32_arg(rate, "rate")?;
+        let period = seconds(period_seconds, "period_seconds")?;
+        let burst = u32_arg(burst, "burst")?;
         checked(py, RateLimitConfig::token_bucket(rate, period, burst))
     }
 
@@ -83,8 +75,8 @@ impl RateLimit {
         limit: &Bound<'_, PyAny>,
         window_seconds: &Bound<'_, PyAny>,
     ) -> PyResult<Self> {
-        let limit = count(py, limit, "limit")?;
-        let window = seconds(py, window_seconds, "window_seconds", false)?;
+        let limit = u32_arg(limit, "limit")?;
+        let window = seconds(window_seconds, "window_seconds")?;
         checked(py, RateLimitConfig::sliding_window(limit, window))
     }
 
@@ -172,8 +164,14 @@ pub(crate) struct PriorityBoost {
     pub(crate) config: PriorityBoostConfig,
 }
 
-fn deadline(py: Python<'_>, value: &Bound<'_, PyAny>) -> PyResult<Duration> {
-    seconds(py, value, "deadline", false)
+/// `config`, checked by the core's rules.
+fn boost(py: Python<'_>, config: PriorityBoostConfig) -> PyResult<PriorityBoost> {
+    config.validate().map_err(|e| e.into_py_err(py))?;
+    Ok(PriorityBoost { config })
+}
+
+fn deadline(value: &Bound<'_, PyAny>) -> PyResult<Duration> {
+    seconds(value, "deadline")
 }
 
 #[pymethods]
@@ -181,25 +179,22 @@ impl PriorityBoost {
     /// A deadline of `deadline` seconds, without intermediate steps.
     #[new]
     fn new(py: Python<'_>, deadline: &Bound<'_, PyAny>) -> PyResult<Self> {
-        Ok(Self {
-            config: PriorityBoostConfig::new(self::deadline(py, deadline)?),
-        })
+        boost(py, PriorityBoostConfig::new(self::deadline(deadline)?))
     }
 
     /// Boosts by 1, 2, 3 and 4 levels when 75%, 50%, 25% and 10% of the deadline remain.
     #[staticmethod]
     fn standard(py: Python<'_>, deadline: &Bound<'_, PyAny>) -> PyResult<Self> {
-        Ok(Self {
-            config: PriorityBoostConfig::standard(self::deadline(py, deadline)?),
-        })
+        boost(py, PriorityBoostConfig::standard(self::deadline(deadline)?))
     }
 
     /// Boosts by 2, 4, 6 and 8 levels when 80%, 60%, 40% and 20% of the deadline remain.
     #[staticmethod]
     fn aggressive(py: Python<'_>, deadline: &Bound<'_, PyAny>) -> PyResult<Self> {
-        Ok(Self {
-            config: PriorityBoostConfig::aggressive(self::deadline(py, deadline)?),
-        })
+        boost(
+            py,
+            PriorityBoostConfig::aggressive(self::deadline(deadline)?),
+        )
     }
 
     /// No boosting: the lane keeps its configured priority.
@@ -219,37 +214,9 @@ impl PriorityBoost {
         time_before_deadline: &Bound<'_, PyAny>,
         boost: &Bound<'_, PyAny>,
     ) -> PyResult<Self> {
-        let Some(deadline) = self.config.deadline() else {
-            return Err(config_error(
-                py,
-                "with_boost needs a deadline, but this PriorityBoost is disabled(); start from \
-                 PriorityBoost(deadline), PriorityBoost.standard(deadline) or \
-                 PriorityBoost.aggressive(deadline)",
-            ));
-        };
-        let time = seconds(py, time_before_deadline, "time_before_deadline", true)?;
-        let boost = int_in_range(
-            py,
-            boost,
-            "boost",
-            1,
-            255,
-            "an int from 1 to 255 (levels of priority to gain)",
-        )? as u8;
-        if time > deadline {
-            return Err(config_error(
-                py,
-                format!(
-                    "time_before_deadline ({} s) is longer than the deadline ({} s); use at most \
-                     the deadline (which boosts from the moment a command is queued)",
-                    time.as_secs_f64(),
-                    deadline.as_secs_f64()
-                ),
-            ));
-        }
-        let config = self.config.clone().with_boost(time, boost);
-        config.validate().map_err(|e| e.into_py_err(py))?;
-        Ok(Self { config })
+        let time = seconds(time_before_deadline, "time_before_deadline")?;
+        let levels = u8_arg(boost, "boost", " (levels of priority to gain)")?;
+        self::boost(py, self.config.clone().with_boost(time, levels))
     }
 
     /// The deadline in seconds, or None when disabled.
@@ -276,8 +243,8 @@ impl PriorityBoost {
 
     /// The boost for a lane whose oldest command has waited `waited` seconds: 0..255,
     /// where 255 means "past the deadline" (effective priority 0).
-    fn boost_for(&self, py: Python<'_>, waited: &Bound<'_, PyAny>) -> PyResult<u8> {
-        Ok(self.config.boost_for(seconds(py, waited, "waited", true)?))
+    fn boost_for(&self, waited: &Bound<'_, PyAny>) -> PyResult<u8> {
+        Ok(self.config.boost_for(seconds(waited, "waited")?))
     }
 
     pub(crate) fn __repr__(&self) -> String {

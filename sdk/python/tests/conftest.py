@@ -6,10 +6,14 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from a3s_lane import LaneConfig, RedisQueue
 
 HERE = Path(__file__).resolve().parent
 
@@ -62,3 +66,29 @@ def redis_cluster_urls() -> list[str]:
 def unique_prefix(name: str) -> str:
     """A key prefix no other test (or earlier run) uses."""
     return f"a3s-lane-py-{name}-{uuid.uuid4().hex[:12]}"
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    """Waits until `condition()` holds, failing after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached within the timeout")
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def queues(request: pytest.FixtureRequest) -> Iterator[Callable[..., RedisQueue]]:
+    """Makes RedisQueues on a key prefix of this test's own; deletes its keys afterwards."""
+    url = redis_url()
+    prefix = unique_prefix(request.node.name[:40])
+    made: list[RedisQueue] = []
+
+    def make(lanes: dict[str, LaneConfig] | None = None) -> RedisQueue:
+        queue = RedisQueue(url, lanes, key_prefix=prefix)
+        made.append(queue)
+        return queue
+
+    yield make
+    if made:
+        made[0].clear()

@@ -18,11 +18,14 @@ coroutines (run on the event loop that started the lane).
 
 Lanes can have rate limits (``RateLimit``) and priority boosts (``PriorityBoost``);
 ``Lane(metrics=True)`` records metrics; ``RedisQueue`` and ``RedisWorker`` run the same
-handlers across processes and machines, with the queue kept in Redis.
+handlers across processes and machines, with the queue kept in Redis and its lanes
+declared with the same ``LaneConfig``. ``DEFAULTS`` lists every option's default (the
+core's table; durations in milliseconds).
 """
 
 from a3s_lane._native import (
     DEFAULT_LANES,
+    DEFAULTS,
     EVENT_KEYS,
     CancelledError,
     CommandContext,
@@ -47,7 +50,6 @@ from a3s_lane._native import (
     PriorityBoost,
     QueueStats,
     RateLimit,
-    RedisLane,
     RedisQueue,
     RedisQueueStats,
     RedisWorker,
@@ -58,6 +60,7 @@ from a3s_lane._native import (
 
 __all__ = [
     "DEFAULT_LANES",
+    "DEFAULTS",
     "EVENT_KEYS",
     "CancelledError",
     "CommandContext",
@@ -82,7 +85,6 @@ __all__ = [
     "PriorityBoost",
     "QueueStats",
     "RateLimit",
-    "RedisLane",
     "RedisQueue",
     "RedisQueueStats",
     "RedisWorker",

@@ -1,21 +1,19 @@
-"""A RedisQueue's commands run on RedisWorkers in this process and in others, with the
-Lane's handler semantics: plain and async handlers, strict priority between lanes,
-cancellation of running commands wherever they run, handler failures reaching the
-submitter, retries, dead letters and lane controls kept in Redis.
+"""A RedisQueue's commands run on RedisWorkers with the Lane's handler semantics and
+the Lane's lane model: lanes are LaneConfigs (priority, cap, rate limit, boost, timeout,
+cancel grace, retries), kept in Redis and honoured by every worker; plain and async
+handlers, strict priority between lanes, cancellation of pending and running commands,
+handler failures reaching the submitter, dead letters and lane controls kept in Redis.
+Workers in other processes: test_redis_workers_in_other_processes.py.
 
 Needs a Redis server (A3S_LANE_REDIS_URL); each test uses keys of its own."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
@@ -25,82 +23,22 @@ from a3s_lane import (
     CommandError,
     CommandHandle,
     ConfigError,
+    LaneConfig,
     LaneNotFoundError,
     NonRetryableError,
     PriorityBoost,
     RateLimit,
-    RedisLane,
     RedisQueue,
     RedisQueueStats,
     RedisWorker,
     RetryPolicy,
     StorageError,
 )
-from conftest import redis_url, unique_prefix
-
-WORKER_SCRIPT = Path(__file__).resolve().parent / "redis_worker_process.py"
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached within the timeout")
-        time.sleep(0.01)
-
-
-@pytest.fixture
-def queues(request: pytest.FixtureRequest) -> Iterator[Callable[..., RedisQueue]]:
-    """Makes RedisQueues on a key prefix of this test's own; deletes its keys afterwards."""
-    url = redis_url()
-    prefix = unique_prefix(request.node.name[:40])
-    made: list[RedisQueue] = []
-
-    def make(lanes: dict[str, RedisLane] | None = None) -> RedisQueue:
-        queue = RedisQueue(url, lanes, key_prefix=prefix)
-        made.append(queue)
-        return queue
-
-    yield make
-    if made:
-        made[0].clear()
-
-
-class WorkerProcess:
-    """A RedisWorker running in a child process (tests/redis_worker_process.py)."""
-
-    def __init__(self, prefix: str, *options: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, str(WORKER_SCRIPT), redis_url(), prefix, *options],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        assert line.startswith("ready "), f"worker process did not start: {line!r} {self.stop()}"
-        self.pid = int(line.split()[1])
-
-    def readline(self) -> str:
-        """The next line it prints (the suite's timeout ends a wait for one that never comes)."""
-        assert self.process.stdout is not None
-        return self.process.stdout.readline()
-
-    def kill(self) -> None:
-        """Kills it (SIGKILL) and closes its pipes."""
-        self.process.kill()
-        self.process.communicate(timeout=60)
-
-    def stop(self) -> str:
-        """Closes its input (it shuts down) and returns everything it printed."""
-        out, err = self.process.communicate(input="", timeout=60)
-        return out + err
+from conftest import redis_url, wait_for
 
 
 def test_a_worker_in_this_process_runs_plain_and_async_handlers(queues: Callable[..., RedisQueue]) -> None:
-    queue = queues({"jobs": RedisLane(1, 8)})
+    queue = queues({"jobs": LaneConfig(priority=1, max_concurrency=8)})
     worker = RedisWorker(queue, slots=8)
 
     @worker.handler("add")
@@ -130,89 +68,24 @@ def test_a_worker_in_this_process_runs_plain_and_async_handlers(queues: Callable
     assert queue.stats().workers == 0
 
 
-def test_a_worker_in_another_process_runs_the_commands(queues: Callable[..., RedisQueue]) -> None:
-    queue = queues({"jobs": RedisLane(0, 4)})
-    child = WorkerProcess(queue.key_prefix)
-    try:
-        results = [queue.submit("jobs", "whoami", i) for i in range(5)]
-        for i, handle in enumerate(results):
-            assert handle.result(timeout=30) == {"pid": child.pid, "payload": i, "lane": "jobs"}
-        assert child.pid != os.getpid()
-
-        # The handler's exception in the other process reaches this one by type and message.
-        failing = queue.submit("jobs", "fail", "missing-key")
-        with pytest.raises(CommandError, match="KeyError: 'missing-key'"):
-            failing.result(timeout=30)
-
-        # A cancel reaches the command running in the other process.
-        running = queue.submit("jobs", "wait_for_cancel")
-        assert child.readline() == "handler started\n"
-        assert queue.stats().lanes["jobs"].active == 1
-        assert running.cancel() is True
-        with pytest.raises(a3s_lane.CancelledError):
-            running.result(timeout=30)
-        assert running.cancel() is False  # finished already
-    finally:
-        output = child.stop()
-    assert "handler cancelled" in output
-    assert "stopped" in output
-
-
-def test_workers_in_two_processes_share_one_queue(queues: Callable[..., RedisQueue]) -> None:
-    queue = queues({"jobs": RedisLane(0, 8)})
-    child = WorkerProcess(queue.key_prefix)
-    worker = RedisWorker(queue, slots=4)
-    ran_here = threading.Event()
-
-    @worker.handler("whoami")
-    def whoami(payload: object) -> dict[str, object]:
-        ran_here.set()
-        return {"pid": os.getpid(), "payload": payload}
-
-    worker.start()
-    try:
-        assert queue.stats().workers == 2
-        # Commands submitted here run in both processes; every result comes back here.
-        results: list[dict[str, object]] = []
-        while not (ran_here.is_set() and any(r["pid"] == child.pid for r in results)):
-            batch = [queue.submit("jobs", "whoami", i) for i in range(20)]
-            results += [h.result(timeout=30) for h in batch]
-            assert len(results) < 2000, "one of the workers never got a command"
-        assert {r["pid"] for r in results} == {os.getpid(), child.pid}
-    finally:
-        worker.shutdown(timeout=30)
-        child.stop()
-
-
-def test_a_killed_worker_process_loses_its_command_to_another_worker(queues: Callable[..., RedisQueue]) -> None:
-    queue = queues({"jobs": RedisLane(0, 4)})
-    child = WorkerProcess(queue.key_prefix, "0.5")  # lease_ttl 0.5 s
-    handle = queue.submit("jobs", "wait_for_cancel")
-    assert child.readline() == "handler started\n"
-    child.kill()  # no shutdown, no goodbye: only the lease tells
-    worker = RedisWorker(queue, slots=1, lease_ttl=0.5, heartbeat_interval=0.1)
-
-    @worker.handler("wait_for_cancel")
-    def rescue(payload: None, ctx: CommandContext) -> dict[str, object]:
-        return {"rescued": True, "attempt": ctx.attempt}
-
-    worker.start()
-    result = handle.result(timeout=30)  # the same command, run again here
-    assert result == {"rescued": True, "attempt": 2}
-    assert queue.stats().counter("workers_lost") == 1
-    worker.shutdown(timeout=30)
-
-
-def test_worker_options_take_effect(queues: Callable[..., RedisQueue]) -> None:
-    queue = queues({"fast": RedisLane(0, 4), "slow": RedisLane(1, 4)})
+def test_lane_and_worker_options_take_effect(queues: Callable[..., RedisQueue]) -> None:
+    # Timeouts and retries are the lanes' own (kept in Redis), not the worker's.
+    retry_once = RetryPolicy.fixed(1, 0)
+    queue = queues(
+        {
+            "fast": LaneConfig(priority=0, max_concurrency=4, timeout=0.05, retry=retry_once),
+            "slow": LaneConfig(priority=1, max_concurrency=4, timeout=30, retry=retry_once),
+        }
+    )
     worker = RedisWorker(
         queue,
         slots=2,
         worker_id="options-test-worker",
-        timeout=0.05,
-        lane_timeouts={"slow": 30},
-        retry=RetryPolicy.fixed(1, 0),
+        lease_ttl=6,
+        heartbeat_interval=1.5,
+        block_timeout=0.5,
     )
+    assert (worker.slots, worker.lease_ttl, worker.heartbeat_interval, worker.block_timeout) == (2, 6.0, 1.5, 0.5)
     attempts: list[int] = []
 
     @worker.handler("nap")
@@ -223,7 +96,7 @@ def test_worker_options_take_effect(queues: Callable[..., RedisQueue]) -> None:
 
     worker.start()
     assert worker.id == "options-test-worker"
-    # 0.05 s in "fast" (the worker's timeout), retried once (the worker's retry policy).
+    # 0.05 s in "fast" (the lane's timeout), retried once (the lane's retry policy).
     with pytest.raises(a3s_lane.CommandTimeoutError):
         queue.submit("fast", "nap", 3600).result(timeout=30)
     assert attempts == [1, 2]
@@ -232,8 +105,38 @@ def test_worker_options_take_effect(queues: Callable[..., RedisQueue]) -> None:
     worker.shutdown(timeout=30)
 
 
+def test_lanes_declared_later_or_elsewhere_run_with_their_options(queues: Callable[..., RedisQueue]) -> None:
+    queue = queues({"jobs": LaneConfig(priority=0, max_concurrency=2)})
+    # Another queue object (as a worker process has) declares nothing: it uses the lanes,
+    # and their options, kept in Redis.
+    elsewhere = RedisQueue(redis_url(), key_prefix=queue.key_prefix)
+    worker = RedisWorker(elsewhere, slots=2)
+
+    @worker.handler("nap")
+    async def nap(payload: float) -> str:
+        await asyncio.sleep(payload)
+        return "rested"
+
+    worker.start()
+    assert queue.submit("jobs", "nap", 0).result(timeout=30) == "rested"
+    # A timeout declared later reaches the running worker's next runs.
+    queue.declare_lane("jobs", LaneConfig(priority=0, max_concurrency=2, timeout=0.05))
+    with pytest.raises(a3s_lane.CommandTimeoutError):
+        queue.submit("jobs", "nap", 3600).result(timeout=30)
+    # A lane declared after connecting takes commands, with the lane defaults of a Lane.
+    queue.declare_lane("later", LaneConfig(priority=1))
+    assert queue.submit("later", "nap", 0).result(timeout=30) == "rested"
+    later = queue.stats().lanes["later"]
+    assert (later.priority, later.max_concurrency) == (1, a3s_lane.DEFAULTS["lane"]["max_concurrency"])
+    with pytest.raises(LaneNotFoundError, match="never"):
+        queue.submit("never", "nap", 0)
+    with pytest.raises(ConfigError, match="lane 'later': pressure_threshold is not supported by the Redis engine"):
+        queue.declare_lane("later", LaneConfig(priority=1, pressure_threshold=5))
+    worker.shutdown(timeout=30)
+
+
 def test_commands_start_in_priority_order(queues: Callable[..., RedisQueue]) -> None:
-    queue = queues({"bulk": RedisLane(5, 10), "urgent": RedisLane(0, 10)})
+    queue = queues({"bulk": LaneConfig(priority=5, max_concurrency=10), "urgent": LaneConfig(priority=0, max_concurrency=10)})
     order: list[str] = []
 
     # Queued before any worker exists: the one-slot worker then picks by priority.
@@ -253,9 +156,9 @@ def test_a_boosted_lane_overtakes_a_busier_more_urgent_one(queues: Callable[...,
     # urgent lane's 1; 40 urgent commands of 0.02 s keep the one slot busy well past it.
     queue = queues(
         {
-            "urgent": RedisLane(1, 1),
-            "batch": RedisLane(5, 1, priority_boost=PriorityBoost(0.3)),
-            "tied": RedisLane(5, 1, priority_boost=PriorityBoost(3600).with_boost(3600, 4)),
+            "urgent": LaneConfig(priority=1, max_concurrency=1),
+            "batch": LaneConfig(priority=5, max_concurrency=1, priority_boost=PriorityBoost(0.3)),
+            "tied": LaneConfig(priority=5, max_concurrency=1, priority_boost=PriorityBoost(3600).with_boost(3600, 4)),
         }
     )
     assert queue.stats().lanes["batch"].effective_priority == 5  # nothing waits yet
@@ -284,7 +187,7 @@ def test_a_boosted_lane_overtakes_a_busier_more_urgent_one(queues: Callable[...,
 
 
 def test_cancel_stops_pending_and_running_commands(queues: Callable[..., RedisQueue]) -> None:
-    queue = queues({"jobs": RedisLane(0, 4)})
+    queue = queues({"jobs": LaneConfig(priority=0, max_concurrency=4, cancel_grace=30)})
     pending = queue.submit("jobs", "sleep")
     assert queue.cancel(pending.id) == "cancelled"  # no worker yet: it was waiting
     with pytest.raises(a3s_lane.CancelledError):
@@ -292,7 +195,7 @@ def test_cancel_stops_pending_and_running_commands(queues: Callable[..., RedisQu
     assert queue.cancel(pending.id) == "already_finished"
     assert queue.cancel(10**12) == "unknown"
 
-    worker = RedisWorker(queue, slots=4, cancel_grace=30)
+    worker = RedisWorker(queue, slots=4)
     started = threading.Event()
     saw: list[str] = []
 
@@ -327,8 +230,8 @@ def test_cancel_stops_pending_and_running_commands(queues: Callable[..., RedisQu
 
 
 def test_handler_failures_reach_the_submitter_and_become_dead_letters(queues: Callable[..., RedisQueue]) -> None:
-    queue = queues({"jobs": RedisLane(0, 4)})
-    worker = RedisWorker(queue, lane_retries={"jobs": RetryPolicy.fixed(2, 0)})
+    queue = queues({"jobs": LaneConfig(priority=0, max_concurrency=4, retry=RetryPolicy.fixed(2, 0))})
+    worker = RedisWorker(queue)
     attempts: list[int] = []
     fixed = threading.Event()
 
@@ -368,7 +271,7 @@ def test_handler_failures_reach_the_submitter_and_become_dead_letters(queues: Ca
 
 
 def test_awaiting_in_asyncio(queues: Callable[..., RedisQueue]) -> None:
-    queue = queues({"jobs": RedisLane(0, 16)})
+    queue = queues({"jobs": LaneConfig(priority=0, max_concurrency=16)})
 
     async def main() -> None:
         worker = RedisWorker(queue)
@@ -406,7 +309,7 @@ def test_awaiting_in_asyncio(queues: Callable[..., RedisQueue]) -> None:
 
 
 def test_lane_controls_and_stats_live_in_redis(queues: Callable[..., RedisQueue]) -> None:
-    queue = queues({"api": RedisLane(1, 10, rate_limit=RateLimit.per_hour(3)), "other": RedisLane(2, 1)})
+    queue = queues({"api": LaneConfig(priority=1, max_concurrency=10, rate_limit=RateLimit.per_hour(3)), "other": LaneConfig(priority=2, max_concurrency=1)})
     handles = [queue.submit("api", "echo", i) for i in range(5)]
     queue.pause_lane("other")
     other = queue.submit("other", "echo", "later")
@@ -434,8 +337,8 @@ def test_lane_controls_and_stats_live_in_redis(queues: Callable[..., RedisQueue]
 
 
 def test_shutdown_hands_unfinished_commands_back_to_the_queue(queues: Callable[..., RedisQueue]) -> None:
-    queue = queues({"jobs": RedisLane(0, 4)})
-    first = RedisWorker(queue, slots=1, cancel_grace=0)
+    queue = queues({"jobs": LaneConfig(priority=0, max_concurrency=4, cancel_grace=0)})
+    first = RedisWorker(queue, slots=1)
 
     @first.handler("job")
     async def stuck(payload: None) -> str:
@@ -465,26 +368,31 @@ def test_shutdown_hands_unfinished_commands_back_to_the_queue(queues: Callable[.
 
 def test_bad_arguments_are_refused_with_a_reason(queues: Callable[..., RedisQueue]) -> None:
     with pytest.raises(ConfigError, match="priority must be an int from 0 to 255"):
-        RedisLane(256, 1)
-    with pytest.raises(ConfigError, match="max_concurrency must be an int >= 1"):
-        RedisLane(0, 0)
+        LaneConfig(priority=256, max_concurrency=1)
+    with pytest.raises(ConfigError, match="max_concurrency must be at least 1"):
+        LaneConfig(priority=0, max_concurrency=0)
     with pytest.raises(TypeError, match="rate_limit must be a RateLimit"):
-        RedisLane(0, 1, rate_limit="5/s")  # type: ignore[arg-type]
-    assert RedisLane(2, 3, rate_limit=RateLimit.per_second(5)) == RedisLane(2, 3, rate_limit=RateLimit.per_second(5))
-    assert RedisLane(2, 3).rate_limit is None
-    boosted = RedisLane(2, 3, priority_boost=PriorityBoost.standard(60))
+        LaneConfig(priority=0, max_concurrency=1, rate_limit="5/s")  # type: ignore[arg-type]
+    assert LaneConfig(priority=2, max_concurrency=3, rate_limit=RateLimit.per_second(5)) == LaneConfig(priority=2, max_concurrency=3, rate_limit=RateLimit.per_second(5))
+    assert LaneConfig(priority=2, max_concurrency=3).rate_limit is None
+    boosted = LaneConfig(priority=2, max_concurrency=3, priority_boost=PriorityBoost.standard(60))
     assert boosted.priority_boost == PriorityBoost.standard(60)
-    assert boosted == RedisLane(2, 3, priority_boost=PriorityBoost.standard(60))
-    assert boosted != RedisLane(2, 3)
+    assert boosted == LaneConfig(priority=2, max_concurrency=3, priority_boost=PriorityBoost.standard(60))
+    assert boosted != LaneConfig(priority=2, max_concurrency=3)
     assert "priority_boost=PriorityBoost(60.0)" in repr(boosted)
-    assert RedisLane(2, 3).priority_boost is None
+    assert LaneConfig(priority=2, max_concurrency=3).priority_boost is None
     with pytest.raises(TypeError, match="priority_boost must be a PriorityBoost"):
-        RedisLane(0, 1, priority_boost=300)  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match="resolution of 1 microsecond"):
-        RedisLane(0, 1, priority_boost=PriorityBoost(1e-7))
+        LaneConfig(priority=0, max_concurrency=1, priority_boost=300)  # type: ignore[arg-type]
+    # A boost the Redis clock cannot time is refused when the lane is declared on Redis.
+    too_fine = LaneConfig(priority=0, max_concurrency=1, priority_boost=PriorityBoost(1e-7))
+    with pytest.raises(ConfigError, match="lane 'jobs': priority boost: .*resolution of 1µs"):
+        RedisQueue(redis_url(), {"jobs": too_fine})
+    # So is a lane option the Redis engine cannot honour, by name.
+    with pytest.raises(ConfigError, match="lane 'jobs': pressure_threshold is not supported by the Redis engine"):
+        RedisQueue(redis_url(), {"jobs": LaneConfig(priority=0, pressure_threshold=10)})
     with pytest.raises(ConfigError, match="key prefix"):
         RedisQueue(redis_url(), key_prefix="{tenant}")
-    with pytest.raises(TypeError, match="expected a RedisLane, got int"):
+    with pytest.raises(TypeError, match="expected a LaneConfig, got int"):
         RedisQueue(redis_url(), {"jobs": 5})  # type: ignore[dict-item]
     with pytest.raises(ConfigError, match="invalid Redis URL"):
         RedisQueue("http://example.com")
@@ -494,27 +402,34 @@ def test_bad_arguments_are_refused_with_a_reason(queues: Callable[..., RedisQueu
     with pytest.raises(StorageError, match="cannot connect to Redis"):
         RedisQueue(f"redis://127.0.0.1:{port}", response_timeout=2)
 
-    queue = queues({"jobs": RedisLane(0, 1)})
+    queue = queues({"jobs": LaneConfig(priority=0, max_concurrency=1)})
     with pytest.raises(LaneNotFoundError, match="no_such_lane"):
         queue.submit("no_such_lane", "x")
     with pytest.raises(ConfigError, match="command type"):
         queue.submit("jobs", "")
     with pytest.raises(TypeError, match="payload"):
         queue.submit("jobs", "x", {"a": {1, 2}})
-    with pytest.raises(ConfigError, match="slots must be an int >= 1"):
+    with pytest.raises(ConfigError, match="slots must be at least 1"):
         RedisWorker(queue, slots=0)
+    with pytest.raises(ConfigError, match="block_timeout must be at least 10ms"):
+        RedisWorker(queue, block_timeout=0.001)
     with pytest.raises(ConfigError, match="heartbeat_interval"):
         RedisWorker(queue, lease_ttl=1, heartbeat_interval=2)
     with pytest.raises(TypeError, match="queue must be a RedisQueue"):
         RedisWorker("redis://")  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match=r"lane_retries\['jobs'\] must be a RetryPolicy"):
-        RedisWorker(queue, lane_retries={"jobs": 3})  # type: ignore[dict-item]
-    with pytest.raises(ConfigError, match=r"lane_timeouts\['jobs'\] must be a finite number"):
-        RedisWorker(queue, lane_timeouts={"jobs": -1})
+    # A lane's retries and timeout are LaneConfig options, checked as such; the worker
+    # refuses its old per-lane options rather than ignoring them.
+    with pytest.raises(TypeError, match="retry must be a RetryPolicy"):
+        queue.declare_lane("jobs", LaneConfig(priority=0, retry=3))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="timeout must be a finite number"):
+        queue.declare_lane("jobs", LaneConfig(priority=0, timeout=-1))
+    for removed in ["timeout", "lane_timeouts", "retry", "lane_retries", "cancel_grace"]:
+        with pytest.raises(TypeError, match=f"unexpected keyword argument '{removed}'"):
+            RedisWorker(queue, **{removed: None})
 
 
-def test_progress_reported_on_a_worker_reaches_the_submitters_events(queues: Callable[..., RedisQueue]) -> None:
-    queue = queues({"jobs": RedisLane(0, 4)})
+def test_progress_and_lifecycle_events_reach_every_subscriber(queues: Callable[..., RedisQueue]) -> None:
+    queue = queues({"jobs": LaneConfig(priority=0, max_concurrency=4)})
     worker = RedisWorker(queue, slots=2)
     step = threading.Semaphore(0)
 
@@ -526,7 +441,11 @@ def test_progress_reported_on_a_worker_reaches_the_submitters_events(queues: Cal
         return "done"
 
     worker.start()
-    with queue.events() as stream:  # blocking iterator
+    # Another queue object (another process, say) sees every stage of the command, for as
+    # long as it lives.
+    elsewhere = RedisQueue(redis_url(), key_prefix=queue.key_prefix)
+    everything = elsewhere.events()
+    with queue.events(keys=["queue.command.progress"]) as stream:  # blocking iterator
         handle = queue.submit("jobs", "steps", 3)
         for n in range(1, 4):
             step.release()
@@ -534,9 +453,23 @@ def test_progress_reported_on_a_worker_reaches_the_submitters_events(queues: Cal
             assert event is not None and event.key == "queue.command.progress"
             assert event.payload == {"lane_id": "jobs", "command_id": handle.id, "progress": {"step": n}}
         assert handle.result(timeout=30) == "done"
+    seen: list[str] = []
+    while "queue.command.completed" not in seen:
+        event = everything.get(timeout=30)
+        assert event is not None
+        if event.command_id == handle.id:
+            assert event.lane_id == "jobs"
+            seen.append(event.key)
+    everything.close()
+    assert seen == [
+        "queue.command.submitted",
+        "queue.command.started",
+        *["queue.command.progress"] * 3,
+        "queue.command.completed",
+    ]
 
     async def read_async() -> None:
-        stream = queue.events()
+        stream = queue.events(keys=["queue.command.progress"])
         loop = asyncio.get_running_loop()
         handle = await loop.run_in_executor(None, queue.submit, "jobs", "steps", 1)
         step.release()

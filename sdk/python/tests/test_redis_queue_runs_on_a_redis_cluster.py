@@ -11,7 +11,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from a3s_lane import ConfigError, RedisLane, RedisQueue, RedisWorker
+from a3s_lane import ConfigError, LaneConfig, RedisQueue, RedisWorker
 from conftest import redis_cluster_urls, unique_prefix
 
 
@@ -49,7 +49,7 @@ def prefix_on_another_node(first_url: str, base: str) -> str:
 def test_a_queue_on_another_node_runs_commands_on_a_worker() -> None:
     urls = redis_cluster_urls()
     prefix = prefix_on_another_node(urls[0], unique_prefix("cluster"))
-    queue = RedisQueue.cluster(urls, {"jobs": RedisLane(0, 4)}, key_prefix=prefix, connect_timeout=5)
+    queue = RedisQueue.cluster(urls, {"jobs": LaneConfig(priority=0, max_concurrency=4)}, key_prefix=prefix, connect_timeout=5)
     try:
         worker = RedisWorker(queue, slots=2)
 

@@ -98,14 +98,14 @@ def test_standard_and_aggressive_boosts_have_their_steps() -> None:
 @pytest.mark.parametrize(
     ("make", "error", "message"),
     [
-        (lambda: PriorityBoost(0), ConfigError, "deadline must be a finite number of seconds > 0, got 0"),
-        (lambda: PriorityBoost.standard(-1), ConfigError, "deadline must be a finite number of seconds > 0"),
+        (lambda: PriorityBoost(0), ConfigError, "the deadline must be longer than zero"),
+        (lambda: PriorityBoost.standard(-1), ConfigError, "deadline must be a finite number of seconds >= 0, got -1"),
         (lambda: PriorityBoost.aggressive("60"),  # type: ignore[arg-type]
          TypeError, "deadline must be a number of seconds"),
-        (lambda: PriorityBoost.disabled().with_boost(1, 1), ConfigError, r"with_boost needs a deadline, but this PriorityBoost is disabled\(\)"),
-        (lambda: PriorityBoost(10).with_boost(11, 1), ConfigError, r"time_before_deadline \(11 s\) is longer than the deadline \(10 s\)"),
-        (lambda: PriorityBoost(10).with_boost(5, 0), ConfigError, "boost must be an int from 1 to 255"),
-        (lambda: PriorityBoost(10).with_boost(5, 256), ConfigError, "boost must be an int from 1 to 255"),
+        (lambda: PriorityBoost.disabled().with_boost(1, 1), ConfigError, r"with_boost needs a deadline, but this config is disabled\(\)"),
+        (lambda: PriorityBoost(10).with_boost(11, 1), ConfigError, r"the step at 11s before the deadline is longer than the deadline \(10s\)"),
+        (lambda: PriorityBoost(10).with_boost(5, 0), ConfigError, "boosts by 0 levels and would do nothing"),
+        (lambda: PriorityBoost(10).with_boost(5, 256), ConfigError, "boost must be an int from 0 to 255"),
         (lambda: PriorityBoost(10).with_boost(-1, 1), ConfigError, "time_before_deadline must be a finite number of seconds >= 0"),
         (lambda: LaneConfig(priority=0, priority_boost=60),  # type: ignore[arg-type]
          TypeError, "priority_boost must be a PriorityBoost"),

@@ -11,8 +11,8 @@ import a3s_lane
 from a3s_lane import CommandContext, Event, Lane, LaneConfig
 
 
-def make_lane(event_buffer: int | None = None) -> Lane:
-    lane = Lane({"q": LaneConfig(priority=0)}, event_buffer=event_buffer)
+def make_lane(event_capacity: int | None = None) -> Lane:
+    lane = Lane({"q": LaneConfig(priority=0)}, event_capacity=event_capacity)
 
     @lane.handler("work")
     def work(payload: object, ctx: CommandContext) -> object:
@@ -77,7 +77,8 @@ def test_a_for_loop_over_the_events_ends_with_the_shutdown() -> None:
 
 
 def test_a_reader_that_falls_behind_is_told_how_many_it_missed() -> None:
-    lane = make_lane(event_buffer=4)
+    lane = make_lane(event_capacity=4)
+    assert lane.event_capacity == 4
     lane.start()
     stream = lane.events()
     for i in range(10):
@@ -87,6 +88,21 @@ def test_a_reader_that_falls_behind_is_told_how_many_it_missed() -> None:
     assert first.key == "queue.events.lagged"
     assert first.payload["missed"] > 0
     assert stream.missed == first.payload["missed"]
+
+
+def test_event_buffer_still_sets_the_capacity_with_a_deprecation_warning() -> None:
+    with pytest.warns(DeprecationWarning, match=r"Lane\(event_buffer=\.\.\.\) is deprecated; use Lane\(event_capacity=\.\.\.\)"):
+        lane = Lane({"q": LaneConfig(priority=0)}, event_buffer=4)
+    assert lane.event_capacity == 4
+    lane.register_handler("work", lambda payload: payload)
+    lane.start()
+    stream = lane.events()
+    for i in range(10):
+        lane.submit("q", "work", i)
+    first = stream.get(timeout=10)
+    assert first is not None and first.key == "queue.events.lagged"
+    with pytest.raises(TypeError, match="give event_capacity only"):
+        Lane(event_capacity=8, event_buffer=8)
 
 
 def test_unknown_event_keys_are_refused() -> None:

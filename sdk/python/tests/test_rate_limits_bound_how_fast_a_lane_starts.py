@@ -135,16 +135,16 @@ def test_rate_limits_describe_themselves() -> None:
 @pytest.mark.parametrize(
     ("make", "error", "message"),
     [
-        (lambda: RateLimit.per_second(0), ConfigError, r"n must be an int from 1 to 4294967295 \(RateLimit.unlimited\(\)"),
-        (lambda: RateLimit.per_minute(-5), ConfigError, "n must be an int from 1"),
-        (lambda: RateLimit.per_hour(2**32), ConfigError, "n must be an int from 1 to 4294967295"),
+        (lambda: RateLimit.per_second(0), ConfigError, r"a rate of 0 commands per 1s would never start a command; use RateLimitConfig::unlimited\(\)"),
+        (lambda: RateLimit.per_minute(-5), ConfigError, "n must be an int >= 0, got -5"),
+        (lambda: RateLimit.per_hour(2**32), ConfigError, "n must be an int from 0 to 4294967295, got 4294967296"),
         (lambda: RateLimit.per_second(2.5),  # type: ignore[arg-type]
          TypeError, "n must be an int, got float"),
-        (lambda: RateLimit.token_bucket(5, 0, 5), ConfigError, "period_seconds must be a finite number of seconds > 0"),
+        (lambda: RateLimit.token_bucket(5, 0, 5), ConfigError, "the token bucket's period must be longer than zero"),
         (lambda: RateLimit.token_bucket(5, float("nan"), 5), ConfigError, "period_seconds must be a finite number"),
-        (lambda: RateLimit.token_bucket(5, 1, 0), ConfigError, "burst must be an int from 1"),
-        (lambda: RateLimit.sliding_window(0, 1), ConfigError, "limit must be an int from 1"),
-        (lambda: RateLimit.sliding_window(3, -1), ConfigError, "window_seconds must be a finite number of seconds > 0"),
+        (lambda: RateLimit.token_bucket(5, 1, 0), ConfigError, "a burst of 0 would never hold a permit"),
+        (lambda: RateLimit.sliding_window(0, 1), ConfigError, "a limit of 0 commands per 1s would never start a command"),
+        (lambda: RateLimit.sliding_window(3, -1), ConfigError, "window_seconds must be a finite number of seconds >= 0, got -1"),
         (lambda: LaneConfig(priority=0, rate_limit=5),  # type: ignore[arg-type]
          TypeError, r"rate_limit must be a RateLimit \(for example"),
     ],

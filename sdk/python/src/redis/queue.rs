@@ -1,0 +1,416 @@
+//! `RedisQueue`: a command queue kept in Redis, for producers (submit, cancel, inspect,
+//! administer); its lanes are `LaneConfig`s, declared with a priority as a `Lane`'s are.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use a3s_lane::{CancelOutcome, RedisCommandHandle, RedisQueue as CoreQueue, RedisQueueConfig};
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use serde_json::Value;
+use tokio::task::JoinHandle;
+
+use crate::args::{optional, optional_seconds, type_name, usize_arg};
+use crate::config::LaneConfig;
+use crate::convert::payload_to_json;
+use crate::error::{IntoPyErr, config_error};
+use crate::event_loop::LoopBridge;
+use crate::events::{EventStream, wanted_keys};
+use crate::handle::{CancelTarget, CommandFuture, CommandHandle, Finished};
+use crate::loop_task::{LoopBody, LoopTask};
+use crate::redis::config::QueueOptions;
+use crate::redis::stats::RedisQueueStats;
+use crate::runtime::{block_on, join_error, on_runtime, runtime};
+use crate::stats::DeadLetter;
+
+/// The `limit` of `RedisQueue.dead_letters()` when none is given.
+const DEFAULT_DEAD_LETTER_LIMIT: usize = 1000;
+
+/// Refuses a command type the Redis engine cannot store, as a `ConfigError` before
+/// anything is sent (the engine's own check reports a `QueueError`).
+fn check_command_type(py: Python<'_>, command_type: &str) -> PyResult<()> {
+    if command_type.is_empty() || command_type.contains('\n') {
+        return Err(config_error(
+            py,
+            format!("command type {command_type:?} must be non-empty and hold no newline"),
+        ));
+    }
+    Ok(())
+}
+
+/// A command queue kept in Redis, shared by any number of processes and machines.
+///
+/// Producers submit commands (lane, type, JSON payload) and wait for their results;
+/// `RedisWorker`s, here or in other processes, run them with their handlers. Lanes keep
+/// strict priority and FIFO order; caps and rate limits hold over all workers; a cancel
+/// reaches the worker running the command; retries and dead letters live in Redis.
+/// Delivery is at least once: a command whose worker dies runs again elsewhere.
+///
+/// Every call except `submit_async` blocks for about one Redis round trip, releasing
+/// the GIL.
+#[pyclass(frozen, module = "a3s_lane", name = "RedisQueue")]
+pub(crate) struct RedisQueue {
+    pub(crate) queue: CoreQueue,
+}
+
+impl RedisQueue {
+    fn connect(
+        py: Python<'_>,
+        config: RedisQueueConfig,
+        options: QueueOptions<'_, '_>,
+    ) -> PyResult<Self> {
+        let config = options.apply(py, config)?;
+        let queue = on_runtime(py, CoreQueue::connect(config))?;
+        Ok(Self { queue })
+    }
+}
+
+#[pymethods]
+impl RedisQueue {
+    /// Connects to the Redis server at `url` (`redis://host:port/db`) and declares
+    /// `lanes` (lane id -> `LaneConfig`, as for `Lane`), updating lanes that exist
+    /// already. With `lanes=None` nothing is declared: use the lanes another process
+    /// declared. `RedisQueue.cluster(nodes, ...)` connects to a Redis Cluster instead.
+    ///
+    /// A lane's cap, rate limit and priority boost hold over all workers; its timeout,
+    /// cancel grace and retry policy are kept in Redis and every worker runs its commands
+    /// with them. A lane option the Redis engine cannot honour (`pressure_threshold`) is
+    /// a `ConfigError` naming it.
+    ///
+    /// - `key_prefix`: every key of the queue starts with `{key_prefix}`; different
+    ///   prefixes are separate queues on one server (default "a3s-lane").
+    /// - `result_ttl`: seconds finished commands and undelivered results stay in Redis
+    ///   (default one day); dead letters stay until re-driven or cleared.
+    /// - `response_timeout`: seconds to wait for Redis to answer (default 5).
+    /// - `connect_timeout`: seconds one connection attempt may take (default 5); an
+    ///   address nothing listens on fails at once.
+    ///
+    /// Raises `StorageError` (naming the address) when Redis cannot be reached and
+    /// `ConfigError` for bad values.
+    #[new]
+    #[pyo3(signature = (url, lanes = None, *, key_prefix = None, result_ttl = None, response_timeout = None, connect_timeout = None))]
+    fn new(
+        py: Python<'_>,
+        url: &str,
+        lanes: Option<&Bound<'_, PyAny>>,
+        key_prefix: Option<&str>,
+        result_ttl: Option<&Bound<'_, PyAny>>,
+        response_timeout: Option<&Bound<'_, PyAny>>,
+        connect_timeout: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let options = QueueOptions {
+            lanes,
+            key_prefix,
+            result_ttl,
+            response_timeout,
+            connect_timeout,
+        };
+        Self::connect(py, RedisQueueConfig::new(url), options)
+    }
+
+    /// Connects to a Redis Cluster through `nodes` (a list of node URLs such as
+    /// `["redis://10.0.0.1:7000", "redis://10.0.0.2:7000"]`; the other nodes are
+    /// discovered from them), with the same options as `RedisQueue(url, ...)`. The queue
+    /// lives on the node holding its `{key_prefix}` hash slot; commands and workers
+    /// follow the slot when the cluster moves it.
+    ///
+    /// Raises `ConfigError` for an empty list or a bad URL and `StorageError` when no
+    /// node can be reached.
+    #[staticmethod]
+    #[pyo3(signature = (nodes, lanes = None, *, key_prefix = None, result_ttl = None, response_timeout = None, connect_timeout = None))]
+    fn cluster(
+        py: Python<'_>,
+        nodes: &Bound<'_, PyAny>,
+        lanes: Option<&Bound<'_, PyAny>>,
+        key_prefix: Option<&str>,
+        result_ttl: Option<&Bound<'_, PyAny>>,
+        response_timeout: Option<&Bound<'_, PyAny>>,
+        connect_timeout: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        // A str is a sequence too (of one-letter "URLs"): refuse it by name.
+        let urls = if nodes.is_instance_of::<pyo3::types::PyString>() {
+            None
+        } else {
+            nodes.extract::<Vec<String>>().ok()
+        };
+        let Some(urls) = urls else {
+            return Err(PyTypeError::new_err(format!(
+                "nodes must be a list of node URLs like ['redis://10.0.0.1:7000'], got {}",
+                type_name(nodes)
+            )));
+        };
+        let options = QueueOptions {
+            lanes,
+            key_prefix,
+            result_ttl,
+            response_timeout,
+            connect_timeout,
+        };
+        Self::connect(py, RedisQueueConfig::cluster(urls), options)
+    }
+
+    /// The key prefix as given (keys start with `{key_prefix}`).
+    #[getter]
+    fn key_prefix(&self) -> &str {
+        let tagged = self.queue.key_prefix();
+        tagged
+            .strip_prefix('{')
+            .and_then(|p| p.strip_suffix('}'))
+            .unwrap_or(tagged)
+    }
+
+    /// Declares a lane with a `LaneConfig` (as `RedisQueue(url, lanes)` does), or
+    /// updates it; the new settings apply to the next claims (a changed rate limit
+    /// starts with a full bucket) and the next runs.
+    fn declare_lane(
+        &self,
+        py: Python<'_>,
+        lane: &str,
+        config: &Bound<'_, LaneConfig>,
+    ) -> PyResult<()> {
+        let (config, priority) = config.get().resolve(py, lane)?;
+        let queue = self.queue.clone();
+        let lane = lane.to_owned();
+        on_runtime(py, async move {
+            queue.declare_lane(&lane, config, priority).await
+        })
+    }
+
+    /// Submits a command to the end of `lane` and returns its `CommandHandle` once Redis
+    /// has it (`id`, `cancel()`, `result(timeout)`, `await handle`). Raises
+    /// `LaneNotFoundError` for a lane not declared in Redis. Ctrl-C during the round trip
+    /// cancels the command.
+    #[pyo3(signature = (lane, command_type, payload = None))]
+    fn submit(
+        &self,
+        py: Python<'_>,
+        lane: &str,
+        command_type: &str,
+        payload: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<CommandHandle> {
+        let mut task = self.spawn_submit(py, lane, command_type, payload)?;
+        match block_on(py, Pin::new(&mut task)) {
+            Ok(Ok(Ok(handle))) => Ok(CommandHandle::remote(handle, self.queue.clone())),
+            Ok(Ok(Err(error))) => Err(error.into_py_err(py)),
+            Ok(Err(error)) => Err(join_error(py, error)),
+            Err(interrupted) => {
+                // The command may be in Redis already: cancel it once its id is known.
+                runtime().spawn(async move {
+                    if let Ok(Ok(handle)) = task.await {
+                        let _ = handle.cancel().await;
+                    }
+                });
+                Err(interrupted)
+            }
+        }
+    }
+
+    /// Submits a command from a coroutine: `await queue.submit_async(...)` gives its
+    /// result. Returns a `CommandFuture` at once (bad arguments raise here); its `id` is
+    /// known once Redis has the command, and cancelling it (or the task awaiting it)
+    /// cancels the command.
+    #[pyo3(signature = (lane, command_type, payload = None))]
+    fn submit_async(
+        &self,
+        py: Python<'_>,
+        lane: &str,
+        command_type: &str,
+        payload: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<CommandFuture>> {
+        let bridge = LoopBridge::of_running_loop(py, "submit_async()")?;
+        let task = self.spawn_submit(py, lane, command_type, payload)?;
+        let future = CommandFuture::new(
+            py,
+            bridge.clone(),
+            CancelTarget::Remote(self.queue.clone()),
+            None,
+        )?;
+        let body = RemoteSubmit {
+            stage: Stage::Accepting(task),
+            future: future.clone_ref(py),
+        };
+        LoopTask::spawn(py, bridge, body);
+        Ok(future)
+    }
+
+    /// Cancels a command by id. Returns "cancelled" (it was pending or waiting for a
+    /// retry, and ended now), "signalled" (it is running; its worker was told and it
+    /// ends as cancelled once it stops), "already_finished" or "unknown".
+    fn cancel(&self, py: Python<'_>, command_id: u64) -> PyResult<&'static str> {
+        let queue = self.queue.clone();
+        let outcome = on_runtime(py, async move { queue.cancel(command_id).await })?;
+        Ok(match outcome {
+            CancelOutcome::Cancelled => "cancelled",
+            CancelOutcome::Signalled => "signalled",
+            CancelOutcome::AlreadyFinished => "already_finished",
+            CancelOutcome::Unknown => "unknown",
+        })
+    }
+
+    /// Counts per lane and for the queue, the registered workers, and lifetime counters.
+    fn stats(&self, py: Python<'_>) -> PyResult<RedisQueueStats> {
+        let queue = self.queue.clone();
+        let stats = on_runtime(py, async move { queue.stats().await })?;
+        RedisQueueStats::new(py, stats)
+    }
+
+    /// Stops claims from a lane on every worker (running commands continue). With
+    /// `duration` (seconds) the lane resumes by itself afterwards, for example after an
+    /// HTTP 429; a shorter pause never cuts a longer one short. `stats()` shows a lane
+    /// paused without a duration as `paused`, and one paused for a duration as
+    /// `throttled` (like a rate limit, it ends by itself).
+    #[pyo3(signature = (lane, duration = None))]
+    fn pause_lane(
+        &self,
+        py: Python<'_>,
+        lane: &str,
+        duration: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        let duration = optional_seconds(duration, "duration")?;
+        let queue = self.queue.clone();
+        let lane = lane.to_owned();
+        on_runtime(py, async move {
+            match duration {
+                Some(duration) => queue.pause_lane_for(&lane, duration).await,
+                None => queue.pause_lane(&lane).await,
+            }
+        })
+    }
+
+    /// Ends a pause of a lane (timed or not).
+    fn resume_lane(&self, py: Python<'_>, lane: &str) -> PyResult<()> {
+        let queue = self.queue.clone();
+        let lane = lane.to_owned();
+        on_runtime(py, async move { queue.resume_lane(&lane).await })
+    }
+
+    /// The commands that failed for good, oldest first, at most `limit` (default 1000).
+    #[pyo3(signature = (limit = None))]
+    fn dead_letters(
+        &self,
+        py: Python<'_>,
+        limit: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Vec<DeadLetter>> {
+        let limit =
+            optional(limit, |l| usize_arg(l, "limit"))?.unwrap_or(DEFAULT_DEAD_LETTER_LIMIT);
+        let queue = self.queue.clone();
+        let letters = on_runtime(py, async move { queue.dead_letters(limit).await })?;
+        Ok(letters.into_iter().map(DeadLetter::from).collect())
+    }
+
+    /// Sends a dead letter back to the end of its lane (attempts reset); returns its
+    /// `CommandHandle`.
+    fn redrive(&self, py: Python<'_>, command_id: u64) -> PyResult<CommandHandle> {
+        let queue = self.queue.clone();
+        let handle = on_runtime(py, async move { queue.redrive(command_id).await })?;
+        Ok(CommandHandle::remote(handle, self.queue.clone()))
+    }
+
+    /// Subscribes to the lifecycle events of every command of the queue from now on,
+    /// whichever process submitted it and whichever worker runs it, with the keys and
+    /// payloads of `Lane.events()` (`queue.command.submitted`, `started`, `progress`,
+    /// `completed`, `retry`, `failed`, `timeout`, `dead_lettered`, `cancelled`); `keys`
+    /// limits them to those keys (see `EVENT_KEYS`). A subscriber that falls more than
+    /// `DEFAULTS["redis_queue"]["event_capacity"]` events behind receives
+    /// `queue.events.lagged`. Iterate with `for` or `async for`; `close()` ends the stream.
+    #[pyo3(signature = (keys = None))]
+    fn events(&self, py: Python<'_>, keys: Option<&Bound<'_, PyAny>>) -> PyResult<EventStream> {
+        let wanted = wanted_keys(py, keys)?;
+        // Subscribing may start the queue's reader of its event stream on the runtime.
+        let _context = runtime().enter();
+        let stream = match &wanted {
+            None => self.queue.subscribe(),
+            Some(wanted) => {
+                let filter = wanted.clone();
+                self.queue
+                    .subscribe_filtered(move |event| filter.contains(&event.key))
+            }
+        };
+        Ok(EventStream::new(stream, wanted))
+    }
+
+    /// Deletes every key of this queue (lanes, commands, results, dead letters); returns
+    /// how many. For tests and retiring a queue: its running workers lose their leases.
+    fn clear(&self, py: Python<'_>) -> PyResult<usize> {
+        let queue = self.queue.clone();
+        on_runtime(py, async move { queue.clear().await })
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<RedisQueue key_prefix={:?}>", self.key_prefix())
+    }
+}
+
+impl RedisQueue {
+    /// Checks the arguments here, then submits on the runtime.
+    fn spawn_submit(
+        &self,
+        py: Python<'_>,
+        lane: &str,
+        command_type: &str,
+        payload: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<JoinHandle<a3s_lane::Result<RedisCommandHandle>>> {
+        check_command_type(py, command_type)?;
+        let payload: Value = payload_to_json(payload)?;
+        let queue = self.queue.clone();
+        let (lane, command_type) = (lane.to_owned(), command_type.to_owned());
+        Ok(runtime().spawn(async move { queue.submit(&lane, &command_type, payload).await }))
+    }
+}
+
+enum Stage {
+    Accepting(JoinHandle<a3s_lane::Result<RedisCommandHandle>>),
+    Waiting(RedisCommandHandle),
+    Done,
+}
+
+/// Drives one `RedisQueue.submit_async` on the loop's thread: acceptance, then the result.
+struct RemoteSubmit {
+    stage: Stage,
+    future: Py<CommandFuture>,
+}
+
+impl LoopBody for RemoteSubmit {
+    fn poll(&mut self, py: Python<'_>, cx: &mut Context<'_>) -> Poll<()> {
+        let future = self.future.bind(py);
+        loop {
+            match &mut self.stage {
+                Stage::Accepting(task) => {
+                    let accepted = std::task::ready!(Pin::new(task).poll(cx));
+                    match accepted {
+                        Ok(Ok(handle)) => {
+                            future.get().accepted(handle.id());
+                            self.stage = Stage::Waiting(handle);
+                        }
+                        Ok(Err(error)) => {
+                            self.stage = Stage::Done;
+                            CommandFuture::refuse(future, error.into_py_err(py));
+                            return Poll::Ready(());
+                        }
+                        Err(error) => {
+                            self.stage = Stage::Done;
+                            CommandFuture::refuse(future, join_error(py, error));
+                            return Poll::Ready(());
+                        }
+                    }
+                }
+                Stage::Waiting(handle) => {
+                    if future.get().is_done() {
+                        // Cancelled by the caller (and the command with it): stop waiting.
+                        self.stage = Stage::Done;
+                        return Poll::Ready(());
+                    }
+                    let result = std::task::ready!(Pin::new(handle).poll(cx));
+                    self.stage = Stage::Done;
+                    let finished = Finished {
+                        result,
+                        exception: None,
+                    };
+                    CommandFuture::finish(future, &finished);
+                    return Poll::Ready(());
+                }
+                Stage::Done => return Poll::Ready(()),
+            }
+        }
+    }
+}
