@@ -190,11 +190,13 @@ export declare class RedisQueue {
    */
   redrive(commandId: number): Promise<RedisCommandHandle>
   /**
-   * Declares a lane, or updates one (priority, cap, rate limit and priority boost apply
-   * to the next claims of every worker; a boost added now counts the wait of commands
-   * already pending from now).
+   * Declares a lane, or updates one, with the same options as a `Lane`'s lanes: its
+   * priority, cap, rate limit and priority boost apply to the next claims of every
+   * worker (a boost added now counts the wait of commands already pending from now),
+   * its timeout, cancel grace and retry policy to the next runs. Options the Redis
+   * engine cannot honour (`pressureThreshold`) reject with code `CONFIG`.
    */
-  declareLane(laneId: string, options: RedisLaneOptions): Promise<void>
+  declareLane(laneId: string, options: LaneOptions): Promise<void>
   /**
    * Stops claims from a lane on every worker (running commands go on); with
    * `durationMs` the lane resumes by itself after that long (for example after an HTTP
@@ -204,15 +206,17 @@ export declare class RedisQueue {
   /** Ends a pause (timed or not) of a lane. */
   resumeLane(laneId: string): Promise<void>
   /**
-   * An async iterator of the events of the commands this process submitted and still
-   * awaits: `queue.command.progress` (`{ laneId, commandId, progress }`) for each
-   * `ctx.reportProgress(value)` of their handlers, on whichever worker they run. Progress
-   * of a command whose result arrived, or whose handle is gone, is not delivered. An
-   * iterator more than 1024 events behind loses the oldest and gets one
+   * The events of `keys` (all when absent) of every command of the queue, whichever
+   * process submitted it and whichever worker runs it, from now on, as an async
+   * iterator: the keys and payloads of `Lane.events()` (`queue.command.submitted`,
+   * `.started`, `.completed`, `.retry`, `.failed`, `.dead_lettered`, `.cancelled`,
+   * `.progress` with `{ laneId, commandId, progress }` for each `ctx.reportProgress`,
+   * …), read from the queue's event stream in Redis. An iterator more than
+   * `DEFAULTS.redis_queue.event_capacity` events behind loses the oldest and gets one
    * `queue.events.lagged` event saying how many. `return()` (or `break` in
    * `for await`) ends it; it does not keep the process alive.
    */
-  events(): AsyncIterableIterator<LaneEvent>
+  events(keys?: string | string[]): AsyncIterableIterator<LaneEvent>
   /**
    * Deletes every key of this queue (lanes, commands, results, dead letters) and
    * resolves with how many keys went. For tests and retiring a tenant: running workers
@@ -275,15 +279,6 @@ export declare class RedisWorker {
   get running(): number
   /** Whether the worker claims and runs commands (false once a shutdown began). */
   get isRunning(): boolean
-}
-
-/**
- * `{ aggressive: deadlineMs }`: boost by 2, 4, 6 and 8 levels when 80%, 60%, 40% and 20%
- * of the deadline remain; priority 0 past the deadline.
- */
-export interface AggressiveBoost {
-  /** The deadline in milliseconds, counted from when the command was queued. */
-  aggressive: number
 }
 
 /**
@@ -356,13 +351,28 @@ export interface DeadLetter {
   payload: unknown
 }
 
-/** `{ deadlineMs, steps }`: your own steps; priority 0 past the deadline. */
-export interface DeadlineBoost {
-  /** The deadline in milliseconds, counted from when the command was queued. */
-  deadlineMs: number
-  /** Boost steps; the largest boost whose step applies wins. None: only the deadline. */
-  steps?: Array<BoostStep>
+/** The type of `DEFAULTS` (`index.d.ts` only; its value is the core's table). */
+export interface Defaults {
+  /** `LaneOptions`. */
+  readonly lane: { readonly min_concurrency: number; readonly max_concurrency: number; readonly timeout_ms: number | null; readonly pressure_threshold: number | null; readonly cancel_grace_ms: number; readonly retry_policy: null; readonly rate_limit: null; readonly priority_boost: null }
+  /** `RetryOptions`. */
+  readonly retry_policy: { readonly max_retries: number; readonly initial_delay_ms: number; readonly multiplier: number; readonly max_delay_ms: number; readonly jitter: 'none' | 'full' | 'equal' }
+  /** `new Lane(lanes, options)`, and the six default lanes used when `lanes` is left out. */
+  readonly queue: { readonly event_capacity: number; readonly max_concurrency: number | null; readonly default_lanes: ReadonlyArray<{ readonly id: string; readonly priority: number; readonly max_concurrency: number; readonly min_concurrency: number }> }
+  /** `RedisQueue.connect(url, options)`; `event_capacity` is the buffer of `events()`. */
+  readonly redis_queue: { readonly key_prefix: string; readonly result_ttl_ms: number; readonly response_timeout_ms: number; readonly connect_timeout_ms: number; readonly event_capacity: number }
+  /** `RedisWorker.start(queue, options)`. */
+  readonly redis_worker: { readonly slots: number; readonly lease_ttl_ms: number; readonly heartbeat_interval_ms: number; readonly block_timeout_ms: number }
 }
+
+/**
+ * Every option's default, from the Rust core (`a3s_lane::defaults()`), by what it
+ * configures: `lane` (`LaneOptions`), `retry_policy` (`RetryOptions`), `queue` (`Lane`'s
+ * options, and the six default lanes), `redis_queue` and `redis_worker`. Durations are
+ * in milliseconds (keys ending in `_ms`); `null` means none. The keys are the core's,
+ * the same in Rust, Python and Node. Frozen.
+ */
+export declare const DEFAULTS: Defaults
 
 /**
  * Statistics of one latency histogram, in milliseconds. Count, sum, min, max and mean
@@ -420,26 +430,36 @@ export interface LaneMetrics {
 }
 
 /**
- * Options of one lane (`new Lane({ query: { priority: 2, maxConcurrency: 10 } })`).
+ * Options of one lane (`new Lane({ api: { priority: 2, maxConcurrency: 10 } })`), the
+ * same for a `Lane` and a `RedisQueue`.
  *
- * For the six default lanes (`system` 0/5, `control` 1/3, `query` 2/10, `session` 3/5,
- * `skill` 4/3, `prompt` 5/2 as priority/maxConcurrency) `priority` and `maxConcurrency`
- * default to those values; other lanes must give both.
+ * The six default lanes (`system` 0/5, `control` 1/3, `query` 2/10, `session` 3/5,
+ * `skill` 4/3, `prompt` 5/2 as priority/maxConcurrency) default to those values; other
+ * lanes must give `priority`. The other defaults are the core's (`DEFAULTS.lane`).
  */
 export interface LaneOptions {
   /** 0 (most urgent) to 255; lower numbers run first. */
   priority?: number
   /** Slots reserved for this lane under a global `maxConcurrency` (default 1). */
   minConcurrency?: number
-  /** At most this many of the lane's commands run at once (at least 1). */
+  /**
+   * At most this many of the lane's commands run at once, at least 1 (default 1; over
+   * all workers of a `RedisQueue`).
+   */
   maxConcurrency?: number
-  /** A run that takes longer fails with code `TIMEOUT` (and its `ctx.signal` aborts). */
+  /**
+   * A run that takes longer fails with code `TIMEOUT` (and its `ctx.signal` aborts).
+   * No timeout when absent.
+   */
   timeoutMs?: number
-  /** How failed commands are retried; no retries when absent. */
+  /**
+   * How failed commands are retried (on a `RedisQueue`, the retry waits in Redis and
+   * may run on any worker). No retries when absent.
+   */
   retry?: RetryOptions
   /**
    * Emit `queue.lane.pressure` when this many commands are pending, and
-   * `queue.lane.idle` when the lane empties again.
+   * `queue.lane.idle` when the lane empties again (a `Lane` only).
    */
   pressureThreshold?: number
   /**
@@ -448,17 +468,13 @@ export interface LaneOptions {
    */
   cancelGraceMs?: number
   /**
-   * How fast the lane may start commands: `{ perSecond: n }`, `{ perMinute: n }`,
-   * `{ perHour: n }` (a token bucket holding `n` permits),
-   * `{ tokenBucket: { rate, periodMs, burst } }` or
-   * `{ slidingWindow: { limit, windowMs } }`. No limit when absent.
+   * How fast the lane may start commands (over all workers of a `RedisQueue`). No
+   * limit when absent.
    */
   rateLimit?: RateLimitOptions
   /**
-   * Raises the lane's priority as its oldest pending command waits:
-   * `{ standard: deadlineMs }`, `{ aggressive: deadlineMs }` or
-   * `{ deadlineMs, steps: [{ beforeDeadlineMs, boost }] }`. The boosted priority
-   * shows in `stats().lanes[id].effectivePriority`.
+   * Raises the lane's priority as its oldest pending command waits. The boosted
+   * priority shows in `stats().lanes[id].effectivePriority`.
    */
   priorityBoost?: PriorityBoostOptions
 }
@@ -502,33 +518,28 @@ export interface MetricsSnapshot {
   timestamp: number
 }
 
-/** `{ perHour: n }`: at most `n` starts per hour (a token bucket of `n` permits). */
-export interface PerHourLimit {
-  /** Permits per hour (at least 1). */
-  perHour: number
-}
-
-/** `{ perMinute: n }`: at most `n` starts per minute (a token bucket of `n` permits). */
-export interface PerMinuteLimit {
-  /** Permits per minute (at least 1). */
-  perMinute: number
-}
-
 /**
- * `{ perSecond: n }`: at most `n` starts per second (a token bucket of `n` permits, so
- * `n` may start at once after a quiet spell).
+ * How a lane's priority rises as its oldest pending command waits: exactly one of
+ * `{ standard: deadlineMs }` (boost by 1, 2, 3 and 4 levels when 75%, 50%, 25% and 10%
+ * of the deadline remain), `{ aggressive: deadlineMs }` (by 2, 4, 6 and 8 when 80%, 60%,
+ * 40% and 20% remain) or `{ deadlineMs, steps }` (your own steps). Past the deadline the
+ * lane runs at priority 0. Deadlines count from when the command was queued. The boost is
+ * computed when the scheduler picks a lane (no timer per command) and shows as
+ * `effectivePriority` in the lane's stats.
  */
-export interface PerSecondLimit {
-  /** Permits per second (at least 1). */
-  perSecond: number
+export interface PriorityBoostOptions {
+  /** The deadline of the standard steps, in milliseconds. */
+  standard?: number
+  /** The deadline of the aggressive steps, in milliseconds. */
+  aggressive?: number
+  /** The deadline of your own `steps`, in milliseconds. */
+  deadlineMs?: number
+  /**
+   * With `deadlineMs`: the boost steps; the largest boost whose step applies wins.
+   * None: only the deadline.
+   */
+  steps?: Array<BoostStep>
 }
-
-/**
- * How a lane's priority rises as its oldest pending command waits: exactly one of the
- * shapes. The boost is computed when the scheduler picks a lane (no timer per command)
- * and shows as `effectivePriority` in the lane's stats.
- */
-export type PriorityBoostOptions = StandardBoost | AggressiveBoost | DeadlineBoost
 
 /** Options of the whole queue (`new Lane(lanes, options)`). */
 export interface QueueOptions {
@@ -540,7 +551,7 @@ export interface QueueOptions {
   maxConcurrency?: number | null
   /**
    * How many events a slow listener or iterator may fall behind before it misses
-   * some (it is told how many by a `queue.events.lagged` event). Default 1024.
+   * some (it is told how many by a `queue.events.lagged` event): 1 to 2^24, default 1024.
    */
   eventCapacity?: number
   /**
@@ -573,11 +584,26 @@ export interface QueueStats {
 }
 
 /**
- * How fast a lane may start commands: exactly one of the shapes. A lane held back by
- * its limit shows `throttled: true` in its stats and starts again when a permit is due
- * (no polling).
+ * How fast a lane may start commands: exactly one of `{ perSecond: n }`,
+ * `{ perMinute: n }`, `{ perHour: n }`, `{ tokenBucket: { rate, periodMs, burst } }` or
+ * `{ slidingWindow: { limit, windowMs } }`. A lane held back by its limit shows
+ * `throttled: true` in its stats and starts again when a permit is due (no polling).
  */
-export type RateLimitOptions = PerSecondLimit | PerMinuteLimit | PerHourLimit | TokenBucketLimit | SlidingWindowLimit
+export interface RateLimitOptions {
+  /**
+   * At most `n` starts per second (a token bucket of `n` permits, so `n` may start at
+   * once after a quiet spell).
+   */
+  perSecond?: number
+  /** At most `n` starts per minute (a token bucket of `n` permits). */
+  perMinute?: number
+  /** At most `n` starts per hour (a token bucket of `n` permits). */
+  perHour?: number
+  /** A token bucket of your own. */
+  tokenBucket?: TokenBucketOptions
+  /** At most `limit` starts within any window of `windowMs`. */
+  slidingWindow?: SlidingWindowOptions
+}
 
 /** A command submitted to a `RedisQueue` (from `submit` and `redrive`). */
 export interface RedisCommandHandle {
@@ -597,31 +623,6 @@ export interface RedisCommandHandle {
    * command.
    */
   readonly cancel: () => Promise<'cancelled' | 'signalled' | 'finished' | 'unknown'>
-}
-
-/**
- * A lane of a Redis queue. Its settings live in Redis and hold over all workers
- * together.
- *
- * For the six default lane names (`system` … `prompt`) `priority` and
- * `maxConcurrency` default to those of `Lane`; other lanes must give both.
- */
-export interface RedisLaneOptions {
-  /** 0 (most urgent) to 255; lower numbers run first. */
-  priority?: number
-  /** At most this many of the lane's commands run at once, over all workers. */
-  maxConcurrency?: number
-  /**
-   * How fast the lane may start commands, over all workers (same shapes as a `Lane`
-   * lane's `rateLimit`).
-   */
-  rateLimit?: RateLimitOptions
-  /**
-   * Raises the lane's priority as its oldest pending command waits (same shapes as a
-   * `Lane` lane's `priorityBoost`), timed by the Redis server's clock in whole
-   * microseconds. The boosted priority shows in `stats().lanes[id].effectivePriority`.
-   */
-  priorityBoost?: PriorityBoostOptions
 }
 
 /** One lane of a Redis queue. */
@@ -649,14 +650,16 @@ export interface RedisLaneStatus {
 
 /**
  * Options of `RedisQueue.connect(url, options)` and
- * `RedisQueue.connectCluster(nodes, options)`.
+ * `RedisQueue.connectCluster(nodes, options)`. Defaults are the core's
+ * (`DEFAULTS.redis_queue`).
  */
 export interface RedisQueueOptions {
   /**
-   * Lanes to declare (or update) in Redis when connecting, by id. Leave it out to use
-   * the lanes already declared there (a worker process usually does).
+   * Lanes to declare (or update) in Redis when connecting, by id, with the same
+   * options as a `Lane`'s lanes. Leave it out to use the lanes already declared there
+   * (a worker process usually does).
    */
-  lanes?: Record<string, RedisLaneOptions>
+  lanes?: Record<string, LaneOptions>
   /**
    * Every key of the queue starts with `{keyPrefix}` (default `a3s-lane`): different
    * prefixes are separate queues on one server. No `{` or `}`.
@@ -698,15 +701,11 @@ export interface RedisQueueStats {
   counters: Record<string, number>
 }
 
-/** How a worker runs the commands of one lane. */
-export interface RedisWorkerLaneOptions {
-  /** A run that takes longer fails with code `TIMEOUT`. */
-  timeoutMs?: number
-  /** How failed commands of the lane are retried. */
-  retry?: RetryOptions
-}
-
-/** Options of `RedisWorker.start(queue, options)`. */
+/**
+ * Options of `RedisWorker.start(queue, options)`. Defaults are the core's
+ * (`DEFAULTS.redis_worker`); how a lane's commands run (timeout, retries, cancel grace)
+ * is the lane's, declared with its `LaneOptions`.
+ */
 export interface RedisWorkerOptions {
   /**
    * The handlers, by command type, registered before the worker claims anything
@@ -732,36 +731,23 @@ export interface RedisWorkerOptions {
    * (default 30000); work wakes it at once.
    */
   blockTimeoutMs?: number
-  /**
-   * After a cancel, a running handler has this long to settle by itself (its
-   * `ctx.signal` is aborted at once) before it is abandoned. Default 1000.
-   */
-  cancelGraceMs?: number
-  /**
-   * A run that takes longer fails with code `TIMEOUT` (and its `ctx.signal` aborts),
-   * in every lane without its own `timeoutMs`.
-   */
-  timeoutMs?: number
-  /**
-   * How failed commands are retried (the retry waits in Redis and may run on any
-   * worker), in every lane without its own `retry`. No retries when absent.
-   */
-  retry?: RetryOptions
-  /** Per-lane `timeoutMs` and `retry`, by lane id. */
-  lanes?: Record<string, RedisWorkerLaneOptions>
 }
 
 /**
  * A lane's retry policy: after the n-th failure the command runs again after
- * `min(initialDelayMs * multiplier^(n-1), maxDelayMs)`, at the front of its lane,
- * as long as n <= `maxRetries`. A handler error with `retryable: false` is never retried.
+ * `min(initialDelayMs * multiplier^(n-1), maxDelayMs)`, at the front of its lane, as
+ * long as n <= `maxRetries`. A handler error with `retryable: false` is never retried.
+ * Defaults are the core's (`DEFAULTS.retry_policy`).
  */
 export interface RetryOptions {
-  /** How many retries after the first run. */
-  maxRetries: number
+  /** How many retries after the first run (default 3; 0 for none). */
+  maxRetries?: number
   /** The delay before the first retry (default 100). */
   initialDelayMs?: number
-  /** The factor between one delay and the next, at least 1 (default 2; 1 for a fixed delay). */
+  /**
+   * The factor between one delay and the next, at least 1 (default 2; 1 for a fixed
+   * delay).
+   */
   multiplier?: number
   /** The longest delay (default 30000). */
   maxDelayMs?: number
@@ -772,27 +758,12 @@ export interface RetryOptions {
   jitter?: 'none' | 'full' | 'equal'
 }
 
-/** `{ slidingWindow: { limit, windowMs } }`. */
-export interface SlidingWindowLimit {
-  /** The window. */
-  slidingWindow: SlidingWindowOptions
-}
-
 /** At most `limit` starts within any window of `windowMs` (memory grows with `limit`). */
 export interface SlidingWindowOptions {
   /** Starts allowed per window (at least 1). */
   limit: number
   /** The window's length in milliseconds (more than 0). */
   windowMs: number
-}
-
-/**
- * `{ standard: deadlineMs }`: boost by 1, 2, 3 and 4 levels when 75%, 50%, 25% and 10% of
- * the deadline remain; priority 0 past the deadline.
- */
-export interface StandardBoost {
-  /** The deadline in milliseconds, counted from when the command was queued. */
-  standard: number
 }
 
 /** Durable storage in a directory (an SQLite database, `lane.db`, in WAL mode). */
@@ -813,12 +784,6 @@ export interface SubmitOptions {
    * rejects with code `CANCELLED` and the signal's reason as `cause`.
    */
   signal?: AbortSignal
-}
-
-/** `{ tokenBucket: { rate, periodMs, burst } }`. */
-export interface TokenBucketLimit {
-  /** The bucket. */
-  tokenBucket: TokenBucketOptions
 }
 
 /**

@@ -838,3 +838,4 @@ module.exports = nativeBinding
 module.exports.Lane = nativeBinding.Lane
 module.exports.RedisQueue = nativeBinding.RedisQueue
 module.exports.RedisWorker = nativeBinding.RedisWorker
+module.exports.DEFAULTS = nativeBinding.DEFAULTS

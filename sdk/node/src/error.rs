@@ -7,8 +7,9 @@
 //! |---------------------|--------------|-------------------------------------------------------------|
 //! | `LANE_NOT_FOUND`    | `RangeError` | a lane id the queue does not have                           |
 //! | `HANDLER_NOT_FOUND` | `RangeError` | a command type without a handler                            |
-//! | `CONFIG`            | `TypeError` / `RangeError` | an invalid lane or queue option              |
-//! | `INVALID_ARGUMENT`  | `TypeError` / `RangeError` | any other invalid argument                   |
+//! | `CONFIG`            | `TypeError` / `RangeError` | an invalid option (the core's `ConfigError`, |
+//! |                     |              | or a value of the wrong type or out of its Rust type's range)|
+//! | `INVALID_ARGUMENT`  | `TypeError` / `RangeError` | any other invalid argument of a method       |
 //! | `TIMEOUT`           | `Error`      | the lane's `timeoutMs` passed, or `drain()` ran out of time |
 //! | `CANCELLED`         | `Error`      | cancelled by `cancel()`, an `AbortSignal` or `shutdownNow()`|
 //! | `SHUTDOWN`          | `Error`      | the lane is shutting down and accepts no new commands       |
@@ -75,6 +76,13 @@ impl JsFailure {
         }
     }
 
+    /// The same error, its message prefixed with where the value was given
+    /// (`lanes.api.retry: …`), for core errors that name the value but not its place.
+    pub fn within(mut self, path: &str) -> Self {
+        self.message = format!("{path}: {}", self.message);
+        self
+    }
+
     /// Creates the JavaScript error object.
     pub fn to_js<'env>(&self, env: &'env Env) -> Unknown<'env> {
         let error = napi::Error::new(self.code, self.message.clone());
@@ -131,6 +139,18 @@ impl ToJsError for LaneError {
             }
             _ => JsFailure::error("QUEUE", message),
         }
+    }
+}
+
+/// The JavaScript error of `error` raised by a method because of its argument `name`
+/// (a timed pause too long, say): a core `ConfigError` is then code `INVALID_ARGUMENT`,
+/// naming the argument; any other error maps as usual.
+pub fn argument_failure(error: &LaneError, name: &str) -> JsFailure {
+    match error {
+        LaneError::ConfigError(_) => {
+            JsFailure::range_error("INVALID_ARGUMENT", format!("{name}: {error}"))
+        }
+        _ => error.to_js_failure(),
     }
 }
 

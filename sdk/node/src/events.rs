@@ -14,6 +14,9 @@ use a3s_lane::{LaneEvent as CoreEvent, event_keys};
 use napi_derive::napi;
 use serde_json::{Map, Value};
 
+use crate::convert::{FromJs, Given, Read};
+use crate::error::JsFailure;
+
 /// One lifecycle event of the queue.
 #[napi(object)]
 #[derive(Debug, Clone)]
@@ -58,6 +61,42 @@ pub fn check_key(key: &str, allow_wildcard: bool) -> Result<(), String> {
         "unknown event key '{key}'; use {wildcard}one of: {}",
         EVENT_KEYS.join(", ")
     ))
+}
+
+/// The `keys` argument of `events(keys)`: one event key or an array of them.
+#[derive(Debug, Clone)]
+pub struct EventKeys(Vec<String>);
+
+impl FromJs for EventKeys {
+    const EXPECTED: &'static str = "a string or an array of strings";
+
+    fn from_js(value: Given) -> Read<Self> {
+        if value.kind()? == napi::ValueType::String {
+            return Ok(Ok(Self(vec![value.to()?])));
+        }
+        if !value.is_array()? {
+            return value.unexpected();
+        }
+        let mut keys = Vec::new();
+        for item in value.items()? {
+            if item.kind()? != napi::ValueType::String {
+                return item.wrong("strings");
+            }
+            keys.push(item.to()?);
+        }
+        Ok(Ok(Self(keys)))
+    }
+}
+
+impl EventKeys {
+    /// The keys, each one the queue emits (`'*'` is not a key here).
+    pub fn checked(self) -> Result<Vec<String>, JsFailure> {
+        for key in &self.0 {
+            check_key(key, false)
+                .map_err(|message| JsFailure::range_error("INVALID_ARGUMENT", message))?;
+        }
+        Ok(self.0)
+    }
 }
 
 fn camel_case(key: &str) -> String {

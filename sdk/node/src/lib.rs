@@ -1,25 +1,32 @@
 //! Node.js bindings of a3s-lane: the npm package `@a3s-lab/lane`.
 //!
-//! A thin wrapper over the `a3s-lane` facade (features `metrics` and `distributed`) that
-//! runs JavaScript handlers: [`lane::Lane`] holds the queue and converts arguments,
-//! [`config`] and [`limits`] check options (rate limits, priority boosts), [`args`] checks
-//! method arguments, [`metrics`] reads the queue's metrics, [`redis`] holds
-//! `RedisQueue` and `RedisWorker`, [`error`] maps errors to JavaScript errors with stable
-//! codes, [`events`] forwards lifecycle events, and [`runtime`] bridges tokio tasks and
-//! the JavaScript thread (with its JavaScript half, `runtime.js`). The generated
-//! `index.d.ts` documents the JavaScript API; `test/` is its `node --test` suite.
+//! A thin wrapper over the `a3s-lane` facade that runs JavaScript handlers. Each class
+//! holds the core object, converts arguments and maps errors:
+//!
+//! - [`lane::Lane`]: the in-process queue; [`metrics`] reads its metrics.
+//! - [`redis`]: `RedisQueue` and `RedisWorker`, the Redis engine.
+//! - [`config`]: the typed option structs and their conversion into the core's
+//!   configuration (the core checks every value); [`convert`]: JavaScript values to Rust
+//!   values; [`defaults`]: `DEFAULTS`, the core's table of every option's default.
+//! - [`error`]: errors to JavaScript errors with stable codes; [`events`]: lifecycle
+//!   events; [`handle`]: the shapes of handles and handler contexts.
+//! - [`runtime`]: the bridge between tokio tasks and the JavaScript thread (with its
+//!   JavaScript half, `runtime.js`).
+//!
+//! The generated `index.d.ts` documents the JavaScript API; `test/` is its `node --test`
+//! suite.
 
-// napi-rs generates `unsafe` glue for every exported item, so this crate cannot forbid
-// it; its own code has one `unsafe` block (`runtime::unknown_static`).
+// napi-rs generates `unsafe` glue for every exported item, and reading option objects
+// field by field (`convert`) calls Node-API directly, so this crate cannot forbid it.
 #![allow(unsafe_code)]
 
-pub mod args;
 pub mod config;
+pub mod convert;
+pub mod defaults;
 pub mod error;
 pub mod events;
 pub mod handle;
 pub mod lane;
-pub mod limits;
 pub mod metrics;
 pub mod redis;
 pub mod runtime;

@@ -304,38 +304,6 @@
     return entry.watch.aborted;
   }
 
-  /**
-   * A tagged copy of an options value, so the Rust side can check it and say exactly
-   * what is wrong: ['u'] undefined, ['z'] null, ['b', bool], ['n', number or 'NaN'...],
-   * ['s', string], ['a', items], ['o', [[key, value], ...]], ['x', description].
-   */
-  function inspect(value, depth = 0) {
-    if (depth > 16) return ['x', 'a too deeply nested value'];
-    switch (typeof value) {
-      case 'undefined':
-        return ['u'];
-      case 'boolean':
-        return ['b', value];
-      case 'number':
-        return ['n', Number.isFinite(value) ? value : String(value)];
-      case 'string':
-        return ['s', value];
-      case 'object': {
-        if (value === null) return ['z'];
-        if (Array.isArray(value)) return ['a', value.map((item) => inspect(item, depth + 1))];
-        const proto = Object.getPrototypeOf(value);
-        if (proto !== Object.prototype && proto !== null) return ['x', describe(value)];
-        return ['o', Object.keys(value).map((key) => [key, inspect(value[key], depth + 1)])];
-      }
-      default:
-        return ['x', describe(value)];
-    }
-  }
-
-  function inspectJson(value) {
-    return JSON.stringify(inspect(value));
-  }
-
   /** The payload as JSON text (a string payload is taken as JSON text), or a TypeError. */
   function payloadJson(payload) {
     if (typeof payload === 'string') return payload;
@@ -534,7 +502,6 @@
     handle,
     handleAll,
     hold,
-    inspect: inspectJson,
     iterate,
     makeHandle,
     off,

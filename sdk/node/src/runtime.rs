@@ -34,6 +34,7 @@ use futures_util::Stream;
 use napi::bindgen_prelude::{Either, FnArgs, Function, FunctionRef, Object, Unknown};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::{Env, JsValue, Status};
+use parking_lot::RwLock;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
@@ -155,7 +156,6 @@ type OptionsFn = FunctionRef<FnArgs<(f64, Unknown<'static>)>, Either<u32, Unknow
 type HandleFn = FunctionRef<FnArgs<(String, Unknown<'static>)>, Unknown<'static>>;
 type HandleAllFn = FunctionRef<Unknown<'static>, Unknown<'static>>;
 type ValuePromiseFn = FunctionRef<FnArgs<(f64, Unknown<'static>)>, Unknown<'static>>;
-type InspectFn = FunctionRef<Unknown<'static>, String>;
 type PayloadFn = FunctionRef<Unknown<'static>, Either<String, Unknown<'static>>>;
 type ListenerFn = FunctionRef<FnArgs<(String, Unknown<'static>)>, Unknown<'static>>;
 type VoidFn = FunctionRef<(), Unknown<'static>>;
@@ -176,7 +176,6 @@ struct RuntimeFns {
     emit: StringFn,
     handle: HandleFn,
     handle_all: HandleAllFn,
-    inspect: InspectFn,
     payload_json: PayloadFn,
     submit_options: OptionsFn,
     on: ListenerFn,
@@ -348,7 +347,6 @@ impl JsRuntime {
             emit: function_ref(&rt, "emit")?,
             handle: function_ref(&rt, "handle")?,
             handle_all: function_ref(&rt, "handleAll")?,
-            inspect: function_ref(&rt, "inspect")?,
             payload_json: function_ref(&rt, "payloadJson")?,
             submit_options: function_ref(&rt, "submitOptions")?,
             on: function_ref(&rt, "on")?,
@@ -462,6 +460,30 @@ impl JsRuntime {
         Ok(())
     }
 
+    /// A promise already rejected with `error`.
+    pub fn rejected<'env>(
+        &self,
+        env: &'env Env,
+        error: &impl ToJsError,
+    ) -> napi::Result<Unknown<'env>> {
+        let token = self.next_token();
+        let promise = self.promise(env, token)?;
+        self.reject_with(env, token, error)?;
+        Ok(promise)
+    }
+
+    /// A promise already resolved with the JSON value `json` (`None`: `undefined`).
+    pub fn settled<'env>(
+        &self,
+        env: &'env Env,
+        json: Option<String>,
+    ) -> napi::Result<Unknown<'env>> {
+        let token = self.next_token();
+        let promise = self.promise(env, token)?;
+        self.resolve(env, token, json, None)?;
+        Ok(promise)
+    }
+
     /// Rejects `token` with the JavaScript error `error` maps to.
     pub fn reject_with(&self, env: &Env, token: u64, error: &impl ToJsError) -> napi::Result<()> {
         let js = error.to_js_failure().to_js(env);
@@ -508,14 +530,6 @@ impl JsRuntime {
             .borrow_back(env)?
             .call(unknown_static(handlers))?;
         Ok(())
-    }
-
-    /// A tagged JSON description of an options value (see [`crate::config::Input`]).
-    pub fn inspect(&self, env: &Env, value: Unknown<'_>) -> napi::Result<String> {
-        self.fns
-            .inspect
-            .borrow_back(env)?
-            .call(unknown_static(value))
     }
 
     /// The payload as JSON text, or the TypeError to reject with.
@@ -989,20 +1003,22 @@ pub struct Bridge {
     /// process awaits them, so their handlers' errors are not kept for a submitter.
     pub recovered_up_to: AtomicU64,
     /// Each lane's timeout, to name it when a handler is abandoned.
-    pub timeouts: HashMap<String, Duration>,
-    /// The timeout of lanes not in `timeouts` (a Redis worker's `timeoutMs`).
-    pub default_timeout: Option<Duration>,
+    pub timeouts: LaneTimeouts,
     next_run: AtomicU64,
 }
 
+/// Each lane's timeout by lane id, as far as this process knows it: a `Lane`'s from its
+/// options; a `RedisQueue`'s from the lanes it declared, shared with the workers started
+/// on it (a lane declared by another process is not in it: its timeout is not named).
+pub type LaneTimeouts = Arc<RwLock<HashMap<String, Duration>>>;
+
 impl Bridge {
     /// A bridge over `mailbox`.
-    pub fn new(mailbox: Mailbox, timeouts: HashMap<String, Duration>) -> Self {
+    pub fn new(mailbox: Mailbox, timeouts: LaneTimeouts) -> Self {
         Self {
             mailbox,
             recovered_up_to: AtomicU64::new(0),
             timeouts,
-            default_timeout: None,
             next_run: AtomicU64::new(1),
         }
     }
@@ -1050,8 +1066,8 @@ impl Drop for RunGuard<'_> {
             let after = self
                 .bridge
                 .timeouts
+                .read()
                 .get(self.ctx.lane())
-                .or(self.bridge.default_timeout.as_ref())
                 .map(|d| format!(" after {d:?}"))
                 .unwrap_or_default();
             (

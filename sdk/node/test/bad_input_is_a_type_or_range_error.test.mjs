@@ -1,9 +1,11 @@
-// Invalid arguments are rejected at the boundary with a TypeError (wrong type) or a
-// RangeError (value out of range) that says what is wrong; nothing is clamped, wrapped
-// or ignored.
+// Invalid arguments are rejected with a TypeError (wrong type) or a RangeError (value out
+// of range) that says what is wrong; nothing is clamped, wrapped or ignored. Types and
+// the range of the Rust type a number becomes are checked by the binding, naming the
+// option's path; rules about values are the core's, whose message names the lane and
+// the field.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Lane } from '@a3s-lab/lane';
+import { DEFAULTS, Lane } from '@a3s-lab/lane';
 
 function throwsConfig(build, ErrorClass, pattern) {
   assert.throws(build, (error) => {
@@ -20,13 +22,20 @@ test('lane options are checked', () => {
   throwsConfig(() => new Lane({ a: { priority: 1.5, maxConcurrency: 1 } }), RangeError, /priority must be a whole number, got 1\.5/);
   throwsConfig(() => new Lane({ a: { priority: '1', maxConcurrency: 1 } }), TypeError, /priority must be a number, got the string "1"/);
   throwsConfig(() => new Lane({ a: { priority: NaN, maxConcurrency: 1 } }), RangeError, /priority must be a finite number, got NaN/);
-  throwsConfig(() => new Lane({ a: { priority: 0, maxConcurrency: -1 } }), RangeError, /maxConcurrency must be between 1 and 4294967295, got -1/);
-  throwsConfig(() => new Lane({ a: { priority: 0, maxConcurrency: 0 } }), RangeError, /maxConcurrency must be between 1/);
+  throwsConfig(() => new Lane({ a: { priority: 0, maxConcurrency: -1 } }), RangeError, /lanes\.a\.maxConcurrency must be between 0 and 4294967295, got -1/);
+  throwsConfig(() => new Lane({ a: { priority: 0, maxConcurrency: 0 } }), RangeError, /lane 'a': max_concurrency must be at least 1/);
   throwsConfig(() => new Lane({ a: { priority: 0, maxConcurrency: 2, minConcurrency: -3 } }), RangeError, /minConcurrency must be between 0/);
   throwsConfig(() => new Lane({ a: { priority: 0, maxConcurrency: 2, minConcurrency: 3 } }), RangeError, /min_concurrency \(3\) is greater than max_concurrency \(2\)/);
-  throwsConfig(() => new Lane({ a: { priority: 0, maxConcurrency: 1, timeoutMs: 0 } }), RangeError, /timeoutMs must be greater than 0/);
+  throwsConfig(() => new Lane({ a: { priority: 0, maxConcurrency: 1, timeoutMs: 0 } }), RangeError, /lane 'a': timeout must be greater than zero/);
+  throwsConfig(() => new Lane({ a: { priority: 0, timeoutMs: -5 } }), RangeError, /lanes\.a\.timeoutMs must be 0 or more, got -5/);
+  throwsConfig(() => new Lane({ a: { priority: 0, timeoutMs: Infinity } }), RangeError, /lanes\.a\.timeoutMs must be a finite number, got Infinity/);
+  throwsConfig(() => new Lane({ a: { priority: 0, cancelGraceMs: NaN } }), RangeError, /lanes\.a\.cancelGraceMs must be a finite number, got NaN/);
+  throwsConfig(() => new Lane({ a: { priority: 0, timeoutMs: 1e300 } }), RangeError, /lanes\.a\.timeoutMs is too large/);
   throwsConfig(() => new Lane({ a: { maxConcurrency: 1 } }), TypeError, /lanes\.a\.priority is required/);
-  throwsConfig(() => new Lane({ a: { priority: 0 } }), TypeError, /lanes\.a\.maxConcurrency is required/);
+  // maxConcurrency is not required: like minConcurrency it defaults to the core's
+  // LaneConfig::default(), as in Rust and Python.
+  const defaulted = new Lane({ a: { priority: 0 } });
+  assert.equal(defaulted.stats().lanes.a.maxConcurrency, DEFAULTS.lane.max_concurrency);
   throwsConfig(() => new Lane({ a: { priority: 0, maxConcurency: 1 } }), TypeError, /unknown option 'maxConcurency'; known options: priority, minConcurrency, maxConcurrency/);
   throwsConfig(() => new Lane({ a: 5 }), TypeError, /lanes\.a must be an object of lane options, got 5/);
   throwsConfig(() => new Lane({}), RangeError, /at least one lane/);
@@ -35,18 +44,24 @@ test('lane options are checked', () => {
 
 test('retry options are checked', () => {
   const withRetry = (retry) => () => new Lane({ a: { priority: 0, maxConcurrency: 1, retry } });
-  throwsConfig(withRetry({}), TypeError, /retry\.maxRetries is required/);
+  throwsConfig(withRetry(5), TypeError, /lanes\.a\.retry must be an object like \{ maxRetries: 3 \}, got 5/);
+  throwsConfig(withRetry({ maxRetries: 1.5 }), RangeError, /retry\.maxRetries must be a whole number, got 1\.5/);
+  throwsConfig(withRetry({ maxRetries: 1, initialDelayMs: '1s' }), TypeError, /retry\.initialDelayMs must be a number, got the string "1s"/);
   throwsConfig(withRetry({ maxRetries: -1 }), RangeError, /maxRetries must be between 0/);
-  throwsConfig(withRetry({ maxRetries: 1, multiplier: 0.5 }), RangeError, /multiplier must be at least 1/);
+  throwsConfig(withRetry({ maxRetries: 1, multiplier: 0.5 }), RangeError, /lanes\.a\.retry: .*multiplier must be a finite number of at least 1\.0 \(got 0\.5\)/);
   throwsConfig(withRetry({ maxRetries: 1, initialDelayMs: 500, maxDelayMs: 100 }), RangeError, /max_delay .* is shorter than initial_delay/);
   throwsConfig(withRetry({ maxRetries: 1, jitter: 'some' }), RangeError, /jitter must be one of 'none', 'full', 'equal', got "some"/);
 });
 
 test('queue options are checked', () => {
   const lanes = { a: { priority: 0, minConcurrency: 1, maxConcurrency: 2 }, b: { priority: 1, minConcurrency: 1, maxConcurrency: 2 } };
-  throwsConfig(() => new Lane(lanes, { maxConcurrency: 0 }), RangeError, /options\.maxConcurrency must be between 1/);
+  throwsConfig(() => new Lane(lanes, { maxConcurrency: 0 }), RangeError, /global max_concurrency must be at least 1/);
+  throwsConfig(() => new Lane(lanes, { maxConcurrency: -2 }), RangeError, /options\.maxConcurrency must be between 0 and 4294967295, got -2/);
+  throwsConfig(() => new Lane(lanes, { maxConcurrency: 'all' }), TypeError, /options\.maxConcurrency must be a number or null, got the string "all"/);
+  throwsConfig(() => new Lane(lanes, { deadLetterCapacity: 0 }), RangeError, /a dead-letter queue of size 0 keeps nothing/);
   throwsConfig(() => new Lane(lanes, { maxConcurrency: 1 }), RangeError, /min_concurrency would add up to 2, more than the global max_concurrency of 1/);
-  throwsConfig(() => new Lane(lanes, { eventCapacity: 0 }), RangeError, /eventCapacity must be between 1/);
+  throwsConfig(() => new Lane(lanes, { eventCapacity: 0 }), RangeError, /event_capacity must be from 1 to 16777216/);
+  throwsConfig(() => new Lane(lanes, { eventCapacity: 2 ** 25 }), RangeError, /event_capacity must be from 1 to 16777216/);
   throwsConfig(() => new Lane(lanes, { storage: './somewhere' }), TypeError, /options\.storage must be an object like \{ path/);
   throwsConfig(() => new Lane(lanes, { storage: { path: '' } }), RangeError, /storage\.path must not be empty/);
   throwsConfig(() => new Lane(lanes, { storage: { path: '/tmp/x', sync: 'sometimes' } }), RangeError, /sync must be one of 'full', 'normal'/);
@@ -83,7 +98,10 @@ test('method arguments are checked', async () => {
   assert.equal(lane.cancel(999_999), false);
   assert.throws(() => lane.cancelLane('nowhere'), (error) => error instanceof RangeError && error.code === 'LANE_NOT_FOUND');
   assert.throws(() => lane.pauseLane('nowhere'), (error) => error.code === 'LANE_NOT_FOUND');
-  assert.throws(() => lane.pauseLane('work', -5), invalid(RangeError, /durationMs must be greater than 0, got -5/));
+  assert.throws(() => lane.pauseLane('work', -5), invalid(RangeError, /durationMs must be 0 or more, got -5/));
+  assert.throws(() => lane.pauseLane('work', 0), invalid(RangeError, /durationMs: .*a timed pause must be longer than zero/));
+  assert.throws(() => lane.pauseLane('work', 1e22), invalid(RangeError, /durationMs: .*longer than a year/));
+  assert.throws(() => lane.pauseLane('work', '5s'), invalid(TypeError, /durationMs must be a number, got the string "5s"/));
   await assert.rejects(lane.drain(-1), invalid(RangeError, /timeoutMs must be 0 or more, got -1/));
   await assert.rejects(lane.drain('soon'), invalid(TypeError, /timeoutMs must be a number, got the string "soon"/));
   await assert.rejects(lane.redrive(-2), invalid(RangeError, /a command id is a whole number of 0 or more, got -2/));

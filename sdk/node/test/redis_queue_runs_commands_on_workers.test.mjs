@@ -1,8 +1,9 @@
 // A RedisQueue submits commands into Redis; a RedisWorker (here in the same process)
 // runs them with JavaScript handlers, with a Lane's semantics: results and thrown errors
 // reach the submitter, ctx.signal aborts on cancel and timeout, lanes keep priority and
-// FIFO order, caps and rate limits hold. Needs Redis (A3S_LANE_REDIS_URL); each test
-// uses its own key prefix and clears it.
+// FIFO order, caps and rate limits hold. Lanes take a Lane's lane options: their
+// timeout, cancel grace and retry policy are kept in Redis and every worker runs them.
+// Needs Redis (A3S_LANE_REDIS_URL); each test uses its own key prefix and clears it.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { RedisQueue, RedisWorker } from '@a3s-lab/lane';
@@ -166,11 +167,10 @@ test('cancelling a pending command, or aborting its signal, ends it before it ru
   assert.equal((await queue.stats()).totalPending, 0);
 });
 
-test('a thrown error reaches the submitter; retries and dead letters follow the worker options', async (t) => {
-  const { queue, start } = await connect(t, { work: { priority: 0, maxConcurrency: 2 } });
+test('a thrown error reaches the submitter; retries and dead letters follow the lane options', async (t) => {
+  const { queue, start } = await connect(t, { work: { priority: 0, maxConcurrency: 2, retry: { maxRetries: 2, initialDelayMs: 1 } } });
   let flakyCalls = 0;
   await start({
-    retry: { maxRetries: 2, initialDelayMs: 1 },
     handlers: {
       boom: () => {
         throw new Error('boom from the worker');
@@ -219,8 +219,8 @@ test('a thrown error reaches the submitter; retries and dead letters follow the 
   await assert.rejects(queue.submit('work', 'unknown_type').then((handle) => handle.result), code('HANDLER_NOT_FOUND'));
 });
 
-test('a run past the worker timeout rejects with TIMEOUT and aborts its signal', async (t) => {
-  const { queue, start } = await connect(t, { slow: { priority: 0, maxConcurrency: 1 }, other: { priority: 0, maxConcurrency: 1 } });
+test("a run past its lane's timeout rejects with TIMEOUT and aborts its signal", async (t) => {
+  const { queue, start } = await connect(t, { slow: { priority: 0, maxConcurrency: 1, timeoutMs: 30 }, other: { priority: 0, maxConcurrency: 1 } });
   let reason;
   const hang = (_payload, ctx) =>
     new Promise((_resolve, reject) =>
@@ -229,7 +229,7 @@ test('a run past the worker timeout rejects with TIMEOUT and aborts its signal',
         reject(ctx.signal.reason);
       }),
     );
-  await start({ lanes: { slow: { timeoutMs: 30 } }, handlers: { hang } });
+  await start({ handlers: { hang } });
   const handle = await queue.submit('slow', 'hang');
   await assert.rejects(handle.result, code('TIMEOUT'));
   await waitFor(() => reason !== undefined, 'the handler to see its signal abort');
@@ -304,17 +304,24 @@ test('options and arguments are checked; async methods reject instead of throwin
   await assert.rejects(RedisQueue.connect('not a url'), invalid(RangeError, 'CONFIG', /invalid Redis URL/));
   await assert.rejects(RedisQueue.connect(url, { keyPrefix: 'a{b' }), invalid(RangeError, 'CONFIG', /key prefix 'a\{b' must be non-empty and without braces/));
   await assert.rejects(RedisQueue.connect(url, { lanes: { x: { maxConcurrency: 1 } } }), invalid(TypeError, 'CONFIG', /options\.lanes\.x\.priority is required/));
-  await assert.rejects(RedisQueue.connect(url, { lanes: { x: { priority: 1, maxConcurrency: 1, rateLimit: { perSecond: 0 } } } }), invalid(RangeError, 'CONFIG', /options\.lanes\.x\.rateLimit\.perSecond is 0/));
+  await assert.rejects(RedisQueue.connect(url, { lanes: { x: { priority: 1, maxConcurrency: 1, rateLimit: { perSecond: 0 } } } }), invalid(RangeError, 'CONFIG', /lane 'x': rate limit: a rate of 0 commands per 1s would never start a command/));
+  await assert.rejects(RedisQueue.connect(url, { lanes: { x: { priority: 1, retry: { maxRetries: 1, jitter: 'x' } } } }), invalid(RangeError, 'CONFIG', /options\.lanes\.x\.retry\.jitter must be one of/));
+  await assert.rejects(RedisQueue.connect(url, { lanes: { x: { priority: 1, pressureThreshold: 5 } } }), invalid(RangeError, 'CONFIG', /lane 'x': pressure_threshold is not supported by the Redis engine/));
   await assert.rejects(RedisQueue.connect(url, { lane: {} }), invalid(TypeError, 'CONFIG', /unknown option 'lane'; known options: lanes, keyPrefix, resultTtlMs, responseTimeoutMs/));
   await assert.rejects(RedisQueue.connect('redis://127.0.0.1:1', { responseTimeoutMs: 2000 }), code('STORAGE'));
 
   const { queue } = await connect(t, { work: { priority: 0, maxConcurrency: 1 } });
   await assert.rejects(RedisWorker.start({}, {}), invalid(TypeError, 'INVALID_ARGUMENT', /queue must be a RedisQueue/));
-  await assert.rejects(RedisWorker.start(queue, { slots: 0 }), invalid(RangeError, 'CONFIG', /options\.slots must be between 1/));
+  await assert.rejects(RedisWorker.start(queue, { slots: 0 }), invalid(RangeError, 'CONFIG', /slots must be at least 1/));
+  await assert.rejects(RedisWorker.start(queue, { slots: 1.5 }), invalid(RangeError, 'CONFIG', /options\.slots must be a whole number, got 1\.5/));
   await assert.rejects(RedisWorker.start(queue, { handlers: { job: 'nope' } }), invalid(TypeError, 'CONFIG', /options\.handlers\.job must be a function, got the string "nope"/));
   await assert.rejects(RedisWorker.start(queue, { leaseTtlMs: 50 }), invalid(RangeError, 'CONFIG', /lease_ttl 50ms is too short/));
-  await assert.rejects(RedisWorker.start(queue, { lanes: { work: { timeout: 5 } } }), invalid(TypeError, 'CONFIG', /unknown option 'timeout'; known options: timeoutMs, retry/));
-  await assert.rejects(RedisWorker.start(queue, { retry: { maxRetries: 1, jitter: 'x' } }), invalid(RangeError, 'CONFIG', /retry\.jitter must be one of/));
+  // How a lane runs is the lane's (declared with the queue), not the worker's: the
+  // worker options that said it are refused, not ignored.
+  await assert.rejects(RedisWorker.start(queue, { lanes: { work: { timeoutMs: 5 } } }), invalid(TypeError, 'CONFIG', /unknown option 'lanes'; known options: handlers, slots, workerId, leaseTtlMs, heartbeatIntervalMs, blockTimeoutMs/));
+  await assert.rejects(RedisWorker.start(queue, { retry: { maxRetries: 1 } }), invalid(TypeError, 'CONFIG', /unknown option 'retry'/));
+  await assert.rejects(RedisWorker.start(queue, { timeoutMs: 5 }), invalid(TypeError, 'CONFIG', /unknown option 'timeoutMs'/));
+  await assert.rejects(RedisWorker.start(queue, { cancelGraceMs: 5 }), invalid(TypeError, 'CONFIG', /unknown option 'cancelGraceMs'/));
 
   await assert.rejects(queue.submit(7, 'job'), invalid(TypeError, 'INVALID_ARGUMENT', /lane must be a string, got 7/));
   await assert.rejects(queue.submit('work', ''), invalid(RangeError, 'INVALID_ARGUMENT', /commandType must not be empty/));
@@ -323,8 +330,9 @@ test('options and arguments are checked; async methods reject instead of throwin
   await assert.rejects(queue.submit('work', 'job', {}, { signal: 1 }), invalid(TypeError, 'INVALID_ARGUMENT', /options\.signal must be an AbortSignal/));
   await assert.rejects(queue.cancel(-1), invalid(RangeError, 'INVALID_ARGUMENT', /a command id is a whole number/));
   await assert.rejects(queue.deadLetters(0), invalid(RangeError, 'INVALID_ARGUMENT', /limit must be a whole number of 1 or more, got 0/));
-  await assert.rejects(queue.pauseLane('work', 0), invalid(RangeError, 'INVALID_ARGUMENT', /durationMs must be greater than 0, got 0/));
-  await assert.rejects(queue.declareLane('x', { priority: 1 }), invalid(TypeError, 'CONFIG', /options\.maxConcurrency is required/));
+  await assert.rejects(queue.pauseLane('work', 0), invalid(RangeError, 'INVALID_ARGUMENT', /durationMs: .*a timed pause must be longer than zero/));
+  await assert.rejects(queue.pauseLane('work', -1), invalid(RangeError, 'INVALID_ARGUMENT', /durationMs must be 0 or more, got -1/));
+  await assert.rejects(queue.declareLane('x', { maxConcurrency: 1 }), invalid(TypeError, 'CONFIG', /options\.priority is required/));
 
   const worker = await RedisWorker.start(queue, {});
   assert.throws(() => worker.handle('job', 5), invalid(TypeError, 'INVALID_ARGUMENT', /the handler of 'job' must be a function, got 5/));
@@ -335,11 +343,10 @@ test('options and arguments are checked; async methods reject instead of throwin
 });
 
 test('shutdown(timeoutMs) hands back what did not finish and rejects with TIMEOUT', async (t) => {
-  const { queue, start } = await connect(t, { work: { priority: 0, maxConcurrency: 2 } });
+  const { queue, start } = await connect(t, { work: { priority: 0, maxConcurrency: 2, cancelGraceMs: 10 } });
   const running = deferred();
   let aborted = false;
   const stuck = await start({
-    cancelGraceMs: 10,
     handlers: {
       hang: (_payload, ctx) => {
         running.resolve();
@@ -380,7 +387,7 @@ test('progress a handler reports on a worker reaches queue.events() in order', a
       },
     },
   });
-  const events = queue.events();
+  const events = queue.events('queue.command.progress');
   const handle = await queue.submit('jobs', 'steps', null);
   for (const [i, step] of steps.entries()) {
     step.resolve();
@@ -390,5 +397,33 @@ test('progress a handler reports on a worker reaches queue.events() in order', a
     assert.deepEqual(value.payload, { laneId: 'jobs', commandId: handle.id, progress: { step: i + 1 } });
   }
   assert.equal(await handle.result, 'done');
+  await events.return();
+  assert.throws(() => queue.events(['queue.command.progress', 7]), (error) => error instanceof TypeError && error.code === 'INVALID_ARGUMENT' && /event keys must be strings, got 7/.test(error.message));
+  assert.throws(() => queue.events('queue.command.complete'), (error) => error instanceof RangeError && error.code === 'INVALID_ARGUMENT' && /unknown event key/.test(error.message));
+});
+
+test('queue.events() sees the lifecycle of every command of the queue, whoever submitted it', async (t) => {
+  const { queue, start } = await connect(t, { jobs: { priority: 0, maxConcurrency: 2 } });
+  await start({ handlers: { echo: (payload) => payload } });
+  // Another producer of the same queue (as another process would be).
+  const other = await RedisQueue.connect(redisUrl(), { keyPrefix: queue.keyPrefix.slice(1, -1) });
+  const events = queue.events(['queue.command.submitted', 'queue.command.started', 'queue.command.completed']);
+  /** The keys of `id`'s events, up to its completion. */
+  const lifecycle = async (id) => {
+    const seen = [];
+    while (!seen.includes('queue.command.completed')) {
+      const { value } = await events.next();
+      if (value.payload.commandId === id) seen.push(value.key);
+    }
+    return seen;
+  };
+  // A first command shows the queue's event reader running (what happens in the very
+  // instant of subscribing may fall before it).
+  const first = await other.submit('jobs', 'echo', { n: 0 });
+  await first.result;
+  await lifecycle(first.id);
+  const handle = await other.submit('jobs', 'echo', { n: 1 });
+  assert.deepEqual(await handle.result, { n: 1 });
+  assert.deepEqual(await lifecycle(handle.id), ['queue.command.submitted', 'queue.command.started', 'queue.command.completed']);
   await events.return();
 });

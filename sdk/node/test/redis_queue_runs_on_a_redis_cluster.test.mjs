@@ -70,5 +70,5 @@ test('cluster nodes are checked before connecting', async () => {
   await assert.rejects(RedisQueue.connectCluster(['http://127.0.0.1:7000']), code('CONFIG', /'http:\/\/127\.0\.0\.1:7000'/));
   await assert.rejects(RedisQueue.connectCluster('redis://127.0.0.1:7000'), code('CONFIG', /array of node URLs/));
   await assert.rejects(RedisQueue.connectCluster([7000]), code('CONFIG', /nodes\[0\] must be a URL string/));
-  await assert.rejects(RedisQueue.connectCluster(['redis://127.0.0.1:7000'], { connectTimeoutMs: 0 }), code('CONFIG', /connectTimeoutMs/));
+  await assert.rejects(RedisQueue.connectCluster(['redis://127.0.0.1:7000'], { connectTimeoutMs: 0 }), code('CONFIG', /connect_timeout must be longer than zero/));
 });

@@ -83,7 +83,7 @@ const script = (body) => `
   import { RedisQueue, RedisWorker } from '@a3s-lab/lane';
   const queue = await RedisQueue.connect(process.env.A3S_LANE_REDIS_URL, {
     keyPrefix: process.env.PREFIX,
-    lanes: { work: { priority: 0, maxConcurrency: 2 } },
+    lanes: { work: { priority: 0, maxConcurrency: 2, cancelGraceMs: 10 } },
   });
   ${body}
 `;
@@ -110,7 +110,6 @@ test('the process exits after worker.shutdownNow() with a command still running'
     let started;
     const running = new Promise((resolve) => (started = resolve));
     const worker = await RedisWorker.start(queue, {
-      cancelGraceMs: 10,
       handlers: { forever: (_payload, ctx) => { started(); return new Promise(() => {}); } },
     });
     const handle = await queue.submit('work', 'forever');

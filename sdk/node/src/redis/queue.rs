@@ -5,97 +5,30 @@
 //! Every method returns a promise settled through the object's own mailbox (see
 //! `runtime.rs`); only pending promises keep the process alive.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::rc::{Rc, Weak};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
 
 use a3s_lane::{
-    CancelOutcome, CommandId, LaneError, RedisCommandHandle as CoreHandle, RedisQueue as CoreQueue,
-    RedisQueueConfig, RedisQueueStats as CoreStats,
+    CommandId, DEFAULT_EVENT_CAPACITY, LaneError, RedisCommandHandle as CoreHandle,
+    RedisQueue as CoreQueue, RedisQueueConfig,
 };
 use napi::bindgen_prelude::{Either, JavaScriptClassExt, Unknown};
 use napi::{Env, JsValue};
 use napi_derive::napi;
-use serde_json::{Value, json};
 
-use crate::args;
-use crate::config::Input;
-use crate::error::{JsFailure, ToJsError};
+use super::stats::{dead_letters_json, outcome_json, stats_json};
+use crate::config::lane::{LaneOptions, LaneSetup};
+use crate::config::redis::{NodeUrls, QueueSetup, RedisQueueOptions, ServerUrl};
+use crate::convert::{At, Js, MAX_SAFE_INTEGER, command_id as to_command_id, number_text};
+use crate::error::{JsFailure, ToJsError, argument_failure};
+use crate::events::EventKeys;
+use crate::lane::submit::submit_arguments;
 use crate::runtime::{
-    Bridge, JsRuntime, Mail, Mailbox, NativeCallbacks, Settle, in_runtime, spawn, unknown_static,
+    Bridge, JsRuntime, LaneTimeouts, Mail, Mailbox, NativeCallbacks, Settle, in_runtime, spawn,
+    unknown_static,
 };
-
-/// Counts of a Redis queue, over all its producers and workers.
-#[napi(object, object_from_js = false)]
-#[derive(Debug, Clone)]
-pub struct RedisQueueStats {
-    /// Commands waiting to start, over all lanes.
-    pub total_pending: u32,
-    /// Commands running on workers, over all lanes.
-    pub total_active: u32,
-    /// Failed commands waiting for their retry delay.
-    pub total_delayed: u32,
-    /// Each lane's status by lane id.
-    pub lanes: HashMap<String, RedisLaneStatus>,
-    /// Workers registered with the queue.
-    pub workers: u32,
-    /// Workers waiting for work.
-    pub idle_workers: u32,
-    /// Lifetime counters: `submitted`, `completed`, `retried`, `dead`, `cancelled`,
-    /// `requeued` (taken back from a dead worker), `released`, `stale` (results refused
-    /// because the run's lease was taken over), `workers_lost`.
-    pub counters: HashMap<String, f64>,
-}
-
-/// One lane of a Redis queue.
-#[napi(object, object_from_js = false)]
-#[derive(Debug, Clone)]
-pub struct RedisLaneStatus {
-    /// The lane id.
-    pub id: String,
-    /// Its priority (lower runs first).
-    pub priority: u32,
-    /// Its priority now, after the boost its oldest pending command has earned by
-    /// waiting (equal to `priority` without a `priorityBoost`).
-    pub effective_priority: u32,
-    /// Commands waiting to start.
-    pub pending: u32,
-    /// Commands running on workers.
-    pub active: u32,
-    /// Most of its commands that run at once, over all workers.
-    pub max_concurrency: u32,
-    /// Whether it is paused.
-    pub paused: bool,
-    /// Whether its rate limit holds it back now.
-    pub throttled: bool,
-}
-
-/// A command submitted to a `RedisQueue` (from `submit` and `redrive`).
-#[napi(object, object_from_js = false)]
-#[derive(Debug, Clone)]
-pub struct RedisCommandHandle {
-    /// The command's id in the queue (the same in every process).
-    #[napi(readonly)]
-    pub id: f64,
-    /// Settles with the result from whichever worker ran the command, or rejects with its
-    /// error: code `COMMAND_FAILED` (the message holds the handler's error and stack),
-    /// `TIMEOUT`, `CANCELLED` or `HANDLER_NOT_FOUND`. A rejection nobody awaits is not
-    /// reported as an unhandled rejection.
-    #[napi(readonly, ts_type = "Promise<unknown>")]
-    pub result: Value,
-    /// Cancels the command: a pending or delayed one ends at once (`'cancelled'`); a
-    /// running one has its handler's `ctx.signal` aborted on its worker (`'signalled'`)
-    /// and ends as cancelled; `'finished'` when it already ended, `'unknown'` for no such
-    /// command.
-    #[napi(
-        readonly,
-        ts_type = "() => Promise<'cancelled' | 'signalled' | 'finished' | 'unknown'>"
-    )]
-    pub cancel: Value,
-}
 
 /// What tokio tasks of a queue share.
 pub(crate) struct QueueShared {
@@ -104,20 +37,22 @@ pub(crate) struct QueueShared {
     bridge: Arc<Bridge>,
 }
 
+/// Remembers the timeout of each lane this queue object declares, so that the workers
+/// started on it can name it when they abandon a handler.
+fn remember_timeouts(timeouts: &LaneTimeouts, lanes: &[LaneSetup]) {
+    let mut timeouts = timeouts.write();
+    for lane in lanes {
+        match lane.config.timeout {
+            Some(timeout) => timeouts.insert(lane.id.clone(), timeout),
+            None => timeouts.remove(&lane.id),
+        };
+    }
+}
+
 /// The JavaScript-thread side of a queue.
 struct QueueInner {
     runtime: Rc<JsRuntime>,
     shared: Arc<QueueShared>,
-}
-
-fn outcome_json(outcome: CancelOutcome) -> String {
-    let name = match outcome {
-        CancelOutcome::Cancelled => "cancelled",
-        CancelOutcome::Signalled => "signalled",
-        CancelOutcome::AlreadyFinished => "finished",
-        CancelOutcome::Unknown => "unknown",
-    };
-    format!("\"{name}\"")
 }
 
 impl QueueShared {
@@ -164,7 +99,11 @@ impl NativeCallbacks for QueueInner {
     fn events_wanted(&self, env: &Env, wanted: bool) {
         let shared = self.shared.clone();
         self.runtime.set_events_wanted(env, wanted, || {
-            shared.queue().ok().map(|queue| queue.subscribe())
+            // Subscribing may start the queue's event reader: a tokio task.
+            shared
+                .queue()
+                .ok()
+                .map(|queue| in_runtime(|| queue.subscribe()))
         });
     }
 }
@@ -229,36 +168,6 @@ async fn deliver(
     }
 }
 
-fn stats_json(stats: CoreStats) -> Value {
-    let lanes: serde_json::Map<String, Value> = stats
-        .queue
-        .lanes
-        .into_values()
-        .map(|lane| {
-            let status = json!({
-                "id": lane.id,
-                "priority": lane.priority,
-                "effectivePriority": lane.effective_priority,
-                "pending": lane.pending,
-                "active": lane.active,
-                "maxConcurrency": lane.max,
-                "paused": lane.paused,
-                "throttled": lane.throttled,
-            });
-            (lane.id, status)
-        })
-        .collect();
-    json!({
-        "totalPending": stats.queue.total_pending,
-        "totalActive": stats.queue.total_active,
-        "totalDelayed": stats.queue.total_delayed,
-        "lanes": lanes,
-        "workers": stats.workers,
-        "idleWorkers": stats.idle_workers,
-        "counters": stats.counters,
-    })
-}
-
 /// A queue kept in Redis, shared by any number of producer and worker processes.
 ///
 /// ```js
@@ -280,33 +189,23 @@ impl std::fmt::Debug for RedisQueue {
 }
 
 impl RedisQueue {
-    /// `connect` and `connectCluster`: `endpoint` reads where Redis is from `address`.
+    /// `connect` and `connectCluster`: `config` says where Redis is.
     fn connect_to<'env>(
         env: &'env Env,
-        address: Unknown<'_>,
-        options: Option<Unknown<'_>>,
-        endpoint: fn(&Input) -> Result<RedisQueueConfig, JsFailure>,
+        config: Result<RedisQueueConfig, JsFailure>,
+        options: Option<Js<RedisQueueOptions>>,
     ) -> napi::Result<Unknown<'env>> {
         let runtime = JsRuntime::create(env)?;
-        let checked = (|| -> napi::Result<Result<_, JsFailure>> {
-            let address = match args::inspect(&runtime, env, Some(address))? {
-                Ok(address) => address,
-                Err(failure) => return Ok(Err(failure)),
-            };
-            let options = match args::inspect(&runtime, env, options)? {
-                Ok(options) => options,
-                Err(failure) => return Ok(Err(failure)),
-            };
-            Ok(endpoint(&address).and_then(|config| super::parse_queue(config, &options)))
-        })()?;
-        let config = match checked {
-            Ok(config) => config,
-            Err(failure) => return args::rejected(&runtime, env, &failure),
+        let setup = match config.and_then(|config| QueueSetup::new(config, options)) {
+            Ok(setup) => setup,
+            Err(failure) => return runtime.rejected(env, &failure),
         };
         let mailbox = Mailbox::create(env, runtime.clone())?;
+        let timeouts = LaneTimeouts::default();
+        remember_timeouts(&timeouts, &setup.lanes);
         let shared = Arc::new(QueueShared {
             queue: OnceLock::new(),
-            bridge: Arc::new(Bridge::new(mailbox, HashMap::new())),
+            bridge: Arc::new(Bridge::new(mailbox, timeouts)),
         });
         let inner = Rc::new(QueueInner {
             runtime: runtime.clone(),
@@ -320,7 +219,7 @@ impl RedisQueue {
         let token = runtime.next_token();
         let promise = runtime.value_promise(env, token, instance.as_object(env).to_unknown())?;
         spawn(async move {
-            let settle = match CoreQueue::connect(config).await {
+            let settle = match CoreQueue::connect(setup.config).await {
                 Ok(queue) => {
                     let _ = shared.queue.set(queue);
                     Settle::Done
@@ -341,28 +240,17 @@ impl RedisQueue {
         self.inner.shared.queue()
     }
 
+    /// The timeouts of the lanes this queue object declared, for workers started on it.
+    pub(crate) fn timeouts(&self) -> LaneTimeouts {
+        self.inner.shared.bridge.timeouts.clone()
+    }
+
     fn later<'env, F, Fut>(&self, env: &'env Env, work: F) -> napi::Result<Unknown<'env>>
     where
         F: FnOnce(CoreQueue) -> Fut + Send + 'static,
         Fut: Future<Output = Settle> + Send + 'static,
     {
         later(&self.inner.runtime, &self.inner.shared, env, work)
-    }
-
-    fn rejected<'env>(
-        &self,
-        env: &'env Env,
-        error: &impl ToJsError,
-    ) -> napi::Result<Unknown<'env>> {
-        args::rejected(self.runtime(), env, error)
-    }
-
-    fn lane_argument(
-        &self,
-        env: &Env,
-        value: Either<String, Unknown<'_>>,
-    ) -> napi::Result<Result<String, JsFailure>> {
-        args::name(self.runtime(), env, "laneId", value)
     }
 
     /// Rejects a submit's two promises.
@@ -389,10 +277,13 @@ impl RedisQueue {
     )]
     pub fn connect<'env>(
         env: &'env Env,
-        url: Unknown<'_>,
-        options: Option<Unknown<'_>>,
+        url: Js<ServerUrl>,
+        options: Option<Js<RedisQueueOptions>>,
     ) -> napi::Result<Unknown<'env>> {
-        Self::connect_to(env, url, options, super::parse_server)
+        let config = url
+            .get(&At::option("url"))
+            .map(|url| RedisQueueConfig::new(url.0));
+        Self::connect_to(env, config, options)
     }
 
     /// Connects to a Redis Cluster through `nodes`, the URLs of some of its nodes
@@ -406,10 +297,13 @@ impl RedisQueue {
     )]
     pub fn connect_cluster<'env>(
         env: &'env Env,
-        nodes: Unknown<'_>,
-        options: Option<Unknown<'_>>,
+        nodes: Js<NodeUrls>,
+        options: Option<Js<RedisQueueOptions>>,
     ) -> napi::Result<Unknown<'env>> {
-        Self::connect_to(env, nodes, options, super::parse_cluster)
+        let config = nodes
+            .get(&At::option("nodes"))
+            .map(|nodes| RedisQueueConfig::cluster(nodes.0.into_iter().map(|url| url.0)));
+        Self::connect_to(env, config, options)
     }
 
     /// Submits a command to the end of `lane` and resolves, once Redis holds it, with its
@@ -423,8 +317,8 @@ impl RedisQueue {
     pub fn submit<'env>(
         &self,
         env: &'env Env,
-        lane: Either<String, Unknown<'_>>,
-        command_type: Either<String, Unknown<'_>>,
+        lane: Js<String>,
+        command_type: Js<String>,
         payload: Option<Unknown<'_>>,
         options: Option<Unknown<'_>>,
     ) -> napi::Result<Unknown<'env>> {
@@ -433,60 +327,14 @@ impl RedisQueue {
         rt.detached_promise(env, result)?;
         let returned = rt.next_token();
         let promise = rt.promise(env, returned)?;
-        let names = (|| -> napi::Result<Result<(String, String), JsFailure>> {
-            let lane = match args::name(rt, env, "lane", lane)? {
-                Ok(lane) => lane,
-                Err(failure) => return Ok(Err(failure)),
-            };
-            Ok(args::name(rt, env, "commandType", command_type)?.map(|t| (lane, t)))
-        })()?;
-        let (lane, command_type) = match names {
-            Ok(names) => names,
-            Err(failure) => {
-                self.reject_both(env, returned, result, failure.to_js(env))?;
-                return Ok(promise);
-            }
-        };
-        let payload = match payload {
-            None => Value::Null,
-            Some(payload) => match rt.payload_json(env, payload)? {
-                Either::A(json) => match serde_json::from_str(&json) {
-                    Ok(value) => value,
-                    Err(error) => {
-                        let failure = JsFailure::type_error(
-                            "INVALID_ARGUMENT",
-                            format!(
-                                "payload is a string but not valid JSON ({error}); pass an object, \
-                                 or JSON.stringify(value) for a string payload"
-                            ),
-                        );
-                        self.reject_both(env, returned, result, failure.to_js(env))?;
-                        return Ok(promise);
-                    }
-                },
-                Either::B(error) => {
-                    self.reject_both(env, returned, result, error)?;
-                    return Ok(promise);
-                }
-            },
-        };
-        if let Some(options) = options {
-            match rt.submit_options(env, result, options)? {
-                Ok(false) => {}
-                Ok(true) => {
-                    let failure = JsFailure::error(
-                        "CANCELLED",
-                        "command cancelled: its AbortSignal was already aborted, so it was not submitted",
-                    );
-                    self.reject_both(env, returned, result, failure.to_js(env))?;
-                    return Ok(promise);
-                }
+        let (lane, command_type, payload) =
+            match submit_arguments(rt, env, result, lane, command_type, payload, options)? {
+                Ok(arguments) => arguments,
                 Err(error) => {
                     self.reject_both(env, returned, result, error)?;
                     return Ok(promise);
                 }
-            }
-        }
+            };
         let queue = match self.core() {
             Ok(queue) => queue,
             Err(error) => {
@@ -521,14 +369,10 @@ impl RedisQueue {
         ts_args_type = "commandId: number",
         ts_return_type = "Promise<'cancelled' | 'signalled' | 'finished' | 'unknown'>"
     )]
-    pub fn cancel<'env>(
-        &self,
-        env: &'env Env,
-        command_id: Unknown<'_>,
-    ) -> napi::Result<Unknown<'env>> {
-        let id = match args::command_id(self.runtime(), env, command_id)? {
+    pub fn cancel<'env>(&self, env: &'env Env, command_id: Js<f64>) -> napi::Result<Unknown<'env>> {
+        let id = match to_command_id(command_id) {
             Ok(id) => id,
-            Err(failure) => return self.rejected(env, &failure),
+            Err(failure) => return self.runtime().rejected(env, &failure),
         };
         self.later(env, move |queue| async move {
             match queue.cancel(id).await {
@@ -543,7 +387,7 @@ impl RedisQueue {
     pub fn stats<'env>(&self, env: &'env Env) -> napi::Result<Unknown<'env>> {
         self.later(env, |queue| async move {
             match queue.stats().await {
-                Ok(stats) => Settle::Json(stats_json(stats).to_string()),
+                Ok(stats) => Settle::Json(stats_json(stats)),
                 Err(error) => Settle::Failed(error),
             }
         })
@@ -558,50 +402,27 @@ impl RedisQueue {
     pub fn dead_letters<'env>(
         &self,
         env: &'env Env,
-        limit: Option<Unknown<'_>>,
+        limit: Option<Js<f64>>,
     ) -> napi::Result<Unknown<'env>> {
-        let limit = match args::inspect(self.runtime(), env, limit)? {
-            Ok(Input::Undefined) => i64::MAX as usize,
-            Ok(Input::Number(n))
-                if n >= 1.0 && n.fract() == 0.0 && n <= 9_007_199_254_740_991.0 =>
-            {
+        let at = At::argument("limit");
+        let limit = match limit.map(|limit| limit.get(&at)) {
+            // All of them: the largest count a Redis range takes.
+            None => i64::MAX as usize,
+            Some(Ok(n)) if n >= 1.0 && n.fract() == 0.0 && n <= MAX_SAFE_INTEGER as f64 => {
                 n as usize
             }
-            Ok(Input::Number(n)) => {
-                let failure = JsFailure::range_error(
-                    "INVALID_ARGUMENT",
-                    format!("limit must be a whole number of 1 or more, got {n}"),
-                );
-                return self.rejected(env, &failure);
+            Some(Ok(n)) => {
+                let failure = at.range_error(format!(
+                    "limit must be a whole number of 1 or more, got {}",
+                    number_text(n)
+                ));
+                return self.runtime().rejected(env, &failure);
             }
-            Ok(other) => {
-                let failure = JsFailure::type_error(
-                    "INVALID_ARGUMENT",
-                    format!("limit must be a number, got {}", other.describe()),
-                );
-                return self.rejected(env, &failure);
-            }
-            Err(failure) => return self.rejected(env, &failure),
+            Some(Err(failure)) => return self.runtime().rejected(env, &failure),
         };
         self.later(env, move |queue| async move {
             match queue.dead_letters(limit).await {
-                Ok(letters) => {
-                    let letters: Vec<Value> = letters
-                        .into_iter()
-                        .map(|letter| {
-                            json!({
-                                "commandId": letter.command_id,
-                                "commandType": letter.command_type,
-                                "laneId": letter.lane_id,
-                                "error": letter.error,
-                                "attempts": letter.attempts,
-                                "failedAt": letter.failed_at,
-                                "payload": letter.payload.unwrap_or(Value::Null),
-                            })
-                        })
-                        .collect();
-                    Settle::Json(Value::Array(letters).to_string())
-                }
+                Ok(letters) => Settle::Json(dead_letters_json(letters)),
                 Err(error) => Settle::Failed(error),
             }
         })
@@ -616,11 +437,11 @@ impl RedisQueue {
     pub fn redrive<'env>(
         &self,
         env: &'env Env,
-        command_id: Unknown<'_>,
+        command_id: Js<f64>,
     ) -> napi::Result<Unknown<'env>> {
-        let id = match args::command_id(self.runtime(), env, command_id)? {
+        let id = match to_command_id(command_id) {
             Ok(id) => id,
-            Err(failure) => return self.rejected(env, &failure),
+            Err(failure) => return self.runtime().rejected(env, &failure),
         };
         let rt = self.runtime();
         let result = rt.next_token();
@@ -638,38 +459,41 @@ impl RedisQueue {
         Ok(promise)
     }
 
-    /// Declares a lane, or updates one (priority, cap, rate limit and priority boost apply
-    /// to the next claims of every worker; a boost added now counts the wait of commands
-    /// already pending from now).
+    /// Declares a lane, or updates one, with the same options as a `Lane`'s lanes: its
+    /// priority, cap, rate limit and priority boost apply to the next claims of every
+    /// worker (a boost added now counts the wait of commands already pending from now),
+    /// its timeout, cancel grace and retry policy to the next runs. Options the Redis
+    /// engine cannot honour (`pressureThreshold`) reject with code `CONFIG`.
     #[napi(
-        ts_args_type = "laneId: string, options: RedisLaneOptions",
+        ts_args_type = "laneId: string, options: LaneOptions",
         ts_return_type = "Promise<void>"
     )]
     pub fn declare_lane<'env>(
         &self,
         env: &'env Env,
-        lane_id: Either<String, Unknown<'_>>,
-        options: Option<Unknown<'_>>,
+        lane_id: Js<String>,
+        options: Option<Js<LaneOptions>>,
     ) -> napi::Result<Unknown<'env>> {
-        let id = match self.lane_argument(env, lane_id)? {
-            Ok(id) => id,
-            Err(failure) => return self.rejected(env, &failure),
-        };
-        let lane = match args::inspect(self.runtime(), env, options)? {
-            Ok(options) => super::parse_lane("options", &id, &options),
-            Err(failure) => Err(failure),
-        };
-        let lane = match lane.and_then(|lane| {
-            lane.validate(&id)
-                .map(|()| lane)
-                .map_err(|error| JsFailure::range_error("CONFIG", error.to_string()))
-        }) {
+        let lane = At::argument("laneId").name(lane_id).and_then(|id| {
+            let at = At::option("options");
+            options
+                .map_or(Ok(LaneOptions::default()), |options| options.get(&at))?
+                .into_lane(&id, &at)
+        });
+        let lane = match lane {
             Ok(lane) => lane,
-            Err(failure) => return self.rejected(env, &failure),
+            Err(failure) => return self.runtime().rejected(env, &failure),
         };
+        let timeouts = self.timeouts();
         self.later(env, move |queue| async move {
-            match queue.declare_lane(&id, lane).await {
-                Ok(()) => Settle::Done,
+            match queue
+                .declare_lane(&lane.id, lane.config.clone(), lane.priority)
+                .await
+            {
+                Ok(()) => {
+                    remember_timeouts(&timeouts, std::slice::from_ref(&lane));
+                    Settle::Done
+                }
                 Err(error) => Settle::Failed(error),
             }
         })
@@ -685,20 +509,19 @@ impl RedisQueue {
     pub fn pause_lane<'env>(
         &self,
         env: &'env Env,
-        lane_id: Either<String, Unknown<'_>>,
-        duration_ms: Option<Unknown<'_>>,
+        lane_id: Js<String>,
+        duration_ms: Option<Js<f64>>,
     ) -> napi::Result<Unknown<'env>> {
-        let lane = match self.lane_argument(env, lane_id)? {
-            Ok(lane) => lane,
-            Err(failure) => return self.rejected(env, &failure),
-        };
-        let duration: Option<Duration> = match args::inspect(self.runtime(), env, duration_ms)? {
-            Ok(Input::Undefined) => None,
-            Ok(input) => match args::millis("durationMs", &input, true) {
-                Ok(duration) => Some(duration),
-                Err(failure) => return self.rejected(env, &failure),
-            },
-            Err(failure) => return self.rejected(env, &failure),
+        let at = At::argument("durationMs");
+        let arguments = At::argument("laneId").name(lane_id).and_then(|lane| {
+            let duration = duration_ms
+                .map(|ms| ms.get(&at).and_then(|ms| at.millis(ms)))
+                .transpose()?;
+            Ok((lane, duration))
+        });
+        let (lane, duration) = match arguments {
+            Ok(arguments) => arguments,
+            Err(failure) => return self.runtime().rejected(env, &failure),
         };
         self.later(env, move |queue| async move {
             let paused = match duration {
@@ -707,7 +530,7 @@ impl RedisQueue {
             };
             match paused {
                 Ok(()) => Settle::Done,
-                Err(error) => Settle::Failed(error),
+                Err(error) => Settle::Rejected(argument_failure(&error, "durationMs")),
             }
         })
     }
@@ -717,11 +540,11 @@ impl RedisQueue {
     pub fn resume_lane<'env>(
         &self,
         env: &'env Env,
-        lane_id: Either<String, Unknown<'_>>,
+        lane_id: Js<String>,
     ) -> napi::Result<Unknown<'env>> {
-        let lane = match self.lane_argument(env, lane_id)? {
+        let lane = match At::argument("laneId").name(lane_id) {
             Ok(lane) => lane,
-            Err(failure) => return self.rejected(env, &failure),
+            Err(failure) => return self.runtime().rejected(env, &failure),
         };
         self.later(env, move |queue| async move {
             match queue.resume_lane(&lane).await {
@@ -731,16 +554,30 @@ impl RedisQueue {
         })
     }
 
-    /// An async iterator of the events of the commands this process submitted and still
-    /// awaits: `queue.command.progress` (`{ laneId, commandId, progress }`) for each
-    /// `ctx.reportProgress(value)` of their handlers, on whichever worker they run. Progress
-    /// of a command whose result arrived, or whose handle is gone, is not delivered. An
-    /// iterator more than 1024 events behind loses the oldest and gets one
+    /// The events of `keys` (all when absent) of every command of the queue, whichever
+    /// process submitted it and whichever worker runs it, from now on, as an async
+    /// iterator: the keys and payloads of `Lane.events()` (`queue.command.submitted`,
+    /// `.started`, `.completed`, `.retry`, `.failed`, `.dead_lettered`, `.cancelled`,
+    /// `.progress` with `{ laneId, commandId, progress }` for each `ctx.reportProgress`,
+    /// …), read from the queue's event stream in Redis. An iterator more than
+    /// `DEFAULTS.redis_queue.event_capacity` events behind loses the oldest and gets one
     /// `queue.events.lagged` event saying how many. `return()` (or `break` in
     /// `for await`) ends it; it does not keep the process alive.
-    #[napi(ts_return_type = "AsyncIterableIterator<LaneEvent>")]
-    pub fn events<'env>(&self, env: &'env Env) -> napi::Result<Unknown<'env>> {
-        self.runtime().iterate(env, None, 1024, false)
+    #[napi(
+        ts_args_type = "keys?: string | string[]",
+        ts_return_type = "AsyncIterableIterator<LaneEvent>"
+    )]
+    pub fn events<'env>(
+        &self,
+        env: &'env Env,
+        keys: Option<Js<EventKeys>>,
+    ) -> napi::Result<Unknown<'env>> {
+        let keys = keys
+            .map(|keys| keys.get(&At::argument("event keys"))?.checked())
+            .transpose()
+            .map_err(|failure| failure.throw(env))?;
+        let capacity = u32::try_from(DEFAULT_EVENT_CAPACITY).unwrap_or(u32::MAX);
+        self.runtime().iterate(env, keys, capacity, false)
     }
 
     /// Deletes every key of this queue (lanes, commands, results, dead letters) and

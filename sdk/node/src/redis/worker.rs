@@ -15,15 +15,15 @@ use std::time::Duration;
 use a3s_lane::{
     CommandId, HandlerRegistry, LaneError, RedisQueue as CoreQueue, RedisWorker as CoreWorker,
 };
-use napi::bindgen_prelude::{Either, JavaScriptClassExt, Object, Unknown};
+use napi::bindgen_prelude::{Either, JavaScriptClassExt, Unknown};
 use napi::{Env, JsValue};
 use napi_derive::napi;
 use parking_lot::Mutex;
 use tokio::sync::{oneshot, watch};
 
 use super::queue::RedisQueue;
-use crate::args;
-use crate::config::Input;
+use crate::config::redis::{RedisWorkerOptions, WorkerSetup};
+use crate::convert::{At, Given, Js, function};
 use crate::error::{JsFailure, ToJsError};
 use crate::runtime::{Bridge, JsHandler, JsRuntime, Mail, Mailbox, NativeCallbacks, Settle, spawn};
 
@@ -130,18 +130,19 @@ impl RedisWorker {
         &self.inner.runtime
     }
 
-    /// The queue argument of `start`, or what is wrong with it.
+    /// The queue argument of `start` (with the lane timeouts it knows), or what is
+    /// wrong with it.
     fn queue_argument(
-        runtime: &JsRuntime,
         env: &Env,
         queue: Either<&RedisQueue, Unknown<'_>>,
-    ) -> napi::Result<Result<CoreQueue, JsFailure>> {
+    ) -> napi::Result<Result<(CoreQueue, crate::runtime::LaneTimeouts), JsFailure>> {
         Ok(match queue {
-            Either::A(queue) => queue.core().map_err(|error| error.to_js_failure()),
+            Either::A(queue) => queue
+                .core()
+                .map(|core| (core, queue.timeouts()))
+                .map_err(|error| error.to_js_failure()),
             Either::B(other) => {
-                let described = args::inspect(runtime, env, Some(other))?
-                    .map(|input| input.describe())
-                    .unwrap_or_else(|_| "something else".into());
+                let described = Given::of(env, &other).describe()?;
                 Err(JsFailure::type_error(
                     "INVALID_ARGUMENT",
                     format!(
@@ -167,34 +168,19 @@ impl RedisWorker {
     pub fn start<'env>(
         env: &'env Env,
         queue: Either<&RedisQueue, Unknown<'_>>,
-        options: Option<Unknown<'_>>,
+        options: Option<Js<RedisWorkerOptions>>,
     ) -> napi::Result<Unknown<'env>> {
         let runtime = JsRuntime::create(env)?;
-        let queue = match Self::queue_argument(&runtime, env, queue)? {
+        let (queue, timeouts) = match Self::queue_argument(env, queue)? {
             Ok(queue) => queue,
-            Err(failure) => return args::rejected(&runtime, env, &failure),
+            Err(failure) => return runtime.rejected(env, &failure),
         };
-        let (options_input, handlers) = match options {
-            None => (Ok(Input::Undefined), None),
-            Some(options) => {
-                let input = args::inspect(&runtime, env, Some(options))?;
-                let handlers = match &input {
-                    // Checked to be a plain object by `inspect`.
-                    Ok(Input::Object(_)) => {
-                        Object::from_raw(env.raw(), options.raw()).get::<Unknown<'_>>("handlers")?
-                    }
-                    _ => None,
-                };
-                (input, handlers)
-            }
-        };
-        let setup = match options_input.and_then(|input| super::parse_worker(&input)) {
+        let setup = match WorkerSetup::new(options) {
             Ok(setup) => setup,
-            Err(failure) => return args::rejected(&runtime, env, &failure),
+            Err(failure) => return runtime.rejected(env, &failure),
         };
         let mailbox = Mailbox::create(env, runtime.clone())?;
-        let mut bridge = Bridge::new(mailbox, setup.timeouts);
-        bridge.default_timeout = setup.default_timeout;
+        let bridge = Bridge::new(mailbox, timeouts);
         // Nobody in this process awaits the worker's commands: their handlers' errors are
         // not kept for a submitter.
         bridge
@@ -202,14 +188,14 @@ impl RedisWorker {
             .store(u64::MAX, std::sync::atomic::Ordering::Relaxed);
         let bridge = Arc::new(bridge);
         let registry = HandlerRegistry::default();
-        for command_type in &setup.handler_types {
-            registry.register(
-                command_type.clone(),
-                JsHandler::new(command_type, bridge.clone()),
-            );
-        }
-        if let Some(handlers) = handlers.filter(|_| !setup.handler_types.is_empty()) {
-            runtime.handle_all(env, handlers)?;
+        if let Some(handlers) = &setup.handlers {
+            for command_type in &handlers.types {
+                registry.register(
+                    command_type.clone(),
+                    JsHandler::new(command_type, bridge.clone()),
+                );
+            }
+            runtime.handle_all(env, handlers.object)?;
         }
         let shared = Arc::new(WorkerShared {
             bridge,
@@ -266,17 +252,13 @@ impl RedisWorker {
     pub fn handle(
         &self,
         env: Env,
-        command_type: Either<String, Unknown<'_>>,
+        command_type: Js<String>,
         handler: Unknown<'_>,
     ) -> napi::Result<()> {
-        let command_type = args::name(self.runtime(), &env, "commandType", command_type)?
-            .map_err(|f| f.throw(&env))?;
-        args::function(
-            self.runtime(),
-            &env,
-            &format!("the handler of '{command_type}'"),
-            handler,
-        )?;
+        let command_type = At::argument("commandType")
+            .name(command_type)
+            .map_err(|failure| failure.throw(&env))?;
+        function(&env, &format!("the handler of '{command_type}'"), &handler)?;
         self.runtime().handle(&env, &command_type, handler)?;
         let shared = &self.inner.shared;
         shared.registry.register(
@@ -295,15 +277,13 @@ impl RedisWorker {
     pub fn shutdown<'env>(
         &self,
         env: &'env Env,
-        timeout_ms: Option<Unknown<'_>>,
+        timeout_ms: Option<Js<f64>>,
     ) -> napi::Result<Unknown<'env>> {
-        let timeout = match args::inspect(self.runtime(), env, timeout_ms)? {
-            Ok(Input::Undefined) => Duration::MAX,
-            Ok(input) => match args::millis("timeoutMs", &input, false) {
-                Ok(timeout) => timeout,
-                Err(failure) => return args::rejected(self.runtime(), env, &failure),
-            },
-            Err(failure) => return args::rejected(self.runtime(), env, &failure),
+        let at = At::argument("timeoutMs");
+        let timeout = match timeout_ms.map(|ms| ms.get(&at).and_then(|ms| at.millis(ms))) {
+            None => Duration::MAX,
+            Some(Ok(timeout)) => timeout,
+            Some(Err(failure)) => return self.runtime().rejected(env, &failure),
         };
         let stop = move |worker: CoreWorker| async move {
             match worker.shutdown(timeout).await {

@@ -1,6 +1,7 @@
 // Type-checked by index_d_ts_is_generated_and_current.test.mjs with `tsc --strict`:
 // the documented API must compile, and misuse must not.
 import {
+  DEFAULTS,
   Lane,
   RedisQueue,
   RedisWorker,
@@ -73,8 +74,12 @@ async function main(): Promise<void> {
   // Redis.
   const queue: RedisQueue = await RedisQueue.connect('redis://127.0.0.1:6379', {
     keyPrefix: 'orders',
-    lanes: { api: { priority: 0, maxConcurrency: 10, rateLimit: { perMinute: 600 } }, prompt: {} },
+    lanes: {
+      api: { priority: 0, maxConcurrency: 10, timeoutMs: 5_000, retry: { maxRetries: 3 }, rateLimit: { perMinute: 600 } },
+      prompt: {},
+    },
   });
+  await queue.declareLane('batch', { priority: 9, cancelGraceMs: 2_000, retry: {} });
   const onCluster: RedisQueue = await RedisQueue.connectCluster(['redis://10.0.0.1:7000', 'redis://10.0.0.2:7000'], {
     keyPrefix: 'orders',
     connectTimeoutMs: 2_000,
@@ -82,9 +87,7 @@ async function main(): Promise<void> {
   void onCluster;
   const worker: RedisWorker = await RedisWorker.start(queue, {
     slots: 8,
-    timeoutMs: 30_000,
-    retry: { maxRetries: 3 },
-    lanes: { api: { timeoutMs: 5_000 } },
+    leaseTtlMs: 10_000,
     handlers: { fetch: async (payload: { url: string }, ctx: CommandContext) => ({ url: payload.url, aborted: ctx.signal.aborted }) },
   });
   worker.handle('ping', () => 'pong');
@@ -96,6 +99,11 @@ async function main(): Promise<void> {
   const letters2 = await queue.deadLetters(10);
   await queue.pauseLane('api', 1_000);
   await queue.resumeLane('api');
+  for await (const event of queue.events(['queue.command.completed'])) {
+    const laneId = event.payload['laneId'];
+    void laneId;
+    break;
+  }
   const removed: number = await queue.clear();
   await worker.shutdown(10_000);
   const handedBack: number = await worker.shutdownNow();
@@ -115,6 +123,18 @@ async function main(): Promise<void> {
   new Lane({ query: { priority: 1, maxConcurrency: 1, priorityBoost: { deadlineMs: 10, steps: [{ beforeDeadlineMs: 5 }] } } });
   // @ts-expect-error a worker needs a RedisQueue
   void RedisWorker.start({}, {});
+  // @ts-expect-error how a lane runs is the lane's option, not the worker's
+  void RedisWorker.start(queue, { timeoutMs: 1_000 });
+
+  // The core's defaults.
+  const grace: number = DEFAULTS.lane.cancel_grace_ms;
+  const timeout: number | null = DEFAULTS.lane.timeout_ms;
+  const slots: number = DEFAULTS.redis_worker.slots;
+  const prefix: string = DEFAULTS.redis_queue.key_prefix;
+  const promptMax: number | undefined = DEFAULTS.queue.default_lanes.find((lane) => lane.id === 'prompt')?.max_concurrency;
+  void [grace, timeout, slots, prefix, promptMax];
+  // @ts-expect-error DEFAULTS is read-only
+  DEFAULTS.lane.cancel_grace_ms = 5;
 }
 
 void main;

@@ -1,0 +1,595 @@
+//! [`Lane`]: the in-process queue as JavaScript sees it. It holds the core
+//! `QueueManager` (through `state::LaneCore`), converts arguments, maps errors, and
+//! leaves the rest to the core and to the bridge in `runtime.rs`. Submitting is in
+//! [`submit`], durable storage in `durable`, what it reports in [`stats`].
+//!
+//! No method blocks the event loop: submitting, cancelling and reading stats take a
+//! short lock in the core; everything that waits (a command's result, opening durable
+//! storage, draining) happens on tokio tasks and settles a promise through the mailbox.
+
+mod durable;
+mod state;
+pub mod stats;
+pub mod submit;
+
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+use std::time::Duration;
+
+use a3s_lane::{CommandId, LaneError, QueueManager};
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use napi::Env;
+use napi::bindgen_prelude::Unknown;
+use napi_derive::napi;
+use parking_lot::RwLock;
+use tokio::sync::mpsc;
+
+use self::durable::AcceptJob;
+use self::state::LaneCore;
+use self::stats::{DeadLetter, QueueStats, count};
+use crate::config::lane::LaneMap;
+use crate::config::queue::{QueueOptions, QueueSetup};
+use crate::convert::{At, Js, command_id as to_command_id, function};
+use crate::error::{JsFailure, argument_failure, throw};
+use crate::events::EventKeys;
+use crate::runtime::{Bridge, JsRuntime, Mail, Mailbox, NativeCallbacks, Settle, spawn};
+
+/// The JavaScript-thread side of a lane.
+struct LaneInner {
+    runtime: Rc<JsRuntime>,
+    core: Arc<LaneCore>,
+    /// Durable lanes only: hands submits to the acceptor task.
+    jobs: Option<mpsc::UnboundedSender<AcceptJob>>,
+}
+
+impl NativeCallbacks for LaneInner {
+    fn cancel(&self, id: CommandId) -> bool {
+        self.core
+            .manager()
+            .is_some_and(|manager| manager.cancel(id))
+    }
+
+    fn events_wanted(&self, env: &Env, wanted: bool) {
+        let manager = self.core.set_events_wanted(wanted);
+        self.runtime
+            .set_events_wanted(env, wanted, || manager.map(|manager| manager.subscribe()));
+    }
+}
+
+/// A lane-based priority command queue running JavaScript handlers.
+///
+/// ```js
+/// const lane = new Lane({ query: { priority: 2, minConcurrency: 1, maxConcurrency: 10 } });
+/// lane.handle('fetch_data', async (payload, ctx) => ({ ok: true }));
+/// lane.start();
+/// const result = await lane.submit('query', 'fetch_data', { url: 'https://example.com' });
+/// await lane.shutdown();
+/// ```
+#[napi]
+pub struct Lane {
+    inner: Rc<LaneInner>,
+}
+
+impl std::fmt::Debug for Lane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lane")
+            .field("lanes", &self.inner.core.setup.lanes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Lane {
+    fn runtime(&self) -> &JsRuntime {
+        &self.inner.runtime
+    }
+
+    fn manager_or_throw(&self, env: &Env) -> napi::Result<QueueManager> {
+        self.inner.core.manager().ok_or_else(|| {
+            if self.inner.core.is_closed() {
+                JsFailure::error(
+                    "SHUTDOWN",
+                    "the lane was shut down; create a new Lane to go on",
+                )
+                .throw(env)
+            } else {
+                JsFailure::error(
+                    "QUEUE",
+                    "the lane is still opening its durable storage; await lane.start() first",
+                )
+                .throw(env)
+            }
+        })
+    }
+
+    /// Runs `work` on tokio once the queue exists and settles a new promise with it.
+    fn settle_later<'env, F>(&self, env: &'env Env, work: F) -> napi::Result<Unknown<'env>>
+    where
+        F: FnOnce(QueueManager, Arc<LaneCore>) -> BoxFuture<'static, Settle> + Send + 'static,
+    {
+        let token = self.runtime().next_token();
+        let promise = self.runtime().promise(env, token)?;
+        let core = self.inner.core.clone();
+        spawn(async move {
+            let settle = match core.ready().await {
+                Ok(manager) => work(manager, core.clone()).await,
+                Err(error) => Settle::Failed(error),
+            };
+            core.bridge.mailbox.send(Mail::Settle { token, settle });
+        });
+        Ok(promise)
+    }
+
+    fn lane_argument(&self, env: &Env, value: Js<String>) -> napi::Result<String> {
+        At::argument("laneId")
+            .name(value)
+            .map_err(|failure| failure.throw(env))
+    }
+
+    fn event_key(&self, env: &Env, key: Js<String>) -> napi::Result<String> {
+        let key = At::argument("key")
+            .name(key)
+            .map_err(|failure| failure.throw(env))?;
+        crate::events::check_key(&key, true)
+            .map_err(|message| JsFailure::range_error("INVALID_ARGUMENT", message).throw(env))?;
+        Ok(key)
+    }
+
+    fn dead_letter_queue(&self, env: &Env) -> napi::Result<a3s_lane::DeadLetterQueue> {
+        let manager = self.manager_or_throw(env)?;
+        manager
+            .dead_letters()
+            .ok_or_else(|| no_dead_letters().throw(env))
+    }
+
+    /// The queue's metrics, when the lane was created with `{ metrics: true }`.
+    pub(crate) fn queue_metrics(&self) -> Option<&a3s_lane::QueueMetrics> {
+        self.inner.core.setup.metrics.as_ref()
+    }
+}
+
+fn no_dead_letters() -> JsFailure {
+    JsFailure::error(
+        "CONFIG",
+        "this lane keeps no dead letters; create it with { deadLetterCapacity: n }",
+    )
+}
+
+#[napi]
+impl Lane {
+    /// Creates a queue. `lanes` maps lane ids to their options (leave it out for the six
+    /// default lanes); `options` sets the global budget, events, dead letters and storage.
+    /// Invalid options throw a `TypeError` or `RangeError` with code `CONFIG`.
+    #[napi(
+        constructor,
+        ts_args_type = "lanes?: Record<string, LaneOptions> | null, options?: QueueOptions"
+    )]
+    pub fn new(
+        env: Env,
+        lanes: Option<Js<LaneMap>>,
+        options: Option<Js<QueueOptions>>,
+    ) -> napi::Result<Self> {
+        let setup = QueueSetup::new(lanes, options).map_err(|failure| failure.throw(&env))?;
+        let runtime = JsRuntime::create(&env)?;
+        let mailbox = Mailbox::create(&env, runtime.clone())?;
+        let timeouts = Arc::new(RwLock::new(setup.timeouts().collect()));
+        let bridge = Arc::new(Bridge::new(mailbox, timeouts));
+        let durable = setup.storage.is_some();
+        let core = Arc::new(LaneCore::new(bridge, setup));
+        // Building checks the lanes against each other and the global budget; without
+        // storage it takes no await, and this manager is the lane's queue.
+        let built = match core.builder(&[]) {
+            Ok(builder) => builder.build().now_or_never(),
+            Err(error) => Some(Err(error)),
+        };
+        let manager = match built {
+            Some(Ok(manager)) => manager,
+            Some(Err(error)) => return Err(throw(&env, &error)),
+            None => {
+                return Err(JsFailure::error(
+                    "QUEUE",
+                    "internal: building the queue did not complete at once",
+                )
+                .throw(&env));
+            }
+        };
+        let jobs = if durable {
+            let (sender, receiver) = mpsc::unbounded_channel();
+            spawn(durable::acceptor(core.clone(), receiver));
+            Some(sender)
+        } else {
+            core.state.lock().manager = Some(manager);
+            None
+        };
+        let inner = Rc::new(LaneInner {
+            runtime,
+            core,
+            jobs,
+        });
+        let callbacks: Rc<dyn NativeCallbacks> = inner.clone();
+        let weak: Weak<dyn NativeCallbacks> = Rc::downgrade(&callbacks);
+        inner.runtime.set_callbacks(weak, inner.core.bridge.clone());
+        Ok(Self { inner })
+    }
+
+    /// Registers (or replaces) the handler of a command type. The handler gets the
+    /// payload and a `CommandContext`; what it returns (or resolves with) is the command's
+    /// result, what it throws (or rejects with) its error. Register the handlers of a
+    /// durable lane before `start()`, so recovered commands find them.
+    #[napi(
+        ts_args_type = "commandType: string, handler: (payload: any, ctx: CommandContext) => unknown"
+    )]
+    pub fn handle(
+        &self,
+        env: Env,
+        command_type: Js<String>,
+        handler: Unknown<'_>,
+    ) -> napi::Result<()> {
+        let command_type = At::argument("commandType")
+            .name(command_type)
+            .map_err(|failure| failure.throw(&env))?;
+        function(&env, &format!("the handler of '{command_type}'"), &handler)?;
+        self.runtime().handle(&env, &command_type, handler)?;
+        self.inner.core.register_handler(&command_type);
+        Ok(())
+    }
+
+    /// Starts running commands (those submitted before wait in their lanes). With durable
+    /// storage it first opens the store and puts the commands recovered from it back at
+    /// the front of their lanes; the promise settles when the lane runs.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn start<'env>(&self, env: &'env Env) -> napi::Result<Unknown<'env>> {
+        let rt = self.runtime();
+        let token = rt.next_token();
+        let promise = rt.promise(env, token)?;
+        let core = self.inner.core.clone();
+        let Some(storage) = core.setup.storage.clone() else {
+            // A lane without storage has its queue from the constructor until shutdown.
+            let Some(manager) = core.manager() else {
+                rt.reject_with(env, token, &LaneError::ShutdownInProgress)?;
+                return Ok(promise);
+            };
+            match crate::runtime::in_runtime(|| manager.start().now_or_never()) {
+                Some(Ok(())) => rt.resolve(env, token, None, None)?,
+                Some(Err(error)) => rt.reject_with(env, token, &error)?,
+                None => rt.reject_with(
+                    env,
+                    token,
+                    &JsFailure::error("QUEUE", "internal: start did not complete at once"),
+                )?,
+            }
+            return Ok(promise);
+        };
+        let first = {
+            let mut state = core.state.lock();
+            let first = !state.starting && state.manager.is_none();
+            state.starting = true;
+            first
+        };
+        spawn(async move {
+            let outcome = if first {
+                durable::open(&core, storage).await
+            } else {
+                core.ready().await.map(drop)
+            };
+            let settle = match outcome {
+                Ok(()) => Settle::Done,
+                Err(error) => Settle::Failed(error),
+            };
+            core.bridge.mailbox.send(Mail::Settle { token, settle });
+        });
+        Ok(promise)
+    }
+
+    /// Submits a command and resolves with its result: what the handler of
+    /// `commandType` returned for `payload` (a JSON value, or a JSON string). Rejects
+    /// with the handler's own error, or an error with code `LANE_NOT_FOUND`,
+    /// `HANDLER_NOT_FOUND`, `INVALID_ARGUMENT`, `TIMEOUT`, `CANCELLED` or `SHUTDOWN`.
+    /// `options.signal` cancels the command when it aborts.
+    #[napi(
+        ts_args_type = "lane: string, commandType: string, payload?: unknown, options?: SubmitOptions",
+        ts_return_type = "Promise<any>"
+    )]
+    pub fn submit<'env>(
+        &self,
+        env: &'env Env,
+        lane: Js<String>,
+        command_type: Js<String>,
+        payload: Option<Unknown<'_>>,
+        options: Option<Unknown<'_>>,
+    ) -> napi::Result<Unknown<'env>> {
+        self.submit_inner(env, lane, command_type, payload, options, false)
+    }
+
+    /// Like `submit`, but resolves as soon as the command is accepted (durable, with
+    /// storage) with its `CommandHandle`: `id`, `cancel()` and the `result` promise.
+    #[napi(
+        ts_args_type = "lane: string, commandType: string, payload?: unknown, options?: SubmitOptions",
+        ts_return_type = "Promise<CommandHandle>"
+    )]
+    pub fn submit_with_handle<'env>(
+        &self,
+        env: &'env Env,
+        lane: Js<String>,
+        command_type: Js<String>,
+        payload: Option<Unknown<'_>>,
+        options: Option<Unknown<'_>>,
+    ) -> napi::Result<Unknown<'env>> {
+        self.submit_inner(env, lane, command_type, payload, options, true)
+    }
+
+    /// Cancels a command by id: a pending one is removed at once (its promise rejects
+    /// with code `CANCELLED`); a running one has its `ctx.signal` aborted and is
+    /// abandoned after its lane's `cancelGraceMs`. Returns false when no such command is
+    /// pending or running.
+    #[napi(ts_args_type = "commandId: number")]
+    pub fn cancel(&self, env: Env, command_id: Js<f64>) -> napi::Result<bool> {
+        let id = to_command_id(command_id).map_err(|failure| failure.throw(&env))?;
+        Ok(self
+            .inner
+            .core
+            .manager()
+            .is_some_and(|manager| manager.cancel(id)))
+    }
+
+    /// Cancels every pending and running command of a lane; returns how many.
+    #[napi(ts_args_type = "laneId: string")]
+    pub fn cancel_lane(&self, env: Env, lane_id: Js<String>) -> napi::Result<u32> {
+        let lane = self.lane_argument(&env, lane_id)?;
+        let manager = self.manager_or_throw(&env)?;
+        manager
+            .cancel_lane(&lane)
+            .map(count)
+            .map_err(|error| throw(&env, &error))
+    }
+
+    /// Stops starting commands from a lane (running ones go on); with `durationMs`, the
+    /// lane resumes by itself after that long (for example after an HTTP 429).
+    #[napi(ts_args_type = "laneId: string, durationMs?: number")]
+    pub fn pause_lane(
+        &self,
+        env: Env,
+        lane_id: Js<String>,
+        duration_ms: Option<Js<f64>>,
+    ) -> napi::Result<()> {
+        let lane = self.lane_argument(&env, lane_id)?;
+        let at = At::argument("durationMs");
+        let duration = duration_ms
+            .map(|ms| ms.get(&at).and_then(|ms| at.millis(ms)))
+            .transpose()
+            .map_err(|failure| failure.throw(&env))?;
+        let manager = self.manager_or_throw(&env)?;
+        match duration {
+            None => manager.pause_lane(&lane),
+            Some(duration) => {
+                crate::runtime::in_runtime(|| manager.pause_lane_for(&lane, duration))
+            }
+        }
+        .map_err(|error| argument_failure(&error, "durationMs").throw(&env))
+    }
+
+    /// Resumes a paused lane and starts what now fits.
+    #[napi(ts_args_type = "laneId: string")]
+    pub fn resume_lane(&self, env: Env, lane_id: Js<String>) -> napi::Result<()> {
+        let lane = self.lane_argument(&env, lane_id)?;
+        let manager = self.manager_or_throw(&env)?;
+        manager
+            .resume_lane(&lane)
+            .map_err(|error| throw(&env, &error))
+    }
+
+    /// Counts for the whole queue and each lane.
+    #[napi]
+    pub fn stats(&self, env: Env) -> napi::Result<QueueStats> {
+        Ok(self.manager_or_throw(&env)?.queue().stats_now().into())
+    }
+
+    /// The dead letters, oldest first. Throws (code `CONFIG`) when the lane was created
+    /// without `deadLetterCapacity`.
+    #[napi]
+    pub fn dead_letters(&self, env: Env) -> napi::Result<Vec<DeadLetter>> {
+        let dlq = self.dead_letter_queue(&env)?;
+        let letters = dlq.list().now_or_never().unwrap_or_default();
+        Ok(letters.into_iter().map(DeadLetter::from).collect())
+    }
+
+    /// Removes every dead letter (from the store too, with durable storage).
+    #[napi]
+    pub fn clear_dead_letters(&self, env: Env) -> napi::Result<()> {
+        let dlq = self.dead_letter_queue(&env)?;
+        let _ = dlq.clear().now_or_never();
+        Ok(())
+    }
+
+    /// Submits a dead letter again, under a new id with a fresh attempt count; it leaves
+    /// the dead letters once the new command is accepted. Resolves with its handle.
+    #[napi(
+        ts_args_type = "commandId: number",
+        ts_return_type = "Promise<CommandHandle>"
+    )]
+    pub fn redrive<'env>(
+        &self,
+        env: &'env Env,
+        command_id: Js<f64>,
+    ) -> napi::Result<Unknown<'env>> {
+        let id = match to_command_id(command_id) {
+            Ok(id) => id,
+            Err(failure) => return self.runtime().rejected(env, &failure),
+        };
+        if self
+            .inner
+            .core
+            .manager()
+            .is_some_and(|manager| manager.dead_letters().is_none())
+        {
+            return self.runtime().rejected(env, &no_dead_letters());
+        }
+        let rt = self.runtime();
+        let result = rt.next_token();
+        rt.detached_promise(env, result)?;
+        let token = rt.next_token();
+        let promise = rt.promise(env, token)?;
+        let core = self.inner.core.clone();
+        spawn(async move {
+            let bridge = core.bridge.clone();
+            let redriven = match core.ready().await {
+                Ok(manager) => manager.redrive(id).await,
+                Err(error) => Err(error),
+            };
+            match redriven {
+                Ok(handle) => {
+                    bridge.mailbox.send(Mail::Settle {
+                        token,
+                        settle: Settle::Accepted {
+                            id: handle.id(),
+                            result_token: Some(result),
+                        },
+                    });
+                    durable::settle_result(&bridge, result, handle).await;
+                }
+                Err(error) => {
+                    for token in [token, result] {
+                        bridge.mailbox.send(Mail::Settle {
+                            token,
+                            settle: Settle::Failed(error.clone()),
+                        });
+                    }
+                }
+            }
+        });
+        Ok(promise)
+    }
+
+    /// Calls `listener` with every event of `key` (`'*'`: every event). Keys:
+    /// `queue.command.submitted`, `.started`, `.completed`, `.retry`, `.dead_lettered`,
+    /// `.failed`, `.timeout`, `.cancelled`, `.progress`, `queue.shutdown.started`,
+    /// `queue.shutdown.complete`, `queue.lane.pressure`, `queue.lane.idle`,
+    /// `queue.storage.failed`, `queue.events.lagged`. Listeners do not keep the process
+    /// alive; an error thrown by one is reported as an uncaught exception.
+    #[napi(ts_args_type = "key: string, listener: (event: LaneEvent) => void")]
+    pub fn on(&self, env: Env, key: Js<String>, listener: Unknown<'_>) -> napi::Result<()> {
+        let key = self.event_key(&env, key)?;
+        function(&env, "listener", &listener)?;
+        self.runtime().on(&env, key, listener)
+    }
+
+    /// Removes a listener added with `on`.
+    #[napi(ts_args_type = "key: string, listener: (event: LaneEvent) => void")]
+    pub fn off(&self, env: Env, key: Js<String>, listener: Unknown<'_>) -> napi::Result<()> {
+        let key = self.event_key(&env, key)?;
+        function(&env, "listener", &listener)?;
+        self.runtime().off(&env, key, listener)
+    }
+
+    /// The events of `keys` (all when absent) as an async iterator, from now on. It ends
+    /// after `queue.shutdown.complete`, or when the loop is left. A reader that falls more
+    /// than `eventCapacity` events behind loses the oldest and gets one
+    /// `queue.events.lagged` event saying how many. It does not keep the process alive.
+    #[napi(
+        ts_args_type = "keys?: string | string[]",
+        ts_return_type = "AsyncIterableIterator<LaneEvent>"
+    )]
+    pub fn events<'env>(
+        &self,
+        env: &'env Env,
+        keys: Option<Js<EventKeys>>,
+    ) -> napi::Result<Unknown<'env>> {
+        let keys = keys
+            .map(|keys| keys.get(&At::argument("event keys"))?.checked())
+            .transpose()
+            .map_err(|failure| failure.throw(env))?;
+        let capacity = count(self.inner.core.setup.event_capacity);
+        // After a shutdown no event will come: the iterator is over at once.
+        let ended = self.inner.core.is_closed();
+        self.runtime().iterate(env, keys, capacity, ended)
+    }
+
+    /// Stops accepting commands (new submits reject with code `SHUTDOWN`) and resolves
+    /// once every accepted command has finished. Afterwards nothing of the lane keeps the
+    /// process alive.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn shutdown<'env>(&self, env: &'env Env) -> napi::Result<Unknown<'env>> {
+        if self.inner.core.is_closed() {
+            return self.runtime().settled(env, None);
+        }
+        self.settle_later(env, |manager, core| {
+            async move {
+                manager.shutdown().await;
+                let drained = manager.drain(Duration::MAX).await;
+                drop(manager);
+                core.close();
+                match drained {
+                    Ok(()) => Settle::Done,
+                    Err(error) => Settle::Failed(error),
+                }
+            }
+            .boxed()
+        })
+    }
+
+    /// Stops at once: pending commands are cancelled, running ones have their
+    /// `ctx.signal` aborted and are abandoned after their grace period; durable commands
+    /// stay in the store for the next start. Resolves with how many commands were
+    /// cancelled, once none is left running.
+    #[napi(ts_return_type = "Promise<number>")]
+    pub fn shutdown_now<'env>(&self, env: &'env Env) -> napi::Result<Unknown<'env>> {
+        if self.inner.core.is_closed() {
+            return self.runtime().settled(env, Some("0".into()));
+        }
+        self.settle_later(env, |manager, core| {
+            async move {
+                let cancelled = manager.shutdown_now().await;
+                let drained = manager.drain(Duration::MAX).await;
+                drop(manager);
+                core.close();
+                match drained {
+                    Ok(()) => Settle::Count(cancelled),
+                    Err(error) => Settle::Failed(error),
+                }
+            }
+            .boxed()
+        })
+    }
+
+    /// Resolves once no command is pending, delayed or running (and, with storage, the
+    /// store is written); rejects with code `TIMEOUT` after `timeoutMs`.
+    #[napi(ts_args_type = "timeoutMs: number", ts_return_type = "Promise<void>")]
+    pub fn drain<'env>(&self, env: &'env Env, timeout_ms: Js<f64>) -> napi::Result<Unknown<'env>> {
+        let at = At::argument("timeoutMs");
+        let timeout = match timeout_ms.get(&at).and_then(|ms| at.millis(ms)) {
+            Ok(timeout) => timeout,
+            Err(failure) => return self.runtime().rejected(env, &failure),
+        };
+        self.settle_later(env, move |manager, _| {
+            async move {
+                match manager.drain(timeout).await {
+                    Ok(()) => Settle::Done,
+                    Err(error) => Settle::Failed(error),
+                }
+            }
+            .boxed()
+        })
+    }
+
+    /// Whether `shutdown()` or `shutdownNow()` was called.
+    #[napi(getter)]
+    pub fn is_shutting_down(&self) -> bool {
+        let core = &self.inner.core;
+        core.is_closed()
+            || core
+                .manager()
+                .is_some_and(|manager| manager.is_shutting_down())
+    }
+
+    /// The lane ids, in the order they were configured.
+    #[napi(getter)]
+    pub fn lane_ids(&self) -> Vec<String> {
+        self.inner
+            .core
+            .setup
+            .lanes
+            .iter()
+            .map(|lane| lane.id.clone())
+            .collect()
+    }
+}

@@ -1,0 +1,161 @@
+//! [`LaneCore`]: the part of a `Lane` its tokio tasks share — the core `QueueManager`
+//! once it exists (a durable lane builds it when `start()` has opened the store), the
+//! handler types registered so far, and whether events are wanted — and how it is built.
+
+use std::sync::Arc;
+
+use a3s_lane::{EventEmitter, LaneError, QueueManager, QueueManagerBuilder};
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use crate::config::queue::QueueSetup;
+use crate::runtime::{Bridge, JsHandler, Mail};
+
+/// What a lane's tokio tasks share.
+pub(crate) struct LaneCore {
+    pub(crate) state: Mutex<CoreState>,
+    ready: Notify,
+    pub(crate) bridge: Arc<Bridge>,
+    pub(crate) setup: QueueSetup,
+}
+
+#[derive(Default)]
+pub(crate) struct CoreState {
+    pub(crate) manager: Option<QueueManager>,
+    /// Set once `shutdown()` or `shutdownNow()` finished: the queue (and its store) is
+    /// released, so the same store can be opened again.
+    closed: bool,
+    failed: Option<LaneError>,
+    pub(crate) starting: bool,
+    pub(crate) handler_types: Vec<String>,
+    events_wanted: bool,
+}
+
+impl LaneCore {
+    pub(crate) fn new(bridge: Arc<Bridge>, setup: QueueSetup) -> Self {
+        Self {
+            state: Mutex::new(CoreState::default()),
+            ready: Notify::new(),
+            bridge,
+            setup,
+        }
+    }
+
+    pub(crate) fn manager(&self) -> Option<QueueManager> {
+        self.state.lock().manager.clone()
+    }
+
+    /// The queue's builder, with the lanes, options and the handlers of `handler_types`
+    /// (`build()` checks them all).
+    pub(crate) fn builder(
+        &self,
+        handler_types: &[String],
+    ) -> Result<QueueManagerBuilder, LaneError> {
+        let setup = &self.setup;
+        let events = EventEmitter::try_new(setup.event_capacity)?;
+        let mut builder = QueueManagerBuilder::new(events);
+        for lane in &setup.lanes {
+            builder = builder.with_lane(&lane.id, lane.config.clone(), lane.priority);
+        }
+        if let Some(max) = setup.max_concurrency {
+            builder = builder.with_max_concurrency(max);
+        }
+        if let Some(capacity) = setup.dead_letter_capacity {
+            builder = builder.with_dlq(capacity);
+        }
+        if let Some(metrics) = &setup.metrics {
+            builder = builder.with_metrics(metrics.clone());
+        }
+        for command_type in handler_types {
+            builder = builder.with_handler(
+                command_type,
+                JsHandler::new(command_type, self.bridge.clone()),
+            );
+        }
+        Ok(builder)
+    }
+
+    /// Waits until the manager exists (durable lanes: until `start()` opened the store).
+    pub(crate) async fn ready(&self) -> Result<QueueManager, LaneError> {
+        loop {
+            let notified = self.ready.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let state = self.state.lock();
+                if let Some(manager) = &state.manager {
+                    return Ok(manager.clone());
+                }
+                if state.closed {
+                    return Err(LaneError::ShutdownInProgress);
+                }
+                if let Some(error) = &state.failed {
+                    return Err(error.clone());
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Publishes the manager (registering the handlers added meanwhile) and hands the
+    /// JavaScript thread its event subscription if someone listens.
+    pub(crate) fn publish(&self, manager: QueueManager) {
+        let mut state = self.state.lock();
+        for command_type in &state.handler_types {
+            manager.register_handler(
+                command_type.clone(),
+                JsHandler::new(command_type, self.bridge.clone()),
+            );
+        }
+        if state.events_wanted {
+            // Subscribed before the queue starts, so no event is missed.
+            self.bridge
+                .mailbox
+                .send(Mail::Subscribe(manager.subscribe()));
+        }
+        state.manager = Some(manager);
+        drop(state);
+        self.ready.notify_waiters();
+    }
+
+    /// Releases the queue after a shutdown; its store closes once its last task ends.
+    pub(crate) fn close(&self) {
+        let mut state = self.state.lock();
+        state.manager = None;
+        state.closed = true;
+        drop(state);
+        self.ready.notify_waiters();
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state.lock().closed
+    }
+
+    pub(crate) fn fail(&self, error: LaneError) {
+        let mut state = self.state.lock();
+        state.failed = Some(error);
+        state.starting = false;
+        drop(state);
+        self.ready.notify_waiters();
+    }
+
+    pub(crate) fn register_handler(&self, command_type: &str) {
+        let mut state = self.state.lock();
+        if !state.handler_types.iter().any(|t| t == command_type) {
+            state.handler_types.push(command_type.to_owned());
+        }
+        if let Some(manager) = &state.manager {
+            manager.register_handler(
+                command_type.to_owned(),
+                JsHandler::new(command_type, self.bridge.clone()),
+            );
+        }
+    }
+
+    /// Records whether events are wanted; returns the queue to subscribe to, if it exists.
+    pub(crate) fn set_events_wanted(&self, wanted: bool) -> Option<QueueManager> {
+        let mut state = self.state.lock();
+        state.events_wanted = wanted;
+        state.manager.clone()
+    }
+}

@@ -1,0 +1,185 @@
+//! `Lane.submit` and `Lane.submitWithHandle`: converts the arguments, watches the
+//! `AbortSignal`, and hands the command to the queue — at once without storage (so it is
+//! in its lane, in call order, when the call returns), or to the acceptor task with it.
+
+use futures_util::FutureExt;
+use napi::Env;
+use napi::bindgen_prelude::{Either, Unknown};
+use napi_derive::napi;
+use serde_json::Value;
+
+use a3s_lane::LaneError;
+
+use super::Lane;
+use super::durable::AcceptJob;
+use crate::convert::{At, Js};
+use crate::error::{JsFailure, ToJsError};
+use crate::runtime::{JsRuntime, unknown_static};
+
+/// Options of one submit.
+#[napi(object, object_from_js = false)]
+#[derive(Debug, Clone, Default)]
+pub struct SubmitOptions {
+    /// Cancels the command when it aborts (before or while it runs); the promise then
+    /// rejects with code `CANCELLED` and the signal's reason as `cause`.
+    #[napi(ts_type = "AbortSignal")]
+    pub signal: Option<Value>,
+}
+
+/// A submit's promises: the one returned, and (for handles) the result's.
+#[derive(Clone, Copy)]
+struct Tokens {
+    returned: u64,
+    result: u64,
+    handle: bool,
+}
+
+impl Lane {
+    fn reject_tokens(&self, env: &Env, tokens: Tokens, error: Unknown<'_>) -> napi::Result<()> {
+        let rt = self.runtime();
+        rt.reject(env, tokens.result, None, error, false)?;
+        if tokens.handle {
+            rt.reject(env, tokens.returned, None, error, false)?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn submit_inner<'env>(
+        &self,
+        env: &'env Env,
+        lane: Js<String>,
+        command_type: Js<String>,
+        payload: Option<Unknown<'_>>,
+        options: Option<Unknown<'_>>,
+        handle: bool,
+    ) -> napi::Result<Unknown<'env>> {
+        let rt = self.runtime();
+        let result = rt.next_token();
+        let (returned, promise) = if handle {
+            rt.detached_promise(env, result)?;
+            let token = rt.next_token();
+            (token, rt.promise(env, token)?)
+        } else {
+            (result, rt.promise(env, result)?)
+        };
+        let tokens = Tokens {
+            returned,
+            result,
+            handle,
+        };
+        let watched = options.is_some();
+        let (lane, command_type, payload) =
+            match submit_arguments(rt, env, result, lane, command_type, payload, options)? {
+                Ok(arguments) => arguments,
+                Err(error) => {
+                    self.reject_tokens(env, tokens, error)?;
+                    return Ok(promise);
+                }
+            };
+        if let Some(jobs) = &self.inner.jobs {
+            let job = AcceptJob {
+                lane,
+                command_type,
+                payload,
+                token: tokens.returned,
+                result_token: handle.then_some(tokens.result),
+            };
+            if jobs.send(job).is_err() {
+                let failure =
+                    JsFailure::error("QUEUE", "the lane's acceptor stopped; the lane is unusable");
+                self.reject_tokens(env, tokens, failure.to_js(env))?;
+            }
+            return Ok(promise);
+        }
+        let Some(manager) = self.inner.core.manager() else {
+            // Only a lane that was shut down has no queue (a lane without storage builds
+            // its queue in the constructor).
+            let error = LaneError::ShutdownInProgress.to_js_failure().to_js(env);
+            self.reject_tokens(env, tokens, error)?;
+            return Ok(promise);
+        };
+        // Without storage, accepting takes no await: the command is in its lane (in call
+        // order) when this returns.
+        match manager
+            .submit_replayable(&lane, &command_type, payload)
+            .now_or_never()
+        {
+            Some(Ok(core_handle)) => {
+                let id = core_handle.id();
+                if watched {
+                    rt.bind(env, tokens.result, id)?;
+                }
+                if handle {
+                    let object = rt.make_handle(env, tokens.result, id)?;
+                    rt.resolve_with(env, tokens.returned, object)?;
+                }
+                rt.await_result(env, result, core_handle, self.inner.core.bridge.clone())?;
+            }
+            Some(Err(error)) => {
+                self.reject_tokens(env, tokens, error.to_js_failure().to_js(env))?;
+            }
+            None => {
+                let failure = JsFailure::error(
+                    "QUEUE",
+                    "internal: a submit without storage did not complete at once",
+                );
+                self.reject_tokens(env, tokens, failure.to_js(env))?;
+            }
+        }
+        Ok(promise)
+    }
+}
+
+/// The arguments of a submit (of a `Lane` or a `RedisQueue`): the lane, the command type
+/// and the payload, with `options.signal` watched for the command whose result settles
+/// through `result`; or the error to reject the submit with.
+pub(crate) fn submit_arguments(
+    rt: &JsRuntime,
+    env: &Env,
+    result: u64,
+    lane: Js<String>,
+    command_type: Js<String>,
+    payload: Option<Unknown<'_>>,
+    options: Option<Unknown<'_>>,
+) -> napi::Result<Result<(String, String, Value), Unknown<'static>>> {
+    let names = At::argument("lane")
+        .name(lane)
+        .and_then(|lane| Ok((lane, At::argument("commandType").name(command_type)?)));
+    let (lane, command_type) = match names {
+        Ok(names) => names,
+        Err(failure) => return Ok(Err(unknown_static(failure.to_js(env)))),
+    };
+    let payload = match payload {
+        None => Value::Null,
+        Some(payload) => match rt.payload_json(env, payload)? {
+            Either::A(json) => match serde_json::from_str(&json) {
+                Ok(payload) => payload,
+                Err(error) => {
+                    let failure = JsFailure::type_error(
+                        "INVALID_ARGUMENT",
+                        format!(
+                            "payload is a string but not valid JSON ({error}); pass an object, \
+                             or JSON.stringify(value) for a string payload"
+                        ),
+                    );
+                    return Ok(Err(unknown_static(failure.to_js(env))));
+                }
+            },
+            Either::B(error) => return Ok(Err(unknown_static(error))),
+        },
+    };
+    if let Some(options) = options {
+        match rt.submit_options(env, result, options)? {
+            Ok(false) => {}
+            Ok(true) => {
+                let failure = JsFailure::error(
+                    "CANCELLED",
+                    "command cancelled: its AbortSignal was already aborted, so it was not submitted",
+                );
+                return Ok(Err(unknown_static(failure.to_js(env))));
+            }
+            Err(error) => return Ok(Err(unknown_static(error))),
+        }
+    }
+    Ok(Ok((lane, command_type, payload)))
+}
