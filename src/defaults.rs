@@ -39,7 +39,7 @@ pub fn defaults() -> Value {
             "initial_delay_ms": millis(retry.initial_delay()),
             "multiplier": retry.multiplier(),
             "max_delay_ms": millis(retry.max_delay()),
-            "jitter": "none",
+            "jitter": retry.jitter().name(),
         },
         "queue": {
             "event_capacity": crate::DEFAULT_EVENT_CAPACITY,

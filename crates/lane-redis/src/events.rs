@@ -36,12 +36,23 @@ const READ_BLOCK: Duration = Duration::from_secs(5);
 /// Stream entries taken per XREAD.
 const READ_COUNT: usize = 256;
 
-/// The stream id of the current instant on the Redis clock, given the clock offset.
-pub(crate) fn stream_id_now(offset_ms: i64) -> String {
+/// The stream id just before the current instant on the Redis clock, given the clock
+/// offset: XREAD returns entries after it, so an event written in this very millisecond
+/// is included. The offset is only as good as the round trip it was measured over, so
+/// the start goes back by that much too: a subscriber may see an event from a moment
+/// before it subscribed, never miss one after.
+pub(crate) fn stream_id_now(offset_ms: i64, uncertainty_ms: i64) -> String {
     let local = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    format!("{}-0", local.saturating_add(offset_ms).max(0))
+    let start = local
+        .saturating_add(offset_ms)
+        .saturating_sub(uncertainty_ms.max(0))
+        .saturating_sub(1);
+    if start < 0 {
+        return "0-0".into();
+    }
+    format!("{start}-{}", u64::MAX)
 }
 
 /// Reads the stream from `from` and publishes on `events` until `stop` fires or the
@@ -243,6 +254,24 @@ fn decode_fields(line: &str) -> Option<Decoded> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reader_starts_just_before_this_millisecond_less_the_uncertainty() {
+        let id = stream_id_now(0, 3);
+        let (ms, seq) = id.split_once('-').unwrap();
+        assert_eq!(
+            seq,
+            u64::MAX.to_string(),
+            "so that <ms>-0 of this millisecond follows"
+        );
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        let ms: i64 = ms.parse().unwrap();
+        assert!((now - 10..=now - 4).contains(&ms), "{ms} vs {now}");
+        assert_eq!(stream_id_now(i64::MIN, 0), "0-0");
+    }
 
     #[test]
     fn each_code_becomes_the_in_process_event() {

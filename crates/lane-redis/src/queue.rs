@@ -93,8 +93,13 @@ pub(crate) struct QueueInner {
     listener: Mutex<Option<oneshot::Sender<()>>>,
     /// Dropping the sender stops the event reader (started by the first subscriber).
     event_reader: Mutex<Option<oneshot::Sender<()>>>,
-    /// The Redis server's clock minus this process's, in milliseconds.
+    /// The Redis server's clock minus this process's, in milliseconds, and how far off
+    /// that may be (the round trip it was measured over).
     clock_offset_ms: i64,
+    clock_uncertainty_ms: i64,
+    /// The runtime the queue was connected on: its background tasks run there, whichever
+    /// thread later subscribes.
+    runtime: tokio::runtime::Handle,
 }
 
 struct SubmitRequest {
@@ -182,7 +187,8 @@ impl RedisQueue {
         let target = Arc::new(config.target()?);
         let conn = target.connect(config.response_timeout).await?;
         let prefix = config.key_prefix();
-        let clock_offset_ms = clock_offset_ms(&mut conn.clone(), &prefix).await?;
+        let (clock_offset_ms, clock_uncertainty_ms) =
+            clock_offset_ms(&mut conn.clone(), &prefix).await?;
         let (submits, requests) = mpsc::unbounded_channel();
         let client_id = format!("{:016x}", fastrand::u64(..));
         let result_ttl_ms = config.result_ttl.as_millis().max(1) as u64;
@@ -207,6 +213,8 @@ impl RedisQueue {
                 listener: Mutex::new(None),
                 event_reader: Mutex::new(None),
                 clock_offset_ms,
+                clock_uncertainty_ms,
+                runtime: tokio::runtime::Handle::current(),
             }),
         };
         for (id, lane, priority) in &config.lanes {
@@ -559,7 +567,8 @@ impl RedisQueue {
         let ids: Vec<(u64, f64)> = redis::cmd("ZRANGE")
             .arg(format!("{}:dead", self.inner.prefix))
             .arg(0)
-            .arg(limit.saturating_sub(1))
+            // Past i64 the stop index means "to the end" (-1), which Redis can parse.
+            .arg(i64::try_from(limit - 1).unwrap_or(-1))
             .arg("WITHSCORES")
             .query_async(&mut conn)
             .await
@@ -676,10 +685,13 @@ impl RedisQueue {
         }
         let (stop_tx, stop_rx) = oneshot::channel();
         *reader = Some(stop_tx);
-        tokio::spawn(crate::events::run_reader(
+        self.inner.runtime.spawn(crate::events::run_reader(
             self.inner.target.clone(),
             format!("{}:events", self.inner.prefix),
-            crate::events::stream_id_now(self.inner.clock_offset_ms),
+            crate::events::stream_id_now(
+                self.inner.clock_offset_ms,
+                self.inner.clock_uncertainty_ms,
+            ),
             self.inner.events.clone(),
             stop_rx,
         ));
@@ -711,7 +723,7 @@ impl RedisQueue {
         }
         let (stop_tx, stop_rx) = oneshot::channel();
         *listener = Some(stop_tx);
-        tokio::spawn(run_listener(
+        self.inner.runtime.spawn(run_listener(
             self.inner.target.clone(),
             format!("{}:results:{}", self.inner.prefix, self.inner.client_id),
             self.inner.waiters.clone(),
@@ -956,17 +968,23 @@ impl Drop for RedisCommandHandle {
     }
 }
 
-/// The Redis server's clock minus this process's, in milliseconds (one TIME round trip;
-/// good to the round trip's length).
-async fn clock_offset_ms(conn: &mut Conn, prefix: &str) -> Result<i64> {
+/// The Redis server's clock minus this process's, in milliseconds, and the round trip it
+/// was measured over (one TIME call; the server read its clock somewhere in it).
+async fn clock_offset_ms(conn: &mut Conn, prefix: &str) -> Result<(i64, i64)> {
+    let local_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    };
+    let before = local_ms();
     let (secs, micros): (i64, i64) = conn
         .query_at(prefix, redis::cmd("TIME"))
         .await
         .map_err(|e| redis_error(&e))?;
-    let local = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-    Ok(secs.saturating_mul(1000).saturating_add(micros / 1000) - local)
+    let after = local_ms();
+    let server = secs.saturating_mul(1000).saturating_add(micros / 1000);
+    let middle = before + (after - before) / 2;
+    Ok((server - middle, after - before + 1))
 }
 
 #[cfg(test)]

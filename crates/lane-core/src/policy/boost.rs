@@ -153,6 +153,13 @@ impl PriorityBoostConfig {
                      nothing; remove it or use a boost of at least 1"
                 ));
             }
+            if time.is_zero() {
+                return Err(format!(
+                    "the step at 0 before the deadline would boost only when the deadline has \
+                     passed, when the lane already runs at priority 0; remove it or give it a \
+                     time before the deadline"
+                ));
+            }
             if time > deadline {
                 return Err(format!(
                     "the step at {time:?} before the deadline is longer than the deadline \
@@ -261,6 +268,10 @@ mod tests {
             (
                 PriorityBoostConfig::new(S(10)).with_boost(S(11), 1),
                 "longer than the deadline",
+            ),
+            (
+                PriorityBoostConfig::new(S(10)).with_boost(Duration::ZERO, 1),
+                "the step at 0 before the deadline",
             ),
         ] {
             let error = config.validate().unwrap_err().to_string();

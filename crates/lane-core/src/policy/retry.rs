@@ -27,6 +27,40 @@ pub enum RetryJitter {
 }
 
 impl RetryJitter {
+    /// The jitter's name, as the SDKs and the defaults table write it: `none`, `full`,
+    /// `equal`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Full => "full",
+            Self::Equal => "equal",
+        }
+    }
+}
+
+impl std::fmt::Display for RetryJitter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for RetryJitter {
+    type Err = LaneError;
+
+    /// Parses `none`, `full` or `equal`.
+    fn from_str(name: &str) -> Result<Self> {
+        match name {
+            "none" => Ok(Self::None),
+            "full" => Ok(Self::Full),
+            "equal" => Ok(Self::Equal),
+            other => Err(LaneError::ConfigError(format!(
+                "retry jitter '{other}' is not one of none, full, equal"
+            ))),
+        }
+    }
+}
+
+impl RetryJitter {
     fn apply(self, delay: Duration) -> Duration {
         match self {
             Self::None => delay,
