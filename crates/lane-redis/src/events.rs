@@ -3,11 +3,14 @@
 //! array per event), and a reader task per [`RedisQueue`](crate::RedisQueue) that has
 //! subscribers turns them into the same [`LaneEvent`]s the in-process queue publishes.
 //!
-//! Event codes (first element of each array; the rest as listed):
-//! `S` submitted (id, lane, type), `B` started (id, lane, type, attempt), `C` completed
-//! (id, lane, run µs), `R` retry (id, lane, next attempt, delay µs, error JSON), `F` failed
-//! for good and dead-lettered (id, lane, type, error JSON), `X` cancelled (id, lane, was
-//! running 0/1, error JSON), `P` progress (id, lane, progress JSON, from the worker).
+//! A stream entry's field `e` is a list of lines: each event is a code line, then its
+//! fields one a line (lanes and command types hold no newline, and the JSON is written
+//! without one): `S` submitted (id, lane, type), `B` started (id, lane, type, attempt),
+//! `C` completed (id, lane, run µs), `R` retry (id, lane, next attempt, delay µs, error
+//! JSON), `F` failed for good and dead-lettered (id, lane, type, error JSON), `X`
+//! cancelled (id, lane, was running 0/1, error JSON), `P` progress (id, lane, progress
+//! JSON, written by the worker). Plain lines rather than JSON arrays keep the scripts'
+//! cost per event to a string concatenation.
 //!
 //! The reader starts at the first [`subscribe`](crate::RedisQueue::subscribe), from the
 //! instant of that call on the Redis server's clock (the offset to the local clock is
@@ -95,10 +98,8 @@ pub(crate) async fn run_reader(
                         .split_once('-')
                         .and_then(|(ms, _)| ms.parse().ok())
                         .unwrap_or(0);
-                    for line in batch.lines() {
-                        for event in decode(line, timestamp) {
-                            events.emit(event);
-                        }
+                    for event in decode_batch(&batch, timestamp) {
+                        events.emit(event);
                     }
                     from = id;
                 }
@@ -158,69 +159,105 @@ fn text(value: &RedisValue) -> Option<String> {
     }
 }
 
-fn micros_to_ms(us: &Value) -> f64 {
-    us.as_f64().unwrap_or(0.0) / 1000.0
+/// How many field lines follow each code line.
+fn field_count(code: &str) -> Option<usize> {
+    Some(match code {
+        "S" | "C" | "P" => 3,
+        "B" | "F" | "X" => 4,
+        "R" => 5,
+        _ => return None,
+    })
 }
 
-/// One event line as the in-process queue would have published it (a command that
-/// failed for good is two events: its failure, then its dead letter).
-fn decode(line: &str, timestamp: u64) -> Vec<LaneEvent> {
-    let event = |key: &str, payload: Value| LaneEvent {
-        key: key.into(),
-        timestamp,
-        payload,
-    };
-    let Some((key, payload, dead_letter)) = decode_fields(line) else {
-        tracing::warn!(line, "ignoring a malformed event");
-        return Vec::new();
-    };
-    let mut out = vec![event(key, payload)];
-    if let Some(letter) = dead_letter {
-        out.push(event(keys::COMMAND_DEAD_LETTERED, letter));
+/// The events of one stream entry, as the in-process queue would have published them
+/// (a command that failed for good is two events: its failure, then its dead letter).
+/// A batch that does not parse is dropped from the first line that does not.
+fn decode_batch(batch: &str, timestamp: u64) -> Vec<LaneEvent> {
+    let mut out = Vec::new();
+    let mut lines = batch.split('\n');
+    while let Some(code) = lines.next() {
+        let Some(count) = field_count(code) else {
+            tracing::warn!(
+                code,
+                "ignoring the rest of an event batch with an unknown code"
+            );
+            break;
+        };
+        let fields: Vec<&str> = lines.by_ref().take(count).collect();
+        if fields.len() < count {
+            tracing::warn!(code, "ignoring a truncated event");
+            break;
+        }
+        let Some((key, payload, dead_letter)) = decode_fields(code, &fields) else {
+            tracing::warn!(code, ?fields, "ignoring a malformed event");
+            continue;
+        };
+        out.push(LaneEvent {
+            key: key.into(),
+            timestamp,
+            payload,
+        });
+        if let Some(letter) = dead_letter {
+            out.push(LaneEvent {
+                key: keys::COMMAND_DEAD_LETTERED.into(),
+                timestamp,
+                payload: letter,
+            });
+        }
     }
     out
 }
 
+/// An event's key and payload, and the payload of the dead letter that follows it.
 type Decoded = (&'static str, Value, Option<Value>);
 
-fn decode_fields(line: &str) -> Option<Decoded> {
-    let Ok(Value::Array(fields)) = serde_json::from_str::<Value>(line) else {
-        return None;
-    };
-    let code = fields.first()?.as_str()?;
-    let id = fields.get(1)?.as_u64()?;
-    let lane = fields.get(2)?.as_str()?;
-    let arg = |n: usize| fields.get(n).cloned().unwrap_or(Value::Null);
-    let error_text = |n: usize| decode_error(arg(n).as_str().unwrap_or_default());
+fn number(text: &str) -> Option<Value> {
+    serde_json::from_str::<serde_json::Number>(text)
+        .ok()
+        .map(Value::Number)
+}
+
+fn micros_to_ms(text: &str) -> f64 {
+    text.parse::<f64>().unwrap_or(0.0) / 1000.0
+}
+
+fn decode_fields(code: &str, fields: &[&str]) -> Option<Decoded> {
+    let id: u64 = fields.first()?.parse().ok()?;
+    let lane = *fields.get(1)?;
+    let field = |n: usize| fields.get(n).copied().unwrap_or_default();
     let (key, payload) = match code {
         "S" => (
             keys::COMMAND_SUBMITTED,
-            json!({ "lane_id": lane, "command_id": id, "command_type": arg(3) }),
+            json!({ "lane_id": lane, "command_id": id, "command_type": field(2) }),
         ),
         "B" => (
             keys::COMMAND_STARTED,
-            json!({ "lane_id": lane, "command_id": id, "command_type": arg(3), "attempt": arg(4) }),
+            json!({
+                "lane_id": lane, "command_id": id, "command_type": field(2),
+                "attempt": number(field(3))?,
+            }),
         ),
         "C" => (
             keys::COMMAND_COMPLETED,
-            json!({ "lane_id": lane, "command_id": id, "duration_ms": micros_to_ms(&arg(3)) }),
+            json!({ "lane_id": lane, "command_id": id, "duration_ms": micros_to_ms(field(2)) }),
         ),
         "R" => (
             keys::COMMAND_RETRY,
             json!({
-                "lane_id": lane, "command_id": id, "attempt": arg(3),
-                "delay_ms": micros_to_ms(&arg(4)), "error": error_text(5).to_string(),
+                "lane_id": lane, "command_id": id, "attempt": number(field(2))?,
+                "delay_ms": micros_to_ms(field(3)),
+                "error": decode_error(field(4)).to_string(),
             }),
         ),
         "F" => {
-            let error = error_text(4);
+            let error = decode_error(field(3));
             let key = if error.is_timeout() {
                 keys::COMMAND_TIMEOUT
             } else {
                 keys::COMMAND_FAILED
             };
             let letter = json!({
-                "lane_id": lane, "command_id": id, "command_type": arg(3),
+                "lane_id": lane, "command_id": id, "command_type": field(2),
                 "error": error.to_string(),
             });
             return Some((
@@ -230,7 +267,7 @@ fn decode_fields(line: &str) -> Option<Decoded> {
             ));
         }
         "X" => {
-            let reason = match error_text(4) {
+            let reason = match decode_error(field(3)) {
                 lane_core::LaneError::Cancelled(reason) => reason,
                 other => other.to_string(),
             };
@@ -238,13 +275,16 @@ fn decode_fields(line: &str) -> Option<Decoded> {
                 keys::COMMAND_CANCELLED,
                 json!({
                     "lane_id": lane, "command_id": id,
-                    "was_running": arg(3).as_u64() == Some(1), "reason": reason,
+                    "was_running": field(2) == "1", "reason": reason,
                 }),
             )
         }
         "P" => (
             keys::COMMAND_PROGRESS,
-            json!({ "lane_id": lane, "command_id": id, "progress": arg(3) }),
+            json!({
+                "lane_id": lane, "command_id": id,
+                "progress": serde_json::from_str::<Value>(field(2)).ok()?,
+            }),
         ),
         _ => return None,
     };
@@ -275,30 +315,50 @@ mod tests {
 
     #[test]
     fn each_code_becomes_the_in_process_event() {
-        let started = decode(r#"["B",7,"jobs","email",2]"#, 5).remove(0);
-        assert_eq!(started.key, keys::COMMAND_STARTED);
-        assert_eq!(started.timestamp, 5);
+        let batch = [
+            "S\n7\njobs\nemail",
+            "B\n7\njobs\nemail\n2",
+            "C\n7\njobs\n1500",
+            "R\n8\njobs\n2\n20000\n{\"kind\":\"failed\",\"message\":\"nope\"}",
+            "F\n9\njobs\nemail\n{\"kind\":\"timeout\",\"message\":\"\",\"timeout_ms\":100}",
+            "X\n10\njobs\n0\n{\"kind\":\"cancelled\",\"message\":\"by request\"}",
+            "P\n11\njobs\n{\"step\":1}",
+        ]
+        .join("\n");
+        let events = decode_batch(&batch, 5);
+        let keys: Vec<&str> = events.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(
-            started.payload,
+            keys,
+            [
+                keys::COMMAND_SUBMITTED,
+                keys::COMMAND_STARTED,
+                keys::COMMAND_COMPLETED,
+                keys::COMMAND_RETRY,
+                keys::COMMAND_TIMEOUT,
+                keys::COMMAND_DEAD_LETTERED,
+                keys::COMMAND_CANCELLED,
+                keys::COMMAND_PROGRESS,
+            ]
+        );
+        assert!(events.iter().all(|e| e.timestamp == 5));
+        assert_eq!(
+            events[1].payload,
             json!({"lane_id": "jobs", "command_id": 7, "command_type": "email", "attempt": 2})
         );
-        let done = decode(r#"["C",7,"jobs",1500]"#, 5).remove(0);
-        assert_eq!(done.payload["duration_ms"], json!(1.5));
-        let failed = decode(
-            r#"["F",7,"jobs","email","{\"kind\":\"timeout\",\"message\":\"\",\"timeout_ms\":100}"]"#,
-            5,
-        );
-        let keys: Vec<&str> = failed.iter().map(|e| e.key.as_str()).collect();
-        assert_eq!(keys, [keys::COMMAND_TIMEOUT, keys::COMMAND_DEAD_LETTERED]);
-        assert_eq!(failed[1].payload["command_type"], json!("email"));
-        let cancelled = decode(
-            r#"["X",7,"jobs",0,"{\"kind\":\"cancelled\",\"message\":\"by request\"}"]"#,
-            5,
-        )
-        .remove(0);
-        assert_eq!(cancelled.payload["was_running"], json!(false));
-        assert_eq!(cancelled.payload["reason"], json!("by request"));
-        assert!(decode("not json", 5).is_empty());
-        assert!(decode(r#"["?",1,"l"]"#, 5).is_empty());
+        assert_eq!(events[2].payload["duration_ms"], json!(1.5));
+        assert_eq!(events[3].payload["delay_ms"], json!(20.0));
+        assert_eq!(events[3].payload["error"], json!("command failed: nope"));
+        assert_eq!(events[5].payload["command_type"], json!("email"));
+        assert_eq!(events[6].payload["was_running"], json!(false));
+        assert_eq!(events[6].payload["reason"], json!("by request"));
+        assert_eq!(events[7].payload["progress"], json!({"step": 1}));
+    }
+
+    #[test]
+    fn a_damaged_batch_yields_what_came_before_the_damage() {
+        let events = decode_batch("S\n1\nl\nt\n?\n2\nl", 0);
+        assert_eq!(events.len(), 1);
+        assert!(decode_batch("C\n1", 0).is_empty(), "truncated");
+        assert!(decode_batch("C\nx\nl\n5", 0).is_empty(), "not an id");
     }
 }

@@ -188,8 +188,8 @@ pub(crate) async fn run_sender(
         let mut events = Vec::with_capacity(batch.len());
         for (_, pending) in &batch {
             let route = &pending.route;
-            events
-                .push(serde_json::json!(["P", route.id, route.lane, pending.progress]).to_string());
+            // A progress event, as events.rs reads it: no field holds a newline.
+            events.push(format!("P\n{}\n{}\n{}", route.id, route.lane, pending.progress));
             let client = route.client.as_str();
             if client.is_empty() {
                 continue;

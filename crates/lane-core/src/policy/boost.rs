@@ -154,11 +154,12 @@ impl PriorityBoostConfig {
                 ));
             }
             if time.is_zero() {
-                return Err(format!(
-                    "the step at 0 before the deadline would boost only when the deadline has \
-                     passed, when the lane already runs at priority 0; remove it or give it a \
-                     time before the deadline"
-                ));
+                return Err(
+                    "the step at 0 before the deadline would boost only when the \
+                     deadline has passed, when the lane already runs at priority 0; remove it \
+                     or give it a time before the deadline"
+                        .into(),
+                );
             }
             if time > deadline {
                 return Err(format!(

@@ -293,13 +293,14 @@ local function notify(client, cref, id, outcome, data)
 end
 
 -- Events of the queue's commands, for subscribers in any process (RedisQueue::subscribe):
--- each a JSON array [code, id, lane, ...] (see events.rs), collected per script run and
--- written by flush() as one entry of the stream P:events (field 'e', one event a line).
--- The stream keeps about EVENTS_KEPT entries.
+-- each a code and its fields (see events.rs), one per line: no field holds a newline
+-- (lanes and types are checked for it, JSON is written without). Collected per script
+-- run and written by flush() as one entry of the stream P:events (field 'e'). The stream
+-- keeps about EVENTS_KEPT entries.
 local EVENTS_KEPT = 10000
 local events_out = {}
 local function event(...)
-  events_out[#events_out + 1] = cjson.encode({...})
+  events_out[#events_out + 1] = table.concat({...}, '\n')
 end
 
 -- The command type of an entry.
@@ -343,11 +344,11 @@ local function finish(id, state, outcome, data, now, entry, worker, run)
   local lane, _, _, client, cref = string.match(entry, HEAD)
   if state == 'done' then
     local claimed = tonumber(string.match(run or '', '|(%d+)$') or now)
-    event('C', tonumber(id), lane, now - claimed)
+    event('C', id, lane, num(now - claimed))
   elseif state == 'dead' then
-    event('F', tonumber(id), lane, entry_type(entry), data)
+    event('F', id, lane, entry_type(entry), data)
   else
-    event('X', tonumber(id), lane, run and 1 or 0, data)
+    event('X', id, lane, run and 1 or 0, data)
   end
   local stamp = num(now)
   done_fields[#done_fields + 1] = id
