@@ -666,18 +666,22 @@ pub(crate) struct OutcomeCell {
 }
 
 impl OutcomeCell {
-    /// Waits for `handle` on the runtime and keeps its outcome for every waiter.
-    pub(crate) fn watch(handle: CoreHandle, env: Arc<HandlerEnv>) -> Arc<Self> {
-        let id = handle.id();
+    /// Waits for command `id`'s `result` on the runtime and keeps its outcome (with its
+    /// handler's own exception, in process) for every waiter.
+    fn watch(
+        id: CommandId,
+        result: impl Future<Output = a3s_lane::Result<Value>> + Send + 'static,
+        env: Option<Arc<HandlerEnv>>,
+    ) -> Arc<Self> {
         Self::spawn(async move {
-            let result = handle.await;
-            let exception = env.slots.take(id);
+            let result = result.await;
+            let exception = env.and_then(|env| env.slots.take(id));
             Finished { result, exception }
         })
     }
 
     /// Runs `outcome` on the runtime and keeps what it returns for every waiter.
-    pub(crate) fn spawn(outcome: impl Future<Output = Finished> + Send + 'static) -> Arc<Self> {
+    fn spawn(outcome: impl Future<Output = Finished> + Send + 'static) -> Arc<Self> {
         let cell = Arc::new(Self {
             state: Mutex::new(CellState {
                 finished: None,
@@ -739,8 +743,8 @@ impl LoopBody for CellBody {
 
 /// A submitted command: its id, a way to cancel it, and its result, from threads
 /// (`result()`) or coroutines (`await handle`). Returned by `Lane.submit_nowait` and
-/// `Lane.redrive`, and by `RedisQueue.submit` and `RedisQueue.redrive` for a command
-/// that a `RedisWorker` runs, in this process or another.
+/// `redrive` (of either engine), and by `RedisQueue.submit` for a command that a
+/// `RedisWorker` runs, in this process or another.
 #[pyclass(frozen, module = "a3s_lane", name = "CommandHandle")]
 pub(crate) struct CommandHandle {
     id: CommandId,
@@ -750,11 +754,7 @@ pub(crate) struct CommandHandle {
 
 impl CommandHandle {
     pub(crate) fn new(handle: CoreHandle, queue: Weak<CommandQueue>, env: Arc<HandlerEnv>) -> Self {
-        Self {
-            id: handle.id(),
-            queue: CancelTarget::Local(queue),
-            cell: OutcomeCell::watch(handle, env),
-        }
+        Self::watching(handle.id(), handle, CancelTarget::Local(queue), Some(env))
     }
 
     /// The handle of a command submitted to a Redis queue. A handler's exception does
@@ -764,15 +764,22 @@ impl CommandHandle {
         handle: a3s_lane::RedisCommandHandle,
         queue: a3s_lane::RedisQueue,
     ) -> Self {
+        Self::watching(handle.id(), handle, CancelTarget::Remote(queue), None)
+    }
+
+    /// The handle of command `id`, whose `result` resolves when it finishes; with `env`
+    /// (in process, the command registered with its slots), a failed handler's own
+    /// exception is raised.
+    pub(crate) fn watching(
+        id: CommandId,
+        result: impl Future<Output = a3s_lane::Result<Value>> + Send + 'static,
+        queue: CancelTarget,
+        env: Option<Arc<HandlerEnv>>,
+    ) -> Self {
         Self {
-            id: handle.id(),
-            queue: CancelTarget::Remote(queue),
-            cell: OutcomeCell::spawn(async move {
-                Finished {
-                    result: handle.await,
-                    exception: None,
-                }
-            }),
+            id,
+            queue,
+            cell: OutcomeCell::watch(id, result, env),
         }
     }
 }

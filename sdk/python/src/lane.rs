@@ -18,11 +18,11 @@ use pyo3::prelude::*;
 use serde_json::Value;
 
 use crate::args::{optional, optional_seconds, usize_arg};
+use crate::client::QueueClient;
 use crate::config::resolve_lanes;
 use crate::convert::payload_to_json;
-use crate::error::{IntoPyErr, config_error, lane_error};
+use crate::error::{IntoPyErr, config_error};
 use crate::event_loop::{LoopBridge, stop_loop_thread};
-use crate::events::{EventStream, wanted_keys};
 use crate::handle::{
     Accepting, CommandFuture, CommandHandle, Finished, SubmitBody, forget_when_done,
 };
@@ -34,7 +34,6 @@ use crate::loop_task::awaitable;
 use crate::metrics::MetricsSnapshot;
 use crate::runtime::{block_on, refuse_in_running_loop, runtime};
 use crate::spawner::LoopSpawner;
-use crate::stats::{DeadLetter, QueueStats};
 
 /// A lane-based priority command queue running Python handlers.
 ///
@@ -47,7 +46,11 @@ use crate::stats::{DeadLetter, QueueStats};
 /// `async def` handlers run on the event loop that was running when `start()` was called
 /// (or, if there was none, on a private loop in a background thread); plain `def`
 /// handlers run on a thread pool.
-#[pyclass(frozen, weakref, module = "a3s_lane", name = "Lane")]
+///
+/// A `QueueClient`: `cancel`, `command`, `stats`, `pause_lane`, `resume_lane`,
+/// `dead_letters`, `redrive`, `purge_dead_letters` and `events` are those of a
+/// `RedisQueue`.
+#[pyclass(frozen, weakref, extends = QueueClient, module = "a3s_lane", name = "Lane")]
 pub(crate) struct Lane {
     manager: QueueManager,
     queue: Arc<CommandQueue>,
@@ -249,15 +252,6 @@ impl Lane {
             },
         }
     }
-
-    fn dead_letter_queue(&self, py: Python<'_>) -> PyResult<a3s_lane::DeadLetterQueue> {
-        self.manager.dead_letters().ok_or_else(|| {
-            lane_error(
-                py,
-                "this lane keeps no dead letters; create it with Lane(..., dead_letters=1000)",
-            )
-        })
-    }
 }
 
 #[pymethods]
@@ -295,7 +289,7 @@ impl Lane {
         event_capacity: Option<&Bound<'_, PyAny>>,
         metrics: bool,
         event_buffer: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Self> {
+    ) -> PyResult<PyClassInitializer<Self>> {
         let event_capacity = match (
             optional(event_capacity, |c| usize_arg(c, "event_capacity"))?,
             optional(event_buffer, |b| usize_arg(b, "event_buffer"))?,
@@ -365,8 +359,10 @@ impl Lane {
             })
         });
         let manager = built.map_err(|e| e.into_py_err(py))?;
-        Ok(Self {
-            queue: manager.queue(),
+        let queue = manager.queue();
+        let client = QueueClient::local(manager.clone(), Arc::downgrade(&queue), env.clone());
+        Ok(PyClassInitializer::from(client).add_subclass(Self {
+            queue,
             durable,
             direct,
             handlers: parking_lot::RwLock::new(HashMap::new()),
@@ -375,7 +371,7 @@ impl Lane {
             lifecycle: Mutex::new(Lifecycle::default()),
             metrics,
             event_capacity,
-        })
+        }))
     }
 
     /// How far an event subscriber may fall behind before it misses events.
@@ -505,68 +501,15 @@ impl Lane {
         ))
     }
 
-    /// Cancels a command by id: a pending one is removed, a running one is cancelled.
-    /// Returns False if no such command is pending or running.
-    fn cancel(&self, command_id: u64) -> bool {
-        self.queue.cancel(command_id)
-    }
-
     /// Cancels every pending, delayed and running command of a lane; returns how many.
     fn cancel_lane(&self, py: Python<'_>, lane: &str) -> PyResult<usize> {
         self.queue.cancel_lane(lane).map_err(|e| e.into_py_err(py))
-    }
-
-    /// Stops starting commands from a lane (running ones continue). With `duration`
-    /// (seconds) the lane resumes by itself afterwards, for example after an HTTP 429.
-    #[pyo3(signature = (lane, duration = None))]
-    fn pause_lane(
-        &self,
-        py: Python<'_>,
-        lane: &str,
-        duration: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<()> {
-        let result = match optional_seconds(duration, "duration")? {
-            Some(duration) => {
-                let _context = runtime().enter();
-                self.queue.pause_lane_for(lane, duration)
-            }
-            None => self.queue.pause_lane(lane),
-        };
-        result.map_err(|e| e.into_py_err(py))
-    }
-
-    /// Resumes a paused lane.
-    fn resume_lane(&self, py: Python<'_>, lane: &str) -> PyResult<()> {
-        self.queue.resume_lane(lane).map_err(|e| e.into_py_err(py))
     }
 
     /// The lane ids, in the order they were configured.
     #[getter]
     fn lanes(&self) -> Vec<String> {
         self.queue.lane_ids()
-    }
-
-    /// Counts for the queue and each lane.
-    fn stats(&self, py: Python<'_>) -> PyResult<QueueStats> {
-        QueueStats::new(py, self.queue.stats_now())
-    }
-
-    /// Subscribes to lifecycle events from now on; `keys` limits them to those keys
-    /// (see `EVENT_KEYS`). Iterate with `for` or `async for`.
-    #[pyo3(signature = (keys = None))]
-    fn events(&self, py: Python<'_>, keys: Option<&Bound<'_, PyAny>>) -> PyResult<EventStream> {
-        let wanted = wanted_keys(py, keys)?;
-        let stream = match &wanted {
-            None => self.manager.subscribe(),
-            Some(wanted) => {
-                let filter = wanted.clone();
-                self.manager.subscribe_filtered(move |event| {
-                    filter.contains(&event.key)
-                        || event.key == a3s_lane::event_keys::SHUTDOWN_COMPLETE
-                })
-            }
-        };
-        Ok(EventStream::new(stream, wanted))
     }
 
     /// Every metric now, in total and per lane (needs `Lane(..., metrics=True)`).
@@ -581,35 +524,16 @@ impl Lane {
         crate::metrics::snapshot(py, self.metrics.as_ref()).map(|s| s.to_prometheus())
     }
 
-    /// The commands that failed for good, oldest first (needs `dead_letters=N`).
-    fn dead_letters(&self, py: Python<'_>) -> PyResult<Vec<DeadLetter>> {
-        let dlq = self.dead_letter_queue(py)?;
-        let mut list = std::pin::pin!(dlq.list());
-        Ok(block_on(py, list.as_mut())?
-            .into_iter()
-            .map(DeadLetter::from)
-            .collect())
-    }
-
-    /// Forgets every dead letter (also in the durable store).
-    fn clear_dead_letters(&self, py: Python<'_>) -> PyResult<()> {
-        let dlq = self.dead_letter_queue(py)?;
-        let mut clear = std::pin::pin!(dlq.clear());
-        block_on(py, clear.as_mut())
-    }
-
-    /// Submits a dead letter's command again (new id, fresh attempts) and removes it
-    /// from the dead letters; returns its `CommandHandle`.
-    fn redrive(&self, py: Python<'_>, command_id: u64) -> PyResult<CommandHandle> {
-        let manager = self.manager.clone();
-        let mut redrive = Box::pin(async move { manager.redrive(command_id).await });
-        let handle = block_on(py, redrive.as_mut())?.map_err(|e| e.into_py_err(py))?;
-        self.env.slots.awaited(handle.id());
-        Ok(CommandHandle::new(
-            handle,
-            Arc::downgrade(&self.queue),
-            self.env.clone(),
-        ))
+    /// Deprecated: `purge_dead_letters()` (which also says how many there were).
+    fn clear_dead_letters(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        PyErr::warn(
+            py,
+            &py.get_type::<PyDeprecationWarning>(),
+            c"Lane.clear_dead_letters() is deprecated; use Lane.purge_dead_letters()",
+            1,
+        )?;
+        slf.as_super().get().purge_dead_letters(py).map(drop)
     }
 
     /// Stops accepting commands; pending, delayed and running ones still finish (wait

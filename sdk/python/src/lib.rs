@@ -4,7 +4,8 @@
 //! A thin layer over the facade crate. Each class holds the core object, converts
 //! arguments and maps errors; every rule about values is the core's. One concept per file:
 //!
-//! - the classes: `lane` (`Lane`), `config` (`LaneConfig`, `RetryPolicy`), `limits`
+//! - the classes: `client` (`QueueClient`, the operations `Lane` and `RedisQueue` share,
+//!   which both extend), `lane` (`Lane`), `config` (`LaneConfig`, `RetryPolicy`), `limits`
 //!   (`RateLimit`, `PriorityBoost`), `redis` (`RedisQueue`, `RedisWorker`), `handle` (what
 //!   a submit returns), `events` (event streams), `stats` and `metrics` (read-outs);
 //! - the boundary: `args` (Python arguments as Rust types), `convert` (JSON), `error`
@@ -19,6 +20,7 @@
 #![deny(unsafe_code)]
 
 mod args;
+mod client;
 mod config;
 mod convert;
 mod coroutine;
@@ -45,6 +47,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[pymodule(gil_used = true)]
 fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     error::register(module)?;
+    module.add_class::<client::QueueClient>()?;
     module.add_class::<lane::Lane>()?;
     module.add_class::<config::LaneConfig>()?;
     module.add_class::<config::RetryPolicy>()?;

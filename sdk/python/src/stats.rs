@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 
 use crate::convert::to_py;
 
-/// One lane's counts and settings at the time of `Lane.stats()`.
+/// One lane's counts and settings at the time of `stats()`.
 #[pyclass(frozen, module = "a3s_lane", name = "LaneStatus", get_all)]
 pub(crate) struct LaneStatus {
     /// The lane id.
@@ -63,12 +63,13 @@ impl LaneStatus {
     }
 }
 
-/// The queue's counts at the time of `Lane.stats()`.
-#[pyclass(frozen, module = "a3s_lane", name = "QueueStats")]
+/// The queue's counts at the time of `stats()` (a `RedisQueue`'s are a
+/// `RedisQueueStats`, which adds its workers and lifetime counters).
+#[pyclass(subclass, frozen, module = "a3s_lane", name = "QueueStats")]
 pub(crate) struct QueueStats {
-    total_pending: usize,
-    total_active: usize,
-    total_delayed: usize,
+    pub(crate) total_pending: usize,
+    pub(crate) total_active: usize,
+    pub(crate) total_delayed: usize,
     lanes: HashMap<String, Py<LaneStatus>>,
 }
 
@@ -84,6 +85,11 @@ impl QueueStats {
             total_delayed: stats.total_delayed,
             lanes,
         })
+    }
+
+    /// How many lanes it counts.
+    pub(crate) fn lane_count(&self) -> usize {
+        self.lanes.len()
     }
 }
 
@@ -127,7 +133,7 @@ impl QueueStats {
     }
 }
 
-/// A command that failed for good, kept for inspection and `Lane.redrive()`.
+/// A command that failed for good, kept for inspection and `redrive()`.
 #[pyclass(frozen, module = "a3s_lane", name = "DeadLetter")]
 pub(crate) struct DeadLetter {
     letter: CoreDeadLetter,
@@ -141,7 +147,7 @@ impl From<CoreDeadLetter> for DeadLetter {
 
 #[pymethods]
 impl DeadLetter {
-    /// The command's id (pass it to `Lane.redrive`).
+    /// The command's id (pass it to `redrive`).
     #[getter]
     fn command_id(&self) -> u64 {
         self.letter.command_id

@@ -10,7 +10,7 @@ import threading
 import pytest
 
 import a3s_lane
-from a3s_lane import CommandContext, Lane, LaneConfig
+from a3s_lane import CancelOutcome, CommandContext, Lane, LaneConfig
 
 
 def test_a_pending_command_cancelled_from_a_thread_never_runs() -> None:
@@ -49,7 +49,7 @@ def test_a_running_plain_handler_sees_the_cancel_and_stops() -> None:
     lane.start()
     handle = lane.submit_nowait("q", "loop")
     assert started.wait(10)
-    assert lane.cancel(handle.id) is True
+    assert lane.cancel(handle.id) is CancelOutcome.SIGNALLED
     with pytest.raises(a3s_lane.CancelledError):
         handle.result(timeout=10)
     assert noticed.is_set()
@@ -74,7 +74,7 @@ def test_a_running_async_handler_is_cancelled_at_its_await() -> None:
         future = lane.submit_async("q", "wait")
         await started.wait()
         assert future.id is not None
-        assert lane.cancel(future.id) is True
+        assert lane.cancel(future.id) is CancelOutcome.SIGNALLED
         with pytest.raises(a3s_lane.CancelledError):
             await future
         assert cancelled.is_set()

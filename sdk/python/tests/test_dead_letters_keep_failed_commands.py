@@ -1,5 +1,6 @@
 """Commands that fail for good are kept as dead letters (with their payload) when the
-lane keeps them, and can be submitted again."""
+lane keeps them (`dead_letters=N`), and can be submitted again or purged. The same on
+both engines: test_client_surface_is_the_same_on_both_engines.py."""
 
 from __future__ import annotations
 
@@ -33,13 +34,21 @@ def test_a_failed_command_becomes_a_dead_letter_that_can_be_redriven() -> None:
         lane.redrive(letter.command_id)
 
 
-def test_dead_letters_need_to_be_enabled() -> None:
+def test_a_lane_without_dead_letters_lists_none_and_keeps_none() -> None:
     lane = Lane({"q": LaneConfig(priority=0)})
-    with pytest.raises(a3s_lane.LaneError, match="dead_letters="):
-        lane.dead_letters()
+
+    @lane.handler("fail")
+    def fail(payload: None) -> None:
+        raise RuntimeError("lost")
+
+    lane.start()
+    with pytest.raises(RuntimeError):
+        lane.submit("q", "fail")
+    assert lane.dead_letters() == []
+    assert lane.purge_dead_letters() == 0
 
 
-def test_clear_forgets_the_dead_letters() -> None:
+def test_purge_forgets_the_dead_letters() -> None:
     lane = Lane({"q": LaneConfig(priority=0)}, dead_letters=2)
 
     @lane.handler("fail")
@@ -51,5 +60,22 @@ def test_clear_forgets_the_dead_letters() -> None:
         with pytest.raises(ValueError):
             lane.submit("q", "fail", i)
     assert [d.payload for d in lane.dead_letters()] == [1, 2]
-    lane.clear_dead_letters()
+    assert [d.payload for d in lane.dead_letters(limit=1)] == [1]
+    assert lane.purge_dead_letters() == 2
+    assert lane.dead_letters() == []
+    assert lane.purge_dead_letters() == 0
+
+
+def test_clear_dead_letters_is_a_deprecated_purge() -> None:
+    lane = Lane({"q": LaneConfig(priority=0)}, dead_letters=2)
+
+    @lane.handler("fail")
+    def fail(payload: int) -> None:
+        raise ValueError(payload)
+
+    lane.start()
+    with pytest.raises(ValueError):
+        lane.submit("q", "fail", 1)
+    with pytest.warns(DeprecationWarning, match="purge_dead_letters"):
+        lane.clear_dead_letters()
     assert lane.dead_letters() == []

@@ -19,10 +19,14 @@ coroutines (run on the event loop that started the lane).
 Lanes can have rate limits (``RateLimit``) and priority boosts (``PriorityBoost``);
 ``Lane(metrics=True)`` records metrics; ``RedisQueue`` and ``RedisWorker`` run the same
 handlers across processes and machines, with the queue kept in Redis and its lanes
-declared with the same ``LaneConfig``. ``DEFAULTS`` lists every option's default (the
-core's table; durations in milliseconds).
+declared with the same ``LaneConfig``. ``Lane`` and ``RedisQueue`` are both a
+``QueueClient``: ``cancel`` (a ``CancelOutcome``), ``command`` (a ``CommandStatus``),
+``stats``, ``pause_lane``, ``resume_lane``, ``dead_letters``, ``redrive``,
+``purge_dead_letters`` and ``events`` are the same on both. ``DEFAULTS`` lists every
+option's default (the core's table; durations in milliseconds).
 """
 
+from a3s_lane._client import CancelOutcome, CommandState, CommandStatus
 from a3s_lane._native import (
     DEFAULT_LANES,
     DEFAULTS,
@@ -48,6 +52,7 @@ from a3s_lane._native import (
     MetricsSnapshot,
     NonRetryableError,
     PriorityBoost,
+    QueueClient,
     QueueStats,
     RateLimit,
     RedisQueue,
@@ -62,11 +67,14 @@ __all__ = [
     "DEFAULT_LANES",
     "DEFAULTS",
     "EVENT_KEYS",
+    "CancelOutcome",
     "CancelledError",
     "CommandContext",
     "CommandError",
     "CommandFuture",
     "CommandHandle",
+    "CommandState",
+    "CommandStatus",
     "CommandTimeoutError",
     "ConfigError",
     "DeadLetter",
@@ -83,6 +91,7 @@ __all__ = [
     "MetricsSnapshot",
     "NonRetryableError",
     "PriorityBoost",
+    "QueueClient",
     "QueueStats",
     "RateLimit",
     "RedisQueue",

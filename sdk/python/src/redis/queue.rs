@@ -4,27 +4,23 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use a3s_lane::{CancelOutcome, RedisCommandHandle, RedisQueue as CoreQueue, RedisQueueConfig};
+use a3s_lane::{RedisCommandHandle, RedisQueue as CoreQueue, RedisQueueConfig};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
-use crate::args::{optional, optional_seconds, type_name, usize_arg};
+use crate::args::type_name;
+use crate::client::QueueClient;
 use crate::config::LaneConfig;
 use crate::convert::payload_to_json;
 use crate::error::{IntoPyErr, config_error};
 use crate::event_loop::LoopBridge;
-use crate::events::{EventStream, wanted_keys};
 use crate::handle::{CancelTarget, CommandFuture, CommandHandle, Finished};
 use crate::loop_task::{LoopBody, LoopTask};
 use crate::redis::config::QueueOptions;
 use crate::redis::stats::RedisQueueStats;
 use crate::runtime::{block_on, join_error, on_runtime, runtime};
-use crate::stats::DeadLetter;
-
-/// The `limit` of `RedisQueue.dead_letters()` when none is given.
-const DEFAULT_DEAD_LETTER_LIMIT: usize = 1000;
 
 /// Refuses a command type the Redis engine cannot store, as a `ConfigError` before
 /// anything is sent (the engine's own check reports a `QueueError`).
@@ -48,7 +44,10 @@ fn check_command_type(py: Python<'_>, command_type: &str) -> PyResult<()> {
 ///
 /// Every call except `submit_async` blocks for about one Redis round trip, releasing
 /// the GIL.
-#[pyclass(frozen, module = "a3s_lane", name = "RedisQueue")]
+///
+/// A `QueueClient`: `cancel`, `command`, `stats`, `pause_lane`, `resume_lane`,
+/// `dead_letters`, `redrive`, `purge_dead_letters` and `events` are those of a `Lane`.
+#[pyclass(frozen, extends = QueueClient, module = "a3s_lane", name = "RedisQueue")]
 pub(crate) struct RedisQueue {
     pub(crate) queue: CoreQueue,
 }
@@ -58,10 +57,11 @@ impl RedisQueue {
         py: Python<'_>,
         config: RedisQueueConfig,
         options: QueueOptions<'_, '_>,
-    ) -> PyResult<Self> {
+    ) -> PyResult<PyClassInitializer<Self>> {
         let config = options.apply(py, config)?;
         let queue = on_runtime(py, CoreQueue::connect(config))?;
-        Ok(Self { queue })
+        Ok(PyClassInitializer::from(QueueClient::remote(queue.clone()))
+            .add_subclass(Self { queue }))
     }
 }
 
@@ -97,7 +97,7 @@ impl RedisQueue {
         result_ttl: Option<&Bound<'_, PyAny>>,
         response_timeout: Option<&Bound<'_, PyAny>>,
         connect_timeout: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Self> {
+    ) -> PyResult<PyClassInitializer<Self>> {
         let options = QueueOptions {
             lanes,
             key_prefix,
@@ -126,7 +126,7 @@ impl RedisQueue {
         result_ttl: Option<&Bound<'_, PyAny>>,
         response_timeout: Option<&Bound<'_, PyAny>>,
         connect_timeout: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Self> {
+    ) -> PyResult<Py<Self>> {
         // A str is a sequence too (of one-letter "URLs"): refuse it by name.
         let urls = if nodes.is_instance_of::<pyo3::types::PyString>() {
             None
@@ -146,7 +146,10 @@ impl RedisQueue {
             response_timeout,
             connect_timeout,
         };
-        Self::connect(py, RedisQueueConfig::cluster(urls), options)
+        Py::new(
+            py,
+            Self::connect(py, RedisQueueConfig::cluster(urls), options)?,
+        )
     }
 
     /// The key prefix as given (keys start with `{key_prefix}`).
@@ -233,100 +236,13 @@ impl RedisQueue {
         Ok(future)
     }
 
-    /// Cancels a command by id. Returns "cancelled" (it was pending or waiting for a
-    /// retry, and ended now), "signalled" (it is running; its worker was told and it
-    /// ends as cancelled once it stops), "already_finished" or "unknown".
-    fn cancel(&self, py: Python<'_>, command_id: u64) -> PyResult<&'static str> {
-        let queue = self.queue.clone();
-        let outcome = on_runtime(py, async move { queue.cancel(command_id).await })?;
-        Ok(match outcome {
-            CancelOutcome::Cancelled => "cancelled",
-            CancelOutcome::Signalled => "signalled",
-            CancelOutcome::AlreadyFinished => "already_finished",
-            CancelOutcome::Unknown => "unknown",
-        })
-    }
-
-    /// Counts per lane and for the queue, the registered workers, and lifetime counters.
-    fn stats(&self, py: Python<'_>) -> PyResult<RedisQueueStats> {
+    /// Counts per lane and for the queue (a `QueueStats`), the registered workers, and
+    /// lifetime counters. A lane paused for a duration shows as `throttled` (like a rate
+    /// limit, it ends by itself); one paused without a duration as `paused`.
+    fn stats(&self, py: Python<'_>) -> PyResult<Py<RedisQueueStats>> {
         let queue = self.queue.clone();
         let stats = on_runtime(py, async move { queue.stats().await })?;
-        RedisQueueStats::new(py, stats)
-    }
-
-    /// Stops claims from a lane on every worker (running commands continue). With
-    /// `duration` (seconds) the lane resumes by itself afterwards, for example after an
-    /// HTTP 429; a shorter pause never cuts a longer one short. `stats()` shows a lane
-    /// paused without a duration as `paused`, and one paused for a duration as
-    /// `throttled` (like a rate limit, it ends by itself).
-    #[pyo3(signature = (lane, duration = None))]
-    fn pause_lane(
-        &self,
-        py: Python<'_>,
-        lane: &str,
-        duration: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<()> {
-        let duration = optional_seconds(duration, "duration")?;
-        let queue = self.queue.clone();
-        let lane = lane.to_owned();
-        on_runtime(py, async move {
-            match duration {
-                Some(duration) => queue.pause_lane_for(&lane, duration).await,
-                None => queue.pause_lane(&lane).await,
-            }
-        })
-    }
-
-    /// Ends a pause of a lane (timed or not).
-    fn resume_lane(&self, py: Python<'_>, lane: &str) -> PyResult<()> {
-        let queue = self.queue.clone();
-        let lane = lane.to_owned();
-        on_runtime(py, async move { queue.resume_lane(&lane).await })
-    }
-
-    /// The commands that failed for good, oldest first, at most `limit` (default 1000).
-    #[pyo3(signature = (limit = None))]
-    fn dead_letters(
-        &self,
-        py: Python<'_>,
-        limit: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Vec<DeadLetter>> {
-        let limit =
-            optional(limit, |l| usize_arg(l, "limit"))?.unwrap_or(DEFAULT_DEAD_LETTER_LIMIT);
-        let queue = self.queue.clone();
-        let letters = on_runtime(py, async move { queue.dead_letters(limit).await })?;
-        Ok(letters.into_iter().map(DeadLetter::from).collect())
-    }
-
-    /// Sends a dead letter back to the end of its lane (attempts reset); returns its
-    /// `CommandHandle`.
-    fn redrive(&self, py: Python<'_>, command_id: u64) -> PyResult<CommandHandle> {
-        let queue = self.queue.clone();
-        let handle = on_runtime(py, async move { queue.redrive(command_id).await })?;
-        Ok(CommandHandle::remote(handle, self.queue.clone()))
-    }
-
-    /// Subscribes to the lifecycle events of every command of the queue from now on,
-    /// whichever process submitted it and whichever worker runs it, with the keys and
-    /// payloads of `Lane.events()` (`queue.command.submitted`, `started`, `progress`,
-    /// `completed`, `retry`, `failed`, `timeout`, `dead_lettered`, `cancelled`); `keys`
-    /// limits them to those keys (see `EVENT_KEYS`). A subscriber that falls more than
-    /// `DEFAULTS["redis_queue"]["event_capacity"]` events behind receives
-    /// `queue.events.lagged`. Iterate with `for` or `async for`; `close()` ends the stream.
-    #[pyo3(signature = (keys = None))]
-    fn events(&self, py: Python<'_>, keys: Option<&Bound<'_, PyAny>>) -> PyResult<EventStream> {
-        let wanted = wanted_keys(py, keys)?;
-        // Subscribing may start the queue's reader of its event stream on the runtime.
-        let _context = runtime().enter();
-        let stream = match &wanted {
-            None => self.queue.subscribe(),
-            Some(wanted) => {
-                let filter = wanted.clone();
-                self.queue
-                    .subscribe_filtered(move |event| filter.contains(&event.key))
-            }
-        };
-        Ok(EventStream::new(stream, wanted))
+        Py::new(py, RedisQueueStats::new(py, stats)?)
     }
 
     /// Deletes every key of this queue (lanes, commands, results, dead letters); returns

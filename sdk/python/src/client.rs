@@ -1,0 +1,213 @@
+//! `QueueClient`: the operations `Lane` and `RedisQueue` share, written once over the
+//! core's client surface (`a3s_lane::QueueClient`). Both classes extend it, so each
+//! method is the same Python method, with the same signature and return type, on either
+//! engine; what only one engine offers stays on its own class.
+//!
+//! Every call polls the core's future on the caller's thread (the GIL held while
+//! polling, released while waiting; Ctrl-C abandons it), as a blocking call of the lane
+//! does: a redriven command is then registered for its handler's exception before any
+//! handler can raise.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+
+use a3s_lane::{CancelOutcome, CommandQueue, CommandState, QueueClient as CoreClient};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+
+use crate::args::{optional, optional_seconds, usize_arg};
+use crate::error::IntoPyErr;
+use crate::events::{EventStream, wanted_keys};
+use crate::handle::{CancelTarget, CommandHandle};
+use crate::handler::HandlerEnv;
+use crate::runtime::{block_on, python_attr};
+use crate::stats::{DeadLetter, QueueStats};
+
+/// The operations every queue offers, whichever engine runs it: cancel a command, read
+/// its state, read the stats, pause and resume lanes, list, redrive and purge dead
+/// letters, subscribe to events. `Lane` (in process) and `RedisQueue` are both
+/// `QueueClient`s: code written against this class runs unchanged on either.
+#[pyclass(subclass, frozen, module = "a3s_lane", name = "QueueClient")]
+pub(crate) struct QueueClient {
+    client: Arc<dyn CoreClient>,
+    /// Where the cancel of a redriven command's handle goes.
+    target: CancelTarget,
+    /// In process: where a handler's own exception waits for the command's waiter.
+    env: Option<Arc<HandlerEnv>>,
+}
+
+impl QueueClient {
+    /// The client of an in-process queue.
+    pub(crate) fn local(
+        manager: a3s_lane::QueueManager,
+        queue: Weak<CommandQueue>,
+        env: Arc<HandlerEnv>,
+    ) -> Self {
+        Self {
+            client: Arc::new(manager),
+            target: CancelTarget::Local(queue),
+            env: Some(env),
+        }
+    }
+
+    /// The client of a queue in Redis.
+    pub(crate) fn remote(queue: a3s_lane::RedisQueue) -> Self {
+        Self {
+            client: Arc::new(queue.clone()),
+            target: CancelTarget::Remote(queue),
+            env: None,
+        }
+    }
+
+    /// Waits for one call of the core's client here, releasing the GIL.
+    fn wait<T>(
+        py: Python<'_>,
+        mut call: Pin<Box<dyn Future<Output = a3s_lane::Result<T>> + Send + '_>>,
+    ) -> PyResult<T> {
+        block_on(py, call.as_mut())?.map_err(|e| e.into_py_err(py))
+    }
+}
+
+static CANCEL_OUTCOME: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static COMMAND_STATE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static COMMAND_STATUS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// A member of one of the Python enums of `a3s_lane._client`, by its value.
+fn member<'py>(
+    py: Python<'py>,
+    class: &'static PyOnceLock<Py<PyAny>>,
+    name: &str,
+    value: &str,
+) -> PyResult<Bound<'py, PyAny>> {
+    python_attr(py, class, "a3s_lane._client", name)?.call1((value,))
+}
+
+fn outcome_value(outcome: CancelOutcome) -> &'static str {
+    match outcome {
+        CancelOutcome::Cancelled => "cancelled",
+        CancelOutcome::Signalled => "signalled",
+        CancelOutcome::AlreadyFinished => "already_finished",
+        CancelOutcome::Unknown => "unknown",
+    }
+}
+
+/// The core's name of a state (its serialised, snake case form: the core may add
+/// states, which `a3s_lane._client.CommandState` must then list).
+fn state_value(state: CommandState) -> String {
+    match serde_json::to_value(state) {
+        Ok(serde_json::Value::String(value)) => value,
+        _ => format!("{state:?}"),
+    }
+}
+
+#[pymethods]
+impl QueueClient {
+    /// Cancels a command by id. Returns a `CancelOutcome`: `CANCELLED` (it was pending or
+    /// waiting for a retry, and ended now), `SIGNALLED` (it is running: its handler was
+    /// told, and it ends as cancelled once it stops), `ALREADY_FINISHED` or `UNKNOWN`.
+    /// The outcome is true when the cancel reached the command.
+    fn cancel<'py>(&self, py: Python<'py>, command_id: u64) -> PyResult<Bound<'py, PyAny>> {
+        let outcome = Self::wait(py, self.client.cancel(command_id))?;
+        member(py, &CANCEL_OUTCOME, "CancelOutcome", outcome_value(outcome))
+    }
+
+    /// Where a command is: a `CommandStatus` (`id`, `lane_id`, `command_type`, `state`,
+    /// `attempts`), or None when the queue knows nothing of it. Both engines know
+    /// pending, delayed and running commands and dead letters; a `RedisQueue` also
+    /// keeps finished ones for its `result_ttl`.
+    fn command<'py>(
+        &self,
+        py: Python<'py>,
+        command_id: u64,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let Some(status) = Self::wait(py, self.client.command(command_id))? else {
+            return Ok(None);
+        };
+        let state = member(
+            py,
+            &COMMAND_STATE,
+            "CommandState",
+            &state_value(status.state),
+        )?;
+        let kwargs = pyo3::types::PyDict::new(py);
+        kwargs.set_item("id", status.id)?;
+        kwargs.set_item("lane_id", status.lane_id)?;
+        kwargs.set_item("command_type", status.command_type)?;
+        kwargs.set_item("state", state)?;
+        kwargs.set_item("attempts", status.attempts)?;
+        python_attr(py, &COMMAND_STATUS, "a3s_lane._client", "CommandStatus")?
+            .call((), Some(&kwargs))
+            .map(Some)
+    }
+
+    /// Counts for the queue and each lane.
+    fn stats(&self, py: Python<'_>) -> PyResult<QueueStats> {
+        QueueStats::new(py, Self::wait(py, self.client.stats())?)
+    }
+
+    /// Stops starting commands from a lane (running ones continue). With `duration`
+    /// (seconds) the lane resumes by itself afterwards, for example after an HTTP 429; a
+    /// shorter pause never cuts a longer one short.
+    #[pyo3(signature = (lane, duration = None))]
+    fn pause_lane(
+        &self,
+        py: Python<'_>,
+        lane: &str,
+        duration: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
+        match optional_seconds(duration, "duration")? {
+            Some(duration) => Self::wait(py, self.client.pause_lane_for(lane, duration)),
+            None => Self::wait(py, self.client.pause_lane(lane)),
+        }
+    }
+
+    /// Resumes a paused lane (ends a timed pause too).
+    fn resume_lane(&self, py: Python<'_>, lane: &str) -> PyResult<()> {
+        Self::wait(py, self.client.resume_lane(lane))
+    }
+
+    /// The commands that failed for good, oldest first, at most `limit` (None: all). A
+    /// `Lane` keeps them only when created with `dead_letters=N`; without, this is [].
+    #[pyo3(signature = (limit = None))]
+    fn dead_letters(
+        &self,
+        py: Python<'_>,
+        limit: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Vec<DeadLetter>> {
+        let limit = optional(limit, |l| usize_arg(l, "limit"))?.unwrap_or(usize::MAX);
+        let letters = Self::wait(py, self.client.dead_letters(limit))?;
+        Ok(letters.into_iter().map(DeadLetter::from).collect())
+    }
+
+    /// Sends a dead letter's command back to the end of its lane as a fresh attempt and
+    /// removes it from the dead letters; returns its `CommandHandle`.
+    fn redrive(&self, py: Python<'_>, command_id: u64) -> PyResult<CommandHandle> {
+        let submitted = Self::wait(py, self.client.redrive(command_id))?;
+        let id = submitted.id();
+        if let Some(env) = &self.env {
+            // In this GIL hold: before its handler can raise.
+            env.slots.awaited(id);
+        }
+        Ok(CommandHandle::watching(
+            id,
+            submitted,
+            self.target.clone(),
+            self.env.clone(),
+        ))
+    }
+
+    /// Deletes every dead letter (also from durable storage); returns how many there were.
+    pub(crate) fn purge_dead_letters(&self, py: Python<'_>) -> PyResult<usize> {
+        Self::wait(py, self.client.purge_dead_letters())
+    }
+
+    /// Subscribes to the lifecycle events of every command of the queue from now on
+    /// (a `RedisQueue`'s from any process); `keys` limits them to those keys (see
+    /// `EVENT_KEYS`). Iterate with `for` or `async for`; `close()` ends the stream.
+    #[pyo3(signature = (keys = None))]
+    fn events(&self, py: Python<'_>, keys: Option<&Bound<'_, PyAny>>) -> PyResult<EventStream> {
+        let wanted = wanted_keys(py, keys)?;
+        Ok(EventStream::new(self.client.subscribe(), wanted))
+    }
+}
