@@ -8,14 +8,17 @@
 
 #![forbid(unsafe_code)]
 
+// Dependencies point one way, bottom up: hash <- envelope <- partition <- distributed.
 mod distributed;
+mod envelope;
+mod hash;
 mod partition;
 
 pub use distributed::{
-    CommandEnvelope, CommandResult, DistributedQueue, LocalDistributedQueue, PartitionWorkers,
-    WorkerId,
+    CommandResult, DistributedQueue, LocalDistributedQueue, PartitionWorkers, WorkerId,
 };
+pub use envelope::CommandEnvelope;
+pub use hash::stable_hash;
 pub use partition::{
     PartitionConfig, PartitionId, PartitionRouter, PartitionStrategy, Partitioner, hash_partition,
-    stable_hash,
 };

@@ -8,7 +8,8 @@ use lane_core::{LaneError, Result};
 use parking_lot::Mutex;
 use tokio::sync::{Notify, oneshot};
 
-use super::{CommandEnvelope, CommandResult, DistributedQueue, WorkerId, unique_id};
+use super::{CommandResult, DistributedQueue, WorkerId};
+use crate::envelope::{CommandEnvelope, unique_id};
 use crate::partition::{PartitionConfig, PartitionId, PartitionRouter};
 
 #[derive(Debug, Default)]
