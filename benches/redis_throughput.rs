@@ -1,7 +1,8 @@
 //! The Redis backend, end to end, against a real server (A3S_LANE_REDIS_URL).
 //!
 //! - `redis/end_to_end`: submit a batch of no-op commands spread over six prioritised
-//!   lanes and wait for every result, with 1, 2 and 4 worker processes of 64 slots each.
+//!   lanes and wait for every result, with 1, 2 and 4 worker processes of 64 slots each;
+//!   then with the queue's event stream off (`with_events(false)`), 1 and 2 processes.
 //!   Baseline in the same run: `redis/raw_list_roundtrip`, the same number of messages
 //!   pushed to a plain Redis list, popped by one consumer that pushes a reply to a second
 //!   list, all pipelined in batches through the same client: the floor for any queue on
@@ -235,10 +236,14 @@ fn end_to_end(criterion: &mut Criterion) {
             .unwrap();
     });
 
-    for workers in [1usize, 2, 4] {
-        let prefix = unique_prefix(&format!("e2e-{workers}"));
+    // The event stream on (the default), then off (`with_events(false)`): what the
+    // stream of every command's events costs.
+    for (events, workers) in [(true, 1usize), (true, 2), (true, 4), (false, 1), (false, 2)] {
+        let prefix = unique_prefix(&format!("e2e-{workers}-{events}"));
         let queue = runtime
-            .block_on(RedisQueue::connect(queue_config(&prefix)))
+            .block_on(RedisQueue::connect(
+                queue_config(&prefix).with_events(events),
+            ))
             .unwrap();
         let children = start_workers(&prefix, workers);
         runtime.block_on(async {
@@ -246,22 +251,23 @@ fn end_to_end(criterion: &mut Criterion) {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         });
-        group.bench_with_input(
-            BenchmarkId::new("end_to_end_worker_processes", workers),
-            &workers,
-            |b, _| {
-                b.to_async(&runtime).iter_custom(|iters| {
-                    let queue = queue.clone();
-                    async move {
-                        let mut total = Duration::ZERO;
-                        for _ in 0..iters {
-                            total += run_batch(&queue).await;
-                        }
-                        total
+        let name = if events {
+            "end_to_end_worker_processes"
+        } else {
+            "end_to_end_events_off_worker_processes"
+        };
+        group.bench_with_input(BenchmarkId::new(name, workers), &workers, |b, _| {
+            b.to_async(&runtime).iter_custom(|iters| {
+                let queue = queue.clone();
+                async move {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        total += run_batch(&queue).await;
                     }
-                });
-            },
-        );
+                    total
+                }
+            });
+        });
         stop_workers(children);
         runtime.block_on(queue.clear()).unwrap();
     }

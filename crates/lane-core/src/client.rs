@@ -91,9 +91,10 @@ pub trait QueueClient: Send + Sync + fmt::Debug {
     /// Deletes every dead letter; returns how many there were.
     async fn purge_dead_letters(&self) -> Result<usize>;
 
-    /// Subscribes to the queue's events. In process: every lifecycle event and progress
-    /// report of the queue. On Redis: the progress of the commands this process submitted
-    /// and still awaits.
+    /// Subscribes to the queue's events from now on: every command's lifecycle events
+    /// and progress reports, with the keys of [`event_keys`](crate::event_keys). On Redis
+    /// they come from the queue's event stream, so a subscriber sees the commands of
+    /// every process.
     fn subscribe(&self) -> EventStream;
 }
 

@@ -268,6 +268,7 @@ pub struct RedisQueueConfig {
     pub(crate) result_ttl: Duration,
     pub(crate) response_timeout: Duration,
     pub(crate) connect_timeout: Duration,
+    pub(crate) events: Option<bool>,
 }
 
 impl RedisQueueConfig {
@@ -310,6 +311,7 @@ impl RedisQueueConfig {
             result_ttl: Self::DEFAULT_RESULT_TTL,
             response_timeout: Self::DEFAULT_RESPONSE_TIMEOUT,
             connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
+            events: None,
         }
     }
 
@@ -352,6 +354,18 @@ impl RedisQueueConfig {
     /// How long to wait for Redis to answer a command (default 5 s).
     pub fn with_response_timeout(mut self, timeout: Duration) -> Self {
         self.response_timeout = timeout;
+        self
+    }
+
+    /// Whether the queue writes every command's lifecycle events and progress to its
+    /// event stream in Redis, for [`RedisQueue::subscribe`](crate::RedisQueue::subscribe)
+    /// in any process (on unless turned off). The setting is kept in Redis for the whole
+    /// queue: connecting with `with_events(false)` turns it off for every producer and
+    /// worker (workers read it when they start), `with_events(true)` on again; a config
+    /// that does not call it leaves the setting as it is. Off saves the scripts their
+    /// event writes (see the README's Redis benchmark rows); subscribers then see nothing.
+    pub fn with_events(mut self, enabled: bool) -> Self {
+        self.events = Some(enabled);
         self
     }
 

@@ -174,6 +174,7 @@ pub(crate) async fn run_sender(
     mut conn: Conn,
     prefix: String,
     result_ttl_ms: u64,
+    events: bool,
 ) {
     loop {
         let batch = outbox.take_batch(MAX_BATCH);
@@ -185,11 +186,16 @@ pub(crate) async fn run_sender(
             continue;
         }
         let mut lists: Vec<(&str, Vec<String>)> = Vec::new();
-        let mut events = Vec::with_capacity(batch.len());
+        let mut event_lines = Vec::with_capacity(if events { batch.len() } else { 0 });
         for (_, pending) in &batch {
             let route = &pending.route;
             // A progress event, as events.rs reads it: no field holds a newline.
-            events.push(format!("P\n{}\n{}\n{}", route.id, route.lane, pending.progress));
+            if events {
+                event_lines.push(format!(
+                    "P\n{}\n{}\n{}",
+                    route.id, route.lane, pending.progress
+                ));
+            }
             let client = route.client.as_str();
             if client.is_empty() {
                 continue;
@@ -201,16 +207,18 @@ pub(crate) async fn run_sender(
             }
         }
         let mut pipe = redis::pipe();
-        // One stream entry for the batch, as the scripts write theirs (events.rs).
-        pipe.cmd("XADD")
-            .arg(format!("{prefix}:events"))
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(crate::events::EVENTS_KEPT)
-            .arg("*")
-            .arg("e")
-            .arg(events.join("\n"))
-            .ignore();
+        if events {
+            // One stream entry for the batch, as the scripts write theirs (events.rs).
+            pipe.cmd("XADD")
+                .arg(format!("{prefix}:events"))
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(crate::events::EVENTS_KEPT)
+                .arg("*")
+                .arg("e")
+                .arg(event_lines.join("\n"))
+                .ignore();
+        }
         for (client, messages) in &lists {
             let key = format!("{prefix}:results:{client}");
             pipe.cmd("RPUSH").arg(&key).arg(messages).ignore();

@@ -54,7 +54,7 @@ if ncomp > 0 then
         stat('retried')
         local delay = tonumber(ARGV[base + 4])
         requeue_entry(id, entry, tonumber(attempts) + 1, tonumber(failures) + 1)
-        event('R', id, lane, tonumber(attempts) + 2, ARGV[base + 4], data)
+        event5('R', id, lane, tonumber(attempts) + 2, ARGV[base + 4], data)
         if delay > 0 then
           redis.call('ZADD', P .. ':delayed', num(now + delay), id)
         else
@@ -236,7 +236,9 @@ while claimed < want do
           local token = first_token + j
           add_active(lane, 1)
           local _, attempts = string.match(entry, HEAD)
-          event('B', id, lane, entry_type(entry), tonumber(attempts) + 1)
+          if events_enabled() then
+            event4('B', id, lane, entry_type(entry), tonumber(attempts) + 1)
+          end
           local base = #claims
           claims[base + 1] = id
           claims[base + 2] = token

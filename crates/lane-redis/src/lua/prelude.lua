@@ -299,8 +299,30 @@ end
 -- keeps about EVENTS_KEPT entries.
 local EVENTS_KEPT = 10000
 local events_out = {}
-local function event(...)
-  events_out[#events_out + 1] = table.concat({...}, '\n')
+-- Whether the queue writes events (P:meta events, '0' turns them off), read once per run.
+local events_on = nil
+local function events_enabled()
+  if events_on == nil then
+    events_on = redis.call('HGET', P .. ':meta', 'events') ~= '0'
+  end
+  return events_on
+end
+-- Events of three and four fields, built by concatenation (no table per event).
+local function event3(code, a, b, c)
+  if events_enabled() then
+    events_out[#events_out + 1] = code .. '\n' .. a .. '\n' .. b .. '\n' .. c
+  end
+end
+local function event4(code, a, b, c, d)
+  if events_enabled() then
+    events_out[#events_out + 1] = code .. '\n' .. a .. '\n' .. b .. '\n' .. c .. '\n' .. d
+  end
+end
+local function event5(code, a, b, c, d, e)
+  if events_enabled() then
+    events_out[#events_out + 1] = code .. '\n' .. a .. '\n' .. b .. '\n' .. c .. '\n' .. d
+      .. '\n' .. e
+  end
 end
 
 -- The command type of an entry.
@@ -344,11 +366,11 @@ local function finish(id, state, outcome, data, now, entry, worker, run)
   local lane, _, _, client, cref = string.match(entry, HEAD)
   if state == 'done' then
     local claimed = tonumber(string.match(run or '', '|(%d+)$') or now)
-    event('C', id, lane, num(now - claimed))
+    event3('C', id, lane, num(now - claimed))
   elseif state == 'dead' then
-    event('F', id, lane, entry_type(entry), data)
+    event4('F', id, lane, entry_type(entry), data)
   else
-    event('X', id, lane, run and 1 or 0, data)
+    event4('X', id, lane, run and 1 or 0, data)
   end
   local stamp = num(now)
   done_fields[#done_fields + 1] = id

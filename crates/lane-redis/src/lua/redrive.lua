@@ -18,7 +18,7 @@ redis.call('HDEL', DONE, id)
 redis.call('HSET', ENTRIES, id, lane .. '\n0|0|' .. ARGV[2] .. '|' .. ARGV[3] .. '\n'
   .. string.sub(entry, rest))
 redis.call('RPUSH', P .. ':q:' .. lane, id)
-event('S', id, lane, entry_type(entry))
+event3('S', id, lane, entry_type(entry))
 stamp_pending(lane, {id})
 refresh(lane, false)
 flush(1)

@@ -35,7 +35,7 @@ for j = 0, n - 1 do
     end
     list[#list + 1] = id
     ids[#ids + 1] = id
-    event('S', id, lane, ARGV[base + 2])
+    event3('S', id, lane, ARGV[base + 2])
   else
     ids[#ids + 1] = 0
   end

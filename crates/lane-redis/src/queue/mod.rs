@@ -132,6 +132,9 @@ impl RedisQueue {
                 runtime: tokio::runtime::Handle::current(),
             }),
         };
+        if let Some(enabled) = config.events {
+            queue.set_events(enabled).await?;
+        }
         for (id, lane, priority) in &config.lanes {
             queue.declare_lane(id, lane.clone(), *priority).await?;
         }

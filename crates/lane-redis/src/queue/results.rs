@@ -146,7 +146,9 @@ fn deliver(waiters: &Waiters, message: &str) {
         return;
     };
     if outcome == "progress" {
-        let (Ok(id), Some((lane, json))) = (id.parse::<u64>(), data.split_once('\n')) else {
+        // `lane \n JSON`. Subscribers get progress from the event stream; here it only
+        // updates the handle.
+        let (true, Some((_lane, json))) = (id.parse::<u64>().is_ok(), data.split_once('\n')) else {
             tracing::warn!(message, "ignoring a malformed progress message");
             return;
         };
@@ -154,8 +156,6 @@ fn deliver(waiters: &Waiters, message: &str) {
             tracing::warn!(message, "ignoring a progress message that is not JSON");
             return;
         };
-        // Subscribers get it from the event stream; here it only updates the handle.
-        let _ = (id, lane);
         let waiters = waiters.lock();
         // Not awaited (handle dropped) or already finished: nobody follows it.
         if let Some(waiter) = waiters.get(&reference) {

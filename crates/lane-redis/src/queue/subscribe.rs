@@ -47,4 +47,28 @@ impl RedisQueue {
             stop_rx,
         ));
     }
+
+    /// Turns the queue's event stream on or off for every process (see
+    /// [`RedisQueueConfig::with_events`](crate::RedisQueueConfig::with_events)).
+    pub(super) async fn set_events(&self, enabled: bool) -> lane_core::Result<()> {
+        redis::cmd("HSET")
+            .arg(format!("{}:meta", self.inner.prefix))
+            .arg("events")
+            .arg(if enabled { "1" } else { "0" })
+            .query_async::<()>(&mut self.conn())
+            .await
+            .map_err(|e| crate::wire::redis_error(&e))
+    }
+
+    /// Whether the queue writes its event stream (the setting kept in Redis; on unless
+    /// turned off).
+    pub async fn events_enabled(&self) -> lane_core::Result<bool> {
+        let setting: Option<String> = redis::cmd("HGET")
+            .arg(format!("{}:meta", self.inner.prefix))
+            .arg("events")
+            .query_async(&mut self.conn())
+            .await
+            .map_err(|e| crate::wire::redis_error(&e))?;
+        Ok(setting.as_deref() != Some("0"))
+    }
 }

@@ -177,6 +177,8 @@ impl RedisWorker {
             progress: Arc::default(),
             lane_runs: LaneRuns::default(),
         });
+        // Whether progress goes to the queue's event stream too (read once, at start).
+        let events = queue.events_enabled().await?;
         let mut conn = queue.conn();
         let slots = shared.config.slots;
         // The first round trip registers the worker: connection errors surface here.
@@ -198,6 +200,7 @@ impl RedisWorker {
             queue.conn(),
             shared.prefix.clone(),
             queue.inner.result_ttl_ms,
+            events,
         ));
         let (completions_tx, completions_rx) = mpsc::unbounded_channel();
         let driver = Driver {
