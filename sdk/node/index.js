@@ -839,3 +839,4 @@ module.exports.Lane = nativeBinding.Lane
 module.exports.RedisQueue = nativeBinding.RedisQueue
 module.exports.RedisWorker = nativeBinding.RedisWorker
 module.exports.DEFAULTS = nativeBinding.DEFAULTS
+module.exports.EVENT_KEYS = nativeBinding.EVENT_KEYS

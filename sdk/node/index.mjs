@@ -5,5 +5,5 @@ import { createRequire } from 'node:module';
 const require = createRequire(import.meta.url);
 const binding = require('./index.js');
 
-export const { DEFAULTS, Lane, RedisQueue, RedisWorker, __napiBindingTarget } = binding;
+export const { DEFAULTS, EVENT_KEYS, Lane, RedisQueue, RedisWorker, __napiBindingTarget } = binding;
 export default binding;

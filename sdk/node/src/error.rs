@@ -142,6 +142,12 @@ impl ToJsError for LaneError {
     }
 }
 
+impl From<LaneError> for JsFailure {
+    fn from(error: LaneError) -> Self {
+        error.to_js_failure()
+    }
+}
+
 /// The JavaScript error of `error` raised by a method because of its argument `name`
 /// (a timed pause too long, say): a core `ConfigError` is then code `INVALID_ARGUMENT`,
 /// naming the argument; any other error maps as usual.

@@ -1,6 +1,7 @@
-//! Lifecycle events for JavaScript: `lane.on(key, listener)` and `lane.events()`.
+//! Lifecycle events for JavaScript: `on(key, listener)` and `events()` of a `Lane` or a
+//! `RedisQueue`, and `EVENT_KEYS`.
 //!
-//! While someone listens, the lane holds one subscription to the queue's events and the
+//! While someone listens, the queue holds one subscription to the queue's events and the
 //! JavaScript thread reads it (see `runtime.rs`): whenever events are waiting, and before
 //! any promise is settled, so a command's events reach the listeners before its promise
 //! settles. A JavaScript thread that cannot keep up leaves the events in the queue's
@@ -11,6 +12,8 @@
 //! Payload fields are renamed to camelCase (`lane_id` becomes `laneId`).
 
 use a3s_lane::{LaneEvent as CoreEvent, event_keys};
+use napi::bindgen_prelude::ToNapiValue;
+use napi::sys;
 use napi_derive::napi;
 use serde_json::{Map, Value};
 
@@ -32,8 +35,25 @@ pub struct LaneEvent {
     pub payload: Value,
 }
 
+/// Every event key a queue emits (`Lane.on`, `events(keys)`), in the order of the
+/// lifecycle: the core's `event_keys`, the same 15 in Rust, Python and Node. Frozen.
+#[napi]
+pub const EVENT_KEYS: EventKeyList = EventKeyList;
+
+/// The value of [`EVENT_KEYS`]: [`KEYS`] as a frozen array.
+#[derive(Debug, Clone, Copy)]
+pub struct EventKeyList;
+
+impl ToNapiValue for EventKeyList {
+    unsafe fn to_napi_value(env: sys::napi_env, _: Self) -> napi::Result<sys::napi_value> {
+        let raw = unsafe { Vec::<&str>::to_napi_value(env, KEYS.to_vec()) }?;
+        napi::check_status!(unsafe { sys::napi_object_freeze(env, raw) })?;
+        Ok(raw)
+    }
+}
+
 /// Every event key the queue emits.
-pub const EVENT_KEYS: [&str; 15] = [
+pub const KEYS: [&str; 15] = [
     event_keys::COMMAND_SUBMITTED,
     event_keys::COMMAND_STARTED,
     event_keys::COMMAND_COMPLETED,
@@ -53,13 +73,13 @@ pub const EVENT_KEYS: [&str; 15] = [
 
 /// Checks an event key given to `on`, `off` or `events` (`'*'` means every key).
 pub fn check_key(key: &str, allow_wildcard: bool) -> Result<(), String> {
-    if EVENT_KEYS.contains(&key) || (allow_wildcard && key == "*") {
+    if KEYS.contains(&key) || (allow_wildcard && key == "*") {
         return Ok(());
     }
     let wildcard = if allow_wildcard { "'*' or " } else { "" };
     Err(format!(
         "unknown event key '{key}'; use {wildcard}one of: {}",
-        EVENT_KEYS.join(", ")
+        KEYS.join(", ")
     ))
 }
 

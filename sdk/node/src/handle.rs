@@ -1,4 +1,4 @@
-//! The objects JavaScript code receives from a lane: a submitted command's
+//! The objects JavaScript code receives from a queue: a submitted command's
 //! [`CommandHandle`] and a running handler's [`CommandContext`]. Both are plain frozen
 //! JavaScript objects made by `runtime.js`; the structs here only describe them in the
 //! generated `index.d.ts`.
@@ -6,23 +6,29 @@
 use napi_derive::napi;
 use serde_json::Value;
 
-/// A submitted command (from `submitWithHandle` and `redrive`).
+/// A submitted command (from `Lane.submitWithHandle`, `RedisQueue.submit` and `redrive`
+/// on both).
 #[napi(object, object_from_js = false)]
 #[derive(Debug, Clone)]
 pub struct CommandHandle {
-    /// The command's id: `lane.cancel(id)` cancels it, events name it as `commandId`.
+    /// The command's id (the same in every process of a `RedisQueue`): `cancel(id)` and
+    /// `command(id)` take it, events name it as `commandId`.
     #[napi(readonly)]
     pub id: f64,
-    /// Settles like `submit()`'s promise: the handler's result, or its error. A rejection
-    /// nobody awaits is not reported as an unhandled rejection.
+    /// Settles like `Lane.submit()`'s promise: the handler's result, or its error (from a
+    /// `RedisWorker` in another process: code `COMMAND_FAILED`, the message holding the
+    /// handler's error and stack). A rejection nobody awaits is not reported as an
+    /// unhandled rejection.
     #[napi(readonly, ts_type = "Promise<unknown>")]
     pub result: Value,
-    /// Cancels the command: a pending one is removed at once; a running one has its
-    /// `ctx.signal` aborted and is abandoned after its lane's `cancelGraceMs`. Returns
-    /// false when it already finished.
-    #[napi(readonly, ts_type = "() => boolean")]
+    /// Cancels the command, as `cancel(id)` does, and resolves with the outcome.
+    #[napi(readonly, ts_type = "() => Promise<CancelOutcome>")]
     pub cancel: Value,
 }
+
+/// Deprecated: a `RedisQueue`'s handles are `CommandHandle`s, as a `Lane`'s are.
+#[napi]
+pub type RedisCommandHandle = CommandHandle;
 
 /// What a handler knows about the run it is called for (its second argument).
 #[napi(object, object_from_js = false)]
@@ -43,7 +49,7 @@ pub struct CommandContext {
     #[napi(readonly, ts_type = "AbortSignal")]
     pub signal: Value,
     /// Publishes a `queue.command.progress` event with `progress` (a JSON value); on a
-    /// `RedisWorker`, to the submitting process (its `RedisQueue.events()`).
+    /// `RedisWorker`, to the queue's event stream (every `RedisQueue.events()` sees it).
     #[napi(readonly, ts_type = "(progress: unknown) => void")]
     pub report_progress: Value,
 }

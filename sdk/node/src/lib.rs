@@ -5,6 +5,9 @@
 //!
 //! - [`lane::Lane`]: the in-process queue; [`metrics`] reads its metrics.
 //! - [`redis`]: `RedisQueue` and `RedisWorker`, the Redis engine.
+//! - [`client`]: the client surface both queues share (cancel, command, stats, pause
+//!   and resume, dead letters, events), written once over the core's `QueueClient`;
+//!   [`stats`]: what it reports.
 //! - [`config`]: the typed option structs and their conversion into the core's
 //!   configuration (the core checks every value); [`convert`]: JavaScript values to Rust
 //!   values; [`defaults`]: `DEFAULTS`, the core's table of every option's default.
@@ -20,6 +23,7 @@
 // field by field (`convert`) calls Node-API directly, so this crate cannot forbid it.
 #![allow(unsafe_code)]
 
+pub mod client;
 pub mod config;
 pub mod convert;
 pub mod defaults;
@@ -30,3 +34,4 @@ pub mod lane;
 pub mod metrics;
 pub mod redis;
 pub mod runtime;
+pub mod stats;

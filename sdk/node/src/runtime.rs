@@ -31,14 +31,14 @@ use a3s_lane::{
 };
 use async_trait::async_trait;
 use futures_util::Stream;
-use napi::bindgen_prelude::{Either, FnArgs, Function, FunctionRef, Object, Unknown};
+use napi::bindgen_prelude::{Either, FnArgs, Function, FunctionRef, Object, ToNapiValue, Unknown};
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
-use napi::{Env, JsValue, Status};
+use napi::{Env, JsValue, Status, sys};
 use parking_lot::RwLock;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use crate::error::{ToJsError, is_handler_failure};
+use crate::error::{JsFailure, ToJsError, is_handler_failure};
 
 /// The source of the JavaScript half, compiled with `napi_run_script`.
 const SOURCE: &str = include_str!("runtime.js");
@@ -139,8 +139,43 @@ pub enum Settle {
     Done,
     /// The operation finished: resolves with a number.
     Count(usize),
-    /// The operation finished: resolves with this JSON value (text).
-    Json(String),
+    /// The operation finished: resolves with this value.
+    Value(ToJs),
+}
+
+impl Settle {
+    /// Resolves with the value of `outcome`, or rejects with its error.
+    pub fn of<T: ToNapiValue + Send + 'static>(outcome: Result<T, JsFailure>) -> Self {
+        match outcome {
+            Ok(value) => Self::Value(ToJs::new(value)),
+            Err(failure) => Self::Rejected(failure),
+        }
+    }
+}
+
+/// A Rust value on its way to a promise, made into a JavaScript value on the JavaScript
+/// thread (a `#[napi(object)]` struct, a string, `()` for `undefined`, ...).
+pub struct ToJs(Box<dyn FnOnce(sys::napi_env) -> napi::Result<sys::napi_value> + Send>);
+
+impl ToJs {
+    /// Wraps `value`.
+    pub fn new<T: ToNapiValue + Send + 'static>(value: T) -> Self {
+        // SAFETY: called on the JavaScript thread with its env, by `into_js`.
+        Self(Box::new(move |env| unsafe { T::to_napi_value(env, value) }))
+    }
+
+    /// The JavaScript value.
+    pub fn into_js<'env>(self, env: &'env Env) -> napi::Result<Unknown<'env>> {
+        let raw = (self.0)(env.raw())?;
+        // SAFETY: `raw` was just made in `env`, in the current callback scope.
+        Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), raw) })
+    }
+}
+
+impl std::fmt::Debug for ToJs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ToJs")
+    }
 }
 
 type RunFn = FunctionRef<FnArgs<(String, String, f64, String, u32, f64, bool)>, Unknown<'static>>;
@@ -187,18 +222,15 @@ struct RuntimeFns {
 
 /// What the Rust callbacks of `runtime.js` act on.
 pub trait NativeCallbacks: 'static {
-    /// Cancels a command (an `AbortSignal` given to `submit` fired, or a handle's `cancel()`).
-    fn cancel(&self, id: CommandId) -> bool;
-    /// What a handle's `cancel()` returns: by default whether [`NativeCallbacks::cancel`]
-    /// cancelled the command; a Redis queue returns a promise of the outcome instead.
-    fn cancel_from_handle(
+    /// Cancels a command because the `AbortSignal` given to its submit fired (its
+    /// outcome shows in the command's result).
+    fn cancel(&self, id: CommandId);
+    /// A handle's `cancel()`: cancels the command and returns a promise of the outcome.
+    fn cancel_from_handle<'env>(
         &self,
-        env: &Env,
+        env: &'env Env,
         id: CommandId,
-    ) -> napi::Result<Either<bool, Unknown<'static>>> {
-        let _ = env;
-        Ok(Either::A(self.cancel(id)))
-    }
+    ) -> napi::Result<Unknown<'env>>;
     /// Whether someone listens to events now (starts or stops reading them).
     fn events_wanted(&self, env: &Env, wanted: bool);
 }
@@ -305,7 +337,10 @@ impl JsRuntime {
             "cancel",
             env.create_function_from_closure::<(), _, _>("cancel", move |ctx| {
                 let id: f64 = ctx.first_arg()?;
-                Ok(callback(&slot).is_some_and(|c| c.cancel(id as CommandId)))
+                if let Some(callbacks) = callback(&slot) {
+                    callbacks.cancel(id as CommandId);
+                }
+                Ok(())
             })?,
         )?;
         let slot = callbacks.clone();
@@ -314,8 +349,11 @@ impl JsRuntime {
             env.create_function_from_closure::<(), _, _>("cancelHandle", move |ctx| {
                 let id: f64 = ctx.first_arg()?;
                 match callback(&slot) {
-                    Some(callbacks) => callbacks.cancel_from_handle(ctx.env, id as CommandId),
-                    None => Ok(Either::A(false)),
+                    Some(callbacks) => callbacks
+                        .cancel_from_handle(ctx.env, id as CommandId)
+                        .map(unknown_static),
+                    // The queue's object was collected: nothing is left to cancel.
+                    None => ToJs::new(()).into_js(ctx.env).map(unknown_static),
                 }
             })?,
         )?;
@@ -601,6 +639,11 @@ impl JsRuntime {
             .call((keys, capacity, ended).into())
     }
 
+    /// Settles `token` now, on the JavaScript thread (as a [`Mail::Settle`] would).
+    pub fn settle_now(&self, env: &Env, token: u64, settle: Settle) -> napi::Result<()> {
+        self.settle(env, token, settle)
+    }
+
     /// Handles one message from a tokio task.
     pub fn deliver(&self, env: &Env, mail: Mail) {
         let result = match mail {
@@ -820,7 +863,10 @@ impl JsRuntime {
             Settle::Rejected(failure) => self.reject_with(env, token, &failure),
             Settle::Done => self.resolve(env, token, None, None),
             Settle::Count(count) => self.resolve(env, token, Some(count.to_string()), None),
-            Settle::Json(json) => self.resolve(env, token, Some(json), None),
+            Settle::Value(value) => {
+                let value = value.into_js(env)?;
+                self.resolve_with(env, token, value)
+            }
         }
     }
 }
@@ -1021,6 +1067,24 @@ impl Bridge {
             timeouts,
             next_run: AtomicU64::new(1),
         }
+    }
+
+    /// Settles the promise of `token` (from a tokio task).
+    pub fn settle(&self, token: u64, settle: Settle) {
+        self.mailbox.send(Mail::Settle { token, settle });
+    }
+
+    /// Settles `token` with the result of command `id` once `result` has it.
+    pub async fn settle_result(
+        &self,
+        token: u64,
+        id: CommandId,
+        result: impl Future<Output = a3s_lane::Result<Value>>,
+    ) {
+        let result = result
+            .await
+            .and_then(|value| serde_json::to_string(&value).map_err(LaneError::from));
+        self.settle(token, Settle::Result { id, result });
     }
 }
 

@@ -1,6 +1,8 @@
-// Cancelling removes a pending command at once and aborts a running handler's
-// ctx.signal; the submitter gets code CANCELLED. An AbortSignal given to submit does the
-// same, and a handler that ignores its signal is abandoned after the cancel grace.
+// Cancelling removes a pending command at once ('cancelled') and aborts a running
+// handler's ctx.signal ('signalled'); the submitter gets code CANCELLED. An AbortSignal
+// given to submit does the same, and a handler that ignores its signal is abandoned
+// after the cancel grace. The outcomes on every engine:
+// client_surface_is_the_same_on_both_engines.test.mjs.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Lane } from '@a3s-lab/lane';
@@ -34,9 +36,9 @@ test('cancelling a pending command removes it before it runs', async () => {
   });
   const handle = await lane.submitWithHandle('work', 'never');
   assert.equal(typeof handle.id, 'number');
-  assert.equal(handle.cancel(), true);
+  assert.equal(await handle.cancel(), 'cancelled');
   await assert.rejects(handle.result, isCancelled);
-  assert.equal(handle.cancel(), false, 'a finished command cannot be cancelled again');
+  assert.equal(await handle.cancel(), 'already_finished', 'a finished command cannot be cancelled again');
   release.resolve();
   assert.equal(await blocker, 'released');
   assert.equal(ran, false);
@@ -59,7 +61,7 @@ test('cancelling a running command aborts its signal, and a handler that stops e
   await lane.start();
   const handle = await lane.submitWithHandle('work', 'long');
   await running.promise;
-  assert.equal(lane.cancel(handle.id), true);
+  assert.equal(await lane.cancel(handle.id), 'signalled');
   await assert.rejects(handle.result, isCancelled);
   assert.equal(reason.code, 'CANCELLED');
   await lane.shutdown();
@@ -77,7 +79,7 @@ test('a handler that ignores its signal is abandoned after the cancel grace', as
   const handle = await lane.submitWithHandle('work', 'stubborn');
   await running.promise;
   const cancelledAt = Date.now();
-  handle.cancel();
+  assert.equal(await handle.cancel(), 'signalled');
   await assert.rejects(handle.result, (error) => {
     assert.equal(error.code, 'CANCELLED');
     assert.match(error.message, /grace/);
@@ -136,7 +138,7 @@ test('an already aborted signal rejects at once and runs nothing', async () => {
   await assert.rejects(lane.submit('work', 'job', {}, { signal: AbortSignal.abort() }), isCancelled);
   await sleep(10);
   assert.equal(ran, false);
-  assert.equal(lane.stats().totalPending, 0);
+  assert.equal((await lane.stats()).totalPending, 0);
   await lane.shutdown();
 });
 

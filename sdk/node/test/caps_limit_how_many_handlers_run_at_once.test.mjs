@@ -75,7 +75,7 @@ test('stats report pending and running commands per lane', async () => {
   await lane.start();
   const jobs = Array.from({ length: 5 }, () => lane.submit('work', 'job'));
   await sleep(20);
-  const stats = lane.stats();
+  const stats = await lane.stats();
   assert.equal(stats.totalActive, 2);
   assert.equal(stats.totalPending, 3);
   assert.deepEqual(stats.lanes.work, {
@@ -91,7 +91,7 @@ test('stats report pending and running commands per lane', async () => {
   });
   release();
   await Promise.all(jobs);
-  assert.equal(lane.stats().totalActive, 0);
+  assert.equal((await lane.stats()).totalActive, 0);
   await lane.shutdown();
 });
 
@@ -102,16 +102,16 @@ test('a paused lane starts nothing until it is resumed', async () => {
     runs += 1;
   });
   await lane.start();
-  lane.pauseLane('work');
+  await lane.pauseLane('work');
   const job = lane.submit('work', 'job');
   await sleep(30);
   assert.equal(runs, 0);
-  assert.equal(lane.stats().lanes.work.paused, true);
-  lane.resumeLane('work');
+  assert.equal((await lane.stats()).lanes.work.paused, true);
+  await lane.resumeLane('work');
   await job;
   assert.equal(runs, 1);
 
-  lane.pauseLane('work', 30);
+  await lane.pauseLane('work', 30);
   const started = Date.now();
   await lane.submit('work', 'job');
   assert.ok(Date.now() - started >= 25, 'a lane paused for 30 ms resumes by itself');

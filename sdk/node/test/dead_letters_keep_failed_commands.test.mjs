@@ -1,5 +1,6 @@
 // Commands that fail for good become dead letters (with deadLetterCapacity); they can
-// be listed, re-driven under a new id, and cleared.
+// be listed, re-driven under a new id, and purged. The same on every engine:
+// client_surface_is_the_same_on_both_engines.test.mjs.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Lane } from '@a3s-lab/lane';
@@ -13,7 +14,7 @@ test('a failed command is kept, and redrive runs it again', async () => {
   });
   await lane.start();
   await assert.rejects(lane.submit('jobs', 'sync', { account: 'a' }), /upstream down for a/);
-  const letters = lane.deadLetters();
+  const letters = await lane.deadLetters();
   assert.equal(letters.length, 1);
   const [letter] = letters;
   assert.equal(letter.laneId, 'jobs');
@@ -27,7 +28,7 @@ test('a failed command is kept, and redrive runs it again', async () => {
   const handle = await lane.redrive(letter.commandId);
   assert.notEqual(handle.id, letter.commandId);
   assert.equal(await handle.result, 'synced a');
-  assert.deepEqual(lane.deadLetters(), []);
+  assert.deepEqual(await lane.deadLetters(), []);
   await assert.rejects(lane.redrive(letter.commandId), (error) => {
     assert.equal(error.code, 'QUEUE');
     assert.match(error.message, /no dead letter with command id/);
@@ -36,7 +37,7 @@ test('a failed command is kept, and redrive runs it again', async () => {
   await lane.shutdown();
 });
 
-test('the oldest letters are evicted beyond the capacity, and clear removes them all', async () => {
+test('the oldest letters are evicted beyond the capacity, and purge removes them all', async () => {
   const lane = new Lane({ jobs: { priority: 0, maxConcurrency: 1 } }, { deadLetterCapacity: 2 });
   lane.handle('fail', ({ n }) => {
     throw new Error(`failure ${n}`);
@@ -44,10 +45,42 @@ test('the oldest letters are evicted beyond the capacity, and clear removes them
   await lane.start();
   for (const n of [1, 2, 3]) await assert.rejects(lane.submit('jobs', 'fail', { n }));
   assert.deepEqual(
-    lane.deadLetters().map((letter) => letter.payload.n),
+    (await lane.deadLetters()).map((letter) => letter.payload.n),
     [2, 3],
   );
-  lane.clearDeadLetters();
-  assert.deepEqual(lane.deadLetters(), []);
+  assert.deepEqual(
+    (await lane.deadLetters(1)).map((letter) => letter.payload.n),
+    [2],
+  );
+  assert.deepEqual(await lane.deadLetters(0), []);
+  assert.equal(await lane.purgeDeadLetters(), 2);
+  assert.deepEqual(await lane.deadLetters(), []);
+  assert.equal(await lane.purgeDeadLetters(), 0);
+  await lane.shutdown();
+});
+
+test('a lane without deadLetterCapacity lists none and keeps none', async () => {
+  const lane = new Lane({ jobs: { priority: 0, maxConcurrency: 1 } });
+  lane.handle('fail', () => {
+    throw new Error('lost');
+  });
+  await lane.start();
+  const handle = await lane.submitWithHandle('jobs', 'fail');
+  await assert.rejects(handle.result, /lost/);
+  assert.deepEqual(await lane.deadLetters(), []);
+  assert.equal(await lane.command(handle.id), null);
+  assert.equal(await lane.purgeDeadLetters(), 0);
+  await lane.shutdown();
+});
+
+test('clearDeadLetters is a deprecated purge', async () => {
+  const lane = new Lane({ jobs: { priority: 0, maxConcurrency: 1 } }, { deadLetterCapacity: 2 });
+  lane.handle('fail', () => {
+    throw new Error('lost');
+  });
+  await lane.start();
+  await assert.rejects(lane.submit('jobs', 'fail'));
+  assert.equal(await lane.clearDeadLetters(), 1);
+  assert.deepEqual(await lane.deadLetters(), []);
   await lane.shutdown();
 });

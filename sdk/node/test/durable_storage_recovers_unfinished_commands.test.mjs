@@ -55,7 +55,7 @@ test('commands accepted by a process that exits abruptly run after the next star
   await again.start();
   await again.drain(500);
   assert.equal(runs, 0);
-  assert.equal(again.stats().totalPending, 0);
+  assert.equal((await again.stats()).totalPending, 0);
   await again.shutdown();
 });
 

@@ -1,8 +1,8 @@
 // Lifecycle events reach `on(key, listener)` listeners and `events()` iterators, with
-// camelCase payloads; iterators end after shutdown.
+// camelCase payloads; iterators end after shutdown. EVENT_KEYS lists every key.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Lane } from '@a3s-lab/lane';
+import { EVENT_KEYS, Lane } from '@a3s-lab/lane';
 import { deferred, runNode } from './support.mjs';
 
 test('listeners get the events of their key, and "*" gets all of them', async () => {
@@ -186,5 +186,20 @@ test("a command's events reach the listeners before its promise settles", async 
     );
     assert.equal(seen.at(-1), `${outcome} ${handle.id}`);
   }
+  await lane.shutdown();
+});
+
+test('EVENT_KEYS lists the 15 keys of the core, each one a listener may name', async () => {
+  assert.equal(EVENT_KEYS.length, 15);
+  assert.ok(Object.isFrozen(EVENT_KEYS));
+  assert.deepEqual(EVENT_KEYS.slice(0, 3), ['queue.command.submitted', 'queue.command.started', 'queue.command.completed']);
+  assert.ok(EVENT_KEYS.includes('queue.events.lagged'));
+  const lane = new Lane({ work: { priority: 0, maxConcurrency: 1 } });
+  const listener = () => {};
+  for (const key of EVENT_KEYS) lane.on(key, listener);
+  const events = lane.events([...EVENT_KEYS]);
+  for (const key of EVENT_KEYS) lane.off(key, listener);
+  await events.return();
+  assert.throws(() => lane.on('queue.command.done', listener), (error) => error.code === 'INVALID_ARGUMENT' && error.message.includes(EVENT_KEYS.join(', ')));
   await lane.shutdown();
 });

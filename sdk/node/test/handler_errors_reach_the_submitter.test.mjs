@@ -140,14 +140,17 @@ test('a lane that was shut down says so', async () => {
   assert.equal(await lane.shutdownNow(), 0);
   await assert.rejects(lane.start(), (error) => error.code === 'SHUTDOWN');
   await assert.rejects(lane.submitWithHandle('work', 'ok'), (error) => error.code === 'SHUTDOWN');
-  assert.throws(() => lane.stats(), (error) => error.code === 'SHUTDOWN' && /create a new Lane/.test(error.message));
-  assert.equal(lane.cancel(1), false);
+  const shutDown = (error) => error.code === 'SHUTDOWN' && /create a new Lane/.test(error.message);
+  await assert.rejects(lane.stats(), shutDown);
+  await assert.rejects(lane.cancel(1), shutDown);
+  await assert.rejects(lane.command(1), shutDown);
+  await assert.rejects(lane.deadLetters(), shutDown);
   const iterator = lane.events();
   assert.deepEqual(await iterator.next(), { value: undefined, done: true });
 });
 
-test('redrive without dead letters is a CONFIG error', async () => {
+test('redrive without dead letters is refused', async () => {
   const lane = await startedLane();
-  await assert.rejects(lane.redrive(1), (error) => error.code === 'CONFIG' && /deadLetterCapacity/.test(error.message));
+  await assert.rejects(lane.redrive(1), (error) => error.code === 'QUEUE' && /keeps no dead letters/.test(error.message));
   await lane.shutdown();
 });

@@ -100,7 +100,7 @@ test('retries, timeouts, cancels and dead letters are counted too', async () => 
   const blocker = lane.submit('held', 'block');
   await blockerStarted.promise;
   const pending = await lane.submitWithHandle('held', 'block');
-  assert.equal(pending.cancel(), true);
+  assert.equal(await pending.cancel(), 'cancelled');
   await assert.rejects(pending.result, (error) => error.code === 'CANCELLED');
   release.resolve();
   await blocker;

@@ -44,7 +44,7 @@ test('new Lane() has the default lanes of the table; a default lane named with {
     [lane, DEFAULTS.queue.default_lanes],
     [named, DEFAULTS.queue.default_lanes.filter((l) => l.id === 'prompt')],
   ]) {
-    const lanes = queue.stats().lanes;
+    const { lanes } = await queue.stats();
     for (const expected of defaults) {
       const { priority, maxConcurrency, minConcurrency } = lanes[expected.id];
       assert.deepEqual(
@@ -66,7 +66,7 @@ test('a lane with no optional option: the core concurrency, cancel grace, and no
   assert.equal(DEFAULTS.lane.timeout_ms, null);
   const lane = new Lane({ a: { priority: 3 } });
   t.after(() => lane.shutdownNow());
-  const status = lane.stats().lanes.a;
+  const status = (await lane.stats()).lanes.a;
   assert.equal(status.minConcurrency, DEFAULTS.lane.min_concurrency);
   assert.equal(status.maxConcurrency, DEFAULTS.lane.max_concurrency);
 
@@ -95,10 +95,11 @@ test('a lane with no optional option: the core concurrency, cancel grace, and no
   await started.promise;
   // Meanwhile many commands wait (the cap is 1): no boost, no limit, no pressure event.
   const waiting = Array.from({ length: 50 }, () => lane.submit('a', 'job'));
-  assert.equal(lane.stats().lanes.a.effectivePriority, 3);
-  assert.equal(lane.stats().lanes.a.throttled, false);
+  const { effectivePriority, throttled } = (await lane.stats()).lanes.a;
+  assert.equal(effectivePriority, 3);
+  assert.equal(throttled, false);
   const cancelledAt = now();
-  assert.equal(lane.cancel(handle.id), true);
+  assert.equal(await lane.cancel(handle.id), 'signalled');
   await assert.rejects(handle.result, (error) => error.code === 'CANCELLED');
   const waited = now() - cancelledAt;
   assert.ok(waited >= DEFAULTS.lane.cancel_grace_ms - SLACK_MS, `abandoned after ${waited} ms`);
@@ -131,7 +132,7 @@ test('queue options with no optional field: each iterator holds DEFAULTS.queue.e
   const lane = new Lane({ a: { priority: 0 } }, {});
   lane.handle('job', () => null);
   lane.handle('last', () => null);
-  lane.pauseLane('a');
+  await lane.pauseLane('a');
   await lane.start();
   const events = lane.events('queue.command.submitted');
   const capacity = DEFAULTS.queue.event_capacity;

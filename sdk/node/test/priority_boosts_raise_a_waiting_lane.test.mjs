@@ -22,21 +22,21 @@ test('effectivePriority shows the boost of a lane with a waiting command', async
   lane.handle('job', () => 'done');
   await lane.start();
   const ids = lane.laneIds;
-  for (const id of ids) lane.pauseLane(id);
+  for (const id of ids) await lane.pauseLane(id);
   // No pending command: no boost.
-  for (const id of ids) assert.equal(lane.stats().lanes[id].effectivePriority, 9, id);
+  for (const id of ids) assert.equal((await lane.stats()).lanes[id].effectivePriority, 9, id);
 
   const results = ids.map((id) => lane.submit(id, 'job'));
-  const stats = lane.stats().lanes;
+  const stats = (await lane.stats()).lanes;
   assert.equal(stats.stepped.effectivePriority, 5);
   assert.equal(stats.stepped.priority, 9, 'the configured priority stays as it is');
   assert.equal(stats.standard.effectivePriority, 9);
   assert.equal(stats.plain.effectivePriority, 9);
-  await waitFor(() => lane.stats().lanes.late.effectivePriority === 0, 'the late lane to reach priority 0');
+  await waitFor(async () => (await lane.stats()).lanes.late.effectivePriority === 0, 'the late lane to reach priority 0');
 
-  for (const id of ids) lane.resumeLane(id);
+  for (const id of ids) await lane.resumeLane(id);
   assert.deepEqual(await Promise.all(results), ['done', 'done', 'done', 'done']);
-  for (const id of ids) assert.equal(lane.stats().lanes[id].effectivePriority, 9, `${id} after its queue emptied`);
+  for (const id of ids) assert.equal((await lane.stats()).lanes[id].effectivePriority, 9, `${id} after its queue emptied`);
   await lane.shutdown();
 });
 
@@ -80,10 +80,10 @@ test('{ aggressive: deadlineMs } is accepted and waits for its first step', asyn
   const lane = new Lane({ a: { priority: 200, maxConcurrency: 1, priorityBoost: { aggressive: HOUR } } });
   lane.handle('job', () => null);
   await lane.start();
-  lane.pauseLane('a');
+  await lane.pauseLane('a');
   const result = lane.submit('a', 'job');
-  assert.equal(lane.stats().lanes.a.effectivePriority, 200);
-  lane.resumeLane('a');
+  assert.equal((await lane.stats()).lanes.a.effectivePriority, 200);
+  await lane.resumeLane('a');
   await result;
   await lane.shutdown();
 });
@@ -116,6 +116,6 @@ test('invalid priority boosts are a TypeError or RangeError saying what is wrong
   throwsConfig({ deadlineMs: 1000, steps: [{ beforeDeadlineMs: 500, boost: 0 }] }, RangeError, /lane 'a': priority boost: the step at 500ms before the deadline boosts by 0 levels/);
   throwsConfig({ deadlineMs: 1000, steps: [{ beforeDeadlineMs: 500, boost: 256 }] }, RangeError, /steps\[0\]\.boost must be between 0 and 255, got 256/);
   throwsConfig({ deadlineMs: 1000, steps: [{ beforeDeadlineMs: 2000, boost: 1 }] }, RangeError, /lane 'a': priority boost: the step at 2s before the deadline is longer than the deadline \(1s\)/);
-  throwsConfig({ deadlineMs: 1000, steps: [{ beforeDeadlineMs: 0, boost: 1 }] }, RangeError, /beforeDeadlineMs must be greater than 0 milliseconds/);
+  throwsConfig({ deadlineMs: 1000, steps: [{ beforeDeadlineMs: 0, boost: 1 }] }, RangeError, /lane 'a': priority boost: the step at 0 before the deadline would boost only when the deadline has passed/);
   throwsConfig({ deadlineMs: 1000, steps: [{ beforeDeadlineMs: 10, boost: 1, extra: 1 }] }, TypeError, /unknown option 'extra'; known options: beforeDeadlineMs, boost/);
 });

@@ -44,8 +44,9 @@ test('commands start by lane priority, then in submit order, one at a time', asy
     ['query', 'query-2'],
     ['control', 'control-3'],
   ].map(([laneId, name]) => lane.submit(laneId, 'record', { name }));
-  assert.equal(lane.stats().totalPending, 7);
-  assert.equal(lane.stats().totalActive, 1);
+  const { totalPending, totalActive } = await lane.stats();
+  assert.equal(totalPending, 7);
+  assert.equal(totalActive, 1);
   release.resolve();
 
   assert.deepEqual(await Promise.all(submitted), [

@@ -25,14 +25,14 @@ async function expectBound(setup, allowed, n) {
   const { lane, results, started } = setup;
   // Throttled: the limiter refused a start. The handlers of the admitted commands run
   // on this thread a moment later.
-  await waitFor(() => lane.stats().lanes.a.throttled && started() >= allowed, 'the lane to be throttled');
+  await waitFor(async () => (await lane.stats()).lanes.a.throttled && started() >= allowed, 'the lane to be throttled');
   // The queue's own count: the commands beyond the limit never started.
-  assert.equal(lane.stats().lanes.a.pending, n - allowed);
+  assert.equal((await lane.stats()).lanes.a.pending, n - allowed);
   assert.equal(started(), allowed, `${started()} commands started, the limit allows ${allowed}`);
   // A later look sees no more starts: the next permit is far away.
   await new Promise((resolve) => setImmediate(resolve));
   assert.equal(started(), allowed);
-  assert.equal(lane.stats().lanes.a.pending, n - allowed);
+  assert.equal((await lane.stats()).lanes.a.pending, n - allowed);
   // The admitted commands (the first ones, FIFO) finish; only those held back are left
   // to cancel. (Until its result is booked a finished handler's command still runs.)
   await Promise.all(results.slice(0, allowed));
@@ -74,7 +74,7 @@ test('a throttled lane starts again when its next permit is due, without polling
   const { lane, results, started } = await limited({ tokenBucket: { rate: 1, periodMs: 20, burst: 1 } }, 5);
   assert.deepEqual((await Promise.all(results)).sort(), [1, 2, 3, 4, 5]);
   assert.equal(started(), 5);
-  assert.equal(lane.stats().lanes.a.throttled, false);
+  assert.equal((await lane.stats()).lanes.a.throttled, false);
   await lane.shutdown();
 });
 
@@ -83,7 +83,7 @@ test('lanes without a rate limit are never throttled', async () => {
   lane.handle('job', () => 1);
   await lane.start();
   await Promise.all(Array.from({ length: 20 }, () => lane.submit('free', 'job')));
-  assert.equal(lane.stats().lanes.free.throttled, false);
+  assert.equal((await lane.stats()).lanes.free.throttled, false);
   await lane.shutdown();
 });
 

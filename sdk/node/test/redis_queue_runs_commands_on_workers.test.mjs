@@ -57,7 +57,8 @@ test('a submitted command runs on a worker and its result comes back', async (t)
   assert.equal(stats.counters.submitted, 5);
   assert.equal(stats.counters.completed, 5);
   assert.equal(stats.workers, 1);
-  assert.deepEqual(stats.lanes.api, { id: 'api', priority: 0, effectivePriority: 0, pending: 0, active: 0, maxConcurrency: 4, paused: false, throttled: false });
+  // A Lane's LaneStatus: a Redis lane reserves no slots (minConcurrency 0).
+  assert.deepEqual(stats.lanes.api, { id: 'api', priority: 0, effectivePriority: 0, pending: 0, active: 0, minConcurrency: 0, maxConcurrency: 4, paused: false, throttled: false });
   await worker.shutdown(10_000);
   assert.equal(worker.isRunning, false);
   assert.equal(worker.running, 0);
@@ -143,7 +144,7 @@ test('cancelling a running command aborts its ctx.signal on the worker', async (
   assert.equal(await handle.cancel(), 'signalled');
   await assert.rejects(handle.result, code('CANCELLED'));
   assert.equal(reason.code, 'CANCELLED');
-  assert.equal(await handle.cancel(), 'finished');
+  assert.equal(await handle.cancel(), 'already_finished');
   assert.equal(await queue.cancel(987_654_321), 'unknown');
   assert.equal((await queue.stats()).counters.cancelled, 1);
 });
@@ -305,7 +306,7 @@ test('options and arguments are checked; async methods reject instead of throwin
   await assert.rejects(RedisQueue.connect(url, { keyPrefix: 'a{b' }), invalid(RangeError, 'CONFIG', /key prefix 'a\{b' must be non-empty and without braces/));
   await assert.rejects(RedisQueue.connect(url, { lanes: { x: { maxConcurrency: 1 } } }), invalid(TypeError, 'CONFIG', /options\.lanes\.x\.priority is required/));
   await assert.rejects(RedisQueue.connect(url, { lanes: { x: { priority: 1, maxConcurrency: 1, rateLimit: { perSecond: 0 } } } }), invalid(RangeError, 'CONFIG', /lane 'x': rate limit: a rate of 0 commands per 1s would never start a command/));
-  await assert.rejects(RedisQueue.connect(url, { lanes: { x: { priority: 1, retry: { maxRetries: 1, jitter: 'x' } } } }), invalid(RangeError, 'CONFIG', /options\.lanes\.x\.retry\.jitter must be one of/));
+  await assert.rejects(RedisQueue.connect(url, { lanes: { x: { priority: 1, retry: { maxRetries: 1, jitter: 'x' } } } }), invalid(RangeError, 'CONFIG', /options\.lanes\.x\.retry\.jitter: .*retry jitter 'x' is not one of none, full, equal/));
   await assert.rejects(RedisQueue.connect(url, { lanes: { x: { priority: 1, pressureThreshold: 5 } } }), invalid(RangeError, 'CONFIG', /lane 'x': pressure_threshold is not supported by the Redis engine/));
   await assert.rejects(RedisQueue.connect(url, { lane: {} }), invalid(TypeError, 'CONFIG', /unknown option 'lane'; known options: lanes, keyPrefix, resultTtlMs, responseTimeoutMs/));
   await assert.rejects(RedisQueue.connect('redis://127.0.0.1:1', { responseTimeoutMs: 2000 }), code('STORAGE'));
@@ -329,7 +330,8 @@ test('options and arguments are checked; async methods reject instead of throwin
   await assert.rejects(queue.submit('work', 'job', '{oops'), invalid(TypeError, 'INVALID_ARGUMENT', /payload is a string but not valid JSON/));
   await assert.rejects(queue.submit('work', 'job', {}, { signal: 1 }), invalid(TypeError, 'INVALID_ARGUMENT', /options\.signal must be an AbortSignal/));
   await assert.rejects(queue.cancel(-1), invalid(RangeError, 'INVALID_ARGUMENT', /a command id is a whole number/));
-  await assert.rejects(queue.deadLetters(0), invalid(RangeError, 'INVALID_ARGUMENT', /limit must be a whole number of 1 or more, got 0/));
+  await assert.rejects(queue.deadLetters(-1), invalid(RangeError, 'INVALID_ARGUMENT', /limit must be between 0 and 9007199254740991, got -1/));
+  assert.deepEqual(await queue.deadLetters(0), []);
   await assert.rejects(queue.pauseLane('work', 0), invalid(RangeError, 'INVALID_ARGUMENT', /durationMs: .*a timed pause must be longer than zero/));
   await assert.rejects(queue.pauseLane('work', -1), invalid(RangeError, 'INVALID_ARGUMENT', /durationMs must be 0 or more, got -1/));
   await assert.rejects(queue.declareLane('x', { maxConcurrency: 1 }), invalid(TypeError, 'CONFIG', /options\.priority is required/));

@@ -34,7 +34,7 @@ test('when retries run out the last error reaches the submitter and the dead let
   });
   await lane.start();
   await assert.rejects(lane.submit('jobs', 'broken', { item: 7 }), (error) => error === last);
-  const [letter] = lane.deadLetters();
+  const [letter] = await lane.deadLetters();
   assert.equal(letter.commandType, 'broken');
   assert.equal(letter.laneId, 'jobs');
   assert.equal(letter.attempts, 3);

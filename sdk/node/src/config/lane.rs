@@ -219,23 +219,14 @@ impl RetryOptions {
         if let Some(delay) = at.field("maxDelayMs", self.max_delay_ms, At::millis)? {
             builder = builder.max_delay(delay);
         }
-        if let Some(jitter) = at.field("jitter", self.jitter, jitter)? {
+        if let Some(jitter) = at.field("jitter", self.jitter, |at, name| {
+            name.parse::<RetryJitter>()
+                .map_err(|error| error.to_js_failure().within(at.path()))
+        })? {
             builder = builder.jitter(jitter);
         }
         builder
             .build()
             .map_err(|error| error.to_js_failure().within(at.path()))
-    }
-}
-
-fn jitter(at: &At<'_>, name: String) -> Result<RetryJitter, JsFailure> {
-    match name.as_str() {
-        "none" => Ok(RetryJitter::None),
-        "full" => Ok(RetryJitter::Full),
-        "equal" => Ok(RetryJitter::Equal),
-        _ => Err(at.range_error(format!(
-            "{} must be one of 'none', 'full', 'equal', got {name:?}",
-            at.path()
-        ))),
     }
 }

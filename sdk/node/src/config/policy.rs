@@ -274,18 +274,7 @@ impl PriorityBoostOptions {
         let steps = at.field("steps", self.steps, |_, steps| Ok(steps.0))?;
         for (index, step) in steps.into_iter().flatten().enumerate() {
             let at = At::option(format!("{path}.steps[{index}]"));
-            let before = at.take("beforeDeadlineMs", step.before_deadline_ms, |at, ms| {
-                // The core does not refuse a step at the deadline yet (one that can never
-                // apply before it); until it does, the binding says so.
-                if ms == 0.0 {
-                    return Err(at.range_error(format!(
-                        "{} must be greater than 0 milliseconds, got 0 (a step at the \
-                         deadline never applies before it)",
-                        at.path()
-                    )));
-                }
-                at.millis(ms)
-            })?;
+            let before = at.take("beforeDeadlineMs", step.before_deadline_ms, At::millis)?;
             config = config.with_boost(before, at.take("boost", step.boost, At::u8)?);
         }
         Ok(config)

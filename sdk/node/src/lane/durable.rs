@@ -5,9 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use a3s_lane::{
-    CommandHandle as CoreHandle, LaneError, LocalStorage, LocalStorageConfig, QueueManager, Storage,
-};
+use a3s_lane::{LaneError, LocalStorage, LocalStorageConfig, QueueManager, Storage};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use serde_json::Value;
@@ -52,10 +50,7 @@ pub(crate) async fn acceptor(core: Arc<LaneCore>, mut jobs: mpsc::UnboundedRecei
 
 fn reject_job(bridge: &Bridge, job: &AcceptJob, error: &LaneError) {
     for token in std::iter::once(job.token).chain(job.result_token) {
-        bridge.mailbox.send(Mail::Settle {
-            token,
-            settle: Settle::Failed(error.clone()),
-        });
+        bridge.settle(token, Settle::Failed(error.clone()));
     }
 }
 
@@ -65,29 +60,14 @@ async fn accept(manager: QueueManager, bridge: Arc<Bridge>, job: AcceptJob) {
         .await
     {
         Ok(handle) => {
-            bridge.mailbox.send(Mail::Settle {
-                token: job.token,
-                settle: Settle::Accepted {
-                    id: handle.id(),
-                    result_token: job.result_token,
-                },
-            });
-            settle_result(&bridge, job.result_token.unwrap_or(job.token), handle).await;
+            let id = handle.id();
+            let result_token = job.result_token;
+            bridge.settle(job.token, Settle::Accepted { id, result_token });
+            let token = result_token.unwrap_or(job.token);
+            bridge.settle_result(token, id, handle).await;
         }
         Err(error) => reject_job(&bridge, &job, &error),
     }
-}
-
-/// Settles `token` with the command's result once it has one.
-pub(crate) async fn settle_result(bridge: &Bridge, token: u64, handle: CoreHandle) {
-    let id = handle.id();
-    let result = handle
-        .await
-        .and_then(|value| serde_json::to_string(&value).map_err(LaneError::from));
-    bridge.mailbox.send(Mail::Settle {
-        token,
-        settle: Settle::Result { id, result },
-    });
 }
 
 /// Opens the store, builds the queue around it and starts it (recovering what the store

@@ -1,7 +1,9 @@
 //! [`Lane`]: the in-process queue as JavaScript sees it. It holds the core
 //! `QueueManager` (through `state::LaneCore`), converts arguments, maps errors, and
 //! leaves the rest to the core and to the bridge in `runtime.rs`. Submitting is in
-//! [`submit`], durable storage in `durable`, what it reports in [`stats`].
+//! [`submit`], durable storage in `durable`; the operations it shares with a
+//! `RedisQueue` (cancel, command, pause and resume, dead letters, events) are the client
+//! surface's, in `crate::client`.
 //!
 //! No method blocks the event loop: submitting, cancelling and reading stats take a
 //! short lock in the core; everything that waits (a command's result, opening durable
@@ -9,14 +11,13 @@
 
 mod durable;
 mod state;
-pub mod stats;
 pub mod submit;
 
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use a3s_lane::{CommandId, LaneError, QueueManager};
+use a3s_lane::{LaneError, QueueManager};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use napi::Env;
@@ -26,36 +27,14 @@ use parking_lot::RwLock;
 use tokio::sync::mpsc;
 
 use self::durable::AcceptJob;
-use self::state::LaneCore;
-use self::stats::{DeadLetter, QueueStats, count};
+use self::state::{LaneCore, shut_down};
+use crate::client::{Client, client_methods};
 use crate::config::lane::LaneMap;
 use crate::config::queue::{QueueOptions, QueueSetup};
-use crate::convert::{At, Js, command_id as to_command_id, function};
-use crate::error::{JsFailure, argument_failure, throw};
-use crate::events::EventKeys;
-use crate::runtime::{Bridge, JsRuntime, Mail, Mailbox, NativeCallbacks, Settle, spawn};
-
-/// The JavaScript-thread side of a lane.
-struct LaneInner {
-    runtime: Rc<JsRuntime>,
-    core: Arc<LaneCore>,
-    /// Durable lanes only: hands submits to the acceptor task.
-    jobs: Option<mpsc::UnboundedSender<AcceptJob>>,
-}
-
-impl NativeCallbacks for LaneInner {
-    fn cancel(&self, id: CommandId) -> bool {
-        self.core
-            .manager()
-            .is_some_and(|manager| manager.cancel(id))
-    }
-
-    fn events_wanted(&self, env: &Env, wanted: bool) {
-        let manager = self.core.set_events_wanted(wanted);
-        self.runtime
-            .set_events_wanted(env, wanted, || manager.map(|manager| manager.subscribe()));
-    }
-}
+use crate::convert::{At, Js, function};
+use crate::error::{JsFailure, throw};
+use crate::runtime::{Bridge, JsRuntime, Mailbox, Settle, spawn};
+use crate::stats::count;
 
 /// A lane-based priority command queue running JavaScript handlers.
 ///
@@ -68,30 +47,33 @@ impl NativeCallbacks for LaneInner {
 /// ```
 #[napi]
 pub struct Lane {
-    inner: Rc<LaneInner>,
+    client: Rc<Client>,
+    core: Arc<LaneCore>,
+    /// Durable lanes only: hands submits to the acceptor task.
+    jobs: Option<mpsc::UnboundedSender<AcceptJob>>,
 }
 
 impl std::fmt::Debug for Lane {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Lane")
-            .field("lanes", &self.inner.core.setup.lanes.len())
+            .field("lanes", &self.core.setup.lanes.len())
             .finish_non_exhaustive()
     }
 }
 
 impl Lane {
+    fn client(&self) -> &Client {
+        &self.client
+    }
+
     fn runtime(&self) -> &JsRuntime {
-        &self.inner.runtime
+        self.client.runtime()
     }
 
     fn manager_or_throw(&self, env: &Env) -> napi::Result<QueueManager> {
-        self.inner.core.manager().ok_or_else(|| {
-            if self.inner.core.is_closed() {
-                JsFailure::error(
-                    "SHUTDOWN",
-                    "the lane was shut down; create a new Lane to go on",
-                )
-                .throw(env)
+        self.core.manager().ok_or_else(|| {
+            if self.core.is_closed() {
+                shut_down().throw(env)
             } else {
                 JsFailure::error(
                     "QUEUE",
@@ -109,50 +91,21 @@ impl Lane {
     {
         let token = self.runtime().next_token();
         let promise = self.runtime().promise(env, token)?;
-        let core = self.inner.core.clone();
+        let core = self.core.clone();
         spawn(async move {
             let settle = match core.ready().await {
                 Ok(manager) => work(manager, core.clone()).await,
                 Err(error) => Settle::Failed(error),
             };
-            core.bridge.mailbox.send(Mail::Settle { token, settle });
+            core.bridge.settle(token, settle);
         });
         Ok(promise)
     }
 
-    fn lane_argument(&self, env: &Env, value: Js<String>) -> napi::Result<String> {
-        At::argument("laneId")
-            .name(value)
-            .map_err(|failure| failure.throw(env))
-    }
-
-    fn event_key(&self, env: &Env, key: Js<String>) -> napi::Result<String> {
-        let key = At::argument("key")
-            .name(key)
-            .map_err(|failure| failure.throw(env))?;
-        crate::events::check_key(&key, true)
-            .map_err(|message| JsFailure::range_error("INVALID_ARGUMENT", message).throw(env))?;
-        Ok(key)
-    }
-
-    fn dead_letter_queue(&self, env: &Env) -> napi::Result<a3s_lane::DeadLetterQueue> {
-        let manager = self.manager_or_throw(env)?;
-        manager
-            .dead_letters()
-            .ok_or_else(|| no_dead_letters().throw(env))
-    }
-
     /// The queue's metrics, when the lane was created with `{ metrics: true }`.
     pub(crate) fn queue_metrics(&self) -> Option<&a3s_lane::QueueMetrics> {
-        self.inner.core.setup.metrics.as_ref()
+        self.core.setup.metrics.as_ref()
     }
-}
-
-fn no_dead_letters() -> JsFailure {
-    JsFailure::error(
-        "CONFIG",
-        "this lane keeps no dead letters; create it with { deadLetterCapacity: n }",
-    )
 }
 
 #[napi]
@@ -201,15 +154,8 @@ impl Lane {
             core.state.lock().manager = Some(manager);
             None
         };
-        let inner = Rc::new(LaneInner {
-            runtime,
-            core,
-            jobs,
-        });
-        let callbacks: Rc<dyn NativeCallbacks> = inner.clone();
-        let weak: Weak<dyn NativeCallbacks> = Rc::downgrade(&callbacks);
-        inner.runtime.set_callbacks(weak, inner.core.bridge.clone());
-        Ok(Self { inner })
+        let client = Client::new(runtime, core.bridge.clone(), core.clone());
+        Ok(Self { client, core, jobs })
     }
 
     /// Registers (or replaces) the handler of a command type. The handler gets the
@@ -230,7 +176,7 @@ impl Lane {
             .map_err(|failure| failure.throw(&env))?;
         function(&env, &format!("the handler of '{command_type}'"), &handler)?;
         self.runtime().handle(&env, &command_type, handler)?;
-        self.inner.core.register_handler(&command_type);
+        self.core.register_handler(&command_type);
         Ok(())
     }
 
@@ -242,7 +188,7 @@ impl Lane {
         let rt = self.runtime();
         let token = rt.next_token();
         let promise = rt.promise(env, token)?;
-        let core = self.inner.core.clone();
+        let core = self.core.clone();
         let Some(storage) = core.setup.storage.clone() else {
             // A lane without storage has its queue from the constructor until shutdown.
             let Some(manager) = core.manager() else {
@@ -276,7 +222,7 @@ impl Lane {
                 Ok(()) => Settle::Done,
                 Err(error) => Settle::Failed(error),
             };
-            core.bridge.mailbox.send(Mail::Settle { token, settle });
+            core.bridge.settle(token, settle);
         });
         Ok(promise)
     }
@@ -318,24 +264,12 @@ impl Lane {
         self.submit_inner(env, lane, command_type, payload, options, true)
     }
 
-    /// Cancels a command by id: a pending one is removed at once (its promise rejects
-    /// with code `CANCELLED`); a running one has its `ctx.signal` aborted and is
-    /// abandoned after its lane's `cancelGraceMs`. Returns false when no such command is
-    /// pending or running.
-    #[napi(ts_args_type = "commandId: number")]
-    pub fn cancel(&self, env: Env, command_id: Js<f64>) -> napi::Result<bool> {
-        let id = to_command_id(command_id).map_err(|failure| failure.throw(&env))?;
-        Ok(self
-            .inner
-            .core
-            .manager()
-            .is_some_and(|manager| manager.cancel(id)))
-    }
-
     /// Cancels every pending and running command of a lane; returns how many.
     #[napi(ts_args_type = "laneId: string")]
     pub fn cancel_lane(&self, env: Env, lane_id: Js<String>) -> napi::Result<u32> {
-        let lane = self.lane_argument(&env, lane_id)?;
+        let lane = At::argument("laneId")
+            .name(lane_id)
+            .map_err(|failure| failure.throw(&env))?;
         let manager = self.manager_or_throw(&env)?;
         manager
             .cancel_lane(&lane)
@@ -343,165 +277,18 @@ impl Lane {
             .map_err(|error| throw(&env, &error))
     }
 
-    /// Stops starting commands from a lane (running ones go on); with `durationMs`, the
-    /// lane resumes by itself after that long (for example after an HTTP 429).
-    #[napi(ts_args_type = "laneId: string, durationMs?: number")]
-    pub fn pause_lane(
-        &self,
-        env: Env,
-        lane_id: Js<String>,
-        duration_ms: Option<Js<f64>>,
-    ) -> napi::Result<()> {
-        let lane = self.lane_argument(&env, lane_id)?;
-        let at = At::argument("durationMs");
-        let duration = duration_ms
-            .map(|ms| ms.get(&at).and_then(|ms| at.millis(ms)))
-            .transpose()
-            .map_err(|failure| failure.throw(&env))?;
-        let manager = self.manager_or_throw(&env)?;
-        match duration {
-            None => manager.pause_lane(&lane),
-            Some(duration) => {
-                crate::runtime::in_runtime(|| manager.pause_lane_for(&lane, duration))
-            }
-        }
-        .map_err(|error| argument_failure(&error, "durationMs").throw(&env))
-    }
-
-    /// Resumes a paused lane and starts what now fits.
-    #[napi(ts_args_type = "laneId: string")]
-    pub fn resume_lane(&self, env: Env, lane_id: Js<String>) -> napi::Result<()> {
-        let lane = self.lane_argument(&env, lane_id)?;
-        let manager = self.manager_or_throw(&env)?;
-        manager
-            .resume_lane(&lane)
-            .map_err(|error| throw(&env, &error))
-    }
-
     /// Counts for the whole queue and each lane.
-    #[napi]
-    pub fn stats(&self, env: Env) -> napi::Result<QueueStats> {
-        Ok(self.manager_or_throw(&env)?.queue().stats_now().into())
+    #[napi(ts_return_type = "Promise<QueueStats>")]
+    pub fn stats<'env>(&self, env: &'env Env) -> napi::Result<Unknown<'env>> {
+        self.client.stats(env)
     }
 
-    /// The dead letters, oldest first. Throws (code `CONFIG`) when the lane was created
-    /// without `deadLetterCapacity`.
-    #[napi]
-    pub fn dead_letters(&self, env: Env) -> napi::Result<Vec<DeadLetter>> {
-        let dlq = self.dead_letter_queue(&env)?;
-        let letters = dlq.list().now_or_never().unwrap_or_default();
-        Ok(letters.into_iter().map(DeadLetter::from).collect())
-    }
-
-    /// Removes every dead letter (from the store too, with durable storage).
-    #[napi]
-    pub fn clear_dead_letters(&self, env: Env) -> napi::Result<()> {
-        let dlq = self.dead_letter_queue(&env)?;
-        let _ = dlq.clear().now_or_never();
-        Ok(())
-    }
-
-    /// Submits a dead letter again, under a new id with a fresh attempt count; it leaves
-    /// the dead letters once the new command is accepted. Resolves with its handle.
-    #[napi(
-        ts_args_type = "commandId: number",
-        ts_return_type = "Promise<CommandHandle>"
-    )]
-    pub fn redrive<'env>(
-        &self,
-        env: &'env Env,
-        command_id: Js<f64>,
-    ) -> napi::Result<Unknown<'env>> {
-        let id = match to_command_id(command_id) {
-            Ok(id) => id,
-            Err(failure) => return self.runtime().rejected(env, &failure),
-        };
-        if self
-            .inner
-            .core
-            .manager()
-            .is_some_and(|manager| manager.dead_letters().is_none())
-        {
-            return self.runtime().rejected(env, &no_dead_letters());
-        }
-        let rt = self.runtime();
-        let result = rt.next_token();
-        rt.detached_promise(env, result)?;
-        let token = rt.next_token();
-        let promise = rt.promise(env, token)?;
-        let core = self.inner.core.clone();
-        spawn(async move {
-            let bridge = core.bridge.clone();
-            let redriven = match core.ready().await {
-                Ok(manager) => manager.redrive(id).await,
-                Err(error) => Err(error),
-            };
-            match redriven {
-                Ok(handle) => {
-                    bridge.mailbox.send(Mail::Settle {
-                        token,
-                        settle: Settle::Accepted {
-                            id: handle.id(),
-                            result_token: Some(result),
-                        },
-                    });
-                    durable::settle_result(&bridge, result, handle).await;
-                }
-                Err(error) => {
-                    for token in [token, result] {
-                        bridge.mailbox.send(Mail::Settle {
-                            token,
-                            settle: Settle::Failed(error.clone()),
-                        });
-                    }
-                }
-            }
-        });
-        Ok(promise)
-    }
-
-    /// Calls `listener` with every event of `key` (`'*'`: every event). Keys:
-    /// `queue.command.submitted`, `.started`, `.completed`, `.retry`, `.dead_lettered`,
-    /// `.failed`, `.timeout`, `.cancelled`, `.progress`, `queue.shutdown.started`,
-    /// `queue.shutdown.complete`, `queue.lane.pressure`, `queue.lane.idle`,
-    /// `queue.storage.failed`, `queue.events.lagged`. Listeners do not keep the process
-    /// alive; an error thrown by one is reported as an uncaught exception.
-    #[napi(ts_args_type = "key: string, listener: (event: LaneEvent) => void")]
-    pub fn on(&self, env: Env, key: Js<String>, listener: Unknown<'_>) -> napi::Result<()> {
-        let key = self.event_key(&env, key)?;
-        function(&env, "listener", &listener)?;
-        self.runtime().on(&env, key, listener)
-    }
-
-    /// Removes a listener added with `on`.
-    #[napi(ts_args_type = "key: string, listener: (event: LaneEvent) => void")]
-    pub fn off(&self, env: Env, key: Js<String>, listener: Unknown<'_>) -> napi::Result<()> {
-        let key = self.event_key(&env, key)?;
-        function(&env, "listener", &listener)?;
-        self.runtime().off(&env, key, listener)
-    }
-
-    /// The events of `keys` (all when absent) as an async iterator, from now on. It ends
-    /// after `queue.shutdown.complete`, or when the loop is left. A reader that falls more
-    /// than `eventCapacity` events behind loses the oldest and gets one
-    /// `queue.events.lagged` event saying how many. It does not keep the process alive.
-    #[napi(
-        ts_args_type = "keys?: string | string[]",
-        ts_return_type = "AsyncIterableIterator<LaneEvent>"
-    )]
-    pub fn events<'env>(
-        &self,
-        env: &'env Env,
-        keys: Option<Js<EventKeys>>,
-    ) -> napi::Result<Unknown<'env>> {
-        let keys = keys
-            .map(|keys| keys.get(&At::argument("event keys"))?.checked())
-            .transpose()
-            .map_err(|failure| failure.throw(env))?;
-        let capacity = count(self.inner.core.setup.event_capacity);
-        // After a shutdown no event will come: the iterator is over at once.
-        let ended = self.inner.core.is_closed();
-        self.runtime().iterate(env, keys, capacity, ended)
+    /// Deletes every dead letter, as `purgeDeadLetters()` does.
+    ///
+    /// @deprecated Use `purgeDeadLetters()`.
+    #[napi(ts_return_type = "Promise<number>")]
+    pub fn clear_dead_letters<'env>(&self, env: &'env Env) -> napi::Result<Unknown<'env>> {
+        self.client.purge_dead_letters(env)
     }
 
     /// Stops accepting commands (new submits reject with code `SHUTDOWN`) and resolves
@@ -509,7 +296,7 @@ impl Lane {
     /// process alive.
     #[napi(ts_return_type = "Promise<void>")]
     pub fn shutdown<'env>(&self, env: &'env Env) -> napi::Result<Unknown<'env>> {
-        if self.inner.core.is_closed() {
+        if self.core.is_closed() {
             return self.runtime().settled(env, None);
         }
         self.settle_later(env, |manager, core| {
@@ -533,7 +320,7 @@ impl Lane {
     /// cancelled, once none is left running.
     #[napi(ts_return_type = "Promise<number>")]
     pub fn shutdown_now<'env>(&self, env: &'env Env) -> napi::Result<Unknown<'env>> {
-        if self.inner.core.is_closed() {
+        if self.core.is_closed() {
             return self.runtime().settled(env, Some("0".into()));
         }
         self.settle_later(env, |manager, core| {
@@ -574,7 +361,7 @@ impl Lane {
     /// Whether `shutdown()` or `shutdownNow()` was called.
     #[napi(getter)]
     pub fn is_shutting_down(&self) -> bool {
-        let core = &self.inner.core;
+        let core = &self.core;
         core.is_closed()
             || core
                 .manager()
@@ -584,8 +371,7 @@ impl Lane {
     /// The lane ids, in the order they were configured.
     #[napi(getter)]
     pub fn lane_ids(&self) -> Vec<String> {
-        self.inner
-            .core
+        self.core
             .setup
             .lanes
             .iter()
@@ -593,3 +379,6 @@ impl Lane {
             .collect()
     }
 }
+
+// The client surface, the same on `Lane` and `RedisQueue`: `crate::client`.
+client_methods!(Lane);

@@ -1,15 +1,20 @@
 //! [`LaneCore`]: the part of a `Lane` its tokio tasks share — the core `QueueManager`
 //! once it exists (a durable lane builds it when `start()` has opened the store), the
-//! handler types registered so far, and whether events are wanted — and how it is built.
+//! handler types registered so far, and whether events are wanted — how it is built, and
+//! how the lane's client surface (`crate::client`) finds it.
 
 use std::sync::Arc;
 
-use a3s_lane::{EventEmitter, LaneError, QueueManager, QueueManagerBuilder};
+use a3s_lane::{EventEmitter, LaneError, QueueClient, QueueManager, QueueManagerBuilder};
+use async_trait::async_trait;
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 
+use crate::client::ClientSource;
 use crate::config::queue::QueueSetup;
+use crate::error::{JsFailure, ToJsError};
 use crate::runtime::{Bridge, JsHandler, Mail};
+use crate::stats::count;
 
 /// What a lane's tokio tasks share.
 pub(crate) struct LaneCore {
@@ -151,11 +156,56 @@ impl LaneCore {
             );
         }
     }
+}
 
-    /// Records whether events are wanted; returns the queue to subscribe to, if it exists.
-    pub(crate) fn set_events_wanted(&self, wanted: bool) -> Option<QueueManager> {
-        let mut state = self.state.lock();
-        state.events_wanted = wanted;
-        state.manager.clone()
+/// A lane that was shut down: its queue (and store) is released.
+pub(crate) fn shut_down() -> JsFailure {
+    JsFailure::error(
+        "SHUTDOWN",
+        "the lane was shut down; create a new Lane to go on",
+    )
+}
+
+#[async_trait]
+impl ClientSource for LaneCore {
+    fn now(&self) -> Option<Arc<dyn QueueClient>> {
+        self.manager()
+            .map(|manager| Arc::new(manager) as Arc<dyn QueueClient>)
+    }
+
+    async fn client(&self) -> Result<Arc<dyn QueueClient>, JsFailure> {
+        {
+            let state = self.state.lock();
+            if let Some(manager) = &state.manager {
+                return Ok(Arc::new(manager.clone()));
+            }
+            if state.closed {
+                return Err(shut_down());
+            }
+            if !state.starting && state.failed.is_none() {
+                // Only a durable lane has no queue before it starts.
+                return Err(JsFailure::error(
+                    "QUEUE",
+                    "the lane opens its durable storage in start(); call lane.start() first",
+                ));
+            }
+        }
+        match self.ready().await {
+            Ok(manager) => Ok(Arc::new(manager)),
+            Err(LaneError::ShutdownInProgress) => Err(shut_down()),
+            Err(error) => Err(error.to_js_failure()),
+        }
+    }
+
+    fn set_events_wanted(&self, wanted: bool) {
+        self.state.lock().events_wanted = wanted;
+    }
+
+    fn event_capacity(&self) -> u32 {
+        count(self.setup.event_capacity)
+    }
+
+    fn events_over(&self) -> bool {
+        self.is_closed()
     }
 }

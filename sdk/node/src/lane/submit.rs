@@ -76,7 +76,7 @@ impl Lane {
                     return Ok(promise);
                 }
             };
-        if let Some(jobs) = &self.inner.jobs {
+        if let Some(jobs) = &self.jobs {
             let job = AcceptJob {
                 lane,
                 command_type,
@@ -91,7 +91,7 @@ impl Lane {
             }
             return Ok(promise);
         }
-        let Some(manager) = self.inner.core.manager() else {
+        let Some(manager) = self.core.manager() else {
             // Only a lane that was shut down has no queue (a lane without storage builds
             // its queue in the constructor).
             let error = LaneError::ShutdownInProgress.to_js_failure().to_js(env);
@@ -113,7 +113,7 @@ impl Lane {
                     let object = rt.make_handle(env, tokens.result, id)?;
                     rt.resolve_with(env, tokens.returned, object)?;
                 }
-                rt.await_result(env, result, core_handle, self.inner.core.bridge.clone())?;
+                rt.await_result(env, result, core_handle, self.core.bridge.clone())?;
             }
             Some(Err(error)) => {
                 self.reject_tokens(env, tokens, error.to_js_failure().to_js(env))?;

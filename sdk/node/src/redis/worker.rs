@@ -25,7 +25,9 @@ use super::queue::RedisQueue;
 use crate::config::redis::{RedisWorkerOptions, WorkerSetup};
 use crate::convert::{At, Given, Js, function};
 use crate::error::{JsFailure, ToJsError};
-use crate::runtime::{Bridge, JsHandler, JsRuntime, Mail, Mailbox, NativeCallbacks, Settle, spawn};
+use crate::runtime::{
+    Bridge, JsHandler, JsRuntime, Mail, Mailbox, NativeCallbacks, Settle, ToJs, spawn,
+};
 
 enum WorkerState {
     /// `RedisWorker.start` is registering the worker.
@@ -54,7 +56,7 @@ struct WorkerShared {
 
 impl WorkerShared {
     fn settle(&self, token: u64, settle: Settle) {
-        self.bridge.mailbox.send(Mail::Settle { token, settle });
+        self.bridge.settle(token, settle);
     }
 
     /// Takes the running worker out for a shutdown; `None` when another shutdown has it.
@@ -89,10 +91,17 @@ struct WorkerInner {
     shared: Arc<WorkerShared>,
 }
 
+/// A worker submits nothing and has no events of its own: no signal, handle or listener
+/// of it exists.
 impl NativeCallbacks for WorkerInner {
-    /// A worker submits nothing, so no signal or handle of its own cancels anything.
-    fn cancel(&self, _id: CommandId) -> bool {
-        false
+    fn cancel(&self, _id: CommandId) {}
+
+    fn cancel_from_handle<'env>(
+        &self,
+        env: &'env Env,
+        _id: CommandId,
+    ) -> napi::Result<Unknown<'env>> {
+        ToJs::new(()).into_js(env)
     }
 
     fn events_wanted(&self, _env: &Env, _wanted: bool) {}

@@ -2,17 +2,40 @@
 // the documented API must compile, and misuse must not.
 import {
   DEFAULTS,
+  EVENT_KEYS,
   Lane,
   RedisQueue,
   RedisWorker,
+  type CancelOutcome,
   type CommandContext,
   type CommandHandle,
+  type CommandState,
+  type CommandStatus,
+  type DeadLetter,
   type LaneEvent,
+  type LaneStatus,
   type MetricsSnapshot,
   type QueueStats,
   type RedisCommandHandle,
+  type RedisLaneStatus,
   type RedisQueueStats,
 } from '../../index.js';
+
+/** Code written against the client surface runs on either engine. */
+async function drainDeadLetters(queue: Lane | RedisQueue): Promise<number> {
+  const letters: DeadLetter[] = await queue.deadLetters();
+  for (const letter of letters) {
+    const status: CommandStatus | null = await queue.command(letter.commandId);
+    const state: CommandState | undefined = status?.state;
+    if (state === 'dead_lettered') await (await queue.redrive(letter.commandId)).result.catch(() => undefined);
+  }
+  const outcome: CancelOutcome = await queue.cancel(0);
+  const stats: QueueStats = await queue.stats();
+  await queue.pauseLane('api', 1_000);
+  await queue.resumeLane('api');
+  void [outcome, stats.totalPending];
+  return queue.purgeDeadLetters();
+}
 
 async function main(): Promise<void> {
   const lane = new Lane({ query: { priority: 2, minConcurrency: 1, maxConcurrency: 10, timeoutMs: 5_000 } }, { maxConcurrency: null });
@@ -26,9 +49,10 @@ async function main(): Promise<void> {
   const controller = new AbortController();
   const handle: CommandHandle = await lane.submitWithHandle('query', 'fetch_data', '{"url":"x"}', { signal: controller.signal });
   const id: number = handle.id;
-  const cancelled: boolean = handle.cancel() || lane.cancel(id);
+  const cancelled: CancelOutcome = await handle.cancel();
+  if ((await lane.cancel(id)) === 'already_finished') void id;
   await handle.result.catch(() => undefined);
-  const stats: QueueStats = lane.stats();
+  const stats: QueueStats = await lane.stats();
   const pending: number = stats.totalPending + stats.totalActive + (stats.lanes['query']?.pending ?? 0);
   lane.on('queue.command.completed', (event: LaneEvent) => {
     const laneId = event.payload['laneId'];
@@ -39,15 +63,19 @@ async function main(): Promise<void> {
     void key;
     break;
   }
-  lane.pauseLane('query', 1_000);
-  lane.resumeLane('query');
+  await lane.pauseLane('query', 1_000);
+  await lane.resumeLane('query');
+  const where: CommandStatus | null = await lane.command(id);
+  const purged: number = await lane.purgeDeadLetters();
+  void [where, purged];
   const count: number = lane.cancelLane('query');
   await lane.drain(1_000);
   await lane.shutdown();
   const stopped: number = await new Lane().shutdownNow();
   const durable = new Lane(undefined, { storage: { path: './data', sync: 'normal' }, deadLetterCapacity: 100 });
-  const letters = durable.deadLetters();
+  const letters = await durable.deadLetters(10);
   if (letters.length > 0) await durable.redrive(letters[0]!.commandId);
+  await drainDeadLetters(durable);
   void [result, cancelled, pending, count, stopped];
 
   // Rate limits, priority boosts and metrics.
@@ -63,8 +91,8 @@ async function main(): Promise<void> {
     },
     { metrics: true },
   );
-  const effective: number = limited.stats().lanes['late']!.effectivePriority;
-  const throttled: boolean = limited.stats().lanes['api']!.throttled;
+  const effective: number = (await limited.stats()).lanes['late']!.effectivePriority;
+  const throttled: boolean = (await limited.stats()).lanes['api']!.throttled;
   const snapshot: MetricsSnapshot = limited.metrics();
   const submitted: number | undefined = snapshot.counters['lane.commands.submitted'];
   const p99: number | undefined = snapshot.lanes['api']?.histograms['lane.command.latency_ms']?.p99;
@@ -91,11 +119,19 @@ async function main(): Promise<void> {
     handlers: { fetch: async (payload: { url: string }, ctx: CommandContext) => ({ url: payload.url, aborted: ctx.signal.aborted }) },
   });
   worker.handle('ping', () => 'pong');
-  const remote: RedisCommandHandle = await queue.submit('api', 'fetch', { url: 'https://example.com' }, { signal: controller.signal });
-  const outcome: 'cancelled' | 'signalled' | 'finished' | 'unknown' = await remote.cancel();
+  const remote: CommandHandle = await queue.submit('api', 'fetch', { url: 'https://example.com' }, { signal: controller.signal });
+  const outcome: 'cancelled' | 'signalled' | 'already_finished' | 'unknown' = await remote.cancel();
   const value: unknown = await remote.result;
   const redisStats: RedisQueueStats = await queue.stats();
+  const asQueueStats: QueueStats = redisStats;
   const workers: number = redisStats.workers + redisStats.lanes['api']!.pending;
+  // The deprecated names are the shared types.
+  const oldHandle: RedisCommandHandle = remote;
+  const oldStatus: RedisLaneStatus | undefined = redisStats.lanes['api'];
+  const laneStatus: LaneStatus | undefined = oldStatus;
+  await drainDeadLetters(queue);
+  queue.on('queue.command.completed', (event: LaneEvent) => void event.payload['commandId']);
+  void [asQueueStats, oldHandle, laneStatus];
   const letters2 = await queue.deadLetters(10);
   await queue.pauseLane('api', 1_000);
   await queue.resumeLane('api');
@@ -135,6 +171,17 @@ async function main(): Promise<void> {
   void [grace, timeout, slots, prefix, promptMax];
   // @ts-expect-error DEFAULTS is read-only
   DEFAULTS.lane.cancel_grace_ms = 5;
+
+  // The event keys, read-only.
+  const keys: readonly string[] = EVENT_KEYS;
+  for (const key of EVENT_KEYS) lane.on(key, () => undefined);
+  // @ts-expect-error EVENT_KEYS is read-only
+  EVENT_KEYS.push('x');
+  // @ts-expect-error a cancel outcome is one of four names
+  const wrong: CancelOutcome = 'finished';
+  // @ts-expect-error stats() is a promise on both engines
+  void lane.stats().totalPending;
+  void [keys, wrong];
 }
 
 void main;

@@ -1,9 +1,14 @@
-//! What a `Lane` reports: [`QueueStats`] with each lane's [`LaneStatus`], and its
-//! [`DeadLetter`]s, converted from the core's.
+//! What a queue reports, the same from a `Lane` and a `RedisQueue`: [`QueueStats`] with
+//! each lane's [`LaneStatus`], its [`DeadLetter`]s and a command's [`CommandStatus`],
+//! converted from the core's. The names of cancel outcomes and command states are the
+//! core's own (their serialised, snake case form).
 
 use std::collections::HashMap;
 
-use a3s_lane::{DeadLetter as CoreLetter, LaneStatus as CoreStatus, QueueStats as CoreStats};
+use a3s_lane::{
+    CancelOutcome, CommandState, CommandStatus as CoreCommand, DeadLetter as CoreLetter,
+    LaneStatus as CoreStatus, QueueStats as CoreStats,
+};
 use napi_derive::napi;
 use serde_json::Value;
 
@@ -31,11 +36,11 @@ pub struct LaneStatus {
     pub priority: u32,
     /// Commands waiting to start.
     pub pending: u32,
-    /// Commands running.
+    /// Commands running (on a `RedisQueue`: on all its workers).
     pub active: u32,
-    /// Slots reserved for it under a global `maxConcurrency`.
+    /// Slots reserved for it under a global `maxConcurrency` (0 on a `RedisQueue`).
     pub min_concurrency: u32,
-    /// Most of its commands that run at once.
+    /// Most of its commands that run at once (on a `RedisQueue`: over all its workers).
     pub max_concurrency: u32,
     /// Whether it is paused.
     pub paused: bool,
@@ -67,9 +72,46 @@ pub struct DeadLetter {
     pub payload: Value,
 }
 
+/// Where a command is in its life, from `command(id)`.
+#[napi(object, object_from_js = false)]
+#[derive(Debug, Clone)]
+pub struct CommandStatus {
+    /// Its id.
+    pub id: f64,
+    /// Its lane.
+    pub lane_id: String,
+    /// Its type.
+    pub command_type: String,
+    /// Where it is: `'pending'`, `'delayed'` (waiting for a retry), `'running'`,
+    /// `'completed'`, `'cancelled'` or `'dead_lettered'`.
+    #[napi(ts_type = "CommandState")]
+    pub state: String,
+    /// How many runs started, this one included when it is running.
+    pub attempts: u32,
+}
+
 /// A count for JavaScript (saturating: no count of a queue comes near 2^32).
 pub fn count(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// The core's name of a value of one of its snake case enums (`CancelOutcome`,
+/// `CommandState`), given serialised: the names JavaScript sees are the core's, as in
+/// Python.
+fn core_name(serialised: serde_json::Result<Value>, debug: &dyn std::fmt::Debug) -> String {
+    match serialised {
+        Ok(Value::String(name)) => name,
+        _ => format!("{debug:?}"),
+    }
+}
+
+/// `'cancelled'`, `'signalled'`, `'already_finished'` or `'unknown'`.
+pub fn outcome_name(outcome: CancelOutcome) -> String {
+    core_name(serde_json::to_value(outcome), &outcome)
+}
+
+fn state_name(state: CommandState) -> String {
+    core_name(serde_json::to_value(state), &state)
 }
 
 impl From<CoreStats> for QueueStats {
@@ -113,6 +155,18 @@ impl From<CoreLetter> for DeadLetter {
             attempts: letter.attempts,
             failed_at: letter.failed_at as f64,
             payload: letter.payload.unwrap_or(Value::Null),
+        }
+    }
+}
+
+impl From<CoreCommand> for CommandStatus {
+    fn from(status: CoreCommand) -> Self {
+        Self {
+            id: status.id as f64,
+            lane_id: status.lane_id,
+            command_type: status.command_type,
+            state: state_name(status.state),
+            attempts: status.attempts,
         }
     }
 }

@@ -1,0 +1,541 @@
+//! The client surface: what `Lane` (in process) and `RedisQueue` both offer, written once
+//! over the core's `a3s_lane::QueueClient` — cancel a command, read its state, read the
+//! stats, pause and resume lanes, list, redrive and purge dead letters, listen to events.
+//!
+//! Each class holds a [`Client`] (over its engine, a [`ClientSource`]) and gets its
+//! `#[napi]` methods of these names from [`client_methods!`], so each is the same method
+//! with the same signature, documentation and results on either engine. Only `stats()`
+//! is written per class: a `RedisQueue`'s reports its workers and counters too.
+//!
+//! Every operation returns a promise. Its future is polled once at once, on the
+//! JavaScript thread: the in-process queue answers there (so a pause or a cancel takes
+//! effect in call order, and the promise is settled before the call returns); what has to
+//! wait (a reply from Redis, a durable lane opening its store) goes on on a tokio task and
+//! settles through the mailbox.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use a3s_lane::{CommandId, LaneError, QueueClient, SubmittedCommand};
+use async_trait::async_trait;
+use napi::Env;
+use napi::bindgen_prelude::{ToNapiValue, Unknown};
+
+use crate::convert::{At, Js, MAX_SAFE_INTEGER, command_id, function};
+use crate::error::{JsFailure, argument_failure};
+use crate::events::{EventKeys, check_key};
+use crate::runtime::{Bridge, JsRuntime, NativeCallbacks, Settle, in_runtime, spawn};
+use crate::stats::{CommandStatus, DeadLetter, QueueStats, count, outcome_name};
+
+/// Where a [`Client`] finds its engine's `QueueClient`: a `Lane`'s `QueueManager` (which
+/// a durable lane builds only once `start()` has opened its store) or a `RedisQueue`.
+#[async_trait]
+pub(crate) trait ClientSource: Send + Sync + 'static {
+    /// The client, if it exists now.
+    fn now(&self) -> Option<Arc<dyn QueueClient>>;
+
+    /// The client, waiting while a durable lane opens its store; or why there is none
+    /// (the lane was shut down, or never started).
+    async fn client(&self) -> Result<Arc<dyn QueueClient>, JsFailure>;
+
+    /// Records whether someone listens to events (a durable lane subscribes its queue
+    /// when it builds it).
+    fn set_events_wanted(&self, wanted: bool) {
+        let _ = wanted;
+    }
+
+    /// How many events an iterator buffers before it loses the oldest.
+    fn event_capacity(&self) -> u32;
+
+    /// Whether no event will come any more (a lane that was shut down).
+    fn events_over(&self) -> bool {
+        false
+    }
+}
+
+/// The operations of the client surface, over one engine, as JavaScript calls them.
+pub(crate) struct Client {
+    runtime: Rc<JsRuntime>,
+    bridge: Arc<Bridge>,
+    source: Arc<dyn ClientSource>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").finish_non_exhaustive()
+    }
+}
+
+/// Polls `work` once, here (in the addon's tokio context, for engines that spawn).
+fn poll_here<F: Future + ?Sized>(work: Pin<&mut F>) -> Poll<F::Output> {
+    in_runtime(|| work.poll(&mut Context::from_waker(Waker::noop())))
+}
+
+impl Client {
+    /// The client of `source`, answering the callbacks of `runtime` (a handle's
+    /// `cancel()`, an `AbortSignal`, listeners coming and going) for as long as the
+    /// returned `Rc` lives: the JavaScript object of its queue holds it.
+    pub(crate) fn new(
+        runtime: Rc<JsRuntime>,
+        bridge: Arc<Bridge>,
+        source: Arc<dyn ClientSource>,
+    ) -> Rc<Self> {
+        let client = Rc::new(Self {
+            runtime,
+            bridge,
+            source,
+        });
+        let callbacks: Rc<dyn NativeCallbacks> = client.clone();
+        let weak: Weak<dyn NativeCallbacks> = Rc::downgrade(&callbacks);
+        client.runtime.set_callbacks(weak, client.bridge.clone());
+        client
+    }
+
+    /// The JavaScript half of the queue.
+    pub(crate) fn runtime(&self) -> &JsRuntime {
+        &self.runtime
+    }
+
+    /// A new promise settled with what `work` gives.
+    pub(crate) fn run<'env, T>(
+        &self,
+        env: &'env Env,
+        work: impl Future<Output = Result<T, JsFailure>> + Send + 'static,
+    ) -> napi::Result<Unknown<'env>>
+    where
+        T: ToNapiValue + Send + 'static,
+    {
+        let rt = &self.runtime;
+        let token = rt.next_token();
+        let promise = rt.promise(env, token)?;
+        let mut work = Box::pin(work);
+        match poll_here(work.as_mut()) {
+            Poll::Ready(outcome) => rt.settle_now(env, token, Settle::of(outcome))?,
+            Poll::Pending => {
+                let bridge = self.bridge.clone();
+                spawn(async move { bridge.settle(token, Settle::of(work.await)) });
+            }
+        }
+        Ok(promise)
+    }
+
+    /// A new promise settled with what `op` does with the engine's client and `args`
+    /// (the checked arguments; rejected at once when they are not valid).
+    fn call<'env, A, T, E, F, Fut>(
+        &self,
+        env: &'env Env,
+        args: Result<A, JsFailure>,
+        op: F,
+    ) -> napi::Result<Unknown<'env>>
+    where
+        A: Send + 'static,
+        T: ToNapiValue + Send + 'static,
+        E: Into<JsFailure>,
+        F: FnOnce(Arc<dyn QueueClient>, A) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
+        let args = match args {
+            Ok(args) => args,
+            Err(failure) => return self.runtime.rejected(env, &failure),
+        };
+        let source = self.source.clone();
+        self.run(env, async move {
+            let client = source.client().await?;
+            op(client, args).await.map_err(Into::into)
+        })
+    }
+
+    /// Cancels a command; a promise of the outcome.
+    fn cancel_id<'env>(
+        &self,
+        env: &'env Env,
+        id: Result<CommandId, JsFailure>,
+    ) -> napi::Result<Unknown<'env>> {
+        self.call(env, id, |client, id| async move {
+            client.cancel(id).await.map(outcome_name)
+        })
+    }
+
+    /// Hands out the handle of the command `work` submits: resolves the promise of
+    /// `returned` with it once the queue accepted the command, and the handle's result
+    /// promise (of `result`) with the command's result. The first poll happens here, so
+    /// commands reach their queue in call order.
+    pub(crate) fn hand_out(
+        &self,
+        env: &Env,
+        returned: u64,
+        result: u64,
+        work: impl Future<Output = Result<SubmittedCommand, JsFailure>> + Send + 'static,
+    ) -> napi::Result<()> {
+        let mut work = Box::pin(work);
+        let first = poll_here(work.as_mut());
+        if let Poll::Ready(Ok(submitted)) = first {
+            let id = submitted.id();
+            let accepted = Settle::Accepted {
+                id,
+                result_token: Some(result),
+            };
+            self.runtime.settle_now(env, returned, accepted)?;
+            let bridge = self.bridge.clone();
+            spawn(async move { bridge.settle_result(result, id, submitted).await });
+            return Ok(());
+        }
+        let bridge = self.bridge.clone();
+        spawn(async move {
+            let accepted = match first {
+                Poll::Ready(accepted) => accepted,
+                Poll::Pending => work.await,
+            };
+            match accepted {
+                Ok(submitted) => {
+                    let id = submitted.id();
+                    let result_token = Some(result);
+                    bridge.settle(returned, Settle::Accepted { id, result_token });
+                    bridge.settle_result(result, id, submitted).await;
+                }
+                Err(failure) => {
+                    for token in [returned, result] {
+                        bridge.settle(token, Settle::Rejected(failure.clone()));
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// The tokens of a handle's two promises — the one returned, settled with the
+    /// handle, and its result's (not reported if never awaited) — and the returned one.
+    pub(crate) fn handle_promises<'env>(
+        &self,
+        env: &'env Env,
+    ) -> napi::Result<(u64, u64, Unknown<'env>)> {
+        let rt = &self.runtime;
+        let result = rt.next_token();
+        rt.detached_promise(env, result)?;
+        let returned = rt.next_token();
+        Ok((returned, result, rt.promise(env, returned)?))
+    }
+
+    fn event_key(env: &Env, key: Js<String>) -> napi::Result<String> {
+        let key = At::argument("key")
+            .name(key)
+            .map_err(|failure| failure.throw(env))?;
+        check_key(&key, true)
+            .map_err(|message| JsFailure::range_error("INVALID_ARGUMENT", message).throw(env))?;
+        Ok(key)
+    }
+}
+
+/// The operations of `client_methods!`, with the arguments as JavaScript passed them.
+impl Client {
+    pub(crate) fn cancel<'env>(&self, env: &'env Env, id: Js<f64>) -> napi::Result<Unknown<'env>> {
+        self.cancel_id(env, command_id(id))
+    }
+
+    pub(crate) fn command<'env>(&self, env: &'env Env, id: Js<f64>) -> napi::Result<Unknown<'env>> {
+        self.call(env, command_id(id), |client, id| async move {
+            client.command(id).await.map(|s| s.map(CommandStatus::from))
+        })
+    }
+
+    pub(crate) fn stats<'env>(&self, env: &'env Env) -> napi::Result<Unknown<'env>> {
+        self.call(env, Ok(()), |client, ()| async move {
+            client.stats().await.map(QueueStats::from)
+        })
+    }
+
+    pub(crate) fn pause_lane<'env>(
+        &self,
+        env: &'env Env,
+        lane: Js<String>,
+        duration_ms: Option<Js<f64>>,
+    ) -> napi::Result<Unknown<'env>> {
+        let at = At::argument("durationMs");
+        let args = At::argument("laneId").name(lane).and_then(|lane| {
+            let duration = duration_ms.map(|ms| ms.get(&at).and_then(|ms| at.millis(ms)));
+            Ok((lane, duration.transpose()?))
+        });
+        self.call(env, args, |client, (lane, duration)| async move {
+            match duration {
+                None => client.pause_lane(&lane).await,
+                Some(duration) => client.pause_lane_for(&lane, duration).await,
+            }
+            .map_err(|error| argument_failure(&error, "durationMs"))
+        })
+    }
+
+    pub(crate) fn resume_lane<'env>(
+        &self,
+        env: &'env Env,
+        lane: Js<String>,
+    ) -> napi::Result<Unknown<'env>> {
+        let lane = At::argument("laneId").name(lane);
+        self.call(env, lane, |client, lane| async move {
+            client.resume_lane(&lane).await
+        })
+    }
+
+    pub(crate) fn dead_letters<'env>(
+        &self,
+        env: &'env Env,
+        limit: Option<Js<f64>>,
+    ) -> napi::Result<Unknown<'env>> {
+        let at = At::argument("limit");
+        let limit = limit.map(|n| n.get(&at).and_then(|n| at.whole(n, MAX_SAFE_INTEGER)));
+        // No limit: all of them.
+        let limit = limit
+            .transpose()
+            .map(|n| n.map_or(usize::MAX, |n| n as usize));
+        self.call(env, limit, |client, limit| async move {
+            let letters = client.dead_letters(limit).await?;
+            Ok::<_, LaneError>(
+                letters
+                    .into_iter()
+                    .map(DeadLetter::from)
+                    .collect::<Vec<_>>(),
+            )
+        })
+    }
+
+    pub(crate) fn redrive<'env>(&self, env: &'env Env, id: Js<f64>) -> napi::Result<Unknown<'env>> {
+        let id = match command_id(id) {
+            Ok(id) => id,
+            Err(failure) => return self.runtime.rejected(env, &failure),
+        };
+        let (returned, result, promise) = self.handle_promises(env)?;
+        let source = self.source.clone();
+        self.hand_out(env, returned, result, async move {
+            Ok(source.client().await?.redrive(id).await?)
+        })?;
+        Ok(promise)
+    }
+
+    pub(crate) fn purge_dead_letters<'env>(&self, env: &'env Env) -> napi::Result<Unknown<'env>> {
+        self.call(env, Ok(()), |client, ()| async move {
+            client.purge_dead_letters().await.map(count)
+        })
+    }
+
+    pub(crate) fn events<'env>(
+        &self,
+        env: &'env Env,
+        keys: Option<Js<EventKeys>>,
+    ) -> napi::Result<Unknown<'env>> {
+        let keys = keys
+            .map(|keys| keys.get(&At::argument("event keys"))?.checked())
+            .transpose()
+            .map_err(|failure| failure.throw(env))?;
+        let capacity = self.source.event_capacity();
+        // After a shutdown no event will come: the iterator is over at once.
+        let over = self.source.events_over();
+        self.runtime.iterate(env, keys, capacity, over)
+    }
+
+    pub(crate) fn on(&self, env: &Env, key: Js<String>, listener: Unknown<'_>) -> napi::Result<()> {
+        let key = Self::event_key(env, key)?;
+        function(env, "listener", &listener)?;
+        self.runtime.on(env, key, listener)
+    }
+
+    pub(crate) fn off(
+        &self,
+        env: &Env,
+        key: Js<String>,
+        listener: Unknown<'_>,
+    ) -> napi::Result<()> {
+        let key = Self::event_key(env, key)?;
+        function(env, "listener", &listener)?;
+        self.runtime.off(env, key, listener)
+    }
+}
+
+impl NativeCallbacks for Client {
+    fn cancel(&self, id: CommandId) {
+        let source = self.source.clone();
+        let mut work = Box::pin(async move {
+            if let Ok(client) = source.client().await {
+                // The outcome shows in the command's result.
+                let _ = client.cancel(id).await;
+            }
+        });
+        if poll_here(work.as_mut()).is_pending() {
+            spawn(work);
+        }
+    }
+
+    fn cancel_from_handle<'env>(
+        &self,
+        env: &'env Env,
+        id: CommandId,
+    ) -> napi::Result<Unknown<'env>> {
+        self.cancel_id(env, Ok(id))
+    }
+
+    fn events_wanted(&self, env: &Env, wanted: bool) {
+        self.source.set_events_wanted(wanted);
+        let source = &self.source;
+        self.runtime.set_events_wanted(env, wanted, || {
+            // Subscribing may start a reader of a Redis queue's event stream: a tokio task.
+            source.now().map(|client| in_runtime(|| client.subscribe()))
+        });
+    }
+}
+
+/// The `#[napi]` methods of the client surface, for a class with a
+/// `fn client(&self) -> &Client`: `client_methods!(Lane)` and
+/// `client_methods!(RedisQueue)` give both the same methods, documented once.
+macro_rules! client_methods {
+    ($class:ident) => {
+        #[napi_derive::napi]
+        impl $class {
+            /// Cancels a command by id. Resolves with `'cancelled'` (it was pending or
+            /// waiting for a retry: it ended at once, and its promise rejects with code
+            /// `CANCELLED`), `'signalled'` (it is running: its handler's `ctx.signal` was
+            /// aborted, and it ends as cancelled once the handler stops, or is abandoned
+            /// after its lane's `cancelGraceMs`), `'already_finished'` or `'unknown'`.
+            #[napi(
+                ts_args_type = "commandId: number",
+                ts_return_type = "Promise<CancelOutcome>"
+            )]
+            pub fn cancel<'env>(
+                &self,
+                env: &'env napi::Env,
+                command_id: $crate::convert::Js<f64>,
+            ) -> napi::Result<napi::bindgen_prelude::Unknown<'env>> {
+                self.client().cancel(env, command_id)
+            }
+
+            /// Where a command is: its `CommandStatus` (`id`, `laneId`, `commandType`,
+            /// `state`, `attempts`), or `null` when the queue knows nothing of it. Both
+            /// engines know pending, delayed and running commands and dead letters; a
+            /// `RedisQueue` also keeps finished ones for its `resultTtlMs`.
+            #[napi(
+                ts_args_type = "commandId: number",
+                ts_return_type = "Promise<CommandStatus | null>"
+            )]
+            pub fn command<'env>(
+                &self,
+                env: &'env napi::Env,
+                command_id: $crate::convert::Js<f64>,
+            ) -> napi::Result<napi::bindgen_prelude::Unknown<'env>> {
+                self.client().command(env, command_id)
+            }
+
+            /// Stops starting commands from a lane (running ones go on; on a `RedisQueue`,
+            /// on every worker). With `durationMs` the lane resumes by itself after that
+            /// long, for example after an HTTP 429; a shorter pause never cuts a longer
+            /// one short. Rejects with code `LANE_NOT_FOUND` for an unknown lane.
+            #[napi(
+                ts_args_type = "laneId: string, durationMs?: number",
+                ts_return_type = "Promise<void>"
+            )]
+            pub fn pause_lane<'env>(
+                &self,
+                env: &'env napi::Env,
+                lane_id: $crate::convert::Js<String>,
+                duration_ms: Option<$crate::convert::Js<f64>>,
+            ) -> napi::Result<napi::bindgen_prelude::Unknown<'env>> {
+                self.client().pause_lane(env, lane_id, duration_ms)
+            }
+
+            /// Ends a pause of a lane (timed or not) and starts what now fits.
+            #[napi(ts_args_type = "laneId: string", ts_return_type = "Promise<void>")]
+            pub fn resume_lane<'env>(
+                &self,
+                env: &'env napi::Env,
+                lane_id: $crate::convert::Js<String>,
+            ) -> napi::Result<napi::bindgen_prelude::Unknown<'env>> {
+                self.client().resume_lane(env, lane_id)
+            }
+
+            /// The dead letters (commands that failed for good), oldest first; at most
+            /// `limit` of them (all when absent). A `Lane` keeps them only when created
+            /// with `deadLetterCapacity`; without, this is `[]`.
+            #[napi(
+                ts_args_type = "limit?: number",
+                ts_return_type = "Promise<Array<DeadLetter>>"
+            )]
+            pub fn dead_letters<'env>(
+                &self,
+                env: &'env napi::Env,
+                limit: Option<$crate::convert::Js<f64>>,
+            ) -> napi::Result<napi::bindgen_prelude::Unknown<'env>> {
+                self.client().dead_letters(env, limit)
+            }
+
+            /// Sends a dead letter's command back to the end of its lane, its attempts
+            /// counted afresh (in process under a new id; a `RedisQueue` keeps its id); it
+            /// leaves the dead letters once the queue accepted it. Resolves with its
+            /// `CommandHandle`.
+            #[napi(
+                ts_args_type = "commandId: number",
+                ts_return_type = "Promise<CommandHandle>"
+            )]
+            pub fn redrive<'env>(
+                &self,
+                env: &'env napi::Env,
+                command_id: $crate::convert::Js<f64>,
+            ) -> napi::Result<napi::bindgen_prelude::Unknown<'env>> {
+                self.client().redrive(env, command_id)
+            }
+
+            /// Deletes every dead letter (from durable storage too) and resolves with how
+            /// many there were.
+            #[napi(ts_return_type = "Promise<number>")]
+            pub fn purge_dead_letters<'env>(
+                &self,
+                env: &'env napi::Env,
+            ) -> napi::Result<napi::bindgen_prelude::Unknown<'env>> {
+                self.client().purge_dead_letters(env)
+            }
+
+            /// The events of `keys` (all when absent; see `EVENT_KEYS`) as an async
+            /// iterator, from now on: on a `RedisQueue`, of every command of the queue,
+            /// whichever process submitted it and whichever worker runs it. A `Lane`'s
+            /// ends after `queue.shutdown.complete`; `return()` (or leaving a
+            /// `for await`) ends any. An iterator more than the queue's event capacity
+            /// behind (`eventCapacity`; `DEFAULTS.redis_queue.event_capacity`) loses the
+            /// oldest and gets one `queue.events.lagged` event saying how many. It does
+            /// not keep the process alive.
+            #[napi(
+                ts_args_type = "keys?: string | string[]",
+                ts_return_type = "AsyncIterableIterator<LaneEvent>"
+            )]
+            pub fn events<'env>(
+                &self,
+                env: &'env napi::Env,
+                keys: Option<$crate::convert::Js<$crate::events::EventKeys>>,
+            ) -> napi::Result<napi::bindgen_prelude::Unknown<'env>> {
+                self.client().events(env, keys)
+            }
+
+            /// Calls `listener` with every event of `key` (`'*'`: every event; see
+            /// `EVENT_KEYS`), as `events()` sees them. Listeners do not keep the process
+            /// alive; an error thrown by one is reported as an uncaught exception.
+            #[napi(ts_args_type = "key: string, listener: (event: LaneEvent) => void")]
+            pub fn on(
+                &self,
+                env: napi::Env,
+                key: $crate::convert::Js<String>,
+                listener: napi::bindgen_prelude::Unknown<'_>,
+            ) -> napi::Result<()> {
+                self.client().on(&env, key, listener)
+            }
+
+            /// Removes a listener added with `on`.
+            #[napi(ts_args_type = "key: string, listener: (event: LaneEvent) => void")]
+            pub fn off(
+                &self,
+                env: napi::Env,
+                key: $crate::convert::Js<String>,
+                listener: napi::bindgen_prelude::Unknown<'_>,
+            ) -> napi::Result<()> {
+                self.client().off(&env, key, listener)
+            }
+        }
+    };
+}
+pub(crate) use client_methods;
