@@ -14,6 +14,26 @@ conformance!(priority_between_lanes_then_fifo_inside_a_lane);
 conformance!(a_lane_never_runs_more_than_its_cap);
 conformance!(the_global_budget_bounds_all_lanes_together: in_process, local_storage);
 
+/// A gated handler that also counts how many of its runs were running at once, at most.
+fn counting_peak(gated: &Gated) -> (impl a3s_lane::Handler + use<>, Arc<AtomicUsize>) {
+    let active = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let (inner, now, most) = (gated.clone(), active, peak.clone());
+    let handler = handler_fn(move |payload: Value, _ctx: CommandContext| {
+        let (inner, now, most) = (inner.clone(), now.clone(), most.clone());
+        async move {
+            let running = now.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(running, Ordering::SeqCst);
+            let result =
+                a3s_lane::Handler::handle(&inner.handler(), payload, CommandContext::detached())
+                    .await;
+            now.fetch_sub(1, Ordering::SeqCst);
+            result
+        }
+    });
+    (handler, peak)
+}
+
 /// Everything is queued before the runner starts; with one slot, commands start in
 /// priority order of their lanes, and in submit order inside a lane.
 async fn priority_between_lanes_then_fifo_inside_a_lane(engine: Engine) {
@@ -58,23 +78,8 @@ async fn priority_between_lanes_then_fifo_inside_a_lane(engine: Engine) {
 /// A lane with cap 2 and plenty of runner slots: at most 2 of its commands run at
 /// once, and it does reach 2.
 async fn a_lane_never_runs_more_than_its_cap(engine: Engine) {
-    let active = Arc::new(AtomicUsize::new(0));
-    let peak = Arc::new(AtomicUsize::new(0));
     let (gated, mut starts) = Gated::closed();
-    let inner = gated.clone();
-    let (now, most) = (active.clone(), peak.clone());
-    let handler = handler_fn(move |payload: Value, _ctx: CommandContext| {
-        let (inner, now, most) = (inner.clone(), now.clone(), most.clone());
-        async move {
-            let running = now.fetch_add(1, Ordering::SeqCst) + 1;
-            most.fetch_max(running, Ordering::SeqCst);
-            let result =
-                a3s_lane::Handler::handle(&inner.handler(), payload, CommandContext::detached())
-                    .await;
-            now.fetch_sub(1, Ordering::SeqCst);
-            result
-        }
-    });
+    let (handler, peak) = counting_peak(&gated);
     let spec = Spec::new(registry("job", handler))
         .lane("capped", LaneConfig::new(1, 2), 0)
         .runner_slots(8);
@@ -111,23 +116,8 @@ async fn a_lane_never_runs_more_than_its_cap(engine: Engine) {
 
 /// A global budget of 2 over two lanes of cap 2 each: at most 2 run in all.
 async fn the_global_budget_bounds_all_lanes_together(engine: Engine) {
-    let active = Arc::new(AtomicUsize::new(0));
-    let peak = Arc::new(AtomicUsize::new(0));
     let (gated, mut starts) = Gated::closed();
-    let inner = gated.clone();
-    let (now, most) = (active.clone(), peak.clone());
-    let handler = handler_fn(move |payload: Value, _ctx: CommandContext| {
-        let (inner, now, most) = (inner.clone(), now.clone(), most.clone());
-        async move {
-            let running = now.fetch_add(1, Ordering::SeqCst) + 1;
-            most.fetch_max(running, Ordering::SeqCst);
-            let result =
-                a3s_lane::Handler::handle(&inner.handler(), payload, CommandContext::detached())
-                    .await;
-            now.fetch_sub(1, Ordering::SeqCst);
-            result
-        }
-    });
+    let (handler, peak) = counting_peak(&gated);
     let spec = Spec::new(registry("job", handler))
         .lane("a", LaneConfig::new(0, 2), 0)
         .lane("b", LaneConfig::new(0, 2), 1)
