@@ -61,6 +61,18 @@ _a3s_lane_wait_for_ping() {
     return 1
 }
 
+# Stops the redis-server whose pid file is $1 and waits (up to 5 s) until it has exited,
+# so that its directory can be removed without it writing there again.
+_a3s_lane_stop_server() {
+    local pid
+    pid=$(cat "$1" 2>/dev/null) || return 0
+    kill "$pid" 2>/dev/null || return 0
+    for _ in $(seq 1 50); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+}
+
 ensure_redis() {
     if [[ -n "${A3S_LANE_REDIS_URL:-}" ]]; then
         return 0
@@ -73,7 +85,7 @@ ensure_redis() {
         --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log"
     _a3s_lane_wait_for_ping "$port" "the throwaway redis-server" "$dir/redis.log" || return 1
     export A3S_LANE_REDIS_URL="redis://127.0.0.1:$port"
-    _a3s_lane_on_exit "kill \"\$(cat '$dir/redis.pid')\" 2>/dev/null; rm -rf '$dir'"
+    _a3s_lane_on_exit "_a3s_lane_stop_server '$dir/redis.pid'; rm -rf '$dir'"
     echo "==> started a throwaway Redis at $A3S_LANE_REDIS_URL"
 }
 
@@ -96,7 +108,7 @@ ensure_redis_cluster() {
             --cluster-enabled yes --cluster-config-file "$dir/$node/nodes.conf" \
             --cluster-node-timeout 5000 \
             --daemonize yes --pidfile "$dir/$node/redis.pid" --logfile "$dir/$node/redis.log"
-        _a3s_lane_on_exit "kill \"\$(cat '$dir/$node/redis.pid')\" 2>/dev/null"
+        _a3s_lane_on_exit "_a3s_lane_stop_server '$dir/$node/redis.pid'"
         ports+=("$port")
         urls+=("redis://127.0.0.1:$port")
         addresses+=("127.0.0.1:$port")
