@@ -2,8 +2,8 @@
 //! over the core's `a3s_lane::QueueClient` — cancel a command, read its state, read the
 //! stats, pause and resume lanes, list, redrive and purge dead letters, listen to events.
 //!
-//! Each class holds a [`Client`] (over its engine, a [`ClientSource`]) and gets its
-//! `#[napi]` methods of these names from [`client_methods!`], so each is the same method
+//! Each class holds a `Client` (over its engine, a `ClientSource`) and gets its
+//! `#[napi]` methods of these names from `client_methods!`, so each is the same method
 //! with the same signature, documentation and results on either engine. Only `stats()`
 //! is written per class: a `RedisQueue`'s reports its workers and counters too.
 //!

@@ -1,4 +1,4 @@
-//! What a `RedisQueue`'s `stats()` reports: a [`QueueStats`](crate::stats::QueueStats)
+//! What a `RedisQueue`'s `stats()` reports: a [`QueueStats`]
 //! over all its producers and workers, plus its workers and lifetime counters.
 
 use std::collections::HashMap;
