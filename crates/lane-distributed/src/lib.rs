@@ -7,6 +7,7 @@
 //! understands them); the multi-machine engine is `lane-redis` (facade feature `redis`).
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 // Dependencies point one way, bottom up: hash <- envelope <- partition <- distributed.
 mod distributed;

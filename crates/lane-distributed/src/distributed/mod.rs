@@ -3,9 +3,9 @@
 //! process, one worker task per core) and [`PartitionWorkers`] (run handlers over any
 //! `DistributedQueue`).
 //!
-//! For several processes or machines, use the Redis backend
-//! ([`RedisQueue`](crate::RedisQueue) and [`RedisWorker`](crate::RedisWorker)), which adds
-//! priorities across lanes, global concurrency caps, leases and cancellation.
+//! For several processes or machines, use the Redis engine (`RedisQueue` and
+//! `RedisWorker`, crate `lane-redis`), which adds priorities across lanes, lane caps over
+//! all workers, leases and cancellation.
 
 mod local;
 mod workers;
