@@ -60,6 +60,8 @@ pub fn defaults() -> Value {
             "response_timeout_ms": millis(RedisQueueConfig::DEFAULT_RESPONSE_TIMEOUT),
             "connect_timeout_ms": millis(RedisQueueConfig::DEFAULT_CONNECT_TIMEOUT),
             "event_capacity": crate::DEFAULT_EVENT_CAPACITY,
+            // The queue's event stream: on unless a config turned it off (`with_events`).
+            "events": true,
         });
         table["redis_worker"] = json!({
             "slots": worker.slots(),

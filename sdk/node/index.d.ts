@@ -737,6 +737,12 @@ export interface RedisQueueOptions {
    * nothing listens on fails at once, with an error naming it.
    */
   connectTimeoutMs?: number
+  /**
+   * `false` turns the queue's event stream off for every process (no command writes
+   * events; `events()` then yields nothing), `true` on again; left out, the setting
+   * kept in Redis stays as it is (on unless turned off).
+   */
+  events?: boolean
 }
 
 /**

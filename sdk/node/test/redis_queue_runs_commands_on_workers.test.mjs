@@ -429,3 +429,22 @@ test('queue.events() sees the lifecycle of every command of the queue, whoever s
   assert.deepEqual(await lifecycle(handle.id), ['queue.command.submitted', 'queue.command.started', 'queue.command.completed']);
   await events.return();
 });
+
+test('the event stream can be turned off for the whole queue, and on again', async (t) => {
+  const { queue, start } = await connect(t, { jobs: { priority: 0, maxConcurrency: 2 } });
+  await start({ handlers: { echo: (payload) => payload } });
+  const prefix = queue.keyPrefix.slice(1, -1);
+  const quiet = await RedisQueue.connect(redisUrl(), { keyPrefix: prefix, events: false });
+  const events = queue.events();
+  const quietHandle = await quiet.submit('jobs', 'echo', { say: 'quiet' });
+  assert.deepEqual(await quietHandle.result, { say: 'quiet' });
+  // Another process turns it on again: the first event seen is the loud command's.
+  const loud = await RedisQueue.connect(redisUrl(), { keyPrefix: prefix, events: true });
+  const loudHandle = await loud.submit('jobs', 'echo', { say: 'loud' });
+  assert.deepEqual(await loudHandle.result, { say: 'loud' });
+  const { value } = await events.next();
+  assert.equal(value.key, 'queue.command.submitted');
+  assert.equal(value.payload.commandId, loudHandle.id);
+  await events.return();
+  await assert.rejects(RedisQueue.connect(redisUrl(), { keyPrefix: prefix, events: 'no' }), (error) => error instanceof TypeError && error.code === 'CONFIG');
+});

@@ -481,3 +481,29 @@ def test_progress_and_lifecycle_events_reach_every_subscriber(queues: Callable[.
 
     asyncio.run(asyncio.wait_for(read_async(), 60))
     worker.shutdown(timeout=30)
+
+
+def test_the_event_stream_can_be_turned_off_for_the_whole_queue(queues: Callable[..., RedisQueue]) -> None:
+    queue = queues({"jobs": LaneConfig(priority=0, max_concurrency=4)})
+    quiet_queue = RedisQueue(redis_url(), key_prefix=queue.key_prefix, events=False)
+    worker = RedisWorker(queue, slots=2)
+
+    @worker.handler("echo")
+    def echo(payload: str) -> str:
+        return payload
+
+    worker.start()
+    with queue.events() as events:
+        quiet = quiet_queue.submit("jobs", "echo", "quiet")
+        assert quiet.result(timeout=30) == "quiet"
+        # Another process turns the stream on again; the first event seen is the loud one's.
+        loud_queue = RedisQueue(redis_url(), key_prefix=queue.key_prefix, events=True)
+        loud = loud_queue.submit("jobs", "echo", "loud")
+        assert loud.result(timeout=30) == "loud"
+        first = events.get(timeout=30)
+        assert first is not None
+        assert first.key == "queue.command.submitted"
+        assert first.command_id == loud.id
+    with pytest.raises(TypeError):
+        RedisQueue(redis_url(), key_prefix=queue.key_prefix, events=1)  # type: ignore[arg-type]
+    worker.shutdown(timeout=30)

@@ -40,6 +40,11 @@ pub struct RedisQueueOptions {
     /// nothing listens on fails at once, with an error naming it.
     #[napi(ts_type = "number")]
     pub connect_timeout_ms: Option<Js<f64>>,
+    /// `false` turns the queue's event stream off for every process (no command writes
+    /// events; `events()` then yields nothing), `true` on again; left out, the setting
+    /// kept in Redis stays as it is (on unless turned off).
+    #[napi(ts_type = "boolean")]
+    pub events: Option<Js<bool>>,
 }
 
 options_object!(
@@ -50,7 +55,8 @@ options_object!(
         "keyPrefix",
         "resultTtlMs",
         "responseTimeoutMs",
-        "connectTimeoutMs"
+        "connectTimeoutMs",
+        "events"
     ]
 );
 
@@ -216,6 +222,9 @@ impl QueueSetup {
                 at.field("connectTimeoutMs", options.connect_timeout_ms, At::millis)?
             {
                 config = config.with_connect_timeout(timeout);
+            }
+            if let Some(enabled) = at.field("events", options.events, |_, on| Ok(on))? {
+                config = config.with_events(enabled);
             }
             if let Some(declared) =
                 at.field("lanes", options.lanes, |at, lanes| lanes.into_lanes(at))?

@@ -405,6 +405,7 @@ class RedisQueue(QueueClient):
         result_ttl: float | None = None,
         response_timeout: float | None = None,
         connect_timeout: float | None = None,
+        events: bool | None = None,
     ) -> Self: ...
     @staticmethod
     def cluster(
@@ -415,6 +416,7 @@ class RedisQueue(QueueClient):
         result_ttl: float | None = None,
         response_timeout: float | None = None,
         connect_timeout: float | None = None,
+        events: bool | None = None,
     ) -> RedisQueue: ...
     @property
     def key_prefix(self) -> str: ...

@@ -18,6 +18,7 @@ pub(crate) struct QueueOptions<'a, 'py> {
     pub(crate) result_ttl: Option<&'a Bound<'py, PyAny>>,
     pub(crate) response_timeout: Option<&'a Bound<'py, PyAny>>,
     pub(crate) connect_timeout: Option<&'a Bound<'py, PyAny>>,
+    pub(crate) events: Option<bool>,
 }
 
 impl QueueOptions<'_, '_> {
@@ -43,6 +44,9 @@ impl QueueOptions<'_, '_> {
         }
         if let Some(timeout) = optional_seconds(self.connect_timeout, "connect_timeout")? {
             config = config.with_connect_timeout(timeout);
+        }
+        if let Some(enabled) = self.events {
+            config = config.with_events(enabled);
         }
         config.validate().map_err(|e| e.into_py_err(py))?;
         Ok(config)

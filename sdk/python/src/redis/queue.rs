@@ -84,11 +84,15 @@ impl RedisQueue {
     /// - `response_timeout`: seconds to wait for Redis to answer (default 5).
     /// - `connect_timeout`: seconds one connection attempt may take (default 5); an
     ///   address nothing listens on fails at once.
+    /// - `events`: `False` turns the queue's event stream off for every process (no
+    ///   command writes events; `events()` then yields nothing), `True` on again; `None`
+    ///   (the default) leaves the setting kept in Redis as it is (on unless turned off).
     ///
     /// Raises `StorageError` (naming the address) when Redis cannot be reached and
     /// `ConfigError` for bad values.
     #[new]
-    #[pyo3(signature = (url, lanes = None, *, key_prefix = None, result_ttl = None, response_timeout = None, connect_timeout = None))]
+    #[pyo3(signature = (url, lanes = None, *, key_prefix = None, result_ttl = None, response_timeout = None, connect_timeout = None, events = None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         url: &str,
@@ -97,6 +101,7 @@ impl RedisQueue {
         result_ttl: Option<&Bound<'_, PyAny>>,
         response_timeout: Option<&Bound<'_, PyAny>>,
         connect_timeout: Option<&Bound<'_, PyAny>>,
+        events: Option<bool>,
     ) -> PyResult<PyClassInitializer<Self>> {
         let options = QueueOptions {
             lanes,
@@ -104,6 +109,7 @@ impl RedisQueue {
             result_ttl,
             response_timeout,
             connect_timeout,
+            events,
         };
         Self::connect(py, RedisQueueConfig::new(url), options)
     }
@@ -117,7 +123,8 @@ impl RedisQueue {
     /// Raises `ConfigError` for an empty list or a bad URL and `StorageError` when no
     /// node can be reached.
     #[staticmethod]
-    #[pyo3(signature = (nodes, lanes = None, *, key_prefix = None, result_ttl = None, response_timeout = None, connect_timeout = None))]
+    #[pyo3(signature = (nodes, lanes = None, *, key_prefix = None, result_ttl = None, response_timeout = None, connect_timeout = None, events = None))]
+    #[allow(clippy::too_many_arguments)]
     fn cluster(
         py: Python<'_>,
         nodes: &Bound<'_, PyAny>,
@@ -126,6 +133,7 @@ impl RedisQueue {
         result_ttl: Option<&Bound<'_, PyAny>>,
         response_timeout: Option<&Bound<'_, PyAny>>,
         connect_timeout: Option<&Bound<'_, PyAny>>,
+        events: Option<bool>,
     ) -> PyResult<Py<Self>> {
         // A str is a sequence too (of one-letter "URLs"): refuse it by name.
         let urls = if nodes.is_instance_of::<pyo3::types::PyString>() {
@@ -145,6 +153,7 @@ impl RedisQueue {
             result_ttl,
             response_timeout,
             connect_timeout,
+            events,
         };
         Py::new(
             py,
