@@ -57,7 +57,7 @@ pub use lane_core::{
     CommandHandle, CommandId, CommandInfo, CommandQueue, CommandRunner, CommandState,
     CommandStatus, DEFAULT_CANCEL_GRACE, DEFAULT_EVENT_CAPACITY, DEFAULT_LANES, DeadLetter,
     DeadLetterQueue, EventEmitter, EventStream, EventStreamClosed, FnCommand, FnHandler, Handler,
-    HandlerRegistry, IntoObserver, LaneConfig, LaneError, LaneEvent, LaneStatus,
+    HandlerRegistry, IntoObserver, LaneConfig, LaneError, LaneEvent, LaneStatus, MAX_DURATION,
     MAX_EVENT_CAPACITY, MAX_TIMED_PAUSE, Observer, PriorityBoost, PriorityBoostConfig, QueueClient,
     QueueManager, QueueManagerBuilder, QueueProbe, QueueStats, RateLimitConfig, Result,
     RetryJitter, RetryPolicy, RetryPolicyBuilder, RetryStrategy, RunEnd, RunLimits, RunOutcome,

@@ -254,3 +254,41 @@ proptest! {
         }
     }
 }
+
+/// A strategy of one's own that asks for a delay the clock cannot hold.
+#[derive(Debug)]
+struct Never;
+
+impl a3s_lane::RetryStrategy for Never {
+    fn retry_delay(&self, _failures: u32, _error: &LaneError) -> Option<Duration> {
+        Some(Duration::MAX)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_custom_retry_delay_past_the_clock_ends_the_command_instead_of_panicking() {
+    let manager = one_lane(LaneConfig::new(1, 1).with_retry_policy(Never))
+        .with_dlq(10)
+        .build()
+        .await
+        .unwrap();
+    manager.start().await.unwrap();
+    let runs = ValueLog::default();
+    let counter = runs.clone();
+    let handle = manager
+        .submit_fn("work", "flaky", move |_ctx| {
+            counter.push(json!(1));
+            async { Err(LaneError::CommandError("down".into())) }
+        })
+        .await
+        .unwrap();
+    assert!(matches!(handle.await, Err(LaneError::CommandError(_))));
+    assert_eq!(runs.len(), 1, "no retry was scheduled");
+    assert_eq!(manager.dead_letters().unwrap().list().await.len(), 1);
+    // The queue goes on: the lane runs the next command.
+    let next = manager
+        .submit_fn("work", "ok", |_ctx| async { Ok(json!("fine")) })
+        .await
+        .unwrap();
+    assert_eq!(next.await.unwrap(), json!("fine"));
+}

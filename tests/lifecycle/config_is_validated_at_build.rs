@@ -105,3 +105,33 @@ async fn a_dead_letter_queue_of_size_zero_and_an_oversized_event_capacity_are_re
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn durations_past_a_hundred_years_are_rejected_naming_the_option() {
+    use a3s_lane::{MAX_DURATION, RetryPolicy};
+    use std::time::Duration;
+
+    let forever = Duration::MAX;
+    let reason = build_error(&[("a", LaneConfig::new(1, 1).with_timeout(forever), 0)]).await;
+    assert!(
+        reason.contains("lane 'a': timeout") && reason.contains("100 years"),
+        "{reason}"
+    );
+    let reason = build_error(&[("a", LaneConfig::new(1, 1).with_cancel_grace(forever), 0)]).await;
+    assert!(reason.contains("cancel_grace"), "{reason}");
+    let reason = build_error(&[(
+        "a",
+        LaneConfig::new(1, 1).with_retry_policy(RetryPolicy::fixed(2, forever)),
+        0,
+    )])
+    .await;
+    assert!(reason.contains("retry max_delay"), "{reason}");
+    assert!(RetryPolicy::builder().max_delay(forever).build().is_err());
+    // The bound itself is fine.
+    assert!(
+        builder(&[("a", LaneConfig::new(1, 1).with_timeout(MAX_DURATION), 0)])
+            .build()
+            .await
+            .is_ok()
+    );
+}

@@ -31,6 +31,11 @@ pub fn validate_timed_pause(duration: Duration) -> Result<()> {
     Ok(())
 }
 
+/// The longest duration a lane or retry policy takes (a timeout, a cancel grace, a retry
+/// delay): 100 years. Longer is "never" in practice, and would overflow the clock; leave
+/// a timeout unset for no timeout.
+pub const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// The largest event capacity an [`EventEmitter`](crate::EventEmitter) takes: 2^24 events.
 pub const MAX_EVENT_CAPACITY: usize = 1 << 24;
 
@@ -168,6 +173,27 @@ impl LaneConfig {
                 "lane '{lane}': min_concurrency ({}) is greater than max_concurrency ({})",
                 self.min_concurrency, self.max_concurrency
             )));
+        }
+        let too_long = |option: &str, d: Duration| {
+            LaneError::ConfigError(format!(
+                "lane '{lane}': {option} {d:?} is longer than 100 years; {}",
+                if option == "timeout" {
+                    "leave it unset for no timeout"
+                } else {
+                    "use a shorter one"
+                }
+            ))
+        };
+        if let Some(timeout) = self.timeout.filter(|t| *t > MAX_DURATION) {
+            return Err(too_long("timeout", timeout));
+        }
+        if self.cancel_grace > MAX_DURATION {
+            return Err(too_long("cancel_grace", self.cancel_grace));
+        }
+        if let Some(policy) = self.retry.as_ref().and_then(|r| r.as_retry_policy())
+            && policy.max_delay() > MAX_DURATION
+        {
+            return Err(too_long("retry max_delay", policy.max_delay()));
         }
         if self.timeout == Some(Duration::ZERO) {
             return Err(LaneError::ConfigError(format!(

@@ -38,8 +38,8 @@ pub use command::{
     HandlerRegistry, command_fn, handler_fn,
 };
 pub use config::{
-    DEFAULT_CANCEL_GRACE, DEFAULT_LANES, LaneConfig, MAX_EVENT_CAPACITY, MAX_TIMED_PAUSE,
-    validate_timed_pause,
+    DEFAULT_CANCEL_GRACE, DEFAULT_LANES, LaneConfig, MAX_DURATION, MAX_EVENT_CAPACITY,
+    MAX_TIMED_PAUSE, validate_timed_pause,
 };
 pub use dead_letter::{DeadLetter, DeadLetterQueue};
 pub use error::{LaneError, Result};

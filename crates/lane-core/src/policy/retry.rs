@@ -286,6 +286,12 @@ impl RetryPolicyBuilder {
                 p.multiplier
             )));
         }
+        if p.max_delay > crate::config::MAX_DURATION {
+            return Err(LaneError::ConfigError(format!(
+                "retry policy: max_delay ({:?}) is longer than 100 years; use a shorter one",
+                p.max_delay
+            )));
+        }
         if p.max_delay < p.initial_delay {
             return Err(LaneError::ConfigError(format!(
                 "retry policy: max_delay ({:?}) is shorter than initial_delay ({:?}); \

@@ -135,6 +135,15 @@ impl CommandQueue {
                     stopped_before_retry = true;
                 }
             }
+            // A custom strategy's delay past what the clock can hold means no retry: the
+            // command fails for good (the built-in policy is checked when the lane is added).
+            if let Some(delay) = retry_delay.filter(|d| now.checked_add(*d).is_none()) {
+                tracing::warn!(
+                    ?delay,
+                    "a retry delay past what the clock can hold; not retrying"
+                );
+                retry_delay = None;
+            }
             match retry_delay {
                 Some(delay) if delay.is_zero() => {
                     state.record_failure(&task);
