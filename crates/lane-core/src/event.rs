@@ -53,6 +53,26 @@ pub mod keys {
     pub const STORAGE_FAILED: &str = "queue.storage.failed";
     /// This subscriber fell behind and missed events. Payload: `missed`.
     pub const EVENTS_LAGGED: &str = "queue.events.lagged";
+
+    /// Every key above, in this order (the SDKs check the keys a subscriber asks for
+    /// against it).
+    pub const ALL: [&str; 15] = [
+        COMMAND_SUBMITTED,
+        COMMAND_STARTED,
+        COMMAND_COMPLETED,
+        COMMAND_RETRY,
+        COMMAND_DEAD_LETTERED,
+        COMMAND_FAILED,
+        COMMAND_TIMEOUT,
+        COMMAND_CANCELLED,
+        COMMAND_PROGRESS,
+        SHUTDOWN_STARTED,
+        SHUTDOWN_COMPLETE,
+        LANE_PRESSURE,
+        LANE_IDLE,
+        STORAGE_FAILED,
+        EVENTS_LAGGED,
+    ];
 }
 
 /// One lifecycle event.
@@ -321,5 +341,18 @@ impl Stream for EventStream {
                 return Poll::Ready(item);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::keys;
+
+    #[test]
+    fn all_lists_every_key_once() {
+        let distinct: std::collections::HashSet<&str> = keys::ALL.iter().copied().collect();
+        assert_eq!(distinct.len(), keys::ALL.len());
+        assert!(keys::ALL.iter().all(|key| key.starts_with("queue.")));
+        assert!(keys::ALL.contains(&keys::EVENTS_LAGGED));
     }
 }

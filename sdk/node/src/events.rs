@@ -52,24 +52,8 @@ impl ToNapiValue for EventKeyList {
     }
 }
 
-/// Every event key the queue emits.
-pub const KEYS: [&str; 15] = [
-    event_keys::COMMAND_SUBMITTED,
-    event_keys::COMMAND_STARTED,
-    event_keys::COMMAND_COMPLETED,
-    event_keys::COMMAND_RETRY,
-    event_keys::COMMAND_DEAD_LETTERED,
-    event_keys::COMMAND_FAILED,
-    event_keys::COMMAND_TIMEOUT,
-    event_keys::COMMAND_CANCELLED,
-    event_keys::COMMAND_PROGRESS,
-    event_keys::SHUTDOWN_STARTED,
-    event_keys::SHUTDOWN_COMPLETE,
-    event_keys::LANE_PRESSURE,
-    event_keys::LANE_IDLE,
-    event_keys::STORAGE_FAILED,
-    event_keys::EVENTS_LAGGED,
-];
+/// Every event key the queue emits (the core's list).
+pub const KEYS: [&str; 15] = event_keys::ALL;
 
 /// Checks an event key given to `on`, `off` or `events` (`'*'` means every key).
 pub fn check_key(key: &str, allow_wildcard: bool) -> Result<(), String> {

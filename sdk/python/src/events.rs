@@ -23,24 +23,8 @@ use crate::error::config_error;
 use crate::loop_task::awaitable;
 use crate::runtime::{block_on, block_on_until};
 
-/// Every key the queue emits.
-pub(crate) const EVENT_KEYS: [&str; 15] = [
-    event_keys::COMMAND_SUBMITTED,
-    event_keys::COMMAND_STARTED,
-    event_keys::COMMAND_COMPLETED,
-    event_keys::COMMAND_RETRY,
-    event_keys::COMMAND_DEAD_LETTERED,
-    event_keys::COMMAND_FAILED,
-    event_keys::COMMAND_TIMEOUT,
-    event_keys::COMMAND_CANCELLED,
-    event_keys::COMMAND_PROGRESS,
-    event_keys::SHUTDOWN_STARTED,
-    event_keys::SHUTDOWN_COMPLETE,
-    event_keys::LANE_PRESSURE,
-    event_keys::LANE_IDLE,
-    event_keys::STORAGE_FAILED,
-    event_keys::EVENTS_LAGGED,
-];
+/// Every key the queue emits (the core's list).
+pub(crate) const EVENT_KEYS: [&str; 15] = event_keys::ALL;
 
 /// Checks a `keys=` argument against [`EVENT_KEYS`].
 fn check_keys(py: Python<'_>, keys: Vec<String>) -> PyResult<HashSet<String>> {
