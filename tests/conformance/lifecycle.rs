@@ -1,8 +1,11 @@
 //! The queue's life: stats, drain, and commands that outlive the process.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use a3s_lane::{CommandState, LaneConfig};
+use a3s_lane::{CommandContext, CommandState, Handler, LaneConfig, handler_fn};
+use serde_json::Value;
 
 use crate::engine::{Engine, Harness, Spec};
 use crate::{Gated, conformance, named, next_start, registry, within};
@@ -41,7 +44,19 @@ async fn stats_count_pending_and_running_per_lane(engine: Engine) {
 
 async fn drain_waits_for_what_runs(engine: Engine) {
     let (gated, mut starts) = Gated::closed();
-    let spec = Spec::new(registry("job", gated.handler())).lane("jobs", LaneConfig::new(1, 4), 0);
+    // Counts runs that got through the gate and returned: what drain must wait for.
+    let finished = Arc::new(AtomicUsize::new(0));
+    let (inner, done) = (gated.handler(), finished.clone());
+    let inner = Arc::new(inner);
+    let handler = handler_fn(move |payload: Value, ctx: CommandContext| {
+        let (inner, done) = (inner.clone(), done.clone());
+        async move {
+            let result = inner.handle(payload, ctx).await;
+            done.fetch_add(1, Ordering::SeqCst);
+            result
+        }
+    });
+    let spec = Spec::new(registry("job", handler)).lane("jobs", LaneConfig::new(1, 4), 0);
     let mut queue = Harness::open(engine, spec).await;
     queue.start().await;
     let mut handles = Vec::new();
@@ -64,8 +79,10 @@ async fn drain_waits_for_what_runs(engine: Engine) {
         gate.add_permits(3);
     });
     within("the drain", queue.drain(crate::WAIT)).await;
+    // Drain returned only once the three runs (held until the gate opened) had returned.
+    assert_eq!(finished.load(Ordering::SeqCst), 3);
     opener.await.unwrap();
-    // Drained: every command finished, none was cut short.
+    // None was cut short: every command completed.
     for handle in handles {
         within("a drained result", handle).await.unwrap();
     }
