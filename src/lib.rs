@@ -53,16 +53,17 @@ mod defaults;
 pub use defaults::defaults;
 
 pub use lane_core::{
-    Admission, AdmissionPolicy, CancelOutcome, CancelTrigger, Command, CommandContext,
-    CommandHandle, CommandId, CommandInfo, CommandQueue, CommandRunner, CommandState,
-    CommandStatus, DEFAULT_CANCEL_GRACE, DEFAULT_EVENT_CAPACITY, DEFAULT_LANES, DeadLetter,
-    DeadLetterQueue, EventEmitter, EventStream, EventStreamClosed, FnCommand, FnHandler, Handler,
-    HandlerRegistry, IntoObserver, LaneConfig, LaneError, LaneEvent, LaneStatus, MAX_DURATION,
-    MAX_EVENT_CAPACITY, MAX_TIMED_PAUSE, Observer, PriorityBoost, PriorityBoostConfig, QueueClient,
-    QueueManager, QueueManagerBuilder, QueueProbe, QueueStats, RateLimitConfig, Result,
-    RetryJitter, RetryPolicy, RetryPolicyBuilder, RetryStrategy, RunEnd, RunLimits, RunOutcome,
-    Spawner, Storage, StorageOp, StoredCommand, StoredDeadLetter, SubmittedCommand, command_fn,
-    event_keys, handler_fn, supervise, validate_timed_pause,
+    AbandonedRun, Admission, AdmissionPolicy, CancelOutcome, CancelTrigger, Command,
+    CommandContext, CommandHandle, CommandId, CommandInfo, CommandQueue, CommandRunner,
+    CommandState, CommandStatus, DEFAULT_CANCEL_GRACE, DEFAULT_EVENT_CAPACITY, DEFAULT_LANES,
+    DeadLetter, DeadLetterQueue, EventEmitter, EventStream, EventStreamClosed, FnCommand,
+    FnHandler, Handler, HandlerRegistry, IntoObserver, LaneConfig, LaneError, LaneEvent,
+    LaneStatus, MAX_DURATION, MAX_EVENT_CAPACITY, MAX_TIMED_PAUSE, Observer, PriorityBoost,
+    PriorityBoostConfig, QueueClient, QueueManager, QueueManagerBuilder, QueueProbe, QueueStats,
+    RateLimitConfig, Result, RetryJitter, RetryPolicy, RetryPolicyBuilder, RetryStrategy, RunEnd,
+    RunLimits, RunOutcome, Spawner, Storage, StorageOp, StoredCommand, StoredDeadLetter,
+    SubmittedCommand, command_fn, event_keys, handler_fn, supervise, supervise_keeping_slot,
+    validate_timed_pause,
 };
 
 /// Feature `sqlite` (on by default): the embedded durable store.

@@ -9,6 +9,7 @@
 mod support;
 
 mod cancel_pause_and_resume;
+mod caps_hold_when_a_handler_ignores_cancel;
 mod config_is_validated_at_build;
 mod distributed_handles_are_send_and_sync;
 mod public_handles_are_send_and_sync;

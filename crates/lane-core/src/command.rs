@@ -48,6 +48,17 @@ pub trait Command: Send + Sync {
 
     /// A short name for the kind of command, used in events, metrics and dead letters.
     fn command_type(&self) -> &str;
+
+    /// Whether dropping the future of [`Command::execute`] stops the work. True for Rust
+    /// futures. Return false when the work goes on after the future is dropped (a
+    /// host-language handler: a Python coroutine, a JavaScript promise): the engine then
+    /// still answers the caller when the cancel grace or the timeout ends, but keeps the
+    /// lane slot taken until the future really completes, so `max_concurrency` holds even
+    /// for a handler that ignores cancellation (see
+    /// [`supervise_keeping_slot`](crate::supervise_keeping_slot)).
+    fn stops_when_dropped(&self) -> bool {
+        true
+    }
 }
 
 fn _assert_command_is_dyn_compatible(_: Box<dyn Command>) {}
@@ -354,6 +365,12 @@ impl CommandContext {
 pub trait Handler: Send + Sync + 'static {
     /// Runs one command of this handler's type.
     async fn handle(&self, payload: Value, ctx: CommandContext) -> Result<Value>;
+
+    /// Whether dropping the future of [`Handler::handle`] stops the work; false for a
+    /// host-language handler whose work goes on. See [`Command::stops_when_dropped`].
+    fn stops_when_dropped(&self) -> bool {
+        true
+    }
 }
 
 fn _assert_handler_is_dyn_compatible(_: Arc<dyn Handler>) {}
@@ -453,5 +470,9 @@ impl Command for ReplayableCommand {
 
     fn command_type(&self) -> &str {
         &self.command_type
+    }
+
+    fn stops_when_dropped(&self) -> bool {
+        self.handler.stops_when_dropped()
     }
 }

@@ -41,6 +41,10 @@ pub mod keys {
     pub const COMMAND_CANCELLED: &str = "queue.command.cancelled";
     /// A running command reported progress. Payload: `lane_id`, `command_id`, `progress`.
     pub const COMMAND_PROGRESS: &str = "queue.command.progress";
+    /// A command was answered (timed out, or cancelled after the grace period) but its
+    /// handler ignores that and is still running; its lane slot stays taken until it
+    /// returns. Payload: `lane_id`, `command_id`, `reason`.
+    pub const COMMAND_ABANDONED: &str = "queue.command.abandoned";
     /// `shutdown()` was called. Empty payload.
     pub const SHUTDOWN_STARTED: &str = "queue.shutdown.started";
     /// The queue has no pending, delayed or running command left after `shutdown()`. Empty payload.
@@ -56,7 +60,7 @@ pub mod keys {
 
     /// Every key above, in this order (the SDKs check the keys a subscriber asks for
     /// against it).
-    pub const ALL: [&str; 15] = [
+    pub const ALL: [&str; 16] = [
         COMMAND_SUBMITTED,
         COMMAND_STARTED,
         COMMAND_COMPLETED,
@@ -66,6 +70,7 @@ pub mod keys {
         COMMAND_TIMEOUT,
         COMMAND_CANCELLED,
         COMMAND_PROGRESS,
+        COMMAND_ABANDONED,
         SHUTDOWN_STARTED,
         SHUTDOWN_COMPLETE,
         LANE_PRESSURE,

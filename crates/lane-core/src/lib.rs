@@ -55,7 +55,7 @@ pub use policy::{
     RetryPolicy, RetryPolicyBuilder, RetryStrategy,
 };
 pub use queue::CommandQueue;
-pub use runner::{RunEnd, RunLimits, supervise};
+pub use runner::{AbandonedRun, RunEnd, RunLimits, supervise, supervise_keeping_slot};
 pub use spawner::{CommandRunner, Spawner};
 pub use stats::{LaneStatus, QueueStats};
 pub use storage::{Storage, StorageOp, StoredCommand, StoredDeadLetter};

@@ -10,9 +10,18 @@
 //!   after the grace period the future is dropped; a run that ends after a cancel
 //!   request, by itself or dropped, ends as [`RunEnd::Cancelled`], never as completed or
 //!   failed, so it is neither retried nor dead-lettered.
+//!
+//! A command whose work goes on after its future is dropped (a host-language handler,
+//! [`Command::stops_when_dropped`](crate::Command::stops_when_dropped) false) is run
+//! through [`supervise_keeping_slot`] instead: the caller is answered at the same moment,
+//! but the future is handed back as an [`AbandonedRun`] for the engine to finish before
+//! it gives the lane slot to another command.
 
+use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::FutureExt;
@@ -132,6 +141,132 @@ where
     }
 }
 
+/// A run answered while its work goes on (see [`supervise_keeping_slot`]): a future that
+/// resolves when the command's future really completes. Its result is discarded (the
+/// caller was already answered); a panic in it is caught.
+#[must_use = "the lane slot stays taken until this completes; await it, then release the slot"]
+pub struct AbandonedRun<F: Future> {
+    run: Pin<Box<futures_util::future::CatchUnwind<AssertUnwindSafe<F>>>>,
+}
+
+impl<F: Future> fmt::Debug for AbandonedRun<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AbandonedRun")
+    }
+}
+
+impl<F: Future> Future for AbandonedRun<F> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.run.as_mut().poll(cx).map(|_| ())
+    }
+}
+
+/// [`supervise`] for a command that does not stop when its future is dropped
+/// ([`Command::stops_when_dropped`](crate::Command::stops_when_dropped) false).
+///
+/// It returns the [`RunEnd`] at the moment [`supervise`] would (the cancel grace or the
+/// timeout ended), with the same value, and, when the future had not completed by then,
+/// that future as an [`AbandonedRun`] instead of dropping it. The engine answers the
+/// caller with the `RunEnd` at once, then awaits the `AbandonedRun` before it releases
+/// the lane slot (and counts the run as abandoned meanwhile), so a handler that ignores
+/// cancellation never lets more commands run than the lane's cap.
+///
+/// ```
+/// use a3s_lane::{CommandContext, RunEnd, RunLimits, supervise_keeping_slot};
+/// use std::time::Duration;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let (ctx, _trigger) = CommandContext::with_cancel_trigger(1, "query", 1);
+/// let limits = RunLimits { timeout: Some(Duration::from_millis(10)), cancel_grace: Duration::ZERO };
+/// let (end, still_running) = supervise_keeping_slot(&ctx, limits, async {
+///     tokio::time::sleep(Duration::from_millis(50)).await;
+///     Ok(serde_json::Value::Null)
+/// })
+/// .await;
+/// assert!(matches!(end, RunEnd::Err(error) if error.is_timeout())); // answer the caller now
+/// if let Some(run) = still_running {
+///     run.await; // the slot is free only now
+/// }
+/// # }
+/// ```
+pub async fn supervise_keeping_slot<F>(
+    ctx: &CommandContext,
+    limits: RunLimits,
+    run: F,
+) -> (RunEnd, Option<AbandonedRun<F>>)
+where
+    F: Future<Output = Result<Value>>,
+{
+    supervise_keeping_with(ctx.cancel_signal(), limits, run).await
+}
+
+/// [`supervise_keeping_slot`] for the queue, which holds the cancel signal itself.
+pub(crate) async fn supervise_keeping_with<F>(
+    cancel: &CancelSignal,
+    limits: RunLimits,
+    run: F,
+) -> (RunEnd, Option<AbandonedRun<F>>)
+where
+    F: Future<Output = Result<Value>>,
+{
+    if cancel.is_requested() {
+        return (RunEnd::Cancelled(CANCELLED_BEFORE_START), None);
+    }
+    // Boxed so that it can be handed back still running.
+    let mut run = Box::pin(AssertUnwindSafe(run).catch_unwind());
+    let deadline = limits
+        .timeout
+        .and_then(|limit| tokio::time::Instant::now().checked_add(limit));
+    let expired = async {
+        match deadline {
+            Some(deadline) => tokio::time::sleep_until(deadline).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(expired);
+    let abandoned = |run| Some(AbandonedRun { run });
+    tokio::select! {
+        biased;
+        outcome = &mut run => {
+            let end = match ended(outcome) {
+                _ if cancel.is_requested() => RunEnd::Cancelled(CANCELLED_WITHIN_GRACE),
+                Ok(value) => RunEnd::Ok(value),
+                Err(error) => RunEnd::Err(error),
+            };
+            (end, None)
+        }
+        () = &mut expired => {
+            let limit = limits.timeout.unwrap_or_default();
+            (RunEnd::Err(LaneError::Timeout(limit)), abandoned(run))
+        }
+        () = cancel.requested() => {
+            // As in `supervise`, the timeout still ends the grace early.
+            tokio::select! {
+                biased;
+                _ = &mut run => (RunEnd::Cancelled(CANCELLED_WITHIN_GRACE), None),
+                () = tokio::time::sleep(limits.cancel_grace) => {
+                    (RunEnd::Cancelled(CANCELLED_AFTER_GRACE), abandoned(run))
+                }
+                () = &mut expired => (RunEnd::Cancelled(CANCELLED_AFTER_GRACE), abandoned(run)),
+            }
+        }
+    }
+}
+
+type Caught = std::thread::Result<Result<Value>>;
+
+fn ended(outcome: Caught) -> Result<Value> {
+    outcome.unwrap_or_else(|panic| {
+        Err(LaneError::CommandError(format!(
+            "command panicked: {}",
+            panic_message(panic.as_ref())
+        )))
+    })
+}
+
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     if let Some(message) = panic.downcast_ref::<&str>() {
         (*message).to_owned()
@@ -224,5 +359,54 @@ mod tests {
         canceller.await.unwrap();
         assert_eq!(end, RunEnd::Cancelled(CANCELLED_WITHIN_GRACE));
         drop(run_ctx);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keeping_the_slot_answers_at_the_grace_and_hands_back_the_run() {
+        let (ctx, trigger) = CommandContext::with_cancel_trigger(1, "l", 1);
+        let started = tokio::time::Instant::now();
+        trigger.cancel();
+        let (end, rest) =
+            supervise_keeping_slot(&ctx, limits(None, 0), async { Ok(Value::Null) }).await;
+        assert_eq!(end, RunEnd::Cancelled(CANCELLED_BEFORE_START));
+        assert!(rest.is_none());
+
+        let (ctx, trigger) = CommandContext::with_cancel_trigger(2, "l", 1);
+        let canceller = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            trigger.cancel();
+        });
+        let (end, rest) = supervise_keeping_slot(&ctx, limits(Some(10_000), 400), async {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            panic!("a panic after the answer is caught");
+        })
+        .await;
+        canceller.await.unwrap();
+        assert_eq!(end, RunEnd::Cancelled(CANCELLED_AFTER_GRACE));
+        assert_eq!(started.elapsed(), Duration::from_millis(500));
+        rest.expect("still running").await;
+        assert_eq!(started.elapsed(), Duration::from_secs(3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keeping_the_slot_answers_a_timeout_and_a_quick_run_as_supervise_does() {
+        let (ctx, _trigger) = CommandContext::with_cancel_trigger(1, "l", 1);
+        let (end, rest) = supervise_keeping_slot(&ctx, limits(Some(250), 0), async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            Ok(Value::Null)
+        })
+        .await;
+        assert_eq!(
+            end,
+            RunEnd::Err(LaneError::Timeout(Duration::from_millis(250)))
+        );
+        let started = tokio::time::Instant::now();
+        rest.expect("still running").await;
+        assert_eq!(started.elapsed(), Duration::from_millis(750));
+
+        let (end, rest) =
+            supervise_keeping_slot(&ctx, limits(Some(250), 0), async { Ok(Value::from(7)) }).await;
+        assert_eq!(end, RunEnd::Ok(Value::from(7)));
+        assert!(rest.is_none());
     }
 }

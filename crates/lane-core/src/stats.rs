@@ -25,6 +25,14 @@ pub struct LaneStatus {
     pub paused: bool,
     /// Whether its rate limit holds it back now.
     pub throttled: bool,
+    /// Runs answered (timed out, or cancelled after the grace period) whose handler went
+    /// on running, since the queue was made; see
+    /// [`Command::stops_when_dropped`](crate::Command::stops_when_dropped).
+    #[serde(default)]
+    pub abandoned: u64,
+    /// Of those, the ones still running now; each keeps its slot (counted in `active`).
+    #[serde(default)]
+    pub abandoned_running: usize,
 }
 
 /// The whole queue's counts.

@@ -18,7 +18,10 @@ use crate::error::LaneError;
 use crate::event::{EventEmitter, keys};
 use crate::observer::{CommandInfo, RunOutcome};
 use crate::runner::{self, RunEnd, RunLimits};
-use crate::scheduler::{Dispatch, Task};
+use crate::scheduler::{Dispatch, LaneIdx, Task};
+
+/// The still-running future of an abandoned run (see `Command::stops_when_dropped`).
+type Abandoned = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 use crate::storage::{StorageOp, StoredCommand};
 
 impl CommandQueue {
@@ -40,9 +43,22 @@ impl CommandQueue {
             // Run time is reported to observers and subscribers only; nobody, no clock read.
             let timed = !self.observers.is_empty() || self.events.has_subscribers();
             let started = timed.then(Instant::now);
-            let result = Self::execute(&dispatch, &self.events).await;
+            let (result, abandoned) = Self::execute(&dispatch, &self.events).await;
             let elapsed = started.map_or(Duration::ZERO, |started| started.elapsed());
-            match self.finish(dispatch, result, elapsed) {
+            if let Some(abandoned) = abandoned {
+                // Answered, but the handler goes on: its slot stays taken until it returns.
+                let lane = dispatch.task.lane();
+                if let Some(next) = self.finish(dispatch, result, elapsed, true) {
+                    self.spawn(next);
+                }
+                abandoned.await;
+                match self.release_abandoned(lane) {
+                    Some(next) => dispatch = next,
+                    None => return,
+                }
+                continue;
+            }
+            match self.finish(dispatch, result, elapsed, false) {
                 Some(next) => {
                     dispatch = next;
                     tokio::task::consume_budget().await;
@@ -52,10 +68,10 @@ impl CommandQueue {
         }
     }
 
-    async fn execute(dispatch: &Dispatch, events: &EventEmitter) -> RunEnd {
+    async fn execute(dispatch: &Dispatch, events: &EventEmitter) -> (RunEnd, Option<Abandoned>) {
         let task = &dispatch.task;
         if task.cancel.is_requested() {
-            return RunEnd::Cancelled(runner::CANCELLED_BEFORE_START);
+            return (RunEnd::Cancelled(runner::CANCELLED_BEFORE_START), None);
         }
         let ctx = CommandContext::new(
             task.id,
@@ -82,8 +98,20 @@ impl CommandQueue {
             timeout: dispatch.timeout,
             cancel_grace: dispatch.grace,
         };
-        let run = ctx.scope(task.command.execute()).instrument(span.clone());
-        let result = runner::supervise_with(&task.cancel, limits, run).await;
+        let (result, abandoned) = if task.command.stops_when_dropped() {
+            let run = ctx.scope(task.command.execute()).instrument(span.clone());
+            (
+                runner::supervise_with(&task.cancel, limits, run).await,
+                None,
+            )
+        } else {
+            // The future owns its task, so that it can outlive this call.
+            let owned = task.clone();
+            let run = ctx.scope(async move { owned.command.execute().await });
+            let run = run.instrument(span.clone());
+            let (end, rest) = runner::supervise_keeping_with(&task.cancel, limits, run).await;
+            (end, rest.map(|rest| Box::pin(rest) as Abandoned))
+        };
         if !span.is_disabled() {
             let (outcome, failed) = match &result {
                 RunEnd::Ok(_) => ("completed", false),
@@ -96,15 +124,31 @@ impl CommandQueue {
                 span.record("otel.status_code", "ERROR");
             }
         }
-        result
+        (result, abandoned)
     }
 
-    /// Books a finished run: retry, dead letter or final reply; then dispatches.
+    /// Gives back the slot of an abandoned run that has now returned; then dispatches.
+    fn release_abandoned(self: &Arc<Self>, lane: LaneIdx) -> Option<Dispatch> {
+        let mut effects = Effects::default();
+        {
+            let mut state = self.state.lock();
+            state.release(lane);
+            state.lanes[lane as usize].abandoned_running -= 1;
+            self.dispatch_locked(&mut state, Instant::now(), &mut effects);
+            self.capture_depths(&state, &mut effects, &[lane]);
+            effects.idle = state.is_idle();
+        }
+        self.apply(effects, true)
+    }
+
+    /// Books a finished run: retry, dead letter or final reply; then dispatches. With
+    /// `keep_slot` (an abandoned run) the caller is answered but the slot stays taken.
     fn finish(
         self: &Arc<Self>,
         dispatch: Dispatch,
         result: RunEnd,
         elapsed: Duration,
+        keep_slot: bool,
     ) -> Option<Dispatch> {
         let Dispatch {
             task,
@@ -118,7 +162,13 @@ impl CommandQueue {
         let now = Instant::now();
         {
             let mut state = self.state.lock();
-            state.release(task.lane());
+            if keep_slot {
+                let lane = &mut state.lanes[task.lane() as usize];
+                lane.abandoned += 1;
+                lane.abandoned_running += 1;
+            } else {
+                state.release(task.lane());
+            }
             if let RunEnd::Err(error) = &result
                 && error.is_retryable()
             {
@@ -166,10 +216,21 @@ impl CommandQueue {
                 self.ensure_timer_driver(&mut state);
             }
         }
+        let abandoned = keep_slot.then(|| match &result {
+            RunEnd::Cancelled(reason) => (*reason).to_owned(),
+            RunEnd::Err(error) => error.to_string(),
+            RunEnd::Ok(_) => String::new(),
+        });
         if stopped_before_retry {
             self.report_stopped_before_retry(&task, &lane_name, attempt, result, elapsed);
         } else {
             self.report_finish(&task, &lane_name, attempt, result, retry_delay, elapsed);
+        }
+        if let Some(reason) = abandoned {
+            self.events.emit_with(
+                keys::COMMAND_ABANDONED,
+                || json!({ "lane_id": &*lane_name, "command_id": task.id, "reason": reason }),
+            );
         }
         self.apply(effects, true)
     }

@@ -156,6 +156,9 @@ pub(crate) struct LaneState {
     level: u8,
     in_ready: bool,
     in_reserved: bool,
+    /// Runs answered while their handler went on; see `LaneStatus::abandoned`.
+    pub(crate) abandoned: u64,
+    pub(crate) abandoned_running: usize,
 }
 
 impl LaneState {
@@ -175,6 +178,8 @@ impl LaneState {
             level: 0,
             in_ready: false,
             in_reserved: false,
+            abandoned: 0,
+            abandoned_running: 0,
         }
     }
 
@@ -210,6 +215,8 @@ impl LaneState {
             max: self.config.max_concurrency,
             paused: self.paused,
             throttled: self.throttled,
+            abandoned: self.abandoned,
+            abandoned_running: self.abandoned_running,
         }
     }
 }

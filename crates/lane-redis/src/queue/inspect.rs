@@ -216,6 +216,9 @@ impl RedisQueue {
                 max: int(max)? as usize,
                 paused: int(paused)? == 1,
                 throttled: int(throttled)? == 1,
+                // The Redis worker does not report abandoned runs to the stats hash yet.
+                abandoned: 0,
+                abandoned_running: 0,
             };
             stats.queue.total_pending += status.pending;
             stats.queue.total_active += status.active;
