@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use a3s_lane::{Command, LaneConfig, Result, event_keys};
+use a3s_lane::{Command, CommandContext, LaneConfig, Result, event_keys};
 use async_trait::async_trait;
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -191,4 +191,49 @@ async fn a_command_that_stops_when_dropped_frees_its_slot_at_the_grace() {
     assert_eq!(begin.elapsed(), grace + Duration::from_millis(10));
     assert_eq!(running.peak(), 2);
     assert_eq!(manager.stats().await.lanes["one"].abandoned, 0);
+}
+
+/// Stops 50 ms after it is told to (like a handler with slow cleanup).
+struct SlowToStop(Running);
+
+#[async_trait]
+impl Command for SlowToStop {
+    async fn execute(&self) -> Result<Value> {
+        let ctx = CommandContext::current().expect("run by the queue");
+        self.0.enter();
+        ctx.cancelled().await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.0.leave();
+        Ok(json!("stopped"))
+    }
+    fn command_type(&self) -> &str {
+        "slow_to_stop"
+    }
+    fn stops_when_dropped(&self) -> bool {
+        false
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timed_out_handler_is_told_to_stop_and_its_slot_frees_when_it_does() {
+    let config = LaneConfig::new(1, 1).with_timeout(Duration::from_millis(100));
+    let manager = started(&[("one", config, 0)]).await;
+    let running = Running::default();
+    let first = manager
+        .submit_with_handle("one", Box::new(SlowToStop(running.clone())))
+        .await
+        .unwrap();
+    let second = manager
+        .submit_with_handle(
+            "one",
+            Stubborn::new(Duration::from_millis(10), &running, false),
+        )
+        .await
+        .unwrap();
+    let begin = Instant::now();
+    assert!(first.await.unwrap_err().is_timeout());
+    assert_eq!(begin.elapsed(), Duration::from_millis(100));
+    assert_eq!(second.await.unwrap(), "done");
+    assert_eq!(begin.elapsed(), Duration::from_millis(160));
+    assert_eq!(running.peak(), 1);
 }

@@ -171,7 +171,9 @@ impl<F: Future> Future for AbandonedRun<F> {
 /// that future as an [`AbandonedRun`] instead of dropping it. The engine answers the
 /// caller with the `RunEnd` at once, then awaits the `AbandonedRun` before it releases
 /// the lane slot (and counts the run as abandoned meanwhile), so a handler that ignores
-/// cancellation never lets more commands run than the lane's cap.
+/// cancellation never lets more commands run than the lane's cap. A run that times out
+/// is told to stop as a cancelled one is: `ctx`'s cancellation is requested (give each
+/// attempt its own context, as [`CommandContext::with_cancel_trigger`] does).
 ///
 /// ```
 /// use a3s_lane::{CommandContext, RunEnd, RunLimits, supervise_keeping_slot};
@@ -200,12 +202,14 @@ pub async fn supervise_keeping_slot<F>(
 where
     F: Future<Output = Result<Value>>,
 {
-    supervise_keeping_with(ctx.cancel_signal(), limits, run).await
+    supervise_keeping_with(ctx.cancel_signal(), ctx.cancel_signal(), limits, run).await
 }
 
-/// [`supervise_keeping_slot`] for the queue, which holds the cancel signal itself.
+/// [`supervise_keeping_slot`] for the queue, which watches the command's cancel signal
+/// (`cancel`, kept across attempts) and tells the run through this attempt's (`tell`).
 pub(crate) async fn supervise_keeping_with<F>(
     cancel: &CancelSignal,
+    tell: &CancelSignal,
     limits: RunLimits,
     run: F,
 ) -> (RunEnd, Option<AbandonedRun<F>>)
@@ -239,10 +243,14 @@ where
             (end, None)
         }
         () = &mut expired => {
+            // Where `supervise` would drop it: tell it to stop (it sees the request when
+            // next polled, as an `AbandonedRun`).
+            tell.request();
             let limit = limits.timeout.unwrap_or_default();
             (RunEnd::Err(LaneError::Timeout(limit)), abandoned(run))
         }
         () = cancel.requested() => {
+            tell.request();
             // As in `supervise`, the timeout still ends the grace early.
             tokio::select! {
                 biased;
@@ -400,10 +408,12 @@ mod tests {
             end,
             RunEnd::Err(LaneError::Timeout(Duration::from_millis(250)))
         );
+        assert!(ctx.is_cancelled(), "a timed-out run is told to stop");
         let started = tokio::time::Instant::now();
         rest.expect("still running").await;
         assert_eq!(started.elapsed(), Duration::from_millis(750));
 
+        let (ctx, _trigger) = CommandContext::with_cancel_trigger(2, "l", 1);
         let (end, rest) =
             supervise_keeping_slot(&ctx, limits(Some(250), 0), async { Ok(Value::from(7)) }).await;
         assert_eq!(end, RunEnd::Ok(Value::from(7)));

@@ -12,7 +12,7 @@ use tracing::Instrument;
 
 use super::effects::Effects;
 use super::{CommandQueue, info, now_ms};
-use crate::command::CommandContext;
+use crate::command::{CancelSignal, CommandContext};
 use crate::dead_letter::DeadLetter;
 use crate::error::LaneError;
 use crate::event::{EventEmitter, keys};
@@ -105,11 +105,21 @@ impl CommandQueue {
                 None,
             )
         } else {
-            // The future owns its task, so that it can outlive this call.
+            // The future owns its task, so that it can outlive this call; the attempt has
+            // its own cancel signal, requested also at a timeout (a retry must not see it).
+            let tell = Arc::new(CancelSignal::default());
+            let ctx = CommandContext::new(
+                task.id,
+                dispatch.lane.clone(),
+                dispatch.attempt,
+                tell.clone(),
+                events.clone(),
+            );
             let owned = task.clone();
             let run = ctx.scope(async move { owned.command.execute().await });
             let run = run.instrument(span.clone());
-            let (end, rest) = runner::supervise_keeping_with(&task.cancel, limits, run).await;
+            let (end, rest) =
+                runner::supervise_keeping_with(&task.cancel, &tell, limits, run).await;
             (end, rest.map(|rest| Box::pin(rest) as Abandoned))
         };
         if !span.is_disabled() {
