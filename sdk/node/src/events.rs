@@ -53,7 +53,7 @@ impl ToNapiValue for EventKeyList {
 }
 
 /// Every event key the queue emits (the core's list).
-pub const KEYS: [&str; 15] = event_keys::ALL;
+pub const KEYS: [&str; event_keys::ALL.len()] = event_keys::ALL;
 
 /// Checks an event key given to `on`, `off` or `events` (`'*'` means every key).
 pub fn check_key(key: &str, allow_wildcard: bool) -> Result<(), String> {
