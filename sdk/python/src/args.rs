@@ -75,6 +75,11 @@ pub(crate) fn u32_arg(value: &Bound<'_, PyAny>, name: &str) -> PyResult<u32> {
     unsigned(value, name, u32::MAX.into(), "").map(|n| n as u32)
 }
 
+/// A command id (an int >= 0).
+pub(crate) fn command_id_arg(value: &Bound<'_, PyAny>) -> PyResult<u64> {
+    unsigned(value, "command_id", u64::MAX, " (an id returned by a submit)")
+}
+
 /// A `usize` argument.
 pub(crate) fn usize_arg(value: &Bound<'_, PyAny>, name: &str) -> PyResult<usize> {
     unsigned(value, name, usize::MAX as u64, "").map(|n| n as usize)

@@ -107,7 +107,12 @@ impl QueueClient {
     /// waiting for a retry, and ended now), `SIGNALLED` (it is running: its handler was
     /// told, and it ends as cancelled once it stops), `ALREADY_FINISHED` or `UNKNOWN`.
     /// The outcome is true when the cancel reached the command.
-    fn cancel<'py>(&self, py: Python<'py>, command_id: u64) -> PyResult<Bound<'py, PyAny>> {
+    fn cancel<'py>(
+        &self,
+        py: Python<'py>,
+        command_id: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let command_id = crate::args::command_id_arg(command_id)?;
         let outcome = Self::wait(py, self.client.cancel(command_id))?;
         member(py, &CANCEL_OUTCOME, "CancelOutcome", outcome_value(outcome))
     }
@@ -119,8 +124,9 @@ impl QueueClient {
     fn command<'py>(
         &self,
         py: Python<'py>,
-        command_id: u64,
+        command_id: &Bound<'py, PyAny>,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let command_id = crate::args::command_id_arg(command_id)?;
         let Some(status) = Self::wait(py, self.client.command(command_id))? else {
             return Ok(None);
         };
@@ -182,7 +188,8 @@ impl QueueClient {
 
     /// Sends a dead letter's command back to the end of its lane as a fresh attempt and
     /// removes it from the dead letters; returns its `CommandHandle`.
-    fn redrive(&self, py: Python<'_>, command_id: u64) -> PyResult<CommandHandle> {
+    fn redrive(&self, py: Python<'_>, command_id: &Bound<'_, PyAny>) -> PyResult<CommandHandle> {
+        let command_id = crate::args::command_id_arg(command_id)?;
         let submitted = Self::wait(py, self.client.redrive(command_id))?;
         let id = submitted.id();
         if let Some(env) = &self.env {

@@ -5,7 +5,6 @@
 //! conversion is strict: a value JSON cannot hold (a set, NaN, an integer beyond 64 bits,
 //! a dict with non-string keys) is an error naming where it is, never a lossy copy.
 
-use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 use serde_json::{Map, Number, Value};
@@ -13,7 +12,7 @@ use serde_json::{Map, Number, Value};
 /// Deeper structures are refused (and cycles are caught by this limit).
 const MAX_DEPTH: usize = 128;
 
-/// A conversion failure and where it happened, for example `['items'][3]`.
+/// A conversion failure and where it happened, for example `.items[3]`.
 struct JsonError {
     path: Vec<String>,
     kind: JsonErrorKind,
@@ -44,22 +43,19 @@ impl JsonError {
         self
     }
 
-    fn into_py_err(self, what: &str) -> PyErr {
-        let path: String = self.path.iter().rev().map(String::as_str).collect();
-        match self.kind {
-            JsonErrorKind::Type(message) => {
-                PyTypeError::new_err(format!("{what}{path} is not JSON: {message}"))
-            }
-            JsonErrorKind::Value(message) => {
-                PyValueError::new_err(format!("{what}{path} is not JSON: {message}"))
-            }
-        }
+    fn into_py_err(self, py: Python<'_>, what: &str) -> PyErr {
+        let path: String =
+            std::iter::once(what).chain(self.path.iter().rev().map(String::as_str)).collect();
+        let message = match self.kind {
+            JsonErrorKind::Type(message) | JsonErrorKind::Value(message) => message,
+        };
+        crate::error::not_json(py, &path, format!("{path} is not JSON: {message}"))
     }
 }
 
 /// Converts a Python value to JSON; `what` names it in errors (`payload`, `result`).
 pub(crate) fn to_json(value: &Bound<'_, PyAny>, what: &str) -> PyResult<Value> {
-    convert(value, 0).map_err(|error| error.into_py_err(what))
+    convert(value, 0).map_err(|error| error.into_py_err(value.py(), what))
 }
 
 fn convert(value: &Bound<'_, PyAny>, depth: usize) -> Result<Value, JsonError> {
@@ -149,9 +145,18 @@ fn convert(value: &Bound<'_, PyAny>, depth: usize) -> Result<Value, JsonError> {
     )))
 }
 
-/// `['key']`, as Python would write the subscript.
+/// `.key` for an identifier, else `["key"]` (JSON-quoted): the path format both SDKs use.
 fn python_key(key: &str) -> String {
-    format!("['{}']", key.replace('\\', "\\\\").replace('\'', "\\'"))
+    let mut chars = key.chars();
+    let identifier = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == '$')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$');
+    if identifier {
+        format!(".{key}")
+    } else {
+        format!("[{}]", Value::String(key.to_owned()))
+    }
 }
 
 fn type_name(value: &Bound<'_, PyAny>) -> String {

@@ -24,6 +24,7 @@ pub(crate) struct Exceptions {
     pub(crate) storage: Py<PyType>,
     pub(crate) command: Py<PyType>,
     pub(crate) non_retryable: Py<PyType>,
+    pub(crate) not_json: Py<PyType>,
 }
 
 static EXCEPTIONS: PyOnceLock<Exceptions> = PyOnceLock::new();
@@ -120,6 +121,18 @@ pub(crate) fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
             "Raise it (or a subclass) from a handler to fail the command without retrying it.\n\n\
              The caller receives this very exception.",
         )?,
+        not_json: make(
+            py,
+            "NotJsonError",
+            &[
+                base.clone(),
+                py.get_type::<pyo3::exceptions::PyTypeError>(),
+                py.get_type::<PyValueError>(),
+            ],
+            "A payload or result holds a value JSON cannot hold (NaN, infinity, a set, bytes,\n\
+             a non-str dict key, an int beyond 64 bits, another object). `code` is\n\
+             \"NOT_JSON\"; `path` says where, e.g. `payload.items[3].x`.",
+        )?,
         lane_error,
     };
     for (name, class) in [
@@ -133,6 +146,7 @@ pub(crate) fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
         ("StorageError", &exceptions.storage),
         ("CommandError", &exceptions.command),
         ("NonRetryableError", &exceptions.non_retryable),
+        ("NotJsonError", &exceptions.not_json),
     ] {
         module.add(name, class.bind(py))?;
     }
@@ -167,6 +181,26 @@ impl IntoPyErr for CoreError {
 /// A `ConfigError` (a `ValueError`) with `message`.
 pub(crate) fn config_error(py: Python<'_>, message: impl Into<String>) -> PyErr {
     PyErr::from_type(exceptions(py).config.bind(py).clone(), message.into())
+}
+
+/// The code of every `NotJsonError` (the same in the Node SDK).
+pub(crate) const NOT_JSON: &str = "NOT_JSON";
+
+/// A `NotJsonError` for the value at `path` (`payload.items[3]`), with `message`.
+pub(crate) fn not_json(py: Python<'_>, path: &str, message: String) -> PyErr {
+    let class = exceptions(py).not_json.bind(py);
+    match class.call1((message,)) {
+        Ok(error) => {
+            let set = error
+                .setattr("code", NOT_JSON)
+                .and_then(|()| error.setattr("path", path));
+            match set {
+                Ok(()) => PyErr::from_value(error),
+                Err(failed) => failed,
+            }
+        }
+        Err(failed) => failed,
+    }
 }
 
 /// A plain `LaneError` with `message`.

@@ -436,21 +436,24 @@ impl LoopBridge {
                 // A full socket buffer means the loop has a wake-up pending already.
                 let _ = std::io::Write::write(&mut &*tx, &[1]);
             }
-            Signal::Threadsafe => Python::attach(|py| {
-                let drain = LoopDrain {
-                    bridge: self.clone(),
-                    owner: false,
-                };
-                let scheduled = Py::new(py, drain).and_then(|drain| {
-                    self.event_loop
-                        .bind(py)
-                        .call_method1("call_soon_threadsafe", (drain,))
+            Signal::Threadsafe => {
+                let scheduled = crate::exit::attach_if_alive(|py| {
+                    let drain = LoopDrain {
+                        bridge: self.clone(),
+                        owner: false,
+                    };
+                    Py::new(py, drain).and_then(|drain| {
+                        self.event_loop
+                            .bind(py)
+                            .call_method1("call_soon_threadsafe", (drain,))
+                            .map(drop)
+                    })
                 });
-                if scheduled.is_err() {
-                    // The loop is closed.
+                if !matches!(scheduled, Some(Ok(()))) {
+                    // The loop is closed, or the interpreter is exiting.
                     self.close();
                 }
-            }),
+            }
         }
     }
 

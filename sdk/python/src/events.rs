@@ -24,7 +24,7 @@ use crate::loop_task::awaitable;
 use crate::runtime::{block_on, block_on_until};
 
 /// Every key the queue emits (the core's list).
-pub(crate) const EVENT_KEYS: [&str; 15] = event_keys::ALL;
+pub(crate) const EVENT_KEYS: [&str; event_keys::ALL.len()] = event_keys::ALL;
 
 /// Checks a `keys=` argument against [`EVENT_KEYS`].
 fn check_keys(py: Python<'_>, keys: Vec<String>) -> PyResult<HashSet<String>> {

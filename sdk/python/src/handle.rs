@@ -90,7 +90,7 @@ impl CancelTarget {
 /// logger.
 fn log_cancel_failure(id: CommandId, error: &LaneError) {
     let message = format!("could not send the cancel request of command {id} to Redis: {error}");
-    Python::attach(|py| {
+    crate::exit::attach_if_alive(|py| {
         let logged = py
             .import("logging")
             .and_then(|logging| logging.call_method1("getLogger", ("a3s_lane",)))
@@ -509,6 +509,46 @@ impl CommandFuture {
         slf
     }
 
+    /// The coroutine protocol (with `throw` and `close`), so that
+    /// `asyncio.create_task(lane.submit_async(...))` and `TaskGroup.create_task` accept
+    /// it: it steps as `await future` does.
+    fn send(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        if !value.is_none() {
+            return Err(pyo3::exceptions::PyTypeError::new_err(
+                "a CommandFuture is sent None only (it is stepped by an asyncio task)",
+            ));
+        }
+        Self::__next__(slf)
+    }
+
+    /// Raises `typ` (an exception or its class, with `val`) into the awaiting code;
+    /// the command is cancelled first, as when the awaiting task is cancelled.
+    #[pyo3(signature = (typ, val = None, tb = None))]
+    fn throw(
+        slf: &Bound<'_, Self>,
+        typ: &Bound<'_, PyAny>,
+        val: Option<&Bound<'_, PyAny>>,
+        tb: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let _ = Self::cancel(slf, None);
+        let exception = if typ.is_instance_of::<pyo3::exceptions::PyBaseException>() {
+            typ.clone()
+        } else {
+            match val.filter(|v| !v.is_none()) {
+                Some(val) if val.is_instance(typ)? => val.clone(),
+                Some(val) => typ.call1((val,))?,
+                None => typ.call0()?,
+            }
+        };
+        if let Some(tb) = tb.filter(|tb| !tb.is_none()) {
+            exception.setattr("__traceback__", tb)?;
+        }
+        Err(PyErr::from_value(exception))
+    }
+
+    /// Nothing to release: the command goes on (cancel it with `cancel()`).
+    fn close(&self) {}
+
     fn __next__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
         let py = slf.py();
         let this = slf.get();
@@ -811,13 +851,28 @@ impl CommandHandle {
     /// command keeps running.
     #[pyo3(signature = (timeout = None))]
     fn result(&self, py: Python<'_>, timeout: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
+        let deadline = optional_deadline(timeout, "timeout")?;
+        // A finished command's result is at hand: no wait, so no reason to refuse.
+        if let Some(finished) = self.cell.get() {
+            return finished.to_python(py);
+        }
+        if let CancelTarget::Local(queue) = &self.queue
+            && queue.upgrade().is_some_and(|queue| !queue.is_started())
+        {
+            return Err(crate::error::lane_error(
+                py,
+                format!(
+                    "command {} cannot finish: its lane is not started (call lane.start() first)",
+                    self.id
+                ),
+            ));
+        }
         if crate::runtime::running_loop(py)?.is_some() {
             return Err(pyo3::exceptions::PyRuntimeError::new_err(
                 "result() blocks, and this thread runs an event loop (async handlers may need it); \
                  use `await handle` instead",
             ));
         }
-        let deadline = optional_deadline(timeout, "timeout")?;
         let cell = self.cell.clone();
         let mut wait = std::future::poll_fn(move |cx| cell.poll_finished(cx));
         match block_on_until(py, Pin::new(&mut wait), deadline)? {

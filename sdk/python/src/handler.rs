@@ -171,8 +171,13 @@ impl HandlerFn {
                 .str()
                 .map(|s| s.to_string())
                 .unwrap_or_default();
+            let path = error
+                .value(py)
+                .getattr("path")
+                .and_then(|p| p.extract::<String>())
+                .unwrap_or_else(|_| "result".into());
             let message = format!("handler '{}' returned {detail}", self.command_type);
-            PyErr::from_type(error.get_type(py), message)
+            crate::error::not_json(py, &path, message)
         })
     }
 }
@@ -346,6 +351,13 @@ impl Handler for SharedHandler {
     async fn handle(&self, payload: Value, ctx: CoreContext) -> Result<Value> {
         self.0.run(Arc::new(payload), ctx).await
     }
+
+    /// A Python handler goes on after its future is dropped (a thread cannot be
+    /// stopped, a coroutine may swallow `CancelledError`): its slot stays taken until it
+    /// returns.
+    fn stops_when_dropped(&self) -> bool {
+        false
+    }
 }
 
 /// A command of a lane that keeps nothing (no storage, no dead letters): the payload is
@@ -366,11 +378,16 @@ impl Command for DirectCommand {
     fn command_type(&self) -> &str {
         self.handler.command_type()
     }
+
+    /// See `SharedHandler::stops_when_dropped`.
+    fn stops_when_dropped(&self) -> bool {
+        false
+    }
 }
 
 async fn run_sync(handler: Arc<PyHandler>, payload: Arc<Value>, ctx: CoreContext) -> Result<Value> {
     let thread = runtime().spawn_blocking(move || {
-        Python::attach(|py| {
+        crate::exit::attach_if_alive(|py| {
             if ctx.is_cancelled() {
                 return Err(LaneError::Cancelled(
                     "cancelled before the handler started".into(),
@@ -386,10 +403,14 @@ async fn run_sync(handler: Arc<PyHandler>, payload: Arc<Value>, ctx: CoreContext
                         func.command_type
                     )));
                 }
-                func.result_to_json(&result)
+                Ok(result)
             });
-            outcome.map_err(|error| handler.failure(py, &ctx, error))
+            match outcome {
+                Ok(result) => handler.succeeded(py, &ctx, &result),
+                Err(error) => Err(handler.failure(py, &ctx, error)),
+            }
         })
+        .unwrap_or_else(|| Err(LaneError::Cancelled("the Python interpreter is exiting".into())))
     });
     match thread.await {
         Ok(outcome) => outcome,

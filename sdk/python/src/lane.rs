@@ -68,6 +68,8 @@ pub(crate) struct Lane {
     metrics: Option<QueueMetrics>,
     /// How far an event subscriber may fall behind.
     event_capacity: usize,
+    /// What the exit hook drains (unregistered when the lane is dropped).
+    _exit: Arc<crate::exit::ExitEntry>,
 }
 
 #[derive(Default)]
@@ -240,6 +242,20 @@ impl Lane {
         Ok(())
     }
 
+    /// A blocking wait for a command before `start()` would never end.
+    fn refuse_before_start(&self, py: Python<'_>, call: &str) -> PyResult<()> {
+        if self.queue.is_started() {
+            return Ok(());
+        }
+        Err(crate::error::lane_error(
+            py,
+            format!(
+                "{call} waits for the command to run, and the lane is not started: call \
+                 lane.start() first (or use submit_nowait() to queue commands before start)"
+            ),
+        ))
+    }
+
     fn handler_not_found(&self, command_type: &str) -> CoreError {
         let mut registered: Vec<String> = self.handlers.read().keys().cloned().collect();
         registered.sort_unstable();
@@ -361,7 +377,13 @@ impl Lane {
         let manager = built.map_err(|e| e.into_py_err(py))?;
         let queue = manager.queue();
         let client = QueueClient::local(manager.clone(), Arc::downgrade(&queue), env.clone());
+        let exit = crate::exit::register(crate::exit::ExitEntry {
+            manager: manager.clone(),
+            queue: Arc::downgrade(&queue),
+            durable,
+        });
         Ok(PyClassInitializer::from(client).add_subclass(Self {
+            _exit: exit,
             queue,
             durable,
             direct,
@@ -405,12 +427,19 @@ impl Lane {
 
     /// Starts running commands. `async def` handlers will run on the event loop running
     /// in this thread, or on a private loop if none is running. Commands recovered from
-    /// storage start now. Calling it again does nothing.
+    /// storage start now. Raises `LaneError` if the lane was started already, and
+    /// `ShutdownError` after `shutdown()` (make a new `Lane`).
     fn start(&self, py: Python<'_>) -> PyResult<()> {
+        if self.manager.is_shutting_down() {
+            return Err(CoreError::ShutdownInProgress.into_py_err(py));
+        }
         {
             let mut lifecycle = self.lifecycle.lock();
             if lifecycle.started {
-                return Ok(());
+                return Err(crate::error::lane_error(
+                    py,
+                    "the lane is started already (start() is called once)",
+                ));
             }
             if lifecycle.has_async_handlers {
                 self.ensure_home_loop(py, &mut lifecycle)?;
@@ -436,6 +465,7 @@ impl Lane {
         payload: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         refuse_in_running_loop(py, "submit()", "`await lane.submit_async(...)`")?;
+        self.refuse_before_start(py, "submit()")?;
         let payload = payload_to_json(payload)?;
         let mut handle = self.accept_blocking(py, lane, command_type, payload)?;
         let id = handle.id();
@@ -578,6 +608,71 @@ impl Lane {
             "drain_async()",
             async move { manager.drain(timeout.unwrap_or(Duration::MAX)).await },
             move |py, result| drain_result(py, &queue, result, timeout).map(|()| py.None()),
+        )
+    }
+
+    /// Commands waiting to start, over all lanes (pending, and delayed for a retry).
+    #[getter]
+    fn size(&self) -> usize {
+        let stats = self.queue.stats_now();
+        stats.total_pending + stats.total_delayed
+    }
+
+    /// Commands running now, over all lanes (a run answered while its handler goes on
+    /// counts until the handler returns: it holds its slot).
+    #[getter]
+    fn running(&self) -> usize {
+        self.queue.stats_now().total_active
+    }
+
+    /// Pauses every lane: no command starts until `resume()`; running ones go on and
+    /// submits are still accepted.
+    fn pause(&self, py: Python<'_>) -> PyResult<()> {
+        for lane in self.queue.lane_ids() {
+            self.queue.pause_lane(&lane).map_err(|e| e.into_py_err(py))?;
+        }
+        Ok(())
+    }
+
+    /// Resumes every lane (also a lane paused on its own with `pause_lane`).
+    fn resume(&self, py: Python<'_>) -> PyResult<()> {
+        for lane in self.queue.lane_ids() {
+            self.queue.resume_lane(&lane).map_err(|e| e.into_py_err(py))?;
+        }
+        Ok(())
+    }
+
+    /// `await lane.on_idle()`: resolves when no command is pending, delayed or running
+    /// (at once if none is now).
+    fn on_idle<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let queue = self.queue.clone();
+        awaitable(py, "on_idle()", async move { queue.wait_idle().await }, |py, ()| {
+            Ok(py.None())
+        })
+    }
+
+    /// `await lane.on_empty()`: resolves when no command waits to start (none pending or
+    /// delayed; some may still run), at once if none does now.
+    fn on_empty<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let queue = self.queue.clone();
+        awaitable(
+            py,
+            "on_empty()",
+            async move {
+                // Pending only falls when a command starts or is cancelled, and both are
+                // events: check again after each.
+                let mut events = queue.events().subscribe();
+                loop {
+                    let stats = queue.stats_now();
+                    if stats.total_pending + stats.total_delayed == 0 {
+                        return;
+                    }
+                    if events.recv().await.is_err() {
+                        return;
+                    }
+                }
+            },
+            |py, ()| Ok(py.None()),
         )
     }
 

@@ -27,6 +27,7 @@ mod coroutine;
 mod error;
 mod event_loop;
 mod events;
+mod exit;
 mod handle;
 mod handler;
 mod lane;
@@ -67,6 +68,7 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<redis::queue::RedisQueue>()?;
     module.add_class::<redis::worker::RedisWorker>()?;
     module.add_class::<redis::stats::RedisQueueStats>()?;
+    module.add_function(wrap_pyfunction!(exit::exit_drain, module)?)?;
     module.add("EVENT_KEYS", events::EVENT_KEYS.to_vec())?;
     module.add("DEFAULT_LANES", a3s_lane::DEFAULT_LANES.to_vec())?;
     module.add(

@@ -26,6 +26,12 @@ declared with the same ``LaneConfig``. ``Lane`` and ``RedisQueue`` are both a
 option's default (the core's table; durations in milliseconds).
 """
 
+import atexit as _atexit
+import collections.abc as _abc
+import os as _os
+import sys as _sys
+
+from a3s_lane import _native
 from a3s_lane._client import CancelOutcome, CommandState, CommandStatus
 from a3s_lane._native import (
     DEFAULT_LANES,
@@ -51,6 +57,7 @@ from a3s_lane._native import (
     LaneStatus,
     MetricsSnapshot,
     NonRetryableError,
+    NotJsonError,
     PriorityBoost,
     QueueClient,
     QueueStats,
@@ -90,6 +97,7 @@ __all__ = [
     "LaneStatus",
     "MetricsSnapshot",
     "NonRetryableError",
+    "NotJsonError",
     "PriorityBoost",
     "QueueClient",
     "QueueStats",
@@ -101,3 +109,56 @@ __all__ = [
     "ShutdownError",
     "StorageError",
 ]
+
+# `asyncio.create_task(lane.submit_async(...))` and `TaskGroup.create_task` take only
+# coroutines; a CommandFuture steps like one (send/throw/close), so it is registered as one.
+_abc.Coroutine.register(CommandFuture)
+
+#: Seconds the exit hook waits for accepted commands (A3S_LANE_EXIT_DRAIN_SECONDS).
+_EXIT_DRAIN_DEFAULT = 5.0
+
+
+def _exit_drain_seconds() -> float:
+    raw = _os.environ.get("A3S_LANE_EXIT_DRAIN_SECONDS")
+    if raw is None:
+        return _EXIT_DRAIN_DEFAULT
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not seconds >= 0 or seconds == float("inf"):
+        print(
+            f"a3s_lane: A3S_LANE_EXIT_DRAIN_SECONDS={raw!r} is not a number of seconds >= 0; "
+            f"using {_EXIT_DRAIN_DEFAULT:g}",
+            file=_sys.stderr,
+        )
+        return _EXIT_DRAIN_DEFAULT
+    return seconds
+
+
+def _drain_at_exit() -> None:
+    """At interpreter exit: give accepted commands a bounded time to finish, then say
+    on stderr how many were dropped (never silently, never a panic)."""
+    seconds = _exit_drain_seconds()
+    dropped, stored, never_started = _native._exit_drain(seconds)
+    if dropped:
+        print(
+            f"a3s_lane: {dropped} accepted command(s) were dropped at exit: "
+            + (
+                f"{never_started} lane(s) holding commands were never started (call lane.start()); "
+                if never_started
+                else ""
+            )
+            + f"unfinished after waiting {seconds:g} s (A3S_LANE_EXIT_DRAIN_SECONDS). "
+            "Wait for them before exiting: lane.drain(), or await the submits.",
+            file=_sys.stderr,
+        )
+    if stored:
+        print(
+            f"a3s_lane: {stored} accepted command(s) left unfinished at exit stay in the "
+            "durable store and run at the next start.",
+            file=_sys.stderr,
+        )
+
+
+_atexit.register(_drain_at_exit)
