@@ -5,12 +5,12 @@
 use std::time::Duration;
 
 use lane_core::{
-    DEFAULT_LANES, LaneConfig, LaneError, PriorityBoostConfig, RateLimitConfig, Result,
-    RetryJitter, RetryPolicy,
+    DEFAULT_LANES, LaneConfig, LaneError, MAX_DURATION, PriorityBoostConfig, RateLimitConfig,
+    Result, RetryJitter, RetryPolicy,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::connection::{Endpoint, Target};
+use crate::connection::{Backoff, Endpoint, Target};
 
 /// What Redis keeps of a lane's [`LaneConfig`]: the lane's one model, checked for this
 /// engine and put in the form its scripts and workers read.
@@ -268,6 +268,8 @@ pub struct RedisQueueConfig {
     pub(crate) result_ttl: Duration,
     pub(crate) response_timeout: Duration,
     pub(crate) connect_timeout: Duration,
+    pub(crate) reconnect_wait: Duration,
+    pub(crate) backoff: Backoff,
     pub(crate) events: Option<bool>,
 }
 
@@ -280,6 +282,13 @@ impl RedisQueueConfig {
     pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
     /// How long one attempt to open a connection may take, unless told otherwise.
     pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+    /// How long a submit waits for Redis to come back, unless told otherwise.
+    pub const DEFAULT_RECONNECT_WAIT: Duration = Duration::from_secs(5);
+    /// The first pause between reconnect attempts, unless told otherwise.
+    pub const DEFAULT_RECONNECT_MIN_DELAY: Duration = Duration::from_millis(50);
+    /// The longest pause between reconnect attempts, unless told otherwise: Redis coming
+    /// back is noticed within about this long.
+    pub const DEFAULT_RECONNECT_MAX_DELAY: Duration = Duration::from_secs(1);
 
     /// A queue on the Redis server at `url` (`redis://[user:password@]host:port[/db]`,
     /// `rediss://` for TLS if the `redis` crate was built with TLS), prefix `a3s-lane`,
@@ -311,6 +320,11 @@ impl RedisQueueConfig {
             result_ttl: Self::DEFAULT_RESULT_TTL,
             response_timeout: Self::DEFAULT_RESPONSE_TIMEOUT,
             connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
+            reconnect_wait: Self::DEFAULT_RECONNECT_WAIT,
+            backoff: Backoff {
+                min: Self::DEFAULT_RECONNECT_MIN_DELAY,
+                max: Self::DEFAULT_RECONNECT_MAX_DELAY,
+            },
             events: None,
         }
     }
@@ -379,6 +393,34 @@ impl RedisQueueConfig {
         self
     }
 
+    /// How long a submit waits for Redis when it cannot be reached, restarts, fails over
+    /// or is still loading its data (default 5 s). Within it, the submit is sent again
+    /// with the same reference, which Redis recognises, so it is accepted once; after it,
+    /// the submit fails with an error saying Redis is unreachable, and if Redis did
+    /// receive it, it is withdrawn as soon as Redis answers again (cancelled, never run
+    /// unannounced). Zero means one attempt.
+    pub fn with_reconnect_wait(mut self, wait: Duration) -> Self {
+        self.reconnect_wait = wait;
+        self
+    }
+
+    /// The pauses between reconnect attempts: `first`, doubling up to `max` (default
+    /// 50 ms up to 1 s). Producers and workers notice Redis is back within about `max`.
+    pub fn with_reconnect_backoff(mut self, first: Duration, max: Duration) -> Self {
+        self.backoff = Backoff { min: first, max };
+        self
+    }
+
+    /// How long a submit waits for Redis to come back.
+    pub fn reconnect_wait(&self) -> Duration {
+        self.reconnect_wait
+    }
+
+    /// The first and the longest pause between reconnect attempts.
+    pub fn reconnect_backoff(&self) -> (Duration, Duration) {
+        (self.backoff.min, self.backoff.max)
+    }
+
     /// How long finished commands and undelivered results stay in Redis.
     pub fn result_ttl(&self) -> Duration {
         self.result_ttl
@@ -423,6 +465,27 @@ impl RedisQueueConfig {
                 "connect_timeout must be longer than zero".into(),
             ));
         }
+        for (name, value) in [
+            ("result_ttl", self.result_ttl),
+            ("response_timeout", self.response_timeout),
+            ("connect_timeout", self.connect_timeout),
+            ("reconnect_wait", self.reconnect_wait),
+            ("reconnect backoff max", self.backoff.max),
+        ] {
+            if value > MAX_DURATION {
+                return Err(LaneError::ConfigError(format!(
+                    "{name} of {value:?} is longer than the longest duration a queue \
+                     accepts ({MAX_DURATION:?}, about 100 years)"
+                )));
+            }
+        }
+        if self.backoff.min.is_zero() || self.backoff.min > self.backoff.max {
+            return Err(LaneError::ConfigError(format!(
+                "reconnect backoff from {:?} to {:?}: the first pause must be longer than \
+                 zero and no longer than the longest (for example 50 ms up to 1 s)",
+                self.backoff.min, self.backoff.max
+            )));
+        }
         self.target()?;
         let mut seen = std::collections::HashSet::new();
         for (id, lane, priority) in &self.lanes {
@@ -438,7 +501,8 @@ impl RedisQueueConfig {
 
     /// The checked addresses and timeouts to connect with.
     pub(crate) fn target(&self) -> Result<Target> {
-        self.endpoint.open(self.connect_timeout)
+        self.endpoint
+            .open(self.connect_timeout, self.backoff, self.reconnect_wait)
     }
 }
 

@@ -18,8 +18,8 @@ use tokio::sync::oneshot;
 
 use lane_core::{LaneError, Result};
 
-/// Where the queue's Redis is, as configured.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where the queue's Redis is, as configured. Its `Debug` hides passwords.
+#[derive(Clone, PartialEq, Eq)]
 pub(crate) enum Endpoint {
     /// One server (or a proxy in front of several).
     Server(String),
@@ -31,6 +31,47 @@ pub(crate) enum Endpoint {
 pub(crate) struct Target {
     kind: Kind,
     connect_timeout: Duration,
+    /// Pauses between reconnect attempts.
+    pub(crate) backoff: Backoff,
+    /// How long a submit waits for Redis to come back.
+    pub(crate) reconnect_wait: Duration,
+}
+
+/// Pauses between reconnect attempts: `min`, doubling up to `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Backoff {
+    pub(crate) min: Duration,
+    pub(crate) max: Duration,
+}
+
+impl Backoff {
+    /// The pause after `current`.
+    pub(crate) fn next(&self, current: Duration) -> Duration {
+        current.saturating_mul(2).clamp(self.min, self.max)
+    }
+}
+
+/// A Redis URL as it may be shown: without its password.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((credentials, host)) => {
+            let user = credentials
+                .split_once(':')
+                .map_or(credentials, |(user, _)| user);
+            let hidden = if credentials.contains(':') {
+                ":***"
+            } else {
+                ""
+            };
+            format!("{scheme}://{user}{hidden}@{host}{path}")
+        }
+        None => url.to_owned(),
+    }
 }
 
 enum Kind {
@@ -44,15 +85,35 @@ enum Kind {
     },
 }
 
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Server(url) => f.debug_tuple("Server").field(&redact_url(url)).finish(),
+            Self::Cluster(urls) => f
+                .debug_tuple("Cluster")
+                .field(&urls.iter().map(|url| redact_url(url)).collect::<Vec<_>>())
+                .finish(),
+        }
+    }
+}
+
 impl Endpoint {
     /// Checks the addresses; the error names the bad one and says what is expected.
-    pub(crate) fn open(&self, connect_timeout: Duration) -> Result<Target> {
+    pub(crate) fn open(
+        &self,
+        connect_timeout: Duration,
+        backoff: Backoff,
+        reconnect_wait: Duration,
+    ) -> Result<Target> {
         let kind = match self {
             Self::Server(url) => {
                 let info = parse_url(url)?;
                 let addr = info.addr().to_string();
                 let client = redis::Client::open(info).map_err(|error| {
-                    LaneError::ConfigError(format!("invalid Redis URL '{url}': {error}"))
+                    LaneError::ConfigError(format!(
+                        "invalid Redis URL '{}': {error}",
+                        redact_url(url)
+                    ))
                 })?;
                 Kind::Server { client, addr }
             }
@@ -69,14 +130,16 @@ impl Endpoint {
                     let info = parse_url(url)?;
                     if matches!(info.addr(), ConnectionAddr::Unix(_)) {
                         return Err(LaneError::ConfigError(format!(
-                            "cluster node '{url}' is a Unix socket; Redis Cluster nodes are \
-                             reached over TCP: use redis://host:port"
+                            "cluster node '{}' is a Unix socket; Redis Cluster nodes are \
+                             reached over TCP: use redis://host:port",
+                            redact_url(url)
                         )));
                     }
                     if info.redis_settings().db() != 0 {
                         return Err(LaneError::ConfigError(format!(
-                            "cluster node '{url}' selects database {}; Redis Cluster has only \
+                            "cluster node '{}' selects database {}; Redis Cluster has only \
                              database 0: drop the /{} from the URL",
+                            redact_url(url),
                             info.redis_settings().db(),
                             info.redis_settings().db()
                         )));
@@ -98,6 +161,8 @@ impl Endpoint {
         Ok(Target {
             kind,
             connect_timeout,
+            backoff,
+            reconnect_wait,
         })
     }
 }
@@ -105,8 +170,9 @@ impl Endpoint {
 fn parse_url(url: &str) -> Result<ConnectionInfo> {
     url.into_connection_info().map_err(|error| {
         LaneError::ConfigError(format!(
-            "invalid Redis URL '{url}': {error}; expected redis://[user:password@]host:port[/db] \
-             (rediss:// for TLS)"
+            "invalid Redis URL '{}': {error}; expected redis://[user:password@]host:port[/db] \
+             (rediss:// for TLS)",
+            redact_url(url)
         ))
     })
 }
@@ -132,9 +198,15 @@ impl Target {
                     Ok(Err(error)) => return Err(unreachable(&error)),
                     Err(_) => return Err(unreachable(&"no answer within the connect timeout")),
                 }
+                // A lost connection is reopened in the background with the queue's backoff;
+                // callers bound their own wait (Target::reconnect_wait).
                 let config = ConnectionManagerConfig::new()
                     .set_response_timeout(Some(response_timeout))
-                    .set_connection_timeout(Some(self.connect_timeout));
+                    .set_connection_timeout(Some(self.connect_timeout))
+                    .set_min_delay(self.backoff.min)
+                    .set_max_delay(self.backoff.max)
+                    .set_exponent_base(2.0)
+                    .set_number_of_retries(usize::MAX);
                 let manager = tokio::time::timeout(
                     self.connect_timeout,
                     ConnectionManager::new_with_config(client.clone(), config),
@@ -197,6 +269,14 @@ impl Target {
             .build()?
             .get_async_connection()
             .await
+    }
+
+    /// The address (or the cluster's seed addresses), without credentials.
+    pub(crate) fn describe(&self) -> String {
+        match &self.kind {
+            Kind::Server { addr, .. } => addr.clone(),
+            Kind::Cluster { addrs, .. } => addrs.join(", "),
+        }
     }
 
     fn unreachable(&self, error: &dyn std::fmt::Display) -> LaneError {
@@ -283,9 +363,10 @@ impl Conn {
     }
 }
 
-/// Opens a blocking listener's connection, retrying with backoff (50 ms doubling to 5 s)
-/// until it succeeds, or `None` once `stop` fires. `on_retry` runs after each failed
-/// attempt; `what` names the listener in logs.
+/// Opens a blocking listener's connection, retrying with the queue's backoff until it
+/// succeeds, or `None` once `stop` fires. `on_retry` runs after each failed attempt;
+/// `what` names the listener in logs (one line when Redis cannot be reached, one when
+/// it can again).
 pub(super) async fn connect_listener(
     target: &Target,
     block: Duration,
@@ -293,23 +374,52 @@ pub(super) async fn connect_listener(
     what: &str,
     mut on_retry: impl FnMut(),
 ) -> Option<Conn> {
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = target.backoff.min;
+    let mut failed = false;
     loop {
         let connected = tokio::select! {
             _ = &mut *stop => return None,
             connected = target.connect_blocking(block) => connected,
         };
         match connected {
-            Ok(connection) => return Some(connection),
+            Ok(connection) => {
+                if failed {
+                    tracing::info!("{what} reaches Redis again");
+                }
+                return Some(connection);
+            }
             Err(error) => {
-                tracing::warn!(%error, "{what} cannot connect to Redis; retrying");
+                if !failed {
+                    failed = true;
+                    tracing::warn!(%error, "{what} cannot reach Redis; retrying until it answers");
+                }
                 tokio::select! {
                     _ = &mut *stop => return None,
                     () = tokio::time::sleep(backoff) => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff = target.backoff.next(backoff);
                 on_retry();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn passwords_never_appear_in_shown_urls() {
+        assert_eq!(
+            redact_url("redis://app:s3cret@cache:6379/2"),
+            "redis://app:***@cache:6379/2"
+        );
+        assert_eq!(
+            redact_url("rediss://:s3cret@cache:6380"),
+            "rediss://:***@cache:6380"
+        );
+        assert_eq!(redact_url("redis://app@cache"), "redis://app@cache");
+        assert_eq!(redact_url("redis://cache:6379"), "redis://cache:6379");
+        assert_eq!(redact_url("not a url"), "not a url");
     }
 }

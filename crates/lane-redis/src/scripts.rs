@@ -26,6 +26,7 @@ pub(crate) struct Scripts {
     pub(crate) stats: Script,
     pub(crate) inspect: Script,
     pub(crate) purge: Script,
+    pub(crate) outcomes: Script,
 }
 
 pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -39,6 +40,7 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     stats: script(include_str!("lua/stats.lua")),
     inspect: script(include_str!("lua/inspect.lua")),
     purge: script(include_str!("lua/purge.lua")),
+    outcomes: script(include_str!("lua/outcomes.lua")),
 });
 
 /// Calling a script invocation on the queue's connection.

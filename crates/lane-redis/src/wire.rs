@@ -65,6 +65,17 @@ pub(crate) fn decode_error(data: &str) -> LaneError {
     }
 }
 
+/// Whether a call that failed this way may succeed when sent again (Redis unreachable,
+/// restarting, loading, failing over, or a connection that broke): the call may or may
+/// not have reached Redis.
+pub(crate) fn is_transient(error: &redis::RedisError) -> bool {
+    error.is_timeout()
+        || error.is_connection_dropped()
+        || error.is_connection_refusal()
+        || error.is_io_error()
+        || !matches!(error.retry_method(), redis::RetryMethod::NoRetry)
+}
+
 /// Maps a Redis failure to the queue's error type (retryable, like any storage error).
 pub(crate) fn redis_error(error: &redis::RedisError) -> LaneError {
     use redis::{ErrorKind, ServerErrorKind};

@@ -2,12 +2,16 @@
 -- collect cancel requests, claim new commands.
 -- ARGV: worker id, lease (us), how many commands to claim, '1' if the worker registered
 -- before, result ttl (ms), number of completions, then 5 fields per completion:
--- id, fencing token, kind ('ok', 'retry', 'fail', 'cancel', 'release'), data, delay (us).
--- Returns {status, wait_ms, claims, cancels, stale, lane_runs}: status 'ok' or 'lost'
--- (the lease expired and the worker's commands went to other workers; then no
--- lane_runs); wait_ms is when to call again without being woken (-1: only when woken);
--- claims hold 3 fields per command: id, fencing token, entry (see entry_value);
--- lane_runs holds 2 fields per lane claimed from: lane, run settings (declare.lua).
+-- id, fencing token, kind ('ok', 'retry', 'fail', 'cancel', 'release'), data, delay (us);
+-- then the number of runs the worker knows it holds and their ids, or -1 when it does
+-- not reconcile (it reconciles after a round trip whose reply it never got).
+-- Returns {status, wait_ms, claims, cancels, stale, lane_runs, given_back}: status 'ok'
+-- or 'lost' (the lease expired and the worker's commands went to other workers; then
+-- nothing after stale); wait_ms is when to call again without being woken (-1: only
+-- when woken); claims hold 3 fields per command: id, fencing token, entry (see
+-- entry_value); lane_runs holds 2 fields per lane claimed from: lane, run settings
+-- (declare.lua); given_back counts the runs Redis held for the worker that it did not
+-- know of (claims whose reply was lost), put back at the front of their lanes.
 local wid = ARGV[1]
 local lease = tonumber(ARGV[2])
 local want = tonumber(ARGV[3])
@@ -98,6 +102,50 @@ if want > 0 then
   -- them for the one that will.
   redis.call('DEL', P .. ':wake:' .. wid)
   redis.call('SREM', P .. ':idle', wid)
+end
+
+-- 2b. Reconciling: a claim whose reply was lost left runs here that the worker never
+-- started. They go back to the front of their lanes (oldest first) without counting an
+-- attempt, or end as cancelled if a cancel was requested meanwhile.
+local given_back = 0
+local known_at = 7 + ncomp * 5
+local nknown = tonumber(ARGV[known_at] or '-1')
+if nknown >= 0 then
+  local known = {}
+  for j = 1, nknown do
+    known[ARGV[known_at + j]] = true
+  end
+  local orphans = {}
+  for _, id in ipairs(redis.call('HKEYS', RUNNING)) do
+    if not known[id] then
+      orphans[#orphans + 1] = id
+    end
+  end
+  if #orphans > 0 then
+    table.sort(orphans, function(a, b) return tonumber(a) > tonumber(b) end)
+    local runs = hmget_all(RUNNING, orphans)
+    local entries = hmget_all(ENTRIES, orphans)
+    for j, id in ipairs(orphans) do
+      local entry = entries[j]
+      if entry then
+        local lane = entry_lane(entry)
+        add_active(lane, -1)
+        touched[lane] = true
+        if redis.call('SISMEMBER', CANCEL, id) == 1 then
+          stat('cancelled')
+          finish(id, 'cancelled', 'err',
+            '{"kind":"cancelled","message":"cancelled before it started"}',
+            now, entry, wid, runs[j])
+        else
+          stat('given_back')
+          redis.call('LPUSH', P .. ':q:' .. lane, id)
+        end
+      end
+    end
+    call_sliced('HDEL', RUNNING, orphans)
+    call_sliced('HDEL', OWNER, orphans)
+    given_back = #orphans
+  end
 end
 
 -- 3. Housekeeping: workers whose lease expired, retries that are due, lanes whose rate
@@ -292,4 +340,4 @@ local wait_ms = -1
 if next_due >= 0 then
   wait_ms = math.max(0, math.ceil((next_due - now) / 1000))
 end
-return {'ok', wait_ms, claims, cancels, stale, lane_runs}
+return {'ok', wait_ms, claims, cancels, stale, lane_runs, given_back}

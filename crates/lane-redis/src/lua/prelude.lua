@@ -450,6 +450,34 @@ local function hmget_all(key, fields)
   return values
 end
 
+-- Cancels a command: one still waiting (pending or delayed) ends now with the error
+-- JSON `err`; a running one is flagged, and its worker is told and woken. Returns
+-- 'cancelled', 'signalled', 'finished' or 'unknown'.
+local function cancel_command(id, err)
+  local worker = redis.call('HGET', OWNER, id)
+  if worker then
+    redis.call('SADD', CANCEL, id)
+    redis.call('SADD', P .. ':wcancel:' .. worker, id)
+    redis.call('LPUSH', P .. ':wake:' .. worker, 'c')
+    return 'signalled'
+  end
+  local entry = redis.call('HGET', ENTRIES, id)
+  if entry then
+    local lane = entry_lane(entry)
+    if redis.call('ZREM', P .. ':delayed', id) == 0 then
+      redis.call('LREM', P .. ':q:' .. lane, 1, id)
+    end
+    stat('cancelled')
+    finish(id, 'cancelled', 'err', err, now_us(), entry, nil, nil)
+    refresh(lane, false)
+    return 'cancelled'
+  end
+  if redis.call('HEXISTS', DONE, id) == 1 then
+    return 'finished'
+  end
+  return 'unknown'
+end
+
 -- Takes a worker out: its running commands go back to the front of their lanes
 -- (oldest first), or end as cancelled if a cancel was requested.
 local function remove_worker(w, now)

@@ -110,9 +110,11 @@ impl RedisQueue {
         tokio::spawn(run_submitter(
             requests,
             conn.clone(),
+            target.clone(),
             prefix.clone(),
             client_id.clone(),
             result_ttl_ms,
+            config.response_timeout,
         ));
         let queue = Self {
             inner: Arc::new(QueueInner {

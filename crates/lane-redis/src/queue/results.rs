@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -14,8 +14,9 @@ use parking_lot::Mutex;
 use serde_json::Value;
 use tokio::sync::{oneshot, watch};
 
-use super::RedisQueue;
-use crate::connection::{Conn, Target, connect_listener};
+use super::{RedisQueue, RemoteCommand};
+use crate::connection::{Backoff, Conn, Target, connect_listener};
+use crate::scripts::{RunScript, SCRIPTS};
 use crate::wire::decode_error;
 
 /// Results taken per round trip by the result listener.
@@ -27,9 +28,39 @@ const LISTEN_BLOCK: Duration = Duration::from_secs(30);
 pub(super) struct Waiter {
     result: oneshot::Sender<Result<Value>>,
     progress: watch::Sender<Option<Value>>,
+    /// The command's id once its submit returned (0 before).
+    id: u64,
+    /// The listener's reconnect count when the waiter was registered.
+    epoch: u64,
 }
 
-pub(super) type Waiters = Mutex<HashMap<u64, Waiter>>;
+/// The commands this process awaits, by submit reference.
+#[derive(Default)]
+pub(super) struct Waiters {
+    map: Mutex<HashMap<u64, Waiter>>,
+    /// How many times the result listener reconnected: a result popped from the list
+    /// just before a connection broke is lost with it, so every reconnect reads again
+    /// how the awaited commands ended.
+    epoch: AtomicU64,
+}
+
+impl Waiters {
+    pub(super) fn lock(&self) -> parking_lot::MutexGuard<'_, HashMap<u64, Waiter>> {
+        self.map.lock()
+    }
+
+    /// Records the id of the command awaited under `reference`. True when the listener
+    /// reconnected since the waiter was registered: its recovery could not know the id,
+    /// so the caller must look the command up itself.
+    pub(super) fn set_id(&self, reference: u64, id: u64) -> bool {
+        let mut map = self.map.lock();
+        let Some(waiter) = map.get_mut(&reference) else {
+            return false;
+        };
+        waiter.id = id;
+        waiter.epoch != self.epoch.load(Ordering::Acquire)
+    }
+}
 
 impl RedisQueue {
     /// Registers a waiter under a fresh reference; the handle forgets it when dropped.
@@ -37,17 +68,36 @@ impl RedisQueue {
         let reference = self.inner.next_ref.fetch_add(1, Ordering::Relaxed);
         let (result, result_rx) = oneshot::channel();
         let (progress, progress_rx) = watch::channel(None);
-        self.inner
-            .waiters
-            .lock()
-            .insert(reference, Waiter { result, progress });
+        let epoch = self.inner.waiters.epoch.load(Ordering::Acquire);
+        self.inner.waiters.lock().insert(
+            reference,
+            Waiter {
+                result,
+                progress,
+                id,
+                epoch,
+            },
+        );
         RedisCommandHandle {
             id,
             reference,
             result: result_rx,
+            taken: false,
             progress: progress_rx,
             queue: self.clone(),
         }
+    }
+
+    /// Reads again how the commands awaited under `references` ended (all awaited
+    /// commands with a known id when `None`) and resolves those that finished.
+    pub(super) fn spawn_recovery(&self, only: Option<u64>) {
+        let waiters = self.inner.waiters.clone();
+        let conn = self.conn();
+        let prefix = self.inner.prefix.clone();
+        let backoff = self.inner.target.backoff;
+        self.inner.runtime.spawn(async move {
+            recover(&waiters, conn, &prefix, only, backoff).await;
+        });
     }
 
     /// Starts the task that reads this client's result list, once.
@@ -60,6 +110,8 @@ impl RedisQueue {
         *listener = Some(stop_tx);
         self.inner.runtime.spawn(run_listener(
             self.inner.target.clone(),
+            self.conn(),
+            self.inner.prefix.clone(),
             format!("{}:results:{}", self.inner.prefix, self.inner.client_id),
             self.inner.waiters.clone(),
             stop_rx,
@@ -71,21 +123,36 @@ impl RedisQueue {
 /// connection is down) and resolves the waiting handles.
 async fn run_listener(
     target: Arc<Target>,
+    shared: Conn,
+    prefix: String,
     key: String,
     waiters: Arc<Waiters>,
     mut stop: oneshot::Receiver<()>,
 ) {
     let mut conn: Option<Conn> = None;
+    let mut broken = false;
     loop {
         let current = match &mut conn {
             Some(conn) => conn,
             None => {
-                match connect_listener(&target, LISTEN_BLOCK, &mut stop, "result listener", || {})
-                    .await
-                {
-                    Some(connected) => conn.insert(connected),
-                    None => return,
+                let connected =
+                    connect_listener(&target, LISTEN_BLOCK, &mut stop, "result listener", || {})
+                        .await;
+                let Some(connected) = connected else {
+                    return;
+                };
+                if broken {
+                    // Submits registering from now on are covered by this recovery or
+                    // check for themselves (Waiters::set_id).
+                    waiters.epoch.fetch_add(1, Ordering::AcqRel);
+                    let waiters = waiters.clone();
+                    let (shared, prefix) = (shared.clone(), prefix.clone());
+                    let backoff = target.backoff;
+                    tokio::spawn(async move {
+                        recover(&waiters, shared, &prefix, None, backoff).await;
+                    });
                 }
+                conn.insert(connected)
             }
         };
         let mut blpop = redis::cmd("BLPOP");
@@ -100,6 +167,7 @@ async fn run_listener(
             Err(error) => {
                 tracing::warn!(%error, "result listener lost its Redis connection; reconnecting");
                 conn = None;
+                broken = true;
                 continue;
             }
         };
@@ -124,8 +192,74 @@ async fn run_listener(
                 Err(error) => {
                     tracing::warn!(%error, "result listener lost its Redis connection; reconnecting");
                     conn = None;
+                    broken = true;
                     break;
                 }
+            }
+        }
+    }
+}
+
+/// Commands looked up per round trip by a recovery.
+const RECOVERY_BATCH: usize = 512;
+
+/// Reads how awaited commands ended (those under `only`, or all with a known id) and
+/// resolves the finished ones; a command Redis no longer knows resolves with an error.
+/// While Redis cannot be reached it tries again, with the queue's backoff.
+async fn recover(
+    waiters: &Waiters,
+    mut conn: Conn,
+    prefix: &str,
+    only: Option<u64>,
+    backoff: Backoff,
+) {
+    let awaited: Vec<(u64, u64)> = {
+        let map = waiters.lock();
+        match only {
+            Some(reference) => map
+                .get(&reference)
+                .map(|waiter| (reference, waiter.id))
+                .into_iter()
+                .collect(),
+            None => map
+                .iter()
+                .map(|(reference, waiter)| (*reference, waiter.id))
+                .collect(),
+        }
+    };
+    let awaited: Vec<(u64, u64)> = awaited.into_iter().filter(|(_, id)| *id != 0).collect();
+    for chunk in awaited.chunks(RECOVERY_BATCH) {
+        let mut invocation = SCRIPTS.outcomes.key(prefix);
+        for (_, id) in chunk {
+            invocation.arg(*id);
+        }
+        let mut pause = backoff.min;
+        let outcomes = loop {
+            match invocation.run::<Vec<String>>(&mut conn).await {
+                Ok(outcomes) if outcomes.len() == chunk.len() => break outcomes,
+                Ok(_) => {
+                    tracing::warn!("unexpected reply reading how awaited commands ended");
+                    return;
+                }
+                Err(error) => {
+                    tracing::debug!(%error, "reading how awaited commands ended; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = backoff.next(pause);
+                }
+            }
+        };
+        for ((reference, id), outcome) in chunk.iter().zip(outcomes) {
+            let result = match outcome.split_once('\n') {
+                Some(("ok", data)) => serde_json::from_str(data).map_err(Into::into),
+                Some((_, data)) => Err(decode_error(data)),
+                None if outcome == "gone" => Err(LaneError::QueueError(format!(
+                    "command {id} is no longer known to Redis (its record expired after the \
+                     queue's result ttl, or the queue was cleared); its outcome is lost"
+                ))),
+                None => continue,
+            };
+            if let Some(waiter) = waiters.lock().remove(reference) {
+                let _ = waiter.result.send(result);
             }
         }
     }
@@ -180,6 +314,8 @@ pub struct RedisCommandHandle {
     pub(super) id: u64,
     pub(super) reference: u64,
     result: oneshot::Receiver<Result<Value>>,
+    /// The result was returned: the handle is spent.
+    taken: bool,
     progress: watch::Receiver<Option<Value>>,
     queue: RedisQueue,
 }
@@ -196,6 +332,21 @@ impl RedisCommandHandle {
     /// The command's id in the queue.
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// Waits at most `timeout` for the result. [`LaneError::Timeout`] leaves the handle
+    /// as it was (await it or call this again); the command goes on either way.
+    pub async fn result_within(&mut self, timeout: Duration) -> Result<Value> {
+        match tokio::time::timeout(timeout, &mut *self).await {
+            Ok(result) => result,
+            Err(_) => Err(LaneError::Timeout(timeout)),
+        }
+    }
+
+    /// The command's record in Redis now (state, attempts, worker, result once
+    /// finished); `None` once its record expired. Asks Redis, whatever the handle saw.
+    pub async fn state(&self) -> Result<Option<RemoteCommand>> {
+        self.queue.command(self.id).await
     }
 
     /// Cancels the command; see [`RedisQueue::cancel`].
@@ -218,13 +369,24 @@ impl Future for RedisCommandHandle {
     type Output = Result<Value>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.result).poll(cx).map(|received| {
+        if self.taken {
+            return Poll::Ready(Err(LaneError::QueueError(format!(
+                "the result of command {} was already returned by this handle; read it again \
+                 with RedisQueue::command({})",
+                self.id, self.id
+            ))));
+        }
+        let polled = Pin::new(&mut self.result).poll(cx).map(|received| {
             received.unwrap_or_else(|_| {
                 Err(LaneError::QueueError(
                     "the queue's result listener stopped before the result arrived".into(),
                 ))
             })
-        })
+        });
+        if polled.is_ready() {
+            self.taken = true;
+        }
+        polled
     }
 }
 
@@ -248,9 +410,15 @@ mod tests {
     ) {
         let (result, result_rx) = oneshot::channel();
         let (progress, progress_rx) = watch::channel(None);
-        waiters
-            .lock()
-            .insert(reference, Waiter { result, progress });
+        waiters.lock().insert(
+            reference,
+            Waiter {
+                result,
+                progress,
+                id: 0,
+                epoch: 0,
+            },
+        );
         (result_rx, progress_rx)
     }
 

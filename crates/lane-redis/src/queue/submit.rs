@@ -1,13 +1,17 @@
 //! Submitting: [`RedisQueue::submit`] hands each command to one task per queue, which
 //! sends the waiting ones to Redis in batches.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use lane_core::{LaneError, Result};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 use super::control::lane_not_found;
 use super::{RedisCommandHandle, RedisQueue};
-use crate::connection::Conn;
+use crate::connection::{Conn, Target};
 use crate::scripts::{RunScript, SCRIPTS};
 use crate::wire::{self, redis_error};
 
@@ -19,6 +23,8 @@ pub(super) struct SubmitRequest {
     lane: String,
     command_type: String,
     payload: String,
+    /// Until when it may wait for Redis to answer.
+    deadline: Instant,
     reply: oneshot::Sender<Result<u64>>,
 }
 
@@ -48,6 +54,7 @@ impl RedisQueue {
                 lane: lane.to_owned(),
                 command_type: command_type.to_owned(),
                 payload,
+                deadline: Instant::now() + self.inner.target.reconnect_wait,
                 reply: id_tx,
             })
             .map_err(|_| LaneError::QueueError("the queue's submit task stopped".into()))?;
@@ -55,6 +62,10 @@ impl RedisQueue {
             .await
             .map_err(|_| LaneError::QueueError("the queue's submit task stopped".into()))??;
         handle.id = id;
+        if self.inner.waiters.set_id(handle.reference, id) {
+            // The result listener reconnected while this submit was on its way.
+            self.spawn_recovery(Some(handle.reference));
+        }
         Ok(handle)
     }
 
@@ -83,46 +94,199 @@ impl RedisQueue {
 
 /// Sends queued submits in batches: one script call in flight, the next batch gathering
 /// meanwhile, so throughput grows with load while a lone submit costs one round trip.
+///
+/// A batch whose call fails while Redis is away (a broken connection, a timeout, a
+/// server still loading) is sent again, with the same references, until Redis answers
+/// or the queue's reconnect wait has passed: Redis recognises a reference it already
+/// accepted, so each command is accepted once. A batch given up on is reported as failed
+/// and its references are withdrawn with the next call that reaches Redis.
 pub(super) async fn run_submitter(
     mut requests: mpsc::UnboundedReceiver<SubmitRequest>,
     mut conn: Conn,
+    target: Arc<Target>,
     prefix: String,
     client_id: String,
     result_ttl_ms: u64,
+    response_timeout: Duration,
 ) {
+    let mut submitter = Submitter {
+        acked: Vec::new(),
+        void: Vec::new(),
+        link_down: false,
+    };
     let mut batch = Vec::with_capacity(MAX_SUBMIT_BATCH);
-    while requests.recv_many(&mut batch, MAX_SUBMIT_BATCH).await > 0 {
-        let mut invocation = SCRIPTS.submit.key(&prefix);
-        invocation.arg(&client_id).arg(result_ttl_ms);
-        for request in &batch {
+    loop {
+        let received = if submitter.void.is_empty() {
+            requests.recv_many(&mut batch, MAX_SUBMIT_BATCH).await
+        } else {
+            // Withdraw the references given up on as soon as Redis answers, even if no
+            // further submit comes.
+            tokio::select! {
+                received = requests.recv_many(&mut batch, MAX_SUBMIT_BATCH) => received,
+                () = tokio::time::sleep(target.backoff.max) => usize::MAX,
+            }
+        };
+        if received == 0 {
+            if !submitter.void.is_empty() {
+                let _ = submitter
+                    .call(
+                        &mut conn,
+                        &prefix,
+                        &client_id,
+                        result_ttl_ms,
+                        &[],
+                        response_timeout,
+                    )
+                    .await;
+            }
+            return;
+        }
+        let mut backoff = target.backoff.min;
+        while !batch.is_empty() {
+            let outcome = submitter
+                .call(
+                    &mut conn,
+                    &prefix,
+                    &client_id,
+                    result_ttl_ms,
+                    &batch,
+                    response_timeout,
+                )
+                .await;
+            match outcome {
+                Ok((ids, known)) => {
+                    if submitter.link_down {
+                        submitter.link_down = false;
+                        tracing::info!("submits reach Redis again");
+                    }
+                    for (request, id) in batch.drain(..).zip(ids) {
+                        let result = match id {
+                            0 => Err(lane_not_found(&request.lane, known.clone())),
+                            // Given up on before: it cannot be here (references are new).
+                            ..0 => Err(wire::protocol("submit")),
+                            id => Ok(id as u64),
+                        };
+                        submitter.acked.push(request.reference);
+                        let _ = request.reply.send(result);
+                    }
+                }
+                Err(error) if !error.transient => {
+                    for request in batch.drain(..) {
+                        let _ = request.reply.send(Err(error.error.clone()));
+                    }
+                }
+                Err(error) => {
+                    if !submitter.link_down {
+                        submitter.link_down = true;
+                        tracing::warn!(error = %error.message, "submits cannot reach Redis; retrying until it answers");
+                    }
+                    // Requests whose wait is over fail; Redis may have accepted them, so
+                    // they are withdrawn when it answers. The others are sent again,
+                    // with what arrived meanwhile.
+                    let now = Instant::now();
+                    let (expired, waiting): (Vec<_>, Vec<_>) =
+                        batch.drain(..).partition(|request| request.deadline <= now);
+                    batch = waiting;
+                    for request in expired {
+                        submitter.void.push(request.reference);
+                        let _ = request.reply.send(Err(LaneError::Storage(format!(
+                            "Redis at {} did not answer the submit within {:?} ({}); the \
+                             command was not accepted (if Redis received it, it is withdrawn \
+                             when Redis answers again): submit it again once Redis is back",
+                            target.describe(),
+                            target.reconnect_wait,
+                            error.message
+                        ))));
+                    }
+                    while batch.len() < MAX_SUBMIT_BATCH {
+                        match requests.try_recv() {
+                            Ok(request) => batch.push(request),
+                            Err(_) => break,
+                        }
+                    }
+                    if let Some(first) = batch.iter().map(|request| request.deadline).min() {
+                        let pause = backoff.min(first.saturating_duration_since(Instant::now()));
+                        tokio::time::sleep(pause).await;
+                        backoff = target.backoff.next(backoff);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What the submit task remembers between calls.
+struct Submitter {
+    /// References whose ids reached their callers: Redis may forget them.
+    acked: Vec<u64>,
+    /// References given up on: Redis withdraws them.
+    void: Vec<u64>,
+    /// Whether the last call failed to reach Redis (logged once per outage).
+    link_down: bool,
+}
+
+/// A failed submit call: whether Redis may have received it, and the error.
+struct CallError {
+    transient: bool,
+    message: String,
+    error: LaneError,
+}
+
+impl Submitter {
+    /// One submit script call with `batch`, carrying the acknowledged and withdrawn
+    /// references; they are cleared once Redis answered.
+    async fn call(
+        &mut self,
+        conn: &mut Conn,
+        prefix: &str,
+        client_id: &str,
+        result_ttl_ms: u64,
+        batch: &[SubmitRequest],
+        response_timeout: Duration,
+    ) -> std::result::Result<(Vec<i64>, Vec<String>), CallError> {
+        let mut invocation = SCRIPTS.submit.key(prefix);
+        invocation.arg(client_id).arg(result_ttl_ms);
+        invocation.arg(self.acked.len());
+        for reference in &self.acked {
+            invocation.arg(*reference);
+        }
+        invocation.arg(self.void.len());
+        for reference in &self.void {
+            invocation.arg(*reference);
+        }
+        for request in batch {
             invocation
                 .arg(request.reference)
                 .arg(&request.lane)
                 .arg(&request.command_type)
                 .arg(&request.payload);
         }
-        match invocation.run::<(Vec<u64>, Vec<String>)>(&mut conn).await {
-            Ok((ids, known)) if ids.len() == batch.len() => {
-                for (request, id) in batch.drain(..).zip(ids) {
-                    let result = if id == 0 {
-                        Err(lane_not_found(&request.lane, known.clone()))
-                    } else {
-                        Ok(id)
-                    };
-                    let _ = request.reply.send(result);
-                }
+        let reply = tokio::time::timeout(
+            response_timeout,
+            invocation.run::<(Vec<i64>, Vec<String>)>(conn),
+        )
+        .await;
+        match reply {
+            Ok(Ok((ids, known))) if ids.len() == batch.len() => {
+                self.acked.clear();
+                self.void.clear();
+                Ok((ids, known))
             }
-            Ok(_) => {
-                for request in batch.drain(..) {
-                    let _ = request.reply.send(Err(wire::protocol("submit")));
-                }
-            }
-            Err(error) => {
-                let error = redis_error(&error);
-                for request in batch.drain(..) {
-                    let _ = request.reply.send(Err(error.clone()));
-                }
-            }
+            Ok(Ok(_)) => Err(CallError {
+                transient: false,
+                message: "unexpected reply".into(),
+                error: wire::protocol("submit"),
+            }),
+            Ok(Err(error)) => Err(CallError {
+                transient: wire::is_transient(&error),
+                message: error.to_string(),
+                error: redis_error(&error),
+            }),
+            Err(_) => Err(CallError {
+                transient: true,
+                message: format!("no answer within the response timeout ({response_timeout:?})"),
+                error: LaneError::Timeout(response_timeout),
+            }),
         }
     }
 }

@@ -156,6 +156,8 @@ struct Reply {
     claims: Vec<Claim>,
     cancels: Vec<u64>,
     stale: usize,
+    /// Runs Redis held for this worker that it did not know of, given back.
+    given_back: usize,
 }
 
 impl RedisWorker {
@@ -182,7 +184,7 @@ impl RedisWorker {
         let mut conn = queue.conn();
         let slots = shared.config.slots;
         // The first round trip registers the worker: connection errors surface here.
-        let first = shared.exchange(&mut conn, &[], slots, false).await?;
+        let first = shared.exchange(&mut conn, &[], slots, false, None).await?;
         let (control, control_rx) = mpsc::unbounded_channel();
         let (wake_tx, wake_rx) = mpsc::channel(1);
         let (done_tx, done) = oneshot::channel();
@@ -220,11 +222,13 @@ impl RedisWorker {
             accepting: true,
             aborting: false,
             gave_up: false,
+            reconcile: false,
+            link_down: false,
             control_closed: false,
             due: None,
             retry_at: None,
             last_exchange: Instant::now(),
-            backoff: Duration::from_millis(50),
+            backoff: queue.inner.target.backoff.min,
             wakes: 0,
             released: 0,
         };
@@ -312,6 +316,7 @@ impl Shared {
         completions: &[Completion],
         want: usize,
         registered: bool,
+        known: Option<&[u64]>,
     ) -> Result<Reply> {
         let mut invocation = SCRIPTS.exchange.key(&self.prefix);
         invocation
@@ -328,6 +333,17 @@ impl Shared {
                 .arg(completion.kind)
                 .arg(&completion.data)
                 .arg(completion.delay_us.to_string());
+        }
+        match known {
+            Some(ids) => {
+                invocation.arg(ids.len());
+                for id in ids {
+                    invocation.arg(*id);
+                }
+            }
+            None => {
+                invocation.arg(-1);
+            }
         }
         let reply: redis::Value = invocation.run(conn).await.map_err(|e| redis_error(&e))?;
         parse_reply(reply, &self.lane_runs)
@@ -399,6 +415,10 @@ fn parse_reply(reply: redis::Value, lane_runs: &LaneRuns) -> Result<Reply> {
     if let Some(runs) = parts.next() {
         lane_runs.update(&array(runs)?)?;
     }
+    let given_back = match parts.next() {
+        Some(count) => int(&count)? as usize,
+        None => 0,
+    };
     let mut claims = Vec::with_capacity(claims_raw.len() / 3);
     for fields in claims_raw.chunks(3) {
         let [id, token, entry] = fields else {
@@ -429,6 +449,7 @@ fn parse_reply(reply: redis::Value, lane_runs: &LaneRuns) -> Result<Reply> {
         claims,
         cancels,
         stale,
+        given_back,
     })
 }
 
@@ -445,6 +466,7 @@ struct Exchanged {
     sent: Vec<Completion>,
     want: usize,
     wakes_at_start: u64,
+    reconciled: bool,
 }
 
 /// The driver task: owns the runs and the conversation with Redis.
@@ -469,6 +491,11 @@ struct Driver {
     aborting: bool,
     /// Stopping while Redis cannot be reached: leave the commands to lease expiry.
     gave_up: bool,
+    /// A round trip failed: Redis may hold claims whose reply never arrived. The next
+    /// round trip goes alone and tells Redis which runs this worker knows it holds.
+    reconcile: bool,
+    /// Whether Redis was unreachable at the last round trip (logged once per outage).
+    link_down: bool,
     control_closed: bool,
     /// When to talk to Redis even if nothing happens (housekeeping).
     due: Option<Instant>,
@@ -522,11 +549,13 @@ impl Driver {
                 }
             }
             let backing_off = self.retry_at.is_some_and(|at| at > Instant::now());
-            if (self.talk || !self.outbox.is_empty())
-                && self.in_flight.len() < MAX_IN_FLIGHT
-                && !backing_off
-                && !self.gave_up
-            {
+            // A reconciling round trip must see every claim Redis made: none in flight.
+            let room = if self.reconcile {
+                self.in_flight.is_empty()
+            } else {
+                self.in_flight.len() < MAX_IN_FLIGHT
+            };
+            if (self.talk || !self.outbox.is_empty()) && room && !backing_off && !self.gave_up {
                 self.start_exchange();
             }
             let idle = self.runs.is_empty() && self.in_flight.is_empty();
@@ -562,15 +591,19 @@ impl Driver {
         let mut conn = self.conn.clone();
         let registered = self.registered;
         let wakes_at_start = self.wakes;
+        let known: Option<Vec<u64>> = self.reconcile.then(|| self.runs.keys().copied().collect());
         self.reserved += want;
         self.talk = false;
         self.in_flight.push(Box::pin(async move {
-            let result = shared.exchange(&mut conn, &outbox, want, registered).await;
+            let result = shared
+                .exchange(&mut conn, &outbox, want, registered, known.as_deref())
+                .await;
             Exchanged {
                 result,
                 sent: outbox,
                 want,
                 wakes_at_start,
+                reconciled: known.is_some(),
             }
         }));
     }
@@ -581,12 +614,23 @@ impl Driver {
             sent,
             want,
             wakes_at_start,
+            reconciled,
         } = exchanged;
         self.reserved -= want;
         match result {
             Ok(reply) => {
-                self.backoff = Duration::from_millis(50);
+                self.backoff = self.shared.queue.inner.target.backoff.min;
                 self.last_exchange = Instant::now();
+                if self.link_down {
+                    self.link_down = false;
+                    tracing::info!(worker = %self.shared.id, "Redis answers again");
+                }
+                if reconciled {
+                    self.reconcile = false;
+                    if reply.given_back > 0 {
+                        tracing::info!(worker = %self.shared.id, given_back = reply.given_back, "runs claimed by a round trip whose reply was lost went back to their lanes");
+                    }
+                }
                 if reply.stale > 0 {
                     tracing::debug!(worker = %self.shared.id, stale = reply.stale, "completions rejected: their leases were taken over");
                 }
@@ -600,10 +644,15 @@ impl Driver {
             }
             Err(error) => {
                 // Sent again later: if Redis did apply them, fencing rejects the repeat.
-                tracing::warn!(worker = %self.shared.id, %error, "round trip to Redis failed; retrying");
+                if !self.link_down {
+                    self.link_down = true;
+                    tracing::warn!(worker = %self.shared.id, %error, "lost the connection to Redis; retrying until it answers");
+                }
+                // The reply may have been lost after Redis claimed commands for us.
+                self.reconcile = true;
                 self.outbox.extend(sent);
                 self.retry_at = Some(Instant::now() + self.backoff);
-                self.backoff = (self.backoff * 2).min(Duration::from_secs(5));
+                self.backoff = self.shared.queue.inner.target.backoff.next(self.backoff);
                 self.talk = true;
                 if self.aborting {
                     self.gave_up = true;

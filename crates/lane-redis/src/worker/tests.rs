@@ -96,14 +96,14 @@ async fn a_completion_after_the_lease_was_taken_over_is_rejected() {
     let id = handle.id();
 
     let a = fixture.worker("worker-a", Duration::from_millis(200));
-    let first = a.exchange(&mut conn, &[], 1, false).await.unwrap();
+    let first = a.exchange(&mut conn, &[], 1, false, None).await.unwrap();
     assert_eq!(first.claims.len(), 1);
     let stale_token = first.claims[0].token.clone();
 
     // A stalls past its lease; B's next round trip takes the command over.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let b = fixture.worker("worker-b", Duration::from_secs(10));
-    let second = b.exchange(&mut conn, &[], 1, false).await.unwrap();
+    let second = b.exchange(&mut conn, &[], 1, false, None).await.unwrap();
     assert_eq!(second.claims.len(), 1);
     assert_eq!(second.claims[0].id, id);
     assert_eq!(second.claims[0].attempt, 2);
@@ -117,6 +117,7 @@ async fn a_completion_after_the_lease_was_taken_over_is_rejected() {
             &[done(id, &stale_token, "ok", "\"from a\"")],
             0,
             true,
+            None,
         )
         .await
         .unwrap();
@@ -129,6 +130,7 @@ async fn a_completion_after_the_lease_was_taken_over_is_rejected() {
             &[done(id, &second.claims[0].token, "ok", "\"from b\"")],
             0,
             true,
+            None,
         )
         .await
         .unwrap();
@@ -149,14 +151,14 @@ async fn a_cancel_reaches_a_worker_that_never_read_its_wake_list() {
     let mut conn = fixture.queue.conn();
     let handle = fixture.queue.submit("jobs", "t", json!(1)).await.unwrap();
     let a = fixture.worker("worker-a", Duration::from_secs(10));
-    let claimed = a.exchange(&mut conn, &[], 1, false).await.unwrap();
+    let claimed = a.exchange(&mut conn, &[], 1, false, None).await.unwrap();
     let token = claimed.claims[0].token.clone();
 
     assert_eq!(handle.cancel().await.unwrap(), CancelOutcome::Signalled);
     // The worker's next round trip (a heartbeat) carries the request.
-    let heartbeat = a.exchange(&mut conn, &[], 0, true).await.unwrap();
+    let heartbeat = a.exchange(&mut conn, &[], 0, true, None).await.unwrap();
     assert_eq!(heartbeat.cancels, vec![handle.id()]);
-    let again = a.exchange(&mut conn, &[], 0, true).await.unwrap();
+    let again = a.exchange(&mut conn, &[], 0, true, None).await.unwrap();
     assert!(again.cancels.is_empty(), "delivered once");
 
     let reason = crate::wire::encode_error(&LaneError::Cancelled("stopped".into()));
@@ -165,6 +167,7 @@ async fn a_cancel_reaches_a_worker_that_never_read_its_wake_list() {
         &[done(handle.id(), &token, "cancel", &reason)],
         0,
         true,
+        None,
     )
     .await
     .unwrap();
@@ -180,11 +183,11 @@ async fn a_cancelled_command_of_a_dead_worker_ends_instead_of_running_again() {
     let mut conn = fixture.queue.conn();
     let handle = fixture.queue.submit("jobs", "t", json!(1)).await.unwrap();
     let a = fixture.worker("worker-a", Duration::from_millis(200));
-    a.exchange(&mut conn, &[], 1, false).await.unwrap();
+    a.exchange(&mut conn, &[], 1, false, None).await.unwrap();
     assert_eq!(handle.cancel().await.unwrap(), CancelOutcome::Signalled);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let b = fixture.worker("worker-b", Duration::from_secs(10));
-    let reply = b.exchange(&mut conn, &[], 4, false).await.unwrap();
+    let reply = b.exchange(&mut conn, &[], 4, false, None).await.unwrap();
     assert!(reply.claims.is_empty());
     assert!(handle.await.unwrap_err().is_cancelled());
 }
@@ -205,14 +208,14 @@ async fn commands_of_a_dead_worker_go_back_to_the_front_of_their_lane_in_order()
         );
     }
     let a = fixture.worker("worker-a", Duration::from_millis(200));
-    let claimed = a.exchange(&mut conn, &[], 3, false).await.unwrap();
+    let claimed = a.exchange(&mut conn, &[], 3, false, None).await.unwrap();
     assert_eq!(
         claimed.claims.iter().map(|c| c.id).collect::<Vec<_>>(),
         ids[..3]
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let b = fixture.worker("worker-b", Duration::from_secs(10));
-    let reply = b.exchange(&mut conn, &[], 5, false).await.unwrap();
+    let reply = b.exchange(&mut conn, &[], 5, false, None).await.unwrap();
     assert_eq!(reply.claims.iter().map(|c| c.id).collect::<Vec<_>>(), ids);
 }
 
@@ -221,10 +224,10 @@ async fn an_idle_worker_is_told_when_to_look_again_for_housekeeping() {
     let fixture = Fixture::new("wait-hint").await;
     let mut conn = fixture.queue.conn();
     let a = fixture.worker("worker-a", Duration::from_secs(3));
-    let alone = a.exchange(&mut conn, &[], 1, false).await.unwrap();
+    let alone = a.exchange(&mut conn, &[], 1, false, None).await.unwrap();
     assert_eq!(alone.wait_ms, -1, "nothing to wait for: block until woken");
     let b = fixture.worker("worker-b", Duration::from_secs(10));
-    let reply = b.exchange(&mut conn, &[], 1, false).await.unwrap();
+    let reply = b.exchange(&mut conn, &[], 1, false, None).await.unwrap();
     assert!(
         (2_000..=3_000).contains(&reply.wait_ms),
         "look again when a's lease may expire: {} ms",
@@ -238,7 +241,7 @@ async fn a_round_trip_that_claims_nothing_leaves_a_wake_up_for_the_next_one() {
     let mut conn = fixture.queue.conn();
     let a = fixture.worker("worker-a", Duration::from_secs(10));
     // Idle with free slots: the next submit wakes it.
-    let idle = a.exchange(&mut conn, &[], 4, false).await.unwrap();
+    let idle = a.exchange(&mut conn, &[], 4, false, None).await.unwrap();
     assert!(idle.claims.is_empty());
     let handle = fixture.queue.submit("jobs", "t", json!(1)).await.unwrap();
     let wake_key = format!("{}:wake:worker-a", fixture.queue.key_prefix());
@@ -249,14 +252,69 @@ async fn a_round_trip_that_claims_nothing_leaves_a_wake_up_for_the_next_one() {
         .unwrap();
     assert_eq!(pending, 1, "the submit woke the idle worker");
     // A report that claims nothing (its free slots belong to another round trip)...
-    a.exchange(&mut conn, &[], 0, true).await.unwrap();
+    a.exchange(&mut conn, &[], 0, true, None).await.unwrap();
     let pending: usize = redis::cmd("LLEN")
         .arg(&wake_key)
         .query_async(&mut conn)
         .await
         .unwrap();
     assert_eq!(pending, 1, "...leaves the wake-up in place");
-    let claiming = a.exchange(&mut conn, &[], 4, true).await.unwrap();
+    let claiming = a.exchange(&mut conn, &[], 4, true, None).await.unwrap();
     assert_eq!(claiming.claims.len(), 1);
     assert_eq!(claiming.claims[0].id, handle.id());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_whose_reply_was_lost_go_back_when_the_worker_reconciles() {
+    let fixture = Fixture::new("reconcile").await;
+    let mut conn = fixture.queue.conn();
+    let kept = fixture.queue.submit("jobs", "t", json!(1)).await.unwrap();
+    let orphan = fixture.queue.submit("jobs", "t", json!(2)).await.unwrap();
+    let cancelled = fixture.queue.submit("jobs", "t", json!(3)).await.unwrap();
+    let a = fixture.worker("worker-a", Duration::from_secs(10));
+
+    // The worker knows of its first claim; the reply of the second was "lost".
+    let first = a.exchange(&mut conn, &[], 1, false, None).await.unwrap();
+    assert_eq!(first.claims[0].id, kept.id());
+    let lost = a.exchange(&mut conn, &[], 2, true, None).await.unwrap();
+    let ids: Vec<u64> = lost.claims.iter().map(|c| c.id).collect();
+    assert_eq!(
+        ids,
+        vec![orphan.id(), cancelled.id()],
+        "{:?}",
+        fixture.queue.stats().await.unwrap()
+    );
+    assert_eq!(cancelled.cancel().await.unwrap(), CancelOutcome::Signalled);
+
+    // A heartbeat alone would keep the orphans running here for ever; reconciling hands
+    // them back: the uncancelled one to the front of its lane, not counted as a run.
+    let reconciled = a
+        .exchange(&mut conn, &[], 0, true, Some(&[kept.id()]))
+        .await
+        .unwrap();
+    assert_eq!(reconciled.given_back, 2);
+    assert!(reconciled.claims.is_empty());
+    assert_eq!(
+        cancelled.await.unwrap_err(),
+        LaneError::Cancelled("cancelled before it started".into())
+    );
+    let b = fixture.worker("worker-b", Duration::from_secs(10));
+    let again = b.exchange(&mut conn, &[], 4, false, None).await.unwrap();
+    assert_eq!(again.claims.len(), 1);
+    assert_eq!(again.claims[0].id, orphan.id());
+    assert_eq!(
+        again.claims[0].attempt, 1,
+        "a run that never started does not count"
+    );
+    let record = fixture.queue.command(kept.id()).await.unwrap().unwrap();
+    assert_eq!(
+        record.worker.as_deref(),
+        Some("worker-a"),
+        "a known run stays"
+    );
+    // The cancelled orphan counts as cancelled, the other as given back.
+    assert_eq!(
+        fixture.queue.stats().await.unwrap().counter("given_back"),
+        1
+    );
 }
