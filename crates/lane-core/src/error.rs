@@ -46,6 +46,10 @@ pub enum LaneError {
         /// The registered types, comma separated.
         registered: String,
     },
+    /// A value given to the queue (a payload, a command type) that it refuses, with what
+    /// is wrong and what to do.
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
     /// The durable store failed.
     #[error("storage error: {0}")]
     Storage(String),

@@ -144,7 +144,10 @@ impl fmt::Debug for EventEmitter {
 
 impl EventEmitter {
     /// Creates an emitter whose subscribers may fall up to `capacity` events behind
-    /// before they start missing events. A capacity of 0 is treated as 1.
+    /// before they start missing events. A capacity of 0 is treated as 1, and subscribers
+    /// of a capacity above [`MAX_EVENT_CAPACITY`](crate::MAX_EVENT_CAPACITY) get that
+    /// maximum (a queue builder refuses such an emitter; [`EventEmitter::try_new`] refuses
+    /// it at once).
     pub fn new(capacity: usize) -> Self {
         Self {
             inner: Arc::new(EmitterInner {
@@ -182,9 +185,10 @@ impl EventEmitter {
     }
 
     fn sender(&self) -> &broadcast::Sender<Arc<LaneEvent>> {
-        self.inner
-            .sender
-            .get_or_init(|| broadcast::channel(self.inner.capacity).0)
+        self.inner.sender.get_or_init(|| {
+            // The channel panics on a capacity above usize::MAX / 2.
+            broadcast::channel(self.inner.capacity.min(crate::config::MAX_EVENT_CAPACITY)).0
+        })
     }
 
     /// How many subscribers are listening now.

@@ -24,6 +24,7 @@ pub mod handle;
 mod journal;
 pub mod manager;
 pub mod observer;
+pub mod payload;
 pub mod policy;
 pub mod queue;
 pub mod runner;
@@ -50,6 +51,7 @@ pub use event::{
 pub use handle::CommandHandle;
 pub use manager::{QueueManager, QueueManagerBuilder};
 pub use observer::{CommandInfo, IntoObserver, Observer, QueueProbe, RunOutcome};
+pub use payload::{MAX_PAYLOAD_BYTES, MAX_PAYLOAD_DEPTH, check_payload};
 pub use policy::{
     Admission, AdmissionPolicy, PriorityBoost, PriorityBoostConfig, RateLimitConfig, RetryJitter,
     RetryPolicy, RetryPolicyBuilder, RetryStrategy,

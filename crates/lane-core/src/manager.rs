@@ -122,7 +122,8 @@ impl QueueManagerBuilder {
         self.with_observer(alerts)
     }
 
-    /// Registers the handler for a replayable command type.
+    /// Registers the handler for a replayable command type; a blank type fails
+    /// [`QueueManagerBuilder::build`].
     pub fn with_handler(self, command_type: impl Into<String>, handler: impl Handler) -> Self {
         self.handlers.register(command_type, handler);
         self
@@ -166,6 +167,17 @@ impl QueueManagerBuilder {
                 "the EventEmitter's capacity {} is above {}; use EventEmitter::try_new to check it",
                 self.events.capacity(),
                 crate::config::MAX_EVENT_CAPACITY
+            )));
+        }
+        if let Some(blank) = self
+            .handlers
+            .command_types()
+            .into_iter()
+            .find(|command_type| command_type.trim().is_empty())
+        {
+            return Err(LaneError::ConfigError(format!(
+                "with_handler: command type must not be empty or blank (got {blank:?}); give \
+                 the handler the name its commands are submitted with"
             )));
         }
         if self.dlq.as_ref().is_some_and(|dlq| dlq.max_size() == 0) {
@@ -355,7 +367,9 @@ impl QueueManager {
             .await
     }
 
-    /// Registers (or replaces) the handler for a replayable command type.
+    /// Registers (or replaces) the handler for a replayable command type. A blank type
+    /// can never run: a submit of a blank type is refused with
+    /// [`LaneError::InvalidInput`].
     pub fn register_handler(&self, command_type: impl Into<String>, handler: impl Handler) {
         self.queue.handlers().register(command_type, handler);
     }

@@ -38,12 +38,20 @@ impl CommandQueue {
 
     /// Submits a replayable command: `payload` runs with the handler registered for
     /// `command_type`. With storage configured it is durable before this returns.
+    /// A payload past [`MAX_PAYLOAD_DEPTH`](crate::MAX_PAYLOAD_DEPTH) or
+    /// [`MAX_PAYLOAD_BYTES`](crate::MAX_PAYLOAD_BYTES), or a blank command type, is
+    /// refused with [`LaneError::InvalidInput`].
     pub async fn submit_replayable(
         self: &Arc<Self>,
         lane_id: &str,
         command_type: &str,
         payload: Value,
     ) -> Result<CommandHandle> {
+        check_command_type(command_type)?;
+        if let Err(error) = crate::payload::check_payload(&payload) {
+            crate::payload::dismantle(payload);
+            return Err(error);
+        }
         let handler = self.handlers.get(command_type)?;
         let command = Box::new(ReplayableCommand {
             command_type: command_type.to_owned(),
@@ -61,6 +69,7 @@ impl CommandQueue {
         payload: Option<Value>,
         failures: u32,
     ) -> Result<(CommandId, oneshot::Receiver<Result<Value>>)> {
+        check_command_type(command.command_type())?;
         // Without a journal the lane is looked up in the lock hold that queues the
         // command: one acquisition of the state lock per submit.
         let mut lane = LaneRef::Name(lane_id);
@@ -147,6 +156,18 @@ impl CommandQueue {
         state.tasks.insert(task.id, task.clone());
         let _ = state.enqueue(task, Instant::now(), true);
     }
+}
+
+/// Refuses an empty (or blank) command type, as an empty lane id is refused: it would
+/// name nothing in events, metrics and dead letters.
+pub(crate) fn check_command_type(command_type: &str) -> Result<()> {
+    if command_type.trim().is_empty() {
+        return Err(LaneError::InvalidInput(format!(
+            "command type must not be empty or blank (got {command_type:?}); give the command \
+             a name, as its handler is registered under"
+        )));
+    }
+    Ok(())
 }
 
 /// A new command's lane: known already (looked up before a journal write), or by name.

@@ -310,11 +310,13 @@ impl State {
         config.validate(id)?;
         if let Some(budget) = &mut self.budget {
             let reserved = budget.total - budget.shared;
-            if reserved + config.min_concurrency > budget.total {
+            // Checked: a huge min_concurrency must not wrap the sum below the budget.
+            let sum = reserved.checked_add(config.min_concurrency);
+            if sum.is_none_or(|sum| sum > budget.total) {
                 return Err(LaneError::ConfigError(format!(
                     "lane '{id}': the lanes' min_concurrency would add up to {}, more than the global \
                      max_concurrency of {}; lower a min_concurrency or raise the budget",
-                    reserved + config.min_concurrency,
+                    sum.map_or_else(|| "more than usize::MAX".to_owned(), |sum| sum.to_string()),
                     budget.total
                 )));
             }

@@ -21,6 +21,7 @@ mod token_bucket;
 use std::time::Duration;
 
 use super::{Admission, AdmissionPolicy};
+use crate::config::MAX_DURATION;
 
 use sliding_window::SlidingWindow;
 use token_bucket::TokenBucket;
@@ -37,7 +38,8 @@ use token_bucket::TokenBucket;
 /// # let _ = config;
 /// ```
 ///
-/// Invalid values (a zero rate, burst or period) are reported when the lane is added
+/// Invalid values (a zero rate, burst or period, a period or window longer than
+/// [`MAX_DURATION`](crate::MAX_DURATION)) are reported when the lane is added
 /// (`QueueManagerBuilder::build` fails with [`LaneError::ConfigError`](crate::LaneError::ConfigError)),
 /// or earlier with [`RateLimitConfig::validate`]; they are never clamped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -136,6 +138,12 @@ impl RateLimitConfig {
                             .into(),
                     );
                 }
+                if period > MAX_DURATION {
+                    return Err(format!(
+                        "the token bucket's period {period:?} is longer than 100 years; use a \
+                         shorter one, or RateLimitConfig::unlimited() for no limit"
+                    ));
+                }
                 if burst == 0 {
                     return Err(
                         "a burst of 0 would never hold a permit; use at least 1 (1 spaces \
@@ -156,6 +164,12 @@ impl RateLimitConfig {
                     return Err(
                         "the sliding window must be longer than zero (for example 1s)".into(),
                     );
+                }
+                if window > MAX_DURATION {
+                    return Err(format!(
+                        "the sliding window {window:?} is longer than 100 years; use a shorter \
+                         one, or RateLimitConfig::unlimited() for no limit"
+                    ));
                 }
                 Ok(())
             }
@@ -191,13 +205,25 @@ impl AdmissionPolicy for RateLimitConfig {
     }
 }
 
+/// A retry instant for a limiter whose next permit is past what the clock can hold: as
+/// far ahead as the clock allows, up to [`MAX_DURATION`].
+fn far_after(now: tokio::time::Instant) -> tokio::time::Instant {
+    let mut ahead = MAX_DURATION;
+    loop {
+        if let Some(at) = now.checked_add(ahead) {
+            return at;
+        }
+        ahead /= 2;
+    }
+}
+
 /// The state of a configuration that failed validation, should one be used anyway.
 #[derive(Debug)]
 struct NeverAdmit;
 
 impl Admission for NeverAdmit {
     fn try_acquire(&mut self, now: tokio::time::Instant) -> Result<(), tokio::time::Instant> {
-        Err(now + Duration::from_secs(3600))
+        Err(far_after(now))
     }
 }
 
@@ -224,6 +250,14 @@ mod tests {
                 "unlimited()",
             ),
             (RateLimitConfig::sliding_window(3, Duration::ZERO), "window"),
+            (
+                RateLimitConfig::token_bucket(1, Duration::MAX, 1),
+                "longer than 100 years",
+            ),
+            (
+                RateLimitConfig::sliding_window(1, Duration::MAX),
+                "longer than 100 years",
+            ),
         ] {
             let error = config.validate().unwrap_err().to_string();
             assert!(error.contains(needle), "{config:?}: {error}");

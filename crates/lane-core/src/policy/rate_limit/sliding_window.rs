@@ -30,7 +30,11 @@ impl SlidingWindow {
 impl Admission for SlidingWindow {
     fn try_acquire(&mut self, now: Instant) -> Result<(), Instant> {
         while let Some(&oldest) = self.starts.front() {
-            if oldest + self.window <= now {
+            // A window end past what the clock holds never comes.
+            if oldest
+                .checked_add(self.window)
+                .is_some_and(|end| end <= now)
+            {
                 self.starts.pop_front();
             } else {
                 break;
@@ -41,7 +45,9 @@ impl Admission for SlidingWindow {
             return Ok(());
         }
         // Full: the oldest start leaves the window first.
-        Err(self.starts[0] + self.window)
+        Err(self.starts[0]
+            .checked_add(self.window)
+            .unwrap_or_else(|| super::far_after(now)))
     }
 }
 
@@ -66,5 +72,15 @@ mod tests {
             window.try_acquire(t0 + Duration::from_secs(1)),
             Err(t1 + Duration::from_secs(1))
         );
+    }
+
+    #[test]
+    fn a_window_past_the_clock_names_a_far_instant_instead_of_panicking() {
+        let t0 = Instant::now();
+        let mut window = SlidingWindow::new(1, Duration::MAX);
+        window.try_acquire(t0).unwrap();
+        let due = window.try_acquire(t0).unwrap_err();
+        assert!(due > t0);
+        assert!(window.try_acquire(t0 + Duration::from_secs(3600)).is_err());
     }
 }

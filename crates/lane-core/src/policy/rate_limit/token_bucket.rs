@@ -45,13 +45,17 @@ impl Admission for TokenBucket {
         if tat - now_scaled > self.tolerance {
             let due_scaled = tat - self.tolerance;
             let due_nanos = due_scaled.div_ceil(self.rate);
-            let due = Duration::from_secs((due_nanos / 1_000_000_000) as u64)
-                + Duration::from_nanos((due_nanos % 1_000_000_000) as u64);
-            return Err(origin + due);
+            return Err(after(origin, due_nanos).unwrap_or_else(|| super::far_after(now)));
         }
         self.tat = tat + self.spacing;
         Ok(())
     }
+}
+
+/// `origin` plus `nanos`, if the clock can hold it.
+fn after(origin: Instant, nanos: u128) -> Option<Instant> {
+    let secs = u64::try_from(nanos / 1_000_000_000).ok()?;
+    origin.checked_add(Duration::new(secs, (nanos % 1_000_000_000) as u32))
 }
 
 #[cfg(test)]
@@ -101,5 +105,23 @@ mod tests {
         bucket.try_acquire(later).unwrap();
         bucket.try_acquire(later).unwrap();
         assert!(bucket.try_acquire(later).is_err());
+    }
+
+    #[test]
+    fn a_period_past_the_clock_names_a_far_instant_instead_of_panicking() {
+        let t0 = Instant::now();
+        for (rate, burst) in [(1, 1), (u32::MAX, u32::MAX), (1, u32::MAX), (u32::MAX, 1)] {
+            let mut bucket = TokenBucket::new(rate, Duration::MAX, burst);
+            let mut refused = None;
+            for _ in 0..3 {
+                if let Err(due) = bucket.try_acquire(t0) {
+                    refused = Some(due);
+                    break;
+                }
+            }
+            if let Some(due) = refused {
+                assert!(due > t0);
+            }
+        }
     }
 }
