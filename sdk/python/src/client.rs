@@ -210,8 +210,9 @@ impl QueueClient {
     }
 
     /// Subscribes to the lifecycle events of every command of the queue from now on
-    /// (a `RedisQueue`'s from any process); `keys` limits them to those keys (see
-    /// `EVENT_KEYS`). Iterate with `for` or `async for`; `close()` ends the stream.
+    /// (a `RedisQueue`'s from any process); `keys` (one key, or an iterable of keys)
+    /// limits them to those keys (see `EVENT_KEYS`). Iterate with `for` or `async for`;
+    /// `close()` ends the stream.
     #[pyo3(signature = (keys = None))]
     fn events(&self, py: Python<'_>, keys: Option<&Bound<'_, PyAny>>) -> PyResult<EventStream> {
         let wanted = wanted_keys(py, keys)?;

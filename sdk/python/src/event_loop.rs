@@ -297,6 +297,24 @@ impl LoopBridge {
         self.closed.load(Ordering::Acquire)
     }
 
+    /// Fails what is queued for the loop, and what will be, if the loop itself was
+    /// closed (`asyncio.run` returned); true if so.
+    pub(crate) fn close_if_loop_closed(&self, py: Python<'_>) -> bool {
+        if self.is_closed() {
+            return true;
+        }
+        let closed = self
+            .event_loop
+            .bind(py)
+            .call_method0("is_closed")
+            .and_then(|closed| closed.is_truthy())
+            .unwrap_or(false);
+        if closed {
+            self.close();
+        }
+        closed
+    }
+
     /// The loop's `E`, made on first use; a bridge keeps one extension, of one type.
     pub(crate) fn extension<E: LoopExtension + Default>(&self) -> &E {
         let extension: &dyn Any = &**self.extension.get_or_init(|| Box::new(E::default()));

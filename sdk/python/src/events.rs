@@ -52,10 +52,9 @@ pub(crate) fn wanted_keys(
     let Some(keys) = keys.filter(|k| !k.is_none()) else {
         return Ok(None);
     };
-    if keys.is_instance_of::<pyo3::types::PyString>() {
-        return Err(pyo3::exceptions::PyTypeError::new_err(
-            "keys must be an iterable of event keys, not a single str; write keys=[...]",
-        ));
+    // One key on its own is a subscription to that key (not to its characters).
+    if let Ok(key) = keys.cast::<pyo3::types::PyString>() {
+        return check_keys(py, vec![key.to_str()?.to_owned()]).map(Some);
     }
     let keys = keys
         .try_iter()?
@@ -84,6 +83,16 @@ impl Event {
 
 #[pymethods]
 impl Event {
+    /// `Event[CommandCompletedPayload]` in annotations (the payload type, for type checkers).
+    #[classmethod]
+    #[pyo3(signature = (item, /))]
+    fn __class_getitem__<'py>(
+        cls: &Bound<'py, pyo3::types::PyType>,
+        item: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        crate::runtime::generic_alias(cls, item)
+    }
+
     /// What happened: one of `EVENT_KEYS`, such as "queue.command.completed".
     #[getter]
     fn key(&self) -> &str {
@@ -214,6 +223,16 @@ impl EventStream {
 
 #[pymethods]
 impl EventStream {
+    /// `EventStream[CommandCompletedPayload]` in annotations (the payload type, for type checkers).
+    #[classmethod]
+    #[pyo3(signature = (item, /))]
+    fn __class_getitem__<'py>(
+        cls: &Bound<'py, pyo3::types::PyType>,
+        item: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        crate::runtime::generic_alias(cls, item)
+    }
+
     fn __iter__(slf: Py<Self>) -> Py<Self> {
         slf
     }

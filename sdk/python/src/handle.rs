@@ -505,6 +505,16 @@ impl CommandFuture {
         slf
     }
 
+    /// `CommandHandle[int]` in annotations (the result type, for type checkers).
+    #[classmethod]
+    #[pyo3(signature = (item, /))]
+    fn __class_getitem__<'py>(
+        cls: &Bound<'py, pyo3::types::PyType>,
+        item: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        crate::runtime::generic_alias(cls, item)
+    }
+
     fn __iter__(slf: Py<Self>) -> Py<Self> {
         slf
     }
@@ -512,6 +522,7 @@ impl CommandFuture {
     /// The coroutine protocol (with `throw` and `close`), so that
     /// `asyncio.create_task(lane.submit_async(...))` and `TaskGroup.create_task` accept
     /// it: it steps as `await future` does.
+    #[pyo3(signature = (value, /))]
     fn send(slf: &Bound<'_, Self>, value: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         if !value.is_none() {
             return Err(pyo3::exceptions::PyTypeError::new_err(
@@ -523,7 +534,7 @@ impl CommandFuture {
 
     /// Raises `typ` (an exception or its class, with `val`) into the awaiting code;
     /// the command is cancelled first, as when the awaiting task is cancelled.
-    #[pyo3(signature = (typ, val = None, tb = None))]
+    #[pyo3(signature = (typ, val = None, tb = None, /))]
     fn throw(
         slf: &Bound<'_, Self>,
         typ: &Bound<'_, PyAny>,
@@ -882,6 +893,16 @@ impl CommandHandle {
                 self.id
             ))),
         }
+    }
+
+    /// `CommandHandle[int]` in annotations (the result type, for type checkers).
+    #[classmethod]
+    #[pyo3(signature = (item, /))]
+    fn __class_getitem__<'py>(
+        cls: &Bound<'py, pyo3::types::PyType>,
+        item: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        crate::runtime::generic_alias(cls, item)
     }
 
     fn __await__(&self, py: Python<'_>) -> PyResult<Py<CommandFuture>> {

@@ -381,6 +381,7 @@ impl Lane {
             manager: manager.clone(),
             queue: Arc::downgrade(&queue),
             durable,
+            env: env.clone(),
         });
         Ok(PyClassInitializer::from(client).add_subclass(Self {
             _exit: exit,

@@ -169,3 +169,13 @@ pub(crate) fn on_runtime<T: Send + 'static>(
         }
     }
 }
+
+static GENERIC_ALIAS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// `cls[item]` as a `types.GenericAlias`, for classes that are generic to type checkers.
+pub(crate) fn generic_alias<'py>(
+    cls: &Bound<'py, pyo3::types::PyType>,
+    item: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyAny>> {
+    python_attr(cls.py(), &GENERIC_ALIAS, "types", "GenericAlias")?.call1((cls, item))
+}

@@ -30,6 +30,11 @@ pub(crate) struct LaneStatus {
     paused: bool,
     /// Whether a rate limit holds it back now.
     throttled: bool,
+    /// Runs answered (timed out, or cancelled after the grace period) whose handler went
+    /// on running, since the lane was made.
+    abandoned: u64,
+    /// Of those, the ones still running: each keeps its slot (counted in `active`).
+    abandoned_running: usize,
 }
 
 impl From<CoreLaneStatus> for LaneStatus {
@@ -44,6 +49,8 @@ impl From<CoreLaneStatus> for LaneStatus {
             max_concurrency: status.max,
             paused: status.paused,
             throttled: status.throttled,
+            abandoned: status.abandoned,
+            abandoned_running: status.abandoned_running,
         }
     }
 }

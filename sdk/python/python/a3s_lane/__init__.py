@@ -33,6 +33,23 @@ import sys as _sys
 
 from a3s_lane import _native
 from a3s_lane._client import CancelOutcome, CommandState, CommandStatus
+from a3s_lane._event_payloads import (
+    CommandAbandonedPayload,
+    CommandCancelledPayload,
+    CommandCompletedPayload,
+    CommandDeadLetteredPayload,
+    CommandFailedPayload,
+    CommandProgressPayload,
+    CommandRetryPayload,
+    CommandStartedPayload,
+    CommandSubmittedPayload,
+    CommandTimeoutPayload,
+    EmptyPayload,
+    EventsLaggedPayload,
+    LaneIdlePayload,
+    LanePressurePayload,
+    StorageFailedPayload,
+)
 from a3s_lane._native import (
     DEFAULT_LANES,
     DEFAULTS,
@@ -71,6 +88,21 @@ from a3s_lane._native import (
 )
 
 __all__ = [
+    "CommandAbandonedPayload",
+    "CommandCancelledPayload",
+    "CommandCompletedPayload",
+    "CommandDeadLetteredPayload",
+    "CommandFailedPayload",
+    "CommandProgressPayload",
+    "CommandRetryPayload",
+    "CommandStartedPayload",
+    "CommandSubmittedPayload",
+    "CommandTimeoutPayload",
+    "EmptyPayload",
+    "EventsLaggedPayload",
+    "LaneIdlePayload",
+    "LanePressurePayload",
+    "StorageFailedPayload",
     "DEFAULT_LANES",
     "DEFAULTS",
     "EVENT_KEYS",
@@ -149,8 +181,9 @@ def _drain_at_exit() -> None:
                 if never_started
                 else ""
             )
-            + f"unfinished after waiting {seconds:g} s (A3S_LANE_EXIT_DRAIN_SECONDS). "
-            "Wait for them before exiting: lane.drain(), or await the submits.",
+            + f"unfinished after waiting up to {seconds:g} s (A3S_LANE_EXIT_DRAIN_SECONDS), "
+            "or their async handlers' event loop had closed. Wait for them before exiting: "
+            "lane.drain() or await lane.on_idle().",
             file=_sys.stderr,
         )
     if stored:

@@ -1,0 +1,123 @@
+"""The payload of each event key, as TypedDicts (for type checkers; at runtime an
+event's payload is a plain dict). `lane.events("queue.command.completed")` is typed as an
+`EventStream[CommandCompletedPayload]`."""
+
+from __future__ import annotations
+
+from typing import Any, NotRequired, TypedDict
+
+
+class CommandSubmittedPayload(TypedDict):
+    """`queue.command.submitted`: a command was accepted."""
+
+    lane_id: str
+    command_id: int
+    command_type: str
+
+
+class CommandStartedPayload(TypedDict):
+    """`queue.command.started`: a run began."""
+
+    lane_id: str
+    command_id: int
+    command_type: str
+    attempt: int
+
+
+class CommandCompletedPayload(TypedDict):
+    """`queue.command.completed`: the handler returned a value."""
+
+    lane_id: str
+    command_id: int
+    duration_ms: float
+
+
+class CommandRetryPayload(TypedDict):
+    """`queue.command.retry`: a failed run will run again after `delay_ms`."""
+
+    lane_id: str
+    command_id: int
+    attempt: int
+    delay_ms: int
+    error: str
+
+
+class CommandDeadLetteredPayload(TypedDict):
+    """`queue.command.dead_lettered`: a command failed for good and was kept."""
+
+    lane_id: str
+    command_id: int
+    command_type: str
+    error: str
+
+
+class CommandFailedPayload(TypedDict):
+    """`queue.command.failed`: a command failed for good."""
+
+    lane_id: str
+    command_id: int
+    error: str
+
+
+class CommandTimeoutPayload(TypedDict):
+    """`queue.command.timeout`: a command's last run took longer than its timeout."""
+
+    lane_id: str
+    command_id: int
+    error: str
+
+
+class CommandCancelledPayload(TypedDict):
+    """`queue.command.cancelled`: a command was cancelled."""
+
+    lane_id: str
+    command_id: int
+    was_running: bool
+    reason: str
+    error: NotRequired[str]
+
+
+class CommandProgressPayload(TypedDict):
+    """`queue.command.progress`: a handler called `ctx.report_progress(...)`."""
+
+    lane_id: str
+    command_id: int
+    progress: Any
+
+
+class CommandAbandonedPayload(TypedDict):
+    """`queue.command.abandoned`: a command was answered (timed out, or cancelled after
+    its grace period) but its handler goes on; its slot stays taken until it returns."""
+
+    lane_id: str
+    command_id: int
+    reason: str
+
+
+class EmptyPayload(TypedDict):
+    """`queue.shutdown.started` and `queue.shutdown.complete` carry nothing."""
+
+
+class LanePressurePayload(TypedDict):
+    """`queue.lane.pressure`: a lane's pending count reached its threshold."""
+
+    lane_id: str
+    pending: int
+
+
+class LaneIdlePayload(TypedDict):
+    """`queue.lane.idle`: a lane has nothing pending or running."""
+
+    lane_id: str
+
+
+class StorageFailedPayload(TypedDict):
+    """`queue.storage.failed`: the durable store could not be written."""
+
+    error: str
+
+
+class EventsLaggedPayload(TypedDict):
+    """`queue.events.lagged`: this subscriber fell behind and missed `missed` events."""
+
+    missed: int

@@ -1,0 +1,109 @@
+"""A user-style file type-checks under `mypy --strict`: generic handles and futures
+(`CommandHandle[int]`, `CommandFuture[str]`), typed event payloads per key, the helpers,
+and `asyncio.create_task(lane.submit_async(...))`. The test runs mypy and fails on any
+error; a second file with deliberate mistakes must be rejected (so the check bites)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+GOOD = textwrap.dedent(
+    """
+    from __future__ import annotations
+
+    import asyncio
+    from typing import Any
+
+    from a3s_lane import (
+        CommandCompletedPayload,
+        CommandFuture,
+        CommandHandle,
+        Lane,
+        LaneConfig,
+        NotJsonError,
+    )
+
+    lane = Lane({"q": LaneConfig(priority=0)})
+
+    @lane.handler("double")
+    def double(n: int) -> int:
+        return n * 2
+
+    def sync_use() -> int:
+        lane.start()
+        handle: CommandHandle[int] = lane.submit_nowait("q", "double", 2)
+        result: int = handle.result(timeout=1.0)
+        size: int = lane.size
+        running: int = lane.running
+        lane.pause()
+        lane.resume()
+        try:
+            lane.submit("q", "double", float("nan"))
+        except NotJsonError as error:
+            where: str = error.path
+            code: str = error.code
+            print(where, code)
+        return result + size + running
+
+    async def async_use() -> str:
+        future: CommandFuture[int] = lane.submit_async("q", "double", 1)
+        task: asyncio.Task[int] = asyncio.create_task(future)
+        value: int = await task
+        async with asyncio.TaskGroup() as group:
+            other = group.create_task(lane.submit_async("q", "double", 3))
+        await lane.on_idle()
+        await lane.on_empty()
+        for event in lane.events("queue.command.completed"):
+            payload: CommandCompletedPayload = event.payload
+            took: float = payload["duration_ms"]
+            lane_id: str = payload["lane_id"]
+            return f"{value} {other.result()} {took} {lane_id}"
+        anything = lane.events(["queue.command.started", "queue.command.failed"])
+        for some in anything:
+            fields: Any = some.payload.get("lane_id")
+            print(fields)
+        return ""
+    """
+)
+
+BAD = textwrap.dedent(
+    """
+    from a3s_lane import CommandHandle, Lane, LaneConfig
+
+    lane = Lane({"q": LaneConfig(priority=0)})
+    handle: CommandHandle[int] = lane.submit_nowait("q", "double", 2)
+    wrong: str = handle.result()
+    for event in lane.events("queue.command.completed"):
+        nope: str = event.payload["duration_ms"]
+        missing = event.payload["no_such_field"]
+    """
+)
+
+
+def mypy(tmp_path: Path, source: str) -> subprocess.CompletedProcess[str]:
+    file = tmp_path / "user_code.py"
+    file.write_text(source)
+    return subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(file)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=tmp_path,
+    )
+
+
+def test_user_style_code_passes_mypy_strict(tmp_path: Path) -> None:
+    checked = mypy(tmp_path, GOOD)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_mistakes_are_caught(tmp_path: Path) -> None:
+    checked = mypy(tmp_path, BAD)
+    assert checked.returncode == 1, checked.stdout + checked.stderr
+    assert 'Incompatible types in assignment (expression has type "int", variable has type "str")' in checked.stdout
+    assert 'Incompatible types in assignment (expression has type "float", variable has type "str")' in checked.stdout
+    assert '"no_such_field"' in checked.stdout
