@@ -96,10 +96,10 @@ def make_lane() -> Lane:
 @pytest.mark.parametrize(
     ("payload", "error", "message"),
     [
-        ({"tags": {1, 2}}, TypeError, r"payload\['tags'\] is not JSON: a value of type 'set'"),
+        ({"tags": {1, 2}}, TypeError, "payload.tags is not JSON: a value of type 'set'"),
         ({1: "a"}, TypeError, "payload is not JSON: it has a key of type 'int'"),
-        ({"x": [0, math.nan]}, ValueError, r"payload\['x'\]\[1\] is not JSON: the float nan"),
-        ({"big": 2**64}, ValueError, r"payload\['big'\] is not JSON: the integer 18446744073709551616 does not fit in 64 bits"),
+        ({"x": [0, math.nan]}, ValueError, r"payload\.x\[1\] is not JSON: the float nan"),
+        ({"big": 2**64}, ValueError, r"payload\.big is not JSON: the integer 18446744073709551616 does not fit in 64 bits"),
         (object(), TypeError, "payload is not JSON: a value of type 'object'"),
     ],
 )

@@ -1,6 +1,7 @@
 """What submit_async returns is an asyncio future: isfuture, callbacks (added, removed,
-run in their context), result/exception/cancelled, and it works with wait, shield,
-as_completed and wait_for."""
+run in their context), result/exception/cancelled, and it works with shield,
+as_completed, wait_for and gather. It is also a coroutine (create_task and TaskGroup take
+it), which is why asyncio.wait, which refuses coroutines, takes it wrapped in a task."""
 
 from __future__ import annotations
 
@@ -93,8 +94,10 @@ def test_the_future_works_with_asyncio_combinators() -> None:
         lane, gate = make_lane()
         slow = lane.submit_async("q", "wait", 1)
         fast = lane.submit_async("q", "echo", 2)
-        done, pending = await asyncio.wait({slow, fast}, return_when=asyncio.FIRST_COMPLETED)
-        assert done == {fast} and pending == {slow}
+        assert asyncio.isfuture(slow) and asyncio.iscoroutine(slow)
+        tasks = {asyncio.create_task(slow): "slow", asyncio.create_task(fast): "fast"}
+        done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        assert [tasks[t] for t in done] == ["fast"] and [tasks[t] for t in pending] == ["slow"]
 
         outer = asyncio.shield(slow)
         outer.cancel()

@@ -92,7 +92,7 @@ def test_a_result_that_is_not_json_fails_with_a_type_error_naming_the_handler() 
         return {"tags": {"a", "b"}}
 
     lane.start()
-    with pytest.raises(TypeError, match=r"handler 'sets' returned result\['tags'\] is not JSON"):
+    with pytest.raises(TypeError, match=r"handler 'sets' returned result\.tags is not JSON"):
         lane.submit("q", "sets")
 
 
