@@ -73,7 +73,7 @@ pub use lane_reliability::{LOCAL_STORAGE_FILE, LocalStorage, LocalStorageConfig,
 /// Feature `redis` (on by default): the Redis engine.
 #[cfg(feature = "redis")]
 pub use lane_redis::{
-    RedisCommandHandle, RedisQueue, RedisQueueConfig, RedisQueueStats, RedisWorker,
+    RedisCommandHandle, RedisQueue, RedisQueueConfig, RedisQueueStats, RedisTls, RedisWorker,
     RedisWorkerConfig, RemoteCommand, RemoteState,
 };
 

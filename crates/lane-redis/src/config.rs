@@ -270,7 +270,62 @@ pub struct RedisQueueConfig {
     pub(crate) connect_timeout: Duration,
     pub(crate) reconnect_wait: Duration,
     pub(crate) backoff: Backoff,
+    pub(crate) tls: Option<RedisTls>,
     pub(crate) events: Option<bool>,
+}
+
+/// Certificates for encrypted connections (`rediss://` URLs) beyond what the system
+/// trusts: the certificate authority that signed the server's certificate (a managed
+/// Redis with a private CA, or a test server), and a client certificate when the server
+/// asks for one (mutual TLS). Without it, `rediss://` checks the server against the
+/// system's trusted roots. Its `Debug` shows no key.
+///
+/// ```
+/// use a3s_lane::{RedisQueueConfig, RedisTls};
+///
+/// # let (ca, cert, key) = (Vec::new(), Vec::new(), Vec::new());
+/// let config = RedisQueueConfig::new("rediss://app:secret@redis.internal:6380")
+///     .with_tls(RedisTls::new().with_ca_pem(ca).with_client_cert_pem(cert, key));
+/// ```
+#[derive(Clone, Default, PartialEq, Eq)]
+#[must_use]
+pub struct RedisTls {
+    pub(crate) ca_pem: Option<Vec<u8>>,
+    pub(crate) client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl RedisTls {
+    /// No certificates yet: the server is checked against the system's trusted roots.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Trusts the certificate authority (or authorities) in this PEM text instead of the
+    /// system's roots.
+    pub fn with_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca_pem = Some(pem.into());
+        self
+    }
+
+    /// Presents this client certificate and its private key (both PEM) to a server that
+    /// authenticates clients by certificate.
+    pub fn with_client_cert_pem(
+        mut self,
+        cert_pem: impl Into<Vec<u8>>,
+        key_pem: impl Into<Vec<u8>>,
+    ) -> Self {
+        self.client = Some((cert_pem.into(), key_pem.into()));
+        self
+    }
+}
+
+impl std::fmt::Debug for RedisTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisTls")
+            .field("ca_pem", &self.ca_pem.as_ref().map(|pem| pem.len()))
+            .field("client_cert", &self.client.is_some())
+            .finish()
+    }
 }
 
 impl RedisQueueConfig {
@@ -325,6 +380,7 @@ impl RedisQueueConfig {
                 min: Self::DEFAULT_RECONNECT_MIN_DELAY,
                 max: Self::DEFAULT_RECONNECT_MAX_DELAY,
             },
+            tls: None,
             events: None,
         }
     }
@@ -408,6 +464,14 @@ impl RedisQueueConfig {
     /// 50 ms up to 1 s). Producers and workers notice Redis is back within about `max`.
     pub fn with_reconnect_backoff(mut self, first: Duration, max: Duration) -> Self {
         self.backoff = Backoff { min: first, max };
+        self
+    }
+
+    /// Certificates for `rediss://` connections: a private certificate authority, a
+    /// client certificate (see [`RedisTls`]). Refused with a `redis://` URL, which would
+    /// not encrypt.
+    pub fn with_tls(mut self, tls: RedisTls) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -501,8 +565,12 @@ impl RedisQueueConfig {
 
     /// The checked addresses and timeouts to connect with.
     pub(crate) fn target(&self) -> Result<Target> {
-        self.endpoint
-            .open(self.connect_timeout, self.backoff, self.reconnect_wait)
+        self.endpoint.open(
+            self.connect_timeout,
+            self.backoff,
+            self.reconnect_wait,
+            self.tls.as_ref(),
+        )
     }
 }
 

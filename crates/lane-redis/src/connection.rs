@@ -11,12 +11,14 @@ use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{
-    AsyncConnectionConfig, Cmd, ConnectionAddr, ConnectionInfo, FromRedisValue, IntoConnectionInfo,
-    Pipeline, RedisFuture, RedisResult, Value,
+    AsyncConnectionConfig, ClientTlsConfig, Cmd, ConnectionAddr, ConnectionInfo, FromRedisValue,
+    IntoConnectionInfo, Pipeline, RedisFuture, RedisResult, TlsCertificates, Value,
 };
 use tokio::sync::oneshot;
 
 use lane_core::{LaneError, Result};
+
+use crate::config::RedisTls;
 
 /// Where the queue's Redis is, as configured. Its `Debug` hides passwords.
 #[derive(Clone, PartialEq, Eq)]
@@ -82,7 +84,42 @@ enum Kind {
     Cluster {
         nodes: Vec<ConnectionInfo>,
         addrs: Vec<String>,
+        tls: Option<TlsCertificates>,
     },
+}
+
+/// The redis crate's form of the configured certificates.
+fn certificates(tls: &RedisTls) -> TlsCertificates {
+    TlsCertificates {
+        client_tls: tls.client.as_ref().map(|(cert, key)| ClientTlsConfig {
+            client_cert: cert.clone(),
+            client_key: key.clone(),
+        }),
+        root_cert: tls.ca_pem.clone(),
+    }
+}
+
+/// Certificates only make sense with encryption: a `redis://` URL would ignore them.
+fn check_tls_url(url: &str, info: &ConnectionInfo, tls: Option<&RedisTls>) -> Result<()> {
+    if tls.is_some() && !matches!(info.addr(), ConnectionAddr::TcpTls { .. }) {
+        return Err(LaneError::ConfigError(format!(
+            "TLS certificates are configured but '{}' does not use TLS: write rediss:// \
+             instead of redis:// (or drop with_tls)",
+            redact_url(url)
+        )));
+    }
+    Ok(())
+}
+
+/// rustls needs a process-wide crypto provider; installed once, unless the application
+/// installed its own.
+fn install_crypto_provider() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+    });
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -104,12 +141,19 @@ impl Endpoint {
         connect_timeout: Duration,
         backoff: Backoff,
         reconnect_wait: Duration,
+        tls: Option<&RedisTls>,
     ) -> Result<Target> {
+        install_crypto_provider();
         let kind = match self {
             Self::Server(url) => {
                 let info = parse_url(url)?;
+                check_tls_url(url, &info, tls)?;
                 let addr = info.addr().to_string();
-                let client = redis::Client::open(info).map_err(|error| {
+                let client = match tls {
+                    Some(tls) => redis::Client::build_with_tls(info, certificates(tls)),
+                    None => redis::Client::open(info),
+                };
+                let client = client.map_err(|error| {
                     LaneError::ConfigError(format!(
                         "invalid Redis URL '{}': {error}",
                         redact_url(url)
@@ -144,18 +188,22 @@ impl Endpoint {
                             info.redis_settings().db()
                         )));
                     }
+                    check_tls_url(url, &info, tls)?;
                     nodes.push(info);
                 }
+                let tls = tls.map(certificates);
                 // Mixed credentials, protocols or TLS modes among the nodes.
-                ClusterClientBuilder::new(nodes.clone())
-                    .build()
-                    .map_err(|error| {
-                        LaneError::ConfigError(format!(
-                            "the Redis Cluster node URLs do not agree: {error}"
-                        ))
-                    })?;
+                let mut builder = ClusterClientBuilder::new(nodes.clone());
+                if let Some(tls) = &tls {
+                    builder = builder.certs(tls.clone());
+                }
+                builder.build().map_err(|error| {
+                    LaneError::ConfigError(format!(
+                        "the Redis Cluster node URLs do not agree: {error}"
+                    ))
+                })?;
                 let addrs = nodes.iter().map(|info| info.addr().to_string()).collect();
-                Kind::Cluster { nodes, addrs }
+                Kind::Cluster { nodes, addrs, tls }
             }
         };
         Ok(Target {
@@ -198,15 +246,17 @@ impl Target {
                     Ok(Err(error)) => return Err(unreachable(&error)),
                     Err(_) => return Err(unreachable(&"no answer within the connect timeout")),
                 }
-                // A lost connection is reopened in the background with the queue's backoff;
-                // callers bound their own wait (Target::reconnect_wait).
+                // A lost connection is reopened at the next call, one quick retry at most:
+                // a call while Redis is down fails at once with the connect error (so it
+                // is known not to have reached Redis), and callers wait with the queue's
+                // backoff (Target::backoff, Target::reconnect_wait).
                 let config = ConnectionManagerConfig::new()
                     .set_response_timeout(Some(response_timeout))
                     .set_connection_timeout(Some(self.connect_timeout))
                     .set_min_delay(self.backoff.min)
                     .set_max_delay(self.backoff.max)
                     .set_exponent_base(2.0)
-                    .set_number_of_retries(usize::MAX);
+                    .set_number_of_retries(1);
                 let manager = tokio::time::timeout(
                     self.connect_timeout,
                     ConnectionManager::new_with_config(client.clone(), config),
@@ -218,12 +268,12 @@ impl Target {
                     Err(_) => Err(unreachable(&"no answer within the connect timeout")),
                 }
             }
-            Kind::Cluster { nodes, .. } => {
+            Kind::Cluster { .. } => {
                 // The seeds, then the topology (a response), then the other masters, each
                 // step bounded by the client; a master that cannot be reached is skipped.
                 let connected = tokio::time::timeout(
                     self.connect_timeout * 2 + response_timeout,
-                    self.connect_cluster(nodes, response_timeout),
+                    self.connect_cluster(response_timeout),
                 )
                 .await;
                 match connected {
@@ -251,24 +301,24 @@ impl Target {
                     .await
                     .map(Conn::Direct)
             }
-            Kind::Cluster { nodes, .. } => self
-                .connect_cluster(nodes, response_timeout)
+            Kind::Cluster { .. } => self
+                .connect_cluster(response_timeout)
                 .await
                 .map(Conn::Cluster),
         }
     }
 
-    async fn connect_cluster(
-        &self,
-        nodes: &[ConnectionInfo],
-        response_timeout: Duration,
-    ) -> RedisResult<ClusterConnection> {
-        ClusterClientBuilder::new(nodes.to_vec())
+    async fn connect_cluster(&self, response_timeout: Duration) -> RedisResult<ClusterConnection> {
+        let Kind::Cluster { nodes, tls, .. } = &self.kind else {
+            unreachable!("only cluster targets connect as a cluster")
+        };
+        let mut builder = ClusterClientBuilder::new(nodes.to_vec())
             .connection_timeout(self.connect_timeout)
-            .response_timeout(response_timeout)
-            .build()?
-            .get_async_connection()
-            .await
+            .response_timeout(response_timeout);
+        if let Some(tls) = tls {
+            builder = builder.certs(tls.clone());
+        }
+        builder.build()?.get_async_connection().await
     }
 
     /// The address (or the cluster's seed addresses), without credentials.
@@ -280,6 +330,27 @@ impl Target {
     }
 
     fn unreachable(&self, error: &dyn std::fmt::Display) -> LaneError {
+        let text = error.to_string();
+        let lower = text.to_lowercase();
+        // Reached, but refused: the network hints below would mislead.
+        if lower.contains("certificate") || lower.contains("tls") {
+            return LaneError::Storage(format!(
+                "cannot connect to Redis at {}: {text}; the TLS handshake failed: check that \
+                 the server's certificate is signed by a CA this process trusts \
+                 (RedisTls::with_ca_pem for a private CA) and names the host in the URL, and \
+                 that a client certificate is given (RedisTls::with_client_cert_pem) if the \
+                 server asks for one",
+                self.describe()
+            ));
+        }
+        if lower.contains("wrongpass") || lower.contains("auth") || lower.contains("noperm") {
+            return LaneError::Storage(format!(
+                "cannot connect to Redis at {}: {text}; Redis refused the credentials: check \
+                 the user name and password in the URL (redis://USER:PASSWORD@HOST:PORT) and \
+                 that the ACL user may run scripts and the queue's keys",
+                self.describe()
+            ));
+        }
         LaneError::Storage(match &self.kind {
             Kind::Server { addr, .. } => format!(
                 "cannot connect to Redis at {addr}: {error}; check that a Redis server listens \

@@ -71,7 +71,7 @@ mod scripts;
 mod wire;
 mod worker;
 
-pub use config::{RedisQueueConfig, RedisWorkerConfig};
+pub use config::{RedisQueueConfig, RedisTls, RedisWorkerConfig};
 pub use lane_core::CancelOutcome;
 pub use queue::{RedisCommandHandle, RedisQueue, RedisQueueStats, RemoteCommand, RemoteState};
 pub use worker::RedisWorker;

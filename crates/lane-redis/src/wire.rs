@@ -76,6 +76,27 @@ pub(crate) fn is_transient(error: &redis::RedisError) -> bool {
         || !matches!(error.retry_method(), redis::RetryMethod::NoRetry)
 }
 
+/// Whether a call that failed this way may have been received (and acted on) by Redis:
+/// not when Redis answered with an error (a script that fails, `LOADING`), nor when the
+/// connection was refused or the request could not be written (a broken pipe).
+pub(crate) fn may_have_reached(error: &redis::RedisError) -> bool {
+    use std::io::ErrorKind as Io;
+    if matches!(error.kind(), redis::ErrorKind::Server(_)) || error.is_connection_refusal() {
+        return false;
+    }
+    let unsent_io = std::error::Error::source(error)
+        .and_then(|source| source.downcast_ref::<std::io::Error>())
+        .is_some_and(|io| {
+            matches!(
+                io.kind(),
+                Io::BrokenPipe | Io::NotConnected | Io::ConnectionRefused | Io::AddrNotAvailable
+            )
+        });
+    // The multiplexed connection reports a request it could not hand to its (closed)
+    // connection as a bare "broken pipe".
+    !(unsent_io || error.to_string().eq_ignore_ascii_case("broken pipe"))
+}
+
 /// Maps a Redis failure to the queue's error type (retryable, like any storage error).
 pub(crate) fn redis_error(error: &redis::RedisError) -> LaneError {
     use redis::{ErrorKind, ServerErrorKind};

@@ -25,6 +25,9 @@ pub(super) struct SubmitRequest {
     payload: String,
     /// Until when it may wait for Redis to answer.
     deadline: Instant,
+    /// A call carrying it failed after it may have reached Redis (a timeout, a
+    /// connection that broke with the call on it): Redis may hold it.
+    in_doubt: bool,
     reply: oneshot::Sender<Result<u64>>,
 }
 
@@ -55,6 +58,7 @@ impl RedisQueue {
                 command_type: command_type.to_owned(),
                 payload,
                 deadline: Instant::now() + self.inner.target.reconnect_wait,
+                in_doubt: false,
                 reply: id_tx,
             })
             .map_err(|_| LaneError::QueueError("the queue's submit task stopped".into()))?;
@@ -184,19 +188,34 @@ pub(super) async fn run_submitter(
                     // they are withdrawn when it answers. The others are sent again,
                     // with what arrived meanwhile.
                     let now = Instant::now();
+                    for request in &mut batch {
+                        request.in_doubt |= error.reached;
+                    }
                     let (expired, waiting): (Vec<_>, Vec<_>) =
                         batch.drain(..).partition(|request| request.deadline <= now);
                     batch = waiting;
                     for request in expired {
-                        submitter.void.push(request.reference);
-                        let _ = request.reply.send(Err(LaneError::Storage(format!(
-                            "Redis at {} did not answer the submit within {:?} ({}); the \
-                             command was not accepted (if Redis received it, it is withdrawn \
-                             when Redis answers again): submit it again once Redis is back",
-                            target.describe(),
-                            target.reconnect_wait,
-                            error.message
-                        ))));
+                        let address = target.describe();
+                        let waited = target.reconnect_wait;
+                        let message = if request.in_doubt {
+                            submitter.void.push(request.reference);
+                            format!(
+                                "Redis at {address} did not answer the submit within \
+                                 {waited:?} ({}), and it may have received it before the \
+                                 connection broke: the command is withdrawn as soon as Redis \
+                                 answers again (cancelled, and a worker that already started \
+                                 it is told to stop); submit it again once Redis is back",
+                                error.message
+                            )
+                        } else {
+                            format!(
+                                "Redis at {address} could not be reached for {waited:?} \
+                                 ({}); the command was not accepted: submit it again once \
+                                 Redis is back",
+                                error.message
+                            )
+                        };
+                        let _ = request.reply.send(Err(LaneError::Storage(message)));
                     }
                     while batch.len() < MAX_SUBMIT_BATCH {
                         match requests.try_recv() {
@@ -228,6 +247,8 @@ struct Submitter {
 /// A failed submit call: whether Redis may have received it, and the error.
 struct CallError {
     transient: bool,
+    /// The call may have reached Redis (it may have acted on it).
+    reached: bool,
     message: String,
     error: LaneError,
 }
@@ -274,16 +295,19 @@ impl Submitter {
             }
             Ok(Ok(_)) => Err(CallError {
                 transient: false,
+                reached: true,
                 message: "unexpected reply".into(),
                 error: wire::protocol("submit"),
             }),
             Ok(Err(error)) => Err(CallError {
                 transient: wire::is_transient(&error),
+                reached: wire::may_have_reached(&error),
                 message: error.to_string(),
                 error: redis_error(&error),
             }),
             Err(_) => Err(CallError {
                 transient: true,
+                reached: true,
                 message: format!("no answer within the response timeout ({response_timeout:?})"),
                 error: LaneError::Timeout(response_timeout),
             }),

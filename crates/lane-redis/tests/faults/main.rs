@@ -9,9 +9,16 @@
 //! - **hung**: a handle still waiting well after Redis is back;
 //! - **duplicated**: one submit that became two commands;
 //! - **ran twice**: a command whose handler ran to the end more than once;
-//! - **ghosts**: a submit reported as failed whose command ran anyway.
+//! - **ghosts**: a submit reported as not accepted whose command ran anyway (a submit
+//!   refused as *in doubt* — Redis may have received it before the connection broke —
+//!   is withdrawn when Redis answers, and its error says a run may have started).
 //!
-//! All must be zero. Each case prints its row of the table (`--nocapture`). Needs
+//! - **orphaned**: a command Redis shows running once the workers are idle.
+//!
+//! All must be zero. Each case prints its row of the table (`cargo test -p lane-redis
+//! --test faults -- --nocapture`), under the columns: case, submits, accepted, refused, in
+//! doubt (of the refused), in doubt and ran, lost, hung, orphaned, duplicated, ran twice, ghosts, recovery (from Redis being back
+//! to the first submit accepted after it). Needs
 //! `redis-server` on the PATH (it starts its own servers); fails saying so without one.
 
 mod proxy;

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use a3s_lane::{
-    HandlerRegistry, LaneConfig, RedisQueue, RedisQueueConfig, RedisWorker, RedisWorkerConfig,
-    RemoteState, handler_fn,
+    HandlerRegistry, LaneConfig, LaneError, RedisQueue, RedisQueueConfig, RedisWorker,
+    RedisWorkerConfig, RemoteState, handler_fn,
 };
 use parking_lot::Mutex;
 use serde_json::json;
@@ -44,8 +44,16 @@ pub(crate) struct Outcome {
     submitted: u64,
     accepted: u64,
     refused: u64,
+    /// Refused submits Redis may have received: withdrawn once it answers, and the error
+    /// says a run may have started before that (such runs are not ghosts).
+    in_doubt: u64,
+    /// In-doubt submits whose command ran to the end before the withdrawal reached Redis.
+    in_doubt_ran: u64,
     lost: Vec<u64>,
     hung: Vec<u64>,
+    /// Commands Redis shows running once every handle answered and the workers are idle:
+    /// claimed for a worker that never learned it had them.
+    orphaned: usize,
     duplicated: Vec<u64>,
     ran_twice: Vec<u64>,
     ghosts: Vec<u64>,
@@ -61,13 +69,16 @@ impl Outcome {
 
     pub(crate) fn assert_clean(self) {
         println!(
-            "| {:<13} | {:>5} | {:>8} | {:>7} | {:>4} | {:>4} | {:>10} | {:>9} | {:>6} | {:>12} |",
+            "| {:<13} | {:>5} | {:>8} | {:>7} | {:>8} | {:>5} | {:>4} | {:>4} | {:>8} | {:>10} | {:>9} | {:>6} | {:>12} |",
             self.name,
             self.submitted,
             self.accepted,
             self.refused,
+            self.in_doubt,
+            self.in_doubt_ran,
             self.lost.len(),
             self.hung.len(),
+            self.orphaned,
             self.duplicated.len(),
             self.ran_twice.len(),
             self.ghosts.len(),
@@ -77,6 +88,7 @@ impl Outcome {
         assert!(
             self.lost.is_empty()
                 && self.hung.is_empty()
+                && self.orphaned == 0
                 && self.duplicated.is_empty()
                 && self.ran_twice.is_empty()
                 && self.ghosts.is_empty(),
@@ -107,7 +119,14 @@ async fn start_worker(url: &str, prefix: &str, runs: Runs, name: &str) -> RedisW
         handler_fn(move |payload, ctx| {
             let runs = runs.clone();
             async move {
-                tokio::time::sleep(Duration::from_millis(1 + fastrand::u64(..4))).await;
+                // Cooperative: a withdrawn (or cancelled) command stops.
+                let work = Duration::from_millis(1 + fastrand::u64(..4));
+                tokio::select! {
+                    () = tokio::time::sleep(work) => {}
+                    () = ctx.cancelled() => {
+                        return Err(LaneError::Cancelled("stopped by its cancel".into()));
+                    }
+                }
                 let seq = payload.as_u64().unwrap();
                 runs.lock().entry(seq).or_default().push(ctx.id());
                 Ok(payload)
@@ -176,13 +195,23 @@ pub(crate) async fn run(name: &str, fault: Fault, commands: u64) -> Outcome {
     };
     let mut accepted_ids: HashMap<u64, u64> = HashMap::new();
     let mut refused = HashSet::new();
+    let mut in_doubt = HashSet::new();
     for task in tasks {
         let (seq, id, result) = task.await.unwrap();
         match (id, result) {
-            (None, _) => {
+            (None, Err(error)) => {
                 outcome.refused += 1;
-                refused.insert(seq);
+                if std::env::var("FAULTS_DEBUG").is_ok() {
+                    eprintln!("{name}: seq {seq} refused: {error}");
+                }
+                if error.to_string().contains("may have received it") {
+                    outcome.in_doubt += 1;
+                    in_doubt.insert(seq);
+                } else {
+                    refused.insert(seq);
+                }
             }
+            (None, Ok(_)) => unreachable!("a refused submit has an error"),
             (Some(id), result) => {
                 outcome.accepted += 1;
                 accepted_ids.insert(seq, id);
@@ -201,6 +230,18 @@ pub(crate) async fn run(name: &str, fault: Fault, commands: u64) -> Outcome {
             }
         }
     }
+    // Every handle answered: nothing may still be running once the workers are idle and
+    // reported their last runs.
+    let settled = Instant::now() + Duration::from_secs(5);
+    loop {
+        let active = queue.stats().await.unwrap().queue.total_active;
+        let idle = workers.iter().all(|worker| worker.running() == 0);
+        if (active == 0 && idle) || Instant::now() >= settled {
+            outcome.orphaned = active;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     for worker in workers {
         worker.shutdown(Duration::from_secs(10)).await.unwrap();
     }
@@ -215,6 +256,9 @@ pub(crate) async fn run(name: &str, fault: Fault, commands: u64) -> Outcome {
         }
         if refused.contains(seq) {
             outcome.ghosts.push(*seq);
+        }
+        if in_doubt.contains(seq) {
+            outcome.in_doubt_ran += 1;
         }
     }
     for (seq, id) in &accepted_ids {
