@@ -5,9 +5,9 @@ import asyncio
 import os
 from collections.abc import Callable, Coroutine, Generator, Iterable, Mapping, Sequence
 from types import GenericAlias, TracebackType
-from typing import Any, Final, Generic, Literal, Self, TypeVar, final, overload
+from typing import Any, Final, Generic, Literal, Self, final, overload
 
-from typing_extensions import disjoint_base
+from typing_extensions import TypeVar, disjoint_base
 
 from a3s_lane._client import CancelOutcome, CommandStatus
 from a3s_lane._event_payloads import (
@@ -29,10 +29,11 @@ from a3s_lane._event_payloads import (
 )
 
 _F = TypeVar("_F", bound=Callable[..., Any])
-# What a command returns: Any unless the caller says (`CommandHandle[int]`).
-_T = TypeVar("_T")
+# What a command returns: Any unless the caller says (`CommandHandle[int]`); a bare
+# `CommandHandle` stays `CommandHandle[Any]`.
+_T = TypeVar("_T", default=Any)
 # An event's payload: a TypedDict per key when the stream is of one key.
-_P = TypeVar("_P", covariant=True)
+_P = TypeVar("_P", covariant=True, default=Mapping[str, Any])
 
 # JSON values: dict[str, JSON], list, tuple (sent as a list), str, int, float, bool, None.
 _Json = Any
