@@ -17,6 +17,7 @@
 pub mod client;
 pub mod command;
 pub mod config;
+mod contain;
 pub mod dead_letter;
 pub mod error;
 pub mod event;

@@ -92,9 +92,9 @@ impl CommandQueue {
         for task in dropped {
             let lane = self.lane_name_unlocked(task.lane());
             let info = info(&task, &lane, task.failures() + 1);
-            for observer in &self.observers {
+            self.observe(&self.observers, |observer| {
                 observer.on_cancel_pending(&info);
-            }
+            });
             self.events.emit_with(keys::COMMAND_CANCELLED, || {
                 json!({ "lane_id": &*lane, "command_id": task.id, "was_running": false, "reason": reason })
             });

@@ -33,9 +33,9 @@ impl CommandQueue {
         if notify_observers || self.events.has_subscribers() {
             for dispatch in &effects.start {
                 let info = info(&dispatch.task, &dispatch.lane, dispatch.attempt);
-                for observer in &self.observers {
+                self.observe(&self.observers, |observer| {
                     observer.on_start(&info, dispatch.waited);
-                }
+                });
                 self.events.emit_with(keys::COMMAND_STARTED, || {
                     json!({
                         "lane_id": &*dispatch.lane,
@@ -95,9 +95,9 @@ impl CommandQueue {
     fn report_depths(&self, depths: &Depths) {
         for depth in depths.iter() {
             let name = self.lane_name_unlocked(depth.lane);
-            for observer in &self.depth_observers {
+            self.observe(&self.depth_observers, |observer| {
                 observer.on_lane_depth(&name, depth.pending, depth.active);
-            }
+            });
         }
     }
 

@@ -189,6 +189,23 @@ impl CommandQueue {
     }
 }
 
+impl CommandQueue {
+    /// Tells each of `observers`; a panicking observer is logged and skipped, so the
+    /// others are still told and the caller (a submit, a runner) goes on.
+    pub(crate) fn observe(&self, observers: &[Arc<dyn Observer>], call: impl Fn(&dyn Observer)) {
+        for observer in observers {
+            if let Err(panic) = crate::contain::contain(|| call(observer.as_ref())) {
+                tracing::error!(
+                    target: "a3s_lane",
+                    observer = ?observer,
+                    panic,
+                    "an observer panicked; the queue goes on"
+                );
+            }
+        }
+    }
+}
+
 fn info<'a>(task: &'a Task, lane: &'a str, attempt: u32) -> CommandInfo<'a> {
     CommandInfo {
         id: task.id,

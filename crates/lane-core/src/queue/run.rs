@@ -26,11 +26,39 @@ use crate::storage::{StorageOp, StoredCommand};
 
 impl CommandQueue {
     pub(super) fn spawn(self: &Arc<Self>, dispatch: Dispatch) {
-        let runner = self.clone().run(dispatch);
         if let Some(spawner) = &self.spawner {
-            spawner.spawn(Box::pin(runner));
+            // A spawner that panics dropped the runner: its command ends with the panic,
+            // and what that frees is tried on it again (one command at a time).
+            let mut next = Some(dispatch);
+            while let Some(dispatch) = next.take() {
+                let (task, lane, attempt) = (
+                    dispatch.task.clone(),
+                    dispatch.lane.clone(),
+                    dispatch.attempt,
+                );
+                let runner = self.clone().run(dispatch);
+                let Err(panic) = crate::contain::contain(|| spawner.spawn(Box::pin(runner))) else {
+                    return;
+                };
+                let error = LaneError::NonRetryable(format!(
+                    "the queue's Spawner panicked when asked to run this command, which was \
+                     not started: {panic}"
+                ));
+                tracing::error!(target: "a3s_lane", command_id = task.id, %error);
+                let dispatch = Dispatch {
+                    task,
+                    lane,
+                    attempt,
+                    waited: Duration::ZERO,
+                    timeout: None,
+                    grace: Duration::ZERO,
+                    refused: None,
+                };
+                next = self.finish(dispatch, RunEnd::Err(error), Duration::ZERO, false);
+            }
             return;
         }
+        let runner = self.clone().run(dispatch);
         let handle = self
             .runtime
             .get()
@@ -70,6 +98,10 @@ impl CommandQueue {
 
     async fn execute(dispatch: &Dispatch, events: &EventEmitter) -> (RunEnd, Option<Abandoned>) {
         let task = &dispatch.task;
+        if let Some(error) = &dispatch.refused {
+            tracing::error!(target: "a3s_lane", lane = &*dispatch.lane, command_id = task.id, %error);
+            return (RunEnd::Err(error.clone()), None);
+        }
         if task.cancel.is_requested() {
             return (RunEnd::Cancelled(runner::CANCELLED_BEFORE_START), None);
         }
@@ -169,6 +201,7 @@ impl CommandQueue {
         let mut effects = Effects::default();
         let mut retry_delay = None;
         let mut stopped_before_retry = false;
+        let mut strategy_panicked = None;
         let now = Instant::now();
         {
             let mut state = self.state.lock();
@@ -183,10 +216,23 @@ impl CommandQueue {
                 && error.is_retryable()
             {
                 let lane = state.lane(task.lane());
-                retry_delay = lane
-                    .config
-                    .retry_strategy()
-                    .and_then(|strategy| strategy.retry_delay(task.failures() + 1, error));
+                let failures = task.failures() + 1;
+                retry_delay = match lane.config.retry_strategy().map(|strategy| {
+                    crate::contain::contain(|| strategy.retry_delay(failures, error))
+                }) {
+                    Some(Ok(delay)) => delay,
+                    // A panicking strategy ends the command, with both reasons in its error.
+                    Some(Err(panic)) => {
+                        let error = LaneError::NonRetryable(format!(
+                            "{error}; then the lane's retry strategy panicked, so it is not \
+                             retried: {panic}"
+                        ));
+                        tracing::error!(target: "a3s_lane", command_id = task.id, %error);
+                        strategy_panicked = Some(error);
+                        None
+                    }
+                    None => None,
+                };
                 // After a hard stop a failure that would be retried is not a dead letter:
                 // like a delayed retry cancelled by the stop, it stays in storage (with
                 // this failure counted) and runs again on the next start.
@@ -226,6 +272,7 @@ impl CommandQueue {
                 self.ensure_timer_driver(&mut state);
             }
         }
+        let result = strategy_panicked.map_or(result, RunEnd::Err);
         let abandoned = keep_slot.then(|| match &result {
             RunEnd::Cancelled(reason) => (*reason).to_owned(),
             RunEnd::Err(error) => error.to_string(),
@@ -259,7 +306,7 @@ impl CommandQueue {
             return;
         };
         let info = info(task, lane, attempt);
-        for observer in &self.observers {
+        self.observe(&self.observers, |observer| {
             observer.on_finish(
                 &info,
                 RunOutcome::Failed {
@@ -268,7 +315,7 @@ impl CommandQueue {
                 },
                 elapsed,
             );
-        }
+        });
         const REASON: &str = "the queue was stopped before the command's retry";
         self.events.emit_with(keys::COMMAND_CANCELLED, || {
             json!({ "lane_id": &**lane, "command_id": task.id, "was_running": true, "reason": REASON, "error": error.to_string() })
@@ -290,9 +337,9 @@ impl CommandQueue {
         let retrying = retry_delay.is_some();
         match result {
             RunEnd::Ok(value) => {
-                for observer in &self.observers {
+                self.observe(&self.observers, |observer| {
                     observer.on_finish(&info, RunOutcome::Completed, elapsed);
-                }
+                });
                 self.events.emit_with(keys::COMMAND_COMPLETED, || {
                     json!({ "lane_id": &**lane, "command_id": task.id, "duration_ms": elapsed.as_secs_f64() * 1000.0 })
                 });
@@ -300,9 +347,9 @@ impl CommandQueue {
                 task.reply(Ok(value));
             }
             RunEnd::Cancelled(reason) => {
-                for observer in &self.observers {
+                self.observe(&self.observers, |observer| {
                     observer.on_finish(&info, RunOutcome::Cancelled, elapsed);
-                }
+                });
                 self.events.emit_with(keys::COMMAND_CANCELLED, || {
                     json!({ "lane_id": &**lane, "command_id": task.id, "was_running": true, "reason": reason })
                 });
@@ -320,13 +367,13 @@ impl CommandQueue {
                         retrying,
                     }
                 };
-                for observer in &self.observers {
+                self.observe(&self.observers, |observer| {
                     observer.on_finish(&info, outcome, elapsed);
-                }
+                });
                 if let Some(delay) = retry_delay {
-                    for observer in &self.observers {
+                    self.observe(&self.observers, |observer| {
                         observer.on_retry(&info, delay);
-                    }
+                    });
                     self.events.emit_with(keys::COMMAND_RETRY, || {
                         json!({
                             "lane_id": &**lane,
@@ -366,9 +413,9 @@ impl CommandQueue {
         if self.dlq.is_none() && self.journal.is_none() {
             return;
         }
-        for observer in &self.observers {
+        self.observe(&self.observers, |observer| {
             observer.on_dead_letter(info);
-        }
+        });
         self.events.emit_with(keys::COMMAND_DEAD_LETTERED, || {
             json!({
                 "lane_id": lane,

@@ -131,9 +131,9 @@ impl CommandQueue {
         if let Some(lane) = lane {
             let lane: &str = &lane;
             let info = info(&task, lane, task.failures() + 1);
-            for observer in &self.observers {
+            self.observe(&self.observers, |observer| {
                 observer.on_submit(&info);
-            }
+            });
             self.events.emit_with(keys::COMMAND_SUBMITTED, || {
                 json!({ "lane_id": &*lane, "command_id": task.id, "command_type": task.command.command_type() })
             });

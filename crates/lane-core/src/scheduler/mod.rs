@@ -22,6 +22,7 @@ use tokio::time::Instant;
 
 use crate::command::{CancelSignal, Command, CommandId};
 use crate::config::LaneConfig;
+use crate::contain::contain;
 use crate::error::{LaneError, Result};
 use crate::policy::Admission;
 use crate::stats::{LaneStatus, QueueStats};
@@ -195,12 +196,21 @@ impl LaneState {
         self.active < self.config.min_concurrency
     }
 
+    /// The lane's priority with its boost applied; a boost that panics counts as none
+    /// here (dispatch reports it, see [`LaneState::try_effective_priority`]).
     pub(crate) fn effective_priority(&self, now: Instant) -> u8 {
+        self.try_effective_priority(now).unwrap_or(self.priority)
+    }
+
+    /// The effective priority, or what the lane's boost panicked with.
+    fn try_effective_priority(&self, now: Instant) -> Result<u8, String> {
         match (self.config.priority_boost(), self.pending.front()) {
-            (Some(boost), Some(head)) => self
-                .priority
-                .saturating_sub(boost.boost(now.saturating_duration_since(head.queued_at))),
-            _ => self.priority,
+            (Some(boost), Some(head)) => {
+                let waited = now.saturating_duration_since(head.queued_at);
+                let boost = contain(|| boost.boost(waited))?;
+                Ok(self.priority.saturating_sub(boost))
+            }
+            _ => Ok(self.priority),
         }
     }
 
@@ -248,6 +258,17 @@ pub(crate) struct Dispatch {
     pub(crate) waited: Duration,
     pub(crate) timeout: Option<Duration>,
     pub(crate) grace: Duration,
+    /// Set when the lane's policy panicked while choosing this command: it is not run,
+    /// it ends with this error (the slot taken for it is released as for any run).
+    pub(crate) refused: Option<LaneError>,
+}
+
+/// The error a command ends with when its lane's policy panicked while choosing it.
+fn policy_panicked(policy: &str, panic: String) -> LaneError {
+    LaneError::NonRetryable(format!(
+        "the lane's {policy} panicked while choosing this command, which was not started: \
+         {panic}; fix the policy (a panic in it ends each command it is asked about)"
+    ))
 }
 
 /// The whole mutable state of one queue.
@@ -465,7 +486,7 @@ impl State {
         if !self.started {
             return;
         }
-        while let Some(index) = self.pick(now) {
+        while let Some((index, refused)) = self.pick(now) {
             let lane = &mut self.lanes[index as usize];
             let Some(queued) = lane.pending.pop_front() else {
                 continue;
@@ -486,6 +507,7 @@ impl State {
                 timeout: lane.config.timeout,
                 grace: lane.config.cancel_grace,
                 task,
+                refused,
             });
             if let Some(signal) = self.after_dequeue(index) {
                 signals.push(signal);
@@ -493,8 +515,10 @@ impl State {
         }
     }
 
-    /// The lane to start a command from now, with its admission permit taken.
-    fn pick(&mut self, now: Instant) -> Option<LaneIdx> {
+    /// The lane to start a command from now, with its admission permit taken; or a lane
+    /// whose boost or admission policy panicked, with the error its head command ends with
+    /// (so the command is answered and the scheduler goes on).
+    fn pick(&mut self, now: Instant) -> Option<(LaneIdx, Option<LaneError>)> {
         loop {
             let shared_free = self.budget.is_none_or(|b| b.shared_used < b.shared);
             let index = if shared_free {
@@ -520,11 +544,24 @@ impl State {
             index.push(level, front);
             let mut chosen = front;
             if !self.boosted.is_empty() {
-                let mut best = self.lanes[front as usize].effective_priority(now);
+                let mut best = match self.lanes[front as usize].try_effective_priority(now) {
+                    Ok(priority) => priority,
+                    Err(panic) => {
+                        return Some((front, Some(policy_panicked("priority boost", panic))));
+                    }
+                };
                 for &candidate in &self.boosted {
                     let lane = &self.lanes[candidate as usize];
                     if lane.can_start() && (shared_free || lane.has_reserved_slot()) {
-                        let priority = lane.effective_priority(now);
+                        let priority = match lane.try_effective_priority(now) {
+                            Ok(priority) => priority,
+                            Err(panic) => {
+                                return Some((
+                                    candidate,
+                                    Some(policy_panicked("priority boost", panic)),
+                                ));
+                            }
+                        };
                         if priority < best {
                             best = priority;
                             chosen = candidate;
@@ -533,15 +570,21 @@ impl State {
                 }
             }
             let lane = &mut self.lanes[chosen as usize];
-            if let Some(admission) = lane.admission.as_mut()
-                && let Err(retry_at) = admission.try_acquire(now)
-            {
-                lane.throttled = true;
-                self.timers
-                    .schedule(retry_at, TimerKind::Unthrottle(chosen));
-                continue;
+            if let Some(admission) = lane.admission.as_mut() {
+                match contain(|| admission.try_acquire(now)) {
+                    Ok(Ok(())) => {}
+                    Ok(Err(retry_at)) => {
+                        lane.throttled = true;
+                        self.timers
+                            .schedule(retry_at, TimerKind::Unthrottle(chosen));
+                        continue;
+                    }
+                    Err(panic) => {
+                        return Some((chosen, Some(policy_panicked("rate limit", panic))));
+                    }
+                }
             }
-            return Some(chosen);
+            return Some((chosen, None));
         }
     }
 
