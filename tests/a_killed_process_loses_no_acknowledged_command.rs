@@ -5,7 +5,10 @@
 //! - every command whose submit returned is completed at least once (none lost);
 //! - a command whose completion was committed before the crash does not run again;
 //! - the only commands run twice are those still in the store at the crash (running, or
-//!   finished but whose removal was not committed yet): at-least-once, not exactly-once.
+//!   finished but whose removal was not committed yet): at-least-once, not exactly-once;
+//! - payloads at the limits (nested exactly `MAX_PAYLOAD_DEPTH` deep, exactly
+//!   `MAX_PAYLOAD_BYTES` long) come back intact after the kill, and one past either limit
+//!   is refused at submit, naming the limit, and never stored.
 //!
 //! `harness = false`: `main` is the test; run with the env var below it is the child.
 
@@ -18,8 +21,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use a3s_lane::{
-    CommandContext, EventEmitter, LaneConfig, LocalStorage, LocalStorageConfig,
-    QueueManagerBuilder, handler_fn,
+    CommandContext, EventEmitter, LaneConfig, LaneError, LocalStorage, LocalStorageConfig,
+    MAX_PAYLOAD_BYTES, MAX_PAYLOAD_DEPTH, QueueManagerBuilder, check_payload, handler_fn,
 };
 use serde_json::{Value, json};
 
@@ -28,6 +31,31 @@ const TOTAL: u64 = 3_000;
 const SUBMITTERS: u64 = 8;
 /// The child announces itself ready to be killed after this many completions.
 const KILL_AFTER: usize = 800;
+/// Commands at the payload limits, numbered after the others; their handler never
+/// returns in the child, so they are in the store at the kill.
+const HELD: [u64; 3] = [TOTAL, TOTAL + 1, TOTAL + 2];
+
+/// `[[ … "leaf" … ]]`, `depth` levels, built without recursion.
+fn nested(depth: usize) -> Value {
+    let mut value = json!("leaf");
+    for _ in 0..depth {
+        value = Value::Array(vec![value]);
+    }
+    value
+}
+
+/// The payload of held command `n`: nested exactly `MAX_PAYLOAD_DEPTH` deep (the object
+/// is one level), or exactly `MAX_PAYLOAD_BYTES` of JSON.
+fn held_payload(n: u64) -> Value {
+    if n == TOTAL + 2 {
+        let empty = serde_json::to_vec(&json!({ "n": n, "blob": "" }))
+            .unwrap()
+            .len();
+        json!({ "n": n, "blob": "x".repeat(MAX_PAYLOAD_BYTES - empty) })
+    } else {
+        json!({ "n": n, "deep": nested(MAX_PAYLOAD_DEPTH - 1) })
+    }
+}
 
 fn main() {
     match std::env::var_os(CHILD_DIR) {
@@ -101,12 +129,27 @@ fn child(dir: PathBuf) {
         };
         let manager = QueueManagerBuilder::new(EventEmitter::new(16))
             .with_lane("work", LaneConfig::new(1, 8), 0)
+            .with_lane("held", LaneConfig::new(1, 8), 1)
             .with_storage(store)
             .with_handler("job", handler)
+            .with_handler(
+                "held",
+                handler_fn(|_: Value, _: CommandContext| std::future::pending()),
+            )
             .build()
             .await
             .unwrap();
         manager.start().await.unwrap();
+        for n in HELD {
+            let payload = held_payload(n);
+            check_payload(&payload).expect("exactly at the limits");
+            let handle = manager
+                .submit_replayable("held", "held", payload)
+                .await
+                .unwrap();
+            submitted.line(n);
+            drop(handle);
+        }
         let mut submitters = Vec::new();
         for s in 0..SUBMITTERS {
             let manager = manager.clone();
@@ -192,10 +235,21 @@ fn parent() {
 
         // Recovery in this new process.
         let runs = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let intact = Arc::new(parking_lot::Mutex::new(Vec::new()));
         let store = Arc::new(LocalStorage::new(dir.path().join("store")).await.unwrap());
         let manager = QueueManagerBuilder::new(EventEmitter::new(16))
             .with_lane("work", LaneConfig::new(1, 8), 0)
+            .with_lane("held", LaneConfig::new(1, 8), 1)
             .with_storage(store.clone())
+            .with_handler("held", {
+                let (runs, intact) = (runs.clone(), intact.clone());
+                handler_fn(move |payload: Value, _ctx: CommandContext| {
+                    let n = payload["n"].as_u64().unwrap();
+                    runs.lock().push(n);
+                    intact.lock().push((n, payload == held_payload(n)));
+                    async { Ok(Value::Null) }
+                })
+            })
             .with_handler("job", {
                 let runs = runs.clone();
                 handler_fn(move |payload: Value, _ctx: CommandContext| {
@@ -207,6 +261,21 @@ fn parent() {
             .await
             .unwrap();
         manager.start().await.unwrap();
+        // One level or one byte past the limits: refused at submit, naming the limit.
+        let too_deep = json!({ "n": 0, "deep": nested(MAX_PAYLOAD_DEPTH) });
+        let mut too_large = held_payload(TOTAL + 2);
+        too_large["blob"] = Value::String(format!("{}x", too_large["blob"].as_str().unwrap()));
+        for (payload, limit) in [
+            (too_deep, "MAX_PAYLOAD_DEPTH"),
+            (too_large, "MAX_PAYLOAD_BYTES"),
+        ] {
+            let error = manager
+                .submit_replayable("held", "held", payload)
+                .await
+                .unwrap_err();
+            assert!(matches!(error, LaneError::InvalidInput(_)), "{error:?}");
+            assert!(error.to_string().contains(limit), "{error}");
+        }
         manager.shutdown().await;
         manager.drain(Duration::from_secs(60)).await.unwrap();
         assert!(
@@ -214,6 +283,13 @@ fn parent() {
             "recovery left commands in the store"
         );
         let after = runs.lock().clone();
+        let mut intact = intact.lock().clone();
+        intact.sort_unstable();
+        assert_eq!(
+            intact,
+            HELD.iter().map(|&n| (n, true)).collect::<Vec<_>>(),
+            "every payload at the limits comes back once, intact"
+        );
         (unfinished, after)
     });
 
@@ -252,10 +328,11 @@ fn parent() {
     }
 
     println!(
-        "crash test: {} submits acknowledged (of {TOTAL}), {} completed before SIGKILL, \
-         {} unfinished in the store at the crash, {} of them re-run although their handler \
-         had finished (at-least-once window), 0 lost",
-        acked.len(),
+        "crash test: {} submits acknowledged (of {TOTAL}, and {} at the payload limits), {} \
+         completed before SIGKILL, {} unfinished in the store at the crash, {} of them re-run \
+         although their handler had finished (at-least-once window), 0 lost",
+        acked.len() - HELD.len(),
+        HELD.len(),
         before_set.len(),
         unfinished.len(),
         duplicates.len()
