@@ -453,3 +453,19 @@ async fn a_payload_past_the_limits_is_refused_at_submit_naming_the_limit() {
     let after = manager.submit_replayable("work", "echo", json!(7)).await;
     assert_eq!(after.unwrap().await, Ok(json!(7)));
 }
+
+#[tokio::test(start_paused = true)]
+async fn supervise_takes_duration_max_as_no_limit() {
+    use a3s_lane::{RunEnd, RunLimits, supervise};
+    let limits = RunLimits {
+        timeout: Some(Duration::MAX),
+        cancel_grace: Duration::MAX,
+    };
+    let ctx = CommandContext::detached();
+    let end = supervise(&ctx, limits, async {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        Ok(json!("an hour later"))
+    })
+    .await;
+    assert_eq!(end, RunEnd::Ok(json!("an hour later")));
+}
