@@ -469,3 +469,64 @@ async fn supervise_takes_duration_max_as_no_limit() {
     .await;
     assert_eq!(end, RunEnd::Ok(json!("an hour later")));
 }
+
+/// Admits once, then names the last instant the clock can hold.
+#[derive(Debug, Default)]
+struct EndOfTime {
+    admitted: bool,
+}
+
+impl a3s_lane::AdmissionPolicy for EndOfTime {
+    fn admission(&self) -> Option<Box<dyn a3s_lane::Admission>> {
+        Some(Box::new(EndOfTime::default()))
+    }
+}
+
+impl a3s_lane::Admission for EndOfTime {
+    fn try_acquire(&mut self, now: tokio::time::Instant) -> Result<(), tokio::time::Instant> {
+        if !std::mem::replace(&mut self.admitted, true) {
+            return Ok(());
+        }
+        let (mut at, mut step) = (now, Duration::MAX);
+        while !step.is_zero() {
+            match at.checked_add(step) {
+                Some(later) => at = later,
+                None => step /= 2,
+            }
+        }
+        Err(at)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_custom_rate_limit_naming_the_end_of_time_leaves_the_timers_working() {
+    let manager = QueueManagerBuilder::new(EventEmitter::new(16))
+        .with_lane(
+            "stuck",
+            LaneConfig::new(1, 1).with_rate_limit(EndOfTime::default()),
+            0,
+        )
+        .with_lane("plain", LaneConfig::new(1, 1), 1)
+        .build()
+        .await
+        .unwrap();
+    manager.start().await.unwrap();
+    for expected in [true, false] {
+        let handle = manager
+            .submit_fn("stuck", "maybe", |_| async { Ok(Value::Null) })
+            .await
+            .unwrap();
+        let ran = tokio::time::timeout(Duration::from_secs(1), handle).await;
+        assert_eq!(ran.is_ok(), expected);
+    }
+    // The timer task sleeps towards the end of time; a timed pause must still end.
+    manager
+        .pause_lane_for("plain", Duration::from_secs(5))
+        .unwrap();
+    let handle = manager
+        .submit_fn("plain", "after the pause", |_| async { Ok(json!(1)) })
+        .await
+        .unwrap();
+    let ran = tokio::time::timeout(Duration::from_secs(60), handle).await;
+    assert_eq!(ran.expect("the pause ended"), Ok(json!(1)));
+}

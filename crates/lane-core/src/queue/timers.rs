@@ -31,6 +31,12 @@ impl CommandQueue {
                 let Some(deadline) = queue.upgrade().and_then(|queue| queue.fire_timers()) else {
                     return;
                 };
+                // A deadline near the end of the clock (a custom policy's) would overflow
+                // tokio's rounding; waking early only means sleeping again.
+                let now = Instant::now();
+                let deadline = now
+                    .checked_add(crate::config::MAX_DURATION)
+                    .map_or(deadline, |far| deadline.min(far));
                 tokio::select! {
                     () = tokio::time::sleep_until(deadline) => {}
                     () = wake.notified() => {}
