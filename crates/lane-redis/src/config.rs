@@ -367,6 +367,23 @@ impl RedisQueueConfig {
         ))
     }
 
+    /// A queue on the master that Redis Sentinel names, following it through failovers:
+    /// `master` is the master's URL with its Sentinel name as the host
+    /// (`redis://[user:password@]mymaster[/db]`, `rediss://` for TLS, with
+    /// [`with_tls`](Self::with_tls) certificates), `sentinels` the sentinels' URLs
+    /// (`redis://[user:password@]host:26379`). The master is looked up when connecting
+    /// and again whenever a connection to it fails or it answers as a replica.
+    pub fn sentinel<I, S>(master: impl Into<String>, sentinels: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Self::with_endpoint(Endpoint::Sentinel {
+            master: master.into(),
+            sentinels: sentinels.into_iter().map(Into::into).collect(),
+        })
+    }
+
     fn with_endpoint(endpoint: Endpoint) -> Self {
         Self {
             endpoint,

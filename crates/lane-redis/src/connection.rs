@@ -2,6 +2,7 @@
 //! the shared connection that runs the scripts, and the dedicated connections of the
 //! blocking listeners (BLPOP loops of the producer and the worker).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::{
@@ -19,6 +20,7 @@ use tokio::sync::oneshot;
 use lane_core::{LaneError, Result};
 
 use crate::config::RedisTls;
+use crate::sentinel::{SentinelConn, SentinelTarget};
 
 /// Where the queue's Redis is, as configured. Its `Debug` hides passwords.
 #[derive(Clone, PartialEq, Eq)]
@@ -27,6 +29,12 @@ pub(crate) enum Endpoint {
     Server(String),
     /// Seed nodes of a Redis Cluster; the others are discovered from them.
     Cluster(Vec<String>),
+    /// A master found through Redis Sentinel: the master's URL with its name as the host
+    /// (`redis://user:password@mymaster/0`), and the sentinels' URLs.
+    Sentinel {
+        master: String,
+        sentinels: Vec<String>,
+    },
 }
 
 /// How to open connections to the queue's Redis: checked addresses and timeouts.
@@ -86,6 +94,7 @@ enum Kind {
         addrs: Vec<String>,
         tls: Option<TlsCertificates>,
     },
+    Sentinel(Arc<SentinelTarget>),
 }
 
 /// The redis crate's form of the configured certificates.
@@ -129,6 +138,17 @@ impl std::fmt::Debug for Endpoint {
             Self::Cluster(urls) => f
                 .debug_tuple("Cluster")
                 .field(&urls.iter().map(|url| redact_url(url)).collect::<Vec<_>>())
+                .finish(),
+            Self::Sentinel { master, sentinels } => f
+                .debug_struct("Sentinel")
+                .field("master", &redact_url(master))
+                .field(
+                    "sentinels",
+                    &sentinels
+                        .iter()
+                        .map(|url| redact_url(url))
+                        .collect::<Vec<_>>(),
+                )
                 .finish(),
         }
     }
@@ -204,6 +224,40 @@ impl Endpoint {
                 })?;
                 let addrs = nodes.iter().map(|info| info.addr().to_string()).collect();
                 Kind::Cluster { nodes, addrs, tls }
+            }
+            Self::Sentinel { master, sentinels } => {
+                let template = parse_url(master)?;
+                check_tls_url(master, &template, tls)?;
+                let name = match template.addr() {
+                    ConnectionAddr::Tcp(host, _) | ConnectionAddr::TcpTls { host, .. } => {
+                        host.clone()
+                    }
+                    _ => {
+                        return Err(LaneError::ConfigError(format!(
+                            "the master URL '{}' is a Unix socket; a Sentinel master is named \
+                             by its host part: redis://[user:password@]MASTER_NAME[/db]",
+                            redact_url(master)
+                        )));
+                    }
+                };
+                if sentinels.is_empty() {
+                    return Err(LaneError::ConfigError(
+                        "Redis Sentinel needs the URL of at least one sentinel \
+                         (redis://host:26379)"
+                            .into(),
+                    ));
+                }
+                let sentinels = sentinels
+                    .iter()
+                    .map(|url| parse_url(url))
+                    .collect::<Result<Vec<_>>>()?;
+                Kind::Sentinel(Arc::new(SentinelTarget {
+                    sentinels,
+                    master: name,
+                    template,
+                    tls: tls.map(certificates),
+                    connect_timeout,
+                }))
             }
         };
         Ok(Target {
@@ -282,6 +336,22 @@ impl Target {
                     Err(_) => Err(unreachable(&"no answer within the connect timeout")),
                 }
             }
+            Kind::Sentinel(target) => {
+                // Find the master once now, so a wrong address fails here.
+                let found = tokio::time::timeout(
+                    self.connect_timeout * 2 + response_timeout,
+                    target.connect_master(response_timeout),
+                )
+                .await;
+                match found {
+                    Ok(Ok(_)) => Ok(Conn::Sentinel(SentinelConn::new(
+                        target.clone(),
+                        response_timeout,
+                    ))),
+                    Ok(Err(error)) => Err(unreachable(&error)),
+                    Err(_) => Err(unreachable(&"no answer within the connect timeout")),
+                }
+            }
         }
     }
 
@@ -305,6 +375,10 @@ impl Target {
                 .connect_cluster(response_timeout)
                 .await
                 .map(Conn::Cluster),
+            Kind::Sentinel(target) => target
+                .connect_master(response_timeout)
+                .await
+                .map(Conn::Direct),
         }
     }
 
@@ -326,6 +400,7 @@ impl Target {
         match &self.kind {
             Kind::Server { addr, .. } => addr.clone(),
             Kind::Cluster { addrs, .. } => addrs.join(", "),
+            Kind::Sentinel(target) => target.describe(),
         }
     }
 
@@ -366,6 +441,14 @@ impl Target {
                 addrs.join(", "),
                 self.connect_timeout
             ),
+            Kind::Sentinel(target) => format!(
+                "cannot connect to the {}: {error}; check that the sentinels run and monitor \
+                 that master name (redis-cli -h HOST -p PORT sentinel get-master-addr-by-name \
+                 NAME), and that the master they name is reachable from this machine, or \
+                 raise the connect timeout ({:?})",
+                target.describe(),
+                self.connect_timeout
+            ),
         })
     }
 }
@@ -381,6 +464,7 @@ pub(crate) enum Conn {
     Managed(ConnectionManager),
     Direct(MultiplexedConnection),
     Cluster(ClusterConnection),
+    Sentinel(SentinelConn),
 }
 
 impl ConnectionLike for Conn {
@@ -389,6 +473,7 @@ impl ConnectionLike for Conn {
             Self::Managed(conn) => conn.req_packed_command(cmd),
             Self::Direct(conn) => conn.req_packed_command(cmd),
             Self::Cluster(conn) => conn.req_packed_command(cmd),
+            Self::Sentinel(conn) => conn.req_packed_command(cmd),
         }
     }
 
@@ -402,6 +487,7 @@ impl ConnectionLike for Conn {
             Self::Managed(conn) => conn.req_packed_commands(cmd, offset, count),
             Self::Direct(conn) => conn.req_packed_commands(cmd, offset, count),
             Self::Cluster(conn) => conn.req_packed_commands(cmd, offset, count),
+            Self::Sentinel(conn) => conn.req_packed_commands(cmd, offset, count),
         }
     }
 
@@ -410,6 +496,7 @@ impl ConnectionLike for Conn {
             Self::Managed(conn) => conn.get_db(),
             Self::Direct(conn) => conn.get_db(),
             Self::Cluster(conn) => conn.get_db(),
+            Self::Sentinel(conn) => conn.get_db(),
         }
     }
 }

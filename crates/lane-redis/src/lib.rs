@@ -68,6 +68,7 @@ mod events;
 mod progress;
 mod queue;
 mod scripts;
+mod sentinel;
 mod wire;
 mod worker;
 

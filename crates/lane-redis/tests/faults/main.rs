@@ -100,3 +100,15 @@ async fn submits_refused_during_a_long_outage_never_run() {
     );
     outcome.assert_clean();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sentinel_failover_to_the_replica_loses_nothing() {
+    run("failover", Fault::Failover, 1500).await.assert_clean();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cluster_master_failing_over_to_its_replica_loses_nothing() {
+    run("cluster-failover", Fault::ClusterFailover, 1500)
+        .await
+        .assert_clean();
+}

@@ -13,7 +13,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::proxy::{FaultProxy, Mode};
-use crate::server::{RedisServer, Stop};
+use crate::server::{ClusterServers, RedisServer, SentinelServer, Stop};
 
 /// Commands are submitted at `RATE` per second; the fault comes after `FAULT_AT`.
 const RATE: u64 = 400;
@@ -35,6 +35,12 @@ pub(crate) enum Fault {
     DropReplies(Duration),
     /// Every chunk is delayed this long, for the rest of the run.
     Latency(Duration),
+    /// The queue is reached through Redis Sentinel; its master is killed and the
+    /// sentinel promotes the replica.
+    Failover,
+    /// The queue is on a Redis Cluster with replicas; the master holding its slot is
+    /// killed and its replica takes over.
+    ClusterFailover,
 }
 
 /// What a case measured.
@@ -102,8 +108,8 @@ impl Outcome {
 /// command ids, one per finished run.
 type Runs = Arc<Mutex<HashMap<u64, Vec<u64>>>>;
 
-fn config(url: &str, prefix: &str) -> RedisQueueConfig {
-    RedisQueueConfig::new(url)
+fn config(base: &RedisQueueConfig, prefix: &str) -> RedisQueueConfig {
+    base.clone()
         .with_key_prefix(prefix)
         .with_response_timeout(Duration::from_secs(1))
         .with_connect_timeout(Duration::from_secs(1))
@@ -111,8 +117,13 @@ fn config(url: &str, prefix: &str) -> RedisQueueConfig {
         .with_reconnect_backoff(Duration::from_millis(20), Duration::from_millis(250))
 }
 
-async fn start_worker(url: &str, prefix: &str, runs: Runs, name: &str) -> RedisWorker {
-    let queue = RedisQueue::connect(config(url, prefix)).await.unwrap();
+async fn start_worker(
+    base: &RedisQueueConfig,
+    prefix: &str,
+    runs: Runs,
+    name: &str,
+) -> RedisWorker {
+    let queue = RedisQueue::connect(config(base, prefix)).await.unwrap();
     let handlers = HandlerRegistry::default();
     handlers.register(
         "work",
@@ -146,27 +157,52 @@ pub(crate) async fn run(name: &str, fault: Fault, commands: u64) -> Outcome {
     let addr = server.lock().addr;
     let proxy = Arc::new(FaultProxy::start(addr).await);
     let prefix = format!("faults-{name}");
-    let url = proxy.url();
+    // A failover needs a replica and a sentinel; the clients then find the master
+    // through the sentinel instead of the proxy.
+    let mut standby = None;
+    let mut cluster = None;
+    let base = if matches!(fault, Fault::ClusterFailover) {
+        let servers = tokio::task::block_in_place(|| ClusterServers::start(name));
+        let base = RedisQueueConfig::cluster(servers.urls());
+        cluster = Some(Arc::new(Mutex::new(servers)));
+        base
+    } else if matches!(fault, Fault::Failover) {
+        let replica = RedisServer::replica_of(name, addr);
+        wait_for_sync(replica.addr).await;
+        let sentinel = SentinelServer::start(name, addr);
+        let base =
+            RedisQueueConfig::sentinel("redis://mymaster", [format!("redis://{}", sentinel.addr)]);
+        standby = Some((replica, sentinel));
+        base
+    } else {
+        RedisQueueConfig::new(proxy.url())
+    };
     let queue =
-        RedisQueue::connect(config(&url, &prefix).with_lane("jobs", LaneConfig::new(1, 16), 0))
+        RedisQueue::connect(config(&base, &prefix).with_lane("jobs", LaneConfig::new(1, 16), 0))
             .await
             .unwrap();
     let runs: Runs = Arc::default();
     let workers = vec![
-        start_worker(&url, &prefix, runs.clone(), "w1").await,
-        start_worker(&url, &prefix, runs.clone(), "w2").await,
+        start_worker(&base, &prefix, runs.clone(), "w1").await,
+        start_worker(&base, &prefix, runs.clone(), "w2").await,
     ];
 
     let fault_end: Arc<Mutex<Option<Instant>>> = Arc::default();
     let accepted_at: Arc<Mutex<Vec<Instant>>> = Arc::default();
     let mut tasks = Vec::new();
     let mut ticker = tokio::time::interval(Duration::from_micros(1_000_000 / RATE));
+    let sentinel_addr = standby.as_ref().map(|(_, sentinel)| sentinel.addr);
     // The fault runs beside the load: submits go on while Redis is away.
     let injector = tokio::spawn({
         let (server, proxy, fault_end) = (server.clone(), proxy.clone(), fault_end.clone());
+        let (cluster, prefix) = (cluster.clone(), prefix.clone());
         async move {
             tokio::time::sleep(FAULT_AT).await;
-            inject(fault, &server, &proxy).await;
+            if let Some(cluster) = cluster {
+                fail_over_cluster(&cluster, &format!("{{{prefix}}}")).await;
+            } else {
+                inject(fault, &server, &proxy, sentinel_addr).await;
+            }
             *fault_end.lock() = Some(Instant::now());
         }
     });
@@ -277,8 +313,35 @@ pub(crate) async fn run(name: &str, fault: Fault, commands: u64) -> Outcome {
 }
 
 /// Injects the fault and returns once it is over (Redis reachable again).
-async fn inject(fault: Fault, server: &Mutex<RedisServer>, proxy: &FaultProxy) {
+async fn inject(
+    fault: Fault,
+    server: &Mutex<RedisServer>,
+    proxy: &FaultProxy,
+    sentinel: Option<std::net::SocketAddr>,
+) {
     match fault {
+        Fault::Failover => {
+            let old = server.lock().addr;
+            tokio::task::block_in_place(|| server.lock().stop(Stop::Kill));
+            // Over once the sentinel names another master.
+            let sentinel = sentinel.expect("a failover case has a sentinel");
+            let client = redis::Client::open(format!("redis://{sentinel}")).unwrap();
+            let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let (_host, port): (String, u16) = redis::cmd("SENTINEL")
+                    .arg("GET-MASTER-ADDR-BY-NAME")
+                    .arg("mymaster")
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                if port != old.port() {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "no failover within 20 s");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
         Fault::Restart(how, down) => {
             tokio::task::block_in_place(|| server.lock().stop(how));
             proxy.cut();
@@ -303,5 +366,47 @@ async fn inject(fault: Fault, server: &Mutex<RedisServer>, proxy: &FaultProxy) {
             proxy.set_mode(Mode::Pass);
         }
         Fault::Latency(delay) => proxy.set_mode(Mode::Latency(delay)),
+        Fault::ClusterFailover => unreachable!("handled by fail_over_cluster"),
+    }
+}
+
+/// Waits until a replica finished its first sync with its master.
+async fn wait_for_sync(replica: std::net::SocketAddr) {
+    let client = redis::Client::open(format!("redis://{replica}")).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let info: String = redis::cmd("INFO")
+            .arg("replication")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if info.contains("master_link_status:up") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the replica did not sync within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Kills the master serving `key` and waits until another node serves its slot.
+async fn fail_over_cluster(cluster: &Mutex<ClusterServers>, key: &str) {
+    let victim = tokio::task::block_in_place(|| cluster.lock().master_of(key))
+        .expect("a master serves the queue's slot");
+    tokio::task::block_in_place(|| cluster.lock().nodes[victim].stop(Stop::Kill));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let taken_over = tokio::task::block_in_place(|| cluster.lock().master_of(key));
+        if taken_over.is_some_and(|index| index != victim) {
+            return;
+        }
+        if Instant::now() >= deadline {
+            let view = tokio::task::block_in_place(|| cluster.lock().describe());
+            panic!("no replica took over within 30 s:\n{view}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
