@@ -5,7 +5,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
-use a3s_lane::{CommandContext, CommandState, LaneConfig, LaneError, RetryPolicy, handler_fn};
+use a3s_lane::{
+    CommandContext, CommandState, LaneConfig, LaneError, MAX_PAYLOAD_BYTES, MAX_PAYLOAD_DEPTH,
+    RetryPolicy, handler_fn,
+};
 use serde_json::{Value, json};
 
 use crate::engine::{Engine, Harness, Spec};
@@ -14,6 +17,7 @@ use crate::{conformance, failed, registry, within};
 conformance!(a_run_longer_than_its_lane_timeout_fails_with_timeout);
 conformance!(a_panic_fails_the_command_and_frees_its_slot);
 conformance!(failures_retry_by_the_lane_policy_then_become_dead_letters);
+conformance!(payloads_past_the_limits_are_refused_at_submit);
 
 async fn a_run_longer_than_its_lane_timeout_fails_with_timeout(engine: Engine) {
     let sleepy = handler_fn(|_payload: Value, _ctx: CommandContext| async move {
@@ -157,4 +161,51 @@ async fn failures_retry_by_the_lane_policy_then_become_dead_letters(engine: Engi
     assert_eq!(client.purge_dead_letters().await.unwrap(), 2);
     assert!(client.dead_letters(10).await.unwrap().is_empty());
     assert_eq!(client.purge_dead_letters().await.unwrap(), 0);
+}
+
+/// One payload rule on every engine: a payload at the depth limit is accepted and comes
+/// back intact; one level deeper, or one byte larger than the size limit, is refused at
+/// submit with `InvalidInput` naming the limit (it could not be read back once stored).
+async fn payloads_past_the_limits_are_refused_at_submit(engine: Engine) {
+    let echo = handler_fn(|payload: Value, _ctx: CommandContext| async move { Ok(payload) });
+    let spec = Spec::new(registry("echo", echo)).lane("jobs", LaneConfig::new(1, 2), 0);
+    let mut queue = Harness::open(engine, spec).await;
+    queue.start().await;
+    let nested = |levels: usize| {
+        let mut value = json!("core");
+        for _ in 0..levels {
+            value = Value::Array(vec![value]);
+        }
+        value
+    };
+
+    let deepest = queue
+        .client()
+        .submit("jobs", "echo", nested(MAX_PAYLOAD_DEPTH))
+        .await
+        .unwrap();
+    assert_eq!(
+        within("the deepest payload", deepest).await.unwrap(),
+        nested(MAX_PAYLOAD_DEPTH)
+    );
+
+    let error = queue
+        .client()
+        .submit("jobs", "echo", nested(MAX_PAYLOAD_DEPTH + 1))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, LaneError::InvalidInput(message) if message.contains("MAX_PAYLOAD_DEPTH")),
+        "{error:?}"
+    );
+    // A string of MAX_PAYLOAD_BYTES - 1 characters is MAX_PAYLOAD_BYTES + 1 bytes of JSON.
+    let error = queue
+        .client()
+        .submit("jobs", "echo", json!("x".repeat(MAX_PAYLOAD_BYTES - 1)))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&error, LaneError::InvalidInput(message) if message.contains("MAX_PAYLOAD_BYTES")),
+        "{error:?}"
+    );
 }

@@ -27,6 +27,7 @@ pub(crate) fn encode_error(error: &LaneError) -> String {
         LaneError::Timeout(_) => ("timeout", error.to_string()),
         LaneError::Cancelled(m) => ("cancelled", m.clone()),
         LaneError::HandlerNotFound { .. } => ("handler_not_found", error.to_string()),
+        LaneError::InvalidInput(m) => ("invalid_input", m.clone()),
         other => ("other", other.to_string()),
     };
     let remote = RemoteError {
@@ -57,6 +58,7 @@ pub(crate) fn decode_error(data: &str) -> LaneError {
         "non_retryable" => LaneError::NonRetryable(remote.message),
         "timeout" => LaneError::Timeout(Duration::from_millis(remote.timeout_ms.unwrap_or(0))),
         "cancelled" => LaneError::Cancelled(remote.message),
+        "invalid_input" => LaneError::InvalidInput(remote.message),
         "handler_not_found" => LaneError::HandlerNotFound {
             command_type: remote.command_type.unwrap_or_default(),
             registered: remote.registered.unwrap_or_default(),
@@ -228,6 +230,7 @@ mod tests {
             LaneError::NonRetryable("bad input".into()),
             LaneError::Timeout(Duration::from_millis(1500)),
             LaneError::Cancelled("cancelled by request".into()),
+            LaneError::InvalidInput("payload nested too deep".into()),
             LaneError::HandlerNotFound {
                 command_type: "resize".into(),
                 registered: "fetch, store".into(),

@@ -40,11 +40,14 @@ impl RedisQueue {
         command_type: &str,
         payload: Value,
     ) -> Result<RedisCommandHandle> {
-        if command_type.is_empty() || command_type.contains('\n') {
-            return Err(LaneError::QueueError(format!(
-                "command type {command_type:?} must be non-empty and hold no newline"
+        if command_type.trim().is_empty() || command_type.contains('\n') {
+            return Err(LaneError::InvalidInput(format!(
+                "command type {command_type:?} must not be blank or hold a newline; give the \
+                 command the name its handler is registered under"
             )));
         }
+        // The payload rule every engine shares: what is accepted can be read back.
+        lane_core::check_payload(&payload)?;
         let payload = serde_json::to_string(&payload)?;
         self.ensure_listener();
         // Created before sending: if anything below fails, dropping it forgets the waiter.

@@ -351,7 +351,11 @@ impl Shared {
 
     /// Runs one claimed command and says how it ended.
     async fn run(&self, claim: Claim, ctx: CommandContext, reason: &AtomicU8) -> Completion {
-        let result = self.execute(&claim, ctx).await;
+        // A result goes through Redis to the submitter: the payload rule holds for it too.
+        let result = self
+            .execute(&claim, ctx)
+            .await
+            .and_then(|value| lane_core::check_payload(&value).map(|()| value));
         let (kind, data, delay_us) = match result {
             Ok(value) => (
                 "ok",
