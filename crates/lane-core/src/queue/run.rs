@@ -105,13 +105,15 @@ impl CommandQueue {
         if task.cancel.is_requested() {
             return (RunEnd::Cancelled(runner::CANCELLED_BEFORE_START), None);
         }
-        let ctx = CommandContext::new(
-            task.id,
-            dispatch.lane.clone(),
-            dispatch.attempt,
-            task.cancel.clone(),
-            events.clone(),
-        );
+        let context = |cancel| {
+            CommandContext::new(
+                task.id,
+                dispatch.lane.clone(),
+                dispatch.attempt,
+                cancel,
+                events.clone(),
+            )
+        };
         // One span per run, a child of the submitter's span. Without a subscriber this is
         // a disabled span: no allocation, and entering it does nothing.
         let span = tracing::info_span!(
@@ -131,6 +133,7 @@ impl CommandQueue {
             cancel_grace: dispatch.grace,
         };
         let (result, abandoned) = if task.command.stops_when_dropped() {
+            let ctx = context(task.cancel.clone());
             let run = ctx.scope(task.command.execute()).instrument(span.clone());
             (
                 runner::supervise_with(&task.cancel, limits, run).await,
@@ -140,13 +143,7 @@ impl CommandQueue {
             // The future owns its task, so that it can outlive this call; the attempt has
             // its own cancel signal, requested also at a timeout (a retry must not see it).
             let tell = Arc::new(CancelSignal::default());
-            let ctx = CommandContext::new(
-                task.id,
-                dispatch.lane.clone(),
-                dispatch.attempt,
-                tell.clone(),
-                events.clone(),
-            );
+            let ctx = context(tell.clone());
             let owned = task.clone();
             let run = ctx.scope(async move { owned.command.execute().await });
             let run = run.instrument(span.clone());
