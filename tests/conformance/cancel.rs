@@ -1,8 +1,13 @@
 //! Cancelling pending and running commands, and what cancel says it did.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use a3s_lane::{CancelOutcome, CommandContext, CommandState, LaneConfig, LaneError, handler_fn};
+use a3s_lane::{
+    CancelOutcome, CommandContext, CommandState, Handler, LaneConfig, LaneError, Result, handler_fn,
+};
+use async_trait::async_trait;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -11,6 +16,7 @@ use crate::{conformance, failed, registry, within};
 
 conformance!(cancel_ends_a_pending_command_and_signals_a_running_one);
 conformance!(a_run_that_ignores_cancel_is_dropped_after_the_lane_grace);
+conformance!(a_handler_that_outlives_its_cancel_keeps_its_lane_slot);
 
 /// A handler that reports its start, then waits for its cancel and stops.
 fn cooperative() -> (impl a3s_lane::Handler, mpsc::UnboundedReceiver<u64>) {
@@ -103,4 +109,75 @@ async fn a_run_that_ignores_cancel_is_dropped_after_the_lane_grace(engine: Engin
         matches!(&error, LaneError::Cancelled(reason) if reason.contains("dropped after the grace period")),
         "{error:?}"
     );
+}
+
+/// Like a Python coroutine that swallows `CancelledError` or a JavaScript handler that
+/// ignores its `AbortSignal`: its work goes on after its future would be dropped
+/// (`stops_when_dropped` false), for `work_ms` of its payload.
+struct Unstoppable {
+    now: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
+    started: mpsc::UnboundedSender<u64>,
+}
+
+#[async_trait]
+impl Handler for Unstoppable {
+    async fn handle(&self, payload: Value, ctx: CommandContext) -> Result<Value> {
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+        let _ = self.started.send(ctx.id());
+        let work = payload["work_ms"].as_u64().unwrap_or(0);
+        tokio::time::sleep(Duration::from_millis(work)).await;
+        self.now.fetch_sub(1, Ordering::SeqCst);
+        Ok(payload)
+    }
+
+    fn stops_when_dropped(&self) -> bool {
+        false
+    }
+}
+
+/// The cancelled command is answered after the grace, but the next command of its lane
+/// (cap 1) starts only once the handler really returned: never two at once.
+async fn a_handler_that_outlives_its_cancel_keeps_its_lane_slot(engine: Engine) {
+    let (started, mut starts) = mpsc::unbounded_channel();
+    let now = Arc::new(AtomicUsize::new(0));
+    let peak = Arc::new(AtomicUsize::new(0));
+    let handler = Unstoppable {
+        now: now.clone(),
+        peak: peak.clone(),
+        started,
+    };
+    let spec = Spec::new(registry("unstoppable", handler)).lane(
+        "one",
+        LaneConfig::new(1, 1).with_cancel_grace(Duration::from_millis(50)),
+        0,
+    );
+    let mut queue = Harness::open(engine, spec).await;
+    queue.start().await;
+    let client = queue.client();
+    let first = client
+        .submit("one", "unstoppable", json!({"work_ms": 700}))
+        .await
+        .unwrap();
+    within("the first start", starts.recv()).await.unwrap();
+    assert_eq!(
+        client.cancel(first.id()).await.unwrap(),
+        CancelOutcome::Signalled
+    );
+    assert!(failed(within("the answer after the grace", first).await).is_cancelled());
+    assert_eq!(now.load(Ordering::SeqCst), 1, "its work goes on");
+
+    let second = client
+        .submit("one", "unstoppable", json!({"work_ms": 1}))
+        .await
+        .unwrap();
+    let second_id = within("the second start", starts.recv()).await.unwrap();
+    assert_eq!(second_id, second.id());
+    assert_eq!(
+        peak.load(Ordering::SeqCst),
+        1,
+        "the second command started while the first handler still ran"
+    );
+    within("the second result", second).await.unwrap();
 }

@@ -9,7 +9,8 @@
 //! `C` completed (id, lane, run µs), `R` retry (id, lane, next attempt, delay µs, error
 //! JSON), `F` failed for good and dead-lettered (id, lane, type, error JSON), `X`
 //! cancelled (id, lane, was running 0/1, error JSON), `P` progress (id, lane, progress
-//! JSON, written by the worker). Plain lines rather than JSON arrays keep the scripts'
+//! JSON, written by the worker), `A` abandoned: answered while its handler goes on and
+//! keeps the lane slot (id, lane, error JSON). Plain lines rather than JSON arrays keep the scripts'
 //! cost per event to a string concatenation.
 //!
 //! The reader starts at the first [`subscribe`](crate::RedisQueue::subscribe), from the
@@ -162,7 +163,7 @@ fn text(value: &RedisValue) -> Option<String> {
 /// How many field lines follow each code line.
 fn field_count(code: &str) -> Option<usize> {
     Some(match code {
-        "S" | "C" | "P" => 3,
+        "S" | "C" | "P" | "A" => 3,
         "B" | "F" | "X" => 4,
         "R" => 5,
         _ => return None,
@@ -279,6 +280,16 @@ fn decode_fields(code: &str, fields: &[&str]) -> Option<Decoded> {
                 }),
             )
         }
+        "A" => {
+            let reason = match decode_error(field(2)) {
+                lane_core::LaneError::Cancelled(reason) => reason,
+                other => other.to_string(),
+            };
+            (
+                keys::COMMAND_ABANDONED,
+                json!({ "lane_id": lane, "command_id": id, "reason": reason }),
+            )
+        }
         "P" => (
             keys::COMMAND_PROGRESS,
             json!({
@@ -323,6 +334,7 @@ mod tests {
             "F\n9\njobs\nemail\n{\"kind\":\"timeout\",\"message\":\"\",\"timeout_ms\":100}",
             "X\n10\njobs\n0\n{\"kind\":\"cancelled\",\"message\":\"by request\"}",
             "P\n11\njobs\n{\"step\":1}",
+            "A\n12\njobs\n{\"kind\":\"cancelled\",\"message\":\"after the grace\"}",
         ]
         .join("\n");
         let events = decode_batch(&batch, 5);
@@ -338,7 +350,12 @@ mod tests {
                 keys::COMMAND_DEAD_LETTERED,
                 keys::COMMAND_CANCELLED,
                 keys::COMMAND_PROGRESS,
+                keys::COMMAND_ABANDONED,
             ]
+        );
+        assert_eq!(
+            events[8].payload,
+            json!({"lane_id": "jobs", "command_id": 12, "reason": "after the grace"})
         );
         assert!(events.iter().all(|e| e.timestamp == 5));
         assert_eq!(

@@ -2,7 +2,9 @@
 -- collect cancel requests, claim new commands.
 -- ARGV: worker id, lease (us), how many commands to claim, '1' if the worker registered
 -- before, result ttl (ms), number of completions, then 5 fields per completion:
--- id, fencing token, kind ('ok', 'retry', 'fail', 'cancel', 'release'), data, delay (us);
+-- id, fencing token, kind ('ok', 'retry', 'fail', 'cancel', 'release', each with a '!'
+-- appended when the handler still runs after it was answered, or 'freed' when such a
+-- handler returned at last), data, delay (us);
 -- then the number of runs the worker knows it holds and their ids, or -1 when it does
 -- not reconcile (it reconciles after a round trip whose reply it never got).
 -- Returns {status, wait_ms, claims, cancels, stale, lane_runs, given_back}: status 'ok'
@@ -20,7 +22,9 @@ local ttl = tonumber(ARGV[5])
 local ncomp = tonumber(ARGV[6])
 local now = clock()
 local W = P .. ':workers'
--- This worker's runs: command id -> 'fencing token|claimed at'.
+-- This worker's runs: command id -> 'fencing token|claimed at'; and for each handler
+-- that ignored its cancel or timeout and still runs after its command was answered,
+-- 'held:<id>' -> lane: it keeps its lane slot until the worker says it returned.
 local RUNNING = P .. ':w:' .. wid
 local touched = {}
 
@@ -39,12 +43,31 @@ if ncomp > 0 then
     local base = 7 + j * 5
     local id, token, kind, data = ARGV[base], ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
     local run, entry = runs[j + 1], entries[j + 1]
-    if not run or not entry or string.sub(run, 1, #token + 1) ~= token .. '|' then
+    local hold = string.sub(kind, -1) == '!'
+    if hold then
+      kind = string.sub(kind, 1, -2)
+    end
+    if kind == 'freed' then
+      -- A held slot's handler returned: the slot is free (gone already if the worker
+      -- was declared dead meanwhile).
+      local lane = redis.call('HGET', RUNNING, 'held:' .. id)
+      if lane then
+        redis.call('HDEL', RUNNING, 'held:' .. id)
+        add_active(lane, -1)
+        touched[lane] = true
+      end
+    elseif not run or not entry or string.sub(run, 1, #token + 1) ~= token .. '|' then
       stat('stale')
       stale[#stale + 1] = id
     else
       local lane, attempts, failures = string.match(entry, HEAD)
-      add_active(lane, -1)
+      if hold then
+        stat('abandoned')
+        event3('A', id, lane, data)
+        redis.call('HSET', RUNNING, 'held:' .. id, lane)
+      else
+        add_active(lane, -1)
+      end
       finished_ids[#finished_ids + 1] = id
       touched[lane] = true
       if kind == 'retry' and redis.call('SISMEMBER', CANCEL, id) == 1 then
@@ -116,9 +139,18 @@ if nknown >= 0 then
     known[ARGV[known_at + j]] = true
   end
   local orphans = {}
-  for _, id in ipairs(redis.call('HKEYS', RUNNING)) do
+  local raw = redis.call('HGETALL', RUNNING)
+  for j = 1, #raw, 2 do
+    local id = raw[j]
     if not known[id] then
-      orphans[#orphans + 1] = id
+      if string.sub(id, 1, 5) == 'held:' then
+        -- A held slot the worker no longer holds: free it.
+        redis.call('HDEL', RUNNING, id)
+        add_active(raw[j + 1], -1)
+        touched[raw[j + 1]] = true
+      else
+        orphans[#orphans + 1] = id
+      end
     end
   end
   if #orphans > 0 then

@@ -485,7 +485,13 @@ local function remove_worker(w, now)
   local raw = redis.call('HGETALL', key)
   local runs = {}
   for j = 1, #raw, 2 do
-    runs[#runs + 1] = {id = raw[j], run = raw[j + 1]}
+    if string.sub(raw[j], 1, 5) == 'held:' then
+      -- A slot held for a handler that outlived its command: free it.
+      add_active(raw[j + 1], -1)
+      refresh(raw[j + 1], false)
+    else
+      runs[#runs + 1] = {id = raw[j], run = raw[j + 1]}
+    end
   end
   table.sort(runs, function(a, b) return tonumber(a.id) > tonumber(b.id) end)
   local ids = {}

@@ -9,14 +9,17 @@
 //! the lease when the worker has nothing else to say: one heartbeat per worker, not per
 //! command.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use lane_core::{CancelTrigger, CommandContext, HandlerRegistry, LaneError, Result, supervise};
+use lane_core::{
+    CancelTrigger, CommandContext, HandlerRegistry, LaneError, Result, supervise,
+    supervise_keeping_slot,
+};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -97,6 +100,9 @@ struct Completion {
     id: u64,
     token: String,
     kind: &'static str,
+    /// The handler still runs (it ignored its cancel or timeout): the command is answered
+    /// but the lane slot stays taken until a `freed` completion says it returned.
+    hold: bool,
     data: String,
     delay_us: u128,
 }
@@ -209,6 +215,7 @@ impl RedisWorker {
             shared,
             conn,
             runs: HashMap::new(),
+            held: HashSet::new(),
             running: running.clone(),
             completions_tx,
             completions_rx,
@@ -316,7 +323,7 @@ impl Shared {
         completions: &[Completion],
         want: usize,
         registered: bool,
-        known: Option<&[u64]>,
+        known: Option<(&[u64], &[u64])>,
     ) -> Result<Reply> {
         let mut invocation = SCRIPTS.exchange.key(&self.prefix);
         invocation
@@ -327,18 +334,26 @@ impl Shared {
             .arg(self.queue.inner.result_ttl_ms)
             .arg(completions.len());
         for completion in completions {
+            let kind = if completion.hold {
+                format!("{}!", completion.kind)
+            } else {
+                completion.kind.to_owned()
+            };
             invocation
                 .arg(completion.id)
                 .arg(&completion.token)
-                .arg(completion.kind)
+                .arg(kind)
                 .arg(&completion.data)
                 .arg(completion.delay_us.to_string());
         }
         match known {
-            Some(ids) => {
-                invocation.arg(ids.len());
-                for id in ids {
+            Some((running, held)) => {
+                invocation.arg(running.len() + held.len());
+                for id in running {
                     invocation.arg(*id);
+                }
+                for id in held {
+                    invocation.arg(format!("held:{id}"));
                 }
             }
             None => {
@@ -350,12 +365,17 @@ impl Shared {
     }
 
     /// Runs one claimed command and says how it ended.
-    async fn run(&self, claim: Claim, ctx: CommandContext, reason: &AtomicU8) -> Completion {
+    /// Runs one claimed command and says how it ended, with the run itself when its
+    /// handler still runs after it had to be answered (see [`Held`]).
+    async fn run(
+        &self,
+        claim: Claim,
+        ctx: CommandContext,
+        reason: &AtomicU8,
+    ) -> (Completion, Option<Held>) {
+        let (result, held) = self.execute(&claim, ctx).await;
         // A result goes through Redis to the submitter: the payload rule holds for it too.
-        let result = self
-            .execute(&claim, ctx)
-            .await
-            .and_then(|value| lane_core::check_payload(&value).map(|()| value));
+        let result = result.and_then(|value| lane_core::check_payload(&value).map(|()| value));
         let (kind, data, delay_us) = match result {
             Ok(value) => (
                 "ok",
@@ -383,27 +403,53 @@ impl Shared {
                 }
             }
         };
-        Completion {
+        let completion = Completion {
             id: claim.id,
             token: claim.token,
             kind,
+            hold: held.is_some(),
             data,
             delay_us,
-        }
+        };
+        (completion, held)
     }
 
-    async fn execute(&self, claim: &Claim, ctx: CommandContext) -> Result<Value> {
+    async fn execute(&self, claim: &Claim, ctx: CommandContext) -> (Result<Value>, Option<Held>) {
         if ctx.is_cancelled() {
             // Claimed while the worker was stopping: hand it back without running it.
-            return Err(LaneError::Cancelled("cancelled before it started".into()));
+            return (
+                Err(LaneError::Cancelled("cancelled before it started".into())),
+                None,
+            );
         }
-        let handler = self.handlers.get(&claim.command_type)?;
-        let payload: Value = serde_json::from_str(&claim.payload).map_err(|error| {
-            LaneError::NonRetryable(format!("the payload is not valid JSON: {error}"))
-        })?;
-        let limits = claim.run.as_ref().map_err(Clone::clone)?.limits;
-        let run = ctx.clone().scope(handler.handle(payload, ctx.clone()));
-        supervise(&ctx, limits, run).await.into_result()
+        let prepared = (|| {
+            let handler = self.handlers.get(&claim.command_type)?;
+            let payload: Value = serde_json::from_str(&claim.payload).map_err(|error| {
+                LaneError::NonRetryable(format!("the payload is not valid JSON: {error}"))
+            })?;
+            let limits = claim.run.as_ref().map_err(Clone::clone)?.limits;
+            Ok((handler, payload, limits))
+        })();
+        let (handler, payload, limits) = match prepared {
+            Ok(prepared) => prepared,
+            Err(error) => return (Err(error), None),
+        };
+        let stops_when_dropped = handler.stops_when_dropped();
+        let run_ctx = ctx.clone();
+        // The future owns the handler: a held run outlives this call.
+        let run = ctx
+            .clone()
+            .scope(async move { handler.handle(payload, run_ctx).await });
+        if stops_when_dropped {
+            return (supervise(&ctx, limits, run).await.into_result(), None);
+        }
+        // A host-language handler goes on after its future is dropped: keep it, and its
+        // slot, until it returns.
+        let (end, still_running) = supervise_keeping_slot(&ctx, limits, run).await;
+        (
+            end.into_result(),
+            still_running.map(|run| Box::pin(run) as Held),
+        )
     }
 }
 
@@ -457,6 +503,10 @@ fn parse_reply(reply: redis::Value, lane_runs: &LaneRuns) -> Result<Reply> {
     })
 }
 
+/// A handler still running after its command was answered (it ignored its cancel or
+/// timeout); the worker keeps its slot until it returns.
+type Held = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 /// Round trips one worker keeps in flight: while one runs, the next one already carries
 /// the runs that finished meanwhile.
 const MAX_IN_FLIGHT: usize = 2;
@@ -478,6 +528,8 @@ struct Driver {
     shared: Arc<Shared>,
     conn: Conn,
     runs: HashMap<u64, Run>,
+    /// Commands answered whose handler still runs: their slots stay taken.
+    held: HashSet<u64>,
     running: Arc<AtomicUsize>,
     completions_tx: mpsc::UnboundedSender<Completion>,
     completions_rx: mpsc::UnboundedReceiver<Completion>,
@@ -562,7 +614,11 @@ impl Driver {
             if (self.talk || !self.outbox.is_empty()) && room && !backing_off && !self.gave_up {
                 self.start_exchange();
             }
-            let idle = self.runs.is_empty() && self.in_flight.is_empty();
+            // Stopping at once leaves held handlers behind: leaving the queue frees their
+            // slots in Redis.
+            let idle = self.runs.is_empty()
+                && (self.held.is_empty() || self.aborting)
+                && self.in_flight.is_empty();
             if idle && ((!self.accepting && self.outbox.is_empty()) || self.gave_up) {
                 break;
             }
@@ -586,7 +642,7 @@ impl Driver {
             self.shared
                 .config
                 .slots
-                .saturating_sub(self.runs.len() + self.reserved)
+                .saturating_sub(self.runs.len() + self.held.len() + self.reserved)
         } else {
             0
         };
@@ -595,12 +651,25 @@ impl Driver {
         let mut conn = self.conn.clone();
         let registered = self.registered;
         let wakes_at_start = self.wakes;
-        let known: Option<Vec<u64>> = self.reconcile.then(|| self.runs.keys().copied().collect());
+        let known: Option<(Vec<u64>, Vec<u64>)> = self.reconcile.then(|| {
+            (
+                self.runs.keys().copied().collect(),
+                self.held.iter().copied().collect(),
+            )
+        });
         self.reserved += want;
         self.talk = false;
         self.in_flight.push(Box::pin(async move {
             let result = shared
-                .exchange(&mut conn, &outbox, want, registered, known.as_deref())
+                .exchange(
+                    &mut conn,
+                    &outbox,
+                    want,
+                    registered,
+                    known
+                        .as_ref()
+                        .map(|(running, held)| (running.as_slice(), held.as_slice())),
+                )
                 .await;
             Exchanged {
                 result,
@@ -666,8 +735,16 @@ impl Driver {
     }
 
     fn finished(&mut self, completion: Completion) {
-        self.runs.remove(&completion.id);
-        self.running.store(self.runs.len(), Ordering::Relaxed);
+        if completion.kind == "freed" {
+            self.held.remove(&completion.id);
+        } else {
+            self.runs.remove(&completion.id);
+            if completion.hold {
+                self.held.insert(completion.id);
+            }
+        }
+        self.running
+            .store(self.runs.len() + self.held.len(), Ordering::Relaxed);
         if completion.kind == "release" {
             self.released += 1;
         }
@@ -756,16 +833,29 @@ impl Driver {
                 reason: reason.clone(),
             },
         );
-        self.running.store(self.runs.len(), Ordering::Relaxed);
+        self.running
+            .store(self.runs.len() + self.held.len(), Ordering::Relaxed);
         let shared = self.shared.clone();
         let completions = self.completions_tx.clone();
         tokio::spawn(async move {
-            let completion = shared.run(claim, ctx, &reason).await;
+            let (completion, held) = shared.run(claim, ctx, &reason).await;
             if reports {
                 // The last report reaches the submitter before the result.
                 shared.progress.close(&completion.token).await;
             }
+            let id = completion.id;
             let _ = completions.send(completion);
+            if let Some(held) = held {
+                held.await;
+                let _ = completions.send(Completion {
+                    id,
+                    token: String::new(),
+                    kind: "freed",
+                    hold: false,
+                    data: String::new(),
+                    delay_us: 0,
+                });
+            }
         });
     }
 }

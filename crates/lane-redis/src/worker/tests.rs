@@ -83,6 +83,7 @@ fn done(id: u64, token: &str, kind: &'static str, data: &str) -> Completion {
         id,
         token: token.to_owned(),
         kind,
+        hold: false,
         data: data.to_owned(),
         delay_us: 0,
     }
@@ -289,7 +290,7 @@ async fn claims_whose_reply_was_lost_go_back_when_the_worker_reconciles() {
     // A heartbeat alone would keep the orphans running here for ever; reconciling hands
     // them back: the uncancelled one to the front of its lane, not counted as a run.
     let reconciled = a
-        .exchange(&mut conn, &[], 0, true, Some(&[kept.id()]))
+        .exchange(&mut conn, &[], 0, true, Some((&[kept.id()], &[])))
         .await
         .unwrap();
     assert_eq!(reconciled.given_back, 2);
@@ -317,4 +318,52 @@ async fn claims_whose_reply_was_lost_go_back_when_the_worker_reconciles() {
         fixture.queue.stats().await.unwrap().counter("given_back"),
         1
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_slot_stays_taken_until_freed_or_its_worker_is_gone() {
+    let fixture = Fixture::new("held").await;
+    let mut conn = fixture.queue.conn();
+    let lane_active = |stats: crate::RedisQueueStats| stats.queue.lanes["jobs"].active;
+    let first = fixture.queue.submit("jobs", "t", json!(1)).await.unwrap();
+    let second = fixture.queue.submit("jobs", "t", json!(2)).await.unwrap();
+    let a = fixture.worker("worker-a", Duration::from_millis(300));
+    let claimed = a.exchange(&mut conn, &[], 1, false, None).await.unwrap();
+    let token = claimed.claims[0].token.clone();
+
+    // Answered (the submitter hears), but the handler still runs: the slot stays.
+    let reason = crate::wire::encode_error(&LaneError::Cancelled("stopped".into()));
+    let mut held = done(first.id(), &token, "cancel", &reason);
+    held.hold = true;
+    a.exchange(&mut conn, &[held], 0, true, None).await.unwrap();
+    assert!(first.await.unwrap_err().is_cancelled());
+    let stats = fixture.queue.stats().await.unwrap();
+    assert_eq!(stats.counter("abandoned"), 1);
+    assert_eq!(lane_active(stats), 1);
+
+    // The handler returned: the slot is free.
+    let freed = Completion {
+        id: claimed.claims[0].id,
+        token: String::new(),
+        kind: "freed",
+        hold: false,
+        data: String::new(),
+        delay_us: 0,
+    };
+    a.exchange(&mut conn, &[freed], 0, true, None)
+        .await
+        .unwrap();
+    assert_eq!(lane_active(fixture.queue.stats().await.unwrap()), 0);
+
+    // Held again, then the worker dies: whoever removes it frees the slot.
+    let claimed = a.exchange(&mut conn, &[], 1, true, None).await.unwrap();
+    assert_eq!(claimed.claims[0].id, second.id());
+    let mut held = done(second.id(), &claimed.claims[0].token, "cancel", &reason);
+    held.hold = true;
+    a.exchange(&mut conn, &[held], 0, true, None).await.unwrap();
+    assert_eq!(lane_active(fixture.queue.stats().await.unwrap()), 1);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let b = fixture.worker("worker-b", Duration::from_secs(10));
+    b.exchange(&mut conn, &[], 0, false, None).await.unwrap();
+    assert_eq!(lane_active(fixture.queue.stats().await.unwrap()), 0);
 }
