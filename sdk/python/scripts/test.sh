@@ -8,7 +8,8 @@
 # Fails on any error, including a suite that collected no tests.
 #
 #   sdk/python/scripts/test.sh            # debug build (what CI runs)
-#   A3S_LANE_PY_RELEASE=1 sdk/python/scripts/test.sh   # optimised build (for benches/)
+#   A3S_LANE_PY_RELEASE=1 sdk/python/scripts/test.sh   # optimised build in this venv
+# Benchmarks need the release build: run scripts/bench.sh (its own .venv-release).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
