@@ -55,6 +55,16 @@
 //!   the next housekeeping deadline (a retry, a rate-limit refill, another worker's
 //!   lease) and for connection checks.
 //!
+//! - **Redis failing**: a worker whose round trip failed reconciles on the next one
+//!   (claims whose reply was lost go back to their lanes); a producer reads again how its
+//!   awaited commands ended after its result listener reconnects; a submit sent again
+//!   after a lost reply is accepted once (Redis remembers its reference), and one given up
+//!   on after [`RedisQueueConfig::with_reconnect_wait`] is withdrawn if Redis had it.
+//!   Reconnects back off up to [`RedisQueueConfig::with_reconnect_backoff`]'s maximum.
+//! - **Sentinel and TLS**: [`RedisQueueConfig::sentinel`] follows a Sentinel-managed
+//!   master through failovers; `rediss://` with [`RedisTls`] for a private CA or client
+//!   certificates, on every kind of endpoint. Passwords are never shown.
+//!
 //! Delivery is at least once: a command whose worker dies runs again elsewhere, so
 //! handlers with side effects should be idempotent (the command id is stable).
 
