@@ -50,6 +50,23 @@ _a3s_lane_need_redis_server() {
     fi
 }
 
+# The fault-injection and TLS tests start servers of their own (AOF restarts, Sentinel,
+# a cluster with replicas, a TLS server with certificates made by openssl), whatever
+# A3S_LANE_REDIS_URL says: they need redis-server, redis-cli and openssl on the PATH.
+ensure_redis_tools() {
+    _a3s_lane_need_redis_server "A3S_LANE_REDIS_URL" || return 1
+    if ! command -v openssl >/dev/null 2>&1; then
+        if [[ "$(id -u)" == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+            echo "==> openssl not found; installing it with apt-get"
+            (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl) >/dev/null
+        fi
+    fi
+    if ! command -v openssl >/dev/null 2>&1; then
+        echo "error: the Redis TLS tests make their certificates with openssl; install it (Debian/Ubuntu: apt-get install openssl)." >&2
+        return 1
+    fi
+}
+
 # Waits up to 5 s for the server on 127.0.0.1:$1 to answer PING; $2 names it and $3 is
 # its log, for the error.
 _a3s_lane_wait_for_ping() {

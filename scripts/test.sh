@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 source scripts/redis.sh
 ensure_redis
 ensure_redis_cluster
+ensure_redis_tools
 
 echo "==> Rust tests (A3S_LANE_REDIS_URL=$A3S_LANE_REDIS_URL A3S_LANE_REDIS_CLUSTER_URLS=$A3S_LANE_REDIS_CLUSTER_URLS)"
 cargo test --workspace --all-features --all-targets
