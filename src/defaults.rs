@@ -59,6 +59,9 @@ pub fn defaults() -> Value {
             "result_ttl_ms": millis(RedisQueueConfig::DEFAULT_RESULT_TTL),
             "response_timeout_ms": millis(RedisQueueConfig::DEFAULT_RESPONSE_TIMEOUT),
             "connect_timeout_ms": millis(RedisQueueConfig::DEFAULT_CONNECT_TIMEOUT),
+            "reconnect_wait_ms": millis(RedisQueueConfig::DEFAULT_RECONNECT_WAIT),
+            "reconnect_min_delay_ms": millis(RedisQueueConfig::DEFAULT_RECONNECT_MIN_DELAY),
+            "reconnect_max_delay_ms": millis(RedisQueueConfig::DEFAULT_RECONNECT_MAX_DELAY),
             "event_capacity": crate::DEFAULT_EVENT_CAPACITY,
             // The queue's event stream: on unless a config turned it off (`with_events`).
             "events": true,

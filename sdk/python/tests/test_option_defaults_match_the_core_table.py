@@ -69,7 +69,15 @@ def test_redis_queue_defaults() -> None:
     assert queue.key_prefix == table["key_prefix"]
     # result_ttl, response_timeout, connect_timeout and the event capacity of events()
     # are passed to the core unset and not read back: the core's defaults apply.
-    assert {"result_ttl_ms", "response_timeout_ms", "connect_timeout_ms", "event_capacity"} <= set(table)
+    assert {
+        "result_ttl_ms",
+        "response_timeout_ms",
+        "connect_timeout_ms",
+        "event_capacity",
+        "reconnect_wait_ms",
+        "reconnect_min_delay_ms",
+        "reconnect_max_delay_ms",
+    } <= set(table)
 
 
 def test_redis_worker_defaults() -> None:

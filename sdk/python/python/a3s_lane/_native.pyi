@@ -5,7 +5,7 @@ import asyncio
 import os
 from collections.abc import Callable, Coroutine, Generator, Iterable, Mapping, Sequence
 from types import GenericAlias, TracebackType
-from typing import Any, Final, Generic, Literal, Self, final, overload
+from typing import Any, Final, Generic, Literal, Self, TypeAlias, final, overload
 
 from typing_extensions import TypeVar, disjoint_base
 
@@ -488,6 +488,9 @@ class RedisQueueStats(QueueStats):
     def counters(self) -> dict[str, int]: ...
     def counter(self, name: str) -> int: ...
 
+# PEM text, or a path to a PEM file.
+_Pem: TypeAlias = str | bytes | os.PathLike[str]
+
 @final
 class RedisQueue(QueueClient):
     def __new__(
@@ -500,6 +503,12 @@ class RedisQueue(QueueClient):
         response_timeout: float | None = None,
         connect_timeout: float | None = None,
         events: bool | None = None,
+        reconnect_wait: float | None = None,
+        reconnect_min_delay: float | None = None,
+        reconnect_max_delay: float | None = None,
+        tls_ca: _Pem | None = None,
+        tls_cert: _Pem | None = None,
+        tls_key: _Pem | None = None,
     ) -> Self: ...
     @staticmethod
     def cluster(
@@ -511,6 +520,30 @@ class RedisQueue(QueueClient):
         response_timeout: float | None = None,
         connect_timeout: float | None = None,
         events: bool | None = None,
+        reconnect_wait: float | None = None,
+        reconnect_min_delay: float | None = None,
+        reconnect_max_delay: float | None = None,
+        tls_ca: _Pem | None = None,
+        tls_cert: _Pem | None = None,
+        tls_key: _Pem | None = None,
+    ) -> RedisQueue: ...
+    @staticmethod
+    def sentinel(
+        master: str,
+        sentinels: Sequence[str],
+        lanes: Mapping[str, LaneConfig] | None = None,
+        *,
+        key_prefix: str | None = None,
+        result_ttl: float | None = None,
+        response_timeout: float | None = None,
+        connect_timeout: float | None = None,
+        events: bool | None = None,
+        reconnect_wait: float | None = None,
+        reconnect_min_delay: float | None = None,
+        reconnect_max_delay: float | None = None,
+        tls_ca: _Pem | None = None,
+        tls_cert: _Pem | None = None,
+        tls_key: _Pem | None = None,
     ) -> RedisQueue: ...
     @property
     def key_prefix(self) -> str: ...

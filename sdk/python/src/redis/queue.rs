@@ -87,11 +87,19 @@ impl RedisQueue {
     /// - `events`: `False` turns the queue's event stream off for every process (no
     ///   command writes events; `events()` then yields nothing), `True` on again; `None`
     ///   (the default) leaves the setting kept in Redis as it is (on unless turned off).
+    /// - `reconnect_wait`: seconds a submit waits for Redis to come back when it is
+    ///   unreachable, restarting or loading (default 5); a submit sent again meanwhile is
+    ///   accepted once. After it the submit raises `StorageError`.
+    /// - `reconnect_min_delay`, `reconnect_max_delay`: seconds between reconnect attempts,
+    ///   doubling from the first to the second (default 0.05 up to 1).
+    /// - `tls_ca`, `tls_cert`, `tls_key`: PEM text (`str`/`bytes`) or a path, for a
+    ///   `rediss://` URL: a private certificate authority, a client certificate and its
+    ///   key. Passwords in URLs are never shown in errors.
     ///
     /// Raises `StorageError` (naming the address) when Redis cannot be reached and
     /// `ConfigError` for bad values.
     #[new]
-    #[pyo3(signature = (url, lanes = None, *, key_prefix = None, result_ttl = None, response_timeout = None, connect_timeout = None, events = None))]
+    #[pyo3(signature = (url, lanes = None, *, key_prefix = None, result_ttl = None, response_timeout = None, connect_timeout = None, events = None, reconnect_wait = None, reconnect_min_delay = None, reconnect_max_delay = None, tls_ca = None, tls_cert = None, tls_key = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -102,6 +110,12 @@ impl RedisQueue {
         response_timeout: Option<&Bound<'_, PyAny>>,
         connect_timeout: Option<&Bound<'_, PyAny>>,
         events: Option<bool>,
+        reconnect_wait: Option<&Bound<'_, PyAny>>,
+        reconnect_min_delay: Option<&Bound<'_, PyAny>>,
+        reconnect_max_delay: Option<&Bound<'_, PyAny>>,
+        tls_ca: Option<&Bound<'_, PyAny>>,
+        tls_cert: Option<&Bound<'_, PyAny>>,
+        tls_key: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyClassInitializer<Self>> {
         let options = QueueOptions {
             lanes,
@@ -110,6 +124,12 @@ impl RedisQueue {
             response_timeout,
             connect_timeout,
             events,
+            reconnect_wait,
+            reconnect_min_delay,
+            reconnect_max_delay,
+            tls_ca,
+            tls_cert,
+            tls_key,
         };
         Self::connect(py, RedisQueueConfig::new(url), options)
     }
@@ -123,7 +143,7 @@ impl RedisQueue {
     /// Raises `ConfigError` for an empty list or a bad URL and `StorageError` when no
     /// node can be reached.
     #[staticmethod]
-    #[pyo3(signature = (nodes, lanes = None, *, key_prefix = None, result_ttl = None, response_timeout = None, connect_timeout = None, events = None))]
+    #[pyo3(signature = (nodes, lanes = None, *, key_prefix = None, result_ttl = None, response_timeout = None, connect_timeout = None, events = None, reconnect_wait = None, reconnect_min_delay = None, reconnect_max_delay = None, tls_ca = None, tls_cert = None, tls_key = None))]
     #[allow(clippy::too_many_arguments)]
     fn cluster(
         py: Python<'_>,
@@ -134,6 +154,12 @@ impl RedisQueue {
         response_timeout: Option<&Bound<'_, PyAny>>,
         connect_timeout: Option<&Bound<'_, PyAny>>,
         events: Option<bool>,
+        reconnect_wait: Option<&Bound<'_, PyAny>>,
+        reconnect_min_delay: Option<&Bound<'_, PyAny>>,
+        reconnect_max_delay: Option<&Bound<'_, PyAny>>,
+        tls_ca: Option<&Bound<'_, PyAny>>,
+        tls_cert: Option<&Bound<'_, PyAny>>,
+        tls_key: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<Self>> {
         // A str is a sequence too (of one-letter "URLs"): refuse it by name.
         let urls = if nodes.is_instance_of::<pyo3::types::PyString>() {
@@ -154,10 +180,76 @@ impl RedisQueue {
             response_timeout,
             connect_timeout,
             events,
+            reconnect_wait,
+            reconnect_min_delay,
+            reconnect_max_delay,
+            tls_ca,
+            tls_cert,
+            tls_key,
         };
         Py::new(
             py,
             Self::connect(py, RedisQueueConfig::cluster(urls), options)?,
+        )
+    }
+
+    /// Connects to the master that Redis Sentinel names, following it through failovers:
+    /// `master` is the master's URL with its Sentinel name as the host
+    /// (`"redis://user:password@mymaster/0"`, `rediss://` for TLS), `sentinels` the
+    /// sentinels' URLs (`["redis://10.0.0.5:26379"]`). Same options as
+    /// `RedisQueue(url, ...)`.
+    ///
+    /// Raises `ConfigError` for an empty list or a bad URL and `StorageError` when no
+    /// sentinel names a reachable master.
+    #[staticmethod]
+    #[pyo3(signature = (master, sentinels, lanes = None, *, key_prefix = None, result_ttl = None, response_timeout = None, connect_timeout = None, events = None, reconnect_wait = None, reconnect_min_delay = None, reconnect_max_delay = None, tls_ca = None, tls_cert = None, tls_key = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn sentinel(
+        py: Python<'_>,
+        master: &str,
+        sentinels: &Bound<'_, PyAny>,
+        lanes: Option<&Bound<'_, PyAny>>,
+        key_prefix: Option<&str>,
+        result_ttl: Option<&Bound<'_, PyAny>>,
+        response_timeout: Option<&Bound<'_, PyAny>>,
+        connect_timeout: Option<&Bound<'_, PyAny>>,
+        events: Option<bool>,
+        reconnect_wait: Option<&Bound<'_, PyAny>>,
+        reconnect_min_delay: Option<&Bound<'_, PyAny>>,
+        reconnect_max_delay: Option<&Bound<'_, PyAny>>,
+        tls_ca: Option<&Bound<'_, PyAny>>,
+        tls_cert: Option<&Bound<'_, PyAny>>,
+        tls_key: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Self>> {
+        let urls = if sentinels.is_instance_of::<pyo3::types::PyString>() {
+            None
+        } else {
+            sentinels.extract::<Vec<String>>().ok()
+        };
+        let Some(urls) = urls else {
+            return Err(PyTypeError::new_err(format!(
+                "sentinels must be a list of sentinel URLs like ['redis://10.0.0.5:26379'], \
+                 got {}",
+                type_name(sentinels)
+            )));
+        };
+        let options = QueueOptions {
+            lanes,
+            key_prefix,
+            result_ttl,
+            response_timeout,
+            connect_timeout,
+            events,
+            reconnect_wait,
+            reconnect_min_delay,
+            reconnect_max_delay,
+            tls_ca,
+            tls_cert,
+            tls_key,
+        };
+        Py::new(
+            py,
+            Self::connect(py, RedisQueueConfig::sentinel(master, urls), options)?,
         )
     }
 
