@@ -16,7 +16,171 @@ export type CancelOutcome = 'cancelled' | 'signalled' | 'already_finished' | 'un
 export type CommandState = 'pending' | 'delayed' | 'running' | 'completed' | 'cancelled' | 'dead_lettered'
 
 /** The type of `EVENT_KEYS`. */
-export type EventKeyList = ReadonlyArray<string>
+export type EventKeyList = ReadonlyArray<LaneEventKey>
+
+// Self-contained: the parts of `AbortSignal` the API uses, merged with the DOM's or
+// @types/node's declaration when a program has one (the members are declared the same).
+declare global {
+  interface AbortSignal {
+    readonly aborted: boolean
+    readonly reason: any
+    throwIfAborted(): void
+  }
+}
+
+/**
+ * A submitted command (from `Lane.submitWithHandle`, `RedisQueue.submit` and `redrive`
+ * on both); `T` is what its handler returns.
+ */
+export interface CommandHandle<T = unknown> {
+  /**
+   * The command's id (the same in every process of a `RedisQueue`): `cancel(id)` and
+   * `command(id)` take it, events name it as `commandId`.
+   */
+  readonly id: number
+  /**
+   * Settles like `Lane.submit()`'s promise: the handler's result, or its error (from a
+   * `RedisWorker` in another process: code `COMMAND_FAILED`, the message holding the
+   * handler's error and stack). A rejection nobody awaits is not reported as an
+   * unhandled rejection.
+   */
+  readonly result: Promise<T>
+  /** Cancels the command, as `cancel(id)` does, and resolves with the outcome. */
+  readonly cancel: () => Promise<CancelOutcome>
+}
+
+/** Deprecated: a `RedisQueue`'s handles are `CommandHandle`s, as a `Lane`'s are. */
+export type RedisCommandHandle<T = unknown> = CommandHandle<T>
+
+/** The payload of each event, by event key (camelCase fields). */
+export interface LaneEvents {
+  /** A command was accepted. */
+  'queue.command.submitted': { laneId: string; commandId: number; commandType: string }
+  /** A run began. */
+  'queue.command.started': { laneId: string; commandId: number; commandType: string; attempt: number }
+  /** The handler returned a value. */
+  'queue.command.completed': { laneId: string; commandId: number; durationMs: number }
+  /** A failed run will run again after `delayMs`. */
+  'queue.command.retry': { laneId: string; commandId: number; attempt: number; delayMs: number; error: string }
+  /** A command failed for good and was kept as a dead letter. */
+  'queue.command.dead_lettered': { laneId: string; commandId: number; commandType: string; error: string }
+  /** A command failed for good. */
+  'queue.command.failed': { laneId: string; commandId: number; error: string }
+  /** A command's last run took longer than its lane's `timeoutMs`. */
+  'queue.command.timeout': { laneId: string; commandId: number; error: string }
+  /** A command was cancelled. */
+  'queue.command.cancelled': { laneId: string; commandId: number; wasRunning: boolean; reason: string; error?: string }
+  /** A handler called `ctx.reportProgress(progress)`. */
+  'queue.command.progress': { laneId: string; commandId: number; progress: unknown }
+  /**
+   * A command was answered (timed out, or cancelled after its grace period) but its
+   * handler goes on; its lane slot stays taken until the handler returns.
+   */
+  'queue.command.abandoned': { laneId: string; commandId: number; reason: string }
+  /** `shutdown()` began. */
+  'queue.shutdown.started': Record<string, never>
+  /** `shutdown()` finished. */
+  'queue.shutdown.complete': Record<string, never>
+  /** A lane's pending count reached its pressure threshold. */
+  'queue.lane.pressure': { laneId: string; pending: number }
+  /** A lane has nothing pending or running. */
+  'queue.lane.idle': { laneId: string }
+  /** The durable store could not be written. */
+  'queue.storage.failed': { error: string }
+  /** This listener or iterator fell behind and missed `missed` events. */
+  'queue.events.lagged': { missed: number }
+}
+
+/** An event key (`EVENT_KEYS` lists them). */
+export type LaneEventKey = keyof LaneEvents
+
+/** One lifecycle event of the queue; `LaneEvent<K>` is one of key `K` (a union over `K`). */
+export type LaneEvent<K extends LaneEventKey = LaneEventKey> = {
+  [P in K]: {
+    /** What happened. */
+    key: P
+    /** When, in milliseconds since the Unix epoch. */
+    timestamp: number
+    /** Details, as `LaneEvents` lists them for the key. */
+    payload: LaneEvents[P]
+  }
+}[K]
+
+/** The `code` of every error the SDK rejects or throws with (one class each). */
+export type LaneErrorCode =
+  | 'LANE_NOT_FOUND'
+  | 'HANDLER_NOT_FOUND'
+  | 'CONFIG'
+  | 'INVALID_ARGUMENT'
+  | 'NOT_JSON'
+  | 'TIMEOUT'
+  | 'CANCELLED'
+  | 'SHUTDOWN'
+  | 'STORAGE'
+  | 'QUEUE'
+  | 'COMMAND_FAILED'
+
+/**
+ * Every error the SDK makes is a `LaneError` (`instanceof` checks its `code`): argument
+ * errors are also `TypeError`s or `RangeError`s. A handler's own error reaches the
+ * submitter unchanged and is not one.
+ */
+export declare class LaneError extends Error {
+  constructor(message?: string, options?: { cause?: unknown })
+  /** Which error this is. */
+  readonly code: LaneErrorCode
+}
+/** `LANE_NOT_FOUND` (a `RangeError`): a lane id the queue does not have. */
+export declare class LaneNotFoundError extends LaneError {
+  readonly code: 'LANE_NOT_FOUND'
+}
+/** `HANDLER_NOT_FOUND` (a `RangeError`): a command type without a handler. */
+export declare class LaneHandlerNotFoundError extends LaneError {
+  readonly code: 'HANDLER_NOT_FOUND'
+}
+/** `CONFIG` (a `TypeError` or `RangeError`): an invalid option. */
+export declare class LaneConfigError extends LaneError {
+  readonly code: 'CONFIG'
+}
+/** `INVALID_ARGUMENT` (a `TypeError` or `RangeError`): any other invalid argument. */
+export declare class LaneInvalidArgumentError extends LaneError {
+  readonly code: 'INVALID_ARGUMENT'
+}
+/**
+ * `NOT_JSON` (a `TypeError`): a payload, result or progress JSON cannot hold (NaN,
+ * Infinity, a bigint, `undefined` in an array, a function, a `Map`, a `Date`, a class
+ * instance, a cycle, nesting deeper than 128). A result that is not JSON fails its
+ * command without a retry.
+ */
+export declare class LaneNotJsonError extends LaneError {
+  readonly code: 'NOT_JSON'
+  /** Where: `payload.items[3].x`, `result["user id"]`. */
+  readonly path: string
+}
+/** `TIMEOUT`: the lane's `timeoutMs` passed, or `drain()` ran out of time. */
+export declare class LaneTimeoutError extends LaneError {
+  readonly code: 'TIMEOUT'
+}
+/** `CANCELLED`: by `cancel()`, an `AbortSignal` or `shutdownNow()`. */
+export declare class LaneCancelledError extends LaneError {
+  readonly code: 'CANCELLED'
+}
+/** `SHUTDOWN`: the queue is shutting down and accepts no new commands. */
+export declare class LaneShutdownError extends LaneError {
+  readonly code: 'SHUTDOWN'
+}
+/** `STORAGE`: the durable store or Redis failed. */
+export declare class LaneStorageError extends LaneError {
+  readonly code: 'STORAGE'
+}
+/** `QUEUE`: any other refusal by the queue (`start()` twice, say). */
+export declare class LaneQueueError extends LaneError {
+  readonly code: 'QUEUE'
+}
+/** `COMMAND_FAILED`: a handler failed in another process (its own error is not here). */
+export declare class LaneCommandError extends LaneError {
+  readonly code: 'COMMAND_FAILED'
+}
 
 /**
  * Which binding artifact the generated loader actually loaded: `'native'` for
@@ -64,12 +228,12 @@ export declare class Lane {
    * `HANDLER_NOT_FOUND`, `INVALID_ARGUMENT`, `TIMEOUT`, `CANCELLED` or `SHUTDOWN`.
    * `options.signal` cancels the command when it aborts.
    */
-  submit(lane: string, commandType: string, payload?: unknown, options?: SubmitOptions): Promise<any>
+  submit<T = unknown>(lane: string, commandType: string, payload?: unknown, options?: SubmitOptions): Promise<T>
   /**
    * Like `submit`, but resolves as soon as the command is accepted (durable, with
    * storage) with its `CommandHandle`: `id`, `cancel()` and the `result` promise.
    */
-  submitWithHandle(lane: string, commandType: string, payload?: unknown, options?: SubmitOptions): Promise<CommandHandle>
+  submitWithHandle<T = unknown>(lane: string, commandType: string, payload?: unknown, options?: SubmitOptions): Promise<CommandHandle<T>>
   /** Cancels every pending and running command of a lane; returns how many. */
   cancelLane(laneId: string): number
   /** Counts for the whole queue and each lane. */
@@ -95,9 +259,37 @@ export declare class Lane {
   shutdownNow(): Promise<number>
   /**
    * Resolves once no command is pending, delayed or running (and, with storage, the
-   * store is written); rejects with code `TIMEOUT` after `timeoutMs`.
+   * store is written); rejects with code `TIMEOUT` after `timeoutMs`. After
+   * `shutdown()` it resolves at once: nothing is left to drain.
    */
   drain(timeoutMs: number): Promise<void>
+  /**
+   * Resolves when no command is pending, delayed or running (at once if none is now,
+   * and after `shutdown()`). Like `drain()` without a time limit.
+   */
+  onIdle(): Promise<void>
+  /**
+   * Resolves when no command waits to start (none pending or delayed for a retry;
+   * some may still run), at once if none does now.
+   */
+  onEmpty(): Promise<void>
+  /**
+   * Commands waiting to start, over all lanes (pending, and delayed for a retry); 0
+   * after shutdown. A plain read.
+   */
+  get size(): number
+  /**
+   * Commands running now, over all lanes (a run answered while its handler goes on
+   * counts until the handler returns: it holds its slot). A plain read.
+   */
+  get running(): number
+  /**
+   * Pauses every lane: no command starts until `resume()`; running ones go on and
+   * submits are still accepted.
+   */
+  pause(): void
+  /** Resumes every lane (also a lane paused on its own with `pauseLane`). */
+  resume(): void
   /** Whether `shutdown()` or `shutdownNow()` was called. */
   get isShuttingDown(): boolean
   /** The lane ids, in the order they were configured. */
@@ -154,15 +346,15 @@ export declare class Lane {
    * oldest and gets one `queue.events.lagged` event saying how many. It does
    * not keep the process alive.
    */
-  events(keys?: string | string[]): AsyncIterableIterator<LaneEvent>
+  events<K extends LaneEventKey = LaneEventKey>(keys?: K | K[]): AsyncIterableIterator<LaneEvent<K | 'queue.events.lagged'>>
   /**
    * Calls `listener` with every event of `key` (`'*'`: every event; see
    * `EVENT_KEYS`), as `events()` sees them. Listeners do not keep the process
    * alive; an error thrown by one is reported as an uncaught exception.
    */
-  on(key: string, listener: (event: LaneEvent) => void): void
+  on<K extends LaneEventKey | '*'>(key: K, listener: (event: K extends LaneEventKey ? LaneEvent<K> : LaneEvent) => void): void
   /** Removes a listener added with `on`. */
-  off(key: string, listener: (event: LaneEvent) => void): void
+  off<K extends LaneEventKey | '*'>(key: K, listener: (event: K extends LaneEventKey ? LaneEvent<K> : LaneEvent) => void): void
   /**
    * Every metric now: counters, gauges and latency histograms in total and per lane.
    * Throws (code `CONFIG`) unless the lane was created with `{ metrics: true }`. Works
@@ -211,7 +403,7 @@ export declare class RedisQueue {
    * Rejects with code `LANE_NOT_FOUND` for a lane not declared in Redis.
    * `options.signal` cancels the command when it aborts.
    */
-  submit(lane: string, commandType: string, payload?: unknown, options?: SubmitOptions): Promise<CommandHandle>
+  submit<T = unknown>(lane: string, commandType: string, payload?: unknown, options?: SubmitOptions): Promise<CommandHandle<T>>
   /**
    * Counts for the whole queue and each lane (a `QueueStats`, over all producers and
    * workers), with the queue's workers and lifetime counters. A lane paused for a
@@ -286,15 +478,15 @@ export declare class RedisQueue {
    * oldest and gets one `queue.events.lagged` event saying how many. It does
    * not keep the process alive.
    */
-  events(keys?: string | string[]): AsyncIterableIterator<LaneEvent>
+  events<K extends LaneEventKey = LaneEventKey>(keys?: K | K[]): AsyncIterableIterator<LaneEvent<K | 'queue.events.lagged'>>
   /**
    * Calls `listener` with every event of `key` (`'*'`: every event; see
    * `EVENT_KEYS`), as `events()` sees them. Listeners do not keep the process
    * alive; an error thrown by one is reported as an uncaught exception.
    */
-  on(key: string, listener: (event: LaneEvent) => void): void
+  on<K extends LaneEventKey | '*'>(key: K, listener: (event: K extends LaneEventKey ? LaneEvent<K> : LaneEvent) => void): void
   /** Removes a listener added with `on`. */
-  off(key: string, listener: (event: LaneEvent) => void): void
+  off<K extends LaneEventKey | '*'>(key: K, listener: (event: K extends LaneEventKey ? LaneEvent<K> : LaneEvent) => void): void
 }
 
 /**
@@ -386,27 +578,6 @@ export interface CommandContext {
   readonly reportProgress: (progress: unknown) => void
 }
 
-/**
- * A submitted command (from `Lane.submitWithHandle`, `RedisQueue.submit` and `redrive`
- * on both).
- */
-export interface CommandHandle {
-  /**
-   * The command's id (the same in every process of a `RedisQueue`): `cancel(id)` and
-   * `command(id)` take it, events name it as `commandId`.
-   */
-  readonly id: number
-  /**
-   * Settles like `Lane.submit()`'s promise: the handler's result, or its error (from a
-   * `RedisWorker` in another process: code `COMMAND_FAILED`, the message holding the
-   * handler's error and stack). A rejection nobody awaits is not reported as an
-   * unhandled rejection.
-   */
-  readonly result: Promise<unknown>
-  /** Cancels the command, as `cancel(id)` does, and resolves with the outcome. */
-  readonly cancel: () => Promise<CancelOutcome>
-}
-
 /** Where a command is in its life, from `command(id)`. */
 export interface CommandStatus {
   /** Its id. */
@@ -467,7 +638,7 @@ export declare const DEFAULTS: Defaults
 
 /**
  * Every event key a queue emits (`Lane.on`, `events(keys)`), in the order of the
- * lifecycle: the core's `event_keys`, the same 15 in Rust, Python and Node. Frozen.
+ * lifecycle: the core's `event_keys`, the same 16 in Rust, Python and Node. Frozen.
  */
 export declare const EVENT_KEYS: EventKeyList
 
@@ -494,20 +665,6 @@ export interface HistogramSummary {
   p95: number
   /** The 99th percentile. */
   p99: number
-}
-
-/** One lifecycle event of the queue. */
-export interface LaneEvent {
-  /** What happened, one of the keys listed for `Lane.on`. */
-  key: string
-  /** When, in milliseconds since the Unix epoch. */
-  timestamp: number
-  /**
-   * Details (camelCase): `laneId`, `commandId`, `commandType`, `attempt`, `durationMs`,
-   * `delayMs`, `error`, `wasRunning`, `reason`, `pending`, `progress`, `missed`
-   * depending on the key.
-   */
-  payload: Record<string, unknown>
 }
 
 /** One lane's metrics. */
@@ -599,6 +756,17 @@ export interface LaneStatus {
   effectivePriority: number
   /** Whether its `rateLimit` holds it back now (it starts again when a permit is due). */
   throttled: boolean
+  /**
+   * Runs answered (timed out, or cancelled after the grace period) whose handler went
+   * on running, since the queue was made (0 on a `RedisQueue`, which does not count
+   * them yet). Each also emits `queue.command.abandoned`.
+   */
+  abandoned: number
+  /**
+   * Of those, the ones still running now: each keeps its slot (counted in `active`),
+   * so `maxConcurrency` holds even for a handler that ignores its `ctx.signal`.
+   */
+  abandonedRunning: number
 }
 
 /** Every metric at one moment: the totals over all lanes, and each lane's own. */
@@ -701,9 +869,6 @@ export interface RateLimitOptions {
   /** At most `limit` starts within any window of `windowMs`. */
   slidingWindow?: SlidingWindowOptions
 }
-
-/** Deprecated: a `RedisQueue`'s handles are `CommandHandle`s, as a `Lane`'s are. */
-export type RedisCommandHandle = CommandHandle
 
 /** Deprecated: a `RedisQueue`'s lanes report a `LaneStatus`, as a `Lane`'s do. */
 export type RedisLaneStatus = LaneStatus

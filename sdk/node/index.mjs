@@ -5,5 +5,24 @@ import { createRequire } from 'node:module';
 const require = createRequire(import.meta.url);
 const binding = require('./index.js');
 
-export const { DEFAULTS, EVENT_KEYS, Lane, RedisQueue, RedisWorker, __napiBindingTarget } = binding;
+export const {
+  DEFAULTS,
+  EVENT_KEYS,
+  Lane,
+  LaneCancelledError,
+  LaneCommandError,
+  LaneConfigError,
+  LaneError,
+  LaneHandlerNotFoundError,
+  LaneInvalidArgumentError,
+  LaneNotFoundError,
+  LaneNotJsonError,
+  LaneQueueError,
+  LaneShutdownError,
+  LaneStorageError,
+  LaneTimeoutError,
+  RedisQueue,
+  RedisWorker,
+  __napiBindingTarget,
+} = binding;
 export default binding;

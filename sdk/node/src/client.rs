@@ -54,6 +54,12 @@ pub(crate) trait ClientSource: Send + Sync + 'static {
     fn events_over(&self) -> bool {
         false
     }
+
+    /// Commands accepted here and not finished (0 where the engine keeps them elsewhere,
+    /// as Redis does).
+    fn unfinished(&self) -> usize {
+        0
+    }
 }
 
 /// The operations of the client surface, over one engine, as JavaScript calls them.
@@ -374,6 +380,10 @@ impl NativeCallbacks for Client {
         self.cancel_id(env, Ok(id))
     }
 
+    fn unfinished(&self) -> usize {
+        self.source.unfinished()
+    }
+
     fn events_wanted(&self, env: &Env, wanted: bool) {
         self.source.set_events_wanted(wanted);
         let source = &self.source;
@@ -501,8 +511,9 @@ macro_rules! client_methods {
             /// oldest and gets one `queue.events.lagged` event saying how many. It does
             /// not keep the process alive.
             #[napi(
-                ts_args_type = "keys?: string | string[]",
-                ts_return_type = "AsyncIterableIterator<LaneEvent>"
+                ts_generic_types = "K extends LaneEventKey = LaneEventKey",
+                ts_args_type = "keys?: K | K[]",
+                ts_return_type = "AsyncIterableIterator<LaneEvent<K | 'queue.events.lagged'>>"
             )]
             pub fn events<'env>(
                 &self,
@@ -515,7 +526,10 @@ macro_rules! client_methods {
             /// Calls `listener` with every event of `key` (`'*'`: every event; see
             /// `EVENT_KEYS`), as `events()` sees them. Listeners do not keep the process
             /// alive; an error thrown by one is reported as an uncaught exception.
-            #[napi(ts_args_type = "key: string, listener: (event: LaneEvent) => void")]
+            #[napi(
+                ts_generic_types = "K extends LaneEventKey | '*'",
+                ts_args_type = "key: K, listener: (event: K extends LaneEventKey ? LaneEvent<K> : LaneEvent) => void"
+            )]
             pub fn on(
                 &self,
                 env: napi::Env,
@@ -526,7 +540,10 @@ macro_rules! client_methods {
             }
 
             /// Removes a listener added with `on`.
-            #[napi(ts_args_type = "key: string, listener: (event: LaneEvent) => void")]
+            #[napi(
+                ts_generic_types = "K extends LaneEventKey | '*'",
+                ts_args_type = "key: K, listener: (event: K extends LaneEventKey ? LaneEvent<K> : LaneEvent) => void"
+            )]
             pub fn off(
                 &self,
                 env: napi::Env,

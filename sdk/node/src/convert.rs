@@ -512,11 +512,11 @@ impl<'a> At<'a> {
 
 /// A command id argument: a whole number from 0 to 2^53 - 1.
 pub fn command_id(value: Js<f64>) -> Result<a3s_lane::CommandId, JsFailure> {
-    let at = At::argument("a command id");
+    let at = At::argument("commandId");
     match value.get(&at)? {
         n if n >= 0.0 && n.fract() == 0.0 && n <= MAX_SAFE_INTEGER as f64 => Ok(n as u64),
         n => Err(at.range_error(format!(
-            "a command id is a whole number of 0 or more, got {}",
+            "commandId must be a whole number of 0 or more, got {}",
             number_text(n)
         ))),
     }

@@ -18,13 +18,135 @@
 //! | `COMMAND_FAILED`    | `Error`      | a handler failed and its own error is not available (a      |
 //! |                     |              | `RedisWorker`'s, in another process)                        |
 //!
+//! | `NOT_JSON`          | `TypeError`  | a payload or result JSON cannot hold (`path` says where)    |
+//!
+//! Each code has its exported class (`LaneTimeoutError`, ...; all `LaneError`s), made
+//! once per JavaScript environment by `errors.js`; every error above is an instance of
+//! it (`instanceof` checks the code, so an argument error is both a `TypeError` or
+//! `RangeError` and a `LaneInvalidArgumentError`, say).
+//!
 //! A handler's own error (thrown, or the rejection of its promise) reaches the
-//! submitter unchanged — same object, message and stack — so it carries whatever `code`
-//! the handler gave it.
+//! submitter unchanged — the very thrown value — so it carries whatever `code` the
+//! handler gave it.
+
+use std::cell::RefCell;
 
 use a3s_lane::LaneError;
-use napi::bindgen_prelude::Unknown;
-use napi::{Env, JsError, JsRangeError, JsTypeError, Status};
+use napi::bindgen_prelude::{Function, FunctionRef, Object, ObjectRef, Unknown};
+use napi::{Env, Status};
+use napi_derive::napi;
+
+/// The source of the error classes, compiled once per environment.
+const SOURCE: &str = include_str!("errors.js");
+
+/// The names of the exported classes, as `errors.js` makes them.
+const CLASS_NAMES: [&str; 12] = [
+    "LaneError",
+    "LaneNotFoundError",
+    "LaneHandlerNotFoundError",
+    "LaneConfigError",
+    "LaneInvalidArgumentError",
+    "LaneNotJsonError",
+    "LaneTimeoutError",
+    "LaneCancelledError",
+    "LaneShutdownError",
+    "LaneStorageError",
+    "LaneQueueError",
+    "LaneCommandError",
+];
+
+type MakeFn = FunctionRef<
+    napi::bindgen_prelude::FnArgs<(&'static str, &'static str, String)>,
+    Unknown<'static>,
+>;
+
+/// This thread's environment's error classes (each environment has its own thread).
+/// Never dropped: the references live as long as their environment (dropping them at
+/// thread exit, after the environment, would be a use after free).
+struct Classes {
+    env: napi::sys::napi_env,
+    /// `{ classes, make, ... }`, as `errors.js` returns it.
+    kit: std::mem::ManuallyDrop<ObjectRef>,
+    make: std::mem::ManuallyDrop<MakeFn>,
+}
+
+thread_local! {
+    static CLASSES: RefCell<Option<Classes>> = const { RefCell::new(None) };
+}
+
+/// Makes this environment's error classes (once) and returns `{ classes, make }`:
+/// the classes by name, and `make(code, kind, message)` (for `runtime.js`).
+pub fn error_kit<'env>(env: &'env Env) -> napi::Result<Object<'env>> {
+    CLASSES.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        if let Some(made) = slot.as_ref()
+            && made.env == env.raw()
+        {
+            return made.kit.get_value(env);
+        }
+        let factory: Function<'_, (), Object<'_>> = env.run_script(SOURCE)?;
+        let made = factory.call(())?;
+        let make: Function<
+            '_,
+            napi::bindgen_prelude::FnArgs<(&'static str, &'static str, String)>,
+            Unknown<'_>,
+        > = made
+            .get("make")?
+            .ok_or_else(|| napi::Error::from_reason("errors.js has no `make`"))?;
+        *slot = Some(Classes {
+            env: env.raw(),
+            kit: std::mem::ManuallyDrop::new(made.create_ref()?),
+            make: std::mem::ManuallyDrop::new(make.create_ref()?),
+        });
+        Ok(made)
+    })
+}
+
+/// Adds the error classes to the module's exports.
+#[napi(module_exports)]
+pub fn export_error_classes(mut exports: Object<'_>, env: Env) -> napi::Result<()> {
+    let made: Object<'_> = error_kit(&env)?
+        .get("classes")?
+        .ok_or_else(|| napi::Error::from_reason("errors.js has no `classes`"))?;
+    for name in CLASS_NAMES {
+        let class: Unknown<'_> = made
+            .get(name)?
+            .ok_or_else(|| napi::Error::from_reason(format!("errors.js has no `{name}`")))?;
+        exports.set(name, class)?;
+    }
+    // Calling a class without `new` throws a TypeError instead of wrapping `globalThis`.
+    let guard: Function<'_, Unknown<'_>, Unknown<'_>> =
+        error_kit(&env)?
+            .get("guardConstructor")?
+            .ok_or_else(|| napi::Error::from_reason("errors.js has no `guardConstructor`"))?;
+    for name in ["Lane"] {
+        if let Some(class) = exports.get::<Unknown<'_>>(name)? {
+            let guarded = guard.call(class)?;
+            exports.set(name, guarded)?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes the error of `failure` with this environment's classes.
+fn make_error<'env>(env: &'env Env, failure: &JsFailure) -> napi::Result<Unknown<'env>> {
+    error_kit(env)?;
+    let kind = match failure.class {
+        ErrorClass::Error => "error",
+        ErrorClass::Type => "type",
+        ErrorClass::Range => "range",
+    };
+    CLASSES.with(|slot| {
+        let slot = slot.borrow();
+        let made = slot
+            .as_ref()
+            .ok_or_else(|| napi::Error::from_reason("the error classes are missing"))?;
+        made.make
+            .borrow_back(env)?
+            .call((failure.code, kind, failure.message.clone()).into())
+            .map(|error| crate::runtime::unknown_static(error))
+    })
+}
 
 /// The JavaScript class of an error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,24 +207,21 @@ impl JsFailure {
 
     /// Creates the JavaScript error object.
     pub fn to_js<'env>(&self, env: &'env Env) -> Unknown<'env> {
-        let error = napi::Error::new(self.code, self.message.clone());
-        match self.class {
-            ErrorClass::Error => JsError::from(error).into_unknown(*env),
-            ErrorClass::Type => JsTypeError::from(error).into_unknown(*env),
-            ErrorClass::Range => JsRangeError::from(error).into_unknown(*env),
+        match make_error(env, self) {
+            Ok(error) => error,
+            // Only a broken errors.js gets here: a plain error still says what happened.
+            Err(_) => {
+                let error = napi::Error::new(self.code, self.message.clone());
+                napi::JsError::from(error).into_unknown(*env)
+            }
         }
     }
 
     /// Throws the error in `env` and returns the marker a `#[napi]` function returns so
     /// that napi-rs leaves the pending exception as it is.
     pub fn throw(&self, env: &Env) -> napi::Error {
-        let message = self.message.as_str();
-        let thrown = match self.class {
-            ErrorClass::Error => env.throw_error(message, Some(self.code)),
-            ErrorClass::Type => env.throw_type_error(message, Some(self.code)),
-            ErrorClass::Range => env.throw_range_error(message, Some(self.code)),
-        };
-        match thrown {
+        let error = self.to_js(env);
+        match env.throw(error) {
             Ok(()) => napi::Error::from_status(Status::PendingException),
             Err(error) => error,
         }

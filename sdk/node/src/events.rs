@@ -20,23 +20,10 @@ use serde_json::{Map, Value};
 use crate::convert::{FromJs, Given, Read};
 use crate::error::JsFailure;
 
-/// One lifecycle event of the queue.
-#[napi(object)]
-#[derive(Debug, Clone)]
-pub struct LaneEvent {
-    /// What happened, one of the keys listed for `Lane.on`.
-    pub key: String,
-    /// When, in milliseconds since the Unix epoch.
-    pub timestamp: f64,
-    /// Details (camelCase): `laneId`, `commandId`, `commandType`, `attempt`, `durationMs`,
-    /// `delayMs`, `error`, `wasRunning`, `reason`, `pending`, `progress`, `missed`
-    /// depending on the key.
-    #[napi(ts_type = "Record<string, unknown>")]
-    pub payload: Value,
-}
+// `LaneEvent<K>` and `LaneEvents` are written in `index.d.ts.header` (typed per key).
 
 /// Every event key a queue emits (`Lane.on`, `events(keys)`), in the order of the
-/// lifecycle: the core's `event_keys`, the same 15 in Rust, Python and Node. Frozen.
+/// lifecycle: the core's `event_keys`, the same 16 in Rust, Python and Node. Frozen.
 #[napi]
 pub const EVENT_KEYS: EventKeyList = EventKeyList;
 

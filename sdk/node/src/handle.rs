@@ -1,34 +1,12 @@
 //! The objects JavaScript code receives from a queue: a submitted command's
-//! [`CommandHandle`] and a running handler's [`CommandContext`]. Both are plain frozen
+//! A running handler's [`CommandContext`] (and `CommandHandle`, in the header). Both are plain frozen
 //! JavaScript objects made by `runtime.js`; the structs here only describe them in the
 //! generated `index.d.ts`.
 
 use napi_derive::napi;
 use serde_json::Value;
 
-/// A submitted command (from `Lane.submitWithHandle`, `RedisQueue.submit` and `redrive`
-/// on both).
-#[napi(object, object_from_js = false)]
-#[derive(Debug, Clone)]
-pub struct CommandHandle {
-    /// The command's id (the same in every process of a `RedisQueue`): `cancel(id)` and
-    /// `command(id)` take it, events name it as `commandId`.
-    #[napi(readonly)]
-    pub id: f64,
-    /// Settles like `Lane.submit()`'s promise: the handler's result, or its error (from a
-    /// `RedisWorker` in another process: code `COMMAND_FAILED`, the message holding the
-    /// handler's error and stack). A rejection nobody awaits is not reported as an
-    /// unhandled rejection.
-    #[napi(readonly, ts_type = "Promise<unknown>")]
-    pub result: Value,
-    /// Cancels the command, as `cancel(id)` does, and resolves with the outcome.
-    #[napi(readonly, ts_type = "() => Promise<CancelOutcome>")]
-    pub cancel: Value,
-}
-
-/// Deprecated: a `RedisQueue`'s handles are `CommandHandle`s, as a `Lane`'s are.
-#[napi]
-pub type RedisCommandHandle = CommandHandle;
+// `CommandHandle<T>` is written in `index.d.ts.header` (napi-rs objects are not generic).
 
 /// What a handler knows about the run it is called for (its second argument).
 #[napi(object, object_from_js = false)]

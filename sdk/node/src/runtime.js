@@ -4,7 +4,8 @@
 // iterators — so the Rust side passes only strings and numbers across the boundary.
 //
 // `native` holds the Rust callbacks: settleRun(key, ok, json, summary, retryable),
-// progress(key, json), cancel(id), cancelHandle(id), eventsWanted(wanted).
+// progress(key, json), cancel(id), cancelHandle(id), eventsWanted(wanted); and
+// `errors`, the error classes (errors.js).
 (function createLaneRuntime(native) {
   'use strict';
 
@@ -24,8 +25,12 @@
   // Pending promises keep the process alive, like pending timers and sockets do, and so
   // do commands recovered from storage until the queue has run them (`hold`/`release`
   // from Rust); nothing else of a Lane does, so the process exits on its own once its
-  // work is settled.
+  // work is settled. A Lane never started holds nothing (its commands could never
+  // finish): what it accepted is reported as dropped at exit instead.
   let pending = 0;
+  let started = true;
+  /** Submit promises made before `start()`: they hold the process from `start()` on. */
+  const beforeStart = new Set();
   const keepAlive = setInterval(() => {}, 0x7fffffff);
   keepAlive.unref();
 
@@ -35,12 +40,112 @@
 
   function release() {
     if (--pending === 0) keepAlive.unref();
+    exitReport.pending = pending;
   }
 
+  /** Whether the lane runs commands (`false` for a Lane until `start()`). */
+  function setStarted(value) {
+    started = value;
+    exitReport.started = started;
+    if (!started) return;
+    for (const entry of beforeStart) {
+      entry.waitsForStart = false;
+      hold();
+    }
+    beforeStart.clear();
+  }
+
+  // Accepted work is never lost silently: at exit, whatever is still unfinished (the
+  // process called process.exit(), or the lane was never started) is reported on stderr.
+  const exitReport = {
+    started,
+    pending,
+    report() {
+      const count = native.unfinished();
+      if (count <= 0) return;
+      const why = exitReport.started
+        ? 'the process exited before they finished; await lane.onIdle() or lane.shutdown() first'
+        : 'their lane was never started; call lane.start()';
+      process.stderr.write(`a3s_lane: ${count} accepted command(s) were dropped at exit (${why})\n`);
+    },
+  };
+  native.errors.atExit(exitReport);
+
+  /** An error of the SDK's classes; `ErrorClass` TypeError makes it a TypeError too. */
   function laneError(code, message, ErrorClass = Error) {
-    const error = new ErrorClass(message);
-    error.code = code;
+    return native.errors.make(code, ErrorClass === TypeError ? 'type' : 'error', message);
+  }
+
+  // The JSON rule (sdk/JSON_RULE.md): a payload or result is refused, never copied
+  // lossily, when JSON cannot hold it; the error names where (`payload.items[3].x`).
+  const MAX_DEPTH = 128;
+  const IDENTIFIER = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
+
+  function notJson(path, what) {
+    const error = native.errors.make('NOT_JSON', 'type', `${path} is not JSON: ${what}`);
+    error.path = path;
     return error;
+  }
+
+  function keyPath(path, key) {
+    return IDENTIFIER.test(key) ? `${path}.${key}` : `${path}[${JSON.stringify(key)}]`;
+  }
+
+  /** Throws NOT_JSON if `value` (at `path`) holds anything JSON cannot. */
+  function checkJson(value, path, depth, parents) {
+    switch (typeof value) {
+      case 'string':
+      case 'boolean':
+        return;
+      case 'number':
+        if (Number.isFinite(value)) return;
+        throw notJson(path, `the number ${value} (JSON has no NaN or infinity)`);
+      case 'bigint':
+        throw notJson(path, `the bigint ${value}n (pass a number or a string)`);
+      case 'undefined':
+        throw notJson(path, 'undefined (leave the key out, or pass null)');
+      case 'function':
+        throw notJson(path, 'a function');
+      case 'symbol':
+        throw notJson(path, 'a symbol');
+      default:
+        break;
+    }
+    if (value === null) return;
+    if (depth >= MAX_DEPTH) throw notJson(path, `nesting deeper than ${MAX_DEPTH} levels`);
+    if (parents.has(value)) throw notJson(path, 'a cycle (the value contains itself)');
+    parents.add(value);
+    if (Array.isArray(value)) {
+      for (let i = 0; i < value.length; i++) checkJson(value[i], `${path}[${i}]`, depth + 1, parents);
+    } else {
+      const proto = Object.getPrototypeOf(value);
+      if (proto !== Object.prototype && proto !== null) {
+        throw notJson(path, `${describe(value)} (only plain objects, arrays, strings, finite numbers, booleans and null)`);
+      }
+      for (const key of Object.keys(value)) {
+        const item = value[key];
+        // A key set to undefined is absent, as in JSON.stringify.
+        if (item !== undefined) checkJson(item, keyPath(path, key), depth + 1, parents);
+      }
+    }
+    parents.delete(value);
+  }
+
+  /** `value` as JSON text, or throws NOT_JSON naming where it is not JSON. */
+  function toJson(value, path) {
+    switch (typeof value) {
+      case 'string':
+        return JSON.stringify(value);
+      case 'boolean':
+        return value ? 'true' : 'false';
+      case 'number':
+        if (Number.isFinite(value)) return String(value);
+        break;
+      default:
+        if (value === null || value === undefined) return 'null';
+    }
+    checkJson(value, path, 0, new Set());
+    return JSON.stringify(value);
   }
 
   class CommandContext {
@@ -51,6 +156,7 @@
     #controller = null;
     #aborted = false;
     #reason = undefined;
+    #held = false;
 
     constructor(id, lane, attempt, key) {
       this.#id = id;
@@ -85,7 +191,7 @@
 
     /** Publishes a `queue.command.progress` event while the command runs. */
     reportProgress(progress) {
-      if (runs.get(this.#key) === this) native.progress(this.#key, JSON.stringify(progress ?? null));
+      if (runs.get(this.#key) === this) native.progress(this.#key, toJson(progress, 'progress'));
     }
 
     static abort(ctx, reason) {
@@ -98,27 +204,41 @@
     static key(ctx) {
       return ctx.#key;
     }
+
+    static aborted(ctx) {
+      return ctx.#aborted;
+    }
+
+    static hold(ctx) {
+      ctx.#held = true;
+      hold();
+    }
+
+    static unhold(ctx) {
+      if (!ctx.#held) return;
+      ctx.#held = false;
+      release();
+    }
   }
   Object.defineProperty(CommandContext.prototype, Symbol.toStringTag, { value: 'CommandContext' });
 
-  function asError(thrown) {
-    if (thrown instanceof Error) return thrown;
-    if (thrown !== null && typeof thrown === 'object') return thrown;
-    let text;
+  /** The text the queue keeps of a thrown value (its stack, or `String(value)`). */
+  function summarize(thrown) {
     try {
-      text = String(thrown);
+      if (thrown !== null && typeof thrown === 'object' && typeof thrown.stack === 'string' && thrown.stack.length > 0) {
+        return thrown.stack;
+      }
+      return String(thrown);
     } catch {
-      text = typeof thrown;
+      return 'handler failed with a value that cannot be printed';
     }
-    return new Error(text);
   }
 
-  function summarize(error) {
+  function isRetryable(thrown) {
     try {
-      if (typeof error.stack === 'string' && error.stack.length > 0) return error.stack;
-      return String(error);
+      return !(thrown !== null && typeof thrown === 'object' && thrown.retryable === false);
     } catch {
-      return 'handler failed with an error that cannot be printed';
+      return true;
     }
   }
 
@@ -126,32 +246,38 @@
     const key = CommandContext.key(ctx);
     if (runs.get(key) !== ctx) return; // abandoned (timed out, or dropped after a cancel)
     runs.delete(key);
+    CommandContext.unhold(ctx);
+    let retryable;
     if (ok) {
       let json;
       try {
-        json = value === undefined || value === null ? undefined : JSON.stringify(value);
+        json = value === undefined || value === null ? undefined : toJson(value, 'result');
       } catch (error) {
-        ok = false;
-        value = laneError(
-          'RESULT_NOT_JSON',
-          `the handler's result cannot be converted to JSON: ${error && error.message}`,
-          TypeError,
-        );
+        json = error;
       }
-      if (ok) {
+      if (typeof json !== 'object') {
         native.settleRun(key, true, json, undefined, true);
         return;
       }
+      // Running it again would give the same value: not retried.
+      value = json;
+      retryable = false;
+    } else {
+      retryable = isRetryable(value);
     }
-    const error = asError(value);
-    if (recordFailure) failures.set(id, error);
-    native.settleRun(key, false, undefined, summarize(error), error.retryable !== false);
+    // The submitter gets the very thrown value; a run already answered (timed out, or
+    // cancelled) keeps nothing for anyone.
+    if (recordFailure && !CommandContext.aborted(ctx)) failures.set(id, value);
+    native.settleRun(key, false, undefined, summarize(value), retryable);
   }
 
   function run(type, payloadJson, id, lane, attempt, key, recordFailure) {
     const handler = handlers.get(type);
     const ctx = new CommandContext(id, lane, attempt, key);
+    // A running handler keeps the process alive until it returns or is told to stop
+    // (then its own work decides), so the abort always reaches it.
     runs.set(key, ctx);
+    CommandContext.hold(ctx);
     let result;
     try {
       result = handler(payloadJson === 'null' ? null : JSON.parse(payloadJson), ctx);
@@ -189,16 +315,28 @@
     if (ctx === undefined) return;
     if (forget) runs.delete(key);
     CommandContext.abort(ctx, laneError(code, message));
+    CommandContext.unhold(ctx);
   }
 
   function promise(token) {
     return valuePromise(token, undefined);
   }
 
+  /**
+   * A submit's promise: like `promise`, but before `start()` it does not keep the process
+   * alive (the command cannot finish until then).
+   */
+  function commandPromise(token, detached) {
+    const made = valuePromise(token, undefined, !started);
+    if (detached) made.catch(() => {});
+    return made;
+  }
+
   /** A promise that resolves with `value` when it is settled without a JSON result. */
-  function valuePromise(token, value) {
-    hold();
-    const entry = { resolve: undefined, reject: undefined, watch: undefined, promise: undefined, value };
+  function valuePromise(token, value, waitsForStart = false) {
+    const entry = { resolve: undefined, reject: undefined, watch: undefined, promise: undefined, value, waitsForStart };
+    if (waitsForStart) beforeStart.add(entry);
+    else hold();
     entry.promise = new Promise((resolve, reject) => {
       entry.resolve = resolve;
       entry.reject = reject;
@@ -211,7 +349,8 @@
     const entry = promises.get(token);
     if (entry === undefined) return undefined;
     promises.delete(token);
-    release();
+    if (entry.waitsForStart) beforeStart.delete(entry);
+    else release();
     if (entry.watch !== undefined) entry.watch.stop();
     return entry;
   }
@@ -233,10 +372,10 @@
   /** Rejects a submitter; a handler's own failure wins over the queue's summary of it. */
   function reject(token, id, error, useFailure) {
     let reason = error;
-    if (id >= 0) {
+    if (id >= 0 && failures.has(id)) {
       const failure = failures.get(id);
       failures.delete(id);
-      if (useFailure && failure !== undefined) reason = failure;
+      if (useFailure) reason = failure;
     }
     const entry = promises.get(token);
     if (entry !== undefined && entry.watch !== undefined && entry.watch.aborted && reason === error) {
@@ -304,24 +443,13 @@
     return entry.watch.aborted;
   }
 
-  /** The payload as JSON text (a string payload is taken as JSON text), or a TypeError. */
+  /** The payload as JSON text (a string is a string, not JSON text), or the NOT_JSON error. */
   function payloadJson(payload) {
-    if (typeof payload === 'string') return payload;
-    if (payload === undefined) return 'null';
-    let json;
     try {
-      json = JSON.stringify(payload);
+      return toJson(payload, 'payload');
     } catch (error) {
-      return laneError('INVALID_ARGUMENT', `payload cannot be converted to JSON: ${error && error.message}`, TypeError);
+      return error;
     }
-    if (json === undefined) {
-      return laneError(
-        'INVALID_ARGUMENT',
-        `payload must be a JSON value or a JSON string, got ${describe(payload)}`,
-        TypeError,
-      );
-    }
-    return json;
   }
 
   function describe(value) {
@@ -497,6 +625,7 @@
   return {
     abort,
     bind,
+    commandPromise,
     detachedPromise,
     emit,
     handle,
@@ -513,6 +642,7 @@
     resolve,
     resolveWith,
     run,
+    setStarted,
     submitOptions,
     valuePromise,
   };

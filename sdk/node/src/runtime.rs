@@ -194,6 +194,8 @@ type ValuePromiseFn = FunctionRef<FnArgs<(f64, Unknown<'static>)>, Unknown<'stat
 type PayloadFn = FunctionRef<Unknown<'static>, Either<String, Unknown<'static>>>;
 type ListenerFn = FunctionRef<FnArgs<(String, Unknown<'static>)>, Unknown<'static>>;
 type VoidFn = FunctionRef<(), Unknown<'static>>;
+type BoolFn = FunctionRef<bool, Unknown<'static>>;
+type CommandPromiseFn = FunctionRef<FnArgs<(f64, bool)>, Unknown<'static>>;
 type IterateFn = FunctionRef<FnArgs<(Option<Vec<String>>, u32, bool)>, Unknown<'static>>;
 
 /// The functions of one `runtime.js` instance.
@@ -203,6 +205,7 @@ struct RuntimeFns {
     promise: TokenFn,
     value_promise: ValuePromiseFn,
     detached_promise: TokenFn,
+    command_promise: CommandPromiseFn,
     resolve: ResolveFn,
     resolve_with: ResolveWithFn,
     reject: RejectFn,
@@ -218,6 +221,7 @@ struct RuntimeFns {
     iterate: IterateFn,
     hold: VoidFn,
     release: VoidFn,
+    set_started: BoolFn,
 }
 
 /// What the Rust callbacks of `runtime.js` act on.
@@ -233,6 +237,9 @@ pub trait NativeCallbacks: 'static {
     ) -> napi::Result<Unknown<'env>>;
     /// Whether someone listens to events now (starts or stops reading them).
     fn events_wanted(&self, env: &Env, wanted: bool);
+    /// Commands accepted and not finished (pending, delayed or running), for the report
+    /// at exit.
+    fn unfinished(&self) -> usize;
 }
 
 /// The JavaScript half of one `Lane`, and the state only the JavaScript thread touches.
@@ -369,6 +376,15 @@ impl JsRuntime {
             })?,
         )?;
 
+        let slot = callbacks.clone();
+        native.set(
+            "unfinished",
+            env.create_function_from_closure::<(), _, _>("unfinished", move |_| {
+                Ok(callback(&slot).map_or(0, |callbacks| callbacks.unfinished()) as f64)
+            })?,
+        )?;
+        native.set("errors", crate::error::error_kit(env)?)?;
+
         let factory: Function<'_, Object<'_>, Object<'_>> = env.run_script(SOURCE)?;
         let rt = factory.call(native)?;
         let fns = RuntimeFns {
@@ -377,6 +393,7 @@ impl JsRuntime {
             promise: function_ref(&rt, "promise")?,
             value_promise: function_ref(&rt, "valuePromise")?,
             detached_promise: function_ref(&rt, "detachedPromise")?,
+            command_promise: function_ref(&rt, "commandPromise")?,
             resolve: function_ref(&rt, "resolve")?,
             resolve_with: function_ref(&rt, "resolveWith")?,
             reject: function_ref(&rt, "reject")?,
@@ -392,6 +409,7 @@ impl JsRuntime {
             iterate: function_ref(&rt, "iterate")?,
             hold: function_ref(&rt, "hold")?,
             release: function_ref(&rt, "release")?,
+            set_started: function_ref(&rt, "setStarted")?,
         };
         Ok(Rc::new(Self {
             fns,
@@ -410,6 +428,13 @@ impl JsRuntime {
     pub fn set_callbacks(&self, callbacks: Weak<dyn NativeCallbacks>, bridge: Arc<Bridge>) {
         *self.callbacks.borrow_mut() = Some(callbacks);
         *self.bridge.borrow_mut() = Arc::downgrade(&bridge);
+    }
+
+    /// Whether the queue runs commands: until then, its pending promises do not keep the
+    /// process alive (a `Lane` before `start()`).
+    pub fn set_started(&self, env: &Env, started: bool) -> napi::Result<()> {
+        self.fns.set_started.borrow_back(env)?.call(started)?;
+        Ok(())
     }
 
     /// A fresh promise token.
@@ -437,6 +462,21 @@ impl JsRuntime {
             .value_promise
             .borrow_back(env)?
             .call((token as f64, unknown_static(value)).into())
+    }
+
+    /// A submit's promise (`detached`: a handle's result, not reported if never
+    /// awaited): like [`JsRuntime::promise`], but made before `start()` it keeps the
+    /// process alive only from `start()` on.
+    pub fn command_promise<'env>(
+        &self,
+        env: &'env Env,
+        token: u64,
+        detached: bool,
+    ) -> napi::Result<Unknown<'env>> {
+        self.fns
+            .command_promise
+            .borrow_back(env)?
+            .call((token as f64, detached).into())
     }
 
     /// Like [`JsRuntime::promise`], for a handle's result: not reported if never awaited.
@@ -1150,8 +1190,15 @@ impl Drop for RunGuard<'_> {
 
 #[async_trait]
 impl Handler for JsHandler {
+    /// A JavaScript promise goes on when its Rust future is dropped: the queue keeps the
+    /// lane slot until the handler really returns, so `maxConcurrency` holds.
+    fn stops_when_dropped(&self) -> bool {
+        false
+    }
+
     async fn handle(&self, payload: Value, ctx: CommandContext) -> a3s_lane::Result<Value> {
         let bridge = &*self.bridge;
+        let started = std::time::Instant::now();
         let key = bridge.next_run.fetch_add(1, Ordering::Relaxed);
         let payload = serde_json::to_string(&payload)?;
         let (reply, mut answer) = oneshot::channel();
@@ -1179,10 +1226,19 @@ impl Handler for JsHandler {
             biased;
             outcome = &mut answer => outcome,
             () = ctx.cancelled() => {
+                // The queue asks a timed-out run to stop through the same signal.
+                let timeout = bridge.timeouts.read().get(ctx.lane()).copied();
+                let (code, message) = match timeout {
+                    Some(limit) if started.elapsed() >= limit => (
+                        "TIMEOUT",
+                        format!("command {} timed out after {limit:?}", ctx.id()),
+                    ),
+                    _ => ("CANCELLED", format!("command {} was cancelled", ctx.id())),
+                };
                 bridge.mailbox.send(Mail::Abort {
                     key,
-                    code: "CANCELLED",
-                    message: format!("command {} was cancelled", ctx.id()),
+                    code,
+                    message,
                     forget: false,
                 });
                 answer.await

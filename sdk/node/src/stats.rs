@@ -49,6 +49,13 @@ pub struct LaneStatus {
     pub effective_priority: u32,
     /// Whether its `rateLimit` holds it back now (it starts again when a permit is due).
     pub throttled: bool,
+    /// Runs answered (timed out, or cancelled after the grace period) whose handler went
+    /// on running, since the queue was made (0 on a `RedisQueue`, which does not count
+    /// them yet). Each also emits `queue.command.abandoned`.
+    pub abandoned: f64,
+    /// Of those, the ones still running now: each keeps its slot (counted in `active`),
+    /// so `maxConcurrency` holds even for a handler that ignores its `ctx.signal`.
+    pub abandoned_running: u32,
 }
 
 /// A command that failed for good.
@@ -141,6 +148,8 @@ impl From<CoreStatus> for LaneStatus {
             paused: lane.paused,
             effective_priority: lane.effective_priority.into(),
             throttled: lane.throttled,
+            abandoned: lane.abandoned as f64,
+            abandoned_running: count(lane.abandoned_running),
         }
     }
 }

@@ -1,7 +1,7 @@
 // Cancelling removes a pending command at once ('cancelled') and aborts a running
 // handler's ctx.signal ('signalled'); the submitter gets code CANCELLED. An AbortSignal
-// given to submit does the same, and a handler that ignores its signal is abandoned
-// after the cancel grace. The outcomes on every engine:
+// given to submit does the same, and a handler that ignores its signal is answered
+// after the cancel grace but keeps its slot until it returns. The outcomes on every engine:
 // client_surface_is_the_same_on_both_engines.test.mjs.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -67,14 +67,19 @@ test('cancelling a running command aborts its signal, and a handler that stops e
   await lane.shutdown();
 });
 
-test('a handler that ignores its signal is abandoned after the cancel grace', async () => {
+test('a handler that ignores its signal is answered after the cancel grace, and keeps its slot until it returns', async () => {
   const lane = new Lane({ work: { priority: 0, maxConcurrency: 1, cancelGraceMs: 30 } });
   const running = deferred();
+  const finish = deferred();
+  let nextRan = false;
   lane.handle('stubborn', () => {
     running.resolve();
-    return new Promise(() => {});
+    return finish.promise; // ignores ctx.signal
   });
-  lane.handle('next', () => 'next ran');
+  lane.handle('next', () => {
+    nextRan = true;
+    return 'next ran';
+  });
   await lane.start();
   const handle = await lane.submitWithHandle('work', 'stubborn');
   await running.promise;
@@ -86,8 +91,16 @@ test('a handler that ignores its signal is abandoned after the cancel grace', as
     return true;
   });
   assert.ok(Date.now() - cancelledAt >= 25);
-  // Its slot is free again.
-  assert.equal(await lane.submit('work', 'next'), 'next ran');
+  // Answered, but still running: its slot is not given to the next command.
+  const next = lane.submit('work', 'next');
+  const { lanes } = await lane.stats();
+  assert.equal(lanes.work.active, 1);
+  assert.equal(lanes.work.abandonedRunning, 1);
+  assert.equal(lanes.work.pending, 1);
+  assert.equal(nextRan, false);
+  finish.resolve('done at last');
+  assert.equal(await next, 'next ran');
+  assert.equal((await lane.stats()).lanes.work.abandoned, 1);
   await lane.shutdown();
 });
 
@@ -170,9 +183,11 @@ test('shutdownNow cancels pending work and resolves with the count', async () =>
   const outcomes = [blocker, ...[1, 2].map(() => lane.submit('work', 'queued'))].map((result) =>
     assert.rejects(result, isCancelled),
   );
-  const count = await lane.shutdownNow();
-  assert.equal(count, 3);
+  const stopping = lane.shutdownNow();
+  // Every submitter is answered, the blocker after its grace; shutdownNow() then waits
+  // for the blocker, which ignores its signal, to return: it holds its slot till then.
   await Promise.all(outcomes);
   release.resolve();
+  assert.equal(await stopping, 3);
   await assert.rejects(lane.submit('work', 'queued'), (error) => error.code === 'SHUTDOWN');
 });

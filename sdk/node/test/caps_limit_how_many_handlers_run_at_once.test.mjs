@@ -88,6 +88,8 @@ test('stats report pending and running commands per lane', async () => {
     paused: false,
     effectivePriority: 3,
     throttled: false,
+    abandoned: 0,
+    abandonedRunning: 0,
   });
   release();
   await Promise.all(jobs);

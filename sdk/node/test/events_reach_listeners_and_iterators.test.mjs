@@ -80,7 +80,8 @@ test('failures, retries and timeouts are announced', async () => {
   lane.handle('fail', () => {
     throw new Error('nope');
   });
-  lane.handle('hang', () => new Promise(() => {}));
+  // Stops when its signal aborts (at the timeout).
+  lane.handle('hang', (_payload, ctx) => new Promise((resolve) => ctx.signal.addEventListener('abort', resolve)));
   await lane.start();
   await assert.rejects(lane.submit('work', 'fail'), /nope/);
   await assert.rejects(lane.submit('work', 'hang'), (error) => error.code === 'TIMEOUT');
@@ -189,8 +190,9 @@ test("a command's events reach the listeners before its promise settles", async 
   await lane.shutdown();
 });
 
-test('EVENT_KEYS lists the 15 keys of the core, each one a listener may name', async () => {
-  assert.equal(EVENT_KEYS.length, 15);
+test('EVENT_KEYS lists the 16 keys of the core, each one a listener may name', async () => {
+  assert.equal(EVENT_KEYS.length, 16);
+  assert.ok(EVENT_KEYS.includes('queue.command.abandoned'));
   assert.ok(Object.isFrozen(EVENT_KEYS));
   assert.deepEqual(EVENT_KEYS.slice(0, 3), ['queue.command.submitted', 'queue.command.started', 'queue.command.completed']);
   assert.ok(EVENT_KEYS.includes('queue.events.lagged'));

@@ -7,8 +7,14 @@ import { test } from 'node:test';
 import { DEFAULTS, Lane, RedisQueue, RedisWorker } from '@a3s-lab/lane';
 import { deferred, redisUrl, uniquePrefix, waitFor } from './support.mjs';
 
-/** Rejects with a handler that never settles by itself, however it is cancelled. */
-const stuck = () => new Promise(() => {});
+/**
+ * A handler that ignores its aborted signal: it returns only when the test calls
+ * `unstick()` (until then it keeps its lane slot).
+ */
+function stubborn() {
+  const done = deferred();
+  return { stuck: () => done.promise, unstick: () => done.resolve(null) };
+}
 
 /** Milliseconds since an arbitrary origin, for lower bounds on delays. */
 const now = () => performance.now();
@@ -72,6 +78,7 @@ test('a lane with no optional option: the core concurrency, cancel grace, and no
 
   let attempts = 0;
   const started = deferred();
+  const { stuck, unstick } = stubborn();
   lane.handle('fail', () => {
     attempts += 1;
     throw new Error('no retry');
@@ -104,6 +111,8 @@ test('a lane with no optional option: the core concurrency, cancel grace, and no
   const waited = now() - cancelledAt;
   assert.ok(waited >= DEFAULTS.lane.cancel_grace_ms - SLACK_MS, `abandoned after ${waited} ms`);
   assert.ok(waited < DEFAULTS.lane.cancel_grace_ms * 10, `abandoned after ${waited} ms`);
+  // It keeps its slot until it returns; then the waiting commands run.
+  unstick();
   await Promise.all(waiting);
   assert.deepEqual(pressure, []);
 });
@@ -178,6 +187,7 @@ test('a Redis queue and lanes with no optional option: the core prefix, lanes, r
   assert.equal(lanes.a.maxConcurrency, DEFAULTS.lane.max_concurrency);
 
   const started = deferred();
+  const { stuck, unstick } = stubborn();
   const at = [];
   workers.push(
     await RedisWorker.start(queue, {
@@ -208,6 +218,7 @@ test('a Redis queue and lanes with no optional option: the core prefix, lanes, r
   await assert.rejects(handle.result, (error) => error.code === 'CANCELLED');
   const waited = now() - cancelledAt;
   assert.ok(waited >= DEFAULTS.lane.cancel_grace_ms - SLACK_MS, `abandoned after ${waited} ms`);
+  unstick();
 });
 
 test('a Redis worker with no optional option runs DEFAULTS.redis_worker.slots commands at once', async (t) => {

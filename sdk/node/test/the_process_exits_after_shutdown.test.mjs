@@ -27,7 +27,8 @@ test('the process exits after shutdownNow with work still queued', async () => {
   const result = await runNode(`
     const { Lane } = require('@a3s-lab/lane');
     const lane = new Lane({ work: { priority: 0, maxConcurrency: 1, cancelGraceMs: 10 } });
-    lane.handle('forever', () => new Promise(() => {}));
+    // Runs until its signal aborts (shutdownNow waits for a running handler to return).
+    lane.handle('forever', (_payload, ctx) => new Promise((resolve) => ctx.signal.addEventListener('abort', resolve)));
     lane.start();
     const pending = [1, 2, 3].map(() => lane.submit('work', 'forever').catch((error) => error.code));
     setTimeout(async () => {

@@ -9,8 +9,13 @@ test('a slow handler times out and its signal is aborted', async () => {
   const lane = new Lane({ api: { priority: 0, maxConcurrency: 2, timeoutMs: 50 } });
   const aborted = deferred();
   lane.handle('slow', (_payload, ctx) => {
-    ctx.signal.addEventListener('abort', () => aborted.resolve(ctx.signal.reason));
-    return new Promise(() => {}); // never settles by itself
+    // Never settles by itself; stops when its signal aborts.
+    return new Promise((resolve) => {
+      ctx.signal.addEventListener('abort', () => {
+        aborted.resolve(ctx.signal.reason);
+        resolve('too late');
+      });
+    });
   });
   lane.handle('fast', () => 'done');
   await lane.start();
@@ -23,7 +28,7 @@ test('a slow handler times out and its signal is aborted', async () => {
   assert.ok(Date.now() - started >= 45);
   const reason = await aborted.promise;
   assert.equal(reason.code, 'TIMEOUT');
-  // The timed-out run released its slot.
+  // The timed-out run stopped, and so released its slot.
   assert.equal(await lane.submit('api', 'fast'), 'done');
   await lane.shutdown();
 });
@@ -46,7 +51,7 @@ test('a timed-out command is retried when the lane has a retry policy', async ()
   const attempts = [];
   lane.handle('flaky', async (_payload, ctx) => {
     attempts.push(ctx.attempt);
-    if (ctx.attempt === 1) await new Promise(() => {});
+    if (ctx.attempt === 1) await new Promise((resolve) => ctx.signal.addEventListener('abort', resolve));
     return ctx.attempt;
   });
   await lane.start();

@@ -51,6 +51,8 @@ pub struct Lane {
     core: Arc<LaneCore>,
     /// Durable lanes only: hands submits to the acceptor task.
     jobs: Option<mpsc::UnboundedSender<AcceptJob>>,
+    /// Whether `start()` was called (a second call is an error).
+    started: std::cell::Cell<bool>,
 }
 
 impl std::fmt::Debug for Lane {
@@ -154,8 +156,15 @@ impl Lane {
             core.state.lock().manager = Some(manager);
             None
         };
+        // Until `start()`, its commands cannot finish: they do not hold the process.
+        runtime.set_started(&env, false)?;
         let client = Client::new(runtime, core.bridge.clone(), core.clone());
-        Ok(Self { client, core, jobs })
+        Ok(Self {
+            client,
+            core,
+            jobs,
+            started: std::cell::Cell::new(false),
+        })
     }
 
     /// Registers (or replaces) the handler of a command type. The handler gets the
@@ -189,6 +198,20 @@ impl Lane {
         let token = rt.next_token();
         let promise = rt.promise(env, token)?;
         let core = self.core.clone();
+        if core.is_closed() || self.is_shutting_down() {
+            rt.reject_with(env, token, &LaneError::ShutdownInProgress)?;
+            return Ok(promise);
+        }
+        if self.started.replace(true) {
+            let failure = JsFailure::error(
+                "QUEUE",
+                "the lane is started already: call start() once (await the first call's promise)",
+            );
+            rt.reject_with(env, token, &failure)?;
+            return Ok(promise);
+        }
+        // From now on its unsettled commands keep the process alive.
+        rt.set_started(env, true)?;
         let Some(storage) = core.setup.storage.clone() else {
             // A lane without storage has its queue from the constructor until shutdown.
             let Some(manager) = core.manager() else {
@@ -233,8 +256,9 @@ impl Lane {
     /// `HANDLER_NOT_FOUND`, `INVALID_ARGUMENT`, `TIMEOUT`, `CANCELLED` or `SHUTDOWN`.
     /// `options.signal` cancels the command when it aborts.
     #[napi(
+        ts_generic_types = "T = unknown",
         ts_args_type = "lane: string, commandType: string, payload?: unknown, options?: SubmitOptions",
-        ts_return_type = "Promise<any>"
+        ts_return_type = "Promise<T>"
     )]
     pub fn submit<'env>(
         &self,
@@ -250,8 +274,9 @@ impl Lane {
     /// Like `submit`, but resolves as soon as the command is accepted (durable, with
     /// storage) with its `CommandHandle`: `id`, `cancel()` and the `result` promise.
     #[napi(
+        ts_generic_types = "T = unknown",
         ts_args_type = "lane: string, commandType: string, payload?: unknown, options?: SubmitOptions",
-        ts_return_type = "Promise<CommandHandle>"
+        ts_return_type = "Promise<CommandHandle<T>>"
     )]
     pub fn submit_with_handle<'env>(
         &self,
@@ -339,7 +364,8 @@ impl Lane {
     }
 
     /// Resolves once no command is pending, delayed or running (and, with storage, the
-    /// store is written); rejects with code `TIMEOUT` after `timeoutMs`.
+    /// store is written); rejects with code `TIMEOUT` after `timeoutMs`. After
+    /// `shutdown()` it resolves at once: nothing is left to drain.
     #[napi(ts_args_type = "timeoutMs: number", ts_return_type = "Promise<void>")]
     pub fn drain<'env>(&self, env: &'env Env, timeout_ms: Js<f64>) -> napi::Result<Unknown<'env>> {
         let at = At::argument("timeoutMs");
@@ -347,6 +373,9 @@ impl Lane {
             Ok(timeout) => timeout,
             Err(failure) => return self.runtime().rejected(env, &failure),
         };
+        if self.core.is_closed() {
+            return self.runtime().settled(env, None);
+        }
         self.settle_later(env, move |manager, _| {
             async move {
                 match manager.drain(timeout).await {
@@ -356,6 +385,94 @@ impl Lane {
             }
             .boxed()
         })
+    }
+
+    /// Resolves when no command is pending, delayed or running (at once if none is now,
+    /// and after `shutdown()`). Like `drain()` without a time limit.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn on_idle<'env>(&self, env: &'env Env) -> napi::Result<Unknown<'env>> {
+        if self.core.is_closed() {
+            return self.runtime().settled(env, None);
+        }
+        self.settle_later(env, |manager, _| {
+            async move {
+                manager.queue().wait_idle().await;
+                Settle::Done
+            }
+            .boxed()
+        })
+    }
+
+    /// Resolves when no command waits to start (none pending or delayed for a retry;
+    /// some may still run), at once if none does now.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn on_empty<'env>(&self, env: &'env Env) -> napi::Result<Unknown<'env>> {
+        if self.core.is_closed() {
+            return self.runtime().settled(env, None);
+        }
+        self.settle_later(env, |manager, _| {
+            async move {
+                let queue = manager.queue();
+                // The waiting count falls only when a command starts or ends early, and
+                // each is an event: check again after each one.
+                let mut events = queue.events().subscribe();
+                loop {
+                    let stats = queue.stats_now();
+                    if stats.total_pending + stats.total_delayed == 0 {
+                        break;
+                    }
+                    if events.recv().await.is_err() {
+                        break;
+                    }
+                }
+                Settle::Done
+            }
+            .boxed()
+        })
+    }
+
+    /// Commands waiting to start, over all lanes (pending, and delayed for a retry); 0
+    /// after shutdown. A plain read.
+    #[napi(getter)]
+    pub fn size(&self) -> u32 {
+        self.core.manager().map_or(0, |manager| {
+            let stats = manager.queue().stats_now();
+            count(stats.total_pending + stats.total_delayed)
+        })
+    }
+
+    /// Commands running now, over all lanes (a run answered while its handler goes on
+    /// counts until the handler returns: it holds its slot). A plain read.
+    #[napi(getter)]
+    pub fn running(&self) -> u32 {
+        self.core
+            .manager()
+            .map_or(0, |manager| count(manager.queue().stats_now().total_active))
+    }
+
+    /// Pauses every lane: no command starts until `resume()`; running ones go on and
+    /// submits are still accepted.
+    #[napi]
+    pub fn pause(&self, env: Env) -> napi::Result<()> {
+        let manager = self.manager_or_throw(&env)?;
+        for lane in &self.core.setup.lanes {
+            manager
+                .pause_lane(&lane.id)
+                .map_err(|error| throw(&env, &error))?;
+        }
+        Ok(())
+    }
+
+    /// Resumes every lane (also a lane paused on its own with `pauseLane`).
+    #[napi]
+    pub fn resume(&self, env: Env) -> napi::Result<()> {
+        let manager = self.manager_or_throw(&env)?;
+        for lane in &self.core.setup.lanes {
+            manager
+                .resume_lane(&lane.id)
+                .map_err(|error| throw(&env, &error))?;
+        }
+        Ok(())
     }
 
     /// Whether `shutdown()` or `shutdownNow()` was called.

@@ -168,6 +168,15 @@ pub(crate) fn shut_down() -> JsFailure {
 
 #[async_trait]
 impl ClientSource for LaneCore {
+    fn unfinished(&self) -> usize {
+        self.manager().map_or(0, |manager| {
+            let stats = manager.queue().stats_now();
+            // A run already answered (timed out, cancelled) is nobody's lost work.
+            let answered: usize = stats.lanes.values().map(|l| l.abandoned_running).sum();
+            stats.total_pending + stats.total_delayed + stats.total_active.saturating_sub(answered)
+        })
+    }
+
     fn now(&self) -> Option<Arc<dyn QueueClient>> {
         self.manager()
             .map(|manager| Arc::new(manager) as Arc<dyn QueueClient>)

@@ -56,11 +56,11 @@ impl Lane {
         let rt = self.runtime();
         let result = rt.next_token();
         let (returned, promise) = if handle {
-            rt.detached_promise(env, result)?;
+            rt.command_promise(env, result, true)?;
             let token = rt.next_token();
-            (token, rt.promise(env, token)?)
+            (token, rt.command_promise(env, token, false)?)
         } else {
-            (result, rt.promise(env, result)?)
+            (result, rt.command_promise(env, result, false)?)
         };
         let tokens = Tokens {
             returned,

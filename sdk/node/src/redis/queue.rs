@@ -208,8 +208,9 @@ impl RedisQueue {
     /// Rejects with code `LANE_NOT_FOUND` for a lane not declared in Redis.
     /// `options.signal` cancels the command when it aborts.
     #[napi(
+        ts_generic_types = "T = unknown",
         ts_args_type = "lane: string, commandType: string, payload?: unknown, options?: SubmitOptions",
-        ts_return_type = "Promise<CommandHandle>"
+        ts_return_type = "Promise<CommandHandle<T>>"
     )]
     pub fn submit<'env>(
         &self,

@@ -105,6 +105,11 @@ impl NativeCallbacks for WorkerInner {
     }
 
     fn events_wanted(&self, _env: &Env, _wanted: bool) {}
+
+    /// A worker's commands stay in Redis for other workers: none is dropped at exit.
+    fn unfinished(&self) -> usize {
+        0
+    }
 }
 
 /// Runs the commands of a `RedisQueue` with JavaScript handlers, in this process; start

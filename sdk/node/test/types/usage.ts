@@ -54,10 +54,11 @@ async function main(): Promise<void> {
   await handle.result.catch(() => undefined);
   const stats: QueueStats = await lane.stats();
   const pending: number = stats.totalPending + stats.totalActive + (stats.lanes['query']?.pending ?? 0);
-  lane.on('queue.command.completed', (event: LaneEvent) => {
-    const laneId = event.payload['laneId'];
+  lane.on('queue.command.completed', (event) => {
+    const laneId: string = event.payload.laneId;
     void laneId;
   });
+  lane.on('*', (event: LaneEvent) => void event.key);
   for await (const event of lane.events(['queue.command.failed'])) {
     const key: string = event.key;
     void key;
@@ -130,14 +131,13 @@ async function main(): Promise<void> {
   const oldStatus: RedisLaneStatus | undefined = redisStats.lanes['api'];
   const laneStatus: LaneStatus | undefined = oldStatus;
   await drainDeadLetters(queue);
-  queue.on('queue.command.completed', (event: LaneEvent) => void event.payload['commandId']);
+  queue.on('queue.command.completed', (event) => void event.payload.commandId);
   void [asQueueStats, oldHandle, laneStatus];
   const letters2 = await queue.deadLetters(10);
   await queue.pauseLane('api', 1_000);
   await queue.resumeLane('api');
   for await (const event of queue.events(['queue.command.completed'])) {
-    const laneId = event.payload['laneId'];
-    void laneId;
+    if (event.key === 'queue.command.completed') void event.payload.laneId;
     break;
   }
   const removed: number = await queue.clear();
