@@ -6,6 +6,9 @@
 # A3S_LANE_REDIS_CLUSTER_URLS; without them a throwaway redis-server and a throwaway
 # cluster are started (see scripts/redis.sh at the repository root). Any failure stops the script with a
 # non-zero exit code.
+#
+# `scripts/test.sh bench [args]` instead builds the addon in release mode and runs
+# benches/submit.mjs (shallow, burst and deep patterns against p-queue) with `args`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +28,19 @@ major=$(node -p 'process.versions.node.split(".")[0]')
 if (( major < 20 )); then
     echo "error: Node.js 20 or newer is required, found $(node --version)" >&2
     exit 1
+fi
+
+if [[ "${1:-}" == bench ]]; then
+    shift
+    echo "==> npm ci (sdk/node)"
+    npm ci --no-audit --no-fund
+    echo "==> building the addon (release) for the bench"
+    rm -rf .napi
+    npx napi build --platform --release --output-dir .napi
+    cp .napi/lane.*.node .
+    echo "==> node benches/submit.mjs $*"
+    node benches/submit.mjs "$@"
+    exit 0
 fi
 
 ensure_redis
