@@ -14,7 +14,8 @@
 //! - [`error`]: errors to JavaScript errors with stable codes; [`events`]: lifecycle
 //!   events; [`handle`]: the shapes of handles and handler contexts.
 //! - [`runtime`]: the bridge between tokio tasks and the JavaScript thread (with its
-//!   JavaScript half, `runtime.js`).
+//!   JavaScript half, `runtime.js`); [`spawner`]: command runners polled on the
+//!   JavaScript thread when dispatched there.
 //!
 //! The generated `index.d.ts` documents the JavaScript API; `test/` is its `node --test`
 //! suite.
@@ -34,4 +35,5 @@ pub mod lane;
 pub mod metrics;
 pub mod redis;
 pub mod runtime;
+pub mod spawner;
 pub mod stats;

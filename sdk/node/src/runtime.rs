@@ -92,6 +92,8 @@ pub enum Mail {
     EventsReady,
     /// The subscription of a lane whose queue was built after listeners were added.
     Subscribe(EventStream),
+    /// Poll one of the queue's command runners (see `crate::spawner`).
+    Poll(Arc<crate::spawner::RunnerTask>),
 }
 
 /// One attempt of a command, for its JavaScript handler.
@@ -724,6 +726,10 @@ impl JsRuntime {
                 .and_then(|release| release.call(()))
                 .map(drop),
             Mail::EventsReady => self.pump_events(env),
+            Mail::Poll(task) => {
+                task.poll();
+                Ok(())
+            }
             Mail::Subscribe(stream) => {
                 if self.events_wanted.get() && self.events.borrow().is_none() {
                     *self.events.borrow_mut() = Some(stream);
@@ -991,11 +997,14 @@ const MAX_MAILS_PER_TURN: usize = 1024;
 /// the queue turns non-empty. A busy lane therefore pays one wake-up of the JavaScript
 /// thread (and one pass through Node's threadsafe-function machinery) for a whole batch
 /// of messages, not one per message.
+#[derive(Clone)]
 pub struct Mailbox {
     inner: Arc<MailboxInner>,
 }
 
 struct MailboxInner {
+    /// The JavaScript thread.
+    js_thread: std::thread::ThreadId,
     queue: parking_lot::Mutex<VecDeque<Mail>>,
     doorbell: OnceLock<Doorbell>,
     /// Set when the JavaScript environment refused a wake-up (it is shutting down).
@@ -1029,6 +1038,7 @@ impl Mailbox {
     /// A mailbox whose messages `runtime` handles.
     pub fn create(env: &Env, runtime: Rc<JsRuntime>) -> napi::Result<Self> {
         let inner = Arc::new(MailboxInner {
+            js_thread: std::thread::current().id(),
             queue: parking_lot::Mutex::new(VecDeque::new()),
             doorbell: OnceLock::new(),
             closed: AtomicBool::new(false),
@@ -1046,13 +1056,22 @@ impl Mailbox {
                 let Some(inner) = weak.upgrade() else {
                     return Ok(());
                 };
-                let batch: Vec<Mail> = {
-                    let mut queue = inner.queue.lock();
-                    let n = queue.len().min(MAX_MAILS_PER_TURN);
-                    queue.drain(..n).collect()
-                };
-                for mail in batch {
-                    runtime.deliver(&ctx.env, mail);
+                // Mail sent while delivering (a runner polled here mails its handler's
+                // run) is delivered in the same turn, up to the bound.
+                let mut left = MAX_MAILS_PER_TURN;
+                while left > 0 {
+                    let batch: Vec<Mail> = {
+                        let mut queue = inner.queue.lock();
+                        let n = queue.len().min(left);
+                        queue.drain(..n).collect()
+                    };
+                    if batch.is_empty() {
+                        break;
+                    }
+                    left -= batch.len();
+                    for mail in batch {
+                        runtime.deliver(&ctx.env, mail);
+                    }
                 }
                 if !inner.queue.lock().is_empty() {
                     inner.ring();
@@ -1061,6 +1080,11 @@ impl Mailbox {
             })?;
         let _ = inner.doorbell.set(doorbell);
         Ok(Self { inner })
+    }
+
+    /// Whether this is the JavaScript thread of the mailbox.
+    pub fn is_js_thread(&self) -> bool {
+        std::thread::current().id() == self.inner.js_thread
     }
 
     /// Queues `mail`; false when the JavaScript environment is gone.

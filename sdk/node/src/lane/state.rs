@@ -58,7 +58,9 @@ impl LaneCore {
     ) -> Result<QueueManagerBuilder, LaneError> {
         let setup = &self.setup;
         let events = EventEmitter::try_new(setup.event_capacity)?;
-        let mut builder = QueueManagerBuilder::new(events);
+        let mut builder = QueueManagerBuilder::new(events).with_spawner(
+            crate::spawner::MailboxSpawner::new(self.bridge.mailbox.clone()),
+        );
         for lane in &setup.lanes {
             builder = builder.with_lane(&lane.id, lane.config.clone(), lane.priority);
         }
