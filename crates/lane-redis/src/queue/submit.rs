@@ -148,6 +148,21 @@ pub(super) async fn run_submitter(
             }
             return;
         }
+        if batch.is_empty() {
+            // The timer: only references to withdraw. Sent alone; on failure they stay
+            // for the next call.
+            let _ = submitter
+                .call(
+                    &mut conn,
+                    &prefix,
+                    &client_id,
+                    result_ttl_ms,
+                    &[],
+                    response_timeout,
+                )
+                .await;
+            continue;
+        }
         let mut backoff = target.backoff.min;
         while !batch.is_empty() {
             let outcome = submitter

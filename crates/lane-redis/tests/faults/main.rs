@@ -112,3 +112,64 @@ async fn a_cluster_master_failing_over_to_its_replica_loses_nothing() {
         .await
         .assert_clean();
 }
+
+/// A submit whose reply never came (Redis got it, the reply was lost) fails after the
+/// reconnect wait as *in doubt*, and once Redis answers again its command is withdrawn,
+/// even if the producer submits nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submit_given_up_on_is_withdrawn_when_redis_answers() {
+    use a3s_lane::{LaneConfig, RedisQueue, RedisQueueConfig};
+    use proxy::{FaultProxy, Mode};
+    use server::RedisServer;
+
+    let server = tokio::task::block_in_place(|| RedisServer::start("withdrawn"));
+    let proxy = FaultProxy::start(server.addr).await;
+    let config = |url: String| {
+        RedisQueueConfig::new(url)
+            .with_key_prefix("withdrawn")
+            .with_response_timeout(Duration::from_millis(500))
+            .with_reconnect_wait(Duration::from_millis(800))
+            .with_reconnect_backoff(Duration::from_millis(20), Duration::from_millis(100))
+    };
+    let queue =
+        RedisQueue::connect(config(proxy.url()).with_lane("jobs", LaneConfig::new(1, 1), 0))
+            .await
+            .unwrap();
+    let direct = RedisQueue::connect(config(format!("redis://{}", server.addr)))
+        .await
+        .unwrap();
+
+    // One submit through first: Redis then knows the submit script (a NOSCRIPT reply
+    // lost with the others would mean the request never ran).
+    queue
+        .submit("jobs", "work", serde_json::json!(0))
+        .await
+        .unwrap();
+    proxy.set_mode(Mode::DropReplies);
+    let error = queue
+        .submit("jobs", "work", serde_json::json!(1))
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("may have received it"),
+        "{error}"
+    );
+    // Redis did receive it (the request went through; only replies were lost).
+    assert_eq!(direct.stats().await.unwrap().counter("submitted"), 2);
+
+    proxy.set_mode(Mode::Pass);
+    proxy.cut();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = direct.stats().await.unwrap();
+        if stats.counter("cancelled") == 1 {
+            assert_eq!(stats.queue.lanes["jobs"].pending, 1, "only the first one waits");
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the submit given up on was not withdrawn within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
