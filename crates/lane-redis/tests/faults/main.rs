@@ -141,7 +141,7 @@ async fn a_submit_given_up_on_is_withdrawn_when_redis_answers() {
 
     // One submit through first: Redis then knows the submit script (a NOSCRIPT reply
     // lost with the others would mean the request never ran).
-    queue
+    let _first = queue
         .submit("jobs", "work", serde_json::json!(0))
         .await
         .unwrap();
