@@ -222,11 +222,12 @@ export declare class Lane {
    */
   start(): Promise<void>
   /**
-   * Submits a command and resolves with its result: what the handler of
-   * `commandType` returned for `payload` (a JSON value, or a JSON string). Rejects
-   * with the handler's own error, or an error with code `LANE_NOT_FOUND`,
-   * `HANDLER_NOT_FOUND`, `INVALID_ARGUMENT`, `TIMEOUT`, `CANCELLED` or `SHUTDOWN`.
-   * `options.signal` cancels the command when it aborts.
+   * Submits a command and resolves with its result (`T`, unchecked: say what the
+   * handler returns): what the handler of `commandType` returned for `payload`, a
+   * JSON value (a string is a string). Rejects with the handler's own (thrown) value,
+   * or an error with code `NOT_JSON` (at once, naming where the payload is not JSON),
+   * `LANE_NOT_FOUND`, `HANDLER_NOT_FOUND`, `INVALID_ARGUMENT`, `TIMEOUT`,
+   * `CANCELLED` or `SHUTDOWN`. `options.signal` cancels the command when it aborts.
    */
   submit<T = unknown>(lane: string, commandType: string, payload?: unknown, options?: SubmitOptions): Promise<T>
   /**
@@ -572,8 +573,9 @@ export interface CommandContext {
    */
   readonly signal: AbortSignal
   /**
-   * Publishes a `queue.command.progress` event with `progress` (a JSON value); on a
-   * `RedisWorker`, to the queue's event stream (every `RedisQueue.events()` sees it).
+   * Publishes a `queue.command.progress` event with `progress` (a JSON value: throws
+   * `NOT_JSON` otherwise); on a `RedisWorker`, to the queue's event stream (every
+   * `RedisQueue.events()` sees it).
    */
   readonly reportProgress: (progress: unknown) => void
 }

@@ -26,8 +26,9 @@ pub struct CommandContext {
     /// fires — rejecting, or returning — ends as cancelled, not failed.
     #[napi(readonly, ts_type = "AbortSignal")]
     pub signal: Value,
-    /// Publishes a `queue.command.progress` event with `progress` (a JSON value); on a
-    /// `RedisWorker`, to the queue's event stream (every `RedisQueue.events()` sees it).
+    /// Publishes a `queue.command.progress` event with `progress` (a JSON value: throws
+    /// `NOT_JSON` otherwise); on a `RedisWorker`, to the queue's event stream (every
+    /// `RedisQueue.events()` sees it).
     #[napi(readonly, ts_type = "(progress: unknown) => void")]
     pub report_progress: Value,
 }

@@ -95,6 +95,8 @@
   function checkJson(value, path, depth, parents) {
     switch (typeof value) {
       case 'string':
+        if (!value.isWellFormed()) throw notJson(path, 'a string with a lone surrogate (not valid Unicode)');
+        return;
       case 'boolean':
         return;
       case 'number':
@@ -123,6 +125,7 @@
         throw notJson(path, `${describe(value)} (only plain objects, arrays, strings, finite numbers, booleans and null)`);
       }
       for (const key of Object.keys(value)) {
+        if (!key.isWellFormed()) throw notJson(path, 'a key with a lone surrogate (not valid Unicode)');
         const item = value[key];
         // A key set to undefined is absent, as in JSON.stringify.
         if (item !== undefined) checkJson(item, keyPath(path, key), depth + 1, parents);
@@ -135,7 +138,8 @@
   function toJson(value, path) {
     switch (typeof value) {
       case 'string':
-        return JSON.stringify(value);
+        if (value.isWellFormed()) return JSON.stringify(value);
+        break;
       case 'boolean':
         return value ? 'true' : 'false';
       case 'number':

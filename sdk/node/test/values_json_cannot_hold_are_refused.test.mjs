@@ -51,6 +51,8 @@ test('payloads JSON cannot hold are refused at submit, naming where', async () =
     [[1, undefined], 'payload[1]', /undefined/],
     [{ 'user id': [new Point()] }, 'payload["user id"][0]', /an instance of Point/],
     [cycle, 'payload.a.back', /a cycle/],
+    ['\ud800', 'payload', /a string with a lone surrogate/],
+    [{ text: ['ok', 'half \udc00'] }, 'payload.text[1]', /a string with a lone surrogate/],
     [deep, `payload${'[0]'.repeat(128)}`, /nesting deeper than 128 levels/],
   ];
   for (const [payload, path, what] of cases) {
@@ -70,6 +72,10 @@ test('what JSON holds arrives as it was; a string is a string; undefined keys ar
   assert.deepEqual(await lane.submit('q', 'echo', { kept: 1, gone: undefined }), { kept: 1 });
   assert.equal(await lane.submit('q', 'echo'), null);
   assert.equal(await lane.submit('q', 'echo', 1e300), 1e300);
+  for (const n of [0, -0, 42, -7, 2 ** 53 - 1, 2 ** 60, 0.1, -1.5e-300, true, false, null]) {
+    assert.equal(await lane.submit('q', 'echo', n), n === -0 ? 0 : n, `${n} arrives as it was`);
+  }
+  assert.equal(await lane.submit('q', 'echo', 'snow ☃ 𝄞'), 'snow ☃ 𝄞');
   await lane.shutdown();
 });
 

@@ -250,11 +250,12 @@ impl Lane {
         Ok(promise)
     }
 
-    /// Submits a command and resolves with its result: what the handler of
-    /// `commandType` returned for `payload` (a JSON value, or a JSON string). Rejects
-    /// with the handler's own error, or an error with code `LANE_NOT_FOUND`,
-    /// `HANDLER_NOT_FOUND`, `INVALID_ARGUMENT`, `TIMEOUT`, `CANCELLED` or `SHUTDOWN`.
-    /// `options.signal` cancels the command when it aborts.
+    /// Submits a command and resolves with its result (`T`, unchecked: say what the
+    /// handler returns): what the handler of `commandType` returned for `payload`, a
+    /// JSON value (a string is a string). Rejects with the handler's own (thrown) value,
+    /// or an error with code `NOT_JSON` (at once, naming where the payload is not JSON),
+    /// `LANE_NOT_FOUND`, `HANDLER_NOT_FOUND`, `INVALID_ARGUMENT`, `TIMEOUT`,
+    /// `CANCELLED` or `SHUTDOWN`. `options.signal` cancels the command when it aborts.
     #[napi(
         ts_generic_types = "T = unknown",
         ts_args_type = "lane: string, commandType: string, payload?: unknown, options?: SubmitOptions",

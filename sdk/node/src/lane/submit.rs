@@ -130,6 +130,33 @@ impl Lane {
     }
 }
 
+/// A payload that is a JSON primitive (`undefined` and `null` as null, a boolean, a
+/// finite number), read here without a round trip through JSON text; `None` for
+/// anything else (strings too: `runtime.js` refuses one that is not valid Unicode).
+fn primitive(env: &Env, payload: &Unknown<'_>) -> napi::Result<Option<Value>> {
+    use napi::bindgen_prelude::FromNapiValue;
+    use napi::{JsValue, ValueType};
+    let raw = payload.raw();
+    // SAFETY: `raw` is a live value of this call's scope, of the type just checked.
+    Ok(match payload.get_type()? {
+        ValueType::Undefined | ValueType::Null => Some(Value::Null),
+        ValueType::Boolean => Some(Value::Bool(unsafe {
+            bool::from_napi_value(env.raw(), raw)
+        }?)),
+        ValueType::Number => {
+            let n = unsafe { f64::from_napi_value(env.raw(), raw) }?;
+            // Whole numbers as integers, as JSON.stringify writes them; NaN and the
+            // infinities go to runtime.js, which refuses them.
+            if n.fract() == 0.0 && n.abs() < 9_007_199_254_740_992.0 {
+                Some(Value::from(n as i64))
+            } else {
+                serde_json::Number::from_f64(n).map(Value::Number)
+            }
+        }
+        _ => None,
+    })
+}
+
 /// The arguments of a submit (of a `Lane` or a `RedisQueue`): the lane, the command type
 /// and the payload, with `options.signal` watched for the command whose result settles
 /// through `result`; or the error to reject the submit with.
@@ -151,21 +178,22 @@ pub(crate) fn submit_arguments(
     };
     let payload = match payload {
         None => Value::Null,
-        Some(payload) => match rt.payload_json(env, payload)? {
-            Either::A(json) => match serde_json::from_str(&json) {
-                Ok(payload) => payload,
-                Err(error) => {
-                    let failure = JsFailure::type_error(
-                        "INVALID_ARGUMENT",
-                        format!(
-                            "payload is a string but not valid JSON ({error}); pass an object, \
-                             or JSON.stringify(value) for a string payload"
-                        ),
-                    );
-                    return Ok(Err(unknown_static(failure.to_js(env))));
-                }
+        Some(payload) => match primitive(env, &payload)? {
+            Some(value) => value,
+            // Objects, arrays and what JSON cannot hold: checked by `runtime.js`.
+            None => match rt.payload_json(env, payload)? {
+                Either::A(json) => match serde_json::from_str(&json) {
+                    Ok(payload) => payload,
+                    Err(error) => {
+                        let failure = JsFailure::type_error(
+                            "NOT_JSON",
+                            format!("internal: the payload's JSON text did not parse ({error})"),
+                        );
+                        return Ok(Err(unknown_static(failure.to_js(env))));
+                    }
+                },
+                Either::B(error) => return Ok(Err(unknown_static(error))),
             },
-            Either::B(error) => return Ok(Err(unknown_static(error))),
         },
     };
     if let Some(options) = options {
