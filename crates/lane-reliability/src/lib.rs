@@ -29,5 +29,8 @@ pub mod retry {
 }
 
 #[cfg(feature = "sqlite")]
-pub use local_storage::{LOCAL_STORAGE_FILE, LocalStorage, LocalStorageConfig, LocalSyncMode};
+pub use local_storage::{
+    LOCAL_STORAGE_FILE, LocalStorage, LocalStorageConfig, LocalSyncMode, SalvageReport,
+    UnreadableRows,
+};
 pub use retry::{RetryJitter, RetryPolicy, RetryPolicyBuilder};

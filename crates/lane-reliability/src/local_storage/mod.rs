@@ -26,15 +26,52 @@
 //! run again. Handlers should therefore be idempotent.
 //!
 //! # Damage and errors
-//! Opening takes an exclusive lock (a second queue on the same store fails at once with
-//! "locked"), checks that the file is an a3s-lane store of a known schema version, and
-//! runs SQLite's `quick_check`. A damaged or foreign file, a WAL without its database, a
-//! locked store or an unwritable directory is an error at open; a full disk (or the
-//! configured [`LocalStorageConfig::with_max_size`]) is an error at submit. None of them
-//! ever yields an empty queue. SQLite discards a torn WAL tail (an unfinished commit) by
-//! design: those writes were never acknowledged.
+//! Opening never changes a file it then refuses, and never opens a store it cannot fully
+//! read as an empty queue. Before SQLite may write anything, it checks:
+//! - `lane.db`'s header, read from the file before SQLite sees it: too short, not SQLite,
+//!   an impossible page size or format, or a size that is not a whole number of pages is
+//!   damage; another program's SQLite database (a different `application_id`) is refused
+//!   as it is (no journal-mode switch, no `-wal`/`-shm` created); an unknown schema
+//!   version is refused.
+//! - the exclusive lock: a second queue on the same store (another process, or another
+//!   `LocalStorage` of this one) fails at once with "locked" / "already open".
+//! - `lane.db-wal`, read once the lock is held: a header that is not a WAL's (magic,
+//!   format, page size, checksum) is damage; so is a frame that fails its checksum when
+//!   complete commits follow it, since SQLite would silently drop them all. Every page
+//!   the store needs must be in `lane.db` or the WAL (a truncated file is damage).
+//! - SQLite's `quick_check` (see [`LocalStorageConfig::with_integrity_check`]).
+//!
+//! A refused open closes SQLite without its checkpoint, so the WAL is neither folded into
+//! `lane.db` nor deleted, and removes a side file SQLite created empty for it. The error
+//! says what is damaged and what to do: restore the directory from a backup, or copy
+//! every readable command into a new store with [`LocalStorage::salvage`] (which only
+//! reads the damaged files). Other cases:
+//! - A WAL without `lane.db` (or a leftover `lane.db-shm`/`-journal` without it) is
+//!   refused; nothing is created over it.
+//! - A zero-byte `lane.db` is what a crash during creation leaves (a3s-lane creates the
+//!   store under a temporary name and renames it, but another tool may not): when no
+//!   `-wal`/`-shm`/`-journal` is beside it, it held no command and a new store is created
+//!   in its place (unless [`LocalStorageConfig::must_exist`]); with one beside it, it is
+//!   refused.
+//! - A torn WAL tail — the unfinished last commit of a process that died — is dropped by
+//!   SQLite by design: that commit was never acknowledged. It is not damage.
+//! - A command whose stored payload cannot be read back (nested deeper than the 128
+//!   levels serde_json reads, as an older version could write; anything `lane-core`
+//!   accepts reads back) does not stop the store: it is moved to the dead letters, with
+//!   the reason and its text kept, and every other command is recovered.
+//! - A directory or file this process may not write is reported as a permission problem
+//!   ("not writable by this process"), distinct from a disk I/O error.
+//! - A full disk (or the configured [`LocalStorageConfig::with_max_size`]) is an error at
+//!   submit.
+//!
+//! Damage inside a row's bytes that leaves SQLite's structures valid is not detectable
+//! by these checks; a payload that no longer parses then becomes a dead letter as above.
 
+mod files;
+mod salvage;
 mod sqlite;
+
+pub use salvage::{SalvageReport, UnreadableRows};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -390,12 +427,7 @@ fn prepare(dir: &Path, config: &LocalStorageConfig) -> Result<(PathBuf, bool)> {
                         Err(e)
                     }
                 })
-                .map_err(|e| {
-                    io(
-                        format!("cannot create the store directory {}", dir.display()),
-                        e,
-                    )
-                })?;
+                .map_err(|e| files::io_error(dir, parent, "creating the store directory", &e))?;
         }
         Err(e) => {
             return Err(io(
@@ -408,25 +440,75 @@ fn prepare(dir: &Path, config: &LocalStorageConfig) -> Result<(PathBuf, bool)> {
         .canonicalize()
         .map_err(|e| io(format!("cannot resolve {}", dir.display()), e))?;
     let db = dir.join(LOCAL_STORAGE_FILE);
-    if db.exists() {
-        return Ok((db, false));
+    // Only metadata here: the file's bytes are read once no other LocalStorage of this
+    // process holds it (closing a descriptor of it would drop that one's SQLite locks).
+    let side_files: Vec<PathBuf> = files::SIDE_SUFFIXES
+        .iter()
+        .map(|suffix| files::side(&db, suffix))
+        .filter(|path| path.exists())
+        .collect();
+    let names = |paths: &[PathBuf]| {
+        paths
+            .iter()
+            .filter_map(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match std::fs::metadata(&db) {
+        Ok(meta) if !meta.is_file() => {
+            return Err(LaneError::Storage(format!(
+                "{} is not a regular file; LocalStorage keeps its database there: move it \
+                 aside or choose another directory",
+                db.display()
+            )));
+        }
+        // A zero-byte lane.db is what a crash during creation by another tool (or an
+        // older version) leaves: no command was ever stored in it, so it is created
+        // anew — unless SQLite's side files show that it once held a store.
+        Ok(meta) if meta.len() == 0 => {
+            if !side_files.is_empty() {
+                return Err(files::damaged(
+                    &dir,
+                    format!(
+                        "{LOCAL_STORAGE_FILE} is empty (0 bytes) but {} exist(s) beside it: \
+                         the store's data is gone from {LOCAL_STORAGE_FILE}",
+                        names(&side_files)
+                    ),
+                ));
+            }
+            if config.must_exist {
+                return Err(LaneError::Storage(format!(
+                    "{} is empty (0 bytes) and must_exist was set, so no store is created \
+                     over it",
+                    db.display()
+                )));
+            }
+        }
+        Ok(_) => return Ok((db, false)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if !side_files.is_empty() {
+                return Err(files::damaged(
+                    &dir,
+                    format!(
+                        "{} exist(s) without {LOCAL_STORAGE_FILE} (the store's recent writes \
+                         are in the WAL, the rest is missing); nothing was created over it",
+                        names(&side_files)
+                    ),
+                ));
+            }
+            if config.must_exist {
+                return Err(LaneError::Storage(format!(
+                    "no store in {} ({LOCAL_STORAGE_FILE} is missing, and must_exist was set)",
+                    dir.display()
+                )));
+            }
+        }
+        Err(e) => return Err(files::io_error(&db, &dir, "reading its metadata", &e)),
     }
-    let wal = dir.join(format!("{LOCAL_STORAGE_FILE}-wal"));
-    if wal.exists() {
-        return Err(LaneError::Storage(format!(
-            "{} exists without {}: the store is damaged (its recent writes are in the WAL); \
-             restore {LOCAL_STORAGE_FILE} from a backup, or move the directory aside to \
-             start with an empty queue",
-            wal.display(),
-            db.display()
-        )));
-    }
-    if config.must_exist {
-        return Err(LaneError::Storage(format!(
-            "no store in {} ({LOCAL_STORAGE_FILE} is missing, and must_exist was set)",
-            dir.display()
-        )));
-    }
+    // A directory this process may not write is a permission error, not "cannot open".
+    tempfile::tempfile_in(&dir)
+        .map_err(|e| files::io_error(&dir, &dir, "creating a file in it", &e))?;
     sqlite::create(&db)?;
     Ok((db, true))
 }

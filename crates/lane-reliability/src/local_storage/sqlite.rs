@@ -9,18 +9,20 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
 use lane_core::{CommandId, LaneError, Result, StorageOp, StoredCommand, StoredDeadLetter};
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use super::{LocalStorageConfig, LocalSyncMode};
+use super::files::{self, DbHeader, HeaderProblem};
+use super::{LOCAL_STORAGE_FILE, LocalStorageConfig, LocalSyncMode};
 
 /// `PRAGMA application_id` of an a3s-lane store ("A3SL").
-const APPLICATION_ID: i32 = 0x4133_534c;
+pub(super) const APPLICATION_ID: i32 = 0x4133_534c;
 /// `PRAGMA user_version`: the schema version this code reads and writes.
-const SCHEMA_VERSION: i32 = 1;
+pub(super) const SCHEMA_VERSION: i32 = 1;
 
-const SCHEMA: &str = "
+pub(super) const SCHEMA: &str = "
 CREATE TABLE commands (
     id INTEGER PRIMARY KEY,
     lane_id TEXT NOT NULL,
@@ -68,9 +70,8 @@ pub(super) fn describe(path: &Path, doing: &str, error: rusqlite::Error) -> Lane
              queue may use a store at a time: stop the other one or use another directory"
         ),
         Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => format!(
-            "the store {path} is damaged ({error}) while {doing}; it was not used, so that no \
-             command is silently lost: restore it from a backup, or move the directory aside \
-             to start with an empty queue"
+            "the store {path} is damaged ({error}) while {doing}: restore it from a backup, \
+             or copy every readable command into a new store with LocalStorage::salvage"
         ),
         Some(ErrorCode::DiskFull) => format!(
             "the store {path} is full while {doing} ({error}): the disk has no space left or \
@@ -82,8 +83,9 @@ pub(super) fn describe(path: &Path, doing: &str, error: rusqlite::Error) -> Lane
              readable and writable"
         ),
         Some(ErrorCode::ReadOnly | ErrorCode::PermissionDenied) => format!(
-            "the store {path} is not writable ({error}); check the permissions of the file and \
-             its directory"
+            "the store {path} is not writable by this process (permission denied: {error}): \
+             give the user running it write access to the store's directory and the files in \
+             it, or choose another directory"
         ),
         Some(ErrorCode::SystemIoFailure) => {
             format!("I/O error on the store {path} while {doing} ({error}); check the disk")
@@ -96,6 +98,15 @@ pub(super) fn describe(path: &Path, doing: &str, error: rusqlite::Error) -> Lane
 /// Creates an empty store at `db` atomically: built under a temporary name, synced, then
 /// renamed, so a crash during creation never leaves a half-made `lane.db` behind.
 pub(super) fn create(db: &Path) -> Result<()> {
+    create_with(db, |_| Ok(()))
+}
+
+/// [`create`], with `fill` run on the new store (in its creating transaction) before it is
+/// moved into place: a salvaged store appears whole or not at all.
+pub(super) fn create_with(
+    db: &Path,
+    fill: impl FnOnce(&Connection) -> rusqlite::Result<()>,
+) -> Result<()> {
     let dir = db.parent().unwrap_or(Path::new("."));
     let tmp = dir.join(format!("lane.db.creating-{}", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
@@ -108,12 +119,18 @@ pub(super) fn create(db: &Path) -> Result<()> {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "application_id", APPLICATION_ID)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-        conn.execute_batch(&format!("BEGIN; {SCHEMA} COMMIT;"))?;
+        conn.execute_batch(&format!("BEGIN; {SCHEMA}"))?;
+        fill(&conn)?;
+        conn.execute_batch("COMMIT;")?;
         conn.close().map_err(|(_, e)| e)
     };
-    build().map_err(|e| describe(&tmp, "creating the store", e))?;
+    if let Err(e) = build() {
+        let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_file(files::side(&tmp, "-journal"));
+        return Err(describe(&tmp, "creating the store", e));
+    }
     let io = |what: &str, e: std::io::Error| {
-        LaneError::Storage(format!("{what} {} failed: {e}", db.display()))
+        files::io_error(db, dir, &format!("{what} {}", db.display()), &e)
     };
     std::fs::File::open(&tmp)
         .and_then(|f| f.sync_all())
@@ -125,22 +142,203 @@ pub(super) fn create(db: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Reads and checks the header bytes of `db` before SQLite opens it: a file that is not
+/// an a3s-lane store of this schema version is refused untouched (SQLite would switch a
+/// foreign database to WAL mode, or roll back its journal).
+fn check_header(db: &Path, dir: &Path) -> Result<DbHeader> {
+    let (bytes, len) = files::read_db_header(db)
+        .map_err(|e| files::io_error(db, dir, "reading its header", &e))?;
+    let header = match files::parse_db_header(&bytes, len) {
+        Ok(header) => header,
+        Err(HeaderProblem::TooShort(len)) => {
+            return Err(files::damaged(
+                dir,
+                format!(
+                    "{LOCAL_STORAGE_FILE} is {len} bytes long, shorter than a SQLite header \
+                     (truncated, or not a database)"
+                ),
+            ));
+        }
+        Err(HeaderProblem::NotSqlite) => {
+            return Err(files::damaged(
+                dir,
+                format!(
+                    "{LOCAL_STORAGE_FILE} is not a SQLite database (its first bytes are not \
+                     SQLite's header; if it is another program's file, point LocalStorage at \
+                     a directory of its own)"
+                ),
+            ));
+        }
+        Err(HeaderProblem::Damaged(why)) => {
+            return Err(files::damaged(dir, format!("{LOCAL_STORAGE_FILE}: {why}")));
+        }
+    };
+    if header.application_id != APPLICATION_ID {
+        return Err(LaneError::Storage(format!(
+            "{} is not an a3s-lane store (SQLite application_id {:#x}, expected \
+             {APPLICATION_ID:#x}); it was left untouched: point LocalStorage at a directory of \
+             its own (if it is the store, its header is damaged: restore it from a backup, or \
+             use LocalStorage::salvage)",
+            db.display(),
+            header.application_id
+        )));
+    }
+    if header.user_version != SCHEMA_VERSION {
+        return Err(LaneError::Storage(format!(
+            "the store {} has schema version {}, this a3s-lane reads version \
+             {SCHEMA_VERSION}; open it with the a3s-lane version that wrote it",
+            db.display(),
+            header.user_version
+        )));
+    }
+    Ok(header)
+}
+
 /// Opens an existing store, takes its exclusive lock and checks it.
+///
+/// Nothing is written until every check has passed: the header is read from the file
+/// before SQLite sees it, the WAL once the lock keeps other processes from writing it;
+/// SQLite is told not to checkpoint (fold the WAL into the file and delete it) when a
+/// refused connection closes; a side file that SQLite created empty for a refused open
+/// is removed again.
 pub(super) fn open(db: &Path, config: &LocalStorageConfig) -> Result<Connection> {
-    let err = |doing: &'static str| move |e| describe(db, doing, e);
+    let dir = db.parent().unwrap_or(Path::new("."));
+    let header = check_header(db, dir)?;
+    files::check_writable(db, dir)?;
+    let existed: Vec<bool> = files::SIDE_SUFFIXES
+        .iter()
+        .map(|suffix| files::side(db, suffix).exists())
+        .collect();
     // No CREATE flag: a missing file is an error here, never a fresh empty queue.
     let conn = Connection::open_with_flags(
         db,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
-    .map_err(err("opening"))?;
+    .map_err(|e| describe(db, "opening", e))?;
+    match check_and_configure(&conn, db, dir, header, config) {
+        Ok(()) => Ok(conn),
+        Err(error) => {
+            drop(conn);
+            for (suffix, existed) in files::SIDE_SUFFIXES.iter().zip(existed) {
+                let path = files::side(db, suffix);
+                if !existed && std::fs::metadata(&path).is_ok_and(|m| m.len() == 0) {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+            Err(error)
+        }
+    }
+}
+
+fn check_and_configure(
+    conn: &Connection,
+    db: &Path,
+    dir: &Path,
+    header: DbHeader,
+    config: &LocalStorageConfig,
+) -> Result<()> {
+    let err = |doing: &'static str| {
+        move |e: rusqlite::Error| match e.sqlite_error_code() {
+            Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
+                files::damaged(dir, format!("SQLite reports '{e}' while {doing}"))
+            }
+            _ => describe(db, doing, e),
+        }
+    };
+    // Until the checks pass, closing must leave the WAL as it is.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)
+        .map_err(err("configuring"))?;
     // Fail at once on a lock held elsewhere instead of waiting.
     conn.busy_timeout(std::time::Duration::ZERO)
         .map_err(err("configuring"))?;
-    // EXCLUSIVE before WAL: the lock is held for the connection's life and SQLite keeps
-    // the WAL index in private memory (no -shm file): a second process cannot open it.
+    // EXCLUSIVE before the first WAL access: the lock is held for the connection's life
+    // and SQLite keeps the WAL index in private memory (no -shm file).
     conn.pragma_update(None, "locking_mode", "EXCLUSIVE")
         .map_err(err("configuring"))?;
+    // Take the lock now (it reads, never writes), so that a store in use elsewhere fails
+    // here and its files cannot change under the checks below.
+    conn.execute_batch("BEGIN EXCLUSIVE; COMMIT;")
+        .map_err(err("locking"))?;
+
+    // The WAL's bytes; lane.db itself must not be opened again by this process while
+    // SQLite holds it (closing any descriptor of it would drop SQLite's POSIX locks).
+    let wal_path = files::side(db, "-wal");
+    let wal = match std::fs::read(&wal_path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(files::io_error(&wal_path, dir, "reading it", &e)),
+    };
+    if !header.wal_format && !wal.is_empty() {
+        return Err(files::damaged(
+            dir,
+            format!(
+                "{LOCAL_STORAGE_FILE} is in rollback-journal mode but {LOCAL_STORAGE_FILE}-wal \
+                 holds {} bytes: that WAL does not belong to it",
+                wal.len()
+            ),
+        ));
+    }
+    let scan = files::scan_wal(&wal, header.page_size);
+    if let Some(why) = scan.damage {
+        return Err(files::damaged(
+            dir,
+            format!("{LOCAL_STORAGE_FILE}-wal (the most recent commits): {why}"),
+        ));
+    }
+    let file_len = std::fs::metadata(db)
+        .map_err(|e| files::io_error(db, dir, "reading its size", &e))?
+        .len();
+    let file_pages = u32::try_from(file_len / u64::from(header.page_size)).unwrap_or(u32::MAX);
+    let page_count: u32 = conn
+        .pragma_query_value(None, "page_count", |row| row.get(0))
+        .map_err(err("reading the header"))?;
+    let in_wal = scan
+        .pages
+        .iter()
+        .filter(|&&page| page > file_pages && page <= page_count)
+        .count() as u64;
+    let missing = u64::from(page_count.saturating_sub(file_pages)).saturating_sub(in_wal);
+    if missing > 0 {
+        return Err(files::damaged(
+            dir,
+            format!(
+                "{LOCAL_STORAGE_FILE} was truncated: {missing} of the store's {page_count} \
+                 pages are neither in the file ({file_pages} pages) nor in the WAL"
+            ),
+        ));
+    }
+
+    let application_id: i32 = conn
+        .pragma_query_value(None, "application_id", |row| row.get(0))
+        .map_err(err("reading the header"))?;
+    let version: i32 = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(err("reading the header"))?;
+    if application_id != APPLICATION_ID || version != SCHEMA_VERSION {
+        return Err(files::damaged(
+            dir,
+            format!(
+                "the header in the WAL (application_id {application_id:#x}, schema version \
+                 {version}) is not the one in {LOCAL_STORAGE_FILE}"
+            ),
+        ));
+    }
+    if config.integrity_check {
+        let mut problems = Vec::new();
+        conn.pragma_query(None, "quick_check", |row| {
+            problems.push(row.get::<_, String>(0)?);
+            Ok(())
+        })
+        .map_err(err("checking integrity"))?;
+        if problems != ["ok"] {
+            return Err(files::damaged(
+                dir,
+                format!("SQLite's quick_check reports {}", problems.join("; ")),
+            ));
+        }
+    }
+
+    // Checked: from here on the store may be written.
     let mode: String = conn
         .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
         .map_err(err("switching to WAL mode"))?;
@@ -156,57 +354,15 @@ pub(super) fn open(db: &Path, config: &LocalStorageConfig) -> Result<Connection>
     };
     conn.pragma_update(None, "synchronous", sync)
         .map_err(err("configuring"))?;
-    // Take the lock now, so that a store in use elsewhere fails here rather than at
-    // the first submit.
-    conn.execute_batch("BEGIN EXCLUSIVE; COMMIT;")
-        .map_err(err("locking"))?;
-
-    let application_id: i32 = conn
-        .pragma_query_value(None, "application_id", |row| row.get(0))
-        .map_err(err("reading the header"))?;
-    let version: i32 = conn
-        .pragma_query_value(None, "user_version", |row| row.get(0))
-        .map_err(err("reading the header"))?;
-    if application_id != APPLICATION_ID {
-        return Err(LaneError::Storage(format!(
-            "{} is not an a3s-lane store (SQLite application_id {application_id:#x}, expected \
-             {APPLICATION_ID:#x}); point LocalStorage at its own directory",
-            db.display()
-        )));
-    }
-    if version != SCHEMA_VERSION {
-        return Err(LaneError::Storage(format!(
-            "the store {} has schema version {version}, this a3s-lane reads version \
-             {SCHEMA_VERSION}; open it with the a3s-lane version that wrote it",
-            db.display()
-        )));
-    }
-    if config.integrity_check {
-        let mut problems = Vec::new();
-        conn.pragma_query(None, "quick_check", |row| {
-            problems.push(row.get::<_, String>(0)?);
-            Ok(())
-        })
-        .map_err(err("checking integrity"))?;
-        if problems != ["ok"] {
-            return Err(LaneError::Storage(format!(
-                "the store {} is damaged: {}; it was not used, so that no command is silently \
-                 lost: restore it from a backup, or move the directory aside to start with an \
-                 empty queue",
-                db.display(),
-                problems.join("; ")
-            )));
-        }
-    }
     if let Some(max) = config.max_size {
-        let page_size: i64 = conn
-            .pragma_query_value(None, "page_size", |row| row.get(0))
-            .map_err(err("configuring"))?;
-        let pages = i64::try_from(max).unwrap_or(i64::MAX) / page_size.max(1);
+        let pages = i64::try_from(max).unwrap_or(i64::MAX) / i64::from(header.page_size);
         conn.pragma_update(None, "max_page_count", pages)
             .map_err(err("configuring"))?;
     }
-    Ok(conn)
+    // A clean close folds the WAL into the file and deletes it.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false)
+        .map_err(err("configuring"))?;
+    Ok(())
 }
 
 /// Runs the writer thread until every sender is dropped, then closes the connection and
@@ -346,40 +502,45 @@ impl Writer {
         }
     }
 
-    fn load_commands(&self) -> Result<Vec<StoredCommand>> {
-        let mut statement = self
-            .conn
-            .prepare_cached(
-                "SELECT id, lane_id, command_type, payload, attempts, created_at \
-                 FROM commands ORDER BY id",
-            )
-            .map_err(self.err("loading commands"))?;
-        let rows = statement
-            .query_map([], |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
-                    row.get::<_, String>(3)?,
-                    row.get::<_, i64>(4)?,
-                    row.get::<_, i64>(5)?,
-                ))
-            })
-            .map_err(self.err("loading commands"))?;
+    /// The stored commands. A row whose payload cannot be read back (written by an older
+    /// version, or damaged) is moved to the dead letters with the reason, so that every
+    /// other command is recovered.
+    fn load_commands(&mut self) -> Result<Vec<StoredCommand>> {
         let mut commands = Vec::new();
-        for row in rows {
-            let (id, lane_id, command_type, payload, attempts, created_at) =
-                row.map_err(self.err("loading commands"))?;
-            commands.push(StoredCommand {
-                id: id as CommandId,
-                lane_id,
-                command_type,
-                payload: self.parse_payload(&payload, "command", id)?,
-                attempts: attempts as u32,
-                created_at: created_at as u64,
-            });
+        let mut unreadable = Vec::new();
+        {
+            let mut statement = self
+                .conn
+                .prepare_cached(
+                    "SELECT id, lane_id, command_type, payload, attempts, created_at \
+                     FROM commands ORDER BY id",
+                )
+                .map_err(|e| describe(&self.db, "loading commands", e))?;
+            let rows = statement
+                .query_map([], read_command_row)
+                .map_err(|e| describe(&self.db, "loading commands", e))?;
+            for row in rows {
+                let row = row.map_err(|e| describe(&self.db, "loading commands", e))?;
+                match row.parse() {
+                    Ok(command) => commands.push(command),
+                    Err(reason) => unreadable.push((row, reason)),
+                }
+            }
+        }
+        if !unreadable.is_empty() {
+            self.dead_letter_unreadable(&unreadable)?;
         }
         Ok(commands)
+    }
+
+    fn dead_letter_unreadable(&mut self, rows: &[(CommandRow, String)]) -> Result<()> {
+        let db = self.db.clone();
+        let err = |e| describe(&db, "moving unreadable commands to the dead letters", e);
+        let tx = self.conn.transaction().map_err(err)?;
+        for (row, reason) in rows {
+            insert_unreadable(&tx, row, reason).map_err(err)?;
+        }
+        tx.commit().map_err(err)
     }
 
     fn load_dead_letters(&self) -> Result<Vec<StoredDeadLetter>> {
@@ -407,9 +568,12 @@ impl Writer {
         for row in rows {
             let (id, command_type, lane_id, error, attempts, failed_at, payload) =
                 row.map_err(self.err("loading dead letters"))?;
-            let payload = match payload {
-                Some(text) => Some(self.parse_payload(&text, "dead letter", id)?),
-                None => None,
+            let (payload, error) = match payload.map(|text| parse_payload(&text)) {
+                None => (None, error),
+                Some(Ok(payload)) => (Some(payload), error),
+                // Kept as text in the store; the letter itself is still worth showing.
+                Some(Err(_)) if error.starts_with(UNREADABLE) => (None, error),
+                Some(Err(reason)) => (None, format!("{error} ({UNREADABLE}: {reason})")),
             };
             letters.push(StoredDeadLetter {
                 command_id: id as CommandId,
@@ -443,16 +607,81 @@ impl Writer {
         })?;
         Ok(max as CommandId)
     }
+}
 
-    fn parse_payload(&self, text: &str, what: &str, id: i64) -> Result<Value> {
-        serde_json::from_str(text).map_err(|e| {
-            LaneError::Storage(format!(
-                "the store {} holds an unreadable payload for {what} {id} ({e}); it is damaged: \
-                 restore it from a backup",
-                self.db.display()
-            ))
+/// The start of the error of a dead letter made for a command whose payload could not be
+/// read back.
+pub(super) const UNREADABLE: &str = "its stored payload cannot be read back";
+
+/// Parses a stored payload. Anything `lane_core` accepts (at most 100 levels deep) reads
+/// back; serde_json's own limit is 128 levels.
+pub(super) fn parse_payload(text: &str) -> std::result::Result<Value, String> {
+    serde_json::from_str(text).map_err(|e| e.to_string())
+}
+
+/// A `commands` row as stored, before its payload is parsed.
+#[derive(Debug, Clone)]
+pub(super) struct CommandRow {
+    pub(super) id: i64,
+    pub(super) lane_id: String,
+    pub(super) command_type: String,
+    pub(super) payload: String,
+    pub(super) attempts: i64,
+    pub(super) created_at: i64,
+}
+
+impl CommandRow {
+    pub(super) fn parse(&self) -> std::result::Result<StoredCommand, String> {
+        Ok(StoredCommand {
+            id: self.id as CommandId,
+            lane_id: self.lane_id.clone(),
+            command_type: self.command_type.clone(),
+            payload: parse_payload(&self.payload)?,
+            attempts: self.attempts as u32,
+            created_at: self.created_at as u64,
         })
     }
+}
+
+/// Reads `id, lane_id, command_type, payload, attempts, created_at`.
+pub(super) fn read_command_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<CommandRow> {
+    Ok(CommandRow {
+        id: row.get(0)?,
+        lane_id: row.get(1)?,
+        command_type: row.get(2)?,
+        payload: row.get(3)?,
+        attempts: row.get(4)?,
+        created_at: row.get(5)?,
+    })
+}
+
+/// Moves a command whose payload cannot be read back to the dead letters: its text is
+/// kept there (for a person to look at) and it is never run.
+pub(super) fn insert_unreadable(
+    conn: &Connection,
+    row: &CommandRow,
+    reason: &str,
+) -> rusqlite::Result<()> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO dead_letters \
+         (command_id, command_type, lane_id, error, attempts, failed_at, payload) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        row.id,
+        row.command_type,
+        row.lane_id,
+        format!("{UNREADABLE} ({reason}), so it was not run"),
+        row.attempts,
+        now,
+        row.payload,
+    ])?;
+    conn.prepare_cached("DELETE FROM commands WHERE id = ?1")?
+        .execute([row.id])?;
+    Ok(())
 }
 
 fn to_i64(id: CommandId, db: &Path) -> Result<i64> {
