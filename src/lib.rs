@@ -68,7 +68,10 @@ pub use lane_core::{
 
 /// Feature `sqlite` (on by default): the embedded durable store.
 #[cfg(feature = "sqlite")]
-pub use lane_reliability::{LOCAL_STORAGE_FILE, LocalStorage, LocalStorageConfig, LocalSyncMode};
+pub use lane_reliability::{
+    LOCAL_STORAGE_FILE, LocalStorage, LocalStorageConfig, LocalSyncMode, SalvageReport,
+    UnreadableRows,
+};
 
 /// Feature `redis` (on by default): the Redis engine.
 #[cfg(feature = "redis")]

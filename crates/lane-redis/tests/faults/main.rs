@@ -163,7 +163,10 @@ async fn a_submit_given_up_on_is_withdrawn_when_redis_answers() {
     loop {
         let stats = direct.stats().await.unwrap();
         if stats.counter("cancelled") == 1 {
-            assert_eq!(stats.queue.lanes["jobs"].pending, 1, "only the first one waits");
+            assert_eq!(
+                stats.queue.lanes["jobs"].pending, 1,
+                "only the first one waits"
+            );
             break;
         }
         assert!(
