@@ -77,7 +77,12 @@ pub(crate) fn u32_arg(value: &Bound<'_, PyAny>, name: &str) -> PyResult<u32> {
 
 /// A command id (an int >= 0).
 pub(crate) fn command_id_arg(value: &Bound<'_, PyAny>) -> PyResult<u64> {
-    unsigned(value, "command_id", u64::MAX, " (an id returned by a submit)")
+    unsigned(
+        value,
+        "command_id",
+        u64::MAX,
+        " (an id returned by a submit)",
+    )
 }
 
 /// A `usize` argument.

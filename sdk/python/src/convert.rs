@@ -44,8 +44,9 @@ impl JsonError {
     }
 
     fn into_py_err(self, py: Python<'_>, what: &str) -> PyErr {
-        let path: String =
-            std::iter::once(what).chain(self.path.iter().rev().map(String::as_str)).collect();
+        let path: String = std::iter::once(what)
+            .chain(self.path.iter().rev().map(String::as_str))
+            .collect();
         let message = match self.kind {
             JsonErrorKind::Type(message) | JsonErrorKind::Value(message) => message,
         };

@@ -32,7 +32,6 @@ pub(crate) fn attach_if_alive<R>(f: impl FnOnce(Python<'_>) -> R) -> Option<R> {
     }))
 }
 
-
 /// A lane the exit hook must look at.
 pub(crate) struct ExitEntry {
     pub(crate) manager: QueueManager,

@@ -410,7 +410,11 @@ async fn run_sync(handler: Arc<PyHandler>, payload: Arc<Value>, ctx: CoreContext
                 Err(error) => Err(handler.failure(py, &ctx, error)),
             }
         })
-        .unwrap_or_else(|| Err(LaneError::Cancelled("the Python interpreter is exiting".into())))
+        .unwrap_or_else(|| {
+            Err(LaneError::Cancelled(
+                "the Python interpreter is exiting".into(),
+            ))
+        })
     });
     match thread.await {
         Ok(outcome) => outcome,

@@ -630,7 +630,9 @@ impl Lane {
     /// submits are still accepted.
     fn pause(&self, py: Python<'_>) -> PyResult<()> {
         for lane in self.queue.lane_ids() {
-            self.queue.pause_lane(&lane).map_err(|e| e.into_py_err(py))?;
+            self.queue
+                .pause_lane(&lane)
+                .map_err(|e| e.into_py_err(py))?;
         }
         Ok(())
     }
@@ -638,7 +640,9 @@ impl Lane {
     /// Resumes every lane (also a lane paused on its own with `pause_lane`).
     fn resume(&self, py: Python<'_>) -> PyResult<()> {
         for lane in self.queue.lane_ids() {
-            self.queue.resume_lane(&lane).map_err(|e| e.into_py_err(py))?;
+            self.queue
+                .resume_lane(&lane)
+                .map_err(|e| e.into_py_err(py))?;
         }
         Ok(())
     }
@@ -647,9 +651,12 @@ impl Lane {
     /// (at once if none is now).
     fn on_idle<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let queue = self.queue.clone();
-        awaitable(py, "on_idle()", async move { queue.wait_idle().await }, |py, ()| {
-            Ok(py.None())
-        })
+        awaitable(
+            py,
+            "on_idle()",
+            async move { queue.wait_idle().await },
+            |py, ()| Ok(py.None()),
+        )
     }
 
     /// `await lane.on_empty()`: resolves when no command waits to start (none pending or
