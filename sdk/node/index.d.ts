@@ -398,6 +398,15 @@ export declare class RedisQueue {
    */
   static connectCluster(nodes: string[], options?: RedisQueueOptions): Promise<RedisQueue>
   /**
+   * Connects to the master that Redis Sentinel names and follows it through failovers:
+   * `master` is the master's URL with its Sentinel name as the host
+   * (`'redis://user:password@mymaster/0'`, `rediss://` for TLS), `sentinels` the
+   * sentinels' URLs (`['redis://10.0.0.5:26379']`), with the options of `connect`.
+   * Rejects with code `CONFIG` for an empty list or a bad URL and `STORAGE` when no
+   * sentinel names a reachable master.
+   */
+  static connectSentinel(master: string, sentinels: string[], options?: RedisQueueOptions): Promise<RedisQueue>
+  /**
    * Submits a command to the end of `lane` and resolves, once Redis holds it, with its
    * `CommandHandle`: `id`, `result` (a promise of what the handler returned, on
    * whichever worker ran it) and `cancel()`. Commands enter their lanes in call order.
@@ -910,6 +919,31 @@ export interface RedisQueueOptions {
    * kept in Redis stays as it is (on unless turned off).
    */
   events?: boolean
+  /**
+   * How long a submit waits for Redis to come back when it is unreachable,
+   * restarting or loading (default 5000); a submit sent again meanwhile is accepted
+   * once. After it the submit rejects with code `STORAGE`.
+   */
+  reconnectWaitMs?: number
+  /**
+   * The first pause between reconnect attempts (default 50), doubling up to
+   * `reconnectMaxDelayMs`.
+   */
+  reconnectMinDelayMs?: number
+  /**
+   * The longest pause between reconnect attempts (default 1000): Redis coming back is
+   * noticed within about this long.
+   */
+  reconnectMaxDelayMs?: number
+  /**
+   * For a `rediss://` URL: the PEM text of a private certificate authority to trust
+   * instead of the system's roots.
+   */
+  tlsCa?: string
+  /** For a `rediss://` URL: a client certificate (PEM text), with `tlsKey`. */
+  tlsCert?: string
+  /** The private key (PEM text) of `tlsCert`. */
+  tlsKey?: string
 }
 
 /**

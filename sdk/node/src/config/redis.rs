@@ -5,7 +5,7 @@
 //! (timeout, cancel grace, retry policy) is kept in Redis with the lane, so a worker's own
 //! options only say how much it takes on and how it keeps its claims.
 
-use a3s_lane::{RedisQueueConfig, RedisWorkerConfig};
+use a3s_lane::{LaneError, RedisQueueConfig, RedisTls, RedisWorkerConfig};
 use napi::ValueType;
 use napi::bindgen_prelude::Unknown;
 use napi_derive::napi;
@@ -45,6 +45,29 @@ pub struct RedisQueueOptions {
     /// kept in Redis stays as it is (on unless turned off).
     #[napi(ts_type = "boolean")]
     pub events: Option<Js<bool>>,
+    /// How long a submit waits for Redis to come back when it is unreachable,
+    /// restarting or loading (default 5000); a submit sent again meanwhile is accepted
+    /// once. After it the submit rejects with code `STORAGE`.
+    #[napi(ts_type = "number")]
+    pub reconnect_wait_ms: Option<Js<f64>>,
+    /// The first pause between reconnect attempts (default 50), doubling up to
+    /// `reconnectMaxDelayMs`.
+    #[napi(ts_type = "number")]
+    pub reconnect_min_delay_ms: Option<Js<f64>>,
+    /// The longest pause between reconnect attempts (default 1000): Redis coming back is
+    /// noticed within about this long.
+    #[napi(ts_type = "number")]
+    pub reconnect_max_delay_ms: Option<Js<f64>>,
+    /// For a `rediss://` URL: the PEM text of a private certificate authority to trust
+    /// instead of the system's roots.
+    #[napi(ts_type = "string")]
+    pub tls_ca: Option<Js<String>>,
+    /// For a `rediss://` URL: a client certificate (PEM text), with `tlsKey`.
+    #[napi(ts_type = "string")]
+    pub tls_cert: Option<Js<String>>,
+    /// The private key (PEM text) of `tlsCert`.
+    #[napi(ts_type = "string")]
+    pub tls_key: Option<Js<String>>,
 }
 
 options_object!(
@@ -56,7 +79,13 @@ options_object!(
         "resultTtlMs",
         "responseTimeoutMs",
         "connectTimeoutMs",
-        "events"
+        "events",
+        "reconnectWaitMs",
+        "reconnectMinDelayMs",
+        "reconnectMaxDelayMs",
+        "tlsCa",
+        "tlsCert",
+        "tlsKey"
     ]
 );
 
@@ -225,6 +254,48 @@ impl QueueSetup {
             }
             if let Some(enabled) = at.field("events", options.events, |_, on| Ok(on))? {
                 config = config.with_events(enabled);
+            }
+            if let Some(wait) =
+                at.field("reconnectWaitMs", options.reconnect_wait_ms, At::millis)?
+            {
+                config = config.with_reconnect_wait(wait);
+            }
+            let min = at.field(
+                "reconnectMinDelayMs",
+                options.reconnect_min_delay_ms,
+                At::millis,
+            )?;
+            let max = at.field(
+                "reconnectMaxDelayMs",
+                options.reconnect_max_delay_ms,
+                At::millis,
+            )?;
+            if min.is_some() || max.is_some() {
+                let (first, longest) = config.reconnect_backoff();
+                config =
+                    config.with_reconnect_backoff(min.unwrap_or(first), max.unwrap_or(longest));
+            }
+            let ca = at.field("tlsCa", options.tls_ca, |_, pem| Ok(pem))?;
+            let cert = at.field("tlsCert", options.tls_cert, |_, pem| Ok(pem))?;
+            let key = at.field("tlsKey", options.tls_key, |_, pem| Ok(pem))?;
+            if ca.is_some() || cert.is_some() || key.is_some() {
+                let mut tls = RedisTls::new();
+                if let Some(ca) = ca {
+                    tls = tls.with_ca_pem(ca);
+                }
+                match (cert, key) {
+                    (Some(cert), Some(key)) => tls = tls.with_client_cert_pem(cert, key),
+                    (None, None) => {}
+                    _ => {
+                        return Err(LaneError::ConfigError(
+                            "options.tlsCert and options.tlsKey go together: a client \
+                             certificate needs its key"
+                                .into(),
+                        )
+                        .to_js_failure());
+                    }
+                }
+                config = config.with_tls(tls);
             }
             if let Some(declared) =
                 at.field("lanes", options.lanes, |at, lanes| lanes.into_lanes(at))?

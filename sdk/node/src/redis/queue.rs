@@ -202,6 +202,30 @@ impl RedisQueue {
         Self::connect_to(env, config, options)
     }
 
+    /// Connects to the master that Redis Sentinel names and follows it through failovers:
+    /// `master` is the master's URL with its Sentinel name as the host
+    /// (`'redis://user:password@mymaster/0'`, `rediss://` for TLS), `sentinels` the
+    /// sentinels' URLs (`['redis://10.0.0.5:26379']`), with the options of `connect`.
+    /// Rejects with code `CONFIG` for an empty list or a bad URL and `STORAGE` when no
+    /// sentinel names a reachable master.
+    #[napi(
+        ts_args_type = "master: string, sentinels: string[], options?: RedisQueueOptions",
+        ts_return_type = "Promise<RedisQueue>"
+    )]
+    pub fn connect_sentinel<'env>(
+        env: &'env Env,
+        master: Js<ServerUrl>,
+        sentinels: Js<NodeUrls>,
+        options: Option<Js<RedisQueueOptions>>,
+    ) -> napi::Result<Unknown<'env>> {
+        let config = master.get(&At::option("master")).and_then(|master| {
+            sentinels.get(&At::option("sentinels")).map(|sentinels| {
+                RedisQueueConfig::sentinel(master.0, sentinels.0.into_iter().map(|url| url.0))
+            })
+        });
+        Self::connect_to(env, config, options)
+    }
+
     /// Submits a command to the end of `lane` and resolves, once Redis holds it, with its
     /// `CommandHandle`: `id`, `result` (a promise of what the handler returned, on
     /// whichever worker ran it) and `cancel()`. Commands enter their lanes in call order.
