@@ -138,46 +138,13 @@ if nknown >= 0 then
   for j = 1, nknown do
     known[ARGV[known_at + j]] = true
   end
-  local orphans = {}
-  local raw = redis.call('HGETALL', RUNNING)
-  for j = 1, #raw, 2 do
-    local id = raw[j]
-    if not known[id] then
-      if string.sub(id, 1, 5) == 'held:' then
-        -- A held slot the worker no longer holds: free it.
-        redis.call('HDEL', RUNNING, id)
-        add_active(raw[j + 1], -1)
-        touched[raw[j + 1]] = true
-      else
-        orphans[#orphans + 1] = id
-      end
-    end
+  local fields, commands = hand_back(wid, redis.call('HGETALL', RUNNING),
+    function(field) return known[field] end, false,
+    '{"kind":"cancelled","message":"cancelled before it started"}', now)
+  if #fields > 0 then
+    call_sliced('HDEL', RUNNING, fields)
   end
-  if #orphans > 0 then
-    table.sort(orphans, function(a, b) return tonumber(a) > tonumber(b) end)
-    local runs = hmget_all(RUNNING, orphans)
-    local entries = hmget_all(ENTRIES, orphans)
-    for j, id in ipairs(orphans) do
-      local entry = entries[j]
-      if entry then
-        local lane = entry_lane(entry)
-        add_active(lane, -1)
-        touched[lane] = true
-        if redis.call('SISMEMBER', CANCEL, id) == 1 then
-          stat('cancelled')
-          finish(id, 'cancelled', 'err',
-            '{"kind":"cancelled","message":"cancelled before it started"}',
-            now, entry, wid, runs[j])
-        else
-          stat('given_back')
-          redis.call('LPUSH', P .. ':q:' .. lane, id)
-        end
-      end
-    end
-    call_sliced('HDEL', RUNNING, orphans)
-    call_sliced('HDEL', OWNER, orphans)
-    given_back = #orphans
-  end
+  given_back = commands
 end
 
 -- 3. Housekeeping: workers whose lease expired, retries that are due, lanes whose rate

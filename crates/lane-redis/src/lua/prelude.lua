@@ -478,25 +478,31 @@ local function cancel_command(id, err)
   return 'unknown'
 end
 
--- Takes a worker out: its running commands go back to the front of their lanes
--- (oldest first), or end as cancelled if a cancel was requested.
-local function remove_worker(w, now)
-  local key = P .. ':w:' .. w
-  local raw = redis.call('HGETALL', key)
+-- Hands back runs Redis holds for worker w: `raw` is the field/value list of its hash
+-- (HGETALL), less the fields `keep` says the worker still has. A held slot is freed; a
+-- command goes back to the front of its lane (oldest first), or ends as cancelled with
+-- `cancelled` (error JSON) if a cancel was requested. `counted`: the run counts as an
+-- attempt (it may have run) or not (a claim the worker never saw). Returns the fields
+-- handled and how many commands there were.
+local function hand_back(w, raw, keep, counted, cancelled, now)
   local runs = {}
+  local fields = {}
   for j = 1, #raw, 2 do
-    if string.sub(raw[j], 1, 5) == 'held:' then
-      -- A slot held for a handler that outlived its command: free it.
-      add_active(raw[j + 1], -1)
-      refresh(raw[j + 1], false)
-    else
-      runs[#runs + 1] = {id = raw[j], run = raw[j + 1]}
+    local field, value = raw[j], raw[j + 1]
+    if not keep(field) then
+      fields[#fields + 1] = field
+      if string.sub(field, 1, 5) == 'held:' then
+        add_active(value, -1)
+        refresh(value, false)
+      else
+        runs[#runs + 1] = {id = field, run = value}
+      end
     end
   end
   table.sort(runs, function(a, b) return tonumber(a.id) > tonumber(b.id) end)
   local ids = {}
-  for j, entry in ipairs(runs) do
-    ids[j] = entry.id
+  for j, item in ipairs(runs) do
+    ids[j] = item.id
   end
   local entries = hmget_all(ENTRIES, ids)
   for j, item in ipairs(runs) do
@@ -506,14 +512,14 @@ local function remove_worker(w, now)
       add_active(lane, -1)
       if redis.call('SISMEMBER', CANCEL, id) == 1 then
         stat('cancelled')
-        finish(id, 'cancelled', 'err',
-          '{"kind":"cancelled","message":"cancelled; its worker stopped before it finished"}',
-          now, entry, w, run)
-      else
-        -- The lost run counts as an attempt.
+        finish(id, 'cancelled', 'err', cancelled, now, entry, w, run)
+      elseif counted then
         requeue_entry(id, entry, tonumber(attempts) + 1, failures)
         redis.call('LPUSH', P .. ':q:' .. lane, id)
         stat('requeued')
+      else
+        redis.call('LPUSH', P .. ':q:' .. lane, id)
+        stat('given_back')
       end
       refresh(lane, false)
     end
@@ -521,6 +527,16 @@ local function remove_worker(w, now)
   if #ids > 0 then
     call_sliced('HDEL', OWNER, ids)
   end
+  return fields, #ids
+end
+
+-- Takes a worker out: its running commands go back to the front of their lanes
+-- (oldest first; the lost run counts as an attempt), or end as cancelled if a cancel was
+-- requested; its held slots are freed.
+local function remove_worker(w, now)
+  local key = P .. ':w:' .. w
+  hand_back(w, redis.call('HGETALL', key), function() return false end, true,
+    '{"kind":"cancelled","message":"cancelled; its worker stopped before it finished"}', now)
   redis.call('DEL', key, P .. ':wake:' .. w, P .. ':wcancel:' .. w)
   redis.call('SREM', P .. ':idle', w)
   redis.call('ZREM', P .. ':workers', w)

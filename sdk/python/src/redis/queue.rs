@@ -34,6 +34,22 @@ fn check_command_type(py: Python<'_>, command_type: &str) -> PyResult<()> {
     Ok(())
 }
 
+/// A list of URLs (`RedisQueue.cluster`'s nodes, `RedisQueue.sentinel`'s sentinels); a
+/// str is a sequence too (of one-letter "URLs"), so it is refused by name.
+fn url_list(value: &Bound<'_, PyAny>, name: &str, expected: &str) -> PyResult<Vec<String>> {
+    let urls = if value.is_instance_of::<pyo3::types::PyString>() {
+        None
+    } else {
+        value.extract::<Vec<String>>().ok()
+    };
+    urls.ok_or_else(|| {
+        PyTypeError::new_err(format!(
+            "{name} must be a list of {expected}, got {}",
+            type_name(value)
+        ))
+    })
+}
+
 /// A command queue kept in Redis, shared by any number of processes and machines.
 ///
 /// Producers submit commands (lane, type, JSON payload) and wait for their results;
@@ -161,18 +177,7 @@ impl RedisQueue {
         tls_cert: Option<&Bound<'_, PyAny>>,
         tls_key: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<Self>> {
-        // A str is a sequence too (of one-letter "URLs"): refuse it by name.
-        let urls = if nodes.is_instance_of::<pyo3::types::PyString>() {
-            None
-        } else {
-            nodes.extract::<Vec<String>>().ok()
-        };
-        let Some(urls) = urls else {
-            return Err(PyTypeError::new_err(format!(
-                "nodes must be a list of node URLs like ['redis://10.0.0.1:7000'], got {}",
-                type_name(nodes)
-            )));
-        };
+        let urls = url_list(nodes, "nodes", "node URLs like ['redis://10.0.0.1:7000']")?;
         let options = QueueOptions {
             lanes,
             key_prefix,
@@ -221,18 +226,11 @@ impl RedisQueue {
         tls_cert: Option<&Bound<'_, PyAny>>,
         tls_key: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<Self>> {
-        let urls = if sentinels.is_instance_of::<pyo3::types::PyString>() {
-            None
-        } else {
-            sentinels.extract::<Vec<String>>().ok()
-        };
-        let Some(urls) = urls else {
-            return Err(PyTypeError::new_err(format!(
-                "sentinels must be a list of sentinel URLs like ['redis://10.0.0.5:26379'], \
-                 got {}",
-                type_name(sentinels)
-            )));
-        };
+        let urls = url_list(
+            sentinels,
+            "sentinels",
+            "sentinel URLs like ['redis://10.0.0.5:26379']",
+        )?;
         let options = QueueOptions {
             lanes,
             key_prefix,
