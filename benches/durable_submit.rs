@@ -139,6 +139,8 @@ async fn fill(dir: &Path) {
                     payload: json!({ "user": id % 977, "url": format!("https://example.com/item/{id}") }),
                     attempts: (id % 3) as u32,
                     created_at: 1_700_000_000_000 + id,
+                    not_before: None,
+                    start_by: None,
                 })
             })
             .collect();

@@ -33,6 +33,11 @@ pub fn defaults() -> Value {
             "retry_policy": Value::Null,
             "rate_limit": Value::Null,
             "priority_boost": Value::Null,
+            "max_waiting": lane.max_waiting,
+            "when_full": match lane.when_full {
+                crate::WhenFull::Reject => "reject",
+                crate::WhenFull::Wait { .. } => "wait",
+            },
         },
         "retry_policy": {
             "max_retries": retry.max_retries(),

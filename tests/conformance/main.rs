@@ -26,6 +26,7 @@ mod order;
 mod parity;
 mod pause;
 mod progress;
+mod timing;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -26,6 +26,8 @@ async fn store_with_commands(dir: &std::path::Path, n: u64) {
                 payload: json!({ "n": id, "padding": "x".repeat(200) }),
                 attempts: 0,
                 created_at: 0,
+                not_before: None,
+                start_by: None,
             })
         })
         .collect();

@@ -95,6 +95,8 @@ async fn a_recovered_command_keeps_its_attempt_count() {
                 payload: json!({ "n": 1 }),
                 attempts: 2,
                 created_at: 1,
+                not_before: None,
+                start_by: None,
             })
             .await
             .unwrap();
@@ -157,6 +159,8 @@ async fn a_recovered_command_without_handler_or_lane_becomes_a_dead_letter() {
                 payload: json!({ "n": id }),
                 attempts: 1,
                 created_at: 5,
+                not_before: None,
+                start_by: None,
             })
         };
         store
@@ -235,6 +239,8 @@ async fn local_storage_implements_every_storage_method() {
         payload: json!({ "n": id, "nested": [1, "two", null] }),
         attempts: 0,
         created_at: 42,
+        not_before: None,
+        start_by: None,
     };
     store.save_command(command(3)).await.unwrap();
     store.save_command(command(1)).await.unwrap();

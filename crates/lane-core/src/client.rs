@@ -42,6 +42,7 @@ use crate::dead_letter::DeadLetter;
 use crate::error::Result;
 use crate::event::EventStream;
 use crate::stats::QueueStats;
+use crate::timing::SubmitOptions;
 
 /// The operations every engine offers for replayable commands. See the [module
 /// docs](self).
@@ -57,6 +58,24 @@ pub trait QueueClient: Send + Sync + fmt::Debug {
         lane: &str,
         command_type: &str,
         payload: Value,
+    ) -> Result<SubmittedCommand> {
+        self.submit_with(lane, command_type, payload, SubmitOptions::default())
+            .await
+    }
+
+    /// [`submit`](Self::submit) with options: a delay or start time (the command shows
+    /// as delayed until then, then takes its place at the back of its lane), and a
+    /// start-by deadline (not started by then, it ends with
+    /// [`LaneError::Expired`](crate::LaneError::Expired) and never runs). Bad options
+    /// are refused with [`LaneError::InvalidInput`](crate::LaneError::InvalidInput); a
+    /// lane at its `max_waiting` refuses with
+    /// [`LaneError::LaneFull`](crate::LaneError::LaneFull) or waits, as the lane says.
+    async fn submit_with(
+        &self,
+        lane: &str,
+        command_type: &str,
+        payload: Value,
+        options: SubmitOptions,
     ) -> Result<SubmittedCommand>;
 
     /// Cancels a command: a pending or delayed one ends now as cancelled; a running one
@@ -129,7 +148,7 @@ impl CancelOutcome {
 pub enum CommandState {
     /// Waiting in its lane.
     Pending,
-    /// Waiting for a retry delay (or a paused start).
+    /// Waiting for its start time or a retry delay.
     Delayed,
     /// Running.
     Running,
@@ -139,12 +158,17 @@ pub enum CommandState {
     Cancelled,
     /// Failed for good and kept as a dead letter.
     DeadLettered,
+    /// Not started by its start-by deadline; it never ran.
+    Expired,
 }
 
 impl CommandState {
     /// Whether the command will not run again (short of a redrive).
     pub fn is_final(self) -> bool {
-        matches!(self, Self::Completed | Self::Cancelled | Self::DeadLettered)
+        matches!(
+            self,
+            Self::Completed | Self::Cancelled | Self::DeadLettered | Self::Expired
+        )
     }
 }
 

@@ -49,6 +49,20 @@ pub const DEFAULT_LANES: [(&str, u8, usize); 6] = [
     ("prompt", 5, 2),
 ];
 
+/// What a submit does when its lane holds `max_waiting` commands already.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum WhenFull {
+    /// Fail at once with [`LaneError::LaneFull`] (the default).
+    #[default]
+    Reject,
+    /// Wait until the lane has room; after `timeout` (if any) fail with
+    /// [`LaneError::LaneFull`].
+    Wait {
+        /// How long a submit waits at most; `None`: as long as it takes.
+        timeout: Option<Duration>,
+    },
+}
+
 /// How one lane runs its commands. Build with [`LaneConfig::new`] and the `with_*` methods.
 #[derive(Clone)]
 #[must_use]
@@ -66,6 +80,11 @@ pub struct LaneConfig {
     /// After a cancel request a running command has this long to stop by itself before
     /// its future is dropped.
     pub cancel_grace: Duration,
+    /// At most this many commands wait in the lane (pending and delayed); `None`: no
+    /// bound. What a submit to a full lane does is [`when_full`](Self::when_full).
+    pub max_waiting: Option<usize>,
+    /// What a submit does when the lane holds `max_waiting` commands.
+    pub when_full: WhenFull,
     retry: Option<Arc<dyn RetryStrategy>>,
     rate_limit: Option<Arc<dyn AdmissionPolicy>>,
     priority_boost: Option<Arc<dyn PriorityBoost>>,
@@ -79,6 +98,8 @@ impl fmt::Debug for LaneConfig {
             .field("timeout", &self.timeout)
             .field("pressure_threshold", &self.pressure_threshold)
             .field("cancel_grace", &self.cancel_grace)
+            .field("max_waiting", &self.max_waiting)
+            .field("when_full", &self.when_full)
             .field("retry", &self.retry)
             .field("rate_limit", &self.rate_limit)
             .field("priority_boost", &self.priority_boost)
@@ -102,6 +123,8 @@ impl LaneConfig {
             timeout: None,
             pressure_threshold: None,
             cancel_grace: DEFAULT_CANCEL_GRACE,
+            max_waiting: None,
+            when_full: WhenFull::Reject,
             retry: None,
             rate_limit: None,
             priority_boost: None,
@@ -143,6 +166,20 @@ impl LaneConfig {
     /// Sets how long a cancelled running command may take to stop by itself.
     pub fn with_cancel_grace(mut self, grace: Duration) -> Self {
         self.cancel_grace = grace;
+        self
+    }
+
+    /// Bounds the lane: at most `max_waiting` commands wait in it (pending and delayed).
+    /// A submit to a full lane fails with [`LaneError::LaneFull`], or waits for room with
+    /// [`with_when_full`](Self::with_when_full)`(WhenFull::Wait { .. })`.
+    pub fn with_max_waiting(mut self, max_waiting: usize) -> Self {
+        self.max_waiting = Some(max_waiting);
+        self
+    }
+
+    /// What a submit does when the lane is full (see [`with_max_waiting`](Self::with_max_waiting)).
+    pub fn with_when_full(mut self, when_full: WhenFull) -> Self {
+        self.when_full = when_full;
         self
     }
 
@@ -204,6 +241,25 @@ impl LaneConfig {
             return Err(LaneError::ConfigError(format!(
                 "lane '{lane}': pressure_threshold must be at least 1"
             )));
+        }
+        if self.max_waiting == Some(0) {
+            return Err(LaneError::ConfigError(format!(
+                "lane '{lane}': max_waiting must be at least 1 (leave it unset for no bound)"
+            )));
+        }
+        if let WhenFull::Wait {
+            timeout: Some(timeout),
+        } = self.when_full
+        {
+            if timeout > MAX_DURATION {
+                return Err(too_long("when_full wait timeout", timeout));
+            }
+            if timeout.is_zero() {
+                return Err(LaneError::ConfigError(format!(
+                    "lane '{lane}': the when_full wait timeout must be greater than zero \
+                     (WhenFull::Reject fails at once)"
+                )));
+            }
         }
         if let Some(Err(reason)) = self.rate_limit.as_ref().map(|policy| policy.validate()) {
             return Err(LaneError::ConfigError(format!(

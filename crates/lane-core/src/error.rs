@@ -50,6 +50,21 @@ pub enum LaneError {
     /// is wrong and what to do.
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// The command's start-by deadline passed before it started; it never ran.
+    #[error("command expired: {0}")]
+    Expired(String),
+    /// The lane already holds as many waiting commands (pending and delayed) as its
+    /// `max_waiting` allows.
+    #[error(
+        "lane '{lane}' is full: {limit} commands are waiting, its max_waiting; submit again \
+         later, raise max_waiting, or let the lane wait for room (WhenFull::Wait)"
+    )]
+    LaneFull {
+        /// The lane.
+        lane: String,
+        /// Its `max_waiting`.
+        limit: usize,
+    },
     /// The durable store failed.
     #[error("storage error: {0}")]
     Storage(String),
@@ -77,6 +92,16 @@ impl LaneError {
     /// True for [`LaneError::ShutdownInProgress`].
     pub fn is_shutdown(&self) -> bool {
         matches!(self, Self::ShutdownInProgress)
+    }
+
+    /// True for [`LaneError::Expired`].
+    pub fn is_expired(&self) -> bool {
+        matches!(self, Self::Expired(_))
+    }
+
+    /// True for [`LaneError::LaneFull`].
+    pub fn is_lane_full(&self) -> bool {
+        matches!(self, Self::LaneFull { .. })
     }
 
     /// Whether a retry policy may run the command again after this error.

@@ -45,6 +45,9 @@ pub mod keys {
     /// handler ignores that and is still running; its lane slot stays taken until it
     /// returns. Payload: `lane_id`, `command_id`, `reason`.
     pub const COMMAND_ABANDONED: &str = "queue.command.abandoned";
+    /// A command's start-by deadline passed before it started; it never runs. Payload:
+    /// `lane_id`, `command_id`, `command_type`, `start_by_ms`.
+    pub const COMMAND_EXPIRED: &str = "queue.command.expired";
     /// `shutdown()` was called. Empty payload.
     pub const SHUTDOWN_STARTED: &str = "queue.shutdown.started";
     /// The queue has no pending, delayed or running command left after `shutdown()`. Empty payload.
@@ -60,7 +63,7 @@ pub mod keys {
 
     /// Every key above, in this order (the SDKs check the keys a subscriber asks for
     /// against it).
-    pub const ALL: [&str; 16] = [
+    pub const ALL: [&str; 17] = [
         COMMAND_SUBMITTED,
         COMMAND_STARTED,
         COMMAND_COMPLETED,
@@ -71,6 +74,7 @@ pub mod keys {
         COMMAND_CANCELLED,
         COMMAND_PROGRESS,
         COMMAND_ABANDONED,
+        COMMAND_EXPIRED,
         SHUTDOWN_STARTED,
         SHUTDOWN_COMPLETE,
         LANE_PRESSURE,

@@ -33,6 +33,7 @@ mod scheduler;
 pub mod spawner;
 pub mod stats;
 pub mod storage;
+pub mod timing;
 
 pub use client::{CancelOutcome, CommandState, CommandStatus, QueueClient, SubmittedCommand};
 pub use command::{
@@ -41,7 +42,7 @@ pub use command::{
 };
 pub use config::{
     DEFAULT_CANCEL_GRACE, DEFAULT_LANES, LaneConfig, MAX_DURATION, MAX_EVENT_CAPACITY,
-    MAX_TIMED_PAUSE, validate_timed_pause,
+    MAX_TIMED_PAUSE, WhenFull, validate_timed_pause,
 };
 pub use dead_letter::{DeadLetter, DeadLetterQueue};
 pub use error::{LaneError, Result};
@@ -62,3 +63,4 @@ pub use runner::{AbandonedRun, RunEnd, RunLimits, supervise, supervise_keeping_s
 pub use spawner::{CommandRunner, Spawner};
 pub use stats::{LaneStatus, QueueStats};
 pub use storage::{Storage, StorageOp, StoredCommand, StoredDeadLetter};
+pub use timing::{PAST_TOLERANCE, SubmitOptions, Timing};

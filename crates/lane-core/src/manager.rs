@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use parking_lot::Mutex;
@@ -26,6 +26,7 @@ use crate::scheduler::{LaneIdx, Task};
 use crate::spawner::Spawner;
 use crate::stats::QueueStats;
 use crate::storage::{Storage, StorageOp, StoredCommand};
+use crate::timing::{SubmitOptions, Timing};
 
 /// Assembles a [`QueueManager`].
 ///
@@ -317,6 +318,7 @@ impl QueueManager {
             stored.attempts,
             stored.created_at,
             tracing::Span::none(),
+            Timing::from_stored(stored.not_before, stored.start_by, SystemTime::now()),
         );
         self.queue.recover(task);
     }
@@ -364,6 +366,33 @@ impl QueueManager {
     ) -> Result<CommandHandle> {
         self.queue
             .submit_replayable(lane_id, command_type, payload)
+            .await
+    }
+
+    /// [`submit_replayable`](Self::submit_replayable) with [`SubmitOptions`]: a delay or
+    /// start time, a start-by deadline (see [`QueueClient::submit_with`]).
+    pub async fn submit_replayable_with(
+        &self,
+        lane_id: &str,
+        command_type: &str,
+        payload: Value,
+        options: &SubmitOptions,
+    ) -> Result<CommandHandle> {
+        self.queue
+            .submit_replayable_with(lane_id, command_type, payload, options)
+            .await
+    }
+
+    /// Submits a command (the 0.3 API's `Command` or a closure's) with [`SubmitOptions`]
+    /// and returns a handle to await or cancel it.
+    pub async fn submit_with_options(
+        &self,
+        lane_id: &str,
+        command: Box<dyn Command>,
+        options: &SubmitOptions,
+    ) -> Result<CommandHandle> {
+        self.queue
+            .submit_with_options(lane_id, command, options)
             .await
     }
 
@@ -522,13 +551,16 @@ impl QueueManager {
 
 #[async_trait]
 impl QueueClient for QueueManager {
-    async fn submit(
+    async fn submit_with(
         &self,
         lane: &str,
         command_type: &str,
         payload: Value,
+        options: SubmitOptions,
     ) -> Result<SubmittedCommand> {
-        let handle = self.submit_replayable(lane, command_type, payload).await?;
+        let handle = self
+            .submit_replayable_with(lane, command_type, payload, &options)
+            .await?;
         Ok(SubmittedCommand::new(handle.id(), handle))
     }
 

@@ -25,6 +25,18 @@ pub struct LaneStatus {
     pub paused: bool,
     /// Whether its rate limit holds it back now.
     pub throttled: bool,
+    /// Commands waiting for their start time or a retry delay.
+    #[serde(default)]
+    pub delayed: usize,
+    /// Commands that expired unstarted (start-by deadline), since the queue was made.
+    #[serde(default)]
+    pub expired: u64,
+    /// Submits refused because the lane was full, since the queue was made.
+    #[serde(default)]
+    pub rejected_full: u64,
+    /// Its bound on waiting commands (pending and delayed), if any.
+    #[serde(default)]
+    pub max_waiting: Option<usize>,
     /// Runs answered (timed out, or cancelled after the grace period) whose handler went
     /// on running, since the queue was made; see
     /// [`Command::stops_when_dropped`](crate::Command::stops_when_dropped).
@@ -42,7 +54,7 @@ pub struct QueueStats {
     pub total_pending: usize,
     /// Commands running, over all lanes.
     pub total_active: usize,
-    /// Failed commands waiting for their retry delay.
+    /// Commands waiting for their start time or a retry delay, over all lanes.
     pub total_delayed: usize,
     /// Per-lane status by lane id.
     pub lanes: HashMap<String, LaneStatus>,

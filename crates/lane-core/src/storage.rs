@@ -29,6 +29,13 @@ pub struct StoredCommand {
     pub attempts: u32,
     /// Submission time in milliseconds since the Unix epoch.
     pub created_at: u64,
+    /// A delayed command: when it may start, in milliseconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<u64>,
+    /// Its start-by deadline, in milliseconds since the Unix epoch: not started by then,
+    /// it never runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_by: Option<u64>,
 }
 
 /// A dead letter as the store keeps it.

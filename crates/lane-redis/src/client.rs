@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use lane_core::{
-    CancelOutcome, CommandId, CommandState, CommandStatus, DeadLetter, EventStream, QueueClient,
-    QueueStats, Result, SubmittedCommand,
+    CancelOutcome, CommandId, CommandState, CommandStatus, DeadLetter, EventStream, LaneError,
+    QueueClient, QueueStats, Result, SubmitOptions, SubmittedCommand,
 };
 use serde_json::Value;
 
@@ -15,12 +15,19 @@ use crate::wire::redis_error;
 
 #[async_trait]
 impl QueueClient for RedisQueue {
-    async fn submit(
+    async fn submit_with(
         &self,
         lane: &str,
         command_type: &str,
         payload: Value,
+        options: SubmitOptions,
     ) -> Result<SubmittedCommand> {
+        let timing = options.resolve(std::time::SystemTime::now())?;
+        if !timing.is_plain() {
+            return Err(LaneError::InvalidInput(
+                "the Redis engine does not take a delay or start-by deadline yet; submit without them".into(),
+            ));
+        }
         let handle = RedisQueue::submit(self, lane, command_type, payload).await?;
         Ok(SubmittedCommand::new(handle.id(), handle))
     }

@@ -124,6 +124,8 @@ async fn a_read_only_store_directory_is_a_permission_error() {
                     payload: json!({ "n": id }),
                     attempts: 0,
                     created_at: 0,
+                    not_before: None,
+                    start_by: None,
                 })
             })
             .collect();

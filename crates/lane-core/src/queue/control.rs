@@ -61,7 +61,7 @@ impl CommandQueue {
                         pending.push(task);
                     }
                     Phase::Delayed => {
-                        state.total_delayed -= 1;
+                        state.leave_delayed(&task);
                         state.finish_task(&task);
                         dropped.push(task);
                     }

@@ -8,8 +8,9 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use super::{CommandQueue, info};
+use crate::error::LaneError;
 use crate::event::keys;
-use crate::scheduler::{Dispatch, Dispatches, LaneIdx, LaneSignal, State};
+use crate::scheduler::{Dispatch, Dispatches, LaneIdx, LaneSignal, State, Task};
 
 /// What to do after the state lock is released.
 #[derive(Default)]
@@ -19,6 +20,8 @@ pub(super) struct Effects {
     /// Each touched lane's depth, read under the lock, for observers.
     depths: Depths,
     pub(super) idle: bool,
+    /// Commands that expired unstarted (start-by deadline): answered after the lock.
+    pub(super) expired: Vec<Arc<Task>>,
 }
 
 impl CommandQueue {
@@ -57,8 +60,14 @@ impl CommandQueue {
                 }
             }
         }
+        for task in effects.expired.drain(..) {
+            self.answer_expired(&task);
+        }
         if !effects.depths.is_empty() {
             self.report_depths(&effects.depths);
+        }
+        if self.room_waiters.load(std::sync::atomic::Ordering::Relaxed) > 0 {
+            self.room.notify_waiters();
         }
         if effects.idle {
             self.became_idle();
@@ -110,9 +119,36 @@ impl CommandQueue {
         effects: &mut Effects,
     ) {
         state.dispatch(now, &mut effects.start, &mut effects.signals);
+        if !state.expired.is_empty() {
+            effects.expired.append(&mut state.expired);
+            effects.idle = state.is_idle();
+        }
         if state.timers.take_scheduled() {
             self.ensure_timer_driver(state);
         }
+    }
+
+    /// Answers a command that expired unstarted: its submitter gets
+    /// [`LaneError::Expired`], subscribers `queue.command.expired`, and the journal
+    /// forgets it.
+    fn answer_expired(&self, task: &Arc<Task>) {
+        let lane = self.lane_name_unlocked(task.lane());
+        let lane: &str = &lane;
+        let by = task.timing.start_by_ms.unwrap_or_default();
+        self.events.emit_with(keys::COMMAND_EXPIRED, || {
+            json!({
+                "lane_id": lane,
+                "command_id": task.id,
+                "command_type": task.command.command_type(),
+                "start_by_ms": by,
+            })
+        });
+        self.journal_remove(task);
+        task.reply(Err(LaneError::Expired(format!(
+            "command {} in lane '{lane}' had not started by its start-by deadline ({by} ms \
+             since the Unix epoch), so it never ran",
+            task.id
+        ))));
     }
 }
 

@@ -56,6 +56,10 @@ pub struct CommandQueue {
     runtime: OnceLock<Handle>,
     timer_wake: Arc<Notify>,
     idle: Notify,
+    /// Woken when commands may have left a lane (started, cancelled, expired), for
+    /// submits waiting for room in a full lane; only while some wait.
+    room: Notify,
+    room_waiters: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for CommandQueue {
@@ -130,6 +134,8 @@ impl CommandQueue {
             runtime: OnceLock::new(),
             timer_wake: Arc::new(Notify::new()),
             idle: Notify::new(),
+            room: Notify::new(),
+            room_waiters: Default::default(),
         }
     }
 

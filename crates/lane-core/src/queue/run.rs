@@ -444,6 +444,9 @@ impl CommandQueue {
                 payload: payload.clone(),
                 attempts: task.failures(),
                 created_at: task.created_at_ms,
+                // It started: its start time and deadline are behind it.
+                not_before: None,
+                start_by: None,
             }));
         }
     }

@@ -1,6 +1,8 @@
 //! Accepting commands: submit, the durable write, and the insert into a lane.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::SystemTime;
 
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -9,11 +11,13 @@ use tokio::time::Instant;
 use super::effects::Effects;
 use super::{CommandQueue, info, now_ms};
 use crate::command::{Command, CommandId, ReplayableCommand};
+use crate::config::WhenFull;
 use crate::error::{LaneError, Result};
 use crate::event::keys;
 use crate::handle::CommandHandle;
 use crate::scheduler::{LaneIdx, Task};
 use crate::storage::{StorageOp, StoredCommand};
+use crate::timing::{SubmitOptions, Timing};
 
 impl CommandQueue {
     /// Submits a command; the receiver yields its final result.
@@ -22,7 +26,9 @@ impl CommandQueue {
         lane_id: &str,
         command: Box<dyn Command>,
     ) -> Result<oneshot::Receiver<Result<Value>>> {
-        let (_, rx) = self.accept(lane_id, command, None, 0).await?;
+        let (_, rx) = self
+            .accept(lane_id, command, None, 0, Timing::default())
+            .await?;
         Ok(rx)
     }
 
@@ -32,7 +38,22 @@ impl CommandQueue {
         lane_id: &str,
         command: Box<dyn Command>,
     ) -> Result<CommandHandle> {
-        let (id, rx) = self.accept(lane_id, command, None, 0).await?;
+        let (id, rx) = self
+            .accept(lane_id, command, None, 0, Timing::default())
+            .await?;
+        Ok(CommandHandle::new(id, Arc::downgrade(self), rx))
+    }
+
+    /// [`submit_with_handle`](Self::submit_with_handle) with [`SubmitOptions`]: a
+    /// delay or start time, a start-by deadline.
+    pub async fn submit_with_options(
+        self: &Arc<Self>,
+        lane_id: &str,
+        command: Box<dyn Command>,
+        options: &SubmitOptions,
+    ) -> Result<CommandHandle> {
+        let timing = options.resolve(SystemTime::now())?;
+        let (id, rx) = self.accept(lane_id, command, None, 0, timing).await?;
         Ok(CommandHandle::new(id, Arc::downgrade(self), rx))
     }
 
@@ -47,6 +68,21 @@ impl CommandQueue {
         command_type: &str,
         payload: Value,
     ) -> Result<CommandHandle> {
+        self.submit_replayable_with(lane_id, command_type, payload, &SubmitOptions::default())
+            .await
+    }
+
+    /// [`submit_replayable`](Self::submit_replayable) with [`SubmitOptions`]. The start
+    /// time and deadline are journaled with the command, so a delayed command survives a
+    /// restart (one that fell due meanwhile runs at start) and a deadline still holds.
+    pub async fn submit_replayable_with(
+        self: &Arc<Self>,
+        lane_id: &str,
+        command_type: &str,
+        payload: Value,
+        options: &SubmitOptions,
+    ) -> Result<CommandHandle> {
+        let timing = options.resolve(SystemTime::now())?;
         check_command_type(command_type)?;
         if let Err(error) = crate::payload::check_payload(&payload) {
             crate::payload::dismantle(payload);
@@ -58,7 +94,9 @@ impl CommandQueue {
             payload: payload.clone(),
             handler,
         });
-        let (id, rx) = self.accept(lane_id, command, Some(payload), 0).await?;
+        let (id, rx) = self
+            .accept(lane_id, command, Some(payload), 0, timing)
+            .await?;
         Ok(CommandHandle::new(id, Arc::downgrade(self), rx))
     }
 
@@ -68,6 +106,7 @@ impl CommandQueue {
         command: Box<dyn Command>,
         payload: Option<Value>,
         failures: u32,
+        timing: Timing,
     ) -> Result<(CommandId, oneshot::Receiver<Result<Value>>)> {
         check_command_type(command.command_type())?;
         // Without a journal the lane is looked up in the lock hold that queues the
@@ -75,15 +114,22 @@ impl CommandQueue {
         let mut lane = LaneRef::Name(lane_id);
         let id = self.next_id();
         let created_at_ms = now_ms();
+        let mut room_until = None;
         if let (Some(journal), Some(payload)) = (&self.journal, &payload) {
             // Checked before the durable write, which a refused command must not make.
-            lane = LaneRef::Index({
+            let (index, when_full) = {
                 let state = self.state.lock();
                 if state.shutting_down {
                     return Err(LaneError::ShutdownInProgress);
                 }
-                state.lane_index(lane_id)?
-            });
+                let index = state.lane_index(lane_id)?;
+                let lane = state.lane(index);
+                (index, lane.is_full().then_some(lane.config.when_full))
+            };
+            if let Some(when_full) = when_full {
+                room_until = Some(self.wait_for_room(index, when_full, None).await?);
+            }
+            lane = LaneRef::Index(index);
             journal
                 .write_durably(StorageOp::SaveCommand(StoredCommand {
                     id,
@@ -92,19 +138,95 @@ impl CommandQueue {
                     payload: payload.clone(),
                     attempts: failures,
                     created_at: created_at_ms,
+                    not_before: timing.not_before_ms,
+                    start_by: timing.start_by_ms,
                 }))
                 .await?;
         }
         // The submitter's span, if someone traces; its `lane.command` children are the runs.
         let span = tracing::Span::current();
         // Lane 0 until `insert` sets the real one under the lock.
-        let (task, rx) = Task::new(id, 0, command, payload, failures, created_at_ms, span);
-        self.insert(task, lane)?;
-        Ok((id, rx))
+        let (task, rx) = Task::new(
+            id,
+            0,
+            command,
+            payload,
+            failures,
+            created_at_ms,
+            span,
+            timing,
+        );
+        loop {
+            match self.insert(task.clone(), lane) {
+                Err(Full { index, when_full }) => {
+                    let until = self.wait_for_room(index, when_full, room_until).await;
+                    match until {
+                        Ok(until) => room_until = Some(until),
+                        Err(error) => {
+                            self.forget(&task);
+                            return Err(error);
+                        }
+                    }
+                    lane = LaneRef::Index(index);
+                }
+                Err(Refused(error)) => return Err(error),
+                Ok(()) => return Ok((id, rx)),
+            }
+        }
     }
 
-    /// Puts an accepted task at the back of its lane and dispatches.
-    fn insert(self: &Arc<Self>, task: Arc<Task>, lane_ref: LaneRef<'_>) -> Result<()> {
+    /// Waits until lane `index` has room for a command, as its `when_full` says: fails
+    /// at once for [`WhenFull::Reject`], or waits until the deadline (`until`, set by an
+    /// earlier wait of the same submit, or the lane's timeout from now). Returns the
+    /// deadline, for a submit that must wait again after losing a race for the room.
+    async fn wait_for_room(
+        &self,
+        index: LaneIdx,
+        when_full: WhenFull,
+        until: Option<Option<Instant>>,
+    ) -> Result<Option<Instant>> {
+        let full = |state: &mut crate::scheduler::State| {
+            let lane = &mut state.lanes[index as usize];
+            lane.rejected_full += 1;
+            LaneError::LaneFull {
+                lane: lane.id.to_string(),
+                limit: lane.config.max_waiting.unwrap_or_default(),
+            }
+        };
+        let WhenFull::Wait { timeout } = when_full else {
+            return Err(full(&mut self.state.lock()));
+        };
+        let until = until.unwrap_or_else(|| timeout.and_then(|t| Instant::now().checked_add(t)));
+        self.room_waiters.fetch_add(1, Ordering::Relaxed);
+        let _waiting = RoomWaiter(&self.room_waiters);
+        loop {
+            let notified = self.room.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut state = self.state.lock();
+                if state.shutting_down {
+                    return Err(LaneError::ShutdownInProgress);
+                }
+                if !state.lane(index).is_full() {
+                    return Ok(until);
+                }
+                if until.is_some_and(|until| until <= Instant::now()) {
+                    return Err(full(&mut state));
+                }
+            }
+            match until {
+                Some(until) => {
+                    let _ = tokio::time::timeout_at(until, notified).await;
+                }
+                None => notified.await,
+            }
+        }
+    }
+
+    /// Puts an accepted task in its lane (delayed until its start time, if it has one),
+    /// arms its start-by deadline and dispatches.
+    fn insert(self: &Arc<Self>, task: Arc<Task>, lane_ref: LaneRef<'_>) -> Result<(), Insert> {
         let mut effects = Effects::default();
         let lane;
         {
@@ -113,16 +235,31 @@ impl CommandQueue {
             if state.shutting_down {
                 drop(state);
                 self.forget(&task);
-                return Err(LaneError::ShutdownInProgress);
+                return Err(Refused(LaneError::ShutdownInProgress));
             }
-            task.set_lane(match lane_ref {
+            let index = match lane_ref {
                 LaneRef::Index(index) => index,
-                LaneRef::Name(name) => state.lane_index(name)?,
-            });
+                LaneRef::Name(name) => state.lane_index(name).map_err(Refused)?,
+            };
+            let target = state.lane(index);
+            if target.is_full() {
+                return Err(Full {
+                    index,
+                    when_full: target.config.when_full,
+                });
+            }
+            task.set_lane(index);
             state.tasks.insert(task.id, task.clone());
-            effects
-                .signals
-                .extend(state.enqueue(task.clone(), now, false));
+            if task.timing.delay.is_zero() {
+                effects
+                    .signals
+                    .extend(state.enqueue(task.clone(), now, false));
+            } else {
+                // At most 100 years ahead (checked at the boundary), which the clock holds.
+                let at = now.checked_add(task.timing.delay).unwrap_or(now);
+                state.set_not_before(&task, at);
+            }
+            state.arm_deadline(&task);
             self.dispatch_locked(&mut state, now, &mut effects);
             self.capture_depths(&state, &mut effects, &[task.lane()]);
             lane = (!self.observers.is_empty() || self.events.has_subscribers())
@@ -151,10 +288,19 @@ impl CommandQueue {
 
     /// Puts a recovered command at the FRONT of its lane (ahead of anything submitted
     /// before `start`); the manager feeds them newest first, so they keep their order.
+    /// A recovered delayed command waits for the rest of its delay (none if it fell due
+    /// while the queue was down); a recovered deadline still holds.
     pub(crate) fn recover(self: &Arc<Self>, task: Arc<Task>) {
         let mut state = self.state.lock();
+        let now = Instant::now();
         state.tasks.insert(task.id, task.clone());
-        let _ = state.enqueue(task, Instant::now(), true);
+        state.arm_deadline(&task);
+        if task.timing.delay.is_zero() {
+            let _ = state.enqueue(task, now, true);
+        } else {
+            let at = now.checked_add(task.timing.delay).unwrap_or(now);
+            state.set_not_before(&task, at);
+        }
     }
 }
 
@@ -171,7 +317,26 @@ pub(crate) fn check_command_type(command_type: &str) -> Result<()> {
 }
 
 /// A new command's lane: known already (looked up before a journal write), or by name.
+#[derive(Clone, Copy)]
 enum LaneRef<'a> {
     Index(LaneIdx),
     Name(&'a str),
+}
+
+/// Why [`CommandQueue::insert`] did not queue a command.
+enum Insert {
+    /// Refused for good (unknown lane, shutting down).
+    Refused(LaneError),
+    /// The lane is at its `max_waiting`; the command was not queued.
+    Full { index: LaneIdx, when_full: WhenFull },
+}
+use Insert::{Full, Refused};
+
+/// Counts a submit waiting for room while it waits (also when its future is dropped).
+struct RoomWaiter<'a>(&'a AtomicUsize);
+
+impl Drop for RoomWaiter<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }

@@ -1,5 +1,5 @@
-//! The timer task: sleeps until the earliest deadline (delayed retries, rate-limit
-//! refills, timed pauses) and acts on the due ones. It exists only while a deadline does.
+//! The timer task: sleeps until the earliest deadline (delayed retries and starts,
+//! start-by deadlines, rate-limit refills, timed pauses) and acts on the due ones. It exists only while a deadline does.
 
 use std::sync::Arc;
 
@@ -55,21 +55,27 @@ impl CommandQueue {
             let now = Instant::now();
             while let Some(kind) = state.timers.pop_due(now) {
                 match kind {
-                    TimerKind::Retry(task) => {
-                        if task.phase() == Phase::Delayed {
-                            state.total_delayed -= 1;
-                            if state.shutting_down_hard() {
-                                cancelled_while_delayed.push(task);
-                                continue;
-                            }
-                            effects.signals.extend(state.enqueue(task, now, true));
+                    // A retry goes back to the front of its lane; a delayed start takes
+                    // its place at the back, in the order of due times.
+                    TimerKind::Retry(task) | TimerKind::Due(task)
+                        if task.phase() == Phase::Delayed =>
+                    {
+                        let front = task.started_once();
+                        state.leave_delayed(&task);
+                        if state.shutting_down_hard() {
+                            cancelled_while_delayed.push(task);
+                            continue;
                         }
+                        effects.signals.extend(state.enqueue(task, now, front));
                     }
+                    TimerKind::Retry(_) | TimerKind::Due(_) => {}
+                    TimerKind::Expire(task) => state.expire(&task, now, &mut effects.signals),
                     TimerKind::Unthrottle(lane) => state.unthrottle(lane),
                     TimerKind::Resume(lane) => state.resume_if_due(lane, now),
                 }
             }
             state.dispatch(now, &mut effects.start, &mut effects.signals);
+            effects.expired.append(&mut state.expired);
             self.capture_depths(&state, &mut effects, &[]);
             // This is the timer task: it reads the next deadline below, so new ones need no wake-up.
             state.timers.take_scheduled();

@@ -26,6 +26,7 @@ use crate::contain::contain;
 use crate::error::{LaneError, Result};
 use crate::policy::Admission;
 use crate::stats::{LaneStatus, QueueStats};
+use crate::timing::Timing;
 
 use ready::ReadyIndex;
 use task_map::TaskMap;
@@ -63,6 +64,12 @@ pub(crate) struct Task {
     /// The submitter's span (disabled when nobody traces): each run's `lane.command`
     /// span is its child, so a trace crosses the queue.
     pub(crate) span: tracing::Span,
+    /// Its start time and start-by deadline as submitted (kept by the journal).
+    pub(crate) timing: Timing,
+    /// The start-by deadline on the queue's clock: not started by then, it expires.
+    pub(crate) start_by: Option<Instant>,
+    /// Set at its first start: a deadline no longer applies.
+    started_once: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Task {
@@ -83,8 +90,13 @@ impl Task {
         failures: u32,
         created_at_ms: u64,
         span: tracing::Span,
+        timing: Timing,
     ) -> (Arc<Self>, oneshot::Receiver<Result<Value>>) {
         let (tx, rx) = oneshot::channel();
+        // Checked at the boundary: at most 100 years ahead, which the clock holds.
+        let start_by = timing
+            .start_within
+            .and_then(|within| Instant::now().checked_add(within));
         let task = Arc::new(Self {
             id,
             lane: AtomicU32::new(lane),
@@ -97,6 +109,9 @@ impl Task {
             failures: AtomicU32::new(failures),
             interrupted: Default::default(),
             span,
+            timing,
+            start_by,
+            started_once: Default::default(),
         });
         (task, rx)
     }
@@ -122,6 +137,16 @@ impl Task {
 
     fn set_phase(&self, phase: Phase) {
         self.phase.store(phase as u8, Ordering::Relaxed);
+    }
+
+    /// Whether its start-by deadline has passed before it ever started.
+    pub(crate) fn is_expired(&self, now: Instant) -> bool {
+        self.start_by.is_some_and(|by| by <= now) && !self.started_once.load(Ordering::Relaxed)
+    }
+
+    /// Whether it ever started (a delayed one then waits for a retry).
+    pub(crate) fn started_once(&self) -> bool {
+        self.started_once.load(Ordering::Relaxed)
     }
 
     pub(crate) fn failures(&self) -> u32 {
@@ -157,6 +182,12 @@ pub(crate) struct LaneState {
     level: u8,
     in_ready: bool,
     in_reserved: bool,
+    /// Commands waiting for their start time or a retry delay.
+    pub(crate) delayed: usize,
+    /// Commands that expired unstarted, since the queue was made.
+    pub(crate) expired: u64,
+    /// Submits refused because the lane was full, since the queue was made.
+    pub(crate) rejected_full: u64,
     /// Runs answered while their handler went on; see `LaneStatus::abandoned`.
     pub(crate) abandoned: u64,
     pub(crate) abandoned_running: usize,
@@ -179,6 +210,9 @@ impl LaneState {
             level: 0,
             in_ready: false,
             in_reserved: false,
+            delayed: 0,
+            expired: 0,
+            rejected_full: 0,
             abandoned: 0,
             abandoned_running: 0,
         }
@@ -190,6 +224,18 @@ impl LaneState {
             && !self.paused
             && !self.throttled
             && self.active < self.config.max_concurrency
+    }
+
+    /// Commands waiting in the lane: pending and delayed (what `max_waiting` bounds).
+    pub(crate) fn waiting(&self) -> usize {
+        self.pending.len() + self.delayed
+    }
+
+    /// Whether a new command would exceed the lane's `max_waiting`.
+    pub(crate) fn is_full(&self) -> bool {
+        self.config
+            .max_waiting
+            .is_some_and(|max| self.waiting() >= max)
     }
 
     fn has_reserved_slot(&self) -> bool {
@@ -225,6 +271,10 @@ impl LaneState {
             max: self.config.max_concurrency,
             paused: self.paused,
             throttled: self.throttled,
+            delayed: self.delayed,
+            expired: self.expired,
+            rejected_full: self.rejected_full,
+            max_waiting: self.config.max_waiting,
             abandoned: self.abandoned,
             abandoned_running: self.abandoned_running,
         }
@@ -292,6 +342,8 @@ pub(crate) struct State {
     /// A hard stop: no retries, delayed commands are cancelled.
     pub(crate) hard_stop: bool,
     pub(crate) shutdown_complete_sent: bool,
+    /// Commands that expired unstarted under the lock, to be answered after it.
+    pub(crate) expired: Vec<Arc<Task>>,
 }
 
 impl State {
@@ -317,6 +369,7 @@ impl State {
             shutting_down: false,
             hard_stop: false,
             shutdown_complete_sent: false,
+            expired: Vec::new(),
         }
     }
 
@@ -491,6 +544,18 @@ impl State {
             let Some(queued) = lane.pending.pop_front() else {
                 continue;
             };
+            if queued.task.is_expired(now) {
+                // Its deadline timer has not fired yet; it never starts.
+                lane.expired += 1;
+                queued.task.set_phase(Phase::Done);
+                self.tasks.remove(&queued.task.id);
+                self.expired.push(queued.task);
+                if let Some(signal) = self.after_dequeue(index) {
+                    signals.push(signal);
+                }
+                self.mark_ready(index);
+                continue;
+            }
             lane.active += 1;
             if let Some(budget) = &mut self.budget
                 && lane.active > lane.config.min_concurrency
@@ -500,6 +565,7 @@ impl State {
             self.total_active += 1;
             let task = queued.task;
             task.set_phase(Phase::Running);
+            task.started_once.store(true, Ordering::Relaxed);
             out.push(Dispatch {
                 attempt: task.failures() + 1,
                 lane: lane.id.clone(),
@@ -632,11 +698,59 @@ impl State {
         removed
     }
 
+    /// A failed command waits for its retry delay.
     pub(crate) fn set_delayed(&mut self, task: &Arc<Task>, at: Instant) {
         task.failures.fetch_add(1, Ordering::Relaxed);
+        self.enter_delayed(task);
+        self.timers.schedule(at, TimerKind::Retry(task.clone()));
+    }
+
+    /// A new command waits for its start time, then goes to the back of its lane.
+    pub(crate) fn set_not_before(&mut self, task: &Arc<Task>, at: Instant) {
+        self.enter_delayed(task);
+        self.timers.schedule(at, TimerKind::Due(task.clone()));
+    }
+
+    /// Arms a new command's start-by deadline.
+    pub(crate) fn arm_deadline(&mut self, task: &Arc<Task>) {
+        if let Some(at) = task.start_by {
+            self.timers.schedule(at, TimerKind::Expire(task.clone()));
+        }
+    }
+
+    fn enter_delayed(&mut self, task: &Arc<Task>) {
         task.set_phase(Phase::Delayed);
         self.total_delayed += 1;
-        self.timers.schedule(at, TimerKind::Retry(task.clone()));
+        self.lanes[task.lane() as usize].delayed += 1;
+    }
+
+    /// A delayed command leaves the delayed set (due, cancelled or expired).
+    pub(crate) fn leave_delayed(&mut self, task: &Task) {
+        self.total_delayed -= 1;
+        self.lanes[task.lane() as usize].delayed -= 1;
+    }
+
+    /// Ends a command whose start-by deadline passed before it started (its timer
+    /// fired); a command that started, or already ended, is left alone.
+    pub(crate) fn expire(&mut self, task: &Arc<Task>, now: Instant, signals: &mut Vec<LaneSignal>) {
+        if !task.is_expired(now) {
+            return;
+        }
+        match task.phase() {
+            Phase::Pending => {
+                if self
+                    .remove_pending_many(std::slice::from_ref(task), signals)
+                    .is_empty()
+                {
+                    return;
+                }
+            }
+            Phase::Delayed => self.leave_delayed(task),
+            Phase::Running | Phase::Done => return,
+        }
+        self.lanes[task.lane() as usize].expired += 1;
+        self.finish_task(task);
+        self.expired.push(task.clone());
     }
 
     pub(crate) fn record_failure(&self, task: &Task) {

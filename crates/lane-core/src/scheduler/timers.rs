@@ -1,4 +1,5 @@
-//! Deadlines the scheduler must act on: delayed retries, rate-limit refills, timed pauses.
+//! Deadlines the scheduler must act on: delayed retries and starts, start-by deadlines,
+//! rate-limit refills, timed pauses.
 //! One task per queue sleeps until the earliest; with no deadline there is no task.
 
 use std::cmp::{Ordering, Reverse};
@@ -12,6 +13,10 @@ use super::{LaneIdx, Task};
 pub(crate) enum TimerKind {
     /// A failed command's retry delay is over: back to the front of its lane.
     Retry(Arc<Task>),
+    /// A delayed command's start time has come: to the back of its lane.
+    Due(Arc<Task>),
+    /// A command's start-by deadline: if it has not started, it expires.
+    Expire(Arc<Task>),
     /// The lane's admission policy may admit again.
     Unthrottle(LaneIdx),
     /// A timed pause is over.

@@ -216,6 +216,10 @@ impl RedisQueue {
                 max: int(max)? as usize,
                 paused: int(paused)? == 1,
                 throttled: int(throttled)? == 1,
+                delayed: 0,
+                expired: 0,
+                rejected_full: 0,
+                max_waiting: None,
                 // The Redis worker does not report abandoned runs to the stats hash yet.
                 abandoned: 0,
                 abandoned_running: 0,

@@ -639,6 +639,8 @@ impl CommandRow {
             payload: parse_payload(&self.payload)?,
             attempts: self.attempts as u32,
             created_at: self.created_at as u64,
+            not_before: None,
+            start_by: None,
         })
     }
 }
