@@ -82,6 +82,10 @@ impl std::fmt::Debug for Task {
 }
 
 impl Task {
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one constructor for submit and recovery; each argument is a field"
+    )]
     pub(crate) fn new(
         id: CommandId,
         lane: LaneIdx,
