@@ -9,6 +9,7 @@
 mod support;
 
 mod control_lane_starts_while_prompt_lane_is_full;
+mod delayed_commands_start_at_their_time_and_expire_at_their_deadline;
 mod partitions_are_stable_and_spread_work;
 mod priority_boost_lets_a_waiting_lane_overtake;
 mod priority_order_and_fifo_under_a_global_budget;
