@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use lane_core::{
-    CancelOutcome, CommandId, CommandState, CommandStatus, DeadLetter, EventStream, LaneError,
-    QueueClient, QueueStats, Result, SubmitOptions, SubmittedCommand,
+    CancelOutcome, CommandId, CommandState, CommandStatus, DeadLetter, EventStream, QueueClient,
+    QueueStats, Result, SubmitOptions, SubmittedCommand,
 };
 use serde_json::Value;
 
@@ -22,13 +22,7 @@ impl QueueClient for RedisQueue {
         payload: Value,
         options: SubmitOptions,
     ) -> Result<SubmittedCommand> {
-        let timing = options.resolve(std::time::SystemTime::now())?;
-        if !timing.is_plain() {
-            return Err(LaneError::InvalidInput(
-                "the Redis engine does not take a delay or start-by deadline yet; submit without them".into(),
-            ));
-        }
-        let handle = RedisQueue::submit(self, lane, command_type, payload).await?;
+        let handle = RedisQueue::submit_with(self, lane, command_type, payload, options).await?;
         Ok(SubmittedCommand::new(handle.id(), handle))
     }
 
@@ -50,6 +44,7 @@ impl QueueClient for RedisQueue {
                     RemoteState::Done => CommandState::Completed,
                     RemoteState::Cancelled => CommandState::Cancelled,
                     RemoteState::Dead => CommandState::DeadLettered,
+                    RemoteState::Expired => CommandState::Expired,
                 },
                 attempts: record.attempts,
             }))

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use lane_core::{
     DEFAULT_LANES, LaneConfig, LaneError, MAX_DURATION, PriorityBoostConfig, RateLimitConfig,
-    Result, RetryJitter, RetryPolicy,
+    Result, RetryJitter, RetryPolicy, WhenFull,
 };
 use serde::{Deserialize, Serialize};
 
@@ -21,6 +21,11 @@ pub(crate) struct RedisLaneSpec {
     pub(crate) rate_limit: RateLimitConfig,
     pub(crate) priority_boost: PriorityBoostConfig,
     pub(crate) run: LaneRunSpec,
+    /// At most this many commands wait in the lane (pending and delayed).
+    pub(crate) max_waiting: Option<usize>,
+    /// What a submit to a full lane does (its producer waits, kept in Redis with the lane
+    /// so that every producer of the queue does alike).
+    pub(crate) when_full: WhenFull,
 }
 
 /// How workers run a lane's commands, as kept in Redis with the lane (so every worker of
@@ -214,6 +219,15 @@ impl RedisLaneSpec {
                 })
             }
         };
+        if config
+            .max_waiting
+            .is_some_and(|max| max > i64::MAX as usize)
+        {
+            return Err(LaneError::ConfigError(format!(
+                "lane '{lane}': max_waiting {} is larger than Redis counters hold",
+                config.max_waiting.unwrap_or_default()
+            )));
+        }
         Ok(Self {
             priority,
             max_concurrency: config.max_concurrency,
@@ -224,6 +238,8 @@ impl RedisLaneSpec {
                 grace_us,
                 retry,
             },
+            max_waiting: config.max_waiting,
+            when_full: config.when_full,
         })
     }
 }

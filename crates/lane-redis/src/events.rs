@@ -10,7 +10,8 @@
 //! JSON), `F` failed for good and dead-lettered (id, lane, type, error JSON), `X`
 //! cancelled (id, lane, was running 0/1, error JSON), `P` progress (id, lane, progress
 //! JSON, written by the worker), `A` abandoned: answered while its handler goes on and
-//! keeps the lane slot (id, lane, error JSON). Plain lines rather than JSON arrays keep the scripts'
+//! keeps the lane slot (id, lane, error JSON), `E` expired: not started by its start-by
+//! deadline (id, lane, type, the deadline in ms since the Unix epoch). Plain lines rather than JSON arrays keep the scripts'
 //! cost per event to a string concatenation.
 //!
 //! The reader starts at the first [`subscribe`](crate::RedisQueue::subscribe), from the
@@ -164,7 +165,7 @@ fn text(value: &RedisValue) -> Option<String> {
 fn field_count(code: &str) -> Option<usize> {
     Some(match code {
         "S" | "C" | "P" | "A" => 3,
-        "B" | "F" | "X" => 4,
+        "B" | "F" | "X" | "E" => 4,
         "R" => 5,
         _ => return None,
     })
@@ -290,6 +291,13 @@ fn decode_fields(code: &str, fields: &[&str]) -> Option<Decoded> {
                 json!({ "lane_id": lane, "command_id": id, "reason": reason }),
             )
         }
+        "E" => (
+            keys::COMMAND_EXPIRED,
+            json!({
+                "lane_id": lane, "command_id": id, "command_type": field(2),
+                "start_by_ms": number(field(3))?,
+            }),
+        ),
         "P" => (
             keys::COMMAND_PROGRESS,
             json!({
@@ -335,6 +343,7 @@ mod tests {
             "X\n10\njobs\n0\n{\"kind\":\"cancelled\",\"message\":\"by request\"}",
             "P\n11\njobs\n{\"step\":1}",
             "A\n12\njobs\n{\"kind\":\"cancelled\",\"message\":\"after the grace\"}",
+            "E\n13\njobs\nemail\n1700000000000",
         ]
         .join("\n");
         let events = decode_batch(&batch, 5);
@@ -351,7 +360,15 @@ mod tests {
                 keys::COMMAND_CANCELLED,
                 keys::COMMAND_PROGRESS,
                 keys::COMMAND_ABANDONED,
+                keys::COMMAND_EXPIRED,
             ]
+        );
+        assert_eq!(
+            events[9].payload,
+            json!({
+                "lane_id": "jobs", "command_id": 13, "command_type": "email",
+                "start_by_ms": 1_700_000_000_000_u64,
+            })
         );
         assert_eq!(
             events[8].payload,

@@ -41,6 +41,16 @@
 //!   the front of their lanes.
 //! - **Retries** wait in a sorted set by due time and go back to the front of their lane;
 //!   **dead letters** stay in Redis until re-driven.
+//! - **Delayed starts and start-by deadlines** ([`RedisQueue::submit_with`],
+//!   [`SubmitOptions`](lane_core::SubmitOptions)): a delayed command waits in the same
+//!   sorted set and, when due, takes its place at the back of its lane; a deadline waits
+//!   in a sorted set of its own, and a command not claimed by then leaves its lane and
+//!   ends as expired (`LaneError::Expired`, event `queue.command.expired`). Both are done
+//!   by the workers' housekeeping, each woken for the next due time.
+//! - **Bounded lanes** (`LaneConfig::with_max_waiting`): the submit script refuses a
+//!   command whose lane holds `max_waiting` pending and delayed commands; with
+//!   `WhenFull::Wait` the producer waits for the lane's events that free room (a start, a
+//!   cancel, an expiry) and sends it again, until its timeout.
 //! - **Cancel** sets a durable flag on the command and adds it to its worker's cancel
 //!   set, then wakes that worker; the worker fires the run's cancellation signal.
 //! - **Results** go to a per-producer list that the producer drains in batches, so a
@@ -52,8 +62,9 @@
 //!   [`RedisCommandHandle::progress`].
 //! - **No polling**: an idle worker blocks on its own wake list; submits, freed capacity
 //!   and housekeeping push to the lists of idle workers. Timeouts only bound the wait for
-//!   the next housekeeping deadline (a retry, a rate-limit refill, another worker's
-//!   lease) and for connection checks.
+//!   the next housekeeping deadline (a retry or delayed start, a start-by deadline, a
+//!   rate-limit refill, another worker's lease) and for connection checks. A submit that
+//!   sets an earlier due time than any Redis holds wakes a worker to look again.
 //!
 //! - **Redis failing**: a worker whose round trip failed reconciles on the next one
 //!   (claims whose reply was lost go back to their lanes); a producer reads again how its

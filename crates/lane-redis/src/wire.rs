@@ -28,6 +28,7 @@ pub(crate) fn encode_error(error: &LaneError) -> String {
         LaneError::Cancelled(m) => ("cancelled", m.clone()),
         LaneError::HandlerNotFound { .. } => ("handler_not_found", error.to_string()),
         LaneError::InvalidInput(m) => ("invalid_input", m.clone()),
+        LaneError::Expired(m) => ("expired", m.clone()),
         other => ("other", other.to_string()),
     };
     let remote = RemoteError {
@@ -59,6 +60,7 @@ pub(crate) fn decode_error(data: &str) -> LaneError {
         "timeout" => LaneError::Timeout(Duration::from_millis(remote.timeout_ms.unwrap_or(0))),
         "cancelled" => LaneError::Cancelled(remote.message),
         "invalid_input" => LaneError::InvalidInput(remote.message),
+        "expired" => LaneError::Expired(remote.message),
         "handler_not_found" => LaneError::HandlerNotFound {
             command_type: remote.command_type.unwrap_or_default(),
             registered: remote.registered.unwrap_or_default(),
@@ -231,6 +233,7 @@ mod tests {
             LaneError::Timeout(Duration::from_millis(1500)),
             LaneError::Cancelled("cancelled by request".into()),
             LaneError::InvalidInput("payload nested too deep".into()),
+            LaneError::Expired("not started by its start-by deadline".into()),
             LaneError::HandlerNotFound {
                 command_type: "resize".into(),
                 registered: "fetch, store".into(),

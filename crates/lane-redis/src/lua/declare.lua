@@ -2,7 +2,8 @@
 -- ('' none, 'tb' token bucket, 'sw' sliding window), rate, period (us), burst, boost
 -- deadline (us, '' for no boost), boost steps ('time before the deadline (us):boost',
 -- comma separated), run settings (JSON: timeout, cancel grace, retry policy; read by
--- the workers with each claim).
+-- the workers with each claim), max waiting commands ('' unbounded), what a submit to a
+-- full lane does ('reject' or 'wait'), the longest wait in ms ('' as long as it takes).
 -- A changed rate limit starts over with a full bucket; an unchanged one keeps its state.
 local lane = ARGV[1]
 local lk = P .. ':lane:' .. lane
@@ -14,6 +15,11 @@ end
 redis.call('HSET', lk, 'priority', ARGV[2], 'max', ARGV[3], 'rl', ARGV[4],
   'rl_n', ARGV[5], 'rl_period', ARGV[6], 'rl_burst', ARGV[7], 'run', ARGV[10])
 redis.call('HSET', P .. ':lanes', lane, ARGV[2])
+if ARGV[11] ~= '' then
+  redis.call('HSET', lk, 'max_waiting', ARGV[11], 'when_full', ARGV[12], 'wait_ms', ARGV[13])
+else
+  redis.call('HDEL', lk, 'max_waiting', 'when_full', 'wait_ms')
+end
 local was_boosted = redis.call('SISMEMBER', BOOSTED, lane) == 1
 local pending = {}
 if (ARGV[8] ~= '') ~= was_boosted then

@@ -83,7 +83,8 @@ if ncomp > 0 then
         requeue_entry(id, entry, tonumber(attempts) + 1, tonumber(failures) + 1)
         event5('R', id, lane, tonumber(attempts) + 2, ARGV[base + 4], data)
         if delay > 0 then
-          redis.call('ZADD', P .. ':delayed', num(now + delay), id)
+          redis.call('ZADD', DELAYED, num(now + delay), id)
+          add_delayed(lane, 1)
         else
           redis.call('LPUSH', P .. ':q:' .. lane, id)
           stamp_pending(lane, {id})
@@ -147,8 +148,8 @@ if nknown >= 0 then
   given_back = commands
 end
 
--- 3. Housekeeping: workers whose lease expired, retries that are due, lanes whose rate
--- limit or timed pause is over.
+-- 3. Housekeeping: workers whose lease expired, start-by deadlines that passed,
+-- delayed retries and starts that are due, lanes whose rate limit or timed pause is over.
 local expired = redis.call('ZRANGEBYSCORE', W, '-inf', num(now), 'LIMIT', 0, 16)
 for _, w in ipairs(expired) do
   if w ~= wid then
@@ -156,17 +157,79 @@ for _, w in ipairs(expired) do
     stat('workers_lost')
   end
 end
-local due = redis.call('ZRANGEBYSCORE', P .. ':delayed', '-inf', num(now), 'LIMIT', 0, 256)
-if #due > 0 then
-  redis.call('ZREM', P .. ':delayed', unpack(due))
-  local entries = hmget_all(ENTRIES, due)
-  for j = #due, 1, -1 do
-    if entries[j] then
-      local lane = entry_lane(entries[j])
-      redis.call('LPUSH', P .. ':q:' .. lane, due[j])
-      stamp_pending(lane, {due[j]})
+-- Commands not started by their deadline leave their lane (or the delayed set) and
+-- end as expired. Deadlines come first: a delayed command past its deadline never starts.
+local late = redis.call('ZRANGEBYSCORE', DEADLINES, '-inf', num(now), 'LIMIT', 0, 256)
+if #late > 0 then
+  redis.call('ZREM', DEADLINES, unpack(late))
+  local entries = hmget_all(ENTRIES, late)
+  local owners = hmget_all(OWNER, late)
+  local kept = {}
+  for j, id in ipairs(late) do
+    local entry = entries[j]
+    if entry and not owners[j] then
+      local lane = entry_lane(entry)
+      if redis.call('ZREM', DELAYED, id) == 1 then
+        add_delayed(lane, -1)
+      else
+        redis.call('LREM', P .. ':q:' .. lane, 1, id)
+      end
+      expire_command(id, entry, now)
       touched[lane] = true
+    else
+      kept[#kept + 1] = id
     end
+  end
+  if #kept > 0 then
+    call_sliced('HDEL', START_BY, kept)
+  end
+end
+-- Due retries go back to the front of their lanes (the earliest due first); due
+-- delayed starts (commands that never ran) to the back, in the order of their due times
+-- (then of their ids: a batch delayed alike keeps its submit order).
+local due = redis.call('ZRANGEBYSCORE', DELAYED, '-inf', num(now), 'WITHSCORES', 'LIMIT', 0, 256)
+if #due > 0 then
+  local ids = {}
+  local due_at = {}
+  for j = 1, #due, 2 do
+    ids[#ids + 1] = due[j]
+    due_at[due[j]] = tonumber(due[j + 1])
+  end
+  redis.call('ZREM', DELAYED, unpack(ids))
+  local entries = hmget_all(ENTRIES, ids)
+  local retries = {}
+  local starts = {}
+  local left = {}
+  for j, id in ipairs(ids) do
+    local entry = entries[j]
+    if entry then
+      local lane, attempts = string.match(entry, HEAD)
+      left[lane] = (left[lane] or 0) - 1
+      if attempts == '0' then
+        starts[#starts + 1] = {id, lane}
+      else
+        retries[#retries + 1] = {id, lane}
+      end
+    end
+  end
+  for lane, n in pairs(left) do
+    add_delayed(lane, n)
+    touched[lane] = true
+  end
+  for j = #retries, 1, -1 do
+    local id, lane = retries[j][1], retries[j][2]
+    redis.call('LPUSH', P .. ':q:' .. lane, id)
+    stamp_pending(lane, {id})
+  end
+  table.sort(starts, function(a, b)
+    local ta, tb = due_at[a[1]], due_at[b[1]]
+    if ta ~= tb then return ta < tb end
+    return tonumber(a[1]) < tonumber(b[1])
+  end)
+  for _, start in ipairs(starts) do
+    local id, lane = start[1], start[2]
+    redis.call('RPUSH', P .. ':q:' .. lane, id)
+    stamp_pending(lane, {id})
   end
 end
 local unthrottled = redis.call('ZRANGEBYSCORE', THROTTLED, '-inf', num(now), 'LIMIT', 0, 64)
@@ -244,6 +307,8 @@ end
 
 local claims = {}
 local claimed = 0
+-- Whether any command has a start-by deadline, read at the first claim.
+local has_deadlines = nil
 -- The run settings of each lane this trip claims from: lane, settings, lane, ...
 local lane_runs = {}
 local run_fields = {}
@@ -275,6 +340,29 @@ while claimed < want do
       end
       local ids = redis.call('LPOP', P .. ':q:' .. lane, granted)
       local entries = hmget_all(ENTRIES, ids)
+      -- A command past its start-by deadline is not claimed: it expires. One that starts
+      -- is no longer subject to its deadline.
+      if has_deadlines == nil then
+        has_deadlines = redis.call('EXISTS', DEADLINES) == 1
+      end
+      if has_deadlines then
+        local by = redis.call('ZMSCORE', DEADLINES, unpack(ids))
+        local starting = {}
+        for j, id in ipairs(ids) do
+          if by[j] and entries[j] then
+            if tonumber(by[j]) <= now then
+              expire_command(id, entries[j], now)
+              entries[j] = false
+            else
+              starting[#starting + 1] = id
+            end
+          end
+        end
+        if #starting > 0 then
+          call_sliced('ZREM', DEADLINES, starting)
+          call_sliced('HDEL', START_BY, starting)
+        end
+      end
       local first_token = redis.call('INCRBY', P .. ':fence', #ids) - #ids
       local started = num(now)
       for j, id in ipairs(ids) do
@@ -319,8 +407,9 @@ if ready > 0 then
 end
 flush(ttl)
 
--- 6. When to look again without being woken: the next due retry, the end of the next
--- throttle, or the next lease expiry of another worker.
+-- 6. When to look again without being woken: the next due retry or delayed start, the
+-- next start-by deadline, the end of the next throttle, or the next lease expiry of
+-- another worker.
 local next_due = -1
 local function consider(zkey, skip)
   local first = redis.call('ZRANGE', zkey, 0, 1, 'WITHSCORES')
@@ -332,7 +421,8 @@ local function consider(zkey, skip)
     end
   end
 end
-consider(P .. ':delayed', nil)
+consider(DELAYED, nil)
+consider(DEADLINES, nil)
 consider(THROTTLED, nil)
 consider(W, wid)
 local wait_ms = -1

@@ -1,7 +1,7 @@
 -- A command as it is now. ARGV: id.
 -- Returns {entry, worker, run, delayed, record}: the unfinished command's entry, its
--- worker and run while it runs, '1' while it waits for a retry, and the record of a
--- finished command ('' or nil where absent).
+-- worker and run while it runs, '1' while it waits for a retry or its start time, and the
+-- record of a finished command ('' or nil where absent).
 local id = ARGV[1]
 local entry = redis.call('HGET', ENTRIES, id)
 local worker = redis.call('HGET', OWNER, id)
@@ -9,7 +9,7 @@ local run = false
 if worker then
   run = redis.call('HGET', P .. ':w:' .. worker, id)
 end
-local delayed = redis.call('ZSCORE', P .. ':delayed', id) and '1' or ''
+local delayed = redis.call('ZSCORE', DELAYED, id) and '1' or ''
 local record = {false, false, false, false, false, false}
 local packed = redis.call('HGET', DONE, id)
 if packed then

@@ -29,6 +29,17 @@ local CANCEL = P .. ':cancel'
 local DONE = P .. ':done'
 local SINCE = P .. ':since'
 local BOOSTED = P .. ':boosted'
+-- Commands that wait for a time: delayed retries and delayed starts (id -> when due,
+-- us). A delayed start has never run (its entry counts 0 attempts) and takes its place at
+-- the back of its lane when due; a retry goes to the front. Each lane counts its delayed
+-- commands in the field 'delayed' of its hash (see add_delayed).
+local DELAYED = P .. ':delayed'
+-- Start-by deadlines of commands that have not started yet (id -> deadline, us, Redis
+-- clock), and the deadline as the submitter gave it (id -> ms since the Unix epoch, its
+-- clock), for the expired command's error and event. A claim takes a command out of
+-- both: a command that started once is no longer subject to its deadline.
+local DEADLINES = P .. ':deadlines'
+local START_BY = P .. ':start_by'
 
 -- Numbers passed to Redis are formatted explicitly: Lua's default keeps 14 digits,
 -- too few for microsecond timestamps.
@@ -69,7 +80,7 @@ local function lane_cfg(lane)
   if c == nil then
     local v = redis.call('HMGET', P .. ':lane:' .. lane,
       'priority', 'max', 'rl', 'rl_n', 'rl_period', 'rl_burst', 'paused',
-      'boost_deadline', 'boost_steps', 'run')
+      'boost_deadline', 'boost_steps', 'run', 'max_waiting', 'when_full', 'wait_ms')
     if not v[1] then
       c = false
     else
@@ -77,6 +88,11 @@ local function lane_cfg(lane)
         prio = tonumber(v[1]), max = tonumber(v[2]), rl = v[3] or '',
         n = tonumber(v[4] or '0'), period = tonumber(v[5] or '0'),
         burst = tonumber(v[6] or '0'), paused = (v[7] == '1'), run = v[10] or '',
+        -- Bounded lanes: at most max_waiting commands pending and delayed; a submit to a
+        -- full lane is refused ('reject') or waits on its producer ('wait', at most
+        -- wait_ms, '' for as long as it takes).
+        max_waiting = tonumber(v[11] or ''), when_full = v[12] or 'reject',
+        wait_ms = v[13] or '',
       }
       if v[8] then
         -- Steps are 'time before the deadline (us):boost', comma separated.
@@ -243,12 +259,20 @@ local function stamp_pending(lane, ids)
   call_sliced('HSET', SINCE, fields)
 end
 
--- Wakes up to n idle workers; each blocks on its own wake list.
+-- Wakes up to n idle workers; each blocks on its own wake list. Returns how many.
 local function wake_idle(n)
-  if n <= 0 then return end
+  if n <= 0 then return 0 end
   local workers = redis.call('SPOP', P .. ':idle', n)
   for _, w in ipairs(workers) do
     redis.call('LPUSH', P .. ':wake:' .. w, '1')
+  end
+  return #workers
+end
+
+-- Counts commands entering (n > 0) or leaving (n < 0) the delayed set of a lane.
+local function add_delayed(lane, n)
+  if n ~= 0 then
+    redis.call('HINCRBY', P .. ':lane:' .. lane, 'delayed', n)
   end
 end
 
@@ -362,13 +386,15 @@ end
 -- Records a command's final outcome ('ok' with a JSON value, 'err' with a JSON error),
 -- its entry and its last run (worker and run 'token|claimed at', or nil for a command
 -- that never ran), and sends the outcome to the submitter. Dead letters never expire.
-local function finish(id, state, outcome, data, now, entry, worker, run)
+local function finish(id, state, outcome, data, now, entry, worker, run, start_by_ms)
   local lane, _, _, client, cref = string.match(entry, HEAD)
   if state == 'done' then
     local claimed = tonumber(string.match(run or '', '|(%d+)$') or now)
     event3('C', id, lane, num(now - claimed))
   elseif state == 'dead' then
     event4('F', id, lane, entry_type(entry), data)
+  elseif state == 'expired' then
+    event4('E', id, lane, entry_type(entry), start_by_ms)
   else
     event4('X', id, lane, run and 1 or 0, data)
   end
@@ -419,6 +445,10 @@ local function flush(ttl_ms)
     if redis.call('EXISTS', SINCE) == 1 then
       call_sliced('HDEL', SINCE, removed)
     end
+    if redis.call('EXISTS', START_BY) == 1 then
+      call_sliced('HDEL', START_BY, removed)
+      call_sliced('ZREM', DEADLINES, removed)
+    end
     removed = {}
   end
   if #events_out > 0 then
@@ -464,8 +494,10 @@ local function cancel_command(id, err)
   local entry = redis.call('HGET', ENTRIES, id)
   if entry then
     local lane = entry_lane(entry)
-    if redis.call('ZREM', P .. ':delayed', id) == 0 then
+    if redis.call('ZREM', DELAYED, id) == 0 then
       redis.call('LREM', P .. ':q:' .. lane, 1, id)
+    else
+      add_delayed(lane, -1)
     end
     stat('cancelled')
     finish(id, 'cancelled', 'err', err, now_us(), entry, nil, nil)
@@ -476,6 +508,22 @@ local function cancel_command(id, err)
     return 'finished'
   end
   return 'unknown'
+end
+
+-- Ends a command whose start-by deadline passed before it started, once it left its
+-- lane or the delayed set: its submitter gets an 'expired' error, subscribers the event
+-- 'E', and the lane counts it (field 'expired' of its hash).
+local function expire_command(id, entry, now)
+  local lane = entry_lane(entry)
+  local by = redis.call('HGET', START_BY, id) or '0'
+  local err = cjson.encode({
+    kind = 'expired',
+    message = 'command ' .. id .. " in lane '" .. lane .. "' had not started by its start-by "
+      .. 'deadline (' .. by .. ' ms since the Unix epoch), so it never ran',
+  })
+  stat('expired')
+  redis.call('HINCRBY', P .. ':lane:' .. lane, 'expired', 1)
+  finish(id, 'expired', 'err', err, now, entry, nil, nil, by)
 end
 
 -- Hands back runs Redis holds for worker w: `raw` is the field/value list of its hash

@@ -1,18 +1,30 @@
--- Accepts commands at the back of their lanes, once per submitter reference.
+-- Accepts commands at the back of their lanes (or, with a start time, in the delayed
+-- set), once per submitter reference.
 -- ARGV: client id, result ttl (ms); the number of references whose ids the client
 -- received, then those references; the number of references the client gave up on (it
--- told its caller the submit failed), then those; then 4 fields per command: client
--- reference, lane, type, JSON payload.
--- Returns {ids, known lanes}; an id of 0 means the command's lane is not declared, -1
--- that the client gave up on the reference before this call arrived.
+-- told its caller the submit failed), then those; then 5 fields per command: client
+-- reference, lane, type, JSON payload, timing. The timing is '' for a command that may
+-- start now and has no deadline, else 'not before (us)|deadline (us)|start-by (ms)|last',
+-- each part empty when absent: the instant it may start and its start-by deadline on the
+-- Redis clock, the deadline as the submitter gave it (ms since the Unix epoch), and '1'
+-- when a refusal for a full lane is the submitter's last word (it stops waiting for room).
+-- Returns {ids, known lanes, full lanes}; an id of 0 means the command's lane is not
+-- declared, -1 that the client gave up on the reference before this call arrived, -2
+-- that its lane is full (it holds max_waiting commands, pending and delayed). Full lanes
+-- holds 3 fields per lane that refused a command: lane, max_waiting, and what a submit
+-- does ('' refuse, else wait: the longest wait in ms, or '-1' for as long as it takes).
+-- A refusal is counted (the lane's 'rejected_full') when the lane refuses, or for a lane
+-- that waits when the submitter's wait is over.
 --
 -- P:refs:<client> maps each reference to its command id until the client says it
 -- received the id, so a submit sent again after a lost reply finds its command instead
 -- of adding a second one. A reference given up on is marked 'void': its command, if
--- Redis accepted it after all, is cancelled, and a late copy of the call is refused.
+-- Redis accepted it after all, is cancelled, and a late copy of the call is refused. A
+-- refused command leaves no reference: its submitter may send it again.
 local client = ARGV[1]
 local ttl = tonumber(ARGV[2])
 local REFS = P .. ':refs:' .. client
+local FIELDS = 5
 local at = 3
 local nacked = tonumber(ARGV[at])
 if nacked > 0 then
@@ -34,57 +46,142 @@ for j = 1, nvoid do
   redis.call('HSET', REFS, cref, 'void')
 end
 at = at + nvoid + 1
-local n = (#ARGV - at + 1) / 4
+local n = (#ARGV - at + 1) / FIELDS
 local crefs = {}
 for j = 0, n - 1 do
-  crefs[j + 1] = ARGV[at + j * 4]
+  crefs[j + 1] = ARGV[at + j * FIELDS]
 end
 local seen = {}
 if n > 0 then
   seen = hmget_all(REFS, crefs)
 end
+
+-- Commands waiting in a lane (pending and delayed), with those this call adds.
+local waiting = {}
+local function lane_waiting(lane)
+  local w = waiting[lane]
+  if w == nil then
+    w = redis.call('LLEN', P .. ':q:' .. lane)
+      + tonumber(redis.call('HGET', P .. ':lane:' .. lane, 'delayed') or '0')
+    waiting[lane] = w
+  end
+  return w
+end
+
+-- What becomes of each command: an id already known, -1 void, 0 no lane, -2 full, or
+-- true: accepted now.
+local fate = {}
 local accepted = 0
+local full = {}
+local full_lanes = {}
 for j = 0, n - 1 do
-  if not seen[j + 1] and lane_cfg(ARGV[at + j * 4 + 1]) then
+  local base = at + j * FIELDS
+  local lane = ARGV[base + 1]
+  local known_id = seen[j + 1]
+  local c = (not known_id) and lane_cfg(lane)
+  if known_id == 'void' then
+    fate[j + 1] = -1
+  elseif known_id then
+    fate[j + 1] = tonumber(known_id)
+  elseif not c then
+    fate[j + 1] = 0
+  elseif c.max_waiting and lane_waiting(lane) >= c.max_waiting then
+    fate[j + 1] = -2
+    local last = string.sub(ARGV[base + 4], -2) == '|1'
+    if c.when_full ~= 'wait' or last then
+      stat('rejected_full')
+      redis.call('HINCRBY', P .. ':lane:' .. lane, 'rejected_full', 1)
+    end
+    if not full_lanes[lane] then
+      full_lanes[lane] = true
+      full[#full + 1] = lane
+      full[#full + 1] = string.format('%d', c.max_waiting)
+      if c.when_full == 'wait' then
+        full[#full + 1] = c.wait_ms == '' and '-1' or c.wait_ms
+      else
+        full[#full + 1] = ''
+      end
+    end
+  else
+    fate[j + 1] = true
     accepted = accepted + 1
+    if c.max_waiting then
+      waiting[lane] = lane_waiting(lane) + 1
+    end
   end
 end
 local next_id = 0
 if accepted > 0 then
   next_id = redis.call('INCRBY', P .. ':seq', accepted) - accepted + 1
 end
+
+-- The earliest timer (a start time or deadline) before this call, if it adds one.
+local function earliest(zkey)
+  local first = redis.call('ZRANGE', zkey, 0, 0, 'WITHSCORES')
+  return first[2] and tonumber(first[2])
+end
+local now = clock()
 local ids = {}
 local entries = {}
 local refs = {}
 local by_lane = {}
 local lanes = {}
+local delayed = {}
+local delayed_lanes = {}
+local deadlines = {}
+local start_by = {}
+local first_timer = nil
 for j = 0, n - 1 do
-  local base = at + j * 4
+  local base = at + j * FIELDS
   local lane = ARGV[base + 1]
-  local known_id = seen[j + 1]
-  if known_id == 'void' then
-    ids[#ids + 1] = -1
-  elseif known_id then
-    ids[#ids + 1] = tonumber(known_id)
-  elseif lane_cfg(lane) then
+  local f = fate[j + 1]
+  if f == true then
     local id = next_id
     next_id = next_id + 1
     entries[#entries + 1] = id
     entries[#entries + 1] = entry_value(lane, 0, 0, client, ARGV[base], ARGV[base + 2], ARGV[base + 3])
     refs[#refs + 1] = ARGV[base]
     refs[#refs + 1] = id
-    local list = by_lane[lane]
-    if not list then
-      list = {}
-      by_lane[lane] = list
-      lanes[#lanes + 1] = lane
-    end
-    list[#list + 1] = id
     ids[#ids + 1] = id
     event3('S', id, lane, ARGV[base + 2])
+    local not_before, deadline, by = nil, nil, nil
+    if ARGV[base + 4] ~= '' then
+      local nb, dl, sb = string.match(ARGV[base + 4], '^([^|]*)|([^|]*)|([^|]*)|')
+      not_before, deadline, by = tonumber(nb), tonumber(dl), sb
+    end
+    if deadline then
+      deadlines[#deadlines + 1] = num(deadline)
+      deadlines[#deadlines + 1] = id
+      start_by[#start_by + 1] = id
+      start_by[#start_by + 1] = by
+      if not first_timer or deadline < first_timer then first_timer = deadline end
+    end
+    if not_before and not_before > now then
+      delayed[#delayed + 1] = num(not_before)
+      delayed[#delayed + 1] = id
+      delayed_lanes[lane] = (delayed_lanes[lane] or 0) + 1
+      if not first_timer or not_before < first_timer then first_timer = not_before end
+    else
+      local list = by_lane[lane]
+      if not list then
+        list = {}
+        by_lane[lane] = list
+        lanes[#lanes + 1] = lane
+      end
+      list[#list + 1] = id
+    end
   else
-    ids[#ids + 1] = 0
+    ids[#ids + 1] = f
   end
+end
+-- A timer earlier than every one the workers know of: wake a worker so it looks again
+-- when it is due (workers never poll; each round trip tells a worker when to look).
+local wake_for_timer = false
+if first_timer then
+  local known_first = earliest(DELAYED)
+  local d = earliest(DEADLINES)
+  if d and (not known_first or d < known_first) then known_first = d end
+  wake_for_timer = not known_first or first_timer < known_first
 end
 if accepted > 0 then
   call_sliced('HSET', ENTRIES, entries)
@@ -95,20 +192,44 @@ if #refs > 0 or nvoid > 0 then
   end
   redis.call('PEXPIRE', REFS, ttl)
 end
+if #delayed > 0 then
+  call_sliced('ZADD', DELAYED, delayed)
+  for lane, count in pairs(delayed_lanes) do
+    add_delayed(lane, count)
+  end
+end
+if #deadlines > 0 then
+  call_sliced('ZADD', DEADLINES, deadlines)
+  call_sliced('HSET', START_BY, start_by)
+end
 for _, lane in ipairs(lanes) do
   call_sliced('RPUSH', P .. ':q:' .. lane, by_lane[lane])
   stamp_pending(lane, by_lane[lane])
   refresh(lane, false)
 end
 local known = {}
-if accepted < n then
+local missing = false
+for j = 1, n do
+  if fate[j] == 0 then missing = true end
+end
+if missing then
   known = redis.call('HKEYS', P .. ':lanes')
 end
 if accepted > 0 then
   stat('submitted', accepted)
+  local woken = 0
   if redis.call('ZCARD', READY) > 0 then
-    wake_idle(accepted)
+    woken = wake_idle(accepted)
+  end
+  if wake_for_timer and woken == 0 then
+    -- An idle worker if there is one, else any: a busy worker expires commands too.
+    if wake_idle(1) == 0 then
+      local any = redis.call('ZRANGE', P .. ':workers', 0, 0)
+      if any[1] then
+        redis.call('LPUSH', P .. ':wake:' .. any[1], '1')
+      end
+    end
   end
 end
 flush(ttl)
-return {ids, known}
+return {ids, known, full}

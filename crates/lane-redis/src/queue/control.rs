@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use lane_core::{CancelOutcome, DeadLetter, LaneError, RateLimitConfig, Result};
+use lane_core::{CancelOutcome, DeadLetter, LaneError, RateLimitConfig, Result, WhenFull};
 
 use super::{RedisCommandHandle, RedisQueue};
 use crate::config::RedisLaneSpec;
@@ -14,7 +14,8 @@ impl RedisQueue {
     /// Declares a lane with the one lane model ([`LaneConfig`](lane_core::LaneConfig) and
     /// a priority, lower runs first), or updates it. Priority, cap, rate limit and
     /// priority boost apply to the next claims (a changed rate limit starts with a full
-    /// bucket); timeout, cancel grace and retry policy to the next runs on every worker.
+    /// bucket); timeout, cancel grace and retry policy to the next runs on every worker;
+    /// `max_waiting` and `when_full` to the next submits of every producer.
     /// When a boost is added to a lane, the wait of the commands already pending counts
     /// from now. An option the Redis engine cannot honour is a
     /// [`LaneError::ConfigError`] naming it.
@@ -61,6 +62,21 @@ impl RedisQueue {
             .arg(deadline)
             .arg(steps)
             .arg(lane.run.encode())
+            .arg(
+                lane.max_waiting
+                    .map(|max| max.to_string())
+                    .unwrap_or_default(),
+            )
+            .arg(match lane.when_full {
+                WhenFull::Reject => "reject",
+                WhenFull::Wait { .. } => "wait",
+            })
+            .arg(match lane.when_full {
+                WhenFull::Wait {
+                    timeout: Some(timeout),
+                } => timeout.as_millis().to_string(),
+                _ => String::new(),
+            })
             .run::<()>(&mut self.conn())
             .await
             .map_err(|e| redis_error(&e))

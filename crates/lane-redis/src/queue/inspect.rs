@@ -20,7 +20,7 @@ pub enum RemoteState {
     Pending,
     /// Running on a worker.
     Running,
-    /// Failed, waiting for its retry delay.
+    /// Waiting for its start time, or for its retry delay after a failed run.
     Delayed,
     /// Finished successfully.
     Done,
@@ -28,6 +28,8 @@ pub enum RemoteState {
     Cancelled,
     /// Failed for good; kept as a dead letter.
     Dead,
+    /// Not started by its start-by deadline; it never ran.
+    Expired,
 }
 
 /// A command's record in a Redis queue ([`RedisQueue::command`]).
@@ -69,7 +71,8 @@ pub struct RedisQueueStats {
     pub idle_workers: usize,
     /// Lifetime counters: `submitted`, `completed`, `retried`, `dead`, `cancelled`,
     /// `requeued` (taken back from a dead worker), `released`, `stale` (completions
-    /// rejected by fencing), `workers_lost`.
+    /// rejected by fencing), `workers_lost`, `expired` (not started by their start-by
+    /// deadline), `rejected_full` (refused for a full lane).
     pub counters: HashMap<String, u64>,
 }
 
@@ -142,6 +145,7 @@ impl RedisQueue {
         let state = match state.as_str() {
             "done" => RemoteState::Done,
             "cancelled" => RemoteState::Cancelled,
+            "expired" => RemoteState::Expired,
             _ => RemoteState::Dead,
         };
         let (token, started) = last_run.as_deref().map_or((None, None), parse_run);
@@ -190,7 +194,7 @@ impl RedisQueue {
             idle_workers,
             counters: HashMap::new(),
         };
-        for lane in lanes.chunks(8) {
+        for lane in lanes.chunks(12) {
             let [
                 id,
                 priority,
@@ -200,6 +204,10 @@ impl RedisQueue {
                 paused,
                 throttled,
                 effective_priority,
+                delayed,
+                expired,
+                rejected_full,
+                max_waiting,
             ] = lane
             else {
                 return Err(wire::protocol("lane stats"));
@@ -216,10 +224,13 @@ impl RedisQueue {
                 max: int(max)? as usize,
                 paused: int(paused)? == 1,
                 throttled: int(throttled)? == 1,
-                delayed: 0,
-                expired: 0,
-                rejected_full: 0,
-                max_waiting: None,
+                delayed: int(delayed)?.max(0) as usize,
+                expired: int(expired)?.max(0) as u64,
+                rejected_full: int(rejected_full)?.max(0) as u64,
+                max_waiting: opt_string(max_waiting)?
+                    .filter(|max| !max.is_empty())
+                    .map(|max| max.parse().map_err(|_| wire::protocol("lane stats")))
+                    .transpose()?,
                 // The Redis worker does not report abandoned runs to the stats hash yet.
                 abandoned: 0,
                 abandoned_running: 0,

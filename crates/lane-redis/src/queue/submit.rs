@@ -1,10 +1,13 @@
 //! Submitting: [`RedisQueue::submit`] hands each command to one task per queue, which
-//! sends the waiting ones to Redis in batches.
+//! sends the waiting ones to Redis in batches. A submit to a full lane that waits for
+//! room ([`WhenFull::Wait`](lane_core::WhenFull::Wait)) waits for the lane's events that
+//! free room (a start, a cancel, an expiry) and sends the command again.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use lane_core::{LaneError, Result};
+use lane_core::event::keys;
+use lane_core::{EventStream, LaneError, Result, SubmitOptions, Timing};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -18,28 +21,67 @@ use crate::wire::{self, redis_error};
 /// Commands per submit script call when many submits are waiting.
 const MAX_SUBMIT_BATCH: usize = 512;
 
+/// How often a submit waiting for room looks again without an event that freed room: a
+/// safety net for what sends no event (a lane declared again with a larger bound, a
+/// queue whose event stream is turned off).
+const ROOM_RECHECK: Duration = Duration::from_secs(1);
+
 pub(super) struct SubmitRequest {
     reference: u64,
     lane: String,
     command_type: String,
     payload: String,
+    /// The command's timing for submit.lua: '' or 'not before|deadline|start-by|last'.
+    timing: String,
     /// Until when it may wait for Redis to answer.
     deadline: Instant,
     /// A call carrying it failed after it may have reached Redis (a timeout, a
     /// connection that broke with the call on it): Redis may hold it.
     in_doubt: bool,
-    reply: oneshot::Sender<Result<u64>>,
+    reply: oneshot::Sender<Result<Submitted>>,
+}
+
+/// What Redis made of one submitted command.
+pub(super) enum Submitted {
+    /// Accepted under this id.
+    Id(u64),
+    /// Refused: its lane holds `limit` waiting commands. `wait` is what the lane's
+    /// `when_full` says: `None` to fail, else wait for room at most this long (`None`:
+    /// as long as it takes).
+    Full {
+        limit: usize,
+        wait: Option<Option<Duration>>,
+    },
 }
 
 impl RedisQueue {
     /// Submits a replayable command to the end of `lane`; the handle awaits its result.
-    /// Fails with [`LaneError::LaneNotFound`] for a lane not declared in Redis.
+    /// Fails with [`LaneError::LaneNotFound`] for a lane not declared in Redis, and with
+    /// [`LaneError::LaneFull`] for a lane at its `max_waiting` that refuses (or, for one
+    /// that waits for room, when its wait is over).
     pub async fn submit(
         &self,
         lane: &str,
         command_type: &str,
         payload: Value,
     ) -> Result<RedisCommandHandle> {
+        self.submit_with(lane, command_type, payload, SubmitOptions::default())
+            .await
+    }
+
+    /// [`submit`](Self::submit) with [`SubmitOptions`]: a command with a delay or start
+    /// time waits in Redis (shown as delayed) and then takes its place at the back of its
+    /// lane; one with a start-by deadline that no worker started by then never runs and
+    /// ends with [`LaneError::Expired`]. Times are the caller's clock, carried to the
+    /// Redis clock with the offset measured at connect.
+    pub async fn submit_with(
+        &self,
+        lane: &str,
+        command_type: &str,
+        payload: Value,
+        options: SubmitOptions,
+    ) -> Result<RedisCommandHandle> {
+        let timing = options.resolve(SystemTime::now())?;
         if command_type.trim().is_empty() || command_type.contains('\n') {
             return Err(LaneError::InvalidInput(format!(
                 "command type {command_type:?} must not be blank or hold a newline; give the \
@@ -52,28 +94,103 @@ impl RedisQueue {
         self.ensure_listener();
         // Created before sending: if anything below fails, dropping it forgets the waiter.
         let mut handle = self.await_result(0);
-        let (id_tx, id_rx) = oneshot::channel();
-        self.inner
-            .submits
-            .send(SubmitRequest {
-                reference: handle.reference,
-                lane: lane.to_owned(),
-                command_type: command_type.to_owned(),
-                payload,
-                deadline: Instant::now() + self.inner.target.reconnect_wait,
-                in_doubt: false,
-                reply: id_tx,
-            })
-            .map_err(|_| LaneError::QueueError("the queue's submit task stopped".into()))?;
-        let id = id_rx
-            .await
-            .map_err(|_| LaneError::QueueError("the queue's submit task stopped".into()))??;
+        let mut room: Option<RoomWait> = None;
+        let mut last = false;
+        let id = loop {
+            let (id_tx, id_rx) = oneshot::channel();
+            self.inner
+                .submits
+                .send(SubmitRequest {
+                    reference: handle.reference,
+                    lane: lane.to_owned(),
+                    command_type: command_type.to_owned(),
+                    payload: payload.clone(),
+                    timing: self.timing_arg(&timing, last),
+                    deadline: Instant::now() + self.inner.target.reconnect_wait,
+                    in_doubt: false,
+                    reply: id_tx,
+                })
+                .map_err(|_| LaneError::QueueError("the queue's submit task stopped".into()))?;
+            let submitted = id_rx
+                .await
+                .map_err(|_| LaneError::QueueError("the queue's submit task stopped".into()))??;
+            match submitted {
+                Submitted::Id(id) => break id,
+                Submitted::Full { limit, wait } => {
+                    let full = LaneError::LaneFull {
+                        lane: lane.to_owned(),
+                        limit,
+                    };
+                    let Some(timeout) = wait else {
+                        return Err(full);
+                    };
+                    if last {
+                        return Err(full);
+                    }
+                    match &mut room {
+                        // Room made before the subscription sent no event it sees: look
+                        // again at once.
+                        None => room = Some(self.wait_for_room(lane, timeout)),
+                        Some(room) => last = !room.wait().await,
+                    }
+                }
+            }
+        };
         handle.id = id;
         if self.inner.waiters.set_id(handle.reference, id) {
             // The result listener reconnected while this submit was on its way.
             self.spawn_recovery(Some(handle.reference));
         }
         Ok(handle)
+    }
+
+    /// The timing field of a submit: '' for a plain command, else the start time and
+    /// deadline on the Redis clock (µs), the deadline as given (ms), and whether a refusal
+    /// for a full lane is the last word. A start time is moved later by the uncertainty
+    /// of the clock offset, so that a command never starts before its time.
+    fn timing_arg(&self, timing: &Timing, last: bool) -> String {
+        if timing.is_plain() && !last {
+            return String::new();
+        }
+        let on_redis = |ms: u64, margin: i64| {
+            i64::try_from(ms)
+                .unwrap_or(i64::MAX)
+                .saturating_add(self.inner.clock_offset_ms)
+                .saturating_add(margin)
+                .saturating_mul(1000)
+                .to_string()
+        };
+        let not_before = timing
+            .not_before_ms
+            .map(|ms| on_redis(ms, self.inner.clock_uncertainty_ms.max(0)))
+            .unwrap_or_default();
+        let deadline = timing
+            .start_by_ms
+            .map(|ms| on_redis(ms, 0))
+            .unwrap_or_default();
+        let start_by = timing
+            .start_by_ms
+            .map(|ms| ms.to_string())
+            .unwrap_or_default();
+        format!(
+            "{not_before}|{deadline}|{start_by}|{}",
+            if last { "1" } else { "" }
+        )
+    }
+
+    /// Starts waiting for room in `lane`: its events that free room from now on.
+    fn wait_for_room(&self, lane: &str, timeout: Option<Duration>) -> RoomWait {
+        let lane = lane.to_owned();
+        RoomWait {
+            events: self.subscribe_filtered(move |event| {
+                event.lane_id() == Some(lane.as_str())
+                    && matches!(
+                        event.key.as_str(),
+                        keys::COMMAND_STARTED | keys::COMMAND_CANCELLED | keys::COMMAND_EXPIRED
+                    )
+            }),
+            until: timeout.and_then(|timeout| Instant::now().checked_add(timeout)),
+        }
     }
 
     /// Submits several commands; concurrent calls share round trips either way, this
@@ -96,6 +213,31 @@ impl RedisQueue {
             .await
             .into_iter()
             .collect()
+    }
+}
+
+/// A submit waiting for room in a full lane: the lane's events that free room, and the
+/// end of its wait.
+struct RoomWait {
+    events: EventStream,
+    until: Option<Instant>,
+}
+
+impl RoomWait {
+    /// Waits until room may have been made (or [`ROOM_RECHECK`] passed); false once the
+    /// wait is over.
+    async fn wait(&mut self) -> bool {
+        let now = Instant::now();
+        if self.until.is_some_and(|until| until <= now) {
+            return false;
+        }
+        let recheck = now + ROOM_RECHECK;
+        let wake = self.until.map_or(recheck, |until| until.min(recheck));
+        tokio::select! {
+            _ = self.events.recv() => {}
+            () = tokio::time::sleep_until(wake) => {}
+        }
+        self.until.is_none_or(|until| until > Instant::now())
     }
 }
 
@@ -176,7 +318,7 @@ pub(super) async fn run_submitter(
                 )
                 .await;
             match outcome {
-                Ok((ids, known)) => {
+                Ok((ids, known, full)) => {
                     if submitter.link_down {
                         submitter.link_down = false;
                         tracing::info!("submits reach Redis again");
@@ -184,11 +326,15 @@ pub(super) async fn run_submitter(
                     for (request, id) in batch.drain(..).zip(ids) {
                         let result = match id {
                             0 => Err(lane_not_found(&request.lane, known.clone())),
+                            -2 => full_lane(&full, &request.lane),
                             // Given up on before: it cannot be here (references are new).
                             ..0 => Err(wire::protocol("submit")),
-                            id => Ok(id as u64),
+                            id => {
+                                // Only an accepted command left a reference to forget.
+                                submitter.acked.push(request.reference);
+                                Ok(Submitted::Id(id as u64))
+                            }
                         };
-                        submitter.acked.push(request.reference);
                         let _ = request.reply.send(result);
                     }
                 }
@@ -252,6 +398,27 @@ pub(super) async fn run_submitter(
     }
 }
 
+/// The refusal of a command for its full lane, from the lanes submit.lua reported full
+/// (lane, max_waiting, wait: '' refuse, '-1' as long as it takes, else ms).
+fn full_lane(full: &[String], lane: &str) -> Result<Submitted> {
+    let [_, limit, wait] = full
+        .chunks(3)
+        .find(|chunk| chunk.first().is_some_and(|name| name == lane))
+        .ok_or_else(|| wire::protocol("submit"))?
+    else {
+        return Err(wire::protocol("submit"));
+    };
+    let limit = limit.parse().map_err(|_| wire::protocol("submit"))?;
+    let wait = match wait.as_str() {
+        "" => None,
+        "-1" => Some(None),
+        ms => Some(Some(Duration::from_millis(
+            ms.parse().map_err(|_| wire::protocol("submit"))?,
+        ))),
+    };
+    Ok(Submitted::Full { limit, wait })
+}
+
 /// What the submit task remembers between calls.
 struct Submitter {
     /// References whose ids reached their callers: Redis may forget them.
@@ -282,7 +449,7 @@ impl Submitter {
         result_ttl_ms: u64,
         batch: &[SubmitRequest],
         response_timeout: Duration,
-    ) -> std::result::Result<(Vec<i64>, Vec<String>), CallError> {
+    ) -> std::result::Result<(Vec<i64>, Vec<String>, Vec<String>), CallError> {
         let mut invocation = SCRIPTS.submit.key(prefix);
         invocation.arg(client_id).arg(result_ttl_ms);
         invocation.arg(self.acked.len());
@@ -298,18 +465,19 @@ impl Submitter {
                 .arg(request.reference)
                 .arg(&request.lane)
                 .arg(&request.command_type)
-                .arg(&request.payload);
+                .arg(&request.payload)
+                .arg(&request.timing);
         }
         let reply = tokio::time::timeout(
             response_timeout,
-            invocation.run::<(Vec<i64>, Vec<String>)>(conn),
+            invocation.run::<(Vec<i64>, Vec<String>, Vec<String>)>(conn),
         )
         .await;
         match reply {
-            Ok(Ok((ids, known))) if ids.len() == batch.len() => {
+            Ok(Ok((ids, known, full))) if ids.len() == batch.len() => {
                 self.acked.clear();
                 self.void.clear();
-                Ok((ids, known))
+                Ok((ids, known, full))
             }
             Ok(Ok(_)) => Err(CallError {
                 transient: false,
