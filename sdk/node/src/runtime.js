@@ -275,7 +275,11 @@
     native.settleRun(key, false, undefined, summarize(value), retryable);
   }
 
-  function run(type, payloadJson, id, lane, attempt, key, recordFailure) {
+  /**
+   * Runs one attempt. `payload` is the payload itself (a JSON primitive or a string), or
+   * its JSON text when `isJson` (an object or an array).
+   */
+  function run(type, payload, isJson, id, lane, attempt, key, recordFailure) {
     const handler = handlers.get(type);
     const ctx = new CommandContext(id, lane, attempt, key);
     // A running handler keeps the process alive until it returns or is told to stop
@@ -284,7 +288,7 @@
     CommandContext.hold(ctx);
     let result;
     try {
-      result = handler(payloadJson === 'null' ? null : JSON.parse(payloadJson), ctx);
+      result = handler(isJson ? JSON.parse(payload) : payload, ctx);
     } catch (error) {
       finish(ctx, false, error, id, recordFailure);
       return;
@@ -387,6 +391,30 @@
     }
     const taken = take(token);
     if (taken !== undefined) taken.reject(reason);
+  }
+
+  /**
+   * What a promise settled by Rust (not through a token) rejects with for command `id`:
+   * the handler's own thrown value when `useFailure` and one was kept, else `error`.
+   */
+  function reason(id, error, useFailure) {
+    if (id >= 0 && failures.has(id)) {
+      const failure = failures.get(id);
+      failures.delete(id);
+      if (useFailure) return failure;
+    }
+    return error;
+  }
+
+  /** Forgets the failure kept for command `id` (it succeeded after all); how many are left. */
+  function forget(id) {
+    failures.delete(id);
+    return failures.size;
+  }
+
+  /** A result's JSON text as a value. */
+  function parse(json) {
+    return JSON.parse(json);
   }
 
   /** A handle's result promise: rejections are observed through it, never reported as unhandled. */
@@ -632,6 +660,7 @@
     commandPromise,
     detachedPromise,
     emit,
+    forget,
     handle,
     handleAll,
     hold,
@@ -639,8 +668,10 @@
     makeHandle,
     off,
     on,
+    parse,
     payloadJson,
     promise,
+    reason,
     reject,
     release,
     resolve,

@@ -101,7 +101,7 @@ pub enum Mail {
 pub struct RunRequest {
     key: u64,
     command_type: Arc<str>,
-    payload: String,
+    payload: Value,
     ctx: CommandContext,
     record_failure: bool,
     reply: oneshot::Sender<JsOutcome>,
@@ -180,7 +180,8 @@ impl std::fmt::Debug for ToJs {
     }
 }
 
-type RunFn = FunctionRef<FnArgs<(String, String, f64, String, u32, f64, bool)>, Unknown<'static>>;
+/// A function called with [`call_raw`] (its arguments are made by the caller).
+type RawFn = FunctionRef<(), Unknown<'static>>;
 type AbortFn = FunctionRef<FnArgs<(f64, &'static str, String, bool)>, Unknown<'static>>;
 type TokenFn = FunctionRef<f64, Unknown<'static>>;
 type ResolveFn = FunctionRef<FnArgs<(f64, Option<String>, f64)>, Unknown<'static>>;
@@ -202,7 +203,10 @@ type IterateFn = FunctionRef<FnArgs<(Option<Vec<String>>, u32, bool)>, Unknown<'
 
 /// The functions of one `runtime.js` instance.
 struct RuntimeFns {
-    run: RunFn,
+    run: RawFn,
+    reason: RawFn,
+    forget: RawFn,
+    parse: RawFn,
     abort: AbortFn,
     promise: TokenFn,
     value_promise: ValuePromiseFn,
@@ -249,7 +253,15 @@ pub struct JsRuntime {
     fns: RuntimeFns,
     runs: Rc<RefCell<HashMap<u64, RunSlot>>>,
     /// Results awaited on this thread: polled with a waker that mails `Completed`.
-    awaited: RefCell<HashMap<u64, CoreHandle>>,
+    awaited: RefCell<HashMap<u64, Awaited>>,
+    /// Promises settled from Rust (`submit` without options) not settled yet: while
+    /// started, they keep the process alive (one `hold()` of `runtime.js` for all).
+    native_pending: Cell<usize>,
+    /// Whether the lane runs commands (see [`JsRuntime::set_started`]).
+    started: Cell<bool>,
+    /// Set when a handler failed: `runtime.js` may keep its thrown value for the
+    /// submitter, to forget when the command succeeds after all.
+    failures_maybe: Rc<Cell<bool>>,
     callbacks: CallbackSlot,
     /// The lane's bridge, for the wakers of re-polled results (weak: the bridge owns
     /// the mailbox, whose callback owns this runtime).
@@ -312,20 +324,10 @@ impl JsRuntime {
         let callbacks: CallbackSlot = Rc::default();
         let mut native = Object::new(env)?;
 
-        let weak_runs = Rc::downgrade(&runs);
+        let failures_maybe: Rc<Cell<bool>> = Rc::default();
         native.set(
             "settleRun",
-            env.create_function_from_closure::<(), _, _>("settleRun", move |ctx| {
-                let (key, ok, json, summary, retryable): (
-                    f64,
-                    bool,
-                    Option<String>,
-                    Option<String>,
-                    bool,
-                ) = ctx.args()?;
-                settle_run(&weak_runs, key as u64, ok, json, summary, retryable);
-                Ok(())
-            })?,
+            settle_run_function(env, Rc::downgrade(&runs), failures_maybe.clone())?,
         )?;
         let weak_runs = Rc::downgrade(&runs);
         native.set(
@@ -391,6 +393,9 @@ impl JsRuntime {
         let rt = factory.call(native)?;
         let fns = RuntimeFns {
             run: function_ref(&rt, "run")?,
+            reason: function_ref(&rt, "reason")?,
+            forget: function_ref(&rt, "forget")?,
+            parse: function_ref(&rt, "parse")?,
             abort: function_ref(&rt, "abort")?,
             promise: function_ref(&rt, "promise")?,
             value_promise: function_ref(&rt, "valuePromise")?,
@@ -417,6 +422,9 @@ impl JsRuntime {
             fns,
             runs,
             awaited: RefCell::default(),
+            native_pending: Cell::new(0),
+            started: Cell::new(true),
+            failures_maybe,
             callbacks,
             bridge: RefCell::default(),
             events: RefCell::default(),
@@ -436,6 +444,14 @@ impl JsRuntime {
     /// process alive (a `Lane` before `start()`).
     pub fn set_started(&self, env: &Env, started: bool) -> napi::Result<()> {
         self.fns.set_started.borrow_back(env)?.call(started)?;
+        let was = self.started.replace(started);
+        if was != started && self.native_pending.get() > 0 {
+            if started {
+                self.fns.hold.borrow_back(env)?.call(())?;
+            } else {
+                self.fns.release.borrow_back(env)?.call(())?;
+            }
+        }
         Ok(())
     }
 
@@ -819,8 +835,102 @@ impl JsRuntime {
         bridge: Arc<Bridge>,
     ) -> napi::Result<()> {
         let waker = Waker::from(Arc::new(CompletionWaker { token, bridge }));
-        self.awaited.borrow_mut().insert(token, handle);
+        self.awaited.borrow_mut().insert(
+            token,
+            Awaited {
+                handle,
+                deferred: std::ptr::null_mut(),
+            },
+        );
         self.poll_with(env, token, &waker)
+    }
+
+    /// A promise of the result of `handle`, made and settled here in Rust (no promise
+    /// token of `runtime.js`): how a `submit` without options returns. Rejections carry
+    /// the handler's own thrown value, as through a token.
+    pub fn await_promise<'env>(
+        &self,
+        env: &'env Env,
+        handle: CoreHandle,
+        bridge: Arc<Bridge>,
+    ) -> napi::Result<Unknown<'env>> {
+        let token = self.next_token();
+        let mut deferred = std::ptr::null_mut();
+        let mut promise = std::ptr::null_mut();
+        // SAFETY: a plain Node-API call on the JavaScript thread with its env.
+        napi::check_status!(unsafe {
+            sys::napi_create_promise(env.raw(), &mut deferred, &mut promise)
+        })?;
+        let pending = self.native_pending.get();
+        self.native_pending.set(pending + 1);
+        if pending == 0 && self.started.get() {
+            self.fns.hold.borrow_back(env)?.call(())?;
+        }
+        let waker = Waker::from(Arc::new(CompletionWaker { token, bridge }));
+        self.awaited
+            .borrow_mut()
+            .insert(token, Awaited { handle, deferred });
+        self.poll_with(env, token, &waker)?;
+        // SAFETY: `promise` was just made in `env`, in the current callback scope.
+        Ok(unsafe { Unknown::from_raw_unchecked(env.raw(), promise) })
+    }
+
+    /// Settles a promise of [`JsRuntime::await_promise`] with the result of command `id`.
+    fn settle_deferred(
+        &self,
+        env: &Env,
+        deferred: sys::napi_deferred,
+        id: CommandId,
+        result: a3s_lane::Result<Value>,
+    ) -> napi::Result<()> {
+        let pending = self.native_pending.get() - 1;
+        self.native_pending.set(pending);
+        if pending == 0 && self.started.get() {
+            self.fns.release.borrow_back(env)?.call(())?;
+        }
+        let raw = env.raw();
+        match result {
+            Ok(value) => {
+                if self.failures_maybe.get() {
+                    let id = (id as f64).into_raw(raw)?;
+                    let left = call_raw(env, &self.fns.forget, &[id])?;
+                    // SAFETY: `left` is a value of this scope.
+                    let left = unsafe {
+                        <f64 as napi::bindgen_prelude::FromNapiValue>::from_napi_value(raw, left)
+                    }?;
+                    self.failures_maybe.set(left > 0.0);
+                }
+                let value = self.json_to_js(env, &value)?;
+                // SAFETY: `deferred` is settled once: it left `awaited` for good.
+                napi::check_status!(unsafe { sys::napi_resolve_deferred(raw, deferred, value) })
+            }
+            Err(error) => {
+                let js = error.to_js_failure().to_js(env).raw();
+                let args = [
+                    (id as f64).into_raw(raw)?,
+                    js,
+                    is_handler_failure(&error).into_raw(raw)?,
+                ];
+                let reason = call_raw(env, &self.fns.reason, &args)?;
+                // SAFETY: as above.
+                napi::check_status!(unsafe { sys::napi_reject_deferred(raw, deferred, reason) })
+            }
+        }
+    }
+
+    /// A JSON value as a JavaScript value: a primitive or a string made directly, an
+    /// array or object through `JSON.parse` (so `__proto__` is a plain key).
+    fn json_to_js(&self, env: &Env, value: &Value) -> napi::Result<sys::napi_value> {
+        let raw = env.raw();
+        match primitive_to_js(raw, value)? {
+            Some(js) => Ok(js),
+            None => {
+                let json = serde_json::to_string(value)
+                    .map_err(|error| napi::Error::new(Status::GenericFailure, error.to_string()))?;
+                let json = json.as_str().into_raw(raw)?;
+                call_raw(env, &self.fns.parse, &[json])
+            }
+        }
     }
 
     fn poll_result(&self, env: &Env, token: u64) -> napi::Result<()> {
@@ -832,14 +942,17 @@ impl JsRuntime {
     }
 
     fn poll_with(&self, env: &Env, token: u64, waker: &Waker) -> napi::Result<()> {
-        let Some(mut handle) = self.awaited.borrow_mut().remove(&token) else {
+        let Some(mut awaited) = self.awaited.borrow_mut().remove(&token) else {
             return Ok(()); // already settled (a repeated wake)
         };
-        let id = handle.id();
-        match Pin::new(&mut handle).poll(&mut Context::from_waker(waker)) {
+        let id = awaited.handle.id();
+        match Pin::new(&mut awaited.handle).poll(&mut Context::from_waker(waker)) {
             Poll::Pending => {
-                self.awaited.borrow_mut().insert(token, handle);
+                self.awaited.borrow_mut().insert(token, awaited);
                 Ok(())
+            }
+            Poll::Ready(result) if !awaited.deferred.is_null() => {
+                self.settle_deferred(env, awaited.deferred, id, result)
             }
             Poll::Ready(result) => {
                 let result =
@@ -858,23 +971,35 @@ impl JsRuntime {
             record_failure,
             reply,
         } = request;
-        let (id, lane, attempt) = (ctx.id(), ctx.lane().to_owned(), ctx.attempt());
+        let raw = env.raw();
+        let lane = ctx.lane().into_raw(raw);
+        let (id, attempt) = (ctx.id(), ctx.attempt());
         self.runs.borrow_mut().insert(key, RunSlot { reply, ctx });
+        // The payload itself when JavaScript can have it directly, else its JSON text.
+        let payload = match primitive_to_js(raw, &payload) {
+            Ok(Some(js)) => Ok((js, false)),
+            Ok(None) => payload
+                .to_string()
+                .as_str()
+                .into_raw(raw)
+                .map(|json| (json, true)),
+            Err(error) => Err(error),
+        };
         // No borrow is held here: the handler may submit, cancel or settle synchronously.
-        let outcome = self.fns.run.borrow_back(env).and_then(|run| {
-            run.call(
-                (
-                    command_type.to_string(),
-                    payload,
-                    id as f64,
-                    lane,
-                    attempt,
-                    key as f64,
-                    record_failure,
-                )
-                    .into(),
-            )
-        });
+        let outcome = (|| {
+            let (payload, is_json) = payload?;
+            let args = [
+                (&*command_type).into_raw(raw)?,
+                payload,
+                is_json.into_raw(raw)?,
+                (id as f64).into_raw(raw)?,
+                lane?,
+                attempt.into_raw(raw)?,
+                (key as f64).into_raw(raw)?,
+                record_failure.into_raw(raw)?,
+            ];
+            call_raw(env, &self.fns.run, &args)
+        })();
         if let Err(error) = outcome {
             let slot = self.runs.borrow_mut().remove(&key);
             if let Some(slot) = slot {
@@ -925,6 +1050,164 @@ pub(crate) fn unknown_static(value: Unknown<'_>) -> Unknown<'static> {
     // a JavaScript call (or returns it to JavaScript) inside the callback scope the
     // original value belongs to, so the handle is never used after that scope closes.
     unsafe { Unknown::from_raw_unchecked(value.value().env, value.raw()) }
+}
+
+/// A command's result awaited on the JavaScript thread, and how it settles: through
+/// its promise token (`deferred` is null), or the deferred of a promise made in Rust.
+struct Awaited {
+    handle: CoreHandle,
+    deferred: sys::napi_deferred,
+}
+
+/// Makes a JavaScript value of `value` (a thin wrapper of [`ToNapiValue`]).
+trait IntoRaw {
+    fn into_raw(self, env: sys::napi_env) -> napi::Result<sys::napi_value>;
+}
+
+impl<T: ToNapiValue> IntoRaw for T {
+    fn into_raw(self, env: sys::napi_env) -> napi::Result<sys::napi_value> {
+        // SAFETY: every caller passes the env of the JavaScript thread it runs on.
+        unsafe { T::to_napi_value(env, self) }
+    }
+}
+
+/// Calls `function` (with `undefined` as `this`) with `args` made by the caller:
+/// unlike `Function::call`, no allocation.
+fn call_raw<A: napi::bindgen_prelude::JsValuesTupleIntoVec, R>(
+    env: &Env,
+    function: &FunctionRef<A, R>,
+    args: &[sys::napi_value],
+) -> napi::Result<sys::napi_value> {
+    let function = function.borrow_back(env)?;
+    let raw = env.raw();
+    let mut this = std::ptr::null_mut();
+    let mut result = std::ptr::null_mut();
+    // SAFETY: Node-API calls on the JavaScript thread with values of this scope.
+    unsafe {
+        napi::check_status!(sys::napi_get_undefined(raw, &mut this))?;
+        let status = sys::napi_call_function(
+            raw,
+            this,
+            function.raw(),
+            args.len(),
+            args.as_ptr(),
+            &mut result,
+        );
+        if status != sys::Status::napi_ok {
+            // runtime.js catches what handlers throw: only a broken runtime gets here.
+            let mut exception = std::ptr::null_mut();
+            sys::napi_get_and_clear_last_exception(raw, &mut exception);
+            return Err(napi::Error::new(
+                Status::from(status),
+                "a call into runtime.js failed",
+            ));
+        }
+    }
+    Ok(result)
+}
+
+/// A JSON primitive (`null`, a boolean, a number) or a string as a JavaScript value;
+/// `None` for an array or an object.
+fn primitive_to_js(env: sys::napi_env, value: &Value) -> napi::Result<Option<sys::napi_value>> {
+    Ok(Some(match value {
+        Value::Null => napi::bindgen_prelude::Null.into_raw(env)?,
+        Value::Bool(b) => b.into_raw(env)?,
+        // As JSON.parse reads the number's text: the nearest double.
+        Value::Number(n) => n.as_f64().unwrap_or(f64::NAN).into_raw(env)?,
+        Value::String(text) => text.as_str().into_raw(env)?,
+        Value::Array(_) | Value::Object(_) => return Ok(None),
+    }))
+}
+
+/// What `native.settleRun` of `runtime.js` acts on.
+struct SettleRunData {
+    runs: Weak<RefCell<HashMap<u64, RunSlot>>>,
+    failures_maybe: Rc<Cell<bool>>,
+}
+
+/// `native.settleRun(key, ok, json, summary, retryable)`: a plain Node-API callback,
+/// called once per attempt (no allocation but the texts it gets).
+fn settle_run_function(
+    env: &Env,
+    runs: Weak<RefCell<HashMap<u64, RunSlot>>>,
+    failures_maybe: Rc<Cell<bool>>,
+) -> napi::Result<Unknown<'static>> {
+    unsafe extern "C" fn callback(
+        env: sys::napi_env,
+        info: sys::napi_callback_info,
+    ) -> sys::napi_value {
+        use napi::bindgen_prelude::FromNapiValue;
+        let mut argc = 5;
+        let mut argv = [std::ptr::null_mut(); 5];
+        let mut data = std::ptr::null_mut();
+        // SAFETY: called by Node with this callback's info; argv has room for argc
+        // values (missing ones are `undefined`); `data` is the `SettleRunData` boxed
+        // below, alive until the function is collected.
+        unsafe {
+            if sys::napi_get_cb_info(
+                env,
+                info,
+                &mut argc,
+                argv.as_mut_ptr(),
+                std::ptr::null_mut(),
+                &mut data,
+            ) != sys::Status::napi_ok
+            {
+                return std::ptr::null_mut();
+            }
+            let data = &*(data as *const SettleRunData);
+            let (Ok(key), Ok(ok)) = (
+                f64::from_napi_value(env, argv[0]),
+                bool::from_napi_value(env, argv[1]),
+            ) else {
+                return std::ptr::null_mut();
+            };
+            if !ok {
+                data.failures_maybe.set(true);
+            }
+            let json = Option::<String>::from_napi_value(env, argv[2]).unwrap_or_default();
+            let summary = Option::<String>::from_napi_value(env, argv[3]).unwrap_or_default();
+            let retryable = bool::from_napi_value(env, argv[4]).unwrap_or(true);
+            settle_run(&data.runs, key as u64, ok, json, summary, retryable);
+        }
+        std::ptr::null_mut()
+    }
+    unsafe extern "C" fn finalize(
+        _env: sys::napi_env,
+        data: *mut std::ffi::c_void,
+        _hint: *mut std::ffi::c_void,
+    ) {
+        // SAFETY: `data` is the box made below, finalized once.
+        drop(unsafe { Box::from_raw(data as *mut SettleRunData) });
+    }
+    let raw = env.raw();
+    let data = Box::into_raw(Box::new(SettleRunData {
+        runs,
+        failures_maybe,
+    }));
+    let name = "settleRun";
+    let mut function = std::ptr::null_mut();
+    // SAFETY: Node-API calls on the JavaScript thread; `data` outlives the function
+    // (freed by its finalizer).
+    unsafe {
+        napi::check_status!(sys::napi_create_function(
+            raw,
+            name.as_ptr().cast(),
+            name.len() as isize,
+            Some(callback),
+            data.cast(),
+            &mut function,
+        ))?;
+        napi::check_status!(sys::napi_add_finalizer(
+            raw,
+            function,
+            data.cast(),
+            Some(finalize),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        ))?;
+        Ok(Unknown::from_raw_unchecked(raw, function))
+    }
 }
 
 fn settle_run(
@@ -1047,6 +1330,7 @@ impl Mailbox {
         // callback below, which has the env and the runtime at hand. It holds the
         // mailbox weakly: the mailbox owns the threadsafe function.
         let weak = Arc::downgrade(&inner);
+        let spare: Cell<VecDeque<Mail>> = Cell::default();
         let noop = env.create_function_from_closure::<(), _, _>("laneMailbox", |_| Ok(()))?;
         let doorbell = noop
             .build_threadsafe_function::<()>()
@@ -1058,21 +1342,28 @@ impl Mailbox {
                 };
                 // Mail sent while delivering (a runner polled here mails its handler's
                 // run) is delivered in the same turn, up to the bound.
+                // Mail is taken by swapping the queue with `batch` (both keep their
+                // capacity: no allocation per turn), delivered with no lock held.
+                let mut batch = spare.take();
                 let mut left = MAX_MAILS_PER_TURN;
                 while left > 0 {
-                    let batch: Vec<Mail> = {
+                    {
                         let mut queue = inner.queue.lock();
-                        let n = queue.len().min(left);
-                        queue.drain(..n).collect()
-                    };
+                        if queue.len() <= left {
+                            std::mem::swap(&mut *queue, &mut batch);
+                        } else {
+                            batch.extend(queue.drain(..left));
+                        }
+                    }
                     if batch.is_empty() {
                         break;
                     }
                     left -= batch.len();
-                    for mail in batch {
+                    for mail in batch.drain(..) {
                         runtime.deliver(&ctx.env, mail);
                     }
                 }
+                spare.set(batch);
                 if !inner.queue.lock().is_empty() {
                     inner.ring();
                 }
@@ -1224,7 +1515,6 @@ impl Handler for JsHandler {
         let bridge = &*self.bridge;
         let started = std::time::Instant::now();
         let key = bridge.next_run.fetch_add(1, Ordering::Relaxed);
-        let payload = serde_json::to_string(&payload)?;
         let (reply, mut answer) = oneshot::channel();
         let record_failure = ctx.id() > bridge.recovered_up_to.load(Ordering::Relaxed);
         let request = RunRequest {

@@ -54,6 +54,9 @@ impl Lane {
         handle: bool,
     ) -> napi::Result<Unknown<'env>> {
         let rt = self.runtime();
+        if !handle && options.is_none() && self.jobs.is_none() {
+            return self.submit_plain(env, lane, command_type, payload);
+        }
         let result = rt.next_token();
         let (returned, promise) = if handle {
             rt.command_promise(env, result, true)?;
@@ -127,6 +130,48 @@ impl Lane {
             }
         }
         Ok(promise)
+    }
+}
+
+impl Lane {
+    /// `submit` without options on a lane without storage (the common case): the
+    /// promise is made and settled in Rust, with no promise token of `runtime.js`.
+    fn submit_plain<'env>(
+        &self,
+        env: &'env Env,
+        lane: Js<String>,
+        command_type: Js<String>,
+        payload: Option<Unknown<'_>>,
+    ) -> napi::Result<Unknown<'env>> {
+        let rt = self.runtime();
+        let rejected = |error: Unknown<'_>| -> napi::Result<Unknown<'env>> {
+            let token = rt.next_token();
+            let promise = rt.command_promise(env, token, false)?;
+            rt.reject(env, token, None, error, false)?;
+            Ok(promise)
+        };
+        let (lane, command_type, payload) =
+            match submit_arguments(rt, env, 0, lane, command_type, payload, None)? {
+                Ok(arguments) => arguments,
+                Err(error) => return rejected(error),
+            };
+        let Some(manager) = self.core.manager() else {
+            return rejected(LaneError::ShutdownInProgress.to_js_failure().to_js(env));
+        };
+        match manager
+            .submit_replayable(&lane, &command_type, payload)
+            .now_or_never()
+        {
+            Some(Ok(core_handle)) => rt.await_promise(env, core_handle, self.core.bridge.clone()),
+            Some(Err(error)) => rejected(error.to_js_failure().to_js(env)),
+            None => rejected(
+                JsFailure::error(
+                    "QUEUE",
+                    "internal: a submit without storage did not complete at once",
+                )
+                .to_js(env),
+            ),
+        }
     }
 }
 
