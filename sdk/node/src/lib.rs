@@ -24,6 +24,10 @@
 // field by field (`convert`) calls Node-API directly, so this crate cannot forbid it.
 #![allow(unsafe_code)]
 
+/// The allocator of everything Rust allocates in the addon (core included).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod client;
 pub mod config;
 pub mod convert;
