@@ -8,21 +8,26 @@
 //!   finished but whose removal was not committed yet): at-least-once, not exactly-once;
 //! - payloads at the limits (nested exactly `MAX_PAYLOAD_DEPTH` deep, exactly
 //!   `MAX_PAYLOAD_BYTES` long) come back intact after the kill, and one past either limit
-//!   is refused at submit, naming the limit, and never stored.
+//!   is refused at submit, naming the limit, and never stored;
+//! - delayed commands (0.2 to 2.6 s) and commands with a far start-by deadline come back
+//!   with their start time and deadline as submitted: one still waiting at the restart is
+//!   `Delayed`, and no delayed command runs before its start time, in either process;
+//!   none expires.
 //!
 //! `harness = false`: `main` is the test; run with the env var below it is the child.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use a3s_lane::{
-    CommandContext, EventEmitter, LaneConfig, LaneError, LocalStorage, LocalStorageConfig,
-    MAX_PAYLOAD_BYTES, MAX_PAYLOAD_DEPTH, QueueManagerBuilder, check_payload, handler_fn,
+    CommandContext, CommandState, EventEmitter, LaneConfig, LaneError, LocalStorage,
+    LocalStorageConfig, MAX_PAYLOAD_BYTES, MAX_PAYLOAD_DEPTH, QueueManagerBuilder, StoredCommand,
+    SubmitOptions, check_payload, handler_fn,
 };
 use serde_json::{Value, json};
 
@@ -34,6 +39,45 @@ const KILL_AFTER: usize = 800;
 /// Commands at the payload limits, numbered after the others; their handler never
 /// returns in the child, so they are in the store at the kill.
 const HELD: [u64; 3] = [TOTAL, TOTAL + 1, TOTAL + 2];
+/// Timed commands, numbered after the held ones and submitted before the others (so
+/// all are acknowledged at the kill): `TIMED_FROM + i` for `i < 40` is delayed by
+/// 200 ms + i × 60 ms (to 2.54 s: some fall due before the kill, some while no process
+/// runs the queue, some after the restart), every third of those also with a deadline;
+/// `i` from 40 on has only a deadline. Deadlines are an hour ahead: none may expire.
+const TIMED_FROM: u64 = TOTAL + 10;
+const DELAYED: u64 = 40;
+const TIMED: u64 = 60;
+const DEADLINE: Duration = Duration::from_secs(3600);
+
+/// The delay and whether there is a deadline, for a timed command `n`.
+fn timing_of(n: u64) -> Option<(Duration, bool)> {
+    let i = n.checked_sub(TIMED_FROM).filter(|&i| i < TIMED)?;
+    if i < DELAYED {
+        Some((Duration::from_millis(200 + i * 60), i % 3 == 0))
+    } else {
+        Some((Duration::ZERO, true))
+    }
+}
+
+fn options_of(n: u64) -> SubmitOptions {
+    let (delay, deadline) = timing_of(n).expect("a timed command");
+    let mut options = SubmitOptions::new();
+    if !delay.is_zero() {
+        options = options.with_delay(delay);
+    }
+    if deadline {
+        options = options.with_start_within(DEADLINE);
+    }
+    options
+}
+
+/// Milliseconds since the Unix epoch, as the store keeps times.
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
 
 /// `[[ … "leaf" … ]]`, `depth` levels, built without recursion.
 fn nested(depth: usize) -> Value {
@@ -81,21 +125,43 @@ impl Record {
     }
 
     fn line(&self, n: u64) {
+        self.numbers(&[n]);
+    }
+
+    fn numbers(&self, numbers: &[u64]) {
+        let line: Vec<String> = numbers.iter().map(u64::to_string).collect();
         (&*self.0)
-            .write_all(format!("{n}\n").as_bytes())
+            .write_all(format!("{}\n", line.join(" ")).as_bytes())
             .expect("append record");
     }
 }
 
-fn read_record(path: &Path) -> Vec<u64> {
+/// The lines of a record, each a list of numbers.
+fn read_lines(path: &Path) -> Vec<Vec<u64>> {
     match std::fs::read_to_string(path) {
         Ok(text) => text
             .lines()
-            .map(|l| l.parse().expect("record line"))
+            .map(|l| {
+                l.split(' ')
+                    .map(|n| n.parse().expect("record line"))
+                    .collect()
+            })
             .collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => panic!("read {}: {e}", path.display()),
     }
+}
+
+fn read_record(path: &Path) -> Vec<u64> {
+    read_lines(path).into_iter().map(|l| l[0]).collect()
+}
+
+/// A record of `n t₁ t₂` lines, by `n`.
+fn read_times(path: &Path) -> BTreeMap<u64, (u64, u64)> {
+    read_lines(path)
+        .into_iter()
+        .map(|l| (l[0], (l[1], l[2])))
+        .collect()
 }
 
 fn child(dir: PathBuf) {
@@ -107,6 +173,9 @@ fn child(dir: PathBuf) {
     runtime.block_on(async move {
         let submitted = Record::open(&dir.join("submitted"));
         let done = Record::open(&dir.join("done-before-crash"));
+        // Timed commands: `n before after` around their submit; `n run 0` when one ran.
+        let timed = Record::open(&dir.join("timed-submitted"));
+        let timed_runs = Record::open(&dir.join("timed-run-before-crash"));
         let completions = Arc::new(AtomicUsize::new(0));
         let store = Arc::new(LocalStorage::new(dir.join("store")).await.unwrap());
         let handler = {
@@ -115,8 +184,12 @@ fn child(dir: PathBuf) {
             handler_fn(move |payload: Value, _ctx: CommandContext| {
                 let done = done.clone();
                 let completions = completions.clone();
+                let timed_runs = timed_runs.clone();
                 async move {
                     let n = payload["n"].as_u64().unwrap();
+                    if timing_of(n).is_some() {
+                        timed_runs.numbers(&[n, now_ms(), 0]);
+                    }
                     tokio::time::sleep(Duration::from_micros(200 + n % 7 * 150)).await;
                     done.line(n);
                     if completions.fetch_add(1, Ordering::SeqCst) + 1 == KILL_AFTER {
@@ -149,6 +222,25 @@ fn child(dir: PathBuf) {
                 .unwrap();
             submitted.line(n);
             drop(handle);
+        }
+        // The timed commands, concurrently (they share commits), before the others.
+        let mut timed_submits = Vec::new();
+        for n in TIMED_FROM..TIMED_FROM + TIMED {
+            let (manager, submitted, timed) = (manager.clone(), submitted.clone(), timed.clone());
+            timed_submits.push(tokio::spawn(async move {
+                let before = now_ms();
+                let handle = manager
+                    .submit_replayable_with("work", "job", json!({ "n": n }), &options_of(n))
+                    .await
+                    .unwrap();
+                let after = now_ms();
+                submitted.line(n);
+                timed.numbers(&[n, before, after]);
+                drop(handle);
+            }));
+        }
+        for submit in timed_submits {
+            submit.await.unwrap();
         }
         let mut submitters = Vec::new();
         for s in 0..SUBMITTERS {
@@ -200,6 +292,9 @@ fn parent() {
         "the child was killed, not finished: {status:?}"
     );
 
+    // Down for a while: some delayed commands fall due while no process runs the queue.
+    std::thread::sleep(Duration::from_millis(300));
+
     let acked: BTreeSet<u64> = read_record(&dir.path().join("submitted"))
         .into_iter()
         .collect();
@@ -216,7 +311,7 @@ fn parent() {
         .enable_all()
         .build()
         .unwrap();
-    let (unfinished, after) = runtime.block_on(async {
+    let (stored, after, run_times, recovered_at, still_delayed) = runtime.block_on(async {
         // What the store held at the crash, read before anything runs again.
         let store = LocalStorage::open(
             dir.path().join("store"),
@@ -224,17 +319,19 @@ fn parent() {
         )
         .await
         .expect("the crashed store opens");
-        let unfinished: BTreeSet<u64> = store
+        let stored: BTreeMap<u64, StoredCommand> = store
             .load_commands()
             .await
             .unwrap()
-            .iter()
-            .map(|c| c.payload["n"].as_u64().unwrap())
+            .into_iter()
+            .map(|c| (c.payload["n"].as_u64().unwrap(), c))
             .collect();
         store.close().await.unwrap();
 
         // Recovery in this new process.
         let runs = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        // When each timed command ran here.
+        let run_times = Arc::new(parking_lot::Mutex::new(HashMap::new()));
         let intact = Arc::new(parking_lot::Mutex::new(Vec::new()));
         let store = Arc::new(LocalStorage::new(dir.path().join("store")).await.unwrap());
         let manager = QueueManagerBuilder::new(EventEmitter::new(16))
@@ -251,16 +348,38 @@ fn parent() {
                 })
             })
             .with_handler("job", {
-                let runs = runs.clone();
+                let (runs, run_times) = (runs.clone(), run_times.clone());
                 handler_fn(move |payload: Value, _ctx: CommandContext| {
-                    runs.lock().push(payload["n"].as_u64().unwrap());
+                    let n = payload["n"].as_u64().unwrap();
+                    if timing_of(n).is_some() {
+                        run_times.lock().insert(n, now_ms());
+                    }
+                    runs.lock().push(n);
                     async { Ok(Value::Null) }
                 })
             })
             .build()
             .await
             .unwrap();
+        let recovered_at = now_ms();
         manager.start().await.unwrap();
+        // A recovered delayed command not yet due waits for the rest of its delay (the
+        // margin keeps one falling due during the check out of it).
+        let mut still_delayed = 0;
+        for command in stored.values() {
+            if let Some(not_before) = command.not_before
+                && not_before > now_ms() + 500
+            {
+                let status = manager.queue().command_status(command.id);
+                let state = status.map(|s| s.state);
+                assert_eq!(
+                    state,
+                    Some(CommandState::Delayed),
+                    "recovered delayed command {command:?}"
+                );
+                still_delayed += 1;
+            }
+        }
         // One level or one byte past the limits: refused at submit, naming the limit.
         let too_deep = json!({ "n": 0, "deep": nested(MAX_PAYLOAD_DEPTH) });
         let mut too_large = held_payload(TOTAL + 2);
@@ -290,8 +409,18 @@ fn parent() {
             HELD.iter().map(|&n| (n, true)).collect::<Vec<_>>(),
             "every payload at the limits comes back once, intact"
         );
-        (unfinished, after)
+        let run_times = run_times.lock().clone();
+        (stored, after, run_times, recovered_at, still_delayed)
     });
+    let unfinished: BTreeSet<u64> = stored.keys().copied().collect();
+    check_timed(
+        &dir,
+        &acked,
+        &stored,
+        &run_times,
+        recovered_at,
+        still_delayed,
+    );
 
     let mut after_counts: HashMap<u64, usize> = HashMap::new();
     for n in &after {
@@ -328,13 +457,111 @@ fn parent() {
     }
 
     println!(
-        "crash test: {} submits acknowledged (of {TOTAL}, and {} at the payload limits), {} \
-         completed before SIGKILL, {} unfinished in the store at the crash, {} of them re-run \
-         although their handler had finished (at-least-once window), 0 lost",
-        acked.len() - HELD.len(),
+        "crash test: {} submits acknowledged (of {TOTAL}, {} at the payload limits and {TIMED} \
+         timed), {} completed before SIGKILL, {} unfinished in the store at the crash, {} of \
+         them re-run although their handler had finished (at-least-once window), 0 lost",
+        acked.len() - HELD.len() - TIMED as usize,
         HELD.len(),
         before_set.len(),
         unfinished.len(),
         duplicates.len()
+    );
+}
+
+/// The timed commands: stored with the start time and deadline they were submitted
+/// with, recovered, and never run before their start time (in the child or here).
+fn check_timed(
+    dir: &tempfile::TempDir,
+    acked: &BTreeSet<u64>,
+    stored: &BTreeMap<u64, StoredCommand>,
+    run_times: &HashMap<u64, u64>,
+    recovered_at: u64,
+    still_delayed: usize,
+) {
+    let submitted = read_times(&dir.path().join("timed-submitted"));
+    let ran_before = read_times(&dir.path().join("timed-run-before-crash"));
+    let timed: Vec<u64> = (TIMED_FROM..TIMED_FROM + TIMED).collect();
+    assert!(
+        timed
+            .iter()
+            .all(|n| acked.contains(n) && submitted.contains_key(n)),
+        "every timed command was acknowledged before the kill"
+    );
+    // Bounds of a time set at submit, `offset` after it.
+    let window = |n: u64, offset: Duration| {
+        let (before, after) = submitted[&n];
+        let offset = offset.as_millis() as u64;
+        before + offset..=after + offset
+    };
+    for (n, command) in stored {
+        match timing_of(*n) {
+            None => assert_eq!(
+                (command.not_before, command.start_by),
+                (None, None),
+                "an untimed command has no times: {command:?}"
+            ),
+            Some((delay, deadline)) => {
+                match command.not_before {
+                    Some(at) if !delay.is_zero() => assert!(
+                        window(*n, delay).contains(&at),
+                        "{n}: stored start time {at}, submitted {:?} with delay {delay:?}",
+                        submitted[n]
+                    ),
+                    None if delay.is_zero() => {}
+                    other => panic!("{n}: stored start time {other:?}, delay {delay:?}"),
+                }
+                match command.start_by {
+                    Some(by) if deadline => assert!(
+                        window(*n, DEADLINE).contains(&by),
+                        "{n}: stored deadline {by}, submitted {:?}",
+                        submitted[n]
+                    ),
+                    None if !deadline => {}
+                    other => panic!("{n}: stored deadline {other:?}, expected one: {deadline}"),
+                }
+            }
+        }
+    }
+    for &n in &timed {
+        let (delay, _) = timing_of(n).unwrap();
+        // Never before its start time: in the child, the earliest it can be is the
+        // submit plus the delay; here, the stored start time.
+        if let Some(&(ran, _)) = ran_before.get(&n) {
+            let earliest = submitted[&n].0 + delay.as_millis() as u64;
+            assert!(
+                ran >= earliest,
+                "{n} ran at {ran} before the crash, due {earliest}"
+            );
+        }
+        if let Some(command) = stored.get(&n) {
+            let ran = run_times
+                .get(&n)
+                .unwrap_or_else(|| panic!("recovered timed command {n} never ran"));
+            if let Some(at) = command.not_before {
+                assert!(*ran >= at, "{n} ran at {ran} after the restart, due {at}");
+            }
+        } else {
+            assert!(
+                ran_before.contains_key(&n),
+                "timed command {n} neither ran before the crash nor was in the store"
+            );
+        }
+    }
+    let delayed_ran_before = ran_before
+        .keys()
+        .filter(|&&n| timing_of(n).is_some_and(|(delay, _)| !delay.is_zero()))
+        .count();
+    let fell_due_while_down = stored
+        .values()
+        .filter(|c| c.not_before.is_some_and(|at| at <= recovered_at))
+        .count();
+    println!(
+        "timed commands: {TIMED} acknowledged ({DELAYED} delayed 0.2 to {:.2} s), {} ran \
+         before SIGKILL ({delayed_ran_before} delayed ones, none early), {} in the store at \
+         the crash ({fell_due_while_down} fell due while down, {still_delayed} still Delayed \
+         after the restart), every delayed one run at or after its start time",
+        (200 + (DELAYED - 1) * 60) as f64 / 1000.0,
+        ran_before.len(),
+        timed.iter().filter(|n| stored.contains_key(n)).count(),
     );
 }

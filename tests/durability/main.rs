@@ -12,5 +12,6 @@
 mod support;
 
 mod damaged_busy_or_full_stores_fail_loudly;
+mod delayed_commands_keep_their_times_across_a_restart;
 mod durable_commands_come_back_after_a_restart;
 mod shutdown_keeps_interrupted_commands;

@@ -31,8 +31,8 @@
 //! - `lane.db`'s header, read from the file before SQLite sees it: too short, not SQLite,
 //!   an impossible page size or format, or a size that is not a whole number of pages is
 //!   damage; another program's SQLite database (a different `application_id`) is refused
-//!   as it is (no journal-mode switch, no `-wal`/`-shm` created); an unknown schema
-//!   version is refused.
+//!   as it is (no journal-mode switch, no `-wal`/`-shm` created); a schema version this
+//!   a3s-lane does not read (a newer one) is refused.
 //! - the exclusive lock: a second queue on the same store (another process, or another
 //!   `LocalStorage` of this one) fails at once with "locked" / "already open".
 //! - `lane.db-wal`, read once the lock is held: a header that is not a WAL's (magic,
@@ -66,6 +66,16 @@
 //!
 //! Damage inside a row's bytes that leaves SQLite's structures valid is not detectable
 //! by these checks; a payload that no longer parses then becomes a dead letter as above.
+//!
+//! # Schema versions
+//! The store's schema version is its SQLite `user_version`. Version 2 keeps each
+//! command's start time (a delayed command) and start-by deadline; version 1 (a3s-lane
+//! before delayed commands) did not. A version 1 store opens, and once every check above
+//! has accepted it, it is migrated in place to version 2 in one transaction (its
+//! commands have neither a delay nor a deadline); a store refused as damaged is never
+//! migrated. A store of a newer version is refused untouched, naming its version: open
+//! it with the a3s-lane that wrote it. [`LocalStorage::salvage`] reads both versions and
+//! writes version 2.
 
 mod files;
 mod salvage;

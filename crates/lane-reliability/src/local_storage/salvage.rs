@@ -83,6 +83,7 @@ fn salvage(damaged_dir: &Path, new_dir: &Path) -> Result<SalvageReport> {
             damaged_dir.display()
         )));
     }
+    refuse_newer(&source)?;
     let new_db = prepare_target(damaged_dir, new_dir)?;
     let mut notes = Vec::new();
     let work = tempfile::tempdir()
@@ -167,11 +168,24 @@ fn salvage(damaged_dir: &Path, new_dir: &Path) -> Result<SalvageReport> {
             |row| row.get(0),
         )
         .ok();
+    // A version 1 store has no timing columns: its commands have neither.
+    let timing_columns: rusqlite::Result<i64> = conn.query_row(
+        "SELECT count(*) FROM pragma_table_info('commands') \
+         WHERE name IN ('not_before', 'start_by')",
+        [],
+        |row| row.get(0),
+    );
+    let commands_sql = if matches!(timing_columns, Ok(2)) {
+        "SELECT id, lane_id, command_type, payload, attempts, created_at, not_before, \
+         start_by FROM commands WHERE id >= ?1 ORDER BY id"
+    } else {
+        "SELECT id, lane_id, command_type, payload, attempts, created_at, NULL, NULL \
+         FROM commands WHERE id >= ?1 ORDER BY id"
+    };
     let rows = scan_table(
         &conn,
         "commands",
-        "SELECT id, lane_id, command_type, payload, attempts, created_at FROM commands \
-         WHERE id >= ?1 ORDER BY id",
+        commands_sql,
         |row| Ok((row.get(0)?, sqlite::read_command_row(row)?)),
         meta_max,
         &mut unreadable,
@@ -239,19 +253,7 @@ fn salvage(damaged_dir: &Path, new_dir: &Path) -> Result<SalvageReport> {
             ])?;
         }
         for row in &good {
-            conn.prepare_cached(
-                "INSERT OR REPLACE INTO commands \
-                 (id, lane_id, command_type, payload, attempts, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            )?
-            .execute(params![
-                row.id,
-                row.lane_id,
-                row.command_type,
-                row.payload,
-                row.attempts,
-                row.created_at
-            ])?;
+            sqlite::insert_command_row(conn, row)?;
             commands += 1;
         }
         for (row, reason) in &bad_payloads {
@@ -278,6 +280,29 @@ fn salvage(damaged_dir: &Path, new_dir: &Path) -> Result<SalvageReport> {
         unreadable,
         notes,
     })
+}
+
+/// Refuses a store that a newer a3s-lane wrote (its header intact enough to say so): its
+/// schema may have columns this version would drop.
+fn refuse_newer(source: &Path) -> Result<()> {
+    let dir = source.parent().unwrap_or(Path::new("."));
+    let (bytes, _) = files::read_db_header(source)
+        .map_err(|e| files::io_error(source, dir, "reading its header", &e))?;
+    if bytes.len() < 72 || bytes[68..72] != sqlite::APPLICATION_ID.to_be_bytes() {
+        return Ok(());
+    }
+    let version = i32::from_be_bytes([bytes[60], bytes[61], bytes[62], bytes[63]]);
+    if version <= sqlite::SCHEMA_VERSION {
+        return Ok(());
+    }
+    Err(storage_error(format!(
+        "{} was written by a newer a3s-lane (schema version {version}; this one reads \
+         versions {} to {}): salvage it with that version, so that nothing it stores is \
+         dropped; it was left untouched",
+        source.display(),
+        sqlite::OLDEST_SCHEMA_VERSION,
+        sqlite::SCHEMA_VERSION
+    )))
 }
 
 /// The new store's database path: `new_dir` (created if missing, its parent must exist)
@@ -371,18 +396,20 @@ fn repair_header(copy: &Path, wal: &[u8], notes: &mut Vec<String>) -> Result<u32
         bytes[21..24].copy_from_slice(&[64, 32, 32]);
         repaired.push("its payload fractions");
     }
+    let version = i32::from_be_bytes([bytes[60], bytes[61], bytes[62], bytes[63]]);
+    // The schema version only labels the copy (the columns read are looked up), but one
+    // no a3s-lane writes is damage.
+    if !sqlite::readable_version(version) {
+        bytes[60..64].copy_from_slice(&sqlite::SCHEMA_VERSION.to_be_bytes());
+        repaired.push("its schema version");
+    }
     // Fields every a3s-lane store has the same value in (no reserved bytes per page,
-    // schema format 4, UTF-8, no auto-vacuum, its application id and schema version).
-    let fixed: [(usize, &[u8], &str); 7] = [
+    // schema format 4, UTF-8, no auto-vacuum, its application id).
+    let fixed: [(usize, &[u8], &str); 6] = [
         (20, &[0], "its reserved space"),
         (44, &4u32.to_be_bytes(), "its schema format"),
         (52, &0u32.to_be_bytes(), "its auto-vacuum field"),
         (56, &1u32.to_be_bytes(), "its text encoding"),
-        (
-            60,
-            &sqlite::SCHEMA_VERSION.to_be_bytes(),
-            "its schema version",
-        ),
         (64, &0u32.to_be_bytes(), "its incremental-vacuum field"),
         (
             68,

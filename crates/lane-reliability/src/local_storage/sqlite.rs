@@ -19,9 +19,15 @@ use super::{LOCAL_STORAGE_FILE, LocalStorageConfig, LocalSyncMode};
 
 /// `PRAGMA application_id` of an a3s-lane store ("A3SL").
 pub(super) const APPLICATION_ID: i32 = 0x4133_534c;
-/// `PRAGMA user_version`: the schema version this code reads and writes.
-pub(super) const SCHEMA_VERSION: i32 = 1;
+/// `PRAGMA user_version`: the schema version this code writes. Version 2 added the
+/// `not_before` and `start_by` columns of `commands` (delayed commands, start-by
+/// deadlines).
+pub(super) const SCHEMA_VERSION: i32 = 2;
+/// The oldest schema version this code opens; an older store's schema is brought up to
+/// [`SCHEMA_VERSION`] once it has passed every check (see [`MIGRATIONS`]).
+pub(super) const OLDEST_SCHEMA_VERSION: i32 = 1;
 
+/// The schema of a new store (version [`SCHEMA_VERSION`]).
 pub(super) const SCHEMA: &str = "
 CREATE TABLE commands (
     id INTEGER PRIMARY KEY,
@@ -29,7 +35,9 @@ CREATE TABLE commands (
     command_type TEXT NOT NULL,
     payload TEXT NOT NULL,
     attempts INTEGER NOT NULL,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    not_before INTEGER,
+    start_by INTEGER
 );
 CREATE TABLE dead_letters (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -47,6 +55,41 @@ CREATE TABLE meta (
 );
 INSERT INTO meta (key, value) VALUES ('max_command_id', 0);
 ";
+
+/// `MIGRATIONS[i]` brings a store of schema version `OLDEST_SCHEMA_VERSION + i` to the
+/// next version. Each runs, with the `user_version` update, in one transaction.
+const MIGRATIONS: [&str; (SCHEMA_VERSION - OLDEST_SCHEMA_VERSION) as usize] = [
+    // 1 -> 2: delayed commands and start-by deadlines (NULL: neither, as every command
+    // of a version 1 store).
+    "ALTER TABLE commands ADD COLUMN not_before INTEGER;
+     ALTER TABLE commands ADD COLUMN start_by INTEGER;",
+];
+
+/// Whether this code opens a store of schema `version` (migrating it if it is older).
+pub(super) fn readable_version(version: i32) -> bool {
+    (OLDEST_SCHEMA_VERSION..=SCHEMA_VERSION).contains(&version)
+}
+
+/// The error for a store of a schema version this code does not open.
+fn unknown_version(db: &Path, version: i32) -> LaneError {
+    let (what, todo) = if version > SCHEMA_VERSION {
+        (
+            "was written by a newer a3s-lane",
+            "open it with that version (or a later one); it was left untouched",
+        )
+    } else {
+        (
+            "has a schema version no a3s-lane writes",
+            "it was left untouched; if it is the store, its header is damaged: restore it \
+             from a backup, or use LocalStorage::salvage",
+        )
+    };
+    LaneError::Storage(format!(
+        "the store {} {what} (schema version {version}; this a3s-lane reads versions \
+         {OLDEST_SCHEMA_VERSION} to {SCHEMA_VERSION}): {todo}",
+        db.display()
+    ))
+}
 
 pub(super) type Reply<T> = oneshot::Sender<Result<T>>;
 
@@ -143,8 +186,8 @@ pub(super) fn create_with(
 }
 
 /// Reads and checks the header bytes of `db` before SQLite opens it: a file that is not
-/// an a3s-lane store of this schema version is refused untouched (SQLite would switch a
-/// foreign database to WAL mode, or roll back its journal).
+/// an a3s-lane store of a schema version this code reads is refused untouched (SQLite
+/// would switch a foreign database to WAL mode, or roll back its journal).
 fn check_header(db: &Path, dir: &Path) -> Result<DbHeader> {
     let (bytes, len) = files::read_db_header(db)
         .map_err(|e| files::io_error(db, dir, "reading its header", &e))?;
@@ -183,24 +226,20 @@ fn check_header(db: &Path, dir: &Path) -> Result<DbHeader> {
             header.application_id
         )));
     }
-    if header.user_version != SCHEMA_VERSION {
-        return Err(LaneError::Storage(format!(
-            "the store {} has schema version {}, this a3s-lane reads version \
-             {SCHEMA_VERSION}; open it with the a3s-lane version that wrote it",
-            db.display(),
-            header.user_version
-        )));
+    if !readable_version(header.user_version) {
+        return Err(unknown_version(db, header.user_version));
     }
     Ok(header)
 }
 
-/// Opens an existing store, takes its exclusive lock and checks it.
+/// Opens an existing store, takes its exclusive lock, checks it and brings an older
+/// schema up to [`SCHEMA_VERSION`].
 ///
 /// Nothing is written until every check has passed: the header is read from the file
 /// before SQLite sees it, the WAL once the lock keeps other processes from writing it;
 /// SQLite is told not to checkpoint (fold the WAL into the file and delete it) when a
 /// refused connection closes; a side file that SQLite created empty for a refused open
-/// is removed again.
+/// is removed again. The migration is the first write.
 pub(super) fn open(db: &Path, config: &LocalStorageConfig) -> Result<Connection> {
     let dir = db.parent().unwrap_or(Path::new("."));
     let header = check_header(db, dir)?;
@@ -215,7 +254,9 @@ pub(super) fn open(db: &Path, config: &LocalStorageConfig) -> Result<Connection>
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| describe(db, "opening", e))?;
-    match check_and_configure(&conn, db, dir, header, config) {
+    let checked = check_and_configure(&conn, db, dir, header, config)
+        .and_then(|version| migrate(&conn, version).map_err(|e| describe(db, "migrating", e)));
+    match checked {
         Ok(()) => Ok(conn),
         Err(error) => {
             drop(conn);
@@ -230,13 +271,29 @@ pub(super) fn open(db: &Path, config: &LocalStorageConfig) -> Result<Connection>
     }
 }
 
+/// Brings a checked store of schema `version` up to [`SCHEMA_VERSION`], in one
+/// transaction: a crash leaves it at `version` or migrated, never in between.
+fn migrate(conn: &Connection, version: i32) -> rusqlite::Result<()> {
+    if version >= SCHEMA_VERSION {
+        return Ok(());
+    }
+    let tx = conn.unchecked_transaction()?;
+    for step in &MIGRATIONS[(version - OLDEST_SCHEMA_VERSION) as usize..] {
+        tx.execute_batch(step)?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit()
+}
+
+/// Checks the opened store and configures the connection; returns its schema version
+/// (as SQLite reads it, the WAL included), which [`readable_version`] accepts.
 fn check_and_configure(
     conn: &Connection,
     db: &Path,
     dir: &Path,
     header: DbHeader,
     config: &LocalStorageConfig,
-) -> Result<()> {
+) -> Result<i32> {
     let err = |doing: &'static str| {
         move |e: rusqlite::Error| match e.sqlite_error_code() {
             Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => {
@@ -314,7 +371,12 @@ fn check_and_configure(
     let version: i32 = conn
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .map_err(err("reading the header"))?;
-    if application_id != APPLICATION_ID || version != SCHEMA_VERSION {
+    // The WAL may hold a newer version than lane.db's header (a migration not yet
+    // folded into the file), never an older one.
+    if application_id == APPLICATION_ID && version > SCHEMA_VERSION {
+        return Err(unknown_version(db, version));
+    }
+    if application_id != APPLICATION_ID || version < header.user_version {
         return Err(files::damaged(
             dir,
             format!(
@@ -362,7 +424,7 @@ fn check_and_configure(
     // A clean close folds the WAL into the file and deletes it.
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false)
         .map_err(err("configuring"))?;
-    Ok(())
+    Ok(version)
 }
 
 /// Runs the writer thread until every sender is dropped, then closes the connection and
@@ -511,10 +573,7 @@ impl Writer {
         {
             let mut statement = self
                 .conn
-                .prepare_cached(
-                    "SELECT id, lane_id, command_type, payload, attempts, created_at \
-                     FROM commands ORDER BY id",
-                )
+                .prepare_cached(SELECT_COMMANDS)
                 .map_err(|e| describe(&self.db, "loading commands", e))?;
             let rows = statement
                 .query_map([], read_command_row)
@@ -619,6 +678,10 @@ pub(super) fn parse_payload(text: &str) -> std::result::Result<Value, String> {
     serde_json::from_str(text).map_err(|e| e.to_string())
 }
 
+/// Selects every `commands` row, in id order, in [`read_command_row`]'s columns.
+const SELECT_COMMANDS: &str = "SELECT id, lane_id, command_type, payload, \
+     attempts, created_at, not_before, start_by FROM commands ORDER BY id";
+
 /// A `commands` row as stored, before its payload is parsed.
 #[derive(Debug, Clone)]
 pub(super) struct CommandRow {
@@ -628,6 +691,20 @@ pub(super) struct CommandRow {
     pub(super) payload: String,
     pub(super) attempts: i64,
     pub(super) created_at: i64,
+    /// When a delayed command may start (ms since the epoch); NULL: not delayed.
+    pub(super) not_before: Option<i64>,
+    /// Its start-by deadline (ms since the epoch); NULL: none.
+    pub(super) start_by: Option<i64>,
+}
+
+/// A time in milliseconds since the epoch as the store keeps it (an INTEGER).
+fn ms_to_sql(ms: u64) -> i64 {
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
+/// A stored time read back (a negative one, which no a3s-lane writes, as the epoch).
+fn ms_from_sql(ms: i64) -> u64 {
+    u64::try_from(ms).unwrap_or(0)
 }
 
 impl CommandRow {
@@ -639,13 +716,14 @@ impl CommandRow {
             payload: parse_payload(&self.payload)?,
             attempts: self.attempts as u32,
             created_at: self.created_at as u64,
-            not_before: None,
-            start_by: None,
+            not_before: self.not_before.map(ms_from_sql),
+            start_by: self.start_by.map(ms_from_sql),
         })
     }
 }
 
-/// Reads `id, lane_id, command_type, payload, attempts, created_at`.
+/// Reads `id, lane_id, command_type, payload, attempts, created_at, not_before,
+/// start_by`.
 pub(super) fn read_command_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<CommandRow> {
     Ok(CommandRow {
         id: row.get(0)?,
@@ -654,7 +732,30 @@ pub(super) fn read_command_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Comm
         payload: row.get(3)?,
         attempts: row.get(4)?,
         created_at: row.get(5)?,
+        not_before: row.get(6)?,
+        start_by: row.get(7)?,
     })
+}
+
+/// Stores a command (replacing one with its id) in a store of schema
+/// [`SCHEMA_VERSION`].
+const INSERT_COMMAND: &str = "INSERT OR REPLACE INTO commands \
+     (id, lane_id, command_type, payload, attempts, created_at, not_before, start_by) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+
+/// Stores a command row read from a store (replacing one with its id).
+pub(super) fn insert_command_row(conn: &Connection, row: &CommandRow) -> rusqlite::Result<()> {
+    conn.prepare_cached(INSERT_COMMAND)?.execute(params![
+        row.id,
+        row.lane_id,
+        row.command_type,
+        row.payload,
+        row.attempts,
+        row.created_at,
+        row.not_before,
+        row.start_by,
+    ])?;
+    Ok(())
 }
 
 /// Moves a command whose payload cannot be read back to the dead letters: its text is
@@ -713,22 +814,20 @@ fn apply_ops(
             StorageOp::SaveCommand(command) => {
                 let id = to_i64(command.id, db)?;
                 *max_id = (*max_id).max(id);
-                conn.prepare_cached(
-                    "INSERT OR REPLACE INTO commands \
-                     (id, lane_id, command_type, payload, attempts, created_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![
-                        id,
-                        command.lane_id,
-                        command.command_type,
-                        command.payload.to_string(),
-                        i64::from(command.attempts),
-                        command.created_at as i64,
-                    ])
-                })
-                .map_err(err("saving a command"))?;
+                conn.prepare_cached(INSERT_COMMAND)
+                    .and_then(|mut s| {
+                        s.execute(params![
+                            id,
+                            command.lane_id,
+                            command.command_type,
+                            command.payload.to_string(),
+                            i64::from(command.attempts),
+                            command.created_at as i64,
+                            command.not_before.map(ms_to_sql),
+                            command.start_by.map(ms_to_sql),
+                        ])
+                    })
+                    .map_err(err("saving a command"))?;
             }
             StorageOp::RemoveCommand(id) => {
                 let id = to_i64(*id, db)?;

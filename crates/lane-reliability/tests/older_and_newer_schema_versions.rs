@@ -1,0 +1,393 @@
+//! Stores of other schema versions: a store written by version 1 (before delayed
+//! commands and start-by deadlines were stored) opens, keeps every command, and is
+//! migrated in place to version 2, but only once it has passed the checks that refuse a
+//! damaged store untouched; a store of a newer version is refused untouched, naming
+//! the version; salvage reads both versions and writes version 2.
+//!
+//! The version 1 stores are built by hand with the schema and pragmas that version wrote.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use a3s_lane::{LaneError, LocalStorage, Storage, StoredCommand};
+use rusqlite::Connection;
+use serde_json::json;
+
+/// The schema of version 1, as `lane-reliability` created it.
+const V1_SCHEMA: &str = "
+CREATE TABLE commands (
+    id INTEGER PRIMARY KEY,
+    lane_id TEXT NOT NULL,
+    command_type TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE dead_letters (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    command_id INTEGER NOT NULL UNIQUE,
+    command_type TEXT NOT NULL,
+    lane_id TEXT NOT NULL,
+    error TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    failed_at INTEGER NOT NULL,
+    payload TEXT
+);
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+INSERT INTO meta (key, value) VALUES ('max_command_id', 0);
+";
+const APPLICATION_ID: i32 = 0x4133_534c;
+/// The highest id a version 1 store below has handed out (its command 10 finished).
+const V1_MAX_ID: u64 = 10;
+
+/// Command `id` as the version 1 stores below hold it.
+fn v1_command(id: u64) -> StoredCommand {
+    StoredCommand {
+        id,
+        lane_id: "work".into(),
+        command_type: "job".into(),
+        payload: json!({ "n": id }),
+        attempts: (id % 2) as u32,
+        created_at: 1_700_000_000_000 + id,
+        not_before: None,
+        start_by: None,
+    }
+}
+
+fn insert_v1(conn: &Connection, ids: impl IntoIterator<Item = u64>) {
+    for id in ids {
+        let c = v1_command(id);
+        conn.execute(
+            "INSERT INTO commands (id, lane_id, command_type, payload, attempts, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            rusqlite::params![
+                c.id as i64,
+                c.lane_id,
+                c.command_type,
+                c.payload.to_string(),
+                c.attempts,
+                c.created_at as i64
+            ],
+        )
+        .unwrap();
+    }
+}
+
+/// A version 1 store in `dir`, closed cleanly: commands 1..=6, one dead letter (id 9),
+/// id high-water mark 10. Created as version 1 created its stores (rollback journal,
+/// then switched to WAL by its first open).
+fn v1_store(dir: &Path) -> Connection {
+    std::fs::create_dir_all(dir).unwrap();
+    let conn = Connection::open(dir.join("lane.db")).unwrap();
+    conn.pragma_update(None, "journal_mode", "DELETE").unwrap();
+    conn.pragma_update(None, "synchronous", "FULL").unwrap();
+    conn.pragma_update(None, "application_id", APPLICATION_ID)
+        .unwrap();
+    conn.pragma_update(None, "user_version", 1).unwrap();
+    conn.execute_batch(&format!("BEGIN; {V1_SCHEMA} COMMIT;"))
+        .unwrap();
+    insert_v1(&conn, 1..=6);
+    conn.execute(
+        "INSERT INTO dead_letters \
+         (command_id, command_type, lane_id, error, attempts, failed_at, payload) \
+         VALUES (9, 'job', 'work', 'boom', 3, 1700000000099, '{\"n\":9}')",
+        [],
+    )
+    .unwrap();
+    conn.execute(
+        "UPDATE meta SET value = ?1 WHERE key = 'max_command_id'",
+        [V1_MAX_ID as i64],
+    )
+    .unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    conn
+}
+
+/// The files a process leaves when it dies while `conn` has commits in the WAL:
+/// `lane.db` and `lane.db-wal` copied into `to` while `conn` is still open.
+fn crash_image(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for name in ["lane.db", "lane.db-wal"] {
+        std::fs::copy(from.join(name), to.join(name)).unwrap();
+    }
+}
+
+/// Every file in `dir`, by name, with its bytes.
+fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            (name, std::fs::read(entry.path()).unwrap())
+        })
+        .collect()
+}
+
+/// The schema version in `lane.db`'s header, read from its bytes.
+fn header_version(dir: &Path) -> i32 {
+    let bytes = std::fs::read(dir.join("lane.db")).unwrap();
+    i32::from_be_bytes([bytes[60], bytes[61], bytes[62], bytes[63]])
+}
+
+/// The schema version and the columns of `commands` of the closed store in `dir`.
+fn schema_of(dir: &Path) -> (i32, Vec<String>) {
+    let conn = Connection::open(dir.join("lane.db")).unwrap();
+    let version = conn
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .unwrap();
+    let columns = conn
+        .prepare("SELECT name FROM pragma_table_info('commands') ORDER BY cid")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    (version, columns)
+}
+
+fn v2_columns() -> Vec<String> {
+    [
+        "id",
+        "lane_id",
+        "command_type",
+        "payload",
+        "attempts",
+        "created_at",
+        "not_before",
+        "start_by",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// A command with both times set, as a delayed submit with a deadline stores it.
+fn timed(id: u64) -> StoredCommand {
+    StoredCommand {
+        not_before: Some(1_900_000_000_000 + id),
+        start_by: Some(1_900_000_360_000 + id),
+        ..v1_command(id)
+    }
+}
+
+/// Opens `dir`, expects exactly `commands` and the version 1 dead letter, checks the id
+/// high-water mark, then closes it.
+async fn expect_store(dir: &Path, commands: &[StoredCommand]) {
+    let store = LocalStorage::new(dir).await.expect("the store opens");
+    assert!(!store.was_created());
+    assert_eq!(store.load_commands().await.unwrap(), commands);
+    let letters = store.load_dead_letters().await.unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(
+        (letters[0].command_id, letters[0].payload.clone()),
+        (9, Some(json!({ "n": 9 })))
+    );
+    assert!(store.max_command_id().await.unwrap() >= V1_MAX_ID);
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_version_1_store_opens_keeps_its_commands_and_is_migrated() {
+    let base = tempfile::tempdir().unwrap();
+    let dir = base.path().join("store");
+    drop(v1_store(&dir));
+    assert_eq!(header_version(&dir), 1);
+    let v1: Vec<StoredCommand> = (1..=6).map(v1_command).collect();
+
+    let store = LocalStorage::new(&dir)
+        .await
+        .expect("a version 1 store opens");
+    assert_eq!(store.load_commands().await.unwrap(), v1);
+    assert_eq!(store.max_command_id().await.unwrap(), V1_MAX_ID);
+    // The new columns are there at once: a timed command is stored whole.
+    store.save_command(timed(11)).await.unwrap();
+    store.close().await.unwrap();
+
+    assert_eq!(header_version(&dir), 2, "the migration reached lane.db");
+    assert_eq!(schema_of(&dir), (2, v2_columns()));
+    let mut all = v1;
+    all.push(timed(11));
+    expect_store(&dir, &all).await;
+}
+
+#[tokio::test]
+async fn a_version_1_crash_image_is_migrated_with_the_commands_of_its_wal() {
+    let base = tempfile::tempdir().unwrap();
+    let live = base.path().join("live");
+    let conn = v1_store(&live);
+    // Commits of the dying process, only in its WAL.
+    insert_v1(&conn, 7..=8);
+    let dir = base.path().join("crashed");
+    crash_image(&live, &dir);
+    drop(conn);
+    assert_eq!(header_version(&dir), 1);
+    assert!(std::fs::metadata(dir.join("lane.db-wal")).unwrap().len() > 0);
+
+    let expected: Vec<StoredCommand> = (1..=8).map(v1_command).collect();
+    expect_store(&dir, &expected).await;
+    assert_eq!(schema_of(&dir), (2, v2_columns()));
+}
+
+#[tokio::test]
+async fn a_migration_still_in_the_wal_is_not_damage() {
+    // The process died after migrating, before the migration reached lane.db: its
+    // header says 1, the WAL says 2.
+    let base = tempfile::tempdir().unwrap();
+    let live = base.path().join("live");
+    let conn = v1_store(&live);
+    conn.execute_batch(
+        "BEGIN;
+         ALTER TABLE commands ADD COLUMN not_before INTEGER;
+         ALTER TABLE commands ADD COLUMN start_by INTEGER;
+         PRAGMA user_version = 2;
+         COMMIT;",
+    )
+    .unwrap();
+    let t = timed(7);
+    conn.execute(
+        "INSERT INTO commands \
+         (id, lane_id, command_type, payload, attempts, created_at, not_before, start_by) \
+         VALUES (7, 'work', 'job', '{\"n\":7}', 1, ?1, ?2, ?3)",
+        rusqlite::params![
+            t.created_at as i64,
+            t.not_before.unwrap() as i64,
+            t.start_by.unwrap() as i64
+        ],
+    )
+    .unwrap();
+    let dir = base.path().join("crashed");
+    crash_image(&live, &dir);
+    drop(conn);
+    assert_eq!(header_version(&dir), 1);
+
+    let mut expected: Vec<StoredCommand> = (1..=6).map(v1_command).collect();
+    expected.push(t);
+    expect_store(&dir, &expected).await;
+    assert_eq!(schema_of(&dir), (2, v2_columns()));
+}
+
+#[tokio::test]
+async fn a_damaged_version_1_store_is_refused_unmigrated_and_salvaged_into_version_2() {
+    let base = tempfile::tempdir().unwrap();
+    let live = base.path().join("live");
+    let conn = v1_store(&live);
+    insert_v1(&conn, 7..=8);
+    let dir = base.path().join("crashed");
+    crash_image(&live, &dir);
+    drop(conn);
+    // A WAL whose header is overwritten: SQLite would open the store without its
+    // commits (and migrating it would write over them).
+    let wal = dir.join("lane.db-wal");
+    let mut bytes = std::fs::read(&wal).unwrap();
+    bytes[..32].fill(0xa5);
+    std::fs::write(&wal, bytes).unwrap();
+    let before = snapshot(&dir);
+
+    match LocalStorage::new(&dir).await {
+        Err(LaneError::Storage(message)) => {
+            assert!(message.contains("not a WAL header"), "{message}");
+        }
+        other => panic!("a damaged version 1 store must be refused: {other:?}"),
+    }
+    assert_eq!(snapshot(&dir), before, "the refused store was changed");
+    assert_eq!(header_version(&dir), 1);
+
+    // A damaged lane.db header instead (the WAL intact): salvage reads version 1 and
+    // writes version 2 with every command.
+    let dir = base.path().join("header");
+    let conn = v1_store(&dir);
+    drop(conn);
+    let db = dir.join("lane.db");
+    let mut bytes = std::fs::read(&db).unwrap();
+    bytes[..16].copy_from_slice(b"not a database!!");
+    std::fs::write(&db, bytes).unwrap();
+    let before = snapshot(&dir);
+    assert!(LocalStorage::new(&dir).await.is_err());
+    let salvaged = base.path().join("salvaged");
+    let report = LocalStorage::salvage(&dir, &salvaged).await.unwrap();
+    assert_eq!(snapshot(&dir), before, "salvage changed the damaged store");
+    assert_eq!(
+        (report.commands, report.dead_letters),
+        (6, 1),
+        "{report:#?}"
+    );
+    assert!(report.unreadable.is_empty(), "{report:#?}");
+    assert_eq!(schema_of(&salvaged), (2, v2_columns()));
+    let expected: Vec<StoredCommand> = (1..=6).map(v1_command).collect();
+    expect_store(&salvaged, &expected).await;
+}
+
+#[tokio::test]
+async fn salvage_keeps_the_times_of_a_version_2_store() {
+    let base = tempfile::tempdir().unwrap();
+    let dir = base.path().join("store");
+    let store = LocalStorage::new(&dir).await.unwrap();
+    let commands = vec![timed(1), v1_command(2), timed(3)];
+    for command in &commands {
+        store.save_command(command.clone()).await.unwrap();
+    }
+    store.close().await.unwrap();
+    let db = dir.join("lane.db");
+    let mut bytes = std::fs::read(&db).unwrap();
+    bytes[..16].copy_from_slice(b"not a database!!");
+    std::fs::write(&db, bytes).unwrap();
+
+    let salvaged = base.path().join("salvaged");
+    let report = LocalStorage::salvage(&dir, &salvaged).await.unwrap();
+    assert_eq!(report.commands, 3, "{report:#?}");
+    let store = LocalStorage::new(&salvaged).await.unwrap();
+    assert_eq!(store.load_commands().await.unwrap(), commands);
+    store.close().await.unwrap();
+}
+
+/// A store in `dir` whose schema a newer a3s-lane (version 3) wrote: in `lane.db`'s
+/// header, or (`in_wal`) only in the WAL of a process that died.
+async fn newer_store(base: &Path, in_wal: bool) -> PathBuf {
+    let live = base.join(if in_wal { "live" } else { "newer" });
+    let store = LocalStorage::new(&live).await.unwrap();
+    store.save_command(timed(1)).await.unwrap();
+    store.close().await.unwrap();
+    let conn = Connection::open(live.join("lane.db")).unwrap();
+    conn.execute_batch(
+        "ALTER TABLE commands ADD COLUMN priority INTEGER; PRAGMA user_version = 3;",
+    )
+    .unwrap();
+    if !in_wal {
+        drop(conn);
+        assert_eq!(header_version(&live), 3);
+        return live;
+    }
+    let dir = base.join("newer-in-wal");
+    crash_image(&live, &dir);
+    drop(conn);
+    assert_eq!(header_version(&dir), 2);
+    dir
+}
+
+#[tokio::test]
+async fn a_store_of_a_newer_version_is_refused_untouched() {
+    let base = tempfile::tempdir().unwrap();
+    for in_wal in [false, true] {
+        let dir = newer_store(base.path(), in_wal).await;
+        let before = snapshot(&dir);
+        match LocalStorage::new(&dir).await {
+            Err(LaneError::Storage(message)) => {
+                for words in ["newer a3s-lane", "schema version 3", "versions 1 to 2"] {
+                    assert!(message.contains(words), "{message}");
+                }
+            }
+            other => panic!("a newer store must be refused (in_wal: {in_wal}): {other:?}"),
+        }
+        assert_eq!(snapshot(&dir), before, "the refused store was changed");
+    }
+    // Salvage would drop what the newer version stores: it refuses too.
+    let dir = base.path().join("newer");
+    let error = LocalStorage::salvage(&dir, base.path().join("salvaged"))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("newer a3s-lane"), "{error}");
+    assert!(!base.path().join("salvaged").join("lane.db").exists());
+}
