@@ -72,8 +72,8 @@ impl RedisQueue {
     /// [`submit`](Self::submit) with [`SubmitOptions`]: a command with a delay or start
     /// time waits in Redis (shown as delayed) and then takes its place at the back of its
     /// lane; one with a start-by deadline that no worker started by then never runs and
-    /// ends with [`LaneError::Expired`]. Times are the caller's clock, carried to the
-    /// Redis clock with the offset measured at connect.
+    /// ends with [`LaneError::Expired`]. Times are the caller's clock; a clock found
+    /// off from the Redis server's at connect is corrected by the measured offset.
     pub async fn submit_with(
         &self,
         lane: &str,
@@ -146,23 +146,34 @@ impl RedisQueue {
 
     /// The timing field of a submit: '' for a plain command, else the start time and
     /// deadline on the Redis clock (µs), the deadline as given (ms), and whether a refusal
-    /// for a full lane is the last word. A start time is moved later by the uncertainty
-    /// of the clock offset, so that a command never starts before its time.
+    /// for a full lane is the last word.
+    ///
+    /// The caller's clock is taken as the Redis clock unless the offset measured at
+    /// connect exceeds its uncertainty (the round trip it was measured over): clocks kept
+    /// in step then agree exactly, so commands of several producers keep the order of
+    /// their times, and a clock that is really off is corrected, its start times moved
+    /// later by the uncertainty so that a command never starts before its time.
     fn timing_arg(&self, timing: &Timing, last: bool) -> String {
         if timing.is_plain() && !last {
             return String::new();
         }
+        let uncertainty = self.inner.clock_uncertainty_ms.max(0);
+        let (offset, margin) = if self.inner.clock_offset_ms.abs() > uncertainty {
+            (self.inner.clock_offset_ms, uncertainty)
+        } else {
+            (0, 0)
+        };
         let on_redis = |ms: u64, margin: i64| {
             i64::try_from(ms)
                 .unwrap_or(i64::MAX)
-                .saturating_add(self.inner.clock_offset_ms)
+                .saturating_add(offset)
                 .saturating_add(margin)
                 .saturating_mul(1000)
                 .to_string()
         };
         let not_before = timing
             .not_before_ms
-            .map(|ms| on_redis(ms, self.inner.clock_uncertainty_ms.max(0)))
+            .map(|ms| on_redis(ms, margin))
             .unwrap_or_default();
         let deadline = timing
             .start_by_ms
