@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use a3s_lane::{
     HandlerRegistry, LaneConfig, LaneError, RedisQueue, RedisQueueConfig, RedisWorker,
-    RedisWorkerConfig, RemoteState, handler_fn,
+    RedisWorkerConfig, RemoteState, SubmitOptions, handler_fn,
 };
 use parking_lot::Mutex;
 use serde_json::json;
@@ -211,7 +211,16 @@ pub(crate) async fn run(name: &str, fault: Fault, commands: u64) -> Outcome {
         let queue = queue.clone();
         let accepted_at = accepted_at.clone();
         tasks.push(tokio::spawn(async move {
-            let mut handle = match queue.submit("jobs", "work", json!(seq)).await {
+            // Every third submit carries a delay and a start-by deadline (far off): sent
+            // again after a lost reply, it too must be accepted once.
+            let options = if seq % 3 == 0 {
+                SubmitOptions::new()
+                    .with_delay(Duration::from_millis(20))
+                    .with_start_within(Duration::from_secs(3600))
+            } else {
+                SubmitOptions::new()
+            };
+            let mut handle = match queue.submit_with("jobs", "work", json!(seq), options).await {
                 Ok(handle) => handle,
                 Err(error) => return (seq, None, Err(error)),
             };

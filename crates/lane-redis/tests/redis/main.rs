@@ -11,6 +11,7 @@ mod support;
 
 mod cancel_reaches_the_running_command;
 mod connect_checks_addresses_and_fails_fast;
+mod delayed_commands_are_promoted_once_in_due_order;
 mod events_can_be_turned_off_for_a_queue;
 mod handles_are_send_and_sync;
 mod lanes_hold_across_workers;
