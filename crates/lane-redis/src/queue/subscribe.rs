@@ -8,10 +8,12 @@ use super::RedisQueue;
 impl RedisQueue {
     /// Subscribes to the events of every command of the queue, whichever process
     /// submitted it and whichever worker runs it, from now on: the keys and payloads of
-    /// the in-process queue ([`keys`](lane_core::event::keys): submitted, started, completed, retry, failed or
-    /// timeout then dead_lettered, cancelled, progress). They come from the queue's event
-    /// stream in Redis (see the crate docs), read by one task per `RedisQueue` that runs
-    /// while the queue lives, from its first subscriber on. A subscriber that falls more
+    /// the in-process queue ([`keys`](lane_core::event::keys): submitted, started,
+    /// completed, retry, failed or timeout then dead_lettered, cancelled, expired,
+    /// abandoned, progress). They come from the queue's event stream in Redis (see the
+    /// crate docs), read by one task per `RedisQueue` that runs while the queue lives,
+    /// from its first subscriber on (a submit waiting for room in a full lane starts it
+    /// too). A subscriber that falls more
     /// than 1024 events behind receives a [`EVENTS_LAGGED`](lane_core::event::keys::EVENTS_LAGGED) event.
     pub fn subscribe(&self) -> EventStream {
         let stream = self.inner.events.subscribe();
