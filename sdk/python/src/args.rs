@@ -7,14 +7,17 @@
 //! Whether a value that fits is allowed (a cap of 0, a zero timeout, a rate limit of 0)
 //! is the core's rule, and its error says so; nothing here duplicates one.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use a3s_lane::SubmitOptions;
 use pyo3::PyClass;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyFloat, PyInt, PyString};
 
 use crate::error::config_error;
+use crate::runtime::python_attr;
 
 /// The name of a value's type, for errors.
 pub(crate) fn type_name(value: &Bound<'_, PyAny>) -> String {
@@ -182,4 +185,110 @@ pub(crate) fn mapping_items<'py>(
         out.push((key.to_str()?.to_owned(), value));
     }
     Ok(out)
+}
+
+static TIMEDELTA: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static DATETIME: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static UTC: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// A span of time as seconds (int or float, as [`seconds`] takes them) or a
+/// `datetime.timedelta`: not negative, and within a `Duration`.
+pub(crate) fn seconds_or_timedelta(value: &Bound<'_, PyAny>, name: &str) -> PyResult<Duration> {
+    let py = value.py();
+    let timedelta = python_attr(py, &TIMEDELTA, "datetime", "timedelta")?;
+    if !value.is_instance(timedelta)? {
+        if value.cast::<PyBool>().is_ok()
+            || (value.cast::<PyInt>().is_err() && value.cast::<PyFloat>().is_err())
+        {
+            return Err(PyTypeError::new_err(format!(
+                "{name} must be a number of seconds (int or float) or a datetime.timedelta, \
+                 got {}",
+                type_name(value)
+            )));
+        }
+        return seconds(value, name);
+    }
+    // Exactly, from its parts: days (may be negative), seconds and microseconds (not).
+    let days: i64 = value.getattr("days")?.extract()?;
+    let secs: u64 = value.getattr("seconds")?.extract()?;
+    let micros: u32 = value.getattr("microseconds")?.extract()?;
+    if days < 0 {
+        return Err(config_error(
+            py,
+            format!(
+                "{name} must be a timedelta >= 0, got {}",
+                value.repr().map(|r| r.to_string()).unwrap_or_default()
+            ),
+        ));
+    }
+    // At most 999,999,999 days: within a u64 of seconds.
+    Ok(Duration::new(days as u64 * 86_400 + secs, micros * 1_000))
+}
+
+/// A wall-clock time: a timezone-aware `datetime.datetime` (a naive one is refused: its
+/// meaning depends on the machine's time zone).
+pub(crate) fn aware_datetime(value: &Bound<'_, PyAny>, name: &str) -> PyResult<SystemTime> {
+    let py = value.py();
+    let datetime = python_attr(py, &DATETIME, "datetime", "datetime")?;
+    if !value.is_instance(datetime)? {
+        return Err(PyTypeError::new_err(format!(
+            "{name} must be a timezone-aware datetime.datetime, got {}",
+            type_name(value)
+        )));
+    }
+    if value.call_method0("utcoffset")?.is_none() {
+        return Err(config_error(
+            py,
+            format!(
+                "{name} is a naive datetime (no tzinfo), whose meaning depends on this \
+                 machine's time zone; give a timezone-aware one, such as \
+                 datetime.now(timezone.utc) + timedelta(seconds=30), got {}",
+                value.repr().map(|r| r.to_string()).unwrap_or_default()
+            ),
+        ));
+    }
+    // The span from the epoch, exactly (a timedelta of days, seconds, microseconds).
+    let utc = python_attr(py, &UTC, "datetime", "timezone")?.getattr("utc")?;
+    let epoch = datetime.call1((1970, 1, 1, 0, 0, 0, 0, utc))?;
+    let since = value.call_method1("__sub__", (epoch,))?;
+    let days: i64 = since.getattr("days")?.extract()?;
+    let secs: i64 = since.getattr("seconds")?.extract()?;
+    let micros: u32 = since.getattr("microseconds")?.extract()?;
+    let total_secs = days * 86_400 + secs;
+    let time = if total_secs >= 0 {
+        UNIX_EPOCH.checked_add(Duration::new(total_secs as u64, micros * 1_000))
+    } else {
+        // Before 1970: the whole seconds back, then the microseconds forward.
+        UNIX_EPOCH
+            .checked_sub(Duration::from_secs(total_secs.unsigned_abs()))
+            .and_then(|t| t.checked_add(Duration::from_micros(micros.into())))
+    };
+    time.ok_or_else(|| config_error(py, format!("{name} is out of range")))
+}
+
+/// The keyword arguments every submit takes: when the command may start (`delay` or
+/// `run_at`) and by when it must have started (`start_by` or `start_within`). Their
+/// types and ranges are checked here; how they combine (both of a pair, a time in the
+/// past, a deadline before the start) is the core's rule, checked when it resolves
+/// them at the submit.
+pub(crate) fn submit_options(
+    delay: Option<&Bound<'_, PyAny>>,
+    run_at: Option<&Bound<'_, PyAny>>,
+    start_by: Option<&Bound<'_, PyAny>>,
+    start_within: Option<&Bound<'_, PyAny>>,
+) -> PyResult<SubmitOptions> {
+    let mut options = SubmitOptions::new();
+    if let Some(delay) = optional(delay, |d| seconds_or_timedelta(d, "delay"))? {
+        options = options.with_delay(delay);
+    }
+    if let Some(at) = optional(run_at, |t| aware_datetime(t, "run_at"))? {
+        options = options.with_run_at(at);
+    }
+    if let Some(at) = optional(start_by, |t| aware_datetime(t, "start_by"))? {
+        options = options.with_start_by(at);
+    }
+    if let Some(within) = optional(start_within, |w| seconds_or_timedelta(w, "start_within"))? {
+        options = options.with_start_within(within);
+    }
+    Ok(options)
 }

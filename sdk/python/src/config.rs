@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use a3s_lane::{
     DEFAULT_LANES, LaneConfig as CoreLaneConfig, LaneError as CoreError, PriorityBoostConfig,
-    RateLimitConfig, RetryJitter, RetryPolicy as CoreRetryPolicy,
+    RateLimitConfig, RetryJitter, RetryPolicy as CoreRetryPolicy, WhenFull,
 };
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
@@ -34,7 +34,13 @@ fn check(py: Python<'_>, config: &CoreLaneConfig) -> PyResult<()> {
             let message = match message.strip_prefix(&prefix) {
                 Some(reason) => format!("{UNBOUND}: {reason}"),
                 None => message,
-            };
+            }
+            // The core names its Rust values; a Python user gives keyword arguments.
+            .replace("the when_full wait timeout", "full_wait_timeout")
+            .replace(
+                "(WhenFull::Reject fails at once)",
+                "(when_full=\"reject\" fails at once)",
+            );
             config_error(py, message)
         }
         other => other.into_py_err(py),
@@ -105,6 +111,7 @@ impl LaneConfig {
     ) -> (
         (Option<u8>, Option<usize>, usize),
         (Option<Duration>, Option<usize>, Duration),
+        (Option<usize>, Option<Option<Duration>>),
         Option<RetryKey>,
         Option<RateLimitConfig>,
         Option<&PriorityBoostConfig>,
@@ -113,6 +120,7 @@ impl LaneConfig {
         (
             (self.priority, self.max_concurrency, c.min_concurrency),
             (c.timeout, c.pressure_threshold, c.cancel_grace),
+            (c.max_waiting, wait_timeout(c.when_full)),
             self.retry_policy().map(RetryKey::of),
             self.rate_limit_config(),
             self.priority_boost_config(),
@@ -129,6 +137,43 @@ impl PartialEq for LaneConfig {
 impl Hash for LaneConfig {
     fn hash<H: Hasher>(&self, state: &mut H) {
         self.key().hash(state);
+    }
+}
+
+/// `WhenFull` as a hashable value: None for `Reject`, the wait's timeout for `Wait`.
+fn wait_timeout(when_full: WhenFull) -> Option<Option<Duration>> {
+    match when_full {
+        WhenFull::Reject => None,
+        WhenFull::Wait { timeout } => Some(timeout),
+    }
+}
+
+fn when_full_name(when_full: WhenFull) -> &'static str {
+    match when_full {
+        WhenFull::Reject => "reject",
+        WhenFull::Wait { .. } => "wait",
+    }
+}
+
+/// `when_full=` and `full_wait_timeout=` as the core's `WhenFull`.
+fn when_full_arg(
+    py: Python<'_>,
+    when_full: &str,
+    full_wait_timeout: Option<&Bound<'_, PyAny>>,
+) -> PyResult<WhenFull> {
+    let timeout = optional_seconds(full_wait_timeout, "full_wait_timeout")?;
+    match (when_full, timeout) {
+        ("wait", timeout) => Ok(WhenFull::Wait { timeout }),
+        ("reject", None) => Ok(WhenFull::Reject),
+        ("reject", Some(_)) => Err(config_error(
+            py,
+            "full_wait_timeout applies only with when_full=\"wait\" (a lane that rejects \
+             fails a submit at once); give when_full=\"wait\" or leave full_wait_timeout unset",
+        )),
+        (other, _) => Err(config_error(
+            py,
+            format!("when_full must be \"reject\" or \"wait\", got {other:?}"),
+        )),
     }
 }
 
@@ -181,6 +226,12 @@ impl LaneConfig {
     /// - `rate_limit`: a `RateLimit`: how fast the lane may start commands.
     /// - `priority_boost`: a `PriorityBoost`: how the lane's priority rises as its oldest
     ///   command nears a deadline.
+    /// - `max_waiting`: at most this many commands wait in the lane (pending and
+    ///   delayed); None for no bound.
+    /// - `when_full`: what a submit to a full lane does: "reject" (the default) raises
+    ///   `LaneFullError` at once; "wait" waits for room.
+    /// - `full_wait_timeout`: with "wait", seconds a submit waits at most before it
+    ///   raises `LaneFullError`; None waits as long as it takes.
     #[new]
     #[pyo3(signature = (
         *,
@@ -193,6 +244,9 @@ impl LaneConfig {
         cancel_grace = None,
         rate_limit = None,
         priority_boost = None,
+        max_waiting = None,
+        when_full = "reject",
+        full_wait_timeout = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -206,6 +260,9 @@ impl LaneConfig {
         cancel_grace: Option<&Bound<'_, PyAny>>,
         rate_limit: Option<&Bound<'_, PyAny>>,
         priority_boost: Option<&Bound<'_, PyAny>>,
+        max_waiting: Option<&Bound<'_, PyAny>>,
+        when_full: &str,
+        full_wait_timeout: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let priority = optional(priority, |p| u8_arg(p, "priority", " (0 runs first)"))?;
         let max_concurrency = optional(max_concurrency, |m| usize_arg(m, "max_concurrency"))?;
@@ -245,6 +302,10 @@ impl LaneConfig {
         if let Some(boost) = boost.filter(|b| b.config.is_enabled()) {
             config = config.with_priority_boost(boost.config);
         }
+        if let Some(max) = optional(max_waiting, |m| usize_arg(m, "max_waiting"))? {
+            config = config.with_max_waiting(max);
+        }
+        config = config.with_when_full(when_full_arg(py, when_full, full_wait_timeout)?);
         check(py, &config)?;
         Ok(Self {
             priority,
@@ -311,6 +372,30 @@ impl LaneConfig {
         self.config.cancel_grace.as_secs_f64()
     }
 
+    /// Most commands waiting in the lane (pending and delayed), or None for no bound.
+    #[getter]
+    fn max_waiting(&self) -> Option<usize> {
+        self.config.max_waiting
+    }
+
+    /// What a submit to a full lane does: "reject" or "wait".
+    #[getter]
+    fn when_full(&self) -> &'static str {
+        when_full_name(self.config.when_full)
+    }
+
+    /// With "wait", seconds a submit waits for room at most, or None (no limit, or
+    /// "reject").
+    #[getter]
+    fn full_wait_timeout(&self) -> Option<f64> {
+        match self.config.when_full {
+            WhenFull::Wait {
+                timeout: Some(timeout),
+            } => Some(timeout.as_secs_f64()),
+            _ => None,
+        }
+    }
+
     fn __repr__(&self) -> String {
         let defaults = CoreLaneConfig::default();
         let c = &self.config;
@@ -341,6 +426,15 @@ impl LaneConfig {
         }
         if let Some(boost) = self.priority_boost() {
             parts.push(format!("priority_boost={}", boost.__repr__()));
+        }
+        if let Some(max) = c.max_waiting {
+            parts.push(format!("max_waiting={max}"));
+        }
+        if let WhenFull::Wait { timeout } = c.when_full {
+            parts.push("when_full='wait'".to_owned());
+            if let Some(timeout) = timeout {
+                parts.push(format!("full_wait_timeout={}", timeout.as_secs_f64()));
+            }
         }
         format!("LaneConfig({})", parts.join(", "))
     }

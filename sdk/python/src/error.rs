@@ -10,7 +10,7 @@ use a3s_lane::LaneError as CoreError;
 use pyo3::exceptions::{PyException, PyLookupError, PyTimeoutError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyTuple, PyType};
+use pyo3::types::{PyDict, PyString, PyTuple, PyType};
 
 /// The exception classes, created once when the module is imported.
 pub(crate) struct Exceptions {
@@ -25,6 +25,8 @@ pub(crate) struct Exceptions {
     pub(crate) command: Py<PyType>,
     pub(crate) non_retryable: Py<PyType>,
     pub(crate) not_json: Py<PyType>,
+    pub(crate) expired: Py<PyType>,
+    pub(crate) lane_full: Py<PyType>,
 }
 
 static EXCEPTIONS: PyOnceLock<Exceptions> = PyOnceLock::new();
@@ -42,9 +44,23 @@ fn make(
     bases: &[Bound<'_, PyType>],
     doc: &str,
 ) -> PyResult<Py<PyType>> {
+    make_with_code(py, name, bases, doc, None)
+}
+
+/// [`make`], with a class attribute `code` (the same code as the Node SDK's error).
+fn make_with_code(
+    py: Python<'_>,
+    name: &str,
+    bases: &[Bound<'_, PyType>],
+    doc: &str,
+    code: Option<&str>,
+) -> PyResult<Py<PyType>> {
     let namespace = PyDict::new(py);
     namespace.set_item("__module__", "a3s_lane")?;
     namespace.set_item("__doc__", doc)?;
+    if let Some(code) = code {
+        namespace.set_item("code", code)?;
+    }
     let bases = PyTuple::new(py, bases)?;
     let class = py
         .get_type::<PyType>()
@@ -133,6 +149,24 @@ pub(crate) fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
              a non-str dict key, an int beyond 64 bits, another object). `code` is\n\
              \"NOT_JSON\"; `path` says where, e.g. `payload.items[3].x`.",
         )?,
+        expired: make_with_code(
+            py,
+            "ExpiredError",
+            std::slice::from_ref(&base),
+            "The command was not started by its start-by deadline (`start_by=` or\n\
+             `start_within=` of the submit); it never ran. `code` is \"EXPIRED\".",
+            Some(EXPIRED),
+        )?,
+        lane_full: make_with_code(
+            py,
+            "LaneFullError",
+            std::slice::from_ref(&base),
+            "The lane already holds `limit` waiting commands (pending and delayed), its\n\
+             `max_waiting`, and is configured to reject (or waited for room longer than its\n\
+             `full_wait_timeout`). `code` is \"LANE_FULL\"; `lane` and `limit` say which\n\
+             lane and its bound.",
+            Some(LANE_FULL),
+        )?,
         lane_error,
     };
     for (name, class) in [
@@ -147,6 +181,8 @@ pub(crate) fn register(module: &Bound<'_, PyModule>) -> PyResult<()> {
         ("CommandError", &exceptions.command),
         ("NonRetryableError", &exceptions.non_retryable),
         ("NotJsonError", &exceptions.not_json),
+        ("ExpiredError", &exceptions.expired),
+        ("LaneFullError", &exceptions.lane_full),
     ] {
         module.add(name, class.bind(py))?;
     }
@@ -164,9 +200,24 @@ impl IntoPyErr for CoreError {
     fn into_py_err(self, py: Python<'_>) -> PyErr {
         let classes = exceptions(py);
         let class = match &self {
+            CoreError::LaneFull { lane, limit } => {
+                let Ok(limit) = limit.into_pyobject(py);
+                let attributes = [
+                    ("lane", PyString::new(py, lane).into_any()),
+                    ("limit", limit.into_any()),
+                ];
+                // The core names its Rust option; a Python user sets `when_full="wait"`.
+                let message = self
+                    .to_string()
+                    .replace("(WhenFull::Wait)", "(LaneConfig(when_full=\"wait\"))");
+                return with_attributes(py, &classes.lane_full, message, &attributes);
+            }
+            CoreError::Expired(_) => &classes.expired,
             CoreError::LaneNotFound { .. } => &classes.lane_not_found,
             CoreError::HandlerNotFound { .. } => &classes.handler_not_found,
-            CoreError::ConfigError(_) => &classes.config,
+            // A value the queue refused at the call (a start time in the past, a delay
+            // and a start time together): a bad argument, as a bad option is.
+            CoreError::ConfigError(_) | CoreError::InvalidInput(_) => &classes.config,
             CoreError::Timeout(_) => &classes.command_timeout,
             CoreError::Cancelled(_) => &classes.cancelled,
             CoreError::ShutdownInProgress => &classes.shutdown,
@@ -177,6 +228,31 @@ impl IntoPyErr for CoreError {
         PyErr::from_type(class.bind(py).clone(), self.to_string())
     }
 }
+
+/// An instance of `class` with `message` and the attributes `attributes`.
+fn with_attributes<'py>(
+    py: Python<'py>,
+    class: &Py<PyType>,
+    message: String,
+    attributes: &[(&str, Bound<'py, PyAny>)],
+) -> PyErr {
+    let made = class.bind(py).call1((message,)).and_then(|error| {
+        for (name, value) in attributes {
+            error.setattr(*name, value)?;
+        }
+        Ok(error)
+    });
+    match made {
+        Ok(error) => PyErr::from_value(error),
+        Err(failed) => failed,
+    }
+}
+
+/// The code of every `ExpiredError` (the same in the Node SDK).
+pub(crate) const EXPIRED: &str = "EXPIRED";
+
+/// The code of every `LaneFullError` (the same in the Node SDK).
+pub(crate) const LANE_FULL: &str = "LANE_FULL";
 
 /// A `ConfigError` (a `ValueError`) with `message`.
 pub(crate) fn config_error(py: Python<'_>, message: impl Into<String>) -> PyErr {

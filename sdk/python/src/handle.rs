@@ -808,19 +808,11 @@ impl CommandHandle {
         Self::watching(handle.id(), handle, CancelTarget::Local(queue), Some(env))
     }
 
-    /// The handle of a command submitted to a Redis queue. A handler's exception does
-    /// not travel between processes: a failure is a `CommandError` carrying its type
-    /// and message.
-    pub(crate) fn remote(
-        handle: a3s_lane::RedisCommandHandle,
-        queue: a3s_lane::RedisQueue,
-    ) -> Self {
-        Self::watching(handle.id(), handle, CancelTarget::Remote(queue), None)
-    }
-
     /// The handle of command `id`, whose `result` resolves when it finishes; with `env`
     /// (in process, the command registered with its slots), a failed handler's own
-    /// exception is raised.
+    /// exception is raised. Without (a command submitted to a Redis queue), a handler's
+    /// exception does not travel between processes: a failure is a `CommandError`
+    /// carrying its type and message.
     pub(crate) fn watching(
         id: CommandId,
         result: impl Future<Output = a3s_lane::Result<Value>> + Send + 'static,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use a3s_lane::{
     CommandQueue, EventEmitter, LaneError as CoreError, LocalStorage, QueueManager,
-    QueueManagerBuilder, QueueMetrics,
+    QueueManagerBuilder, QueueMetrics, SubmitOptions,
 };
 use parking_lot::Mutex;
 use pyo3::PyTraverseError;
@@ -17,7 +17,7 @@ use pyo3::gc::PyVisit;
 use pyo3::prelude::*;
 use serde_json::Value;
 
-use crate::args::{optional, optional_seconds, usize_arg};
+use crate::args::{optional, optional_seconds, submit_options, usize_arg};
 use crate::client::QueueClient;
 use crate::config::resolve_lanes;
 use crate::convert::payload_to_json;
@@ -59,6 +59,9 @@ pub(crate) struct Lane {
     /// Whether commands are submitted as `DirectCommand`s: nothing (no store, no dead
     /// letters) needs their payload but their handler.
     direct: bool,
+    /// The lanes whose submits may wait for room (`when_full="wait"`): their acceptance
+    /// is a future, never a wait on an event loop's thread.
+    waiting_lanes: Vec<String>,
     /// The handlers by command type (also registered with the queue, for replayable
     /// commands); the garbage collector sees their callables through `__traverse__`.
     handlers: Handlers,
@@ -118,63 +121,113 @@ fn refuse_unchecked_by_core(
     Ok(())
 }
 
-/// A command's acceptance: done at once, or (durable lanes) waiting for the store.
+/// A command's acceptance: done at once, or (durable lanes, lanes that wait for room)
+/// waiting.
 enum Acceptance {
     Done(a3s_lane::Result<a3s_lane::CommandHandle>),
     Later(Accepting),
 }
 
+/// What a submit puts in the queue: a `DirectCommand` (its handler looked up already) or
+/// a replayable command by type.
+enum Submitted {
+    Direct(Box<DirectCommand>),
+    Replayable {
+        command_type: String,
+        payload: Value,
+    },
+}
+
+/// The acceptance of a command as a future of its own (for the runtime, or an event
+/// loop), not tied to the call.
 fn accepting(
     queue: &Arc<CommandQueue>,
     lane: &str,
-    command_type: &str,
-    payload: Value,
+    command: Submitted,
+    options: SubmitOptions,
 ) -> Accepting {
     let queue = queue.clone();
     let lane = lane.to_owned();
-    let command_type = command_type.to_owned();
-    Box::pin(async move { queue.submit_replayable(&lane, &command_type, payload).await })
+    Box::pin(async move {
+        match command {
+            Submitted::Direct(command) => queue.submit_with_options(&lane, command, &options).await,
+            Submitted::Replayable {
+                command_type,
+                payload,
+            } => {
+                queue
+                    .submit_replayable_with(&lane, &command_type, payload, &options)
+                    .await
+            }
+        }
+    })
+}
+
+/// Polls an acceptance once, here: without storage and with room in the lane the queue
+/// accepts the command at once (no allocation for a future, and the id is known).
+fn accept_now(
+    py: Python<'_>,
+    accept: impl std::future::Future<Output = a3s_lane::Result<a3s_lane::CommandHandle>>,
+) -> PyResult<Acceptance> {
+    let mut accept = std::pin::pin!(accept);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::future::Future::poll(accept.as_mut(), &mut cx) {
+        std::task::Poll::Ready(result) => Ok(Acceptance::Done(result)),
+        // Not expected without storage or a lane that waits; wait rather than lose it.
+        std::task::Poll::Pending => block_on(py, accept).map(Acceptance::Done),
+    }
 }
 
 impl Lane {
     /// Starts accepting a command. Without storage the queue accepts it right here, in
-    /// this GIL hold: no allocation for a future, and the id is known at once.
+    /// this GIL hold; a durable lane, or one that may wait for room (`when_full="wait"`),
+    /// gives a future to wait for.
     fn accept(
         &self,
         py: Python<'_>,
         lane: &str,
         command_type: &str,
         payload: Value,
+        options: SubmitOptions,
     ) -> PyResult<Acceptance> {
-        if self.direct {
+        let plain = options == SubmitOptions::default();
+        let command = if self.direct {
             let Some(handler) = self.handlers.read().get(command_type).cloned() else {
                 return Ok(Acceptance::Done(Err(self.handler_not_found(command_type))));
             };
-            let command = Box::new(DirectCommand {
+            Submitted::Direct(Box::new(DirectCommand {
                 handler,
                 payload: Arc::new(payload),
-            });
-            let mut accept = std::pin::pin!(self.queue.submit_with_handle(lane, command));
-            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-            return match std::future::Future::poll(accept.as_mut(), &mut cx) {
-                std::task::Poll::Ready(result) => Ok(Acceptance::Done(result)),
-                std::task::Poll::Pending => block_on(py, accept).map(Acceptance::Done),
-            };
-        }
-        if self.durable {
+            }))
+        } else {
+            Submitted::Replayable {
+                command_type: command_type.to_owned(),
+                payload,
+            }
+        };
+        if self.durable || self.waiting_lanes.iter().any(|waits| waits == lane) {
             return Ok(Acceptance::Later(accepting(
                 &self.queue,
                 lane,
-                command_type,
-                payload,
+                command,
+                options,
             )));
         }
-        let mut accept = std::pin::pin!(self.queue.submit_replayable(lane, command_type, payload));
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        match std::future::Future::poll(accept.as_mut(), &mut cx) {
-            std::task::Poll::Ready(result) => Ok(Acceptance::Done(result)),
-            // Not expected without storage; wait rather than lose the command.
-            std::task::Poll::Pending => block_on(py, accept).map(Acceptance::Done),
+        match command {
+            Submitted::Direct(command) if plain => {
+                accept_now(py, self.queue.submit_with_handle(lane, command))
+            }
+            Submitted::Direct(command) => {
+                accept_now(py, self.queue.submit_with_options(lane, command, &options))
+            }
+            Submitted::Replayable {
+                command_type,
+                payload,
+            } => accept_now(
+                py,
+                self.queue
+                    .submit_replayable_with(lane, &command_type, payload, &options),
+            ),
         }
     }
 
@@ -187,8 +240,9 @@ impl Lane {
         lane: &str,
         command_type: &str,
         payload: Value,
+        options: SubmitOptions,
     ) -> PyResult<a3s_lane::CommandHandle> {
-        let mut accept = match self.accept(py, lane, command_type, payload)? {
+        let mut accept = match self.accept(py, lane, command_type, payload, options)? {
             Acceptance::Done(Ok(handle)) => {
                 self.env.slots.awaited(handle.id());
                 return Ok(handle);
@@ -329,6 +383,7 @@ impl Lane {
         };
         refuse_unchecked_by_core(py, event_capacity, dead_letters)?;
         let env = Arc::new(HandlerEnv::default());
+        let mut waiting_lanes = Vec::new();
         let mut builder = QueueManagerBuilder::new(EventEmitter::new(event_capacity))
             .with_spawner(LoopSpawner::new(env.home.clone()));
         match lanes.filter(|l| !l.is_none()) {
@@ -342,6 +397,9 @@ impl Lane {
                     ));
                 }
                 for (id, config, priority) in lanes {
+                    if matches!(config.when_full, a3s_lane::WhenFull::Wait { .. }) {
+                        waiting_lanes.push(id.clone());
+                    }
                     builder = builder.with_lane(id, config, priority);
                 }
             }
@@ -388,6 +446,7 @@ impl Lane {
             queue,
             durable,
             direct,
+            waiting_lanes,
             handlers: parking_lot::RwLock::new(HashMap::new()),
             manager,
             env,
@@ -455,20 +514,35 @@ impl Lane {
     ///
     /// Returns what the handler returned; raises the handler's exception, or a
     /// `LaneError` (`LaneNotFoundError`, `CommandTimeoutError`, `CancelledError`,
-    /// `ShutdownError`, ...). Ctrl-C cancels the command and raises `KeyboardInterrupt`.
-    /// Not for use inside a running event loop: use `submit_async` there.
-    #[pyo3(signature = (lane, command_type, payload = None))]
+    /// `ShutdownError`, `ExpiredError`, `LaneFullError`, ...). Ctrl-C cancels the
+    /// command and raises `KeyboardInterrupt`. Not for use inside a running event loop:
+    /// use `submit_async` there.
+    ///
+    /// Keyword-only, on every submit: `delay` (seconds or a `timedelta`) or `run_at` (a
+    /// timezone-aware `datetime`) holds the command back (shown as delayed) until then,
+    /// after which it takes its place at the back of its lane; `start_by` (an aware
+    /// `datetime`) or `start_within` (seconds or a `timedelta`) is a deadline to start
+    /// by: a command not started by then never runs and ends with `ExpiredError`. A lane
+    /// with `max_waiting` that is full raises `LaneFullError`, or waits for room
+    /// (`when_full="wait"`).
+    #[pyo3(signature = (lane, command_type, payload = None, *, delay = None, run_at = None, start_by = None, start_within = None))]
+    #[allow(clippy::too_many_arguments)]
     fn submit(
         &self,
         py: Python<'_>,
         lane: &str,
         command_type: &str,
         payload: Option<&Bound<'_, PyAny>>,
+        delay: Option<&Bound<'_, PyAny>>,
+        run_at: Option<&Bound<'_, PyAny>>,
+        start_by: Option<&Bound<'_, PyAny>>,
+        start_within: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         refuse_in_running_loop(py, "submit()", "`await lane.submit_async(...)`")?;
         self.refuse_before_start(py, "submit()")?;
+        let options = submit_options(delay, run_at, start_by, start_within)?;
         let payload = payload_to_json(payload)?;
-        let mut handle = self.accept_blocking(py, lane, command_type, payload)?;
+        let mut handle = self.accept_blocking(py, lane, command_type, payload, options)?;
         let id = handle.id();
         let result = match block_on(py, Pin::new(&mut handle)) {
             Ok(result) => result,
@@ -486,20 +560,28 @@ impl Lane {
     ///
     /// Returns a `CommandFuture` at once (bad arguments raise here): its `id` is the
     /// command id, `cancel()` cancels the command, and awaiting it gives the result or
-    /// raises. Cancelling the awaiting task cancels the command.
-    #[pyo3(signature = (lane, command_type, payload = None))]
+    /// raises. Cancelling the awaiting task cancels the command. Options as for
+    /// `submit`; a lane with `when_full="wait"` that is full makes the acceptance wait
+    /// for room (on the runtime: the event loop goes on).
+    #[pyo3(signature = (lane, command_type, payload = None, *, delay = None, run_at = None, start_by = None, start_within = None))]
+    #[allow(clippy::too_many_arguments)]
     fn submit_async(
         &self,
         py: Python<'_>,
         lane: &str,
         command_type: &str,
         payload: Option<&Bound<'_, PyAny>>,
+        delay: Option<&Bound<'_, PyAny>>,
+        run_at: Option<&Bound<'_, PyAny>>,
+        start_by: Option<&Bound<'_, PyAny>>,
+        start_within: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<CommandFuture>> {
         let bridge = LoopBridge::of_running_loop(py, "submit_async()")?;
+        let options = submit_options(delay, run_at, start_by, start_within)?;
         let payload = payload_to_json(payload)?;
         let queue = Arc::downgrade(&self.queue);
         let env = self.env.clone();
-        let future = match self.accept(py, lane, command_type, payload)? {
+        let future = match self.accept(py, lane, command_type, payload, options)? {
             Acceptance::Done(Ok(handle)) => {
                 SubmitBody::spawn_accepted(py, bridge, queue, env, handle)?
             }
@@ -514,17 +596,24 @@ impl Lane {
     }
 
     /// Submits a command without waiting for it: returns a `CommandHandle` (`id`,
-    /// `cancel()`, `result(timeout)`, and `await handle`).
-    #[pyo3(signature = (lane, command_type, payload = None))]
+    /// `cancel()`, `result(timeout)`, and `await handle`). Options as for `submit`; a
+    /// lane with `when_full="wait"` that is full makes this wait for room.
+    #[pyo3(signature = (lane, command_type, payload = None, *, delay = None, run_at = None, start_by = None, start_within = None))]
+    #[allow(clippy::too_many_arguments)]
     fn submit_nowait(
         &self,
         py: Python<'_>,
         lane: &str,
         command_type: &str,
         payload: Option<&Bound<'_, PyAny>>,
+        delay: Option<&Bound<'_, PyAny>>,
+        run_at: Option<&Bound<'_, PyAny>>,
+        start_by: Option<&Bound<'_, PyAny>>,
+        start_within: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<CommandHandle> {
+        let options = submit_options(delay, run_at, start_by, start_within)?;
         let payload = payload_to_json(payload)?;
-        let handle = self.accept_blocking(py, lane, command_type, payload)?;
+        let handle = self.accept_blocking(py, lane, command_type, payload, options)?;
         Ok(CommandHandle::new(
             handle,
             Arc::downgrade(&self.queue),

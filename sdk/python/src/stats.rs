@@ -30,6 +30,14 @@ pub(crate) struct LaneStatus {
     paused: bool,
     /// Whether a rate limit holds it back now.
     throttled: bool,
+    /// Commands waiting for their start time (`delay=`, `run_at=`) or a retry delay.
+    delayed: usize,
+    /// Commands that were not started by their start-by deadline, since the lane was made.
+    expired: u64,
+    /// Submits refused because the lane was full, since the lane was made.
+    rejected_full: u64,
+    /// Its bound on waiting commands (pending and delayed), or None.
+    max_waiting: Option<usize>,
     /// Runs answered (timed out, or cancelled after the grace period) whose handler went
     /// on running, since the lane was made.
     abandoned: u64,
@@ -49,6 +57,10 @@ impl From<CoreLaneStatus> for LaneStatus {
             max_concurrency: status.max,
             paused: status.paused,
             throttled: status.throttled,
+            delayed: status.delayed,
+            expired: status.expired,
+            rejected_full: status.rejected_full,
+            max_waiting: status.max_waiting,
             abandoned: status.abandoned,
             abandoned_running: status.abandoned_running,
         }
@@ -59,10 +71,11 @@ impl From<CoreLaneStatus> for LaneStatus {
 impl LaneStatus {
     fn __repr__(&self) -> String {
         format!(
-            "LaneStatus(id={:?}, priority={}, pending={}, active={}, max_concurrency={}, paused={})",
+            "LaneStatus(id={:?}, priority={}, pending={}, delayed={}, active={}, max_concurrency={}, paused={})",
             self.id,
             self.priority,
             self.pending,
+            self.delayed,
             self.active,
             self.max_concurrency,
             if self.paused { "True" } else { "False" }
@@ -114,7 +127,7 @@ impl QueueStats {
         self.total_active
     }
 
-    /// Failed commands waiting for their retry delay.
+    /// Commands waiting for their start time or a retry delay, over all lanes.
     #[getter]
     fn total_delayed(&self) -> usize {
         self.total_delayed

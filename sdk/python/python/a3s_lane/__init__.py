@@ -38,6 +38,7 @@ from a3s_lane._event_payloads import (
     CommandCancelledPayload,
     CommandCompletedPayload,
     CommandDeadLetteredPayload,
+    CommandExpiredPayload,
     CommandFailedPayload,
     CommandProgressPayload,
     CommandRetryPayload,
@@ -64,11 +65,13 @@ from a3s_lane._native import (
     DeadLetter,
     Event,
     EventStream,
+    ExpiredError,
     HandlerNotFoundError,
     HistogramStats,
     Lane,
     LaneConfig,
     LaneError,
+    LaneFullError,
     LaneMetrics,
     LaneNotFoundError,
     LaneStatus,
@@ -92,6 +95,7 @@ __all__ = [
     "CommandCancelledPayload",
     "CommandCompletedPayload",
     "CommandDeadLetteredPayload",
+    "CommandExpiredPayload",
     "CommandFailedPayload",
     "CommandProgressPayload",
     "CommandRetryPayload",
@@ -119,11 +123,13 @@ __all__ = [
     "DeadLetter",
     "Event",
     "EventStream",
+    "ExpiredError",
     "HandlerNotFoundError",
     "HistogramStats",
     "Lane",
     "LaneConfig",
     "LaneError",
+    "LaneFullError",
     "LaneMetrics",
     "LaneNotFoundError",
     "LaneStatus",
@@ -169,10 +175,12 @@ def _exit_drain_seconds() -> float:
 
 
 def _drain_at_exit() -> None:
-    """At interpreter exit: give accepted commands a bounded time to finish, then say
-    on stderr how many were dropped (never silently, never a panic)."""
+    """At interpreter exit: give accepted commands a bounded time to finish (a Lane's
+    commands, RedisQueue submits Redis has not answered, a RedisWorker's running
+    commands), then say on stderr what did not (never silently, never a panic)."""
     seconds = _exit_drain_seconds()
-    dropped, stored, never_started = _native._exit_drain(seconds)
+    report = _native._exit_drain(seconds)
+    dropped, stored, never_started = report["dropped"], report["stored"], report["never_started"]
     if dropped:
         print(
             f"a3s_lane: {dropped} accepted command(s) were dropped at exit: "
@@ -190,6 +198,28 @@ def _drain_at_exit() -> None:
         print(
             f"a3s_lane: {stored} accepted command(s) left unfinished at exit stay in the "
             "durable store and run at the next start.",
+            file=_sys.stderr,
+        )
+    unacknowledged = report["unacknowledged"]
+    if unacknowledged:
+        print(
+            f"a3s_lane: {unacknowledged} RedisQueue submit(s) were not acknowledged by Redis "
+            f"within {seconds:g} s (A3S_LANE_EXIT_DRAIN_SECONDS); those commands may or may "
+            "not be in Redis. Wait for them before exiting: let queue.submit() return, or "
+            "await queue.submit_async().",
+            file=_sys.stderr,
+        )
+    for worker in report["workers"]:
+        if worker["loop_closed"]:
+            why = "its async handlers' event loop had closed, so they could not finish"
+        else:
+            why = (
+                f"they did not finish within {seconds:g} s (A3S_LANE_EXIT_DRAIN_SECONDS)"
+            )
+        print(
+            f"a3s_lane: RedisWorker {worker['id']!r} was running {worker['running']} "
+            f"command(s) at exit; {why}: the unfinished ones were cancelled and handed back "
+            "to Redis for another worker. Stop workers before exiting: worker.shutdown(timeout).",
             file=_sys.stderr,
         )
 

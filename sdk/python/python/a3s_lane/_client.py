@@ -14,7 +14,7 @@ class CancelOutcome(enum.StrEnum):
     (`"cancelled"`, ...)."""
 
     CANCELLED = "cancelled"
-    """It was pending or waiting for a retry, and ended now as cancelled."""
+    """It was pending, delayed or waiting for a retry, and ended now as cancelled."""
     SIGNALLED = "signalled"
     """It is running: it was told (an `async def` handler's task is cancelled, a plain
     `def` sees `ctx.is_cancelled()`) and ends as cancelled once it stops."""
@@ -33,7 +33,7 @@ class CommandState(enum.StrEnum):
     PENDING = "pending"
     """Waiting in its lane."""
     DELAYED = "delayed"
-    """Waiting for a retry delay."""
+    """Waiting for its start time (`delay=`, `run_at=`) or a retry delay."""
     RUNNING = "running"
     """Running."""
     COMPLETED = "completed"
@@ -43,6 +43,9 @@ class CommandState(enum.StrEnum):
     """Cancelled."""
     DEAD_LETTERED = "dead_lettered"
     """Failed for good and kept as a dead letter."""
+    EXPIRED = "expired"
+    """Not started by its start-by deadline (`start_by=`, `start_within=`); it never
+    ran."""
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,16 @@ class CommandAbandonedPayload(TypedDict):
     reason: str
 
 
+class CommandExpiredPayload(TypedDict):
+    """`queue.command.expired`: a command was not started by its start-by deadline
+    (`start_by_ms`, milliseconds since the Unix epoch); it never runs."""
+
+    lane_id: str
+    command_id: int
+    command_type: str
+    start_by_ms: int
+
+
 class EmptyPayload(TypedDict):
     """`queue.shutdown.started` and `queue.shutdown.complete` carry nothing."""
 

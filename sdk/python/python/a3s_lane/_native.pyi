@@ -2,6 +2,7 @@
 # (tests/test_type_stubs_match_the_module.py).
 
 import asyncio
+import datetime
 import os
 from collections.abc import Callable, Coroutine, Generator, Iterable, Mapping, Sequence
 from types import GenericAlias, TracebackType
@@ -15,6 +16,7 @@ from a3s_lane._event_payloads import (
     CommandCancelledPayload,
     CommandCompletedPayload,
     CommandDeadLetteredPayload,
+    CommandExpiredPayload,
     CommandFailedPayload,
     CommandProgressPayload,
     CommandRetryPayload,
@@ -50,6 +52,8 @@ __all__ = [
     "CommandError",
     "NonRetryableError",
     "NotJsonError",
+    "ExpiredError",
+    "LaneFullError",
     "QueueClient",
     "Lane",
     "LaneConfig",
@@ -82,7 +86,7 @@ EVENT_KEYS: Final[list[str]]
 # "redis_worker"); durations in milliseconds (keys ending in "_ms"), None for none.
 DEFAULTS: Final[dict[str, dict[str, Any]]]
 
-def _exit_drain(timeout: float, /) -> tuple[int, int, int]: ...
+def _exit_drain(timeout: float, /) -> dict[str, Any]: ...
 
 class LaneError(Exception): ...
 class LaneNotFoundError(LaneError, LookupError): ...
@@ -100,6 +104,21 @@ class NotJsonError(LaneError, TypeError, ValueError):
     code: str
     # Where the value is: `payload.items[3].x`, `result["user id"]`.
     path: str
+
+class ExpiredError(LaneError):
+    # Always "EXPIRED": the command was not started by its start-by deadline.
+    code: str
+
+class LaneFullError(LaneError):
+    # Always "LANE_FULL".
+    code: str
+    # The full lane.
+    lane: str
+    # Its max_waiting.
+    limit: int
+
+# A span of time: seconds (int or float) or a timedelta, >= 0.
+_Span: TypeAlias = float | datetime.timedelta
 
 @final
 class RetryPolicy:
@@ -189,6 +208,9 @@ class LaneConfig:
         cancel_grace: float | None = None,
         rate_limit: RateLimit | None = None,
         priority_boost: PriorityBoost | None = None,
+        max_waiting: int | None = None,
+        when_full: Literal["reject", "wait"] = "reject",
+        full_wait_timeout: float | None = None,
     ) -> Self: ...
     @property
     def priority(self) -> int | None: ...
@@ -208,6 +230,12 @@ class LaneConfig:
     def rate_limit(self) -> RateLimit | None: ...
     @property
     def priority_boost(self) -> PriorityBoost | None: ...
+    @property
+    def max_waiting(self) -> int | None: ...
+    @property
+    def when_full(self) -> Literal["reject", "wait"]: ...
+    @property
+    def full_wait_timeout(self) -> float | None: ...
     def __eq__(self, value: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
@@ -309,6 +337,14 @@ class LaneStatus:
     @property
     def throttled(self) -> bool: ...
     @property
+    def delayed(self) -> int: ...
+    @property
+    def expired(self) -> int: ...
+    @property
+    def rejected_full(self) -> int: ...
+    @property
+    def max_waiting(self) -> int | None: ...
+    @property
     def abandoned(self) -> int: ...
     @property
     def abandoned_running(self) -> int: ...
@@ -374,6 +410,8 @@ class QueueClient:
     @overload
     def events(self, keys: Literal["queue.command.abandoned"]) -> EventStream[CommandAbandonedPayload]: ...
     @overload
+    def events(self, keys: Literal["queue.command.expired"]) -> EventStream[CommandExpiredPayload]: ...
+    @overload
     def events(self, keys: Literal["queue.shutdown.started"]) -> EventStream[EmptyPayload]: ...
     @overload
     def events(self, keys: Literal["queue.shutdown.complete"]) -> EventStream[EmptyPayload]: ...
@@ -407,9 +445,39 @@ class Lane(QueueClient):
     def register_handler(self, command_type: str, func: Callable[..., Any]) -> None: ...
     def handler(self, command_type: str) -> Callable[[_F], _F]: ...
     def start(self) -> None: ...
-    def submit(self, lane: str, command_type: str, payload: _Json = None) -> Any: ...
-    def submit_async(self, lane: str, command_type: str, payload: _Json = None) -> CommandFuture[Any]: ...
-    def submit_nowait(self, lane: str, command_type: str, payload: _Json = None) -> CommandHandle[Any]: ...
+    def submit(
+        self,
+        lane: str,
+        command_type: str,
+        payload: _Json = None,
+        *,
+        delay: _Span | None = None,
+        run_at: datetime.datetime | None = None,
+        start_by: datetime.datetime | None = None,
+        start_within: _Span | None = None,
+    ) -> Any: ...
+    def submit_async(
+        self,
+        lane: str,
+        command_type: str,
+        payload: _Json = None,
+        *,
+        delay: _Span | None = None,
+        run_at: datetime.datetime | None = None,
+        start_by: datetime.datetime | None = None,
+        start_within: _Span | None = None,
+    ) -> CommandFuture[Any]: ...
+    def submit_nowait(
+        self,
+        lane: str,
+        command_type: str,
+        payload: _Json = None,
+        *,
+        delay: _Span | None = None,
+        run_at: datetime.datetime | None = None,
+        start_by: datetime.datetime | None = None,
+        start_within: _Span | None = None,
+    ) -> CommandHandle[Any]: ...
     @property
     def size(self) -> int: ...
     @property
@@ -548,8 +616,28 @@ class RedisQueue(QueueClient):
     @property
     def key_prefix(self) -> str: ...
     def declare_lane(self, lane: str, config: LaneConfig) -> None: ...
-    def submit(self, lane: str, command_type: str, payload: _Json = None) -> CommandHandle[Any]: ...
-    def submit_async(self, lane: str, command_type: str, payload: _Json = None) -> CommandFuture[Any]: ...
+    def submit(
+        self,
+        lane: str,
+        command_type: str,
+        payload: _Json = None,
+        *,
+        delay: _Span | None = None,
+        run_at: datetime.datetime | None = None,
+        start_by: datetime.datetime | None = None,
+        start_within: _Span | None = None,
+    ) -> CommandHandle[Any]: ...
+    def submit_async(
+        self,
+        lane: str,
+        command_type: str,
+        payload: _Json = None,
+        *,
+        delay: _Span | None = None,
+        run_at: datetime.datetime | None = None,
+        start_by: datetime.datetime | None = None,
+        start_within: _Span | None = None,
+    ) -> CommandFuture[Any]: ...
     def stats(self) -> RedisQueueStats: ...
     def clear(self) -> int: ...
 

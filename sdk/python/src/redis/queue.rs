@@ -4,13 +4,16 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use a3s_lane::{RedisCommandHandle, RedisQueue as CoreQueue, RedisQueueConfig};
+use a3s_lane::{
+    QueueClient as CoreClient, RedisQueue as CoreQueue, RedisQueueConfig, SubmitOptions,
+    SubmittedCommand,
+};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
-use crate::args::type_name;
+use crate::args::{submit_options, type_name};
 use crate::client::QueueClient;
 use crate::config::LaneConfig;
 use crate::convert::payload_to_json;
@@ -280,26 +283,42 @@ impl RedisQueue {
 
     /// Submits a command to the end of `lane` and returns its `CommandHandle` once Redis
     /// has it (`id`, `cancel()`, `result(timeout)`, `await handle`). Raises
-    /// `LaneNotFoundError` for a lane not declared in Redis. Ctrl-C during the round trip
-    /// cancels the command.
-    #[pyo3(signature = (lane, command_type, payload = None))]
+    /// `LaneNotFoundError` for a lane not declared in Redis, `LaneFullError` for a full
+    /// lane that rejects. Ctrl-C during the round trip cancels the command.
+    ///
+    /// `delay`, `run_at`, `start_by` and `start_within` (keyword-only) are those of
+    /// `Lane.submit`: the command waits in Redis (shown as delayed) until its start time;
+    /// one no worker started by its deadline never runs and ends with `ExpiredError`.
+    #[pyo3(signature = (lane, command_type, payload = None, *, delay = None, run_at = None, start_by = None, start_within = None))]
+    #[allow(clippy::too_many_arguments)]
     fn submit(
         &self,
         py: Python<'_>,
         lane: &str,
         command_type: &str,
         payload: Option<&Bound<'_, PyAny>>,
+        delay: Option<&Bound<'_, PyAny>>,
+        run_at: Option<&Bound<'_, PyAny>>,
+        start_by: Option<&Bound<'_, PyAny>>,
+        start_within: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<CommandHandle> {
-        let mut task = self.spawn_submit(py, lane, command_type, payload)?;
+        let options = submit_options(delay, run_at, start_by, start_within)?;
+        let mut task = self.spawn_submit(py, lane, command_type, payload, options)?;
         match block_on(py, Pin::new(&mut task)) {
-            Ok(Ok(Ok(handle))) => Ok(CommandHandle::remote(handle, self.queue.clone())),
+            Ok(Ok(Ok(submitted))) => Ok(CommandHandle::watching(
+                submitted.id(),
+                submitted,
+                CancelTarget::Remote(self.queue.clone()),
+                None,
+            )),
             Ok(Ok(Err(error))) => Err(error.into_py_err(py)),
             Ok(Err(error)) => Err(join_error(py, error)),
             Err(interrupted) => {
                 // The command may be in Redis already: cancel it once its id is known.
+                let queue = self.queue.clone();
                 runtime().spawn(async move {
-                    if let Ok(Ok(handle)) = task.await {
-                        let _ = handle.cancel().await;
+                    if let Ok(Ok(submitted)) = task.await {
+                        let _ = queue.cancel(submitted.id()).await;
                     }
                 });
                 Err(interrupted)
@@ -311,16 +330,22 @@ impl RedisQueue {
     /// result. Returns a `CommandFuture` at once (bad arguments raise here); its `id` is
     /// known once Redis has the command, and cancelling it (or the task awaiting it)
     /// cancels the command.
-    #[pyo3(signature = (lane, command_type, payload = None))]
+    #[pyo3(signature = (lane, command_type, payload = None, *, delay = None, run_at = None, start_by = None, start_within = None))]
+    #[allow(clippy::too_many_arguments)]
     fn submit_async(
         &self,
         py: Python<'_>,
         lane: &str,
         command_type: &str,
         payload: Option<&Bound<'_, PyAny>>,
+        delay: Option<&Bound<'_, PyAny>>,
+        run_at: Option<&Bound<'_, PyAny>>,
+        start_by: Option<&Bound<'_, PyAny>>,
+        start_within: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<CommandFuture>> {
         let bridge = LoopBridge::of_running_loop(py, "submit_async()")?;
-        let task = self.spawn_submit(py, lane, command_type, payload)?;
+        let options = submit_options(delay, run_at, start_by, start_within)?;
+        let task = self.spawn_submit(py, lane, command_type, payload, options)?;
         let future = CommandFuture::new(
             py,
             bridge.clone(),
@@ -357,25 +382,39 @@ impl RedisQueue {
 }
 
 impl RedisQueue {
-    /// Checks the arguments here, then submits on the runtime.
+    /// Checks the arguments here, then submits on the runtime. Until Redis answers, the
+    /// submit counts as in flight: the exit hook waits for it.
     fn spawn_submit(
         &self,
         py: Python<'_>,
         lane: &str,
         command_type: &str,
         payload: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<JoinHandle<a3s_lane::Result<RedisCommandHandle>>> {
+        options: SubmitOptions,
+    ) -> PyResult<JoinHandle<a3s_lane::Result<SubmittedCommand>>> {
         check_command_type(py, command_type)?;
         let payload: Value = payload_to_json(payload)?;
         let queue = self.queue.clone();
         let (lane, command_type) = (lane.to_owned(), command_type.to_owned());
-        Ok(runtime().spawn(async move { queue.submit(&lane, &command_type, payload).await }))
+        let in_flight = crate::exit::SubmitInFlight::begin();
+        Ok(runtime().spawn(async move {
+            let submitted = if options == SubmitOptions::default() {
+                queue
+                    .submit(&lane, &command_type, payload)
+                    .await
+                    .map(|handle| SubmittedCommand::new(handle.id(), handle))
+            } else {
+                CoreClient::submit_with(&queue, &lane, &command_type, payload, options).await
+            };
+            drop(in_flight);
+            submitted
+        }))
     }
 }
 
 enum Stage {
-    Accepting(JoinHandle<a3s_lane::Result<RedisCommandHandle>>),
-    Waiting(RedisCommandHandle),
+    Accepting(JoinHandle<a3s_lane::Result<SubmittedCommand>>),
+    Waiting(SubmittedCommand),
     Done,
 }
 

@@ -27,14 +27,14 @@ use crate::redis::config::WorkerOptions;
 use crate::redis::queue::RedisQueue;
 use crate::runtime::{block_on, on_runtime, refuse_in_running_loop};
 
-enum Phase {
+pub(crate) enum Phase {
     New,
     Starting,
     Running(CoreWorker),
     Stopped,
 }
 
-struct WorkerState {
+pub(crate) struct WorkerState {
     phase: Phase,
     /// The worker's id in Redis, once known.
     id: Option<String>,
@@ -60,12 +60,45 @@ pub(crate) struct RedisWorker {
     /// The handlers by type; the garbage collector sees their callables.
     handlers: Handlers,
     env: Arc<HandlerEnv>,
+    /// Its state, shared with the exit hook (which stops a running worker at exit).
+    state: Arc<WorkerShared>,
+}
+
+/// A worker's state and where its `async def` handlers run: what the exit hook needs to
+/// stop it. Unregistered when the worker is dropped.
+pub(crate) struct WorkerShared {
     state: Mutex<WorkerState>,
+    env: Arc<HandlerEnv>,
+}
+
+impl WorkerShared {
+    /// Takes the running worker to stop it at exit, with its id; None if it is not
+    /// running.
+    pub(crate) fn take_at_exit(&self) -> Option<(CoreWorker, String)> {
+        let mut state = self.state.lock();
+        if !matches!(state.phase, Phase::Running(_)) {
+            return None;
+        }
+        let Phase::Running(worker) = std::mem::replace(&mut state.phase, Phase::Stopped) else {
+            return None;
+        };
+        let id = worker.id().to_owned();
+        Some((worker, id))
+    }
+
+    /// Where its `async def` handlers run.
+    pub(crate) fn env(&self) -> &HandlerEnv {
+        &self.env
+    }
+
+    fn lock(&self) -> parking_lot::MutexGuard<'_, WorkerState> {
+        self.state.lock()
+    }
 }
 
 impl Drop for RedisWorker {
     fn drop(&mut self) {
-        if let Some(thread) = self.state.get_mut().private_loop.take() {
+        if let Some(thread) = self.state.lock().private_loop.take() {
             stop_loop_thread(thread);
         }
     }
@@ -188,18 +221,23 @@ impl RedisWorker {
             block_timeout,
         }
         .config(py)?;
-        Ok(Self {
-            queue,
-            config,
-            registry: HandlerRegistry::default(),
-            handlers: RwLock::new(HashMap::new()),
-            env: Arc::new(HandlerEnv::default()),
+        let env = Arc::new(HandlerEnv::default());
+        let state = crate::exit::register_worker(WorkerShared {
             state: Mutex::new(WorkerState {
                 phase: Phase::New,
                 id: worker_id.map(str::to_owned),
                 has_async_handlers: false,
                 private_loop: None,
             }),
+            env: env.clone(),
+        });
+        Ok(Self {
+            queue,
+            config,
+            registry: HandlerRegistry::default(),
+            handlers: RwLock::new(HashMap::new()),
+            env,
+            state,
         })
     }
 
