@@ -155,7 +155,7 @@ def test_the_values_of_the_client_surface() -> None:
     # Equal to their values: code that compared RedisQueue.cancel() with strings still works.
     assert CancelOutcome("cancelled") == "cancelled" and CancelOutcome("unknown") is CancelOutcome.UNKNOWN
     assert [s.value for s in CommandState] == [
-        "pending", "delayed", "running", "completed", "cancelled", "dead_lettered"
+        "pending", "delayed", "running", "completed", "cancelled", "dead_lettered", "expired"
     ]
     status = CommandStatus(id=1, lane_id="jobs", command_type="echo", state=CommandState.RUNNING, attempts=1)
     assert status == CommandStatus(1, "jobs", "echo", CommandState.RUNNING, 1)

@@ -32,6 +32,9 @@ def test_lane_config_defaults() -> None:
     assert config.retry is None and table["retry_policy"] is None
     assert config.rate_limit is None and table["rate_limit"] is None
     assert config.priority_boost is None and table["priority_boost"] is None
+    assert config.max_waiting == table["max_waiting"]
+    assert config.when_full == table["when_full"]
+    assert config.full_wait_timeout is None  # only with when_full="wait"
     # Priority and cap default per lane (`None` until the lane is known): a lane that is
     # not one of the default lanes gets the table's cap.
     assert config.priority is None and config.max_concurrency is None

@@ -15,10 +15,13 @@ GOOD = textwrap.dedent(
     from __future__ import annotations
 
     import asyncio
-    from typing import Any
+    from datetime import datetime, timedelta, timezone
+    from typing import Any, Literal
 
     from a3s_lane import (
         CommandCompletedPayload,
+        ExpiredError,
+        LaneFullError,
         CommandFuture,
         CommandHandle,
         Lane,
@@ -31,6 +34,26 @@ GOOD = textwrap.dedent(
     @lane.handler("double")
     def double(n: int) -> int:
         return n * 2
+
+    bounded = LaneConfig(priority=1, max_waiting=10, when_full="wait", full_wait_timeout=2.5)
+    when_full: Literal["reject", "wait"] = bounded.when_full
+
+    def timing_use() -> int:
+        later: CommandHandle[int] = lane.submit_nowait("q", "double", 1, delay=timedelta(seconds=1))
+        at: CommandHandle[int] = lane.submit_nowait(
+            "q", "double", 1, run_at=datetime.now(timezone.utc), start_within=30
+        )
+        try:
+            lane.submit_nowait("q", "double", 1, start_by=datetime.now(timezone.utc), delay=0.5)
+        except LaneFullError as full:
+            limit: int = full.limit
+            name: str = full.lane
+            print(limit, name, full.code)
+        except ExpiredError as expired:
+            print(expired.code)
+        delayed: int = lane.stats().lanes["q"].delayed
+        bound: int | None = lane.stats().lanes["q"].max_waiting
+        return later.id + at.id + delayed + (bound or 0)
 
     def sync_use() -> int:
         lane.start()
@@ -61,6 +84,9 @@ GOOD = textwrap.dedent(
             took: float = payload["duration_ms"]
             lane_id: str = payload["lane_id"]
             return f"{value} {other.result()} {took} {lane_id}"
+        for expired in lane.events("queue.command.expired"):
+            start_by_ms: int = expired.payload["start_by_ms"]
+            print(start_by_ms)
         anything = lane.events(["queue.command.started", "queue.command.failed"])
         for some in anything:
             fields: Any = some.payload.get("lane_id")
@@ -76,6 +102,8 @@ BAD = textwrap.dedent(
     lane = Lane({"q": LaneConfig(priority=0)})
     handle: CommandHandle[int] = lane.submit_nowait("q", "double", 2)
     wrong: str = handle.result()
+    lane.submit_nowait("q", "double", 2, run_at=5)
+    LaneConfig(when_full="block")
     for event in lane.events("queue.command.completed"):
         nope: str = event.payload["duration_ms"]
         missing = event.payload["no_such_field"]
@@ -107,3 +135,5 @@ def test_mistakes_are_caught(tmp_path: Path) -> None:
     assert 'Incompatible types in assignment (expression has type "int", variable has type "str")' in checked.stdout
     assert 'Incompatible types in assignment (expression has type "float", variable has type "str")' in checked.stdout
     assert '"no_such_field"' in checked.stdout
+    assert 'Argument "run_at" to "submit_nowait" of "Lane" has incompatible type "int"' in checked.stdout
+    assert 'Argument "when_full" to "LaneConfig" has incompatible type' in checked.stdout
