@@ -204,7 +204,8 @@ async fn a_full_lane_that_waits_takes_the_submit_once_there_is_room(engine: Engi
     within("the first", first).await.unwrap();
     within("the second", second).await.unwrap();
 
-    client.submit("gives_up", "job", named("1")).await.unwrap();
+    // Held (the lane is paused), this one keeps the lane full for the next submit.
+    let _held = client.submit("gives_up", "job", named("1")).await.unwrap();
     let started = tokio::time::Instant::now();
     let error = within(
         "the wait's timeout",

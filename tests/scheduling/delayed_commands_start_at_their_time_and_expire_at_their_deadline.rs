@@ -65,7 +65,15 @@ async fn delayed_commands_start_when_due_in_order_of_due_time() {
     let starts = Starts::default();
     let late = submit(&manager, "late", delay(300), origin, MS(0), &starts).await;
     let early = submit(&manager, "early", delay(100), origin, MS(0), &starts).await;
-    let now = submit(&manager, "now", SubmitOptions::new(), origin, MS(150), &starts).await;
+    let now = submit(
+        &manager,
+        "now",
+        SubmitOptions::new(),
+        origin,
+        MS(150),
+        &starts,
+    )
+    .await;
     assert_eq!(manager.stats().await.total_delayed, 2);
     for handle in [late, early, now] {
         handle.await.unwrap();
@@ -87,7 +95,15 @@ async fn a_deadline_ends_a_command_that_could_not_start_at_its_instant() {
     let manager = manager(LaneConfig::new(1, 1)).await;
     let origin = Instant::now();
     let starts = Starts::default();
-    let blocker = submit(&manager, "blocker", SubmitOptions::new(), origin, MS(500), &starts).await;
+    let blocker = submit(
+        &manager,
+        "blocker",
+        SubmitOptions::new(),
+        origin,
+        MS(500),
+        &starts,
+    )
+    .await;
     let within = |ms| SubmitOptions::new().with_start_within(MS(ms));
     let missed = submit(&manager, "missed", within(200), origin, MS(0), &starts).await;
     let met = submit(&manager, "met", within(800), origin, MS(0), &starts).await;
@@ -137,10 +153,34 @@ async fn a_waiting_submit_gets_in_the_moment_room_appears() {
     let manager = manager(config).await;
     let origin = Instant::now();
     let starts = Starts::default();
-    let running = submit(&manager, "running", SubmitOptions::new(), origin, MS(400), &starts).await;
-    let waiting = submit(&manager, "waiting", SubmitOptions::new(), origin, MS(0), &starts).await;
+    let running = submit(
+        &manager,
+        "running",
+        SubmitOptions::new(),
+        origin,
+        MS(400),
+        &starts,
+    )
+    .await;
+    let waiting = submit(
+        &manager,
+        "waiting",
+        SubmitOptions::new(),
+        origin,
+        MS(0),
+        &starts,
+    )
+    .await;
     // The lane is full (one waiting); this submit returns when `waiting` starts at 400 ms.
-    let third = submit(&manager, "third", SubmitOptions::new(), origin, MS(0), &starts).await;
+    let third = submit(
+        &manager,
+        "third",
+        SubmitOptions::new(),
+        origin,
+        MS(0),
+        &starts,
+    )
+    .await;
     assert_eq!(origin.elapsed(), MS(400));
     for handle in [running, waiting, third] {
         handle.await.unwrap();

@@ -70,7 +70,11 @@ async fn run(max: usize, max_waiting: usize, ops: Vec<Op>) -> Result<(), TestCas
     let mut submitted: Vec<Submitted> = Vec::new();
     for op in ops {
         match op {
-            Op::Submit { delay, within, work } => {
+            Op::Submit {
+                delay,
+                within,
+                work,
+            } => {
                 let delay = Duration::from_millis(delay.unwrap_or(0));
                 let within = within.map(Duration::from_millis);
                 let mut options = SubmitOptions::new().with_delay(delay);
@@ -126,9 +130,15 @@ async fn run(max: usize, max_waiting: usize, ops: Vec<Op>) -> Result<(), TestCas
             .expect("every command ends");
         let started = starts.lock().get(&id).copied();
         if let Some(started) = started {
-            prop_assert!(started >= s.submitted + s.delay, "{id} started before its delay");
+            prop_assert!(
+                started >= s.submitted + s.delay,
+                "{id} started before its delay"
+            );
             if let Some(within) = s.within {
-                prop_assert!(started <= s.submitted + within, "{id} started after its deadline");
+                prop_assert!(
+                    started <= s.submitted + within,
+                    "{id} started after its deadline"
+                );
             }
         }
         match result {
