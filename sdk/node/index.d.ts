@@ -6,14 +6,18 @@
 
 /**
  * What `cancel(id)` (and a handle's `cancel()`) did: `'cancelled'` (the command was
- * pending or waiting for a retry, and ended at once), `'signalled'` (it is running: its
+ * pending, delayed or waiting for a retry, and ended at once), `'signalled'` (it is running: its
  * handler's `ctx.signal` was aborted, and it ends as cancelled once it stops),
  * `'already_finished'` or `'unknown'` (no such command, or its record expired).
  */
 export type CancelOutcome = 'cancelled' | 'signalled' | 'already_finished' | 'unknown'
 
-/** Where a command is in its life (`CommandStatus.state`). */
-export type CommandState = 'pending' | 'delayed' | 'running' | 'completed' | 'cancelled' | 'dead_lettered'
+/**
+ * Where a command is in its life (`CommandStatus.state`): `'delayed'` waits for its
+ * start time (`delayMs`, `runAt`) or a retry; `'expired'` was not started by its
+ * start-by deadline (`startBy`, `startWithinMs`) and never ran.
+ */
+export type CommandState = 'pending' | 'delayed' | 'running' | 'completed' | 'cancelled' | 'dead_lettered' | 'expired'
 
 /** The type of `EVENT_KEYS`. */
 export type EventKeyList = ReadonlyArray<LaneEventKey>
@@ -77,6 +81,11 @@ export interface LaneEvents {
    * handler goes on; its lane slot stays taken until the handler returns.
    */
   'queue.command.abandoned': { laneId: string; commandId: number; reason: string }
+  /**
+   * A command was not started by its start-by deadline (`startByMs`, milliseconds since
+   * the Unix epoch); it never runs, and its submitter gets a `LaneExpiredError`.
+   */
+  'queue.command.expired': { laneId: string; commandId: number; commandType: string; startByMs: number }
   /** `shutdown()` began. */
   'queue.shutdown.started': Record<string, never>
   /** `shutdown()` finished. */
@@ -119,6 +128,8 @@ export type LaneErrorCode =
   | 'STORAGE'
   | 'QUEUE'
   | 'COMMAND_FAILED'
+  | 'EXPIRED'
+  | 'LANE_FULL'
 
 /**
  * Every error the SDK makes is a `LaneError` (`instanceof` checks its `code`): argument
@@ -181,6 +192,25 @@ export declare class LaneQueueError extends LaneError {
 export declare class LaneCommandError extends LaneError {
   readonly code: 'COMMAND_FAILED'
 }
+/**
+ * `EXPIRED`: the command was not started by its start-by deadline (`startBy` or
+ * `startWithinMs` of the submit); it never ran.
+ */
+export declare class LaneExpiredError extends LaneError {
+  readonly code: 'EXPIRED'
+}
+/**
+ * `LANE_FULL`: the lane already holds `limit` waiting commands (pending and delayed), its
+ * `maxWaiting`, and rejects (`whenFull: 'reject'`), or a submit waited for room longer
+ * than its `fullWaitTimeoutMs`.
+ */
+export declare class LaneFullError extends LaneError {
+  readonly code: 'LANE_FULL'
+  /** The full lane. */
+  readonly lane: string
+  /** Its `maxWaiting`. */
+  readonly limit: number
+}
 
 /**
  * Which binding artifact the generated loader actually loaded: `'native'` for
@@ -227,7 +257,11 @@ export declare class Lane {
    * JSON value (a string is a string). Rejects with the handler's own (thrown) value,
    * or an error with code `NOT_JSON` (at once, naming where the payload is not JSON),
    * `LANE_NOT_FOUND`, `HANDLER_NOT_FOUND`, `INVALID_ARGUMENT`, `TIMEOUT`,
-   * `CANCELLED` or `SHUTDOWN`. `options.signal` cancels the command when it aborts.
+   * `CANCELLED`, `SHUTDOWN`, `EXPIRED` (not started by `options.startBy` /
+   * `startWithinMs`) or `LANE_FULL` (the lane holds `maxWaiting` commands, or waited
+   * for room longer than `fullWaitTimeoutMs`). `options.signal` cancels the command
+   * when it aborts; `options.delayMs` / `runAt` hold it back (shown as delayed) until
+   * then.
    */
   submit<T = unknown>(lane: string, commandType: string, payload?: unknown, options?: SubmitOptions): Promise<T>
   /**
@@ -410,8 +444,12 @@ export declare class RedisQueue {
    * Submits a command to the end of `lane` and resolves, once Redis holds it, with its
    * `CommandHandle`: `id`, `result` (a promise of what the handler returned, on
    * whichever worker ran it) and `cancel()`. Commands enter their lanes in call order.
-   * Rejects with code `LANE_NOT_FOUND` for a lane not declared in Redis.
-   * `options.signal` cancels the command when it aborts.
+   * Rejects with code `LANE_NOT_FOUND` for a lane not declared in Redis, `LANE_FULL`
+   * for a full lane that rejects (or waited longer than its `fullWaitTimeoutMs`).
+   * `options.signal` cancels the command when it aborts; `options.delayMs` / `runAt`
+   * hold it back in Redis (shown as delayed) until then, and one no worker started by
+   * `options.startBy` / `startWithinMs` never runs: its result rejects with code
+   * `EXPIRED`.
    */
   submit<T = unknown>(lane: string, commandType: string, payload?: unknown, options?: SubmitOptions): Promise<CommandHandle<T>>
   /**
@@ -598,8 +636,9 @@ export interface CommandStatus {
   /** Its type. */
   commandType: string
   /**
-   * Where it is: `'pending'`, `'delayed'` (waiting for a retry), `'running'`,
-   * `'completed'`, `'cancelled'` or `'dead_lettered'`.
+   * Where it is: `'pending'`, `'delayed'` (waiting for its start time or a retry),
+   * `'running'`, `'completed'`, `'cancelled'`, `'dead_lettered'` or `'expired'` (not
+   * started by its start-by deadline; it never ran).
    */
   state: CommandState
   /** How many runs started, this one included when it is running. */
@@ -627,7 +666,7 @@ export interface DeadLetter {
 /** The type of `DEFAULTS` (`index.d.ts` only; its value is the core's table). */
 export interface Defaults {
   /** `LaneOptions`. */
-  readonly lane: { readonly min_concurrency: number; readonly max_concurrency: number; readonly timeout_ms: number | null; readonly pressure_threshold: number | null; readonly cancel_grace_ms: number; readonly retry_policy: null; readonly rate_limit: null; readonly priority_boost: null }
+  readonly lane: { readonly min_concurrency: number; readonly max_concurrency: number; readonly timeout_ms: number | null; readonly pressure_threshold: number | null; readonly cancel_grace_ms: number; readonly retry_policy: null; readonly rate_limit: null; readonly priority_boost: null; readonly max_waiting: number | null; readonly when_full: 'reject' | 'wait' }
   /** `RetryOptions`. */
   readonly retry_policy: { readonly max_retries: number; readonly initial_delay_ms: number; readonly multiplier: number; readonly max_delay_ms: number; readonly jitter: 'none' | 'full' | 'equal' }
   /** `new Lane(lanes, options)`, and the six default lanes used when `lanes` is left out. */
@@ -649,7 +688,7 @@ export declare const DEFAULTS: Defaults
 
 /**
  * Every event key a queue emits (`Lane.on`, `events(keys)`), in the order of the
- * lifecycle: the core's `event_keys`, the same 16 in Rust, Python and Node. Frozen.
+ * lifecycle: the core's `event_keys`, the same 17 in Rust, Python and Node. Frozen.
  */
 export declare const EVENT_KEYS: EventKeyList
 
@@ -742,6 +781,21 @@ export interface LaneOptions {
    * priority shows in `stats().lanes[id].effectivePriority`.
    */
   priorityBoost?: PriorityBoostOptions
+  /**
+   * At most this many commands wait in the lane (pending and delayed), at least 1
+   * (over all producers of a `RedisQueue`). No bound when absent.
+   */
+  maxWaiting?: number
+  /**
+   * What a submit to a full lane (see `maxWaiting`) does: `'reject'` (the default)
+   * rejects at once with code `LANE_FULL` (`LaneFullError`); `'wait'` waits for room.
+   */
+  whenFull?: 'reject' | 'wait'
+  /**
+   * With `whenFull: 'wait'` only: a submit waits for room at most this long, then
+   * rejects with code `LANE_FULL`. Waits as long as it takes when absent.
+   */
+  fullWaitTimeoutMs?: number
 }
 
 /** One lane's counts and settings. */
@@ -767,6 +821,20 @@ export interface LaneStatus {
   effectivePriority: number
   /** Whether its `rateLimit` holds it back now (it starts again when a permit is due). */
   throttled: boolean
+  /** Commands waiting for their start time (`delayMs`, `runAt`) or a retry delay. */
+  delayed: number
+  /**
+   * Commands not started by their start-by deadline (`startBy`, `startWithinMs`),
+   * since the queue was made; each rejected with code `EXPIRED`.
+   */
+  expired: number
+  /**
+   * Submits refused because the lane held `maxWaiting` commands, since the queue was
+   * made; each rejected with code `LANE_FULL`.
+   */
+  rejectedFull: number
+  /** Its bound on waiting commands (pending and delayed), or `null` for none. */
+  maxWaiting: number | null
   /**
    * Runs answered (timed out, or cancelled after the grace period) whose handler went
    * on running, since the queue was made (0 on a `RedisQueue`, which does not count
@@ -853,7 +921,10 @@ export interface QueueStats {
   totalPending: number
   /** Commands running, over all lanes. */
   totalActive: number
-  /** Failed commands waiting for their retry delay. */
+  /**
+   * Commands waiting for their start time (`delayMs`, `runAt`) or a retry delay,
+   * over all lanes.
+   */
   totalDelayed: number
   /** Each lane's status by lane id. */
   lanes: Record<string, LaneStatus>
@@ -955,7 +1026,10 @@ export interface RedisQueueStats {
   totalPending: number
   /** Commands running on workers, over all lanes. */
   totalActive: number
-  /** Failed commands waiting for their retry delay. */
+  /**
+   * Commands waiting for their start time (`delayMs`, `runAt`) or a retry delay,
+   * over all lanes.
+   */
   totalDelayed: number
   /** Each lane's status by lane id. */
   lanes: Record<string, LaneStatus>
@@ -1054,6 +1128,25 @@ export interface SubmitOptions {
    * rejects with code `CANCELLED` and the signal's reason as `cause`.
    */
   signal?: AbortSignal
+  /**
+   * Holds the command back this many milliseconds (it shows as `delayed`), then it
+   * takes its place at the back of its lane. Not together with `runAt`.
+   */
+  delayMs?: number
+  /**
+   * Holds the command back until this time (a time up to a second in the past is
+   * now), then it takes its place at the back of its lane. Not together with
+   * `delayMs`.
+   */
+  runAt?: Date
+  /**
+   * If the command has not started by this time it never runs: its promise rejects
+   * with code `EXPIRED` (`LaneExpiredError`). Separate from the lane's `timeoutMs`,
+   * which bounds a run. Not together with `startWithinMs`.
+   */
+  startBy?: Date
+  /** A start-by deadline this many milliseconds after the submit (see `startBy`). */
+  startWithinMs?: number
 }
 
 /**

@@ -13,6 +13,8 @@ export const {
   LaneCommandError,
   LaneConfigError,
   LaneError,
+  LaneExpiredError,
+  LaneFullError,
   LaneHandlerNotFoundError,
   LaneInvalidArgumentError,
   LaneNotFoundError,

@@ -166,6 +166,21 @@ impl Given {
         Ok(array)
     }
 
+    /// Whether it is a `Date`.
+    pub fn is_date(self) -> napi::Result<bool> {
+        let mut date = false;
+        napi::check_status!(unsafe { sys::napi_is_date(self.env, self.raw, &mut date) })?;
+        Ok(date)
+    }
+
+    /// The time of a `Date` (checked with [`is_date`](Self::is_date)), in milliseconds
+    /// since the Unix epoch: `NaN` for an invalid date.
+    pub fn date_value(self) -> napi::Result<f64> {
+        let mut ms = 0.0;
+        napi::check_status!(unsafe { sys::napi_get_date_value(self.env, self.raw, &mut ms) })?;
+        Ok(ms)
+    }
+
     /// Whether it can be an options object (or a map): an object that is not an array.
     pub fn is_object(self) -> napi::Result<bool> {
         Ok(self.kind()? == ValueType::Object && !self.is_array()?)

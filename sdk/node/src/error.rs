@@ -9,7 +9,8 @@
 //! | `HANDLER_NOT_FOUND` | `RangeError` | a command type without a handler                            |
 //! | `CONFIG`            | `TypeError` / `RangeError` | an invalid option (the core's `ConfigError`, |
 //! |                     |              | or a value of the wrong type or out of its Rust type's range)|
-//! | `INVALID_ARGUMENT`  | `TypeError` / `RangeError` | any other invalid argument of a method       |
+//! | `INVALID_ARGUMENT`  | `TypeError` / `RangeError` | any other invalid argument of a method (the  |
+//! |                     |              | core's `InvalidInput`: a start time in the past, say)       |
 //! | `TIMEOUT`           | `Error`      | the lane's `timeoutMs` passed, or `drain()` ran out of time |
 //! | `CANCELLED`         | `Error`      | cancelled by `cancel()`, an `AbortSignal` or `shutdownNow()`|
 //! | `SHUTDOWN`          | `Error`      | the lane is shutting down and accepts no new commands       |
@@ -17,6 +18,10 @@
 //! | `QUEUE`             | `Error`      | any other refusal by the queue                              |
 //! | `COMMAND_FAILED`    | `Error`      | a handler failed and its own error is not available (a      |
 //! |                     |              | `RedisWorker`'s, in another process)                        |
+//! | `EXPIRED`           | `Error`      | not started by its start-by deadline (`startBy`,            |
+//! |                     |              | `startWithinMs`); it never ran                              |
+//! | `LANE_FULL`         | `Error`      | the lane holds `maxWaiting` commands (`lane`, `limit` say   |
+//! |                     |              | which and its bound)                                        |
 //!
 //! | `NOT_JSON`          | `TypeError`  | a payload or result JSON cannot hold (`path` says where)    |
 //!
@@ -40,7 +45,7 @@ use napi_derive::napi;
 const SOURCE: &str = include_str!("errors.js");
 
 /// The names of the exported classes, as `errors.js` makes them.
-const CLASS_NAMES: [&str; 12] = [
+const CLASS_NAMES: [&str; 14] = [
     "LaneError",
     "LaneNotFoundError",
     "LaneHandlerNotFoundError",
@@ -53,6 +58,8 @@ const CLASS_NAMES: [&str; 12] = [
     "LaneStorageError",
     "LaneQueueError",
     "LaneCommandError",
+    "LaneExpiredError",
+    "LaneFullError",
 ];
 
 type MakeFn = FunctionRef<
@@ -141,11 +148,27 @@ fn make_error<'env>(env: &'env Env, failure: &JsFailure) -> napi::Result<Unknown
         let made = slot
             .as_ref()
             .ok_or_else(|| napi::Error::from_reason("the error classes are missing"))?;
-        made.make
+        let error = made
+            .make
             .borrow_back(env)?
             .call((failure.code, kind, failure.message.clone()).into())
-            .map(|error| crate::runtime::unknown_static(error))
+            .map(|error| crate::runtime::unknown_static(error))?;
+        if let Some(full) = &failure.lane_full {
+            let mut object = Object::from_raw(env.raw(), napi::JsValue::raw(&error));
+            object.set("lane", full.lane.as_str())?;
+            object.set("limit", full.limit as f64)?;
+        }
+        Ok(error)
     })
+}
+
+/// Which lane was full and its bound: the `lane` and `limit` of a `LaneFullError`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaneFull {
+    /// The lane.
+    pub lane: String,
+    /// Its `maxWaiting`.
+    pub limit: usize,
 }
 
 /// The JavaScript class of an error.
@@ -168,6 +191,8 @@ pub struct JsFailure {
     pub code: &'static str,
     /// The message.
     pub message: String,
+    /// For code `LANE_FULL`: the lane and its bound (the error's `lane` and `limit`).
+    pub lane_full: Option<Box<LaneFull>>,
 }
 
 impl JsFailure {
@@ -177,6 +202,7 @@ impl JsFailure {
             class: ErrorClass::Type,
             code,
             message: message.into(),
+            lane_full: None,
         }
     }
 
@@ -186,6 +212,7 @@ impl JsFailure {
             class: ErrorClass::Range,
             code,
             message: message.into(),
+            lane_full: None,
         }
     }
 
@@ -195,6 +222,7 @@ impl JsFailure {
             class: ErrorClass::Error,
             code,
             message: message.into(),
+            lane_full: None,
         }
     }
 
@@ -248,13 +276,42 @@ impl ToJsError for LaneError {
             LaneError::HandlerNotFound { .. } => {
                 JsFailure::range_error("HANDLER_NOT_FOUND", message)
             }
-            LaneError::ConfigError(_) => JsFailure::range_error("CONFIG", message),
+            LaneError::ConfigError(_) => {
+                // The bounded lane's options, with the names a Node user gives them.
+                let message = message
+                    .replace("max_waiting must be", "maxWaiting must be")
+                    .replace("the when_full wait timeout", "fullWaitTimeoutMs")
+                    .replace("when_full wait timeout", "fullWaitTimeoutMs")
+                    .replace(
+                        "(WhenFull::Reject fails at once)",
+                        "(whenFull: 'reject' fails at once)",
+                    );
+                JsFailure::range_error("CONFIG", message)
+            }
             LaneError::Timeout(_) => JsFailure::error("TIMEOUT", message),
             LaneError::Cancelled(_) => JsFailure::error("CANCELLED", message),
             LaneError::ShutdownInProgress => JsFailure::error("SHUTDOWN", message),
             LaneError::Storage(_) => JsFailure::error("STORAGE", message),
             LaneError::CommandError(_) | LaneError::NonRetryable(_) => {
                 JsFailure::error("COMMAND_FAILED", message)
+            }
+            // A value the queue refused at the call (a start time in the past, a delay
+            // and a start time together): a bad argument.
+            LaneError::InvalidInput(_) => JsFailure::range_error("INVALID_ARGUMENT", message),
+            LaneError::Expired(_) => JsFailure::error("EXPIRED", message),
+            LaneError::LaneFull { lane, limit } => {
+                // The core names its Rust option; a Node user sets `whenFull: 'wait'`.
+                let message = message
+                    .replace("its max_waiting", "its maxWaiting")
+                    .replace("raise max_waiting", "raise maxWaiting")
+                    .replace("(WhenFull::Wait)", "(whenFull: 'wait')");
+                JsFailure {
+                    lane_full: Some(Box::new(LaneFull {
+                        lane: lane.clone(),
+                        limit: *limit,
+                    })),
+                    ..JsFailure::error("LANE_FULL", message)
+                }
             }
             _ => JsFailure::error("QUEUE", message),
         }

@@ -50,6 +50,8 @@
     ['LaneStorageError', 'STORAGE'],
     ['LaneQueueError', 'QUEUE'],
     ['LaneCommandError', 'COMMAND_FAILED'],
+    ['LaneExpiredError', 'EXPIRED'],
+    ['LaneFullError', 'LANE_FULL'],
   ];
   for (const [name, code] of table) {
     // A named class per code, so stacks and `error.name` say which.

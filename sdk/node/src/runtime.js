@@ -424,6 +424,9 @@
     return result;
   }
 
+  /** The keys of a submit's options (the timing ones are read by Rust). */
+  const SUBMIT_OPTIONS = new Set(['signal', 'delayMs', 'runAt', 'startBy', 'startWithinMs']);
+
   /**
    * Checks a submit's options and watches its `signal` for the command of `token`:
    * 0 when the command may be submitted, 1 when the signal is already aborted, or a
@@ -435,10 +438,11 @@
       return laneError('INVALID_ARGUMENT', `options must be an object like { signal }, got ${describe(options)}`, TypeError);
     }
     for (const key of Object.keys(options)) {
-      if (key !== 'signal' && options[key] !== undefined) {
+      if (!SUBMIT_OPTIONS.has(key) && options[key] !== undefined) {
         return laneError(
           'INVALID_ARGUMENT',
-          `unknown submit option '${key}'; the only option is 'signal' (an AbortSignal)`,
+          `unknown submit option '${key}'; the options are 'signal' (an AbortSignal), ` +
+            "'delayMs' or 'runAt' (a Date), and 'startBy' (a Date) or 'startWithinMs'",
           TypeError,
         );
       }

@@ -9,6 +9,7 @@ use a3s_lane::{
     CancelOutcome, CommandState, CommandStatus as CoreCommand, DeadLetter as CoreLetter,
     LaneStatus as CoreStatus, QueueStats as CoreStats,
 };
+use napi::bindgen_prelude::{Either, Null};
 use napi_derive::napi;
 use serde_json::Value;
 
@@ -20,7 +21,8 @@ pub struct QueueStats {
     pub total_pending: u32,
     /// Commands running, over all lanes.
     pub total_active: u32,
-    /// Failed commands waiting for their retry delay.
+    /// Commands waiting for their start time (`delayMs`, `runAt`) or a retry delay,
+    /// over all lanes.
     pub total_delayed: u32,
     /// Each lane's status by lane id.
     pub lanes: HashMap<String, LaneStatus>,
@@ -49,6 +51,16 @@ pub struct LaneStatus {
     pub effective_priority: u32,
     /// Whether its `rateLimit` holds it back now (it starts again when a permit is due).
     pub throttled: bool,
+    /// Commands waiting for their start time (`delayMs`, `runAt`) or a retry delay.
+    pub delayed: u32,
+    /// Commands not started by their start-by deadline (`startBy`, `startWithinMs`),
+    /// since the queue was made; each rejected with code `EXPIRED`.
+    pub expired: f64,
+    /// Submits refused because the lane held `maxWaiting` commands, since the queue was
+    /// made; each rejected with code `LANE_FULL`.
+    pub rejected_full: f64,
+    /// Its bound on waiting commands (pending and delayed), or `null` for none.
+    pub max_waiting: Either<u32, Null>,
     /// Runs answered (timed out, or cancelled after the grace period) whose handler went
     /// on running, since the queue was made (0 on a `RedisQueue`, which does not count
     /// them yet). Each also emits `queue.command.abandoned`.
@@ -89,8 +101,9 @@ pub struct CommandStatus {
     pub lane_id: String,
     /// Its type.
     pub command_type: String,
-    /// Where it is: `'pending'`, `'delayed'` (waiting for a retry), `'running'`,
-    /// `'completed'`, `'cancelled'` or `'dead_lettered'`.
+    /// Where it is: `'pending'`, `'delayed'` (waiting for its start time or a retry),
+    /// `'running'`, `'completed'`, `'cancelled'`, `'dead_lettered'` or `'expired'` (not
+    /// started by its start-by deadline; it never ran).
     #[napi(ts_type = "CommandState")]
     pub state: String,
     /// How many runs started, this one included when it is running.
@@ -148,6 +161,12 @@ impl From<CoreStatus> for LaneStatus {
             paused: lane.paused,
             effective_priority: lane.effective_priority.into(),
             throttled: lane.throttled,
+            delayed: count(lane.delayed),
+            expired: lane.expired as f64,
+            rejected_full: lane.rejected_full as f64,
+            max_waiting: lane
+                .max_waiting
+                .map_or(Either::B(Null), |max| Either::A(count(max))),
             abandoned: lane.abandoned as f64,
             abandoned_running: count(lane.abandoned_running),
         }

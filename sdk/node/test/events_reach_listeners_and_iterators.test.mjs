@@ -190,9 +190,30 @@ test("a command's events reach the listeners before its promise settles", async 
   await lane.shutdown();
 });
 
-test('EVENT_KEYS lists the 16 keys of the core, each one a listener may name', async () => {
-  assert.equal(EVENT_KEYS.length, 16);
+test('EVENT_KEYS lists the 17 keys of the core, each one a listener may name', async () => {
+  // The core's `event_keys::ALL`, in its order.
+  assert.deepEqual(EVENT_KEYS, [
+    'queue.command.submitted',
+    'queue.command.started',
+    'queue.command.completed',
+    'queue.command.retry',
+    'queue.command.dead_lettered',
+    'queue.command.failed',
+    'queue.command.timeout',
+    'queue.command.cancelled',
+    'queue.command.progress',
+    'queue.command.abandoned',
+    'queue.command.expired',
+    'queue.shutdown.started',
+    'queue.shutdown.complete',
+    'queue.lane.pressure',
+    'queue.lane.idle',
+    'queue.storage.failed',
+    'queue.events.lagged',
+  ]);
+  assert.equal(EVENT_KEYS.length, 17);
   assert.ok(EVENT_KEYS.includes('queue.command.abandoned'));
+  assert.ok(EVENT_KEYS.includes('queue.command.expired'));
   assert.ok(Object.isFrozen(EVENT_KEYS));
   assert.deepEqual(EVENT_KEYS.slice(0, 3), ['queue.command.submitted', 'queue.command.started', 'queue.command.completed']);
   assert.ok(EVENT_KEYS.includes('queue.events.lagged'));

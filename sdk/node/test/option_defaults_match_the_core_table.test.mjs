@@ -27,12 +27,14 @@ test('DEFAULTS is the core table, with its keys, frozen', () => {
   assert.deepEqual(Object.keys(DEFAULTS.lane).sort(), [
     'cancel_grace_ms',
     'max_concurrency',
+    'max_waiting',
     'min_concurrency',
     'pressure_threshold',
     'priority_boost',
     'rate_limit',
     'retry_policy',
     'timeout_ms',
+    'when_full',
   ]);
   for (const value of [DEFAULTS, DEFAULTS.lane, DEFAULTS.retry_policy, DEFAULTS.queue, DEFAULTS.queue.default_lanes[0]]) {
     assert.ok(Object.isFrozen(value));
@@ -70,11 +72,14 @@ test('a lane with no optional option: the core concurrency, cancel grace, and no
   assert.equal(DEFAULTS.lane.priority_boost, null);
   assert.equal(DEFAULTS.lane.pressure_threshold, null);
   assert.equal(DEFAULTS.lane.timeout_ms, null);
+  assert.equal(DEFAULTS.lane.max_waiting, null);
+  assert.equal(DEFAULTS.lane.when_full, 'reject');
   const lane = new Lane({ a: { priority: 3 } });
   t.after(() => lane.shutdownNow());
   const status = (await lane.stats()).lanes.a;
   assert.equal(status.minConcurrency, DEFAULTS.lane.min_concurrency);
   assert.equal(status.maxConcurrency, DEFAULTS.lane.max_concurrency);
+  assert.equal(status.maxWaiting, DEFAULTS.lane.max_waiting);
 
   let attempts = 0;
   const started = deferred();
@@ -112,9 +117,20 @@ test('a lane with no optional option: the core concurrency, cancel grace, and no
   assert.ok(waited >= DEFAULTS.lane.cancel_grace_ms - SLACK_MS, `abandoned after ${waited} ms`);
   assert.ok(waited < DEFAULTS.lane.cancel_grace_ms * 10, `abandoned after ${waited} ms`);
   // It keeps its slot until it returns; then the waiting commands run.
+  // No max_waiting: the 50 waiting commands were all taken, none refused as full.
+  assert.equal((await lane.stats()).lanes.a.rejectedFull, 0);
   unstick();
   await Promise.all(waiting);
   assert.deepEqual(pressure, []);
+});
+
+test('a bounded lane with no whenFull rejects as the table says (when_full: reject)', async (t) => {
+  assert.equal(DEFAULTS.lane.when_full, 'reject');
+  const lane = new Lane({ a: { priority: 0, maxWaiting: 1 } });
+  t.after(() => lane.shutdownNow());
+  lane.handle('job', () => null);
+  await lane.submitWithHandle('a', 'job'); // not started: it waits in the lane
+  await assert.rejects(lane.submit('a', 'job'), (error) => error.code === 'LANE_FULL');
 });
 
 test('a retry policy with no optional option: the core retries, delays and jitter', async () => {

@@ -2,7 +2,7 @@
 //! `RedisQueue` — and its retry policy, turned into the core's [`LaneConfig`] and
 //! [`RetryPolicy`].
 
-use a3s_lane::{DEFAULT_LANES, LaneConfig, RetryJitter, RetryPolicy};
+use a3s_lane::{DEFAULT_LANES, LaneConfig, RetryJitter, RetryPolicy, WhenFull};
 use napi_derive::napi;
 
 use crate::config::policy::{PriorityBoostOptions, RateLimitOptions};
@@ -52,6 +52,18 @@ pub struct LaneOptions {
     /// priority shows in `stats().lanes[id].effectivePriority`.
     #[napi(ts_type = "PriorityBoostOptions")]
     pub priority_boost: Option<Js<PriorityBoostOptions>>,
+    /// At most this many commands wait in the lane (pending and delayed), at least 1
+    /// (over all producers of a `RedisQueue`). No bound when absent.
+    #[napi(ts_type = "number")]
+    pub max_waiting: Option<Js<f64>>,
+    /// What a submit to a full lane (see `maxWaiting`) does: `'reject'` (the default)
+    /// rejects at once with code `LANE_FULL` (`LaneFullError`); `'wait'` waits for room.
+    #[napi(ts_type = "'reject' | 'wait'")]
+    pub when_full: Option<Js<String>>,
+    /// With `whenFull: 'wait'` only: a submit waits for room at most this long, then
+    /// rejects with code `LANE_FULL`. Waits as long as it takes when absent.
+    #[napi(ts_type = "number")]
+    pub full_wait_timeout_ms: Option<Js<f64>>,
 }
 
 options_object!(
@@ -67,6 +79,9 @@ options_object!(
         "cancelGraceMs",
         "rateLimit",
         "priorityBoost",
+        "maxWaiting",
+        "whenFull",
+        "fullWaitTimeoutMs",
     ]
 );
 
@@ -194,6 +209,30 @@ impl LaneOptions {
             boost.into_config(at)
         })? {
             config = config.with_priority_boost(boost);
+        }
+        if let Some(max) = at.field("maxWaiting", self.max_waiting, At::count)? {
+            config = config.with_max_waiting(max);
+        }
+        let timeout = at.field("fullWaitTimeoutMs", self.full_wait_timeout_ms, At::millis)?;
+        let when_full = at.field("whenFull", self.when_full, |at, name| match name.as_str() {
+            "reject" => Ok(false),
+            "wait" => Ok(true),
+            _ => Err(at.range_error(format!(
+                "{} must be 'reject' or 'wait', got {name:?}",
+                at.path()
+            ))),
+        })?;
+        match (when_full, timeout) {
+            (Some(true), timeout) => config = config.with_when_full(WhenFull::Wait { timeout }),
+            (_, None) => {}
+            (_, Some(_)) => {
+                return Err(at.key("fullWaitTimeoutMs").range_error(format!(
+                    "{}.fullWaitTimeoutMs applies only with whenFull: 'wait' (a lane that \
+                     rejects fails a submit at once); give whenFull: 'wait' or leave \
+                     fullWaitTimeoutMs out",
+                    at.path()
+                )));
+            }
         }
         Ok(LaneSetup {
             id: id.to_owned(),

@@ -20,6 +20,8 @@ pub(crate) struct AcceptJob {
     pub(crate) lane: String,
     pub(crate) command_type: String,
     pub(crate) payload: Value,
+    /// Its delay or start time and start-by deadline (the default: none).
+    pub(crate) timing: a3s_lane::SubmitOptions,
     /// The promise returned by the submit.
     pub(crate) token: u64,
     /// For `submitWithHandle`: the handle's result promise.
@@ -56,7 +58,12 @@ fn reject_job(bridge: &Bridge, job: &AcceptJob, error: &LaneError) {
 
 async fn accept(manager: QueueManager, bridge: Arc<Bridge>, job: AcceptJob) {
     match manager
-        .submit_replayable(&job.lane, &job.command_type, job.payload.clone())
+        .submit_replayable_with(
+            &job.lane,
+            &job.command_type,
+            job.payload.clone(),
+            &job.timing,
+        )
         .await
     {
         Ok(handle) => {

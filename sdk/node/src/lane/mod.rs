@@ -17,7 +17,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use a3s_lane::{LaneError, QueueManager};
+use a3s_lane::{LaneError, QueueManager, WhenFull};
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use napi::Env;
@@ -53,6 +53,9 @@ pub struct Lane {
     jobs: Option<mpsc::UnboundedSender<AcceptJob>>,
     /// Whether `start()` was called (a second call is an error).
     started: std::cell::Cell<bool>,
+    /// Whether a lane waits for room when full (`whenFull: 'wait'`): then a submit may
+    /// not be accepted at once, and no submit takes the plain path.
+    waits_for_room: bool,
 }
 
 impl std::fmt::Debug for Lane {
@@ -130,6 +133,10 @@ impl Lane {
         let timeouts = Arc::new(RwLock::new(setup.timeouts().collect()));
         let bridge = Arc::new(Bridge::new(mailbox, timeouts));
         let durable = setup.storage.is_some();
+        let waits_for_room = setup
+            .lanes
+            .iter()
+            .any(|lane| matches!(lane.config.when_full, WhenFull::Wait { .. }));
         let core = Arc::new(LaneCore::new(bridge, setup));
         // Building checks the lanes against each other and the global budget; without
         // storage it takes no await, and this manager is the lane's queue.
@@ -164,6 +171,7 @@ impl Lane {
             core,
             jobs,
             started: std::cell::Cell::new(false),
+            waits_for_room,
         })
     }
 
@@ -255,7 +263,11 @@ impl Lane {
     /// JSON value (a string is a string). Rejects with the handler's own (thrown) value,
     /// or an error with code `NOT_JSON` (at once, naming where the payload is not JSON),
     /// `LANE_NOT_FOUND`, `HANDLER_NOT_FOUND`, `INVALID_ARGUMENT`, `TIMEOUT`,
-    /// `CANCELLED` or `SHUTDOWN`. `options.signal` cancels the command when it aborts.
+    /// `CANCELLED`, `SHUTDOWN`, `EXPIRED` (not started by `options.startBy` /
+    /// `startWithinMs`) or `LANE_FULL` (the lane holds `maxWaiting` commands, or waited
+    /// for room longer than `fullWaitTimeoutMs`). `options.signal` cancels the command
+    /// when it aborts; `options.delayMs` / `runAt` hold it back (shown as delayed) until
+    /// then.
     #[napi(
         ts_generic_types = "T = unknown",
         ts_args_type = "lane: string, commandType: string, payload?: unknown, options?: SubmitOptions",

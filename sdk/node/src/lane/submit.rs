@@ -1,20 +1,24 @@
 //! `Lane.submit` and `Lane.submitWithHandle`: converts the arguments, watches the
-//! `AbortSignal`, and hands the command to the queue — at once without storage (so it is
-//! in its lane, in call order, when the call returns), or to the acceptor task with it.
+//! `AbortSignal`, reads the timing options (`delayMs`, `runAt`, `startBy`,
+//! `startWithinMs`), and hands the command to the queue — at once without storage (so it
+//! is in its lane, in call order, when the call returns; a full lane that waits for room
+//! accepts it later, on tokio), or to the acceptor task with it.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::FutureExt;
-use napi::Env;
 use napi::bindgen_prelude::{Either, Unknown};
+use napi::{Env, ValueType};
 use napi_derive::napi;
 use serde_json::Value;
 
-use a3s_lane::LaneError;
+use a3s_lane::{LaneError, SubmitOptions as Timing};
 
 use super::Lane;
 use super::durable::AcceptJob;
-use crate::convert::{At, Js};
+use crate::convert::{At, Given, Js};
 use crate::error::{JsFailure, ToJsError};
-use crate::runtime::{JsRuntime, unknown_static};
+use crate::runtime::{JsRuntime, Settle, in_runtime, spawn, unknown_static};
 
 /// Options of one submit.
 #[napi(object, object_from_js = false)]
@@ -24,7 +28,26 @@ pub struct SubmitOptions {
     /// rejects with code `CANCELLED` and the signal's reason as `cause`.
     #[napi(ts_type = "AbortSignal")]
     pub signal: Option<Value>,
+    /// Holds the command back this many milliseconds (it shows as `delayed`), then it
+    /// takes its place at the back of its lane. Not together with `runAt`.
+    pub delay_ms: Option<f64>,
+    /// Holds the command back until this time (a time up to a second in the past is
+    /// now), then it takes its place at the back of its lane. Not together with
+    /// `delayMs`.
+    #[napi(ts_type = "Date")]
+    pub run_at: Option<Value>,
+    /// If the command has not started by this time it never runs: its promise rejects
+    /// with code `EXPIRED` (`LaneExpiredError`). Separate from the lane's `timeoutMs`,
+    /// which bounds a run. Not together with `startWithinMs`.
+    #[napi(ts_type = "Date")]
+    pub start_by: Option<Value>,
+    /// A start-by deadline this many milliseconds after the submit (see `startBy`).
+    pub start_within_ms: Option<f64>,
 }
+
+/// The checked arguments of a submit: lane, command type, payload, and the timing
+/// options (`None` when none was given).
+pub(crate) type Arguments = (String, String, Value, Option<Timing>);
 
 /// A submit's promises: the one returned, and (for handles) the result's.
 #[derive(Clone, Copy)]
@@ -54,7 +77,7 @@ impl Lane {
         handle: bool,
     ) -> napi::Result<Unknown<'env>> {
         let rt = self.runtime();
-        if !handle && options.is_none() && self.jobs.is_none() {
+        if !handle && options.is_none() && self.jobs.is_none() && !self.waits_for_room {
             return self.submit_plain(env, lane, command_type, payload);
         }
         let result = rt.next_token();
@@ -71,7 +94,7 @@ impl Lane {
             handle,
         };
         let watched = options.is_some();
-        let (lane, command_type, payload) =
+        let (lane, command_type, payload, timing) =
             match submit_arguments(rt, env, result, lane, command_type, payload, options)? {
                 Ok(arguments) => arguments,
                 Err(error) => {
@@ -84,6 +107,7 @@ impl Lane {
                 lane,
                 command_type,
                 payload,
+                timing: timing.unwrap_or_default(),
                 token: tokens.returned,
                 result_token: handle.then_some(tokens.result),
             };
@@ -102,11 +126,46 @@ impl Lane {
             return Ok(promise);
         };
         // Without storage, accepting takes no await: the command is in its lane (in call
-        // order) when this returns.
-        match manager
-            .submit_replayable(&lane, &command_type, payload)
-            .now_or_never()
-        {
+        // order) when this returns. Only a full lane that waits for room makes it wait:
+        // then it is accepted on tokio, and settles as a durable submit does.
+        let timing = timing.unwrap_or_default();
+        let accepted = if self.waits_for_room {
+            let mut accept = Box::pin(async move {
+                manager
+                    .submit_replayable_with(&lane, &command_type, payload, &timing)
+                    .await
+            });
+            match in_runtime(|| accept.as_mut().now_or_never()) {
+                Some(accepted) => Some(accepted),
+                None => {
+                    let bridge = self.core.bridge.clone();
+                    let result_token = handle.then_some(tokens.result);
+                    spawn(async move {
+                        match accept.await {
+                            Ok(core_handle) => {
+                                let id = core_handle.id();
+                                bridge.settle(returned, Settle::Accepted { id, result_token });
+                                let token = result_token.unwrap_or(returned);
+                                bridge.settle_result(token, id, core_handle).await;
+                            }
+                            Err(error) => {
+                                for token in std::iter::once(returned).chain(result_token) {
+                                    bridge.settle(token, Settle::Failed(error.clone()));
+                                }
+                            }
+                        }
+                    });
+                    return Ok(promise);
+                }
+            }
+        } else {
+            in_runtime(|| {
+                manager
+                    .submit_replayable_with(&lane, &command_type, payload, &timing)
+                    .now_or_never()
+            })
+        };
+        match accepted {
             Some(Ok(core_handle)) => {
                 let id = core_handle.id();
                 if watched {
@@ -150,7 +209,7 @@ impl Lane {
             rt.reject(env, token, None, error, false)?;
             Ok(promise)
         };
-        let (lane, command_type, payload) =
+        let (lane, command_type, payload, _) =
             match submit_arguments(rt, env, 0, lane, command_type, payload, None)? {
                 Ok(arguments) => arguments,
                 Err(error) => return rejected(error),
@@ -202,9 +261,9 @@ fn primitive(env: &Env, payload: &Unknown<'_>) -> napi::Result<Option<Value>> {
     })
 }
 
-/// The arguments of a submit (of a `Lane` or a `RedisQueue`): the lane, the command type
-/// and the payload, with `options.signal` watched for the command whose result settles
-/// through `result`; or the error to reject the submit with.
+/// The arguments of a submit (of a `Lane` or a `RedisQueue`): the lane, the command type,
+/// the payload and the timing options, with `options.signal` watched for the command
+/// whose result settles through `result`; or the error to reject the submit with.
 pub(crate) fn submit_arguments(
     rt: &JsRuntime,
     env: &Env,
@@ -213,7 +272,7 @@ pub(crate) fn submit_arguments(
     command_type: Js<String>,
     payload: Option<Unknown<'_>>,
     options: Option<Unknown<'_>>,
-) -> napi::Result<Result<(String, String, Value), Unknown<'static>>> {
+) -> napi::Result<Result<Arguments, Unknown<'static>>> {
     let names = At::argument("lane")
         .name(lane)
         .and_then(|lane| Ok((lane, At::argument("commandType").name(command_type)?)));
@@ -241,9 +300,14 @@ pub(crate) fn submit_arguments(
             },
         },
     };
+    let mut timing = None;
     if let Some(options) = options {
+        let given = Given::of(env, &options);
         match rt.submit_options(env, result, options)? {
-            Ok(false) => {}
+            Ok(false) => match submit_timing(given)? {
+                Ok(read) => timing = read,
+                Err(failure) => return Ok(Err(unknown_static(failure.to_js(env)))),
+            },
             Ok(true) => {
                 let failure = JsFailure::error(
                     "CANCELLED",
@@ -254,5 +318,112 @@ pub(crate) fn submit_arguments(
             Err(error) => return Ok(Err(unknown_static(error))),
         }
     }
-    Ok(Ok((lane, command_type, payload)))
+    Ok(Ok((lane, command_type, payload, timing)))
+}
+
+/// The timing options of a submit's `options` (an object, or null / undefined: checked
+/// by `runtime.js`) as the core's, checked against the clock now; `None` when none is
+/// given. Types and ranges are checked here; how the options combine (both of a pair, a
+/// time in the past, a deadline before the start) is the core's rule, whose message is
+/// given with the JavaScript names.
+fn submit_timing(options: Given) -> napi::Result<Result<Option<Timing>, JsFailure>> {
+    if !options.is_object()? {
+        return Ok(Ok(None));
+    }
+    let mut timing = Timing::new();
+    let mut given = false;
+    for key in ["delayMs", "runAt", "startBy", "startWithinMs"] {
+        let value = options.get(key)?;
+        if value.kind()? == ValueType::Undefined {
+            continue;
+        }
+        given = true;
+        let at = At::argument(format!("options.{key}"));
+        let read = if key.ends_with("Ms") {
+            millis(&at, value)?.map(|ms| match key {
+                "delayMs" => timing.clone().with_delay(ms),
+                _ => timing.clone().with_start_within(ms),
+            })
+        } else {
+            time(&at, value)?.map(|t| match key {
+                "runAt" => timing.clone().with_run_at(t),
+                _ => timing.clone().with_start_by(t),
+            })
+        };
+        match read {
+            Ok(read) => timing = read,
+            Err(failure) => return Ok(Err(failure)),
+        }
+    }
+    if !given {
+        return Ok(Ok(None));
+    }
+    Ok(match timing.resolve(SystemTime::now()) {
+        Ok(_) => Ok(Some(timing)),
+        Err(LaneError::InvalidInput(message)) => Err(JsFailure::range_error(
+            "INVALID_ARGUMENT",
+            format!("submit options: {}", js_names(&message)),
+        )),
+        Err(error) => Err(error.to_js_failure()),
+    })
+}
+
+/// A span in milliseconds: a number, 0 or more.
+fn millis(at: &At<'_>, value: Given) -> napi::Result<Result<Duration, JsFailure>> {
+    if value.kind()? != ValueType::Number {
+        let got = value.describe()?;
+        return Ok(Err(at.type_error(format!(
+            "{} must be a number of milliseconds, got {got}",
+            at.path()
+        ))));
+    }
+    Ok(at.millis(value.to()?))
+}
+
+/// A wall-clock time: a valid `Date`.
+fn time(at: &At<'_>, value: Given) -> napi::Result<Result<SystemTime, JsFailure>> {
+    let path = at.path();
+    if !value.is_date()? {
+        let got = value.describe()?;
+        return Ok(Err(at.type_error(format!(
+            "{path} must be a Date (such as new Date(Date.now() + 5000)), got {got}"
+        ))));
+    }
+    let ms = value.date_value()?;
+    if !ms.is_finite() {
+        return Ok(Err(at.range_error(format!(
+            "{path} is an invalid Date (its time is NaN); give a valid one, such as \
+             new Date(Date.now() + 5000)"
+        ))));
+    }
+    // A valid Date is within 8.64e15 ms of the epoch, which a SystemTime holds.
+    let offset = Duration::from_secs_f64(ms.abs() / 1000.0);
+    let at_time = if ms >= 0.0 {
+        UNIX_EPOCH.checked_add(offset)
+    } else {
+        UNIX_EPOCH.checked_sub(offset)
+    };
+    Ok(at_time.ok_or_else(|| at.range_error(format!("{path} is out of range"))))
+}
+
+/// A core message about submit options with the options' JavaScript names.
+fn js_names(message: &str) -> String {
+    let message = message
+        .replace(
+            "give a delay or a run_at, not both",
+            "give delayMs or runAt, not both",
+        )
+        .replace(
+            "give a start_by or a start_within, not both",
+            "give startBy or startWithinMs, not both",
+        )
+        .replace("leave it unset", "leave it out");
+    let message = match message.strip_prefix("delay ") {
+        Some(rest) => format!("delayMs {rest}"),
+        None => message,
+    };
+    message
+        .replace("start_within", "startWithinMs")
+        .replace("start_by", "startBy")
+        .replace("run_at", "runAt")
 }

@@ -229,8 +229,12 @@ impl RedisQueue {
     /// Submits a command to the end of `lane` and resolves, once Redis holds it, with its
     /// `CommandHandle`: `id`, `result` (a promise of what the handler returned, on
     /// whichever worker ran it) and `cancel()`. Commands enter their lanes in call order.
-    /// Rejects with code `LANE_NOT_FOUND` for a lane not declared in Redis.
-    /// `options.signal` cancels the command when it aborts.
+    /// Rejects with code `LANE_NOT_FOUND` for a lane not declared in Redis, `LANE_FULL`
+    /// for a full lane that rejects (or waited longer than its `fullWaitTimeoutMs`).
+    /// `options.signal` cancels the command when it aborts; `options.delayMs` / `runAt`
+    /// hold it back in Redis (shown as delayed) until then, and one no worker started by
+    /// `options.startBy` / `startWithinMs` never runs: its result rejects with code
+    /// `EXPIRED`.
     #[napi(
         ts_generic_types = "T = unknown",
         ts_args_type = "lane: string, commandType: string, payload?: unknown, options?: SubmitOptions",
@@ -247,7 +251,7 @@ impl RedisQueue {
         let client = &self.client;
         let (returned, result, promise) = client.handle_promises(env)?;
         let rt = client.runtime();
-        let (lane, command_type, payload) =
+        let (lane, command_type, payload, timing) =
             match submit_arguments(rt, env, result, lane, command_type, payload, options)? {
                 Ok(arguments) => arguments,
                 Err(error) => {
@@ -261,7 +265,12 @@ impl RedisQueue {
         // JavaScript thread: so commands reach Redis in call order.
         client.hand_out(env, returned, result, async move {
             let queue = shared.queue()?;
-            Ok(QueueClient::submit(&queue, &lane, &command_type, payload).await?)
+            Ok(match timing {
+                None => QueueClient::submit(&queue, &lane, &command_type, payload).await?,
+                Some(timing) => {
+                    QueueClient::submit_with(&queue, &lane, &command_type, payload, timing).await?
+                }
+            })
         })?;
         Ok(promise)
     }

@@ -17,7 +17,8 @@ pub struct RedisQueueStats {
     pub total_pending: u32,
     /// Commands running on workers, over all lanes.
     pub total_active: u32,
-    /// Failed commands waiting for their retry delay.
+    /// Commands waiting for their start time (`delayMs`, `runAt`) or a retry delay,
+    /// over all lanes.
     pub total_delayed: u32,
     /// Each lane's status by lane id.
     pub lanes: HashMap<String, LaneStatus>,
