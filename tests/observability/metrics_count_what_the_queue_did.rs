@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use a3s_lane::{
     EventEmitter, HistogramStats, LaneConfig, LaneError, MetricsBackend, MetricsSnapshot,
-    QueueManager, QueueManagerBuilder, QueueMetrics, RetryStrategy, metric_names as names,
+    QueueManager, QueueManagerBuilder, QueueMetrics, RetryStrategy, SubmitOptions, command_fn,
+    metric_names as names,
 };
 use async_trait::async_trait;
 use serde_json::json;
@@ -251,6 +252,70 @@ async fn cancelled_commands_are_counted_pending_or_running() {
     assert!(slow.histogram(names::COMMAND_LATENCY_MS).is_none());
     assert_eq!(slow.gauge(names::QUEUE_DEPTH), Some(0.0));
     assert_eq!(slow.gauge(names::COMMANDS_ACTIVE), Some(0.0));
+}
+
+/// Delays, promotions, expiries and submits refused by a full lane each have a counter,
+/// and reach the Prometheus text by their names.
+#[tokio::test(start_paused = true)]
+async fn delayed_promoted_expired_and_rejected_full_are_counted() {
+    let metrics = QueueMetrics::local();
+    let manager = QueueManagerBuilder::new(EventEmitter::new(16))
+        .with_lane("timed", LaneConfig::new(1, 1).with_max_waiting(3), 0)
+        .with_metrics(metrics.clone())
+        .build()
+        .await
+        .unwrap();
+    manager.start().await.unwrap();
+    let sleep = |ms| {
+        move |_ctx| async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok(json!(null))
+        }
+    };
+    // Runs for 100 ms; behind it one command that must start within 10 ms (it expires),
+    // and two delayed by 50 ms (promoted, then run). The lane now holds 3 waiting: full.
+    let running = manager.submit_fn("timed", "job", sleep(100)).await.unwrap();
+    let within = SubmitOptions::new().with_start_within(Duration::from_millis(10));
+    let expiring = manager
+        .submit_with_options("timed", Box::new(command_fn("job", sleep(1))), &within)
+        .await
+        .unwrap();
+    let delayed = SubmitOptions::new().with_delay(Duration::from_millis(50));
+    let mut later = Vec::new();
+    for _ in 0..2 {
+        later.push(
+            manager
+                .submit_with_options("timed", Box::new(command_fn("job", sleep(1))), &delayed)
+                .await
+                .unwrap(),
+        );
+    }
+    let refused = manager
+        .submit_fn("timed", "job", sleep(1))
+        .await
+        .unwrap_err();
+    assert!(refused.is_lane_full(), "{refused:?}");
+    assert!(expiring.await.unwrap_err().is_expired());
+    running.await.unwrap();
+    for handle in later {
+        handle.await.unwrap();
+    }
+    let timed = metrics.snapshot().await.lanes["timed"].clone();
+    assert_eq!(timed.counter(names::COMMANDS_SUBMITTED), 4);
+    assert_eq!(timed.counter(names::COMMANDS_DELAYED), 2);
+    assert_eq!(timed.counter(names::COMMANDS_PROMOTED), 2);
+    assert_eq!(timed.counter(names::COMMANDS_EXPIRED), 1);
+    assert_eq!(timed.counter(names::COMMANDS_REJECTED_FULL), 1);
+    assert_eq!(timed.counter(names::COMMANDS_COMPLETED), 3);
+    let text = metrics.render_prometheus().await;
+    for line in [
+        "lane_commands_delayed_total{lane=\"timed\"} 2\n",
+        "lane_commands_promoted_total{lane=\"timed\"} 2\n",
+        "lane_commands_expired_total{lane=\"timed\"} 1\n",
+        "lane_commands_rejected_full_total{lane=\"timed\"} 1\n",
+    ] {
+        assert!(text.contains(line), "{line} missing from\n{text}");
+    }
 }
 
 /// A 0.3-API-style backend: async methods only, totals only.

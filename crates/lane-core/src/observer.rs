@@ -72,6 +72,16 @@ pub trait Observer: Any + Send + Sync + std::fmt::Debug {
     fn on_retry(&self, _command: &CommandInfo<'_>, _delay: Duration) {}
     /// A command was cancelled before it started running (pending or waiting for a retry).
     fn on_cancel_pending(&self, _command: &CommandInfo<'_>) {}
+    /// A command was accepted with a delayed start (after [`Observer::on_submit`]): it
+    /// waits `delay` before it joins its lane.
+    fn on_delay(&self, _command: &CommandInfo<'_>, _delay: Duration) {}
+    /// A delayed command's start time came: it joined the back of its lane.
+    fn on_promote(&self, _command: &CommandInfo<'_>) {}
+    /// A command had not started by its start-by deadline: it ended unrun.
+    fn on_expire(&self, _command: &CommandInfo<'_>) {}
+    /// A submit was refused because the lane held its `max_waiting` commands (with
+    /// `WhenFull::Wait`, once its wait for room ended without room).
+    fn on_reject_full(&self, _lane: &str) {}
     /// A command failed for good and was recorded as a dead letter.
     fn on_dead_letter(&self, _command: &CommandInfo<'_>) {}
     /// A lane's pending or active count changed. Called only when

@@ -24,6 +24,14 @@ pub mod metric_names {
     pub const COMMANDS_DEAD_LETTERED: &str = "lane.commands.dead_lettered";
     /// Counter: commands cancelled, pending or running.
     pub const COMMANDS_CANCELLED: &str = "lane.commands.cancelled";
+    /// Counter: commands accepted with a delayed start.
+    pub const COMMANDS_DELAYED: &str = "lane.commands.delayed";
+    /// Counter: delayed commands whose start time came (they joined their lane).
+    pub const COMMANDS_PROMOTED: &str = "lane.commands.promoted";
+    /// Counter: commands that had not started by their start-by deadline (never run).
+    pub const COMMANDS_EXPIRED: &str = "lane.commands.expired";
+    /// Counter: submits refused because the lane held its `max_waiting` commands.
+    pub const COMMANDS_REJECTED_FULL: &str = "lane.commands.rejected_full";
     /// Gauge: commands waiting to start.
     pub const QUEUE_DEPTH: &str = "lane.queue.depth";
     /// Gauge: commands running.
@@ -97,6 +105,14 @@ metric_enum! {
         DeadLettered => COMMANDS_DEAD_LETTERED, "Commands recorded as dead letters";
         /// [`metric_names::COMMANDS_CANCELLED`]
         Cancelled => COMMANDS_CANCELLED, "Commands cancelled, pending or running";
+        /// [`metric_names::COMMANDS_DELAYED`]
+        Delayed => COMMANDS_DELAYED, "Commands accepted with a delayed start";
+        /// [`metric_names::COMMANDS_PROMOTED`]
+        Promoted => COMMANDS_PROMOTED, "Delayed commands whose start time came";
+        /// [`metric_names::COMMANDS_EXPIRED`]
+        Expired => COMMANDS_EXPIRED, "Commands not started by their start-by deadline (never run)";
+        /// [`metric_names::COMMANDS_REJECTED_FULL`]
+        RejectedFull => COMMANDS_REJECTED_FULL, "Submits refused because the lane was full (max_waiting)";
     }
 }
 

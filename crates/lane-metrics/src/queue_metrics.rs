@@ -376,6 +376,22 @@ impl Observer for QueueMetrics {
         self.add(command.lane, LaneCounter::DeadLettered);
     }
 
+    fn on_delay(&self, command: &CommandInfo<'_>, _delay: Duration) {
+        self.add(command.lane, LaneCounter::Delayed);
+    }
+
+    fn on_promote(&self, command: &CommandInfo<'_>) {
+        self.add(command.lane, LaneCounter::Promoted);
+    }
+
+    fn on_expire(&self, command: &CommandInfo<'_>) {
+        self.add(command.lane, LaneCounter::Expired);
+    }
+
+    fn on_reject_full(&self, lane: &str) {
+        self.add(lane, LaneCounter::RejectedFull);
+    }
+
     /// Gauges are read from the queue when needed: no report per change.
     fn wants_lane_depth(&self) -> bool {
         false

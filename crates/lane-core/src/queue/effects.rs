@@ -143,6 +143,8 @@ impl CommandQueue {
                 "start_by_ms": by,
             })
         });
+        let info = info(task, lane, task.failures() + 1);
+        self.observe(&self.observers, |observer| observer.on_expire(&info));
         self.journal_remove(task);
         task.reply(Err(LaneError::Expired(format!(
             "command {} in lane '{lane}' had not started by its start-by deadline ({by} ms \

@@ -175,6 +175,14 @@ impl CommandQueue {
         }
     }
 
+    /// Tells the observers of a submit refused by a full lane; returns the error.
+    fn report_full(&self, error: LaneError) -> LaneError {
+        if let LaneError::LaneFull { lane, .. } = &error {
+            self.observe(&self.observers, |observer| observer.on_reject_full(lane));
+        }
+        error
+    }
+
     /// Waits until lane `index` has room for a command, as its `when_full` says: fails
     /// at once for [`WhenFull::Reject`], or waits until the deadline (`until`, set by an
     /// earlier wait of the same submit, or the lane's timeout from now). Returns the
@@ -194,7 +202,8 @@ impl CommandQueue {
             }
         };
         let WhenFull::Wait { timeout } = when_full else {
-            return Err(full(&mut self.state.lock()));
+            let error = full(&mut self.state.lock());
+            return Err(self.report_full(error));
         };
         let until = until.unwrap_or_else(|| timeout.and_then(|t| Instant::now().checked_add(t)));
         self.room_waiters.fetch_add(1, Ordering::Relaxed);
@@ -212,7 +221,9 @@ impl CommandQueue {
                     return Ok(until);
                 }
                 if until.is_some_and(|until| until <= Instant::now()) {
-                    return Err(full(&mut state));
+                    let error = full(&mut state);
+                    drop(state);
+                    return Err(self.report_full(error));
                 }
             }
             match until {
@@ -268,8 +279,12 @@ impl CommandQueue {
         if let Some(lane) = lane {
             let lane: &str = &lane;
             let info = info(&task, lane, task.failures() + 1);
+            let delay = task.timing.delay;
             self.observe(&self.observers, |observer| {
                 observer.on_submit(&info);
+                if !delay.is_zero() {
+                    observer.on_delay(&info, delay);
+                }
             });
             self.events.emit_with(keys::COMMAND_SUBMITTED, || {
                 json!({ "lane_id": &*lane, "command_id": task.id, "command_type": task.command.command_type() })

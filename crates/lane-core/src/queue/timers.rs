@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::CommandQueue;
 use super::effects::Effects;
+use super::{CommandQueue, info};
 use crate::error::LaneError;
 use crate::scheduler::timers::TimerKind;
 use crate::scheduler::{Phase, State};
@@ -50,6 +50,7 @@ impl CommandQueue {
     fn fire_timers(self: &Arc<Self>) -> Option<Instant> {
         let mut effects = Effects::default();
         let mut cancelled_while_delayed = Vec::new();
+        let mut promoted = Vec::new();
         let next = {
             let mut state = self.state.lock();
             let now = Instant::now();
@@ -65,6 +66,9 @@ impl CommandQueue {
                         if state.shutting_down_hard() {
                             cancelled_while_delayed.push(task);
                             continue;
+                        }
+                        if !front && !self.observers.is_empty() {
+                            promoted.push(task.clone());
                         }
                         effects.signals.extend(state.enqueue(task, now, front));
                     }
@@ -91,6 +95,11 @@ impl CommandQueue {
         };
         for task in cancelled_while_delayed {
             task.reply(Err(LaneError::Cancelled("the queue was stopped".into())));
+        }
+        for task in promoted {
+            let lane = self.lane_name_unlocked(task.lane());
+            let info = info(&task, &lane, 1);
+            self.observe(&self.observers, |observer| observer.on_promote(&info));
         }
         self.apply(effects, false);
         next
