@@ -8,6 +8,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod a_producer_waits_until_the_backlog_is_below_a_limit;
 mod control_lane_starts_while_prompt_lane_is_full;
 mod delayed_commands_start_at_their_time_and_expire_at_their_deadline;
 mod partitions_are_stable_and_spread_work;

@@ -527,6 +527,14 @@ impl QueueManager {
         cancelled
     }
 
+    /// Waits until fewer than `limit` commands wait to start (pending and delayed) in
+    /// `lane`, or in all lanes together for `None`; at once if that holds now. The
+    /// producer's side of backpressure (p-queue's `onSizeLessThan`): submit more only
+    /// when the backlog went down. A `limit` of 0 is `InvalidInput`.
+    pub async fn wait_waiting_below(&self, limit: usize, lane: Option<&str>) -> Result<()> {
+        self.queue.wait_waiting_below(limit, lane).await
+    }
+
     /// Waits until no command is pending, delayed or running, or fails with
     /// [`LaneError::Timeout`] after `timeout`. With storage, also waits until the
     /// journal is written.

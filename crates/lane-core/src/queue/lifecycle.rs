@@ -96,4 +96,40 @@ impl CommandQueue {
             notified.await;
         }
     }
+
+    /// Waits until fewer than `limit` commands wait to start (pending and delayed) in
+    /// lane `lane`, or in all lanes together when `lane` is `None` (p-queue's
+    /// `onSizeLessThan`). Resolves at once if that holds now. `limit` 0 can never hold
+    /// and is refused; an unknown lane is `LaneNotFound`.
+    pub async fn wait_waiting_below(&self, limit: usize, lane: Option<&str>) -> Result<()> {
+        if limit == 0 {
+            return Err(LaneError::InvalidInput(
+                "a waiting count below 0 never comes; give a limit of 1 or more (1 waits \
+                 until nothing waits to start)"
+                    .into(),
+            ));
+        }
+        let index = match lane {
+            Some(lane) => Some(self.state.lock().lane_index(lane)?),
+            None => None,
+        };
+        let waiting = |state: &crate::scheduler::State| match index {
+            Some(index) => state.lane(index).waiting(),
+            None => state.lanes.iter().map(|lane| lane.waiting()).sum(),
+        };
+        // Every state change that lets a command leave a waiting state (a start, a
+        // cancel, an expiry) ends in `apply`, which wakes room waiters.
+        self.room_waiters
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _waiting = super::submit::RoomWaiter(&self.room_waiters);
+        loop {
+            let notified = self.room.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if waiting(&self.state.lock()) < limit {
+                return Ok(());
+            }
+            notified.await;
+        }
+    }
 }

@@ -348,7 +348,7 @@ enum Insert {
 use Insert::{Full, Refused};
 
 /// Counts a submit waiting for room while it waits (also when its future is dropped).
-struct RoomWaiter<'a>(&'a AtomicUsize);
+pub(super) struct RoomWaiter<'a>(pub(super) &'a AtomicUsize);
 
 impl Drop for RoomWaiter<'_> {
     fn drop(&mut self) {
