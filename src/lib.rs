@@ -59,7 +59,7 @@ pub use lane_core::{
     DeadLetter, DeadLetterQueue, EventEmitter, EventStream, EventStreamClosed, FnCommand,
     FnHandler, Handler, HandlerRegistry, IntoObserver, LaneConfig, LaneError, LaneEvent,
     LaneStatus, MAX_DURATION, MAX_EVENT_CAPACITY, MAX_PAYLOAD_BYTES, MAX_PAYLOAD_DEPTH,
-    MAX_TIMED_PAUSE, Observer, PAST_TOLERANCE, PriorityBoost, PriorityBoostConfig, QueueClient,
+    MAX_KEY_BYTES, MAX_TIMED_PAUSE, Observer, PAST_TOLERANCE, PriorityBoost, PriorityBoostConfig, QueueClient,
     QueueManager, QueueManagerBuilder, QueueProbe, QueueStats, RateLimitConfig, Result,
     RetryJitter, RetryPolicy, RetryPolicyBuilder, RetryStrategy, RunEnd, RunLimits, RunOutcome,
     Spawner, Storage, StorageOp, StoredCommand, StoredDeadLetter, SubmitOptions, SubmittedCommand,

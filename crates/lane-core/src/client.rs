@@ -191,6 +191,7 @@ pub struct CommandStatus {
 #[must_use = "a submitted command runs anyway; await it for the result"]
 pub struct SubmittedCommand {
     id: CommandId,
+    duplicate: bool,
     result: Pin<Box<dyn Future<Output = Result<Value>> + Send>>,
 }
 
@@ -198,6 +199,7 @@ impl fmt::Debug for SubmittedCommand {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SubmittedCommand")
             .field("id", &self.id)
+            .field("duplicate", &self.duplicate)
             .finish_non_exhaustive()
     }
 }
@@ -210,13 +212,29 @@ impl SubmittedCommand {
     ) -> Self {
         Self {
             id,
+            duplicate: false,
             result: Box::pin(result),
         }
+    }
+
+    /// Marks the handle as an earlier command's, returned for a submit whose
+    /// idempotency key that command holds.
+    pub fn into_duplicate(mut self) -> Self {
+        self.duplicate = true;
+        self
     }
 
     /// The command's id, for [`QueueClient::cancel`] and [`QueueClient::command`].
     pub fn id(&self) -> CommandId {
         self.id
+    }
+
+    /// True when this submit queued nothing: its idempotency key
+    /// ([`SubmitOptions::with_key`](crate::SubmitOptions::with_key)) belonged to a
+    /// command still waiting or running, and this is that command (awaiting it gives its
+    /// result; cancelling it cancels it for every submitter).
+    pub fn is_duplicate(&self) -> bool {
+        self.duplicate
     }
 }
 

@@ -48,6 +48,10 @@ pub mod keys {
     /// A command's start-by deadline passed before it started; it never runs. Payload:
     /// `lane_id`, `command_id`, `command_type`, `start_by_ms`.
     pub const COMMAND_EXPIRED: &str = "queue.command.expired";
+    /// A submit carried an idempotency key that a waiting or running command holds: it
+    /// queued nothing and returned that command. Payload: `lane_id`, `command_id` (the
+    /// existing command's), `command_type`, `key`.
+    pub const COMMAND_DEDUPLICATED: &str = "queue.command.deduplicated";
     /// `shutdown()` was called. Empty payload.
     pub const SHUTDOWN_STARTED: &str = "queue.shutdown.started";
     /// The queue has no pending, delayed or running command left after `shutdown()`. Empty payload.
@@ -63,7 +67,7 @@ pub mod keys {
 
     /// Every key above, in this order (the SDKs check the keys a subscriber asks for
     /// against it).
-    pub const ALL: [&str; 17] = [
+    pub const ALL: [&str; 18] = [
         COMMAND_SUBMITTED,
         COMMAND_STARTED,
         COMMAND_COMPLETED,
@@ -75,6 +79,7 @@ pub mod keys {
         COMMAND_PROGRESS,
         COMMAND_ABANDONED,
         COMMAND_EXPIRED,
+        COMMAND_DEDUPLICATED,
         SHUTDOWN_STARTED,
         SHUTDOWN_COMPLETE,
         LANE_PRESSURE,

@@ -19,6 +19,7 @@ pub struct CommandHandle {
     id: CommandId,
     queue: Weak<CommandQueue>,
     result: oneshot::Receiver<Result<Value>>,
+    duplicate: bool,
 }
 
 impl CommandHandle {
@@ -27,12 +28,36 @@ impl CommandHandle {
         queue: Weak<CommandQueue>,
         result: oneshot::Receiver<Result<Value>>,
     ) -> Self {
-        Self { id, queue, result }
+        Self {
+            id,
+            queue,
+            result,
+            duplicate: false,
+        }
+    }
+
+    /// The handle of an earlier command, returned for a submit with its idempotency key.
+    pub(crate) fn duplicate(
+        id: CommandId,
+        queue: Weak<CommandQueue>,
+        result: oneshot::Receiver<Result<Value>>,
+    ) -> Self {
+        Self {
+            duplicate: true,
+            ..Self::new(id, queue, result)
+        }
     }
 
     /// The command's id, usable with `cancel(id)` on the queue or manager.
     pub fn id(&self) -> CommandId {
         self.id
+    }
+
+    /// True when the submit queued nothing: its idempotency key
+    /// ([`SubmitOptions::with_key`](crate::SubmitOptions::with_key)) belonged to a
+    /// command still waiting or running, and this handle is that command's.
+    pub fn is_duplicate(&self) -> bool {
+        self.duplicate
     }
 
     /// Cancels the command: a pending one is removed at once; a running one is signalled

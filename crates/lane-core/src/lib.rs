@@ -63,4 +63,4 @@ pub use runner::{AbandonedRun, RunEnd, RunLimits, supervise, supervise_keeping_s
 pub use spawner::{CommandRunner, Spawner};
 pub use stats::{LaneStatus, QueueStats};
 pub use storage::{Storage, StorageOp, StoredCommand, StoredDeadLetter};
-pub use timing::{PAST_TOLERANCE, SubmitOptions, Timing};
+pub use timing::{MAX_KEY_BYTES, PAST_TOLERANCE, SubmitOptions, Timing};

@@ -1,5 +1,6 @@
-//! When a command may start, and by when it must: [`SubmitOptions`], checked by one rule
-//! on every engine ([`SubmitOptions::resolve`]).
+//! How a command is submitted — when it may start, by when it must, and the idempotency
+//! key that makes a second submit of the same work return the first: [`SubmitOptions`],
+//! checked by one rule on every engine ([`SubmitOptions::resolve`]).
 //!
 //! Times cross processes and restarts as milliseconds since the Unix epoch (the store and
 //! Redis keep those); within a process they become `tokio::time::Instant`s.
@@ -12,6 +13,9 @@ use crate::error::{LaneError, Result};
 /// How far in the past a `run_at` or `start_by` may lie and still be taken (as "now"):
 /// one second, for clocks that differ a little between a caller and the queue.
 pub const PAST_TOLERANCE: Duration = Duration::from_secs(1);
+
+/// The longest idempotency key ([`SubmitOptions::with_key`]), in bytes of UTF-8.
+pub const MAX_KEY_BYTES: usize = 512;
 
 /// How one command is submitted: not before a delay or a wall-clock time, and (optionally)
 /// started by a deadline or not at all. The default submits a command that may start now
@@ -33,6 +37,7 @@ pub struct SubmitOptions {
     run_at: Option<SystemTime>,
     start_by: Option<SystemTime>,
     start_within: Option<Duration>,
+    key: Option<String>,
 }
 
 impl SubmitOptions {
@@ -70,6 +75,23 @@ impl SubmitOptions {
         self
     }
 
+    /// An idempotency key: while a command submitted with the same key to the same queue
+    /// is delayed, pending or running (waiting for a retry included), this submit queues
+    /// nothing and returns that command instead (its id; awaiting gives its result;
+    /// [`SubmittedCommand::is_duplicate`](crate::SubmittedCommand::is_duplicate) says so).
+    /// Once it finished, the key is free again. Keys are per queue, across lanes; a
+    /// durable command keeps its key across a restart. At most [`MAX_KEY_BYTES`], not
+    /// empty.
+    pub fn with_key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// The idempotency key, if one was given.
+    pub fn key(&self) -> Option<&str> {
+        self.key.as_deref()
+    }
+
     /// The delay, if one was given.
     pub fn delay(&self) -> Option<Duration> {
         self.delay
@@ -95,6 +117,9 @@ impl SubmitOptions {
     /// start time together, either longer than 100 years ahead, a start time or deadline
     /// more than [`PAST_TOLERANCE`] in the past, or a deadline before the start.
     pub fn resolve(&self, now: SystemTime) -> Result<Timing> {
+        if let Some(key) = &self.key {
+            check_key(key)?;
+        }
         let delay = match (self.delay, self.run_at) {
             (Some(_), Some(_)) => {
                 return Err(invalid("give a delay or a run_at, not both".to_owned()));
@@ -207,6 +232,25 @@ fn ahead(name: &str, at: SystemTime, now: SystemTime) -> Result<Duration> {
             past.duration()
         ))),
     }
+}
+
+/// The rule for idempotency keys: not empty, at most [`MAX_KEY_BYTES`].
+pub fn check_key(key: &str) -> Result<()> {
+    if key.is_empty() {
+        return Err(invalid(
+            "the idempotency key is empty; give a non-empty key, or none for a command that \
+             may be submitted twice"
+                .to_owned(),
+        ));
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(invalid(format!(
+            "the idempotency key is {} bytes long, more than {MAX_KEY_BYTES}; use a shorter \
+             key (a hash of a long one)",
+            key.len()
+        )));
+    }
+    Ok(())
 }
 
 fn invalid(message: String) -> LaneError {
