@@ -141,6 +141,7 @@ async fn fill(dir: &Path) {
                     created_at: 1_700_000_000_000 + id,
                     not_before: None,
                     start_by: None,
+                    key: None,
                 })
             })
             .collect();

@@ -58,13 +58,13 @@ pub use lane_core::{
     CommandState, CommandStatus, DEFAULT_CANCEL_GRACE, DEFAULT_EVENT_CAPACITY, DEFAULT_LANES,
     DeadLetter, DeadLetterQueue, EventEmitter, EventStream, EventStreamClosed, FnCommand,
     FnHandler, Handler, HandlerRegistry, IntoObserver, LaneConfig, LaneError, LaneEvent,
-    LaneStatus, MAX_DURATION, MAX_EVENT_CAPACITY, MAX_PAYLOAD_BYTES, MAX_PAYLOAD_DEPTH,
-    MAX_KEY_BYTES, MAX_TIMED_PAUSE, Observer, PAST_TOLERANCE, PriorityBoost, PriorityBoostConfig, QueueClient,
-    QueueManager, QueueManagerBuilder, QueueProbe, QueueStats, RateLimitConfig, Result,
-    RetryJitter, RetryPolicy, RetryPolicyBuilder, RetryStrategy, RunEnd, RunLimits, RunOutcome,
-    Spawner, Storage, StorageOp, StoredCommand, StoredDeadLetter, SubmitOptions, SubmittedCommand,
-    Timing, WhenFull, check_payload, command_fn, event_keys, handler_fn, supervise,
-    supervise_keeping_slot, validate_timed_pause,
+    LaneStatus, MAX_DURATION, MAX_EVENT_CAPACITY, MAX_KEY_BYTES, MAX_PAYLOAD_BYTES,
+    MAX_PAYLOAD_DEPTH, MAX_TIMED_PAUSE, Observer, PAST_TOLERANCE, PriorityBoost,
+    PriorityBoostConfig, QueueClient, QueueManager, QueueManagerBuilder, QueueProbe, QueueStats,
+    RateLimitConfig, Result, RetryJitter, RetryPolicy, RetryPolicyBuilder, RetryStrategy, RunEnd,
+    RunLimits, RunOutcome, Spawner, Storage, StorageOp, StoredCommand, StoredDeadLetter,
+    SubmitOptions, SubmittedCommand, Timing, WhenFull, check_payload, command_fn, event_keys,
+    handler_fn, supervise, supervise_keeping_slot, validate_timed_pause,
 };
 
 /// Feature `sqlite` (on by default): the embedded durable store.

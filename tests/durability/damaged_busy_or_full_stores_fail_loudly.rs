@@ -28,6 +28,7 @@ async fn store_with_commands(dir: &std::path::Path, n: u64) {
                 created_at: 0,
                 not_before: None,
                 start_by: None,
+                key: None,
             })
         })
         .collect();

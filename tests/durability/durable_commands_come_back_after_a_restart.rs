@@ -97,6 +97,7 @@ async fn a_recovered_command_keeps_its_attempt_count() {
                 created_at: 1,
                 not_before: None,
                 start_by: None,
+                key: None,
             })
             .await
             .unwrap();
@@ -161,6 +162,7 @@ async fn a_recovered_command_without_handler_or_lane_becomes_a_dead_letter() {
                 created_at: 5,
                 not_before: None,
                 start_by: None,
+                key: None,
             })
         };
         store
@@ -241,6 +243,7 @@ async fn local_storage_implements_every_storage_method() {
         created_at: 42,
         not_before: None,
         start_by: None,
+        key: None,
     };
     store.save_command(command(3)).await.unwrap();
     store.save_command(command(1)).await.unwrap();

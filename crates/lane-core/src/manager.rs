@@ -319,6 +319,7 @@ impl QueueManager {
             stored.created_at,
             tracing::Span::none(),
             Timing::from_stored(stored.not_before, stored.start_by, SystemTime::now()),
+            stored.key.map(String::into_boxed_str),
         );
         self.queue.recover(task);
     }
@@ -569,7 +570,13 @@ impl QueueClient for QueueManager {
         let handle = self
             .submit_replayable_with(lane, command_type, payload, &options)
             .await?;
-        Ok(SubmittedCommand::new(handle.id(), handle))
+        let duplicate = handle.is_duplicate();
+        let submitted = SubmittedCommand::new(handle.id(), handle);
+        Ok(if duplicate {
+            submitted.into_duplicate()
+        } else {
+            submitted
+        })
     }
 
     async fn cancel(&self, id: CommandId) -> Result<CancelOutcome> {

@@ -77,6 +77,9 @@ pub trait Observer: Any + Send + Sync + std::fmt::Debug {
     fn on_delay(&self, _command: &CommandInfo<'_>, _delay: Duration) {}
     /// A delayed command's start time came: it joined the back of its lane.
     fn on_promote(&self, _command: &CommandInfo<'_>) {}
+    /// A submit carried the idempotency key of this live command: it queued nothing and
+    /// returned this command.
+    fn on_deduplicate(&self, _command: &CommandInfo<'_>) {}
     /// A command had not started by its start-by deadline: it ended unrun.
     fn on_expire(&self, _command: &CommandInfo<'_>) {}
     /// A submit was refused because the lane held its `max_waiting` commands (with

@@ -36,6 +36,9 @@ pub struct StoredCommand {
     /// it never runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_by: Option<u64>,
+    /// Its idempotency key, if it was submitted with one: recovered, it still holds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
 }
 
 /// A dead letter as the store keeps it.

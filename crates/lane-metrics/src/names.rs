@@ -30,6 +30,8 @@ pub mod metric_names {
     pub const COMMANDS_PROMOTED: &str = "lane.commands.promoted";
     /// Counter: commands that had not started by their start-by deadline (never run).
     pub const COMMANDS_EXPIRED: &str = "lane.commands.expired";
+    /// Counter: submits whose idempotency key a live command held (nothing queued).
+    pub const COMMANDS_DEDUPLICATED: &str = "lane.commands.deduplicated";
     /// Counter: submits refused because the lane held its `max_waiting` commands.
     pub const COMMANDS_REJECTED_FULL: &str = "lane.commands.rejected_full";
     /// Gauge: commands waiting to start.
@@ -111,6 +113,8 @@ metric_enum! {
         Promoted => COMMANDS_PROMOTED, "Delayed commands whose start time came";
         /// [`metric_names::COMMANDS_EXPIRED`]
         Expired => COMMANDS_EXPIRED, "Commands not started by their start-by deadline (never run)";
+        /// [`metric_names::COMMANDS_DEDUPLICATED`]
+        Deduplicated => COMMANDS_DEDUPLICATED, "Submits that returned the live command holding their idempotency key";
         /// [`metric_names::COMMANDS_REJECTED_FULL`]
         RejectedFull => COMMANDS_REJECTED_FULL, "Submits refused because the lane was full (max_waiting)";
     }

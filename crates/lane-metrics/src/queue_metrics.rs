@@ -388,6 +388,10 @@ impl Observer for QueueMetrics {
         self.add(command.lane, LaneCounter::Expired);
     }
 
+    fn on_deduplicate(&self, command: &CommandInfo<'_>) {
+        self.add(command.lane, LaneCounter::Deduplicated);
+    }
+
     fn on_reject_full(&self, lane: &str) {
         self.add(lane, LaneCounter::RejectedFull);
     }

@@ -23,7 +23,13 @@ impl QueueClient for RedisQueue {
         options: SubmitOptions,
     ) -> Result<SubmittedCommand> {
         let handle = RedisQueue::submit_with(self, lane, command_type, payload, options).await?;
-        Ok(SubmittedCommand::new(handle.id(), handle))
+        let duplicate = handle.is_duplicate();
+        let submitted = SubmittedCommand::new(handle.id(), handle);
+        Ok(if duplicate {
+            submitted.into_duplicate()
+        } else {
+            submitted
+        })
     }
 
     async fn cancel(&self, id: CommandId) -> Result<CancelOutcome> {

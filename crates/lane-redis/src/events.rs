@@ -11,7 +11,9 @@
 //! cancelled (id, lane, was running 0/1, error JSON), `P` progress (id, lane, progress
 //! JSON, written by the worker), `A` abandoned: answered while its handler goes on and
 //! keeps the lane slot (id, lane, error JSON), `E` expired: not started by its start-by
-//! deadline (id, lane, type, the deadline in ms since the Unix epoch). Plain lines rather than JSON arrays keep the scripts'
+//! deadline (id, lane, type, the deadline in ms since the Unix epoch), `D` deduplicated:
+//! a submit found its idempotency key held by a live command and queued nothing (the
+//! command's id, lane and type, the key as a JSON string: a key may hold any character). Plain lines rather than JSON arrays keep the scripts'
 //! cost per event to a string concatenation.
 //!
 //! The reader starts at the first [`subscribe`](crate::RedisQueue::subscribe), from the
@@ -165,7 +167,7 @@ fn text(value: &RedisValue) -> Option<String> {
 fn field_count(code: &str) -> Option<usize> {
     Some(match code {
         "S" | "C" | "P" | "A" => 3,
-        "B" | "F" | "X" | "E" => 4,
+        "B" | "F" | "X" | "E" | "D" => 4,
         "R" => 5,
         _ => return None,
     })
@@ -298,6 +300,13 @@ fn decode_fields(code: &str, fields: &[&str]) -> Option<Decoded> {
                 "start_by_ms": number(field(3))?,
             }),
         ),
+        "D" => (
+            keys::COMMAND_DEDUPLICATED,
+            json!({
+                "lane_id": lane, "command_id": id, "command_type": field(2),
+                "key": serde_json::from_str::<String>(field(3)).ok()?,
+            }),
+        ),
         "P" => (
             keys::COMMAND_PROGRESS,
             json!({
@@ -344,6 +353,7 @@ mod tests {
             "P\n11\njobs\n{\"step\":1}",
             "A\n12\njobs\n{\"kind\":\"cancelled\",\"message\":\"after the grace\"}",
             "E\n13\njobs\nemail\n1700000000000",
+            "D\n14\njobs\nemail\n\"order-7\\nline two \\/ ok\"",
         ]
         .join("\n");
         let events = decode_batch(&batch, 5);
@@ -361,7 +371,15 @@ mod tests {
                 keys::COMMAND_PROGRESS,
                 keys::COMMAND_ABANDONED,
                 keys::COMMAND_EXPIRED,
+                keys::COMMAND_DEDUPLICATED,
             ]
+        );
+        assert_eq!(
+            events[10].payload,
+            json!({
+                "lane_id": "jobs", "command_id": 14, "command_type": "email",
+                "key": "order-7\nline two / ok",
+            })
         );
         assert_eq!(
             events[9].payload,

@@ -126,6 +126,7 @@ async fn a_read_only_store_directory_is_a_permission_error() {
                     created_at: 0,
                     not_before: None,
                     start_by: None,
+                    key: None,
                 })
             })
             .collect();

@@ -54,6 +54,7 @@ fn v1_command(id: u64) -> StoredCommand {
         created_at: 1_700_000_000_000 + id,
         not_before: None,
         start_by: None,
+        key: None,
     }
 }
 
@@ -159,16 +160,19 @@ fn v2_columns() -> Vec<String> {
         "created_at",
         "not_before",
         "start_by",
+        "idempotency_key",
     ]
     .map(String::from)
     .to_vec()
 }
 
-/// A command with both times set, as a delayed submit with a deadline stores it.
+/// A command with both times and a key set, as a delayed submit with a deadline and an
+/// idempotency key stores it.
 fn timed(id: u64) -> StoredCommand {
     StoredCommand {
         not_before: Some(1_900_000_000_000 + id),
         start_by: Some(1_900_000_360_000 + id),
+        key: Some(format!("report-{id}")),
         ..v1_command(id)
     }
 }
@@ -242,6 +246,7 @@ async fn a_migration_still_in_the_wal_is_not_damage() {
         "BEGIN;
          ALTER TABLE commands ADD COLUMN not_before INTEGER;
          ALTER TABLE commands ADD COLUMN start_by INTEGER;
+         ALTER TABLE commands ADD COLUMN idempotency_key TEXT;
          PRAGMA user_version = 2;
          COMMIT;",
     )
@@ -249,12 +254,13 @@ async fn a_migration_still_in_the_wal_is_not_damage() {
     let t = timed(7);
     conn.execute(
         "INSERT INTO commands \
-         (id, lane_id, command_type, payload, attempts, created_at, not_before, start_by) \
-         VALUES (7, 'work', 'job', '{\"n\":7}', 1, ?1, ?2, ?3)",
+         (id, lane_id, command_type, payload, attempts, created_at, not_before, start_by, \
+         idempotency_key) VALUES (7, 'work', 'job', '{\"n\":7}', 1, ?1, ?2, ?3, ?4)",
         rusqlite::params![
             t.created_at as i64,
             t.not_before.unwrap() as i64,
-            t.start_by.unwrap() as i64
+            t.start_by.unwrap() as i64,
+            t.key
         ],
     )
     .unwrap();

@@ -447,6 +447,7 @@ impl CommandQueue {
                 // It started: its start time and deadline are behind it.
                 not_before: None,
                 start_by: None,
+                key: task.key.as_deref().map(str::to_owned),
             }));
         }
     }

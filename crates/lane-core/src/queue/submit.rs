@@ -26,10 +26,10 @@ impl CommandQueue {
         lane_id: &str,
         command: Box<dyn Command>,
     ) -> Result<oneshot::Receiver<Result<Value>>> {
-        let (_, rx) = self
-            .accept(lane_id, command, None, 0, Timing::default())
+        let accepted = self
+            .accept(lane_id, command, None, 0, Timing::default(), None)
             .await?;
-        Ok(rx)
+        Ok(accepted.rx)
     }
 
     /// Submits a command and returns a [`CommandHandle`] to await or cancel it.
@@ -38,10 +38,10 @@ impl CommandQueue {
         lane_id: &str,
         command: Box<dyn Command>,
     ) -> Result<CommandHandle> {
-        let (id, rx) = self
-            .accept(lane_id, command, None, 0, Timing::default())
+        let accepted = self
+            .accept(lane_id, command, None, 0, Timing::default(), None)
             .await?;
-        Ok(CommandHandle::new(id, Arc::downgrade(self), rx))
+        Ok(accepted.into_handle(self))
     }
 
     /// [`submit_with_handle`](Self::submit_with_handle) with [`SubmitOptions`]: a
@@ -53,8 +53,10 @@ impl CommandQueue {
         options: &SubmitOptions,
     ) -> Result<CommandHandle> {
         let timing = options.resolve(SystemTime::now())?;
-        let (id, rx) = self.accept(lane_id, command, None, 0, timing).await?;
-        Ok(CommandHandle::new(id, Arc::downgrade(self), rx))
+        let accepted = self
+            .accept(lane_id, command, None, 0, timing, options.key())
+            .await?;
+        Ok(accepted.into_handle(self))
     }
 
     /// Submits a replayable command: `payload` runs with the handler registered for
@@ -94,10 +96,10 @@ impl CommandQueue {
             payload: payload.clone(),
             handler,
         });
-        let (id, rx) = self
-            .accept(lane_id, command, Some(payload), 0, timing)
+        let accepted = self
+            .accept(lane_id, command, Some(payload), 0, timing, options.key())
             .await?;
-        Ok(CommandHandle::new(id, Arc::downgrade(self), rx))
+        Ok(accepted.into_handle(self))
     }
 
     async fn accept(
@@ -107,7 +109,8 @@ impl CommandQueue {
         payload: Option<Value>,
         failures: u32,
         timing: Timing,
-    ) -> Result<(CommandId, oneshot::Receiver<Result<Value>>)> {
+        key: Option<&str>,
+    ) -> Result<Accepted> {
         check_command_type(command.command_type())?;
         // Without a journal the lane is looked up in the lock hold that queues the
         // command: one acquisition of the state lock per submit.
@@ -123,6 +126,12 @@ impl CommandQueue {
                     return Err(LaneError::ShutdownInProgress);
                 }
                 let index = state.lane_index(lane_id)?;
+                if let Some(holder) = key.and_then(|key| state.holder_of(key)) {
+                    let holder = holder.clone();
+                    let rx = holder.add_duplicate();
+                    drop(state);
+                    return Ok(self.duplicate_of(&holder, rx));
+                }
                 let lane = state.lane(index);
                 (index, lane.is_full().then_some(lane.config.when_full))
             };
@@ -140,6 +149,7 @@ impl CommandQueue {
                     created_at: created_at_ms,
                     not_before: timing.not_before_ms,
                     start_by: timing.start_by_ms,
+                    key: key.map(str::to_owned),
                 }))
                 .await?;
         }
@@ -155,6 +165,7 @@ impl CommandQueue {
             created_at_ms,
             span,
             timing,
+            key.map(Box::from),
         );
         loop {
             match self.insert(task.clone(), lane) {
@@ -170,8 +181,41 @@ impl CommandQueue {
                     lane = LaneRef::Index(index);
                 }
                 Err(Refused(error)) => return Err(error),
-                Ok(()) => return Ok((id, rx)),
+                Err(Duplicate(holder, rx)) => {
+                    self.forget(&task);
+                    return Ok(self.duplicate_of(&holder, rx));
+                }
+                Ok(()) => {
+                    return Ok(Accepted {
+                        id,
+                        rx,
+                        duplicate: false,
+                    });
+                }
             }
+        }
+    }
+
+    /// Reports a submit that found its idempotency key held by `holder` (event and
+    /// observers) and returns the holder's id with the receiver `rx` of its result.
+    fn duplicate_of(&self, holder: &Task, rx: oneshot::Receiver<Result<Value>>) -> Accepted {
+        if !self.observers.is_empty() || self.events.has_subscribers() {
+            let lane = self.lane_name_unlocked(holder.lane());
+            let info = info(holder, &lane, holder.failures() + 1);
+            self.observe(&self.observers, |observer| observer.on_deduplicate(&info));
+            self.events.emit_with(keys::COMMAND_DEDUPLICATED, || {
+                json!({
+                    "lane_id": &*lane,
+                    "command_id": holder.id,
+                    "command_type": holder.command.command_type(),
+                    "key": holder.key.as_deref(),
+                })
+            });
+        }
+        Accepted {
+            id: holder.id,
+            rx,
+            duplicate: true,
         }
     }
 
@@ -252,6 +296,11 @@ impl CommandQueue {
                 LaneRef::Index(index) => index,
                 LaneRef::Name(name) => state.lane_index(name).map_err(Refused)?,
             };
+            if let Some(holder) = task.key.as_deref().and_then(|key| state.holder_of(key)) {
+                let holder = holder.clone();
+                let rx = holder.add_duplicate();
+                return Err(Duplicate(holder, rx));
+            }
             let target = state.lane(index);
             if target.is_full() {
                 return Err(Full {
@@ -260,7 +309,7 @@ impl CommandQueue {
                 });
             }
             task.set_lane(index);
-            state.tasks.insert(task.id, task.clone());
+            state.add_live(&task);
             if task.timing.delay.is_zero() {
                 effects
                     .signals
@@ -308,7 +357,7 @@ impl CommandQueue {
     pub(crate) fn recover(self: &Arc<Self>, task: Arc<Task>) {
         let mut state = self.state.lock();
         let now = Instant::now();
-        state.tasks.insert(task.id, task.clone());
+        state.add_live(&task);
         state.arm_deadline(&task);
         if task.timing.delay.is_zero() {
             let _ = state.enqueue(task, now, true);
@@ -344,8 +393,28 @@ enum Insert {
     Refused(LaneError),
     /// The lane is at its `max_waiting`; the command was not queued.
     Full { index: LaneIdx, when_full: WhenFull },
+    /// A live command holds the task's idempotency key; `rx` receives its result.
+    Duplicate(Arc<Task>, oneshot::Receiver<Result<Value>>),
 }
-use Insert::{Full, Refused};
+use Insert::{Duplicate, Full, Refused};
+
+/// A command accepted by [`CommandQueue::accept`]: a new one, or (`duplicate`) the live
+/// command that held the submit's idempotency key.
+struct Accepted {
+    id: CommandId,
+    rx: oneshot::Receiver<Result<Value>>,
+    duplicate: bool,
+}
+
+impl Accepted {
+    fn into_handle(self, queue: &Arc<CommandQueue>) -> CommandHandle {
+        if self.duplicate {
+            CommandHandle::duplicate(self.id, Arc::downgrade(queue), self.rx)
+        } else {
+            CommandHandle::new(self.id, Arc::downgrade(queue), self.rx)
+        }
+    }
+}
 
 /// Counts a submit waiting for room while it waits (also when its future is dropped).
 pub(super) struct RoomWaiter<'a>(pub(super) &'a AtomicUsize);

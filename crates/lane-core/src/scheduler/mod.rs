@@ -55,7 +55,7 @@ pub(crate) struct Task {
     pub(crate) payload: Option<Value>,
     pub(crate) created_at_ms: u64,
     pub(crate) cancel: Arc<CancelSignal>,
-    reply: Mutex<Option<oneshot::Sender<Result<Value>>>>,
+    reply: Mutex<Replies>,
     phase: AtomicU8,
     /// Failed attempts so far.
     failures: AtomicU32,
@@ -70,6 +70,15 @@ pub(crate) struct Task {
     pub(crate) start_by: Option<Instant>,
     /// Set at its first start: a deadline no longer applies.
     started_once: std::sync::atomic::AtomicBool,
+    /// Its idempotency key: while it lives, a submit with the same key returns it.
+    pub(crate) key: Option<Box<str>>,
+}
+
+/// Who gets a command's result: its submitter, and the submitters of duplicates (a
+/// submit with its idempotency key), boxed since almost no command has any.
+struct Replies {
+    submitter: Option<oneshot::Sender<Result<Value>>>,
+    duplicates: Option<Box<Vec<oneshot::Sender<Result<Value>>>>>,
 }
 
 impl std::fmt::Debug for Task {
@@ -95,6 +104,7 @@ impl Task {
         created_at_ms: u64,
         span: tracing::Span,
         timing: Timing,
+        key: Option<Box<str>>,
     ) -> (Arc<Self>, oneshot::Receiver<Result<Value>>) {
         let (tx, rx) = oneshot::channel();
         // Checked at the boundary: at most 100 years ahead, which the clock holds.
@@ -108,7 +118,10 @@ impl Task {
             payload,
             created_at_ms,
             cancel: Arc::default(),
-            reply: Mutex::new(Some(tx)),
+            reply: Mutex::new(Replies {
+                submitter: Some(tx),
+                duplicates: None,
+            }),
             phase: AtomicU8::new(Phase::Pending as u8),
             failures: AtomicU32::new(failures),
             interrupted: Default::default(),
@@ -116,6 +129,7 @@ impl Task {
             timing,
             start_by,
             started_once: Default::default(),
+            key,
         });
         (task, rx)
     }
@@ -159,9 +173,27 @@ impl Task {
 
     /// Sends the final result to the submitter (once; later calls do nothing).
     pub(crate) fn reply(&self, result: Result<Value>) {
-        if let Some(tx) = self.reply.lock().take() {
+        let mut replies = self.reply.lock();
+        if let Some(duplicates) = replies.duplicates.take() {
+            for tx in *duplicates {
+                let _ = tx.send(result.clone());
+            }
+        }
+        if let Some(tx) = replies.submitter.take() {
             let _ = tx.send(result);
         }
+    }
+
+    /// A receiver of its result for the submitter of a duplicate. Called under the state
+    /// lock while the task is live, so before [`reply`](Self::reply).
+    pub(crate) fn add_duplicate(&self) -> oneshot::Receiver<Result<Value>> {
+        let (tx, rx) = oneshot::channel();
+        self.reply
+            .lock()
+            .duplicates
+            .get_or_insert_with(Box::default)
+            .push(tx);
+        rx
     }
 }
 
@@ -348,6 +380,9 @@ pub(crate) struct State {
     pub(crate) shutdown_complete_sent: bool,
     /// Commands that expired unstarted under the lock, to be answered after it.
     pub(crate) expired: Vec<Arc<Task>>,
+    /// The idempotency keys of live commands (see `SubmitOptions::with_key`).
+    /// (SipHash: keys come from users, maybe from untrusted input.)
+    pub(crate) keys: std::collections::HashMap<Box<str>, CommandId>,
 }
 
 impl State {
@@ -365,6 +400,7 @@ impl State {
                 total,
             }),
             tasks: TaskMap::default(),
+            keys: Default::default(),
             timers: Timers::default(),
             total_pending: 0,
             total_active: 0,
@@ -552,7 +588,7 @@ impl State {
                 // Its deadline timer has not fired yet; it never starts.
                 lane.expired += 1;
                 queued.task.set_phase(Phase::Done);
-                self.tasks.remove(&queued.task.id);
+                Self::forget_live(&mut self.tasks, &mut self.keys, &queued.task);
                 self.expired.push(queued.task);
                 if let Some(signal) = self.after_dequeue(index) {
                     signals.push(signal);
@@ -763,7 +799,35 @@ impl State {
 
     pub(crate) fn finish_task(&mut self, task: &Task) {
         task.set_phase(Phase::Done);
-        self.tasks.remove(&task.id);
+        Self::forget_live(&mut self.tasks, &mut self.keys, task);
+    }
+
+    /// Adds a live command (and its idempotency key).
+    pub(crate) fn add_live(&mut self, task: &Arc<Task>) {
+        if let Some(key) = &task.key {
+            self.keys.insert(key.clone(), task.id);
+        }
+        self.tasks.insert(task.id, task.clone());
+    }
+
+    /// The live command holding idempotency key `key`, if any.
+    pub(crate) fn holder_of(&self, key: &str) -> Option<&Arc<Task>> {
+        self.keys.get(key).and_then(|id| self.tasks.get(id))
+    }
+
+    /// Drops a command that ended from the live map, and frees its key (fields apart,
+    /// for callers that hold a borrow of a lane).
+    fn forget_live(
+        tasks: &mut TaskMap<Arc<Task>>,
+        keys: &mut std::collections::HashMap<Box<str>, CommandId>,
+        task: &Task,
+    ) {
+        tasks.remove(&task.id);
+        if let Some(key) = &task.key
+            && keys.get(key) == Some(&task.id)
+        {
+            keys.remove(key);
+        }
     }
 
     /// Pauses (indefinitely) or resumes a lane; either ends any timed pause.

@@ -40,6 +40,13 @@ local DELAYED = P .. ':delayed'
 -- both: a command that started once is no longer subject to its deadline.
 local DEADLINES = P .. ':deadlines'
 local START_BY = P .. ':start_by'
+-- Idempotency keys (SubmitOptions::with_key): P:keys maps each key a live command holds
+-- (delayed, pending or running) to its id; P:keyed maps the id of each command holding a
+-- key to 'watchers\nkey', where watchers are the submits that got it as a duplicate,
+-- each 'client:reference ' (they get its result too). finish() frees the key, so both
+-- hold only live commands; submit.lua also checks that a key's id is still live.
+local KEYS_HELD = P .. ':keys'
+local KEYED = P .. ':keyed'
 
 -- Numbers passed to Redis are formatted explicitly: Lua's default keeps 14 digits,
 -- too few for microsecond timestamps.
@@ -383,6 +390,36 @@ local function unpack_record(packed)
   return entry, state, worker, run, outcome, result, finished
 end
 
+-- Whether P:keyed exists (any command holds a key), read once per script run.
+local keyed_cache = nil
+local function any_keyed()
+  if keyed_cache == nil then
+    keyed_cache = redis.call('EXISTS', KEYED) == 1
+  end
+  return keyed_cache
+end
+
+-- A finished command gives up its key (if it held one: the key is free for the next
+-- submit) and its result goes to the submits that got it as a duplicate.
+local function release_key(id, outcome, data)
+  if not any_keyed() then
+    return
+  end
+  id = tostring(id)
+  local held = redis.call('HGET', KEYED, id)
+  if not held then
+    return
+  end
+  redis.call('HDEL', KEYED, id)
+  local watchers, key = string.match(held, '^([^\n]*)\n(.*)$')
+  if key and redis.call('HGET', KEYS_HELD, key) == id then
+    redis.call('HDEL', KEYS_HELD, key)
+  end
+  for client, cref in string.gmatch(watchers or '', '([^ :]+):([^ ]+)') do
+    notify(client, cref, id, outcome, data)
+  end
+end
+
 -- Records a command's final outcome ('ok' with a JSON value, 'err' with a JSON error),
 -- its entry and its last run (worker and run 'token|claimed at', or nil for a command
 -- that never ran), and sends the outcome to the submitter. Dead letters never expire.
@@ -407,6 +444,7 @@ local function finish(id, state, outcome, data, now, entry, worker, run, start_b
   end
   removed[#removed + 1] = id
   notify(client, cref, id, outcome, data)
+  release_key(id, outcome, data)
 end
 
 -- Rewrites an entry with new counts (after a lost or failed run); returns its lane.

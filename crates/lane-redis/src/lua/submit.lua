@@ -2,15 +2,18 @@
 -- set), once per submitter reference.
 -- ARGV: client id, result ttl (ms); the number of references whose ids the client
 -- received, then those references; the number of references the client gave up on (it
--- told its caller the submit failed), then those; then 5 fields per command: client
--- reference, lane, type, JSON payload, timing. The timing is '' for a command that may
+-- told its caller the submit failed), then those; then 6 fields per command: client
+-- reference, lane, type, JSON payload, timing, idempotency key ('' for none). The timing is '' for a command that may
 -- start now and has no deadline, else 'not before (us)|deadline (us)|start-by (ms)|last',
 -- each part empty when absent: the instant it may start and its start-by deadline on the
 -- Redis clock, the deadline as the submitter gave it (ms since the Unix epoch), and '1'
 -- when a refusal for a full lane is the submitter's last word (it stops waiting for room).
--- Returns {ids, known lanes, full lanes}; an id of 0 means the command's lane is not
--- declared, -1 that the client gave up on the reference before this call arrived, -2
--- that its lane is full (it holds max_waiting commands, pending and delayed). Full lanes
+-- Returns {ids, known lanes, full lanes, duplicates}; an id of 0 means the command's lane
+-- is not declared, -1 that the client gave up on the reference before this call arrived,
+-- -2 that its lane is full (it holds max_waiting commands, pending and delayed).
+-- Duplicates lists the positions (from 1) of the commands whose key a live command held:
+-- their id is that command's, nothing was queued for them, and they are its watchers
+-- (its result goes to their references too). Full lanes
 -- holds 3 fields per lane that refused a command: lane, max_waiting, and what a submit
 -- does ('' refuse, else wait: the longest wait in ms, or '-1' for as long as it takes).
 -- A refusal is counted (the lane's 'rejected_full') when the lane refuses, or for a lane
@@ -20,11 +23,18 @@
 -- received the id, so a submit sent again after a lost reply finds its command instead
 -- of adding a second one. A reference given up on is marked 'void': its command, if
 -- Redis accepted it after all, is cancelled, and a late copy of the call is refused. A
--- refused command leaves no reference: its submitter may send it again.
+-- refused command leaves no reference: its submitter may send it again. A duplicate's
+-- reference maps to 'd<id>', so a batch sent again gives the same answer even if that
+-- command finished meanwhile; a void duplicate cancels nothing (other submits await it).
+--
+-- Keys (P:keys, P:keyed, see the prelude): a submit whose lane is declared and whose key
+-- a live command holds (also one earlier in the same call) queues nothing; it becomes a
+-- watcher of that command and the event 'D' is written. Checked before the lane's bound:
+-- a duplicate takes no room.
 local client = ARGV[1]
 local ttl = tonumber(ARGV[2])
 local REFS = P .. ':refs:' .. client
-local FIELDS = 5
+local FIELDS = 6
 local at = 3
 local nacked = tonumber(ARGV[at])
 if nacked > 0 then
@@ -39,7 +49,7 @@ local nvoid = tonumber(ARGV[at])
 for j = 1, nvoid do
   local cref = ARGV[at + j]
   local id = redis.call('HGET', REFS, cref)
-  if id and id ~= 'void' then
+  if id and id ~= 'void' and string.sub(id, 1, 1) ~= 'd' then
     cancel_command(id,
       '{"kind":"cancelled","message":"withdrawn: Redis did not answer its submit in time and the submitter reported it as failed"}')
   end
@@ -68,9 +78,14 @@ local function lane_waiting(lane)
   return w
 end
 
--- What becomes of each command: an id already known, -1 void, 0 no lane, -2 full, or
--- true: accepted now.
+-- What becomes of each command: an id already known, -1 void, 0 no lane, -2 full,
+-- true: accepted now, or a duplicate: {dup = id} of a live command, {of = j} of the
+-- command at position j of this call, {known = id} answered as one before.
 local fate = {}
+-- Keys taken by commands this call accepts: key -> position.
+local batch_keys = {}
+-- Entries of live commands found holding a key, by id.
+local holders = {}
 local accepted = 0
 local full = {}
 local full_lanes = {}
@@ -79,12 +94,34 @@ for j = 0, n - 1 do
   local lane = ARGV[base + 1]
   local known_id = seen[j + 1]
   local c = (not known_id) and lane_cfg(lane)
+  local key = ARGV[base + 5]
+  local holder = nil
+  if key ~= '' and c and not batch_keys[key] then
+    holder = redis.call('HGET', KEYS_HELD, key)
+    if holder then
+      local entry = redis.call('HGET', ENTRIES, holder)
+      if entry then
+        holders[holder] = entry
+      else
+        -- Held by a command that is gone (a script of an older version finished it):
+        -- the key is free.
+        redis.call('HDEL', KEYS_HELD, key)
+        holder = nil
+      end
+    end
+  end
   if known_id == 'void' then
     fate[j + 1] = -1
+  elseif known_id and string.sub(known_id, 1, 1) == 'd' then
+    fate[j + 1] = {known = tonumber(string.sub(known_id, 2))}
   elseif known_id then
     fate[j + 1] = tonumber(known_id)
   elseif not c then
     fate[j + 1] = 0
+  elseif key ~= '' and batch_keys[key] then
+    fate[j + 1] = {of = batch_keys[key]}
+  elseif holder then
+    fate[j + 1] = {dup = holder}
   elseif c.max_waiting and lane_waiting(lane) >= c.max_waiting then
     fate[j + 1] = -2
     local last = string.sub(ARGV[base + 4], -2) == '|1'
@@ -105,6 +142,9 @@ for j = 0, n - 1 do
   else
     fate[j + 1] = true
     accepted = accepted + 1
+    if key ~= '' then
+      batch_keys[key] = j + 1
+    end
     if c.max_waiting then
       waiting[lane] = lane_waiting(lane) + 1
     end
@@ -131,6 +171,9 @@ local delayed_lanes = {}
 local deadlines = {}
 local start_by = {}
 local first_timer = nil
+local dups = {}
+local keys_held = {}
+local keyed = {}
 for j = 0, n - 1 do
   local base = at + j * FIELDS
   local lane = ARGV[base + 1]
@@ -144,6 +187,11 @@ for j = 0, n - 1 do
     refs[#refs + 1] = id
     ids[#ids + 1] = id
     event3('S', id, lane, ARGV[base + 2])
+    if ARGV[base + 5] ~= '' then
+      keys_held[#keys_held + 1] = ARGV[base + 5]
+      keys_held[#keys_held + 1] = id
+      keyed[id] = '\n' .. ARGV[base + 5]
+    end
     local not_before, deadline, by = nil, nil, nil
     if ARGV[base + 4] ~= '' then
       local nb, dl, sb = string.match(ARGV[base + 4], '^([^|]*)|([^|]*)|([^|]*)|')
@@ -170,6 +218,32 @@ for j = 0, n - 1 do
       end
       list[#list + 1] = id
     end
+  elseif type(f) == 'table' then
+    local id, htype, hlane
+    if f.known then
+      id = f.known
+    elseif f.of then
+      id = ids[f.of]
+      local first = at + (f.of - 1) * FIELDS
+      hlane, htype = ARGV[first + 1], ARGV[first + 2]
+      keyed[id] = client .. ':' .. ARGV[base] .. ' ' .. keyed[id]
+    else
+      id = f.dup
+      local entry = holders[id]
+      hlane, htype = entry_lane(entry), entry_type(entry)
+      -- Read now: an earlier command of this call may have joined the same holder.
+      local held = redis.call('HGET', KEYED, id) or ('\n' .. ARGV[base + 5])
+      redis.call('HSET', KEYED, id, client .. ':' .. ARGV[base] .. ' ' .. held)
+      id = tonumber(id)
+    end
+    if hlane then
+      stat('deduplicated')
+      event4('D', id, hlane, htype, cjson.encode(ARGV[base + 5]))
+    end
+    refs[#refs + 1] = ARGV[base]
+    refs[#refs + 1] = 'd' .. id
+    ids[#ids + 1] = id
+    dups[#dups + 1] = j + 1
   else
     ids[#ids + 1] = f
   end
@@ -185,6 +259,15 @@ if first_timer then
 end
 if accepted > 0 then
   call_sliced('HSET', ENTRIES, entries)
+end
+if #keys_held > 0 then
+  call_sliced('HSET', KEYS_HELD, keys_held)
+  local fields = {}
+  for id, value in pairs(keyed) do
+    fields[#fields + 1] = id
+    fields[#fields + 1] = value
+  end
+  call_sliced('HSET', KEYED, fields)
 end
 if #refs > 0 or nvoid > 0 then
   if #refs > 0 then
@@ -232,4 +315,4 @@ if accepted > 0 then
   end
 end
 flush(ttl)
-return {ids, known, full}
+return {ids, known, full, dups}

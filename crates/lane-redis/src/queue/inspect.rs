@@ -72,7 +72,8 @@ pub struct RedisQueueStats {
     /// Lifetime counters: `submitted`, `completed`, `retried`, `dead`, `cancelled`,
     /// `requeued` (taken back from a dead worker), `released`, `stale` (completions
     /// rejected by fencing), `workers_lost`, `expired` (not started by their start-by
-    /// deadline), `rejected_full` (refused for a full lane).
+    /// deadline), `rejected_full` (refused for a full lane), `deduplicated` (submits
+    /// whose idempotency key a live command held).
     pub counters: HashMap<String, u64>,
 }
 

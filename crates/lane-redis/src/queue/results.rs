@@ -80,6 +80,7 @@ impl RedisQueue {
         );
         RedisCommandHandle {
             id,
+            duplicate: false,
             reference,
             result: result_rx,
             taken: false,
@@ -312,6 +313,8 @@ fn deliver(waiters: &Waiters, message: &str) {
 #[must_use = "a handle does nothing unless awaited or used to cancel; drop it to detach"]
 pub struct RedisCommandHandle {
     pub(super) id: u64,
+    /// The submit's idempotency key was held by this live command: nothing was queued.
+    pub(super) duplicate: bool,
     pub(super) reference: u64,
     result: oneshot::Receiver<Result<Value>>,
     /// The result was returned: the handle is spent.
@@ -324,6 +327,7 @@ impl std::fmt::Debug for RedisCommandHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisCommandHandle")
             .field("id", &self.id)
+            .field("duplicate", &self.duplicate)
             .finish_non_exhaustive()
     }
 }
@@ -332,6 +336,15 @@ impl RedisCommandHandle {
     /// The command's id in the queue.
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// True when the submit queued nothing: its idempotency key
+    /// ([`SubmitOptions::with_key`](lane_core::SubmitOptions::with_key)) was held by a
+    /// command still delayed, pending or running (submitted by any producer), and this
+    /// handle is that command's: awaiting it gives that command's result, cancelling it
+    /// cancels it for every submitter.
+    pub fn is_duplicate(&self) -> bool {
+        self.duplicate
     }
 
     /// Waits at most `timeout` for the result. [`LaneError::Timeout`] leaves the handle

@@ -33,6 +33,8 @@ pub(super) struct SubmitRequest {
     payload: String,
     /// The command's timing for submit.lua: '' or 'not before|deadline|start-by|last'.
     timing: String,
+    /// The idempotency key, '' for none.
+    key: String,
     /// Until when it may wait for Redis to answer.
     deadline: Instant,
     /// A call carrying it failed after it may have reached Redis (a timeout, a
@@ -43,8 +45,9 @@ pub(super) struct SubmitRequest {
 
 /// What Redis made of one submitted command.
 pub(super) enum Submitted {
-    /// Accepted under this id.
-    Id(u64),
+    /// Accepted under this id, or (`duplicate`) this live command held the submit's
+    /// idempotency key: nothing was queued, and its result comes to this submit too.
+    Id { id: u64, duplicate: bool },
     /// Refused: its lane holds `limit` waiting commands. `wait` is what the lane's
     /// `when_full` says: `None` to fail, else wait for room at most this long (`None`:
     /// as long as it takes).
@@ -81,7 +84,9 @@ impl RedisQueue {
         payload: Value,
         options: SubmitOptions,
     ) -> Result<RedisCommandHandle> {
+        // Checks the idempotency key too, before anything is sent.
         let timing = options.resolve(SystemTime::now())?;
+        let key = options.key().unwrap_or_default().to_owned();
         if command_type.trim().is_empty() || command_type.contains('\n') {
             return Err(LaneError::InvalidInput(format!(
                 "command type {command_type:?} must not be blank or hold a newline; give the \
@@ -96,7 +101,7 @@ impl RedisQueue {
         let mut handle = self.await_result(0);
         let mut room: Option<RoomWait> = None;
         let mut last = false;
-        let id = loop {
+        let (id, duplicate) = loop {
             let (id_tx, id_rx) = oneshot::channel();
             self.inner
                 .submits
@@ -106,6 +111,7 @@ impl RedisQueue {
                     command_type: command_type.to_owned(),
                     payload: payload.clone(),
                     timing: self.timing_arg(&timing, last),
+                    key: key.clone(),
                     deadline: Instant::now() + self.inner.target.reconnect_wait,
                     in_doubt: false,
                     reply: id_tx,
@@ -115,7 +121,7 @@ impl RedisQueue {
                 .await
                 .map_err(|_| LaneError::QueueError("the queue's submit task stopped".into()))??;
             match submitted {
-                Submitted::Id(id) => break id,
+                Submitted::Id { id, duplicate } => break (id, duplicate),
                 Submitted::Full { limit, wait } => {
                     let full = LaneError::LaneFull {
                         lane: lane.to_owned(),
@@ -137,6 +143,7 @@ impl RedisQueue {
             }
         };
         handle.id = id;
+        handle.duplicate = duplicate;
         if self.inner.waiters.set_id(handle.reference, id) {
             // The result listener reconnected while this submit was on its way.
             self.spawn_recovery(Some(handle.reference));
@@ -329,21 +336,25 @@ pub(super) async fn run_submitter(
                 )
                 .await;
             match outcome {
-                Ok((ids, known, full)) => {
+                Ok((ids, known, full, duplicates)) => {
                     if submitter.link_down {
                         submitter.link_down = false;
                         tracing::info!("submits reach Redis again");
                     }
-                    for (request, id) in batch.drain(..).zip(ids) {
+                    for (position, (request, id)) in batch.drain(..).zip(ids).enumerate() {
                         let result = match id {
                             0 => Err(lane_not_found(&request.lane, known.clone())),
                             -2 => full_lane(&full, &request.lane),
                             // Given up on before: it cannot be here (references are new).
                             ..0 => Err(wire::protocol("submit")),
                             id => {
-                                // Only an accepted command left a reference to forget.
+                                // Only an accepted command (or a duplicate) left a
+                                // reference to forget.
                                 submitter.acked.push(request.reference);
-                                Ok(Submitted::Id(id as u64))
+                                Ok(Submitted::Id {
+                                    id: id as u64,
+                                    duplicate: duplicates.contains(&(position as i64 + 1)),
+                                })
                             }
                         };
                         let _ = request.reply.send(result);
@@ -430,6 +441,10 @@ fn full_lane(full: &[String], lane: &str) -> Result<Submitted> {
     Ok(Submitted::Full { limit, wait })
 }
 
+/// What submit.lua answers: an id per command (or 0, -1, -2), the declared lanes (when
+/// a lane was missing), the full lanes, and the positions (from 1) of duplicates.
+type SubmitReply = (Vec<i64>, Vec<String>, Vec<String>, Vec<i64>);
+
 /// What the submit task remembers between calls.
 struct Submitter {
     /// References whose ids reached their callers: Redis may forget them.
@@ -460,7 +475,7 @@ impl Submitter {
         result_ttl_ms: u64,
         batch: &[SubmitRequest],
         response_timeout: Duration,
-    ) -> std::result::Result<(Vec<i64>, Vec<String>, Vec<String>), CallError> {
+    ) -> std::result::Result<SubmitReply, CallError> {
         let mut invocation = SCRIPTS.submit.key(prefix);
         invocation.arg(client_id).arg(result_ttl_ms);
         invocation.arg(self.acked.len());
@@ -477,18 +492,16 @@ impl Submitter {
                 .arg(&request.lane)
                 .arg(&request.command_type)
                 .arg(&request.payload)
-                .arg(&request.timing);
+                .arg(&request.timing)
+                .arg(&request.key);
         }
-        let reply = tokio::time::timeout(
-            response_timeout,
-            invocation.run::<(Vec<i64>, Vec<String>, Vec<String>)>(conn),
-        )
-        .await;
+        let reply =
+            tokio::time::timeout(response_timeout, invocation.run::<SubmitReply>(conn)).await;
         match reply {
-            Ok(Ok((ids, known, full))) if ids.len() == batch.len() => {
+            Ok(Ok((ids, known, full, duplicates))) if ids.len() == batch.len() => {
                 self.acked.clear();
                 self.void.clear();
-                Ok((ids, known, full))
+                Ok((ids, known, full, duplicates))
             }
             Ok(Ok(_)) => Err(CallError {
                 transient: false,

@@ -168,18 +168,19 @@ fn salvage(damaged_dir: &Path, new_dir: &Path) -> Result<SalvageReport> {
             |row| row.get(0),
         )
         .ok();
-    // A version 1 store has no timing columns: its commands have neither.
-    let timing_columns: rusqlite::Result<i64> = conn.query_row(
+    // A version 1 store has none of version 2's columns: its commands have no timing
+    // and no key.
+    let version_2_columns: rusqlite::Result<i64> = conn.query_row(
         "SELECT count(*) FROM pragma_table_info('commands') \
-         WHERE name IN ('not_before', 'start_by')",
+         WHERE name IN ('not_before', 'start_by', 'idempotency_key')",
         [],
         |row| row.get(0),
     );
-    let commands_sql = if matches!(timing_columns, Ok(2)) {
+    let commands_sql = if matches!(version_2_columns, Ok(3)) {
         "SELECT id, lane_id, command_type, payload, attempts, created_at, not_before, \
-         start_by FROM commands WHERE id >= ?1 ORDER BY id"
+         start_by, idempotency_key FROM commands WHERE id >= ?1 ORDER BY id"
     } else {
-        "SELECT id, lane_id, command_type, payload, attempts, created_at, NULL, NULL \
+        "SELECT id, lane_id, command_type, payload, attempts, created_at, NULL, NULL, NULL \
          FROM commands WHERE id >= ?1 ORDER BY id"
     };
     let rows = scan_table(

@@ -20,8 +20,8 @@ use super::{LOCAL_STORAGE_FILE, LocalStorageConfig, LocalSyncMode};
 /// `PRAGMA application_id` of an a3s-lane store ("A3SL").
 pub(super) const APPLICATION_ID: i32 = 0x4133_534c;
 /// `PRAGMA user_version`: the schema version this code writes. Version 2 added the
-/// `not_before` and `start_by` columns of `commands` (delayed commands, start-by
-/// deadlines).
+/// `not_before`, `start_by` and `idempotency_key` columns of `commands` (delayed
+/// commands, start-by deadlines, idempotency keys).
 pub(super) const SCHEMA_VERSION: i32 = 2;
 /// The oldest schema version this code opens; an older store's schema is brought up to
 /// [`SCHEMA_VERSION`] once it has passed every check (see [`MIGRATIONS`]).
@@ -37,7 +37,8 @@ CREATE TABLE commands (
     attempts INTEGER NOT NULL,
     created_at INTEGER NOT NULL,
     not_before INTEGER,
-    start_by INTEGER
+    start_by INTEGER,
+    idempotency_key TEXT
 );
 CREATE TABLE dead_letters (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -59,10 +60,11 @@ INSERT INTO meta (key, value) VALUES ('max_command_id', 0);
 /// `MIGRATIONS[i]` brings a store of schema version `OLDEST_SCHEMA_VERSION + i` to the
 /// next version. Each runs, with the `user_version` update, in one transaction.
 const MIGRATIONS: [&str; (SCHEMA_VERSION - OLDEST_SCHEMA_VERSION) as usize] = [
-    // 1 -> 2: delayed commands and start-by deadlines (NULL: neither, as every command
-    // of a version 1 store).
+    // 1 -> 2: delayed commands, start-by deadlines and idempotency keys (NULL: none, as
+    // for every command of a version 1 store).
     "ALTER TABLE commands ADD COLUMN not_before INTEGER;
-     ALTER TABLE commands ADD COLUMN start_by INTEGER;",
+     ALTER TABLE commands ADD COLUMN start_by INTEGER;
+     ALTER TABLE commands ADD COLUMN idempotency_key TEXT;",
 ];
 
 /// Whether this code opens a store of schema `version` (migrating it if it is older).
@@ -680,7 +682,7 @@ pub(super) fn parse_payload(text: &str) -> std::result::Result<Value, String> {
 
 /// Selects every `commands` row, in id order, in [`read_command_row`]'s columns.
 const SELECT_COMMANDS: &str = "SELECT id, lane_id, command_type, payload, \
-     attempts, created_at, not_before, start_by FROM commands ORDER BY id";
+     attempts, created_at, not_before, start_by, idempotency_key FROM commands ORDER BY id";
 
 /// A `commands` row as stored, before its payload is parsed.
 #[derive(Debug, Clone)]
@@ -695,6 +697,8 @@ pub(super) struct CommandRow {
     pub(super) not_before: Option<i64>,
     /// Its start-by deadline (ms since the epoch); NULL: none.
     pub(super) start_by: Option<i64>,
+    /// Its idempotency key; NULL: none.
+    pub(super) idempotency_key: Option<String>,
 }
 
 /// A time in milliseconds since the epoch as the store keeps it (an INTEGER).
@@ -718,12 +722,13 @@ impl CommandRow {
             created_at: self.created_at as u64,
             not_before: self.not_before.map(ms_from_sql),
             start_by: self.start_by.map(ms_from_sql),
+            key: self.idempotency_key.clone(),
         })
     }
 }
 
 /// Reads `id, lane_id, command_type, payload, attempts, created_at, not_before,
-/// start_by`.
+/// start_by, idempotency_key`.
 pub(super) fn read_command_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<CommandRow> {
     Ok(CommandRow {
         id: row.get(0)?,
@@ -734,14 +739,15 @@ pub(super) fn read_command_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Comm
         created_at: row.get(5)?,
         not_before: row.get(6)?,
         start_by: row.get(7)?,
+        idempotency_key: row.get(8)?,
     })
 }
 
 /// Stores a command (replacing one with its id) in a store of schema
 /// [`SCHEMA_VERSION`].
 const INSERT_COMMAND: &str = "INSERT OR REPLACE INTO commands \
-     (id, lane_id, command_type, payload, attempts, created_at, not_before, start_by) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+     (id, lane_id, command_type, payload, attempts, created_at, not_before, start_by, \
+     idempotency_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
 
 /// Stores a command row read from a store (replacing one with its id).
 pub(super) fn insert_command_row(conn: &Connection, row: &CommandRow) -> rusqlite::Result<()> {
@@ -754,6 +760,7 @@ pub(super) fn insert_command_row(conn: &Connection, row: &CommandRow) -> rusqlit
         row.created_at,
         row.not_before,
         row.start_by,
+        row.idempotency_key,
     ])?;
     Ok(())
 }
@@ -825,6 +832,7 @@ fn apply_ops(
                             command.created_at as i64,
                             command.not_before.map(ms_to_sql),
                             command.start_by.map(ms_to_sql),
+                            command.key,
                         ])
                     })
                     .map_err(err("saving a command"))?;
