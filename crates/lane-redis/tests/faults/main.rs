@@ -176,3 +176,101 @@ async fn a_submit_given_up_on_is_withdrawn_when_redis_answers() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A keyed submit whose reply was lost is sent again with the same reference: Redis
+/// answers as the first time — the same command, as a duplicate — even though that
+/// command ended (and freed its key) meanwhile, so the retry never creates a second
+/// command; its result, pushed while replies were lost, still reaches the handle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_submit_sent_again_after_a_lost_reply_gets_the_same_answer() {
+    use a3s_lane::{LaneConfig, LaneError, RedisQueue, RedisQueueConfig, SubmitOptions};
+    use proxy::{FaultProxy, Mode};
+    use server::RedisServer;
+
+    let server = tokio::task::block_in_place(|| RedisServer::start("keyed-retry"));
+    let proxy = FaultProxy::start(server.addr).await;
+    let config = |url: String| {
+        RedisQueueConfig::new(url)
+            .with_key_prefix("keyed-retry")
+            .with_response_timeout(Duration::from_millis(300))
+            .with_reconnect_wait(Duration::from_secs(20))
+            .with_reconnect_backoff(Duration::from_millis(20), Duration::from_millis(100))
+    };
+    let queue =
+        RedisQueue::connect(config(proxy.url()).with_lane("jobs", LaneConfig::new(1, 1), 0))
+            .await
+            .unwrap();
+    let direct = RedisQueue::connect(config(format!("redis://{}", server.addr)))
+        .await
+        .unwrap();
+    let keyed = || SubmitOptions::default().with_key("order-1");
+
+    // Through first: Redis knows the script, and the proxied queue's listener runs.
+    let _first = queue
+        .submit("jobs", "work", serde_json::json!(0))
+        .await
+        .unwrap();
+    // No worker: the keyed command waits.
+    let original = direct
+        .submit_with("jobs", "work", serde_json::json!(1), keyed())
+        .await
+        .unwrap();
+    assert!(!original.is_duplicate());
+
+    proxy.set_mode(Mode::DropReplies);
+    let retried = tokio::spawn({
+        let queue = queue.clone();
+        async move {
+            queue
+                .submit_with("jobs", "work", serde_json::json!(2), keyed())
+                .await
+        }
+    });
+    // Redis acted on it (the duplicate is counted once, however often it is sent).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while direct.stats().await.unwrap().counter("deduplicated") == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the submit never reached Redis"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Sent again at least once more with its reply lost, then the command ends: its
+    // key is free, but the reference still answers with it.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    direct.cancel(original.id()).await.unwrap();
+    proxy.set_mode(Mode::Pass);
+    proxy.cut();
+
+    let duplicate = tokio::time::timeout(Duration::from_secs(10), retried)
+        .await
+        .expect("the submit returns once Redis answers")
+        .unwrap()
+        .unwrap();
+    assert_eq!(duplicate.id(), original.id());
+    assert!(duplicate.is_duplicate());
+    assert!(matches!(
+        tokio::time::timeout(Duration::from_secs(10), duplicate)
+            .await
+            .unwrap(),
+        Err(LaneError::Cancelled(_))
+    ));
+    let stats = direct.stats().await.unwrap();
+    assert_eq!(
+        stats.counter("submitted"),
+        2,
+        "no second command for the key"
+    );
+    assert_eq!(stats.counter("deduplicated"), 1);
+    assert_eq!(
+        stats.queue.lanes["jobs"].pending, 1,
+        "only the first one waits"
+    );
+    // The key is free again.
+    let fresh = direct
+        .submit_with("jobs", "work", serde_json::json!(3), keyed())
+        .await
+        .unwrap();
+    assert!(!fresh.is_duplicate());
+    assert_ne!(fresh.id(), original.id());
+}
