@@ -21,6 +21,7 @@ mod engine;
 
 mod cancel;
 mod failures;
+mod keys;
 mod lifecycle;
 mod order;
 mod parity;
