@@ -1,12 +1,16 @@
 """Everyday helpers, named as in the Node SDK: `await on_idle()` (nothing pending,
 delayed or running), `await on_empty()` (nothing waiting to start), `size` (waiting)
-and `running` read without a wait, and `pause()`/`resume()` of the whole queue."""
+and `running` read without a wait, `await on_size_less_than(limit, lane=None)` (fewer
+than `limit` waiting to start, in one lane or all), and `pause()`/`resume()` of the whole
+queue."""
 
 from __future__ import annotations
 
 import asyncio
 
-from a3s_lane import Lane, LaneConfig
+import pytest
+
+from a3s_lane import CancelOutcome, ConfigError, Lane, LaneConfig, LaneNotFoundError
 
 
 def test_size_running_on_empty_and_on_idle_follow_the_work() -> None:
@@ -73,3 +77,178 @@ def test_pause_holds_every_lane_until_resume() -> None:
     lane.resume()
     assert [handle.result(timeout=10) for handle in handles] == ["a", "b"]
     assert not any(status.paused for status in lane.stats().lanes.values())
+
+
+def test_on_empty_wakes_when_the_last_waiting_command_is_cancelled() -> None:
+    async def main() -> None:
+        lane = Lane({"a": LaneConfig(priority=0)})
+        lane.register_handler("echo", lambda p: p)
+        lane.start()
+        # A delayed command waits to start for 30 s; its cancel is what empties the queue.
+        handle = lane.submit_nowait("a", "echo", 1, delay=30)
+        assert lane.size == 1
+        empty = asyncio.ensure_future(lane.on_empty())
+        await asyncio.sleep(0.05)
+        assert not empty.done(), "a delayed command waits to start"
+        handle.cancel()
+        await asyncio.wait_for(empty, 5)
+        assert lane.size == 0
+
+    asyncio.run(main())
+
+
+# `await lane.on_size_less_than(limit, lane=None)`: a producer's backpressure, woken by
+# the queue's own state changes (p-queue's `onSizeLessThan`).
+
+
+def test_on_size_less_than_resolves_at_once_when_it_holds_now() -> None:
+    async def main() -> None:
+        lane = Lane({"a": LaneConfig(priority=0), "b": LaneConfig(priority=1)})
+        lane.register_handler("echo", lambda p: p)
+        await asyncio.wait_for(lane.on_size_less_than(1), 1)
+        await asyncio.wait_for(lane.on_size_less_than(1, "a"), 1)
+        # Not started: the submits wait to start.
+        for i in range(3):
+            lane.submit_nowait("a", "echo", i)
+        assert lane.size == 3
+        await asyncio.wait_for(lane.on_size_less_than(4), 1)
+        await asyncio.wait_for(lane.on_size_less_than(4, "a"), 1)
+        await asyncio.wait_for(lane.on_size_less_than(1, "b"), 1)
+        waiting = asyncio.ensure_future(lane.on_size_less_than(3))
+        await asyncio.sleep(0.05)
+        assert not waiting.done(), "3 wait to start, not fewer than 3"
+        lane.start()
+        await asyncio.wait_for(waiting, 5)
+        await lane.drain_async(10)
+
+    asyncio.run(main())
+
+
+def test_on_size_less_than_resolves_only_once_enough_commands_started() -> None:
+    async def main() -> None:
+        lane = Lane({"q": LaneConfig(priority=0, max_concurrency=1)})
+        gates = [asyncio.Event() for _ in range(4)]
+
+        @lane.handler("hold")
+        async def hold(i: int) -> int:
+            await gates[i].wait()
+            return i
+
+        lane.start()
+        futures = [lane.submit_async("q", "hold", i) for i in range(4)]
+        await asyncio.sleep(0.05)
+        assert (lane.size, lane.running) == (3, 1)
+        below_2 = asyncio.ensure_future(lane.on_size_less_than(2))
+        below_1 = asyncio.ensure_future(lane.on_size_less_than(1, "q"))
+        await asyncio.sleep(0.05)
+        assert not below_2.done() and not below_1.done()
+        gates[0].set()  # command 1 starts: 2 wait
+        await asyncio.sleep(0.05)
+        assert lane.size == 2
+        assert not below_2.done(), "2 still wait to start"
+        gates[1].set()  # command 2 starts: 1 waits
+        await asyncio.wait_for(below_2, 5)
+        assert lane.size == 1
+        assert not below_1.done(), "one still waits to start"
+        gates[2].set()  # command 3 starts: none waits
+        await asyncio.wait_for(below_1, 5)
+        assert (lane.size, lane.running) == (0, 1)
+        gates[3].set()
+        assert await asyncio.gather(*futures) == [0, 1, 2, 3]
+
+    asyncio.run(main())
+
+
+def test_on_size_less_than_counts_one_lane_or_all_lanes() -> None:
+    async def main() -> None:
+        lane = Lane({"a": LaneConfig(priority=0), "b": LaneConfig(priority=1)})
+        lane.register_handler("echo", lambda p: p)
+        lane.start()
+        lane.pause()
+        for i in range(2):
+            lane.submit_nowait("a", "echo", i)
+        lane.submit_nowait("b", "echo", 9)
+        assert lane.size == 3
+        # Lane "a" alone has 2 waiting: below 3 now; all lanes together have 3.
+        await asyncio.wait_for(lane.on_size_less_than(3, "a"), 1)
+        all_lanes = asyncio.ensure_future(lane.on_size_less_than(3))
+        only_b = asyncio.ensure_future(lane.on_size_less_than(1, "b"))
+        only_a = asyncio.ensure_future(lane.on_size_less_than(2, "a"))
+        await asyncio.sleep(0.05)
+        assert not all_lanes.done() and not only_b.done() and not only_a.done()
+        # Emptying lane "b" brings all lanes to 2 and "b" to 0; "a" still has 2.
+        assert lane.cancel_lane("b") == 1
+        await asyncio.wait_for(all_lanes, 5)
+        await asyncio.wait_for(only_b, 5)
+        await asyncio.sleep(0.05)
+        assert not only_a.done(), "lane a still has 2 waiting"
+        lane.resume()
+        await asyncio.wait_for(only_a, 5)
+        await lane.drain_async(10)
+
+    asyncio.run(main())
+
+
+def test_on_size_less_than_counts_delayed_commands() -> None:
+    async def main() -> None:
+        lane = Lane({"q": LaneConfig(priority=0)})
+        lane.register_handler("echo", lambda p: p)
+        lane.start()
+        soon = lane.submit_async("q", "echo", "soon", delay=0.3)
+        lane.submit_nowait("q", "echo", "later", delay=30)
+        assert lane.size == 2
+        below_2 = asyncio.ensure_future(lane.on_size_less_than(2))
+        below_1 = asyncio.ensure_future(lane.on_size_less_than(1, "q"))
+        await asyncio.sleep(0.1)
+        assert not below_2.done(), "two delayed commands wait to start"
+        # The first one's delay ends and it runs: one waits.
+        await asyncio.wait_for(below_2, 5)
+        assert await soon == "soon"
+        await asyncio.sleep(0.05)
+        assert not below_1.done(), "the 30 s one still waits"
+        lane.shutdown_now()
+        await asyncio.wait_for(below_1, 5)
+
+    asyncio.run(main())
+
+
+def test_on_size_less_than_wakes_when_a_waiting_command_is_cancelled() -> None:
+    async def main() -> None:
+        lane = Lane({"q": LaneConfig(priority=0)})
+        lane.register_handler("echo", lambda p: p)
+        lane.start()
+        lane.pause()
+        first = lane.submit_nowait("q", "echo", 1)
+        second = lane.submit_nowait("q", "echo", 2)
+        below_2 = asyncio.ensure_future(lane.on_size_less_than(2, "q"))
+        await asyncio.sleep(0.05)
+        assert not below_2.done()
+        assert lane.cancel(first.id) == CancelOutcome.CANCELLED
+        await asyncio.wait_for(below_2, 5)
+        assert lane.size == 1
+        lane.resume()
+        assert await second == 2
+
+    asyncio.run(main())
+
+
+def test_on_size_less_than_refuses_a_bad_limit_or_an_unknown_lane() -> None:
+    async def main() -> None:
+        lane = Lane({"q": LaneConfig(priority=0)})
+        # A limit of 0 can never hold: the core refuses it.
+        with pytest.raises(ConfigError, match="limit"):
+            await asyncio.wait_for(lane.on_size_less_than(0), 1)
+        with pytest.raises(ValueError):
+            await asyncio.wait_for(lane.on_size_less_than(0, "q"), 1)
+        for bad in (-1, 2**64):
+            with pytest.raises(ConfigError, match="limit"):
+                await lane.on_size_less_than(bad)
+        for wrong in (True, "3", 1.0, None):
+            with pytest.raises(TypeError, match="limit must be an int"):
+                await lane.on_size_less_than(wrong)  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            await lane.on_size_less_than(1, 7)  # type: ignore[arg-type]
+        with pytest.raises(LaneNotFoundError):
+            await asyncio.wait_for(lane.on_size_less_than(1, "nope"), 1)
+
+    asyncio.run(main())

@@ -79,6 +79,8 @@ GOOD = textwrap.dedent(
             other = group.create_task(lane.submit_async("q", "double", 3))
         await lane.on_idle()
         await lane.on_empty()
+        await lane.on_size_less_than(10)
+        await lane.on_size_less_than(1, "q")
         for event in lane.events("queue.command.completed"):
             payload: CommandCompletedPayload = event.payload
             took: float = payload["duration_ms"]
@@ -104,6 +106,7 @@ BAD = textwrap.dedent(
     wrong: str = handle.result()
     lane.submit_nowait("q", "double", 2, run_at=5)
     LaneConfig(when_full="block")
+    lane.on_size_less_than("3")
     for event in lane.events("queue.command.completed"):
         nope: str = event.payload["duration_ms"]
         missing = event.payload["no_such_field"]
@@ -136,4 +139,5 @@ def test_mistakes_are_caught(tmp_path: Path) -> None:
     assert 'Incompatible types in assignment (expression has type "float", variable has type "str")' in checked.stdout
     assert '"no_such_field"' in checked.stdout
     assert 'Argument "run_at" to "submit_nowait" of "Lane" has incompatible type "int"' in checked.stdout
+    assert 'Argument 1 to "on_size_less_than" of "Lane" has incompatible type "str"; expected "int"' in checked.stdout
     assert 'Argument "when_full" to "LaneConfig" has incompatible type' in checked.stdout
