@@ -41,9 +41,11 @@ const KILL_AFTER: usize = 800;
 const HELD: [u64; 3] = [TOTAL, TOTAL + 1, TOTAL + 2];
 /// Timed commands, numbered after the held ones and submitted before the others (so
 /// all are acknowledged at the kill): `TIMED_FROM + i` for `i < 40` is delayed by
-/// 200 ms + i × 60 ms (to 2.54 s: some fall due before the kill, some while no process
-/// runs the queue, some after the restart), every third of those also with a deadline;
-/// `i` from 40 on has only a deadline. Deadlines are an hour ahead: none may expire.
+/// 200 ms + i × 60 ms (to 2.30 s: some fall due before the kill, some while no process
+/// runs the queue) except the last four, delayed by 6 s (due after the restart: their
+/// idempotency keys are checked while they wait), every third of those also with a
+/// deadline; `i` from 40 on has only a deadline. Deadlines are an hour ahead: none may
+/// expire. Every timed command has an idempotency key.
 const TIMED_FROM: u64 = TOTAL + 10;
 const DELAYED: u64 = 40;
 const TIMED: u64 = 60;
@@ -52,16 +54,23 @@ const DEADLINE: Duration = Duration::from_secs(3600);
 /// The delay and whether there is a deadline, for a timed command `n`.
 fn timing_of(n: u64) -> Option<(Duration, bool)> {
     let i = n.checked_sub(TIMED_FROM).filter(|&i| i < TIMED)?;
-    if i < DELAYED {
+    if i < DELAYED - 4 {
         Some((Duration::from_millis(200 + i * 60), i % 3 == 0))
+    } else if i < DELAYED {
+        Some((Duration::from_secs(6), i % 3 == 0))
     } else {
         Some((Duration::ZERO, true))
     }
 }
 
+/// The idempotency key of timed command `n` (every timed command has one).
+fn key_of(n: u64) -> String {
+    format!("timed-{n}")
+}
+
 fn options_of(n: u64) -> SubmitOptions {
     let (delay, deadline) = timing_of(n).expect("a timed command");
-    let mut options = SubmitOptions::new();
+    let mut options = SubmitOptions::new().with_key(key_of(n));
     if !delay.is_zero() {
         options = options.with_delay(delay);
     }
@@ -377,9 +386,24 @@ fn parent() {
                     Some(CommandState::Delayed),
                     "recovered delayed command {command:?}"
                 );
+                // It still holds its idempotency key: the same submit returns it.
+                let n = command.payload["n"].as_u64().unwrap();
+                let again = manager
+                    .submit_replayable_with("work", "job", json!({ "n": n }), &options_of(n))
+                    .await
+                    .unwrap();
+                assert!(
+                    again.is_duplicate() && again.id() == command.id,
+                    "recovered command {n} lost its key"
+                );
                 still_delayed += 1;
             }
         }
+        assert!(
+            still_delayed > 0,
+            "no recovered command was still delayed, so no idempotency key was checked: the \
+             6 s delays passed before the restart (a machine this slow needs longer ones)"
+        );
         // One level or one byte past the limits: refused at submit, naming the limit.
         let too_deep = json!({ "n": 0, "deep": nested(MAX_PAYLOAD_DEPTH) });
         let mut too_large = held_payload(TOTAL + 2);
@@ -496,11 +520,12 @@ fn check_timed(
     for (n, command) in stored {
         match timing_of(*n) {
             None => assert_eq!(
-                (command.not_before, command.start_by),
-                (None, None),
-                "an untimed command has no times: {command:?}"
+                (command.not_before, command.start_by, &command.key),
+                (None, None, &None),
+                "an untimed command has no times and no key: {command:?}"
             ),
             Some((delay, deadline)) => {
+                assert_eq!(command.key, Some(key_of(*n)), "{n}: stored key");
                 match command.not_before {
                     Some(at) if !delay.is_zero() => assert!(
                         window(*n, delay).contains(&at),
@@ -556,11 +581,11 @@ fn check_timed(
         .filter(|c| c.not_before.is_some_and(|at| at <= recovered_at))
         .count();
     println!(
-        "timed commands: {TIMED} acknowledged ({DELAYED} delayed 0.2 to {:.2} s), {} ran \
+        "timed commands: {TIMED} acknowledged ({DELAYED} delayed 0.2 to {:.2} s or 6 s), {} ran \
          before SIGKILL ({delayed_ran_before} delayed ones, none early), {} in the store at \
          the crash ({fell_due_while_down} fell due while down, {still_delayed} still Delayed \
          after the restart), every delayed one run at or after its start time",
-        (200 + (DELAYED - 1) * 60) as f64 / 1000.0,
+        (200 + (DELAYED - 5) * 60) as f64 / 1000.0,
         ran_before.len(),
         timed.iter().filter(|n| stored.contains_key(n)).count(),
     );
