@@ -60,6 +60,10 @@ pub struct CommandQueue {
     /// submits waiting for room in a full lane; only while some wait.
     room: Notify,
     room_waiters: std::sync::atomic::AtomicUsize,
+    /// Durable submits with an idempotency key hold their key's lock from the key check
+    /// to the insert, across the journal write, so two submits of one key never both
+    /// write a record (a crash would recover both). Made at the first such submit.
+    key_locks: OnceLock<Box<[tokio::sync::Mutex<()>]>>,
 }
 
 impl std::fmt::Debug for CommandQueue {
@@ -136,6 +140,7 @@ impl CommandQueue {
             idle: Notify::new(),
             room: Notify::new(),
             room_waiters: Default::default(),
+            key_locks: OnceLock::new(),
         }
     }
 

@@ -118,7 +118,12 @@ impl CommandQueue {
         let id = self.next_id();
         let created_at_ms = now_ms();
         let mut room_until = None;
+        let mut _key_guard = None;
         if let (Some(journal), Some(payload)) = (&self.journal, &payload) {
+            if let Some(key) = key {
+                // Held until this submit queued its command (the end of `accept`).
+                _key_guard = Some(self.key_lock(key).lock().await);
+            }
             // Checked before the durable write, which a refused command must not make.
             let (index, when_full) = {
                 let state = self.state.lock();
@@ -194,6 +199,18 @@ impl CommandQueue {
                 }
             }
         }
+    }
+
+    /// The lock of idempotency key `key` (one of 64, by hash: a collision only makes two
+    /// keys' durable submits take turns).
+    fn key_lock(&self, key: &str) -> &tokio::sync::Mutex<()> {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        const LOCKS: usize = 64;
+        let locks = self
+            .key_locks
+            .get_or_init(|| (0..LOCKS).map(|_| tokio::sync::Mutex::new(())).collect());
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(key);
+        &locks[(hash % LOCKS as u64) as usize]
     }
 
     /// Reports a submit that found its idempotency key held by `holder` (event and
