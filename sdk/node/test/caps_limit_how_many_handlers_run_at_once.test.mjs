@@ -88,6 +88,10 @@ test('stats report pending and running commands per lane', async () => {
     paused: false,
     effectivePriority: 3,
     throttled: false,
+    delayed: 0,
+    expired: 0,
+    rejectedFull: 0,
+    maxWaiting: null,
     abandoned: 0,
     abandonedRunning: 0,
   });

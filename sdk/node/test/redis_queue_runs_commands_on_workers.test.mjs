@@ -59,7 +59,7 @@ test('a submitted command runs on a worker and its result comes back', async (t)
   assert.equal(stats.counters.completed, 5);
   assert.equal(stats.workers, 1);
   // A Lane's LaneStatus: a Redis lane reserves no slots (minConcurrency 0).
-  assert.deepEqual(stats.lanes.api, { id: 'api', priority: 0, effectivePriority: 0, pending: 0, active: 0, minConcurrency: 0, maxConcurrency: 4, paused: false, throttled: false, abandoned: 0, abandonedRunning: 0 });
+  assert.deepEqual(stats.lanes.api, { id: 'api', priority: 0, effectivePriority: 0, pending: 0, active: 0, minConcurrency: 0, maxConcurrency: 4, paused: false, throttled: false, delayed: 0, expired: 0, rejectedFull: 0, maxWaiting: null, abandoned: 0, abandonedRunning: 0 });
   await worker.shutdown(10_000);
   assert.equal(worker.isRunning, false);
   assert.equal(worker.running, 0);
