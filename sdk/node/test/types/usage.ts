@@ -4,6 +4,9 @@ import {
   DEFAULTS,
   EVENT_KEYS,
   Lane,
+  LaneError,
+  LaneExpiredError,
+  LaneFullError,
   RedisQueue,
   RedisWorker,
   type CancelOutcome,
@@ -144,6 +147,48 @@ async function main(): Promise<void> {
   await worker.shutdown(10_000);
   const handedBack: number = await worker.shutdownNow();
   void [outcome, value, workers, letters2, removed, handedBack, worker.id, worker.running];
+
+  // Delays, deadlines and bounded lanes.
+  const bounded = new Lane({
+    jobs: { priority: 0, maxWaiting: 100 },
+    waits: { priority: 1, maxWaiting: 10, whenFull: 'wait', fullWaitTimeoutMs: 5_000 },
+    rejects: { priority: 2, maxWaiting: 10, whenFull: 'reject' },
+  });
+  try {
+    await bounded.submit('jobs', 'x', {}, { delayMs: 30_000, startWithinMs: 90_000, signal: controller.signal });
+    await bounded.submitWithHandle('jobs', 'x', {}, { runAt: new Date(Date.now() + 5_000), startBy: new Date(Date.now() + 60_000) });
+    await queue.submit('api', 'fetch', {}, { delayMs: 1_000, startBy: new Date(Date.now() + 60_000) });
+  } catch (error) {
+    if (error instanceof LaneFullError) {
+      const fullLane: string = error.lane;
+      const limit: number = error.limit;
+      const code: 'LANE_FULL' = error.code;
+      void [fullLane, limit, code];
+    } else if (error instanceof LaneExpiredError) {
+      const code: 'EXPIRED' = error.code;
+      void code;
+    } else if (error instanceof LaneError && (error.code === 'EXPIRED' || error.code === 'LANE_FULL')) {
+      void error.message;
+    }
+  }
+  const jobs: LaneStatus | undefined = (await bounded.stats()).lanes['jobs'];
+  const bound: number | null | undefined = jobs?.maxWaiting;
+  const counts: number[] = [jobs?.delayed ?? 0, jobs?.expired ?? 0, jobs?.rejectedFull ?? 0];
+  const expiredState: CommandState = 'expired';
+  bounded.on('queue.command.expired', (event) => {
+    const startByMs: number = event.payload.startByMs;
+    const commandType: string = event.payload.commandType;
+    void [startByMs, commandType];
+  });
+  const whenFull: 'reject' | 'wait' = DEFAULTS.lane.when_full;
+  const maxWaiting: number | null = DEFAULTS.lane.max_waiting;
+  void [bound, counts, expiredState, whenFull, maxWaiting];
+  // @ts-expect-error whenFull is 'reject' or 'wait'
+  new Lane({ jobs: { priority: 0, maxWaiting: 1, whenFull: 'block' } });
+  // @ts-expect-error runAt is a Date
+  void lane.submit('query', 'x', {}, { runAt: '2030-01-01' });
+  // @ts-expect-error the delay is delayMs, in milliseconds
+  void lane.submit('query', 'x', {}, { delay: 5 });
 
   // @ts-expect-error priority must be a number
   new Lane({ query: { priority: 'high', maxConcurrency: 1 } });
