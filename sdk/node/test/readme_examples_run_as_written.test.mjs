@@ -67,3 +67,13 @@ test('the Redis example runs a command on a worker and cancels a running one', a
     /^0 1 1$/m,
   ]);
 });
+
+test('the delays, deadlines and bounded lanes example prints what its comments say', async () => {
+  await printsWhatItSays("'flash sale'", [
+    /^delayed\nsent welcome\nsent reminder$/m,
+    /^EXPIRED$/m,
+    /^mail 2$/m,
+    /^\[ 'sent a', 'sent b' \]$/m,
+    /^1$/m,
+  ]);
+});
