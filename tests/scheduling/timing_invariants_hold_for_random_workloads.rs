@@ -5,7 +5,9 @@
 //! - a command that expired never started, and expired no earlier than its deadline;
 //! - a command that started did so no later than its deadline;
 //! - a lane never holds more waiting commands than its `max_waiting`, and a refused
-//!   submit was refused only when the lane was full.
+//!   submit was refused only when the lane was full;
+//! - a submit with an idempotency key returns the live command holding the key if there
+//!   is one (same id, same outcome) and otherwise makes a new command.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,6 +28,7 @@ enum Op {
         delay: Option<u64>,
         within: Option<u64>,
         work: u64,
+        key: Option<u8>,
     },
     Advance(u64),
     Cancel(usize),
@@ -38,8 +41,9 @@ fn ops() -> impl Strategy<Value = Vec<Op>> {
                 prop::option::of(1u64..60),
                 prop::option::of(0u64..80),
                 0u64..30,
+                prop::option::of(0u8..3),
             )
-                .prop_map(|(delay, within, work)| Op::Submit { delay, within, work }),
+                .prop_map(|(delay, within, work, key)| Op::Submit { delay, within, work, key }),
             2 => (0u64..40).prop_map(Op::Advance),
             1 => (0usize..64).prop_map(Op::Cancel),
         ],
@@ -68,12 +72,16 @@ async fn run(max: usize, max_waiting: usize, ops: Vec<Op>) -> Result<(), TestCas
     let origin = Instant::now();
     let starts: Arc<Mutex<HashMap<u64, Duration>>> = Arc::default();
     let mut submitted: Vec<Submitted> = Vec::new();
+    // The command that took each key, and the duplicates returned for it.
+    let mut holders: HashMap<u8, u64> = HashMap::new();
+    let mut duplicates: Vec<CommandHandle> = Vec::new();
     for op in ops {
         match op {
             Op::Submit {
                 delay,
                 within,
                 work,
+                key,
             } => {
                 let delay = Duration::from_millis(delay.unwrap_or(0));
                 let within = within.map(Duration::from_millis);
@@ -82,6 +90,14 @@ async fn run(max: usize, max_waiting: usize, ops: Vec<Op>) -> Result<(), TestCas
                     options = options.with_start_within(within);
                 }
                 let within = within.filter(|w| *w >= delay);
+                if let Some(key) = key {
+                    options = options.with_key(format!("key-{key}"));
+                }
+                // The live holder of the key, if any (nothing runs between this check
+                // and the submit: one thread, paused time).
+                let holder = key
+                    .and_then(|key| holders.get(&key).copied())
+                    .filter(|&id| manager.queue().command_status(id).is_some());
                 let waiting_before = {
                     let stats = manager.stats().await;
                     stats.lanes["jobs"].pending + stats.lanes["jobs"].delayed
@@ -99,12 +115,22 @@ async fn run(max: usize, max_waiting: usize, ops: Vec<Op>) -> Result<(), TestCas
                     .submit_with_options("jobs", Box::new(command), &options)
                     .await
                 {
-                    Ok(handle) => submitted.push(Submitted {
-                        handle,
-                        submitted: origin.elapsed(),
-                        delay,
-                        within,
-                    }),
+                    Ok(handle) if handle.is_duplicate() => {
+                        prop_assert_eq!(Some(handle.id()), holder, "a duplicate of a non-holder");
+                        duplicates.push(handle);
+                    }
+                    Ok(handle) => {
+                        prop_assert!(holder.is_none(), "a live key {key:?} made a new command");
+                        if let Some(key) = key {
+                            holders.insert(key, handle.id());
+                        }
+                        submitted.push(Submitted {
+                            handle,
+                            submitted: origin.elapsed(),
+                            delay,
+                            within,
+                        });
+                    }
                     Err(LaneError::LaneFull { limit, .. }) => {
                         prop_assert_eq!(limit, max_waiting);
                         prop_assert!(waiting_before >= max_waiting, "refused below the bound");
@@ -123,6 +149,7 @@ async fn run(max: usize, max_waiting: usize, ops: Vec<Op>) -> Result<(), TestCas
             }
         }
     }
+    let mut outcomes: HashMap<u64, Result<(), String>> = HashMap::new();
     for s in submitted {
         let id = s.handle.id();
         let result = tokio::time::timeout(Duration::from_secs(3600), s.handle)
@@ -141,6 +168,10 @@ async fn run(max: usize, max_waiting: usize, ops: Vec<Op>) -> Result<(), TestCas
                 );
             }
         }
+        outcomes.insert(
+            id,
+            result.as_ref().map(|_| ()).map_err(|e| format!("{e:?}")),
+        );
         match result {
             Err(LaneError::Expired(_)) => {
                 prop_assert!(started.is_none(), "{id} expired after it started");
@@ -148,6 +179,11 @@ async fn run(max: usize, max_waiting: usize, ops: Vec<Op>) -> Result<(), TestCas
             Ok(_) => prop_assert!(started.is_some()),
             Err(error) => prop_assert!(error.is_cancelled(), "{id}: {error:?}"),
         }
+    }
+    for duplicate in duplicates {
+        let id = duplicate.id();
+        let result = duplicate.await.map(|_| ()).map_err(|e| format!("{e:?}"));
+        prop_assert_eq!(Some(&result), outcomes.get(&id), "a duplicate's outcome");
     }
     let stats = manager.stats().await;
     prop_assert_eq!(
