@@ -241,7 +241,7 @@ for j = 0, n - 1 do
       event4('D', id, hlane, htype, cjson.encode(ARGV[base + 5]))
     end
     refs[#refs + 1] = ARGV[base]
-    refs[#refs + 1] = 'd' .. id
+    refs[#refs + 1] = string.format('d%d', id)
     ids[#ids + 1] = id
     dups[#dups + 1] = j + 1
   else
