@@ -75,10 +75,10 @@ pub(crate) struct Task {
 }
 
 /// Who gets a command's result: its submitter, and the submitters of duplicates (a
-/// submit with its idempotency key), boxed since almost no command has any.
+/// submit with its idempotency key; an empty `Vec` allocates nothing).
 struct Replies {
     submitter: Option<oneshot::Sender<Result<Value>>>,
-    duplicates: Option<Box<Vec<oneshot::Sender<Result<Value>>>>>,
+    duplicates: Vec<oneshot::Sender<Result<Value>>>,
 }
 
 impl std::fmt::Debug for Task {
@@ -120,7 +120,7 @@ impl Task {
             cancel: Arc::default(),
             reply: Mutex::new(Replies {
                 submitter: Some(tx),
-                duplicates: None,
+                duplicates: Vec::new(),
             }),
             phase: AtomicU8::new(Phase::Pending as u8),
             failures: AtomicU32::new(failures),
@@ -174,10 +174,8 @@ impl Task {
     /// Sends the final result to the submitter (once; later calls do nothing).
     pub(crate) fn reply(&self, result: Result<Value>) {
         let mut replies = self.reply.lock();
-        if let Some(duplicates) = replies.duplicates.take() {
-            for tx in *duplicates {
-                let _ = tx.send(result.clone());
-            }
+        for tx in std::mem::take(&mut replies.duplicates) {
+            let _ = tx.send(result.clone());
         }
         if let Some(tx) = replies.submitter.take() {
             let _ = tx.send(result);
@@ -188,11 +186,7 @@ impl Task {
     /// lock while the task is live, so before [`reply`](Self::reply).
     pub(crate) fn add_duplicate(&self) -> oneshot::Receiver<Result<Value>> {
         let (tx, rx) = oneshot::channel();
-        self.reply
-            .lock()
-            .duplicates
-            .get_or_insert_with(Box::default)
-            .push(tx);
+        self.reply.lock().duplicates.push(tx);
         rx
     }
 }
