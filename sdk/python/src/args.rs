@@ -16,7 +16,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyFloat, PyInt, PyString};
 
-use crate::error::config_error;
+use crate::error::{IntoPyErr, config_error};
 use crate::runtime::python_attr;
 
 /// The name of a value's type, for errors.
@@ -266,18 +266,47 @@ pub(crate) fn aware_datetime(value: &Bound<'_, PyAny>, name: &str) -> PyResult<S
     time.ok_or_else(|| config_error(py, format!("{name} is out of range")))
 }
 
+/// An idempotency key: a `str`, which the core's rule (not empty, at most
+/// `MAX_KEY_BYTES` of UTF-8) accepts. Checked here, at the call, on every engine and
+/// submit path alike, with the core's own error (a `ConfigError`).
+pub(crate) fn idempotency_key(value: &Bound<'_, PyAny>) -> PyResult<String> {
+    let py = value.py();
+    let Ok(text) = value.cast::<PyString>() else {
+        return Err(PyTypeError::new_err(format!(
+            "key must be a str, got {}",
+            type_name(value)
+        )));
+    };
+    let key = text
+        .to_str()
+        .map_err(|_| config_error(py, "key must be valid UTF-8 (it holds a lone surrogate)"))?
+        .to_owned();
+    // The core's check, applied to the key alone (timing options are resolved at the
+    // submit, against the clock then).
+    SubmitOptions::new()
+        .with_key(key.as_str())
+        .resolve(SystemTime::now())
+        .map_err(|error| error.into_py_err(py))?;
+    Ok(key)
+}
+
 /// The keyword arguments every submit takes: when the command may start (`delay` or
-/// `run_at`) and by when it must have started (`start_by` or `start_within`). Their
-/// types and ranges are checked here; how they combine (both of a pair, a time in the
-/// past, a deadline before the start) is the core's rule, checked when it resolves
-/// them at the submit.
+/// `run_at`), by when it must have started (`start_by` or `start_within`), and its
+/// idempotency `key`. Their types and ranges are checked here (and the key against the
+/// core's rule); how the timing options combine (both of a pair, a time in the past, a
+/// deadline before the start) is the core's rule, checked when it resolves them at the
+/// submit.
 pub(crate) fn submit_options(
     delay: Option<&Bound<'_, PyAny>>,
     run_at: Option<&Bound<'_, PyAny>>,
     start_by: Option<&Bound<'_, PyAny>>,
     start_within: Option<&Bound<'_, PyAny>>,
+    key: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<SubmitOptions> {
     let mut options = SubmitOptions::new();
+    if let Some(key) = optional(key, idempotency_key)? {
+        options = options.with_key(key);
+    }
     if let Some(delay) = optional(delay, |d| seconds_or_timedelta(d, "delay"))? {
         options = options.with_delay(delay);
     }

@@ -28,7 +28,7 @@ use crate::args::optional_deadline;
 use crate::convert::to_py;
 use crate::error::IntoPyErr;
 use crate::event_loop::{LoopBridge, ReadyCallback};
-use crate::handler::HandlerEnv;
+use crate::handler::{HandlerEnv, SharedException};
 use crate::loop_task::{LoopBody, LoopTask};
 use crate::runtime::{block_on, block_on_until, copy_context, python_attr};
 
@@ -108,7 +108,7 @@ pub(crate) type Accepting =
 /// How a command ended, as the queue reported it, plus the handler's own exception.
 pub(crate) struct Finished {
     pub(crate) result: a3s_lane::Result<Value>,
-    pub(crate) exception: Option<Py<PyBaseException>>,
+    pub(crate) exception: Option<SharedException>,
 }
 
 impl Finished {
@@ -117,7 +117,7 @@ impl Finished {
     pub(crate) fn to_python(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         match &self.result {
             Ok(value) => Ok(to_py(py, value)?.unbind()),
-            Err(error) => Err(error_to_python(py, error, self.exception.as_ref())),
+            Err(error) => Err(error_to_python(py, error, self.exception.as_deref())),
         }
     }
 }
@@ -186,6 +186,7 @@ struct FutureState {
     outcome: Outcome,
     callbacks: Callbacks,
     id: Option<CommandId>,
+    duplicate: bool,
     cancel_when_accepted: bool,
     blocking: bool,
 }
@@ -246,6 +247,7 @@ impl CommandFuture {
                     outcome: Outcome::Pending,
                     callbacks: Callbacks::default(),
                     id,
+                    duplicate: false,
                     cancel_when_accepted: false,
                     blocking: false,
                 }),
@@ -253,16 +255,23 @@ impl CommandFuture {
         )
     }
 
-    /// The queue accepted the command under `id`.
-    pub(crate) fn accepted(&self, id: CommandId) {
+    /// The queue accepted the command under `id` (`duplicate`: an earlier command's,
+    /// whose idempotency key this submit carried).
+    pub(crate) fn accepted(&self, id: CommandId, duplicate: bool) {
         let cancel = {
             let mut state = self.state.lock();
             state.id = Some(id);
+            state.duplicate = duplicate;
             state.cancel_when_accepted
         };
         if cancel {
             self.queue.request(id);
         }
+    }
+
+    /// Marks a future made with its id as a duplicate submit's.
+    pub(crate) fn set_duplicate(&self, duplicate: bool) {
+        self.state.lock().duplicate = duplicate;
     }
 
     /// Settles the future (if still pending) and schedules its callbacks.
@@ -364,6 +373,15 @@ impl CommandFuture {
     #[getter]
     fn id(&self) -> Option<CommandId> {
         self.state.lock().id
+    }
+
+    /// True when the submit queued nothing: its idempotency `key` belonged to a command
+    /// still delayed, pending or running, and this future is that command's (same `id`,
+    /// and its result). False until the queue accepted the command (`id` is None until
+    /// then).
+    #[getter]
+    fn is_duplicate(&self) -> bool {
+        self.state.lock().duplicate
     }
 
     /// Part of asyncio's future protocol.
@@ -634,8 +652,9 @@ impl SubmitBody {
         handle: CoreHandle,
     ) -> PyResult<Py<CommandFuture>> {
         let id = handle.id();
-        env.slots.awaited(id);
+        env.slots.awaited_handle(&handle);
         let future = CommandFuture::new(py, bridge.clone(), queue, Some(id))?;
+        future.get().set_duplicate(handle.is_duplicate());
         let body = Self {
             stage: Stage::Waiting(handle),
             future: future.clone_ref(py),
@@ -656,9 +675,9 @@ impl LoopBody for SubmitBody {
                     Ok(handle) => {
                         let id = handle.id();
                         // In this GIL hold: before any handler can raise.
-                        self.env.slots.awaited(id);
+                        self.env.slots.awaited_handle(&handle);
                         self.registered = Some(id);
-                        self.future.get().accepted(id);
+                        self.future.get().accepted(id, handle.is_duplicate());
                         self.stage = Stage::Waiting(handle);
                     }
                     Err(error) => {
@@ -799,13 +818,23 @@ impl LoopBody for CellBody {
 #[pyclass(frozen, module = "a3s_lane", name = "CommandHandle")]
 pub(crate) struct CommandHandle {
     id: CommandId,
+    duplicate: bool,
     queue: CancelTarget,
     cell: Arc<OutcomeCell>,
 }
 
 impl CommandHandle {
     pub(crate) fn new(handle: CoreHandle, queue: Weak<CommandQueue>, env: Arc<HandlerEnv>) -> Self {
+        let duplicate = handle.is_duplicate();
         Self::watching(handle.id(), handle, CancelTarget::Local(queue), Some(env))
+            .marked_duplicate(duplicate)
+    }
+
+    /// The same handle, marked as a duplicate submit's when `duplicate` (the submit's
+    /// idempotency key belonged to this live command).
+    pub(crate) fn marked_duplicate(mut self, duplicate: bool) -> Self {
+        self.duplicate = duplicate;
+        self
     }
 
     /// The handle of command `id`, whose `result` resolves when it finishes; with `env`
@@ -821,6 +850,7 @@ impl CommandHandle {
     ) -> Self {
         Self {
             id,
+            duplicate: false,
             queue,
             cell: OutcomeCell::watch(id, result, env),
         }
@@ -833,6 +863,14 @@ impl CommandHandle {
     #[getter]
     fn id(&self) -> CommandId {
         self.id
+    }
+
+    /// True when the submit queued nothing: its idempotency `key` belonged to a command
+    /// still delayed, pending or running, and this is that command's handle (same `id`;
+    /// `result()` gives its result; `cancel()` cancels it for every submitter).
+    #[getter]
+    fn is_duplicate(&self) -> bool {
+        self.duplicate
     }
 
     /// Cancels the command: a pending one is removed from its lane, a running one is
@@ -900,6 +938,7 @@ impl CommandHandle {
     fn __await__(&self, py: Python<'_>) -> PyResult<Py<CommandFuture>> {
         let bridge = LoopBridge::of_running_loop(py, "await CommandHandle")?;
         let future = CommandFuture::new(py, bridge.clone(), self.queue.clone(), Some(self.id))?;
+        future.get().set_duplicate(self.duplicate);
         let body = CellBody {
             cell: self.cell.clone(),
             future: future.clone_ref(py),

@@ -29,6 +29,10 @@ use crate::error::{config_error, handler_failure};
 use crate::event_loop::LoopHome;
 use crate::runtime::{python_attr, runtime};
 
+/// A handler's exception, shared by every waiter of its command (a command returned to
+/// several submits of one idempotency key has several).
+pub(crate) type SharedException = Arc<Py<PyBaseException>>;
+
 /// The last exception of each failed command that a caller waits for, by command id.
 ///
 /// Every command submitted through this module has a waiter that takes its entry when
@@ -37,16 +41,29 @@ use crate::runtime::{python_attr, runtime};
 /// grow). That first id is recorded in the same GIL hold in which the queue accepted the
 /// command, and a handler needs the GIL to raise anything, so no exception of a waited-for
 /// command is ever dropped.
+///
+/// A submit whose idempotency key a live command holds gets that command (a duplicate):
+/// one more waiter of the same id. Each is counted, and the entry stays until the last
+/// waiter took it, so every submitter sees the handler's own exception. (A duplicate that
+/// registers only after the first waiter took the entry, or one of a command recovered
+/// from storage, gets the `CommandError` carrying its type and message instead.)
 pub(crate) struct ErrorSlots {
     first_awaited: AtomicU64,
-    slots: Mutex<HashMap<CommandId, (u32, Py<PyBaseException>)>>,
+    slots: Mutex<Slots>,
+}
+
+#[derive(Default)]
+struct Slots {
+    exceptions: HashMap<CommandId, (u32, SharedException)>,
+    /// Waiters besides the first, by command id (submits that were duplicates).
+    extra_waiters: HashMap<CommandId, u32>,
 }
 
 impl Default for ErrorSlots {
     fn default() -> Self {
         Self {
             first_awaited: AtomicU64::new(u64::MAX),
-            slots: Mutex::new(HashMap::new()),
+            slots: Mutex::new(Slots::default()),
         }
     }
 }
@@ -58,6 +75,21 @@ impl ErrorSlots {
         self.first_awaited.fetch_min(id, Ordering::AcqRel);
     }
 
+    /// A waiter will take the outcome of the command `handle` is for: the first, or one
+    /// more for a submit that was a duplicate (call as for [`awaited`](Self::awaited)).
+    pub(crate) fn awaited_handle(&self, handle: &a3s_lane::CommandHandle) {
+        if handle.is_duplicate() {
+            *self
+                .slots
+                .lock()
+                .extra_waiters
+                .entry(handle.id())
+                .or_default() += 1;
+        } else {
+            self.awaited(handle.id());
+        }
+    }
+
     /// Keeps `exception` of attempt `attempt` of command `id` for its waiter; a later
     /// attempt's exception replaces an earlier one, never the other way round (a timed-out
     /// attempt's thread may finish after the next attempt).
@@ -66,11 +98,11 @@ impl ErrorSlots {
             return;
         }
         let mut slots = self.slots.lock();
-        let replaced = match slots.get_mut(&id) {
-            Some(slot) if slot.0 > attempt => Some(exception),
-            Some(slot) => Some(std::mem::replace(slot, (attempt, exception)).1),
+        let replaced = match slots.exceptions.get_mut(&id) {
+            Some(slot) if slot.0 > attempt => Some(Arc::new(exception)),
+            Some(slot) => Some(std::mem::replace(slot, (attempt, Arc::new(exception))).1),
             None => {
-                slots.insert(id, (attempt, exception));
+                slots.exceptions.insert(id, (attempt, Arc::new(exception)));
                 None
             }
         };
@@ -78,13 +110,21 @@ impl ErrorSlots {
         drop(replaced);
     }
 
-    /// Removes the entry of `id`, returning the exception of its last failed attempt.
-    pub(crate) fn take(&self, id: CommandId) -> Option<Py<PyBaseException>> {
+    /// Takes one waiter's share of the entry of `id`: the exception of its last failed
+    /// attempt. The entry goes with the last waiter.
+    pub(crate) fn take(&self, id: CommandId) -> Option<SharedException> {
         let mut slots = self.slots.lock();
-        if slots.is_empty() {
+        if slots.exceptions.is_empty() && slots.extra_waiters.is_empty() {
             return None;
         }
-        slots.remove(&id).map(|(_, exception)| exception)
+        if let Some(extra) = slots.extra_waiters.get_mut(&id) {
+            *extra -= 1;
+            if *extra == 0 {
+                slots.extra_waiters.remove(&id);
+            }
+            return slots.exceptions.get(&id).map(|(_, e)| e.clone());
+        }
+        slots.exceptions.remove(&id).map(|(_, exception)| exception)
     }
 }
 /// What a queue shares with its handlers: the error slots and the event loop on which

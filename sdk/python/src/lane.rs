@@ -244,7 +244,7 @@ impl Lane {
     ) -> PyResult<a3s_lane::CommandHandle> {
         let mut accept = match self.accept(py, lane, command_type, payload, options)? {
             Acceptance::Done(Ok(handle)) => {
-                self.env.slots.awaited(handle.id());
+                self.env.slots.awaited_handle(&handle);
                 return Ok(handle);
             }
             Acceptance::Done(Err(error)) => return Err(error.into_py_err(py)),
@@ -252,7 +252,7 @@ impl Lane {
         };
         match block_on(py, accept.as_mut()) {
             Ok(Ok(handle)) => {
-                self.env.slots.awaited(handle.id());
+                self.env.slots.awaited_handle(&handle);
                 Ok(handle)
             }
             Ok(Err(error)) => Err(error.into_py_err(py)),
@@ -524,8 +524,12 @@ impl Lane {
     /// `datetime`) or `start_within` (seconds or a `timedelta`) is a deadline to start
     /// by: a command not started by then never runs and ends with `ExpiredError`. A lane
     /// with `max_waiting` that is full raises `LaneFullError`, or waits for room
-    /// (`when_full="wait"`).
-    #[pyo3(signature = (lane, command_type, payload = None, *, delay = None, run_at = None, start_by = None, start_within = None))]
+    /// (`when_full="wait"`). `key` (a non-empty `str` of at most 512 UTF-8 bytes) is an
+    /// idempotency key: while a command submitted with the same key to this queue (any
+    /// lane) is delayed, pending or running, the submit queues nothing and gives that
+    /// command (its result here; `is_duplicate` on the handle or future of the other
+    /// submits). Once it ended, the key is free; a durable lane keeps it across restarts.
+    #[pyo3(signature = (lane, command_type, payload = None, *, delay = None, run_at = None, start_by = None, start_within = None, key = None))]
     #[allow(clippy::too_many_arguments)]
     fn submit(
         &self,
@@ -537,10 +541,11 @@ impl Lane {
         run_at: Option<&Bound<'_, PyAny>>,
         start_by: Option<&Bound<'_, PyAny>>,
         start_within: Option<&Bound<'_, PyAny>>,
+        key: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         refuse_in_running_loop(py, "submit()", "`await lane.submit_async(...)`")?;
         self.refuse_before_start(py, "submit()")?;
-        let options = submit_options(delay, run_at, start_by, start_within)?;
+        let options = submit_options(delay, run_at, start_by, start_within, key)?;
         let payload = payload_to_json(payload)?;
         let mut handle = self.accept_blocking(py, lane, command_type, payload, options)?;
         let id = handle.id();
@@ -563,7 +568,7 @@ impl Lane {
     /// raises. Cancelling the awaiting task cancels the command. Options as for
     /// `submit`; a lane with `when_full="wait"` that is full makes the acceptance wait
     /// for room (on the runtime: the event loop goes on).
-    #[pyo3(signature = (lane, command_type, payload = None, *, delay = None, run_at = None, start_by = None, start_within = None))]
+    #[pyo3(signature = (lane, command_type, payload = None, *, delay = None, run_at = None, start_by = None, start_within = None, key = None))]
     #[allow(clippy::too_many_arguments)]
     fn submit_async(
         &self,
@@ -575,9 +580,10 @@ impl Lane {
         run_at: Option<&Bound<'_, PyAny>>,
         start_by: Option<&Bound<'_, PyAny>>,
         start_within: Option<&Bound<'_, PyAny>>,
+        key: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<CommandFuture>> {
         let bridge = LoopBridge::of_running_loop(py, "submit_async()")?;
-        let options = submit_options(delay, run_at, start_by, start_within)?;
+        let options = submit_options(delay, run_at, start_by, start_within, key)?;
         let payload = payload_to_json(payload)?;
         let queue = Arc::downgrade(&self.queue);
         let env = self.env.clone();
@@ -598,7 +604,7 @@ impl Lane {
     /// Submits a command without waiting for it: returns a `CommandHandle` (`id`,
     /// `cancel()`, `result(timeout)`, and `await handle`). Options as for `submit`; a
     /// lane with `when_full="wait"` that is full makes this wait for room.
-    #[pyo3(signature = (lane, command_type, payload = None, *, delay = None, run_at = None, start_by = None, start_within = None))]
+    #[pyo3(signature = (lane, command_type, payload = None, *, delay = None, run_at = None, start_by = None, start_within = None, key = None))]
     #[allow(clippy::too_many_arguments)]
     fn submit_nowait(
         &self,
@@ -610,8 +616,9 @@ impl Lane {
         run_at: Option<&Bound<'_, PyAny>>,
         start_by: Option<&Bound<'_, PyAny>>,
         start_within: Option<&Bound<'_, PyAny>>,
+        key: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<CommandHandle> {
-        let options = submit_options(delay, run_at, start_by, start_within)?;
+        let options = submit_options(delay, run_at, start_by, start_within, key)?;
         let payload = payload_to_json(payload)?;
         let handle = self.accept_blocking(py, lane, command_type, payload, options)?;
         Ok(CommandHandle::new(

@@ -104,6 +104,17 @@ class CommandExpiredPayload(TypedDict):
     start_by_ms: int
 
 
+class CommandDeduplicatedPayload(TypedDict):
+    """`queue.command.deduplicated`: a submit carried the idempotency `key` of a command
+    still delayed, pending or running, so it queued nothing and got that command
+    (`command_id`, `lane_id` and `command_type` are the existing command's)."""
+
+    lane_id: str
+    command_id: int
+    command_type: str
+    key: str
+
+
 class EmptyPayload(TypedDict):
     """`queue.shutdown.started` and `queue.shutdown.complete` carry nothing."""
 

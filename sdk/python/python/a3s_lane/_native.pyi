@@ -16,6 +16,7 @@ from a3s_lane._event_payloads import (
     CommandCancelledPayload,
     CommandCompletedPayload,
     CommandDeadLetteredPayload,
+    CommandDeduplicatedPayload,
     CommandExpiredPayload,
     CommandFailedPayload,
     CommandProgressPayload,
@@ -258,6 +259,8 @@ class CommandFuture(asyncio.Future[_T], Coroutine[Any, Any, _T], Generic[_T]):
     # TaskGroup.create_task() all accept it.
     @property
     def id(self) -> int | None: ...
+    @property
+    def is_duplicate(self) -> bool: ...
     def cancel(self, msg: Any | None = None) -> bool: ...
     def send(self, value: None, /) -> Any: ...
     def throw(
@@ -276,6 +279,8 @@ class CommandHandle(Generic[_T]):
     def __class_getitem__(cls, item: Any, /) -> GenericAlias: ...
     @property
     def id(self) -> int: ...
+    @property
+    def is_duplicate(self) -> bool: ...
     def cancel(self) -> bool: ...
     def done(self) -> bool: ...
     def result(self, timeout: float | None = None) -> _T: ...
@@ -412,6 +417,8 @@ class QueueClient:
     @overload
     def events(self, keys: Literal["queue.command.expired"]) -> EventStream[CommandExpiredPayload]: ...
     @overload
+    def events(self, keys: Literal["queue.command.deduplicated"]) -> EventStream[CommandDeduplicatedPayload]: ...
+    @overload
     def events(self, keys: Literal["queue.shutdown.started"]) -> EventStream[EmptyPayload]: ...
     @overload
     def events(self, keys: Literal["queue.shutdown.complete"]) -> EventStream[EmptyPayload]: ...
@@ -455,6 +462,7 @@ class Lane(QueueClient):
         run_at: datetime.datetime | None = None,
         start_by: datetime.datetime | None = None,
         start_within: _Span | None = None,
+        key: str | None = None,
     ) -> Any: ...
     def submit_async(
         self,
@@ -466,6 +474,7 @@ class Lane(QueueClient):
         run_at: datetime.datetime | None = None,
         start_by: datetime.datetime | None = None,
         start_within: _Span | None = None,
+        key: str | None = None,
     ) -> CommandFuture[Any]: ...
     def submit_nowait(
         self,
@@ -477,6 +486,7 @@ class Lane(QueueClient):
         run_at: datetime.datetime | None = None,
         start_by: datetime.datetime | None = None,
         start_within: _Span | None = None,
+        key: str | None = None,
     ) -> CommandHandle[Any]: ...
     @property
     def size(self) -> int: ...
@@ -627,6 +637,7 @@ class RedisQueue(QueueClient):
         run_at: datetime.datetime | None = None,
         start_by: datetime.datetime | None = None,
         start_within: _Span | None = None,
+        key: str | None = None,
     ) -> CommandHandle[Any]: ...
     def submit_async(
         self,
@@ -638,6 +649,7 @@ class RedisQueue(QueueClient):
         run_at: datetime.datetime | None = None,
         start_by: datetime.datetime | None = None,
         start_within: _Span | None = None,
+        key: str | None = None,
     ) -> CommandFuture[Any]: ...
     def stats(self) -> RedisQueueStats: ...
     def clear(self) -> int: ...

@@ -289,7 +289,9 @@ impl RedisQueue {
     /// `delay`, `run_at`, `start_by` and `start_within` (keyword-only) are those of
     /// `Lane.submit`: the command waits in Redis (shown as delayed) until its start time;
     /// one no worker started by its deadline never runs and ends with `ExpiredError`.
-    #[pyo3(signature = (lane, command_type, payload = None, *, delay = None, run_at = None, start_by = None, start_within = None))]
+    /// `key` is an idempotency key, as for `Lane.submit`, shared by every producer of
+    /// the queue: a duplicate's handle has `is_duplicate` True and the live command's id.
+    #[pyo3(signature = (lane, command_type, payload = None, *, delay = None, run_at = None, start_by = None, start_within = None, key = None))]
     #[allow(clippy::too_many_arguments)]
     fn submit(
         &self,
@@ -301,16 +303,21 @@ impl RedisQueue {
         run_at: Option<&Bound<'_, PyAny>>,
         start_by: Option<&Bound<'_, PyAny>>,
         start_within: Option<&Bound<'_, PyAny>>,
+        key: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<CommandHandle> {
-        let options = submit_options(delay, run_at, start_by, start_within)?;
+        let options = submit_options(delay, run_at, start_by, start_within, key)?;
         let mut task = self.spawn_submit(py, lane, command_type, payload, options)?;
         match block_on(py, Pin::new(&mut task)) {
-            Ok(Ok(Ok(submitted))) => Ok(CommandHandle::watching(
-                submitted.id(),
-                submitted,
-                CancelTarget::Remote(self.queue.clone()),
-                None,
-            )),
+            Ok(Ok(Ok(submitted))) => {
+                let duplicate = submitted.is_duplicate();
+                Ok(CommandHandle::watching(
+                    submitted.id(),
+                    submitted,
+                    CancelTarget::Remote(self.queue.clone()),
+                    None,
+                )
+                .marked_duplicate(duplicate))
+            }
             Ok(Ok(Err(error))) => Err(error.into_py_err(py)),
             Ok(Err(error)) => Err(join_error(py, error)),
             Err(interrupted) => {
@@ -330,7 +337,7 @@ impl RedisQueue {
     /// result. Returns a `CommandFuture` at once (bad arguments raise here); its `id` is
     /// known once Redis has the command, and cancelling it (or the task awaiting it)
     /// cancels the command.
-    #[pyo3(signature = (lane, command_type, payload = None, *, delay = None, run_at = None, start_by = None, start_within = None))]
+    #[pyo3(signature = (lane, command_type, payload = None, *, delay = None, run_at = None, start_by = None, start_within = None, key = None))]
     #[allow(clippy::too_many_arguments)]
     fn submit_async(
         &self,
@@ -342,9 +349,10 @@ impl RedisQueue {
         run_at: Option<&Bound<'_, PyAny>>,
         start_by: Option<&Bound<'_, PyAny>>,
         start_within: Option<&Bound<'_, PyAny>>,
+        key: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<CommandFuture>> {
         let bridge = LoopBridge::of_running_loop(py, "submit_async()")?;
-        let options = submit_options(delay, run_at, start_by, start_within)?;
+        let options = submit_options(delay, run_at, start_by, start_within, key)?;
         let task = self.spawn_submit(py, lane, command_type, payload, options)?;
         let future = CommandFuture::new(
             py,
@@ -433,7 +441,7 @@ impl LoopBody for RemoteSubmit {
                     let accepted = std::task::ready!(Pin::new(task).poll(cx));
                     match accepted {
                         Ok(Ok(handle)) => {
-                            future.get().accepted(handle.id());
+                            future.get().accepted(handle.id(), handle.is_duplicate());
                             self.stage = Stage::Waiting(handle);
                         }
                         Ok(Err(error)) => {
