@@ -20,6 +20,7 @@ GOOD = textwrap.dedent(
 
     from a3s_lane import (
         CommandCompletedPayload,
+        CommandDeduplicatedPayload,
         ExpiredError,
         LaneFullError,
         CommandFuture,
@@ -54,6 +55,23 @@ GOOD = textwrap.dedent(
         delayed: int = lane.stats().lanes["q"].delayed
         bound: int | None = lane.stats().lanes["q"].max_waiting
         return later.id + at.id + delayed + (bound or 0)
+
+    def key_use() -> bool:
+        first: CommandHandle[int] = lane.submit_nowait("q", "double", 1, key="double-1")
+        again: CommandHandle[int] = lane.submit_nowait("q", "double", 1, key=None)
+        value: int = lane.submit("q", "double", 1, key="double-1")
+        for event in lane.events("queue.command.deduplicated"):
+            payload: CommandDeduplicatedPayload = event.payload
+            key: str = payload["key"]
+            holder: int = payload["command_id"]
+            print(key, holder, payload["command_type"])
+        duplicate: bool = first.is_duplicate or again.is_duplicate
+        return duplicate and value > 0
+
+    async def async_key_use() -> bool:
+        future: CommandFuture[int] = lane.submit_async("q", "double", 1, key="double-1")
+        await future
+        return future.is_duplicate
 
     def sync_use() -> int:
         lane.start()
@@ -107,6 +125,8 @@ BAD = textwrap.dedent(
     lane.submit_nowait("q", "double", 2, run_at=5)
     LaneConfig(when_full="block")
     lane.on_size_less_than("3")
+    lane.submit_nowait("q", "double", 2, key=5)
+    flag: str = handle.is_duplicate
     for event in lane.events("queue.command.completed"):
         nope: str = event.payload["duration_ms"]
         missing = event.payload["no_such_field"]
@@ -141,3 +161,5 @@ def test_mistakes_are_caught(tmp_path: Path) -> None:
     assert 'Argument "run_at" to "submit_nowait" of "Lane" has incompatible type "int"' in checked.stdout
     assert 'Argument 1 to "on_size_less_than" of "Lane" has incompatible type "str"; expected "int"' in checked.stdout
     assert 'Argument "when_full" to "LaneConfig" has incompatible type' in checked.stdout
+    assert 'Argument "key" to "submit_nowait" of "Lane" has incompatible type "int"; expected "str | None"' in checked.stdout
+    assert 'Incompatible types in assignment (expression has type "bool", variable has type "str")' in checked.stdout
