@@ -13,6 +13,7 @@ conformance!(a_command_not_started_by_its_deadline_expires_unrun);
 conformance!(a_full_lane_refuses_a_submit_naming_its_limit);
 conformance!(a_full_lane_that_waits_takes_the_submit_once_there_is_room);
 conformance!(bad_times_are_refused_at_the_boundary);
+conformance!(a_producer_waits_until_the_backlog_is_below_a_limit);
 conformance!(a_delayed_command_survives_a_restart: local_storage, redis, redis_cluster);
 
 fn delayed(by: Duration) -> SubmitOptions {
@@ -290,4 +291,77 @@ async fn a_delayed_command_survives_a_restart(engine: Engine) {
     let status = status.unwrap_or_else(|| panic!("delayed command {later} survived the restart"));
     assert_eq!(status.state, CommandState::Delayed);
     let _ = soon;
+}
+
+async fn a_producer_waits_until_the_backlog_is_below_a_limit(engine: Engine) {
+    let (gated, mut starts) = Gated::closed();
+    let spec = Spec::new(registry("job", gated.handler()))
+        .lane("jobs", LaneConfig::new(1, 1), 0)
+        .lane("idle", LaneConfig::new(1, 1), 1);
+    let mut queue = Harness::open(engine, spec).await;
+    queue.start().await;
+    let client = queue.client();
+    // One runs (held by the gate), three wait, one of them delayed.
+    let mut handles = Vec::new();
+    for name in ["a", "b", "c"] {
+        handles.push(client.submit("jobs", "job", named(name)).await.unwrap());
+    }
+    assert_eq!(next_start(&mut starts).await, "a");
+    handles.push(
+        client
+            .submit_with(
+                "jobs",
+                "job",
+                named("d"),
+                delayed(Duration::from_secs(3600)),
+            )
+            .await
+            .unwrap(),
+    );
+    // Holds already: at once.
+    within(
+        "a bound that holds",
+        client.wait_waiting_below(4, Some("jobs")),
+    )
+    .await
+    .unwrap();
+    within("an empty lane", client.wait_waiting_below(1, Some("idle")))
+        .await
+        .unwrap();
+    let below_two = client.wait_waiting_below(2, Some("jobs"));
+    tokio::pin!(below_two);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut below_two)
+            .await
+            .is_err(),
+        "returned while 3 commands waited"
+    );
+    // "a" ends, "b" starts: 2 wait ("c" and the delayed "d"); then "c" is cancelled.
+    gated.gate.add_permits(1);
+    assert_eq!(next_start(&mut starts).await, "b");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), &mut below_two)
+            .await
+            .is_err(),
+        "returned while 2 commands waited"
+    );
+    client.cancel(handles[2].id()).await.unwrap();
+    within("the backlog below 2", below_two).await.unwrap();
+    let stats = client.stats().await.unwrap();
+    assert_eq!(
+        (stats.lanes["jobs"].pending, stats.lanes["jobs"].delayed),
+        (0, 1)
+    );
+    // All lanes: the delayed one still waits.
+    within("all lanes below 2", client.wait_waiting_below(2, None))
+        .await
+        .unwrap();
+    let error = client.wait_waiting_below(0, None).await.unwrap_err();
+    assert!(matches!(error, LaneError::InvalidInput(_)), "{error:?}");
+    let error = client
+        .wait_waiting_below(1, Some("nope"))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, LaneError::LaneNotFound { .. }), "{error:?}");
+    gated.gate.add_permits(8);
 }

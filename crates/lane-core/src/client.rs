@@ -91,6 +91,13 @@ pub trait QueueClient: Send + Sync + fmt::Debug {
     /// Counts for the queue and each lane.
     async fn stats(&self) -> Result<QueueStats>;
 
+    /// Waits until fewer than `limit` commands wait to start (pending and delayed) in
+    /// `lane`, or in all lanes together for `None`; at once if that holds now. A
+    /// producer's backpressure (p-queue's `onSizeLessThan`). `limit` 0 is
+    /// [`LaneError::InvalidInput`](crate::LaneError::InvalidInput); an unknown lane
+    /// [`LaneError::LaneNotFound`](crate::LaneError::LaneNotFound).
+    async fn wait_waiting_below(&self, limit: usize, lane: Option<&str>) -> Result<()>;
+
     /// Stops starting the lane's commands (running ones go on) until resumed.
     async fn pause_lane(&self, lane: &str) -> Result<()>;
 

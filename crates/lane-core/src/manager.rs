@@ -583,6 +583,10 @@ impl QueueClient for QueueManager {
         Ok(self.queue().cancel_command(id))
     }
 
+    async fn wait_waiting_below(&self, limit: usize, lane: Option<&str>) -> Result<()> {
+        QueueManager::wait_waiting_below(self, limit, lane).await
+    }
+
     async fn command(&self, id: CommandId) -> Result<Option<CommandStatus>> {
         Ok(self.queue().command_status(id))
     }

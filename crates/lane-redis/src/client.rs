@@ -60,6 +60,10 @@ impl QueueClient for RedisQueue {
         Ok(RedisQueue::stats(self).await?.queue)
     }
 
+    async fn wait_waiting_below(&self, limit: usize, lane: Option<&str>) -> Result<()> {
+        RedisQueue::wait_waiting_below(self, limit, lane).await
+    }
+
     async fn pause_lane(&self, lane: &str) -> Result<()> {
         RedisQueue::pause_lane(self, lane).await
     }

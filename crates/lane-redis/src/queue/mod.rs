@@ -7,6 +7,7 @@
 //! `clock` (the Redis clock offset). This file holds [`RedisQueue`] and the state its
 //! parts share.
 
+mod backlog;
 mod clock;
 mod control;
 mod inspect;
