@@ -49,6 +49,12 @@ export interface CommandHandle<T = unknown> {
    * unhandled rejection.
    */
   readonly result: Promise<T>
+  /**
+   * True when the submit queued nothing: its idempotency key (`options.key`) was held
+   * by this command (delayed, pending or running), submitted before; `id` and `result`
+   * are that command's.
+   */
+  readonly isDuplicate: boolean
   /** Cancels the command, as `cancel(id)` does, and resolves with the outcome. */
   readonly cancel: () => Promise<CancelOutcome>
 }
@@ -86,6 +92,11 @@ export interface LaneEvents {
    * the Unix epoch); it never runs, and its submitter gets a `LaneExpiredError`.
    */
   'queue.command.expired': { laneId: string; commandId: number; commandType: string; startByMs: number }
+  /**
+   * A submit's idempotency key (`options.key`) was held by a live command (`commandId`,
+   * in `laneId`): the submit queued nothing and got that command.
+   */
+  'queue.command.deduplicated': { laneId: string; commandId: number; commandType: string; key: string }
   /** `shutdown()` began. */
   'queue.shutdown.started': Record<string, never>
   /** `shutdown()` finished. */
@@ -308,6 +319,15 @@ export declare class Lane {
    * some may still run), at once if none does now.
    */
   onEmpty(): Promise<void>
+  /**
+   * Resolves when fewer than `limit` commands wait to start (pending or delayed) in
+   * `lane`, or in all lanes together without one; at once if that holds now. For a
+   * producer that keeps its backlog bounded: `await lane.onSizeLessThan(100)` before
+   * the next submit. Rejects with a `RangeError` or `TypeError` (code
+   * `INVALID_ARGUMENT`) for a `limit` that is not a whole number of 1 or more, and a
+   * `LaneNotFoundError` for a lane the queue does not have.
+   */
+  onSizeLessThan(limit: number, lane?: string): Promise<void>
   /**
    * Commands waiting to start, over all lanes (pending, and delayed for a retry); 0
    * after shutdown. A plain read.
@@ -688,7 +708,7 @@ export declare const DEFAULTS: Defaults
 
 /**
  * Every event key a queue emits (`Lane.on`, `events(keys)`), in the order of the
- * lifecycle: the core's `event_keys`, the same 17 in Rust, Python and Node. Frozen.
+ * lifecycle: the core's `event_keys`, the same 18 in Rust, Python and Node. Frozen.
  */
 export declare const EVENT_KEYS: EventKeyList
 
@@ -1147,6 +1167,14 @@ export interface SubmitOptions {
   startBy?: Date
   /** A start-by deadline this many milliseconds after the submit (see `startBy`). */
   startWithinMs?: number
+  /**
+   * An idempotency key (a non-empty string of at most 512 bytes of UTF-8): while a
+   * command submitted with the same key to the same queue (any lane) is delayed,
+   * pending or running, this submit queues nothing and gets that command instead —
+   * its id, its result, and `isDuplicate: true` on the handle. Once it ended, the key
+   * is free again; a durable lane keeps keys across a restart.
+   */
+  key?: string
 }
 
 /**

@@ -183,6 +183,7 @@ impl Client {
             let accepted = Settle::Accepted {
                 id,
                 result_token: Some(result),
+                duplicate: submitted.is_duplicate(),
             };
             self.runtime.settle_now(env, returned, accepted)?;
             let bridge = self.bridge.clone();
@@ -198,8 +199,12 @@ impl Client {
             match accepted {
                 Ok(submitted) => {
                     let id = submitted.id();
-                    let result_token = Some(result);
-                    bridge.settle(returned, Settle::Accepted { id, result_token });
+                    let accepted = Settle::Accepted {
+                        id,
+                        result_token: Some(result),
+                        duplicate: submitted.is_duplicate(),
+                    };
+                    bridge.settle(returned, accepted);
                     bridge.settle_result(result, id, submitted).await;
                 }
                 Err(failure) => {

@@ -17,6 +17,11 @@
   const promises = new Map();
   /** command id -> the error its last failed attempt threw (kept for its submitter) */
   const failures = new Map();
+  /**
+   * command id -> how many more submitters wait for it (duplicates of its idempotency
+   * key): each of them gets the handler's own thrown value too.
+   */
+  const sharers = new Map();
   /** event key or '*' -> Set of listeners */
   const listeners = new Map();
   /** live event iterators */
@@ -76,7 +81,7 @@
     return native.errors.make(code, ErrorClass === TypeError ? 'type' : 'error', message);
   }
 
-  // The JSON rule (sdk/JSON_RULE.md): a payload or result is refused, never copied
+  // The JSON rule (docs/SDK_RULES.md): a payload or result is refused, never copied
   // lossily, when JSON cannot hold it; the error names where (`payload.items[3].x`).
   const MAX_DEPTH = 128;
   const IDENTIFIER = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
@@ -365,6 +370,7 @@
 
   function resolve(token, json, id) {
     if (id >= 0 && failures.size !== 0) failures.delete(id);
+    if (id >= 0 && sharers.size !== 0) sharers.delete(id);
     const entry = take(token);
     if (entry !== undefined) {
       // No JSON (Rust's `None` arrives as null): `undefined`, or the value given to valuePromise.
@@ -381,8 +387,7 @@
   function reject(token, id, error, useFailure) {
     let reason = error;
     if (id >= 0 && failures.has(id)) {
-      const failure = failures.get(id);
-      failures.delete(id);
+      const failure = takeFailure(id);
       if (useFailure) reason = failure;
     }
     const entry = promises.get(token);
@@ -399,16 +404,38 @@
    */
   function reason(id, error, useFailure) {
     if (id >= 0 && failures.has(id)) {
-      const failure = failures.get(id);
-      failures.delete(id);
+      const failure = takeFailure(id);
       if (useFailure) return failure;
     }
     return error;
   }
 
+  /**
+   * The failure kept for command `id`, forgotten unless another submitter of its
+   * idempotency key still waits for it.
+   */
+  function takeFailure(id) {
+    const failure = failures.get(id);
+    const waiting = sharers.get(id);
+    if (waiting === undefined) {
+      failures.delete(id);
+    } else if (waiting > 1) {
+      sharers.set(id, waiting - 1);
+    } else {
+      sharers.delete(id);
+    }
+    return failure;
+  }
+
+  /** One more submitter waits for command `id` (a duplicate of its idempotency key). */
+  function share(id) {
+    sharers.set(id, (sharers.get(id) ?? 0) + 1);
+  }
+
   /** Forgets the failure kept for command `id` (it succeeded after all); how many are left. */
   function forget(id) {
     failures.delete(id);
+    sharers.delete(id);
     return failures.size;
   }
 
@@ -424,8 +451,8 @@
     return result;
   }
 
-  /** The keys of a submit's options (the timing ones are read by Rust). */
-  const SUBMIT_OPTIONS = new Set(['signal', 'delayMs', 'runAt', 'startBy', 'startWithinMs']);
+  /** The keys of a submit's options (all but `signal` are read by Rust). */
+  const SUBMIT_OPTIONS = new Set(['signal', 'delayMs', 'runAt', 'startBy', 'startWithinMs', 'key']);
 
   /**
    * Checks a submit's options and watches its `signal` for the command of `token`:
@@ -442,10 +469,13 @@
         return laneError(
           'INVALID_ARGUMENT',
           `unknown submit option '${key}'; the options are 'signal' (an AbortSignal), ` +
-            "'delayMs' or 'runAt' (a Date), and 'startBy' (a Date) or 'startWithinMs'",
+            "'delayMs' or 'runAt' (a Date), 'startBy' (a Date) or 'startWithinMs', and 'key' (a string)",
           TypeError,
         );
       }
+    }
+    if (typeof options.key === 'string' && !options.key.isWellFormed()) {
+      return laneError('INVALID_ARGUMENT', 'options.key is a string with a lone surrogate (not valid Unicode)', TypeError);
     }
     const signal = options.signal;
     if (signal === undefined) return 0;
@@ -502,15 +532,17 @@
   }
 
   /**
-   * A submitted command: its id, its result and a way to cancel it (a boolean for a
-   * Lane, a promise of the outcome for a RedisQueue).
+   * A submitted command: its id, its result, a way to cancel it (a promise of the
+   * outcome), and whether the submit was a duplicate of a live idempotency key (then
+   * the command is the one holding the key, and nothing was queued).
    */
-  function makeHandle(resultToken, id) {
+  function makeHandle(resultToken, id, isDuplicate) {
     const entry = promises.get(resultToken);
     const result = entry === undefined ? Promise.resolve(undefined) : entry.promise;
     return Object.freeze({
       id,
       result,
+      isDuplicate: isDuplicate === true,
       cancel: () => native.cancelHandle(id),
       [Symbol.toStringTag]: 'CommandHandle',
     });
@@ -682,6 +714,7 @@
     resolveWith,
     run,
     setStarted,
+    share,
     submitOptions,
     valuePromise,
   };

@@ -132,6 +132,8 @@ pub enum Settle {
         id: CommandId,
         /// For `submitWithHandle`: the token of the handle's result promise.
         result_token: Option<u64>,
+        /// The submit's idempotency key was held by command `id`: nothing was queued.
+        duplicate: bool,
     },
     /// The operation failed.
     Failed(LaneError),
@@ -187,7 +189,7 @@ type TokenFn = FunctionRef<f64, Unknown<'static>>;
 type ResolveFn = FunctionRef<FnArgs<(f64, Option<String>, f64)>, Unknown<'static>>;
 type RejectFn = FunctionRef<FnArgs<(f64, f64, Unknown<'static>, bool)>, Unknown<'static>>;
 type ResolveWithFn = FunctionRef<FnArgs<(f64, Unknown<'static>)>, Unknown<'static>>;
-type MakeHandleFn = FunctionRef<FnArgs<(f64, f64)>, Unknown<'static>>;
+type MakeHandleFn = FunctionRef<FnArgs<(f64, f64, bool)>, Unknown<'static>>;
 type BindFn = FunctionRef<FnArgs<(f64, f64)>, bool>;
 type StringFn = FunctionRef<String, Unknown<'static>>;
 type OptionsFn = FunctionRef<FnArgs<(f64, Unknown<'static>)>, Either<u32, Unknown<'static>>>;
@@ -217,6 +219,7 @@ struct RuntimeFns {
     reject: RejectFn,
     make_handle: MakeHandleFn,
     bind: BindFn,
+    share: TokenFn,
     emit: StringFn,
     handle: HandleFn,
     handle_all: HandleAllFn,
@@ -406,6 +409,7 @@ impl JsRuntime {
             reject: function_ref(&rt, "reject")?,
             make_handle: function_ref(&rt, "makeHandle")?,
             bind: function_ref(&rt, "bind")?,
+            share: function_ref(&rt, "share")?,
             emit: function_ref(&rt, "emit")?,
             handle: function_ref(&rt, "handle")?,
             handle_all: function_ref(&rt, "handleAll")?,
@@ -586,17 +590,26 @@ impl JsRuntime {
         self.reject(env, token, None, js, false)
     }
 
-    /// The handle of command `id` whose result settles through `result_token`.
+    /// The handle of command `id` whose result settles through `result_token`;
+    /// `duplicate` when the submit's idempotency key was held by it.
     pub fn make_handle<'env>(
         &self,
         env: &'env Env,
         result_token: u64,
         id: CommandId,
+        duplicate: bool,
     ) -> napi::Result<Unknown<'env>> {
         self.fns
             .make_handle
             .borrow_back(env)?
-            .call((result_token as f64, id as f64).into())
+            .call((result_token as f64, id as f64, duplicate).into())
+    }
+
+    /// One more submitter waits for command `id` (a duplicate of its idempotency key):
+    /// it gets the handler's own thrown value too, not only the first submitter.
+    pub fn share(&self, env: &Env, id: CommandId) -> napi::Result<()> {
+        self.fns.share.borrow_back(env)?.call(id as f64)?;
+        Ok(())
     }
 
     /// Gives the signal watcher of `token` its command id, and cancels the command if the
@@ -1021,11 +1034,18 @@ impl JsRuntime {
                     self.reject(env, token, Some(id), js, is_handler_failure(&error))
                 }
             },
-            Settle::Accepted { id, result_token } => {
+            Settle::Accepted {
+                id,
+                result_token,
+                duplicate,
+            } => {
+                if duplicate {
+                    self.share(env, id)?;
+                }
                 // A signal that fired while the command was being accepted cancels it now.
                 self.bind(env, result_token.unwrap_or(token), id)?;
                 if let Some(result_token) = result_token {
-                    let handle = self.make_handle(env, result_token, id)?;
+                    let handle = self.make_handle(env, result_token, id, duplicate)?;
                     self.resolve_with(env, token, handle)?;
                 }
                 Ok(())

@@ -1,6 +1,6 @@
 // Misusing a Lane's lifecycle is either natural or a clear error at once: nothing hangs,
 // nothing silently succeeds, and nothing wraps `globalThis`. The same choices as the
-// Python SDK (sdk/JSON_RULE.md).
+// Python SDK (docs/SDK_RULES.md).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import {

@@ -10,7 +10,12 @@ const COUNTERS = [
   'lane.commands.cancelled',
   'lane.commands.completed',
   'lane.commands.dead_lettered',
+  'lane.commands.deduplicated',
+  'lane.commands.delayed',
+  'lane.commands.expired',
   'lane.commands.failed',
+  'lane.commands.promoted',
+  'lane.commands.rejected_full',
   'lane.commands.retried',
   'lane.commands.started',
   'lane.commands.submitted',
@@ -35,7 +40,12 @@ test('10 commands, 3 of them throwing, give exactly those counters', async () =>
     'lane.commands.cancelled': 0,
     'lane.commands.completed': 7,
     'lane.commands.dead_lettered': 0,
+    'lane.commands.deduplicated': 0,
+    'lane.commands.delayed': 0,
+    'lane.commands.expired': 0,
     'lane.commands.failed': 3,
+    'lane.commands.promoted': 0,
+    'lane.commands.rejected_full': 0,
     'lane.commands.retried': 0,
     'lane.commands.started': 10,
     'lane.commands.submitted': 10,
@@ -118,6 +128,46 @@ test('retries, timeouts, cancels and dead letters are counted too', async () => 
   assert.equal(lanes.flaky.counters['lane.commands.retried'], 1);
   assert.equal(lanes.slow.counters['lane.commands.timed_out'], 1);
   assert.equal(lanes.held.counters['lane.commands.cancelled'], 1);
+  await lane.shutdown();
+});
+
+test('delayed, promoted, expired and refused-full submits are counted', async () => {
+  const lane = new Lane(
+    {
+      later: { priority: 0, maxConcurrency: 1 },
+      paused: { priority: 0, maxConcurrency: 1 },
+      small: { priority: 0, maxConcurrency: 1, maxWaiting: 1 },
+    },
+    { metrics: true },
+  );
+  lane.handle('job', (payload) => payload);
+  await lane.start();
+  // Delayed, then promoted when its time comes, then run.
+  assert.equal(await lane.submit('later', 'job', 'delayed', { delayMs: 20 }), 'delayed');
+  // Not started by its deadline in a paused lane: expired.
+  await lane.pauseLane('paused');
+  await assert.rejects(lane.submit('paused', 'job', 'late', { startWithinMs: 20 }), (error) => error.code === 'EXPIRED');
+  // One waits in a paused lane of maxWaiting 1: the next is refused.
+  await lane.pauseLane('small');
+  const waiting = await lane.submitWithHandle('small', 'job', 'waits');
+  await assert.rejects(lane.submit('small', 'job', 'refused'), (error) => error.code === 'LANE_FULL');
+  assert.equal(await waiting.cancel(), 'cancelled');
+  await assert.rejects(waiting.result, (error) => error.code === 'CANCELLED');
+  await lane.drain(10_000);
+
+  const { counters, lanes } = lane.metrics();
+  assert.equal(counters['lane.commands.delayed'], 1);
+  assert.equal(counters['lane.commands.promoted'], 1);
+  assert.equal(counters['lane.commands.expired'], 1);
+  assert.equal(counters['lane.commands.rejected_full'], 1);
+  assert.equal(counters['lane.commands.deduplicated'], 0);
+  assert.equal(lanes.later.counters['lane.commands.delayed'], 1);
+  assert.equal(lanes.later.counters['lane.commands.promoted'], 1);
+  assert.equal(lanes.paused.counters['lane.commands.expired'], 1);
+  assert.equal(lanes.small.counters['lane.commands.rejected_full'], 1);
+  const text = lane.metricsPrometheus();
+  assert.match(text, /\nlane_commands_delayed_total\{lane="later"\} 1\n/);
+  assert.match(text, /\nlane_commands_rejected_full_total\{lane="small"\} 1\n/);
   await lane.shutdown();
 });
 

@@ -1,4 +1,4 @@
-// The JSON rule (sdk/JSON_RULE.md), the same in both SDKs: a payload, result or progress
+// The JSON rule (docs/SDK_RULES.md), the same in both SDKs: a payload, result or progress
 // JSON cannot hold is refused — never copied lossily — with code NOT_JSON (a
 // LaneNotJsonError, also a TypeError) whose `path` and message say where. A string is a
 // string. A thrown value reaches the submitter unchanged.

@@ -69,7 +69,13 @@ async fn accept(manager: QueueManager, bridge: Arc<Bridge>, job: AcceptJob) {
         Ok(handle) => {
             let id = handle.id();
             let result_token = job.result_token;
-            bridge.settle(job.token, Settle::Accepted { id, result_token });
+            let duplicate = handle.is_duplicate();
+            let accepted = Settle::Accepted {
+                id,
+                result_token,
+                duplicate,
+            };
+            bridge.settle(job.token, accepted);
             let token = result_token.unwrap_or(job.token);
             bridge.settle_result(token, id, handle).await;
         }

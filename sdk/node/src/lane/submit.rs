@@ -1,6 +1,6 @@
 //! `Lane.submit` and `Lane.submitWithHandle`: converts the arguments, watches the
 //! `AbortSignal`, reads the timing options (`delayMs`, `runAt`, `startBy`,
-//! `startWithinMs`), and hands the command to the queue — at once without storage (so it
+//! `startWithinMs`) and the idempotency `key`, and hands the command to the queue — at once without storage (so it
 //! is in its lane, in call order, when the call returns; a full lane that waits for room
 //! accepts it later, on tokio), or to the acceptor task with it.
 
@@ -43,6 +43,12 @@ pub struct SubmitOptions {
     pub start_by: Option<Value>,
     /// A start-by deadline this many milliseconds after the submit (see `startBy`).
     pub start_within_ms: Option<f64>,
+    /// An idempotency key (a non-empty string of at most 512 bytes of UTF-8): while a
+    /// command submitted with the same key to the same queue (any lane) is delayed,
+    /// pending or running, this submit queues nothing and gets that command instead —
+    /// its id, its result, and `isDuplicate: true` on the handle. Once it ended, the key
+    /// is free again; a durable lane keeps keys across a restart.
+    pub key: Option<String>,
 }
 
 /// The checked arguments of a submit: lane, command type, payload, and the timing
@@ -144,7 +150,12 @@ impl Lane {
                         match accept.await {
                             Ok(core_handle) => {
                                 let id = core_handle.id();
-                                bridge.settle(returned, Settle::Accepted { id, result_token });
+                                let accepted = Settle::Accepted {
+                                    id,
+                                    result_token,
+                                    duplicate: core_handle.is_duplicate(),
+                                };
+                                bridge.settle(returned, accepted);
                                 let token = result_token.unwrap_or(returned);
                                 bridge.settle_result(token, id, core_handle).await;
                             }
@@ -168,11 +179,15 @@ impl Lane {
         match accepted {
             Some(Ok(core_handle)) => {
                 let id = core_handle.id();
+                let duplicate = core_handle.is_duplicate();
+                if duplicate {
+                    rt.share(env, id)?;
+                }
                 if watched {
                     rt.bind(env, tokens.result, id)?;
                 }
                 if handle {
-                    let object = rt.make_handle(env, tokens.result, id)?;
+                    let object = rt.make_handle(env, tokens.result, id, duplicate)?;
                     rt.resolve_with(env, tokens.returned, object)?;
                 }
                 rt.await_result(env, result, core_handle, self.core.bridge.clone())?;
@@ -332,6 +347,18 @@ fn submit_timing(options: Given) -> napi::Result<Result<Option<Timing>, JsFailur
     }
     let mut timing = Timing::new();
     let mut given = false;
+    let key = options.get("key")?;
+    if key.kind()? != ValueType::Undefined {
+        if key.kind()? != ValueType::String {
+            let got = key.describe()?;
+            let at = At::argument("options.key");
+            return Ok(Err(at.type_error(format!(
+                "options.key must be a string (an idempotency key), got {got}"
+            ))));
+        }
+        given = true;
+        timing = timing.with_key(key.to::<String>()?);
+    }
     for key in ["delayMs", "runAt", "startBy", "startWithinMs"] {
         let value = options.get(key)?;
         if value.kind()? == ValueType::Undefined {
