@@ -3,8 +3,10 @@
 //!
 //! `CommandFuture` implements asyncio's future protocol itself rather than wrapping an
 //! `asyncio.Future`: cancelling it (directly, through `Task.cancel()`, `wait_for`,
-//! `timeout()` or `gather`) cancels the command at once, and it carries the command id,
-//! without an extra done-callback per command.
+//! `timeout()` or `gather`) cancels the command at once — unless the future is a
+//! duplicate submit's (its idempotency key belonged to a live command): then only that
+//! waiter is detached and the command goes on for its other submitters. It carries the
+//! command id, without an extra done-callback per command.
 //!
 //! Both serve in-process lanes and Redis queues alike; a [`CancelTarget`] says where a
 //! cancel request goes.
@@ -222,8 +224,11 @@ fn invalid_state(py: Python<'_>, message: &str) -> PyErr {
 /// An asyncio future of a command's result, bound to the event loop that created it.
 ///
 /// Await it for the result (or the handler's exception); `cancel()` cancels the command,
-/// and so does cancelling the task that awaits it. `id` is the command id, known once the
-/// queue accepted the command (at once, unless the lane is durable).
+/// and so does cancelling the task that awaits it — except for a duplicate
+/// (`is_duplicate`): cancelling its future only detaches this waiter, the command goes on
+/// for its other submitters (cancel it for all with `cancel(id)` on the queue). `id` is
+/// the command id, known once the queue accepted the command (at once, unless the lane
+/// is durable).
 #[pyclass(frozen, module = "a3s_lane", name = "CommandFuture")]
 pub(crate) struct CommandFuture {
     bridge: Arc<LoopBridge>,
@@ -256,13 +261,14 @@ impl CommandFuture {
     }
 
     /// The queue accepted the command under `id` (`duplicate`: an earlier command's,
-    /// whose idempotency key this submit carried).
+    /// whose idempotency key this submit carried). A future cancelled before cancels the
+    /// command now, unless it is a duplicate's: that one was only detached.
     pub(crate) fn accepted(&self, id: CommandId, duplicate: bool) {
         let cancel = {
             let mut state = self.state.lock();
             state.id = Some(id);
             state.duplicate = duplicate;
-            state.cancel_when_accepted
+            state.cancel_when_accepted && !duplicate
         };
         if cancel {
             self.queue.request(id);
@@ -377,8 +383,8 @@ impl CommandFuture {
 
     /// True when the submit queued nothing: its idempotency `key` belonged to a command
     /// still delayed, pending or running, and this future is that command's (same `id`,
-    /// and its result). False until the queue accepted the command (`id` is None until
-    /// then).
+    /// and its result; cancelling this future only detaches it). False until the queue
+    /// accepted the command (`id` is None until then).
     #[getter]
     fn is_duplicate(&self) -> bool {
         self.state.lock().duplicate
@@ -479,7 +485,9 @@ impl CommandFuture {
     }
 
     /// Cancels the future and the command (a pending command is removed from its lane,
-    /// a running one is cancelled). Returns False if the future was already done.
+    /// a running one is cancelled). A duplicate submit's future (`is_duplicate`) is only
+    /// detached: the command goes on for its other submitters. Returns False if the
+    /// future was already done.
     #[pyo3(signature = (msg = None))]
     fn cancel(slf: &Bound<'_, Self>, msg: Option<Py<PyAny>>) -> bool {
         let this = slf.get();
@@ -489,9 +497,10 @@ impl CommandFuture {
                 return false;
             }
             if state.id.is_none() {
+                // Whether it is a duplicate is known once accepted.
                 state.cancel_when_accepted = true;
             }
-            state.id
+            state.id.filter(|_| !state.duplicate)
         };
         if let Some(id) = id {
             this.queue.request(id);

@@ -233,7 +233,8 @@ impl Lane {
 
     /// Accepts a command on this thread, the GIL held while polling, so the error slot
     /// is registered before any handler can raise. Ctrl-C during a durable write leaves
-    /// the write to finish on the runtime and cancels the command.
+    /// the write to finish on the runtime and cancels the command (not a duplicate's:
+    /// that command belongs to its first submitter).
     fn accept_blocking(
         &self,
         py: Python<'_>,
@@ -258,7 +259,9 @@ impl Lane {
             Ok(Err(error)) => Err(error.into_py_err(py)),
             Err(interrupted) => {
                 runtime().spawn(async move {
-                    if let Ok(handle) = accept.await {
+                    if let Ok(handle) = accept.await
+                        && !handle.is_duplicate()
+                    {
                         handle.cancel();
                     }
                 });
@@ -515,7 +518,8 @@ impl Lane {
     /// Returns what the handler returned; raises the handler's exception, or a
     /// `LaneError` (`LaneNotFoundError`, `CommandTimeoutError`, `CancelledError`,
     /// `ShutdownError`, `ExpiredError`, `LaneFullError`, ...). Ctrl-C cancels the
-    /// command and raises `KeyboardInterrupt`. Not for use inside a running event loop:
+    /// command and raises `KeyboardInterrupt` (for a duplicate of a live key's command,
+    /// it only stops this wait: the command goes on for its other submitters). Not for use inside a running event loop:
     /// use `submit_async` there.
     ///
     /// Keyword-only, on every submit: `delay` (seconds or a `timedelta`) or `run_at` (a
@@ -552,7 +556,10 @@ impl Lane {
         let result = match block_on(py, Pin::new(&mut handle)) {
             Ok(result) => result,
             Err(interrupted) => {
-                self.queue.cancel(id);
+                // A duplicate's command belongs to its first submitter: only stop waiting.
+                if !handle.is_duplicate() {
+                    self.queue.cancel(id);
+                }
                 forget_when_done(handle, self.env.clone());
                 return Err(interrupted);
             }
@@ -565,7 +572,8 @@ impl Lane {
     ///
     /// Returns a `CommandFuture` at once (bad arguments raise here): its `id` is the
     /// command id, `cancel()` cancels the command, and awaiting it gives the result or
-    /// raises. Cancelling the awaiting task cancels the command. Options as for
+    /// raises. Cancelling the awaiting task cancels the command (a duplicate's future is
+    /// only detached: the command goes on for its other submitters). Options as for
     /// `submit`; a lane with `when_full="wait"` that is full makes the acceptance wait
     /// for room (on the runtime: the event loop goes on).
     #[pyo3(signature = (lane, command_type, payload = None, *, delay = None, run_at = None, start_by = None, start_within = None, key = None))]

@@ -6,13 +6,19 @@ exception). Once the command ended (completed, cancelled, expired) the key is fr
 durable Lane keeps it across a restart. A duplicate publishes
 `queue.command.deduplicated` and counts in `lane.commands.deduplicated`.
 
+Cancelling a duplicate's wait implicitly (its future or awaiting task cancelled, Ctrl-C
+in a blocking submit) only detaches that waiter: the command goes on for the others. An
+explicit cancel (`cancel()` on a duplicate's handle) cancels it for every submitter.
+
 The Redis part runs the same on a RedisQueue with a RedisWorker (A3S_LANE_REDIS_URL),
 with a second RedisQueue on the same prefix as another producer."""
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import gc
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -160,6 +166,111 @@ def test_a_key_is_free_again_once_its_command_completed_was_cancelled_or_expired
     assert not last.is_duplicate and last.id not in (done.id, delayed.id, expiring.id)
     assert last.result(timeout=10) == "last"
     assert gate.ran == ["done", "last"]
+
+
+def test_cancelling_a_duplicates_future_only_detaches_that_waiter() -> None:
+    lane, gate = started_lane()
+
+    async def main() -> tuple[Any, Any]:
+        first = lane.submit_async("jobs", "job", "first", key="k")
+        await asyncio.to_thread(wait_for, lambda: gate.ran == ["first"])
+        duplicate = lane.submit_async("jobs", "job", "second", key="k")
+        assert duplicate.is_duplicate and duplicate.id == first.id
+        task = asyncio.create_task(wait_on(duplicate))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert duplicate.cancelled()
+        # An awaited duplicate handle, its task cancelled: detached as well.
+        handle = lane.submit_nowait("jobs", "job", "third", key="k")
+        assert handle.is_duplicate
+        awaiting = asyncio.create_task(wait_on(handle))
+        await asyncio.sleep(0.05)
+        awaiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await awaiting
+        await asyncio.sleep(0.05)
+        status = lane.command(first.id)
+        assert status is not None and status.state == CommandState.RUNNING
+        gate.release.set()
+        return await first, await asyncio.to_thread(handle.result, 10)
+
+    assert asyncio.run(main()) == ("first", "first")
+    assert gate.ran == ["first"]
+
+
+async def wait_on(awaitable: Any) -> Any:
+    return await awaitable
+
+
+def test_a_duplicate_cancelled_before_its_durable_acceptance_only_detaches(tmp_path: Path) -> None:
+    lane, gate = started_lane(storage=tmp_path)
+
+    async def main() -> Any:
+        first = lane.submit_async("jobs", "job", "first", key="k")
+        await asyncio.to_thread(wait_for, lambda: gate.ran == ["first"])
+        duplicate = lane.submit_async("jobs", "job", "second", key="k")
+        duplicate.cancel()  # before a durable lane accepted it, maybe: known a duplicate later
+        await asyncio.to_thread(wait_for, lambda: duplicate.id is not None)
+        assert duplicate.is_duplicate and duplicate.id == first.id
+        gate.release.set()
+        return await first
+
+    assert asyncio.run(main()) == "first"
+    lane.shutdown_now()
+
+
+def test_the_first_submitters_cancelled_task_still_cancels_the_command() -> None:
+    lane, gate = started_lane()
+
+    async def main() -> None:
+        first = lane.submit_async("jobs", "job", "first", key="k")
+        await asyncio.to_thread(wait_for, lambda: gate.ran == ["first"])
+        duplicate = lane.submit_async("jobs", "job", "second", key="k")
+        task = asyncio.create_task(wait_on(first))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        with pytest.raises(CancelledError):
+            await duplicate
+
+    asyncio.run(main())
+    gate.release.set()
+
+
+def test_an_explicit_cancel_through_a_duplicates_handle_cancels_for_every_submitter() -> None:
+    lane, gate = started_lane()
+    first = lane.submit_nowait("jobs", "job", "first", key="k")
+    wait_for(lambda: gate.ran == ["first"])
+    duplicate = lane.submit_nowait("jobs", "job", "second", key="k")
+    assert duplicate.is_duplicate
+    assert duplicate.cancel() is True
+    for handle in (first, duplicate):
+        with pytest.raises(CancelledError):
+            handle.result(timeout=10)
+    gate.release.set()
+
+
+def test_ctrl_c_in_a_blocking_submit_of_a_duplicate_only_stops_that_wait() -> None:
+    lane, gate = started_lane()
+    first = lane.submit_nowait("jobs", "job", "first", key="k")
+    wait_for(lambda: gate.ran == ["first"])
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    timer = threading.Timer(0.2, _thread.interrupt_main)
+    try:
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            lane.submit("jobs", "job", "second", key="k")
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGINT, previous)
+    status = lane.command(first.id)
+    assert status is not None and status.state == CommandState.RUNNING
+    gate.release.set()
+    assert first.result(timeout=10) == "first"
+    assert gate.ran == ["first"]
 
 
 BAD_KEYS: list[tuple[str, object, type[Exception], str]] = [
@@ -369,3 +480,47 @@ def test_on_redis_a_duplicate_publishes_the_deduplicated_event(redis_pair: tuple
     gate.release.set()
     assert duplicate.result(timeout=10) == "first"
 
+
+def test_on_redis_cancelling_a_duplicates_future_only_detaches_that_waiter(
+    redis_pair: tuple[RedisQueue, Gate],
+) -> None:
+    queue, gate = redis_pair
+    first = queue.submit("jobs", "job", "first", key="k")
+    wait_for(lambda: gate.ran == ["first"])
+
+    async def main() -> Any:
+        duplicate = queue.submit_async("jobs", "job", "second", key="k")
+        task = asyncio.create_task(wait_on(duplicate))
+        await asyncio.to_thread(wait_for, lambda: duplicate.id is not None)
+        assert duplicate.is_duplicate and duplicate.id == first.id
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        # Cancelled before Redis answered: known a duplicate then, so only detached too.
+        early = queue.submit_async("jobs", "job", "third", key="k")
+        early.cancel()
+        await asyncio.to_thread(wait_for, lambda: early.id is not None)
+        assert early.is_duplicate
+        await asyncio.sleep(0.2)
+        status = queue.command(first.id)
+        assert status is not None and status.state == CommandState.RUNNING
+        gate.release.set()
+        return await asyncio.to_thread(first.result, 10)
+
+    assert asyncio.run(main()) == "first"
+    assert gate.ran == ["first"]
+
+
+def test_on_redis_an_explicit_cancel_through_a_duplicates_handle_cancels_for_every_submitter(
+    redis_pair: tuple[RedisQueue, Gate],
+) -> None:
+    queue, gate = redis_pair
+    first = queue.submit("jobs", "job", "first", key="k")
+    wait_for(lambda: gate.ran == ["first"])
+    duplicate = queue.submit("jobs", "job", "second", key="k")
+    assert duplicate.is_duplicate
+    assert duplicate.cancel() is True
+    for handle in (first, duplicate):
+        with pytest.raises(CancelledError):
+            handle.result(timeout=10)
+    gate.release.set()

@@ -284,7 +284,8 @@ impl RedisQueue {
     /// Submits a command to the end of `lane` and returns its `CommandHandle` once Redis
     /// has it (`id`, `cancel()`, `result(timeout)`, `await handle`). Raises
     /// `LaneNotFoundError` for a lane not declared in Redis, `LaneFullError` for a full
-    /// lane that rejects. Ctrl-C during the round trip cancels the command.
+    /// lane that rejects. Ctrl-C during the round trip cancels the command (unless it
+    /// turns out a duplicate: a live key's command goes on for its other submitters).
     ///
     /// `delay`, `run_at`, `start_by` and `start_within` (keyword-only) are those of
     /// `Lane.submit`: the command waits in Redis (shown as delayed) until its start time;
@@ -321,10 +322,13 @@ impl RedisQueue {
             Ok(Ok(Err(error))) => Err(error.into_py_err(py)),
             Ok(Err(error)) => Err(join_error(py, error)),
             Err(interrupted) => {
-                // The command may be in Redis already: cancel it once its id is known.
+                // The command may be in Redis already: cancel it once its id is known
+                // (not a duplicate's: that command belongs to its first submitter).
                 let queue = self.queue.clone();
                 runtime().spawn(async move {
-                    if let Ok(Ok(submitted)) = task.await {
+                    if let Ok(Ok(submitted)) = task.await
+                        && !submitted.is_duplicate()
+                    {
                         let _ = queue.cancel(submitted.id()).await;
                     }
                 });
@@ -336,7 +340,8 @@ impl RedisQueue {
     /// Submits a command from a coroutine: `await queue.submit_async(...)` gives its
     /// result. Returns a `CommandFuture` at once (bad arguments raise here); its `id` is
     /// known once Redis has the command, and cancelling it (or the task awaiting it)
-    /// cancels the command.
+    /// cancels the command; a duplicate's future is only detached (the command goes on
+    /// for its other submitters).
     #[pyo3(signature = (lane, command_type, payload = None, *, delay = None, run_at = None, start_by = None, start_within = None, key = None))]
     #[allow(clippy::too_many_arguments)]
     fn submit_async(
@@ -458,7 +463,8 @@ impl LoopBody for RemoteSubmit {
                 }
                 Stage::Waiting(handle) => {
                     if future.get().is_done() {
-                        // Cancelled by the caller (and the command with it): stop waiting.
+                        // Cancelled by the caller (and the command with it, unless a
+                        // duplicate's): stop waiting.
                         self.stage = Stage::Done;
                         return Poll::Ready(());
                     }
