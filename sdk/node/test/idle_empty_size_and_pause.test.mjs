@@ -1,8 +1,9 @@
 // The everyday helpers p-queue users reach for: onIdle() and onEmpty() promises, the
-// `size` (waiting) and `running` counts as plain reads, and a whole-queue pause()/resume().
+// `size` (waiting) and `running` counts as plain reads, onSizeLessThan(limit, lane?) for a
+// producer that keeps its backlog bounded, and a whole-queue pause()/resume().
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Lane } from '@a3s-lab/lane';
+import { Lane, LaneNotFoundError } from '@a3s-lab/lane';
 import { deferred, waitFor } from './support.mjs';
 
 test('size and running count waiting and running commands over all lanes', async () => {
@@ -79,4 +80,84 @@ test('pause() stops every lane from starting commands; resume() starts them all 
   assert.ok(!after.lanes.a.paused && !after.lanes.b.paused);
   await lane.shutdown();
   assert.throws(() => lane.pause(), (error) => error.code === 'SHUTDOWN');
+});
+
+test('onSizeLessThan(limit) resolves at once when fewer wait, else once enough started', async () => {
+  const lane = new Lane({ q: { priority: 0, maxConcurrency: 1 } });
+  const gates = [];
+  lane.handle('gate', () => {
+    const gate = deferred();
+    gates.push(gate);
+    return gate.promise;
+  });
+  await lane.start();
+  await lane.onSizeLessThan(1); // nothing waits
+  const results = [1, 2, 3, 4].map(() => lane.submit('q', 'gate'));
+  await waitFor(() => gates.length === 1, 'the first command to run');
+  assert.equal(lane.size, 3);
+  await lane.onSizeLessThan(4); // 3 wait: at once
+  let below = false;
+  const waited = lane.onSizeLessThan(2).then(() => (below = true));
+  gates[0].resolve();
+  await waitFor(() => gates.length === 2, 'the second command to run');
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(below, false, 'resolved while 2 still waited');
+  gates[1].resolve();
+  await waited; // the third started: 1 waits
+  assert.equal(lane.size, 1);
+  for (const gate of gates.slice(2)) gate.resolve();
+  await waitFor(() => gates.length === 4, 'the last command to run');
+  gates[3].resolve();
+  await Promise.all(results);
+  await lane.shutdown();
+  await lane.onSizeLessThan(1); // after shutdown: at once
+});
+
+test('onSizeLessThan counts one lane or all, delayed commands too, and a cancel wakes it', async () => {
+  const lane = new Lane({ a: { priority: 0, maxConcurrency: 1 }, b: { priority: 1, maxConcurrency: 1 } });
+  lane.handle('job', (payload) => payload);
+  await lane.start();
+  lane.pause();
+  const a = await lane.submitWithHandle('a', 'job', 'a');
+  const b = await lane.submitWithHandle('b', 'job', 'b', { delayMs: 3_600_000 });
+  assert.equal(lane.size, 2, 'the delayed one waits too');
+  await lane.onSizeLessThan(2, 'a'); // lane a alone: 1 waits
+  await lane.onSizeLessThan(3); // all lanes: 2 wait
+  let allBelow = false;
+  const all = lane.onSizeLessThan(2).then(() => (allBelow = true));
+  let bBelow = false;
+  const inB = lane.onSizeLessThan(1, 'b').then(() => (bBelow = true));
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  assert.deepEqual([allBelow, bBelow], [false, false]);
+  // Cancelling the delayed command wakes both: nothing starts, paused as the queue is.
+  assert.equal(await b.cancel(), 'cancelled');
+  await Promise.all([all, inB]);
+  await assert.rejects(b.result, (error) => error.code === 'CANCELLED');
+  lane.resume();
+  assert.equal(await a.result, 'a');
+  await lane.shutdown();
+});
+
+test('onSizeLessThan refuses a limit that is not a whole number of 1 or more, and an unknown lane', async () => {
+  const lane = new Lane({ q: { priority: 0, maxConcurrency: 1 } });
+  await lane.start();
+  const invalid = (ErrorClass, message) => (error) => {
+    assert.ok(error instanceof ErrorClass, `${error.name}: ${error.message}`);
+    assert.equal(error.code, 'INVALID_ARGUMENT');
+    assert.match(error.message, message);
+    return true;
+  };
+  await assert.rejects(lane.onSizeLessThan(0), invalid(RangeError, /limit must be 1 or more/));
+  await assert.rejects(lane.onSizeLessThan(-1), invalid(RangeError, /limit must be between 0 and/));
+  await assert.rejects(lane.onSizeLessThan(1.5), invalid(RangeError, /limit must be a whole number/));
+  await assert.rejects(lane.onSizeLessThan(Number.NaN), invalid(RangeError, /limit/));
+  await assert.rejects(lane.onSizeLessThan('5'), invalid(TypeError, /limit/));
+  await assert.rejects(lane.onSizeLessThan(), invalid(TypeError, /limit/));
+  await assert.rejects(lane.onSizeLessThan(1, 5), invalid(TypeError, /lane/));
+  await assert.rejects(lane.onSizeLessThan(1, 'nope'), (error) => {
+    assert.ok(error instanceof LaneNotFoundError);
+    assert.equal(error.code, 'LANE_NOT_FOUND');
+    return true;
+  });
+  await lane.shutdown();
 });

@@ -77,3 +77,8 @@ test('the delays, deadlines and bounded lanes example prints what its comments s
     /^1$/m,
   ]);
 });
+
+test('the idempotency key example runs the command once, then again once it ended', async () => {
+  // The event reaches its listener after the submit returned: its line may come later.
+  await printsWhatItSays("key: 'order-42'", [/^true true$/m, /^charged 42 1\ncharged 42 2$/m, /^deduplicated order-42$/m]);
+});

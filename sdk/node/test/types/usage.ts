@@ -183,6 +183,24 @@ async function main(): Promise<void> {
   const whenFull: 'reject' | 'wait' = DEFAULTS.lane.when_full;
   const maxWaiting: number | null = DEFAULTS.lane.max_waiting;
   void [bound, counts, expiredState, whenFull, maxWaiting];
+  // Idempotency keys and backpressure.
+  const keyed: CommandHandle<string> = await bounded.submitWithHandle<string>('jobs', 'x', {}, { key: 'order-42' });
+  const duplicate: boolean = keyed.isDuplicate;
+  const remoteKeyed: CommandHandle = await queue.submit('api', 'fetch', {}, { key: 'order-42', delayMs: 10 });
+  const plain: Promise<unknown> = bounded.submit('jobs', 'x', {}, { key: 'order-43' });
+  bounded.on('queue.command.deduplicated', (event) => {
+    const key: string = event.payload.key;
+    const holder: number = event.payload.commandId;
+    const commandType: string = event.payload.commandType;
+    void [key, holder, commandType];
+  });
+  const below: Promise<void> = bounded.onSizeLessThan(100);
+  const belowInLane: Promise<void> = bounded.onSizeLessThan(10, 'jobs');
+  void [duplicate, remoteKeyed.isDuplicate, plain, below, belowInLane];
+  // @ts-expect-error a key is a string
+  void bounded.submit('jobs', 'x', {}, { key: 42 });
+  // @ts-expect-error isDuplicate is read-only
+  keyed.isDuplicate = false;
   // @ts-expect-error whenFull is 'reject' or 'wait'
   new Lane({ jobs: { priority: 0, maxWaiting: 1, whenFull: 'block' } });
   // @ts-expect-error runAt is a Date
