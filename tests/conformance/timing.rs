@@ -243,6 +243,13 @@ async fn bad_times_are_refused_at_the_boundary(engine: Engine) {
             SubmitOptions::new().with_delay(Duration::MAX),
             "longer than 100 years",
         ),
+        (
+            // A deadline at the very instant it may start could never be met.
+            SubmitOptions::new()
+                .with_delay(Duration::from_secs(5))
+                .with_start_within(Duration::from_secs(5)),
+            "could never run",
+        ),
     ] {
         let error = client
             .submit_with("jobs", "job", named("bad"), options)

@@ -15,4 +15,5 @@ mod concurrent_submits_of_one_key_make_one_command;
 mod damaged_busy_or_full_stores_fail_loudly;
 mod delayed_commands_keep_their_times_across_a_restart;
 mod durable_commands_come_back_after_a_restart;
+mod durable_submits_that_wait_keep_the_store_exact;
 mod shutdown_keeps_interrupted_commands;

@@ -97,3 +97,45 @@ async fn a_limit_of_zero_and_an_unknown_lane_are_refused() {
         "{error:?}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_ends_the_waits_of_producers() {
+    let manager = QueueManagerBuilder::new(EventEmitter::new(16))
+        .with_lane(
+            "full",
+            LaneConfig::new(1, 1)
+                .with_max_waiting(1)
+                .with_when_full(a3s_lane::WhenFull::Wait { timeout: None }),
+            0,
+        )
+        .build()
+        .await
+        .unwrap();
+    manager.start().await.unwrap();
+    manager.pause_lane("full").unwrap();
+    let _queued = manager.submit_with_handle("full", job(10)).await.unwrap();
+    let for_room = manager.submit_with_handle("full", job(10));
+    let for_backlog = manager.wait_waiting_below(1, Some("full"));
+    tokio::pin!(for_room, for_backlog);
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), &mut for_room)
+            .await
+            .is_err()
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), &mut for_backlog)
+            .await
+            .is_err()
+    );
+    manager.shutdown().await;
+    let error = for_room.await.unwrap_err();
+    assert!(
+        matches!(error, a3s_lane::LaneError::ShutdownInProgress),
+        "{error:?}"
+    );
+    let error = for_backlog.await.unwrap_err();
+    assert!(
+        matches!(error, a3s_lane::LaneError::ShutdownInProgress),
+        "{error:?}"
+    );
+}

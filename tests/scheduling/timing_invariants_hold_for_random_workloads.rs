@@ -86,10 +86,12 @@ async fn run(max: usize, max_waiting: usize, ops: Vec<Op>) -> Result<(), TestCas
                 let delay = Duration::from_millis(delay.unwrap_or(0));
                 let within = within.map(Duration::from_millis);
                 let mut options = SubmitOptions::new().with_delay(delay);
-                if let (Some(within), true) = (within, within.is_some_and(|w| w >= delay)) {
+                // A deadline must come after the start time (both zero: start now or never).
+                let meetable = |w: &Duration| *w > delay || (w.is_zero() && delay.is_zero());
+                if let (Some(within), true) = (within, within.as_ref().is_some_and(meetable)) {
                     options = options.with_start_within(within);
                 }
-                let within = within.filter(|w| *w >= delay);
+                let within = within.filter(meetable);
                 if let Some(key) = key {
                     options = options.with_key(format!("key-{key}"));
                 }

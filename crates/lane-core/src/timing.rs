@@ -154,12 +154,13 @@ impl SubmitOptions {
             (None, None) => None,
         };
         if let (Some(delay), Some(within)) = (delay, start_within)
-            && within < delay
+            && within <= delay
+            && !(within.is_zero() && delay.is_zero())
         {
             return Err(invalid(format!(
-                "the start-by deadline ({within:?} from now) comes before the command may start \
-                 ({delay:?} from now), so it could never run; give a later deadline or a shorter \
-                 delay"
+                "the start-by deadline ({within:?} from now) is not after the time the command \
+                 may start ({delay:?} from now), so it could never run; give a later deadline or \
+                 a shorter delay"
             )));
         }
         let now_ms = unix_ms(now);

@@ -47,12 +47,18 @@ impl CommandQueue {
     }
 
     pub(crate) fn begin_shutdown(&self, hard: bool) -> bool {
-        let mut state = self.state.lock();
-        let first = !state.shutting_down;
-        state.shutting_down = true;
-        if hard {
-            state.hard_stop = true;
-        }
+        let first = {
+            let mut state = self.state.lock();
+            let first = !state.shutting_down;
+            state.shutting_down = true;
+            if hard {
+                state.hard_stop = true;
+            }
+            first
+        };
+        // Submits waiting for room, and producers waiting for the backlog to shrink, end
+        // now: no command is taken any more.
+        self.room.notify_waiters();
         first
     }
 
@@ -100,7 +106,8 @@ impl CommandQueue {
     /// Waits until fewer than `limit` commands wait to start (pending and delayed) in
     /// lane `lane`, or in all lanes together when `lane` is `None` (p-queue's
     /// `onSizeLessThan`). Resolves at once if that holds now. `limit` 0 can never hold
-    /// and is refused; an unknown lane is `LaneNotFound`.
+    /// and is refused; an unknown lane is `LaneNotFound`; once the queue shuts down (it
+    /// takes no more commands) it fails with `ShutdownInProgress`.
     pub async fn wait_waiting_below(&self, limit: usize, lane: Option<&str>) -> Result<()> {
         if limit == 0 {
             return Err(LaneError::InvalidInput(
@@ -126,8 +133,14 @@ impl CommandQueue {
             let notified = self.room.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if waiting(&self.state.lock()) < limit {
-                return Ok(());
+            {
+                let state = self.state.lock();
+                if waiting(&state) < limit {
+                    return Ok(());
+                }
+                if state.shutting_down {
+                    return Err(LaneError::ShutdownInProgress);
+                }
             }
             notified.await;
         }

@@ -118,46 +118,6 @@ impl CommandQueue {
         let id = self.next_id();
         let created_at_ms = now_ms();
         let mut room_until = None;
-        let mut _key_guard = None;
-        if let (Some(journal), Some(payload)) = (&self.journal, &payload) {
-            if let Some(key) = key {
-                // Held until this submit queued its command (the end of `accept`).
-                _key_guard = Some(self.key_lock(key).lock().await);
-            }
-            // Checked before the durable write, which a refused command must not make.
-            let (index, when_full) = {
-                let state = self.state.lock();
-                if state.shutting_down {
-                    return Err(LaneError::ShutdownInProgress);
-                }
-                let index = state.lane_index(lane_id)?;
-                if let Some(holder) = key.and_then(|key| state.holder_of(key)) {
-                    let holder = holder.clone();
-                    let rx = holder.add_duplicate();
-                    drop(state);
-                    return Ok(self.duplicate_of(&holder, rx));
-                }
-                let lane = state.lane(index);
-                (index, lane.is_full().then_some(lane.config.when_full))
-            };
-            if let Some(when_full) = when_full {
-                room_until = Some(self.wait_for_room(index, when_full, None).await?);
-            }
-            lane = LaneRef::Index(index);
-            journal
-                .write_durably(StorageOp::SaveCommand(StoredCommand {
-                    id,
-                    lane_id: lane_id.to_owned(),
-                    command_type: command.command_type().to_owned(),
-                    payload: payload.clone(),
-                    attempts: failures,
-                    created_at: created_at_ms,
-                    not_before: timing.not_before_ms,
-                    start_by: timing.start_by_ms,
-                    key: key.map(str::to_owned),
-                }))
-                .await?;
-        }
         // The submitter's span, if someone traces; its `lane.command` children are the runs.
         let span = tracing::Span::current();
         // Lane 0 until `insert` sets the real one under the lock.
@@ -173,31 +133,134 @@ impl CommandQueue {
             key.map(Box::from),
         );
         loop {
-            match self.insert(task.clone(), lane) {
-                Err(Full { index, when_full }) => {
-                    let until = self.wait_for_room(index, when_full, room_until).await;
-                    match until {
-                        Ok(until) => room_until = Some(until),
-                        Err(error) => {
-                            self.forget(&task);
-                            return Err(error);
-                        }
+            // A durable command is written (and acknowledged by the store) before it is
+            // queued; the record is removed again if it is not queued after all (refused,
+            // a duplicate, a full lane, or this submit dropped while it waits).
+            let mut written = None;
+            let mut _key_guard = None;
+            if let Some(journal) = &self.journal
+                && task.payload.is_some()
+            {
+                match self
+                    .before_write(&task, lane_id, key, &mut room_until)
+                    .await?
+                {
+                    BeforeWrite::Duplicate(accepted) => return Ok(accepted),
+                    BeforeWrite::Write { index, key_guard } => {
+                        lane = LaneRef::Index(index);
+                        _key_guard = key_guard;
                     }
-                    lane = LaneRef::Index(index);
                 }
-                Err(Refused(error)) => return Err(error),
-                Err(Duplicate(holder, rx)) => {
-                    self.forget(&task);
-                    return Ok(self.duplicate_of(&holder, rx));
-                }
+                journal
+                    .write_durably(StorageOp::SaveCommand(self.record_of(&task, lane_id)))
+                    .await?;
+                written = Some(Written {
+                    queue: self,
+                    task: &task,
+                });
+            }
+            match self.insert(task.clone(), lane) {
                 Ok(()) => {
+                    if let Some(written) = written {
+                        std::mem::forget(written);
+                    }
                     return Ok(Accepted {
                         id,
                         rx,
                         duplicate: false,
                     });
                 }
+                Err(Refused(error)) => return Err(error),
+                Err(Duplicate(holder, rx)) => return Ok(self.duplicate_of(&holder, rx)),
+                Err(Full { index, when_full }) => {
+                    // Lost a race for room. A durable submit gives its record up (and its
+                    // key's lock: never held while waiting) and writes it again once
+                    // there is room.
+                    drop(written);
+                    drop(_key_guard);
+                    room_until = Some(self.wait_for_room(index, when_full, room_until).await?);
+                    lane = LaneRef::Index(index);
+                }
             }
+        }
+    }
+
+    /// The checks before a durable write, which a refused command must not make: the
+    /// lane exists, the queue takes commands, the key is free (else the duplicate is the
+    /// answer), and there is room in the lane (waiting for it as the lane says). A keyed
+    /// submit then takes its key's lock, held across the write until the command is
+    /// queued, so two submits of one key never both write a record.
+    async fn before_write(
+        &self,
+        task: &Arc<Task>,
+        lane_id: &str,
+        key: Option<&str>,
+        room_until: &mut Option<Option<Instant>>,
+    ) -> Result<BeforeWrite<'_>> {
+        loop {
+            let (index, when_full) = {
+                let state = self.state.lock();
+                if state.shutting_down {
+                    return Err(LaneError::ShutdownInProgress);
+                }
+                let index = state.lane_index(lane_id)?;
+                if key.is_some() && !state.started {
+                    return Err(LaneError::QueueError(
+                        "a submit with an idempotency key to a queue with storage must come \
+                         after start(): the keys of the stored commands are read back at \
+                         start"
+                            .into(),
+                    ));
+                }
+                if let Some(holder) = key.and_then(|key| state.holder_of(key)) {
+                    let holder = holder.clone();
+                    let rx = holder.add_duplicate();
+                    drop(state);
+                    return Ok(BeforeWrite::Duplicate(self.duplicate_of(&holder, rx)));
+                }
+                let lane = state.lane(index);
+                (index, lane.is_full().then_some(lane.config.when_full))
+            };
+            if let Some(when_full) = when_full {
+                *room_until = Some(self.wait_for_room(index, when_full, *room_until).await?);
+                continue;
+            }
+            let Some(key) = key else {
+                return Ok(BeforeWrite::Write {
+                    index,
+                    key_guard: None,
+                });
+            };
+            let guard = self.key_lock(key).lock().await;
+            // Checked again under the key's lock: a submit of the same key may have
+            // queued its command meanwhile.
+            let state = self.state.lock();
+            if let Some(holder) = state.holder_of(key) {
+                let holder = holder.clone();
+                let rx = holder.add_duplicate();
+                drop(state);
+                return Ok(BeforeWrite::Duplicate(self.duplicate_of(&holder, rx)));
+            }
+            debug_assert!(task.key.is_some());
+            return Ok(BeforeWrite::Write {
+                index,
+                key_guard: Some(guard),
+            });
+        }
+    }
+
+    /// The store's record of a command about to be queued.
+    fn record_of(&self, task: &Task, lane_id: &str) -> StoredCommand {
+        StoredCommand {
+            id: task.id,
+            lane_id: lane_id.to_owned(),
+            command_type: task.command.command_type().to_owned(),
+            payload: task.payload.clone().unwrap_or_default(),
+            attempts: task.failures(),
+            created_at: task.created_at_ms,
+            not_before: task.timing.not_before_ms,
+            start_by: task.timing.start_by_ms,
+            key: task.key.as_deref().map(str::to_owned),
         }
     }
 
@@ -305,8 +368,6 @@ impl CommandQueue {
             let mut state = self.state.lock();
             let now = Instant::now();
             if state.shutting_down {
-                drop(state);
-                self.forget(&task);
                 return Err(Refused(LaneError::ShutdownInProgress));
             }
             let index = match lane_ref {
@@ -333,7 +394,7 @@ impl CommandQueue {
                     .extend(state.enqueue(task.clone(), now, false));
             } else {
                 // At most 100 years ahead (checked at the boundary), which the clock holds.
-                let at = now.checked_add(task.timing.delay).unwrap_or(now);
+                let at = task.origin.checked_add(task.timing.delay).unwrap_or(now);
                 state.set_not_before(&task, at);
             }
             state.arm_deadline(&task);
@@ -379,7 +440,7 @@ impl CommandQueue {
         if task.timing.delay.is_zero() {
             let _ = state.enqueue(task, now, true);
         } else {
-            let at = now.checked_add(task.timing.delay).unwrap_or(now);
+            let at = task.origin.checked_add(task.timing.delay).unwrap_or(now);
             state.set_not_before(&task, at);
         }
     }
@@ -414,6 +475,30 @@ enum Insert {
     Duplicate(Arc<Task>, oneshot::Receiver<Result<Value>>),
 }
 use Insert::{Duplicate, Full, Refused};
+
+/// What [`CommandQueue::before_write`] found.
+enum BeforeWrite<'a> {
+    /// The key is held by a live command: this is the answer.
+    Duplicate(Accepted),
+    /// Write the record, then queue the command in lane `index` (holding the key's lock).
+    Write {
+        index: LaneIdx,
+        key_guard: Option<tokio::sync::MutexGuard<'a, ()>>,
+    },
+}
+
+/// A durable command's record, written but not yet queued: dropped (the submit was
+/// refused, a duplicate, or itself dropped), it removes the record.
+struct Written<'a> {
+    queue: &'a CommandQueue,
+    task: &'a Task,
+}
+
+impl Drop for Written<'_> {
+    fn drop(&mut self) {
+        self.queue.forget(self.task);
+    }
+}
 
 /// A command accepted by [`CommandQueue::accept`]: a new one, or (`duplicate`) the live
 /// command that held the submit's idempotency key.

@@ -64,6 +64,8 @@ impl CommandQueue {
                         let front = task.started_once();
                         state.leave_delayed(&task);
                         if state.shutting_down_hard() {
+                            // Ended now, so its deadline timer in this same pass finds it done.
+                            state.finish_task(&task);
                             cancelled_while_delayed.push(task);
                             continue;
                         }
@@ -87,9 +89,6 @@ impl CommandQueue {
             let next = state.timers.next_deadline();
             if next.is_none() {
                 state.timers.driver_running = false;
-            }
-            for task in &cancelled_while_delayed {
-                state.finish_task(task);
             }
             next
         };

@@ -66,6 +66,8 @@ pub(crate) struct Task {
     pub(crate) span: tracing::Span,
     /// Its start time and start-by deadline as submitted (kept by the journal).
     pub(crate) timing: Timing,
+    /// When it was made: its delay and its start-by deadline both count from here.
+    pub(crate) origin: Instant,
     /// The start-by deadline on the queue's clock: not started by then, it expires.
     pub(crate) start_by: Option<Instant>,
     /// Set at its first start: a deadline no longer applies.
@@ -108,9 +110,10 @@ impl Task {
     ) -> (Arc<Self>, oneshot::Receiver<Result<Value>>) {
         let (tx, rx) = oneshot::channel();
         // Checked at the boundary: at most 100 years ahead, which the clock holds.
+        let origin = Instant::now();
         let start_by = timing
             .start_within
-            .and_then(|within| Instant::now().checked_add(within));
+            .and_then(|within| origin.checked_add(within));
         let task = Arc::new(Self {
             id,
             lane: AtomicU32::new(lane),
@@ -127,6 +130,7 @@ impl Task {
             interrupted: Default::default(),
             span,
             timing,
+            origin,
             start_by,
             started_once: Default::default(),
             key,
