@@ -272,12 +272,15 @@ export declare class Lane {
    * `startWithinMs`) or `LANE_FULL` (the lane holds `maxWaiting` commands, or waited
    * for room longer than `fullWaitTimeoutMs`). `options.signal` cancels the command
    * when it aborts; `options.delayMs` / `runAt` hold it back (shown as delayed) until
-   * then.
+   * then; `options.key` (an idempotency key) settles with the result of the live
+   * command holding that key, if one does, instead of queueing another.
    */
   submit<T = unknown>(lane: string, commandType: string, payload?: unknown, options?: SubmitOptions): Promise<T>
   /**
    * Like `submit`, but resolves as soon as the command is accepted (durable, with
-   * storage) with its `CommandHandle`: `id`, `cancel()` and the `result` promise.
+   * storage) with its `CommandHandle`: `id`, `cancel()`, the `result` promise, and
+   * `isDuplicate` (true when `options.key` was held by that live command: nothing was
+   * queued).
    */
   submitWithHandle<T = unknown>(lane: string, commandType: string, payload?: unknown, options?: SubmitOptions): Promise<CommandHandle<T>>
   /** Cancels every pending and running command of a lane; returns how many. */
@@ -469,7 +472,9 @@ export declare class RedisQueue {
    * `options.signal` cancels the command when it aborts; `options.delayMs` / `runAt`
    * hold it back in Redis (shown as delayed) until then, and one no worker started by
    * `options.startBy` / `startWithinMs` never runs: its result rejects with code
-   * `EXPIRED`.
+   * `EXPIRED`. With `options.key` (an idempotency key) held by a live command of the
+   * queue (from any producer), nothing is queued: the handle is that command's, with
+   * `isDuplicate: true`.
    */
   submit<T = unknown>(lane: string, commandType: string, payload?: unknown, options?: SubmitOptions): Promise<CommandHandle<T>>
   /**

@@ -267,7 +267,8 @@ impl Lane {
     /// `startWithinMs`) or `LANE_FULL` (the lane holds `maxWaiting` commands, or waited
     /// for room longer than `fullWaitTimeoutMs`). `options.signal` cancels the command
     /// when it aborts; `options.delayMs` / `runAt` hold it back (shown as delayed) until
-    /// then.
+    /// then; `options.key` (an idempotency key) settles with the result of the live
+    /// command holding that key, if one does, instead of queueing another.
     #[napi(
         ts_generic_types = "T = unknown",
         ts_args_type = "lane: string, commandType: string, payload?: unknown, options?: SubmitOptions",
@@ -285,7 +286,9 @@ impl Lane {
     }
 
     /// Like `submit`, but resolves as soon as the command is accepted (durable, with
-    /// storage) with its `CommandHandle`: `id`, `cancel()` and the `result` promise.
+    /// storage) with its `CommandHandle`: `id`, `cancel()`, the `result` promise, and
+    /// `isDuplicate` (true when `options.key` was held by that live command: nothing was
+    /// queued).
     #[napi(
         ts_generic_types = "T = unknown",
         ts_args_type = "lane: string, commandType: string, payload?: unknown, options?: SubmitOptions",

@@ -234,7 +234,9 @@ impl RedisQueue {
     /// `options.signal` cancels the command when it aborts; `options.delayMs` / `runAt`
     /// hold it back in Redis (shown as delayed) until then, and one no worker started by
     /// `options.startBy` / `startWithinMs` never runs: its result rejects with code
-    /// `EXPIRED`.
+    /// `EXPIRED`. With `options.key` (an idempotency key) held by a live command of the
+    /// queue (from any producer), nothing is queued: the handle is that command's, with
+    /// `isDuplicate: true`.
     #[napi(
         ts_generic_types = "T = unknown",
         ts_args_type = "lane: string, commandType: string, payload?: unknown, options?: SubmitOptions",
