@@ -201,6 +201,9 @@ async fn a_key_holds_across_a_restart(engine: Engine) {
     let (gated, _starts) = Gated::open();
     let spec = Spec::new(registry("job", gated.handler())).lane("jobs", LaneConfig::new(1, 1), 0);
     let mut queue = Harness::open(engine, spec).await;
+    // (A keyed submit to a durable queue comes after its start: the stored keys are
+    // read back then.)
+    queue.start().await;
     let id = queue
         .client()
         .submit_with(
