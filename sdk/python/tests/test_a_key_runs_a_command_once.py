@@ -191,6 +191,7 @@ def test_cancelling_a_duplicates_future_only_detaches_that_waiter() -> None:
         with pytest.raises(asyncio.CancelledError):
             await awaiting
         await asyncio.sleep(0.05)
+        assert first.id is not None
         status = lane.command(first.id)
         assert status is not None and status.state == CommandState.RUNNING
         gate.release.set()
