@@ -11,6 +11,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
 
 use a3s_lane::{CancelOutcome, CommandQueue, CommandState, QueueClient as CoreClient};
 use pyo3::prelude::*;
@@ -21,7 +22,8 @@ use crate::error::IntoPyErr;
 use crate::events::{EventStream, wanted_keys};
 use crate::handle::{CancelTarget, CommandHandle};
 use crate::handler::HandlerEnv;
-use crate::runtime::{block_on, python_attr};
+use crate::loop_task::awaitable;
+use crate::runtime::{block_on, python_attr, runtime};
 use crate::stats::{DeadLetter, QueueStats};
 
 /// The operations every queue offers, whichever engine runs it: cancel a command, read
@@ -66,6 +68,19 @@ impl QueueClient {
         mut call: Pin<Box<dyn Future<Output = a3s_lane::Result<T>> + Send + '_>>,
     ) -> PyResult<T> {
         block_on(py, call.as_mut())?.map_err(|e| e.into_py_err(py))
+    }
+}
+
+/// A future polled inside the runtime's context: a Redis queue's waits start timers and
+/// tasks on it, and an awaitable is polled on its event loop's thread.
+struct InRuntime<F>(Pin<Box<F>>);
+
+impl<F: Future> Future for InRuntime<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let _context = runtime().enter();
+        self.0.as_mut().poll(cx)
     }
 }
 
@@ -207,6 +222,33 @@ impl QueueClient {
     /// Deletes every dead letter (also from durable storage); returns how many there were.
     pub(crate) fn purge_dead_letters(&self, py: Python<'_>) -> PyResult<usize> {
         Self::wait(py, self.client.purge_dead_letters())
+    }
+
+    /// `await queue.on_size_less_than(limit, lane=None)`: resolves when fewer than `limit`
+    /// commands wait to start (pending or delayed) in `lane`, or in all lanes together
+    /// when `lane` is None; at once if that is so now. For a producer that keeps the
+    /// backlog bounded: `await queue.on_size_less_than(100)` before the next submit.
+    /// `limit` 0 is a `ConfigError` (fewer than 0 never comes); an unknown lane is a
+    /// `LaneNotFoundError`. On a `RedisQueue` it counts the commands of every process,
+    /// woken by the queue's event stream: with `events=False` it raises `LaneError`.
+    #[pyo3(signature = (limit, lane = None))]
+    fn on_size_less_than<'py>(
+        &self,
+        py: Python<'py>,
+        limit: &Bound<'py, PyAny>,
+        lane: Option<&str>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let limit = usize_arg(limit, "limit")?;
+        let lane = lane.map(str::to_owned);
+        let client = self.client.clone();
+        awaitable(
+            py,
+            "on_size_less_than()",
+            InRuntime(Box::pin(async move {
+                client.wait_waiting_below(limit, lane.as_deref()).await
+            })),
+            move |py, result| result.map_err(|e| e.into_py_err(py)).map(|()| py.None()),
+        )
     }
 
     /// Subscribes to the lifecycle events of every command of the queue from now on

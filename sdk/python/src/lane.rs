@@ -48,8 +48,8 @@ use crate::spawner::LoopSpawner;
 /// handlers run on a thread pool.
 ///
 /// A `QueueClient`: `cancel`, `command`, `stats`, `pause_lane`, `resume_lane`,
-/// `dead_letters`, `redrive`, `purge_dead_letters` and `events` are those of a
-/// `RedisQueue`.
+/// `dead_letters`, `redrive`, `purge_dead_letters`, `on_size_less_than` and `events` are
+/// those of a `RedisQueue`.
 #[pyclass(frozen, weakref, extends = QueueClient, module = "a3s_lane", name = "Lane")]
 pub(crate) struct Lane {
     manager: QueueManager,
@@ -773,30 +773,6 @@ impl Lane {
             // The core's wait, woken by every change of the waiting count (a start, a
             // cancel, an expiry), events or not.
             async move { queue.wait_waiting_below(1, None).await },
-            move |py, result| result.map_err(|e| e.into_py_err(py)).map(|()| py.None()),
-        )
-    }
-
-    /// `await lane.on_size_less_than(limit, lane=None)`: resolves when fewer than `limit`
-    /// commands wait to start (pending or delayed) in `lane`, or in all lanes together
-    /// when `lane` is None; at once if that is so now. For a producer that keeps the
-    /// backlog bounded: `await lane.on_size_less_than(100)` before the next submit.
-    /// `limit` 0 is a `ConfigError` (fewer than 0 never comes); an unknown lane is a
-    /// `LaneNotFoundError`.
-    #[pyo3(signature = (limit, lane = None))]
-    fn on_size_less_than<'py>(
-        &self,
-        py: Python<'py>,
-        limit: &Bound<'py, PyAny>,
-        lane: Option<&str>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let limit = usize_arg(limit, "limit")?;
-        let lane = lane.map(str::to_owned);
-        let queue = self.queue.clone();
-        awaitable(
-            py,
-            "on_size_less_than()",
-            async move { queue.wait_waiting_below(limit, lane.as_deref()).await },
             move |py, result| result.map_err(|e| e.into_py_err(py)).map(|()| py.None()),
         )
     }

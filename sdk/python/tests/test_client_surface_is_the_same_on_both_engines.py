@@ -50,6 +50,7 @@ SHARED = [
     "dead_letters",
     "redrive",
     "purge_dead_letters",
+    "on_size_less_than",
     "events",
 ]
 

@@ -2,15 +2,29 @@
 delayed or running), `await on_empty()` (nothing waiting to start), `size` (waiting)
 and `running` read without a wait, `await on_size_less_than(limit, lane=None)` (fewer
 than `limit` waiting to start, in one lane or all), and `pause()`/`resume()` of the whole
-queue."""
+queue. `on_size_less_than` is on the shared client surface: the Redis part runs it on a
+RedisQueue with a RedisWorker (A3S_LANE_REDIS_URL), woken by the queue's event stream."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import Callable, Iterator
 
 import pytest
 
-from a3s_lane import CancelOutcome, ConfigError, Lane, LaneConfig, LaneNotFoundError
+from a3s_lane import (
+    CancelOutcome,
+    ConfigError,
+    Lane,
+    LaneConfig,
+    LaneError,
+    LaneNotFoundError,
+    QueueClient,
+    RedisQueue,
+    RedisWorker,
+)
+from conftest import redis_url, unique_prefix
 
 
 def test_size_running_on_empty_and_on_idle_follow_the_work() -> None:
@@ -252,3 +266,135 @@ def test_on_size_less_than_refuses_a_bad_limit_or_an_unknown_lane() -> None:
             await asyncio.wait_for(lane.on_size_less_than(1, "nope"), 1)
 
     asyncio.run(main())
+
+
+# --- on Redis: the same method of the shared client surface -----------------------------
+
+
+def test_on_size_less_than_is_one_method_of_both_engines() -> None:
+    assert Lane.on_size_less_than is QueueClient.on_size_less_than
+    assert RedisQueue.on_size_less_than is QueueClient.on_size_less_than
+
+
+@pytest.fixture
+def gated(queues: Callable[..., RedisQueue]) -> Iterator[tuple[RedisQueue, list[threading.Event]]]:
+    """A RedisQueue with lanes "q" (one command at a time) and "other", and a started
+    RedisWorker whose "hold" handler runs until gate `i` (its payload) is set."""
+    queue = queues({"q": LaneConfig(priority=0, max_concurrency=1), "other": LaneConfig(priority=1)})
+    worker = RedisWorker(queue, slots=4)
+    gates = [threading.Event() for _ in range(4)]
+
+    @worker.handler("hold")
+    def hold(i: int) -> int:
+        gates[i].wait(30)
+        return i
+
+    worker.start()
+    yield queue, gates
+    for gate in gates:
+        gate.set()
+    worker.shutdown(timeout=10)
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached within the timeout"
+        await asyncio.sleep(0.02)
+
+
+def test_on_redis_on_size_less_than_resolves_only_once_enough_commands_started(
+    gated: tuple[RedisQueue, list[threading.Event]],
+) -> None:
+    queue, gates = gated
+
+    def counts() -> tuple[int, int]:
+        stats = queue.stats().lanes["q"]
+        return stats.pending + stats.delayed, stats.active
+
+    async def main() -> list[int]:
+        handles = [queue.submit("q", "hold", i) for i in range(4)]
+        await until(lambda: counts() == (3, 1))
+        await asyncio.wait_for(queue.on_size_less_than(4), 5)
+        await asyncio.wait_for(queue.on_size_less_than(4, "q"), 5)
+        await asyncio.wait_for(queue.on_size_less_than(1, "other"), 5)
+        below_2 = asyncio.ensure_future(queue.on_size_less_than(2))
+        below_1 = asyncio.ensure_future(queue.on_size_less_than(1, "q"))
+        await asyncio.sleep(0.2)
+        assert not below_2.done() and not below_1.done(), "3 wait to start"
+        gates[0].set()  # command 1 starts: 2 wait
+        await until(lambda: counts() == (2, 1))
+        await asyncio.sleep(0.2)
+        assert not below_2.done(), "2 still wait to start"
+        gates[1].set()  # command 2 starts: 1 waits
+        await asyncio.wait_for(below_2, 10)
+        assert counts()[0] <= 1
+        assert not below_1.done(), "one still waits to start"
+        gates[2].set()  # command 3 starts: none waits
+        await asyncio.wait_for(below_1, 10)
+        assert counts()[0] == 0
+        gates[3].set()
+        return [await asyncio.to_thread(handle.result, 10) for handle in handles]
+
+    assert asyncio.run(main()) == [0, 1, 2, 3]
+
+
+def test_on_redis_on_size_less_than_wakes_when_a_waiting_command_is_cancelled(
+    gated: tuple[RedisQueue, list[threading.Event]],
+) -> None:
+    queue, gates = gated
+    queue.pause_lane("q")
+    first = queue.submit("q", "hold", 0)
+    second = queue.submit("q", "hold", 1)
+
+    async def main() -> None:
+        below_2 = asyncio.ensure_future(queue.on_size_less_than(2, "q"))
+        await asyncio.sleep(0.2)
+        assert not below_2.done(), "both wait to start"
+        assert queue.cancel(first.id) == CancelOutcome.CANCELLED
+        await asyncio.wait_for(below_2, 10)
+
+    asyncio.run(main())
+    stats = queue.stats().lanes["q"]
+    assert stats.pending + stats.delayed == 1
+    gates[1].set()
+    queue.resume_lane("q")
+    assert second.result(timeout=10) == 1
+
+
+def test_on_redis_on_size_less_than_refuses_what_a_lane_refuses(queues: Callable[..., RedisQueue]) -> None:
+    queue = queues({"q": LaneConfig(priority=0)})
+
+    async def main() -> None:
+        with pytest.raises(ConfigError, match="limit"):
+            await asyncio.wait_for(queue.on_size_less_than(0), 5)
+        with pytest.raises(ValueError):
+            await asyncio.wait_for(queue.on_size_less_than(0, "q"), 5)
+        for bad in (-1, 2**64):
+            with pytest.raises(ConfigError, match="limit"):
+                await queue.on_size_less_than(bad)
+        for wrong in (True, "3", 1.0, None):
+            with pytest.raises(TypeError, match="limit must be an int"):
+                await queue.on_size_less_than(wrong)  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            await queue.on_size_less_than(1, 7)  # type: ignore[arg-type]
+        with pytest.raises(LaneNotFoundError):
+            await asyncio.wait_for(queue.on_size_less_than(1, "nope"), 5)
+        # Nothing waits: at once, for the queue and for a lane.
+        await asyncio.wait_for(queue.on_size_less_than(1), 5)
+        await asyncio.wait_for(queue.on_size_less_than(1, "q"), 5)
+
+    asyncio.run(main())
+
+
+def test_on_redis_on_size_less_than_needs_the_event_stream() -> None:
+    queue = RedisQueue(redis_url(), {"q": LaneConfig(priority=0)}, key_prefix=unique_prefix("no-events"), events=False)
+    try:
+
+        async def main() -> None:
+            with pytest.raises(LaneError, match="event stream"):
+                await asyncio.wait_for(queue.on_size_less_than(1), 5)
+
+        asyncio.run(main())
+    finally:
+        queue.clear()

@@ -28,6 +28,8 @@ GOOD = textwrap.dedent(
         Lane,
         LaneConfig,
         NotJsonError,
+        QueueClient,
+        RedisQueue,
     )
 
     lane = Lane({"q": LaneConfig(priority=0)})
@@ -99,6 +101,10 @@ GOOD = textwrap.dedent(
         await lane.on_empty()
         await lane.on_size_less_than(10)
         await lane.on_size_less_than(1, "q")
+        shared: QueueClient = lane
+        await shared.on_size_less_than(5)
+        remote: RedisQueue = RedisQueue("redis://127.0.0.1:6379", {"q": LaneConfig(priority=0)})
+        await remote.on_size_less_than(100, "q")
         for event in lane.events("queue.command.completed"):
             payload: CommandCompletedPayload = event.payload
             took: float = payload["duration_ms"]
@@ -117,7 +123,7 @@ GOOD = textwrap.dedent(
 
 BAD = textwrap.dedent(
     """
-    from a3s_lane import CommandHandle, Lane, LaneConfig
+    from a3s_lane import CommandHandle, Lane, LaneConfig, RedisQueue
 
     lane = Lane({"q": LaneConfig(priority=0)})
     handle: CommandHandle[int] = lane.submit_nowait("q", "double", 2)
@@ -125,6 +131,7 @@ BAD = textwrap.dedent(
     lane.submit_nowait("q", "double", 2, run_at=5)
     LaneConfig(when_full="block")
     lane.on_size_less_than("3")
+    RedisQueue("redis://127.0.0.1:6379").on_size_less_than(1, 2)
     lane.submit_nowait("q", "double", 2, key=5)
     flag: str = handle.is_duplicate
     for event in lane.events("queue.command.completed"):
@@ -159,7 +166,9 @@ def test_mistakes_are_caught(tmp_path: Path) -> None:
     assert 'Incompatible types in assignment (expression has type "float", variable has type "str")' in checked.stdout
     assert '"no_such_field"' in checked.stdout
     assert 'Argument "run_at" to "submit_nowait" of "Lane" has incompatible type "int"' in checked.stdout
-    assert 'Argument 1 to "on_size_less_than" of "Lane" has incompatible type "str"; expected "int"' in checked.stdout
+    # One method of the shared surface, checked the same on both engines.
+    assert 'Argument 1 to "on_size_less_than" of "QueueClient" has incompatible type "str"; expected "int"' in checked.stdout
+    assert 'Argument 2 to "on_size_less_than" of "QueueClient" has incompatible type "int"; expected "str | None"' in checked.stdout
     assert 'Argument "when_full" to "LaneConfig" has incompatible type' in checked.stdout
     assert 'Argument "key" to "submit_nowait" of "Lane" has incompatible type "int"; expected "str | None"' in checked.stdout
     assert 'Incompatible types in assignment (expression has type "bool", variable has type "str")' in checked.stdout

@@ -65,7 +65,8 @@ fn url_list(value: &Bound<'_, PyAny>, name: &str, expected: &str) -> PyResult<Ve
 /// the GIL.
 ///
 /// A `QueueClient`: `cancel`, `command`, `stats`, `pause_lane`, `resume_lane`,
-/// `dead_letters`, `redrive`, `purge_dead_letters` and `events` are those of a `Lane`.
+/// `dead_letters`, `redrive`, `purge_dead_letters`, `on_size_less_than` and `events` are
+/// those of a `Lane`.
 #[pyclass(frozen, extends = QueueClient, module = "a3s_lane", name = "RedisQueue")]
 pub(crate) struct RedisQueue {
     pub(crate) queue: CoreQueue,
