@@ -323,15 +323,6 @@ export declare class Lane {
    */
   onEmpty(): Promise<void>
   /**
-   * Resolves when fewer than `limit` commands wait to start (pending or delayed) in
-   * `lane`, or in all lanes together without one; at once if that holds now. For a
-   * producer that keeps its backlog bounded: `await lane.onSizeLessThan(100)` before
-   * the next submit. Rejects with a `RangeError` or `TypeError` (code
-   * `INVALID_ARGUMENT`) for a `limit` that is not a whole number of 1 or more, and a
-   * `LaneNotFoundError` for a lane the queue does not have.
-   */
-  onSizeLessThan(limit: number, lane?: string): Promise<void>
-  /**
    * Commands waiting to start, over all lanes (pending, and delayed for a retry); 0
    * after shutdown. A plain read.
    */
@@ -389,6 +380,18 @@ export declare class Lane {
    * `CommandHandle`.
    */
   redrive(commandId: number): Promise<CommandHandle>
+  /**
+   * Resolves when fewer than `limit` commands wait to start (pending or
+   * delayed) in `lane`, or in all lanes together without one; at once if that
+   * holds now. For a producer that keeps its backlog bounded: `await
+   * queue.onSizeLessThan(100)` before the next submit. Rejects with a
+   * `RangeError` or `TypeError` (code `INVALID_ARGUMENT`) for a `limit` that is
+   * not a whole number of 1 or more, and a `LaneNotFoundError` for a lane the
+   * queue does not have. A `Lane` resolves at once after `shutdown()`. On a
+   * `RedisQueue` it counts the commands of every process, woken by the queue's
+   * event stream: with `events: false` it rejects with code `QUEUE`.
+   */
+  onSizeLessThan(limit: number, lane?: string): Promise<void>
   /**
    * Deletes every dead letter (from durable storage too) and resolves with how
    * many there were.
@@ -536,6 +539,18 @@ export declare class RedisQueue {
    * `CommandHandle`.
    */
   redrive(commandId: number): Promise<CommandHandle>
+  /**
+   * Resolves when fewer than `limit` commands wait to start (pending or
+   * delayed) in `lane`, or in all lanes together without one; at once if that
+   * holds now. For a producer that keeps its backlog bounded: `await
+   * queue.onSizeLessThan(100)` before the next submit. Rejects with a
+   * `RangeError` or `TypeError` (code `INVALID_ARGUMENT`) for a `limit` that is
+   * not a whole number of 1 or more, and a `LaneNotFoundError` for a lane the
+   * queue does not have. A `Lane` resolves at once after `shutdown()`. On a
+   * `RedisQueue` it counts the commands of every process, woken by the queue's
+   * event stream: with `events: false` it rejects with code `QUEUE`.
+   */
+  onSizeLessThan(limit: number, lane?: string): Promise<void>
   /**
    * Deletes every dead letter (from durable storage too) and resolves with how
    * many there were.

@@ -41,6 +41,13 @@ pub(crate) trait ClientSource: Send + Sync + 'static {
     /// (the lane was shut down, or never started).
     async fn client(&self) -> Result<Arc<dyn QueueClient>, JsFailure>;
 
+    /// The client to wait on for the backlog to shrink (waiting, unlike `client()`,
+    /// while a durable lane is still to start), or `None` when no command will wait any
+    /// more (a lane that was shut down): such a wait is over at once.
+    async fn backlog_client(&self) -> Result<Option<Arc<dyn QueueClient>>, JsFailure> {
+        self.client().await.map(Some)
+    }
+
     /// Records whether someone listens to events (a durable lane subscribes its queue
     /// when it builds it).
     fn set_events_wanted(&self, wanted: bool) {
@@ -324,6 +331,45 @@ impl Client {
         Ok(promise)
     }
 
+    pub(crate) fn on_size_less_than<'env>(
+        &self,
+        env: &'env Env,
+        limit: Js<f64>,
+        lane: Option<Js<String>>,
+    ) -> napi::Result<Unknown<'env>> {
+        let at = At::argument("limit");
+        // The type and range of the number here; whether it is 1 or more is the core's
+        // rule (`wait_waiting_below`), the same on either engine.
+        let args = limit
+            .get(&at)
+            .and_then(|n| at.whole(n, MAX_SAFE_INTEGER))
+            .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+            .and_then(|limit| {
+                let lane = lane
+                    .map(|lane| At::argument("lane").name(lane))
+                    .transpose()?;
+                Ok((limit, lane))
+            });
+        let (limit, lane) = match args {
+            Ok(args) => args,
+            Err(failure) => return self.runtime.rejected(env, &failure),
+        };
+        let source = self.source.clone();
+        self.run(env, async move {
+            let Some(client) = source.backlog_client().await? else {
+                return Ok(());
+            };
+            client
+                .wait_waiting_below(limit, lane.as_deref())
+                .await
+                .map_err(|error| match error {
+                    LaneError::InvalidInput(reason) => At::argument("limit")
+                        .range_error(format!("limit must be 1 or more ({reason})")),
+                    error => error.into(),
+                })
+        })
+    }
+
     pub(crate) fn purge_dead_letters<'env>(&self, env: &'env Env) -> napi::Result<Unknown<'env>> {
         self.call(env, Ok(()), |client, ()| async move {
             client.purge_dead_letters().await.map(count)
@@ -495,6 +541,28 @@ macro_rules! client_methods {
                 command_id: $crate::convert::Js<f64>,
             ) -> napi::Result<napi::bindgen_prelude::Unknown<'env>> {
                 self.client().redrive(env, command_id)
+            }
+
+            /// Resolves when fewer than `limit` commands wait to start (pending or
+            /// delayed) in `lane`, or in all lanes together without one; at once if that
+            /// holds now. For a producer that keeps its backlog bounded: `await
+            /// queue.onSizeLessThan(100)` before the next submit. Rejects with a
+            /// `RangeError` or `TypeError` (code `INVALID_ARGUMENT`) for a `limit` that is
+            /// not a whole number of 1 or more, and a `LaneNotFoundError` for a lane the
+            /// queue does not have. A `Lane` resolves at once after `shutdown()`. On a
+            /// `RedisQueue` it counts the commands of every process, woken by the queue's
+            /// event stream: with `events: false` it rejects with code `QUEUE`.
+            #[napi(
+                ts_args_type = "limit: number, lane?: string",
+                ts_return_type = "Promise<void>"
+            )]
+            pub fn on_size_less_than<'env>(
+                &self,
+                env: &'env napi::Env,
+                limit: $crate::convert::Js<f64>,
+                lane: Option<$crate::convert::Js<String>>,
+            ) -> napi::Result<napi::bindgen_prelude::Unknown<'env>> {
+                self.client().on_size_less_than(env, limit, lane)
             }
 
             /// Deletes every dead letter (from durable storage too) and resolves with how

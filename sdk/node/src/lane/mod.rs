@@ -31,7 +31,7 @@ use self::state::{LaneCore, shut_down};
 use crate::client::{Client, client_methods};
 use crate::config::lane::LaneMap;
 use crate::config::queue::{QueueOptions, QueueSetup};
-use crate::convert::{At, Js, MAX_SAFE_INTEGER, function};
+use crate::convert::{At, Js, function};
 use crate::error::{JsFailure, throw};
 use crate::runtime::{Bridge, JsRuntime, Mailbox, Settle, spawn};
 use crate::stats::count;
@@ -431,55 +431,6 @@ impl Lane {
                 // The core's wait, woken by every change of the waiting count (a start,
                 // a cancel, an expiry), events or not.
                 match manager.wait_waiting_below(1, None).await {
-                    Ok(()) => Settle::Done,
-                    Err(error) => Settle::Failed(error),
-                }
-            }
-            .boxed()
-        })
-    }
-
-    /// Resolves when fewer than `limit` commands wait to start (pending or delayed) in
-    /// `lane`, or in all lanes together without one; at once if that holds now. For a
-    /// producer that keeps its backlog bounded: `await lane.onSizeLessThan(100)` before
-    /// the next submit. Rejects with a `RangeError` or `TypeError` (code
-    /// `INVALID_ARGUMENT`) for a `limit` that is not a whole number of 1 or more, and a
-    /// `LaneNotFoundError` for a lane the queue does not have.
-    #[napi(
-        ts_args_type = "limit: number, lane?: string",
-        ts_return_type = "Promise<void>"
-    )]
-    pub fn on_size_less_than<'env>(
-        &self,
-        env: &'env Env,
-        limit: Js<f64>,
-        lane: Option<Js<String>>,
-    ) -> napi::Result<Unknown<'env>> {
-        let at = At::argument("limit");
-        let limit = limit
-            .get(&at)
-            .and_then(|n| at.whole(n, MAX_SAFE_INTEGER))
-            .and_then(|n| {
-                if n == 0 {
-                    Err(at
-                        .range_error("limit must be 1 or more (fewer than 0 commands never wait)"))
-                } else {
-                    Ok(usize::try_from(n).unwrap_or(usize::MAX))
-                }
-            });
-        let lane = lane.map(|lane| At::argument("lane").name(lane)).transpose();
-        let (limit, lane) = match (limit, lane) {
-            (Ok(limit), Ok(lane)) => (limit, lane),
-            (Err(failure), _) | (_, Err(failure)) => {
-                return self.runtime().rejected(env, &failure);
-            }
-        };
-        if self.core.is_closed() {
-            return self.runtime().settled(env, None);
-        }
-        self.settle_later(env, move |manager, _| {
-            async move {
-                match manager.wait_waiting_below(limit, lane.as_deref()).await {
                     Ok(()) => Settle::Done,
                     Err(error) => Settle::Failed(error),
                 }

@@ -208,6 +208,18 @@ impl ClientSource for LaneCore {
         }
     }
 
+    async fn backlog_client(&self) -> Result<Option<Arc<dyn QueueClient>>, JsFailure> {
+        // A lane shut down has nothing waiting: over at once. A durable lane not yet
+        // started waits for its queue.
+        if self.is_closed() {
+            return Ok(None);
+        }
+        match self.ready().await {
+            Ok(manager) => Ok(Some(Arc::new(manager))),
+            Err(error) => Err(error.to_js_failure()),
+        }
+    }
+
     fn set_events_wanted(&self, wanted: bool) {
         self.state.lock().events_wanted = wanted;
     }

@@ -36,6 +36,8 @@ async function drainDeadLetters(queue: Lane | RedisQueue): Promise<number> {
   const stats: QueueStats = await queue.stats();
   await queue.pauseLane('api', 1_000);
   await queue.resumeLane('api');
+  await queue.onSizeLessThan(100);
+  await queue.onSizeLessThan(10, 'api');
   void [outcome, stats.totalPending];
   return queue.purgeDeadLetters();
 }
@@ -196,7 +198,10 @@ async function main(): Promise<void> {
   });
   const below: Promise<void> = bounded.onSizeLessThan(100);
   const belowInLane: Promise<void> = bounded.onSizeLessThan(10, 'jobs');
-  void [duplicate, remoteKeyed.isDuplicate, plain, below, belowInLane];
+  const remoteBelow: Promise<void> = queue.onSizeLessThan(100, 'api');
+  void [duplicate, remoteKeyed.isDuplicate, plain, below, belowInLane, remoteBelow];
+  // @ts-expect-error a limit is a number, on either engine
+  void queue.onSizeLessThan('3');
   // @ts-expect-error a key is a string
   void bounded.submit('jobs', 'x', {}, { key: 42 });
   // @ts-expect-error isDuplicate is read-only
