@@ -87,10 +87,13 @@ def test_a_submit_with_a_live_key_gets_the_command_holding_it() -> None:
     # Another key is another command.
     other = lane.submit_nowait("jobs", "job", "other key", key="report-5")
     assert other.is_duplicate is False and other.id != first.id
-    # A blocking submit of the live key waits for the same run.
+    # A blocking submit of the live key waits for the same run (the gate opens once it
+    # was taken as a duplicate: its event says so).
     blocking: list[Any] = []
-    thread = threading.Thread(target=lambda: blocking.append(lane.submit("jobs", "job", "third", key="report-4")))
-    thread.start()
+    with lane.events("queue.command.deduplicated") as events:
+        thread = threading.Thread(target=lambda: blocking.append(lane.submit("jobs", "job", "third", key="report-4")))
+        thread.start()
+        assert events.get(timeout=10) is not None
     gate.release.set()
     assert first.result(timeout=10) == "first"
     assert second.result(timeout=10) == "first"
