@@ -78,8 +78,12 @@ test('a submit with a live key gets the command holding it: same id, one run, th
   const other = await lane.submitWithHandle('jobs', 'job', 'other key', { key: 'report-5' });
   assert.equal(other.isDuplicate, false);
   assert.notEqual(other.id, first.id);
-  // A plain submit of the live key settles with the same run's result.
+  // A plain submit of the live key settles with the same run's result (the gate opens
+  // once it was taken as a duplicate: its event says so).
+  const taken = lane.events('queue.command.deduplicated');
   const plain = lane.submit('jobs', 'job', 'third', { key: 'report-4' });
+  await taken.next();
+  await taken.return();
   release();
   assert.deepEqual(await Promise.all([first.result, second.result, plain, other.result]), ['first', 'first', 'first', 'other key']);
   await lane.onIdle();
