@@ -2,7 +2,6 @@
 //! [`CommandContext`], and replayable commands (a type name plus a JSON payload run by a
 //! registered [`Handler`]).
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -407,7 +406,9 @@ where
 /// The handlers for replayable command types, shared by the queue and recovery.
 #[derive(Clone, Default)]
 pub struct HandlerRegistry {
-    handlers: Arc<RwLock<HashMap<String, Arc<dyn Handler>>>>,
+    // FxHash: looked up at every replayable submit; only registered types are stored,
+    // so a submitted type cannot grow the map (no flooding).
+    handlers: Arc<RwLock<rustc_hash::FxHashMap<String, Arc<dyn Handler>>>>,
 }
 
 impl fmt::Debug for HandlerRegistry {

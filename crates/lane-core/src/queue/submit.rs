@@ -91,13 +91,15 @@ impl CommandQueue {
             return Err(error);
         }
         let handler = self.handlers.get(command_type)?;
+        // The task's copy is read only by the journal and the dead letters.
+        let kept = (self.journal.is_some() || self.dlq.is_some()).then(|| payload.clone());
         let command = Box::new(ReplayableCommand {
             command_type: command_type.to_owned(),
-            payload: payload.clone(),
+            payload,
             handler,
         });
         let accepted = self
-            .accept(lane_id, command, Some(payload), 0, timing, options.key())
+            .accept(lane_id, command, kept, 0, timing, options.key())
             .await?;
         Ok(accepted.into_handle(self))
     }
