@@ -118,7 +118,8 @@ impl CommandQueue {
         // command: one acquisition of the state lock per submit.
         let mut lane = LaneRef::Name(lane_id);
         let id = self.next_id();
-        let created_at_ms = now_ms();
+        // Only the journal keeps it: no clock read without one.
+        let created_at_ms = if self.journal.is_some() { now_ms() } else { 0 };
         let mut room_until = None;
         // The submitter's span, if someone traces; its `lane.command` children are the runs.
         let span = tracing::Span::current();
@@ -396,7 +397,10 @@ impl CommandQueue {
                     .extend(state.enqueue(task.clone(), now, false));
             } else {
                 // At most 100 years ahead (checked at the boundary), which the clock holds.
-                let at = task.origin.checked_add(task.timing.delay).unwrap_or(now);
+                let at = task
+                    .origin
+                    .and_then(|origin| origin.checked_add(task.timing.delay))
+                    .unwrap_or(now);
                 state.set_not_before(&task, at);
             }
             state.arm_deadline(&task);
@@ -442,7 +446,10 @@ impl CommandQueue {
         if task.timing.delay.is_zero() {
             let _ = state.enqueue(task, now, true);
         } else {
-            let at = task.origin.checked_add(task.timing.delay).unwrap_or(now);
+            let at = task
+                .origin
+                .and_then(|origin| origin.checked_add(task.timing.delay))
+                .unwrap_or(now);
             state.set_not_before(&task, at);
         }
     }
