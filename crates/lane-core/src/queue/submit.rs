@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::SystemTime;
 
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -52,7 +51,7 @@ impl CommandQueue {
         command: Box<dyn Command>,
         options: &SubmitOptions,
     ) -> Result<CommandHandle> {
-        let timing = options.resolve(SystemTime::now())?;
+        let timing = options.resolve_now()?;
         let accepted = self
             .accept(lane_id, command, None, 0, timing, options.key())
             .await?;
@@ -84,7 +83,7 @@ impl CommandQueue {
         payload: Value,
         options: &SubmitOptions,
     ) -> Result<CommandHandle> {
-        let timing = options.resolve(SystemTime::now())?;
+        let timing = options.resolve_now()?;
         check_command_type(command_type)?;
         if let Err(error) = crate::payload::check_payload(&payload) {
             crate::payload::dismantle(payload);
