@@ -40,8 +40,8 @@ pub const MAX_PAYLOAD_BYTES: usize = 16 * 1024 * 1024;
 /// assert!(error.contains("MAX_PAYLOAD_DEPTH"), "{error}");
 /// ```
 pub fn check_payload(value: &Value) -> Result<()> {
-    // A scalar other than a string is within both limits: no walk, no serializing.
-    if matches!(value, Value::Null | Value::Bool(_) | Value::Number(_)) {
+    // Within both limits (a number is not: with `arbitrary_precision` it is text).
+    if matches!(value, Value::Null | Value::Bool(_)) {
         return Ok(());
     }
     let depth = depth_beyond(value, MAX_PAYLOAD_DEPTH);
