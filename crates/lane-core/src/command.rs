@@ -2,7 +2,6 @@
 //! [`CommandContext`], and replayable commands (a type name plus a JSON payload run by a
 //! registered [`Handler`]).
 
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -150,6 +149,18 @@ impl CancelSignal {
     }
 }
 
+/// What holds a run's cancel signal: the signal itself, or a queue's task, which keeps
+/// its signals inline so a command costs no allocation for them.
+pub(crate) trait CancelSource: Send + Sync {
+    fn signal(&self) -> &CancelSignal;
+}
+
+impl CancelSource for CancelSignal {
+    fn signal(&self) -> &CancelSignal {
+        self
+    }
+}
+
 /// Cancels a run whose [`CommandContext`] came from [`CommandContext::with_cancel_trigger`].
 #[derive(Clone)]
 pub struct CancelTrigger(Arc<CancelSignal>);
@@ -192,7 +203,7 @@ pub struct CommandContext {
     id: CommandId,
     lane: Arc<str>,
     attempt: u32,
-    cancel: Arc<CancelSignal>,
+    cancel: Arc<dyn CancelSource>,
     progress: ProgressTarget,
 }
 
@@ -216,7 +227,7 @@ impl CommandContext {
         id: CommandId,
         lane: Arc<str>,
         attempt: u32,
-        cancel: Arc<CancelSignal>,
+        cancel: Arc<dyn CancelSource>,
         events: EventEmitter,
     ) -> Self {
         Self {
@@ -234,7 +245,7 @@ impl CommandContext {
             id: 0,
             lane: Arc::from(""),
             attempt: 1,
-            cancel: Arc::default(),
+            cancel: Arc::new(CancelSignal::default()),
             progress: ProgressTarget::None,
         }
     }
@@ -311,19 +322,19 @@ impl CommandContext {
     }
 
     pub(crate) fn cancel_signal(&self) -> &CancelSignal {
-        &self.cancel
+        self.cancel.signal()
     }
 
     /// Whether cancellation was requested; a cooperative command checks this and stops.
     pub fn is_cancelled(&self) -> bool {
-        self.cancel.is_requested()
+        self.cancel_signal().is_requested()
     }
 
     /// Resolves when cancellation is requested. After the lane's grace period the
     /// command's future is dropped whether or not it noticed.
     pub async fn cancelled(&self) {
         loop {
-            let notified = self.cancel.cooperative.notified();
+            let notified = self.cancel_signal().cooperative.notified();
             if self.is_cancelled() {
                 return;
             }
@@ -407,7 +418,9 @@ where
 /// The handlers for replayable command types, shared by the queue and recovery.
 #[derive(Clone, Default)]
 pub struct HandlerRegistry {
-    handlers: Arc<RwLock<HashMap<String, Arc<dyn Handler>>>>,
+    // FxHash: looked up at every replayable submit; only registered types are stored,
+    // so a submitted type cannot grow the map (no flooding).
+    handlers: Arc<RwLock<rustc_hash::FxHashMap<String, Arc<dyn Handler>>>>,
 }
 
 impl fmt::Debug for HandlerRegistry {

@@ -146,7 +146,7 @@ where
 /// caller was already answered); a panic in it is caught.
 #[must_use = "the lane slot stays taken until this completes; await it, then release the slot"]
 pub struct AbandonedRun<F: Future> {
-    run: Pin<Box<futures_util::future::CatchUnwind<AssertUnwindSafe<F>>>>,
+    run: Pin<Box<Catching<F>>>,
 }
 
 impl<F: Future> fmt::Debug for AbandonedRun<F> {
@@ -202,25 +202,36 @@ pub async fn supervise_keeping_slot<F>(
 where
     F: Future<Output = Result<Value>>,
 {
-    supervise_keeping_with(ctx.cancel_signal(), ctx.cancel_signal(), limits, run).await
-}
-
-/// [`supervise_keeping_slot`] for the queue, which watches the command's cancel signal
-/// (`cancel`, kept across attempts) and tells the run through this attempt's (`tell`).
-pub(crate) async fn supervise_keeping_with<F>(
-    cancel: &CancelSignal,
-    tell: &CancelSignal,
-    limits: RunLimits,
-    run: F,
-) -> (RunEnd, Option<AbandonedRun<F>>)
-where
-    F: Future<Output = Result<Value>>,
-{
+    let cancel = ctx.cancel_signal();
     if cancel.is_requested() {
         return (RunEnd::Cancelled(CANCELLED_BEFORE_START), None);
     }
     // Boxed so that it can be handed back still running.
-    let mut run = Box::pin(AssertUnwindSafe(run).catch_unwind());
+    let mut run = Box::pin(catching(run));
+    let (end, running) = supervise_keeping_pinned(cancel, cancel, limits, run.as_mut()).await;
+    (end, running.then(|| AbandonedRun { run }))
+}
+
+/// A run with its panics caught, as [`supervise_keeping_pinned`] takes it.
+pub(crate) type Catching<F> = futures_util::future::CatchUnwind<AssertUnwindSafe<F>>;
+
+pub(crate) fn catching<F: Future>(run: F) -> Catching<F> {
+    AssertUnwindSafe(run).catch_unwind()
+}
+
+/// [`supervise_keeping_slot`] for the queue, which watches the command's cancel signal
+/// (`cancel`, kept across attempts) and tells the run through this attempt's (`tell`).
+/// The caller holds the run pinned (no allocation) and, when this returns true (still
+/// running, abandoned), awaits it before it frees the slot.
+pub(crate) async fn supervise_keeping_pinned<F>(
+    cancel: &CancelSignal,
+    tell: &CancelSignal,
+    limits: RunLimits,
+    mut run: Pin<&mut Catching<F>>,
+) -> (RunEnd, bool)
+where
+    F: Future<Output = Result<Value>>,
+{
     let deadline = limits
         .timeout
         .and_then(|limit| tokio::time::Instant::now().checked_add(limit));
@@ -231,34 +242,33 @@ where
         }
     };
     tokio::pin!(expired);
-    let abandoned = |run| Some(AbandonedRun { run });
     tokio::select! {
         biased;
-        outcome = &mut run => {
+        outcome = run.as_mut() => {
             let end = match ended(outcome) {
                 _ if cancel.is_requested() => RunEnd::Cancelled(CANCELLED_WITHIN_GRACE),
                 Ok(value) => RunEnd::Ok(value),
                 Err(error) => RunEnd::Err(error),
             };
-            (end, None)
+            (end, false)
         }
         () = &mut expired => {
             // Where `supervise` would drop it: tell it to stop (it sees the request when
             // next polled, as an `AbandonedRun`).
             tell.request();
             let limit = limits.timeout.unwrap_or_default();
-            (RunEnd::Err(LaneError::Timeout(limit)), abandoned(run))
+            (RunEnd::Err(LaneError::Timeout(limit)), true)
         }
         () = cancel.requested() => {
             tell.request();
             // As in `supervise`, the timeout still ends the grace early.
             tokio::select! {
                 biased;
-                _ = &mut run => (RunEnd::Cancelled(CANCELLED_WITHIN_GRACE), None),
+                _ = run.as_mut() => (RunEnd::Cancelled(CANCELLED_WITHIN_GRACE), false),
                 () = tokio::time::sleep(limits.cancel_grace) => {
-                    (RunEnd::Cancelled(CANCELLED_AFTER_GRACE), abandoned(run))
+                    (RunEnd::Cancelled(CANCELLED_AFTER_GRACE), true)
                 }
-                () = &mut expired => (RunEnd::Cancelled(CANCELLED_AFTER_GRACE), abandoned(run)),
+                () = &mut expired => (RunEnd::Cancelled(CANCELLED_AFTER_GRACE), true),
             }
         }
     }

@@ -112,6 +112,20 @@ impl SubmitOptions {
         self.start_within
     }
 
+    /// [`resolve`](Self::resolve) against the clock, read only when the options name a
+    /// time (the common submit names none).
+    pub(crate) fn resolve_now(&self) -> Result<Timing> {
+        let timed = self.delay.is_some()
+            || self.run_at.is_some()
+            || self.start_by.is_some()
+            || self.start_within.is_some();
+        self.resolve(if timed {
+            SystemTime::now()
+        } else {
+            SystemTime::UNIX_EPOCH
+        })
+    }
+
     /// Checks the options against the clock reading `now` and resolves them. Errors
     /// ([`LaneError::InvalidInput`]) name the value and what is allowed: a delay and a
     /// start time together, either longer than 100 years ahead, a start time or deadline

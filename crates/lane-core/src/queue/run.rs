@@ -6,22 +6,50 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use futures_util::future::Either;
 use serde_json::json;
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::effects::Effects;
 use super::{CommandQueue, info, now_ms};
-use crate::command::{CancelSignal, CommandContext};
+use crate::command::{CancelSignal, CancelSource, CommandContext};
 use crate::dead_letter::DeadLetter;
 use crate::error::LaneError;
-use crate::event::{EventEmitter, keys};
+use crate::event::keys;
 use crate::observer::{CommandInfo, RunOutcome};
 use crate::runner::{self, RunEnd, RunLimits};
 use crate::scheduler::{Dispatch, LaneIdx, Task};
 
-/// The still-running future of an abandoned run (see `Command::stops_when_dropped`).
-type Abandoned = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+/// `run` in `span`, unwrapped when the span is disabled (nobody traces): then there is
+/// no span to clone, enter and exit at each poll.
+fn instrumented<F: std::future::Future>(
+    run: F,
+    span: &tracing::Span,
+) -> Either<F, tracing::instrument::Instrumented<F>> {
+    if span.is_disabled() {
+        Either::Left(run)
+    } else {
+        Either::Right(run.instrument(span.clone()))
+    }
+}
+
+/// Records how a run ended on its span (if it is recorded at all).
+fn record_outcome(span: &tracing::Span, result: &RunEnd) {
+    if span.is_disabled() {
+        return;
+    }
+    let (outcome, failed) = match result {
+        RunEnd::Ok(_) => ("completed", false),
+        RunEnd::Err(error) if error.is_timeout() => ("timed_out", true),
+        RunEnd::Err(_) => ("failed", true),
+        RunEnd::Cancelled(_) => ("cancelled", false),
+    };
+    span.record("outcome", outcome);
+    if failed {
+        span.record("otel.status_code", "ERROR");
+    }
+}
 use crate::storage::{StorageOp, StoredCommand};
 
 impl CommandQueue {
@@ -71,52 +99,103 @@ impl CommandQueue {
             // Run time is reported to observers and subscribers only; nobody, no clock read.
             let timed = !self.observers.is_empty() || self.events.has_subscribers();
             let started = timed.then(Instant::now);
-            let (result, abandoned) = Self::execute(&dispatch, &self.events).await;
-            let elapsed = started.map_or(Duration::ZERO, |started| started.elapsed());
-            if let Some(abandoned) = abandoned {
-                // Answered, but the handler goes on: its slot stays taken until it returns.
-                let lane = dispatch.task.lane();
-                if let Some(next) = self.finish(dispatch, result, elapsed, true) {
-                    self.spawn(next);
-                }
-                abandoned.await;
-                match self.release_abandoned(lane) {
+            let elapsed = || started.map_or(Duration::ZERO, |started| started.elapsed());
+            if let Some(result) = Self::ends_unstarted(&dispatch) {
+                match self.finish(dispatch, result, elapsed(), false) {
                     Some(next) => dispatch = next,
                     None => return,
                 }
                 continue;
             }
-            match self.finish(dispatch, result, elapsed, false) {
-                Some(next) => {
-                    dispatch = next;
-                    tokio::task::consume_budget().await;
+            let task = dispatch.task.clone();
+            let span = Self::span(&dispatch);
+            let limits = RunLimits {
+                timeout: dispatch.timeout,
+                cancel_grace: dispatch.grace,
+            };
+            let context = |cancel: Arc<dyn CancelSource>| {
+                CommandContext::new(
+                    task.id,
+                    dispatch.lane.clone(),
+                    dispatch.attempt,
+                    cancel,
+                    self.events.clone(),
+                )
+            };
+            if task.stops_when_dropped {
+                // The task is the context's cancel source: no signal to allocate.
+                let ctx = context(task.clone() as Arc<dyn CancelSource>);
+                let run = instrumented(ctx.scope(task.command.execute()), &span);
+                let result = runner::supervise_with(&task.cancel, limits, run).await;
+                record_outcome(&span, &result);
+                match self.finish(dispatch, result, elapsed(), false) {
+                    Some(next) => {
+                        dispatch = next;
+                        tokio::task::consume_budget().await;
+                    }
+                    None => return,
                 }
+                continue;
+            }
+            // The future owns its task and lives here, not in a box, so that it can
+            // outlive the answer; the attempt has its own cancel signal, requested also
+            // at a timeout (a retry must not see it).
+            let (ctx, tell) = if task.take_first_attempt() {
+                (context(task.clone() as Arc<dyn CancelSource>), None)
+            } else {
+                let tell = Arc::new(CancelSignal::default());
+                (context(tell.clone()), Some(tell))
+            };
+            let owned = task.clone();
+            let run = ctx.scope(async move { owned.command.execute().await });
+            let mut run = std::pin::pin!(runner::catching(instrumented(run, &span)));
+            let told: &CancelSignal = tell.as_deref().unwrap_or_else(|| task.signal());
+            let (result, running) =
+                runner::supervise_keeping_pinned(&task.cancel, told, limits, run.as_mut()).await;
+            record_outcome(&span, &result);
+            if !running {
+                match self.finish(dispatch, result, elapsed(), false) {
+                    Some(next) => {
+                        dispatch = next;
+                        tokio::task::consume_budget().await;
+                    }
+                    None => return,
+                }
+                continue;
+            }
+            // Answered, but the handler goes on: its slot stays taken until it returns.
+            let lane = task.lane();
+            if let Some(next) = self.finish(dispatch, result, elapsed(), true) {
+                self.spawn(next);
+            }
+            // Its result is discarded (the caller was answered); a panic in it is caught.
+            let _ = run.await;
+            match self.release_abandoned(lane) {
+                Some(next) => dispatch = next,
                 None => return,
             }
         }
     }
 
-    async fn execute(dispatch: &Dispatch, events: &EventEmitter) -> (RunEnd, Option<Abandoned>) {
+    /// How a dispatched command ends without running: its lane's policy panicked while
+    /// choosing it, or it was cancelled meanwhile.
+    fn ends_unstarted(dispatch: &Dispatch) -> Option<RunEnd> {
         let task = &dispatch.task;
         if let Some(error) = &dispatch.refused {
             tracing::error!(target: "a3s_lane", lane = &*dispatch.lane, command_id = task.id, %error);
-            return (RunEnd::Err(error.clone()), None);
+            return Some(RunEnd::Err(error.clone()));
         }
         if task.cancel.is_requested() {
-            return (RunEnd::Cancelled(runner::CANCELLED_BEFORE_START), None);
+            return Some(RunEnd::Cancelled(runner::CANCELLED_BEFORE_START));
         }
-        let context = |cancel| {
-            CommandContext::new(
-                task.id,
-                dispatch.lane.clone(),
-                dispatch.attempt,
-                cancel,
-                events.clone(),
-            )
-        };
-        // One span per run, a child of the submitter's span. Without a subscriber this is
-        // a disabled span: no allocation, and entering it does nothing.
-        let span = tracing::info_span!(
+        None
+    }
+
+    /// One span per run, a child of the submitter's span; a disabled one without a
+    /// subscriber (the run is then not wrapped in it at all).
+    fn span(dispatch: &Dispatch) -> tracing::Span {
+        let task = &dispatch.task;
+        tracing::info_span!(
             target: "a3s_lane",
             parent: &task.span,
             "lane.command",
@@ -127,43 +206,7 @@ impl CommandQueue {
             otel.kind = "consumer",
             outcome = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
-        );
-        let limits = RunLimits {
-            timeout: dispatch.timeout,
-            cancel_grace: dispatch.grace,
-        };
-        let (result, abandoned) = if task.command.stops_when_dropped() {
-            let ctx = context(task.cancel.clone());
-            let run = ctx.scope(task.command.execute()).instrument(span.clone());
-            (
-                runner::supervise_with(&task.cancel, limits, run).await,
-                None,
-            )
-        } else {
-            // The future owns its task, so that it can outlive this call; the attempt has
-            // its own cancel signal, requested also at a timeout (a retry must not see it).
-            let tell = Arc::new(CancelSignal::default());
-            let ctx = context(tell.clone());
-            let owned = task.clone();
-            let run = ctx.scope(async move { owned.command.execute().await });
-            let run = run.instrument(span.clone());
-            let (end, rest) =
-                runner::supervise_keeping_with(&task.cancel, &tell, limits, run).await;
-            (end, rest.map(|rest| Box::pin(rest) as Abandoned))
-        };
-        if !span.is_disabled() {
-            let (outcome, failed) = match &result {
-                RunEnd::Ok(_) => ("completed", false),
-                RunEnd::Err(error) if error.is_timeout() => ("timed_out", true),
-                RunEnd::Err(_) => ("failed", true),
-                RunEnd::Cancelled(_) => ("cancelled", false),
-            };
-            span.record("outcome", outcome);
-            if failed {
-                span.record("otel.status_code", "ERROR");
-            }
-        }
-        (result, abandoned)
+        )
     }
 
     /// Gives back the slot of an abandoned run that has now returned; then dispatches.

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::SystemTime;
 
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -52,7 +51,7 @@ impl CommandQueue {
         command: Box<dyn Command>,
         options: &SubmitOptions,
     ) -> Result<CommandHandle> {
-        let timing = options.resolve(SystemTime::now())?;
+        let timing = options.resolve_now()?;
         let accepted = self
             .accept(lane_id, command, None, 0, timing, options.key())
             .await?;
@@ -84,20 +83,22 @@ impl CommandQueue {
         payload: Value,
         options: &SubmitOptions,
     ) -> Result<CommandHandle> {
-        let timing = options.resolve(SystemTime::now())?;
+        let timing = options.resolve_now()?;
         check_command_type(command_type)?;
         if let Err(error) = crate::payload::check_payload(&payload) {
             crate::payload::dismantle(payload);
             return Err(error);
         }
         let handler = self.handlers.get(command_type)?;
+        // The task's copy is read only by the journal and the dead letters.
+        let kept = (self.journal.is_some() || self.dlq.is_some()).then(|| payload.clone());
         let command = Box::new(ReplayableCommand {
             command_type: command_type.to_owned(),
-            payload: payload.clone(),
+            payload,
             handler,
         });
         let accepted = self
-            .accept(lane_id, command, Some(payload), 0, timing, options.key())
+            .accept(lane_id, command, kept, 0, timing, options.key())
             .await?;
         Ok(accepted.into_handle(self))
     }
@@ -116,7 +117,8 @@ impl CommandQueue {
         // command: one acquisition of the state lock per submit.
         let mut lane = LaneRef::Name(lane_id);
         let id = self.next_id();
-        let created_at_ms = now_ms();
+        // Only the journal keeps it: no clock read without one.
+        let created_at_ms = if self.journal.is_some() { now_ms() } else { 0 };
         let mut room_until = None;
         // The submitter's span, if someone traces; its `lane.command` children are the runs.
         let span = tracing::Span::current();
@@ -394,7 +396,10 @@ impl CommandQueue {
                     .extend(state.enqueue(task.clone(), now, false));
             } else {
                 // At most 100 years ahead (checked at the boundary), which the clock holds.
-                let at = task.origin.checked_add(task.timing.delay).unwrap_or(now);
+                let at = task
+                    .origin
+                    .and_then(|origin| origin.checked_add(task.timing.delay))
+                    .unwrap_or(now);
                 state.set_not_before(&task, at);
             }
             state.arm_deadline(&task);
@@ -440,7 +445,10 @@ impl CommandQueue {
         if task.timing.delay.is_zero() {
             let _ = state.enqueue(task, now, true);
         } else {
-            let at = task.origin.checked_add(task.timing.delay).unwrap_or(now);
+            let at = task
+                .origin
+                .and_then(|origin| origin.checked_add(task.timing.delay))
+                .unwrap_or(now);
             state.set_not_before(&task, at);
         }
     }

@@ -20,7 +20,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use crate::command::{CancelSignal, Command, CommandId};
+use crate::command::{CancelSignal, CancelSource, Command, CommandId};
 use crate::config::LaneConfig;
 use crate::contain::contain;
 use crate::error::{LaneError, Result};
@@ -53,8 +53,15 @@ pub(crate) struct Task {
     pub(crate) command: Box<dyn Command>,
     /// The JSON payload of a replayable command (journaled, dead-lettered with it).
     pub(crate) payload: Option<Value>,
+    /// When it was submitted (ms since the Unix epoch), for the journal; 0 without one.
     pub(crate) created_at_ms: u64,
-    pub(crate) cancel: Arc<CancelSignal>,
+    pub(crate) cancel: CancelSignal,
+    /// The first attempt's own signal for a command whose work outlives its future
+    /// (`Command::stops_when_dropped` false); later attempts get a new one.
+    first_attempt: CancelSignal,
+    first_attempt_taken: std::sync::atomic::AtomicBool,
+    /// Its command stops when its future is dropped (read once).
+    pub(crate) stops_when_dropped: bool,
     reply: Mutex<Replies>,
     phase: AtomicU8,
     /// Failed attempts so far.
@@ -66,14 +73,27 @@ pub(crate) struct Task {
     pub(crate) span: tracing::Span,
     /// Its start time and start-by deadline as submitted (kept by the journal).
     pub(crate) timing: Timing,
-    /// When it was made: its delay and its start-by deadline both count from here.
-    pub(crate) origin: Instant,
+    /// When it was made: its delay and its start-by deadline both count from here
+    /// (read only for a command with either).
+    pub(crate) origin: Option<Instant>,
     /// The start-by deadline on the queue's clock: not started by then, it expires.
     pub(crate) start_by: Option<Instant>,
     /// Set at its first start: a deadline no longer applies.
     started_once: std::sync::atomic::AtomicBool,
     /// Its idempotency key: while it lives, a submit with the same key returns it.
     pub(crate) key: Option<Box<str>>,
+}
+
+/// A context's view of the task: its cancel signal, or for a command whose work outlives
+/// its future, the first attempt's signal (see [`Task::take_first_attempt`]).
+impl CancelSource for Task {
+    fn signal(&self) -> &CancelSignal {
+        if self.stops_when_dropped {
+            &self.cancel
+        } else {
+            &self.first_attempt
+        }
+    }
 }
 
 /// Who gets a command's result: its submitter, and the submitters of duplicates (a
@@ -110,17 +130,22 @@ impl Task {
     ) -> (Arc<Self>, oneshot::Receiver<Result<Value>>) {
         let (tx, rx) = oneshot::channel();
         // Checked at the boundary: at most 100 years ahead, which the clock holds.
-        let origin = Instant::now();
+        let origin = (!timing.delay.is_zero() || timing.start_within.is_some()).then(Instant::now);
         let start_by = timing
             .start_within
-            .and_then(|within| origin.checked_add(within));
+            .zip(origin)
+            .and_then(|(within, origin)| origin.checked_add(within));
+        let stops_when_dropped = command.stops_when_dropped();
         let task = Arc::new(Self {
             id,
             lane: AtomicU32::new(lane),
             command,
             payload,
             created_at_ms,
-            cancel: Arc::default(),
+            cancel: CancelSignal::default(),
+            first_attempt: CancelSignal::default(),
+            first_attempt_taken: Default::default(),
+            stops_when_dropped,
             reply: Mutex::new(Replies {
                 submitter: Some(tx),
                 duplicates: Vec::new(),
@@ -136,6 +161,12 @@ impl Task {
             key,
         });
         (task, rx)
+    }
+
+    /// Whether this run may use the first attempt's signal (once; then the caller makes
+    /// its own: an abandoned earlier run may still hold this one).
+    pub(crate) fn take_first_attempt(&self) -> bool {
+        !self.first_attempt_taken.swap(true, Ordering::Relaxed)
     }
 
     /// Its lane.
