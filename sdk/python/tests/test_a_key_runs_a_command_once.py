@@ -417,6 +417,11 @@ def test_on_redis_a_submit_with_a_live_key_gets_the_command_holding_it(
 
     async def from_a_coroutine() -> Any:
         future = queue.submit_async("jobs", "job", "fourth", key="report-4")
+        # The gate opens once Redis took it (as a duplicate): its id is then known.
+        for _ in range(1000):
+            if future.id is not None:
+                break
+            await asyncio.sleep(0.01)
         gate.release.set()
         result = await future
         assert future.is_duplicate and future.id == first.id
