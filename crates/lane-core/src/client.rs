@@ -126,6 +126,19 @@ pub trait QueueClient: Send + Sync + fmt::Debug {
 
 fn _client_is_dyn_compatible(_: Box<dyn QueueClient>) {}
 
+/// The rule for [`QueueClient::wait_waiting_below`]'s `limit`, on every engine: at least
+/// 1 (no count is below 0).
+pub fn check_waiting_limit(limit: usize) -> Result<()> {
+    if limit == 0 {
+        return Err(crate::LaneError::InvalidInput(
+            "a waiting count below 0 never comes; give a limit of 1 or more (1 waits until \
+             nothing waits to start)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// What [`QueueClient::cancel`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -35,7 +35,9 @@ pub mod stats;
 pub mod storage;
 pub mod timing;
 
-pub use client::{CancelOutcome, CommandState, CommandStatus, QueueClient, SubmittedCommand};
+pub use client::{
+    CancelOutcome, CommandState, CommandStatus, QueueClient, SubmittedCommand, check_waiting_limit,
+};
 pub use command::{
     CancelTrigger, Command, CommandContext, CommandId, FnCommand, FnHandler, Handler,
     HandlerRegistry, command_fn, handler_fn,

@@ -109,13 +109,7 @@ impl CommandQueue {
     /// and is refused; an unknown lane is `LaneNotFound`; once the queue shuts down (it
     /// takes no more commands) it fails with `ShutdownInProgress`.
     pub async fn wait_waiting_below(&self, limit: usize, lane: Option<&str>) -> Result<()> {
-        if limit == 0 {
-            return Err(LaneError::InvalidInput(
-                "a waiting count below 0 never comes; give a limit of 1 or more (1 waits \
-                 until nothing waits to start)"
-                    .into(),
-            ));
-        }
+        crate::client::check_waiting_limit(limit)?;
         let index = match lane {
             Some(lane) => Some(self.state.lock().lane_index(lane)?),
             None => None,
@@ -126,9 +120,7 @@ impl CommandQueue {
         };
         // Every state change that lets a command leave a waiting state (a start, a
         // cancel, an expiry) ends in `apply`, which wakes room waiters.
-        self.room_waiters
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let _waiting = super::submit::RoomWaiter(&self.room_waiters);
+        let _waiting = self.room_waiter();
         loop {
             let notified = self.room.notified();
             tokio::pin!(notified);

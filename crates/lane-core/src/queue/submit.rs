@@ -214,9 +214,7 @@ impl CommandQueue {
                             .into(),
                     ));
                 }
-                if let Some(holder) = key.and_then(|key| state.holder_of(key)) {
-                    let holder = holder.clone();
-                    let rx = holder.add_duplicate();
+                if let Some((holder, rx)) = key.and_then(|key| state.join_holder(key)) {
                     drop(state);
                     return Ok(BeforeWrite::Duplicate(self.duplicate_of(&holder, rx)));
                 }
@@ -236,11 +234,8 @@ impl CommandQueue {
             let guard = self.key_lock(key).lock().await;
             // Checked again under the key's lock: a submit of the same key may have
             // queued its command meanwhile.
-            let state = self.state.lock();
-            if let Some(holder) = state.holder_of(key) {
-                let holder = holder.clone();
-                let rx = holder.add_duplicate();
-                drop(state);
+            let joined = self.state.lock().join_holder(key);
+            if let Some((holder, rx)) = joined {
                 return Ok(BeforeWrite::Duplicate(self.duplicate_of(&holder, rx)));
             }
             debug_assert!(task.key.is_some());
@@ -332,8 +327,7 @@ impl CommandQueue {
             return Err(self.report_full(error));
         };
         let until = until.unwrap_or_else(|| timeout.and_then(|t| Instant::now().checked_add(t)));
-        self.room_waiters.fetch_add(1, Ordering::Relaxed);
-        let _waiting = RoomWaiter(&self.room_waiters);
+        let _waiting = self.room_waiter();
         loop {
             let notified = self.room.notified();
             tokio::pin!(notified);
@@ -376,9 +370,7 @@ impl CommandQueue {
                 LaneRef::Index(index) => index,
                 LaneRef::Name(name) => state.lane_index(name).map_err(Refused)?,
             };
-            if let Some(holder) = task.key.as_deref().and_then(|key| state.holder_of(key)) {
-                let holder = holder.clone();
-                let rx = holder.add_duplicate();
+            if let Some((holder, rx)) = task.key.as_deref().and_then(|key| state.join_holder(key)) {
                 return Err(Duplicate(holder, rx));
             }
             let target = state.lane(index);
@@ -527,7 +519,16 @@ impl Accepted {
 }
 
 /// Counts a submit waiting for room while it waits (also when its future is dropped).
-pub(super) struct RoomWaiter<'a>(pub(super) &'a AtomicUsize);
+pub(super) struct RoomWaiter<'a>(&'a AtomicUsize);
+
+impl CommandQueue {
+    /// Counts the caller as waiting on `room` until the guard is dropped (`apply` wakes
+    /// room waiters only while some wait).
+    pub(super) fn room_waiter(&self) -> RoomWaiter<'_> {
+        self.room_waiters.fetch_add(1, Ordering::Relaxed);
+        RoomWaiter(&self.room_waiters)
+    }
+}
 
 impl Drop for RoomWaiter<'_> {
     fn drop(&mut self) {

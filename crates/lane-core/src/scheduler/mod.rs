@@ -219,7 +219,7 @@ impl Task {
 
     /// A receiver of its result for the submitter of a duplicate. Called under the state
     /// lock while the task is live, so before [`reply`](Self::reply).
-    pub(crate) fn add_duplicate(&self) -> oneshot::Receiver<Result<Value>> {
+    fn add_duplicate(&self) -> oneshot::Receiver<Result<Value>> {
         let (tx, rx) = oneshot::channel();
         self.reply.lock().duplicates.push(tx);
         rx
@@ -839,9 +839,15 @@ impl State {
         self.tasks.insert(task.id, task.clone());
     }
 
-    /// The live command holding idempotency key `key`, if any.
-    pub(crate) fn holder_of(&self, key: &str) -> Option<&Arc<Task>> {
-        self.keys.get(key).and_then(|id| self.tasks.get(id))
+    /// The live command holding idempotency key `key`, if any, with a new receiver of
+    /// its result for the submit that found it (registered under the state lock, so
+    /// before the holder's reply).
+    pub(crate) fn join_holder(
+        &self,
+        key: &str,
+    ) -> Option<(Arc<Task>, oneshot::Receiver<Result<Value>>)> {
+        let holder = self.keys.get(key).and_then(|id| self.tasks.get(id))?;
+        Some((holder.clone(), holder.add_duplicate()))
     }
 
     /// Drops a command that ended from the live map, and frees its key (fields apart,

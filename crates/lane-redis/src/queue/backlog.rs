@@ -12,13 +12,7 @@ impl RedisQueue {
     /// (a start, cancel or expiry anywhere), so it needs the stream on
     /// ([`RedisQueueConfig::with_events`](crate::RedisQueueConfig::with_events)).
     pub async fn wait_waiting_below(&self, limit: usize, lane: Option<&str>) -> Result<()> {
-        if limit == 0 {
-            return Err(LaneError::InvalidInput(
-                "a waiting count below 0 never comes; give a limit of 1 or more (1 waits \
-                 until nothing waits to start)"
-                    .into(),
-            ));
-        }
+        lane_core::check_waiting_limit(limit)?;
         // Subscribed before the first count, so no change after it goes unseen.
         let watched = lane.map(str::to_owned);
         let mut events = self.subscribe_filtered(move |event| match event.key.as_str() {
@@ -40,12 +34,8 @@ impl RedisQueue {
             let waiting = match lane {
                 Some(lane) => {
                     let Some(status) = stats.lanes.get(lane) else {
-                        let mut known: Vec<&str> = stats.lanes.keys().map(String::as_str).collect();
-                        known.sort_unstable();
-                        return Err(LaneError::LaneNotFound {
-                            lane: lane.to_owned(),
-                            known: known.join(", "),
-                        });
+                        let known = stats.lanes.into_keys().collect();
+                        return Err(super::control::lane_not_found(lane, known));
                     };
                     status.pending + status.delayed
                 }
