@@ -17,19 +17,9 @@ use tokio::time::Instant;
 const SIZES: [u64; 2] = [10_000, 100_000];
 const SPREAD: Duration = Duration::from_secs(1);
 
-fn cpu_time() -> Duration {
-    // utime + stime, in clock ticks (100 Hz on Linux), fields 14 and 15 of /proc/self/stat.
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-    Duration::from_millis(ticks * 10)
-}
+#[path = "support/cpu_time.rs"]
+mod cpu_time;
+use cpu_time::cpu_time;
 
 /// The delay of command `i`: spread evenly, in a shuffled order (a multiplicative hash),
 /// so the due times do not arrive in submit order.
@@ -45,6 +35,21 @@ struct Figures {
 }
 
 impl Figures {
+    /// The figures of a run of `commands` that began when the CPU time was `cpu_before`
+    /// and took `submit` to submit them all, now that every one ended.
+    fn of(
+        commands: u64,
+        submit: Duration,
+        cpu_before: Duration,
+        lateness: &Mutex<Vec<Duration>>,
+    ) -> Self {
+        Self {
+            submit_per_command: submit / commands as u32,
+            cpu_per_command: (cpu_time() - cpu_before) / commands as u32,
+            lateness: std::mem::take(&mut *lateness.lock()),
+        }
+    }
+
     fn print(&mut self, name: &str) {
         self.lateness.sort_unstable();
         let at = |q: f64| self.lateness[((self.lateness.len() - 1) as f64 * q) as usize];
@@ -95,13 +100,7 @@ async fn lane_queue(commands: u64) -> Figures {
     for handle in handles {
         handle.await.unwrap();
     }
-    let cpu = cpu_time() - cpu;
-    let lateness = std::mem::take(&mut *lateness.lock());
-    Figures {
-        submit_per_command: submit / commands as u32,
-        cpu_per_command: cpu / commands as u32,
-        lateness,
-    }
+    Figures::of(commands, submit, cpu, &lateness)
 }
 
 async fn sleeping_tasks(commands: u64) -> Figures {
@@ -123,13 +122,7 @@ async fn sleeping_tasks(commands: u64) -> Figures {
     for task in tasks {
         task.await.unwrap();
     }
-    let cpu = cpu_time() - cpu;
-    let lateness = std::mem::take(&mut *lateness.lock());
-    Figures {
-        submit_per_command: submit / commands as u32,
-        cpu_per_command: cpu / commands as u32,
-        lateness,
-    }
+    Figures::of(commands, submit, cpu, &lateness)
 }
 
 fn main() {

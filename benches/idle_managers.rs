@@ -43,19 +43,9 @@ static GLOBAL: Counting = Counting;
 
 const MANAGERS: usize = 10_000;
 
-fn cpu_time() -> Duration {
-    // utime + stime, in clock ticks (100 Hz on Linux), fields 14 and 15 of /proc/self/stat.
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = fields.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
-    Duration::from_millis(ticks * 10)
-}
+#[path = "support/cpu_time.rs"]
+mod cpu_time;
+use cpu_time::cpu_time;
 
 fn idle_cpu(rt: &tokio::runtime::Runtime) -> Duration {
     let before = cpu_time();

@@ -113,22 +113,28 @@ async fn a_cluster_master_failing_over_to_its_replica_loses_nothing() {
         .assert_clean();
 }
 
-/// A submit whose reply never came (Redis got it, the reply was lost) fails after the
-/// reconnect wait as *in doubt*, and once Redis answers again its command is withdrawn,
-/// even if the producer submits nothing more.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_submit_given_up_on_is_withdrawn_when_redis_answers() {
+/// A Redis server named `name`, a fault proxy in front of it, a queue through the proxy
+/// (lane `jobs`, cap 1) and one straight to the server, both under the key prefix `name`
+/// with the given response timeout and reconnect wait.
+async fn proxied(
+    name: &str,
+    response_timeout: Duration,
+    reconnect_wait: Duration,
+) -> (
+    server::RedisServer,
+    proxy::FaultProxy,
+    a3s_lane::RedisQueue,
+    a3s_lane::RedisQueue,
+) {
     use a3s_lane::{LaneConfig, RedisQueue, RedisQueueConfig};
-    use proxy::{FaultProxy, Mode};
-    use server::RedisServer;
 
-    let server = tokio::task::block_in_place(|| RedisServer::start("withdrawn"));
-    let proxy = FaultProxy::start(server.addr).await;
+    let server = tokio::task::block_in_place(|| server::RedisServer::start(name));
+    let proxy = proxy::FaultProxy::start(server.addr).await;
     let config = |url: String| {
         RedisQueueConfig::new(url)
-            .with_key_prefix("withdrawn")
-            .with_response_timeout(Duration::from_millis(500))
-            .with_reconnect_wait(Duration::from_millis(800))
+            .with_key_prefix(name)
+            .with_response_timeout(response_timeout)
+            .with_reconnect_wait(reconnect_wait)
             .with_reconnect_backoff(Duration::from_millis(20), Duration::from_millis(100))
     };
     let queue =
@@ -138,6 +144,22 @@ async fn a_submit_given_up_on_is_withdrawn_when_redis_answers() {
     let direct = RedisQueue::connect(config(format!("redis://{}", server.addr)))
         .await
         .unwrap();
+    (server, proxy, queue, direct)
+}
+
+/// A submit whose reply never came (Redis got it, the reply was lost) fails after the
+/// reconnect wait as *in doubt*, and once Redis answers again its command is withdrawn,
+/// even if the producer submits nothing more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submit_given_up_on_is_withdrawn_when_redis_answers() {
+    use proxy::Mode;
+
+    let (_server, proxy, queue, direct) = proxied(
+        "withdrawn",
+        Duration::from_millis(500),
+        Duration::from_millis(800),
+    )
+    .await;
 
     // One submit through first: Redis then knows the submit script (a NOSCRIPT reply
     // lost with the others would mean the request never ran).
@@ -183,26 +205,15 @@ async fn a_submit_given_up_on_is_withdrawn_when_redis_answers() {
 /// command; its result, pushed while replies were lost, still reaches the handle.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_keyed_submit_sent_again_after_a_lost_reply_gets_the_same_answer() {
-    use a3s_lane::{LaneConfig, LaneError, RedisQueue, RedisQueueConfig, SubmitOptions};
-    use proxy::{FaultProxy, Mode};
-    use server::RedisServer;
+    use a3s_lane::{LaneError, SubmitOptions};
+    use proxy::Mode;
 
-    let server = tokio::task::block_in_place(|| RedisServer::start("keyed-retry"));
-    let proxy = FaultProxy::start(server.addr).await;
-    let config = |url: String| {
-        RedisQueueConfig::new(url)
-            .with_key_prefix("keyed-retry")
-            .with_response_timeout(Duration::from_millis(300))
-            .with_reconnect_wait(Duration::from_secs(20))
-            .with_reconnect_backoff(Duration::from_millis(20), Duration::from_millis(100))
-    };
-    let queue =
-        RedisQueue::connect(config(proxy.url()).with_lane("jobs", LaneConfig::new(1, 1), 0))
-            .await
-            .unwrap();
-    let direct = RedisQueue::connect(config(format!("redis://{}", server.addr)))
-        .await
-        .unwrap();
+    let (_server, proxy, queue, direct) = proxied(
+        "keyed-retry",
+        Duration::from_millis(300),
+        Duration::from_secs(20),
+    )
+    .await;
     let keyed = || SubmitOptions::default().with_key("order-1");
 
     // Through first: Redis knows the script, and the proxied queue's listener runs.
