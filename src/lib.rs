@@ -54,17 +54,18 @@ pub use defaults::defaults;
 
 pub use lane_core::{
     AbandonedRun, Admission, AdmissionPolicy, CancelOutcome, CancelTrigger, Command,
-    CommandContext, CommandHandle, CommandId, CommandInfo, CommandQueue, CommandRunner,
-    CommandState, CommandStatus, DEFAULT_CANCEL_GRACE, DEFAULT_EVENT_CAPACITY, DEFAULT_LANES,
-    DeadLetter, DeadLetterQueue, EventEmitter, EventStream, EventStreamClosed, FnCommand,
-    FnHandler, Handler, HandlerRegistry, IntoObserver, LaneConfig, LaneError, LaneEvent,
+    CommandContext, CommandFailure, CommandHandle, CommandId, CommandInfo, CommandQueue,
+    CommandRunner, CommandState, CommandStatus, DEFAULT_CANCEL_GRACE, DEFAULT_EVENT_CAPACITY,
+    DEFAULT_LANES, DeadLetter, DeadLetterQueue, EventEmitter, EventStream, EventStreamClosed,
+    FnCommand, FnHandler, Handler, HandlerRegistry, IntoObserver, LaneConfig, LaneError, LaneEvent,
     LaneStatus, MAX_DURATION, MAX_EVENT_CAPACITY, MAX_KEY_BYTES, MAX_PAYLOAD_BYTES,
-    MAX_PAYLOAD_DEPTH, MAX_TIMED_PAUSE, Observer, PAST_TOLERANCE, PriorityBoost,
+    MAX_PAYLOAD_DEPTH, MAX_TIMED_PAUSE, Observer, PAST_TOLERANCE, Page, PriorityBoost,
     PriorityBoostConfig, QueueClient, QueueManager, QueueManagerBuilder, QueueProbe, QueueStats,
-    RateLimitConfig, Result, RetryJitter, RetryPolicy, RetryPolicyBuilder, RetryStrategy, RunEnd,
-    RunLimits, RunOutcome, Spawner, Storage, StorageOp, StoredCommand, StoredDeadLetter,
-    SubmitOptions, SubmittedCommand, Timing, WhenFull, check_payload, command_fn, event_keys,
-    handler_fn, supervise, supervise_keeping_slot, validate_timed_pause,
+    RateLimitConfig, Result, Retention, RetryJitter, RetryPolicy, RetryPolicyBuilder,
+    RetryStrategy, RunEnd, RunLimits, RunOutcome, Spawner, Storage, StorageOp, StoredCommand,
+    StoredDeadLetter, StoredFinished, SubmitOptions, SubmittedCommand, Timing, WhenFull,
+    check_payload, command_fn, event_keys, handler_fn, supervise, supervise_keeping_slot,
+    validate_timed_pause,
 };
 
 /// Feature `sqlite` (on by default): the embedded durable store.

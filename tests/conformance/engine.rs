@@ -90,6 +90,11 @@ pub struct Harness {
 impl Harness {
     /// Opens a queue of `engine` as `spec` says; nothing runs until [`Harness::start`].
     pub async fn open(engine: Engine, spec: Spec) -> Self {
+        Self::try_open(engine, spec).await.unwrap()
+    }
+
+    /// [`Harness::open`], returning what the engine refused.
+    pub async fn try_open(engine: Engine, spec: Spec) -> a3s_lane::Result<Self> {
         let dir = (engine == Engine::LocalStorage).then(|| TempDir::new().unwrap());
         let prefix = unique_prefix("conformance");
         let mut harness = Self {
@@ -111,11 +116,15 @@ impl Harness {
                 harness.redis_config().with_key_prefix(&harness.prefix),
             ));
         }
-        harness.running = harness.connect().await;
-        harness
+        harness.running = harness.try_connect().await?;
+        Ok(harness)
     }
 
     async fn connect(&self) -> Running {
+        self.try_connect().await.unwrap()
+    }
+
+    async fn try_connect(&self) -> a3s_lane::Result<Running> {
         match self.engine {
             Engine::InProcess | Engine::LocalStorage => {
                 let mut builder = QueueManagerBuilder::new(EventEmitter::new(1024))
@@ -128,7 +137,7 @@ impl Harness {
                     let storage = LocalStorage::new(dir.path().to_path_buf()).await.unwrap();
                     builder = builder.with_storage(Arc::new(storage));
                 }
-                let manager = builder.build().await.unwrap();
+                let manager = builder.build().await?;
                 for command_type in self.spec.handlers.command_types() {
                     let handler = self.spec.handlers.get(&command_type).unwrap();
                     manager
@@ -136,18 +145,18 @@ impl Harness {
                         .handlers()
                         .register_arc(command_type, handler);
                 }
-                Running::InProcess(manager)
+                Ok(Running::InProcess(manager))
             }
             Engine::Redis | Engine::RedisCluster => {
                 let mut config = self.redis_config().with_key_prefix(&self.prefix);
                 for (id, lane, priority) in &self.spec.lanes {
                     config = config.with_lane(*id, lane.clone(), *priority);
                 }
-                let queue = RedisQueue::connect(config).await.unwrap();
-                Running::Redis {
+                let queue = RedisQueue::connect(config).await?;
+                Ok(Running::Redis {
                     queue,
                     worker: None,
-                }
+                })
             }
         }
     }

@@ -27,6 +27,7 @@ mod order;
 mod parity;
 mod pause;
 mod progress;
+mod retention;
 mod timing;
 
 use std::sync::Arc;

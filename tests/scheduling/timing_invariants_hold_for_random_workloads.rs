@@ -99,7 +99,12 @@ async fn run(max: usize, max_waiting: usize, ops: Vec<Op>) -> Result<(), TestCas
                 // and the submit: one thread, paused time).
                 let holder = key
                     .and_then(|key| holders.get(&key).copied())
-                    .filter(|&id| manager.queue().command_status(id).is_some());
+                    .filter(|&id| {
+                        manager
+                            .queue()
+                            .command_status(id)
+                            .is_some_and(|status| !status.state.is_final())
+                    });
                 let waiting_before = {
                     let stats = manager.stats().await;
                     stats.lanes["jobs"].pending + stats.lanes["jobs"].delayed

@@ -41,6 +41,7 @@ use crate::command::CommandId;
 use crate::dead_letter::DeadLetter;
 use crate::error::Result;
 use crate::event::EventStream;
+use crate::retention::{CommandFailure, Page};
 use crate::stats::QueueStats;
 use crate::timing::SubmitOptions;
 
@@ -83,10 +84,25 @@ pub trait QueueClient: Send + Sync + fmt::Debug {
     /// its lane's cancel grace).
     async fn cancel(&self, id: CommandId) -> Result<CancelOutcome>;
 
-    /// Where a command is in its life, or `None` if the engine knows nothing of it.
-    /// Both engines know live commands (pending, delayed, running) and dead letters; the
-    /// Redis engine also keeps finished commands for its result TTL.
+    /// Where a command is in its life, with its result or error once finished, or
+    /// `None` if the engine knows nothing of it. Every engine knows live commands
+    /// (pending, delayed, running), dead letters, and finished commands for as long as
+    /// their lane's [`Retention`](crate::Retention) keeps them (the last 1000 of each
+    /// final state for a day, by default); a client that reconnects reads the result of
+    /// a command it submitted before here.
     async fn command(&self, id: CommandId) -> Result<Option<CommandStatus>>;
+
+    /// A lane's commands in `state`, paged: pending ones in the order they will start,
+    /// delayed ones by due time, running ones by start, finished ones (and dead
+    /// letters) newest first. An unknown lane is
+    /// [`LaneError::LaneNotFound`](crate::LaneError::LaneNotFound), a bad page
+    /// [`LaneError::InvalidInput`](crate::LaneError::InvalidInput).
+    async fn list_commands(
+        &self,
+        lane: &str,
+        state: CommandState,
+        page: Page,
+    ) -> Result<Vec<CommandStatus>>;
 
     /// Counts for the queue and each lane.
     async fn stats(&self) -> Result<QueueStats>;
@@ -174,6 +190,9 @@ pub enum CommandState {
     Running,
     /// Finished with a value.
     Completed,
+    /// Failed for good, on a queue without dead letters (with them it is
+    /// [`DeadLettered`](Self::DeadLettered)).
+    Failed,
     /// Cancelled.
     Cancelled,
     /// Failed for good and kept as a dead letter.
@@ -187,8 +206,50 @@ impl CommandState {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            Self::Completed | Self::Cancelled | Self::DeadLettered | Self::Expired
+            Self::Completed | Self::Failed | Self::Cancelled | Self::DeadLettered | Self::Expired
         )
+    }
+
+    /// Its name, as in events and the SDKs (`"dead_lettered"`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Delayed => "delayed",
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::DeadLettered => "dead_lettered",
+            Self::Expired => "expired",
+        }
+    }
+
+    /// Every state, in life order.
+    pub const ALL: [CommandState; 8] = [
+        Self::Pending,
+        Self::Delayed,
+        Self::Running,
+        Self::Completed,
+        Self::Failed,
+        Self::Cancelled,
+        Self::DeadLettered,
+        Self::Expired,
+    ];
+}
+
+impl std::str::FromStr for CommandState {
+    type Err = crate::LaneError;
+
+    fn from_str(name: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|state| state.as_str() == name)
+            .ok_or_else(|| {
+                crate::LaneError::InvalidInput(format!(
+                    "unknown command state '{name}'; one of: {}",
+                    Self::ALL.map(Self::as_str).join(", ")
+                ))
+            })
     }
 }
 
@@ -205,6 +266,50 @@ pub struct CommandStatus {
     pub state: CommandState,
     /// How many runs started, this one included when it is running.
     pub attempts: u32,
+    /// When it was submitted, ms since the Unix epoch (`None` where the engine did not
+    /// record it, such as a command recovered from an older store).
+    pub submitted_at_ms: Option<u64>,
+    /// When its last run started, ms since the Unix epoch; `None` before the first.
+    pub started_at_ms: Option<u64>,
+    /// When it finished, ms since the Unix epoch; `None` while it lives.
+    pub finished_at_ms: Option<u64>,
+    /// Its result, once completed.
+    pub result: Option<Value>,
+    /// Why it failed, was cancelled or expired, once it did.
+    pub error: Option<CommandFailure>,
+}
+
+impl CommandStatus {
+    /// A command in `state` with nothing else known yet (no times, no result).
+    pub fn new(
+        id: CommandId,
+        lane_id: impl Into<String>,
+        command_type: impl Into<String>,
+        state: CommandState,
+        attempts: u32,
+    ) -> Self {
+        Self {
+            id,
+            lane_id: lane_id.into(),
+            command_type: command_type.into(),
+            state,
+            attempts,
+            submitted_at_ms: None,
+            started_at_ms: None,
+            finished_at_ms: None,
+            result: None,
+            error: None,
+        }
+    }
+
+    /// Its outcome as its submitter got it, once finished: the value, or the error.
+    pub fn outcome(&self) -> Option<Result<Value>> {
+        if let Some(error) = &self.error {
+            return Some(Err(error.to_error()));
+        }
+        (self.state == CommandState::Completed)
+            .then(|| Ok(self.result.clone().unwrap_or(Value::Null)))
+    }
 }
 
 /// A submitted command: its id, and a future of its result.

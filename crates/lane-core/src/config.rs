@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::error::{LaneError, Result};
 use crate::policy::{AdmissionPolicy, PriorityBoost, RetryStrategy};
+use crate::retention::Retention;
 
 /// The default grace period between a cancel request and dropping the running future.
 pub const DEFAULT_CANCEL_GRACE: Duration = Duration::from_secs(1);
@@ -85,6 +86,8 @@ pub struct LaneConfig {
     pub max_waiting: Option<usize>,
     /// What a submit does when the lane holds `max_waiting` commands.
     pub when_full: WhenFull,
+    /// How many finished commands the lane keeps for lookup and listing, and how long.
+    pub retention: Retention,
     retry: Option<Arc<dyn RetryStrategy>>,
     rate_limit: Option<Arc<dyn AdmissionPolicy>>,
     priority_boost: Option<Arc<dyn PriorityBoost>>,
@@ -100,6 +103,7 @@ impl fmt::Debug for LaneConfig {
             .field("cancel_grace", &self.cancel_grace)
             .field("max_waiting", &self.max_waiting)
             .field("when_full", &self.when_full)
+            .field("retention", &self.retention)
             .field("retry", &self.retry)
             .field("rate_limit", &self.rate_limit)
             .field("priority_boost", &self.priority_boost)
@@ -125,6 +129,7 @@ impl LaneConfig {
             cancel_grace: DEFAULT_CANCEL_GRACE,
             max_waiting: None,
             when_full: WhenFull::Reject,
+            retention: Retention::default(),
             retry: None,
             rate_limit: None,
             priority_boost: None,
@@ -180,6 +185,13 @@ impl LaneConfig {
     /// What a submit does when the lane is full (see [`with_max_waiting`](Self::with_max_waiting)).
     pub fn with_when_full(mut self, when_full: WhenFull) -> Self {
         self.when_full = when_full;
+        self
+    }
+
+    /// How many finished commands the lane keeps, and how long (the last 1000 of each
+    /// final state for a day by default; [`Retention::none`] keeps nothing).
+    pub fn with_retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
         self
     }
 
@@ -261,6 +273,7 @@ impl LaneConfig {
                 )));
             }
         }
+        self.retention.validate(lane)?;
         if let Some(Err(reason)) = self.rate_limit.as_ref().map(|policy| policy.validate()) {
             return Err(LaneError::ConfigError(format!(
                 "lane '{lane}': rate limit: {reason}"

@@ -126,6 +126,20 @@ impl DeadLetterQueue {
         self.inner.letters.lock().iter().cloned().collect()
     }
 
+    /// A lane's letters, newest first, after skipping `skip`, at most `limit`.
+    pub fn list_lane(&self, lane: &str, skip: usize, limit: usize) -> Vec<DeadLetter> {
+        self.inner
+            .letters
+            .lock()
+            .iter()
+            .rev()
+            .filter(|letter| letter.lane_id == lane)
+            .skip(skip)
+            .take(limit)
+            .cloned()
+            .collect()
+    }
+
     /// The letter of `command_id`, if kept.
     pub fn get(&self, command_id: CommandId) -> Option<DeadLetter> {
         self.inner

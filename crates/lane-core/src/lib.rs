@@ -28,6 +28,7 @@ pub mod observer;
 pub mod payload;
 pub mod policy;
 pub mod queue;
+pub mod retention;
 pub mod runner;
 mod scheduler;
 pub mod spawner;
@@ -61,8 +62,9 @@ pub use policy::{
     RetryPolicy, RetryPolicyBuilder, RetryStrategy,
 };
 pub use queue::CommandQueue;
+pub use retention::{CommandFailure, Page, Retention};
 pub use runner::{AbandonedRun, RunEnd, RunLimits, supervise, supervise_keeping_slot};
 pub use spawner::{CommandRunner, Spawner};
 pub use stats::{LaneStatus, QueueStats};
-pub use storage::{Storage, StorageOp, StoredCommand, StoredDeadLetter};
+pub use storage::{Storage, StorageOp, StoredCommand, StoredDeadLetter, StoredFinished};
 pub use timing::{MAX_KEY_BYTES, PAST_TOLERANCE, SubmitOptions, Timing};

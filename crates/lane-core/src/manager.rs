@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use crate::client::{CancelOutcome, CommandStatus, QueueClient, SubmittedCommand};
+use crate::client::{CancelOutcome, CommandState, CommandStatus, QueueClient, SubmittedCommand};
 use crate::command::{
     Command, CommandContext, CommandId, Handler, HandlerRegistry, ReplayableCommand, command_fn,
 };
@@ -22,6 +22,7 @@ use crate::handle::CommandHandle;
 use crate::journal::Journal;
 use crate::observer::{IntoObserver, Observer};
 use crate::queue::{CommandQueue, QueueParts, now_ms};
+use crate::retention::Page;
 use crate::scheduler::{LaneIdx, Task};
 use crate::spawner::Spawner;
 use crate::stats::QueueStats;
@@ -189,10 +190,12 @@ impl QueueManagerBuilder {
         }
         let mut first_id = 1;
         let mut recovered = Vec::new();
+        let mut finished = Vec::new();
         let journal = match self.storage {
             Some(storage) => {
                 first_id = storage.max_command_id().await?.saturating_add(1);
                 recovered = storage.load_commands().await?;
+                finished = storage.load_finished().await?;
                 let letters = storage.load_dead_letters().await?;
                 let journal = Journal::spawn(storage, self.events.clone());
                 if let Some(dlq) = &self.dlq {
@@ -221,6 +224,7 @@ impl QueueManagerBuilder {
         for (id, config, priority) in self.lanes {
             queue.add_lane(&id, config, priority)?;
         }
+        queue.restore_finished(finished);
         let queue = Arc::new(queue);
         queue.attach_observers();
         Ok(QueueManager {
@@ -589,6 +593,15 @@ impl QueueClient for QueueManager {
 
     async fn command(&self, id: CommandId) -> Result<Option<CommandStatus>> {
         Ok(self.queue().command_status(id))
+    }
+
+    async fn list_commands(
+        &self,
+        lane: &str,
+        state: CommandState,
+        page: Page,
+    ) -> Result<Vec<CommandStatus>> {
+        self.queue().list_commands(lane, state, page)
     }
 
     async fn stats(&self) -> Result<QueueStats> {

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::client::CommandStatus;
 use crate::command::CommandId;
 use crate::error::Result;
 
@@ -86,6 +87,21 @@ pub enum StorageOp {
     RemoveDeadLetter(CommandId),
     /// Remove every dead letter.
     ClearDeadLetters,
+    /// A command finished and its lane keeps it: remove the command (if stored), store
+    /// its record (same id: replace), then drop the records of its lane and state beyond
+    /// the newest `keep_last`, and every record whose `expires_at_ms` passed.
+    SaveFinished(StoredFinished),
+}
+
+/// A finished command's record, kept by its lane's [`Retention`](crate::Retention).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredFinished {
+    /// The command as lookups show it: a final state, its times, result or error.
+    pub status: CommandStatus,
+    /// Records of its lane and state to keep at most (this one included).
+    pub keep_last: usize,
+    /// When the record expires, ms since the Unix epoch.
+    pub expires_at_ms: u64,
 }
 
 /// A durable store for replayable commands and dead letters.
@@ -155,6 +171,18 @@ pub trait Storage: Send + Sync + 'static {
     /// Removes everything.
     async fn clear_all(&self) -> Result<()>;
 
+    /// Stores a finished command's record ([`StorageOp::SaveFinished`]). The default
+    /// keeps no records: it only removes the command.
+    async fn save_finished(&self, finished: StoredFinished) -> Result<()> {
+        self.remove_command(finished.status.id).await
+    }
+
+    /// The finished commands' records that have not expired, oldest finish first (the
+    /// default has none).
+    async fn load_finished(&self) -> Result<Vec<StoredFinished>> {
+        Ok(Vec::new())
+    }
+
     /// Applies a batch of writes durably, in order. The default applies them one by one;
     /// a store should override it to commit the whole batch at once.
     async fn apply(&self, ops: Vec<StorageOp>) -> Result<()> {
@@ -165,20 +193,24 @@ pub trait Storage: Send + Sync + 'static {
                 StorageOp::SaveDeadLetter(letter) => self.save_dead_letter(letter).await?,
                 StorageOp::RemoveDeadLetter(id) => self.remove_dead_letter(id).await?,
                 StorageOp::ClearDeadLetters => self.clear_dead_letters().await?,
+                StorageOp::SaveFinished(finished) => self.save_finished(finished).await?,
             }
         }
         Ok(())
     }
 
     /// The largest command id the store has ever held, so new ids never collide with
-    /// recovered ones. The default scans [`Storage::load_commands`] and dead letters.
+    /// recovered ones. The default scans [`Storage::load_commands`], dead letters and
+    /// finished records.
     async fn max_command_id(&self) -> Result<CommandId> {
         let commands = self.load_commands().await?;
         let letters = self.load_dead_letters().await?;
+        let finished = self.load_finished().await?;
         Ok(commands
             .iter()
             .map(|c| c.id)
             .chain(letters.iter().map(|l| l.command_id))
+            .chain(finished.iter().map(|f| f.status.id))
             .max()
             .unwrap_or(0))
     }

@@ -37,13 +37,12 @@ impl QueueClient for RedisQueue {
     }
 
     async fn command(&self, id: CommandId) -> Result<Option<CommandStatus>> {
-        Ok(RedisQueue::command(self, id)
-            .await?
-            .map(|record| CommandStatus {
+        Ok(RedisQueue::command(self, id).await?.map(|record| {
+            CommandStatus::new(
                 id,
-                lane_id: record.lane_id,
-                command_type: record.command_type,
-                state: match record.state {
+                record.lane_id,
+                record.command_type,
+                match record.state {
                     RemoteState::Pending => CommandState::Pending,
                     RemoteState::Delayed => CommandState::Delayed,
                     RemoteState::Running => CommandState::Running,
@@ -52,8 +51,20 @@ impl QueueClient for RedisQueue {
                     RemoteState::Dead => CommandState::DeadLettered,
                     RemoteState::Expired => CommandState::Expired,
                 },
-                attempts: record.attempts,
-            }))
+                record.attempts,
+            )
+        }))
+    }
+
+    async fn list_commands(
+        &self,
+        _lane: &str,
+        _state: CommandState,
+        _page: lane_core::Page,
+    ) -> Result<Vec<CommandStatus>> {
+        Err(lane_core::LaneError::Other(
+            "list_commands: not yet on Redis".into(),
+        ))
     }
 
     async fn stats(&self) -> Result<QueueStats> {

@@ -11,8 +11,10 @@ use super::effects::Effects;
 use super::{CommandQueue, info};
 use crate::client::{CancelOutcome, CommandState, CommandStatus};
 use crate::command::CommandId;
+use crate::dead_letter::DeadLetter;
 use crate::error::{LaneError, Result};
 use crate::event::keys;
+use crate::retention::{CommandFailure, Page};
 use crate::scheduler::timers::TimerKind;
 use crate::scheduler::{LaneIdx, Phase, State, Task};
 
@@ -52,6 +54,7 @@ impl CommandQueue {
         let mut signalled = 0;
         {
             let mut state = self.state.lock();
+            let now = Instant::now();
             for task in select(&state) {
                 if interrupted {
                     task.interrupted.store(true, Ordering::Relaxed);
@@ -63,6 +66,15 @@ impl CommandQueue {
                     Phase::Delayed => {
                         state.leave_delayed(&task);
                         state.finish_task(&task);
+                        if !interrupted {
+                            state.retain(
+                                &task,
+                                CommandState::Cancelled,
+                                None,
+                                Some(cancelled(reason)),
+                                now,
+                            );
+                        }
                         dropped.push(task);
                     }
                     Phase::Running => {
@@ -78,11 +90,20 @@ impl CommandQueue {
             if !pending.is_empty() {
                 for task in state.remove_pending_many(&pending, &mut effects.signals) {
                     state.finish_task(&task);
+                    if !interrupted {
+                        state.retain(
+                            &task,
+                            CommandState::Cancelled,
+                            None,
+                            Some(cancelled(reason)),
+                            now,
+                        );
+                    }
                     dropped.push(task);
                 }
             }
             if !dropped.is_empty() {
-                self.dispatch_locked(&mut state, Instant::now(), &mut effects);
+                self.dispatch_locked(&mut state, now, &mut effects);
                 let touched: Vec<LaneIdx> = dropped.iter().map(|t| t.lane()).collect();
                 self.capture_depths(&state, &mut effects, &touched);
                 effects.idle = state.is_idle();
@@ -99,7 +120,7 @@ impl CommandQueue {
                 json!({ "lane_id": &*lane, "command_id": task.id, "was_running": false, "reason": reason })
             });
             if !interrupted {
-                self.journal_remove(&task);
+                self.journal_end(&task);
             }
             task.reply(Err(LaneError::Cancelled(reason.into())));
         }
@@ -137,29 +158,97 @@ impl CommandQueue {
         {
             let state = self.state.lock();
             if let Some(task) = state.tasks.get(&id) {
-                let (state_now, attempts) = match task.phase() {
-                    Phase::Pending => (CommandState::Pending, task.failures()),
-                    Phase::Delayed => (CommandState::Delayed, task.failures()),
-                    Phase::Running => (CommandState::Running, task.failures() + 1),
-                    Phase::Done => (CommandState::Completed, task.failures() + 1),
-                };
-                return Some(CommandStatus {
-                    id,
-                    lane_id: self.lane_name(&state, task.lane()).to_string(),
-                    command_type: task.command.command_type().to_owned(),
-                    state: state_now,
-                    attempts,
-                });
+                return Some(task.live_status(&self.lane_name(&state, task.lane())));
+            }
+            if let Some(kept) = state.retained.get(id, Instant::now()) {
+                return Some(kept.clone());
             }
         }
         let letter = self.dlq.as_ref()?.get(id)?;
-        Some(CommandStatus {
-            id,
-            lane_id: letter.lane_id,
-            command_type: letter.command_type,
-            state: CommandState::DeadLettered,
-            attempts: letter.attempts,
-        })
+        Some(dead_letter_status(letter))
+    }
+
+    /// Puts finished commands' records loaded from storage back (oldest first), as their
+    /// lanes keep them now; records of lanes the queue no longer has, or that expired,
+    /// are left out (the store drops them as it prunes).
+    pub(crate) fn restore_finished(&self, records: Vec<crate::storage::StoredFinished>) {
+        let mut state = self.state.lock();
+        let now = Instant::now();
+        let wall = super::now_ms();
+        for record in records {
+            let Ok(lane) = state.lane_index(&record.status.lane_id) else {
+                continue;
+            };
+            let Some(left) = record.expires_at_ms.checked_sub(wall).filter(|ms| *ms > 0) else {
+                continue;
+            };
+            let retention = state.lane(lane).config.retention;
+            let left = Duration::from_millis(left).min(retention.keep_for());
+            let expires = now.checked_add(left).unwrap_or(now);
+            state.retained.keep_until(
+                lane as usize,
+                retention.keep_last(),
+                record.status,
+                expires,
+                now,
+            );
+        }
+    }
+
+    /// A lane's commands in `state`, paged (see
+    /// [`QueueClient::list_commands`](crate::QueueClient::list_commands) for the order).
+    /// Listing running or delayed commands walks the live commands of every lane.
+    pub fn list_commands(
+        &self,
+        lane_id: &str,
+        wanted: CommandState,
+        page: Page,
+    ) -> Result<Vec<CommandStatus>> {
+        page.validate()?;
+        let state = self.state.lock();
+        let lane = state.lane_index(lane_id)?;
+        let name = state.lane(lane).id.clone();
+        let live = |phase: Phase| {
+            state
+                .tasks
+                .values()
+                .filter(move |task| task.lane() == lane && task.phase() == phase)
+        };
+        let listed = match wanted {
+            CommandState::Pending => state
+                .lane(lane)
+                .pending
+                .iter()
+                .skip(page.offset)
+                .take(page.limit)
+                .map(|queued| queued.task.live_status(&name))
+                .collect(),
+            CommandState::Delayed => {
+                let mut delayed: Vec<&Arc<Task>> = live(Phase::Delayed).collect();
+                delayed.sort_by_key(|task| (task.due_at_ms(), task.id));
+                page_of(delayed, page, &name)
+            }
+            CommandState::Running => {
+                let mut running: Vec<&Arc<Task>> = live(Phase::Running).collect();
+                running.sort_by_key(|task| (task.started_at_ms(), task.id));
+                page_of(running, page, &name)
+            }
+            CommandState::DeadLettered => {
+                drop(state);
+                let Some(dlq) = &self.dlq else {
+                    return Ok(Vec::new());
+                };
+                return Ok(dlq
+                    .list_lane(&name, page.offset, page.limit)
+                    .into_iter()
+                    .map(dead_letter_status)
+                    .collect());
+            }
+            finished => state
+                .retained
+                .list(lane as usize, finished, page, Instant::now()),
+        };
+        Ok(listed)
     }
 
     /// Stops starting commands from a lane; running ones continue.
@@ -210,4 +299,37 @@ fn live_where(matches: impl Fn(&Task) -> bool) -> impl FnOnce(&State) -> Vec<Arc
             .cloned()
             .collect()
     }
+}
+
+/// A page of live commands, as lookups show them.
+fn page_of(tasks: Vec<&Arc<Task>>, page: Page, lane: &str) -> Vec<CommandStatus> {
+    tasks
+        .into_iter()
+        .skip(page.offset)
+        .take(page.limit)
+        .map(|task| task.live_status(lane))
+        .collect()
+}
+
+/// A dead letter as a lookup shows it.
+fn dead_letter_status(letter: DeadLetter) -> CommandStatus {
+    let mut status = CommandStatus::new(
+        letter.command_id,
+        letter.lane_id,
+        letter.command_type,
+        CommandState::DeadLettered,
+        letter.attempts,
+    );
+    status.finished_at_ms = Some(letter.failed_at);
+    status.error = Some(CommandFailure {
+        kind: "failed".into(),
+        message: letter.error,
+        timeout_ms: None,
+    });
+    status
+}
+
+/// The kept error of a command cancelled for `reason`.
+fn cancelled(reason: &str) -> CommandFailure {
+    CommandFailure::from_error(&LaneError::Cancelled(reason.into()))
 }

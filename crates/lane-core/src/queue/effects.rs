@@ -8,7 +8,6 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use super::{CommandQueue, info};
-use crate::error::LaneError;
 use crate::event::keys;
 use crate::scheduler::{Dispatch, Dispatches, LaneIdx, LaneSignal, State, Task};
 
@@ -145,12 +144,8 @@ impl CommandQueue {
         });
         let info = info(task, lane, task.failures() + 1);
         self.observe(&self.observers, |observer| observer.on_expire(&info));
-        self.journal_remove(task);
-        task.reply(Err(LaneError::Expired(format!(
-            "command {} in lane '{lane}' had not started by its start-by deadline ({by} ms \
-             since the Unix epoch), so it never ran",
-            task.id
-        ))));
+        self.journal_end(task);
+        task.reply(Err(crate::scheduler::expired_error(task, lane)));
     }
 }
 

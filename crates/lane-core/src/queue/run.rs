@@ -13,11 +13,13 @@ use tracing::Instrument;
 
 use super::effects::Effects;
 use super::{CommandQueue, info, now_ms};
+use crate::client::CommandState;
 use crate::command::{CancelSignal, CancelSource, CommandContext};
 use crate::dead_letter::DeadLetter;
 use crate::error::LaneError;
 use crate::event::keys;
 use crate::observer::{CommandInfo, RunOutcome};
+use crate::retention::CommandFailure;
 use crate::runner::{self, RunEnd, RunLimits};
 use crate::scheduler::{Dispatch, LaneIdx, Task};
 
@@ -50,7 +52,7 @@ fn record_outcome(span: &tracing::Span, result: &RunEnd) {
         span.record("otel.status_code", "ERROR");
     }
 }
-use crate::storage::{StorageOp, StoredCommand};
+use crate::storage::{StorageOp, StoredCommand, StoredFinished};
 
 impl CommandQueue {
     pub(super) fn spawn(self: &Arc<Self>, dispatch: Dispatch) {
@@ -242,6 +244,24 @@ impl CommandQueue {
         let mut retry_delay = None;
         let mut stopped_before_retry = false;
         let mut strategy_panicked = None;
+        // The record its lane keeps if this run ends it: the result is copied here, not
+        // under the lock. A failure with dead letters is kept as the dead letter.
+        let mut kept = task.is_retained().then(|| match &result {
+            RunEnd::Ok(value) => Some((CommandState::Completed, Some(value.clone()), None)),
+            RunEnd::Cancelled(reason) => Some((
+                CommandState::Cancelled,
+                None,
+                Some(CommandFailure::from_error(&LaneError::Cancelled(
+                    (*reason).into(),
+                ))),
+            )),
+            RunEnd::Err(_) if self.dlq.is_some() || self.journal.is_some() => None,
+            RunEnd::Err(error) => Some((
+                CommandState::Failed,
+                None,
+                Some(CommandFailure::from_error(error)),
+            )),
+        });
         let now = Instant::now();
         {
             let mut state = self.state.lock();
@@ -303,6 +323,16 @@ impl CommandQueue {
                         state.record_failure(&task);
                     }
                     state.finish_task(&task);
+                    // A command stopped by a hard stop runs again at the next start.
+                    let stopped = stopped_before_retry || task.interrupted.load(Ordering::Relaxed);
+                    if let Some(Some((final_state, value, mut failure))) = kept.take()
+                        && !stopped
+                    {
+                        if let Some(error) = &strategy_panicked {
+                            failure = Some(CommandFailure::from_error(error));
+                        }
+                        state.retain(&task, final_state, value, failure, now);
+                    }
                 }
             }
             self.dispatch_locked(&mut state, now, &mut effects);
@@ -383,7 +413,7 @@ impl CommandQueue {
                 self.events.emit_with(keys::COMMAND_COMPLETED, || {
                     json!({ "lane_id": &**lane, "command_id": task.id, "duration_ms": elapsed.as_secs_f64() * 1000.0 })
                 });
-                self.journal_remove(task);
+                self.journal_end(task);
                 task.reply(Ok(value));
             }
             RunEnd::Cancelled(reason) => {
@@ -394,7 +424,7 @@ impl CommandQueue {
                     json!({ "lane_id": &**lane, "command_id": task.id, "was_running": true, "reason": reason })
                 });
                 if !task.interrupted.load(Ordering::Relaxed) {
-                    self.journal_remove(task);
+                    self.journal_end(task);
                 }
                 task.reply(Err(LaneError::Cancelled(reason.into())));
             }
@@ -492,6 +522,34 @@ impl CommandQueue {
                 start_by: None,
                 key: task.key.as_deref().map(str::to_owned),
             }));
+        }
+    }
+
+    /// A durable command ended: the journal keeps its record if its lane does (see
+    /// [`StorageOp::SaveFinished`]), and forgets the command otherwise.
+    pub(super) fn journal_end(&self, task: &Task) {
+        let (Some(journal), Some(_)) = (&self.journal, &task.payload) else {
+            return;
+        };
+        let kept = task.is_retained().then(|| {
+            let state = self.state.lock();
+            let retention = state.lane(task.lane()).config.retention;
+            state
+                .retained
+                .get(task.id, Instant::now())
+                .cloned()
+                .map(|status| (status, retention))
+        });
+        match kept.flatten() {
+            Some((status, retention)) => {
+                let keep_for = u64::try_from(retention.keep_for().as_millis()).unwrap_or(u64::MAX);
+                journal.write(StorageOp::SaveFinished(StoredFinished {
+                    expires_at_ms: status.finished_at_ms.unwrap_or(0).saturating_add(keep_for),
+                    keep_last: retention.keep_last(),
+                    status,
+                }))
+            }
+            None => journal.write(StorageOp::RemoveCommand(task.id)),
         }
     }
 

@@ -118,7 +118,7 @@ impl CommandQueue {
         let mut lane = LaneRef::Name(lane_id);
         let id = self.next_id();
         // Only the journal keeps it: no clock read without one.
-        let created_at_ms = if self.journal.is_some() { now_ms() } else { 0 };
+        let created_at_ms = now_ms();
         let mut room_until = None;
         // The submitter's span, if someone traces; its `lane.command` children are the runs.
         let span = tracing::Span::current();

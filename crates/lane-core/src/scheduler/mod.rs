@@ -11,7 +11,7 @@ pub(crate) mod timers;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -20,11 +20,13 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use crate::client::{CommandState, CommandStatus};
 use crate::command::{CancelSignal, CancelSource, Command, CommandId};
 use crate::config::LaneConfig;
 use crate::contain::contain;
 use crate::error::{LaneError, Result};
 use crate::policy::Admission;
+use crate::retention::{CommandFailure, Retained};
 use crate::stats::{LaneStatus, QueueStats};
 use crate::timing::Timing;
 
@@ -53,8 +55,16 @@ pub(crate) struct Task {
     pub(crate) command: Box<dyn Command>,
     /// The JSON payload of a replayable command (journaled, dead-lettered with it).
     pub(crate) payload: Option<Value>,
-    /// When it was submitted (ms since the Unix epoch), for the journal; 0 without one.
+    /// When it was submitted (ms since the Unix epoch); 0 when not known (a command
+    /// recovered from a store that did not record it).
     pub(crate) created_at_ms: u64,
+    /// When its last run started (ms since the Unix epoch); 0 before the first.
+    started_at_ms: AtomicU64,
+    /// When it is due while delayed (ms since the Unix epoch), for listings.
+    due_at_ms: AtomicU64,
+    /// Its lane keeps finished commands (set when it goes live): its result is copied
+    /// for the record before the state lock is taken.
+    retained: std::sync::atomic::AtomicBool,
     pub(crate) cancel: CancelSignal,
     /// The first attempt's own signal for a command whose work outlives its future
     /// (`Command::stops_when_dropped` false); later attempts get a new one.
@@ -142,6 +152,9 @@ impl Task {
             command,
             payload,
             created_at_ms,
+            started_at_ms: AtomicU64::new(0),
+            due_at_ms: AtomicU64::new(timing.not_before_ms.unwrap_or(0)),
+            retained: Default::default(),
             cancel: CancelSignal::default(),
             first_attempt: CancelSignal::default(),
             first_attempt_taken: Default::default(),
@@ -206,6 +219,35 @@ impl Task {
         self.failures.load(Ordering::Relaxed)
     }
 
+    /// When its last run started, ms since the Unix epoch.
+    pub(crate) fn started_at_ms(&self) -> Option<u64> {
+        Some(self.started_at_ms.load(Ordering::Relaxed)).filter(|ms| *ms != 0)
+    }
+
+    /// Whether its lane keeps finished commands.
+    pub(crate) fn is_retained(&self) -> bool {
+        self.retained.load(Ordering::Relaxed)
+    }
+
+    /// When it is due, while delayed (ms since the Unix epoch).
+    pub(crate) fn due_at_ms(&self) -> u64 {
+        self.due_at_ms.load(Ordering::Relaxed)
+    }
+
+    /// What a lookup shows of it while it lives (pending, delayed or running).
+    pub(crate) fn live_status(&self, lane: &str) -> CommandStatus {
+        let (state, attempts) = match self.phase() {
+            Phase::Pending => (CommandState::Pending, self.failures()),
+            Phase::Delayed => (CommandState::Delayed, self.failures()),
+            Phase::Running | Phase::Done => (CommandState::Running, self.failures() + 1),
+        };
+        let mut status =
+            CommandStatus::new(self.id, lane, self.command.command_type(), state, attempts);
+        status.submitted_at_ms = Some(self.created_at_ms).filter(|ms| *ms != 0);
+        status.started_at_ms = self.started_at_ms();
+        status
+    }
+
     /// Sends the final result to the submitter (once; later calls do nothing).
     pub(crate) fn reply(&self, result: Result<Value>) {
         let mut replies = self.reply.lock();
@@ -224,6 +266,16 @@ impl Task {
         self.reply.lock().duplicates.push(tx);
         rx
     }
+}
+
+/// The error of a command that expired unstarted, as its submitter gets it.
+pub(crate) fn expired_error(task: &Task, lane: &str) -> LaneError {
+    let by = task.timing.start_by_ms.unwrap_or_default();
+    LaneError::Expired(format!(
+        "command {} in lane '{lane}' had not started by its start-by deadline ({by} ms since \
+         the Unix epoch), so it never ran",
+        task.id
+    ))
 }
 
 /// A pending command in its lane's FIFO.
@@ -412,6 +464,8 @@ pub(crate) struct State {
     /// The idempotency keys of live commands (see `SubmitOptions::with_key`).
     /// (SipHash: keys come from users, maybe from untrusted input.)
     pub(crate) keys: std::collections::HashMap<Box<str>, CommandId>,
+    /// Finished commands kept by their lanes' retention, for lookup and listing.
+    pub(crate) retained: Retained,
 }
 
 impl State {
@@ -430,6 +484,7 @@ impl State {
             }),
             tasks: TaskMap::default(),
             keys: Default::default(),
+            retained: Retained::default(),
             timers: Timers::default(),
             total_pending: 0,
             total_active: 0,
@@ -618,10 +673,11 @@ impl State {
                 lane.expired += 1;
                 queued.task.set_phase(Phase::Done);
                 Self::forget_live(&mut self.tasks, &mut self.keys, &queued.task);
-                self.expired.push(queued.task);
                 if let Some(signal) = self.after_dequeue(index) {
                     signals.push(signal);
                 }
+                self.retain_expired(&queued.task, now);
+                self.expired.push(queued.task);
                 self.mark_ready(index);
                 continue;
             }
@@ -635,6 +691,8 @@ impl State {
             let task = queued.task;
             task.set_phase(Phase::Running);
             task.started_once.store(true, Ordering::Relaxed);
+            task.started_at_ms
+                .store(crate::queue::now_ms(), Ordering::Relaxed);
             out.push(Dispatch {
                 attempt: task.failures() + 1,
                 lane: lane.id.clone(),
@@ -770,6 +828,12 @@ impl State {
     /// A failed command waits for its retry delay.
     pub(crate) fn set_delayed(&mut self, task: &Arc<Task>, at: Instant) {
         task.failures.fetch_add(1, Ordering::Relaxed);
+        let wait = at.saturating_duration_since(Instant::now());
+        task.due_at_ms.store(
+            crate::queue::now_ms()
+                .saturating_add(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)),
+            Ordering::Relaxed,
+        );
         self.enter_delayed(task);
         self.timers.schedule(at, TimerKind::Retry(task.clone()));
     }
@@ -819,7 +883,55 @@ impl State {
         }
         self.lanes[task.lane() as usize].expired += 1;
         self.finish_task(task);
+        self.retain_expired(task, now);
         self.expired.push(task.clone());
+    }
+
+    fn retain_expired(&mut self, task: &Task, now: Instant) {
+        let error = expired_error(task, &self.lanes[task.lane() as usize].id);
+        self.retain(
+            task,
+            CommandState::Expired,
+            None,
+            Some(CommandFailure::from_error(&error)),
+            now,
+        );
+    }
+
+    /// Keeps a finished command's record as its lane's retention says (call right after
+    /// [`finish_task`](Self::finish_task), in the same lock hold, so a lookup finds the
+    /// command live or finished, never neither).
+    pub(crate) fn retain(
+        &mut self,
+        task: &Task,
+        state: CommandState,
+        result: Option<Value>,
+        error: Option<CommandFailure>,
+        now: Instant,
+    ) {
+        let index = task.lane() as usize;
+        let lane = &self.lanes[index];
+        let retention = lane.config.retention;
+        if !retention.keeps_any() {
+            return;
+        }
+        let attempts = match state {
+            CommandState::Expired | CommandState::Cancelled if task.started_at_ms().is_none() => 0,
+            _ => task.failures() + u32::from(task.started_once()),
+        };
+        let mut status = CommandStatus::new(
+            task.id,
+            &*lane.id,
+            task.command.command_type(),
+            state,
+            attempts,
+        );
+        status.submitted_at_ms = Some(task.created_at_ms).filter(|ms| *ms != 0);
+        status.started_at_ms = task.started_at_ms();
+        status.finished_at_ms = Some(crate::queue::now_ms());
+        status.result = result;
+        status.error = error;
+        self.retained.keep(index, retention, status, now);
     }
 
     pub(crate) fn record_failure(&self, task: &Task) {
@@ -833,6 +945,9 @@ impl State {
 
     /// Adds a live command (and its idempotency key).
     pub(crate) fn add_live(&mut self, task: &Arc<Task>) {
+        let retention = self.lanes[task.lane() as usize].config.retention;
+        task.retained
+            .store(retention.keeps_any(), Ordering::Relaxed);
         if let Some(key) = &task.key {
             self.keys.insert(key.clone(), task.id);
         }

@@ -837,6 +837,13 @@ fn apply_ops(
                     })
                     .map_err(err("saving a command"))?;
             }
+            // TODO(retention): stored in schema v3; for now only removes the command.
+            StorageOp::SaveFinished(finished) => {
+                let id = to_i64(finished.status.id, db)?;
+                conn.prepare_cached("DELETE FROM commands WHERE id = ?1")
+                    .and_then(|mut s| s.execute([id]))
+                    .map_err(err("removing a command"))?;
+            }
             StorageOp::RemoveCommand(id) => {
                 let id = to_i64(*id, db)?;
                 conn.prepare_cached("DELETE FROM commands WHERE id = ?1")
