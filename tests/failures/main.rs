@@ -8,6 +8,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod a_failure_without_dead_letters_is_kept_as_failed;
 mod a_panic_in_user_policy_code_never_stops_the_queue;
 mod dead_letters_keep_what_is_needed_to_redrive;
 mod extreme_values_never_panic_or_poison_the_queue;

@@ -227,17 +227,16 @@ fn kept_index(state: CommandState) -> Option<usize> {
 /// returned.
 #[derive(Debug, Default)]
 pub(crate) struct Retained {
-    /// Each record with when it expires and its entry's number in its list (a redriven
-    /// command finishes again under its id: only the newest entry owns the record).
-    by_id: HashMap<CommandId, (CommandStatus, Instant, u64)>,
-    /// Per lane index, per kept state: entries (id, expiry, number), oldest first.
-    order: Vec<[VecDeque<(CommandId, Instant, u64)>; 4]>,
-    next: u64,
+    /// Each record with when it expires.
+    by_id: HashMap<CommandId, (CommandStatus, Instant)>,
+    /// Per lane index, per kept state: (id, expiry), oldest first. Every entry has its
+    /// record in `by_id`, so a page is found by position.
+    order: Vec<[VecDeque<(CommandId, Instant)>; 4]>,
 }
 
 impl Retained {
     /// Keeps `status` (a final state) for `lane` under `retention`; returns the ids it
-    /// evicted to make room or because they expired (for the journal to forget).
+    /// evicted to make room or because they expired.
     pub(crate) fn keep(
         &mut self,
         lane: usize,
@@ -268,45 +267,35 @@ impl Retained {
             self.order.resize_with(lane + 1, Default::default);
         }
         let id = status.id;
-        self.next += 1;
-        let number = self.next;
-        self.order[lane][slot].push_back((id, expires, number));
-        self.by_id.insert(id, (status, expires, number));
-        let mut evicted = Vec::new();
-        let list = &mut self.order[lane][slot];
-        while list.len() > keep_last || list.front().is_some_and(|(_, until, _)| *until <= now) {
-            let Some((old, _, number)) = list.pop_front() else {
-                break;
-            };
-            if Self::drop_owned(&mut self.by_id, old, number) {
-                evicted.push(old);
+        if self.by_id.insert(id, (status, expires)).is_some() {
+            // Kept before (a redriven command that ended again): rare, so a scan.
+            for list in &mut self.order[lane] {
+                list.retain(|(kept, _)| *kept != id);
             }
         }
-        evicted
-    }
-
-    /// Removes `id`'s record if list entry `number` owns it.
-    fn drop_owned(
-        by_id: &mut HashMap<CommandId, (CommandStatus, Instant, u64)>,
-        id: CommandId,
-        number: u64,
-    ) -> bool {
-        if by_id.get(&id).is_some_and(|(_, _, owner)| *owner == number) {
-            by_id.remove(&id);
-            return true;
+        let list = &mut self.order[lane][slot];
+        list.push_back((id, expires));
+        let mut evicted = Vec::new();
+        while list.len() > keep_last || list.front().is_some_and(|(_, until)| *until <= now) {
+            let Some((old, _)) = list.pop_front() else {
+                break;
+            };
+            self.by_id.remove(&old);
+            evicted.push(old);
         }
-        false
+        evicted
     }
 
     /// The kept record of `id`, unless it expired.
     pub(crate) fn get(&self, id: CommandId, now: Instant) -> Option<&CommandStatus> {
         self.by_id
             .get(&id)
-            .filter(|(_, until, _)| *until > now)
-            .map(|(status, _, _)| status)
+            .filter(|(_, until)| *until > now)
+            .map(|(status, _)| status)
     }
 
-    /// A lane's kept commands in `state`, newest first, paged.
+    /// A lane's kept commands in `state`, newest first, paged: found by position, so a
+    /// deep page costs no more than the first.
     pub(crate) fn list(
         &self,
         lane: usize,
@@ -317,19 +306,18 @@ impl Retained {
         let (Some(slot), Some(lists)) = (kept_index(state), self.order.get(lane)) else {
             return Vec::new();
         };
-        lists[slot]
-            .iter()
+        let list = &lists[slot];
+        // Expiries grow along a list (one keep_for per lane), so the expired are a prefix.
+        let live = list.partition_point(|(_, until)| *until <= now);
+        let newest = list.len();
+        let end = newest.saturating_sub(page.offset);
+        let start = end.saturating_sub(page.limit).max(live);
+        (start..end)
             .rev()
-            .filter(|(id, until, number)| {
-                *until > now
-                    && self
-                        .by_id
-                        .get(id)
-                        .is_some_and(|(_, _, owner)| owner == number)
+            .filter_map(|i| {
+                let (id, until) = list[i];
+                (until > now).then(|| self.by_id.get(&id).map(|(status, _)| status.clone()))?
             })
-            .skip(page.offset)
-            .take(page.limit)
-            .filter_map(|(id, _, _)| self.by_id.get(id).map(|(status, _, _)| status.clone()))
             .collect()
     }
 }
