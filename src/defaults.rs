@@ -38,6 +38,8 @@ pub fn defaults() -> Value {
                 crate::WhenFull::Reject => "reject",
                 crate::WhenFull::Wait { .. } => "wait",
             },
+            "keep_last": lane.retention.keep_last(),
+            "keep_for_ms": millis(lane.retention.keep_for()),
         },
         "retry_policy": {
             "max_retries": retry.max_retries(),
