@@ -2,7 +2,7 @@
 /* eslint-disable */
 
 // The types below are written by hand (napi-rs generates the rest from src/): the names
-// are the core's (`CancelOutcome`, `CommandState` serialised in snake case).
+// are the core's (`CancelOutcome`, `CommandState`, `CommandFailureKind` in snake case).
 
 /**
  * What `cancel(id)` (and a handle's `cancel()`) did: `'cancelled'` (the command was
@@ -14,10 +14,30 @@ export type CancelOutcome = 'cancelled' | 'signalled' | 'already_finished' | 'un
 
 /**
  * Where a command is in its life (`CommandStatus.state`): `'delayed'` waits for its
- * start time (`delayMs`, `runAt`) or a retry; `'expired'` was not started by its
- * start-by deadline (`startBy`, `startWithinMs`) and never ran.
+ * start time (`delayMs`, `runAt`) or a retry; `'failed'` failed for good on a queue
+ * without dead letters (with them it is `'dead_lettered'`); `'expired'` was not started
+ * by its start-by deadline (`startBy`, `startWithinMs`) and never ran. `'completed'`,
+ * `'failed'`, `'cancelled'` and `'expired'` commands are kept as their lane says
+ * (`keepLast`, `keepForMs`).
  */
-export type CommandState = 'pending' | 'delayed' | 'running' | 'completed' | 'cancelled' | 'dead_lettered' | 'expired'
+export type CommandState = 'pending' | 'delayed' | 'running' | 'completed' | 'failed' | 'cancelled' | 'dead_lettered' | 'expired'
+
+/**
+ * Why a finished command did not complete (`CommandStatus.error.kind`): `'failed'` (its
+ * handler threw, or it is a dead letter), `'non_retryable'` (its handler threw an error
+ * with `retryable: false`, or returned a value JSON cannot hold), `'timeout'` (its lane's
+ * `timeoutMs`), `'cancelled'`, `'expired'`, `'handler_not_found'`, `'invalid_input'` or
+ * `'other'`.
+ */
+export type CommandFailureKind =
+  | 'failed'
+  | 'non_retryable'
+  | 'timeout'
+  | 'cancelled'
+  | 'expired'
+  | 'handler_not_found'
+  | 'invalid_input'
+  | 'other'
 
 /** The type of `EVENT_KEYS`. */
 export type EventKeyList = ReadonlyArray<LaneEventKey>
@@ -353,11 +373,26 @@ export declare class Lane {
   cancel(commandId: number): Promise<CancelOutcome>
   /**
    * Where a command is: its `CommandStatus` (`id`, `laneId`, `commandType`,
-   * `state`, `attempts`), or `null` when the queue knows nothing of it. Both
-   * engines know pending, delayed and running commands and dead letters; a
-   * `RedisQueue` also keeps finished ones for its `resultTtlMs`.
+   * `state`, `attempts`, the times `submittedAt`, `startedAt` and `finishedAt`
+   * in milliseconds since the Unix epoch or `null`, its `result` and its
+   * `error`), or `null` when the queue knows nothing of it. Both engines know
+   * pending, delayed and running commands, dead letters, and finished
+   * commands for as long as their lane keeps them (`keepLast`, `keepForMs`:
+   * the last 1000 of each final state for a day by default), so another
+   * process (or this one after a restart, with durable storage or Redis)
+   * reads the result of a command submitted before.
    */
   command(commandId: number): Promise<CommandStatus | null>
+  /**
+   * A lane's commands in `state`, one page of them (`options.offset`,
+   * default 0; `options.limit`, 1 to 1000, default 100): pending ones in the
+   * order they will start, delayed ones by due time, running ones by start,
+   * finished ones (those the lane keeps) and dead letters newest first.
+   * Rejects with code `LANE_NOT_FOUND` for an unknown lane, and a
+   * `RangeError` or `TypeError` (code `INVALID_ARGUMENT`) for an unknown
+   * state or a bad page.
+   */
+  listCommands<S extends CommandState = CommandState>(laneId: string, state: S, options?: ListCommandsOptions): Promise<Array<CommandStatus & { state: S }>>
   /**
    * Stops starting commands from a lane (running ones go on; on a `RedisQueue`,
    * on every worker). With `durationMs` the lane resumes by itself after that
@@ -512,11 +547,26 @@ export declare class RedisQueue {
   cancel(commandId: number): Promise<CancelOutcome>
   /**
    * Where a command is: its `CommandStatus` (`id`, `laneId`, `commandType`,
-   * `state`, `attempts`), or `null` when the queue knows nothing of it. Both
-   * engines know pending, delayed and running commands and dead letters; a
-   * `RedisQueue` also keeps finished ones for its `resultTtlMs`.
+   * `state`, `attempts`, the times `submittedAt`, `startedAt` and `finishedAt`
+   * in milliseconds since the Unix epoch or `null`, its `result` and its
+   * `error`), or `null` when the queue knows nothing of it. Both engines know
+   * pending, delayed and running commands, dead letters, and finished
+   * commands for as long as their lane keeps them (`keepLast`, `keepForMs`:
+   * the last 1000 of each final state for a day by default), so another
+   * process (or this one after a restart, with durable storage or Redis)
+   * reads the result of a command submitted before.
    */
   command(commandId: number): Promise<CommandStatus | null>
+  /**
+   * A lane's commands in `state`, one page of them (`options.offset`,
+   * default 0; `options.limit`, 1 to 1000, default 100): pending ones in the
+   * order they will start, delayed ones by due time, running ones by start,
+   * finished ones (those the lane keeps) and dead letters newest first.
+   * Rejects with code `LANE_NOT_FOUND` for an unknown lane, and a
+   * `RangeError` or `TypeError` (code `INVALID_ARGUMENT`) for an unknown
+   * state or a bad page.
+   */
+  listCommands<S extends CommandState = CommandState>(laneId: string, state: S, options?: ListCommandsOptions): Promise<Array<CommandStatus & { state: S }>>
   /**
    * Stops starting commands from a lane (running ones go on; on a `RedisQueue`,
    * on every worker). With `durationMs` the lane resumes by itself after that
@@ -667,7 +717,26 @@ export interface CommandContext {
   readonly reportProgress: (progress: unknown) => void
 }
 
-/** Where a command is in its life, from `command(id)`. */
+/** Why a finished command did not complete, as `CommandStatus.error` keeps it. */
+export interface CommandFailure {
+  /**
+   * A stable name: `'failed'` (its handler threw; for a dead letter too),
+   * `'non_retryable'` (it threw an error with `retryable: false`, or returned a
+   * value JSON cannot hold), `'timeout'`, `'cancelled'`, `'expired'`,
+   * `'handler_not_found'`, `'invalid_input'` or `'other'`.
+   */
+  kind: CommandFailureKind
+  /** What went wrong (for a handler's error: its type, message and stack). */
+  message: string
+  /** For kind `'timeout'`: the lane's `timeoutMs` the run exceeded; `null` otherwise. */
+  timeoutMs: number | null
+}
+
+/**
+ * Where a command is in its life, from `command(id)` and `listCommands`: while it
+ * lives, and after it finished for as long as its lane keeps it (`keepLast`,
+ * `keepForMs`), with its times and its result or error.
+ */
 export interface CommandStatus {
   /** Its id. */
   id: number
@@ -677,12 +746,33 @@ export interface CommandStatus {
   commandType: string
   /**
    * Where it is: `'pending'`, `'delayed'` (waiting for its start time or a retry),
-   * `'running'`, `'completed'`, `'cancelled'`, `'dead_lettered'` or `'expired'` (not
-   * started by its start-by deadline; it never ran).
+   * `'running'`, `'completed'`, `'failed'` (failed for good, on a queue without dead
+   * letters), `'cancelled'`, `'dead_lettered'` or `'expired'` (not started by its
+   * start-by deadline; it never ran).
    */
   state: CommandState
   /** How many runs started, this one included when it is running. */
   attempts: number
+  /**
+   * When it was submitted, in milliseconds since the Unix epoch (like
+   * `DeadLetter.failedAt`); `null` where the queue did not record it (a command
+   * recovered from an older store, a dead letter).
+   */
+  submittedAt: number | null
+  /**
+   * When its last run started, in milliseconds since the Unix epoch; `null` before
+   * its first run (and for a command that never ran).
+   */
+  startedAt: number | null
+  /** When it finished, in milliseconds since the Unix epoch; `null` while it lives. */
+  finishedAt: number | null
+  /** What its handler returned, once `'completed'`; `null` otherwise. */
+  result: unknown
+  /**
+   * Why it failed, was cancelled or expired, once it did (`'failed'`, `'cancelled'`,
+   * `'dead_lettered'`, `'expired'`); `null` otherwise.
+   */
+  error: CommandFailure | null
 }
 
 /** A command that failed for good. */
@@ -706,7 +796,7 @@ export interface DeadLetter {
 /** The type of `DEFAULTS` (`index.d.ts` only; its value is the core's table). */
 export interface Defaults {
   /** `LaneOptions`. */
-  readonly lane: { readonly min_concurrency: number; readonly max_concurrency: number; readonly timeout_ms: number | null; readonly pressure_threshold: number | null; readonly cancel_grace_ms: number; readonly retry_policy: null; readonly rate_limit: null; readonly priority_boost: null; readonly max_waiting: number | null; readonly when_full: 'reject' | 'wait' }
+  readonly lane: { readonly min_concurrency: number; readonly max_concurrency: number; readonly timeout_ms: number | null; readonly pressure_threshold: number | null; readonly cancel_grace_ms: number; readonly retry_policy: null; readonly rate_limit: null; readonly priority_boost: null; readonly max_waiting: number | null; readonly when_full: 'reject' | 'wait'; readonly keep_last: number; readonly keep_for_ms: number }
   /** `RetryOptions`. */
   readonly retry_policy: { readonly max_retries: number; readonly initial_delay_ms: number; readonly multiplier: number; readonly max_delay_ms: number; readonly jitter: 'none' | 'full' | 'equal' }
   /** `new Lane(lanes, options)`, and the six default lanes used when `lanes` is left out. */
@@ -836,6 +926,18 @@ export interface LaneOptions {
    * rejects with code `LANE_FULL`. Waits as long as it takes when absent.
    */
   fullWaitTimeoutMs?: number
+  /**
+   * How many finished commands of each final state (completed, failed, cancelled,
+   * expired) the lane keeps for `command(id)` and `listCommands`: the last this many,
+   * at most 1000000 (default 1000, `DEFAULTS.lane.keep_last`); 0 keeps nothing (a
+   * command is forgotten once it ended; its submitter still gets the result).
+   */
+  keepLast?: number
+  /**
+   * How long a finished command is kept at most, from 1 ms to a year (default a day,
+   * `DEFAULTS.lane.keep_for_ms`).
+   */
+  keepForMs?: number
 }
 
 /** One lane's counts and settings. */
@@ -886,6 +988,14 @@ export interface LaneStatus {
    * so `maxConcurrency` holds even for a handler that ignores its `ctx.signal`.
    */
   abandonedRunning: number
+}
+
+/** Which page of a listing `listCommands` returns (`{ offset: 100, limit: 100 }`). */
+export interface ListCommandsOptions {
+  /** How many commands of the listing to skip first (default 0). */
+  offset?: number
+  /** The most commands returned, 1 to 1000 (default 100). */
+  limit?: number
 }
 
 /** Every metric at one moment: the totals over all lanes, and each lane's own. */

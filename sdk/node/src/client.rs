@@ -1,6 +1,7 @@
 //! The client surface: what `Lane` (in process) and `RedisQueue` both offer, written once
-//! over the core's `a3s_lane::QueueClient` — cancel a command, read its state, read the
-//! stats, pause and resume lanes, list, redrive and purge dead letters, listen to events.
+//! over the core's `a3s_lane::QueueClient` — cancel a command, read its state (and its
+//! result, once finished), list a lane's commands by state, read the stats, pause and
+//! resume lanes, list, redrive and purge dead letters, listen to events.
 //!
 //! Each class holds a `Client` (over its engine, a `ClientSource`) and gets its
 //! `#[napi]` methods of these names from `client_methods!`, so each is the same method
@@ -19,16 +20,59 @@ use std::rc::{Rc, Weak};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
-use a3s_lane::{CommandId, LaneError, QueueClient, SubmittedCommand};
+use a3s_lane::{CommandId, CommandState, LaneError, Page, QueueClient, SubmittedCommand};
 use async_trait::async_trait;
 use napi::Env;
 use napi::bindgen_prelude::{ToNapiValue, Unknown};
 
-use crate::convert::{At, Js, MAX_SAFE_INTEGER, command_id, function};
+use crate::convert::{At, Js, MAX_SAFE_INTEGER, command_id, function, options_object};
 use crate::error::{JsFailure, argument_failure};
 use crate::events::{EventKeys, check_key};
 use crate::runtime::{Bridge, JsRuntime, NativeCallbacks, Settle, in_runtime, spawn};
 use crate::stats::{CommandStatus, DeadLetter, QueueStats, count, outcome_name};
+
+/// Which page of a listing `listCommands` returns (`{ offset: 100, limit: 100 }`).
+#[napi_derive::napi(object, object_to_js = false)]
+#[derive(Debug, Clone, Default)]
+pub struct ListCommandsOptions {
+    /// How many commands of the listing to skip first (default 0).
+    #[napi(ts_type = "number")]
+    pub offset: Option<Js<f64>>,
+    /// The most commands returned, 1 to 1000 (default 100).
+    #[napi(ts_type = "number")]
+    pub limit: Option<Js<f64>>,
+}
+
+options_object!(
+    ListCommandsOptions,
+    "an object like { offset: 0, limit: 100 }",
+    ["offset", "limit"]
+);
+
+impl ListCommandsOptions {
+    /// The page, checked by the core's rule (`Page::validate`: a limit of 1 to 1000).
+    fn into_page(self) -> Result<Page, JsFailure> {
+        let at = At::argument("options");
+        let whole = |at: &At<'static>, n: f64| {
+            at.whole(n, MAX_SAFE_INTEGER)
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+        };
+        let mut page = Page::default();
+        if let Some(offset) = at.field("offset", self.offset, whole)? {
+            page.offset = offset;
+        }
+        if let Some(limit) = at.field("limit", self.limit, whole)? {
+            page.limit = limit;
+        }
+        page.validate().map_err(|error| match error {
+            LaneError::InvalidInput(reason) => at
+                .key("limit")
+                .range_error(format!("options.limit: {reason}")),
+            error => error.into(),
+        })?;
+        Ok(page)
+    }
+}
 
 /// Where a [`Client`] finds its engine's `QueueClient`: a `Lane`'s `QueueManager` (which
 /// a durable lane builds only once `start()` has opened its store) or a `RedisQueue`.
@@ -259,6 +303,36 @@ impl Client {
         })
     }
 
+    pub(crate) fn list_commands<'env>(
+        &self,
+        env: &'env Env,
+        lane: Js<String>,
+        state: Js<String>,
+        options: Option<Js<ListCommandsOptions>>,
+    ) -> napi::Result<Unknown<'env>> {
+        let args = At::argument("laneId").name(lane).and_then(|lane| {
+            let at = At::argument("state");
+            let state = state
+                .get(&at)?
+                .parse::<CommandState>()
+                .map_err(|error| at.range_error(format!("state: {}", error_reason(&error))))?;
+            let page = match options {
+                Some(options) => options.get(&At::argument("options"))?.into_page()?,
+                None => Page::default(),
+            };
+            Ok((lane, state, page))
+        });
+        self.call(env, args, |client, (lane, state, page)| async move {
+            let listed = client.list_commands(&lane, state, page).await?;
+            Ok::<_, LaneError>(
+                listed
+                    .into_iter()
+                    .map(CommandStatus::from)
+                    .collect::<Vec<_>>(),
+            )
+        })
+    }
+
     pub(crate) fn stats<'env>(&self, env: &'env Env) -> napi::Result<Unknown<'env>> {
         self.call(env, Ok(()), |client, ()| async move {
             client.stats().await.map(QueueStats::from)
@@ -409,6 +483,14 @@ impl Client {
     }
 }
 
+/// The reason a core error gives, without the kind's prefix ("invalid input: ").
+fn error_reason(error: &LaneError) -> String {
+    match error {
+        LaneError::InvalidInput(reason) | LaneError::ConfigError(reason) => reason.clone(),
+        error => error.to_string(),
+    }
+}
+
 impl NativeCallbacks for Client {
     fn cancel(&self, id: CommandId) {
         let source = self.source.clone();
@@ -470,9 +552,14 @@ macro_rules! client_methods {
             }
 
             /// Where a command is: its `CommandStatus` (`id`, `laneId`, `commandType`,
-            /// `state`, `attempts`), or `null` when the queue knows nothing of it. Both
-            /// engines know pending, delayed and running commands and dead letters; a
-            /// `RedisQueue` also keeps finished ones for its `resultTtlMs`.
+            /// `state`, `attempts`, the times `submittedAt`, `startedAt` and `finishedAt`
+            /// in milliseconds since the Unix epoch or `null`, its `result` and its
+            /// `error`), or `null` when the queue knows nothing of it. Both engines know
+            /// pending, delayed and running commands, dead letters, and finished
+            /// commands for as long as their lane keeps them (`keepLast`, `keepForMs`:
+            /// the last 1000 of each final state for a day by default), so another
+            /// process (or this one after a restart, with durable storage or Redis)
+            /// reads the result of a command submitted before.
             #[napi(
                 ts_args_type = "commandId: number",
                 ts_return_type = "Promise<CommandStatus | null>"
@@ -483,6 +570,28 @@ macro_rules! client_methods {
                 command_id: $crate::convert::Js<f64>,
             ) -> napi::Result<napi::bindgen_prelude::Unknown<'env>> {
                 self.client().command(env, command_id)
+            }
+
+            /// A lane's commands in `state`, one page of them (`options.offset`,
+            /// default 0; `options.limit`, 1 to 1000, default 100): pending ones in the
+            /// order they will start, delayed ones by due time, running ones by start,
+            /// finished ones (those the lane keeps) and dead letters newest first.
+            /// Rejects with code `LANE_NOT_FOUND` for an unknown lane, and a
+            /// `RangeError` or `TypeError` (code `INVALID_ARGUMENT`) for an unknown
+            /// state or a bad page.
+            #[napi(
+                ts_generic_types = "S extends CommandState = CommandState",
+                ts_args_type = "laneId: string, state: S, options?: ListCommandsOptions",
+                ts_return_type = "Promise<Array<CommandStatus & { state: S }>>"
+            )]
+            pub fn list_commands<'env>(
+                &self,
+                env: &'env napi::Env,
+                lane_id: $crate::convert::Js<String>,
+                state: $crate::convert::Js<String>,
+                options: Option<$crate::convert::Js<$crate::client::ListCommandsOptions>>,
+            ) -> napi::Result<napi::bindgen_prelude::Unknown<'env>> {
+                self.client().list_commands(env, lane_id, state, options)
             }
 
             /// Stops starting commands from a lane (running ones go on; on a `RedisQueue`,

@@ -59,7 +59,7 @@ pub struct DefaultsTable {
     /// `LaneOptions`.
     #[napi(
         readonly,
-        ts_type = "{ readonly min_concurrency: number; readonly max_concurrency: number; readonly timeout_ms: number | null; readonly pressure_threshold: number | null; readonly cancel_grace_ms: number; readonly retry_policy: null; readonly rate_limit: null; readonly priority_boost: null; readonly max_waiting: number | null; readonly when_full: 'reject' | 'wait' }"
+        ts_type = "{ readonly min_concurrency: number; readonly max_concurrency: number; readonly timeout_ms: number | null; readonly pressure_threshold: number | null; readonly cancel_grace_ms: number; readonly retry_policy: null; readonly rate_limit: null; readonly priority_boost: null; readonly max_waiting: number | null; readonly when_full: 'reject' | 'wait'; readonly keep_last: number; readonly keep_for_ms: number }"
     )]
     pub lane: Value,
     /// `RetryOptions`.

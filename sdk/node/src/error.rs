@@ -285,6 +285,13 @@ impl ToJsError for LaneError {
                     .replace(
                         "(WhenFull::Reject fails at once)",
                         "(whenFull: 'reject' fails at once)",
+                    )
+                    // A lane's retention (`keepLast`, `keepForMs`).
+                    .replace("retention keep_last", "keepLast")
+                    .replace("retention keep_for", "keepForMs")
+                    .replace(
+                        "use Retention::none() to keep nothing",
+                        "use keepLast: 0 to keep nothing",
                     );
                 JsFailure::range_error("CONFIG", message)
             }

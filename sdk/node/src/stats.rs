@@ -91,7 +91,9 @@ pub struct DeadLetter {
     pub payload: Value,
 }
 
-/// Where a command is in its life, from `command(id)`.
+/// Where a command is in its life, from `command(id)` and `listCommands`: while it
+/// lives, and after it finished for as long as its lane keeps it (`keepLast`,
+/// `keepForMs`), with its times and its result or error.
 #[napi(object, object_from_js = false)]
 #[derive(Debug, Clone)]
 pub struct CommandStatus {
@@ -102,12 +104,44 @@ pub struct CommandStatus {
     /// Its type.
     pub command_type: String,
     /// Where it is: `'pending'`, `'delayed'` (waiting for its start time or a retry),
-    /// `'running'`, `'completed'`, `'cancelled'`, `'dead_lettered'` or `'expired'` (not
-    /// started by its start-by deadline; it never ran).
+    /// `'running'`, `'completed'`, `'failed'` (failed for good, on a queue without dead
+    /// letters), `'cancelled'`, `'dead_lettered'` or `'expired'` (not started by its
+    /// start-by deadline; it never ran).
     #[napi(ts_type = "CommandState")]
     pub state: String,
     /// How many runs started, this one included when it is running.
     pub attempts: u32,
+    /// When it was submitted, in milliseconds since the Unix epoch (like
+    /// `DeadLetter.failedAt`); `null` where the queue did not record it (a command
+    /// recovered from an older store, a dead letter).
+    pub submitted_at: Either<f64, Null>,
+    /// When its last run started, in milliseconds since the Unix epoch; `null` before
+    /// its first run (and for a command that never ran).
+    pub started_at: Either<f64, Null>,
+    /// When it finished, in milliseconds since the Unix epoch; `null` while it lives.
+    pub finished_at: Either<f64, Null>,
+    /// What its handler returned, once `'completed'`; `null` otherwise.
+    #[napi(ts_type = "unknown")]
+    pub result: Value,
+    /// Why it failed, was cancelled or expired, once it did (`'failed'`, `'cancelled'`,
+    /// `'dead_lettered'`, `'expired'`); `null` otherwise.
+    pub error: Either<CommandFailure, Null>,
+}
+
+/// Why a finished command did not complete, as `CommandStatus.error` keeps it.
+#[napi(object, object_from_js = false)]
+#[derive(Debug, Clone)]
+pub struct CommandFailure {
+    /// A stable name: `'failed'` (its handler threw; for a dead letter too),
+    /// `'non_retryable'` (it threw an error with `retryable: false`, or returned a
+    /// value JSON cannot hold), `'timeout'`, `'cancelled'`, `'expired'`,
+    /// `'handler_not_found'`, `'invalid_input'` or `'other'`.
+    #[napi(ts_type = "CommandFailureKind")]
+    pub kind: String,
+    /// What went wrong (for a handler's error: its type, message and stack).
+    pub message: String,
+    /// For kind `'timeout'`: the lane's `timeoutMs` the run exceeded; `null` otherwise.
+    pub timeout_ms: Either<f64, Null>,
 }
 
 /// A count for JavaScript (saturating: no count of a queue comes near 2^32).
@@ -187,6 +221,11 @@ impl From<CoreLetter> for DeadLetter {
     }
 }
 
+/// A time in milliseconds (since the Unix epoch, or a duration), or `null`.
+fn millis_or_null(ms: Option<u64>) -> Either<f64, Null> {
+    ms.map_or(Either::B(Null), |ms| Either::A(ms as f64))
+}
+
 impl From<CoreCommand> for CommandStatus {
     fn from(status: CoreCommand) -> Self {
         Self {
@@ -195,6 +234,17 @@ impl From<CoreCommand> for CommandStatus {
             command_type: status.command_type,
             state: state_name(status.state),
             attempts: status.attempts,
+            submitted_at: millis_or_null(status.submitted_at_ms),
+            started_at: millis_or_null(status.started_at_ms),
+            finished_at: millis_or_null(status.finished_at_ms),
+            result: status.result.unwrap_or(Value::Null),
+            error: status.error.map_or(Either::B(Null), |failure| {
+                Either::A(CommandFailure {
+                    kind: failure.kind,
+                    message: failure.message,
+                    timeout_ms: millis_or_null(failure.timeout_ms),
+                })
+            }),
         }
     }
 }

@@ -16,7 +16,7 @@ import { EVENT_KEYS, Lane, RedisQueue, RedisWorker } from '@a3s-lab/lane';
 import { deferred, redisClusterUrls, redisUrl, uniquePrefix, waitFor } from './support.mjs';
 
 /** The methods both classes get from the client surface. */
-const SHARED = ['cancel', 'command', 'stats', 'pauseLane', 'resumeLane', 'deadLetters', 'redrive', 'purgeDeadLetters', 'onSizeLessThan', 'events', 'on', 'off'];
+const SHARED = ['cancel', 'command', 'listCommands', 'stats', 'pauseLane', 'resumeLane', 'deadLetters', 'redrive', 'purgeDeadLetters', 'onSizeLessThan', 'events', 'on', 'off'];
 
 /** One lane, one command at a time: a second command waits while the first runs. */
 const LANES = { jobs: { priority: 0, maxConcurrency: 1 } };
@@ -112,8 +112,14 @@ for (const engine of Object.keys(ENGINES)) {
     const blocker = await submit('block');
     await state.running.promise;
     const waiting = await submit('echo', { n: 1 });
-    assert.deepEqual(await queue.command(blocker.id), { id: blocker.id, laneId: 'jobs', commandType: 'block', state: 'running', attempts: 1 });
-    assert.deepEqual(await queue.command(waiting.id), { id: waiting.id, laneId: 'jobs', commandType: 'echo', state: 'pending', attempts: 0 });
+    const live = async (id) => {
+      const { submittedAt, startedAt, ...status } = await queue.command(id);
+      assert.equal(typeof submittedAt, 'number');
+      return { ...status, started: startedAt !== null };
+    };
+    const alive = { finishedAt: null, result: null, error: null };
+    assert.deepEqual(await live(blocker.id), { id: blocker.id, laneId: 'jobs', commandType: 'block', state: 'running', attempts: 1, started: true, ...alive });
+    assert.deepEqual(await live(waiting.id), { id: waiting.id, laneId: 'jobs', commandType: 'echo', state: 'pending', attempts: 0, started: false, ...alive });
     assert.equal(await queue.command(UNKNOWN_ID), null);
     assert.equal(await blocker.cancel(), 'signalled');
     await assert.rejects(blocker.result, withCode('CANCELLED'));
@@ -121,7 +127,11 @@ for (const engine of Object.keys(ENGINES)) {
 
     const failed = await submit('fail', { n: 2 });
     await assert.rejects(failed.result, /failed 2/);
-    assert.deepEqual(await queue.command(failed.id), { id: failed.id, laneId: 'jobs', commandType: 'fail', state: 'dead_lettered', attempts: 1 });
+    const { finishedAt, error, ...letter } = await queue.command(failed.id);
+    assert.deepEqual(letter, { id: failed.id, laneId: 'jobs', commandType: 'fail', state: 'dead_lettered', attempts: 1, submittedAt: letter.submittedAt, startedAt: letter.startedAt, result: null });
+    assert.equal(typeof finishedAt, 'number');
+    assert.equal(error.kind, 'failed');
+    assert.match(error.message, /failed 2/);
   });
 
   test(`${engine}: dead letters are listed, redriven and purged`, async (t) => {

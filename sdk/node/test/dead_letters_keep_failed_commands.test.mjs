@@ -59,7 +59,7 @@ test('the oldest letters are evicted beyond the capacity, and purge removes them
   await lane.shutdown();
 });
 
-test('a lane without deadLetterCapacity lists none and keeps none', async () => {
+test('a lane without deadLetterCapacity lists none and keeps the command as failed', async () => {
   const lane = new Lane({ jobs: { priority: 0, maxConcurrency: 1 } });
   lane.handle('fail', () => {
     throw new Error('lost');
@@ -68,7 +68,11 @@ test('a lane without deadLetterCapacity lists none and keeps none', async () => 
   const handle = await lane.submitWithHandle('jobs', 'fail');
   await assert.rejects(handle.result, /lost/);
   assert.deepEqual(await lane.deadLetters(), []);
-  assert.equal(await lane.command(handle.id), null);
+  // Not a dead letter: its lane keeps it (keepLast) as 'failed', with its error.
+  const status = await lane.command(handle.id);
+  assert.equal(status?.state, 'failed');
+  assert.match(status.error.message, /^Error: lost/);
+  assert.deepEqual(await lane.listCommands('jobs', 'dead_lettered'), []);
   assert.equal(await lane.purgeDeadLetters(), 0);
   await lane.shutdown();
 });

@@ -26,6 +26,8 @@ test('DEFAULTS is the core table, with its keys, frozen', () => {
   assert.deepEqual(Object.keys(DEFAULTS).sort(), ['lane', 'queue', 'redis_queue', 'redis_worker', 'retry_policy']);
   assert.deepEqual(Object.keys(DEFAULTS.lane).sort(), [
     'cancel_grace_ms',
+    'keep_for_ms',
+    'keep_last',
     'max_concurrency',
     'max_waiting',
     'min_concurrency',

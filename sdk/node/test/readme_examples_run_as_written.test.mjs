@@ -82,3 +82,14 @@ test('the idempotency key example runs the command once, then again once it ende
   // The event reaches its listener after the submit returned: its line may come later.
   await printsWhatItSays("key: 'order-42'", [/^true true$/m, /^charged 42 1\ncharged 42 2$/m, /^deduplicated order-42$/m]);
 });
+
+test('the looking-up example prints what its comments say', async () => {
+  await printsWhatItSays("keepForMs: 3_600_000", [
+    /^completed \{ month: '2024-05', rows: 42 \}$/m,
+    /^true$/m,
+    /^failed failed Error: out of paper$/m,
+    /^\[ 4, 5 \]$/m,
+    /^4$/m,
+    /^null$/m,
+  ]);
+});

@@ -2,7 +2,7 @@
 //! `RedisQueue` — and its retry policy, turned into the core's [`LaneConfig`] and
 //! [`RetryPolicy`].
 
-use a3s_lane::{DEFAULT_LANES, LaneConfig, RetryJitter, RetryPolicy, WhenFull};
+use a3s_lane::{DEFAULT_LANES, LaneConfig, Retention, RetryJitter, RetryPolicy, WhenFull};
 use napi_derive::napi;
 
 use crate::config::policy::{PriorityBoostOptions, RateLimitOptions};
@@ -64,6 +64,16 @@ pub struct LaneOptions {
     /// rejects with code `LANE_FULL`. Waits as long as it takes when absent.
     #[napi(ts_type = "number")]
     pub full_wait_timeout_ms: Option<Js<f64>>,
+    /// How many finished commands of each final state (completed, failed, cancelled,
+    /// expired) the lane keeps for `command(id)` and `listCommands`: the last this many,
+    /// at most 1000000 (default 1000, `DEFAULTS.lane.keep_last`); 0 keeps nothing (a
+    /// command is forgotten once it ended; its submitter still gets the result).
+    #[napi(ts_type = "number")]
+    pub keep_last: Option<Js<f64>>,
+    /// How long a finished command is kept at most, from 1 ms to a year (default a day,
+    /// `DEFAULTS.lane.keep_for_ms`).
+    #[napi(ts_type = "number")]
+    pub keep_for_ms: Option<Js<f64>>,
 }
 
 options_object!(
@@ -82,6 +92,8 @@ options_object!(
         "maxWaiting",
         "whenFull",
         "fullWaitTimeoutMs",
+        "keepLast",
+        "keepForMs",
     ]
 );
 
@@ -233,6 +245,17 @@ impl LaneOptions {
                     at.path()
                 )));
             }
+        }
+        let keep_last = at.field("keepLast", self.keep_last, At::count)?;
+        let keep_for = at.field("keepForMs", self.keep_for_ms, At::millis)?;
+        if keep_last.is_some() || keep_for.is_some() {
+            // What is left out is the core's default; its rules (at most a million, 1 ms
+            // to a year) are checked with the lane (`Retention::validate`).
+            let core = Retention::default();
+            config = config.with_retention(Retention::new(
+                keep_last.unwrap_or(core.keep_last()),
+                keep_for.unwrap_or(core.keep_for()),
+            ));
         }
         Ok(LaneSetup {
             id: id.to_owned(),

@@ -11,12 +11,15 @@ import {
   RedisWorker,
   type CancelOutcome,
   type CommandContext,
+  type CommandFailure,
+  type CommandFailureKind,
   type CommandHandle,
   type CommandState,
   type CommandStatus,
   type DeadLetter,
   type LaneEvent,
   type LaneStatus,
+  type ListCommandsOptions,
   type MetricsSnapshot,
   type QueueStats,
   type RedisCommandHandle,
@@ -38,7 +41,30 @@ async function drainDeadLetters(queue: Lane | RedisQueue): Promise<number> {
   await queue.resumeLane('api');
   await queue.onSizeLessThan(100);
   await queue.onSizeLessThan(10, 'api');
-  void [outcome, stats.totalPending];
+  // A command afterwards: its times, result or error, on either engine.
+  const kept: CommandStatus | null = await queue.command(1);
+  if (kept !== null) {
+    const times: Array<number | null> = [kept.submittedAt, kept.startedAt, kept.finishedAt];
+    const value: unknown = kept.result;
+    const failure: CommandFailure | null = kept.error;
+    const kind: CommandFailureKind | undefined = failure?.kind;
+    const why: string | undefined = failure?.message;
+    const limitMs: number | null | undefined = failure?.timeoutMs;
+    void [times, value, kind, why, limitMs];
+  }
+  const page: ListCommandsOptions = { offset: 100, limit: 100 };
+  const failed = await queue.listCommands('api', 'failed', page);
+  const failedState: 'failed' = failed[0]!.state;
+  const anyState: CommandState = 'completed' as CommandState;
+  const listed: CommandStatus[] = await queue.listCommands('api', anyState);
+  await queue.listCommands('api', 'pending', { limit: 10 });
+  // @ts-expect-error not a command state
+  void queue.listCommands('api', 'finished');
+  // @ts-expect-error the page is { offset, limit }
+  void queue.listCommands('api', 'pending', { page: 2 });
+  // @ts-expect-error times are numbers (ms since the Unix epoch) or null, not Dates
+  const asDate: Date | null = kept!.finishedAt;
+  void [outcome, stats.totalPending, failedState, listed, asDate];
   return queue.purgeDeadLetters();
 }
 
@@ -155,7 +181,16 @@ async function main(): Promise<void> {
     jobs: { priority: 0, maxWaiting: 100 },
     waits: { priority: 1, maxWaiting: 10, whenFull: 'wait', fullWaitTimeoutMs: 5_000 },
     rejects: { priority: 2, maxWaiting: 10, whenFull: 'reject' },
+    kept: { priority: 3, keepLast: 100, keepForMs: 3_600_000 },
+    forgotten: { priority: 4, keepLast: 0 },
   });
+  const keepLast: number = DEFAULTS.lane.keep_last;
+  const keepForMs: number = DEFAULTS.lane.keep_for_ms;
+  void [keepLast, keepForMs];
+  // @ts-expect-error keepLast is a number
+  new Lane({ jobs: { priority: 0, keepLast: 'all' } });
+  // @ts-expect-error the duration is keepForMs, in milliseconds
+  new Lane({ jobs: { priority: 0, keepFor: 60_000 } });
   try {
     await bounded.submit('jobs', 'x', {}, { delayMs: 30_000, startWithinMs: 90_000, signal: controller.signal });
     await bounded.submitWithHandle('jobs', 'x', {}, { runAt: new Date(Date.now() + 5_000), startBy: new Date(Date.now() + 60_000) });
