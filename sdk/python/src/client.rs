@@ -13,11 +13,16 @@ use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 
-use a3s_lane::{CancelOutcome, CommandQueue, CommandState, QueueClient as CoreClient};
+use a3s_lane::{
+    CancelOutcome, CommandQueue, CommandState, CommandStatus, Page, QueueClient as CoreClient,
+};
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
+use pyo3::types::PyString;
 
-use crate::args::{optional, optional_seconds, usize_arg};
+use crate::args::{optional, optional_seconds, type_name, usize_arg};
+use crate::convert::to_py;
 use crate::error::IntoPyErr;
 use crate::events::{EventStream, wanted_keys};
 use crate::handle::{CancelTarget, CommandHandle};
@@ -27,7 +32,7 @@ use crate::runtime::{block_on, python_attr, runtime};
 use crate::stats::{DeadLetter, QueueStats};
 
 /// The operations every queue offers, whichever engine runs it: cancel a command, read
-/// its state, read the stats, pause and resume lanes, list, redrive and purge dead
+/// its state and result, list a lane's commands, read the stats, pause and resume lanes, list, redrive and purge dead
 /// letters, subscribe to events. `Lane` (in process) and `RedisQueue` are both
 /// `QueueClient`s: code written against this class runs unchanged on either.
 #[pyclass(subclass, frozen, module = "a3s_lane", name = "QueueClient")]
@@ -85,8 +90,7 @@ impl<F: Future> Future for InRuntime<F> {
 }
 
 static CANCEL_OUTCOME: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-static COMMAND_STATE: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
-static COMMAND_STATUS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static MAKE_STATUS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
 
 /// A member of one of the Python enums of `a3s_lane._client`, by its value.
 fn member<'py>(
@@ -107,13 +111,47 @@ fn outcome_value(outcome: CancelOutcome) -> &'static str {
     }
 }
 
-/// The core's name of a state (its serialised, snake case form: the core may add
-/// states, which `a3s_lane._client.CommandState` must then list).
-fn state_value(state: CommandState) -> String {
-    match serde_json::to_value(state) {
-        Ok(serde_json::Value::String(value)) => value,
-        _ => format!("{state:?}"),
-    }
+/// A `CommandStatus` of `a3s_lane._client`, made by its `_command_status` from the core's
+/// values (state by name, times in ms since the Unix epoch, the result as Python, the
+/// error's kind, message and timeout in ms); the Python side turns the times into
+/// datetimes.
+fn status_to_py(py: Python<'_>, status: CommandStatus) -> PyResult<Bound<'_, PyAny>> {
+    let result = match &status.result {
+        Some(value) => to_py(py, value)?,
+        None => py.None().into_bound(py),
+    };
+    let error = status
+        .error
+        .map(|failure| (failure.kind, failure.message, failure.timeout_ms));
+    python_attr(py, &MAKE_STATUS, "a3s_lane._client", "_command_status")?.call1((
+        status.id,
+        status.lane_id,
+        status.command_type,
+        status.state.as_str(),
+        status.attempts,
+        status.submitted_at_ms,
+        status.started_at_ms,
+        status.finished_at_ms,
+        result,
+        error,
+    ))
+}
+
+// `list_commands` shows the core's default page in its signature (`help()`, the stubs).
+const _: () = assert!(Page::DEFAULT_LIMIT == 100);
+
+/// A `state` argument: a `CommandState` (a `str` enum) or its value, as the core names
+/// it (an unknown name is the core's error, a `ConfigError` listing the states).
+fn state_arg(py: Python<'_>, state: &Bound<'_, PyAny>) -> PyResult<CommandState> {
+    let Ok(name) = state.cast::<PyString>() else {
+        return Err(PyTypeError::new_err(format!(
+            "state must be a CommandState or its value (a str such as \"pending\"), got {}",
+            type_name(state)
+        )));
+    };
+    name.to_str()?
+        .parse::<CommandState>()
+        .map_err(|error| error.into_py_err(py))
 }
 
 #[pymethods]
@@ -133,33 +171,52 @@ impl QueueClient {
     }
 
     /// Where a command is: a `CommandStatus` (`id`, `lane_id`, `command_type`, `state`,
-    /// `attempts`), or None when the queue knows nothing of it. Both engines know
-    /// pending, delayed and running commands and dead letters; a `RedisQueue` also
-    /// keeps finished ones for its `result_ttl`.
+    /// `attempts`, `submitted_at`, `started_at`, `finished_at`, and once it finished its
+    /// `result` or `error`), or None when the queue knows nothing of it. Both engines
+    /// know pending, delayed and running commands, dead letters, and finished commands
+    /// for as long as their lane keeps them (`LaneConfig(keep_last=, keep_for=)`: the
+    /// last 1000 of each final state for a day by default), so another client, or the
+    /// submitter after a restart, reads a command's result here.
     fn command<'py>(
         &self,
         py: Python<'py>,
         command_id: &Bound<'py, PyAny>,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
         let command_id = crate::args::command_id_arg(command_id)?;
-        let Some(status) = Self::wait(py, self.client.command(command_id))? else {
-            return Ok(None);
-        };
-        let state = member(
-            py,
-            &COMMAND_STATE,
-            "CommandState",
-            &state_value(status.state),
-        )?;
-        let kwargs = pyo3::types::PyDict::new(py);
-        kwargs.set_item("id", status.id)?;
-        kwargs.set_item("lane_id", status.lane_id)?;
-        kwargs.set_item("command_type", status.command_type)?;
-        kwargs.set_item("state", state)?;
-        kwargs.set_item("attempts", status.attempts)?;
-        python_attr(py, &COMMAND_STATUS, "a3s_lane._client", "CommandStatus")?
-            .call((), Some(&kwargs))
-            .map(Some)
+        match Self::wait(py, self.client.command(command_id))? {
+            Some(status) => status_to_py(py, status).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// A lane's commands in `state` (a `CommandState`, or its value such as
+    /// `"pending"`), a page at a time: at most `limit` (1 to 1000) after the first
+    /// `offset`. Pending ones come in the order they will start, delayed ones by due
+    /// time, running ones by start, finished ones and dead letters newest first. An
+    /// unknown lane is a `LaneNotFoundError`; a bad page or state a `ConfigError`.
+    #[pyo3(
+        signature = (lane, state, *, offset = None, limit = None),
+        text_signature = "($self, lane, state, *, offset=0, limit=100)"
+    )]
+    fn list_commands<'py>(
+        &self,
+        py: Python<'py>,
+        lane: &str,
+        state: &Bound<'py, PyAny>,
+        offset: Option<&Bound<'py, PyAny>>,
+        limit: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        let state = state_arg(py, state)?;
+        let default = Page::default();
+        let page = Page::new(
+            optional(offset, |o| usize_arg(o, "offset"))?.unwrap_or(default.offset),
+            optional(limit, |l| usize_arg(l, "limit"))?.unwrap_or(default.limit),
+        );
+        let listed = Self::wait(py, self.client.list_commands(lane, state, page))?;
+        listed
+            .into_iter()
+            .map(|status| status_to_py(py, status))
+            .collect()
     }
 
     /// Counts for the queue and each lane.

@@ -10,14 +10,14 @@ use std::time::Duration;
 
 use a3s_lane::{
     DEFAULT_LANES, LaneConfig as CoreLaneConfig, LaneError as CoreError, PriorityBoostConfig,
-    RateLimitConfig, RetryJitter, RetryPolicy as CoreRetryPolicy, WhenFull,
+    RateLimitConfig, Retention, RetryJitter, RetryPolicy as CoreRetryPolicy, WhenFull,
 };
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
 use crate::args::{
-    instance, mapping_items, number, optional, optional_seconds, seconds, type_name, u8_arg,
-    u32_arg, usize_arg,
+    instance, mapping_items, number, optional, optional_seconds, seconds, seconds_or_timedelta,
+    type_name, u8_arg, u32_arg, usize_arg,
 };
 use crate::error::{IntoPyErr, config_error};
 use crate::limits::{PriorityBoost, RateLimit};
@@ -40,6 +40,10 @@ fn check(py: Python<'_>, config: &CoreLaneConfig) -> PyResult<()> {
             .replace(
                 "(WhenFull::Reject fails at once)",
                 "(when_full=\"reject\" fails at once)",
+            )
+            .replace(
+                "use Retention::none() to keep nothing",
+                "keep_last=0 keeps nothing",
             );
             config_error(py, message)
         }
@@ -112,6 +116,7 @@ impl LaneConfig {
         (Option<u8>, Option<usize>, usize),
         (Option<Duration>, Option<usize>, Duration),
         (Option<usize>, Option<Option<Duration>>),
+        (usize, Duration),
         Option<RetryKey>,
         Option<RateLimitConfig>,
         Option<&PriorityBoostConfig>,
@@ -121,6 +126,7 @@ impl LaneConfig {
             (self.priority, self.max_concurrency, c.min_concurrency),
             (c.timeout, c.pressure_threshold, c.cancel_grace),
             (c.max_waiting, wait_timeout(c.when_full)),
+            (c.retention.keep_last(), c.retention.keep_for()),
             self.retry_policy().map(RetryKey::of),
             self.rate_limit_config(),
             self.priority_boost_config(),
@@ -232,6 +238,11 @@ impl LaneConfig {
     ///   `LaneFullError` at once; "wait" waits for room.
     /// - `full_wait_timeout`: with "wait", seconds a submit waits at most before it
     ///   raises `LaneFullError`; None waits as long as it takes.
+    /// - `keep_last`: finished commands the lane keeps for `command(id)` and
+    ///   `list_commands`, per final state (completed, failed, cancelled, expired): the
+    ///   newest this many; 0 keeps none. Default `DEFAULTS["lane"]["keep_last"]`.
+    /// - `keep_for`: seconds (or a `timedelta`) a finished command is kept at most.
+    ///   Default `DEFAULTS["lane"]["keep_for_ms"]` (a day).
     #[new]
     #[pyo3(signature = (
         *,
@@ -247,6 +258,8 @@ impl LaneConfig {
         max_waiting = None,
         when_full = "reject",
         full_wait_timeout = None,
+        keep_last = None,
+        keep_for = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -263,6 +276,8 @@ impl LaneConfig {
         max_waiting: Option<&Bound<'_, PyAny>>,
         when_full: &str,
         full_wait_timeout: Option<&Bound<'_, PyAny>>,
+        keep_last: Option<&Bound<'_, PyAny>>,
+        keep_for: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let priority = optional(priority, |p| u8_arg(p, "priority", " (0 runs first)"))?;
         let max_concurrency = optional(max_concurrency, |m| usize_arg(m, "max_concurrency"))?;
@@ -306,6 +321,15 @@ impl LaneConfig {
             config = config.with_max_waiting(max);
         }
         config = config.with_when_full(when_full_arg(py, when_full, full_wait_timeout)?);
+        let keep_last = optional(keep_last, |k| usize_arg(k, "keep_last"))?;
+        let keep_for = optional(keep_for, |k| seconds_or_timedelta(k, "keep_for"))?;
+        if keep_last.is_some() || keep_for.is_some() {
+            let defaults = Retention::default();
+            config = config.with_retention(Retention::new(
+                keep_last.unwrap_or(defaults.keep_last()),
+                keep_for.unwrap_or(defaults.keep_for()),
+            ));
+        }
         check(py, &config)?;
         Ok(Self {
             priority,
@@ -396,6 +420,18 @@ impl LaneConfig {
         }
     }
 
+    /// Finished commands kept per final state (0: none).
+    #[getter]
+    fn keep_last(&self) -> usize {
+        self.config.retention.keep_last()
+    }
+
+    /// Seconds a finished command is kept at most.
+    #[getter]
+    fn keep_for(&self) -> f64 {
+        self.config.retention.keep_for().as_secs_f64()
+    }
+
     fn __repr__(&self) -> String {
         let defaults = CoreLaneConfig::default();
         let c = &self.config;
@@ -435,6 +471,12 @@ impl LaneConfig {
             if let Some(timeout) = timeout {
                 parts.push(format!("full_wait_timeout={}", timeout.as_secs_f64()));
             }
+        }
+        if c.retention.keep_last() != defaults.retention.keep_last() {
+            parts.push(format!("keep_last={}", c.retention.keep_last()));
+        }
+        if c.retention.keep_for() != defaults.retention.keep_for() {
+            parts.push(format!("keep_for={}", c.retention.keep_for().as_secs_f64()));
         }
         format!("LaneConfig({})", parts.join(", "))
     }

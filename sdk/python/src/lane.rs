@@ -47,8 +47,9 @@ use crate::spawner::LoopSpawner;
 /// (or, if there was none, on a private loop in a background thread); plain `def`
 /// handlers run on a thread pool.
 ///
-/// A `QueueClient`: `cancel`, `command`, `stats`, `pause_lane`, `resume_lane`,
-/// `dead_letters`, `redrive`, `purge_dead_letters`, `on_size_less_than` and `events` are
+/// A `QueueClient`: `cancel`, `command`, `list_commands`, `stats`, `pause_lane`,
+/// `resume_lane`, `dead_letters`, `redrive`, `purge_dead_letters`, `on_size_less_than` and
+/// `events` are
 /// those of a `RedisQueue`.
 #[pyclass(frozen, weakref, extends = QueueClient, module = "a3s_lane", name = "Lane")]
 pub(crate) struct Lane {

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ ENGINES = ["in_process", "in_process_with_storage", "redis", "redis_cluster"]
 SHARED = [
     "cancel",
     "command",
+    "list_commands",
     "stats",
     "pause_lane",
     "resume_lane",
@@ -156,10 +158,14 @@ def test_the_values_of_the_client_surface() -> None:
     # Equal to their values: code that compared RedisQueue.cancel() with strings still works.
     assert CancelOutcome("cancelled") == "cancelled" and CancelOutcome("unknown") is CancelOutcome.UNKNOWN
     assert [s.value for s in CommandState] == [
-        "pending", "delayed", "running", "completed", "cancelled", "dead_lettered", "expired"
+        "pending", "delayed", "running", "completed", "failed", "cancelled", "dead_lettered", "expired"
     ]
     status = CommandStatus(id=1, lane_id="jobs", command_type="echo", state=CommandState.RUNNING, attempts=1)
     assert status == CommandStatus(1, "jobs", "echo", CommandState.RUNNING, 1)
+    # What a live command does not have yet is None.
+    assert (status.submitted_at, status.started_at, status.finished_at, status.result, status.error) == (
+        None, None, None, None, None
+    )
     with pytest.raises(AttributeError):
         status.attempts = 2  # type: ignore[misc]
 
@@ -170,9 +176,12 @@ def test_cancel_says_what_it_did_and_command_says_where_a_command_is(engine: Eng
     engine.start()
     queue.pause_lane("jobs")
     pending = engine.submit("jobs", "echo", 1)
-    assert queue.command(pending.id) == CommandStatus(
+    status = queue.command(pending.id)
+    assert status is not None
+    assert replace(status, submitted_at=None) == CommandStatus(
         id=pending.id, lane_id="jobs", command_type="echo", state=CommandState.PENDING, attempts=0
     )
+    assert status.submitted_at is not None
     cancelled = queue.cancel(pending.id)
     assert cancelled is CancelOutcome.CANCELLED and cancelled
     with pytest.raises(a3s_lane.CancelledError):
@@ -204,9 +213,12 @@ def test_dead_letters_can_be_listed_redriven_and_purged(engine: Engine) -> None:
     assert queue.dead_letters() == []
     failed = engine.submit("jobs", "fail", {"n": 1})
     assert_failed(failed, {"n": 1})
-    assert queue.command(failed.id) == CommandStatus(
-        id=failed.id, lane_id="jobs", command_type="fail", state=CommandState.DEAD_LETTERED, attempts=1
+    status = queue.command(failed.id)
+    assert status is not None
+    assert (status.id, status.lane_id, status.command_type, status.state, status.attempts) == (
+        failed.id, "jobs", "fail", CommandState.DEAD_LETTERED, 1
     )
+    assert status.error is not None and "bad request" in status.error.message
     [letter] = queue.dead_letters()
     assert (letter.command_id, letter.lane_id, letter.command_type, letter.attempts, letter.payload) == (
         failed.id, "jobs", "fail", 1, {"n": 1}

@@ -35,6 +35,8 @@ def test_lane_config_defaults() -> None:
     assert config.max_waiting == table["max_waiting"]
     assert config.when_full == table["when_full"]
     assert config.full_wait_timeout is None  # only with when_full="wait"
+    assert config.keep_last == table["keep_last"]
+    assert config.keep_for == seconds(table["keep_for_ms"])
     # Priority and cap default per lane (`None` until the lane is known): a lane that is
     # not one of the default lanes gets the table's cap.
     assert config.priority is None and config.max_concurrency is None

@@ -20,8 +20,9 @@ Lanes can have rate limits (``RateLimit``) and priority boosts (``PriorityBoost`
 ``Lane(metrics=True)`` records metrics; ``RedisQueue`` and ``RedisWorker`` run the same
 handlers across processes and machines, with the queue kept in Redis and its lanes
 declared with the same ``LaneConfig``. ``Lane`` and ``RedisQueue`` are both a
-``QueueClient``: ``cancel`` (a ``CancelOutcome``), ``command`` (a ``CommandStatus``),
-``stats``, ``pause_lane``, ``resume_lane``, ``dead_letters``, ``redrive``,
+``QueueClient``: ``cancel`` (a ``CancelOutcome``), ``command`` (a ``CommandStatus``,
+with its times and, once finished, its ``result`` or ``error``, a ``CommandFailure``),
+``list_commands`` (a lane's commands in one ``CommandState``, paged), ``stats``, ``pause_lane``, ``resume_lane``, ``dead_letters``, ``redrive``,
 ``purge_dead_letters`` and ``events`` are the same on both. ``DEFAULTS`` lists every
 option's default (the core's table; durations in milliseconds).
 """
@@ -32,7 +33,7 @@ import os as _os
 import sys as _sys
 
 from a3s_lane import _native
-from a3s_lane._client import CancelOutcome, CommandState, CommandStatus
+from a3s_lane._client import CancelOutcome, CommandFailure, CommandState, CommandStatus
 from a3s_lane._event_payloads import (
     CommandAbandonedPayload,
     CommandCancelledPayload,
@@ -116,6 +117,7 @@ __all__ = [
     "CancelledError",
     "CommandContext",
     "CommandError",
+    "CommandFailure",
     "CommandFuture",
     "CommandHandle",
     "CommandState",

@@ -1,11 +1,15 @@
 """The values of the client surface that `Lane` and `RedisQueue` share (`QueueClient`):
-what a cancel did, and where a command is. The native module builds them; they mirror
-the core's `CancelOutcome`, `CommandState` and `CommandStatus`, value for value."""
+what a cancel did, where a command is, and how it ended. The native module builds them;
+they mirror the core's `CancelOutcome`, `CommandState`, `CommandStatus` and
+`CommandFailure`, value for value (times as timezone-aware UTC datetimes, durations in
+seconds)."""
 
 from __future__ import annotations
 
+import datetime
 import enum
 from dataclasses import dataclass
+from typing import Any
 
 
 class CancelOutcome(enum.StrEnum):
@@ -37,8 +41,11 @@ class CommandState(enum.StrEnum):
     RUNNING = "running"
     """Running."""
     COMPLETED = "completed"
-    """Finished with a value (a `RedisQueue` keeps finished commands for its
-    `result_ttl`; a `Lane` forgets them, and `command(id)` is then None)."""
+    """Finished with a value (its `result`). Finished commands are kept as their lane
+    says (`LaneConfig(keep_last=, keep_for=)`); once let go, `command(id)` is None."""
+    FAILED = "failed"
+    """Failed for good (its `error`) on a queue that keeps no dead letters (with them it
+    is `DEAD_LETTERED`)."""
     CANCELLED = "cancelled"
     """Cancelled."""
     DEAD_LETTERED = "dead_lettered"
@@ -49,8 +56,23 @@ class CommandState(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class CommandFailure:
+    """How a command failed, was cancelled or expired, as kept after it ended
+    (`CommandStatus.error`)."""
+
+    kind: str
+    """What kind of error: `"failed"` (the handler raised; a dead letter's kind too),
+    `"non_retryable"` (it raised a `NonRetryableError`), `"timeout"`, `"cancelled"`,
+    `"expired"`, `"handler_not_found"`, `"invalid_input"` or `"other"`."""
+    message: str
+    """What went wrong (for a handler's exception `"TypeName: message"`)."""
+    timeout: float | None = None
+    """The run timeout in seconds, for kind `"timeout"`."""
+
+
+@dataclass(frozen=True)
 class CommandStatus:
-    """A command as `command(id)` reports it."""
+    """A command as `command(id)` and `list_commands(...)` report it."""
 
     id: int
     """Its id."""
@@ -62,3 +84,52 @@ class CommandStatus:
     """Where it is."""
     attempts: int
     """How many runs started, this one included when it is running."""
+    submitted_at: datetime.datetime | None = None
+    """When it was submitted (timezone-aware, UTC), or None where the engine did not
+    record it."""
+    started_at: datetime.datetime | None = None
+    """When its last run started (UTC), or None before the first."""
+    finished_at: datetime.datetime | None = None
+    """When it finished (UTC), or None while it lives."""
+    result: Any = None
+    """What its handler returned, once `COMPLETED` (None otherwise)."""
+    error: CommandFailure | None = None
+    """Why it failed, was cancelled or expired, once it did (None otherwise)."""
+
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+def _utc(ms: int | None) -> datetime.datetime | None:
+    return None if ms is None else _EPOCH + datetime.timedelta(milliseconds=ms)
+
+
+def _command_status(
+    id: int,
+    lane_id: str,
+    command_type: str,
+    state: str,
+    attempts: int,
+    submitted_at_ms: int | None,
+    started_at_ms: int | None,
+    finished_at_ms: int | None,
+    result: Any,
+    error: tuple[str, str, int | None] | None,
+) -> CommandStatus:
+    """A `CommandStatus` from the core's values (the native module's constructor)."""
+    failure = None
+    if error is not None:
+        kind, message, timeout_ms = error
+        failure = CommandFailure(kind, message, None if timeout_ms is None else timeout_ms / 1000)
+    return CommandStatus(
+        id,
+        lane_id,
+        command_type,
+        CommandState(state),
+        attempts,
+        _utc(submitted_at_ms),
+        _utc(started_at_ms),
+        _utc(finished_at_ms),
+        result,
+        failure,
+    )

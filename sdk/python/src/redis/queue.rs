@@ -64,8 +64,9 @@ fn url_list(value: &Bound<'_, PyAny>, name: &str, expected: &str) -> PyResult<Ve
 /// Every call except `submit_async` blocks for about one Redis round trip, releasing
 /// the GIL.
 ///
-/// A `QueueClient`: `cancel`, `command`, `stats`, `pause_lane`, `resume_lane`,
-/// `dead_letters`, `redrive`, `purge_dead_letters`, `on_size_less_than` and `events` are
+/// A `QueueClient`: `cancel`, `command`, `list_commands`, `stats`, `pause_lane`,
+/// `resume_lane`, `dead_letters`, `redrive`, `purge_dead_letters`, `on_size_less_than` and
+/// `events` are
 /// those of a `Lane`.
 #[pyclass(frozen, extends = QueueClient, module = "a3s_lane", name = "RedisQueue")]
 pub(crate) struct RedisQueue {
