@@ -12,7 +12,11 @@
 //! - delayed commands (0.2 to 2.6 s) and commands with a far start-by deadline come back
 //!   with their start time and deadline as submitted: one still waiting at the restart is
 //!   `Delayed`, and no delayed command runs before its start time, in either process;
-//!   none expires.
+//!   none expires;
+//! - the lanes keep their finished commands (`Retention`): every acknowledged command
+//!   not in the store at the crash has its record (completed, with its times) in the
+//!   store after it, since its removal and its record are one commit; after recovery
+//!   every acknowledged command has one.
 //!
 //! `harness = false`: `main` is the test; run with the env var below it is the child.
 
@@ -26,8 +30,8 @@ use std::time::{Duration, SystemTime};
 
 use a3s_lane::{
     CommandContext, CommandState, EventEmitter, LaneConfig, LaneError, LocalStorage,
-    LocalStorageConfig, MAX_PAYLOAD_BYTES, MAX_PAYLOAD_DEPTH, QueueManagerBuilder, StoredCommand,
-    SubmitOptions, check_payload, handler_fn,
+    LocalStorageConfig, MAX_PAYLOAD_BYTES, MAX_PAYLOAD_DEPTH, QueueManagerBuilder, Retention,
+    StoredCommand, StoredFinished, SubmitOptions, check_payload, handler_fn,
 };
 use serde_json::{Value, json};
 
@@ -61,6 +65,12 @@ fn timing_of(n: u64) -> Option<(Duration, bool)> {
     } else {
         Some((Duration::ZERO, true))
     }
+}
+
+/// The lane most commands run in: it keeps every finished command of the test (more
+/// than it submits), for an hour.
+fn work_lane() -> LaneConfig {
+    LaneConfig::new(1, 8).with_retention(Retention::new(10_000, Duration::from_secs(3600)))
 }
 
 /// The idempotency key of timed command `n` (every timed command has one).
@@ -210,7 +220,7 @@ fn child(dir: PathBuf) {
             })
         };
         let manager = QueueManagerBuilder::new(EventEmitter::new(16))
-            .with_lane("work", LaneConfig::new(1, 8), 0)
+            .with_lane("work", work_lane(), 0)
             .with_lane("held", LaneConfig::new(1, 8), 1)
             .with_storage(store)
             .with_handler("job", handler)
@@ -229,7 +239,7 @@ fn child(dir: PathBuf) {
                 .submit_replayable("held", "held", payload)
                 .await
                 .unwrap();
-            submitted.line(n);
+            submitted.numbers(&[n, handle.id()]);
             drop(handle);
         }
         // The timed commands, concurrently (they share commits), before the others.
@@ -243,7 +253,7 @@ fn child(dir: PathBuf) {
                     .await
                     .unwrap();
                 let after = now_ms();
-                submitted.line(n);
+                submitted.numbers(&[n, handle.id()]);
                 timed.numbers(&[n, before, after]);
                 drop(handle);
             }));
@@ -262,7 +272,7 @@ fn child(dir: PathBuf) {
                         .await
                         .unwrap();
                     // Only after submit returned: this command must never be lost.
-                    submitted.line(n);
+                    submitted.numbers(&[n, handle.id()]);
                     drop(handle);
                 }
             }));
@@ -320,7 +330,7 @@ fn parent() {
         .enable_all()
         .build()
         .unwrap();
-    let (stored, after, run_times, recovered_at, still_delayed) = runtime.block_on(async {
+    let (stored, after, run_times, recovered_at, still_delayed, kept) = runtime.block_on(async {
         // What the store held at the crash, read before anything runs again.
         let store = LocalStorage::open(
             dir.path().join("store"),
@@ -335,6 +345,7 @@ fn parent() {
             .into_iter()
             .map(|c| (c.payload["n"].as_u64().unwrap(), c))
             .collect();
+        let kept_at_crash = store.load_finished().await.unwrap();
         store.close().await.unwrap();
 
         // Recovery in this new process.
@@ -344,7 +355,7 @@ fn parent() {
         let intact = Arc::new(parking_lot::Mutex::new(Vec::new()));
         let store = Arc::new(LocalStorage::new(dir.path().join("store")).await.unwrap());
         let manager = QueueManagerBuilder::new(EventEmitter::new(16))
-            .with_lane("work", LaneConfig::new(1, 8), 0)
+            .with_lane("work", work_lane(), 0)
             .with_lane("held", LaneConfig::new(1, 8), 1)
             .with_storage(store.clone())
             .with_handler("held", {
@@ -425,6 +436,7 @@ fn parent() {
             store.load_commands().await.unwrap().is_empty(),
             "recovery left commands in the store"
         );
+        let kept_after = store.load_finished().await.unwrap();
         let after = runs.lock().clone();
         let mut intact = intact.lock().clone();
         intact.sort_unstable();
@@ -434,9 +446,11 @@ fn parent() {
             "every payload at the limits comes back once, intact"
         );
         let run_times = run_times.lock().clone();
-        (stored, after, run_times, recovered_at, still_delayed)
+        let kept = (kept_at_crash, kept_after);
+        (stored, after, run_times, recovered_at, still_delayed, kept)
     });
     let unfinished: BTreeSet<u64> = stored.keys().copied().collect();
+    check_kept(&dir, &stored, &kept.0, &kept.1);
     check_timed(
         &dir,
         &acked,
@@ -588,5 +602,77 @@ fn check_timed(
         (200 + (DELAYED - 5) * 60) as f64 / 1000.0,
         ran_before.len(),
         timed.iter().filter(|n| stored.contains_key(n)).count(),
+    );
+}
+
+/// The records of finished commands: the crash loses none whose command's removal was
+/// committed (one commit holds both), and after recovery every acknowledged command has
+/// one.
+fn check_kept(
+    dir: &tempfile::TempDir,
+    stored: &BTreeMap<u64, StoredCommand>,
+    at_crash: &[StoredFinished],
+    after: &[StoredFinished],
+) {
+    // `n id` of every acknowledged submit.
+    let ids: BTreeMap<u64, u64> = read_lines(&dir.path().join("submitted"))
+        .into_iter()
+        .map(|l| (l[0], l[1]))
+        .collect();
+    let stored_ids: BTreeSet<u64> = stored.values().map(|c| c.id).collect();
+    let check = |records: &[StoredFinished], when: &str| -> BTreeSet<u64> {
+        let mut seen = BTreeSet::new();
+        for record in records {
+            let status = &record.status;
+            assert!(seen.insert(status.id), "{when}: {} kept twice", status.id);
+            assert_eq!(status.state, CommandState::Completed, "{when}: {status:?}");
+            assert_eq!(status.result, Some(Value::Null), "{when}: {status:?}");
+            assert_eq!(status.attempts, 1, "{when}: {status:?}");
+            let (Some(submitted), Some(started), Some(finished)) = (
+                status.submitted_at_ms,
+                status.started_at_ms,
+                status.finished_at_ms,
+            ) else {
+                panic!("{when}: a record without its times: {status:?}");
+            };
+            assert!(
+                submitted <= started && started <= finished,
+                "{when}: {status:?}"
+            );
+        }
+        seen
+    };
+    let kept_at_crash = check(at_crash, "at the crash");
+    // A command is in the store or has its record, never both, never neither.
+    let both: Vec<&u64> = kept_at_crash.intersection(&stored_ids).collect();
+    assert!(
+        both.is_empty(),
+        "commands both stored and kept as finished: {both:?}"
+    );
+    let neither: Vec<u64> = ids
+        .iter()
+        .filter(|(_, id)| !stored_ids.contains(id) && !kept_at_crash.contains(id))
+        .map(|(n, _)| *n)
+        .collect();
+    assert!(
+        neither.is_empty(),
+        "acknowledged commands neither in the store nor kept as finished at the crash: \
+         {neither:?}"
+    );
+    let kept_after = check(after, "after recovery");
+    let missing: Vec<u64> = ids
+        .iter()
+        .filter(|(_, id)| !kept_after.contains(id))
+        .map(|(n, _)| *n)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged commands without a record after recovery: {missing:?}"
+    );
+    println!(
+        "finished commands: {} records kept at the crash (every acknowledged command not in \
+         the store), {} after recovery (every acknowledged command)",
+        kept_at_crash.len(),
+        kept_after.len()
     );
 }

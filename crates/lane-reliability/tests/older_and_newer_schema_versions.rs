@@ -1,15 +1,20 @@
 //! Stores of other schema versions: a store written by version 1 (before delayed
-//! commands and start-by deadlines were stored) opens, keeps every command, and is
-//! migrated in place to version 2, but only once it has passed the checks that refuse a
-//! damaged store untouched; a store of a newer version is refused untouched, naming
-//! the version; salvage reads both versions and writes version 2.
+//! commands and start-by deadlines were stored) or version 2 (before finished commands
+//! were kept) opens, keeps every command, and is migrated in place to version 3, but
+//! only once it has passed the checks that refuse a damaged store untouched; a store of
+//! a newer version is refused untouched, naming the version; salvage reads every version
+//! and writes version 3.
 //!
-//! The version 1 stores are built by hand with the schema and pragmas that version wrote.
+//! The version 1 and 2 stores are built by hand with the schema and pragmas those
+//! versions wrote.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use a3s_lane::{LaneError, LocalStorage, Storage, StoredCommand};
+use a3s_lane::{
+    CommandState, CommandStatus, LaneError, LocalStorage, Storage, StorageOp, StoredCommand,
+    StoredFinished,
+};
 use rusqlite::Connection;
 use serde_json::json;
 
@@ -22,6 +27,35 @@ CREATE TABLE commands (
     payload TEXT NOT NULL,
     attempts INTEGER NOT NULL,
     created_at INTEGER NOT NULL
+);
+CREATE TABLE dead_letters (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    command_id INTEGER NOT NULL UNIQUE,
+    command_type TEXT NOT NULL,
+    lane_id TEXT NOT NULL,
+    error TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    failed_at INTEGER NOT NULL,
+    payload TEXT
+);
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+INSERT INTO meta (key, value) VALUES ('max_command_id', 0);
+";
+/// The schema of version 2, as `lane-reliability` created it.
+const V2_SCHEMA: &str = "
+CREATE TABLE commands (
+    id INTEGER PRIMARY KEY,
+    lane_id TEXT NOT NULL,
+    command_type TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    not_before INTEGER,
+    start_by INTEGER,
+    idempotency_key TEXT
 );
 CREATE TABLE dead_letters (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -140,14 +174,61 @@ fn schema_of(dir: &Path) -> (i32, Vec<String>) {
     let version = conn
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .unwrap();
-    let columns = conn
-        .prepare("SELECT name FROM pragma_table_info('commands') ORDER BY cid")
+    (version, columns_of(&conn, "commands"))
+}
+
+fn columns_of(conn: &Connection, table: &str) -> Vec<String> {
+    conn.prepare(&format!(
+        "SELECT name FROM pragma_table_info('{table}') ORDER BY cid"
+    ))
+    .unwrap()
+    .query_map([], |row| row.get(0))
+    .unwrap()
+    .collect::<rusqlite::Result<_>>()
+    .unwrap()
+}
+
+/// Checks that the closed store in `dir` has the schema of version 3: version 2's
+/// commands, and the table of finished commands with its indexes, exactly as a new
+/// store has them.
+async fn assert_version_3(dir: &Path) {
+    assert_eq!(schema_of(dir), (3, v2_columns()));
+    let definitions = |dir: &Path| -> Vec<(String, String)> {
+        let conn = Connection::open(dir.join("lane.db")).unwrap();
+        conn.prepare(
+            "SELECT name, sql FROM sqlite_master WHERE tbl_name = 'finished' AND sql IS NOT \
+             NULL ORDER BY name",
+        )
         .unwrap()
-        .query_map([], |row| row.get(0))
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
         .unwrap()
         .collect::<rusqlite::Result<_>>()
+        .unwrap()
+    };
+    // A new store's definitions, as LocalStorage creates one.
+    let fresh = tempfile::tempdir().unwrap();
+    LocalStorage::new(fresh.path())
+        .await
+        .unwrap()
+        .close()
+        .await
         .unwrap();
-    (version, columns)
+    let expected = definitions(fresh.path());
+    let names: Vec<&str> = expected.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "finished",
+            "finished_by_expiry",
+            "finished_by_lane_state",
+            "finished_by_seq"
+        ]
+    );
+    assert_eq!(
+        definitions(dir),
+        expected,
+        "migrated as a new store is made"
+    );
 }
 
 fn v2_columns() -> Vec<String> {
@@ -210,8 +291,8 @@ async fn a_version_1_store_opens_keeps_its_commands_and_is_migrated() {
     store.save_command(timed(11)).await.unwrap();
     store.close().await.unwrap();
 
-    assert_eq!(header_version(&dir), 2, "the migration reached lane.db");
-    assert_eq!(schema_of(&dir), (2, v2_columns()));
+    assert_eq!(header_version(&dir), 3, "the migration reached lane.db");
+    assert_version_3(&dir).await;
     let mut all = v1;
     all.push(timed(11));
     expect_store(&dir, &all).await;
@@ -232,7 +313,7 @@ async fn a_version_1_crash_image_is_migrated_with_the_commands_of_its_wal() {
 
     let expected: Vec<StoredCommand> = (1..=8).map(v1_command).collect();
     expect_store(&dir, &expected).await;
-    assert_eq!(schema_of(&dir), (2, v2_columns()));
+    assert_version_3(&dir).await;
 }
 
 #[tokio::test]
@@ -272,11 +353,11 @@ async fn a_migration_still_in_the_wal_is_not_damage() {
     let mut expected: Vec<StoredCommand> = (1..=6).map(v1_command).collect();
     expected.push(t);
     expect_store(&dir, &expected).await;
-    assert_eq!(schema_of(&dir), (2, v2_columns()));
+    assert_version_3(&dir).await;
 }
 
 #[tokio::test]
-async fn a_damaged_version_1_store_is_refused_unmigrated_and_salvaged_into_version_2() {
+async fn a_damaged_version_1_store_is_refused_unmigrated_and_salvaged_into_version_3() {
     let base = tempfile::tempdir().unwrap();
     let live = base.path().join("live");
     let conn = v1_store(&live);
@@ -302,7 +383,7 @@ async fn a_damaged_version_1_store_is_refused_unmigrated_and_salvaged_into_versi
     assert_eq!(header_version(&dir), 1);
 
     // A damaged lane.db header instead (the WAL intact): salvage reads version 1 and
-    // writes version 2 with every command.
+    // writes version 3 with every command.
     let dir = base.path().join("header");
     let conn = v1_store(&dir);
     drop(conn);
@@ -321,7 +402,7 @@ async fn a_damaged_version_1_store_is_refused_unmigrated_and_salvaged_into_versi
         "{report:#?}"
     );
     assert!(report.unreadable.is_empty(), "{report:#?}");
-    assert_eq!(schema_of(&salvaged), (2, v2_columns()));
+    assert_version_3(&salvaged).await;
     let expected: Vec<StoredCommand> = (1..=6).map(v1_command).collect();
     expect_store(&salvaged, &expected).await;
 }
@@ -349,7 +430,7 @@ async fn salvage_keeps_the_times_of_a_version_2_store() {
     store.close().await.unwrap();
 }
 
-/// A store in `dir` whose schema a newer a3s-lane (version 3) wrote: in `lane.db`'s
+/// A store in `dir` whose schema a newer a3s-lane (version 4) wrote: in `lane.db`'s
 /// header, or (`in_wal`) only in the WAL of a process that died.
 async fn newer_store(base: &Path, in_wal: bool) -> PathBuf {
     let live = base.join(if in_wal { "live" } else { "newer" });
@@ -358,18 +439,18 @@ async fn newer_store(base: &Path, in_wal: bool) -> PathBuf {
     store.close().await.unwrap();
     let conn = Connection::open(live.join("lane.db")).unwrap();
     conn.execute_batch(
-        "ALTER TABLE commands ADD COLUMN priority INTEGER; PRAGMA user_version = 3;",
+        "ALTER TABLE commands ADD COLUMN priority INTEGER; PRAGMA user_version = 4;",
     )
     .unwrap();
     if !in_wal {
         drop(conn);
-        assert_eq!(header_version(&live), 3);
+        assert_eq!(header_version(&live), 4);
         return live;
     }
     let dir = base.join("newer-in-wal");
     crash_image(&live, &dir);
     drop(conn);
-    assert_eq!(header_version(&dir), 2);
+    assert_eq!(header_version(&dir), 3);
     dir
 }
 
@@ -381,7 +462,7 @@ async fn a_store_of_a_newer_version_is_refused_untouched() {
         let before = snapshot(&dir);
         match LocalStorage::new(&dir).await {
             Err(LaneError::Storage(message)) => {
-                for words in ["newer a3s-lane", "schema version 3", "versions 1 to 2"] {
+                for words in ["newer a3s-lane", "schema version 4", "versions 1 to 3"] {
                     assert!(message.contains(words), "{message}");
                 }
             }
@@ -396,4 +477,163 @@ async fn a_store_of_a_newer_version_is_refused_untouched() {
         .unwrap_err();
     assert!(error.to_string().contains("newer a3s-lane"), "{error}");
     assert!(!base.path().join("salvaged").join("lane.db").exists());
+}
+
+/// Command `id` as the version 2 stores below hold it: odd ones delayed, with a deadline
+/// and a key.
+fn v2_command(id: u64) -> StoredCommand {
+    if id % 2 == 1 {
+        timed(id)
+    } else {
+        v1_command(id)
+    }
+}
+
+fn insert_v2(conn: &Connection, ids: impl IntoIterator<Item = u64>) {
+    for id in ids {
+        let c = v2_command(id);
+        conn.execute(
+            "INSERT INTO commands (id, lane_id, command_type, payload, attempts, created_at, \
+             not_before, start_by, idempotency_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            rusqlite::params![
+                c.id as i64,
+                c.lane_id,
+                c.command_type,
+                c.payload.to_string(),
+                c.attempts,
+                c.created_at as i64,
+                c.not_before.map(|t| t as i64),
+                c.start_by.map(|t| t as i64),
+                c.key,
+            ],
+        )
+        .unwrap();
+    }
+}
+
+/// A version 2 store in `dir`, closed cleanly: commands 1..=6, one dead letter (id 9),
+/// id high-water mark 10. Created as version 2 created its stores (rollback journal,
+/// then switched to WAL by its first open).
+fn v2_store(dir: &Path) -> Connection {
+    std::fs::create_dir_all(dir).unwrap();
+    let conn = Connection::open(dir.join("lane.db")).unwrap();
+    conn.pragma_update(None, "journal_mode", "DELETE").unwrap();
+    conn.pragma_update(None, "synchronous", "FULL").unwrap();
+    conn.pragma_update(None, "application_id", APPLICATION_ID)
+        .unwrap();
+    conn.pragma_update(None, "user_version", 2).unwrap();
+    conn.execute_batch(&format!("BEGIN; {V2_SCHEMA} COMMIT;"))
+        .unwrap();
+    insert_v2(&conn, 1..=6);
+    conn.execute(
+        "INSERT INTO dead_letters \
+         (command_id, command_type, lane_id, error, attempts, failed_at, payload) \
+         VALUES (9, 'job', 'work', 'boom', 3, 1700000000099, '{\"n\":9}')",
+        [],
+    )
+    .unwrap();
+    conn.execute(
+        "UPDATE meta SET value = ?1 WHERE key = 'max_command_id'",
+        [V1_MAX_ID as i64],
+    )
+    .unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    conn
+}
+
+/// Command `id` finished and kept by its lane (the last 100 of its state, for a day).
+fn finished(id: u64) -> StoredFinished {
+    let mut status = CommandStatus::new(id, "work", "job", CommandState::Completed, 1);
+    status.submitted_at_ms = Some(1_700_000_000_000 + id);
+    status.started_at_ms = Some(1_700_000_000_100 + id);
+    status.finished_at_ms = Some(now_ms());
+    status.result = Some(json!({ "done": id }));
+    StoredFinished {
+        status,
+        keep_last: 100,
+        expires_at_ms: now_ms() + 24 * 3600 * 1000,
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+#[tokio::test]
+async fn a_version_2_store_opens_keeps_its_commands_and_is_migrated_to_keep_finished_ones() {
+    let base = tempfile::tempdir().unwrap();
+    let dir = base.path().join("store");
+    drop(v2_store(&dir));
+    assert_eq!(header_version(&dir), 2);
+    let v2: Vec<StoredCommand> = (1..=6).map(v2_command).collect();
+
+    let store = LocalStorage::new(&dir)
+        .await
+        .expect("a version 2 store opens");
+    assert_eq!(store.load_commands().await.unwrap(), v2);
+    assert_eq!(store.load_finished().await.unwrap(), []);
+    assert_eq!(store.max_command_id().await.unwrap(), V1_MAX_ID);
+    // The new table is there at once: command 3 finishes and its record is kept.
+    let record = finished(3);
+    store
+        .apply(vec![StorageOp::SaveFinished(record.clone())])
+        .await
+        .unwrap();
+    store.close().await.unwrap();
+
+    assert_eq!(header_version(&dir), 3, "the migration reached lane.db");
+    assert_version_3(&dir).await;
+    let rest: Vec<StoredCommand> = v2.into_iter().filter(|c| c.id != 3).collect();
+    expect_store(&dir, &rest).await;
+    let store = LocalStorage::new(&dir).await.unwrap();
+    assert_eq!(store.load_finished().await.unwrap(), [record]);
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_version_2_crash_image_is_migrated_with_the_commands_of_its_wal() {
+    let base = tempfile::tempdir().unwrap();
+    let live = base.path().join("live");
+    let conn = v2_store(&live);
+    // Commits of the dying process, only in its WAL.
+    insert_v2(&conn, 7..=8);
+    let dir = base.path().join("crashed");
+    crash_image(&live, &dir);
+    drop(conn);
+    assert_eq!(header_version(&dir), 2);
+    assert!(std::fs::metadata(dir.join("lane.db-wal")).unwrap().len() > 0);
+
+    let expected: Vec<StoredCommand> = (1..=8).map(v2_command).collect();
+    expect_store(&dir, &expected).await;
+    assert_version_3(&dir).await;
+}
+
+#[tokio::test]
+async fn a_damaged_version_2_store_is_refused_unmigrated() {
+    let base = tempfile::tempdir().unwrap();
+    let live = base.path().join("live");
+    let conn = v2_store(&live);
+    insert_v2(&conn, 7..=8);
+    let dir = base.path().join("crashed");
+    crash_image(&live, &dir);
+    drop(conn);
+    // A WAL whose header is overwritten: SQLite would open the store without its
+    // commits (and migrating it would write over them).
+    let wal = dir.join("lane.db-wal");
+    let mut bytes = std::fs::read(&wal).unwrap();
+    bytes[..32].fill(0xa5);
+    std::fs::write(&wal, bytes).unwrap();
+    let before = snapshot(&dir);
+
+    match LocalStorage::new(&dir).await {
+        Err(LaneError::Storage(message)) => {
+            assert!(message.contains("not a WAL header"), "{message}");
+        }
+        other => panic!("a damaged version 2 store must be refused: {other:?}"),
+    }
+    assert_eq!(snapshot(&dir), before, "the refused store was changed");
+    assert_eq!(header_version(&dir), 2);
 }

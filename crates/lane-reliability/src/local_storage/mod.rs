@@ -20,10 +20,19 @@
 //!
 //! # Delivery guarantee
 //! At least once. A command is removed from the store after it finishes (completed,
-//! cancelled by request, or dead-lettered), in the next group commit. A command that was
-//! running when the process died — or that had finished but whose removal was not yet
+//! failed, cancelled, expired or dead-lettered), in the next group commit. A command that
+//! was running when the process died — or that had finished but whose removal was not yet
 //! committed — runs again on the next start. Commands whose removal was committed never
 //! run again. Handlers should therefore be idempotent.
+//!
+//! # Finished commands
+//! When a finished command's lane keeps finished commands (its `Retention`), the same
+//! commit that removes the command stores its record (state, times, attempts, result or
+//! error) in the table `finished`, and drops the records of that lane and state beyond
+//! the newest `keep_last` and every record that expired; both are index ranges, so a
+//! commit costs the same however many records are kept. A restarted queue loads the
+//! records that have not expired ([`LocalStorage::load_finished`]), so lookups and
+//! listings survive a restart and a crash, and new ids never reuse a kept record's.
 //!
 //! # Damage and errors
 //! Opening never changes a file it then refuses, and never opens a store it cannot fully
@@ -68,14 +77,16 @@
 //! by these checks; a payload that no longer parses then becomes a dead letter as above.
 //!
 //! # Schema versions
-//! The store's schema version is its SQLite `user_version`. Version 2 keeps each
-//! command's start time (a delayed command) and start-by deadline; version 1 (a3s-lane
-//! before delayed commands) did not. A version 1 store opens, and once every check above
-//! has accepted it, it is migrated in place to version 2 in one transaction (its
-//! commands have neither a delay nor a deadline); a store refused as damaged is never
-//! migrated. A store of a newer version is refused untouched, naming its version: open
-//! it with the a3s-lane that wrote it. [`LocalStorage::salvage`] reads both versions and
-//! writes version 2.
+//! The store's schema version is its SQLite `user_version`. Version 3 keeps the records
+//! of finished commands (the table `finished`); version 2 (a3s-lane before retention)
+//! did not; version 2 keeps each command's start time (a delayed command), start-by
+//! deadline and idempotency key, which version 1 (a3s-lane before delayed commands) did
+//! not. A version 1 or 2 store opens, and once every check above has accepted it, it is
+//! migrated in place to version 3 in one transaction (its commands have neither a delay
+//! nor a deadline if it was version 1; no finished command is kept yet); a store refused
+//! as damaged is never migrated. A store of a newer version is refused untouched, naming
+//! its version: open it with the a3s-lane that wrote it. [`LocalStorage::salvage`] reads
+//! versions 1 to 3 and writes version 3.
 
 mod files;
 mod salvage;
@@ -92,6 +103,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use lane_core::{
     CommandId, LaneError, Result, Storage, StorageOp, StoredCommand, StoredDeadLetter,
+    StoredFinished,
 };
 use tokio::sync::{oneshot, watch};
 
@@ -534,6 +546,12 @@ impl LocalStorage {
     pub async fn load_dead_letters(&self) -> Result<Vec<StoredDeadLetter>> {
         self.call(Request::LoadDeadLetters).await
     }
+
+    /// The records of finished commands that their lanes keep and that have not
+    /// expired, oldest finish first (see [`Storage::load_finished`]).
+    pub async fn load_finished(&self) -> Result<Vec<StoredFinished>> {
+        self.call(Request::LoadFinished).await
+    }
 }
 
 #[async_trait]
@@ -567,8 +585,8 @@ impl Storage for LocalStorage {
             .await
     }
 
-    /// Removes every command and dead letter (the id high-water mark is kept, so ids are
-    /// never reused).
+    /// Removes every command, dead letter and finished command's record (the id
+    /// high-water mark is kept, so ids are never reused).
     async fn clear_all(&self) -> Result<()> {
         self.call(|reply| Request::Write {
             ops: Vec::new(),
@@ -578,12 +596,23 @@ impl Storage for LocalStorage {
         .await
     }
 
+    /// Removes the command and stores its record, pruning its lane and state's records
+    /// beyond `keep_last` and every expired one, in one transaction.
+    async fn save_finished(&self, finished: StoredFinished) -> Result<()> {
+        self.write(vec![StorageOp::SaveFinished(finished)]).await
+    }
+
+    async fn load_finished(&self) -> Result<Vec<StoredFinished>> {
+        LocalStorage::load_finished(self).await
+    }
+
     /// The whole batch in one transaction (one fsync), shared with any other write waiting.
     async fn apply(&self, ops: Vec<StorageOp>) -> Result<()> {
         self.write(ops).await
     }
 
-    /// A high-water mark kept in the store: ids of finished commands are never reused.
+    /// A high-water mark kept in the store (raised by every command, dead letter and
+    /// finished command's record written): ids are never reused, kept records' included.
     async fn max_command_id(&self) -> Result<CommandId> {
         self.call(Request::MaxCommandId).await
     }

@@ -1,5 +1,6 @@
-//! [`LocalStorage::salvage`]: copies every readable command and dead letter of a damaged
-//! store into a new one, without touching the damaged store's files.
+//! [`LocalStorage::salvage`]: copies every readable command, dead letter and finished
+//! command's record of a damaged store into a new one, without touching the damaged
+//! store's files.
 
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
@@ -7,7 +8,7 @@ use std::path::{Path, PathBuf};
 use lane_core::{LaneError, Result};
 use rusqlite::{Connection, OpenFlags, params};
 
-use super::sqlite::{self, CommandRow};
+use super::sqlite::{self, CommandRow, FinishedRow};
 use super::{LOCAL_STORAGE_FILE, LocalStorage, files};
 
 /// What [`LocalStorage::salvage`] copied into the new store, and what it could not read.
@@ -20,6 +21,9 @@ pub struct SalvageReport {
     pub commands: usize,
     /// Dead letters copied (commands whose payload could not be read back included).
     pub dead_letters: usize,
+    /// Finished commands' records copied (a store of schema version 3 or later keeps
+    /// them; expired ones are copied too and dropped by the new store as it prunes).
+    pub finished: usize,
     /// Rows that could not be read, or were copied only as dead letters.
     pub unreadable: Vec<UnreadableRows>,
     /// What was wrong with the damaged store's files and how the copy worked around it
@@ -31,7 +35,7 @@ pub struct SalvageReport {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct UnreadableRows {
-    /// `"commands"` or `"dead_letters"`.
+    /// `"commands"`, `"dead_letters"` or `"finished"`.
     pub table: &'static str,
     /// The command ids (for dead letters: their sequence numbers in the store) that
     /// could not be read. A range over damaged pages may include ids that had no row.
@@ -41,8 +45,8 @@ pub struct UnreadableRows {
 }
 
 impl LocalStorage {
-    /// Copies every readable command and dead letter of the store in `damaged_dir` into
-    /// a new store in `new_dir`, for a store that [`LocalStorage::open`] refuses as
+    /// Copies every readable command, dead letter and finished command's record of the
+    /// store in `damaged_dir` into a new store in `new_dir`, for a store that [`LocalStorage::open`] refuses as
     /// damaged. The damaged store's files are only read (the work is done on a copy in
     /// a temporary directory), so salvage can be retried, and the files kept for a
     /// person to look at. Stop the process using the store first: a store in use is
@@ -183,6 +187,12 @@ fn salvage(damaged_dir: &Path, new_dir: &Path) -> Result<SalvageReport> {
         "SELECT id, lane_id, command_type, payload, attempts, created_at, NULL, NULL, NULL \
          FROM commands WHERE id >= ?1 ORDER BY id"
     };
+    // Finished commands' records: schema version 3 on (an older store has none).
+    let has_finished: rusqlite::Result<i64> = conn.query_row(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'finished'",
+        [],
+        |row| row.get(0),
+    );
     let rows = scan_table(
         &conn,
         "commands",
@@ -213,7 +223,34 @@ fn salvage(damaged_dir: &Path, new_dir: &Path) -> Result<SalvageReport> {
         None,
         &mut unreadable,
     );
+    let finished_rows = if matches!(has_finished, Ok(1)) {
+        scan_table(
+            &conn,
+            "finished",
+            sqlite::SELECT_FINISHED_FROM_ID,
+            |row| Ok((row.get(0)?, sqlite::read_finished_row(row)?)),
+            meta_max,
+            &mut unreadable,
+        )
+    } else {
+        Vec::new()
+    };
     drop(conn);
+    let mut kept: Vec<FinishedRow> = Vec::new();
+    for row in finished_rows {
+        if row.parse().is_some() {
+            kept.push(row);
+        } else {
+            unreadable.push(UnreadableRows {
+                table: "finished",
+                ids: row.id.max(0) as u64..=row.id.max(0) as u64,
+                reason: format!(
+                    "its state '{}' is not one a3s-lane keeps: not copied",
+                    row.state
+                ),
+            });
+        }
+    }
 
     let mut commands = 0;
     let mut bad_payloads: Vec<(CommandRow, String)> = Vec::new();
@@ -239,6 +276,7 @@ fn salvage(damaged_dir: &Path, new_dir: &Path) -> Result<SalvageReport> {
         .map(|r| r.id)
         .chain(bad_payloads.iter().map(|(r, _)| r.id))
         .chain(letters.iter().map(|l| l.0))
+        .chain(kept.iter().map(|r| r.id))
         .chain(meta_max)
         .max()
         .unwrap_or(0);
@@ -260,6 +298,9 @@ fn salvage(damaged_dir: &Path, new_dir: &Path) -> Result<SalvageReport> {
         for (row, reason) in &bad_payloads {
             sqlite::insert_unreadable(conn, row, reason)?;
         }
+        for row in &kept {
+            sqlite::insert_finished_row(conn, row)?;
+        }
         conn.execute(
             "UPDATE meta SET value = ?1 WHERE key = 'max_command_id'",
             [max_id],
@@ -278,6 +319,7 @@ fn salvage(damaged_dir: &Path, new_dir: &Path) -> Result<SalvageReport> {
         new_store: new_db,
         commands,
         dead_letters,
+        finished: kept.len(),
         unreadable,
         notes,
     })

@@ -8,7 +8,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
-use lane_core::{CommandId, LaneError, Result, StorageOp, StoredCommand, StoredDeadLetter};
+use lane_core::{
+    CommandFailure, CommandId, CommandState, CommandStatus, LaneError, Result, StorageOp,
+    StoredCommand, StoredDeadLetter, StoredFinished,
+};
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
 use serde_json::Value;
@@ -21,14 +24,54 @@ use super::{LOCAL_STORAGE_FILE, LocalStorageConfig, LocalSyncMode};
 pub(super) const APPLICATION_ID: i32 = 0x4133_534c;
 /// `PRAGMA user_version`: the schema version this code writes. Version 2 added the
 /// `not_before`, `start_by` and `idempotency_key` columns of `commands` (delayed
-/// commands, start-by deadlines, idempotency keys).
-pub(super) const SCHEMA_VERSION: i32 = 2;
+/// commands, start-by deadlines, idempotency keys); version 3 the `finished` table (the
+/// records of finished commands that their lanes keep).
+pub(super) const SCHEMA_VERSION: i32 = 3;
 /// The oldest schema version this code opens; an older store's schema is brought up to
 /// [`SCHEMA_VERSION`] once it has passed every check (see [`MIGRATIONS`]).
 pub(super) const OLDEST_SCHEMA_VERSION: i32 = 1;
 
+/// The `finished` table of schema version 3, as a new store and the migration from
+/// version 2 create it: one row per finished command its lane keeps (`id` is the
+/// command's id; a command that finishes again replaces its row). `state` is the
+/// [`CommandState`]'s name, `result` the result's JSON, `error` the
+/// [`CommandFailure`]'s; times are ms since the Unix epoch; `keep_last` and
+/// `expires_at` are the lane's rule when it was stored. `seq` orders records by when
+/// they were stored (one more than the largest in the table); `lane_seq` numbers the
+/// records of one lane and state consecutively, oldest lowest (a replaced record's place
+/// is closed up), so that the records beyond the newest `keep_last` are one index range
+/// (`lane_seq <= newest - keep_last`), found without counting. (Expiry drops the oldest
+/// of a list first, since a lane has one `keep_for`; should a list's records expire out
+/// of order after that changed, it keeps fewer until the gap is pruned away.)
+macro_rules! finished_schema {
+    () => {
+        "
+CREATE TABLE finished (
+    id INTEGER PRIMARY KEY,
+    lane_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    command_type TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    submitted_at INTEGER,
+    started_at INTEGER,
+    finished_at INTEGER,
+    result TEXT,
+    error TEXT,
+    keep_last INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    lane_seq INTEGER NOT NULL
+);
+CREATE INDEX finished_by_lane_state ON finished (lane_id, state, lane_seq);
+CREATE INDEX finished_by_expiry ON finished (expires_at);
+CREATE INDEX finished_by_seq ON finished (seq);
+"
+    };
+}
+
 /// The schema of a new store (version [`SCHEMA_VERSION`]).
-pub(super) const SCHEMA: &str = "
+pub(super) const SCHEMA: &str = concat!(
+    "
 CREATE TABLE commands (
     id INTEGER PRIMARY KEY,
     lane_id TEXT NOT NULL,
@@ -55,7 +98,9 @@ CREATE TABLE meta (
     value INTEGER NOT NULL
 );
 INSERT INTO meta (key, value) VALUES ('max_command_id', 0);
-";
+",
+    finished_schema!()
+);
 
 /// `MIGRATIONS[i]` brings a store of schema version `OLDEST_SCHEMA_VERSION + i` to the
 /// next version. Each runs, with the `user_version` update, in one transaction.
@@ -65,6 +110,8 @@ const MIGRATIONS: [&str; (SCHEMA_VERSION - OLDEST_SCHEMA_VERSION) as usize] = [
     "ALTER TABLE commands ADD COLUMN not_before INTEGER;
      ALTER TABLE commands ADD COLUMN start_by INTEGER;
      ALTER TABLE commands ADD COLUMN idempotency_key TEXT;",
+    // 2 -> 3: the records of finished commands (none yet).
+    finished_schema!(),
 ];
 
 /// Whether this code opens a store of schema `version` (migrating it if it is older).
@@ -103,6 +150,7 @@ pub(super) enum Request {
     },
     LoadCommands(Reply<Vec<StoredCommand>>),
     LoadDeadLetters(Reply<Vec<StoredDeadLetter>>),
+    LoadFinished(Reply<Vec<StoredFinished>>),
     MaxCommandId(Reply<CommandId>),
 }
 
@@ -508,6 +556,9 @@ impl Writer {
                 Request::LoadDeadLetters(reply) => {
                     let _ = reply.send(self.load_dead_letters());
                 }
+                Request::LoadFinished(reply) => {
+                    let _ = reply.send(self.load_finished());
+                }
                 Request::MaxCommandId(reply) => {
                     let _ = reply.send(self.max_command_id());
                 }
@@ -649,6 +700,37 @@ impl Writer {
         Ok(letters)
     }
 
+    /// The finished commands' records that have not expired, in the order they were
+    /// stored (oldest finish first).
+    fn load_finished(&self) -> Result<Vec<StoredFinished>> {
+        let mut statement = self
+            .conn
+            .prepare_cached(SELECT_FINISHED)
+            .map_err(self.err("loading finished commands"))?;
+        let rows = statement
+            .query_map([ms_to_sql(now_ms())], read_finished_row)
+            .map_err(self.err("loading finished commands"))?;
+        let mut records = Vec::new();
+        for row in rows {
+            let row = match row {
+                Ok(row) => row,
+                // A column of the wrong type (a damaged row): a record is only for
+                // looking up, so it is left out rather than failing the queue's start.
+                Err(
+                    rusqlite::Error::InvalidColumnType(..)
+                    | rusqlite::Error::FromSqlConversionFailure(..)
+                    | rusqlite::Error::IntegralValueOutOfRange(..),
+                ) => continue,
+                Err(e) => return Err(describe(&self.db, "loading finished commands", e)),
+            };
+            // A state no a3s-lane keeps (a damaged row): nothing to show for it.
+            if let Some(record) = row.parse() {
+                records.push(record);
+            }
+        }
+        Ok(records)
+    }
+
     fn max_command_id(&self) -> Result<CommandId> {
         let max: Option<i64> = self
             .conn
@@ -772,9 +854,7 @@ pub(super) fn insert_unreadable(
     row: &CommandRow,
     reason: &str,
 ) -> rusqlite::Result<()> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
+    let now = ms_to_sql(now_ms());
     conn.prepare_cached(
         "INSERT OR REPLACE INTO dead_letters \
          (command_id, command_type, lane_id, error, attempts, failed_at, payload) \
@@ -791,6 +871,244 @@ pub(super) fn insert_unreadable(
     ])?;
     conn.prepare_cached("DELETE FROM commands WHERE id = ?1")?
         .execute([row.id])?;
+    Ok(())
+}
+
+/// Milliseconds since the Unix epoch now (the epoch itself if the clock is before it).
+pub(super) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The columns of a `finished` row, in [`read_finished_row`]'s order.
+macro_rules! finished_columns {
+    () => {
+        "id, lane_id, state, command_type, attempts, submitted_at, started_at, finished_at, \
+         result, error, keep_last, expires_at, seq, lane_seq"
+    };
+}
+
+/// Selects the records that have not expired at `?1`, in the order they were stored.
+const SELECT_FINISHED: &str = concat!(
+    "SELECT ",
+    finished_columns!(),
+    " FROM finished WHERE expires_at > ?1 ORDER BY seq"
+);
+
+/// Selects every record from command id `?1` on, in id order (salvage's scan).
+pub(super) const SELECT_FINISHED_FROM_ID: &str = concat!(
+    "SELECT ",
+    finished_columns!(),
+    " FROM finished WHERE id >= ?1 ORDER BY id"
+);
+
+/// Stores a row as it was read, its places included.
+const INSERT_FINISHED_ROW: &str = concat!(
+    "INSERT OR REPLACE INTO finished (",
+    finished_columns!(),
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
+);
+
+/// Stores a record (replacing one with its id), after every record of the table (`seq`)
+/// and of its lane and state (`lane_seq`). Both are the last entry of an index.
+const INSERT_FINISHED: &str = "INSERT OR REPLACE INTO finished (id, lane_id, state, \
+     command_type, attempts, submitted_at, started_at, finished_at, result, error, \
+     keep_last, expires_at, seq, lane_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, \
+     ?11, ?12, (SELECT coalesce(max(seq), 0) + 1 FROM finished), \
+     (SELECT coalesce(max(lane_seq), 0) + 1 FROM finished WHERE lane_id = ?2 AND state = ?3))";
+
+/// Drops the records of lane `?1` and state `?2` older than the newest `?4`, counted
+/// back from record `?3` (the one just stored): an index range, whatever `keep_last`.
+const PRUNE_FINISHED_BY_COUNT: &str = "DELETE FROM finished WHERE lane_id = ?1 AND state = ?2 \
+     AND lane_seq <= (SELECT lane_seq FROM finished WHERE id = ?3) - ?4";
+
+/// Drops every record that expired at `?1` (an index range).
+const PRUNE_FINISHED_BY_EXPIRY: &str = "DELETE FROM finished WHERE expires_at <= ?1";
+
+/// A `finished` row as stored, before its state, result and error are read.
+#[derive(Debug, Clone)]
+pub(super) struct FinishedRow {
+    pub(super) id: i64,
+    pub(super) lane_id: String,
+    /// The [`CommandState`]'s name.
+    pub(super) state: String,
+    pub(super) command_type: String,
+    pub(super) attempts: i64,
+    pub(super) submitted_at: Option<i64>,
+    pub(super) started_at: Option<i64>,
+    pub(super) finished_at: Option<i64>,
+    /// The result's JSON.
+    pub(super) result: Option<String>,
+    /// The [`CommandFailure`]'s JSON.
+    pub(super) error: Option<String>,
+    pub(super) keep_last: i64,
+    pub(super) expires_at: i64,
+    /// Its place among all records (0 for a record not yet stored: [`save_finished`]
+    /// gives it one).
+    pub(super) seq: i64,
+    /// Its place among its lane's records of its state (as `seq`).
+    pub(super) lane_seq: i64,
+}
+
+impl FinishedRow {
+    /// The row of `finished` (whose id, `id`, was checked to fit).
+    fn new(id: i64, finished: &StoredFinished, db: &Path) -> Result<Self> {
+        let status = &finished.status;
+        let error = status
+            .error
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| {
+                LaneError::Storage(format!(
+                    "the error of finished command {id} cannot be stored in {}: {e}",
+                    db.display()
+                ))
+            })?;
+        Ok(Self {
+            id,
+            lane_id: status.lane_id.clone(),
+            state: status.state.as_str().to_owned(),
+            command_type: status.command_type.clone(),
+            attempts: i64::from(status.attempts),
+            submitted_at: status.submitted_at_ms.map(ms_to_sql),
+            started_at: status.started_at_ms.map(ms_to_sql),
+            finished_at: status.finished_at_ms.map(ms_to_sql),
+            result: status.result.as_ref().map(Value::to_string),
+            error,
+            keep_last: i64::try_from(finished.keep_last).unwrap_or(i64::MAX),
+            expires_at: ms_to_sql(finished.expires_at_ms),
+            seq: 0,
+            lane_seq: 0,
+        })
+    }
+
+    /// The record, or `None` for a state that no a3s-lane keeps (a damaged row). A
+    /// result or error that cannot be read back (a result nested deeper than the 128
+    /// levels serde_json reads) becomes an error of kind `other` that says so: the
+    /// record still shows how the command ended.
+    pub(super) fn parse(&self) -> Option<StoredFinished> {
+        let state = CommandState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == self.state)?;
+        let unreadable = |what: &str, reason: String| CommandFailure {
+            kind: "other".to_owned(),
+            message: format!("its stored {what} cannot be read back ({reason})"),
+            timeout_ms: None,
+        };
+        let mut error = self.error.as_deref().map(|text| {
+            serde_json::from_str::<CommandFailure>(text)
+                .unwrap_or_else(|e| unreadable("error", e.to_string()))
+        });
+        let result = match self.result.as_deref().map(parse_payload) {
+            None => None,
+            Some(Ok(result)) => Some(result),
+            Some(Err(reason)) => {
+                error.get_or_insert_with(|| unreadable("result", reason));
+                None
+            }
+        };
+        Some(StoredFinished {
+            status: CommandStatus {
+                id: self.id as CommandId,
+                lane_id: self.lane_id.clone(),
+                command_type: self.command_type.clone(),
+                state,
+                attempts: u32::try_from(self.attempts.max(0)).unwrap_or(u32::MAX),
+                submitted_at_ms: self.submitted_at.map(ms_from_sql),
+                started_at_ms: self.started_at.map(ms_from_sql),
+                finished_at_ms: self.finished_at.map(ms_from_sql),
+                result,
+                error,
+            },
+            keep_last: usize::try_from(self.keep_last.max(0)).unwrap_or(usize::MAX),
+            expires_at_ms: ms_from_sql(self.expires_at),
+        })
+    }
+}
+
+/// Reads the columns of `finished_columns!()`.
+pub(super) fn read_finished_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<FinishedRow> {
+    Ok(FinishedRow {
+        id: row.get(0)?,
+        lane_id: row.get(1)?,
+        state: row.get(2)?,
+        command_type: row.get(3)?,
+        attempts: row.get(4)?,
+        submitted_at: row.get(5)?,
+        started_at: row.get(6)?,
+        finished_at: row.get(7)?,
+        result: row.get(8)?,
+        error: row.get(9)?,
+        keep_last: row.get(10)?,
+        expires_at: row.get(11)?,
+        seq: row.get(12)?,
+        lane_seq: row.get(13)?,
+    })
+}
+
+/// Stores `row` as the newest record of its lane and state, then drops that lane and
+/// state's records beyond the newest `keep_last`, and every record expired at `now`.
+/// Each step is an index lookup or range: the cost does not grow with the table.
+fn save_finished(conn: &Connection, row: &FinishedRow, now: u64) -> rusqlite::Result<()> {
+    // A command that finishes again (redriven) leaves its place: the records after it
+    // in its old list move up one, so every list stays numbered without gaps and
+    // "beyond the newest keep_last" stays an index range. Rare, so its cost (the records
+    // after it) does not matter.
+    let old: Option<(String, String, i64)> = conn
+        .prepare_cached("SELECT lane_id, state, lane_seq FROM finished WHERE id = ?1")?
+        .query_row([row.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    if let Some((lane_id, state, lane_seq)) = old {
+        conn.prepare_cached("DELETE FROM finished WHERE id = ?1")?
+            .execute([row.id])?;
+        conn.prepare_cached(
+            "UPDATE finished SET lane_seq = lane_seq - 1 \
+             WHERE lane_id = ?1 AND state = ?2 AND lane_seq > ?3",
+        )?
+        .execute(params![lane_id, state, lane_seq])?;
+    }
+    conn.prepare_cached(INSERT_FINISHED)?.execute(params![
+        row.id,
+        row.lane_id,
+        row.state,
+        row.command_type,
+        row.attempts,
+        row.submitted_at,
+        row.started_at,
+        row.finished_at,
+        row.result,
+        row.error,
+        row.keep_last,
+        row.expires_at,
+    ])?;
+    conn.prepare_cached(PRUNE_FINISHED_BY_COUNT)?
+        .execute(params![row.lane_id, row.state, row.id, row.keep_last,])?;
+    conn.prepare_cached(PRUNE_FINISHED_BY_EXPIRY)?
+        .execute([ms_to_sql(now)])?;
+    Ok(())
+}
+
+/// Stores a record read from a store as it was, its places included (replacing one
+/// with its id).
+pub(super) fn insert_finished_row(conn: &Connection, row: &FinishedRow) -> rusqlite::Result<()> {
+    conn.prepare_cached(INSERT_FINISHED_ROW)?.execute(params![
+        row.id,
+        row.lane_id,
+        row.state,
+        row.command_type,
+        row.attempts,
+        row.submitted_at,
+        row.started_at,
+        row.finished_at,
+        row.result,
+        row.error,
+        row.keep_last,
+        row.expires_at,
+        row.seq,
+        row.lane_seq,
+    ])?;
     Ok(())
 }
 
@@ -813,7 +1131,7 @@ fn apply_ops(
 ) -> Result<()> {
     let err = |doing: &'static str| move |e| describe(db, doing, e);
     if clear_all {
-        conn.execute_batch("DELETE FROM commands; DELETE FROM dead_letters;")
+        conn.execute_batch("DELETE FROM commands; DELETE FROM dead_letters; DELETE FROM finished;")
             .map_err(err("clearing"))?;
     }
     for op in ops {
@@ -837,12 +1155,14 @@ fn apply_ops(
                     })
                     .map_err(err("saving a command"))?;
             }
-            // TODO(retention): stored in schema v3; for now only removes the command.
             StorageOp::SaveFinished(finished) => {
                 let id = to_i64(finished.status.id, db)?;
+                *max_id = (*max_id).max(id);
+                let row = FinishedRow::new(id, finished, db)?;
                 conn.prepare_cached("DELETE FROM commands WHERE id = ?1")
                     .and_then(|mut s| s.execute([id]))
-                    .map_err(err("removing a command"))?;
+                    .map_err(err("removing a finished command"))?;
+                save_finished(conn, &row, now_ms()).map_err(err("saving a finished command"))?;
             }
             StorageOp::RemoveCommand(id) => {
                 let id = to_i64(*id, db)?;
@@ -884,4 +1204,111 @@ fn apply_ops(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusqlite::StatementStatus;
+
+    /// The record of command `id`: `lane`, completed, kept for an hour from `now`.
+    fn record(id: i64, lane: &str, keep_last: usize, now: u64) -> FinishedRow {
+        let mut status =
+            CommandStatus::new(id as CommandId, lane, "job", CommandState::Completed, 1);
+        status.finished_at_ms = Some(now);
+        status.result = Some(serde_json::json!({ "n": id }));
+        let finished = StoredFinished {
+            status,
+            keep_last,
+            expires_at_ms: now + 3_600_000,
+        };
+        FinishedRow::new(id, &finished, Path::new("test")).unwrap()
+    }
+
+    /// The virtual machine steps SQLite takes to store and prune `row`, and how many of
+    /// them stepped through a table in a full scan.
+    fn cost(conn: &Connection, row: &FinishedRow, now: u64) -> (i32, i32) {
+        let mut total = (0, 0);
+        let mut run = |sql: &str, params: &[&dyn rusqlite::ToSql]| {
+            let mut statement = conn.prepare(sql).unwrap();
+            statement.execute(params).unwrap();
+            total.0 += statement.get_status(StatementStatus::VmStep);
+            total.1 += statement.get_status(StatementStatus::FullscanStep);
+        };
+        run(
+            INSERT_FINISHED,
+            params![
+                row.id,
+                row.lane_id,
+                row.state,
+                row.command_type,
+                row.attempts,
+                row.submitted_at,
+                row.started_at,
+                row.finished_at,
+                row.result,
+                row.error,
+                row.keep_last,
+                row.expires_at,
+            ],
+        );
+        run(
+            PRUNE_FINISHED_BY_COUNT,
+            params![row.lane_id, row.state, row.id, row.keep_last],
+        );
+        run(PRUNE_FINISHED_BY_EXPIRY, params![ms_to_sql(now)]);
+        total
+    }
+
+    #[test]
+    fn storing_and_pruning_a_record_costs_the_same_however_many_are_kept() {
+        let now = 1_800_000_000_000;
+        let mut measured = Vec::new();
+        for kept in [100_i64, 50_000] {
+            let conn = Connection::open_in_memory().unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+            // `kept` records of the measured lane, as many of another, as stored one by
+            // one (alternating lanes).
+            conn.execute(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1) \
+                 INSERT INTO finished (id, lane_id, state, command_type, attempts, keep_last, \
+                 expires_at, seq, lane_seq) \
+                 SELECT i * 2 + lane, CASE lane WHEN 0 THEN 'jobs' ELSE 'other' END, \
+                 'completed', 'job', 1, 1000000, ?2, i * 2 + lane, i \
+                 FROM n, (SELECT 0 AS lane UNION ALL SELECT 1)",
+                params![kept, ms_to_sql(now + 3_600_000)],
+            )
+            .unwrap();
+            let count = || -> i64 {
+                conn.query_row(
+                    "SELECT count(*) FROM finished WHERE lane_id = 'jobs'",
+                    [],
+                    |row| row.get(0),
+                )
+                .unwrap()
+            };
+            assert_eq!(count(), kept);
+            let next = kept * 2 + 2;
+            // Keeping every record, then keeping `kept`: the two oldest go.
+            let keep_all = cost(&conn, &record(next, "jobs", 1_000_000, now), now);
+            let evict_two = cost(&conn, &record(next + 1, "jobs", kept as usize, now), now);
+            assert_eq!(count(), kept);
+            measured.push((kept, keep_all, evict_two));
+        }
+        let [(_, small_all, small_two), (_, big_all, big_two)] = measured[..] else {
+            unreachable!()
+        };
+        assert_eq!(
+            (small_all.1, small_two.1, big_all.1, big_two.1),
+            (0, 0, 0, 0),
+            "no full scan: {measured:?}"
+        );
+        // A deeper b-tree costs a few steps more, not 500 times as many.
+        assert!(big_all.0 < small_all.0 + 40, "{measured:?}");
+        assert!(big_two.0 < small_two.0 + 40, "{measured:?}");
+        assert!(
+            small_two.0 > small_all.0,
+            "two records were deleted: {measured:?}"
+        );
+    }
 }
