@@ -4,12 +4,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use lane_core::{
-    CancelOutcome, CommandId, CommandState, CommandStatus, DeadLetter, EventStream, QueueClient,
-    QueueStats, Result, SubmitOptions, SubmittedCommand,
+    CancelOutcome, CommandId, CommandState, CommandStatus, DeadLetter, EventStream, Page,
+    QueueClient, QueueStats, Result, SubmitOptions, SubmittedCommand,
 };
 use serde_json::Value;
 
-use crate::queue::{RedisQueue, RemoteState};
+use crate::queue::RedisQueue;
 use crate::scripts::{RunScript, SCRIPTS};
 use crate::wire::redis_error;
 
@@ -37,34 +37,16 @@ impl QueueClient for RedisQueue {
     }
 
     async fn command(&self, id: CommandId) -> Result<Option<CommandStatus>> {
-        Ok(RedisQueue::command(self, id).await?.map(|record| {
-            CommandStatus::new(
-                id,
-                record.lane_id,
-                record.command_type,
-                match record.state {
-                    RemoteState::Pending => CommandState::Pending,
-                    RemoteState::Delayed => CommandState::Delayed,
-                    RemoteState::Running => CommandState::Running,
-                    RemoteState::Done => CommandState::Completed,
-                    RemoteState::Cancelled => CommandState::Cancelled,
-                    RemoteState::Dead => CommandState::DeadLettered,
-                    RemoteState::Expired => CommandState::Expired,
-                },
-                record.attempts,
-            )
-        }))
+        self.command_status(id).await
     }
 
     async fn list_commands(
         &self,
-        _lane: &str,
-        _state: CommandState,
-        _page: lane_core::Page,
+        lane: &str,
+        state: CommandState,
+        page: Page,
     ) -> Result<Vec<CommandStatus>> {
-        Err(lane_core::LaneError::Other(
-            "list_commands: not yet on Redis".into(),
-        ))
+        RedisQueue::list_commands(self, lane, state, page).await
     }
 
     async fn stats(&self) -> Result<QueueStats> {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use lane_core::{
     DEFAULT_LANES, LaneConfig, LaneError, MAX_DURATION, PriorityBoostConfig, RateLimitConfig,
-    Result, RetryJitter, RetryPolicy, WhenFull,
+    Result, Retention, RetryJitter, RetryPolicy, WhenFull,
 };
 use serde::{Deserialize, Serialize};
 
@@ -26,6 +26,9 @@ pub(crate) struct RedisLaneSpec {
     /// What a submit to a full lane does (its producer waits, kept in Redis with the lane
     /// so that every producer of the queue does alike).
     pub(crate) when_full: WhenFull,
+    /// What the lane keeps of its finished commands, kept in Redis with the lane (the
+    /// scripts that finish commands trim by it).
+    pub(crate) retention: Retention,
 }
 
 /// How workers run a lane's commands, as kept in Redis with the lane (so every worker of
@@ -121,6 +124,15 @@ fn micros(d: Duration) -> Option<u64> {
 }
 
 impl RedisLaneSpec {
+    /// The retention as the scripts read it: commands kept per final state, and for how
+    /// long in microseconds (checked by [`Retention::validate`]: at most a year).
+    pub(crate) fn retention_args(&self) -> (usize, u64) {
+        (
+            self.retention.keep_last(),
+            micros(self.retention.keep_for()).unwrap_or(i64::MAX as u64),
+        )
+    }
+
     /// Checks `config` for the Redis engine: every option of the one lane model that
     /// Redis honours is taken; one it cannot honour is a [`LaneError::ConfigError`]
     /// naming the option and the engine, never silently dropped.
@@ -240,6 +252,7 @@ impl RedisLaneSpec {
             },
             max_waiting: config.max_waiting,
             when_full: config.when_full,
+            retention: config.retention,
         })
     }
 }
@@ -347,7 +360,7 @@ impl std::fmt::Debug for RedisTls {
 impl RedisQueueConfig {
     /// The key prefix unless told otherwise (keys start with `{a3s-lane}`).
     pub const DEFAULT_KEY_PREFIX: &'static str = "a3s-lane";
-    /// How long finished commands and undelivered results stay, unless told otherwise.
+    /// How long undelivered results stay, unless told otherwise.
     pub const DEFAULT_RESULT_TTL: Duration = Duration::from_secs(24 * 3600);
     /// How long to wait for Redis to answer, unless told otherwise.
     pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -447,8 +460,14 @@ impl RedisQueueConfig {
         self
     }
 
-    /// How long finished commands and undelivered results stay in Redis (default 24 h).
-    /// Dead letters stay until re-driven.
+    /// How long an undelivered result waits in its submitter's result list in Redis
+    /// (default 24 h): the transport of results, not their record. What is kept of
+    /// finished commands for [`command`](lane_core::QueueClient::command) and
+    /// [`list_commands`](lane_core::QueueClient::list_commands) is each lane's
+    /// [`Retention`](lane_core::Retention); dead letters stay until redriven or purged. A
+    /// lane that keeps nothing ([`Retention::none`](lane_core::Retention::none)) still
+    /// leaves each outcome in Redis, hidden from lookups, for this long, so that a
+    /// producer whose connection broke as it took a result reads it again.
     pub fn with_result_ttl(mut self, ttl: Duration) -> Self {
         self.result_ttl = ttl;
         self
@@ -518,7 +537,8 @@ impl RedisQueueConfig {
         (self.backoff.min, self.backoff.max)
     }
 
-    /// How long finished commands and undelivered results stay in Redis.
+    /// How long undelivered results stay in Redis (see
+    /// [`with_result_ttl`](Self::with_result_ttl)).
     pub fn result_ttl(&self) -> Duration {
         self.result_ttl
     }
@@ -748,5 +768,54 @@ impl RedisWorkerConfig {
             return error("block_timeout must be at least 10ms".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lanes_retention_reaches_redis_and_is_checked() {
+        let keep = LaneConfig::new(1, 2).with_retention(Retention::new(5, Duration::from_secs(2)));
+        let spec = RedisLaneSpec::from_config("jobs", &keep, 0).unwrap();
+        assert_eq!(spec.retention_args(), (5, 2_000_000));
+        let default = RedisLaneSpec::from_config("jobs", &LaneConfig::new(1, 2), 0).unwrap();
+        assert_eq!(
+            default.retention_args(),
+            (
+                Retention::DEFAULT_KEEP_LAST,
+                Retention::DEFAULT_KEEP_FOR.as_micros() as u64
+            )
+        );
+        let none = LaneConfig::new(1, 2).with_retention(Retention::none());
+        assert_eq!(
+            RedisLaneSpec::from_config("jobs", &none, 0)
+                .unwrap()
+                .retention_args()
+                .0,
+            0
+        );
+        let bad = LaneConfig::new(1, 2).with_retention(Retention::new(1, Duration::ZERO));
+        let error = RedisLaneSpec::from_config("jobs", &bad, 0).unwrap_err();
+        assert!(error.to_string().contains("keep_for"), "{error}");
+    }
+
+    #[test]
+    fn the_scripts_default_retention_is_the_cores() {
+        // For lanes declared before lanes kept a retention.
+        let prelude = include_str!("lua/prelude.lua");
+        for line in [
+            format!(
+                "local KEEP_LAST_DEFAULT = {}\n",
+                Retention::DEFAULT_KEEP_LAST
+            ),
+            format!(
+                "local KEEP_FOR_DEFAULT = {}\n",
+                Retention::DEFAULT_KEEP_FOR.as_micros()
+            ),
+        ] {
+            assert!(prelude.contains(&line), "{line}");
+        }
     }
 }

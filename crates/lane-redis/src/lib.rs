@@ -55,6 +55,10 @@
 //!   set, then wakes that worker; the worker fires the run's cancellation signal.
 //! - **Results** go to a per-producer list that the producer drains in batches, so a
 //!   producer that reconnects loses nothing.
+//! - **Finished commands** are kept as each lane's [`Retention`](lane_core::Retention)
+//!   says (the last N of each final state, each for at most a duration), in per-lane
+//!   sorted sets trimmed as commands finish and expire; any client reads them with
+//!   `command(id)` and `list_commands` (one script each).
 //! - **Progress** a handler reports goes to the same list: the worker keeps the latest
 //!   unsent report per run and pushes waiting reports in batches from a task of its own,
 //!   the last one before the result. The producer publishes them as

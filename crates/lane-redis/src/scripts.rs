@@ -27,6 +27,7 @@ pub(crate) struct Scripts {
     pub(crate) inspect: Script,
     pub(crate) purge: Script,
     pub(crate) outcomes: Script,
+    pub(crate) list: Script,
 }
 
 pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -41,6 +42,7 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     inspect: script(include_str!("lua/inspect.lua")),
     purge: script(include_str!("lua/purge.lua")),
     outcomes: script(include_str!("lua/outcomes.lua")),
+    list: script(include_str!("lua/list.lua")),
 });
 
 /// Calling a script invocation on the queue's connection.

@@ -1,19 +1,17 @@
 //! What travels through Redis besides payloads: errors as JSON, and readers for the
 //! scripts' nested replies.
 
-use std::time::Duration;
-
-use lane_core::LaneError;
+use lane_core::{CommandFailure, LaneError};
 use redis::Value;
 use serde::{Deserialize, Serialize};
 
-/// A [`LaneError`] as stored in Redis and sent back to the submitter.
+/// A [`LaneError`] as stored in Redis and sent back to the submitter: the core's kept
+/// form ([`CommandFailure`], one rule for every engine), plus what a
+/// `handler_not_found` error needs to come back whole.
 #[derive(Debug, Serialize, Deserialize)]
 struct RemoteError {
-    kind: String,
-    message: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    timeout_ms: Option<u64>,
+    #[serde(flatten)]
+    failure: CommandFailure,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     command_type: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -21,51 +19,47 @@ struct RemoteError {
 }
 
 pub(crate) fn encode_error(error: &LaneError) -> String {
-    let (kind, message) = match error {
-        LaneError::CommandError(m) => ("failed", m.clone()),
-        LaneError::NonRetryable(m) => ("non_retryable", m.clone()),
-        LaneError::Timeout(_) => ("timeout", error.to_string()),
-        LaneError::Cancelled(m) => ("cancelled", m.clone()),
-        LaneError::HandlerNotFound { .. } => ("handler_not_found", error.to_string()),
-        LaneError::InvalidInput(m) => ("invalid_input", m.clone()),
-        LaneError::Expired(m) => ("expired", m.clone()),
-        other => ("other", other.to_string()),
+    let (command_type, registered) = match error {
+        LaneError::HandlerNotFound {
+            command_type,
+            registered,
+        } => (Some(command_type.clone()), Some(registered.clone())),
+        _ => (None, None),
     };
     let remote = RemoteError {
-        kind: kind.to_owned(),
-        message,
-        timeout_ms: match error {
-            LaneError::Timeout(limit) => Some(limit.as_millis() as u64),
-            _ => None,
-        },
-        command_type: match error {
-            LaneError::HandlerNotFound { command_type, .. } => Some(command_type.clone()),
-            _ => None,
-        },
-        registered: match error {
-            LaneError::HandlerNotFound { registered, .. } => Some(registered.clone()),
-            _ => None,
-        },
+        failure: CommandFailure::from_error(error),
+        command_type,
+        registered,
     };
-    serde_json::to_string(&remote).expect("a struct of strings serializes")
+    serde_json::to_string(&remote).unwrap_or_else(|_| {
+        // Strings and a number always serialize; keep a readable error if not.
+        r#"{"kind":"other","message":"unserializable error"}"#.to_owned()
+    })
+}
+
+/// The error kept in Redis as `data` (see [`encode_error`]), as the core keeps it. A
+/// value no version wrote comes back as kind `other` holding it.
+pub(crate) fn decode_failure(data: &str) -> CommandFailure {
+    match serde_json::from_str::<RemoteError>(data) {
+        Ok(remote) => remote.failure,
+        Err(_) => CommandFailure {
+            kind: "other".into(),
+            message: format!("unreadable error from a worker: {data}"),
+            timeout_ms: None,
+        },
+    }
 }
 
 pub(crate) fn decode_error(data: &str) -> LaneError {
     let Ok(remote) = serde_json::from_str::<RemoteError>(data) else {
         return LaneError::Other(format!("unreadable error from a worker: {data}"));
     };
-    match remote.kind.as_str() {
-        "failed" => LaneError::CommandError(remote.message),
-        "non_retryable" => LaneError::NonRetryable(remote.message),
-        "timeout" => LaneError::Timeout(Duration::from_millis(remote.timeout_ms.unwrap_or(0))),
-        "cancelled" => LaneError::Cancelled(remote.message),
-        "invalid_input" => LaneError::InvalidInput(remote.message),
-        "expired" => LaneError::Expired(remote.message),
+    match remote.failure.kind.as_str() {
         "handler_not_found" => LaneError::HandlerNotFound {
             command_type: remote.command_type.unwrap_or_default(),
             registered: remote.registered.unwrap_or_default(),
         },
-        _ => LaneError::Other(remote.message),
+        _ => remote.failure.to_error(),
     }
 }
 
@@ -120,8 +114,9 @@ pub(crate) fn redis_error(error: &redis::RedisError) -> LaneError {
 }
 
 /// An unfinished command as the scripts keep it:
-/// `lane \n attempts|failures|client|cref \n type \n payload`, where attempts counts
-/// the runs that ended before the current one.
+/// `lane \n attempts|failures|client|cref|submitted \n type \n payload`, where attempts
+/// counts the runs that ended before the current one and submitted is the submit time
+/// (ms since the Unix epoch, Redis clock; absent in entries of versions before it).
 #[derive(Debug)]
 pub(crate) struct Entry<'a> {
     pub(crate) lane: &'a str,
@@ -131,6 +126,8 @@ pub(crate) struct Entry<'a> {
     pub(crate) client: &'a str,
     /// The submitter's reference for the command.
     pub(crate) cref: &'a str,
+    /// When the command was submitted (or redriven), ms since the Unix epoch.
+    pub(crate) submitted_at_ms: Option<u64>,
     pub(crate) command_type: &'a str,
     pub(crate) payload: &'a str,
 }
@@ -143,7 +140,7 @@ impl<'a> Entry<'a> {
         else {
             return Err(protocol("command entry"));
         };
-        let mut fields = header.splitn(4, '|');
+        let mut fields = header.splitn(5, '|');
         let (Some(Ok(attempts)), Some(Ok(failures)), Some(client), Some(cref)) = (
             fields.next().map(str::parse::<u32>),
             fields.next().map(str::parse::<u32>),
@@ -158,6 +155,7 @@ impl<'a> Entry<'a> {
             failures,
             client,
             cref,
+            submitted_at_ms: fields.next().and_then(|ms| ms.parse().ok()),
             command_type,
             payload,
         })
@@ -223,6 +221,8 @@ pub(crate) fn int(value: &Value) -> Result<i64, LaneError> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -240,6 +240,24 @@ mod tests {
             },
         ] {
             assert_eq!(decode_error(&encode_error(&error)), error);
+            assert_eq!(
+                decode_failure(&encode_error(&error)),
+                CommandFailure::from_error(&error)
+            );
         }
+        assert_eq!(decode_failure("not json").kind, "other");
+    }
+
+    #[test]
+    fn entries_of_this_and_older_versions_parse() {
+        let entry = Entry::parse("jobs\n1|0|c1|7|1733400000123\nresize\n{\"a\":\"|\"}").unwrap();
+        assert_eq!(
+            (entry.lane, entry.attempts, entry.client, entry.cref),
+            ("jobs", 1, "c1", "7")
+        );
+        assert_eq!(entry.submitted_at_ms, Some(1_733_400_000_123));
+        assert_eq!(entry.payload, "{\"a\":\"|\"}");
+        let older = Entry::parse("jobs\n0|0|c1|7\nresize\nnull").unwrap();
+        assert_eq!((older.cref, older.submitted_at_ms), ("7", None));
     }
 }

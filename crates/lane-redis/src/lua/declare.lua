@@ -3,8 +3,11 @@
 -- deadline (us, '' for no boost), boost steps ('time before the deadline (us):boost',
 -- comma separated), run settings (JSON: timeout, cancel grace, retry policy; read by
 -- the workers with each claim), max waiting commands ('' unbounded), what a submit to a
--- full lane does ('reject' or 'wait'), the longest wait in ms ('' as long as it takes).
+-- full lane does ('reject' or 'wait'), the longest wait in ms ('' as long as it takes),
+-- the retention: finished commands kept per final state, and for how long (us).
 -- A changed rate limit starts over with a full bucket; an unchanged one keeps its state.
+-- A smaller retention applies to lookups at once; the records it no longer shows go
+-- as commands finish and expire (see the prelude).
 local lane = ARGV[1]
 local lk = P .. ':lane:' .. lane
 local old = redis.call('HMGET', lk, 'rl', 'rl_n', 'rl_period', 'rl_burst')
@@ -13,7 +16,8 @@ if old[1] ~= ARGV[4] or old[2] ~= ARGV[5] or old[3] ~= ARGV[6] or old[4] ~= ARGV
   redis.call('DEL', P .. ':window:' .. lane)
 end
 redis.call('HSET', lk, 'priority', ARGV[2], 'max', ARGV[3], 'rl', ARGV[4],
-  'rl_n', ARGV[5], 'rl_period', ARGV[6], 'rl_burst', ARGV[7], 'run', ARGV[10])
+  'rl_n', ARGV[5], 'rl_period', ARGV[6], 'rl_burst', ARGV[7], 'run', ARGV[10],
+  'keep_last', ARGV[14], 'keep_for', ARGV[15])
 redis.call('HSET', P .. ':lanes', lane, ARGV[2])
 if ARGV[11] ~= '' then
   redis.call('HSET', lk, 'max_waiting', ARGV[11], 'when_full', ARGV[12], 'wait_ms', ARGV[13])

@@ -91,7 +91,6 @@ if ncomp > 0 then
         end
       elseif kind == 'fail' then
         stat('dead')
-        redis.call('ZADD', P .. ':dead', num(now), id)
         finish(id, 'dead', 'err', data, now, entry, wid, run)
       elseif kind == 'cancel' then
         stat('cancelled')
@@ -237,11 +236,10 @@ for _, lane in ipairs(unthrottled) do
   unthrottle(lane)
   touched[lane] = true
 end
--- Finished records past the result ttl.
-local old = redis.call('ZRANGEBYSCORE', FINISHED, '-inf', num(now - ttl * 1000), 'LIMIT', 0, 256)
+-- Finished records past their expiry (their lane's keep_for).
+local old = redis.call('ZRANGEBYSCORE', FINISHED, '-inf', num(now), 'LIMIT', 0, 256)
 if #old > 0 then
-  redis.call('HDEL', DONE, unpack(old))
-  redis.call('ZREM', FINISHED, unpack(old))
+  forget_expired(old)
 end
 for lane in pairs(touched) do
   refresh(lane, false)

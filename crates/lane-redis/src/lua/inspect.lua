@@ -1,21 +1,28 @@
 -- A command as it is now. ARGV: id.
--- Returns {entry, worker, run, delayed, record}: the unfinished command's entry, its
--- worker and run while it runs, '1' while it waits for a retry or its start time, and the
--- record of a finished command ('' or nil where absent).
+-- Returns the command as describe_live / describe_record put it (8 fields), or an empty
+-- array when Redis knows nothing of it that a lookup may show: a finished command its
+-- lane no longer keeps (see record_visible) is unknown, even if its record is still
+-- there.
 local id = ARGV[1]
+local out = {}
 local entry = redis.call('HGET', ENTRIES, id)
-local worker = redis.call('HGET', OWNER, id)
-local run = false
-if worker then
-  run = redis.call('HGET', P .. ':w:' .. worker, id)
+if entry then
+  local worker = redis.call('HGET', OWNER, id)
+  if worker then
+    describe_live(out, id, 'running', entry, worker,
+      redis.call('HGET', P .. ':w:' .. worker, id) or '')
+  elseif redis.call('ZSCORE', DELAYED, id) then
+    describe_live(out, id, 'delayed', entry)
+  else
+    describe_live(out, id, 'pending', entry)
+  end
+  return out
 end
-local delayed = redis.call('ZSCORE', DELAYED, id) and '1' or ''
-local record = {false, false, false, false, false, false}
 local packed = redis.call('HGET', DONE, id)
 if packed then
-  local r_entry, r_state, r_worker, r_run, r_outcome, r_result = unpack_record(packed)
-  if r_worker == '' then r_worker = false end
-  if r_run == '' then r_run = false end
-  record = {r_entry, r_state, r_worker, r_run, r_outcome, r_result}
+  describe_record(out, id, packed)
+  if not record_visible(id, out[2], entry_lane(out[3]), tonumber(out[6]), clock()) then
+    out = {}
+  end
 end
-return {entry or '', worker or '', run or '', delayed, record}
+return out

@@ -12,8 +12,15 @@
 -- attempt, claim time, submitter) lives in its worker's hash P:w:<worker> and its owner
 -- in P:owner. Submits, claims and completions touch these with one batched call per
 -- round trip; its record (field <id> of the hash P:done, see pack_record) is written
--- once, when the command finishes, in one batched call per script run, and
--- finished records expire through the sorted set P:finished, trimmed in batches.
+-- once, when the command finishes, in one batched call per script run.
+--
+-- What is kept of finished commands is each lane's retention (Retention: keep_last,
+-- keep_for, in the lane's hash): per lane and final state, the sorted set
+-- P:kept:<state>:<lane> (id -> finish time, us) holds the commands a lookup or listing
+-- shows, trimmed to keep_last as commands finish; P:finished (id -> expiry, us) is when
+-- each record goes, trimmed in batches by every worker round trip. A record is shown
+-- only while both say so (record_visible), trimmed or not. Dead letters are kept apart,
+-- in P:dead and P:dead:<lane> (id -> failure time), until redriven or purged.
 --
 -- Lanes with a priority boost are in the set P:boosted; for their commands only, the hash
 -- P:since keeps the instant (us) each command became pending, from which the boost of a
@@ -47,6 +54,29 @@ local START_BY = P .. ':start_by'
 -- hold only live commands; submit.lua also checks that a key's id is still live.
 local KEYS_HELD = P .. ':keys'
 local KEYED = P .. ':keyed'
+
+-- Retention::DEFAULT_KEEP_LAST and DEFAULT_KEEP_FOR (us), for lanes declared before
+-- lanes kept a retention.
+local KEEP_LAST_DEFAULT = 1000
+local KEEP_FOR_DEFAULT = 86400000000
+-- The most records one trim removes from a lane's kept set, so that a lane declared
+-- again with a much smaller keep_last never blocks Redis; the rest goes with later
+-- finishes, and lookups show only the newest keep_last meanwhile.
+local TRIM_BATCH = 1000
+
+-- The commands of a lane in a final state ('done', 'cancelled', 'expired') a lookup may
+-- show, and the lane's dead letters.
+local function kept_key(state, lane)
+  return P .. ':kept:' .. state .. ':' .. lane
+end
+local function dead_key(lane)
+  return P .. ':dead:' .. lane
+end
+-- A record's member in P:finished: 'id|state|lane', so that trimming it needs no read
+-- of the record (members of older versions are the id alone).
+local function expiry_member(id, state, lane)
+  return id .. '|' .. state .. '|' .. lane
+end
 
 -- Numbers passed to Redis are formatted explicitly: Lua's default keeps 14 digits,
 -- too few for microsecond timestamps.
@@ -87,7 +117,8 @@ local function lane_cfg(lane)
   if c == nil then
     local v = redis.call('HMGET', P .. ':lane:' .. lane,
       'priority', 'max', 'rl', 'rl_n', 'rl_period', 'rl_burst', 'paused',
-      'boost_deadline', 'boost_steps', 'run', 'max_waiting', 'when_full', 'wait_ms')
+      'boost_deadline', 'boost_steps', 'run', 'max_waiting', 'when_full', 'wait_ms',
+      'keep_last', 'keep_for')
     if not v[1] then
       c = false
     else
@@ -100,6 +131,9 @@ local function lane_cfg(lane)
         -- wait_ms, '' for as long as it takes).
         max_waiting = tonumber(v[11] or ''), when_full = v[12] or 'reject',
         wait_ms = v[13] or '',
+        -- Retention: finished commands kept per final state, and for how long (us).
+        keep_last = tonumber(v[14] or '') or KEEP_LAST_DEFAULT,
+        keep_for = tonumber(v[15] or '') or KEEP_FOR_DEFAULT,
       }
       if v[8] then
         -- Steps are 'time before the deadline (us):boost', comma separated.
@@ -293,16 +327,38 @@ end
 local outbox = {}
 local outbox_clients = {}
 local finished_entries = {}
+-- Records of lanes that keep nothing, finish time and id alternating: flush() gives them
+-- the result ttl (see finish()).
+local hidden_entries = {}
+-- Kept sets to add to, written (and trimmed) by flush(): key -> {limit, entries, state,
+-- lane}, where entries alternate score and id and limit is the lane's keep_last (false:
+-- no trim, for dead letters).
+local kept_adds = {}
+local kept_order = {}
 
--- An unfinished command: lane \n attempts|failures|client|client reference \n type \n
--- payload, where attempts counts the runs that ended (not the one running now). Lane ids
--- and command types never hold a newline (checked when declared and submitted); the
--- payload comes last and may hold anything. Scripts read only the first two lines and
--- pass the entry on whole: workers and the record get it as it is.
-local HEAD = '^([^\n]*)\n([^|]*)|([^|]*)|([^|]*)|([^\n]*)\n()'
-local function entry_value(lane, attempts, failures, client, cref, ctype, payload)
-  return lane .. '\n' .. attempts .. '|' .. failures .. '|' .. client .. '|' .. cref .. '\n'
-    .. ctype .. '\n' .. payload
+-- An unfinished command: lane \n attempts|failures|client|client reference|submitted \n
+-- type \n payload, where attempts counts the runs that ended (not the one running now)
+-- and submitted is the submit time (ms, Redis clock; absent in entries of older
+-- versions). Lane ids and command types never hold a newline (checked when declared and
+-- submitted), client ids and references no '|'; the payload comes last and may hold
+-- anything. Scripts read only the first two lines and pass the entry on whole: workers
+-- and the record get it as it is. HEAD's captures: lane, attempts, failures, client,
+-- reference, submitted ('' when absent), and where the type starts.
+local HEAD = '^([^\n]*)\n([^|]*)|([^|]*)|([^|]*)|([^|\n]*)|?([^\n]*)\n()'
+local function entry_head(lane, attempts, failures, client, cref, submitted)
+  local stamp = ''
+  if submitted ~= '' then
+    stamp = '|' .. submitted
+  end
+  return lane .. '\n' .. attempts .. '|' .. failures .. '|' .. client .. '|' .. cref .. stamp
+end
+local function entry_value(lane, attempts, failures, client, cref, submitted, ctype, payload)
+  return entry_head(lane, attempts, failures, client, cref, submitted) .. '\n' .. ctype
+    .. '\n' .. payload
+end
+-- Now in whole ms, as entries keep the submit time.
+local function clock_ms()
+  return string.format('%d', math.floor(clock() / 1000))
 end
 local function entry_lane(entry)
   return string.match(entry, '^([^\n]*)\n')
@@ -358,7 +414,7 @@ end
 
 -- The command type of an entry.
 local function entry_type(entry)
-  local _, _, _, _, _, rest = string.match(entry, HEAD)
+  local _, _, _, _, _, _, rest = string.match(entry, HEAD)
   return string.match(entry, '^([^\n]*)', rest)
 end
 
@@ -420,9 +476,32 @@ local function release_key(id, outcome, data)
   end
 end
 
+-- A lane's retention: finished commands kept per final state, and for how long (us).
+local function retention_of(lane)
+  local c = lane_cfg(lane)
+  if not c then
+    return KEEP_LAST_DEFAULT, KEEP_FOR_DEFAULT
+  end
+  return c.keep_last, c.keep_for
+end
+
+-- Queues `id` (scored `score`) for the kept set `key` of `state` and `lane`, trimmed to
+-- `limit` by flush().
+local function keep_in(key, limit, score, id, state, lane)
+  local add = kept_adds[key]
+  if not add then
+    add = {limit = limit, entries = {}, state = state, lane = lane}
+    kept_adds[key] = add
+    kept_order[#kept_order + 1] = key
+  end
+  add.entries[#add.entries + 1] = score
+  add.entries[#add.entries + 1] = id
+end
+
 -- Records a command's final outcome ('ok' with a JSON value, 'err' with a JSON error),
 -- its entry and its last run (worker and run 'token|claimed at', or nil for a command
--- that never ran), and sends the outcome to the submitter. Dead letters never expire.
+-- that never ran), and sends the outcome to the submitter. Its lane keeps the record as
+-- its retention says; a dead letter is kept apart, without expiry.
 local function finish(id, state, outcome, data, now, entry, worker, run, start_by_ms)
   local lane, _, _, client, cref = string.match(entry, HEAD)
   if state == 'done' then
@@ -438,9 +517,23 @@ local function finish(id, state, outcome, data, now, entry, worker, run, start_b
   local stamp = num(now)
   done_fields[#done_fields + 1] = id
   done_fields[#done_fields + 1] = pack_record(entry, state, outcome, data, stamp, worker, run)
-  if state ~= 'dead' then
-    finished_entries[#finished_entries + 1] = stamp
-    finished_entries[#finished_entries + 1] = id
+  if state == 'dead' then
+    keep_in(P .. ':dead', false, stamp, id)
+    keep_in(dead_key(lane), false, stamp, id)
+  else
+    local keep_last, keep_for = retention_of(lane)
+    if keep_last > 0 then
+      keep_in(kept_key(state, lane), keep_last, stamp, id, state, lane)
+      finished_entries[#finished_entries + 1] = num(now + keep_for)
+      finished_entries[#finished_entries + 1] = expiry_member(id, state, lane)
+    else
+      -- A lane that keeps nothing still leaves the outcome, in no kept set (so no
+      -- lookup or listing shows it), for a producer whose result listener lost it with
+      -- a broken connection and reads it again (outcomes.lua): it lives as long as an
+      -- undelivered result waits in the producer's result list, the result ttl.
+      hidden_entries[#hidden_entries + 1] = now
+      hidden_entries[#hidden_entries + 1] = expiry_member(id, state, lane)
+    end
   end
   removed[#removed + 1] = id
   notify(client, cref, id, outcome, data)
@@ -449,9 +542,9 @@ end
 
 -- Rewrites an entry with new counts (after a lost or failed run); returns its lane.
 local function requeue_entry(id, entry, attempts, failures)
-  local lane, _, _, client, cref, rest = string.match(entry, HEAD)
-  redis.call('HSET', ENTRIES, id, lane .. '\n' .. attempts .. '|' .. failures .. '|' .. client
-    .. '|' .. cref .. '\n' .. string.sub(entry, rest))
+  local lane, _, _, client, cref, submitted, rest = string.match(entry, HEAD)
+  redis.call('HSET', ENTRIES, id, entry_head(lane, attempts, failures, client, cref, submitted)
+    .. '\n' .. string.sub(entry, rest))
   return lane
 end
 
@@ -471,10 +564,36 @@ local function flush(ttl_ms)
     call_sliced('HSET', DONE, done_fields)
     done_fields = {}
   end
+  for j = 1, #hidden_entries, 2 do
+    finished_entries[#finished_entries + 1] = num(hidden_entries[j] + ttl_ms * 1000)
+    finished_entries[#finished_entries + 1] = hidden_entries[j + 1]
+  end
+  hidden_entries = {}
   if #finished_entries > 0 then
     call_sliced('ZADD', FINISHED, finished_entries)
     finished_entries = {}
   end
+  -- After the records and their expiries: a trim may take a record written just now.
+  for _, key in ipairs(kept_order) do
+    local add = kept_adds[key]
+    call_sliced('ZADD', key, add.entries)
+    if add.limit then
+      local excess = redis.call('ZCARD', key) - add.limit
+      if excess > 0 then
+        local popped = redis.call('ZPOPMIN', key, math.min(excess, TRIM_BATCH))
+        local ids = {}
+        local members = {}
+        for j = 1, #popped, 2 do
+          ids[#ids + 1] = popped[j]
+          members[#members + 1] = expiry_member(popped[j], add.state, add.lane)
+        end
+        call_sliced('HDEL', DONE, ids)
+        call_sliced('ZREM', FINISHED, members)
+      end
+    end
+  end
+  kept_adds = {}
+  kept_order = {}
   if #removed > 0 then
     call_sliced('HDEL', ENTRIES, removed)
     if redis.call('SCARD', CANCEL) > 0 then
@@ -542,10 +661,78 @@ local function cancel_command(id, err)
     refresh(lane, false)
     return 'cancelled'
   end
-  if redis.call('HEXISTS', DONE, id) == 1 then
+  -- As in process: an id the queue gave out whose command is gone has finished, kept or
+  -- not.
+  local n = tonumber(id)
+  if redis.call('HEXISTS', DONE, id) == 1
+    or (n and n >= 1 and n <= tonumber(redis.call('GET', P .. ':seq') or '0')) then
     return 'finished'
   end
   return 'unknown'
+end
+
+-- Deletes expired records: `members` of P:finished (see expiry_member), their records
+-- and their places in the kept sets.
+local function forget_expired(members)
+  local ids = {}
+  local by_key = {}
+  local keys = {}
+  for _, member in ipairs(members) do
+    local id, state, lane = string.match(member, '^([^|]*)|([^|]*)|(.*)$')
+    if id then
+      local key = kept_key(state, lane)
+      local list = by_key[key]
+      if not list then
+        list = {}
+        by_key[key] = list
+        keys[#keys + 1] = key
+      end
+      list[#list + 1] = id
+    else
+      id = member
+    end
+    ids[#ids + 1] = id
+  end
+  call_sliced('HDEL', DONE, ids)
+  for _, key in ipairs(keys) do
+    call_sliced('ZREM', key, by_key[key])
+  end
+  call_sliced('ZREM', FINISHED, members)
+end
+
+-- Whether a lookup or listing shows a finished record (state, lane, finish time in us):
+-- a dead letter always; another while its lane keeps it: among the newest keep_last of
+-- its state, finished within keep_for (as the lane says now), and before its own
+-- expiry, whether or not a trim removed it yet.
+local function record_visible(id, state, lane, finished, now)
+  if state == 'dead' then
+    return true
+  end
+  local keep_last, keep_for = retention_of(lane)
+  if keep_last == 0 or finished + keep_for <= now then
+    return false
+  end
+  local rank = redis.call('ZREVRANK', kept_key(state, lane), id)
+  if not rank or rank >= keep_last then
+    return false
+  end
+  local expires = redis.call('ZSCORE', FINISHED, expiry_member(id, state, lane))
+  return expires ~= false and tonumber(expires) > now
+end
+
+-- One command as inspect.lua and list.lua return it, appended to `out`: id, state
+-- ('pending', 'delayed', 'running', or a record's), entry, worker, run, finish time
+-- (us), outcome and data, '' where absent.
+local function describe_live(out, id, state, entry, worker, run)
+  local n = #out
+  out[n + 1], out[n + 2], out[n + 3], out[n + 4] = id, state, entry, worker or ''
+  out[n + 5], out[n + 6], out[n + 7], out[n + 8] = run or '', '', '', ''
+end
+local function describe_record(out, id, packed)
+  local entry, state, worker, run, outcome, result, finished = unpack_record(packed)
+  local n = #out
+  out[n + 1], out[n + 2], out[n + 3], out[n + 4] = id, state, entry, worker
+  out[n + 5], out[n + 6], out[n + 7], out[n + 8] = run, finished, outcome, result
 end
 
 -- Ends a command whose start-by deadline passed before it started, once it left its

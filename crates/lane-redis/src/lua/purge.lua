@@ -1,9 +1,12 @@
--- Deletes every dead letter: its record and its place in the dead set.
--- Returns how many there were.
+-- Deletes every dead letter: its record and its place in the dead sets (the queue's and
+-- its lane's). Returns how many there were.
 local dead = P .. ':dead'
 local ids = redis.call('ZRANGE', dead, 0, -1)
 if #ids > 0 then
   call_sliced('HDEL', DONE, ids)
 end
 redis.call('DEL', dead)
+for _, lane in ipairs(redis.call('HKEYS', P .. ':lanes')) do
+  redis.call('DEL', dead_key(lane))
+end
 return #ids

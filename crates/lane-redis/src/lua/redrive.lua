@@ -9,13 +9,15 @@ local entry, state = unpack_record(packed)
 if state ~= 'dead' then
   return 'not_dead'
 end
-local lane, _, _, _, _, rest = string.match(entry, HEAD)
+local lane, _, _, _, _, _, rest = string.match(entry, HEAD)
 if not lane_cfg(lane) then
   return 'unknown_lane'
 end
 redis.call('ZREM', P .. ':dead', id)
+redis.call('ZREM', dead_key(lane), id)
 redis.call('HDEL', DONE, id)
-redis.call('HSET', ENTRIES, id, lane .. '\n0|0|' .. ARGV[2] .. '|' .. ARGV[3] .. '\n'
+-- A fresh command: no runs yet, submitted now.
+redis.call('HSET', ENTRIES, id, entry_head(lane, 0, 0, ARGV[2], ARGV[3], clock_ms()) .. '\n'
   .. string.sub(entry, rest))
 redis.call('RPUSH', P .. ':q:' .. lane, id)
 event3('S', id, lane, entry_type(entry))

@@ -161,6 +161,7 @@ local function earliest(zkey)
   return first[2] and tonumber(first[2])
 end
 local now = clock()
+local submitted_ms = clock_ms()
 local ids = {}
 local entries = {}
 local refs = {}
@@ -182,7 +183,8 @@ for j = 0, n - 1 do
     local id = next_id
     next_id = next_id + 1
     entries[#entries + 1] = id
-    entries[#entries + 1] = entry_value(lane, 0, 0, client, ARGV[base], ARGV[base + 2], ARGV[base + 3])
+    entries[#entries + 1] = entry_value(lane, 0, 0, client, ARGV[base], submitted_ms,
+      ARGV[base + 2], ARGV[base + 3])
     refs[#refs + 1] = ARGV[base]
     refs[#refs + 1] = id
     ids[#ids + 1] = id

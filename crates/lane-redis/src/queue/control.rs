@@ -15,7 +15,8 @@ impl RedisQueue {
     /// a priority, lower runs first), or updates it. Priority, cap, rate limit and
     /// priority boost apply to the next claims (a changed rate limit starts with a full
     /// bucket); timeout, cancel grace and retry policy to the next runs on every worker;
-    /// `max_waiting` and `when_full` to the next submits of every producer.
+    /// `max_waiting` and `when_full` to the next submits of every producer; the
+    /// retention to the next finishes and, at once, to what lookups and listings show.
     /// When a boost is added to a lane, the wait of the commands already pending counts
     /// from now. An option the Redis engine cannot honour is a
     /// [`LaneError::ConfigError`] naming it.
@@ -26,6 +27,7 @@ impl RedisQueue {
         priority: u8,
     ) -> Result<()> {
         let lane = RedisLaneSpec::from_config(id, &config, priority)?;
+        let (keep_last, keep_for_us) = lane.retention_args();
         let (kind, rate, period, burst) = match lane.rate_limit {
             RateLimitConfig::Unlimited => ("", 0, 0, 0),
             RateLimitConfig::TokenBucket {
@@ -77,6 +79,8 @@ impl RedisQueue {
                 } => timeout.as_millis().to_string(),
                 _ => String::new(),
             })
+            .arg(keep_last)
+            .arg(keep_for_us)
             .run::<()>(&mut self.conn())
             .await
             .map_err(|e| redis_error(&e))
@@ -137,7 +141,7 @@ impl RedisQueue {
         Ok(())
     }
 
-    async fn lane_not_found(&self, lane: &str) -> LaneError {
+    pub(super) async fn lane_not_found(&self, lane: &str) -> LaneError {
         let known: Vec<String> = redis::cmd("HKEYS")
             .arg(format!("{}:lanes", self.inner.prefix))
             .query_async(&mut self.conn())

@@ -1,16 +1,17 @@
-//! Inspecting a queue: one command's record ([`RedisQueue::command`]) and the queue's
-//! counts ([`RedisQueue::stats`]).
+//! Inspecting a queue: one command's record ([`RedisQueue::command`]), a lane's commands
+//! by state ([`RedisQueue::list_commands`]) and the queue's counts ([`RedisQueue::stats`]).
 
 use std::collections::HashMap;
 
-use lane_core::{LaneStatus, QueueStats, Result};
+use lane_core::{CommandState, CommandStatus, LaneStatus, Page, QueueStats, Result};
 use redis::Value as RedisValue;
 use serde_json::Value;
 
 use super::RedisQueue;
 use crate::scripts::{RunScript, SCRIPTS};
 use crate::wire::{
-    self, Entry, array, decode_error, int, opt_string, parse_run, redis_error, string,
+    self, Entry, array, decode_error, decode_failure, int, opt_string, parse_run, redis_error,
+    string,
 };
 
 /// Where a command of a Redis queue is in its life.
@@ -56,8 +57,135 @@ pub struct RemoteCommand {
     pub fencing_token: Option<u64>,
     /// When the latest run was claimed, in microseconds since the Unix epoch (Redis clock).
     pub started_at_us: Option<u64>,
+    /// When it was submitted (or redriven), in milliseconds since the Unix epoch (Redis
+    /// clock); `None` for a command submitted by a version that did not record it.
+    pub submitted_at_ms: Option<u64>,
+    /// When it finished, in microseconds since the Unix epoch (Redis clock).
+    pub finished_at_us: Option<u64>,
     /// The result, once finished.
     pub result: Option<Result<Value>>,
+}
+
+/// The largest offset a listing passes to Redis.
+const MAX_OFFSET: usize = 1 << 50;
+
+/// Fields per command in the replies of inspect.lua and list.lua.
+const DESCRIBED_FIELDS: usize = 8;
+
+/// One command as inspect.lua and list.lua describe it: id, state, entry, worker, run,
+/// finish time, outcome, data (see `describe_live` in the prelude).
+struct Described {
+    id: u64,
+    state: RemoteState,
+    entry: String,
+    worker: Option<String>,
+    run: Option<String>,
+    finished_us: Option<u64>,
+    outcome: Option<String>,
+    data: Option<String>,
+}
+
+impl Described {
+    fn parse(fields: &[RedisValue]) -> Result<Self> {
+        let [id, state, entry, worker, run, finished, outcome, data] = fields else {
+            return Err(wire::protocol("command"));
+        };
+        let state = match string(state)?.as_str() {
+            "pending" => RemoteState::Pending,
+            "delayed" => RemoteState::Delayed,
+            "running" => RemoteState::Running,
+            "done" => RemoteState::Done,
+            "cancelled" => RemoteState::Cancelled,
+            "expired" => RemoteState::Expired,
+            "dead" => RemoteState::Dead,
+            _ => return Err(wire::protocol("command state")),
+        };
+        Ok(Self {
+            id: u64::try_from(int(id)?).map_err(|_| wire::protocol("command id"))?,
+            state,
+            entry: string(entry)?,
+            worker: opt_string(worker)?,
+            run: opt_string(run)?,
+            finished_us: opt_string(finished)?
+                .and_then(|us| us.parse::<f64>().ok())
+                .map(|us| us as u64),
+            outcome: opt_string(outcome)?,
+            data: opt_string(data)?,
+        })
+    }
+
+    fn is_finished(&self) -> bool {
+        !matches!(
+            self.state,
+            RemoteState::Pending | RemoteState::Delayed | RemoteState::Running
+        )
+    }
+
+    /// Runs started: the entry counts those that ended before the last one, which is
+    /// counted while it runs and, once finished, if there was one.
+    fn attempts(&self, entry: &Entry<'_>) -> u32 {
+        let last = self.state == RemoteState::Running || (self.is_finished() && self.run.is_some());
+        entry.attempts + u32::from(last)
+    }
+
+    fn remote(&self) -> Result<RemoteCommand> {
+        let entry = Entry::parse(&self.entry)?;
+        let (fencing_token, started_at_us) = self.run.as_deref().map_or((None, None), parse_run);
+        let ran = self.is_finished() && self.run.is_some();
+        Ok(RemoteCommand {
+            id: self.id,
+            lane_id: entry.lane.to_owned(),
+            command_type: entry.command_type.to_owned(),
+            payload: serde_json::from_str(entry.payload)
+                .unwrap_or_else(|_| Value::String(entry.payload.into())),
+            state: self.state,
+            attempts: self.attempts(&entry),
+            failures: entry.failures + u32::from(ran && self.state == RemoteState::Dead),
+            worker: self.worker.clone(),
+            fencing_token,
+            started_at_us,
+            submitted_at_ms: entry.submitted_at_ms,
+            finished_at_us: self.finished_us,
+            result: match (self.outcome.as_deref(), self.data.as_deref()) {
+                (Some("ok"), Some(data)) => Some(serde_json::from_str(data).map_err(Into::into)),
+                (Some("err"), Some(data)) => Some(Err(decode_error(data))),
+                _ => None,
+            },
+        })
+    }
+
+    fn status(&self) -> Result<CommandStatus> {
+        let entry = Entry::parse(&self.entry)?;
+        let state = match self.state {
+            RemoteState::Pending => CommandState::Pending,
+            RemoteState::Delayed => CommandState::Delayed,
+            RemoteState::Running => CommandState::Running,
+            RemoteState::Done => CommandState::Completed,
+            RemoteState::Cancelled => CommandState::Cancelled,
+            RemoteState::Dead => CommandState::DeadLettered,
+            RemoteState::Expired => CommandState::Expired,
+        };
+        let mut status = CommandStatus::new(
+            self.id,
+            entry.lane,
+            entry.command_type,
+            state,
+            self.attempts(&entry),
+        );
+        status.submitted_at_ms = entry.submitted_at_ms;
+        status.started_at_ms = self
+            .run
+            .as_deref()
+            .and_then(|run| parse_run(run).1)
+            .map(|us| us / 1000);
+        status.finished_at_ms = self.finished_us.map(|us| us / 1000);
+        match (self.outcome.as_deref(), self.data.as_deref()) {
+            (Some("ok"), Some(data)) => status.result = Some(serde_json::from_str(data)?),
+            (Some("err"), Some(data)) => status.error = Some(decode_failure(data)),
+            _ => {}
+        }
+        Ok(status)
+    }
 }
 
 /// Counts of a Redis queue ([`RedisQueue::stats`]).
@@ -85,8 +213,24 @@ impl RedisQueueStats {
 }
 
 impl RedisQueue {
-    /// A command's record, or `None` if it is unknown or its record expired.
+    /// A command's record, or `None` if it is unknown or its lane no longer keeps it
+    /// (see [`Retention`](lane_core::Retention)).
     pub async fn command(&self, id: u64) -> Result<Option<RemoteCommand>> {
+        self.describe(id)
+            .await?
+            .map(|described| described.remote())
+            .transpose()
+    }
+
+    /// A command as [`QueueClient::command`](lane_core::QueueClient::command) shows it.
+    pub(crate) async fn command_status(&self, id: u64) -> Result<Option<CommandStatus>> {
+        self.describe(id)
+            .await?
+            .map(|described| described.status())
+            .transpose()
+    }
+
+    async fn describe(&self, id: u64) -> Result<Option<Described>> {
         let reply: RedisValue = SCRIPTS
             .inspect
             .key(&self.inner.prefix)
@@ -94,81 +238,59 @@ impl RedisQueue {
             .run(&mut self.conn())
             .await
             .map_err(|e| redis_error(&e))?;
-        let [entry, worker, run, delayed, record] =
-            <[RedisValue; 5]>::try_from(array(reply)?).map_err(|_| wire::protocol("inspect"))?;
-        let payload_value =
-            |payload: &str| serde_json::from_str(payload).unwrap_or(Value::String(payload.into()));
-        if let Some(entry) = opt_string(&entry)? {
-            let entry = Entry::parse(&entry)?;
-            let mut record = RemoteCommand {
-                id,
-                lane_id: entry.lane.to_owned(),
-                command_type: entry.command_type.to_owned(),
-                payload: payload_value(entry.payload),
-                state: if opt_string(&delayed)?.is_some() {
-                    RemoteState::Delayed
-                } else {
-                    RemoteState::Pending
-                },
-                attempts: entry.attempts,
-                failures: entry.failures,
-                worker: None,
-                fencing_token: None,
-                started_at_us: None,
-                result: None,
-            };
-            if let (Some(worker), Some(run)) = (opt_string(&worker)?, opt_string(&run)?) {
-                let (token, started) = parse_run(&run);
-                record.state = RemoteState::Running;
-                record.worker = Some(worker);
-                record.attempts = entry.attempts + 1;
-                record.fencing_token = token;
-                record.started_at_us = started;
-            }
-            return Ok(Some(record));
-        }
-        let fields = array(record)?
-            .iter()
-            .map(opt_string)
-            .collect::<Result<Vec<_>>>()?;
-        let [
-            Some(entry),
-            Some(state),
-            last_worker,
-            last_run,
-            outcome,
-            result,
-        ] = <[Option<String>; 6]>::try_from(fields).map_err(|_| wire::protocol("inspect"))?
-        else {
+        let fields = array(reply)?;
+        if fields.is_empty() {
             return Ok(None);
+        }
+        Described::parse(&fields).map(Some)
+    }
+
+    /// A lane's commands in `state`, paged, as
+    /// [`QueueClient::list_commands`](lane_core::QueueClient::list_commands) says: pending
+    /// ones in start order, delayed ones by due time, running ones by claim time,
+    /// finished ones and dead letters newest first (finished ones while the lane's
+    /// [`Retention`](lane_core::Retention) keeps them). Read in one script, so a page is
+    /// one instant's view. Listing delayed commands walks the queue's delayed set up to
+    /// the page's last one of the lane; listing running ones reads every running command.
+    pub async fn list_commands(
+        &self,
+        lane: &str,
+        state: CommandState,
+        page: Page,
+    ) -> Result<Vec<CommandStatus>> {
+        page.validate()?;
+        let name = match state {
+            CommandState::Pending => "pending",
+            CommandState::Delayed => "delayed",
+            CommandState::Running => "running",
+            CommandState::Completed => "done",
+            CommandState::Cancelled => "cancelled",
+            CommandState::Expired => "expired",
+            CommandState::DeadLettered => "dead",
+            // A final failure is always a dead letter on Redis: none are ever failed.
+            _ => "failed",
         };
-        let entry = Entry::parse(&entry)?;
-        let state = match state.as_str() {
-            "done" => RemoteState::Done,
-            "cancelled" => RemoteState::Cancelled,
-            "expired" => RemoteState::Expired,
-            _ => RemoteState::Dead,
-        };
-        let (token, started) = last_run.as_deref().map_or((None, None), parse_run);
-        let ran = last_run.is_some();
-        let record = RemoteCommand {
-            id,
-            lane_id: entry.lane.to_owned(),
-            command_type: entry.command_type.to_owned(),
-            payload: payload_value(entry.payload),
-            state,
-            attempts: entry.attempts + u32::from(ran),
-            failures: entry.failures + u32::from(ran && state == RemoteState::Dead),
-            worker: last_worker,
-            fencing_token: token,
-            started_at_us: started,
-            result: match (outcome.as_deref(), result) {
-                (Some("ok"), Some(data)) => Some(serde_json::from_str(&data).map_err(Into::into)),
-                (Some("err"), Some(data)) => Some(Err(decode_error(&data))),
-                _ => None,
-            },
-        };
-        Ok(Some(record))
+        let reply: RedisValue = SCRIPTS
+            .list
+            .key(&self.inner.prefix)
+            .arg(lane)
+            .arg(name)
+            // No lane holds 2^50 commands; the bound keeps the offset exact in Lua.
+            .arg(page.offset.min(MAX_OFFSET))
+            .arg(page.limit)
+            .run(&mut self.conn())
+            .await
+            .map_err(|e| redis_error(&e))?;
+        let mut parts = array(reply)?.into_iter();
+        let status = parts.next().ok_or_else(|| wire::protocol("list"))?;
+        if string(&status)? == "unknown_lane" {
+            return Err(self.lane_not_found(lane).await);
+        }
+        let commands = array(parts.next().ok_or_else(|| wire::protocol("list"))?)?;
+        commands
+            .chunks(DESCRIBED_FIELDS)
+            .map(|fields| Described::parse(fields)?.status())
+            .collect()
     }
 
     /// Counts per lane and for the queue.

@@ -254,8 +254,8 @@ async fn recover(
                 Some(("ok", data)) => serde_json::from_str(data).map_err(Into::into),
                 Some((_, data)) => Err(decode_error(data)),
                 None if outcome == "gone" => Err(LaneError::QueueError(format!(
-                    "command {id} is no longer known to Redis (its record expired after the \
-                     queue's result ttl, or the queue was cleared); its outcome is lost"
+                    "command {id} is no longer known to Redis (its lane's retention let its \
+                     record go, or the queue was cleared); its outcome is lost"
                 ))),
                 None => continue,
             };
@@ -357,7 +357,8 @@ impl RedisCommandHandle {
     }
 
     /// The command's record in Redis now (state, attempts, worker, result once
-    /// finished); `None` once its record expired. Asks Redis, whatever the handle saw.
+    /// finished); `None` once its lane no longer keeps it. Asks Redis, whatever the
+    /// handle saw.
     pub async fn state(&self) -> Result<Option<RemoteCommand>> {
         self.queue.command(self.id).await
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use a3s_lane::{
     HandlerRegistry, LaneConfig, LaneError, RedisQueueConfig, RedisWorker, RedisWorkerConfig,
-    RemoteState, RetryPolicy, RetryStrategy, handler_fn,
+    RemoteState, Retention, RetryPolicy, RetryStrategy, handler_fn,
 };
 use serde_json::json;
 
@@ -277,13 +277,14 @@ async fn a_timeout_and_a_panic_are_reported_as_errors() {
     worker.shutdown(Duration::from_secs(5)).await.unwrap();
 }
 
+/// A finished record goes after its lane's keep_for (the result ttl is only the transport
+/// of results now): hidden from lookups at once, deleted by a later round trip. Dead
+/// letters stay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn finished_records_expire_after_the_result_ttl_but_dead_letters_stay() {
-    let test = TestQueue::connect("result-ttl", |c| {
-        c.with_default_lanes()
-            .with_result_ttl(Duration::from_millis(50))
-    })
-    .await;
+async fn finished_records_go_after_their_lanes_keep_for_but_dead_letters_stay() {
+    let brief =
+        LaneConfig::new(1, 4).with_retention(Retention::new(100, Duration::from_millis(300)));
+    let test = TestQueue::connect("keep-for", |c| c.with_lane("query", brief, 0)).await;
     let handlers = HandlerRegistry::default();
     handlers.register("echo", handler_fn(|payload, _| async move { Ok(payload) }));
     handlers.register(
@@ -311,20 +312,32 @@ async fn finished_records_expire_after_the_result_ttl_but_dead_letters_stay() {
         test.queue.command(done_id).await.unwrap().unwrap().state,
         RemoteState::Done
     );
-    // Each later round trip trims records past the ttl; keep the worker talking.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        test.queue.command(done_id).await.unwrap().is_none(),
+        "hidden once past keep_for, trimmed or not"
+    );
+    // Each later round trip deletes records past their expiry; keep the worker talking.
     let queue = test.queue.clone();
+    let done_key = format!("{}:done", test.queue.key_prefix());
     crate::support::eventually(
-        "the finished record expires",
+        "the finished record is deleted",
         Duration::from_secs(20),
         || {
-            let queue = queue.clone();
+            let (queue, done_key) = (queue.clone(), done_key.clone());
             async move {
                 let _ = queue
                     .submit("query", "echo", json!("tick"))
                     .await
                     .unwrap()
                     .await;
-                queue.command(done_id).await.unwrap().is_none()
+                let kept: bool = redis::cmd("HEXISTS")
+                    .arg(&done_key)
+                    .arg(done_id)
+                    .query_async(&mut redis_connection().await)
+                    .await
+                    .unwrap();
+                !kept
             }
         },
     )
@@ -334,6 +347,14 @@ async fn finished_records_expire_after_the_result_ttl_but_dead_letters_stay() {
     assert_eq!(test.queue.dead_letters(10).await.unwrap().len(), 1);
     assert!(test.queue.dead_letters(0).await.unwrap().is_empty());
     worker.shutdown(Duration::from_secs(5)).await.unwrap();
+}
+
+async fn redis_connection() -> redis::aio::MultiplexedConnection {
+    redis::Client::open(crate::support::redis_url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
 }
 
 /// Work that arrives while a worker's round trip is on its way must wake the worker: a
