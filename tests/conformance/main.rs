@@ -28,6 +28,7 @@ mod parity;
 mod pause;
 mod progress;
 mod retention;
+mod schedules;
 mod timing;
 
 use std::sync::Arc;

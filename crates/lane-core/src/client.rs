@@ -42,6 +42,7 @@ use crate::dead_letter::DeadLetter;
 use crate::error::Result;
 use crate::event::EventStream;
 use crate::retention::{CommandFailure, Page};
+use crate::schedule::{Schedule, ScheduleInfo};
 use crate::stats::QueueStats;
 use crate::timing::SubmitOptions;
 
@@ -103,6 +104,27 @@ pub trait QueueClient: Send + Sync + fmt::Debug {
         state: CommandState,
         page: Page,
     ) -> Result<Vec<CommandStatus>>;
+
+    /// Creates or replaces the recurring schedule of `schedule.name`: from now on it
+    /// submits its command at each of its instants (each instant once, however many
+    /// processes run the queue). A replaced schedule keeps its counts and whether it is
+    /// paused. Refused ([`LaneError::InvalidInput`](crate::LaneError::InvalidInput),
+    /// `LaneNotFound`, …) when the schedule is invalid or its lane unknown.
+    async fn put_schedule(&self, schedule: Schedule) -> Result<ScheduleInfo>;
+
+    /// Removes a schedule; false when there was none of that name.
+    async fn remove_schedule(&self, name: &str) -> Result<bool>;
+
+    /// Every schedule with its next instant and counts, by name.
+    async fn schedules(&self) -> Result<Vec<ScheduleInfo>>;
+
+    /// Pauses a schedule: it fires nothing until resumed. An unknown name is
+    /// [`LaneError::InvalidInput`](crate::LaneError::InvalidInput).
+    async fn pause_schedule(&self, name: &str) -> Result<()>;
+
+    /// Resumes a paused schedule: its next instant is the first after now (the instants
+    /// in between are skipped and reported).
+    async fn resume_schedule(&self, name: &str) -> Result<()>;
 
     /// Counts for the queue and each lane.
     async fn stats(&self) -> Result<QueueStats>;

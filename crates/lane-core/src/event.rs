@@ -52,6 +52,13 @@ pub mod keys {
     /// queued nothing and returned that command. Payload: `lane_id`, `command_id` (the
     /// existing command's), `command_type`, `key`.
     pub const COMMAND_DEDUPLICATED: &str = "queue.command.deduplicated";
+    /// A recurring schedule fired an instant. Payload: `schedule`, `lane_id`,
+    /// `command_id`, `instant_ms`.
+    pub const SCHEDULE_FIRED: &str = "queue.schedule.fired";
+    /// A recurring schedule skipped instants (missed while down or paused, or its lane
+    /// refused the command). Payload: `schedule`, `from_ms`, `until_ms` (the instants
+    /// skipped, inclusive), `reason`.
+    pub const SCHEDULE_SKIPPED: &str = "queue.schedule.skipped";
     /// `shutdown()` was called. Empty payload.
     pub const SHUTDOWN_STARTED: &str = "queue.shutdown.started";
     /// The queue has no pending, delayed or running command left after `shutdown()`. Empty payload.
@@ -67,7 +74,7 @@ pub mod keys {
 
     /// Every key above, in this order (the SDKs check the keys a subscriber asks for
     /// against it).
-    pub const ALL: [&str; 18] = [
+    pub const ALL: [&str; 20] = [
         COMMAND_SUBMITTED,
         COMMAND_STARTED,
         COMMAND_COMPLETED,
@@ -80,6 +87,8 @@ pub mod keys {
         COMMAND_ABANDONED,
         COMMAND_EXPIRED,
         COMMAND_DEDUPLICATED,
+        SCHEDULE_FIRED,
+        SCHEDULE_SKIPPED,
         SHUTDOWN_STARTED,
         SHUTDOWN_COMPLETE,
         LANE_PRESSURE,

@@ -30,6 +30,7 @@ pub mod policy;
 pub mod queue;
 pub mod retention;
 pub mod runner;
+pub mod schedule;
 mod scheduler;
 pub mod spawner;
 pub mod stats;
@@ -64,6 +65,10 @@ pub use policy::{
 pub use queue::CommandQueue;
 pub use retention::{CommandFailure, Page, Retention};
 pub use runner::{AbandonedRun, RunEnd, RunLimits, supervise, supervise_keeping_slot};
+pub use schedule::{
+    Due, Every, MAX_JITTER, MAX_SCHEDULE_NAME_BYTES, MISSED_GRACE, Missed, Schedule, ScheduleInfo,
+    check_schedule_name,
+};
 pub use spawner::{CommandRunner, Spawner};
 pub use stats::{LaneStatus, QueueStats};
 pub use storage::{Storage, StorageOp, StoredCommand, StoredDeadLetter, StoredFinished};

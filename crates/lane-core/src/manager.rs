@@ -23,6 +23,7 @@ use crate::journal::Journal;
 use crate::observer::{IntoObserver, Observer};
 use crate::queue::{CommandQueue, QueueParts, now_ms};
 use crate::retention::Page;
+use crate::schedule::{Schedule, ScheduleInfo};
 use crate::scheduler::{LaneIdx, Task};
 use crate::spawner::Spawner;
 use crate::stats::QueueStats;
@@ -191,11 +192,13 @@ impl QueueManagerBuilder {
         let mut first_id = 1;
         let mut recovered = Vec::new();
         let mut finished = Vec::new();
+        let mut schedules = Vec::new();
         let journal = match self.storage {
             Some(storage) => {
                 first_id = storage.max_command_id().await?.saturating_add(1);
                 recovered = storage.load_commands().await?;
                 finished = storage.load_finished().await?;
+                schedules = storage.load_schedules().await?;
                 let letters = storage.load_dead_letters().await?;
                 let journal = Journal::spawn(storage, self.events.clone());
                 if let Some(dlq) = &self.dlq {
@@ -225,6 +228,7 @@ impl QueueManagerBuilder {
             queue.add_lane(&id, config, priority)?;
         }
         queue.restore_finished(finished);
+        queue.restore_schedules(schedules);
         let queue = Arc::new(queue);
         queue.attach_observers();
         Ok(QueueManager {
@@ -602,6 +606,26 @@ impl QueueClient for QueueManager {
         page: Page,
     ) -> Result<Vec<CommandStatus>> {
         self.queue().list_commands(lane, state, page)
+    }
+
+    async fn put_schedule(&self, schedule: Schedule) -> Result<ScheduleInfo> {
+        self.queue().put_schedule(schedule).await
+    }
+
+    async fn remove_schedule(&self, name: &str) -> Result<bool> {
+        self.queue().remove_schedule(name).await
+    }
+
+    async fn schedules(&self) -> Result<Vec<ScheduleInfo>> {
+        Ok(self.queue().schedules())
+    }
+
+    async fn pause_schedule(&self, name: &str) -> Result<()> {
+        self.queue().set_schedule_paused(name, true).await
+    }
+
+    async fn resume_schedule(&self, name: &str) -> Result<()> {
+        self.queue().set_schedule_paused(name, false).await
     }
 
     async fn stats(&self) -> Result<QueueStats> {

@@ -12,6 +12,7 @@ use serde_json::Value;
 use crate::client::CommandStatus;
 use crate::command::CommandId;
 use crate::error::Result;
+use crate::schedule::ScheduleInfo;
 
 use record::DeadLetter;
 
@@ -91,6 +92,19 @@ pub enum StorageOp {
     /// its record (same id: replace), then drop the records of its lane and state beyond
     /// the newest `keep_last`, and every record whose `expires_at_ms` passed.
     SaveFinished(StoredFinished),
+    /// Insert or replace a recurring schedule (by name).
+    SaveSchedule(ScheduleInfo),
+    /// Remove a recurring schedule.
+    RemoveSchedule(String),
+    /// A schedule fired an instant: store the command it submitted and the schedule moved
+    /// past that instant together, in one transaction (so a crash never fires an instant
+    /// twice nor loses it).
+    FireSchedule {
+        /// The command the instant submitted.
+        command: StoredCommand,
+        /// The schedule after the instant.
+        schedule: ScheduleInfo,
+    },
 }
 
 /// A finished command's record, kept by its lane's [`Retention`](crate::Retention).
@@ -177,6 +191,28 @@ pub trait Storage: Send + Sync + 'static {
         self.remove_command(finished.status.id).await
     }
 
+    /// Stores a recurring schedule ([`StorageOp::SaveSchedule`]). The default refuses: a
+    /// store that cannot keep schedules must not let a durable queue take one it would
+    /// lose at a restart.
+    async fn save_schedule(&self, schedule: ScheduleInfo) -> Result<()> {
+        Err(crate::LaneError::Storage(format!(
+            "this store keeps no recurring schedules, so schedule '{}' would be lost at a \
+             restart; use LocalStorage, or a store that implements save_schedule",
+            schedule.schedule.name
+        )))
+    }
+
+    /// Removes a recurring schedule; an unknown name is not an error (the default does
+    /// nothing, as it keeps none).
+    async fn remove_schedule(&self, _name: &str) -> Result<()> {
+        Ok(())
+    }
+
+    /// The stored recurring schedules (the default has none).
+    async fn load_schedules(&self) -> Result<Vec<ScheduleInfo>> {
+        Ok(Vec::new())
+    }
+
     /// The finished commands' records that have not expired, oldest finish first (the
     /// default has none).
     async fn load_finished(&self) -> Result<Vec<StoredFinished>> {
@@ -194,6 +230,13 @@ pub trait Storage: Send + Sync + 'static {
                 StorageOp::RemoveDeadLetter(id) => self.remove_dead_letter(id).await?,
                 StorageOp::ClearDeadLetters => self.clear_dead_letters().await?,
                 StorageOp::SaveFinished(finished) => self.save_finished(finished).await?,
+                StorageOp::SaveSchedule(schedule) => self.save_schedule(schedule).await?,
+                StorageOp::RemoveSchedule(name) => self.remove_schedule(&name).await?,
+                // Not atomic here: a store should override `apply`.
+                StorageOp::FireSchedule { command, schedule } => {
+                    self.save_command(command).await?;
+                    self.save_schedule(schedule).await?;
+                }
             }
         }
         Ok(())

@@ -72,6 +72,7 @@ impl CommandQueue {
                                 CommandState::Cancelled,
                                 None,
                                 Some(cancelled(reason)),
+                                false,
                                 now,
                             );
                         }
@@ -96,6 +97,7 @@ impl CommandQueue {
                             CommandState::Cancelled,
                             None,
                             Some(cancelled(reason)),
+                            false,
                             now,
                         );
                     }

@@ -38,6 +38,7 @@ impl CommandQueue {
             self.capture_depths(&state, &mut effects, &[]);
         }
         self.apply(effects, false);
+        self.wake_schedules();
         Ok(())
     }
 
@@ -59,6 +60,8 @@ impl CommandQueue {
         // Submits waiting for room, and producers waiting for the backlog to shrink, end
         // now: no command is taken any more.
         self.room.notify_waiters();
+        // The schedule task ends: nothing more fires.
+        self.stop_schedules();
         first
     }
 

@@ -12,6 +12,7 @@ mod directory;
 mod effects;
 mod lifecycle;
 mod run;
+mod schedules;
 mod stats;
 mod submit;
 mod timers;
@@ -64,6 +65,8 @@ pub struct CommandQueue {
     /// to the insert, across the journal write, so two submits of one key never both
     /// write a record (a crash would recover both). Made at the first such submit.
     key_locks: OnceLock<Box<[tokio::sync::Mutex<()>]>>,
+    /// Recurring schedules, made at the first one.
+    schedules: OnceLock<Box<schedules::Schedules>>,
 }
 
 impl std::fmt::Debug for CommandQueue {
@@ -141,6 +144,7 @@ impl CommandQueue {
             room: Notify::new(),
             room_waiters: Default::default(),
             key_locks: OnceLock::new(),
+            schedules: OnceLock::new(),
         }
     }
 

@@ -331,7 +331,7 @@ impl CommandQueue {
                         if let Some(error) = &strategy_panicked {
                             failure = Some(CommandFailure::from_error(error));
                         }
-                        state.retain(&task, final_state, value, failure, now);
+                        state.retain(&task, final_state, value, failure, true, now);
                     }
                 }
             }

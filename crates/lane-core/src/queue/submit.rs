@@ -14,6 +14,7 @@ use crate::config::WhenFull;
 use crate::error::{LaneError, Result};
 use crate::event::keys;
 use crate::handle::CommandHandle;
+use crate::schedule::ScheduleInfo;
 use crate::scheduler::{LaneIdx, Task};
 use crate::storage::{StorageOp, StoredCommand};
 use crate::timing::{SubmitOptions, Timing};
@@ -26,7 +27,7 @@ impl CommandQueue {
         command: Box<dyn Command>,
     ) -> Result<oneshot::Receiver<Result<Value>>> {
         let accepted = self
-            .accept(lane_id, command, None, 0, Timing::default(), None)
+            .accept(lane_id, command, None, 0, Timing::default(), None, None)
             .await?;
         Ok(accepted.rx)
     }
@@ -38,7 +39,7 @@ impl CommandQueue {
         command: Box<dyn Command>,
     ) -> Result<CommandHandle> {
         let accepted = self
-            .accept(lane_id, command, None, 0, Timing::default(), None)
+            .accept(lane_id, command, None, 0, Timing::default(), None, None)
             .await?;
         Ok(accepted.into_handle(self))
     }
@@ -53,7 +54,7 @@ impl CommandQueue {
     ) -> Result<CommandHandle> {
         let timing = options.resolve_now()?;
         let accepted = self
-            .accept(lane_id, command, None, 0, timing, options.key())
+            .accept(lane_id, command, None, 0, timing, options.key(), None)
             .await?;
         Ok(accepted.into_handle(self))
     }
@@ -98,12 +99,19 @@ impl CommandQueue {
             handler,
         });
         let accepted = self
-            .accept(lane_id, command, kept, 0, timing, options.key())
+            .accept(lane_id, command, kept, 0, timing, options.key(), None)
             .await?;
         Ok(accepted.into_handle(self))
     }
 
-    async fn accept(
+    /// Accepts a command: written durably first (with a journal), then queued. `fire`:
+    /// the command is a schedule's instant, written together with the schedule moved
+    /// past it; it never waits for room (a full lane refuses it).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one path for every submit; each argument is part of the command"
+    )]
+    pub(super) async fn accept(
         self: &Arc<Self>,
         lane_id: &str,
         command: Box<dyn Command>,
@@ -111,6 +119,7 @@ impl CommandQueue {
         failures: u32,
         timing: Timing,
         key: Option<&str>,
+        fire: Option<&ScheduleInfo>,
     ) -> Result<Accepted> {
         check_command_type(command.command_type())?;
         // Without a journal the lane is looked up in the lock hold that queues the
@@ -144,7 +153,7 @@ impl CommandQueue {
                 && task.payload.is_some()
             {
                 match self
-                    .before_write(&task, lane_id, key, &mut room_until)
+                    .before_write(&task, lane_id, key, &mut room_until, fire.is_some())
                     .await?
                 {
                     BeforeWrite::Duplicate(accepted) => return Ok(accepted),
@@ -153,9 +162,19 @@ impl CommandQueue {
                         _key_guard = key_guard;
                     }
                 }
-                journal
-                    .write_durably(StorageOp::SaveCommand(self.record_of(&task, lane_id)))
-                    .await?;
+                let record = self.record_of(&task, lane_id);
+                let op = match fire {
+                    Some(schedule) => {
+                        let mut schedule = schedule.clone();
+                        schedule.last_command_id = Some(task.id);
+                        StorageOp::FireSchedule {
+                            command: record,
+                            schedule,
+                        }
+                    }
+                    None => StorageOp::SaveCommand(record),
+                };
+                journal.write_durably(op).await?;
                 written = Some(Written {
                     queue: self,
                     task: &task,
@@ -180,6 +199,11 @@ impl CommandQueue {
                     // there is room.
                     drop(written);
                     drop(_key_guard);
+                    let when_full = if fire.is_some() {
+                        WhenFull::Reject
+                    } else {
+                        when_full
+                    };
                     room_until = Some(self.wait_for_room(index, when_full, room_until).await?);
                     lane = LaneRef::Index(index);
                 }
@@ -198,6 +222,7 @@ impl CommandQueue {
         lane_id: &str,
         key: Option<&str>,
         room_until: &mut Option<Option<Instant>>,
+        never_wait: bool,
     ) -> Result<BeforeWrite<'_>> {
         loop {
             let (index, when_full) = {
@@ -222,6 +247,11 @@ impl CommandQueue {
                 (index, lane.is_full().then_some(lane.config.when_full))
             };
             if let Some(when_full) = when_full {
+                let when_full = if never_wait {
+                    WhenFull::Reject
+                } else {
+                    when_full
+                };
                 *room_until = Some(self.wait_for_room(index, when_full, *room_until).await?);
                 continue;
             }
@@ -502,8 +532,8 @@ impl Drop for Written<'_> {
 
 /// A command accepted by [`CommandQueue::accept`]: a new one, or (`duplicate`) the live
 /// command that held the submit's idempotency key.
-struct Accepted {
-    id: CommandId,
+pub(super) struct Accepted {
+    pub(super) id: CommandId,
     rx: oneshot::Receiver<Result<Value>>,
     duplicate: bool,
 }

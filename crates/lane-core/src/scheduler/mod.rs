@@ -894,6 +894,7 @@ impl State {
             CommandState::Expired,
             None,
             Some(CommandFailure::from_error(&error)),
+            false,
             now,
         );
     }
@@ -907,6 +908,7 @@ impl State {
         state: CommandState,
         result: Option<Value>,
         error: Option<CommandFailure>,
+        ended_a_run: bool,
         now: Instant,
     ) {
         let index = task.lane() as usize;
@@ -915,9 +917,12 @@ impl State {
         if !retention.keeps_any() {
             return;
         }
+        // Failed runs are counted as they end; a run that ends the command completed or
+        // cancelled is the one more (a command cancelled while waiting ran only failures).
         let attempts = match state {
-            CommandState::Expired | CommandState::Cancelled if task.started_at_ms().is_none() => 0,
-            _ => task.failures() + u32::from(task.started_once()),
+            CommandState::Completed => task.failures() + 1,
+            CommandState::Cancelled if ended_a_run => task.failures() + 1,
+            _ => task.failures(),
         };
         let mut status = CommandStatus::new(
             task.id,

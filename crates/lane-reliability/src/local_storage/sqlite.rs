@@ -1201,6 +1201,14 @@ fn apply_ops(
                 conn.execute("DELETE FROM dead_letters", [])
                     .map_err(err("clearing dead letters"))?;
             }
+            // TODO(schedules): stored in the schema's schedules table (lead's placeholder).
+            StorageOp::SaveSchedule(_)
+            | StorageOp::RemoveSchedule(_)
+            | StorageOp::FireSchedule { .. } => {
+                return Err(LaneError::Storage(
+                    "recurring schedules are not stored by this LocalStorage yet".into(),
+                ));
+            }
         }
     }
     Ok(())
