@@ -16,4 +16,5 @@ mod priority_boost_lets_a_waiting_lane_overtake;
 mod priority_order_and_fifo_under_a_global_budget;
 mod rate_limit_starts_commands_at_refill_instants;
 mod scheduler_invariants_hold_for_random_workloads;
+mod schedules_fire_on_time_under_paused_time;
 mod timing_invariants_hold_for_random_workloads;

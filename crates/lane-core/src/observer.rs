@@ -87,8 +87,9 @@ pub trait Observer: Any + Send + Sync + std::fmt::Debug {
     fn on_reject_full(&self, _lane: &str) {}
     /// A recurring schedule fired an instant into `lane`.
     fn on_schedule_fire(&self, _schedule: &str, _lane: &str) {}
-    /// A recurring schedule skipped instants (missed, paused, or refused by its lane).
-    fn on_schedule_skip(&self, _schedule: &str) {}
+    /// A recurring schedule of `lane` skipped instants (missed, paused, or refused by
+    /// its lane).
+    fn on_schedule_skip(&self, _schedule: &str, _lane: &str) {}
     /// A command failed for good and was recorded as a dead letter.
     fn on_dead_letter(&self, _command: &CommandInfo<'_>) {}
     /// A lane's pending or active count changed. Called only when

@@ -34,6 +34,11 @@ pub mod metric_names {
     pub const COMMANDS_DEDUPLICATED: &str = "lane.commands.deduplicated";
     /// Counter: submits refused because the lane held its `max_waiting` commands.
     pub const COMMANDS_REJECTED_FULL: &str = "lane.commands.rejected_full";
+    /// Counter: instants a recurring schedule fired into the lane.
+    pub const SCHEDULES_FIRED: &str = "lane.schedules.fired";
+    /// Counter: times a recurring schedule of the lane skipped instants (missed while
+    /// down or paused, or refused by a full lane).
+    pub const SCHEDULES_SKIPPED: &str = "lane.schedules.skipped";
     /// Gauge: commands waiting to start.
     pub const QUEUE_DEPTH: &str = "lane.queue.depth";
     /// Gauge: commands running.
@@ -117,6 +122,10 @@ metric_enum! {
         Deduplicated => COMMANDS_DEDUPLICATED, "Submits that returned the live command holding their idempotency key";
         /// [`metric_names::COMMANDS_REJECTED_FULL`]
         RejectedFull => COMMANDS_REJECTED_FULL, "Submits refused because the lane was full (max_waiting)";
+        /// [`metric_names::SCHEDULES_FIRED`]
+        SchedulesFired => SCHEDULES_FIRED, "Instants recurring schedules fired into the lane";
+        /// [`metric_names::SCHEDULES_SKIPPED`]
+        SchedulesSkipped => SCHEDULES_SKIPPED, "Times recurring schedules of the lane skipped instants";
     }
 }
 

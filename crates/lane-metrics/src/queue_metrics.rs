@@ -396,6 +396,14 @@ impl Observer for QueueMetrics {
         self.add(lane, LaneCounter::RejectedFull);
     }
 
+    fn on_schedule_fire(&self, _schedule: &str, lane: &str) {
+        self.add(lane, LaneCounter::SchedulesFired);
+    }
+
+    fn on_schedule_skip(&self, _schedule: &str, lane: &str) {
+        self.add(lane, LaneCounter::SchedulesSkipped);
+    }
+
     /// Gauges are read from the queue when needed: no report per change.
     fn wants_lane_depth(&self) -> bool {
         false

@@ -186,7 +186,9 @@ impl CommandQueue {
         }
         schedules.book.lock().insert(name.to_owned(), info);
         if let Some(range) = skipped {
-            self.report_skip(name, range, "paused");
+            if let Some(info) = schedules.book.lock().get(name) {
+                self.report_skip(info, range, "paused");
+            }
         }
         self.wake_schedules();
         Ok(())
@@ -272,7 +274,7 @@ impl CommandQueue {
             info.next_fire_at_ms = due.next;
             if let Some(range) = due.skipped {
                 info.skipped += 1;
-                self.report_skip(&name, range, "missed");
+                self.report_skip(&info, range, "missed");
             }
             let fired = match due.fire {
                 Some(instant) => {
@@ -288,7 +290,7 @@ impl CommandQueue {
                             info.fired -= 1;
                             info.skipped += 1;
                             (info.last_fired_at_ms, info.last_command_id) = before;
-                            self.report_skip(&name, (instant, instant), &error.to_string());
+                            self.report_skip(&info, (instant, instant), &error.to_string());
                             self.save_schedule_quietly(&info).await;
                             None
                         }
@@ -357,8 +359,9 @@ impl CommandQueue {
         }
     }
 
-    fn report_skip(&self, name: &str, (from, until): (u64, u64), reason: &str) {
-        self.observe(&self.observers, |observer| observer.on_schedule_skip(name));
+    fn report_skip(&self, info: &ScheduleInfo, (from, until): (u64, u64), reason: &str) {
+        let (name, lane) = (&info.schedule.name, &info.schedule.lane);
+        self.observe(&self.observers, |observer| observer.on_schedule_skip(name, lane));
         self.events.emit_with(
             keys::SCHEDULE_SKIPPED,
             || json!({ "schedule": name, "from_ms": from, "until_ms": until, "reason": reason }),
