@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use lane_core::{
     CancelOutcome, CommandId, CommandState, CommandStatus, DeadLetter, EventStream, Page,
-    QueueClient, QueueStats, Result, SubmitOptions, SubmittedCommand,
+    QueueClient, QueueStats, Result, Schedule, ScheduleInfo, SubmitOptions, SubmittedCommand,
 };
 use serde_json::Value;
 
@@ -53,26 +53,24 @@ impl QueueClient for RedisQueue {
         Ok(RedisQueue::stats(self).await?.queue)
     }
 
-    // TODO(schedules): the Redis engine's recurring schedules (lead's placeholder; the
-    // conformance suite fails on Redis until they land).
-    async fn put_schedule(&self, _schedule: lane_core::Schedule) -> Result<lane_core::ScheduleInfo> {
-        Err(lane_core::LaneError::Other("recurring schedules: not yet on Redis".into()))
+    async fn put_schedule(&self, schedule: Schedule) -> Result<ScheduleInfo> {
+        RedisQueue::put_schedule(self, schedule).await
     }
 
-    async fn remove_schedule(&self, _name: &str) -> Result<bool> {
-        Err(lane_core::LaneError::Other("recurring schedules: not yet on Redis".into()))
+    async fn remove_schedule(&self, name: &str) -> Result<bool> {
+        RedisQueue::remove_schedule(self, name).await
     }
 
-    async fn schedules(&self) -> Result<Vec<lane_core::ScheduleInfo>> {
-        Err(lane_core::LaneError::Other("recurring schedules: not yet on Redis".into()))
+    async fn schedules(&self) -> Result<Vec<ScheduleInfo>> {
+        RedisQueue::schedules(self).await
     }
 
-    async fn pause_schedule(&self, _name: &str) -> Result<()> {
-        Err(lane_core::LaneError::Other("recurring schedules: not yet on Redis".into()))
+    async fn pause_schedule(&self, name: &str) -> Result<()> {
+        RedisQueue::pause_schedule(self, name).await
     }
 
-    async fn resume_schedule(&self, _name: &str) -> Result<()> {
-        Err(lane_core::LaneError::Other("recurring schedules: not yet on Redis".into()))
+    async fn resume_schedule(&self, name: &str) -> Result<()> {
+        RedisQueue::resume_schedule(self, name).await
     }
 
     async fn wait_waiting_below(&self, limit: usize, lane: Option<&str>) -> Result<()> {

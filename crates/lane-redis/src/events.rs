@@ -13,7 +13,10 @@
 //! keeps the lane slot (id, lane, error JSON), `E` expired: not started by its start-by
 //! deadline (id, lane, type, the deadline in ms since the Unix epoch), `D` deduplicated:
 //! a submit found its idempotency key held by a live command and queued nothing (the
-//! command's id, lane and type, the key as a JSON string: a key may hold any character). Plain lines rather than JSON arrays keep the scripts'
+//! command's id, lane and type, the key as a JSON string: a key may hold any character),
+//! `G` a recurring schedule fired an instant (schedule name, lane, command id, instant
+//! ms), `K` a schedule skipped instants (name, first and last instant ms, reason; names
+//! and reasons hold no newline). Plain lines rather than JSON arrays keep the scripts'
 //! cost per event to a string concatenation.
 //!
 //! The reader starts at the first [`subscribe`](crate::RedisQueue::subscribe), from the
@@ -167,7 +170,7 @@ fn text(value: &RedisValue) -> Option<String> {
 fn field_count(code: &str) -> Option<usize> {
     Some(match code {
         "S" | "C" | "P" | "A" => 3,
-        "B" | "F" | "X" | "E" | "D" => 4,
+        "B" | "F" | "X" | "E" | "D" | "G" | "K" => 4,
         "R" => 5,
         _ => return None,
     })
@@ -226,6 +229,34 @@ fn micros_to_ms(text: &str) -> f64 {
 }
 
 fn decode_fields(code: &str, fields: &[&str]) -> Option<Decoded> {
+    // Schedule events start with the schedule's name, not a command id.
+    match (code, fields) {
+        ("G", [name, lane, id, instant]) => {
+            return Some((
+                keys::SCHEDULE_FIRED,
+                json!({
+                    "schedule": name, "lane_id": lane,
+                    "command_id": id.parse::<u64>().ok()?,
+                    "instant_ms": instant.parse::<u64>().ok()?,
+                }),
+                None,
+            ));
+        }
+        ("K", [name, from, until, reason]) => {
+            return Some((
+                keys::SCHEDULE_SKIPPED,
+                json!({
+                    "schedule": name,
+                    "from_ms": from.parse::<u64>().ok()?,
+                    "until_ms": until.parse::<u64>().ok()?,
+                    "reason": reason,
+                }),
+                None,
+            ));
+        }
+        ("G" | "K", _) => return None,
+        _ => {}
+    }
     let id: u64 = fields.first()?.parse().ok()?;
     let lane = *fields.get(1)?;
     let field = |n: usize| fields.get(n).copied().unwrap_or_default();
@@ -404,6 +435,28 @@ mod tests {
         assert_eq!(events[6].payload["was_running"], json!(false));
         assert_eq!(events[6].payload["reason"], json!("by request"));
         assert_eq!(events[7].payload["progress"], json!({"step": 1}));
+    }
+
+    #[test]
+    fn schedule_events_carry_the_in_process_payloads() {
+        let batch = [
+            "K\nnightly report\n1000\n3000\nmissed",
+            "G\nnightly report\njobs\n42\n4000",
+        ]
+        .join("\n");
+        let events = decode_batch(&batch, 9);
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].key, keys::SCHEDULE_SKIPPED);
+        assert_eq!(
+            events[0].payload,
+            json!({"schedule": "nightly report", "from_ms": 1000, "until_ms": 3000, "reason": "missed"})
+        );
+        assert_eq!(events[1].key, keys::SCHEDULE_FIRED);
+        assert_eq!(
+            events[1].payload,
+            json!({"schedule": "nightly report", "lane_id": "jobs", "command_id": 42, "instant_ms": 4000})
+        );
+        assert!(decode_batch("G\nn\njobs\nx\n1", 0).is_empty(), "not an id");
     }
 
     #[test]

@@ -28,6 +28,10 @@ pub(crate) struct Scripts {
     pub(crate) purge: Script,
     pub(crate) outcomes: Script,
     pub(crate) list: Script,
+    pub(crate) schedule_put: Script,
+    pub(crate) schedule_control: Script,
+    pub(crate) schedule_due: Script,
+    pub(crate) schedule_fire: Script,
 }
 
 pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -43,6 +47,10 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     purge: script(include_str!("lua/purge.lua")),
     outcomes: script(include_str!("lua/outcomes.lua")),
     list: script(include_str!("lua/list.lua")),
+    schedule_put: script(include_str!("lua/schedule_put.lua")),
+    schedule_control: script(include_str!("lua/schedule_control.lua")),
+    schedule_due: script(include_str!("lua/schedule_due.lua")),
+    schedule_fire: script(include_str!("lua/schedule_fire.lua")),
 });
 
 /// Calling a script invocation on the queue's connection.

@@ -7,13 +7,15 @@
 -- handler returned at last), data, delay (us);
 -- then the number of runs the worker knows it holds and their ids, or -1 when it does
 -- not reconcile (it reconciles after a round trip whose reply it never got).
--- Returns {status, wait_ms, claims, cancels, stale, lane_runs, given_back}: status 'ok'
+-- Returns {status, wait_ms, claims, cancels, stale, lane_runs, given_back,
+-- next_schedule}: status 'ok'
 -- or 'lost' (the lease expired and the worker's commands went to other workers; then
 -- nothing after stale); wait_ms is when to call again without being woken (-1: only
 -- when woken); claims hold 3 fields per command: id, fencing token, entry (see
 -- entry_value); lane_runs holds 2 fields per lane claimed from: lane, run settings
 -- (declare.lua); given_back counts the runs Redis held for the worker that it did not
--- know of (claims whose reply was lost), put back at the front of their lanes.
+-- know of (claims whose reply was lost), put back at the front of their lanes;
+-- next_schedule is the earliest next instant of the recurring schedules (ms, '' none).
 local wid = ARGV[1]
 local lease = tonumber(ARGV[2])
 local want = tonumber(ARGV[3])
@@ -427,4 +429,7 @@ local wait_ms = -1
 if next_due >= 0 then
   wait_ms = math.max(0, math.ceil((next_due - now) / 1000))
 end
-return {'ok', wait_ms, claims, cancels, stale, lane_runs, given_back}
+-- 7. The earliest next instant of the recurring schedules (ms, '' for none): the worker's
+-- schedule task sleeps until the earliest it knows of, and hears of an earlier one here.
+local first_schedule = redis.call('ZRANGE', SCHED_NEXT, 0, 0, 'WITHSCORES')
+return {'ok', wait_ms, claims, cancels, stale, lane_runs, given_back, first_schedule[2] or ''}

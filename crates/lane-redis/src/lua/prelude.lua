@@ -814,3 +814,53 @@ local function remove_worker(w, now)
   redis.call('SREM', P .. ':idle', w)
   redis.call('ZREM', P .. ':workers', w)
 end
+
+-- Recurring schedules (queue/schedules.rs, worker/schedules.rs): P:schedules maps each
+-- name to its Schedule as JSON, as put (scripts never rewrite it: they compare it);
+-- P:sched_state maps it to where it stands, 'paused|next|last fired|last command|fired|
+-- skipped' (instants in ms since the Unix epoch, '' where absent); P:sched_next holds
+-- the next instant (ms) of each schedule that has one and is not paused, so the
+-- earliest is one lookup. Schedule names hold no control character (Schedule::validate).
+local SCHEDULES = P .. ':schedules'
+local SCHED_STATE = P .. ':sched_state'
+local SCHED_NEXT = P .. ':sched_next'
+
+local function sched_state(name)
+  local raw = redis.call('HGET', SCHED_STATE, name)
+  if not raw then
+    return nil
+  end
+  local paused, nxt, last, last_id, fired, skipped =
+    string.match(raw, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)|([^|]*)$')
+  if not paused then
+    return nil
+  end
+  return {paused = paused == '1', next = nxt, last = last, last_id = last_id,
+    fired = tonumber(fired) or 0, skipped = tonumber(skipped) or 0}
+end
+
+local function pack_sched_state(s)
+  return (s.paused and '1' or '0') .. '|' .. s.next .. '|' .. s.last .. '|' .. s.last_id
+    .. '|' .. string.format('%d', s.fired) .. '|' .. string.format('%d', s.skipped)
+end
+
+-- Writes a schedule's state and its place in P:sched_next.
+local function save_sched_state(name, s)
+  redis.call('HSET', SCHED_STATE, name, pack_sched_state(s))
+  if s.paused or s.next == '' then
+    redis.call('ZREM', SCHED_NEXT, name)
+  else
+    redis.call('ZADD', SCHED_NEXT, s.next, name)
+  end
+end
+
+-- Wakes one worker (an idle one if any, else any live one) so that its next round trip
+-- tells its schedule task about an instant earlier than it knew of, or about a timer.
+local function wake_one_worker()
+  if wake_idle(1) == 0 then
+    local any = redis.call('ZRANGE', P .. ':workers', 0, 0)
+    if any[1] then
+      redis.call('LPUSH', P .. ':wake:' .. any[1], '1')
+    end
+  end
+end

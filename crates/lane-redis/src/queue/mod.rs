@@ -3,8 +3,8 @@
 //!
 //! One file per concern: `submit` (submits and the task that batches them), `results`
 //! (the result listener and [`RedisCommandHandle`]), `inspect` (command records and
-//! counts), `control` (lanes, cancel, dead letters, clear), `subscribe` (events) and
-//! `clock` (the Redis clock offset). This file holds [`RedisQueue`] and the state its
+//! counts), `control` (lanes, cancel, dead letters, clear), `schedules` (recurring
+//! schedules), `subscribe` (events) and `clock` (the Redis clock offset). This file holds [`RedisQueue`] and the state its
 //! parts share.
 
 mod backlog;
@@ -12,6 +12,7 @@ mod clock;
 mod control;
 mod inspect;
 mod results;
+mod schedules;
 mod submit;
 mod subscribe;
 
@@ -30,6 +31,7 @@ use crate::connection::{Conn, Target};
 
 pub use self::inspect::{RedisQueueStats, RemoteCommand, RemoteState};
 pub use self::results::RedisCommandHandle;
+pub(crate) use self::schedules::{ScheduleState, parse_schedule};
 
 /// A queue in Redis, shared by any number of producer and worker processes.
 ///

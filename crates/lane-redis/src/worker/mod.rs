@@ -7,7 +7,7 @@
 //! next one. An idle worker blocks on its own wake list (BLPOP on a second connection)
 //! and on a timer for the next housekeeping deadline: no polling. The timer also renews
 //! the lease when the worker has nothing else to say: one heartbeat per worker, not per
-//! command.
+//! command. A schedule task per worker fires the recurring schedules (`schedules.rs`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -29,7 +29,9 @@ use crate::connection::{Conn, Target, connect_listener};
 use crate::progress::{ProgressOutbox, Route, run_sender};
 use crate::queue::RedisQueue;
 use crate::scripts::{RunScript, SCRIPTS};
-use crate::wire::{self, Entry, array, encode_error, int, redis_error, string};
+use crate::wire::{self, Entry, array, encode_error, int, opt_string, redis_error, string};
+
+use self::schedules::ScheduleWake;
 
 /// Why a run's cancellation signal fired.
 const REASON_NONE: u8 = 0;
@@ -122,6 +124,8 @@ struct Shared {
     progress: Arc<ProgressOutbox>,
     /// How each lane's commands run, as last read from Redis (raw settings, parsed).
     lane_runs: LaneRuns,
+    /// Tells the schedule task of earlier instants the round trips report.
+    schedules: Arc<ScheduleWake>,
 }
 
 /// Each lane's run settings as Redis last sent them with a claim; parsed once per change.
@@ -164,6 +168,8 @@ struct Reply {
     stale: usize,
     /// Runs Redis held for this worker that it did not know of, given back.
     given_back: usize,
+    /// The earliest next instant of the recurring schedules (ms, Redis clock).
+    next_schedule: Option<u64>,
 }
 
 impl RedisWorker {
@@ -184,6 +190,7 @@ impl RedisWorker {
             id: id.clone(),
             progress: Arc::default(),
             lane_runs: LaneRuns::default(),
+            schedules: Arc::default(),
         });
         // Whether progress goes to the queue's event stream too (read once, at start).
         let events = queue.events_enabled().await?;
@@ -195,7 +202,9 @@ impl RedisWorker {
         let (wake_tx, wake_rx) = mpsc::channel(1);
         let (done_tx, done) = oneshot::channel();
         let (stop_tx, stop_rx) = oneshot::channel();
+        let (schedules_stop, schedules_stopped) = oneshot::channel::<()>();
         let running = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(schedules::run(shared.clone(), schedules_stopped));
         tokio::spawn(listen_for_wakes(
             queue.inner.target.clone(),
             format!("{}:wake:{id}", shared.prefix),
@@ -244,6 +253,7 @@ impl RedisWorker {
             let released = driver.run(first).await;
             progress.shutdown();
             drop(stop_tx);
+            drop(schedules_stop);
             let _ = done_tx.send(released);
         });
         Ok(Self {
@@ -469,6 +479,14 @@ fn parse_reply(reply: redis::Value, lane_runs: &LaneRuns) -> Result<Reply> {
         Some(count) => int(&count)? as usize,
         None => 0,
     };
+    let next_schedule = match parts.next() {
+        // A sorted set's score comes back as a double's text.
+        Some(score) => opt_string(&score)?
+            .map(|score| score.parse::<f64>().map(|ms| ms as u64))
+            .transpose()
+            .map_err(|_| wire::protocol("exchange"))?,
+        None => None,
+    };
     let mut claims = Vec::with_capacity(claims_raw.len() / 3);
     for fields in claims_raw.chunks(3) {
         let [id, token, entry] = fields else {
@@ -500,6 +518,7 @@ fn parse_reply(reply: redis::Value, lane_runs: &LaneRuns) -> Result<Reply> {
         cancels,
         stale,
         given_back,
+        next_schedule,
     })
 }
 
@@ -765,6 +784,9 @@ impl Driver {
     }
 
     fn apply(&mut self, reply: Reply) {
+        if let Some(next) = reply.next_schedule {
+            self.shared.schedules.heard(next);
+        }
         if reply.lost {
             // Our lease expired (a long pause, a partition): the queue gave our commands to
             // other workers. Stop them here; their results would be rejected anyway.
@@ -909,6 +931,8 @@ async fn listen_for_wakes(
         }
     }
 }
+
+mod schedules;
 
 #[cfg(test)]
 mod tests;

@@ -54,6 +54,7 @@ impl Fixture {
             prefix: self.queue.key_prefix().to_owned(),
             progress: Default::default(),
             lane_runs: Default::default(),
+            schedules: Default::default(),
         }
     }
 }
