@@ -29,11 +29,13 @@ use crate::handle::{CancelTarget, CommandHandle};
 use crate::handler::HandlerEnv;
 use crate::loop_task::awaitable;
 use crate::runtime::{block_on, python_attr, runtime};
+use crate::schedules::{schedule_arg, schedule_info_to_py};
 use crate::stats::{DeadLetter, QueueStats};
 
 /// The operations every queue offers, whichever engine runs it: cancel a command, read
-/// its state and result, list a lane's commands, read the stats, pause and resume lanes, list, redrive and purge dead
-/// letters, subscribe to events. `Lane` (in process) and `RedisQueue` are both
+/// its state and result, list a lane's commands, put, list, pause, resume and remove
+/// recurring schedules, read the stats, pause and resume lanes, list, redrive and purge
+/// dead letters, subscribe to events. `Lane` (in process) and `RedisQueue` are both
 /// `QueueClient`s: code written against this class runs unchanged on either.
 #[pyclass(subclass, frozen, module = "a3s_lane", name = "QueueClient")]
 pub(crate) struct QueueClient {
@@ -217,6 +219,96 @@ impl QueueClient {
             .into_iter()
             .map(|status| status_to_py(py, status))
             .collect()
+    }
+
+    /// Creates or replaces the recurring schedule `name`: from now on it submits
+    /// `command_type` with `payload` to `lane` at each of its instants, each instant
+    /// once however many processes run the queue. Give exactly one of `every` (an
+    /// interval: seconds or a `timedelta`, at least 1 ms; it fires at the interval's
+    /// multiples since the Unix epoch) and `cron` (5 fields, or 6 with seconds first,
+    /// read in `time_zone`, an IANA name, "UTC" by default). `missed` says what to do
+    /// about instants missed while no process ran or the schedule was paused: "skip"
+    /// them (the default) or "run_once" (fire the latest once). `jitter` (seconds or a
+    /// `timedelta`, less than the interval, at most an hour) delays each instant's
+    /// command by a part of it, the same in every process. A replaced schedule keeps its
+    /// counts and whether it is paused. Returns its `ScheduleInfo`. Refused at once: a
+    /// bad schedule (both or neither of `every` and `cron`, a negative or NaN interval,
+    /// a cron expression that does not parse, an unknown time zone) is a `ConfigError`,
+    /// an unknown lane a `LaneNotFoundError`, a command type without a handler (in
+    /// process) a `HandlerNotFoundError`, a payload JSON cannot hold a `NotJsonError`.
+    #[pyo3(
+        signature = (
+            name,
+            lane,
+            command_type,
+            payload = None,
+            *,
+            every = None,
+            cron = None,
+            time_zone = None,
+            missed = None,
+            jitter = None,
+        ),
+        text_signature = "($self, name, lane, command_type, payload=None, *, every=None, \
+                          cron=None, time_zone=None, missed='skip', jitter=None)"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    fn put_schedule<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+        lane: &str,
+        command_type: &str,
+        payload: Option<&Bound<'py, PyAny>>,
+        every: Option<&Bound<'py, PyAny>>,
+        cron: Option<&Bound<'py, PyAny>>,
+        time_zone: Option<&Bound<'py, PyAny>>,
+        missed: Option<&Bound<'py, PyAny>>,
+        jitter: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let schedule = schedule_arg(
+            py,
+            name,
+            lane,
+            command_type,
+            payload,
+            every,
+            cron,
+            time_zone,
+            missed,
+            jitter,
+        )?;
+        let info = Self::wait(py, self.client.put_schedule(schedule))?;
+        schedule_info_to_py(py, info)
+    }
+
+    /// Removes the schedule `name`: it fires no more (commands it already submitted
+    /// stay). False when there was none of that name.
+    fn remove_schedule(&self, py: Python<'_>, name: &str) -> PyResult<bool> {
+        Self::wait(py, self.client.remove_schedule(name))
+    }
+
+    /// Every schedule (a `ScheduleInfo`: the schedule, whether it is paused, its next
+    /// instant, its last one and that instant's command, how many instants it fired and
+    /// skipped), by name.
+    fn schedules<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        Self::wait(py, self.client.schedules())?
+            .into_iter()
+            .map(|info| schedule_info_to_py(py, info))
+            .collect()
+    }
+
+    /// Pauses the schedule `name`: it fires nothing until resumed. An unknown name is a
+    /// `ConfigError`.
+    fn pause_schedule(&self, py: Python<'_>, name: &str) -> PyResult<()> {
+        Self::wait(py, self.client.pause_schedule(name))
+    }
+
+    /// Resumes the schedule `name`: its next instant is the first after now (those in
+    /// between are skipped, reported by a `queue.schedule.skipped` event). An unknown
+    /// name is a `ConfigError`.
+    fn resume_schedule(&self, py: Python<'_>, name: &str) -> PyResult<()> {
+        Self::wait(py, self.client.resume_schedule(name))
     }
 
     /// Counts for the queue and each lane.

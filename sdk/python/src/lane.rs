@@ -47,10 +47,10 @@ use crate::spawner::LoopSpawner;
 /// (or, if there was none, on a private loop in a background thread); plain `def`
 /// handlers run on a thread pool.
 ///
-/// A `QueueClient`: `cancel`, `command`, `list_commands`, `stats`, `pause_lane`,
+/// A `QueueClient`: `cancel`, `command`, `list_commands`, `put_schedule`, `schedules`,
+/// `pause_schedule`, `resume_schedule`, `remove_schedule`, `stats`, `pause_lane`,
 /// `resume_lane`, `dead_letters`, `redrive`, `purge_dead_letters`, `on_size_less_than` and
-/// `events` are
-/// those of a `RedisQueue`.
+/// `events` are those of a `RedisQueue`.
 #[pyclass(frozen, weakref, extends = QueueClient, module = "a3s_lane", name = "Lane")]
 pub(crate) struct Lane {
     manager: QueueManager,

@@ -9,7 +9,8 @@
 //!   (`RateLimit`, `PriorityBoost`), `redis` (`RedisQueue`, `RedisWorker`), `handle` (what
 //!   a submit returns), `events` (event streams), `stats` and `metrics` (read-outs);
 //! - the boundary: `args` (Python arguments as Rust types), `convert` (JSON), `error`
-//!   (the exception hierarchy and the one mapping of core errors);
+//!   (the exception hierarchy and the one mapping of core errors), `schedules` (a
+//!   recurring schedule's arguments and its `ScheduleInfo`);
 //! - running Python code: `handler` (Python callables as handlers), `coroutine` (`async
 //!   def` handlers on an event loop), `spawner` (where command runners are polled),
 //!   `loop_task` (Rust futures behind Python awaitables), `event_loop` (the bridge to an
@@ -36,6 +37,7 @@ mod loop_task;
 mod metrics;
 mod redis;
 mod runtime;
+mod schedules;
 mod spawner;
 mod stats;
 

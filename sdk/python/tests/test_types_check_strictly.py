@@ -30,6 +30,9 @@ GOOD = textwrap.dedent(
         NotJsonError,
         QueueClient,
         RedisQueue,
+        ScheduleFiredPayload,
+        ScheduleInfo,
+        ScheduleSkippedPayload,
     )
 
     lane = Lane({"q": LaneConfig(priority=0)})
@@ -69,6 +72,28 @@ GOOD = textwrap.dedent(
             print(key, holder, payload["command_type"])
         duplicate: bool = first.is_duplicate or again.is_duplicate
         return duplicate and value > 0
+
+    def schedule_use(client: QueueClient) -> int:
+        info: ScheduleInfo = client.put_schedule("tick", "q", "double", 1, every=timedelta(minutes=5))
+        nightly: ScheduleInfo = client.put_schedule(
+            "nightly", "q", "double", cron="0 3 * * *", time_zone="Europe/Berlin", missed="run_once", jitter=30
+        )
+        every: timedelta | None = info.every
+        at: datetime | None = nightly.next_fire_at
+        missed: Literal["skip", "run_once"] = nightly.missed
+        listed: list[ScheduleInfo] = client.schedules()
+        client.pause_schedule("tick")
+        client.resume_schedule("tick")
+        removed: bool = client.remove_schedule("tick")
+        for fired in client.events("queue.schedule.fired"):
+            payload: ScheduleFiredPayload = fired.payload
+            instant: int = payload["instant_ms"]
+            print(instant, payload["schedule"], payload["command_id"])
+        for skipped in client.events("queue.schedule.skipped"):
+            gap: ScheduleSkippedPayload = skipped.payload
+            print(gap["from_ms"], gap["until_ms"], gap["reason"])
+        print(every, at, missed, removed)
+        return len(listed) + info.fired + info.skipped
 
     async def async_key_use() -> bool:
         future: CommandFuture[int] = lane.submit_async("q", "double", 1, key="double-1")
@@ -134,6 +159,8 @@ BAD = textwrap.dedent(
     RedisQueue("redis://127.0.0.1:6379").on_size_less_than(1, 2)
     lane.submit_nowait("q", "double", 2, key=5)
     flag: str = handle.is_duplicate
+    lane.put_schedule("s", "q", "double", every=60, missed="never")
+    lane.put_schedule("s", "q", "double", every="60")
     for event in lane.events("queue.command.completed"):
         nope: str = event.payload["duration_ms"]
         missing = event.payload["no_such_field"]
@@ -172,3 +199,5 @@ def test_mistakes_are_caught(tmp_path: Path) -> None:
     assert 'Argument "when_full" to "LaneConfig" has incompatible type' in checked.stdout
     assert 'Argument "key" to "submit_nowait" of "Lane" has incompatible type "int"; expected "str | None"' in checked.stdout
     assert 'Incompatible types in assignment (expression has type "bool", variable has type "str")' in checked.stdout
+    assert 'Argument "missed" to "put_schedule" of "QueueClient" has incompatible type' in checked.stdout
+    assert 'Argument "every" to "put_schedule" of "QueueClient" has incompatible type "str"' in checked.stdout

@@ -22,7 +22,10 @@ handlers across processes and machines, with the queue kept in Redis and its lan
 declared with the same ``LaneConfig``. ``Lane`` and ``RedisQueue`` are both a
 ``QueueClient``: ``cancel`` (a ``CancelOutcome``), ``command`` (a ``CommandStatus``,
 with its times and, once finished, its ``result`` or ``error``, a ``CommandFailure``),
-``list_commands`` (a lane's commands in one ``CommandState``, paged), ``stats``, ``pause_lane``, ``resume_lane``, ``dead_letters``, ``redrive``,
+``list_commands`` (a lane's commands in one ``CommandState``, paged), recurring
+schedules (``put_schedule`` with ``every=`` or ``cron=``, ``schedules`` as
+``ScheduleInfo``s, ``pause_schedule``, ``resume_schedule``, ``remove_schedule``),
+``stats``, ``pause_lane``, ``resume_lane``, ``dead_letters``, ``redrive``,
 ``purge_dead_letters`` and ``events`` are the same on both. ``DEFAULTS`` lists every
 option's default (the core's table; durations in milliseconds).
 """
@@ -33,7 +36,7 @@ import os as _os
 import sys as _sys
 
 from a3s_lane import _native
-from a3s_lane._client import CancelOutcome, CommandFailure, CommandState, CommandStatus
+from a3s_lane._client import CancelOutcome, CommandFailure, CommandState, CommandStatus, ScheduleInfo
 from a3s_lane._event_payloads import (
     CommandAbandonedPayload,
     CommandCancelledPayload,
@@ -51,6 +54,8 @@ from a3s_lane._event_payloads import (
     EventsLaggedPayload,
     LaneIdlePayload,
     LanePressurePayload,
+    ScheduleFiredPayload,
+    ScheduleSkippedPayload,
     StorageFailedPayload,
 )
 from a3s_lane._native import (
@@ -109,6 +114,8 @@ __all__ = [
     "EventsLaggedPayload",
     "LaneIdlePayload",
     "LanePressurePayload",
+    "ScheduleFiredPayload",
+    "ScheduleSkippedPayload",
     "StorageFailedPayload",
     "DEFAULT_LANES",
     "DEFAULTS",
@@ -148,6 +155,7 @@ __all__ = [
     "RedisQueueStats",
     "RedisWorker",
     "RetryPolicy",
+    "ScheduleInfo",
     "ShutdownError",
     "StorageError",
 ]

@@ -1,15 +1,16 @@
 """The values of the client surface that `Lane` and `RedisQueue` share (`QueueClient`):
-what a cancel did, where a command is, and how it ended. The native module builds them;
-they mirror the core's `CancelOutcome`, `CommandState`, `CommandStatus` and
-`CommandFailure`, value for value (times as timezone-aware UTC datetimes, durations in
-seconds)."""
+what a cancel did, where a command is, how it ended, and where a recurring schedule
+stands. The native module builds them; they mirror the core's `CancelOutcome`,
+`CommandState`, `CommandStatus`, `CommandFailure` and `ScheduleInfo`, value for value
+(times as timezone-aware UTC datetimes, durations in seconds, a schedule's interval and
+jitter as `timedelta`s)."""
 
 from __future__ import annotations
 
 import datetime
 import enum
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 
 class CancelOutcome(enum.StrEnum):
@@ -132,4 +133,73 @@ def _command_status(
         _utc(finished_at_ms),
         result,
         failure,
+    )
+
+
+@dataclass(frozen=True)
+class ScheduleInfo:
+    """A recurring schedule and where it stands, as `put_schedule(...)` and
+    `schedules()` report it. Exactly one of `every` and `cron` is set."""
+
+    name: str
+    """Its name, unique per queue (putting a schedule of the same name replaces it)."""
+    lane: str
+    """The lane its commands go to."""
+    command_type: str
+    """Their handler type."""
+    payload: Any
+    """Their payload."""
+    every: datetime.timedelta | None
+    """Its interval (it fires at the interval's multiples since the Unix epoch), or None
+    for a cron schedule."""
+    cron: str | None
+    """Its cron expression, or None for an interval."""
+    time_zone: str | None
+    """The IANA time zone its cron expression is read in (None for an interval)."""
+    missed: Literal["skip", "run_once"]
+    """What it does about instants missed while no process ran or it was paused: skip
+    them, or fire the latest once."""
+    jitter: datetime.timedelta
+    """Each instant's command is delayed by a part of this (0: none)."""
+    paused: bool
+    """Paused: it fires nothing until resumed."""
+    next_fire_at: datetime.datetime | None
+    """Its next instant (timezone-aware, UTC), or None when it has no more."""
+    last_fired_at: datetime.datetime | None
+    """The last instant it fired (UTC), or None before the first."""
+    last_command_id: int | None
+    """The command that instant submitted."""
+    fired: int
+    """Instants fired since it was first put."""
+    skipped: int
+    """Times it skipped instants since it was first put (missed, paused, or refused by
+    its lane); each `queue.schedule.skipped` event counts once."""
+
+
+def _schedule_info(
+    what: tuple[str, str, str, Any],
+    when: tuple[int | None, str | None, str | None, Literal["skip", "run_once"], int],
+    where: tuple[bool, int | None, int | None, int | None, int, int],
+) -> ScheduleInfo:
+    """A `ScheduleInfo` from the core's values (the native module's constructor): what it
+    submits, when (interval and jitter in ms), and where it stands (times in ms)."""
+    name, lane, command_type, payload = what
+    every_ms, cron, time_zone, missed, jitter_ms = when
+    paused, next_ms, last_ms, last_command_id, fired, skipped = where
+    return ScheduleInfo(
+        name,
+        lane,
+        command_type,
+        payload,
+        None if every_ms is None else datetime.timedelta(milliseconds=every_ms),
+        cron,
+        time_zone,
+        missed,
+        datetime.timedelta(milliseconds=jitter_ms),
+        paused,
+        _utc(next_ms),
+        _utc(last_ms),
+        last_command_id,
+        fired,
+        skipped,
     )

@@ -115,6 +115,28 @@ class CommandDeduplicatedPayload(TypedDict):
     key: str
 
 
+class ScheduleFiredPayload(TypedDict):
+    """`queue.schedule.fired`: a recurring schedule fired an instant (`instant_ms`,
+    milliseconds since the Unix epoch), submitting `command_id` to `lane_id`."""
+
+    schedule: str
+    lane_id: str
+    command_id: int
+    instant_ms: int
+
+
+class ScheduleSkippedPayload(TypedDict):
+    """`queue.schedule.skipped`: a recurring schedule skipped its instants from `from_ms`
+    through `until_ms` (milliseconds since the Unix epoch, inclusive): missed while no
+    process ran or it was paused (`reason` "missed" or "paused"), or its lane refused the
+    command (`reason` the error)."""
+
+    schedule: str
+    from_ms: int
+    until_ms: int
+    reason: str
+
+
 class EmptyPayload(TypedDict):
     """`queue.shutdown.started` and `queue.shutdown.complete` carry nothing."""
 

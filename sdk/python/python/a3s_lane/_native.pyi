@@ -10,7 +10,7 @@ from typing import Any, Final, Generic, Literal, Self, TypeAlias, final, overloa
 
 from typing_extensions import TypeVar, disjoint_base
 
-from a3s_lane._client import CancelOutcome, CommandState, CommandStatus
+from a3s_lane._client import CancelOutcome, CommandState, CommandStatus, ScheduleInfo
 from a3s_lane._event_payloads import (
     CommandAbandonedPayload,
     CommandCancelledPayload,
@@ -28,6 +28,8 @@ from a3s_lane._event_payloads import (
     EventsLaggedPayload,
     LaneIdlePayload,
     LanePressurePayload,
+    ScheduleFiredPayload,
+    ScheduleSkippedPayload,
     StorageFailedPayload,
 )
 
@@ -402,6 +404,23 @@ class QueueClient:
         offset: int = 0,
         limit: int = 100,
     ) -> list[CommandStatus]: ...
+    def put_schedule(
+        self,
+        name: str,
+        lane: str,
+        command_type: str,
+        payload: _Json = None,
+        *,
+        every: _Span | None = None,
+        cron: str | None = None,
+        time_zone: str | None = None,
+        missed: Literal["skip", "run_once"] = "skip",
+        jitter: _Span | None = None,
+    ) -> ScheduleInfo: ...
+    def remove_schedule(self, name: str) -> bool: ...
+    def schedules(self) -> list[ScheduleInfo]: ...
+    def pause_schedule(self, name: str) -> None: ...
+    def resume_schedule(self, name: str) -> None: ...
     def stats(self) -> QueueStats: ...
     def pause_lane(self, lane: str, duration: float | None = None) -> None: ...
     def resume_lane(self, lane: str) -> None: ...
@@ -433,6 +452,10 @@ class QueueClient:
     def events(self, keys: Literal["queue.command.expired"]) -> EventStream[CommandExpiredPayload]: ...
     @overload
     def events(self, keys: Literal["queue.command.deduplicated"]) -> EventStream[CommandDeduplicatedPayload]: ...
+    @overload
+    def events(self, keys: Literal["queue.schedule.fired"]) -> EventStream[ScheduleFiredPayload]: ...
+    @overload
+    def events(self, keys: Literal["queue.schedule.skipped"]) -> EventStream[ScheduleSkippedPayload]: ...
     @overload
     def events(self, keys: Literal["queue.shutdown.started"]) -> EventStream[EmptyPayload]: ...
     @overload

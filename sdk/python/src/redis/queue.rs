@@ -64,10 +64,10 @@ fn url_list(value: &Bound<'_, PyAny>, name: &str, expected: &str) -> PyResult<Ve
 /// Every call except `submit_async` blocks for about one Redis round trip, releasing
 /// the GIL.
 ///
-/// A `QueueClient`: `cancel`, `command`, `list_commands`, `stats`, `pause_lane`,
+/// A `QueueClient`: `cancel`, `command`, `list_commands`, `put_schedule`, `schedules`,
+/// `pause_schedule`, `resume_schedule`, `remove_schedule`, `stats`, `pause_lane`,
 /// `resume_lane`, `dead_letters`, `redrive`, `purge_dead_letters`, `on_size_less_than` and
-/// `events` are
-/// those of a `Lane`.
+/// `events` are those of a `Lane`.
 #[pyclass(frozen, extends = QueueClient, module = "a3s_lane", name = "RedisQueue")]
 pub(crate) struct RedisQueue {
     pub(crate) queue: CoreQueue,
