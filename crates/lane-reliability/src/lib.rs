@@ -8,7 +8,9 @@
 //!   with group commit. Given to `QueueManagerBuilder::with_storage`, it makes every
 //!   replayable command durable before `submit_replayable` returns; on the next start the
 //!   unfinished ones go back to the front of their lanes, in order, with their attempt
-//!   counts, and the dead letters are reloaded. Delivery is at least once.
+//!   counts, and the dead letters, finished commands' records and recurring schedules are
+//!   reloaded (an instant's command is stored with its schedule moved past the instant, so
+//!   a crash never fires an instant twice). Delivery is at least once.
 //! - Dead letters (`DeadLetterQueue`, `QueueManagerBuilder::with_dlq`,
 //!   `QueueManager::redrive`) live in `lane-core`, which fills them; with storage they are
 //!   kept in the same database.

@@ -1,19 +1,21 @@
 //! Stores of other schema versions: a store written by version 1 (before delayed
-//! commands and start-by deadlines were stored) or version 2 (before finished commands
-//! were kept) opens, keeps every command, and is migrated in place to version 3, but
+//! commands and start-by deadlines were stored), version 2 (before finished commands
+//! were kept) or version 3 (before recurring schedules were kept) opens, keeps every
+//! command (and finished command's record), and is migrated in place to version 4, but
 //! only once it has passed the checks that refuse a damaged store untouched; a store of
 //! a newer version is refused untouched, naming the version; salvage reads every version
-//! and writes version 3.
+//! and writes version 4.
 //!
-//! The version 1 and 2 stores are built by hand with the schema and pragmas those
+//! The version 1, 2 and 3 stores are built by hand with the schema and pragmas those
 //! versions wrote.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use a3s_lane::{
-    CommandState, CommandStatus, LaneError, LocalStorage, Storage, StorageOp, StoredCommand,
-    StoredFinished,
+    CommandState, CommandStatus, LaneError, LocalStorage, Schedule, ScheduleInfo, Storage,
+    StorageOp, StoredCommand, StoredFinished,
 };
 use rusqlite::Connection;
 use serde_json::json;
@@ -72,6 +74,29 @@ CREATE TABLE meta (
     value INTEGER NOT NULL
 );
 INSERT INTO meta (key, value) VALUES ('max_command_id', 0);
+";
+/// The table of finished commands version 3 added, as `lane-reliability` created it
+/// (version 3's schema is [`V2_SCHEMA`] followed by this).
+const V3_FINISHED: &str = "
+CREATE TABLE finished (
+    id INTEGER PRIMARY KEY,
+    lane_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    command_type TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    submitted_at INTEGER,
+    started_at INTEGER,
+    finished_at INTEGER,
+    result TEXT,
+    error TEXT,
+    keep_last INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    lane_seq INTEGER NOT NULL
+);
+CREATE INDEX finished_by_lane_state ON finished (lane_id, state, lane_seq);
+CREATE INDEX finished_by_expiry ON finished (expires_at);
+CREATE INDEX finished_by_seq ON finished (seq);
 ";
 const APPLICATION_ID: i32 = 0x4133_534c;
 /// The highest id a version 1 store below has handed out (its command 10 finished).
@@ -188,16 +213,16 @@ fn columns_of(conn: &Connection, table: &str) -> Vec<String> {
     .unwrap()
 }
 
-/// Checks that the closed store in `dir` has the schema of version 3: version 2's
-/// commands, and the table of finished commands with its indexes, exactly as a new
-/// store has them.
-async fn assert_version_3(dir: &Path) {
-    assert_eq!(schema_of(dir), (3, v2_columns()));
+/// Checks that the closed store in `dir` has the schema of version 4: version 2's
+/// commands, the table of finished commands with its indexes (version 3) and the table
+/// of recurring schedules (version 4), exactly as a new store has them.
+async fn assert_version_4(dir: &Path) {
+    assert_eq!(schema_of(dir), (4, v2_columns()));
     let definitions = |dir: &Path| -> Vec<(String, String)> {
         let conn = Connection::open(dir.join("lane.db")).unwrap();
         conn.prepare(
-            "SELECT name, sql FROM sqlite_master WHERE tbl_name = 'finished' AND sql IS NOT \
-             NULL ORDER BY name",
+            "SELECT name, sql FROM sqlite_master WHERE tbl_name IN ('finished', 'schedules') \
+             AND sql IS NOT NULL ORDER BY name",
         )
         .unwrap()
         .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
@@ -221,7 +246,8 @@ async fn assert_version_3(dir: &Path) {
             "finished",
             "finished_by_expiry",
             "finished_by_lane_state",
-            "finished_by_seq"
+            "finished_by_seq",
+            "schedules"
         ]
     );
     assert_eq!(
@@ -291,8 +317,8 @@ async fn a_version_1_store_opens_keeps_its_commands_and_is_migrated() {
     store.save_command(timed(11)).await.unwrap();
     store.close().await.unwrap();
 
-    assert_eq!(header_version(&dir), 3, "the migration reached lane.db");
-    assert_version_3(&dir).await;
+    assert_eq!(header_version(&dir), 4, "the migration reached lane.db");
+    assert_version_4(&dir).await;
     let mut all = v1;
     all.push(timed(11));
     expect_store(&dir, &all).await;
@@ -313,7 +339,7 @@ async fn a_version_1_crash_image_is_migrated_with_the_commands_of_its_wal() {
 
     let expected: Vec<StoredCommand> = (1..=8).map(v1_command).collect();
     expect_store(&dir, &expected).await;
-    assert_version_3(&dir).await;
+    assert_version_4(&dir).await;
 }
 
 #[tokio::test]
@@ -353,11 +379,11 @@ async fn a_migration_still_in_the_wal_is_not_damage() {
     let mut expected: Vec<StoredCommand> = (1..=6).map(v1_command).collect();
     expected.push(t);
     expect_store(&dir, &expected).await;
-    assert_version_3(&dir).await;
+    assert_version_4(&dir).await;
 }
 
 #[tokio::test]
-async fn a_damaged_version_1_store_is_refused_unmigrated_and_salvaged_into_version_3() {
+async fn a_damaged_version_1_store_is_refused_unmigrated_and_salvaged_into_version_4() {
     let base = tempfile::tempdir().unwrap();
     let live = base.path().join("live");
     let conn = v1_store(&live);
@@ -383,7 +409,7 @@ async fn a_damaged_version_1_store_is_refused_unmigrated_and_salvaged_into_versi
     assert_eq!(header_version(&dir), 1);
 
     // A damaged lane.db header instead (the WAL intact): salvage reads version 1 and
-    // writes version 3 with every command.
+    // writes version 4 with every command.
     let dir = base.path().join("header");
     let conn = v1_store(&dir);
     drop(conn);
@@ -402,7 +428,7 @@ async fn a_damaged_version_1_store_is_refused_unmigrated_and_salvaged_into_versi
         "{report:#?}"
     );
     assert!(report.unreadable.is_empty(), "{report:#?}");
-    assert_version_3(&salvaged).await;
+    assert_version_4(&salvaged).await;
     let expected: Vec<StoredCommand> = (1..=6).map(v1_command).collect();
     expect_store(&salvaged, &expected).await;
 }
@@ -430,7 +456,7 @@ async fn salvage_keeps_the_times_of_a_version_2_store() {
     store.close().await.unwrap();
 }
 
-/// A store in `dir` whose schema a newer a3s-lane (version 4) wrote: in `lane.db`'s
+/// A store in `dir` whose schema a newer a3s-lane (version 5) wrote: in `lane.db`'s
 /// header, or (`in_wal`) only in the WAL of a process that died.
 async fn newer_store(base: &Path, in_wal: bool) -> PathBuf {
     let live = base.join(if in_wal { "live" } else { "newer" });
@@ -439,18 +465,18 @@ async fn newer_store(base: &Path, in_wal: bool) -> PathBuf {
     store.close().await.unwrap();
     let conn = Connection::open(live.join("lane.db")).unwrap();
     conn.execute_batch(
-        "ALTER TABLE commands ADD COLUMN priority INTEGER; PRAGMA user_version = 4;",
+        "ALTER TABLE commands ADD COLUMN priority INTEGER; PRAGMA user_version = 5;",
     )
     .unwrap();
     if !in_wal {
         drop(conn);
-        assert_eq!(header_version(&live), 4);
+        assert_eq!(header_version(&live), 5);
         return live;
     }
     let dir = base.join("newer-in-wal");
     crash_image(&live, &dir);
     drop(conn);
-    assert_eq!(header_version(&dir), 3);
+    assert_eq!(header_version(&dir), 4);
     dir
 }
 
@@ -462,7 +488,7 @@ async fn a_store_of_a_newer_version_is_refused_untouched() {
         let before = snapshot(&dir);
         match LocalStorage::new(&dir).await {
             Err(LaneError::Storage(message)) => {
-                for words in ["newer a3s-lane", "schema version 4", "versions 1 to 3"] {
+                for words in ["newer a3s-lane", "schema version 5", "versions 1 to 4"] {
                     assert!(message.contains(words), "{message}");
                 }
             }
@@ -584,8 +610,8 @@ async fn a_version_2_store_opens_keeps_its_commands_and_is_migrated_to_keep_fini
         .unwrap();
     store.close().await.unwrap();
 
-    assert_eq!(header_version(&dir), 3, "the migration reached lane.db");
-    assert_version_3(&dir).await;
+    assert_eq!(header_version(&dir), 4, "the migration reached lane.db");
+    assert_version_4(&dir).await;
     let rest: Vec<StoredCommand> = v2.into_iter().filter(|c| c.id != 3).collect();
     expect_store(&dir, &rest).await;
     let store = LocalStorage::new(&dir).await.unwrap();
@@ -608,7 +634,7 @@ async fn a_version_2_crash_image_is_migrated_with_the_commands_of_its_wal() {
 
     let expected: Vec<StoredCommand> = (1..=8).map(v2_command).collect();
     expect_store(&dir, &expected).await;
-    assert_version_3(&dir).await;
+    assert_version_4(&dir).await;
 }
 
 #[tokio::test]
@@ -636,4 +662,237 @@ async fn a_damaged_version_2_store_is_refused_unmigrated() {
     }
     assert_eq!(snapshot(&dir), before, "the refused store was changed");
     assert_eq!(header_version(&dir), 2);
+}
+
+/// Records `records` in a version 3 store's `finished` table as version 3 stored them
+/// (each the newest of its lane and state).
+fn insert_v3_finished(conn: &Connection, records: &[StoredFinished]) {
+    for (i, record) in records.iter().enumerate() {
+        let status = &record.status;
+        conn.execute(
+            "INSERT INTO finished (id, lane_id, state, command_type, attempts, submitted_at, \
+             started_at, finished_at, result, error, keep_last, expires_at, seq, lane_seq) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, NULL, ?10, ?11, ?12, ?12)",
+            rusqlite::params![
+                status.id as i64,
+                status.lane_id,
+                status.state.as_str(),
+                status.command_type,
+                status.attempts,
+                status.submitted_at_ms.map(|t| t as i64),
+                status.started_at_ms.map(|t| t as i64),
+                status.finished_at_ms.map(|t| t as i64),
+                status.result.as_ref().map(|r| r.to_string()),
+                record.keep_last as i64,
+                record.expires_at_ms as i64,
+                i as i64 + 1,
+            ],
+        )
+        .unwrap();
+    }
+}
+
+/// Command `id` finished and kept by its lane, as a version 3 store below holds it
+/// (fixed times; it expires in 2030).
+fn v3_finished(id: u64) -> StoredFinished {
+    let mut record = finished(id);
+    record.status.finished_at_ms = Some(1_700_000_000_200 + id);
+    record.expires_at_ms = 1_900_000_000_000;
+    record
+}
+
+/// The records a version 3 store below keeps: commands 7 and 8, completed.
+fn v3_records() -> Vec<StoredFinished> {
+    vec![v3_finished(7), v3_finished(8)]
+}
+
+/// A version 3 store in `dir`, closed cleanly: version 2's commands 1..=6 and dead
+/// letter, the records of commands 7 and 8, id high-water mark 10. Created as version 3
+/// created its stores (rollback journal, then switched to WAL by its first open).
+fn v3_store(dir: &Path) -> Connection {
+    std::fs::create_dir_all(dir).unwrap();
+    let conn = Connection::open(dir.join("lane.db")).unwrap();
+    conn.pragma_update(None, "journal_mode", "DELETE").unwrap();
+    conn.pragma_update(None, "synchronous", "FULL").unwrap();
+    conn.pragma_update(None, "application_id", APPLICATION_ID)
+        .unwrap();
+    conn.pragma_update(None, "user_version", 3).unwrap();
+    conn.execute_batch(&format!("BEGIN; {V2_SCHEMA} {V3_FINISHED} COMMIT;"))
+        .unwrap();
+    insert_v2(&conn, 1..=6);
+    insert_v3_finished(&conn, &v3_records());
+    conn.execute(
+        "INSERT INTO dead_letters \
+         (command_id, command_type, lane_id, error, attempts, failed_at, payload) \
+         VALUES (9, 'job', 'work', 'boom', 3, 1700000000099, '{\"n\":9}')",
+        [],
+    )
+    .unwrap();
+    conn.execute(
+        "UPDATE meta SET value = ?1 WHERE key = 'max_command_id'",
+        [V1_MAX_ID as i64],
+    )
+    .unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    conn
+}
+
+/// A schedule of lane `work` put at `now`, firing every minute.
+fn minutely(name: &str, now: u64) -> ScheduleInfo {
+    let schedule = Schedule::every(
+        name,
+        "work",
+        "job",
+        json!({ "schedule": name }),
+        Duration::from_secs(60),
+    );
+    ScheduleInfo::new(schedule, now).unwrap()
+}
+
+#[tokio::test]
+async fn a_version_3_store_opens_keeps_its_commands_and_records_and_is_migrated_to_keep_schedules()
+{
+    let base = tempfile::tempdir().unwrap();
+    let dir = base.path().join("store");
+    drop(v3_store(&dir));
+    assert_eq!(header_version(&dir), 3);
+    let v2: Vec<StoredCommand> = (1..=6).map(v2_command).collect();
+
+    let store = LocalStorage::new(&dir)
+        .await
+        .expect("a version 3 store opens");
+    assert_eq!(store.load_commands().await.unwrap(), v2);
+    assert_eq!(store.load_finished().await.unwrap(), v3_records());
+    assert_eq!(store.load_schedules().await.unwrap(), []);
+    assert_eq!(store.max_command_id().await.unwrap(), V1_MAX_ID);
+    // The new table is there at once: a schedule is put, and fires its first instant.
+    let now = now_ms();
+    let put = minutely("tick", now);
+    store.save_schedule(put.clone()).await.unwrap();
+    let instant = put.next_fire_at_ms.unwrap();
+    let mut fired = put.clone();
+    fired.next_fire_at_ms = Some(instant + 60_000);
+    fired.last_fired_at_ms = Some(instant);
+    fired.last_command_id = Some(11);
+    fired.fired = 1;
+    let command = StoredCommand {
+        id: 11,
+        payload: json!({ "schedule": "tick" }),
+        ..v1_command(11)
+    };
+    store
+        .apply(vec![StorageOp::FireSchedule {
+            command: command.clone(),
+            schedule: fired.clone(),
+        }])
+        .await
+        .unwrap();
+    store.close().await.unwrap();
+
+    assert_eq!(header_version(&dir), 4, "the migration reached lane.db");
+    assert_version_4(&dir).await;
+    let mut all = v2;
+    all.push(command);
+    expect_store(&dir, &all).await;
+    let store = LocalStorage::new(&dir).await.unwrap();
+    assert_eq!(store.load_finished().await.unwrap(), v3_records());
+    assert_eq!(store.load_schedules().await.unwrap(), [fired]);
+    assert_eq!(store.max_command_id().await.unwrap(), 11);
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_version_3_crash_image_is_migrated_with_what_its_wal_holds() {
+    let base = tempfile::tempdir().unwrap();
+    let live = base.path().join("live");
+    let conn = v3_store(&live);
+    // Commits of the dying process, only in its WAL: two commands, one more record.
+    insert_v2(&conn, 11..=12);
+    let more = v3_finished(13);
+    conn.execute(
+        "INSERT INTO finished (id, lane_id, state, command_type, attempts, submitted_at, \
+         started_at, finished_at, result, error, keep_last, expires_at, seq, lane_seq) \
+         VALUES (13, 'work', 'completed', 'job', 1, ?1, ?2, ?3, ?4, NULL, 100, ?5, 3, 3)",
+        rusqlite::params![
+            more.status.submitted_at_ms.unwrap() as i64,
+            more.status.started_at_ms.unwrap() as i64,
+            more.status.finished_at_ms.unwrap() as i64,
+            more.status.result.as_ref().unwrap().to_string(),
+            more.expires_at_ms as i64,
+        ],
+    )
+    .unwrap();
+    let dir = base.path().join("crashed");
+    crash_image(&live, &dir);
+    drop(conn);
+    assert_eq!(header_version(&dir), 3);
+    assert!(std::fs::metadata(dir.join("lane.db-wal")).unwrap().len() > 0);
+
+    let expected: Vec<StoredCommand> = (1..=6).chain(11..=12).map(v2_command).collect();
+    expect_store(&dir, &expected).await;
+    assert_version_4(&dir).await;
+    let store = LocalStorage::new(&dir).await.unwrap();
+    let mut records = v3_records();
+    records.push(more);
+    assert_eq!(store.load_finished().await.unwrap(), records);
+    assert_eq!(store.load_schedules().await.unwrap(), []);
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_damaged_version_3_store_is_refused_unmigrated_and_salvaged_into_version_4() {
+    let base = tempfile::tempdir().unwrap();
+    let live = base.path().join("live");
+    let conn = v3_store(&live);
+    insert_v2(&conn, 11..=12);
+    let dir = base.path().join("crashed");
+    crash_image(&live, &dir);
+    drop(conn);
+    // A WAL whose header is overwritten: SQLite would open the store without its
+    // commits (and migrating it would write over them).
+    let wal = dir.join("lane.db-wal");
+    let mut bytes = std::fs::read(&wal).unwrap();
+    bytes[..32].fill(0xa5);
+    std::fs::write(&wal, bytes).unwrap();
+    let before = snapshot(&dir);
+
+    match LocalStorage::new(&dir).await {
+        Err(LaneError::Storage(message)) => {
+            assert!(message.contains("not a WAL header"), "{message}");
+        }
+        other => panic!("a damaged version 3 store must be refused: {other:?}"),
+    }
+    assert_eq!(snapshot(&dir), before, "the refused store was changed");
+    assert_eq!(header_version(&dir), 3);
+
+    // A damaged lane.db header instead: salvage reads version 3 (no schedules table)
+    // and writes version 4 with every command and record.
+    let dir = base.path().join("header");
+    drop(v3_store(&dir));
+    let db = dir.join("lane.db");
+    let mut bytes = std::fs::read(&db).unwrap();
+    bytes[..16].copy_from_slice(b"not a database!!");
+    std::fs::write(&db, bytes).unwrap();
+    let before = snapshot(&dir);
+    assert!(LocalStorage::new(&dir).await.is_err());
+    let salvaged = base.path().join("salvaged");
+    let report = LocalStorage::salvage(&dir, &salvaged).await.unwrap();
+    assert_eq!(snapshot(&dir), before, "salvage changed the damaged store");
+    assert_eq!(
+        (
+            report.commands,
+            report.dead_letters,
+            report.finished,
+            report.schedules
+        ),
+        (6, 1, 2, 0),
+        "{report:#?}"
+    );
+    assert!(report.unreadable.is_empty(), "{report:#?}");
+    assert_version_4(&salvaged).await;
+    let expected: Vec<StoredCommand> = (1..=6).map(v2_command).collect();
+    expect_store(&salvaged, &expected).await;
+    let store = LocalStorage::new(&salvaged).await.unwrap();
+    assert_eq!(store.load_finished().await.unwrap(), v3_records());
+    store.close().await.unwrap();
 }

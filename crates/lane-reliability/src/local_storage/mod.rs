@@ -34,6 +34,17 @@
 //! records that have not expired ([`LocalStorage::load_finished`]), so lookups and
 //! listings survive a restart and a crash, and new ids never reuse a kept record's.
 //!
+//! # Recurring schedules
+//! Each schedule a queue is given (`put_schedule`) is a row of the table `schedules`:
+//! its name and its `ScheduleInfo` as JSON (the schedule, whether it is paused, its next
+//! and last instants, its counts). An instant fired stores its command and the schedule
+//! moved past the instant in one transaction (`StorageOp::FireSchedule`), so a crash
+//! neither fires an instant twice nor loses one: after a restart the schedule carries on
+//! from what the store holds ([`LocalStorage::load_schedules`]). A schedule row that
+//! cannot be read back is damage: loading fails naming it (a queue must not start
+//! without a schedule it was given), and [`LocalStorage::salvage`] copies the readable
+//! ones.
+//!
 //! # Damage and errors
 //! Opening never changes a file it then refuses, and never opens a store it cannot fully
 //! read as an empty queue. Before SQLite may write anything, it checks:
@@ -77,16 +88,18 @@
 //! by these checks; a payload that no longer parses then becomes a dead letter as above.
 //!
 //! # Schema versions
-//! The store's schema version is its SQLite `user_version`. Version 3 keeps the records
-//! of finished commands (the table `finished`); version 2 (a3s-lane before retention)
-//! did not; version 2 keeps each command's start time (a delayed command), start-by
-//! deadline and idempotency key, which version 1 (a3s-lane before delayed commands) did
-//! not. A version 1 or 2 store opens, and once every check above has accepted it, it is
-//! migrated in place to version 3 in one transaction (its commands have neither a delay
-//! nor a deadline if it was version 1; no finished command is kept yet); a store refused
-//! as damaged is never migrated. A store of a newer version is refused untouched, naming
-//! its version: open it with the a3s-lane that wrote it. [`LocalStorage::salvage`] reads
-//! versions 1 to 3 and writes version 3.
+//! The store's schema version is its SQLite `user_version`. Version 4 keeps recurring
+//! schedules (the table `schedules`); version 3 (a3s-lane before schedules) did not;
+//! version 3 keeps the records of finished commands (the table `finished`), which
+//! version 2 (a3s-lane before retention) did not; version 2 keeps each command's start
+//! time (a delayed command), start-by deadline and idempotency key, which version 1
+//! (a3s-lane before delayed commands) did not. A version 1, 2 or 3 store opens, and once
+//! every check above has accepted it, it is migrated in place to version 4 in one
+//! transaction (its commands have neither a delay nor a deadline if it was version 1; no
+//! finished command is kept yet if it was older than 3; it has no schedule yet); a store
+//! refused as damaged is never migrated. A store of a newer version is refused untouched,
+//! naming its version: open it with the a3s-lane that wrote it. [`LocalStorage::salvage`]
+//! reads versions 1 to 4 and writes version 4.
 
 mod files;
 mod salvage;
@@ -102,8 +115,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use lane_core::{
-    CommandId, LaneError, Result, Storage, StorageOp, StoredCommand, StoredDeadLetter,
-    StoredFinished,
+    CommandId, LaneError, Result, ScheduleInfo, Storage, StorageOp, StoredCommand,
+    StoredDeadLetter, StoredFinished,
 };
 use tokio::sync::{oneshot, watch};
 
@@ -552,6 +565,13 @@ impl LocalStorage {
     pub async fn load_finished(&self) -> Result<Vec<StoredFinished>> {
         self.call(Request::LoadFinished).await
     }
+
+    /// The recurring schedules in the store, by name (see [`Storage::load_schedules`]).
+    /// A schedule that cannot be read back is an error that names it: the store is
+    /// damaged (see [`LocalStorage::salvage`]).
+    pub async fn load_schedules(&self) -> Result<Vec<ScheduleInfo>> {
+        self.call(Request::LoadSchedules).await
+    }
 }
 
 #[async_trait]
@@ -585,8 +605,8 @@ impl Storage for LocalStorage {
             .await
     }
 
-    /// Removes every command, dead letter and finished command's record (the id
-    /// high-water mark is kept, so ids are never reused).
+    /// Removes every command, dead letter, finished command's record and recurring
+    /// schedule (the id high-water mark is kept, so ids are never reused).
     async fn clear_all(&self) -> Result<()> {
         self.call(|reply| Request::Write {
             ops: Vec::new(),
@@ -606,7 +626,24 @@ impl Storage for LocalStorage {
         LocalStorage::load_finished(self).await
     }
 
-    /// The whole batch in one transaction (one fsync), shared with any other write waiting.
+    /// Stores a recurring schedule, replacing the one of its name.
+    async fn save_schedule(&self, schedule: ScheduleInfo) -> Result<()> {
+        self.write(vec![StorageOp::SaveSchedule(schedule)]).await
+    }
+
+    /// Removes a recurring schedule; an unknown name is not an error.
+    async fn remove_schedule(&self, name: &str) -> Result<()> {
+        self.write(vec![StorageOp::RemoveSchedule(name.to_owned())])
+            .await
+    }
+
+    async fn load_schedules(&self) -> Result<Vec<ScheduleInfo>> {
+        LocalStorage::load_schedules(self).await
+    }
+
+    /// The whole batch in one transaction (one fsync), shared with any other write
+    /// waiting. A [`StorageOp::FireSchedule`] stores the instant's command and the
+    /// schedule moved past it together: a crash keeps both or neither.
     async fn apply(&self, ops: Vec<StorageOp>) -> Result<()> {
         self.write(ops).await
     }

@@ -1,6 +1,6 @@
-//! [`LocalStorage::salvage`]: copies every readable command, dead letter and finished
-//! command's record of a damaged store into a new one, without touching the damaged
-//! store's files.
+//! [`LocalStorage::salvage`]: copies every readable command, dead letter, finished
+//! command's record and recurring schedule of a damaged store into a new one, without
+//! touching the damaged store's files.
 
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use lane_core::{LaneError, Result};
 use rusqlite::{Connection, OpenFlags, params};
 
-use super::sqlite::{self, CommandRow, FinishedRow};
+use super::sqlite::{self, CommandRow, FinishedRow, ScheduleRow};
 use super::{LOCAL_STORAGE_FILE, LocalStorage, files};
 
 /// What [`LocalStorage::salvage`] copied into the new store, and what it could not read.
@@ -24,6 +24,9 @@ pub struct SalvageReport {
     /// Finished commands' records copied (a store of schema version 3 or later keeps
     /// them; expired ones are copied too and dropped by the new store as it prunes).
     pub finished: usize,
+    /// Recurring schedules copied (a store of schema version 4 or later keeps them), each
+    /// as it stood: paused or not, its next and last instants, its counts.
+    pub schedules: usize,
     /// Rows that could not be read, or were copied only as dead letters.
     pub unreadable: Vec<UnreadableRows>,
     /// What was wrong with the damaged store's files and how the copy worked around it
@@ -35,19 +38,20 @@ pub struct SalvageReport {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct UnreadableRows {
-    /// `"commands"`, `"dead_letters"` or `"finished"`.
+    /// `"commands"`, `"dead_letters"`, `"finished"` or `"schedules"`.
     pub table: &'static str,
-    /// The command ids (for dead letters: their sequence numbers in the store) that
-    /// could not be read. A range over damaged pages may include ids that had no row.
+    /// The command ids (for dead letters: their sequence numbers in the store; for
+    /// schedules: their SQLite row numbers) that could not be read. A range over damaged
+    /// pages may include ids that had no row.
     pub ids: RangeInclusive<u64>,
     /// What went wrong, and what became of the rows.
     pub reason: String,
 }
 
 impl LocalStorage {
-    /// Copies every readable command, dead letter and finished command's record of the
-    /// store in `damaged_dir` into a new store in `new_dir`, for a store that [`LocalStorage::open`] refuses as
-    /// damaged. The damaged store's files are only read (the work is done on a copy in
+    /// Copies every readable command, dead letter, finished command's record and
+    /// recurring schedule of the store in `damaged_dir` into a new store in `new_dir`,
+    /// for a store that [`LocalStorage::open`] refuses as damaged. The damaged store's files are only read (the work is done on a copy in
     /// a temporary directory), so salvage can be retried, and the files kept for a
     /// person to look at. Stop the process using the store first: a store in use is
     /// copied as it is at that instant.
@@ -187,12 +191,17 @@ fn salvage(damaged_dir: &Path, new_dir: &Path) -> Result<SalvageReport> {
         "SELECT id, lane_id, command_type, payload, attempts, created_at, NULL, NULL, NULL \
          FROM commands WHERE id >= ?1 ORDER BY id"
     };
-    // Finished commands' records: schema version 3 on (an older store has none).
-    let has_finished: rusqlite::Result<i64> = conn.query_row(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'finished'",
-        [],
-        |row| row.get(0),
-    );
+    // Finished commands' records: schema version 3 on; recurring schedules: version 4
+    // on (an older store has none).
+    let has_table = |name: &str| -> bool {
+        let count: rusqlite::Result<i64> = conn.query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?1",
+            [name],
+            |row| row.get(0),
+        );
+        matches!(count, Ok(1))
+    };
+    let (has_finished, has_schedules) = (has_table("finished"), has_table("schedules"));
     let rows = scan_table(
         &conn,
         "commands",
@@ -223,7 +232,7 @@ fn salvage(damaged_dir: &Path, new_dir: &Path) -> Result<SalvageReport> {
         None,
         &mut unreadable,
     );
-    let finished_rows = if matches!(has_finished, Ok(1)) {
+    let finished_rows = if has_finished {
         scan_table(
             &conn,
             "finished",
@@ -235,7 +244,33 @@ fn salvage(damaged_dir: &Path, new_dir: &Path) -> Result<SalvageReport> {
     } else {
         Vec::new()
     };
+    let schedule_rows = if has_schedules {
+        scan_table(
+            &conn,
+            "schedules",
+            sqlite::SELECT_SCHEDULES_FROM_ROWID,
+            |row| Ok((row.get(0)?, sqlite::read_schedule_row(row)?)),
+            None,
+            &mut unreadable,
+        )
+    } else {
+        Vec::new()
+    };
     drop(conn);
+    let mut schedules: Vec<ScheduleRow> = Vec::new();
+    for row in schedule_rows {
+        match row.parse() {
+            Ok(_) => schedules.push(row),
+            Err(reason) => unreadable.push(UnreadableRows {
+                table: "schedules",
+                ids: row.rowid.max(0) as u64..=row.rowid.max(0) as u64,
+                reason: format!(
+                    "schedule {:?} cannot be read back ({reason}): not copied",
+                    row.name
+                ),
+            }),
+        }
+    }
     let mut kept: Vec<FinishedRow> = Vec::new();
     for row in finished_rows {
         if row.parse().is_some() {
@@ -301,6 +336,9 @@ fn salvage(damaged_dir: &Path, new_dir: &Path) -> Result<SalvageReport> {
         for row in &kept {
             sqlite::insert_finished_row(conn, row)?;
         }
+        for row in &schedules {
+            sqlite::insert_schedule_row(conn, row)?;
+        }
         conn.execute(
             "UPDATE meta SET value = ?1 WHERE key = 'max_command_id'",
             [max_id],
@@ -320,6 +358,7 @@ fn salvage(damaged_dir: &Path, new_dir: &Path) -> Result<SalvageReport> {
         commands,
         dead_letters,
         finished: kept.len(),
+        schedules: schedules.len(),
         unreadable,
         notes,
     })

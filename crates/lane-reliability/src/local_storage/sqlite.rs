@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
 use lane_core::{
-    CommandFailure, CommandId, CommandState, CommandStatus, LaneError, Result, StorageOp,
-    StoredCommand, StoredDeadLetter, StoredFinished,
+    CommandFailure, CommandId, CommandState, CommandStatus, LaneError, Result, ScheduleInfo,
+    StorageOp, StoredCommand, StoredDeadLetter, StoredFinished,
 };
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, params};
@@ -25,8 +25,9 @@ pub(super) const APPLICATION_ID: i32 = 0x4133_534c;
 /// `PRAGMA user_version`: the schema version this code writes. Version 2 added the
 /// `not_before`, `start_by` and `idempotency_key` columns of `commands` (delayed
 /// commands, start-by deadlines, idempotency keys); version 3 the `finished` table (the
-/// records of finished commands that their lanes keep).
-pub(super) const SCHEMA_VERSION: i32 = 3;
+/// records of finished commands that their lanes keep); version 4 the `schedules` table
+/// (recurring schedules).
+pub(super) const SCHEMA_VERSION: i32 = 4;
 /// The oldest schema version this code opens; an older store's schema is brought up to
 /// [`SCHEMA_VERSION`] once it has passed every check (see [`MIGRATIONS`]).
 pub(super) const OLDEST_SCHEMA_VERSION: i32 = 1;
@@ -69,6 +70,22 @@ CREATE INDEX finished_by_seq ON finished (seq);
     };
 }
 
+/// The `schedules` table of schema version 4, as a new store and the migration from
+/// version 3 create it: one row per recurring schedule, by name; `info` is the
+/// [`ScheduleInfo`]'s JSON (the schedule, whether it is paused, its next and last
+/// instants, its counts). A schedule put again replaces its row; an instant fired
+/// replaces it in the transaction that stores the instant's command.
+macro_rules! schedules_schema {
+    () => {
+        "
+CREATE TABLE schedules (
+    name TEXT PRIMARY KEY NOT NULL,
+    info TEXT NOT NULL
+);
+"
+    };
+}
+
 /// The schema of a new store (version [`SCHEMA_VERSION`]).
 pub(super) const SCHEMA: &str = concat!(
     "
@@ -99,7 +116,8 @@ CREATE TABLE meta (
 );
 INSERT INTO meta (key, value) VALUES ('max_command_id', 0);
 ",
-    finished_schema!()
+    finished_schema!(),
+    schedules_schema!()
 );
 
 /// `MIGRATIONS[i]` brings a store of schema version `OLDEST_SCHEMA_VERSION + i` to the
@@ -112,6 +130,8 @@ const MIGRATIONS: [&str; (SCHEMA_VERSION - OLDEST_SCHEMA_VERSION) as usize] = [
      ALTER TABLE commands ADD COLUMN idempotency_key TEXT;",
     // 2 -> 3: the records of finished commands (none yet).
     finished_schema!(),
+    // 3 -> 4: recurring schedules (none yet).
+    schedules_schema!(),
 ];
 
 /// Whether this code opens a store of schema `version` (migrating it if it is older).
@@ -151,6 +171,7 @@ pub(super) enum Request {
     LoadCommands(Reply<Vec<StoredCommand>>),
     LoadDeadLetters(Reply<Vec<StoredDeadLetter>>),
     LoadFinished(Reply<Vec<StoredFinished>>),
+    LoadSchedules(Reply<Vec<ScheduleInfo>>),
     MaxCommandId(Reply<CommandId>),
 }
 
@@ -559,6 +580,9 @@ impl Writer {
                 Request::LoadFinished(reply) => {
                     let _ = reply.send(self.load_finished());
                 }
+                Request::LoadSchedules(reply) => {
+                    let _ = reply.send(self.load_schedules());
+                }
                 Request::MaxCommandId(reply) => {
                     let _ = reply.send(self.max_command_id());
                 }
@@ -729,6 +753,36 @@ impl Writer {
             }
         }
         Ok(records)
+    }
+
+    /// The recurring schedules, by name. A row that cannot be read back is damage: the
+    /// queue must not start without a schedule it was given (its instants would stop
+    /// firing without a word), so loading fails, naming the row and what to do.
+    fn load_schedules(&self) -> Result<Vec<ScheduleInfo>> {
+        let mut statement = self
+            .conn
+            .prepare_cached(SELECT_SCHEDULES)
+            .map_err(self.err("loading schedules"))?;
+        let rows = statement
+            .query_map([], read_schedule_row)
+            .map_err(self.err("loading schedules"))?;
+        let mut schedules = Vec::new();
+        for row in rows {
+            let row = row.map_err(|e| match e {
+                rusqlite::Error::InvalidColumnType(..)
+                | rusqlite::Error::FromSqlConversionFailure(..) => unreadable_schedule(
+                    &self.db,
+                    "a row of the table",
+                    &format!("a column of the wrong type: {e}"),
+                ),
+                e => describe(&self.db, "loading schedules", e),
+            })?;
+            let info = row.parse().map_err(|reason| {
+                unreadable_schedule(&self.db, &format!("schedule {:?}", row.name), &reason)
+            })?;
+            schedules.push(info);
+        }
+        Ok(schedules)
     }
 
     fn max_command_id(&self) -> Result<CommandId> {
@@ -1122,6 +1176,39 @@ fn to_i64(id: CommandId, db: &Path) -> Result<i64> {
     })
 }
 
+/// Stores a command (replacing one with its id) and raises the id high-water mark.
+fn save_command(
+    conn: &Connection,
+    command: &StoredCommand,
+    max_id: &mut i64,
+    db: &Path,
+) -> Result<()> {
+    let id = to_i64(command.id, db)?;
+    *max_id = (*max_id).max(id);
+    conn.prepare_cached(INSERT_COMMAND)
+        .and_then(|mut s| {
+            s.execute(params![
+                id,
+                command.lane_id,
+                command.command_type,
+                command.payload.to_string(),
+                i64::from(command.attempts),
+                command.created_at as i64,
+                command.not_before.map(ms_to_sql),
+                command.start_by.map(ms_to_sql),
+                command.key,
+            ])
+        })
+        .map_err(|e| describe(db, "saving a command", e))?;
+    Ok(())
+}
+
+/// Stores a recurring schedule (replacing the one of its name).
+fn save_schedule(conn: &Connection, info: &ScheduleInfo, db: &Path) -> Result<()> {
+    let row = ScheduleRow::new(info, db)?;
+    insert_schedule_row(conn, &row).map_err(|e| describe(db, "saving a schedule", e))
+}
+
 fn apply_ops(
     conn: &Connection,
     ops: &[StorageOp],
@@ -1131,30 +1218,15 @@ fn apply_ops(
 ) -> Result<()> {
     let err = |doing: &'static str| move |e| describe(db, doing, e);
     if clear_all {
-        conn.execute_batch("DELETE FROM commands; DELETE FROM dead_letters; DELETE FROM finished;")
-            .map_err(err("clearing"))?;
+        conn.execute_batch(
+            "DELETE FROM commands; DELETE FROM dead_letters; DELETE FROM finished; \
+             DELETE FROM schedules;",
+        )
+        .map_err(err("clearing"))?;
     }
     for op in ops {
         match op {
-            StorageOp::SaveCommand(command) => {
-                let id = to_i64(command.id, db)?;
-                *max_id = (*max_id).max(id);
-                conn.prepare_cached(INSERT_COMMAND)
-                    .and_then(|mut s| {
-                        s.execute(params![
-                            id,
-                            command.lane_id,
-                            command.command_type,
-                            command.payload.to_string(),
-                            i64::from(command.attempts),
-                            command.created_at as i64,
-                            command.not_before.map(ms_to_sql),
-                            command.start_by.map(ms_to_sql),
-                            command.key,
-                        ])
-                    })
-                    .map_err(err("saving a command"))?;
-            }
+            StorageOp::SaveCommand(command) => save_command(conn, command, max_id, db)?,
             StorageOp::SaveFinished(finished) => {
                 let id = to_i64(finished.status.id, db)?;
                 *max_id = (*max_id).max(id);
@@ -1201,17 +1273,97 @@ fn apply_ops(
                 conn.execute("DELETE FROM dead_letters", [])
                     .map_err(err("clearing dead letters"))?;
             }
-            // TODO(schedules): stored in the schema's schedules table (lead's placeholder).
-            StorageOp::SaveSchedule(_)
-            | StorageOp::RemoveSchedule(_)
-            | StorageOp::FireSchedule { .. } => {
-                return Err(LaneError::Storage(
-                    "recurring schedules are not stored by this LocalStorage yet".into(),
-                ));
+            StorageOp::SaveSchedule(info) => save_schedule(conn, info, db)?,
+            StorageOp::RemoveSchedule(name) => {
+                conn.prepare_cached("DELETE FROM schedules WHERE name = ?1")
+                    .and_then(|mut s| s.execute([name]))
+                    .map_err(err("removing a schedule"))?;
+            }
+            // Both in this write's savepoint of the batch's transaction: the instant's
+            // command is stored if and only if the schedule moved past the instant is.
+            StorageOp::FireSchedule { command, schedule } => {
+                save_command(conn, command, max_id, db)?;
+                save_schedule(conn, schedule, db)?;
             }
         }
     }
     Ok(())
+}
+
+/// Selects every schedule, by name, in [`read_schedule_row`]'s columns.
+const SELECT_SCHEDULES: &str = "SELECT rowid, name, info FROM schedules ORDER BY name";
+
+/// Selects every schedule from row `?1` on, in row order (salvage's scan).
+pub(super) const SELECT_SCHEDULES_FROM_ROWID: &str =
+    "SELECT rowid, name, info FROM schedules WHERE rowid >= ?1 ORDER BY rowid";
+
+/// A `schedules` row as stored, before its JSON is read.
+#[derive(Debug, Clone)]
+pub(super) struct ScheduleRow {
+    /// Its SQLite row number (only salvage uses it, to find its way past damage).
+    pub(super) rowid: i64,
+    /// The schedule's name (the key).
+    pub(super) name: String,
+    /// The [`ScheduleInfo`]'s JSON.
+    pub(super) info: String,
+}
+
+impl ScheduleRow {
+    /// The row of `info` (its row number is SQLite's to give).
+    fn new(info: &ScheduleInfo, db: &Path) -> Result<Self> {
+        let text = serde_json::to_string(info).map_err(|e| {
+            LaneError::Storage(format!(
+                "schedule {:?} cannot be stored in {}: {e}",
+                info.schedule.name,
+                db.display()
+            ))
+        })?;
+        Ok(Self {
+            rowid: 0,
+            name: info.schedule.name.clone(),
+            info: text,
+        })
+    }
+
+    /// The schedule, or why it cannot be read back: JSON that does not parse as a
+    /// [`ScheduleInfo`], or one of another name than its row's.
+    pub(super) fn parse(&self) -> std::result::Result<ScheduleInfo, String> {
+        let info: ScheduleInfo = serde_json::from_str(&self.info).map_err(|e| e.to_string())?;
+        if info.schedule.name != self.name {
+            return Err(format!(
+                "it holds schedule {:?}, not the row's name",
+                info.schedule.name
+            ));
+        }
+        Ok(info)
+    }
+}
+
+/// Reads `rowid, name, info`.
+pub(super) fn read_schedule_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ScheduleRow> {
+    Ok(ScheduleRow {
+        rowid: row.get(0)?,
+        name: row.get(1)?,
+        info: row.get(2)?,
+    })
+}
+
+/// Stores a schedule row (replacing the one of its name).
+pub(super) fn insert_schedule_row(conn: &Connection, row: &ScheduleRow) -> rusqlite::Result<()> {
+    conn.prepare_cached("INSERT OR REPLACE INTO schedules (name, info) VALUES (?1, ?2)")?
+        .execute(params![row.name, row.info])?;
+    Ok(())
+}
+
+/// The error for a schedule row that cannot be read back.
+fn unreadable_schedule(db: &Path, what: &str, reason: &str) -> LaneError {
+    LaneError::Storage(format!(
+        "the store {} is damaged: {what} of its recurring schedules cannot be read back \
+         ({reason}); a queue does not start without one of its schedules (its instants would \
+         stop firing unnoticed): copy the readable ones into a new store with \
+         LocalStorage::salvage (which reports the rest), or restore it from a backup",
+        db.display()
+    ))
 }
 
 #[cfg(test)]
