@@ -39,6 +39,60 @@ export type CommandFailureKind =
   | 'invalid_input'
   | 'other'
 
+/**
+ * What a recurring schedule does about instants it missed (the queue was down, or the
+ * schedule paused): `'skip'` them (the default; a `queue.schedule.skipped` event says
+ * so) or `'runOnce'`, firing the latest of them once, right away.
+ */
+export type ScheduleMissed = 'skip' | 'runOnce'
+
+/** What every schedule of `putSchedule` gives, interval or cron. */
+export interface ScheduleCommonOptions {
+  /** Its name, unique per queue: putting a schedule of the same name replaces it. */
+  name: string
+  /** The lane its commands go to. */
+  lane: string
+  /** The handler type of its commands. */
+  commandType: string
+  /** Their payload (JSON; default `null`). */
+  payload?: unknown
+  /** What it does about instants it missed (default `'skip'`). */
+  missed?: ScheduleMissed
+  /**
+   * Delays each instant's command by a part of this many milliseconds (the same part
+   * for an instant in every process), so schedules of one instant spread out; less
+   * than the interval, at most an hour (default 0).
+   */
+  jitterMs?: number
+}
+
+/** A schedule that fires every `everyMs` milliseconds, at the multiples of it since the Unix epoch. */
+export interface IntervalScheduleOptions extends ScheduleCommonOptions {
+  /** The interval, in whole milliseconds (1 or more). */
+  everyMs: number
+  cron?: never
+  timeZone?: never
+}
+
+/** A schedule that fires at each instant of a cron expression in a time zone. */
+export interface CronScheduleOptions extends ScheduleCommonOptions {
+  /**
+   * The cron expression: 5 fields (minute hour day-of-month month day-of-week), or 6
+   * with seconds first; `L`, `#`, `W` and nicknames such as `@daily` allowed.
+   */
+  cron: string
+  /**
+   * The IANA time zone it is read in, such as `'Europe/Berlin'` (default `'UTC'`). A
+   * local time skipped by a daylight-saving change fires right after the change; one
+   * that occurs twice fires once.
+   */
+  timeZone?: string
+  everyMs?: never
+}
+
+/** The argument of `putSchedule`: exactly one of `everyMs` and `cron`. */
+export type ScheduleOptions = IntervalScheduleOptions | CronScheduleOptions
+
 /** The type of `EVENT_KEYS`. */
 export type EventKeyList = ReadonlyArray<LaneEventKey>
 
@@ -117,6 +171,17 @@ export interface LaneEvents {
    * in `laneId`): the submit queued nothing and got that command.
    */
   'queue.command.deduplicated': { laneId: string; commandId: number; commandType: string; key: string }
+  /**
+   * A recurring schedule fired its instant `instantMs` (milliseconds since the Unix
+   * epoch; each instant once) by submitting command `commandId` to `laneId`.
+   */
+  'queue.schedule.fired': { schedule: string; laneId: string; commandId: number; instantMs: number }
+  /**
+   * A recurring schedule skipped its instants from `fromMs` to `untilMs` (inclusive):
+   * missed while the queue was down or the schedule paused (`reason` `'missed'` or
+   * `'paused'`), or its lane refused the command (`reason` says why).
+   */
+  'queue.schedule.skipped': { schedule: string; fromMs: number; untilMs: number; reason: string }
   /** `shutdown()` began. */
   'queue.shutdown.started': Record<string, never>
   /** `shutdown()` finished. */
@@ -394,6 +459,45 @@ export declare class Lane {
    */
   listCommands<S extends CommandState = CommandState>(laneId: string, state: S, options?: ListCommandsOptions): Promise<Array<CommandStatus & { state: S }>>
   /**
+   * Creates or replaces the recurring schedule `options.name`: from now on it
+   * submits `options.commandType` with `options.payload` to `options.lane` at
+   * each of its instants — every `options.everyMs` milliseconds (at the
+   * multiples of it since the Unix epoch), or at each instant of the cron
+   * expression `options.cron` (5 fields, or 6 with seconds first) in the IANA
+   * time zone `options.timeZone` (default `'UTC'`) — each instant once,
+   * however many processes run the queue (a `queue.schedule.fired` event
+   * names it). `options.missed` says what it does about instants missed while
+   * the queue was down or the schedule paused: `'skip'` them (the default) or
+   * `'runOnce'`, firing the latest once; `options.jitterMs` delays each
+   * instant's command by a part of it (less than the interval, at most an
+   * hour). A replaced schedule keeps its counts and whether it is paused.
+   * Resolves with its `ScheduleInfo`. Rejects with a `TypeError` or
+   * `RangeError` (code `INVALID_ARGUMENT`) for both or neither of `everyMs`
+   * and `cron`, a number that is not a whole number of 0 or more, a cron
+   * expression that does not parse, an unknown time zone or a bad name, with
+   * `NOT_JSON` for a payload JSON cannot hold, and with `LANE_NOT_FOUND` (or,
+   * on a `Lane`, `HANDLER_NOT_FOUND`) for an unknown lane or command type.
+   */
+  putSchedule(options: ScheduleOptions): Promise<ScheduleInfo>
+  /** Removes the schedule `name`; resolves with `false` when there was none. */
+  removeSchedule(name: string): Promise<boolean>
+  /**
+   * Every recurring schedule of the queue, by name, with its next instant and
+   * its counts (`ScheduleInfo`).
+   */
+  schedules(): Promise<Array<ScheduleInfo>>
+  /**
+   * Pauses the schedule `name`: it fires nothing until `resumeSchedule(name)`.
+   * Rejects with a `RangeError` (code `INVALID_ARGUMENT`) for an unknown name.
+   */
+  pauseSchedule(name: string): Promise<void>
+  /**
+   * Resumes the schedule `name`: its next instant is the first after now (those
+   * in between are skipped, and a `queue.schedule.skipped` event says so).
+   * Rejects with a `RangeError` (code `INVALID_ARGUMENT`) for an unknown name.
+   */
+  resumeSchedule(name: string): Promise<void>
+  /**
    * Stops starting commands from a lane (running ones go on; on a `RedisQueue`,
    * on every worker). With `durationMs` the lane resumes by itself after that
    * long, for example after an HTTP 429; a shorter pause never cuts a longer
@@ -567,6 +671,45 @@ export declare class RedisQueue {
    * state or a bad page.
    */
   listCommands<S extends CommandState = CommandState>(laneId: string, state: S, options?: ListCommandsOptions): Promise<Array<CommandStatus & { state: S }>>
+  /**
+   * Creates or replaces the recurring schedule `options.name`: from now on it
+   * submits `options.commandType` with `options.payload` to `options.lane` at
+   * each of its instants — every `options.everyMs` milliseconds (at the
+   * multiples of it since the Unix epoch), or at each instant of the cron
+   * expression `options.cron` (5 fields, or 6 with seconds first) in the IANA
+   * time zone `options.timeZone` (default `'UTC'`) — each instant once,
+   * however many processes run the queue (a `queue.schedule.fired` event
+   * names it). `options.missed` says what it does about instants missed while
+   * the queue was down or the schedule paused: `'skip'` them (the default) or
+   * `'runOnce'`, firing the latest once; `options.jitterMs` delays each
+   * instant's command by a part of it (less than the interval, at most an
+   * hour). A replaced schedule keeps its counts and whether it is paused.
+   * Resolves with its `ScheduleInfo`. Rejects with a `TypeError` or
+   * `RangeError` (code `INVALID_ARGUMENT`) for both or neither of `everyMs`
+   * and `cron`, a number that is not a whole number of 0 or more, a cron
+   * expression that does not parse, an unknown time zone or a bad name, with
+   * `NOT_JSON` for a payload JSON cannot hold, and with `LANE_NOT_FOUND` (or,
+   * on a `Lane`, `HANDLER_NOT_FOUND`) for an unknown lane or command type.
+   */
+  putSchedule(options: ScheduleOptions): Promise<ScheduleInfo>
+  /** Removes the schedule `name`; resolves with `false` when there was none. */
+  removeSchedule(name: string): Promise<boolean>
+  /**
+   * Every recurring schedule of the queue, by name, with its next instant and
+   * its counts (`ScheduleInfo`).
+   */
+  schedules(): Promise<Array<ScheduleInfo>>
+  /**
+   * Pauses the schedule `name`: it fires nothing until `resumeSchedule(name)`.
+   * Rejects with a `RangeError` (code `INVALID_ARGUMENT`) for an unknown name.
+   */
+  pauseSchedule(name: string): Promise<void>
+  /**
+   * Resumes the schedule `name`: its next instant is the first after now (those
+   * in between are skipped, and a `queue.schedule.skipped` event says so).
+   * Rejects with a `RangeError` (code `INVALID_ARGUMENT`) for an unknown name.
+   */
+  resumeSchedule(name: string): Promise<void>
   /**
    * Stops starting commands from a lane (running ones go on; on a `RedisQueue`,
    * on every worker). With `durationMs` the lane resumes by itself after that
@@ -818,7 +961,7 @@ export declare const DEFAULTS: Defaults
 
 /**
  * Every event key a queue emits (`Lane.on`, `events(keys)`), in the order of the
- * lifecycle: the core's `event_keys`, the same 18 in Rust, Python and Node. Frozen.
+ * lifecycle: the core's `event_keys`, the same 20 in Rust, Python and Node. Frozen.
  */
 export declare const EVENT_KEYS: EventKeyList
 
@@ -1250,6 +1393,58 @@ export interface RetryOptions {
    * the delay plus a random part up to the other half).
    */
   jitter?: 'none' | 'full' | 'equal'
+}
+
+/**
+ * What a queue reports of a recurring schedule (`putSchedule`, `schedules()`): the
+ * schedule as put, and where it stands.
+ */
+export interface ScheduleInfo {
+  /** Its name, unique per queue. */
+  name: string
+  /** The lane its commands go to. */
+  lane: string
+  /** Their handler type. */
+  commandType: string
+  /** Their payload. */
+  payload: unknown
+  /**
+   * Its interval in milliseconds (it fires at every multiple of it since the Unix
+   * epoch); `null` for a cron schedule.
+   */
+  everyMs: number | null
+  /** Its cron expression; `null` for an interval schedule. */
+  cron: string | null
+  /**
+   * The IANA time zone its cron expression is read in (`'UTC'` unless given); `null`
+   * for an interval schedule.
+   */
+  timeZone: string | null
+  /** What it does about instants it missed: `'skip'` or `'runOnce'`. */
+  missed: ScheduleMissed
+  /** Each instant's command is delayed by a part of this many milliseconds (0: none). */
+  jitterMs: number
+  /** Paused (`pauseSchedule`): it fires nothing until resumed. */
+  paused: boolean
+  /** Its next instant, in milliseconds since the Unix epoch; `null` when it has none. */
+  nextFireAt: number | null
+  /**
+   * The last instant it fired, in milliseconds since the Unix epoch; `null` before
+   * the first.
+   */
+  lastFiredAt: number | null
+  /**
+   * The id of the command that instant submitted (`command(id)` reads it); `null`
+   * before the first.
+   */
+  lastCommandId: number | null
+  /** How many instants it fired since it was first put. */
+  fired: number
+  /**
+   * How many times it skipped instants since it was first put (missed while the
+   * queue was down or the schedule paused, or refused by its lane).
+   */
+  skipped: number
 }
 
 /** At most `limit` starts within any window of `windowMs` (memory grows with `limit`). */

@@ -1,7 +1,8 @@
 //! The client surface: what `Lane` (in process) and `RedisQueue` both offer, written once
 //! over the core's `a3s_lane::QueueClient` — cancel a command, read its state (and its
 //! result, once finished), list a lane's commands by state, read the stats, pause and
-//! resume lanes, list, redrive and purge dead letters, listen to events.
+//! resume lanes, list, redrive and purge dead letters, put, list, pause, resume and
+//! remove recurring schedules, listen to events.
 //!
 //! Each class holds a `Client` (over its engine, a `ClientSource`) and gets its
 //! `#[napi]` methods of these names from `client_methods!`, so each is the same method
@@ -25,10 +26,12 @@ use async_trait::async_trait;
 use napi::Env;
 use napi::bindgen_prelude::{ToNapiValue, Unknown};
 
-use crate::convert::{At, Js, MAX_SAFE_INTEGER, command_id, function, options_object};
+use crate::convert::{At, Given, Js, MAX_SAFE_INTEGER, command_id, function, options_object};
 use crate::error::{JsFailure, argument_failure};
 use crate::events::{EventKeys, check_key};
+use crate::lane::submit::payload_value;
 use crate::runtime::{Bridge, JsRuntime, NativeCallbacks, Settle, in_runtime, spawn};
+use crate::schedule::{ScheduleInfo, ScheduleOptions, schedule_name};
 use crate::stats::{CommandStatus, DeadLetter, QueueStats, count, outcome_name};
 
 /// Which page of a listing `listCommands` returns (`{ offset: 100, limit: 100 }`).
@@ -333,6 +336,83 @@ impl Client {
         })
     }
 
+    pub(crate) fn put_schedule<'env>(
+        &self,
+        env: &'env Env,
+        options: Unknown<'_>,
+    ) -> napi::Result<Unknown<'env>> {
+        let at = At::argument("options");
+        let options = match Given::of(env, &options)
+            .to::<Js<ScheduleOptions>>()?
+            .get(&at)
+        {
+            Ok(options) => options,
+            Err(failure) => return self.runtime.rejected(env, &failure),
+        };
+        // The payload by the JSON rule (`NOT_JSON`, path `payload`), as a submit's.
+        let payload = match payload_value(&self.runtime, env, options.payload()?)? {
+            Ok(payload) => payload,
+            Err(error) => {
+                let token = self.runtime.next_token();
+                let promise = self.runtime.promise(env, token)?;
+                self.runtime.reject(env, token, None, error, false)?;
+                return Ok(promise);
+            }
+        };
+        self.call(
+            env,
+            options.into_schedule(payload),
+            |client, schedule| async move {
+                client.put_schedule(schedule).await.map(ScheduleInfo::from)
+            },
+        )
+    }
+
+    pub(crate) fn remove_schedule<'env>(
+        &self,
+        env: &'env Env,
+        name: Js<String>,
+    ) -> napi::Result<Unknown<'env>> {
+        self.call(env, schedule_name(name), |client, name| async move {
+            client.remove_schedule(&name).await
+        })
+    }
+
+    pub(crate) fn schedules<'env>(&self, env: &'env Env) -> napi::Result<Unknown<'env>> {
+        self.call(env, Ok(()), |client, ()| async move {
+            let schedules = client.schedules().await?;
+            Ok::<_, LaneError>(
+                schedules
+                    .into_iter()
+                    .map(ScheduleInfo::from)
+                    .collect::<Vec<_>>(),
+            )
+        })
+    }
+
+    pub(crate) fn set_schedule_paused<'env>(
+        &self,
+        env: &'env Env,
+        name: Js<String>,
+        paused: bool,
+    ) -> napi::Result<Unknown<'env>> {
+        self.call(env, schedule_name(name), move |client, name| async move {
+            if paused {
+                client.pause_schedule(&name).await
+            } else {
+                client.resume_schedule(&name).await
+            }
+            .map_err(|error| match error {
+                // An unknown name, in the words of a Node user.
+                LaneError::InvalidInput(reason) => At::argument("name").range_error(format!(
+                    "name: {}",
+                    reason.replace("put_schedule", "putSchedule")
+                )),
+                error => error.into(),
+            })
+        })
+    }
+
     pub(crate) fn stats<'env>(&self, env: &'env Env) -> napi::Result<Unknown<'env>> {
         self.call(env, Ok(()), |client, ()| async move {
             client.stats().await.map(QueueStats::from)
@@ -592,6 +672,79 @@ macro_rules! client_methods {
                 options: Option<$crate::convert::Js<$crate::client::ListCommandsOptions>>,
             ) -> napi::Result<napi::bindgen_prelude::Unknown<'env>> {
                 self.client().list_commands(env, lane_id, state, options)
+            }
+
+            /// Creates or replaces the recurring schedule `options.name`: from now on it
+            /// submits `options.commandType` with `options.payload` to `options.lane` at
+            /// each of its instants — every `options.everyMs` milliseconds (at the
+            /// multiples of it since the Unix epoch), or at each instant of the cron
+            /// expression `options.cron` (5 fields, or 6 with seconds first) in the IANA
+            /// time zone `options.timeZone` (default `'UTC'`) — each instant once,
+            /// however many processes run the queue (a `queue.schedule.fired` event
+            /// names it). `options.missed` says what it does about instants missed while
+            /// the queue was down or the schedule paused: `'skip'` them (the default) or
+            /// `'runOnce'`, firing the latest once; `options.jitterMs` delays each
+            /// instant's command by a part of it (less than the interval, at most an
+            /// hour). A replaced schedule keeps its counts and whether it is paused.
+            /// Resolves with its `ScheduleInfo`. Rejects with a `TypeError` or
+            /// `RangeError` (code `INVALID_ARGUMENT`) for both or neither of `everyMs`
+            /// and `cron`, a number that is not a whole number of 0 or more, a cron
+            /// expression that does not parse, an unknown time zone or a bad name, with
+            /// `NOT_JSON` for a payload JSON cannot hold, and with `LANE_NOT_FOUND` (or,
+            /// on a `Lane`, `HANDLER_NOT_FOUND`) for an unknown lane or command type.
+            #[napi(
+                ts_args_type = "options: ScheduleOptions",
+                ts_return_type = "Promise<ScheduleInfo>"
+            )]
+            pub fn put_schedule<'env>(
+                &self,
+                env: &'env napi::Env,
+                options: napi::bindgen_prelude::Unknown<'_>,
+            ) -> napi::Result<napi::bindgen_prelude::Unknown<'env>> {
+                self.client().put_schedule(env, options)
+            }
+
+            /// Removes the schedule `name`; resolves with `false` when there was none.
+            #[napi(ts_args_type = "name: string", ts_return_type = "Promise<boolean>")]
+            pub fn remove_schedule<'env>(
+                &self,
+                env: &'env napi::Env,
+                name: $crate::convert::Js<String>,
+            ) -> napi::Result<napi::bindgen_prelude::Unknown<'env>> {
+                self.client().remove_schedule(env, name)
+            }
+
+            /// Every recurring schedule of the queue, by name, with its next instant and
+            /// its counts (`ScheduleInfo`).
+            #[napi(ts_return_type = "Promise<Array<ScheduleInfo>>")]
+            pub fn schedules<'env>(
+                &self,
+                env: &'env napi::Env,
+            ) -> napi::Result<napi::bindgen_prelude::Unknown<'env>> {
+                self.client().schedules(env)
+            }
+
+            /// Pauses the schedule `name`: it fires nothing until `resumeSchedule(name)`.
+            /// Rejects with a `RangeError` (code `INVALID_ARGUMENT`) for an unknown name.
+            #[napi(ts_args_type = "name: string", ts_return_type = "Promise<void>")]
+            pub fn pause_schedule<'env>(
+                &self,
+                env: &'env napi::Env,
+                name: $crate::convert::Js<String>,
+            ) -> napi::Result<napi::bindgen_prelude::Unknown<'env>> {
+                self.client().set_schedule_paused(env, name, true)
+            }
+
+            /// Resumes the schedule `name`: its next instant is the first after now (those
+            /// in between are skipped, and a `queue.schedule.skipped` event says so).
+            /// Rejects with a `RangeError` (code `INVALID_ARGUMENT`) for an unknown name.
+            #[napi(ts_args_type = "name: string", ts_return_type = "Promise<void>")]
+            pub fn resume_schedule<'env>(
+                &self,
+                env: &'env napi::Env,
+                name: $crate::convert::Js<String>,
+            ) -> napi::Result<napi::bindgen_prelude::Unknown<'env>> {
+                self.client().set_schedule_paused(env, name, false)
             }
 
             /// Stops starting commands from a lane (running ones go on; on a `RedisQueue`,

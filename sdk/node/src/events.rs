@@ -23,7 +23,7 @@ use crate::error::JsFailure;
 // `LaneEvent<K>` and `LaneEvents` are written in `index.d.ts.header` (typed per key).
 
 /// Every event key a queue emits (`Lane.on`, `events(keys)`), in the order of the
-/// lifecycle: the core's `event_keys`, the same 18 in Rust, Python and Node. Frozen.
+/// lifecycle: the core's `event_keys`, the same 20 in Rust, Python and Node. Frozen.
 #[napi]
 pub const EVENT_KEYS: EventKeyList = EventKeyList;
 

@@ -6,8 +6,8 @@
 //! - [`lane::Lane`]: the in-process queue; [`metrics`] reads its metrics.
 //! - [`redis`]: `RedisQueue` and `RedisWorker`, the Redis engine.
 //! - [`client`]: the client surface both queues share (cancel, command, stats, pause
-//!   and resume, dead letters, events), written once over the core's `QueueClient`;
-//!   [`stats`]: what it reports.
+//!   and resume, dead letters, recurring schedules, events), written once over the
+//!   core's `QueueClient`; [`stats`] and [`schedule`]: what it reports.
 //! - [`config`]: the typed option structs and their conversion into the core's
 //!   configuration (the core checks every value); [`convert`]: JavaScript values to Rust
 //!   values; [`defaults`]: `DEFAULTS`, the core's table of every option's default.
@@ -39,5 +39,6 @@ pub mod lane;
 pub mod metrics;
 pub mod redis;
 pub mod runtime;
+pub mod schedule;
 pub mod spawner;
 pub mod stats;

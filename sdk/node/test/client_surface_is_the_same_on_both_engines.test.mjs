@@ -16,7 +16,26 @@ import { EVENT_KEYS, Lane, RedisQueue, RedisWorker } from '@a3s-lab/lane';
 import { deferred, redisClusterUrls, redisUrl, uniquePrefix, waitFor } from './support.mjs';
 
 /** The methods both classes get from the client surface. */
-const SHARED = ['cancel', 'command', 'listCommands', 'stats', 'pauseLane', 'resumeLane', 'deadLetters', 'redrive', 'purgeDeadLetters', 'onSizeLessThan', 'events', 'on', 'off'];
+const SHARED = [
+  'cancel',
+  'command',
+  'listCommands',
+  'stats',
+  'pauseLane',
+  'resumeLane',
+  'deadLetters',
+  'redrive',
+  'purgeDeadLetters',
+  'onSizeLessThan',
+  'putSchedule',
+  'removeSchedule',
+  'schedules',
+  'pauseSchedule',
+  'resumeSchedule',
+  'events',
+  'on',
+  'off',
+];
 
 /** One lane, one command at a time: a second command waits while the first runs. */
 const LANES = { jobs: { priority: 0, maxConcurrency: 1 } };

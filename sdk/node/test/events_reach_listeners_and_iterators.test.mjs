@@ -190,7 +190,7 @@ test("a command's events reach the listeners before its promise settles", async 
   await lane.shutdown();
 });
 
-test('EVENT_KEYS lists the 18 keys of the core, each one a listener may name', async () => {
+test('EVENT_KEYS lists the 20 keys of the core, each one a listener may name', async () => {
   // The core's `event_keys::ALL`, in its order.
   assert.deepEqual(EVENT_KEYS, [
     'queue.command.submitted',
@@ -205,6 +205,8 @@ test('EVENT_KEYS lists the 18 keys of the core, each one a listener may name', a
     'queue.command.abandoned',
     'queue.command.expired',
     'queue.command.deduplicated',
+    'queue.schedule.fired',
+    'queue.schedule.skipped',
     'queue.shutdown.started',
     'queue.shutdown.complete',
     'queue.lane.pressure',
@@ -212,10 +214,12 @@ test('EVENT_KEYS lists the 18 keys of the core, each one a listener may name', a
     'queue.storage.failed',
     'queue.events.lagged',
   ]);
-  assert.equal(EVENT_KEYS.length, 18);
+  assert.equal(EVENT_KEYS.length, 20);
   assert.ok(EVENT_KEYS.includes('queue.command.abandoned'));
   assert.ok(EVENT_KEYS.includes('queue.command.expired'));
   assert.ok(EVENT_KEYS.includes('queue.command.deduplicated'));
+  assert.ok(EVENT_KEYS.includes('queue.schedule.fired'));
+  assert.ok(EVENT_KEYS.includes('queue.schedule.skipped'));
   assert.ok(Object.isFrozen(EVENT_KEYS));
   assert.deepEqual(EVENT_KEYS.slice(0, 3), ['queue.command.submitted', 'queue.command.started', 'queue.command.completed']);
   assert.ok(EVENT_KEYS.includes('queue.events.lagged'));

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Lane } from '@a3s-lab/lane';
-import { deferred } from './support.mjs';
+import { deferred, waitFor } from './support.mjs';
 
 const COUNTERS = [
   'lane.commands.cancelled',
@@ -20,6 +20,8 @@ const COUNTERS = [
   'lane.commands.started',
   'lane.commands.submitted',
   'lane.commands.timed_out',
+  'lane.schedules.fired',
+  'lane.schedules.skipped',
 ];
 
 test('10 commands, 3 of them throwing, give exactly those counters', async () => {
@@ -50,6 +52,8 @@ test('10 commands, 3 of them throwing, give exactly those counters', async () =>
     'lane.commands.started': 10,
     'lane.commands.submitted': 10,
     'lane.commands.timed_out': 0,
+    'lane.schedules.fired': 0,
+    'lane.schedules.skipped': 0,
   });
   assert.deepEqual(metrics.lanes.work.counters, metrics.counters);
   // Every lane of the queue has its gauges (read from the queue); an idle one counts nothing.
@@ -168,6 +172,29 @@ test('delayed, promoted, expired and refused-full submits are counted', async ()
   const text = lane.metricsPrometheus();
   assert.match(text, /\nlane_commands_delayed_total\{lane="later"\} 1\n/);
   assert.match(text, /\nlane_commands_rejected_full_total\{lane="small"\} 1\n/);
+  await lane.shutdown();
+});
+
+test("a schedule's instants count in its lane's lane.schedules.fired and lane.schedules.skipped", async () => {
+  const lane = new Lane({ work: { priority: 0, maxConcurrency: 2 }, other: { priority: 1 } }, { metrics: true });
+  lane.handle('job', (payload) => payload);
+  await lane.start();
+  await lane.putSchedule({ name: 'tick', lane: 'work', commandType: 'job', everyMs: 100 });
+  await waitFor(async () => (await lane.schedules())[0].fired >= 2, 'two instants fired');
+  await lane.pauseSchedule('tick');
+  const { fired } = (await lane.schedules())[0];
+  // Paused for more than an instant: resuming skips the instants missed meanwhile.
+  await waitFor(async () => Date.now() > (await lane.schedules())[0].nextFireAt + 150, 'an instant missed while paused');
+  await lane.resumeSchedule('tick');
+  const { skipped } = (await lane.schedules())[0];
+  assert.ok(skipped >= 1, `skipped ${skipped}`);
+  const { counters, lanes } = lane.metrics();
+  assert.equal(counters['lane.schedules.fired'], fired);
+  assert.equal(counters['lane.schedules.skipped'], skipped);
+  assert.equal(lanes.work.counters['lane.schedules.fired'], fired);
+  assert.equal(lanes.other.counters['lane.schedules.fired'], 0);
+  assert.match(lane.metricsPrometheus(), new RegExp(`\\nlane_schedules_fired_total\\{lane="work"\\} ${fired}\\n`));
+  await lane.removeSchedule('tick');
   await lane.shutdown();
 });
 

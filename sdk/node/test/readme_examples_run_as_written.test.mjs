@@ -93,3 +93,7 @@ test('the looking-up example prints what its comments say', async () => {
     /^null$/m,
   ]);
 });
+
+test('the schedules example fires, pauses and removes its schedule', async () => {
+  await printsWhatItSays("name: 'poll-feeds'", [/^200 0 null$/m, /^Europe\/Berlin 0$/m, /^true true true$/m, /^true$/m, /^true false$/m]);
+});

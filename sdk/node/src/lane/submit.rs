@@ -276,6 +276,33 @@ fn primitive(env: &Env, payload: &Unknown<'_>) -> napi::Result<Option<Value>> {
     })
 }
 
+/// A payload as JSON (`None`, like `undefined`, is null), or the `NOT_JSON` error to
+/// reject with (path `payload`) when it holds a value JSON cannot (see docs/SDK_RULES.md).
+/// For submits and schedules alike.
+pub(crate) fn payload_value(
+    rt: &JsRuntime,
+    env: &Env,
+    payload: Option<Unknown<'_>>,
+) -> napi::Result<Result<Value, Unknown<'static>>> {
+    let Some(payload) = payload else {
+        return Ok(Ok(Value::Null));
+    };
+    if let Some(value) = primitive(env, &payload)? {
+        return Ok(Ok(value));
+    }
+    // Objects, arrays and what JSON cannot hold: checked by `runtime.js`.
+    Ok(match rt.payload_json(env, payload)? {
+        Either::A(json) => serde_json::from_str(&json).map_err(|error| {
+            let failure = JsFailure::type_error(
+                "NOT_JSON",
+                format!("internal: the payload's JSON text did not parse ({error})"),
+            );
+            unknown_static(failure.to_js(env))
+        }),
+        Either::B(error) => Err(unknown_static(error)),
+    })
+}
+
 /// The arguments of a submit (of a `Lane` or a `RedisQueue`): the lane, the command type,
 /// the payload and the timing options, with `options.signal` watched for the command
 /// whose result settles through `result`; or the error to reject the submit with.
@@ -295,25 +322,9 @@ pub(crate) fn submit_arguments(
         Ok(names) => names,
         Err(failure) => return Ok(Err(unknown_static(failure.to_js(env)))),
     };
-    let payload = match payload {
-        None => Value::Null,
-        Some(payload) => match primitive(env, &payload)? {
-            Some(value) => value,
-            // Objects, arrays and what JSON cannot hold: checked by `runtime.js`.
-            None => match rt.payload_json(env, payload)? {
-                Either::A(json) => match serde_json::from_str(&json) {
-                    Ok(payload) => payload,
-                    Err(error) => {
-                        let failure = JsFailure::type_error(
-                            "NOT_JSON",
-                            format!("internal: the payload's JSON text did not parse ({error})"),
-                        );
-                        return Ok(Err(unknown_static(failure.to_js(env))));
-                    }
-                },
-                Either::B(error) => return Ok(Err(unknown_static(error))),
-            },
-        },
+    let payload = match payload_value(rt, env, payload)? {
+        Ok(payload) => payload,
+        Err(error) => return Ok(Err(error)),
     };
     let mut timing = None;
     if let Some(options) = options {

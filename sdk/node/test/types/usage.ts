@@ -25,6 +25,9 @@ import {
   type RedisCommandHandle,
   type RedisLaneStatus,
   type RedisQueueStats,
+  type ScheduleInfo,
+  type ScheduleMissed,
+  type ScheduleOptions,
 } from '../../index.js';
 
 /** Code written against the client surface runs on either engine. */
@@ -65,6 +68,55 @@ async function drainDeadLetters(queue: Lane | RedisQueue): Promise<number> {
   // @ts-expect-error times are numbers (ms since the Unix epoch) or null, not Dates
   const asDate: Date | null = kept!.finishedAt;
   void [outcome, stats.totalPending, failedState, listed, asDate];
+  // Recurring schedules, on either engine: an interval or a cron expression in a zone.
+  const every: ScheduleInfo = await queue.putSchedule({ name: 'tick', lane: 'api', commandType: 'poll', payload: { n: 1 }, everyMs: 300 });
+  const options: ScheduleOptions = {
+    name: 'report',
+    lane: 'api',
+    commandType: 'report',
+    cron: '0 9 * * 1-5',
+    timeZone: 'Europe/Berlin',
+    missed: 'runOnce',
+    jitterMs: 60_000,
+  };
+  const cron: ScheduleInfo = await queue.putSchedule(options);
+  const interval: number | null = every.everyMs;
+  const expression: string | null = cron.cron;
+  const zone: string | null = cron.timeZone;
+  const missed: ScheduleMissed = cron.missed;
+  const nextFireAt: number | null = cron.nextFireAt;
+  const lastFiredAt: number | null = cron.lastFiredAt;
+  const lastCommandId: number | null = cron.lastCommandId;
+  const counts: number = every.fired + every.skipped + every.jitterMs;
+  const paused: boolean = every.paused;
+  const all: ScheduleInfo[] = await queue.schedules();
+  await queue.pauseSchedule('tick');
+  await queue.resumeSchedule('tick');
+  const removed: boolean = await queue.removeSchedule('tick');
+  queue.on('queue.schedule.fired', (event) => {
+    const instant: number = event.payload.instantMs;
+    const command: number = event.payload.commandId;
+    const name: string = event.payload.schedule;
+    void [instant, command, name];
+  });
+  queue.on('queue.schedule.skipped', (event) => {
+    const range: [number, number] = [event.payload.fromMs, event.payload.untilMs];
+    const reason: string = event.payload.reason;
+    void [range, reason];
+  });
+  // @ts-expect-error exactly one of everyMs and cron
+  void queue.putSchedule({ name: 'x', lane: 'api', commandType: 'x', everyMs: 300, cron: '* * * * *' });
+  // @ts-expect-error one of everyMs and cron is required
+  void queue.putSchedule({ name: 'x', lane: 'api', commandType: 'x' });
+  // @ts-expect-error a time zone is for a cron schedule
+  void queue.putSchedule({ name: 'x', lane: 'api', commandType: 'x', everyMs: 300, timeZone: 'UTC' });
+  // @ts-expect-error missed is 'skip' or 'runOnce'
+  void queue.putSchedule({ name: 'x', lane: 'api', commandType: 'x', everyMs: 300, missed: 'run_once' });
+  // @ts-expect-error the interval is everyMs, in milliseconds
+  void queue.putSchedule({ name: 'x', lane: 'api', commandType: 'x', every: 300 });
+  // @ts-expect-error times are numbers (ms since the Unix epoch) or null, not Dates
+  const nextAsDate: Date | null = every.nextFireAt;
+  void [interval, expression, zone, missed, nextFireAt, lastFiredAt, lastCommandId, counts, paused, all, removed, nextAsDate];
   return queue.purgeDeadLetters();
 }
 
