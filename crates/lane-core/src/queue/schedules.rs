@@ -184,12 +184,10 @@ impl CommandQueue {
                 .write_durably(StorageOp::SaveSchedule(info.clone()))
                 .await?;
         }
-        schedules.book.lock().insert(name.to_owned(), info);
         if let Some(range) = skipped {
-            if let Some(info) = schedules.book.lock().get(name) {
-                self.report_skip(info, range, "paused");
-            }
+            self.report_skip(&info, range, "paused");
         }
+        schedules.book.lock().insert(name.to_owned(), info);
         self.wake_schedules();
         Ok(())
     }
