@@ -5,8 +5,9 @@
 -- - 'pause', name: returns 'ok' or 'unknown';
 -- - 'resume', name, the Schedule JSON as read by the caller, now (ms), its first instant
 --   after now (ms, '' for none), its latest instant at or before now (ms, '' for none):
---   returns 'ok', 'unknown', or 'changed' when the schedule was replaced since the caller
---   read it (it reads again). The instants missed while paused (from the next one it had,
+--   returns 'ok', 'unknown', 'changed' when the schedule was replaced since the caller
+--   read it (it reads again), or 'stale' when the next instant given is not after the
+--   last one fired (it computes the next one after that instant and calls again). The instants missed while paused (from the next one it had,
 --   if due by now, to the latest) count as one skip with the event 'K' (reason
 --   'paused'), as in process. Wakes a worker.
 local mode, name = ARGV[1], ARGV[2]
@@ -42,6 +43,9 @@ if not s.paused then
 end
 if def ~= ARGV[3] then
   return 'changed'
+end
+if ARGV[5] ~= '' and s.last ~= '' and tonumber(ARGV[5]) <= tonumber(s.last) then
+  return 'stale'
 end
 local now, latest = tonumber(ARGV[4]), ARGV[6]
 local missed_from = s.next ~= '' and tonumber(s.next) <= now and s.next

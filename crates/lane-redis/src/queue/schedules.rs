@@ -13,7 +13,8 @@ use super::RedisQueue;
 use crate::scripts::{RunScript, SCRIPTS};
 use crate::wire::{self, array, redis_error, string};
 
-/// How many times a resume reads the schedule again when it was replaced meanwhile.
+/// How many times a put or resume tries again when the schedule moved meanwhile (it was
+/// replaced, or a worker fired an instant after the caller read its clock).
 const RESUME_ATTEMPTS: usize = 8;
 
 /// Where a schedule stands, as the scripts keep it (see the prelude):
@@ -98,7 +99,9 @@ impl RedisQueue {
     /// Creates or replaces the recurring schedule of `schedule.name`: from now on a
     /// [`RedisWorker`](crate::RedisWorker) submits its command at each instant, once
     /// however many workers run. A replaced schedule keeps its counts, its last instant
-    /// and whether it is paused; its next instant is the first after now. Refused when
+    /// and whether it is paused; its next instant is the first after now (or, if the
+    /// schedule it replaces has an instant due now that no worker fired yet, and that is
+    /// an instant of the new one too, that instant: a put never drops it). Refused when
     /// the schedule is invalid ([`Schedule::validate`]), its command type blank, its
     /// payload breaks the payload rule, or its lane is not declared in Redis
     /// ([`LaneError::LaneNotFound`]).
@@ -113,25 +116,70 @@ impl RedisQueue {
             )));
         }
         lane_core::check_payload(&schedule.payload)?;
-        let next = schedule.next_after(self.redis_now_ms())?;
         let json = serde_json::to_string(&schedule)?;
-        let reply: Vec<String> = SCRIPTS
-            .schedule_put
+        let mut after = self.redis_now_ms();
+        for _ in 0..RESUME_ATTEMPTS {
+            let next = schedule.next_after(after)?;
+            let keep = self.instant_to_keep(&schedule, next).await?;
+            let reply: Vec<String> = SCRIPTS
+                .schedule_put
+                .key(&self.inner.prefix)
+                .arg(&schedule.name)
+                .arg(&json)
+                .arg(&schedule.lane)
+                .arg(ms_arg(next))
+                .arg(ms_arg(keep))
+                .run(&mut self.conn())
+                .await
+                .map_err(|e| redis_error(&e))?;
+            match reply.as_slice() {
+                [ok, state] if ok == "ok" => {
+                    return Ok(ScheduleState::parse(state)?.into_info(schedule));
+                }
+                [unknown] if unknown == "unknown_lane" => {
+                    return Err(self.lane_not_found(&schedule.lane).await);
+                }
+                // A worker fired an instant after our clock reading: start after it.
+                [stale, last] if stale == "stale" => {
+                    after = last
+                        .parse::<u64>()
+                        .map_err(|_| wire::protocol("schedule_put"))?
+                        .max(after);
+                }
+                _ => return Err(wire::protocol("schedule_put")),
+            }
+        }
+        Err(LaneError::QueueError(format!(
+            "schedule '{}' kept firing ahead of this put; put it again",
+            schedule.name
+        )))
+    }
+
+    /// The next instant of the schedule a put replaces, when it is to stay: not after the
+    /// new next instant `next`, an instant of the new schedule too, and not older than
+    /// the missed grace (the workers fire it, or skip it as missed, at once). Without
+    /// this, a put at the moment an instant is due (every producer putting its schedules
+    /// at start) could move the schedule past it before a worker fired it.
+    async fn instant_to_keep(&self, schedule: &Schedule, next: Option<u64>) -> Result<Option<u64>> {
+        let read: Vec<String> = SCRIPTS
+            .schedule_control
             .key(&self.inner.prefix)
+            .arg("get")
             .arg(&schedule.name)
-            .arg(json)
-            .arg(&schedule.lane)
-            .arg(ms_arg(next))
             .run(&mut self.conn())
             .await
             .map_err(|e| redis_error(&e))?;
-        match reply.as_slice() {
-            [ok, state] if ok == "ok" => Ok(ScheduleState::parse(state)?.into_info(schedule)),
-            [unknown] if unknown == "unknown_lane" => {
-                Err(self.lane_not_found(&schedule.lane).await)
-            }
-            _ => Err(wire::protocol("schedule_put")),
-        }
+        let [_, state] = read.as_slice() else {
+            return Ok(None);
+        };
+        let Some(old) = ScheduleState::parse(state)?.next_fire_at_ms else {
+            return Ok(None);
+        };
+        let grace = lane_core::MISSED_GRACE.as_millis() as u64;
+        let keep = next.is_none_or(|next| old < next)
+            && old.saturating_add(grace) >= self.redis_now_ms()
+            && schedule.next_after(old.saturating_sub(1))? == Some(old);
+        Ok(keep.then_some(old))
     }
 
     /// Removes a schedule; false when there was none of that name.
@@ -207,6 +255,7 @@ impl RedisQueue {
     /// in between count as skipped (event `queue.schedule.skipped`, reason `paused`).
     pub async fn resume_schedule(&self, name: &str) -> Result<()> {
         check_schedule_name(name)?;
+        let mut floor = 0;
         for _ in 0..RESUME_ATTEMPTS {
             let read: Vec<String> = SCRIPTS
                 .schedule_control
@@ -216,14 +265,18 @@ impl RedisQueue {
                 .run(&mut self.conn())
                 .await
                 .map_err(|e| redis_error(&e))?;
-            let [def, _state] = read.as_slice() else {
+            let [def, state] = read.as_slice() else {
                 return Err(unknown_schedule(name));
             };
             let schedule = parse_schedule(def)?;
+            // Never at or before the last instant fired (our clock may lag Redis's).
+            if let Some(last) = ScheduleState::parse(state)?.last_fired_at_ms {
+                floor = floor.max(last);
+            }
             // Instants need the schedule's rules (cron, time zones): computed here, then
             // applied only if the schedule is still the one read.
             let now = self.redis_now_ms();
-            let next = schedule.next_after(now)?;
+            let next = schedule.next_after(now.max(floor))?;
             let latest = schedule.latest_at(now)?;
             let outcome: String = SCRIPTS
                 .schedule_control

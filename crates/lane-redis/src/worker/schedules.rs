@@ -159,9 +159,9 @@ pub(super) async fn look(shared: &Shared, conn: &mut Conn) -> Result<Looked> {
     Ok(looked)
 }
 
-type Due = (u64, Option<u64>, Vec<(String, String, String)>);
+pub(super) type Due = (u64, Option<u64>, Vec<(String, String, String)>);
 
-async fn read_due(shared: &Shared, conn: &mut Conn) -> Result<Due> {
+pub(super) async fn read_due(shared: &Shared, conn: &mut Conn) -> Result<Due> {
     let reply: redis::Value = SCRIPTS
         .schedule_due
         .key(&shared.prefix)
@@ -194,7 +194,7 @@ async fn read_due(shared: &Shared, conn: &mut Conn) -> Result<Due> {
     Ok((now_ms, earliest, out))
 }
 
-enum Fired {
+pub(super) enum Fired {
     /// This worker moved the schedule past its due instants (fired or skipped them).
     Won,
     /// Another worker did, or the schedule changed since it was read.
@@ -208,7 +208,7 @@ fn ms_arg(ms: Option<u64>) -> String {
 }
 
 /// Fires one due schedule, as read at `now_ms` (Redis clock).
-async fn fire(
+pub(super) async fn fire(
     shared: &Shared,
     conn: &mut Conn,
     now_ms: u64,

@@ -368,3 +368,100 @@ async fn a_held_slot_stays_taken_until_freed_or_its_worker_is_gone() {
     b.exchange(&mut conn, &[], 0, false, None).await.unwrap();
     assert_eq!(lane_active(fixture.queue.stats().await.unwrap()), 0);
 }
+
+/// Sleeps until the clock is a little past `ms` (the test runs next to its Redis server:
+/// the margin covers the clocks' difference).
+async fn sleep_past(ms: u64) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let until = ms + 30;
+    if until > now {
+        tokio::time::sleep(Duration::from_millis(until - now)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_racing_one_instant_fire_it_once() {
+    use super::schedules::{Fired, fire, look, read_due};
+    let fixture = Fixture::new("schedule-race").await;
+    let a = fixture.worker("worker-a", Duration::from_secs(10));
+    let b = fixture.worker("worker-b", Duration::from_secs(10));
+    let (mut conn_a, mut conn_b) = (fixture.queue.conn(), fixture.queue.conn());
+    let tick = lane_core::Schedule::every(
+        "tick",
+        "jobs",
+        "t",
+        json!({"n": 1}),
+        Duration::from_millis(200),
+    );
+    let info = fixture.queue.put_schedule(tick).await.unwrap();
+
+    // Both read the same due instant; the second compare-and-set finds it gone.
+    sleep_past(info.next_fire_at_ms.unwrap()).await;
+    let (now, _, due) = read_due(&a, &mut conn_a).await.unwrap();
+    assert_eq!(due.len(), 1);
+    let (name, def, state) = &due[0];
+    let first = fire(&a, &mut conn_a, now, name, def, state).await.unwrap();
+    let second = fire(&b, &mut conn_b, now, name, def, state).await.unwrap();
+    assert!(
+        matches!((first, second), (Fired::Won, Fired::Lost)),
+        "one fires, the other loses"
+    );
+
+    // Two workers looking at once, instant after instant: each instant fires once.
+    for _ in 0..8 {
+        let next = fixture.queue.schedules().await.unwrap()[0]
+            .next_fire_at_ms
+            .unwrap();
+        sleep_past(next).await;
+        let (x, y) = tokio::join!(look(&a, &mut conn_a), look(&b, &mut conn_b));
+        let (x, y) = (x.unwrap(), y.unwrap());
+        assert_eq!(x.won + y.won, 1, "{x:?} {y:?}");
+        assert!(x.earliest.unwrap() > next && y.earliest.unwrap() > next);
+    }
+    let info = &fixture.queue.schedules().await.unwrap()[0];
+    assert_eq!((info.fired, info.skipped), (9, 0));
+
+    // A replace (here of the payload) whose clock reading came before the last fire
+    // cannot re-arm that instant: the script sends it back to start after it.
+    let last = info.last_fired_at_ms.unwrap();
+    let mut changed = info.schedule.clone();
+    changed.payload = json!({"n": 2});
+    let reply: Vec<String> = crate::scripts::SCRIPTS
+        .schedule_put
+        .key(fixture.queue.key_prefix())
+        .arg("tick")
+        .arg(serde_json::to_string(&changed).unwrap())
+        .arg("jobs")
+        .arg(last.to_string())
+        .arg("")
+        .invoke_async(&mut conn_a)
+        .await
+        .unwrap();
+    assert_eq!(reply, ["stale".to_owned(), last.to_string()]);
+    let replaced = fixture.queue.put_schedule(changed).await.unwrap();
+    assert!(replaced.next_fire_at_ms.unwrap() > last);
+    assert_eq!(replaced.schedule.payload, json!({"n": 2}));
+    // The same schedule put again keeps its next instant, whatever the caller's clock.
+    let again = fixture
+        .queue
+        .put_schedule(replaced.schedule.clone())
+        .await
+        .unwrap();
+    assert_eq!(again.next_fire_at_ms, replaced.next_fire_at_ms);
+    assert_eq!(replaced.fired, 9, "a replace keeps the counts");
+    assert_eq!(
+        fixture.queue.stats().await.unwrap().counter("submitted"),
+        9,
+        "one command per instant"
+    );
+    let last = fixture
+        .queue
+        .command(info.last_command_id.unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(last.payload, json!({"n": 1}));
+}

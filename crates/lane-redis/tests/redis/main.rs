@@ -21,6 +21,7 @@ mod priority_boost_lets_a_waiting_lane_overtake;
 mod progress_reaches_the_submitter;
 mod queues_work_on_a_redis_cluster;
 mod results_reach_the_submitter;
+mod schedules_fire_each_instant_once_across_processes;
 mod timing_reaches_busy_workers_and_waiting_producers;
 mod tls_and_acl_users_connect_securely;
 mod workers_survive_a_killed_and_a_frozen_process;
