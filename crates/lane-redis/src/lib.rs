@@ -64,6 +64,14 @@
 //!   the last one before the result. The producer publishes them as
 //!   `queue.command.progress` events ([`RedisQueue::subscribe`]) and through
 //!   [`RedisCommandHandle::progress`].
+//! - **Recurring schedules** ([`RedisQueue::put_schedule`], the core's
+//!   [`Schedule`](lane_core::Schedule): an interval or a cron expression in a time zone)
+//!   are stored in Redis by any client; every worker's schedule task sleeps until the
+//!   earliest next instant and fires what is due with a compare-and-set on the instant,
+//!   in the script that also enqueues the command, so each instant fires once however
+//!   many workers look, with no leader. Missed instants follow the schedule's
+//!   [`Missed`](lane_core::Missed) policy; a full or unknown lane skips the instant.
+//!   Events `queue.schedule.fired` and `queue.schedule.skipped` reach every subscriber.
 //! - **No polling**: an idle worker blocks on its own wake list; submits, freed capacity
 //!   and housekeeping push to the lists of idle workers. Timeouts only bound the wait for
 //!   the next housekeeping deadline (a retry or delayed start, a start-by deadline, a

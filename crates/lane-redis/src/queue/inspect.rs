@@ -201,7 +201,9 @@ pub struct RedisQueueStats {
     /// `requeued` (taken back from a dead worker), `released`, `stale` (completions
     /// rejected by fencing), `workers_lost`, `expired` (not started by their start-by
     /// deadline), `rejected_full` (refused for a full lane), `deduplicated` (submits
-    /// whose idempotency key a live command held).
+    /// whose idempotency key a live command held), `schedule_fired` and
+    /// `schedule_skipped` (instants of recurring schedules fired, and skips: a range of
+    /// missed instants, or one refused by its lane, counts once).
     pub counters: HashMap<String, u64>,
 }
 

@@ -400,3 +400,100 @@ async fn a_killed_workers_command_is_taken_over_when_its_lease_expires() {
     assert_eq!(stats.counter("requeued"), 1);
     survivor.shutdown(Duration::from_secs(10)).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_fires_each_instant_once_over_three_workers() {
+    let place = prefix_off_the_first_node("cluster-schedule").await;
+    let test = ClusterQueue::connect(&place.prefix, |c| {
+        c.with_lane("jobs", LaneConfig::new(1, 4), 0)
+    })
+    .await;
+    // No heartbeat for an hour: the workers hear of the schedule only from the put's
+    // wake-up and their own schedule timers.
+    let config = || {
+        RedisWorkerConfig::new(2)
+            .with_lease_ttl(Duration::from_secs(3 * 3600))
+            .with_heartbeat_interval(Duration::from_secs(3600))
+    };
+    let mut workers = Vec::new();
+    for _ in 0..3 {
+        workers.push(
+            RedisWorker::start(&test.queue, echo_handlers(), config())
+                .await
+                .unwrap(),
+        );
+    }
+    let mut events = test.queue.subscribe();
+    // Put by a client without workers, as a producer elsewhere would.
+    let producer = RedisQueue::connect(
+        RedisQueueConfig::cluster(redis_cluster_urls()).with_key_prefix(&place.prefix),
+    )
+    .await
+    .unwrap();
+    let every = Duration::from_millis(100);
+    producer
+        .put_schedule(a3s_lane::Schedule::every(
+            "tick",
+            "jobs",
+            "echo",
+            json!("tick"),
+            every,
+        ))
+        .await
+        .unwrap();
+    let mut fired = std::collections::BTreeMap::new();
+    let mut duplicates = Vec::new();
+    let started = tokio::time::Instant::now();
+    let mut stopped_one = false;
+    while started.elapsed() < Duration::from_millis(2500) {
+        if !stopped_one && started.elapsed() > Duration::from_secs(1) {
+            // One worker leaves midway; the others go on alone.
+            workers.pop().unwrap().shutdown_now().await;
+            stopped_one = true;
+        }
+        let Ok(Ok(event)) = tokio::time::timeout(Duration::from_millis(100), events.recv()).await
+        else {
+            continue;
+        };
+        assert_ne!(
+            event.key,
+            a3s_lane::event_keys::SCHEDULE_SKIPPED,
+            "{event:?}"
+        );
+        if event.key == a3s_lane::event_keys::SCHEDULE_FIRED {
+            let instant = event.payload["instant_ms"].as_u64().unwrap();
+            if fired
+                .insert(instant, event.payload["command_id"].as_u64().unwrap())
+                .is_some()
+            {
+                duplicates.push(instant);
+            }
+        }
+    }
+    assert!(producer.remove_schedule("tick").await.unwrap());
+    assert!(duplicates.is_empty(), "fired twice: {duplicates:?}");
+    let instants: Vec<u64> = fired.keys().copied().collect();
+    assert!(instants.len() >= 15, "{instants:?}");
+    assert!(
+        instants
+            .windows(2)
+            .all(|w| w[1] - w[0] == every.as_millis() as u64),
+        "each instant once, none missing: {instants:?}"
+    );
+    for id in fired.values() {
+        within("an instant's command", async {
+            loop {
+                if let Some(command) = test.queue.command(*id).await.unwrap()
+                    && command.state == RemoteState::Done
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+    }
+    for worker in workers {
+        worker.shutdown(Duration::from_secs(10)).await.unwrap();
+    }
+}
