@@ -465,3 +465,112 @@ async fn two_workers_racing_one_instant_fire_it_once() {
         .unwrap();
     assert_eq!(last.payload, json!({"n": 1}));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missed_instants_and_a_full_lane_are_skipped_with_their_reason() {
+    use super::schedules::look;
+    let fixture = Fixture::new("schedule-skips").await;
+    let queue = &fixture.queue;
+    queue
+        .declare_lane("small", LaneConfig::new(1, 1).with_max_waiting(1), 0)
+        .await
+        .unwrap();
+    let w = fixture.worker("worker-a", Duration::from_secs(10));
+    let mut conn = queue.conn();
+    let mut events = queue.subscribe();
+    let every = Duration::from_millis(200);
+    let schedule =
+        |name: &str, lane: &str| lane_core::Schedule::every(name, lane, "t", json!(null), every);
+
+    // Hourly schedules down for three hours, looked at more than the missed grace after
+    // the hour: the missed instants are skipped (Missed::Skip), or the latest fires once
+    // (Missed::RunOnce).
+    let hour = 3_600_000;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    if now % hour < 20_000 {
+        tokio::time::sleep(Duration::from_millis(20_000 - now % hour)).await;
+    }
+    for (name, missed) in [
+        ("skip", lane_core::Missed::Skip),
+        ("run-once", lane_core::Missed::RunOnce),
+    ] {
+        let hourly =
+            lane_core::Schedule::every(name, "jobs", "t", json!(null), Duration::from_secs(3600));
+        let info = queue
+            .put_schedule(hourly.with_missed(missed))
+            .await
+            .unwrap();
+        let next = info.next_fire_at_ms.unwrap() - 4 * hour;
+        let _: () = redis::pipe()
+            .hset(
+                format!("{}:sched_state", queue.key_prefix()),
+                name,
+                format!("0|{next}||||"),
+            )
+            .zadd(format!("{}:sched_next", queue.key_prefix()), name, next)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    let looked = look(&w, &mut conn).await.unwrap();
+    assert_eq!(looked.won, 2);
+    let listed = queue.schedules().await.unwrap();
+    let by_name = |name: &str| listed.iter().find(|i| i.schedule.name == name).unwrap();
+    assert_eq!((by_name("skip").fired, by_name("skip").skipped), (0, 1));
+    assert_eq!(
+        (by_name("run-once").fired, by_name("run-once").skipped),
+        (1, 1)
+    );
+
+    // A full lane refuses the instant: skipped, with the lane's refusal as the reason.
+    let _held = queue.submit("small", "t", json!(1)).await.unwrap();
+    let info = queue.put_schedule(schedule("full", "small")).await.unwrap();
+    sleep_past(info.next_fire_at_ms.unwrap()).await;
+    look(&w, &mut conn).await.unwrap();
+    let full = queue
+        .schedules()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|i| i.schedule.name == "full")
+        .unwrap();
+    assert_eq!((full.fired, full.skipped), (0, 1));
+
+    let mut skips = Vec::new();
+    while skips.len() < 3 {
+        let event = tokio::time::timeout(Duration::from_secs(5), events.recv())
+            .await
+            .expect("the skip events")
+            .unwrap();
+        if event.key == lane_core::event::keys::SCHEDULE_SKIPPED {
+            skips.push(event.payload);
+        }
+    }
+    skips.sort_by_key(|p| p["schedule"].as_str().unwrap().to_owned());
+    assert_eq!(skips[0]["schedule"], "full");
+    assert!(
+        skips[0]["reason"].as_str().unwrap().contains("is full"),
+        "{skips:?}"
+    );
+    assert_eq!(skips[0]["from_ms"], skips[0]["until_ms"]);
+    assert_eq!(skips[1]["schedule"], "run-once");
+    assert_eq!(skips[2]["schedule"], "skip");
+    assert_eq!(skips[2]["reason"], "missed");
+    let (from, until) = (
+        skips[2]["from_ms"].as_u64().unwrap(),
+        skips[2]["until_ms"].as_u64().unwrap(),
+    );
+    assert_eq!(
+        until - from,
+        3 * hour,
+        "four missed instants: {from}..{until}"
+    );
+    assert_eq!(
+        skips[1]["until_ms"].as_u64().unwrap() + 1,
+        by_name("run-once").last_fired_at_ms.unwrap(),
+        "RunOnce skips up to the latest and fires it"
+    );
+}
