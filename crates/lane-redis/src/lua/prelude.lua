@@ -855,9 +855,15 @@ local function save_sched_state(name, s)
 end
 
 -- Wakes one worker (an idle one if any, else any live one) so that its next round trip
--- tells its schedule task about an instant earlier than it knew of, or about a timer.
-local function wake_one_worker()
-  if wake_idle(1) == 0 then
+-- tells it about a timer earlier than it knew of; with `all`, every idle worker (a
+-- schedule put or resumed: each worker's schedule task hears of it, not only one that
+-- may be about to die).
+local function wake_one_worker(all)
+  local n = 1
+  if all then
+    n = redis.call('SCARD', P .. ':idle')
+  end
+  if wake_idle(n) == 0 then
     local any = redis.call('ZRANGE', P .. ':workers', 0, 0)
     if any[1] then
       redis.call('LPUSH', P .. ':wake:' .. any[1], '1')

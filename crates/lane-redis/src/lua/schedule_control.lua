@@ -9,7 +9,7 @@
 --   read it (it reads again), or 'stale' when the next instant given is not after the
 --   last one fired (it computes the next one after that instant and calls again). The instants missed while paused (from the next one it had,
 --   if due by now, to the latest) count as one skip with the event 'K' (reason
---   'paused'), as in process. Wakes a worker.
+--   'paused'), as in process. Wakes the idle workers (or one busy one).
 local mode, name = ARGV[1], ARGV[2]
 if mode == 'list' then
   return {redis.call('HGETALL', SCHEDULES), redis.call('HGETALL', SCHED_STATE)}
@@ -59,6 +59,6 @@ end
 save_sched_state(name, s)
 flush(1)
 if s.next ~= '' then
-  wake_one_worker()
+  wake_one_worker(true)
 end
 return 'ok'

@@ -11,7 +11,8 @@
 -- declared, or {'stale', last fired instant} when the next instant given is not after
 -- the instant a worker fired meanwhile (the caller read its clock before that fire): the
 -- caller computes the next instant after that one and calls again, so a replace never
--- fires an instant twice. Wakes a worker, whose next round trip tells its schedule task.
+-- fires an instant twice. Wakes the idle workers (or one busy one), whose next round
+-- trips tell their schedule tasks.
 local name, lane = ARGV[1], ARGV[3]
 if not lane_cfg(lane) then
   return {'unknown_lane'}
@@ -31,6 +32,6 @@ end
 redis.call('HSET', SCHEDULES, name, ARGV[2])
 save_sched_state(name, s)
 if not s.paused and s.next ~= '' then
-  wake_one_worker()
+  wake_one_worker(true)
 end
 return {'ok', pack_sched_state(s)}

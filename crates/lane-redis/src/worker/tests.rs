@@ -574,3 +574,37 @@ async fn missed_instants_and_a_full_lane_are_skipped_with_their_reason() {
         "RunOnce skips up to the latest and fires it"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instant_read_before_a_pause_or_removal_does_not_fire_after_it() {
+    use super::schedules::{Fired, fire, read_due};
+    let fixture = Fixture::new("schedule-after-change").await;
+    let queue = &fixture.queue;
+    let w = fixture.worker("worker-a", Duration::from_secs(10));
+    let mut conn = queue.conn();
+    for change in ["pause", "remove"] {
+        let info = queue
+            .put_schedule(lane_core::Schedule::every(
+                "tick",
+                "jobs",
+                "t",
+                json!(null),
+                Duration::from_millis(100),
+            ))
+            .await
+            .unwrap();
+        sleep_past(info.next_fire_at_ms.unwrap()).await;
+        let (now, _, due) = read_due(&w, &mut conn).await.unwrap();
+        let (name, def, state) = &due[0];
+        match change {
+            "pause" => queue.pause_schedule("tick").await.unwrap(),
+            _ => assert!(queue.remove_schedule("tick").await.unwrap()),
+        }
+        let fired = fire(&w, &mut conn, now, name, def, state).await.unwrap();
+        assert!(matches!(fired, Fired::Lost), "fired after a {change}");
+        let (_, _, due) = read_due(&w, &mut conn).await.unwrap();
+        assert!(due.is_empty(), "nothing due after a {change}");
+        let _ = queue.remove_schedule("tick").await;
+    }
+    assert_eq!(queue.stats().await.unwrap().counter("schedule_fired"), 0);
+}
