@@ -5,7 +5,7 @@
 //! instant: of several workers waking for one instant, one fires it and the others find
 //! it moved on. No leader, no polling: the task hears of an earlier instant (a schedule
 //! put or resumed) from the driver, whose every round trip carries the earliest next
-//! instant (the put wakes a worker for that).
+//! instant (a put or resume wakes the idle workers, or one busy one, for that).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
