@@ -34,13 +34,27 @@ async fn fired_instants(
     name: &str,
     window: Duration,
 ) -> Vec<(u64, u64)> {
+    fired_since(events, name, window, 0).await
+}
+
+/// [`fired_instants`] published after `since_ms` (an instant fired just before a pause
+/// or a removal returned is still read afterwards).
+async fn fired_since(
+    events: &mut a3s_lane::EventStream,
+    name: &str,
+    window: Duration,
+    since_ms: u64,
+) -> Vec<(u64, u64)> {
     let mut fired = Vec::new();
     let until = tokio::time::Instant::now() + window;
     while let Ok(Some(event)) = tokio::time::timeout_at(until, events.recv())
         .await
         .map(Result::ok)
     {
-        if event.key == event_keys::SCHEDULE_FIRED && event.payload["schedule"] == json!(name) {
+        if event.key == event_keys::SCHEDULE_FIRED
+            && event.payload["schedule"] == json!(name)
+            && event.timestamp > since_ms
+        {
             fired.push((
                 event.payload["instant_ms"].as_u64().unwrap(),
                 event.payload["command_id"].as_u64().unwrap(),
@@ -93,9 +107,10 @@ async fn a_schedule_fires_each_instant_once(engine: Engine) {
         assert_eq!(status.result, Some(json!({ "name": "tick" })));
     }
     assert!(queue.client().remove_schedule("tick").await.unwrap());
+    let removed_at = now_ms();
     let info = queue.client().schedules().await.unwrap();
     assert!(info.is_empty(), "{info:?}");
-    let after = fired_instants(&mut events, "tick", Duration::from_millis(700)).await;
+    let after = fired_since(&mut events, "tick", Duration::from_millis(700), removed_at).await;
     assert!(after.is_empty(), "a removed schedule fired {after:?}");
 }
 
@@ -143,8 +158,10 @@ async fn schedules_are_put_listed_paused_resumed_and_removed(engine: Engine) {
     assert_eq!(client.schedules().await.unwrap().len(), 2);
     // Paused, it fires nothing.
     client.pause_schedule("tick").await.unwrap();
+    let paused_at = now_ms();
     assert!(client.schedules().await.unwrap()[1].paused);
-    let while_paused = fired_instants(&mut events, "tick", Duration::from_millis(800)).await;
+    let while_paused =
+        fired_since(&mut events, "tick", Duration::from_millis(800), paused_at).await;
     assert!(
         while_paused.is_empty(),
         "a paused schedule fired {while_paused:?}"
@@ -218,4 +235,11 @@ async fn a_schedule_is_kept_across_a_restart(engine: Engine) {
     let fired = fired_instants(&mut events, "tick", Duration::from_millis(1000)).await;
     assert!(!fired.is_empty(), "it fires after the restart");
     assert!(queue.client().remove_schedule("tick").await.unwrap());
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }
