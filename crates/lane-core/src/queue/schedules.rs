@@ -21,7 +21,7 @@ use super::CommandQueue;
 use crate::command::{CommandId, ReplayableCommand};
 use crate::error::{LaneError, Result};
 use crate::event::keys;
-use crate::schedule::{Schedule, ScheduleInfo, check_schedule_name};
+use crate::schedule::{MISSED_GRACE, Schedule, ScheduleInfo, check_schedule_name};
 use crate::storage::StorageOp;
 use crate::timing::SubmitOptions;
 
@@ -98,13 +98,26 @@ impl CommandQueue {
         self.handlers.get(&schedule.command_type)?;
         let schedules = self.schedule_book();
         let _writes = schedules.writes.lock().await;
-        let mut info = ScheduleInfo::new(schedule, schedules.clock.now_ms())?;
+        let now = schedules.clock.now_ms();
+        let mut info = ScheduleInfo::new(schedule, now)?;
         if let Some(old) = schedules.book.lock().get(&info.schedule.name) {
             info.paused = old.paused;
             info.fired = old.fired;
             info.skipped = old.skipped;
             info.last_fired_at_ms = old.last_fired_at_ms;
             info.last_command_id = old.last_command_id;
+            // A put at the moment an instant is due must not drop it: the old next instant
+            // stays when it is also one of the new schedule's and is not yet missed (the
+            // Redis engine's rule too).
+            if let Some(next) = old.next_fire_at_ms
+                && !old.paused
+                && now.saturating_sub(next) <= MISSED_GRACE.as_millis() as u64
+                && next <= info.next_fire_at_ms.unwrap_or(u64::MAX)
+                && (old.schedule == info.schedule
+                    || info.schedule.latest_at(next)? == Some(next))
+            {
+                info.next_fire_at_ms = Some(next);
+            }
         }
         if let Some(journal) = &self.journal {
             journal
