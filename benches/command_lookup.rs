@@ -144,7 +144,7 @@ async fn hot_path(retention: Retention) -> Duration {
 }
 
 async fn redis_round(url: &str, round: usize) {
-    let prefix = format!("{{bench-lookup-{}-{round}}}", std::process::id());
+    let prefix = format!("bench-lookup-{}-{round}", std::process::id());
     let config = RedisQueueConfig::new(url)
         .with_key_prefix(&prefix)
         .with_lane("jobs", keep_all(), 0);
@@ -172,7 +172,7 @@ async fn redis_round(url: &str, round: usize) {
     );
     worker.shutdown(Duration::from_secs(10)).await.unwrap();
     let mut keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
+        .arg(format!("{{{prefix}}}*"))
         .query_async(&mut conn)
         .await
         .unwrap();
