@@ -278,6 +278,10 @@ impl QueueClient {
             missed,
             jitter,
         )?;
+        if let Some(env) = &self.env {
+            // Before the queue can fire it: its commands have no waiter.
+            env.slots.track_each();
+        }
         let info = Self::wait(py, self.client.put_schedule(schedule))?;
         schedule_info_to_py(py, info)
     }

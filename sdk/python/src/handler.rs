@@ -8,7 +8,7 @@
 //! messages) in [`ErrorSlots`], under the command id, and raised as is with its
 //! traceback when the result arrives.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -42,18 +42,34 @@ pub(crate) type SharedException = Arc<Py<PyBaseException>>;
 /// command, and a handler needs the GIL to raise anything, so no exception of a waited-for
 /// command is ever dropped.
 ///
+/// A queue with recurring schedules also accepts commands nobody waits for, at each
+/// instant, with ids among those of the submits: keeping their exceptions would keep one
+/// per failed instant for ever. Once a queue has a schedule ([`track_each`]), each id
+/// registered from then on is kept in a set until its waiter takes it, and only those
+/// ids' exceptions are kept. (Queues without schedules keep to the watermark alone: no
+/// set to update on every submit.)
+///
 /// A submit whose idempotency key a live command holds gets that command (a duplicate):
 /// one more waiter of the same id. Each is counted, and the entry stays until the last
 /// waiter took it, so every submitter sees the handler's own exception. (A duplicate that
 /// registers only after the first waiter took the entry, or one of a command recovered
 /// from storage, gets the `CommandError` carrying its type and message instead.)
+///
+/// [`track_each`]: Self::track_each
 pub(crate) struct ErrorSlots {
     first_awaited: AtomicU64,
+    /// The highest id registered before [`track_each`](Self::track_each).
+    last_awaited: AtomicU64,
+    /// From this id on, only ids in `Slots::awaited` are waited for (`u64::MAX` while
+    /// the queue has had no schedule).
+    tracked_from: AtomicU64,
     slots: Mutex<Slots>,
 }
 
 #[derive(Default)]
 struct Slots {
+    /// Ids from `tracked_from` on that a waiter will take the outcome of, until it did.
+    awaited: HashSet<CommandId>,
     exceptions: HashMap<CommandId, (u32, SharedException)>,
     /// Waiters besides the first, by command id (submits that were duplicates).
     extra_waiters: HashMap<CommandId, u32>,
@@ -63,6 +79,8 @@ impl Default for ErrorSlots {
     fn default() -> Self {
         Self {
             first_awaited: AtomicU64::new(u64::MAX),
+            last_awaited: AtomicU64::new(0),
+            tracked_from: AtomicU64::new(u64::MAX),
             slots: Mutex::new(Slots::default()),
         }
     }
@@ -73,6 +91,23 @@ impl ErrorSlots {
     /// hold that accepted the command).
     pub(crate) fn awaited(&self, id: CommandId) {
         self.first_awaited.fetch_min(id, Ordering::AcqRel);
+        if self.tracked_from.load(Ordering::Acquire) == u64::MAX {
+            self.last_awaited.fetch_max(id, Ordering::AcqRel);
+        } else {
+            self.slots.lock().awaited.insert(id);
+        }
+    }
+
+    /// The queue has (or may have) recurring schedules, whose commands nobody waits for:
+    /// from now on only the ids registered by [`awaited`](Self::awaited) are (call with
+    /// the GIL held, before the queue can fire a schedule).
+    pub(crate) fn track_each(&self) {
+        // Every id accepted so far through this module is registered (in the GIL hold
+        // that accepted it); every command of a schedule has a later id.
+        let from = self.last_awaited.load(Ordering::Acquire).saturating_add(1);
+        let _ =
+            self.tracked_from
+                .compare_exchange(u64::MAX, from, Ordering::AcqRel, Ordering::Acquire);
     }
 
     /// A waiter will take the outcome of the command `handle` is for: the first, or one
@@ -90,14 +125,20 @@ impl ErrorSlots {
         }
     }
 
-    /// Keeps `exception` of attempt `attempt` of command `id` for its waiter; a later
-    /// attempt's exception replaces an earlier one, never the other way round (a timed-out
-    /// attempt's thread may finish after the next attempt).
+    /// Keeps `exception` of attempt `attempt` of command `id` for its waiter, if it has
+    /// one; a later attempt's exception replaces an earlier one, never the other way
+    /// round (a timed-out attempt's thread may finish after the next attempt).
     fn store(&self, id: CommandId, attempt: u32, exception: Py<PyBaseException>) {
         if id < self.first_awaited.load(Ordering::Acquire) {
             return;
         }
+        let tracked = id >= self.tracked_from.load(Ordering::Acquire);
         let mut slots = self.slots.lock();
+        if tracked && !slots.awaited.contains(&id) && !slots.extra_waiters.contains_key(&id) {
+            // A schedule's command: nobody will take it.
+            drop(slots);
+            return;
+        }
         let replaced = match slots.exceptions.get_mut(&id) {
             Some(slot) if slot.0 > attempt => Some(Arc::new(exception)),
             Some(slot) => Some(std::mem::replace(slot, (attempt, Arc::new(exception))).1),
@@ -113,7 +154,11 @@ impl ErrorSlots {
     /// Takes one waiter's share of the entry of `id`: the exception of its last failed
     /// attempt. The entry goes with the last waiter.
     pub(crate) fn take(&self, id: CommandId) -> Option<SharedException> {
+        let tracked = id >= self.tracked_from.load(Ordering::Acquire);
         let mut slots = self.slots.lock();
+        if tracked {
+            slots.awaited.remove(&id);
+        }
         if slots.exceptions.is_empty() && slots.extra_waiters.is_empty() {
             return None;
         }
@@ -127,6 +172,7 @@ impl ErrorSlots {
         slots.exceptions.remove(&id).map(|(_, exception)| exception)
     }
 }
+
 /// What a queue shares with its handlers: the error slots and the event loop on which
 /// `async def` handlers run.
 #[derive(Default)]

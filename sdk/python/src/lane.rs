@@ -438,6 +438,10 @@ impl Lane {
         });
         let manager = built.map_err(|e| e.into_py_err(py))?;
         let queue = manager.queue();
+        if !queue.schedules().is_empty() {
+            // Schedules recovered from storage fire once the lane starts.
+            env.slots.track_each();
+        }
         let client = QueueClient::local(manager.clone(), Arc::downgrade(&queue), env.clone());
         let exit = crate::exit::register(crate::exit::ExitEntry {
             manager: manager.clone(),

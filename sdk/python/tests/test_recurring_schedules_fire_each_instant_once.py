@@ -21,7 +21,7 @@ import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ import pytest
 import a3s_lane
 from a3s_lane import (
     CommandContext,
+    CommandError,
     ConfigError,
     Event,
     HandlerNotFoundError,
@@ -75,6 +76,14 @@ class Engine:
             self.runs[ctx.id] += 1
             self.payloads.append(payload)
         return payload
+
+    def register(self, command_type: str, handler: Callable[..., Any]) -> None:
+        """Registers one more handler on every Lane and worker of the engine."""
+        for client in self.clients:
+            if isinstance(client, Lane):
+                client.register_handler(command_type, handler)
+        for worker in self.workers:
+            worker.register_handler(command_type, handler)
 
     def ran(self) -> int:
         with self.lock:
@@ -325,6 +334,59 @@ def test_a_schedule_outlives_its_client(engine: Engine) -> None:
     assert [i.next_fire_at for i in after] == [i.next_fire_at for i in before]
     assert again.remove_schedule("paused") is True
     assert [i.name for i in again.schedules()] == ["nightly"]
+
+
+class ScheduledFailure(Exception):
+    pass
+
+
+def test_the_exceptions_of_scheduled_commands_are_not_kept(engine: Engine) -> None:
+    """Nobody waits for a scheduled command, so its handler's exception is not kept for a
+    waiter (one kept per failed instant would grow for ever)."""
+    queue = engine.open()
+    failed = threading.Event()
+
+    def fail(payload: Any) -> Any:
+        failed.set()
+        raise ScheduledFailure(f"instant {payload}")
+
+    engine.register("fail", fail)
+    # A submitter waits for its command: it gets the handler's own exception in process
+    # (which is kept for it until then), a CommandError naming it on Redis.
+    if isinstance(queue, Lane):
+        with pytest.raises(ScheduledFailure, match="instant 0"):
+            queue.submit("jobs", "fail", 0)
+    else:
+        assert isinstance(queue, RedisQueue)
+        with pytest.raises(CommandError, match="ScheduledFailure: instant 0"):
+            queue.submit("jobs", "fail", 0).result(timeout=30)
+    with queue.events("queue.schedule.fired") as events:
+        queue.put_schedule("failing", "jobs", "fail", 1, every=0.01)
+        fired_of(events, "failing", 30)
+    queue.pause_schedule("failing")
+    assert failed.is_set()
+
+    def kept() -> int:
+        gc.collect()
+        return sum(1 for value in gc.get_objects() if isinstance(value, ScheduledFailure))
+
+    # Those still being raised go; none stays.
+    wait_for(lambda: kept() == 0, timeout=10)
+    if engine.kind != "in_process_with_storage":
+        return
+
+    # A Lane reopened on the store fires the schedule it recovers: the same holds.
+    del queue
+    again = engine.reopen()
+    assert isinstance(again, Lane)
+    engine.register("fail", fail)
+    with pytest.raises(ScheduledFailure, match="instant 2"):
+        again.submit("jobs", "fail", 2)
+    with again.events("queue.schedule.fired") as events:
+        again.resume_schedule("failing")
+        fired_of(events, "failing", 30)
+    again.pause_schedule("failing")
+    wait_for(lambda: kept() == 0, timeout=10)
 
 
 BAD: list[tuple[dict[str, Any], str]] = [
