@@ -81,7 +81,10 @@ async fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
     // Each fired command, looked up afterwards with its result.
     for id in fired {
         if let Some(status) = manager.command(id).await? {
-            println!("command {id}: {:?}, result {:?}", status.state, status.result);
+            println!(
+                "command {id}: {:?}, result {:?}",
+                status.state, status.result
+            );
         }
     }
     let done = manager

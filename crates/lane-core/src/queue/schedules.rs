@@ -113,8 +113,7 @@ impl CommandQueue {
                 && !old.paused
                 && now.saturating_sub(next) <= MISSED_GRACE.as_millis() as u64
                 && next <= info.next_fire_at_ms.unwrap_or(u64::MAX)
-                && (old.schedule == info.schedule
-                    || info.schedule.latest_at(next)? == Some(next))
+                && (old.schedule == info.schedule || info.schedule.latest_at(next)? == Some(next))
             {
                 info.next_fire_at_ms = Some(next);
             }
@@ -372,7 +371,9 @@ impl CommandQueue {
 
     fn report_skip(&self, info: &ScheduleInfo, (from, until): (u64, u64), reason: &str) {
         let (name, lane) = (&info.schedule.name, &info.schedule.lane);
-        self.observe(&self.observers, |observer| observer.on_schedule_skip(name, lane));
+        self.observe(&self.observers, |observer| {
+            observer.on_schedule_skip(name, lane)
+        });
         self.events.emit_with(
             keys::SCHEDULE_SKIPPED,
             || json!({ "schedule": name, "from_ms": from, "until_ms": until, "reason": reason }),
