@@ -235,15 +235,15 @@ pub(crate) struct Retained {
 }
 
 impl Retained {
-    /// Keeps `status` (a final state) for `lane` under `retention`; returns the ids it
-    /// evicted to make room or because they expired.
+    /// Keeps `status` (a final state) for `lane` under `retention`, evicting the oldest
+    /// beyond `keep_last` and the expired from its list.
     pub(crate) fn keep(
         &mut self,
         lane: usize,
         retention: Retention,
         status: CommandStatus,
         now: Instant,
-    ) -> Vec<CommandId> {
+    ) {
         let expires = now.checked_add(retention.keep_for).unwrap_or(now);
         self.keep_until(lane, retention.keep_last, status, expires, now)
     }
@@ -256,12 +256,12 @@ impl Retained {
         status: CommandStatus,
         expires: Instant,
         now: Instant,
-    ) -> Vec<CommandId> {
+    ) {
         let Some(slot) = kept_index(status.state) else {
-            return Vec::new();
+            return;
         };
         if keep_last == 0 {
-            return Vec::new();
+            return;
         }
         if self.order.len() <= lane {
             self.order.resize_with(lane + 1, Default::default);
@@ -275,15 +275,12 @@ impl Retained {
         }
         let list = &mut self.order[lane][slot];
         list.push_back((id, expires));
-        let mut evicted = Vec::new();
         while list.len() > keep_last || list.front().is_some_and(|(_, until)| *until <= now) {
             let Some((old, _)) = list.pop_front() else {
                 break;
             };
             self.by_id.remove(&old);
-            evicted.push(old);
         }
-        evicted
     }
 
     /// The kept record of `id`, unless it expired.
@@ -349,8 +346,11 @@ mod tests {
         for id in 1..=3 {
             kept.keep(0, retention, finished(id, CommandState::Completed), now);
         }
-        let evicted = kept.keep(0, retention, finished(9, CommandState::Failed), now);
-        assert!(evicted.is_empty(), "another state has its own list");
+        kept.keep(0, retention, finished(9, CommandState::Failed), now);
+        assert!(
+            kept.get(2, now).is_some() && kept.get(3, now).is_some(),
+            "another state has its own list"
+        );
         let ids: Vec<_> = kept
             .list(0, CommandState::Completed, Page::default(), now)
             .into_iter()
