@@ -142,6 +142,7 @@ async fn fill(dir: &Path) {
                     not_before: None,
                     start_by: None,
                     key: None,
+                    group: None,
                 })
             })
             .collect();

@@ -29,6 +29,7 @@ async fn store_with_commands(dir: &std::path::Path, n: u64) {
                 not_before: None,
                 start_by: None,
                 key: None,
+                group: None,
             })
         })
         .collect();

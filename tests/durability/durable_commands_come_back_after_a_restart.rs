@@ -98,6 +98,7 @@ async fn a_recovered_command_keeps_its_attempt_count() {
                 not_before: None,
                 start_by: None,
                 key: None,
+                group: None,
             })
             .await
             .unwrap();
@@ -163,6 +164,7 @@ async fn a_recovered_command_without_handler_or_lane_becomes_a_dead_letter() {
                 not_before: None,
                 start_by: None,
                 key: None,
+                group: None,
             })
         };
         store
@@ -244,6 +246,7 @@ async fn local_storage_implements_every_storage_method() {
         not_before: None,
         start_by: None,
         key: None,
+        group: None,
     };
     store.save_command(command(3)).await.unwrap();
     store.save_command(command(1)).await.unwrap();

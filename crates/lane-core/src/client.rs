@@ -41,6 +41,7 @@ use crate::command::CommandId;
 use crate::dead_letter::DeadLetter;
 use crate::error::Result;
 use crate::event::EventStream;
+use crate::group::GroupStatus;
 use crate::retention::{CommandFailure, Page};
 use crate::schedule::{Schedule, ScheduleInfo};
 use crate::stats::QueueStats;
@@ -144,6 +145,28 @@ pub trait QueueClient: Send + Sync + fmt::Debug {
 
     /// Starts the lane's commands again.
     async fn resume_lane(&self, lane: &str) -> Result<()>;
+
+    /// Stops starting the commands of group `group` in `lane` (running ones go on, other
+    /// groups take its turns) until [`resume_group`](Self::resume_group). A group may be
+    /// paused before it has commands. A bad key is
+    /// [`LaneError::InvalidInput`](crate::LaneError::InvalidInput), an unknown lane
+    /// [`LaneError::LaneNotFound`](crate::LaneError::LaneNotFound).
+    async fn pause_group(&self, lane: &str, group: &str) -> Result<()>;
+
+    /// Starts the commands of a paused group again.
+    async fn resume_group(&self, lane: &str, group: &str) -> Result<()>;
+
+    /// Cancels every command of group `group` in `lane`: pending and delayed ones end
+    /// now as cancelled, running ones are signalled (as [`cancel`](Self::cancel) does).
+    /// Returns how many commands the cancel reached.
+    async fn cancel_group(&self, lane: &str, group: &str) -> Result<usize>;
+
+    /// A group's counts (all zero for a group with nothing waiting or running).
+    async fn group_status(&self, lane: &str, group: &str) -> Result<GroupStatus>;
+
+    /// The lane's groups that have commands waiting or running, or are paused, sorted by
+    /// key and paged (commands of no group are not listed).
+    async fn groups(&self, lane: &str, page: Page) -> Result<Vec<GroupStatus>>;
 
     /// Commands that failed for good, oldest first, at most `limit`.
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>>;

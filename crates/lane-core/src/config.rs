@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{LaneError, Result};
+use crate::group::{GroupLimits, GroupRules};
 use crate::policy::{AdmissionPolicy, PriorityBoost, RetryStrategy};
 use crate::retention::Retention;
 
@@ -91,6 +92,7 @@ pub struct LaneConfig {
     retry: Option<Arc<dyn RetryStrategy>>,
     rate_limit: Option<Arc<dyn AdmissionPolicy>>,
     priority_boost: Option<Arc<dyn PriorityBoost>>,
+    groups: Arc<GroupRules>,
 }
 
 impl fmt::Debug for LaneConfig {
@@ -107,6 +109,7 @@ impl fmt::Debug for LaneConfig {
             .field("retry", &self.retry)
             .field("rate_limit", &self.rate_limit)
             .field("priority_boost", &self.priority_boost)
+            .field("groups", &self.groups)
             .finish()
     }
 }
@@ -133,6 +136,7 @@ impl LaneConfig {
             retry: None,
             rate_limit: None,
             priority_boost: None,
+            groups: Arc::default(),
         }
     }
 
@@ -193,6 +197,26 @@ impl LaneConfig {
     pub fn with_retention(mut self, retention: Retention) -> Self {
         self.retention = retention;
         self
+    }
+
+    /// The limits of every group of the lane without an override (see
+    /// [`crate::group`]): a concurrency cap and a rate limit per group.
+    pub fn with_group_limits(mut self, limits: GroupLimits) -> Self {
+        Arc::make_mut(&mut self.groups).default = limits;
+        self
+    }
+
+    /// The limits of group `group`, replacing the default for it.
+    pub fn with_group_override(mut self, group: impl Into<String>, limits: GroupLimits) -> Self {
+        Arc::make_mut(&mut self.groups)
+            .overrides
+            .insert(group.into(), limits);
+        self
+    }
+
+    /// The lane's group limits: the default and the overrides.
+    pub fn group_rules(&self) -> &Arc<GroupRules> {
+        &self.groups
     }
 
     /// The retry strategy, if any.
@@ -274,6 +298,7 @@ impl LaneConfig {
             }
         }
         self.retention.validate(lane)?;
+        self.groups.validate(lane)?;
         if let Some(Err(reason)) = self.rate_limit.as_ref().map(|policy| policy.validate()) {
             return Err(LaneError::ConfigError(format!(
                 "lane '{lane}': rate limit: {reason}"

@@ -21,6 +21,7 @@ mod contain;
 pub mod dead_letter;
 pub mod error;
 pub mod event;
+pub mod group;
 pub mod handle;
 mod journal;
 pub mod manager;
@@ -54,6 +55,7 @@ pub use event::{
     DEFAULT_EVENT_CAPACITY, EventEmitter, EventStream, EventStreamClosed, LaneEvent,
     keys as event_keys,
 };
+pub use group::{GroupLimits, GroupRules, GroupStatus, MAX_GROUP_BYTES, check_group};
 pub use handle::CommandHandle;
 pub use manager::{QueueManager, QueueManagerBuilder};
 pub use observer::{CommandInfo, IntoObserver, Observer, QueueProbe, RunOutcome};

@@ -328,6 +328,7 @@ impl QueueManager {
             tracing::Span::none(),
             Timing::from_stored(stored.not_before, stored.start_by, SystemTime::now()),
             stored.key.map(String::into_boxed_str),
+            stored.group.map(Arc::from),
         );
         self.queue.recover(task);
     }
@@ -642,6 +643,26 @@ impl QueueClient for QueueManager {
 
     async fn resume_lane(&self, lane: &str) -> Result<()> {
         QueueManager::resume_lane(self, lane)
+    }
+
+    async fn pause_group(&self, lane: &str, group: &str) -> Result<()> {
+        self.queue.pause_group(lane, group)
+    }
+
+    async fn resume_group(&self, lane: &str, group: &str) -> Result<()> {
+        self.queue.resume_group(lane, group)
+    }
+
+    async fn cancel_group(&self, lane: &str, group: &str) -> Result<usize> {
+        self.queue.cancel_group(lane, group)
+    }
+
+    async fn group_status(&self, lane: &str, group: &str) -> Result<crate::GroupStatus> {
+        self.queue.group_status(lane, group)
+    }
+
+    async fn groups(&self, lane: &str, page: Page) -> Result<Vec<crate::GroupStatus>> {
+        self.queue.groups(lane, page)
     }
 
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {

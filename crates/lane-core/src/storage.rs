@@ -41,6 +41,10 @@ pub struct StoredCommand {
     /// Its idempotency key, if it was submitted with one: recovered, it still holds it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// Its group inside its lane, if it was submitted with one: recovered, it waits in
+    /// that group again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 /// A dead letter as the store keeps it.

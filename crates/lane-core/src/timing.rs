@@ -38,6 +38,7 @@ pub struct SubmitOptions {
     start_by: Option<SystemTime>,
     start_within: Option<Duration>,
     key: Option<String>,
+    group: Option<String>,
 }
 
 impl SubmitOptions {
@@ -87,6 +88,19 @@ impl SubmitOptions {
         self
     }
 
+    /// The command's group inside its lane (a tenant, a session): groups take turns, and
+    /// each may have a concurrency cap and a rate limit (see [`crate::group`]). At most
+    /// [`MAX_GROUP_BYTES`](crate::MAX_GROUP_BYTES), not empty.
+    pub fn with_group(mut self, group: impl Into<String>) -> Self {
+        self.group = Some(group.into());
+        self
+    }
+
+    /// The group, if one was given.
+    pub fn group(&self) -> Option<&str> {
+        self.group.as_deref()
+    }
+
     /// The idempotency key, if one was given.
     pub fn key(&self) -> Option<&str> {
         self.key.as_deref()
@@ -133,6 +147,9 @@ impl SubmitOptions {
     pub fn resolve(&self, now: SystemTime) -> Result<Timing> {
         if let Some(key) = &self.key {
             check_key(key)?;
+        }
+        if let Some(group) = &self.group {
+            crate::group::check_group(group)?;
         }
         let delay = match (self.delay, self.run_at) {
             (Some(_), Some(_)) => {

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use lane_core::{
-    CancelOutcome, CommandId, CommandState, CommandStatus, DeadLetter, EventStream, Page,
-    QueueClient, QueueStats, Result, Schedule, ScheduleInfo, SubmitOptions, SubmittedCommand,
+    CancelOutcome, CommandId, CommandState, CommandStatus, DeadLetter, EventStream, LaneError,
+    Page, QueueClient, QueueStats, Result, Schedule, ScheduleInfo, SubmitOptions, SubmittedCommand,
 };
 use serde_json::Value;
 
@@ -87,6 +87,26 @@ impl QueueClient for RedisQueue {
 
     async fn resume_lane(&self, lane: &str) -> Result<()> {
         RedisQueue::resume_lane(self, lane).await
+    }
+
+    async fn pause_group(&self, _lane: &str, _group: &str) -> Result<()> {
+        Err(LaneError::Other("groups: not yet".into()))
+    }
+
+    async fn resume_group(&self, _lane: &str, _group: &str) -> Result<()> {
+        Err(LaneError::Other("groups: not yet".into()))
+    }
+
+    async fn cancel_group(&self, _lane: &str, _group: &str) -> Result<usize> {
+        Err(LaneError::Other("groups: not yet".into()))
+    }
+
+    async fn group_status(&self, _lane: &str, _group: &str) -> Result<lane_core::GroupStatus> {
+        Err(LaneError::Other("groups: not yet".into()))
+    }
+
+    async fn groups(&self, _lane: &str, _page: Page) -> Result<Vec<lane_core::GroupStatus>> {
+        Err(LaneError::Other("groups: not yet".into()))
     }
 
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {

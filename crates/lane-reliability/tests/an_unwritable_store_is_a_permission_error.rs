@@ -127,6 +127,7 @@ async fn a_read_only_store_directory_is_a_permission_error() {
                     not_before: None,
                     start_by: None,
                     key: None,
+                    group: None,
                 })
             })
             .collect();

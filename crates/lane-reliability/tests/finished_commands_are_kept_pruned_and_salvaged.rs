@@ -62,6 +62,7 @@ fn command(id: u64) -> StoredCommand {
         not_before: None,
         start_by: None,
         key: None,
+        group: None,
     }
 }
 

@@ -114,6 +114,7 @@ fn v1_command(id: u64) -> StoredCommand {
         not_before: None,
         start_by: None,
         key: None,
+        group: None,
     }
 }
 

@@ -57,6 +57,7 @@ fn command_of(info: &ScheduleInfo, id: u64) -> StoredCommand {
         not_before: None,
         start_by: None,
         key: None,
+        group: None,
     }
 }
 

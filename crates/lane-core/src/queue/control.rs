@@ -220,7 +220,7 @@ impl CommandQueue {
             CommandState::Pending => state
                 .lane(lane)
                 .pending
-                .iter()
+                .in_start_order()
                 .skip(page.offset)
                 .take(page.limit)
                 .map(|queued| queued.task.live_status(&name))
@@ -288,6 +288,67 @@ impl CommandQueue {
         }
         self.apply(effects, false);
         Ok(())
+    }
+
+    /// Stops starting the commands of group `group` of a lane until resumed (see
+    /// [`QueueClient::pause_group`](crate::QueueClient::pause_group)).
+    pub fn pause_group(&self, lane_id: &str, group: &str) -> Result<()> {
+        crate::group::check_group(group)?;
+        let mut state = self.state.lock();
+        let lane = state.lane_index(lane_id)?;
+        state.set_group_paused(lane, group, true);
+        Ok(())
+    }
+
+    /// Resumes a paused group and starts what now fits.
+    pub fn resume_group(self: &Arc<Self>, lane_id: &str, group: &str) -> Result<()> {
+        crate::group::check_group(group)?;
+        let mut effects = Effects::default();
+        {
+            let mut state = self.state.lock();
+            let lane = state.lane_index(lane_id)?;
+            state.set_group_paused(lane, group, false);
+            self.dispatch_locked(&mut state, Instant::now(), &mut effects);
+            self.capture_depths(&state, &mut effects, &[]);
+        }
+        self.apply(effects, false);
+        Ok(())
+    }
+
+    /// Cancels every pending, delayed and running command of a group; returns how many
+    /// the cancel reached.
+    pub fn cancel_group(self: &Arc<Self>, lane_id: &str, group: &str) -> Result<usize> {
+        crate::group::check_group(group)?;
+        let lane = self.state.lock().lane_index(lane_id)?;
+        Ok(self.cancel_where(
+            live_where(|task| task.lane() == lane && task.group.as_deref() == Some(group)),
+            "group cancelled",
+            false,
+        ))
+    }
+
+    /// A group's counts.
+    pub fn group_status(&self, lane_id: &str, group: &str) -> Result<crate::GroupStatus> {
+        crate::group::check_group(group)?;
+        let state = self.state.lock();
+        let lane = state.lane(state.lane_index(lane_id)?);
+        Ok(lane
+            .pending
+            .group_status(&lane.id, group, lane.config.group_rules()))
+    }
+
+    /// The lane's groups with commands waiting or running, or paused, by key, paged.
+    pub fn groups(&self, lane_id: &str, page: Page) -> Result<Vec<crate::GroupStatus>> {
+        page.validate()?;
+        let state = self.state.lock();
+        let lane = state.lane(state.lane_index(lane_id)?);
+        Ok(lane
+            .pending
+            .group_statuses(&lane.id)
+            .into_iter()
+            .skip(page.offset)
+            .take(page.limit)
+            .collect())
     }
 }
 

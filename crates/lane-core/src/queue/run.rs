@@ -61,10 +61,11 @@ impl CommandQueue {
             // and what that frees is tried on it again (one command at a time).
             let mut next = Some(dispatch);
             while let Some(dispatch) = next.take() {
-                let (task, lane, attempt) = (
+                let (task, lane, attempt, group) = (
                     dispatch.task.clone(),
                     dispatch.lane.clone(),
                     dispatch.attempt,
+                    dispatch.group.clone(),
                 );
                 let runner = self.clone().run(dispatch);
                 let Err(panic) = crate::contain::contain(|| spawner.spawn(Box::pin(runner))) else {
@@ -83,6 +84,7 @@ impl CommandQueue {
                     timeout: None,
                     grace: Duration::ZERO,
                     refused: None,
+                    group,
                 };
                 next = self.finish(dispatch, RunEnd::Err(error), Duration::ZERO, false);
             }
@@ -167,12 +169,13 @@ impl CommandQueue {
             }
             // Answered, but the handler goes on: its slot stays taken until it returns.
             let lane = task.lane();
+            let group = dispatch.group.clone();
             if let Some(next) = self.finish(dispatch, result, elapsed(), true) {
                 self.spawn(next);
             }
             // Its result is discarded (the caller was answered); a panic in it is caught.
             let _ = run.await;
-            match self.release_abandoned(lane) {
+            match self.release_abandoned(lane, group.as_deref()) {
                 Some(next) => dispatch = next,
                 None => return,
             }
@@ -212,11 +215,11 @@ impl CommandQueue {
     }
 
     /// Gives back the slot of an abandoned run that has now returned; then dispatches.
-    fn release_abandoned(self: &Arc<Self>, lane: LaneIdx) -> Option<Dispatch> {
+    fn release_abandoned(self: &Arc<Self>, lane: LaneIdx, group: Option<&str>) -> Option<Dispatch> {
         let mut effects = Effects::default();
         {
             let mut state = self.state.lock();
-            state.release(lane);
+            state.release(lane, group);
             state.lanes[lane as usize].abandoned_running -= 1;
             self.dispatch_locked(&mut state, Instant::now(), &mut effects);
             self.capture_depths(&state, &mut effects, &[lane]);
@@ -238,6 +241,7 @@ impl CommandQueue {
             task,
             lane: lane_name,
             attempt,
+            group,
             ..
         } = dispatch;
         let mut effects = Effects::default();
@@ -270,7 +274,7 @@ impl CommandQueue {
                 lane.abandoned += 1;
                 lane.abandoned_running += 1;
             } else {
-                state.release(task.lane());
+                state.release(task.lane(), group.as_deref());
             }
             if let RunEnd::Err(error) = &result
                 && error.is_retryable()
@@ -521,6 +525,7 @@ impl CommandQueue {
                 not_before: None,
                 start_by: None,
                 key: task.key.as_deref().map(str::to_owned),
+                group: task.group.as_deref().map(str::to_owned),
             }));
         }
     }

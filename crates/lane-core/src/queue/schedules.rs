@@ -352,7 +352,16 @@ impl CommandQueue {
             handler,
         });
         let accepted = self
-            .accept(&schedule.lane, command, kept, 0, timing, None, Some(info))
+            .accept(
+                &schedule.lane,
+                command,
+                kept,
+                0,
+                timing,
+                None,
+                None,
+                Some(info),
+            )
             .await?;
         Ok(accepted.id)
     }

@@ -27,7 +27,16 @@ impl CommandQueue {
         command: Box<dyn Command>,
     ) -> Result<oneshot::Receiver<Result<Value>>> {
         let accepted = self
-            .accept(lane_id, command, None, 0, Timing::default(), None, None)
+            .accept(
+                lane_id,
+                command,
+                None,
+                0,
+                Timing::default(),
+                None,
+                None,
+                None,
+            )
             .await?;
         Ok(accepted.rx)
     }
@@ -39,7 +48,16 @@ impl CommandQueue {
         command: Box<dyn Command>,
     ) -> Result<CommandHandle> {
         let accepted = self
-            .accept(lane_id, command, None, 0, Timing::default(), None, None)
+            .accept(
+                lane_id,
+                command,
+                None,
+                0,
+                Timing::default(),
+                None,
+                None,
+                None,
+            )
             .await?;
         Ok(accepted.into_handle(self))
     }
@@ -54,7 +72,16 @@ impl CommandQueue {
     ) -> Result<CommandHandle> {
         let timing = options.resolve_now()?;
         let accepted = self
-            .accept(lane_id, command, None, 0, timing, options.key(), None)
+            .accept(
+                lane_id,
+                command,
+                None,
+                0,
+                timing,
+                options.key(),
+                options.group(),
+                None,
+            )
             .await?;
         Ok(accepted.into_handle(self))
     }
@@ -99,7 +126,16 @@ impl CommandQueue {
             handler,
         });
         let accepted = self
-            .accept(lane_id, command, kept, 0, timing, options.key(), None)
+            .accept(
+                lane_id,
+                command,
+                kept,
+                0,
+                timing,
+                options.key(),
+                options.group(),
+                None,
+            )
             .await?;
         Ok(accepted.into_handle(self))
     }
@@ -119,6 +155,7 @@ impl CommandQueue {
         failures: u32,
         timing: Timing,
         key: Option<&str>,
+        group: Option<&str>,
         fire: Option<&ScheduleInfo>,
     ) -> Result<Accepted> {
         check_command_type(command.command_type())?;
@@ -142,6 +179,7 @@ impl CommandQueue {
             span,
             timing,
             key.map(Box::from),
+            group.map(Arc::from),
         );
         loop {
             // A durable command is written (and acknowledged by the store) before it is
@@ -288,6 +326,7 @@ impl CommandQueue {
             not_before: task.timing.not_before_ms,
             start_by: task.timing.start_by_ms,
             key: task.key.as_deref().map(str::to_owned),
+            group: task.group.as_deref().map(str::to_owned),
         }
     }
 

@@ -78,6 +78,9 @@ impl CommandQueue {
                     TimerKind::Expire(task) => state.expire(&task, now, &mut effects.signals),
                     TimerKind::Unthrottle(lane) => state.unthrottle(lane),
                     TimerKind::Resume(lane) => state.resume_if_due(lane, now),
+                    TimerKind::GroupUnthrottle(lane, group) => {
+                        state.unthrottle_group(lane, &group, now);
+                    }
                 }
             }
             state.dispatch(now, &mut effects.start, &mut effects.signals);

@@ -5,11 +5,11 @@
 //! calls in, collects what must happen next (commands to start, replies, events) and
 //! acts on it after releasing the lock.
 
+mod pending;
 mod ready;
 mod task_map;
 pub(crate) mod timers;
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
@@ -30,6 +30,7 @@ use crate::retention::{CommandFailure, Retained};
 use crate::stats::{LaneStatus, QueueStats};
 use crate::timing::Timing;
 
+use pending::Pending;
 use ready::ReadyIndex;
 use task_map::TaskMap;
 use timers::{TimerKind, Timers};
@@ -92,6 +93,8 @@ pub(crate) struct Task {
     started_once: std::sync::atomic::AtomicBool,
     /// Its idempotency key: while it lives, a submit with the same key returns it.
     pub(crate) key: Option<Box<str>>,
+    /// Its group inside its lane (see [`crate::group`]).
+    pub(crate) group: Option<Arc<str>>,
 }
 
 /// A context's view of the task: its cancel signal, or for a command whose work outlives
@@ -137,6 +140,7 @@ impl Task {
         span: tracing::Span,
         timing: Timing,
         key: Option<Box<str>>,
+        group: Option<Arc<str>>,
     ) -> (Arc<Self>, oneshot::Receiver<Result<Value>>) {
         let (tx, rx) = oneshot::channel();
         // Checked at the boundary: at most 100 years ahead, which the clock holds.
@@ -172,6 +176,7 @@ impl Task {
             start_by,
             started_once: Default::default(),
             key,
+            group,
         });
         (task, rx)
     }
@@ -288,7 +293,7 @@ pub(crate) struct LaneState {
     pub(crate) id: Arc<str>,
     pub(crate) priority: u8,
     pub(crate) config: LaneConfig,
-    pub(crate) pending: VecDeque<Queued>,
+    pub(crate) pending: Pending,
     pub(crate) active: usize,
     paused: bool,
     /// End of a timed pause ([`State::pause_until`]); `None` while paused indefinitely.
@@ -317,7 +322,7 @@ impl LaneState {
             id: Arc::from(id),
             priority,
             config,
-            pending: VecDeque::new(),
+            pending: Pending::default(),
             active: 0,
             paused: false,
             paused_until: None,
@@ -337,7 +342,7 @@ impl LaneState {
 
     /// Can start a command as far as the lane itself is concerned.
     fn can_start(&self) -> bool {
-        !self.pending.is_empty()
+        self.pending.may_start()
             && !self.paused
             && !self.throttled
             && self.active < self.config.max_concurrency
@@ -428,6 +433,8 @@ pub(crate) struct Dispatch {
     /// Set when the lane's policy panicked while choosing this command: it is not run,
     /// it ends with this error (the slot taken for it is released as for any run).
     pub(crate) refused: Option<LaneError>,
+    /// The group that counts this run as running (released with the lane's slot).
+    pub(crate) group: Option<Arc<str>>,
 }
 
 /// The error a command ends with when its lane's policy panicked while choosing it.
@@ -621,11 +628,8 @@ impl State {
             task,
             queued_at: now,
         };
-        if front {
-            lane.pending.push_front(queued);
-        } else {
-            lane.pending.push_back(queued);
-        }
+        lane.pending
+            .push(queued, front, now, lane.config.group_rules());
         self.total_pending += 1;
         let signal = match lane.config.pressure_threshold {
             Some(threshold) if !lane.pressured && lane.pending.len() >= threshold => {
@@ -665,10 +669,13 @@ impl State {
         }
         while let Some((index, refused)) = self.pick(now) {
             let lane = &mut self.lanes[index as usize];
-            let Some(queued) = lane.pending.pop_front() else {
+            let Some((queued, group)) = lane.pending.pop(now) else {
                 continue;
             };
             if queued.task.is_expired(now) {
+                if let Some(group) = &group {
+                    lane.pending.release(group, now);
+                }
                 // Its deadline timer has not fired yet; it never starts.
                 lane.expired += 1;
                 queued.task.set_phase(Phase::Done);
@@ -700,6 +707,7 @@ impl State {
                 timeout: lane.config.timeout,
                 grace: lane.config.cancel_grace,
                 task,
+                group,
                 refused,
             });
             if let Some(signal) = self.after_dequeue(index) {
@@ -763,6 +771,17 @@ impl State {
                 }
             }
             let lane = &mut self.lanes[chosen as usize];
+            let mut throttled = Vec::new();
+            let ready = lane.pending.settle(now, &mut throttled);
+            for (group, at) in throttled {
+                self.timers
+                    .schedule(at, TimerKind::GroupUnthrottle(chosen, group));
+            }
+            if !ready {
+                // No group may start: the lane leaves the ready sets on the next pass.
+                continue;
+            }
+            let lane = &mut self.lanes[chosen as usize];
             if let Some(admission) = lane.admission.as_mut() {
                 match contain(|| admission.try_acquire(now)) {
                     Ok(Ok(())) => {}
@@ -781,9 +800,12 @@ impl State {
         }
     }
 
-    /// Releases the slot of a finished run.
-    pub(crate) fn release(&mut self, index: LaneIdx) {
+    /// Releases the slot of a finished run (and its group's, if a group counts it).
+    pub(crate) fn release(&mut self, index: LaneIdx, group: Option<&str>) {
         let lane = &mut self.lanes[index as usize];
+        if let Some(group) = group {
+            lane.pending.release(group, Instant::now());
+        }
         if let Some(budget) = &mut self.budget
             && lane.active > lane.config.min_concurrency
         {
@@ -806,21 +828,23 @@ impl State {
         lanes.sort_unstable();
         lanes.dedup();
         let mut removed = Vec::new();
+        let now = Instant::now();
         for index in lanes {
-            let index = index as usize;
-            let lane = &mut self.lanes[index];
-            let before = removed.len();
-            lane.pending.retain(|queued| {
-                if ids.contains(&queued.task.id) {
-                    removed.push(queued.task.clone());
-                    false
-                } else {
-                    true
-                }
-            });
-            for _ in before..removed.len() {
-                signals.extend(self.after_dequeue(index as LaneIdx));
+            let mut groups: Vec<&str> = tasks
+                .iter()
+                .filter(|task| task.lane() == index)
+                .map(|task| task.group.as_deref().unwrap_or(crate::group::UNGROUPED))
+                .collect();
+            groups.sort_unstable();
+            groups.dedup();
+            let lane = &mut self.lanes[index as usize];
+            let taken = lane
+                .pending
+                .remove_where(|task| ids.contains(&task.id), &groups, now);
+            for _ in 0..taken.len() {
+                signals.extend(self.after_dequeue(index));
             }
+            removed.extend(taken);
         }
         removed
     }
@@ -1020,6 +1044,23 @@ impl State {
 
     pub(crate) fn unthrottle(&mut self, index: LaneIdx) {
         self.lanes[index as usize].throttled = false;
+        self.mark_ready(index);
+    }
+
+    /// A group's rate limit may admit again.
+    pub(crate) fn unthrottle_group(&mut self, index: LaneIdx, group: &str, now: Instant) {
+        self.lanes[index as usize]
+            .pending
+            .unthrottle_group(group, now);
+        self.mark_ready(index);
+    }
+
+    /// Pauses or resumes a group of a lane.
+    pub(crate) fn set_group_paused(&mut self, index: LaneIdx, group: &str, paused: bool) {
+        let lane = &mut self.lanes[index as usize];
+        let rules = lane.config.group_rules().clone();
+        lane.pending
+            .set_group_paused(group, paused, Instant::now(), &rules);
         self.mark_ready(index);
     }
 

@@ -21,6 +21,8 @@ pub(crate) enum TimerKind {
     Unthrottle(LaneIdx),
     /// A timed pause is over.
     Resume(LaneIdx),
+    /// A group's rate limit may admit again.
+    GroupUnthrottle(LaneIdx, Arc<str>),
 }
 
 struct Entry {

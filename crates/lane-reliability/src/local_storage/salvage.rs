@@ -177,20 +177,29 @@ fn salvage(damaged_dir: &Path, new_dir: &Path) -> Result<SalvageReport> {
         )
         .ok();
     // A version 1 store has none of version 2's columns: its commands have no timing
-    // and no key.
-    let version_2_columns: rusqlite::Result<i64> = conn.query_row(
-        "SELECT count(*) FROM pragma_table_info('commands') \
-         WHERE name IN ('not_before', 'start_by', 'idempotency_key')",
-        [],
-        |row| row.get(0),
-    );
-    let commands_sql = if matches!(version_2_columns, Ok(3)) {
-        "SELECT id, lane_id, command_type, payload, attempts, created_at, not_before, \
-         start_by, idempotency_key FROM commands WHERE id >= ?1 ORDER BY id"
-    } else {
-        "SELECT id, lane_id, command_type, payload, attempts, created_at, NULL, NULL, NULL \
-         FROM commands WHERE id >= ?1 ORDER BY id"
+    // and no key; a store older than version 5 has no groups.
+    let count_columns = |names: &str| -> i64 {
+        conn.query_row(
+            &format!("SELECT count(*) FROM pragma_table_info('commands') WHERE name IN ({names})"),
+            [],
+            |row| row.get(0),
+        )
+        .unwrap_or(0)
     };
+    let timing = if count_columns("'not_before', 'start_by', 'idempotency_key'") == 3 {
+        "not_before, start_by, idempotency_key"
+    } else {
+        "NULL, NULL, NULL"
+    };
+    let group = if count_columns("'group_key'") == 1 {
+        "group_key"
+    } else {
+        "NULL"
+    };
+    let commands_sql = format!(
+        "SELECT id, lane_id, command_type, payload, attempts, created_at, {timing}, {group} \
+         FROM commands WHERE id >= ?1 ORDER BY id"
+    );
     // Finished commands' records: schema version 3 on; recurring schedules: version 4
     // on (an older store has none).
     let has_table = |name: &str| -> bool {
@@ -205,7 +214,7 @@ fn salvage(damaged_dir: &Path, new_dir: &Path) -> Result<SalvageReport> {
     let rows = scan_table(
         &conn,
         "commands",
-        commands_sql,
+        &commands_sql,
         |row| Ok((row.get(0)?, sqlite::read_command_row(row)?)),
         meta_max,
         &mut unreadable,

@@ -26,8 +26,9 @@ pub(super) const APPLICATION_ID: i32 = 0x4133_534c;
 /// `not_before`, `start_by` and `idempotency_key` columns of `commands` (delayed
 /// commands, start-by deadlines, idempotency keys); version 3 the `finished` table (the
 /// records of finished commands that their lanes keep); version 4 the `schedules` table
-/// (recurring schedules).
-pub(super) const SCHEMA_VERSION: i32 = 4;
+/// (recurring schedules); version 5 the `group_key` column of `commands` (a command's
+/// group inside its lane).
+pub(super) const SCHEMA_VERSION: i32 = 5;
 /// The oldest schema version this code opens; an older store's schema is brought up to
 /// [`SCHEMA_VERSION`] once it has passed every check (see [`MIGRATIONS`]).
 pub(super) const OLDEST_SCHEMA_VERSION: i32 = 1;
@@ -98,7 +99,8 @@ CREATE TABLE commands (
     created_at INTEGER NOT NULL,
     not_before INTEGER,
     start_by INTEGER,
-    idempotency_key TEXT
+    idempotency_key TEXT,
+    group_key TEXT
 );
 CREATE TABLE dead_letters (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -132,6 +134,9 @@ const MIGRATIONS: [&str; (SCHEMA_VERSION - OLDEST_SCHEMA_VERSION) as usize] = [
     finished_schema!(),
     // 3 -> 4: recurring schedules (none yet).
     schedules_schema!(),
+    // 4 -> 5: groups inside a lane (NULL: no group, as for every command of an older
+    // store).
+    "ALTER TABLE commands ADD COLUMN group_key TEXT;",
 ];
 
 /// Whether this code opens a store of schema `version` (migrating it if it is older).
@@ -818,7 +823,8 @@ pub(super) fn parse_payload(text: &str) -> std::result::Result<Value, String> {
 
 /// Selects every `commands` row, in id order, in [`read_command_row`]'s columns.
 const SELECT_COMMANDS: &str = "SELECT id, lane_id, command_type, payload, \
-     attempts, created_at, not_before, start_by, idempotency_key FROM commands ORDER BY id";
+     attempts, created_at, not_before, start_by, idempotency_key, group_key FROM commands \
+     ORDER BY id";
 
 /// A `commands` row as stored, before its payload is parsed.
 #[derive(Debug, Clone)]
@@ -835,6 +841,8 @@ pub(super) struct CommandRow {
     pub(super) start_by: Option<i64>,
     /// Its idempotency key; NULL: none.
     pub(super) idempotency_key: Option<String>,
+    /// Its group inside its lane; NULL: none.
+    pub(super) group_key: Option<String>,
 }
 
 /// A time in milliseconds since the epoch as the store keeps it (an INTEGER).
@@ -859,12 +867,13 @@ impl CommandRow {
             not_before: self.not_before.map(ms_from_sql),
             start_by: self.start_by.map(ms_from_sql),
             key: self.idempotency_key.clone(),
+            group: self.group_key.clone(),
         })
     }
 }
 
 /// Reads `id, lane_id, command_type, payload, attempts, created_at, not_before,
-/// start_by, idempotency_key`.
+/// start_by, idempotency_key, group_key`.
 pub(super) fn read_command_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<CommandRow> {
     Ok(CommandRow {
         id: row.get(0)?,
@@ -876,6 +885,7 @@ pub(super) fn read_command_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Comm
         not_before: row.get(6)?,
         start_by: row.get(7)?,
         idempotency_key: row.get(8)?,
+        group_key: row.get(9)?,
     })
 }
 
@@ -883,7 +893,7 @@ pub(super) fn read_command_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Comm
 /// [`SCHEMA_VERSION`].
 const INSERT_COMMAND: &str = "INSERT OR REPLACE INTO commands \
      (id, lane_id, command_type, payload, attempts, created_at, not_before, start_by, \
-     idempotency_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+     idempotency_key, group_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
 
 /// Stores a command row read from a store (replacing one with its id).
 pub(super) fn insert_command_row(conn: &Connection, row: &CommandRow) -> rusqlite::Result<()> {
@@ -897,6 +907,7 @@ pub(super) fn insert_command_row(conn: &Connection, row: &CommandRow) -> rusqlit
         row.not_before,
         row.start_by,
         row.idempotency_key,
+        row.group_key,
     ])?;
     Ok(())
 }
@@ -1197,6 +1208,7 @@ fn save_command(
                 command.not_before.map(ms_to_sql),
                 command.start_by.map(ms_to_sql),
                 command.key,
+                command.group,
             ])
         })
         .map_err(|e| describe(db, "saving a command", e))?;
