@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use lane_core::{
-    CancelOutcome, CommandId, CommandState, CommandStatus, DeadLetter, EventStream, LaneError,
-    Page, QueueClient, QueueStats, Result, Schedule, ScheduleInfo, SubmitOptions, SubmittedCommand,
+    CancelOutcome, CommandId, CommandState, CommandStatus, DeadLetter, EventStream, Page,
+    QueueClient, QueueStats, Result, Schedule, ScheduleInfo, SubmitOptions, SubmittedCommand,
 };
 use serde_json::Value;
 
@@ -89,24 +89,24 @@ impl QueueClient for RedisQueue {
         RedisQueue::resume_lane(self, lane).await
     }
 
-    async fn pause_group(&self, _lane: &str, _group: &str) -> Result<()> {
-        Err(LaneError::Other("groups: not yet".into()))
+    async fn pause_group(&self, lane: &str, group: &str) -> Result<()> {
+        RedisQueue::pause_group(self, lane, group).await
     }
 
-    async fn resume_group(&self, _lane: &str, _group: &str) -> Result<()> {
-        Err(LaneError::Other("groups: not yet".into()))
+    async fn resume_group(&self, lane: &str, group: &str) -> Result<()> {
+        RedisQueue::resume_group(self, lane, group).await
     }
 
-    async fn cancel_group(&self, _lane: &str, _group: &str) -> Result<usize> {
-        Err(LaneError::Other("groups: not yet".into()))
+    async fn cancel_group(&self, lane: &str, group: &str) -> Result<usize> {
+        RedisQueue::cancel_group(self, lane, group).await
     }
 
-    async fn group_status(&self, _lane: &str, _group: &str) -> Result<lane_core::GroupStatus> {
-        Err(LaneError::Other("groups: not yet".into()))
+    async fn group_status(&self, lane: &str, group: &str) -> Result<lane_core::GroupStatus> {
+        RedisQueue::group_status(self, lane, group).await
     }
 
-    async fn groups(&self, _lane: &str, _page: Page) -> Result<Vec<lane_core::GroupStatus>> {
-        Err(LaneError::Other("groups: not yet".into()))
+    async fn groups(&self, lane: &str, page: Page) -> Result<Vec<lane_core::GroupStatus>> {
+        RedisQueue::groups(self, lane, page).await
     }
 
     async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>> {

@@ -29,6 +29,9 @@ pub(crate) struct RedisLaneSpec {
     /// What the lane keeps of its finished commands, kept in Redis with the lane (the
     /// scripts that finish commands trim by it).
     pub(crate) retention: Retention,
+    /// The limits of the lane's groups, kept in Redis with the lane (every worker's claims
+    /// apply them).
+    pub(crate) groups: lane_core::GroupRules,
 }
 
 /// How workers run a lane's commands, as kept in Redis with the lane (so every worker of
@@ -126,6 +129,36 @@ fn micros(d: Duration) -> Option<u64> {
 impl RedisLaneSpec {
     /// The retention as the scripts read it: commands kept per final state, and for how
     /// long in microseconds (checked by [`Retention::validate`]: at most a year).
+    /// The group limits for declare.lua: '' for none, else JSON `{"d": limits, "o":
+    /// {group: limits}}`, each limits `{"m": max concurrency (0: none), "i": the rate
+    /// limit's interval (us, 0: none), "t": its tolerance (us)}` (see [`lane_core::group::Gcra`]).
+    pub(crate) fn groups_arg(&self) -> String {
+        if self.groups.is_unlimited() {
+            return String::new();
+        }
+        let limits = |limits: &lane_core::GroupLimits| {
+            let (interval, tolerance) =
+                lane_core::group::Gcra::of(&limits.rate_limit).map_or((0.0, 0.0), |gcra| {
+                    (
+                        (gcra.interval.as_secs_f64() * 1e6).max(f64::MIN_POSITIVE),
+                        gcra.tolerance.as_secs_f64() * 1e6,
+                    )
+                });
+            serde_json::json!({
+                "m": limits.max_concurrency.unwrap_or(0),
+                "i": interval,
+                "t": tolerance,
+            })
+        };
+        let overrides: serde_json::Map<String, serde_json::Value> = self
+            .groups
+            .overrides
+            .iter()
+            .map(|(group, l)| (group.clone(), limits(l)))
+            .collect();
+        serde_json::json!({"d": limits(&self.groups.default), "o": overrides}).to_string()
+    }
+
     pub(crate) fn retention_args(&self) -> (usize, u64) {
         (
             self.retention.keep_last(),
@@ -251,6 +284,7 @@ impl RedisLaneSpec {
                 retry,
             },
             max_waiting: config.max_waiting,
+            groups: config.group_rules().as_ref().clone(),
             when_full: config.when_full,
             retention: config.retention,
         })

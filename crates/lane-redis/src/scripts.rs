@@ -32,6 +32,7 @@ pub(crate) struct Scripts {
     pub(crate) schedule_control: Script,
     pub(crate) schedule_due: Script,
     pub(crate) schedule_fire: Script,
+    pub(crate) group: Script,
 }
 
 pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -51,6 +52,7 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     schedule_control: script(include_str!("lua/schedule_control.lua")),
     schedule_due: script(include_str!("lua/schedule_due.lua")),
     schedule_fire: script(include_str!("lua/schedule_fire.lua")),
+    group: script(include_str!("lua/group.lua")),
 });
 
 /// Calling a script invocation on the queue's connection.

@@ -4,7 +4,8 @@
 -- comma separated), run settings (JSON: timeout, cancel grace, retry policy; read by
 -- the workers with each claim), max waiting commands ('' unbounded), what a submit to a
 -- full lane does ('reject' or 'wait'), the longest wait in ms ('' as long as it takes),
--- the retention: finished commands kept per final state, and for how long (us).
+-- the retention: finished commands kept per final state, and for how long (us); the
+-- group limits (JSON, see lane_cfg; '' for none).
 -- A changed rate limit starts over with a full bucket; an unchanged one keeps its state.
 -- A smaller retention applies to lookups at once; the records it no longer shows go
 -- as commands finish and expire (see the prelude).
@@ -19,6 +20,17 @@ redis.call('HSET', lk, 'priority', ARGV[2], 'max', ARGV[3], 'rl', ARGV[4],
   'rl_n', ARGV[5], 'rl_period', ARGV[6], 'rl_burst', ARGV[7], 'run', ARGV[10],
   'keep_last', ARGV[14], 'keep_for', ARGV[15])
 redis.call('HSET', P .. ':lanes', lane, ARGV[2])
+-- Group limits (ARGV[16], JSON, '' for none; see lane_cfg). Groups held back by a cap
+-- the new limits raise take turns again.
+if ARGV[16] and ARGV[16] ~= '' then
+  redis.call('HSET', lk, 'groups', ARGV[16])
+else
+  redis.call('HDEL', lk, 'groups')
+end
+lane_cache[lane] = nil
+for _, g in ipairs(redis.call('ZRANGE', gknown_key(lane), 0, -1)) do
+  group_enter_ring(lane, g)
+end
 if ARGV[11] ~= '' then
   redis.call('HSET', lk, 'max_waiting', ARGV[11], 'when_full', ARGV[12], 'wait_ms', ARGV[13])
 else

@@ -52,10 +52,14 @@ if ncomp > 0 then
     if kind == 'freed' then
       -- A held slot's handler returned: the slot is free (gone already if the worker
       -- was declared dead meanwhile).
-      local lane = redis.call('HGET', RUNNING, 'held:' .. id)
-      if lane then
+      local held = redis.call('HGET', RUNNING, 'held:' .. id)
+      if held then
+        local lane, g = split_held(held)
         redis.call('HDEL', RUNNING, 'held:' .. id)
         add_active(lane, -1)
+        if g then
+          group_release(lane, g)
+        end
         touched[lane] = true
       end
     elseif not run or not entry or string.sub(run, 1, #token + 1) ~= token .. '|' then
@@ -63,12 +67,17 @@ if ncomp > 0 then
       stale[#stale + 1] = id
     else
       local lane, attempts, failures = string.match(entry, HEAD)
+      -- The group's slot is freed with the lane's (a held one when the handler returns).
+      local g = group_of(id)
       if hold then
         stat('abandoned')
         event3('A', id, lane, data)
-        redis.call('HSET', RUNNING, 'held:' .. id, lane)
+        redis.call('HSET', RUNNING, 'held:' .. id, held_value(lane, g))
       else
         add_active(lane, -1)
+        if g then
+          group_release(lane, g)
+        end
       end
       finished_ids[#finished_ids + 1] = id
       touched[lane] = true
@@ -88,7 +97,7 @@ if ncomp > 0 then
           redis.call('ZADD', DELAYED, num(now + delay), id)
           add_delayed(lane, 1)
         else
-          redis.call('LPUSH', P .. ':q:' .. lane, id)
+          push_pending(lane, id, true, g or false)
           stamp_pending(lane, {id})
         end
       elseif kind == 'fail' then
@@ -102,7 +111,7 @@ if ncomp > 0 then
         -- count, the entry still holds the counts from before it, and the command keeps
         -- the instant it became pending.
         stat('released')
-        redis.call('LPUSH', P .. ':q:' .. lane, id)
+        push_pending(lane, id, true, g or false)
       end
     end
   end
@@ -173,7 +182,7 @@ if #late > 0 then
       if redis.call('ZREM', DELAYED, id) == 1 then
         add_delayed(lane, -1)
       else
-        redis.call('LREM', P .. ':q:' .. lane, 1, id)
+        remove_pending(lane, id)
       end
       expire_command(id, entry, now)
       touched[lane] = true
@@ -219,7 +228,7 @@ if #due > 0 then
   end
   for j = #retries, 1, -1 do
     local id, lane = retries[j][1], retries[j][2]
-    redis.call('LPUSH', P .. ':q:' .. lane, id)
+    push_pending(lane, id, true)
     stamp_pending(lane, {id})
   end
   table.sort(starts, function(a, b)
@@ -229,7 +238,7 @@ if #due > 0 then
   end)
   for _, start in ipairs(starts) do
     local id, lane = start[1], start[2]
-    redis.call('RPUSH', P .. ':q:' .. lane, id)
+    push_pending(lane, id, false)
     stamp_pending(lane, {id})
   end
 end
@@ -237,6 +246,16 @@ local unthrottled = redis.call('ZRANGEBYSCORE', THROTTLED, '-inf', num(now), 'LI
 for _, lane in ipairs(unthrottled) do
   unthrottle(lane)
   touched[lane] = true
+end
+-- Groups whose rate limit held them back and whose permit is due take turns again.
+local ungated = redis.call('ZRANGEBYSCORE', GTHROTTLED, '-inf', num(now), 'LIMIT', 0, 64)
+for _, member in ipairs(ungated) do
+  redis.call('ZREM', GTHROTTLED, member)
+  local lane, g = string.match(member, '^([^\n]*)\n(.*)$')
+  if lane then
+    group_enter_ring(lane, g)
+    touched[lane] = true
+  end
 end
 -- Finished records past their expiry (their lane's keep_for).
 local old = redis.call('ZRANGEBYSCORE', FINISHED, '-inf', num(now), 'LIMIT', 0, 256)
@@ -305,6 +324,51 @@ local function admit(lane, c, k)
   return k, nil
 end
 
+-- Groups: whose turn it is in a lane whose ring holds groups. Groups that cannot start
+-- leave the ring's front (one held back by its rate limit waits in P:gthrottled until
+-- its permit is due); commands of no group join the ring as '' when it holds groups.
+-- Returns the group whose turn it is ('' for the lane's own list), or nil when no group
+-- may start: then the lane's own list goes alone, as in a lane without groups.
+local function next_turn(lane)
+  local ring = gring_key(lane)
+  if redis.call('LLEN', ring) == 0 then
+    return nil
+  end
+  local q = P .. ':q:' .. lane
+  local own = redis.call('LLEN', q) > 0
+  if own and redis.call('SISMEMBER', gin_key(lane), '') == 0 then
+    redis.call('SADD', gin_key(lane), '')
+    redis.call('RPUSH', ring, '')
+  end
+  while true do
+    local g = redis.call('LINDEX', ring, 0)
+    if not g then
+      return nil
+    end
+    local ok
+    if g == '' then
+      ok = own and redis.call('LLEN', ring) > 1
+    else
+      ok = group_may_start(lane, g)
+      if ok then
+        local _, interval, tolerance = group_limits(lane, g)
+        if interval > 0 then
+          local tat = tonumber(redis.call('GET', gtat_key(lane, g)) or '0')
+          if now < tat - tolerance then
+            redis.call('ZADD', GTHROTTLED, num(tat - tolerance), lane .. '\n' .. g)
+            ok = false
+          end
+        end
+      end
+    end
+    if ok then
+      return g
+    end
+    redis.call('LPOP', ring)
+    redis.call('SREM', gin_key(lane), g)
+  end
+end
+
 local claims = {}
 local claimed = 0
 -- Whether any command has a start-by deadline, read at the first claim.
@@ -321,11 +385,16 @@ while claimed < want do
   if not c then
     redis.call('ZREM', READY, lane)
   else
-    local k = math.min(want - claimed, c.max - lane_active(lane),
-      redis.call('LLEN', P .. ':q:' .. lane))
+    local turn_group = next_turn(lane)
+    local source = P .. ':q:' .. lane
+    if turn_group and turn_group ~= '' then
+      source = gq_key(lane, turn_group)
+    end
+    local k = math.min(want - claimed, c.max - lane_active(lane), redis.call('LLEN', source))
     -- Another ready lane of the same rank: take turns, one command at a time. A boosted
     -- lane with another lane ready also gives one: its next head ranks by its own wait.
-    if top[3] and (c.boost or score_rank(top[4]) == score_rank(top[2])) then
+    -- Groups of a lane take turns one command at a time too.
+    if turn_group or (top[3] and (c.boost or score_rank(top[4]) == score_rank(top[2]))) then
       k = math.min(k, 1)
     end
     local granted, due_at = k, nil
@@ -338,8 +407,29 @@ while claimed < want do
         lane_runs[#lane_runs + 1] = lane
         lane_runs[#lane_runs + 1] = c.run
       end
-      local ids = redis.call('LPOP', P .. ':q:' .. lane, granted)
+      local ids = redis.call('LPOP', source, granted)
       local entries = hmget_all(ENTRIES, ids)
+      local named = turn_group and turn_group ~= ''
+      if turn_group then
+        -- The turn is taken: the group goes to the back of the ring if it may start
+        -- again (below, once its slot is counted).
+        redis.call('LPOP', gring_key(lane))
+        redis.call('SREM', gin_key(lane), turn_group)
+        if named then
+          redis.call('HINCRBY', P .. ':lane:' .. lane, 'gpending', -#ids)
+          local _, interval = group_limits(lane, turn_group)
+          if interval > 0 then
+            local gk = gtat_key(lane, turn_group)
+            local tat = tonumber(redis.call('GET', gk) or '0')
+            if tat < now then tat = now end
+            tat = tat + interval
+            redis.call('SET', gk, num(tat), 'PX', math.ceil((tat - now) / 1000) + 1)
+          end
+        elseif redis.call('LLEN', source) > 0 and redis.call('LLEN', gring_key(lane)) > 0 then
+          redis.call('SADD', gin_key(lane), '')
+          redis.call('RPUSH', gring_key(lane), '')
+        end
+      end
       -- A command past its start-by deadline is not claimed: it expires. One that starts
       -- is no longer subject to its deadline.
       if has_deadlines == nil then
@@ -370,6 +460,9 @@ while claimed < want do
         if entry then
           local token = first_token + j
           add_active(lane, 1)
+          if named then
+            redis.call('HINCRBY', gact_key(lane), turn_group, 1)
+          end
           local _, attempts = string.match(entry, HEAD)
           if events_enabled() then
             event4('B', id, lane, entry_type(entry), tonumber(attempts) + 1)
@@ -384,6 +477,10 @@ while claimed < want do
           owner_fields[#owner_fields + 1] = wid
           claimed = claimed + 1
         end
+      end
+      if named then
+        group_enter_ring(lane, turn_group)
+        group_touch(lane, turn_group)
       end
     end
     if due_at then
@@ -424,6 +521,7 @@ end
 consider(DELAYED, nil)
 consider(DEADLINES, nil)
 consider(THROTTLED, nil)
+consider(GTHROTTLED, nil)
 consider(W, wid)
 local wait_ms = -1
 if next_due >= 0 then

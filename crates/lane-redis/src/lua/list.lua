@@ -18,7 +18,31 @@ local now = clock()
 local out = {}
 
 if state == 'pending' then
-  local ids = redis.call('LRANGE', P .. ':q:' .. lane, offset, offset + limit - 1)
+  -- The lane's own list, then the groups' lists by group key (groups take turns, so
+  -- this is not quite the order they start in).
+  local q = P .. ':q:' .. lane
+  local ids = redis.call('LRANGE', q, offset, offset + limit - 1)
+  local skip = math.max(0, offset - redis.call('LLEN', q))
+  local want = limit - #ids
+  if want > 0 and group_pending_total(lane) > 0 then
+    for _, g in ipairs(redis.call('ZRANGE', gknown_key(lane), 0, -1)) do
+      local key = gq_key(lane, g)
+      local n = redis.call('LLEN', key)
+      if skip >= n then
+        skip = skip - n
+      else
+        local part = redis.call('LRANGE', key, skip, skip + want - 1)
+        skip = 0
+        for _, id in ipairs(part) do
+          ids[#ids + 1] = id
+        end
+        want = want - #part
+        if want <= 0 then
+          break
+        end
+      end
+    end
+  end
   local entries = hmget_all(ENTRIES, ids)
   for j, id in ipairs(ids) do
     if entries[j] then

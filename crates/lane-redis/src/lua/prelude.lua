@@ -118,7 +118,7 @@ local function lane_cfg(lane)
     local v = redis.call('HMGET', P .. ':lane:' .. lane,
       'priority', 'max', 'rl', 'rl_n', 'rl_period', 'rl_burst', 'paused',
       'boost_deadline', 'boost_steps', 'run', 'max_waiting', 'when_full', 'wait_ms',
-      'keep_last', 'keep_for')
+      'keep_last', 'keep_for', 'groups')
     if not v[1] then
       c = false
     else
@@ -135,6 +135,11 @@ local function lane_cfg(lane)
         keep_last = tonumber(v[14] or '') or KEEP_LAST_DEFAULT,
         keep_for = tonumber(v[15] or '') or KEEP_FOR_DEFAULT,
       }
+      if v[16] and v[16] ~= '' then
+        -- Group limits (declare.lua): {d = default, o = {group = limits}}, each limits
+        -- {m = max concurrency (0: none), i = rate interval (us, 0: none), t = tolerance}.
+        c.groups = cjson.decode(v[16])
+      end
       if v[8] then
         -- Steps are 'time before the deadline (us):boost', comma separated.
         local steps = {}
@@ -256,7 +261,8 @@ local function refresh(lane, rotate)
   end
   local ready = (not c.paused) and lane_active(lane) < c.max
     and not is_throttled(lane)
-    and redis.call('LLEN', P .. ':q:' .. lane) > 0
+    and (redis.call('LLEN', P .. ':q:' .. lane) > 0
+      or redis.call('LLEN', P .. ':gring:' .. lane) > 0)
   if ready then
     local rank = lane_rank(lane, c)
     local score = (not rotate) and redis.call('ZSCORE', READY, lane)
@@ -315,6 +321,175 @@ local function add_delayed(lane, n)
   if n ~= 0 then
     redis.call('HINCRBY', P .. ':lane:' .. lane, 'delayed', n)
   end
+end
+
+-- Groups inside a lane (SubmitOptions::with_group). A command of a group has its group
+-- in P:group (id -> group) from its submit until it finishes (a dead letter keeps it, for
+-- a redrive), and waits in its group's list P:gq:<lane>\n<group> instead of the lane's
+-- list; the lane's hash counts these in 'gpending'. Per lane: P:gring:<lane> is the ring
+-- of groups whose turn may come (each in it once: P:gin:<lane>; '' stands for the lane's
+-- own list, the commands of no group, and joins the ring when a claim finds groups in
+-- it); P:gact:<lane> counts each group's running commands (across all workers);
+-- P:gpaused:<lane> holds the paused groups; P:gknown:<lane> (all scores 0, so sorted by
+-- key) the groups with commands waiting or running, or paused, for listings. A group's
+-- rate limit keeps one arrival time (GCRA, us) in P:gtat:<lane>\n<group>, expiring when
+-- it no longer matters; a group held back by it leaves the ring and waits in
+-- P:gthrottled ('lane\ngroup' -> when its permit is due), which workers look at like
+-- the lanes' throttles. The ring is kept lazily: a group that can no longer start
+-- leaves it when its turn comes. Lane ids hold no newline and group keys no control
+-- character, so '\n' separates them.
+local GROUP_OF = P .. ':group'
+local GTHROTTLED = P .. ':gthrottled'
+local function gq_key(lane, g) return P .. ':gq:' .. lane .. '\n' .. g end
+local function gring_key(lane) return P .. ':gring:' .. lane end
+local function gin_key(lane) return P .. ':gin:' .. lane end
+local function gact_key(lane) return P .. ':gact:' .. lane end
+local function gpaused_key(lane) return P .. ':gpaused:' .. lane end
+local function gknown_key(lane) return P .. ':gknown:' .. lane end
+local function gtat_key(lane, g) return P .. ':gtat:' .. lane .. '\n' .. g end
+
+-- Whether any command has a group (P:group exists), read once per script run.
+local grouped_cache = nil
+local function any_grouped()
+  if grouped_cache == nil then
+    grouped_cache = redis.call('EXISTS', GROUP_OF) == 1
+  end
+  return grouped_cache
+end
+-- The group of command id, or nil.
+local function group_of(id)
+  if not any_grouped() then
+    return nil
+  end
+  return redis.call('HGET', GROUP_OF, id) or nil
+end
+
+-- A group's limits: max concurrency (nil: none), rate interval and tolerance (us, an
+-- interval of 0: no rate limit). Commands of no group ('') have none.
+local function group_limits(lane, g)
+  if g == '' then
+    return nil, 0, 0
+  end
+  local c = lane_cfg(lane)
+  local r = c and c.groups
+  if not r then
+    return nil, 0, 0
+  end
+  local l = (type(r.o) == 'table' and r.o[g]) or r.d
+  if type(l) ~= 'table' then
+    return nil, 0, 0
+  end
+  local m = tonumber(l.m) or 0
+  if m <= 0 then m = nil end
+  return m, tonumber(l.i) or 0, tonumber(l.t) or 0
+end
+
+local function group_active(lane, g)
+  return tonumber(redis.call('HGET', gact_key(lane), g) or '0')
+end
+local function group_paused(lane, g)
+  return redis.call('SISMEMBER', gpaused_key(lane), g) == 1
+end
+local function group_throttle_until(lane, g)
+  local t = redis.call('ZSCORE', GTHROTTLED, lane .. '\n' .. g)
+  return t and tonumber(t)
+end
+
+-- Whether group g may start a command as far as its list, pause, cap and a pending
+-- throttle say (its rate limit is checked when its turn comes).
+local function group_may_start(lane, g)
+  if redis.call('LLEN', gq_key(lane, g)) == 0 or group_paused(lane, g)
+    or group_throttle_until(lane, g) then
+    return false
+  end
+  local max = group_limits(lane, g)
+  return not max or group_active(lane, g) < max
+end
+
+-- Puts group g at the back of its lane's ring if it may start and is not there.
+local function group_enter_ring(lane, g)
+  if redis.call('SISMEMBER', gin_key(lane), g) == 0 and group_may_start(lane, g) then
+    redis.call('SADD', gin_key(lane), g)
+    redis.call('RPUSH', gring_key(lane), g)
+  end
+end
+
+-- Takes group g out of its lane's ring.
+local function group_leave_ring(lane, g)
+  if redis.call('SREM', gin_key(lane), g) == 1 then
+    redis.call('LREM', gring_key(lane), 1, g)
+  end
+end
+
+-- Keeps group g listed while it has commands waiting or running, or is paused.
+local function group_touch(lane, g)
+  if redis.call('LLEN', gq_key(lane, g)) > 0 or group_active(lane, g) > 0
+    or group_paused(lane, g) then
+    redis.call('ZADD', gknown_key(lane), 0, g)
+  else
+    redis.call('ZREM', gknown_key(lane), g)
+    redis.call('HDEL', gact_key(lane), g)
+  end
+end
+
+-- Puts command id among its lane's pending commands: in its group's list if it has a
+-- group, else in the lane's list; at the front (a retry, a run handed back) or the back.
+local function push_pending(lane, id, front, g)
+  if g == nil then
+    g = group_of(id)
+  end
+  local op = front and 'LPUSH' or 'RPUSH'
+  if g then
+    redis.call(op, gq_key(lane, g), id)
+    redis.call('HINCRBY', P .. ':lane:' .. lane, 'gpending', 1)
+    redis.call('ZADD', gknown_key(lane), 0, g)
+    group_enter_ring(lane, g)
+  else
+    redis.call(op, P .. ':q:' .. lane, id)
+  end
+end
+
+-- Takes pending command id out of its lane's (or group's) list.
+local function remove_pending(lane, id)
+  local g = group_of(id)
+  if g then
+    if redis.call('LREM', gq_key(lane, g), 1, id) > 0 then
+      redis.call('HINCRBY', P .. ':lane:' .. lane, 'gpending', -1)
+    end
+    group_touch(lane, g)
+  else
+    redis.call('LREM', P .. ':q:' .. lane, 1, id)
+  end
+end
+
+-- A run of group g ended: its slot is free.
+local function group_release(lane, g)
+  if redis.call('HINCRBY', gact_key(lane), g, -1) <= 0 then
+    redis.call('HDEL', gact_key(lane), g)
+  end
+  group_enter_ring(lane, g)
+  group_touch(lane, g)
+end
+
+-- Commands of a lane waiting in groups.
+local function group_pending_total(lane)
+  return tonumber(redis.call('HGET', P .. ':lane:' .. lane, 'gpending') or '0')
+end
+
+-- A lane's held slot ('held:<id>' in a worker's hash): the lane, and the group after a
+-- newline when the command had one. Returns lane, group (or nil).
+local function held_value(lane, g)
+  if g then
+    return lane .. '\n' .. g
+  end
+  return lane
+end
+local function split_held(value)
+  local lane, g = string.match(value, '^([^\n]*)\n(.*)$')
+  if lane then
+    return lane, g
+  end
+  return value, nil
 end
 
 -- Lifetime counters, written by flush().
@@ -420,6 +595,8 @@ end
 
 -- Ids whose entry (and cancel flag) flush() removes.
 local removed = {}
+-- Ids whose group flush() forgets (finished, not dead letters: a redrive needs it).
+local ungrouped = {}
 
 -- Finished records to write, id and packed record alternating, written by flush().
 local done_fields = {}
@@ -536,6 +713,9 @@ local function finish(id, state, outcome, data, now, entry, worker, run, start_b
     end
   end
   removed[#removed + 1] = id
+  if state ~= 'dead' and any_grouped() then
+    ungrouped[#ungrouped + 1] = id
+  end
   notify(client, cref, id, outcome, data)
   release_key(id, outcome, data)
 end
@@ -608,6 +788,10 @@ local function flush(ttl_ms)
     end
     removed = {}
   end
+  if #ungrouped > 0 then
+    call_sliced('HDEL', GROUP_OF, ungrouped)
+    ungrouped = {}
+  end
   if #events_out > 0 then
     redis.call('XADD', P .. ':events', 'MAXLEN', '~', EVENTS_KEPT, '*', 'e',
       table.concat(events_out, '\n'))
@@ -652,7 +836,7 @@ local function cancel_command(id, err)
   if entry then
     local lane = entry_lane(entry)
     if redis.call('ZREM', DELAYED, id) == 0 then
-      redis.call('LREM', P .. ':q:' .. lane, 1, id)
+      remove_pending(lane, id)
     else
       add_delayed(lane, -1)
     end
@@ -765,8 +949,12 @@ local function hand_back(w, raw, keep, counted, cancelled, now)
     if not keep(field) then
       fields[#fields + 1] = field
       if string.sub(field, 1, 5) == 'held:' then
-        add_active(value, -1)
-        refresh(value, false)
+        local lane, g = split_held(value)
+        add_active(lane, -1)
+        if g then
+          group_release(lane, g)
+        end
+        refresh(lane, false)
       else
         runs[#runs + 1] = {id = field, run = value}
       end
@@ -783,15 +971,19 @@ local function hand_back(w, raw, keep, counted, cancelled, now)
     if entry then
       local lane, attempts, failures = string.match(entry, HEAD)
       add_active(lane, -1)
+      local g = group_of(id)
+      if g then
+        group_release(lane, g)
+      end
       if redis.call('SISMEMBER', CANCEL, id) == 1 then
         stat('cancelled')
         finish(id, 'cancelled', 'err', cancelled, now, entry, w, run)
       elseif counted then
         requeue_entry(id, entry, tonumber(attempts) + 1, failures)
-        redis.call('LPUSH', P .. ':q:' .. lane, id)
+        push_pending(lane, id, true, g or false)
         stat('requeued')
       else
-        redis.call('LPUSH', P .. ':q:' .. lane, id)
+        push_pending(lane, id, true, g or false)
         stat('given_back')
       end
       refresh(lane, false)

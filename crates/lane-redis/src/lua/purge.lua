@@ -4,6 +4,9 @@ local dead = P .. ':dead'
 local ids = redis.call('ZRANGE', dead, 0, -1)
 if #ids > 0 then
   call_sliced('HDEL', DONE, ids)
+  if any_grouped() then
+    call_sliced('HDEL', GROUP_OF, ids)
+  end
 end
 redis.call('DEL', dead)
 for _, lane in ipairs(redis.call('HKEYS', P .. ':lanes')) do

@@ -19,7 +19,7 @@ redis.call('HDEL', DONE, id)
 -- A fresh command: no runs yet, submitted now.
 redis.call('HSET', ENTRIES, id, entry_head(lane, 0, 0, ARGV[2], ARGV[3], clock_ms()) .. '\n'
   .. string.sub(entry, rest))
-redis.call('RPUSH', P .. ':q:' .. lane, id)
+push_pending(lane, id, false)
 event3('S', id, lane, entry_type(entry))
 stamp_pending(lane, {id})
 refresh(lane, false)

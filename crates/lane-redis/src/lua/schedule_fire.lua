@@ -39,6 +39,7 @@ if instant ~= '' then
     refused = "lane '" .. lane .. "' not found; known lanes: " .. list
   elseif c.max_waiting and redis.call('LLEN', P .. ':q:' .. lane)
       + tonumber(redis.call('HGET', P .. ':lane:' .. lane, 'delayed') or '0')
+      + group_pending_total(lane)
       >= c.max_waiting then
     stat('rejected_full')
     redis.call('HINCRBY', P .. ':lane:' .. lane, 'rejected_full', 1)

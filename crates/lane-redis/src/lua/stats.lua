@@ -10,7 +10,7 @@ for _, lane in ipairs(lanes) do
     out[#out + 1] = lane
     out[#out + 1] = c.prio
     out[#out + 1] = c.max
-    out[#out + 1] = redis.call('LLEN', P .. ':q:' .. lane)
+    out[#out + 1] = redis.call('LLEN', P .. ':q:' .. lane) + group_pending_total(lane)
     out[#out + 1] = lane_active(lane)
     out[#out + 1] = c.paused and 1 or 0
     out[#out + 1] = is_throttled(lane) and 1 or 0

@@ -2,8 +2,9 @@
 -- set), once per submitter reference.
 -- ARGV: client id, result ttl (ms); the number of references whose ids the client
 -- received, then those references; the number of references the client gave up on (it
--- told its caller the submit failed), then those; then 6 fields per command: client
--- reference, lane, type, JSON payload, timing, idempotency key ('' for none). The timing is '' for a command that may
+-- told its caller the submit failed), then those; then 7 fields per command: client
+-- reference, lane, type, JSON payload, timing, idempotency key ('' for none), group ('' for
+-- none: see the prelude's groups). The timing is '' for a command that may
 -- start now and has no deadline, else 'not before (us)|deadline (us)|start-by (ms)|last',
 -- each part empty when absent: the instant it may start and its start-by deadline on the
 -- Redis clock, the deadline as the submitter gave it (ms since the Unix epoch), and '1'
@@ -34,7 +35,7 @@
 local client = ARGV[1]
 local ttl = tonumber(ARGV[2])
 local REFS = P .. ':refs:' .. client
-local FIELDS = 6
+local FIELDS = 7
 local at = 3
 local nacked = tonumber(ARGV[at])
 if nacked > 0 then
@@ -73,6 +74,7 @@ local function lane_waiting(lane)
   if w == nil then
     w = redis.call('LLEN', P .. ':q:' .. lane)
       + tonumber(redis.call('HGET', P .. ':lane:' .. lane, 'delayed') or '0')
+      + group_pending_total(lane)
     waiting[lane] = w
   end
   return w
@@ -173,6 +175,8 @@ local deadlines = {}
 local start_by = {}
 local first_timer = nil
 local dups = {}
+local groups = {}
+local grouped = {}
 local keys_held = {}
 local keyed = {}
 for j = 0, n - 1 do
@@ -189,6 +193,11 @@ for j = 0, n - 1 do
     refs[#refs + 1] = id
     ids[#ids + 1] = id
     event3('S', id, lane, ARGV[base + 2])
+    local g = ARGV[base + 6]
+    if g ~= '' then
+      groups[#groups + 1] = id
+      groups[#groups + 1] = g
+    end
     if ARGV[base + 5] ~= '' then
       keys_held[#keys_held + 1] = ARGV[base + 5]
       keys_held[#keys_held + 1] = id
@@ -211,6 +220,12 @@ for j = 0, n - 1 do
       delayed[#delayed + 1] = id
       delayed_lanes[lane] = (delayed_lanes[lane] or 0) + 1
       if not first_timer or not_before < first_timer then first_timer = not_before end
+    elseif g ~= '' then
+      grouped[#grouped + 1] = {lane, id, g}
+      if not by_lane[lane] then
+        by_lane[lane] = {}
+        lanes[#lanes + 1] = lane
+      end
     else
       local list = by_lane[lane]
       if not list then
@@ -262,6 +277,13 @@ end
 if accepted > 0 then
   call_sliced('HSET', ENTRIES, entries)
 end
+if #groups > 0 then
+  call_sliced('HSET', GROUP_OF, groups)
+  grouped_cache = true
+end
+for _, item in ipairs(grouped) do
+  push_pending(item[1], item[2], false, item[3])
+end
 if #keys_held > 0 then
   call_sliced('HSET', KEYS_HELD, keys_held)
   local fields = {}
@@ -288,8 +310,10 @@ if #deadlines > 0 then
   call_sliced('HSET', START_BY, start_by)
 end
 for _, lane in ipairs(lanes) do
-  call_sliced('RPUSH', P .. ':q:' .. lane, by_lane[lane])
-  stamp_pending(lane, by_lane[lane])
+  if #by_lane[lane] > 0 then
+    call_sliced('RPUSH', P .. ':q:' .. lane, by_lane[lane])
+    stamp_pending(lane, by_lane[lane])
+  end
   refresh(lane, false)
 end
 local known = {}

@@ -81,6 +81,7 @@ impl RedisQueue {
             })
             .arg(keep_last)
             .arg(keep_for_us)
+            .arg(lane.groups_arg())
             .run::<()>(&mut self.conn())
             .await
             .map_err(|e| redis_error(&e))

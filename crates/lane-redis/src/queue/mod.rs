@@ -10,6 +10,7 @@
 mod backlog;
 mod clock;
 mod control;
+mod groups;
 mod inspect;
 mod results;
 mod schedules;

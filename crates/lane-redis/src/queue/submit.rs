@@ -35,6 +35,8 @@ pub(super) struct SubmitRequest {
     timing: String,
     /// The idempotency key, '' for none.
     key: String,
+    /// The command's group inside its lane, '' for none.
+    group: String,
     /// Until when it may wait for Redis to answer.
     deadline: Instant,
     /// A call carrying it failed after it may have reached Redis (a timeout, a
@@ -87,6 +89,7 @@ impl RedisQueue {
         // Checks the idempotency key too, before anything is sent.
         let timing = options.resolve(SystemTime::now())?;
         let key = options.key().unwrap_or_default().to_owned();
+        let group = options.group().unwrap_or_default().to_owned();
         if command_type.trim().is_empty() || command_type.contains('\n') {
             return Err(LaneError::InvalidInput(format!(
                 "command type {command_type:?} must not be blank or hold a newline; give the \
@@ -112,6 +115,7 @@ impl RedisQueue {
                     payload: payload.clone(),
                     timing: self.timing_arg(&timing, last),
                     key: key.clone(),
+                    group: group.clone(),
                     deadline: Instant::now() + self.inner.target.reconnect_wait,
                     in_doubt: false,
                     reply: id_tx,
@@ -493,7 +497,8 @@ impl Submitter {
                 .arg(&request.command_type)
                 .arg(&request.payload)
                 .arg(&request.timing)
-                .arg(&request.key);
+                .arg(&request.key)
+                .arg(&request.group);
         }
         let reply =
             tokio::time::timeout(response_timeout, invocation.run::<SubmitReply>(conn)).await;
