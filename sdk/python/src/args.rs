@@ -290,10 +290,30 @@ pub(crate) fn idempotency_key(value: &Bound<'_, PyAny>) -> PyResult<String> {
     Ok(key)
 }
 
+/// A group key (`group=` of a submit, the `group` of `pause_group` and friends): a `str`,
+/// which the core's rule (not empty, at most `MAX_GROUP_BYTES` of UTF-8, no control
+/// characters) accepts. Checked here, at the call, with the core's own error (a
+/// `ConfigError`).
+pub(crate) fn group_key(value: &Bound<'_, PyAny>) -> PyResult<String> {
+    let py = value.py();
+    let Ok(text) = value.cast::<PyString>() else {
+        return Err(PyTypeError::new_err(format!(
+            "group must be a str, got {}",
+            type_name(value)
+        )));
+    };
+    let group = text
+        .to_str()
+        .map_err(|_| config_error(py, "group must be valid UTF-8 (it holds a lone surrogate)"))?
+        .to_owned();
+    a3s_lane::check_group(&group).map_err(|error| error.into_py_err(py))?;
+    Ok(group)
+}
+
 /// The keyword arguments every submit takes: when the command may start (`delay` or
-/// `run_at`), by when it must have started (`start_by` or `start_within`), and its
-/// idempotency `key`. Their types and ranges are checked here (and the key against the
-/// core's rule); how the timing options combine (both of a pair, a time in the past, a
+/// `run_at`), by when it must have started (`start_by` or `start_within`), its
+/// idempotency `key` and its `group` inside the lane. Their types and ranges are checked
+/// here (and the key and group against the core's rules); how the timing options combine (both of a pair, a time in the past, a
 /// deadline before the start) is the core's rule, checked when it resolves them at the
 /// submit.
 pub(crate) fn submit_options(
@@ -302,10 +322,14 @@ pub(crate) fn submit_options(
     start_by: Option<&Bound<'_, PyAny>>,
     start_within: Option<&Bound<'_, PyAny>>,
     key: Option<&Bound<'_, PyAny>>,
+    group: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<SubmitOptions> {
     let mut options = SubmitOptions::new();
     if let Some(key) = optional(key, idempotency_key)? {
         options = options.with_key(key);
+    }
+    if let Some(group) = optional(group, group_key)? {
+        options = options.with_group(group);
     }
     if let Some(delay) = optional(delay, |d| seconds_or_timedelta(d, "delay"))? {
         options = options.with_delay(delay);

@@ -21,7 +21,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyString;
 
-use crate::args::{optional, optional_seconds, type_name, usize_arg};
+use crate::args::{group_key, optional, optional_seconds, type_name, usize_arg};
 use crate::convert::to_py;
 use crate::error::IntoPyErr;
 use crate::events::{EventStream, wanted_keys};
@@ -30,11 +30,12 @@ use crate::handler::HandlerEnv;
 use crate::loop_task::awaitable;
 use crate::runtime::{block_on, python_attr, runtime};
 use crate::schedules::{schedule_arg, schedule_info_to_py};
-use crate::stats::{DeadLetter, QueueStats};
+use crate::stats::{DeadLetter, GroupStatus, QueueStats};
 
 /// The operations every queue offers, whichever engine runs it: cancel a command, read
 /// its state and result, list a lane's commands, put, list, pause, resume and remove
-/// recurring schedules, read the stats, pause and resume lanes, list, redrive and purge
+/// recurring schedules, read the stats, pause and resume lanes, pause, resume, cancel
+/// and list the groups inside a lane, list, redrive and purge
 /// dead letters, subscribe to events. `Lane` (in process) and `RedisQueue` are both
 /// `QueueClient`s: code written against this class runs unchanged on either.
 #[pyclass(subclass, frozen, module = "a3s_lane", name = "QueueClient")]
@@ -339,6 +340,71 @@ impl QueueClient {
     /// Resumes a paused lane (ends a timed pause too).
     fn resume_lane(&self, py: Python<'_>, lane: &str) -> PyResult<()> {
         Self::wait(py, self.client.resume_lane(lane))
+    }
+
+    /// Stops starting the commands of group `group` of `lane` (running ones go on, the
+    /// lane's other groups take its turns) until `resume_group`. A group may be paused
+    /// before it has commands. A bad group key is a `ConfigError`, an unknown lane a
+    /// `LaneNotFoundError`.
+    fn pause_group(&self, py: Python<'_>, lane: &str, group: &Bound<'_, PyAny>) -> PyResult<()> {
+        let group = group_key(group)?;
+        Self::wait(py, self.client.pause_group(lane, &group))
+    }
+
+    /// Starts the commands of a paused group again.
+    fn resume_group(&self, py: Python<'_>, lane: &str, group: &Bound<'_, PyAny>) -> PyResult<()> {
+        let group = group_key(group)?;
+        Self::wait(py, self.client.resume_group(lane, &group))
+    }
+
+    /// Cancels every command of group `group` of `lane`: pending and delayed ones end now
+    /// as cancelled, running ones are signalled (as `cancel` does). Returns how many
+    /// commands the cancel reached.
+    fn cancel_group(
+        &self,
+        py: Python<'_>,
+        lane: &str,
+        group: &Bound<'_, PyAny>,
+    ) -> PyResult<usize> {
+        let group = group_key(group)?;
+        Self::wait(py, self.client.cancel_group(lane, &group))
+    }
+
+    /// A group's counts: a `GroupStatus` (`lane`, `group`, `pending`, `active`,
+    /// `paused`, `throttled`, `max_concurrency`); all zero for a group with nothing
+    /// waiting or running.
+    fn group_status(
+        &self,
+        py: Python<'_>,
+        lane: &str,
+        group: &Bound<'_, PyAny>,
+    ) -> PyResult<GroupStatus> {
+        let group = group_key(group)?;
+        Self::wait(py, self.client.group_status(lane, &group)).map(GroupStatus::from)
+    }
+
+    /// The lane's groups that have commands waiting or running, or are paused, as
+    /// `GroupStatus`es sorted by group key, a page at a time: at most `limit` (1 to
+    /// 1000) after the first `offset`. Commands of no group are not listed. An unknown
+    /// lane is a `LaneNotFoundError`; a bad page a `ConfigError`.
+    #[pyo3(
+        signature = (lane, *, offset = None, limit = None),
+        text_signature = "($self, lane, *, offset=0, limit=100)"
+    )]
+    fn groups(
+        &self,
+        py: Python<'_>,
+        lane: &str,
+        offset: Option<&Bound<'_, PyAny>>,
+        limit: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Vec<GroupStatus>> {
+        let default = Page::default();
+        let page = Page::new(
+            optional(offset, |o| usize_arg(o, "offset"))?.unwrap_or(default.offset),
+            optional(limit, |l| usize_arg(l, "limit"))?.unwrap_or(default.limit),
+        );
+        let listed = Self::wait(py, self.client.groups(lane, page))?;
+        Ok(listed.into_iter().map(GroupStatus::from).collect())
     }
 
     /// The commands that failed for good, oldest first, at most `limit` (None: all). A

@@ -5,22 +5,25 @@
 //! wrote it, with the core's reason. What the engine a lane runs on cannot honour is
 //! checked when the lane is declared.
 
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
 use a3s_lane::{
-    DEFAULT_LANES, LaneConfig as CoreLaneConfig, LaneError as CoreError, PriorityBoostConfig,
-    RateLimitConfig, Retention, RetryJitter, RetryPolicy as CoreRetryPolicy, WhenFull,
+    DEFAULT_LANES, GroupLimits as CoreGroupLimits, LaneConfig as CoreLaneConfig,
+    LaneError as CoreError, PriorityBoostConfig, RateLimitConfig, Retention, RetryJitter,
+    RetryPolicy as CoreRetryPolicy, WhenFull,
 };
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
+use pyo3::types::PyString;
 
 use crate::args::{
     instance, mapping_items, number, optional, optional_seconds, seconds, seconds_or_timedelta,
     type_name, u8_arg, u32_arg, usize_arg,
 };
 use crate::error::{IntoPyErr, config_error};
-use crate::limits::{PriorityBoost, RateLimit};
+use crate::limits::{GroupLimits, PriorityBoost, RateLimit, python_names};
 
 /// The name the core's checks give a `LaneConfig` that belongs to no lane yet; the
 /// error then names the class instead of a lane.
@@ -30,21 +33,23 @@ const UNBOUND: &str = "LaneConfig";
 fn check(py: Python<'_>, config: &CoreLaneConfig) -> PyResult<()> {
     config.validate(UNBOUND).map_err(|error| match error {
         CoreError::ConfigError(message) => {
-            let prefix = format!("lane '{UNBOUND}': ");
+            // "lane 'LaneConfig': reason", or "lane 'LaneConfig' group 'x': reason".
+            let prefix = format!("lane '{UNBOUND}'");
             let message = match message.strip_prefix(&prefix) {
-                Some(reason) => format!("{UNBOUND}: {reason}"),
+                Some(reason) => format!("{UNBOUND}{reason}"),
                 None => message,
-            }
-            // The core names its Rust values; a Python user gives keyword arguments.
-            .replace("the when_full wait timeout", "full_wait_timeout")
-            .replace(
-                "(WhenFull::Reject fails at once)",
-                "(when_full=\"reject\" fails at once)",
-            )
-            .replace(
-                "use Retention::none() to keep nothing",
-                "keep_last=0 keeps nothing",
-            );
+            };
+            let message = python_names(&message)
+                // The core names its Rust values; a Python user gives keyword arguments.
+                .replace("the when_full wait timeout", "full_wait_timeout")
+                .replace(
+                    "(WhenFull::Reject fails at once)",
+                    "(when_full=\"reject\" fails at once)",
+                )
+                .replace(
+                    "use Retention::none() to keep nothing",
+                    "keep_last=0 keeps nothing",
+                );
             config_error(py, message)
         }
         other => other.into_py_err(py),
@@ -120,8 +125,14 @@ impl LaneConfig {
         Option<RetryKey>,
         Option<RateLimitConfig>,
         Option<&PriorityBoostConfig>,
+        Vec<(Option<&str>, Option<usize>, RateLimitConfig)>,
     ) {
         let c = &self.config;
+        let rules = c.group_rules();
+        let groups = std::iter::once((None, &rules.default))
+            .chain(rules.overrides.iter().map(|(g, l)| (Some(g.as_str()), l)))
+            .map(|(group, limits)| (group, limits.max_concurrency, limits.rate_limit))
+            .collect();
         (
             (self.priority, self.max_concurrency, c.min_concurrency),
             (c.timeout, c.pressure_threshold, c.cancel_grace),
@@ -130,6 +141,7 @@ impl LaneConfig {
             self.retry_policy().map(RetryKey::of),
             self.rate_limit_config(),
             self.priority_boost_config(),
+            groups,
         )
     }
 }
@@ -243,6 +255,13 @@ impl LaneConfig {
     ///   newest this many; 0 keeps none. Default `DEFAULTS["lane"]["keep_last"]`.
     /// - `keep_for`: seconds (or a `timedelta`) a finished command is kept at most.
     ///   Default `DEFAULTS["lane"]["keep_for_ms"]` (a day).
+    /// - `group_max_concurrency`: at most this many commands of one group (`submit(...,
+    ///   group=...)`) run at once; None: the lane's cap only.
+    /// - `group_rate_limit`: a token bucket `RateLimit`: how fast one group's commands may
+    ///   start; None: no limit.
+    /// - `group_overrides`: a mapping of group key to `GroupLimits` (or a dict of its
+    ///   keyword arguments): the limits of those groups, instead of
+    ///   `group_max_concurrency` and `group_rate_limit`.
     #[new]
     #[pyo3(signature = (
         *,
@@ -260,6 +279,9 @@ impl LaneConfig {
         full_wait_timeout = None,
         keep_last = None,
         keep_for = None,
+        group_max_concurrency = None,
+        group_rate_limit = None,
+        group_overrides = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -278,6 +300,9 @@ impl LaneConfig {
         full_wait_timeout: Option<&Bound<'_, PyAny>>,
         keep_last: Option<&Bound<'_, PyAny>>,
         keep_for: Option<&Bound<'_, PyAny>>,
+        group_max_concurrency: Option<&Bound<'_, PyAny>>,
+        group_rate_limit: Option<&Bound<'_, PyAny>>,
+        group_overrides: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let priority = optional(priority, |p| u8_arg(p, "priority", " (0 runs first)"))?;
         let max_concurrency = optional(max_concurrency, |m| usize_arg(m, "max_concurrency"))?;
@@ -329,6 +354,24 @@ impl LaneConfig {
                 keep_last.unwrap_or(defaults.keep_last()),
                 keep_for.unwrap_or(defaults.keep_for()),
             ));
+        }
+        let group_default = GroupLimits::from_args(
+            group_max_concurrency,
+            group_rate_limit,
+            "group_max_concurrency",
+            "group_rate_limit",
+        )?;
+        if group_default != CoreGroupLimits::default() {
+            config = config.with_group_limits(group_default);
+        }
+        if let Some(overrides) = group_overrides.filter(|o| !o.is_none()) {
+            for (group, limits) in
+                mapping_items(overrides, "group_overrides", "group key to GroupLimits")?
+            {
+                let limits =
+                    GroupLimits::from_value(&limits, &format!("group_overrides[{group:?}]"))?;
+                config = config.with_group_override(group, limits);
+            }
         }
         check(py, &config)?;
         Ok(Self {
@@ -420,6 +463,31 @@ impl LaneConfig {
         }
     }
 
+    /// At most this many commands of one group run at once, or None (the lane's cap
+    /// only); groups in `group_overrides` have their own.
+    #[getter]
+    fn group_max_concurrency(&self) -> Option<usize> {
+        self.config.group_rules().default.max_concurrency
+    }
+
+    /// How fast one group's commands may start, or None for no limit; groups in
+    /// `group_overrides` have their own.
+    #[getter]
+    fn group_rate_limit(&self) -> Option<RateLimit> {
+        GroupLimits::rate_limit_of(&self.config.group_rules().default)
+    }
+
+    /// The groups with limits of their own, by group key (a new dict each time).
+    #[getter]
+    fn group_overrides(&self) -> BTreeMap<String, GroupLimits> {
+        self.config
+            .group_rules()
+            .overrides
+            .iter()
+            .map(|(group, &limits)| (group.clone(), GroupLimits { limits }))
+            .collect()
+    }
+
     /// Finished commands kept per final state (0: none).
     #[getter]
     fn keep_last(&self) -> usize {
@@ -432,7 +500,7 @@ impl LaneConfig {
         self.config.retention.keep_for().as_secs_f64()
     }
 
-    fn __repr__(&self) -> String {
+    fn __repr__(&self, py: Python<'_>) -> String {
         let defaults = CoreLaneConfig::default();
         let c = &self.config;
         let mut parts = Vec::new();
@@ -477,6 +545,25 @@ impl LaneConfig {
         }
         if c.retention.keep_for() != defaults.retention.keep_for() {
             parts.push(format!("keep_for={}", c.retention.keep_for().as_secs_f64()));
+        }
+        if let Some(max) = self.group_max_concurrency() {
+            parts.push(format!("group_max_concurrency={max}"));
+        }
+        if let Some(limit) = self.group_rate_limit() {
+            parts.push(format!("group_rate_limit={}", limit.__repr__()));
+        }
+        let overrides = self.group_overrides();
+        if !overrides.is_empty() {
+            let entries: Vec<String> = overrides
+                .iter()
+                .map(|(group, limits)| {
+                    let key = PyString::new(py, group)
+                        .repr()
+                        .map_or_else(|_| format!("{group:?}"), |r| r.to_string());
+                    format!("{key}: {}", limits.__repr__())
+                })
+                .collect();
+            parts.push(format!("group_overrides={{{}}}", entries.join(", ")));
         }
         format!("LaneConfig({})", parts.join(", "))
     }

@@ -538,7 +538,11 @@ impl Lane {
     /// lane) is delayed, pending or running, the submit queues nothing and gives that
     /// command (its result here; `is_duplicate` on the handle or future of the other
     /// submits). Once it ended, the key is free; a durable lane keeps it across restarts.
-    #[pyo3(signature = (lane, command_type, payload = None, *, delay = None, run_at = None, start_by = None, start_within = None, key = None))]
+    /// `group` (a non-empty `str` of at most 256 UTF-8 bytes, such as a tenant or session
+    /// id) puts the command in that group of its lane: it waits in its group's FIFO, the
+    /// groups of a lane take turns, and each group may have a cap and a rate limit
+    /// (`LaneConfig(group_max_concurrency=, group_rate_limit=, group_overrides=)`).
+    #[pyo3(signature = (lane, command_type, payload = None, *, delay = None, run_at = None, start_by = None, start_within = None, key = None, group = None))]
     #[allow(clippy::too_many_arguments)]
     fn submit(
         &self,
@@ -551,10 +555,11 @@ impl Lane {
         start_by: Option<&Bound<'_, PyAny>>,
         start_within: Option<&Bound<'_, PyAny>>,
         key: Option<&Bound<'_, PyAny>>,
+        group: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
         refuse_in_running_loop(py, "submit()", "`await lane.submit_async(...)`")?;
         self.refuse_before_start(py, "submit()")?;
-        let options = submit_options(delay, run_at, start_by, start_within, key)?;
+        let options = submit_options(delay, run_at, start_by, start_within, key, group)?;
         let payload = payload_to_json(payload)?;
         let mut handle = self.accept_blocking(py, lane, command_type, payload, options)?;
         let id = handle.id();
@@ -581,7 +586,7 @@ impl Lane {
     /// only detached: the command goes on for its other submitters). Options as for
     /// `submit`; a lane with `when_full="wait"` that is full makes the acceptance wait
     /// for room (on the runtime: the event loop goes on).
-    #[pyo3(signature = (lane, command_type, payload = None, *, delay = None, run_at = None, start_by = None, start_within = None, key = None))]
+    #[pyo3(signature = (lane, command_type, payload = None, *, delay = None, run_at = None, start_by = None, start_within = None, key = None, group = None))]
     #[allow(clippy::too_many_arguments)]
     fn submit_async(
         &self,
@@ -594,9 +599,10 @@ impl Lane {
         start_by: Option<&Bound<'_, PyAny>>,
         start_within: Option<&Bound<'_, PyAny>>,
         key: Option<&Bound<'_, PyAny>>,
+        group: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<CommandFuture>> {
         let bridge = LoopBridge::of_running_loop(py, "submit_async()")?;
-        let options = submit_options(delay, run_at, start_by, start_within, key)?;
+        let options = submit_options(delay, run_at, start_by, start_within, key, group)?;
         let payload = payload_to_json(payload)?;
         let queue = Arc::downgrade(&self.queue);
         let env = self.env.clone();
@@ -617,7 +623,7 @@ impl Lane {
     /// Submits a command without waiting for it: returns a `CommandHandle` (`id`,
     /// `cancel()`, `result(timeout)`, and `await handle`). Options as for `submit`; a
     /// lane with `when_full="wait"` that is full makes this wait for room.
-    #[pyo3(signature = (lane, command_type, payload = None, *, delay = None, run_at = None, start_by = None, start_within = None, key = None))]
+    #[pyo3(signature = (lane, command_type, payload = None, *, delay = None, run_at = None, start_by = None, start_within = None, key = None, group = None))]
     #[allow(clippy::too_many_arguments)]
     fn submit_nowait(
         &self,
@@ -630,8 +636,9 @@ impl Lane {
         start_by: Option<&Bound<'_, PyAny>>,
         start_within: Option<&Bound<'_, PyAny>>,
         key: Option<&Bound<'_, PyAny>>,
+        group: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<CommandHandle> {
-        let options = submit_options(delay, run_at, start_by, start_within, key)?;
+        let options = submit_options(delay, run_at, start_by, start_within, key, group)?;
         let payload = payload_to_json(payload)?;
         let handle = self.accept_blocking(py, lane, command_type, payload, options)?;
         Ok(CommandHandle::new(

@@ -6,8 +6,9 @@
 //!
 //! - the classes: `client` (`QueueClient`, the operations `Lane` and `RedisQueue` share,
 //!   which both extend), `lane` (`Lane`), `config` (`LaneConfig`, `RetryPolicy`), `limits`
-//!   (`RateLimit`, `PriorityBoost`), `redis` (`RedisQueue`, `RedisWorker`), `handle` (what
-//!   a submit returns), `events` (event streams), `stats` and `metrics` (read-outs);
+//!   (`RateLimit`, `PriorityBoost`, `GroupLimits`), `redis` (`RedisQueue`,
+//!   `RedisWorker`), `handle` (what a submit returns), `events` (event streams), `stats`
+//!   and `metrics` (read-outs);
 //! - the boundary: `args` (Python arguments as Rust types), `convert` (JSON), `error`
 //!   (the exception hierarchy and the one mapping of core errors), `schedules` (a
 //!   recurring schedule's arguments and its `ScheduleInfo`);
@@ -62,8 +63,10 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<stats::QueueStats>()?;
     module.add_class::<stats::LaneStatus>()?;
     module.add_class::<stats::DeadLetter>()?;
+    module.add_class::<stats::GroupStatus>()?;
     module.add_class::<limits::RateLimit>()?;
     module.add_class::<limits::PriorityBoost>()?;
+    module.add_class::<limits::GroupLimits>()?;
     module.add_class::<metrics::MetricsSnapshot>()?;
     module.add_class::<metrics::LaneMetrics>()?;
     module.add_class::<metrics::HistogramStats>()?;

@@ -1,17 +1,23 @@
-//! `RateLimit` and `PriorityBoost`: per-lane policies of the scheduler, given to
-//! `LaneConfig(rate_limit=..., priority_boost=...)`.
+//! `RateLimit`, `PriorityBoost` and `GroupLimits`: per-lane policies of the scheduler,
+//! given to `LaneConfig(rate_limit=..., priority_boost=..., group_overrides=...)`.
 //!
-//! Both are immutable values wrapping the facade's `RateLimitConfig` and
-//! `PriorityBoostConfig`, checked by the core's rules when the object is made, so a bad
-//! one fails at the line that wrote it rather than when a queue is built.
+//! All are immutable values wrapping the facade's `RateLimitConfig`,
+//! `PriorityBoostConfig` and `GroupLimits`, checked by the core's rules when the object
+//! is made, so a bad one fails at the line that wrote it rather than when a queue is
+//! built.
 
+use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
-use a3s_lane::{PriorityBoostConfig, RateLimitConfig};
+use a3s_lane::{GroupLimits as CoreGroupLimits, PriorityBoostConfig, RateLimitConfig};
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 
-use crate::args::{seconds, u8_arg, u32_arg};
-use crate::error::IntoPyErr;
+use crate::args::{
+    instance, mapping_items, optional, seconds, type_name, u8_arg, u32_arg, usize_arg,
+};
+use crate::error::{IntoPyErr, config_error};
 
 /// `config`, checked by the core's rules.
 fn checked(py: Python<'_>, config: RateLimitConfig) -> PyResult<RateLimit> {
@@ -258,5 +264,147 @@ impl PriorityBoost {
                 text
             }
         }
+    }
+}
+
+/// The core's message about group limits, in the Python names of its values.
+pub(crate) fn python_names(message: &str) -> String {
+    message.replace(
+        "(RateLimitConfig::per_second, per_minute, per_hour or token_bucket)",
+        "(RateLimit.per_second, per_minute, per_hour or token_bucket)",
+    )
+}
+
+/// The limits of one group of a lane: how many of its commands run at once, how fast
+/// they start.
+///
+/// `LaneConfig(group_max_concurrency=..., group_rate_limit=...)` gives every group of a
+/// lane the same limits; `LaneConfig(group_overrides={"vip": GroupLimits(...)})` gives
+/// some groups their own instead. `max_concurrency` is at least 1 (use `pause_group` to
+/// hold a group); `rate_limit` is a token bucket (`RateLimit.per_second`, `per_minute`,
+/// `per_hour` or `token_bucket`): a sliding window is refused for groups. Where a
+/// `GroupLimits` is taken, a dict of its keyword arguments is taken too.
+#[pyclass(frozen, eq, hash, module = "a3s_lane", name = "GroupLimits")]
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct GroupLimits {
+    pub(crate) limits: CoreGroupLimits,
+}
+
+impl Hash for GroupLimits {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (self.limits.max_concurrency, self.limits.rate_limit).hash(state);
+    }
+}
+
+impl GroupLimits {
+    /// `max_concurrency=` and `rate_limit=` as the core's limits, unchecked.
+    pub(crate) fn from_args(
+        max_concurrency: Option<&Bound<'_, PyAny>>,
+        rate_limit: Option<&Bound<'_, PyAny>>,
+        max_name: &str,
+        rate_name: &str,
+    ) -> PyResult<CoreGroupLimits> {
+        let mut limits = CoreGroupLimits::new();
+        if let Some(max) = optional(max_concurrency, |m| usize_arg(m, max_name))? {
+            limits = limits.with_max_concurrency(max);
+        }
+        let rate_limit = optional(rate_limit, |l| {
+            instance::<RateLimit>(l, rate_name, " (for example RateLimit.per_second(10))")
+        })?;
+        if let Some(limit) = rate_limit {
+            limits = limits.with_rate_limit(limit.config);
+        }
+        Ok(limits)
+    }
+
+    /// A group's limits given as a `GroupLimits` or as a dict of its keyword arguments
+    /// (`{"max_concurrency": 2, "rate_limit": RateLimit.per_second(5)}`), unchecked;
+    /// `name` says where it was given.
+    pub(crate) fn from_value(value: &Bound<'_, PyAny>, name: &str) -> PyResult<CoreGroupLimits> {
+        if let Ok(limits) = value.cast::<GroupLimits>() {
+            return Ok(limits.get().limits);
+        }
+        let Ok(dict) = value.cast::<PyDict>() else {
+            return Err(PyTypeError::new_err(format!(
+                "{name} must be a GroupLimits or a dict with max_concurrency and rate_limit \
+                 (for example GroupLimits(max_concurrency=2)), got {}",
+                type_name(value)
+            )));
+        };
+        let (mut max_concurrency, mut rate_limit) = (None, None);
+        for (key, item) in mapping_items(dict.as_any(), name, "max_concurrency and rate_limit")? {
+            match key.as_str() {
+                "max_concurrency" => max_concurrency = Some(item),
+                "rate_limit" => rate_limit = Some(item),
+                other => {
+                    return Err(PyTypeError::new_err(format!(
+                        "{name}: unexpected key {other:?}; a group's limits are \
+                         max_concurrency and rate_limit"
+                    )));
+                }
+            }
+        }
+        Self::from_args(
+            max_concurrency.as_ref(),
+            rate_limit.as_ref(),
+            &format!("{name}[\"max_concurrency\"]"),
+            &format!("{name}[\"rate_limit\"]"),
+        )
+    }
+
+    /// The rate limit, or None for no limit.
+    pub(crate) fn rate_limit_of(limits: &CoreGroupLimits) -> Option<RateLimit> {
+        (!limits.rate_limit.is_unlimited()).then_some(RateLimit {
+            config: limits.rate_limit,
+        })
+    }
+}
+
+#[pymethods]
+impl GroupLimits {
+    /// The limits of a group, checked here by the core's rules: `max_concurrency` (at
+    /// least 1; None: the lane's cap only) and `rate_limit` (a token bucket `RateLimit`;
+    /// None: no limit).
+    #[new]
+    #[pyo3(signature = (*, max_concurrency = None, rate_limit = None))]
+    fn new(
+        py: Python<'_>,
+        max_concurrency: Option<&Bound<'_, PyAny>>,
+        rate_limit: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let limits = Self::from_args(max_concurrency, rate_limit, "max_concurrency", "rate_limit")?;
+        limits
+            .validate("GroupLimits")
+            .map_err(|error| match error {
+                a3s_lane::LaneError::ConfigError(message) => {
+                    config_error(py, python_names(&message))
+                }
+                other => other.into_py_err(py),
+            })?;
+        Ok(Self { limits })
+    }
+
+    /// At most this many of the group's commands run at once, or None (the lane's cap
+    /// only).
+    #[getter]
+    fn max_concurrency(&self) -> Option<usize> {
+        self.limits.max_concurrency
+    }
+
+    /// How fast the group's commands may start, or None for no limit.
+    #[getter]
+    fn rate_limit(&self) -> Option<RateLimit> {
+        Self::rate_limit_of(&self.limits)
+    }
+
+    pub(crate) fn __repr__(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(max) = self.limits.max_concurrency {
+            parts.push(format!("max_concurrency={max}"));
+        }
+        if let Some(limit) = self.rate_limit() {
+            parts.push(format!("rate_limit={}", limit.__repr__()));
+        }
+        format!("GroupLimits({})", parts.join(", "))
     }
 }

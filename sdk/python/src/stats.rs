@@ -1,9 +1,10 @@
-//! Read-only snapshots: queue statistics and dead letters.
+//! Read-only snapshots: queue statistics, groups and dead letters.
 
 use std::collections::HashMap;
 
 use a3s_lane::{
-    DeadLetter as CoreDeadLetter, LaneStatus as CoreLaneStatus, QueueStats as CoreStats,
+    DeadLetter as CoreDeadLetter, GroupStatus as CoreGroupStatus, LaneStatus as CoreLaneStatus,
+    QueueStats as CoreStats,
 };
 use pyo3::prelude::*;
 
@@ -79,6 +80,58 @@ impl LaneStatus {
             self.active,
             self.max_concurrency,
             if self.paused { "True" } else { "False" }
+        )
+    }
+}
+
+/// One group of a lane at the time of `group_status()` or `groups()`.
+#[pyclass(frozen, eq, module = "a3s_lane", name = "GroupStatus", get_all)]
+#[derive(PartialEq, Eq)]
+pub(crate) struct GroupStatus {
+    /// The lane.
+    lane: String,
+    /// The group key.
+    group: String,
+    /// Its commands waiting for their turn.
+    pending: usize,
+    /// Its commands running.
+    active: usize,
+    /// Whether it is paused (`pause_group`).
+    paused: bool,
+    /// Whether its rate limit holds it back now.
+    throttled: bool,
+    /// Its concurrency cap, or None (the lane's cap only).
+    max_concurrency: Option<usize>,
+}
+
+impl From<CoreGroupStatus> for GroupStatus {
+    fn from(status: CoreGroupStatus) -> Self {
+        Self {
+            lane: status.lane,
+            group: status.group,
+            pending: status.pending,
+            active: status.active,
+            paused: status.paused,
+            throttled: status.throttled,
+            max_concurrency: status.max_concurrency,
+        }
+    }
+}
+
+#[pymethods]
+impl GroupStatus {
+    fn __repr__(&self) -> String {
+        let flag = |b: bool| if b { "True" } else { "False" };
+        format!(
+            "GroupStatus(lane={:?}, group={:?}, pending={}, active={}, paused={}, throttled={}, max_concurrency={})",
+            self.lane,
+            self.group,
+            self.pending,
+            self.active,
+            flag(self.paused),
+            flag(self.throttled),
+            self.max_concurrency
+                .map_or_else(|| "None".to_owned(), |max| max.to_string())
         )
     }
 }

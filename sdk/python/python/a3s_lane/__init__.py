@@ -25,8 +25,11 @@ with its times and, once finished, its ``result`` or ``error``, a ``CommandFailu
 ``list_commands`` (a lane's commands in one ``CommandState``, paged), recurring
 schedules (``put_schedule`` with ``every=`` or ``cron=``, ``schedules`` as
 ``ScheduleInfo``s, ``pause_schedule``, ``resume_schedule``, ``remove_schedule``),
-``stats``, ``pause_lane``, ``resume_lane``, ``dead_letters``, ``redrive``,
-``purge_dead_letters`` and ``events`` are the same on both. ``DEFAULTS`` lists every
+``stats``, ``pause_lane``, ``resume_lane``, groups inside a lane (``submit(...,
+group=)``, ``pause_group``, ``resume_group``, ``cancel_group``, ``group_status`` and
+``groups`` as ``GroupStatus``es; limits by ``LaneConfig(group_max_concurrency=,
+group_rate_limit=, group_overrides=)`` with ``GroupLimits``), ``dead_letters``,
+``redrive``, ``purge_dead_letters`` and ``events`` are the same on both. ``DEFAULTS`` lists every
 option's default (the core's table; durations in milliseconds).
 """
 
@@ -73,6 +76,8 @@ from a3s_lane._native import (
     Event,
     EventStream,
     ExpiredError,
+    GroupLimits,
+    GroupStatus,
     HandlerNotFoundError,
     HistogramStats,
     Lane,
@@ -135,6 +140,8 @@ __all__ = [
     "Event",
     "EventStream",
     "ExpiredError",
+    "GroupLimits",
+    "GroupStatus",
     "HandlerNotFoundError",
     "HistogramStats",
     "Lane",

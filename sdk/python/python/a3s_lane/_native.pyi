@@ -6,7 +6,7 @@ import datetime
 import os
 from collections.abc import Callable, Coroutine, Generator, Iterable, Mapping, Sequence
 from types import GenericAlias, TracebackType
-from typing import Any, Final, Generic, Literal, Self, TypeAlias, final, overload
+from typing import Any, ClassVar, Final, Generic, Literal, Self, TypeAlias, TypedDict, final, overload
 
 from typing_extensions import TypeVar, disjoint_base
 
@@ -71,6 +71,8 @@ __all__ = [
     "DeadLetter",
     "RateLimit",
     "PriorityBoost",
+    "GroupLimits",
+    "GroupStatus",
     "MetricsSnapshot",
     "LaneMetrics",
     "HistogramStats",
@@ -198,6 +200,26 @@ class PriorityBoost:
     def __hash__(self) -> int: ...
 
 @final
+class GroupLimits:
+    def __new__(
+        cls,
+        *,
+        max_concurrency: int | None = None,
+        rate_limit: RateLimit | None = None,
+    ) -> Self: ...
+    @property
+    def max_concurrency(self) -> int | None: ...
+    @property
+    def rate_limit(self) -> RateLimit | None: ...
+    def __eq__(self, value: object, /) -> bool: ...
+    def __hash__(self) -> int: ...
+
+# A group's limits as a dict of GroupLimits' keyword arguments.
+class _GroupLimitsDict(TypedDict, total=False):
+    max_concurrency: int | None
+    rate_limit: RateLimit | None
+
+@final
 class LaneConfig:
     def __new__(
         cls,
@@ -216,6 +238,9 @@ class LaneConfig:
         full_wait_timeout: float | None = None,
         keep_last: int | None = None,
         keep_for: _Span | None = None,
+        group_max_concurrency: int | None = None,
+        group_rate_limit: RateLimit | None = None,
+        group_overrides: Mapping[str, GroupLimits | _GroupLimitsDict] | None = None,
     ) -> Self: ...
     @property
     def priority(self) -> int | None: ...
@@ -245,6 +270,12 @@ class LaneConfig:
     def keep_last(self) -> int: ...
     @property
     def keep_for(self) -> float: ...
+    @property
+    def group_max_concurrency(self) -> int | None: ...
+    @property
+    def group_rate_limit(self) -> RateLimit | None: ...
+    @property
+    def group_overrides(self) -> dict[str, GroupLimits]: ...
     def __eq__(self, value: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
@@ -362,6 +393,25 @@ class LaneStatus:
     @property
     def abandoned_running(self) -> int: ...
 
+@final
+class GroupStatus:
+    @property
+    def lane(self) -> str: ...
+    @property
+    def group(self) -> str: ...
+    @property
+    def pending(self) -> int: ...
+    @property
+    def active(self) -> int: ...
+    @property
+    def paused(self) -> bool: ...
+    @property
+    def throttled(self) -> bool: ...
+    @property
+    def max_concurrency(self) -> int | None: ...
+    def __eq__(self, value: object, /) -> bool: ...
+    __hash__: ClassVar[None]  # type: ignore[assignment]
+
 @disjoint_base
 class QueueStats:
     @property
@@ -424,6 +474,11 @@ class QueueClient:
     def stats(self) -> QueueStats: ...
     def pause_lane(self, lane: str, duration: float | None = None) -> None: ...
     def resume_lane(self, lane: str) -> None: ...
+    def pause_group(self, lane: str, group: str) -> None: ...
+    def resume_group(self, lane: str, group: str) -> None: ...
+    def cancel_group(self, lane: str, group: str) -> int: ...
+    def group_status(self, lane: str, group: str) -> GroupStatus: ...
+    def groups(self, lane: str, *, offset: int = 0, limit: int = 100) -> list[GroupStatus]: ...
     def dead_letters(self, limit: int | None = None) -> list[DeadLetter]: ...
     def redrive(self, command_id: int) -> CommandHandle[Any]: ...
     def purge_dead_letters(self) -> int: ...
@@ -501,6 +556,7 @@ class Lane(QueueClient):
         start_by: datetime.datetime | None = None,
         start_within: _Span | None = None,
         key: str | None = None,
+        group: str | None = None,
     ) -> Any: ...
     def submit_async(
         self,
@@ -513,6 +569,7 @@ class Lane(QueueClient):
         start_by: datetime.datetime | None = None,
         start_within: _Span | None = None,
         key: str | None = None,
+        group: str | None = None,
     ) -> CommandFuture[Any]: ...
     def submit_nowait(
         self,
@@ -525,6 +582,7 @@ class Lane(QueueClient):
         start_by: datetime.datetime | None = None,
         start_within: _Span | None = None,
         key: str | None = None,
+        group: str | None = None,
     ) -> CommandHandle[Any]: ...
     @property
     def size(self) -> int: ...
@@ -675,6 +733,7 @@ class RedisQueue(QueueClient):
         start_by: datetime.datetime | None = None,
         start_within: _Span | None = None,
         key: str | None = None,
+        group: str | None = None,
     ) -> CommandHandle[Any]: ...
     def submit_async(
         self,
@@ -687,6 +746,7 @@ class RedisQueue(QueueClient):
         start_by: datetime.datetime | None = None,
         start_within: _Span | None = None,
         key: str | None = None,
+        group: str | None = None,
     ) -> CommandFuture[Any]: ...
     def stats(self) -> RedisQueueStats: ...
     def clear(self) -> int: ...

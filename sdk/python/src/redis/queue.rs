@@ -294,7 +294,9 @@ impl RedisQueue {
     /// one no worker started by its deadline never runs and ends with `ExpiredError`.
     /// `key` is an idempotency key, as for `Lane.submit`, shared by every producer of
     /// the queue: a duplicate's handle has `is_duplicate` True and the live command's id.
-    #[pyo3(signature = (lane, command_type, payload = None, *, delay = None, run_at = None, start_by = None, start_within = None, key = None))]
+    /// `group` puts the command in a group of its lane, as for `Lane.submit`: the groups
+    /// take turns, each within the lane's group limits, across every worker.
+    #[pyo3(signature = (lane, command_type, payload = None, *, delay = None, run_at = None, start_by = None, start_within = None, key = None, group = None))]
     #[allow(clippy::too_many_arguments)]
     fn submit(
         &self,
@@ -307,8 +309,9 @@ impl RedisQueue {
         start_by: Option<&Bound<'_, PyAny>>,
         start_within: Option<&Bound<'_, PyAny>>,
         key: Option<&Bound<'_, PyAny>>,
+        group: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<CommandHandle> {
-        let options = submit_options(delay, run_at, start_by, start_within, key)?;
+        let options = submit_options(delay, run_at, start_by, start_within, key, group)?;
         let mut task = self.spawn_submit(py, lane, command_type, payload, options)?;
         match block_on(py, Pin::new(&mut task)) {
             Ok(Ok(Ok(submitted))) => {
@@ -344,7 +347,7 @@ impl RedisQueue {
     /// known once Redis has the command, and cancelling it (or the task awaiting it)
     /// cancels the command; a duplicate's future is only detached (the command goes on
     /// for its other submitters).
-    #[pyo3(signature = (lane, command_type, payload = None, *, delay = None, run_at = None, start_by = None, start_within = None, key = None))]
+    #[pyo3(signature = (lane, command_type, payload = None, *, delay = None, run_at = None, start_by = None, start_within = None, key = None, group = None))]
     #[allow(clippy::too_many_arguments)]
     fn submit_async(
         &self,
@@ -357,9 +360,10 @@ impl RedisQueue {
         start_by: Option<&Bound<'_, PyAny>>,
         start_within: Option<&Bound<'_, PyAny>>,
         key: Option<&Bound<'_, PyAny>>,
+        group: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<CommandFuture>> {
         let bridge = LoopBridge::of_running_loop(py, "submit_async()")?;
-        let options = submit_options(delay, run_at, start_by, start_within, key)?;
+        let options = submit_options(delay, run_at, start_by, start_within, key, group)?;
         let task = self.spawn_submit(py, lane, command_type, payload, options)?;
         let future = CommandFuture::new(
             py,
