@@ -18,7 +18,8 @@ local now = clock()
 local function describe_group(out, g)
   local max, interval, tolerance = group_limits(lane, g)
   local pending = redis.call('LLEN', gq_key(lane, g))
-  local throttled = group_throttle_until(lane, g) ~= nil
+  local until_at = group_throttle_until(lane, g)
+  local throttled = until_at ~= nil and until_at > now
   if not throttled and pending > 0 and interval > 0 then
     local tat = tonumber(redis.call('GET', gtat_key(lane, g)) or '0')
     throttled = now < tat - tolerance

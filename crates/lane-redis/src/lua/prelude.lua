@@ -392,7 +392,10 @@ local function group_paused(lane, g)
 end
 local function group_throttle_until(lane, g)
   local t = redis.call('ZSCORE', GTHROTTLED, lane .. '\n' .. g)
-  return t and tonumber(t)
+  if t then
+    return tonumber(t)
+  end
+  return nil
 end
 
 -- Whether group g may start a command as far as its list, pause, cap and a pending

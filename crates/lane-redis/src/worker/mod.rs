@@ -936,3 +936,6 @@ mod schedules;
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod group_tests;

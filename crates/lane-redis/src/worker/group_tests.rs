@@ -1,0 +1,482 @@
+//! Groups inside a lane, seen by hand-driven workers: turns, caps over all workers, rate
+//! limits, pause, cancel, counts, and a dead worker's runs. Needs a Redis server
+//! (A3S_LANE_REDIS_URL); fails without one.
+
+use std::time::Duration;
+
+use lane_core::{
+    GroupLimits, HandlerRegistry, LaneConfig, LaneError, Page, RateLimitConfig, SubmitOptions,
+};
+use serde_json::json;
+
+use super::{Completion, Shared};
+use crate::{RedisQueue, RedisQueueConfig, RedisWorkerConfig};
+
+fn redis_url() -> String {
+    match std::env::var("A3S_LANE_REDIS_URL") {
+        Ok(url) if !url.is_empty() => url,
+        _ => panic!(
+            "A3S_LANE_REDIS_URL is not set, and this test needs a Redis server. Run \
+             `bash scripts/test.sh` (it starts a throwaway redis-server on a free port), or \
+             set A3S_LANE_REDIS_URL=redis://HOST:PORT to use a running one."
+        ),
+    }
+}
+
+struct Fixture {
+    queue: RedisQueue,
+    prefix: String,
+}
+
+impl Fixture {
+    /// A queue whose lane "jobs" (cap 10) has `config`'s group limits.
+    async fn new(test: &str, configure: impl FnOnce(LaneConfig) -> LaneConfig) -> Self {
+        let prefix = format!(
+            "a3s-unit-groups-{test}-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        );
+        let config = RedisQueueConfig::new(redis_url())
+            .with_key_prefix(&prefix)
+            .with_lane("jobs", configure(LaneConfig::new(1, 10)), 0);
+        Self {
+            queue: RedisQueue::connect(config).await.unwrap(),
+            prefix,
+        }
+    }
+
+    /// A worker driven by hand: no driver task, no heartbeat timer.
+    fn worker(&self, id: &str, lease: Duration) -> Shared {
+        Shared {
+            queue: self.queue.clone(),
+            handlers: HandlerRegistry::default(),
+            config: RedisWorkerConfig::new(8)
+                .with_worker_id(id)
+                .with_lease_ttl(lease),
+            id: id.to_owned(),
+            prefix: self.queue.key_prefix().to_owned(),
+            progress: Default::default(),
+            lane_runs: Default::default(),
+            schedules: Default::default(),
+        }
+    }
+
+    async fn submit(&self, group: Option<&str>, i: usize) -> u64 {
+        let options = match group {
+            Some(group) => SubmitOptions::new().with_group(group),
+            None => SubmitOptions::new(),
+        };
+        self.queue
+            .submit_with("jobs", "t", json!(i), options)
+            .await
+            .unwrap()
+            .id()
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        // On its own runtime and connection: the test's runtime is shutting down.
+        let prefix = self.prefix.clone();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let config = RedisQueueConfig::new(redis_url()).with_key_prefix(prefix);
+                if let Ok(queue) = RedisQueue::connect(config).await {
+                    let _ = queue.clear().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+fn ok(id: u64, token: &str) -> Completion {
+    Completion {
+        id,
+        token: token.to_owned(),
+        kind: "ok",
+        hold: false,
+        data: "null".to_owned(),
+        delay_us: 0,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_with_one_command_starts_right_after_the_first_of_a_long_backlog() {
+    let fixture = Fixture::new("fair", |lane| lane).await;
+    let mut conn = fixture.queue.conn();
+    let mut a = Vec::new();
+    for i in 0..2000 {
+        a.push(fixture.submit(Some("a"), i).await);
+    }
+    let b = fixture.submit(Some("b"), 0).await;
+    let plain = fixture.submit(None, 0).await;
+    let w = fixture.worker("worker-a", Duration::from_secs(10));
+    let first = w.exchange(&mut conn, &[], 1, false, None).await.unwrap();
+    assert_eq!(
+        first.claims.iter().map(|c| c.id).collect::<Vec<_>>(),
+        [a[0]]
+    );
+    let next = w.exchange(&mut conn, &[], 3, true, None).await.unwrap();
+    // b's one command, then the commands of no group (a group of their own), then a.
+    assert_eq!(
+        next.claims.iter().map(|c| c.id).collect::<Vec<_>>(),
+        [b, plain, a[1]]
+    );
+    let status = fixture.queue.group_status("jobs", "a").await.unwrap();
+    assert_eq!((status.pending, status.active), (1998, 2));
+    let stats = fixture.queue.stats().await.unwrap();
+    assert_eq!(stats.queue.lanes["jobs"].pending, 1998);
+    // Alone, a group's commands go in batches again.
+    let rest = w.exchange(&mut conn, &[], 6, true, None).await.unwrap();
+    assert_eq!(
+        rest.claims.iter().map(|c| c.id).collect::<Vec<_>>(),
+        a[2..8]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_cap_holds_across_workers_and_frees_when_a_run_ends() {
+    let fixture = Fixture::new("cap", |lane| {
+        lane.with_group_limits(GroupLimits::new().with_max_concurrency(2))
+            .with_group_override("big", GroupLimits::new().with_max_concurrency(3))
+    })
+    .await;
+    let mut conn = fixture.queue.conn();
+    let mut a = Vec::new();
+    for i in 0..5 {
+        a.push(fixture.submit(Some("a"), i).await);
+    }
+    let mut big = Vec::new();
+    for i in 0..5 {
+        big.push(fixture.submit(Some("big"), i).await);
+    }
+    let one = fixture.worker("worker-1", Duration::from_secs(10));
+    let two = fixture.worker("worker-2", Duration::from_secs(10));
+    let first = one.exchange(&mut conn, &[], 3, false, None).await.unwrap();
+    assert_eq!(
+        first.claims.iter().map(|c| c.id).collect::<Vec<_>>(),
+        [a[0], big[0], a[1]]
+    );
+    let second = two.exchange(&mut conn, &[], 8, false, None).await.unwrap();
+    assert_eq!(
+        second.claims.iter().map(|c| c.id).collect::<Vec<_>>(),
+        [big[1], big[2]],
+        "a is at its cap of 2 (held by worker 1), big reaches its override's 3"
+    );
+    let status = fixture.queue.group_status("jobs", "a").await.unwrap();
+    assert_eq!(
+        (status.pending, status.active, status.max_concurrency),
+        (3, 2, Some(2))
+    );
+    let nothing = two.exchange(&mut conn, &[], 8, true, None).await.unwrap();
+    assert!(nothing.claims.is_empty());
+    // One of a's runs ends on worker 1: worker 2 may start the next of a.
+    let done = ok(first.claims[0].id, &first.claims[0].token);
+    one.exchange(&mut conn, &[done], 0, true, None)
+        .await
+        .unwrap();
+    let third = two.exchange(&mut conn, &[], 8, true, None).await.unwrap();
+    assert_eq!(
+        third.claims.iter().map(|c| c.id).collect::<Vec<_>>(),
+        [a[2]]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_rate_limit_spaces_its_starts_without_holding_other_groups() {
+    // 5 per second with a burst of 1: a start every 200ms.
+    let fixture = Fixture::new("rate", |lane| {
+        lane.with_group_limits(
+            GroupLimits::new().with_rate_limit(RateLimitConfig::token_bucket(
+                5,
+                Duration::from_secs(1),
+                1,
+            )),
+        )
+    })
+    .await;
+    let mut conn = fixture.queue.conn();
+    let mut a = Vec::new();
+    for i in 0..3 {
+        a.push(fixture.submit(Some("a"), i).await);
+    }
+    let b = fixture.submit(Some("b"), 0).await;
+    let w = fixture.worker("worker-a", Duration::from_secs(10));
+    let started = std::time::Instant::now();
+    let first = w.exchange(&mut conn, &[], 8, false, None).await.unwrap();
+    assert_eq!(
+        first.claims.iter().map(|c| c.id).collect::<Vec<_>>(),
+        [a[0], b],
+        "a's second start waits for its permit; b is not held by a's limit"
+    );
+    assert!(
+        first.wait_ms > 0 && first.wait_ms <= 200,
+        "the worker looks again when a's permit is due: {} ms",
+        first.wait_ms
+    );
+    let status = fixture.queue.group_status("jobs", "a").await.unwrap();
+    assert!(status.throttled, "{status:?}");
+    let early = w.exchange(&mut conn, &[], 8, true, None).await.unwrap();
+    assert!(early.claims.is_empty());
+    let mut starts = vec![started.elapsed()];
+    for expected in &a[1..] {
+        loop {
+            let reply = w.exchange(&mut conn, &[], 8, true, None).await.unwrap();
+            if let Some(claim) = reply.claims.first() {
+                assert_eq!(reply.claims.len(), 1);
+                assert_eq!(claim.id, *expected);
+                starts.push(started.elapsed());
+                break;
+            }
+            assert!(reply.wait_ms >= 0, "a throttled group must set a wake-up");
+            tokio::time::sleep(Duration::from_millis(reply.wait_ms.max(1) as u64)).await;
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "a's permits never came"
+            );
+        }
+    }
+    for pair in starts.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= Duration::from_millis(180),
+            "starts of a are spaced by its rate: {starts:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_group_waits_and_a_cancelled_group_ends_everywhere() {
+    let fixture = Fixture::new("pause", |lane| lane).await;
+    let mut conn = fixture.queue.conn();
+    // Paused before it has any command: its submits wait.
+    fixture.queue.pause_group("jobs", "b").await.unwrap();
+    let b1 = fixture.submit(Some("b"), 1).await;
+    let b2 = fixture.submit(Some("b"), 2).await;
+    let a1 = fixture.submit(Some("a"), 1).await;
+    let w = fixture.worker("worker-a", Duration::from_secs(10));
+    let first = w.exchange(&mut conn, &[], 8, false, None).await.unwrap();
+    assert_eq!(first.claims.iter().map(|c| c.id).collect::<Vec<_>>(), [a1]);
+    let status = fixture.queue.group_status("jobs", "b").await.unwrap();
+    assert!(status.paused && status.pending == 2, "{status:?}");
+    fixture.queue.resume_group("jobs", "b").await.unwrap();
+    let second = w.exchange(&mut conn, &[], 1, true, None).await.unwrap();
+    assert_eq!(second.claims.iter().map(|c| c.id).collect::<Vec<_>>(), [b1]);
+
+    // b: one running (b1), one pending (b2), one delayed; a keeps its command.
+    let delayed = fixture
+        .queue
+        .submit_with(
+            "jobs",
+            "t",
+            json!(3),
+            SubmitOptions::new()
+                .with_group("b")
+                .with_delay(Duration::from_secs(60)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(fixture.queue.cancel_group("jobs", "b").await.unwrap(), 3);
+    let b2_state = fixture.queue.command(b2).await.unwrap().unwrap();
+    assert_eq!(b2_state.state, crate::RemoteState::Cancelled);
+    let delayed_state = fixture.queue.command(delayed.id()).await.unwrap().unwrap();
+    assert_eq!(delayed_state.state, crate::RemoteState::Cancelled);
+    let reply = w.exchange(&mut conn, &[], 8, true, None).await.unwrap();
+    assert_eq!(reply.cancels, [b1], "the running command is signalled");
+    assert!(reply.claims.is_empty());
+    assert_eq!(
+        fixture.queue.cancel_group("jobs", "nobody").await.unwrap(),
+        0
+    );
+    let stats = fixture.queue.stats().await.unwrap();
+    assert_eq!(stats.queue.lanes["jobs"].pending, 0);
+    assert_eq!(stats.queue.lanes["jobs"].delayed, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_are_listed_by_key_and_counted() {
+    let fixture = Fixture::new("list", |lane| {
+        lane.with_group_override("c", GroupLimits::new().with_max_concurrency(4))
+    })
+    .await;
+    let mut conn = fixture.queue.conn();
+    fixture.submit(Some("c"), 0).await;
+    fixture.submit(Some("c"), 1).await;
+    fixture.submit(Some("a"), 0).await;
+    fixture.submit(None, 0).await;
+    fixture.queue.pause_group("jobs", "b").await.unwrap();
+    let w = fixture.worker("worker-a", Duration::from_secs(10));
+    let claimed = w.exchange(&mut conn, &[], 1, false, None).await.unwrap();
+    assert_eq!(claimed.claims.len(), 1);
+
+    let all = fixture.queue.groups("jobs", Page::default()).await.unwrap();
+    let keys: Vec<_> = all.iter().map(|g| g.group.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["a", "b", "c"],
+        "sorted, the commands of no group left out"
+    );
+    let c = &all[2];
+    assert_eq!(
+        (
+            c.lane.as_str(),
+            c.pending,
+            c.active,
+            c.paused,
+            c.max_concurrency
+        ),
+        ("jobs", 1, 1, false, Some(4))
+    );
+    assert!(all[1].paused);
+    let page = fixture.queue.groups("jobs", Page::new(1, 1)).await.unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].group, "b");
+
+    let unknown = fixture.queue.group_status("jobs", "zzz").await.unwrap();
+    assert_eq!(
+        (
+            unknown.pending,
+            unknown.active,
+            unknown.paused,
+            unknown.throttled
+        ),
+        (0, 0, false, false)
+    );
+    assert!(matches!(
+        fixture.queue.group_status("jobs", "").await,
+        Err(LaneError::InvalidInput(_))
+    ));
+    assert!(matches!(
+        fixture.queue.pause_group("jobs", "bad\nkey").await,
+        Err(LaneError::InvalidInput(_))
+    ));
+    assert!(matches!(
+        fixture.queue.groups("nope", Page::default()).await,
+        Err(LaneError::LaneNotFound { .. })
+    ));
+    assert!(matches!(
+        fixture.queue.cancel_group("nope", "a").await,
+        Err(LaneError::LaneNotFound { .. })
+    ));
+    assert!(matches!(
+        fixture
+            .queue
+            .submit_with("jobs", "t", json!(0), SubmitOptions::new().with_group(""))
+            .await,
+        Err(LaneError::InvalidInput(_))
+    ));
+    // Once b is resumed and a's and c's commands ran, nothing is listed.
+    fixture.queue.resume_group("jobs", "b").await.unwrap();
+    let mut completions = vec![ok(claimed.claims[0].id, &claimed.claims[0].token)];
+    loop {
+        let reply = w
+            .exchange(&mut conn, &completions, 8, true, None)
+            .await
+            .unwrap();
+        completions = reply.claims.iter().map(|c| ok(c.id, &c.token)).collect();
+        if completions.is_empty() {
+            break;
+        }
+    }
+    assert!(
+        fixture
+            .queue
+            .groups("jobs", Page::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_workers_runs_give_back_their_group_slots_once() {
+    let fixture = Fixture::new("dead", |lane| {
+        lane.with_group_limits(GroupLimits::new().with_max_concurrency(1))
+    })
+    .await;
+    let mut conn = fixture.queue.conn();
+    let a1 = fixture.submit(Some("a"), 1).await;
+    let a2 = fixture.submit(Some("a"), 2).await;
+    let dying = fixture.worker("worker-dying", Duration::from_millis(200));
+    let claimed = dying
+        .exchange(&mut conn, &[], 8, false, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        claimed.claims.iter().map(|c| c.id).collect::<Vec<_>>(),
+        [a1]
+    );
+    assert_eq!(
+        fixture
+            .queue
+            .group_status("jobs", "a")
+            .await
+            .unwrap()
+            .active,
+        1
+    );
+    // The worker dies (its lease runs out); the next round trip of another takes its run
+    // back: a1 is first in its group again, and the group's slot was given back once.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let other = fixture.worker("worker-other", Duration::from_secs(10));
+    let reply = other
+        .exchange(&mut conn, &[], 8, false, None)
+        .await
+        .unwrap();
+    assert_eq!(reply.claims.iter().map(|c| c.id).collect::<Vec<_>>(), [a1]);
+    let status = fixture.queue.group_status("jobs", "a").await.unwrap();
+    assert_eq!((status.pending, status.active), (1, 1), "{status:?}");
+    let done = ok(reply.claims[0].id, &reply.claims[0].token);
+    let next = other
+        .exchange(&mut conn, &[done], 8, true, None)
+        .await
+        .unwrap();
+    assert_eq!(next.claims.iter().map(|c| c.id).collect::<Vec<_>>(), [a2]);
+
+    // A held slot (a handler that ignored its cancel) keeps the group's slot until the
+    // handler returns or its worker is gone.
+    let a3 = fixture.submit(Some("a"), 3).await;
+    let reason = crate::wire::encode_error(&LaneError::Cancelled("stopped".into()));
+    let mut held = Completion {
+        id: a2,
+        token: next.claims[0].token.clone(),
+        kind: "cancel",
+        hold: true,
+        data: reason,
+        delay_us: 0,
+    };
+    held.hold = true;
+    let holder = other
+        .exchange(&mut conn, &[held], 0, true, None)
+        .await
+        .unwrap();
+    assert!(holder.claims.is_empty());
+    assert_eq!(
+        fixture
+            .queue
+            .group_status("jobs", "a")
+            .await
+            .unwrap()
+            .active,
+        1
+    );
+    let freed = Completion {
+        id: a2,
+        token: String::new(),
+        kind: "freed",
+        hold: false,
+        data: String::new(),
+        delay_us: 0,
+    };
+    let after = other
+        .exchange(&mut conn, &[freed], 8, true, None)
+        .await
+        .unwrap();
+    assert_eq!(after.claims.iter().map(|c| c.id).collect::<Vec<_>>(), [a3]);
+    let status = fixture.queue.group_status("jobs", "a").await.unwrap();
+    assert_eq!((status.pending, status.active), (0, 1), "{status:?}");
+}
