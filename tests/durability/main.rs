@@ -18,5 +18,6 @@ mod damaged_busy_or_full_stores_fail_loudly;
 mod delayed_commands_keep_their_times_across_a_restart;
 mod durable_commands_come_back_after_a_restart;
 mod durable_submits_that_wait_keep_the_store_exact;
+mod grouped_commands_come_back_in_their_groups;
 mod schedules_keep_their_state_across_a_restart;
 mod shutdown_keeps_interrupted_commands;

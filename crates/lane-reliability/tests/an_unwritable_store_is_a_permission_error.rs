@@ -14,6 +14,13 @@ use std::process::Command;
 use a3s_lane::{LaneError, LocalStorage, Storage, StorageOp, StoredCommand};
 use serde_json::json;
 
+/// Held by each test for its whole run. A child process (`mount`, `umount`) spawned by
+/// one test starts with a copy of the whole process's file descriptors until it execs;
+/// if another test's store file is open then, and the child is slow to exec (a loaded
+/// machine), that test's `remount,ro` finds a file open for writing on its tmpfs and
+/// fails with "mount point is busy". One test at a time, no such copy exists.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A directory that is read-only until dropped.
 struct ReadOnly {
     dir: PathBuf,
@@ -112,6 +119,7 @@ fn permission_error(result: a3s_lane::Result<LocalStorage>) -> String {
 
 #[tokio::test]
 async fn a_read_only_store_directory_is_a_permission_error() {
+    let _serial = SERIAL.lock().await;
     let base = tempfile::tempdir().unwrap();
     let ro = ReadOnly::new(base.path().join("queue"), |dir| async move {
         let store = LocalStorage::new(&dir).await.unwrap();
@@ -148,6 +156,7 @@ async fn a_read_only_store_directory_is_a_permission_error() {
 
 #[tokio::test]
 async fn a_read_only_empty_directory_is_a_permission_error() {
+    let _serial = SERIAL.lock().await;
     let base = tempfile::tempdir().unwrap();
     let ro = ReadOnly::new(base.path().join("queue"), |_| async {}).await;
     permission_error(LocalStorage::new(&ro.dir).await);

@@ -1,12 +1,13 @@
 //! Stores of other schema versions: a store written by version 1 (before delayed
 //! commands and start-by deadlines were stored), version 2 (before finished commands
-//! were kept) or version 3 (before recurring schedules were kept) opens, keeps every
-//! command (and finished command's record), and is migrated in place to version 4, but
-//! only once it has passed the checks that refuse a damaged store untouched; a store of
-//! a newer version is refused untouched, naming the version; salvage reads every version
-//! and writes version 4.
+//! were kept), version 3 (before recurring schedules were kept) or version 4 (before
+//! commands had groups inside their lanes) opens, keeps every command (and finished
+//! command's record, and schedule), its commands in no group, and is migrated in place to
+//! version 5, but only once it has passed the checks that refuse a damaged store
+//! untouched; a store of a newer version is refused untouched, naming the version;
+//! salvage reads every version and writes version 5.
 //!
-//! The version 1, 2 and 3 stores are built by hand with the schema and pragmas those
+//! The version 1, 2, 3 and 4 stores are built by hand with the schema and pragmas those
 //! versions wrote.
 
 use std::collections::BTreeMap;
@@ -97,6 +98,14 @@ CREATE TABLE finished (
 CREATE INDEX finished_by_lane_state ON finished (lane_id, state, lane_seq);
 CREATE INDEX finished_by_expiry ON finished (expires_at);
 CREATE INDEX finished_by_seq ON finished (seq);
+";
+/// The table of recurring schedules version 4 added, as `lane-reliability` created it
+/// (version 4's schema is [`V2_SCHEMA`], [`V3_FINISHED`], then this).
+const V4_SCHEDULES: &str = "
+CREATE TABLE schedules (
+    name TEXT PRIMARY KEY NOT NULL,
+    info TEXT NOT NULL
+);
 ";
 const APPLICATION_ID: i32 = 0x4133_534c;
 /// The highest id a version 1 store below has handed out (its command 10 finished).
@@ -214,11 +223,35 @@ fn columns_of(conn: &Connection, table: &str) -> Vec<String> {
     .unwrap()
 }
 
-/// Checks that the closed store in `dir` has the schema of version 4: version 2's
-/// commands, the table of finished commands with its indexes (version 3) and the table
-/// of recurring schedules (version 4), exactly as a new store has them.
-async fn assert_version_4(dir: &Path) {
-    assert_eq!(schema_of(dir), (4, v2_columns()));
+/// Every column of `table` of the closed store in `dir` as SQLite describes it: name,
+/// type, NOT NULL, default, primary key.
+fn column_definitions(dir: &Path, table: &str) -> Vec<(String, String, bool, Option<String>, i64)> {
+    let conn = Connection::open(dir.join("lane.db")).unwrap();
+    conn.prepare(&format!(
+        "SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info('{table}') \
+         ORDER BY cid"
+    ))
+    .unwrap()
+    .query_map([], |row| {
+        Ok((
+            row.get(0)?,
+            row.get(1)?,
+            row.get(2)?,
+            row.get(3)?,
+            row.get(4)?,
+        ))
+    })
+    .unwrap()
+    .collect::<rusqlite::Result<_>>()
+    .unwrap()
+}
+
+/// Checks that the closed store in `dir` has the schema of version 5: version 2's
+/// commands with each one's group (version 5), the table of finished commands with its
+/// indexes (version 3) and the table of recurring schedules (version 4), exactly as a
+/// new store has them.
+async fn assert_version_5(dir: &Path) {
+    assert_eq!(schema_of(dir), (5, v5_columns()));
     let definitions = |dir: &Path| -> Vec<(String, String)> {
         let conn = Connection::open(dir.join("lane.db")).unwrap();
         conn.prepare(
@@ -239,6 +272,11 @@ async fn assert_version_4(dir: &Path) {
         .close()
         .await
         .unwrap();
+    assert_eq!(
+        column_definitions(dir, "commands"),
+        column_definitions(fresh.path(), "commands"),
+        "commands migrated as a new store has them"
+    );
     let expected = definitions(fresh.path());
     let names: Vec<&str> = expected.iter().map(|(name, _)| name.as_str()).collect();
     assert_eq!(
@@ -272,6 +310,12 @@ fn v2_columns() -> Vec<String> {
     ]
     .map(String::from)
     .to_vec()
+}
+
+fn v5_columns() -> Vec<String> {
+    let mut columns = v2_columns();
+    columns.push("group_key".into());
+    columns
 }
 
 /// A command with both times and a key set, as a delayed submit with a deadline and an
@@ -318,8 +362,8 @@ async fn a_version_1_store_opens_keeps_its_commands_and_is_migrated() {
     store.save_command(timed(11)).await.unwrap();
     store.close().await.unwrap();
 
-    assert_eq!(header_version(&dir), 4, "the migration reached lane.db");
-    assert_version_4(&dir).await;
+    assert_eq!(header_version(&dir), 5, "the migration reached lane.db");
+    assert_version_5(&dir).await;
     let mut all = v1;
     all.push(timed(11));
     expect_store(&dir, &all).await;
@@ -340,7 +384,7 @@ async fn a_version_1_crash_image_is_migrated_with_the_commands_of_its_wal() {
 
     let expected: Vec<StoredCommand> = (1..=8).map(v1_command).collect();
     expect_store(&dir, &expected).await;
-    assert_version_4(&dir).await;
+    assert_version_5(&dir).await;
 }
 
 #[tokio::test]
@@ -380,11 +424,11 @@ async fn a_migration_still_in_the_wal_is_not_damage() {
     let mut expected: Vec<StoredCommand> = (1..=6).map(v1_command).collect();
     expected.push(t);
     expect_store(&dir, &expected).await;
-    assert_version_4(&dir).await;
+    assert_version_5(&dir).await;
 }
 
 #[tokio::test]
-async fn a_damaged_version_1_store_is_refused_unmigrated_and_salvaged_into_version_4() {
+async fn a_damaged_version_1_store_is_refused_unmigrated_and_salvaged_into_version_5() {
     let base = tempfile::tempdir().unwrap();
     let live = base.path().join("live");
     let conn = v1_store(&live);
@@ -410,7 +454,7 @@ async fn a_damaged_version_1_store_is_refused_unmigrated_and_salvaged_into_versi
     assert_eq!(header_version(&dir), 1);
 
     // A damaged lane.db header instead (the WAL intact): salvage reads version 1 and
-    // writes version 4 with every command.
+    // writes version 5 with every command.
     let dir = base.path().join("header");
     let conn = v1_store(&dir);
     drop(conn);
@@ -429,7 +473,7 @@ async fn a_damaged_version_1_store_is_refused_unmigrated_and_salvaged_into_versi
         "{report:#?}"
     );
     assert!(report.unreadable.is_empty(), "{report:#?}");
-    assert_version_4(&salvaged).await;
+    assert_version_5(&salvaged).await;
     let expected: Vec<StoredCommand> = (1..=6).map(v1_command).collect();
     expect_store(&salvaged, &expected).await;
 }
@@ -457,7 +501,7 @@ async fn salvage_keeps_the_times_of_a_version_2_store() {
     store.close().await.unwrap();
 }
 
-/// A store in `dir` whose schema a newer a3s-lane (version 5) wrote: in `lane.db`'s
+/// A store in `dir` whose schema a newer a3s-lane (version 6) wrote: in `lane.db`'s
 /// header, or (`in_wal`) only in the WAL of a process that died.
 async fn newer_store(base: &Path, in_wal: bool) -> PathBuf {
     let live = base.join(if in_wal { "live" } else { "newer" });
@@ -466,18 +510,18 @@ async fn newer_store(base: &Path, in_wal: bool) -> PathBuf {
     store.close().await.unwrap();
     let conn = Connection::open(live.join("lane.db")).unwrap();
     conn.execute_batch(
-        "ALTER TABLE commands ADD COLUMN priority INTEGER; PRAGMA user_version = 5;",
+        "ALTER TABLE commands ADD COLUMN priority INTEGER; PRAGMA user_version = 6;",
     )
     .unwrap();
     if !in_wal {
         drop(conn);
-        assert_eq!(header_version(&live), 5);
+        assert_eq!(header_version(&live), 6);
         return live;
     }
     let dir = base.join("newer-in-wal");
     crash_image(&live, &dir);
     drop(conn);
-    assert_eq!(header_version(&dir), 4);
+    assert_eq!(header_version(&dir), 5);
     dir
 }
 
@@ -489,7 +533,7 @@ async fn a_store_of_a_newer_version_is_refused_untouched() {
         let before = snapshot(&dir);
         match LocalStorage::new(&dir).await {
             Err(LaneError::Storage(message)) => {
-                for words in ["newer a3s-lane", "schema version 5", "versions 1 to 4"] {
+                for words in ["newer a3s-lane", "schema version 6", "versions 1 to 5"] {
                     assert!(message.contains(words), "{message}");
                 }
             }
@@ -611,8 +655,8 @@ async fn a_version_2_store_opens_keeps_its_commands_and_is_migrated_to_keep_fini
         .unwrap();
     store.close().await.unwrap();
 
-    assert_eq!(header_version(&dir), 4, "the migration reached lane.db");
-    assert_version_4(&dir).await;
+    assert_eq!(header_version(&dir), 5, "the migration reached lane.db");
+    assert_version_5(&dir).await;
     let rest: Vec<StoredCommand> = v2.into_iter().filter(|c| c.id != 3).collect();
     expect_store(&dir, &rest).await;
     let store = LocalStorage::new(&dir).await.unwrap();
@@ -635,7 +679,7 @@ async fn a_version_2_crash_image_is_migrated_with_the_commands_of_its_wal() {
 
     let expected: Vec<StoredCommand> = (1..=8).map(v2_command).collect();
     expect_store(&dir, &expected).await;
-    assert_version_4(&dir).await;
+    assert_version_5(&dir).await;
 }
 
 #[tokio::test]
@@ -790,8 +834,8 @@ async fn a_version_3_store_opens_keeps_its_commands_and_records_and_is_migrated_
         .unwrap();
     store.close().await.unwrap();
 
-    assert_eq!(header_version(&dir), 4, "the migration reached lane.db");
-    assert_version_4(&dir).await;
+    assert_eq!(header_version(&dir), 5, "the migration reached lane.db");
+    assert_version_5(&dir).await;
     let mut all = v2;
     all.push(command);
     expect_store(&dir, &all).await;
@@ -831,7 +875,7 @@ async fn a_version_3_crash_image_is_migrated_with_what_its_wal_holds() {
 
     let expected: Vec<StoredCommand> = (1..=6).chain(11..=12).map(v2_command).collect();
     expect_store(&dir, &expected).await;
-    assert_version_4(&dir).await;
+    assert_version_5(&dir).await;
     let store = LocalStorage::new(&dir).await.unwrap();
     let mut records = v3_records();
     records.push(more);
@@ -841,7 +885,7 @@ async fn a_version_3_crash_image_is_migrated_with_what_its_wal_holds() {
 }
 
 #[tokio::test]
-async fn a_damaged_version_3_store_is_refused_unmigrated_and_salvaged_into_version_4() {
+async fn a_damaged_version_3_store_is_refused_unmigrated_and_salvaged_into_version_5() {
     let base = tempfile::tempdir().unwrap();
     let live = base.path().join("live");
     let conn = v3_store(&live);
@@ -867,7 +911,7 @@ async fn a_damaged_version_3_store_is_refused_unmigrated_and_salvaged_into_versi
     assert_eq!(header_version(&dir), 3);
 
     // A damaged lane.db header instead: salvage reads version 3 (no schedules table)
-    // and writes version 4 with every command and record.
+    // and writes version 5 with every command and record.
     let dir = base.path().join("header");
     drop(v3_store(&dir));
     let db = dir.join("lane.db");
@@ -890,10 +934,205 @@ async fn a_damaged_version_3_store_is_refused_unmigrated_and_salvaged_into_versi
         "{report:#?}"
     );
     assert!(report.unreadable.is_empty(), "{report:#?}");
-    assert_version_4(&salvaged).await;
+    assert_version_5(&salvaged).await;
     let expected: Vec<StoredCommand> = (1..=6).map(v2_command).collect();
     expect_store(&salvaged, &expected).await;
     let store = LocalStorage::new(&salvaged).await.unwrap();
     assert_eq!(store.load_finished().await.unwrap(), v3_records());
+    store.close().await.unwrap();
+}
+
+/// When the version 4 stores below put their schedule (ms since the Unix epoch).
+const V4_PUT_AT: u64 = 1_700_000_000_000;
+
+/// Stores `schedules` in a version 4 store's `schedules` table as version 4 stored them
+/// (the [`ScheduleInfo`]'s JSON, by name).
+fn insert_v4_schedules(conn: &Connection, schedules: &[ScheduleInfo]) {
+    for info in schedules {
+        conn.execute(
+            "INSERT INTO schedules (name, info) VALUES (?1, ?2)",
+            rusqlite::params![info.schedule.name, serde_json::to_string(info).unwrap()],
+        )
+        .unwrap();
+    }
+}
+
+/// The schedule a version 4 store below keeps: `tick`, every minute, put at
+/// [`V4_PUT_AT`].
+fn v4_schedules() -> Vec<ScheduleInfo> {
+    vec![minutely("tick", V4_PUT_AT)]
+}
+
+/// A version 4 store in `dir`, closed cleanly: version 3's commands 1..=6, dead letter
+/// and records of commands 7 and 8, the schedule `tick`, id high-water mark 10. Created
+/// as version 4 created its stores (rollback journal, then switched to WAL by its first
+/// open).
+fn v4_store(dir: &Path) -> Connection {
+    std::fs::create_dir_all(dir).unwrap();
+    let conn = Connection::open(dir.join("lane.db")).unwrap();
+    conn.pragma_update(None, "journal_mode", "DELETE").unwrap();
+    conn.pragma_update(None, "synchronous", "FULL").unwrap();
+    conn.pragma_update(None, "application_id", APPLICATION_ID)
+        .unwrap();
+    conn.pragma_update(None, "user_version", 4).unwrap();
+    conn.execute_batch(&format!(
+        "BEGIN; {V2_SCHEMA} {V3_FINISHED} {V4_SCHEDULES} COMMIT;"
+    ))
+    .unwrap();
+    insert_v2(&conn, 1..=6);
+    insert_v3_finished(&conn, &v3_records());
+    insert_v4_schedules(&conn, &v4_schedules());
+    conn.execute(
+        "INSERT INTO dead_letters \
+         (command_id, command_type, lane_id, error, attempts, failed_at, payload) \
+         VALUES (9, 'job', 'work', 'boom', 3, 1700000000099, '{\"n\":9}')",
+        [],
+    )
+    .unwrap();
+    conn.execute(
+        "UPDATE meta SET value = ?1 WHERE key = 'max_command_id'",
+        [V1_MAX_ID as i64],
+    )
+    .unwrap();
+    conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+    conn
+}
+
+/// Command `id` submitted in group `group` of its lane, as version 5 stores it.
+fn grouped(id: u64, group: &str) -> StoredCommand {
+    StoredCommand {
+        group: Some(group.into()),
+        ..v2_command(id)
+    }
+}
+
+/// Checks that every command of `commands` is in no group (a store older than version
+/// 5 had none), so that comparing them with what a store loads checks the groups too.
+fn no_groups(commands: &[StoredCommand]) {
+    assert!(commands.iter().all(|c| c.group.is_none()), "{commands:?}");
+}
+
+#[tokio::test]
+async fn a_version_4_store_opens_keeps_its_commands_records_and_schedules_and_is_migrated_to_keep_groups()
+ {
+    let base = tempfile::tempdir().unwrap();
+    let dir = base.path().join("store");
+    drop(v4_store(&dir));
+    assert_eq!(header_version(&dir), 4);
+    let v2: Vec<StoredCommand> = (1..=6).map(v2_command).collect();
+    no_groups(&v2);
+
+    let store = LocalStorage::new(&dir)
+        .await
+        .expect("a version 4 store opens");
+    assert_eq!(store.load_commands().await.unwrap(), v2, "in no group");
+    assert_eq!(store.load_finished().await.unwrap(), v3_records());
+    assert_eq!(store.load_schedules().await.unwrap(), v4_schedules());
+    assert_eq!(store.max_command_id().await.unwrap(), V1_MAX_ID);
+    // The new column is there at once: a command of a group is stored with its group.
+    store.save_command(grouped(11, "tenant-1")).await.unwrap();
+    store
+        .apply(vec![StorageOp::SaveCommand(grouped(12, "tenant-2"))])
+        .await
+        .unwrap();
+    store.close().await.unwrap();
+
+    assert_eq!(header_version(&dir), 5, "the migration reached lane.db");
+    assert_version_5(&dir).await;
+    let mut all = v2;
+    all.push(grouped(11, "tenant-1"));
+    all.push(grouped(12, "tenant-2"));
+    expect_store(&dir, &all).await;
+    let store = LocalStorage::new(&dir).await.unwrap();
+    assert_eq!(store.load_finished().await.unwrap(), v3_records());
+    assert_eq!(store.load_schedules().await.unwrap(), v4_schedules());
+    assert_eq!(store.max_command_id().await.unwrap(), 12);
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_version_4_crash_image_is_migrated_with_what_its_wal_holds() {
+    let base = tempfile::tempdir().unwrap();
+    let live = base.path().join("live");
+    let conn = v4_store(&live);
+    // Commits of the dying process, only in its WAL: two commands, one more schedule.
+    insert_v2(&conn, 11..=12);
+    let more = minutely("tock", V4_PUT_AT + 1);
+    insert_v4_schedules(&conn, std::slice::from_ref(&more));
+    let dir = base.path().join("crashed");
+    crash_image(&live, &dir);
+    drop(conn);
+    assert_eq!(header_version(&dir), 4);
+    assert!(std::fs::metadata(dir.join("lane.db-wal")).unwrap().len() > 0);
+
+    let expected: Vec<StoredCommand> = (1..=6).chain(11..=12).map(v2_command).collect();
+    no_groups(&expected);
+    expect_store(&dir, &expected).await;
+    assert_version_5(&dir).await;
+    let store = LocalStorage::new(&dir).await.unwrap();
+    assert_eq!(store.load_finished().await.unwrap(), v3_records());
+    let mut schedules = v4_schedules();
+    schedules.push(more);
+    assert_eq!(store.load_schedules().await.unwrap(), schedules);
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_damaged_version_4_store_is_refused_unmigrated_and_salvaged_into_version_5() {
+    let base = tempfile::tempdir().unwrap();
+    let live = base.path().join("live");
+    let conn = v4_store(&live);
+    insert_v2(&conn, 11..=12);
+    let dir = base.path().join("crashed");
+    crash_image(&live, &dir);
+    drop(conn);
+    // A WAL whose header is overwritten: SQLite would open the store without its
+    // commits (and migrating it would write over them).
+    let wal = dir.join("lane.db-wal");
+    let mut bytes = std::fs::read(&wal).unwrap();
+    bytes[..32].fill(0xa5);
+    std::fs::write(&wal, bytes).unwrap();
+    let before = snapshot(&dir);
+
+    match LocalStorage::new(&dir).await {
+        Err(LaneError::Storage(message)) => {
+            assert!(message.contains("not a WAL header"), "{message}");
+        }
+        other => panic!("a damaged version 4 store must be refused: {other:?}"),
+    }
+    assert_eq!(snapshot(&dir), before, "the refused store was changed");
+    assert_eq!(header_version(&dir), 4);
+
+    // A damaged lane.db header instead: salvage reads version 4 (no group column) and
+    // writes version 5 with every command (in no group), record and schedule.
+    let dir = base.path().join("header");
+    drop(v4_store(&dir));
+    let db = dir.join("lane.db");
+    let mut bytes = std::fs::read(&db).unwrap();
+    bytes[..16].copy_from_slice(b"not a database!!");
+    std::fs::write(&db, bytes).unwrap();
+    let before = snapshot(&dir);
+    assert!(LocalStorage::new(&dir).await.is_err());
+    let salvaged = base.path().join("salvaged");
+    let report = LocalStorage::salvage(&dir, &salvaged).await.unwrap();
+    assert_eq!(snapshot(&dir), before, "salvage changed the damaged store");
+    assert_eq!(
+        (
+            report.commands,
+            report.dead_letters,
+            report.finished,
+            report.schedules
+        ),
+        (6, 1, 2, 1),
+        "{report:#?}"
+    );
+    assert!(report.unreadable.is_empty(), "{report:#?}");
+    assert_version_5(&salvaged).await;
+    let expected: Vec<StoredCommand> = (1..=6).map(v2_command).collect();
+    no_groups(&expected);
+    expect_store(&salvaged, &expected).await;
+    let store = LocalStorage::new(&salvaged).await.unwrap();
+    assert_eq!(store.load_finished().await.unwrap(), v3_records());
+    assert_eq!(store.load_schedules().await.unwrap(), v4_schedules());
     store.close().await.unwrap();
 }
