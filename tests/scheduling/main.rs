@@ -11,6 +11,7 @@ mod support;
 mod a_producer_waits_until_the_backlog_is_below_a_limit;
 mod control_lane_starts_while_prompt_lane_is_full;
 mod delayed_commands_start_at_their_time_and_expire_at_their_deadline;
+mod group_invariants_hold_for_random_workloads;
 mod partitions_are_stable_and_spread_work;
 mod priority_boost_lets_a_waiting_lane_overtake;
 mod priority_order_and_fifo_under_a_global_budget;

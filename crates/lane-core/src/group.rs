@@ -279,6 +279,9 @@ pub(crate) struct GroupBook<T> {
     ring: VecDeque<Arc<str>>,
     /// Idle groups kept only for their rate state, dropped once it no longer matters.
     fading: VecDeque<Arc<str>>,
+    /// The ring's front group just had its turn: it goes to the back at the next turn,
+    /// so a group that arrives meanwhile is served before it (not after its next turn).
+    served_front: bool,
     len: usize,
 }
 
@@ -289,6 +292,7 @@ impl<T> GroupBook<T> {
             groups: HashMap::new(),
             ring: VecDeque::new(),
             fading: VecDeque::new(),
+            served_front: false,
             len: 0,
         }
     }
@@ -402,6 +406,11 @@ impl<T> GroupBook<T> {
         now: Instant,
         throttled: &mut Vec<(Arc<str>, Instant)>,
     ) -> Turn {
+        if std::mem::take(&mut self.served_front)
+            && let Some(served) = self.ring.pop_front()
+        {
+            self.ring.push_back(served);
+        }
         while let Some(key) = self.ring.front().cloned() {
             let group = self
                 .groups
@@ -427,19 +436,23 @@ impl<T> GroupBook<T> {
     /// [`settle`](Self::settle) said [`Turn::Ready`]). The group counts it as running and
     /// goes to the back of the ring.
     pub(crate) fn pop(&mut self, now: Instant) -> Option<(Arc<str>, T)> {
-        let key = self.ring.pop_front()?;
+        let key = self.ring.front()?.clone();
         let group = self
             .groups
             .get_mut(&key)
             .expect("a ring entry has its group");
-        group.in_ring = false;
         let item = group.queue.pop_front()?;
         self.len -= 1;
         group.active += 1;
         if let Some(gcra) = group.gcra {
             group.tat = Some(gcra.after_start(group.tat, now));
         }
-        self.enter_ring(&key);
+        if group.may_start() {
+            self.served_front = true;
+        } else {
+            group.in_ring = false;
+            self.ring.pop_front();
+        }
         Some((key, item))
     }
 
@@ -508,9 +521,12 @@ impl<T> GroupBook<T> {
     /// groups taking turns, then the groups held back (paused, at their cap, throttled).
     pub(crate) fn in_turn_order(&self) -> Vec<&T> {
         let mut out = Vec::with_capacity(self.len);
+        let skip = usize::from(self.served_front);
         let mut turns: Vec<_> = self
             .ring
             .iter()
+            .skip(skip)
+            .chain(self.ring.iter().take(skip))
             .filter_map(|key| self.groups.get(key))
             .filter(|group| group.may_start())
             .map(|group| group.queue.iter())
@@ -626,6 +642,22 @@ mod tests {
         book.push("b", 10, false, now);
         let order: Vec<u32> = drain(&mut book, now).into_iter().map(|(_, i)| i).collect();
         assert_eq!(order, vec![0, 10, 1, 2]);
+        assert_eq!(book.len(), 0);
+    }
+
+    #[test]
+    fn a_group_that_arrives_goes_before_the_group_just_served() {
+        let now = Instant::now();
+        let mut book = book(GroupRules::default());
+        let mut throttled = Vec::new();
+        for i in 0..3 {
+            book.push("a", i, false, now);
+        }
+        assert_eq!(book.settle(now, &mut throttled), Turn::Ready);
+        assert_eq!(book.pop(now).map(|(_, i)| i), Some(0));
+        book.push("b", 10, false, now);
+        let order: Vec<u32> = drain(&mut book, now).into_iter().map(|(_, i)| i).collect();
+        assert_eq!(order, vec![10, 1, 2]);
         assert_eq!(book.len(), 0);
     }
 
