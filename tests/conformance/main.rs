@@ -21,6 +21,7 @@ mod engine;
 
 mod cancel;
 mod failures;
+mod groups;
 mod keys;
 mod lifecycle;
 mod order;

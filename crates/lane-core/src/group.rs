@@ -279,9 +279,11 @@ pub(crate) struct GroupBook<T> {
     ring: VecDeque<Arc<str>>,
     /// Idle groups kept only for their rate state, dropped once it no longer matters.
     fading: VecDeque<Arc<str>>,
-    /// The ring's front group just had its turn: it goes to the back at the next turn,
-    /// so a group that arrives meanwhile is served before it (not after its next turn).
-    served_front: bool,
+    /// The group that had the last turn: should it be at the ring's front at the next
+    /// turn (it stayed there, or it came back after running out of commands) while
+    /// another group waits, it goes to the back first. So a group that arrives while
+    /// another's backlog runs gets the very next turn.
+    last_served: Option<Arc<str>>,
     len: usize,
 }
 
@@ -292,7 +294,7 @@ impl<T> GroupBook<T> {
             groups: HashMap::new(),
             ring: VecDeque::new(),
             fading: VecDeque::new(),
-            served_front: false,
+            last_served: None,
             len: 0,
         }
     }
@@ -406,11 +408,12 @@ impl<T> GroupBook<T> {
         now: Instant,
         throttled: &mut Vec<(Arc<str>, Instant)>,
     ) -> Turn {
-        if std::mem::take(&mut self.served_front)
+        if self.front_was_served()
             && let Some(served) = self.ring.pop_front()
         {
             self.ring.push_back(served);
         }
+        self.last_served = None;
         while let Some(key) = self.ring.front().cloned() {
             let group = self
                 .groups
@@ -447,13 +450,17 @@ impl<T> GroupBook<T> {
         if let Some(gcra) = group.gcra {
             group.tat = Some(gcra.after_start(group.tat, now));
         }
-        if group.may_start() {
-            self.served_front = true;
-        } else {
+        if !group.may_start() {
             group.in_ring = false;
             self.ring.pop_front();
         }
+        self.last_served = Some(key.clone());
         Some((key, item))
+    }
+
+    /// Whether the ring's front group had the last turn and another group waits.
+    fn front_was_served(&self) -> bool {
+        self.ring.len() > 1 && self.ring.front() == self.last_served.as_ref()
     }
 
     /// The head command of the group whose turn it is.
@@ -521,7 +528,7 @@ impl<T> GroupBook<T> {
     /// groups taking turns, then the groups held back (paused, at their cap, throttled).
     pub(crate) fn in_turn_order(&self) -> Vec<&T> {
         let mut out = Vec::with_capacity(self.len);
-        let skip = usize::from(self.served_front);
+        let skip = usize::from(self.front_was_served());
         let mut turns: Vec<_> = self
             .ring
             .iter()
@@ -658,6 +665,20 @@ mod tests {
         book.push("b", 10, false, now);
         let order: Vec<u32> = drain(&mut book, now).into_iter().map(|(_, i)| i).collect();
         assert_eq!(order, vec![10, 1, 2]);
+    }
+
+    #[test]
+    fn a_group_that_ran_dry_and_refilled_still_lets_a_newcomer_go_first() {
+        let now = Instant::now();
+        let mut book = book(GroupRules::default());
+        let mut throttled = Vec::new();
+        book.push("a", 0, false, now);
+        assert_eq!(book.settle(now, &mut throttled), Turn::Ready);
+        assert_eq!(book.pop(now).map(|(_, i)| i), Some(0));
+        book.push("a", 1, false, now);
+        book.push("b", 10, false, now);
+        let order: Vec<u32> = drain(&mut book, now).into_iter().map(|(_, i)| i).collect();
+        assert_eq!(order, vec![10, 1]);
         assert_eq!(book.len(), 0);
     }
 
