@@ -380,7 +380,7 @@ def test_the_event_keys_include_deduplicated() -> None:
 def test_every_submit_of_both_engines_takes_key() -> None:
     for submit in (Lane.submit, Lane.submit_async, Lane.submit_nowait, RedisQueue.submit, RedisQueue.submit_async):
         text = getattr(submit, "__text_signature__", None) or ""
-        assert "start_within=None, key=None)" in text, (submit, text)
+        assert "start_within=None, key=None, group=None)" in text, (submit, text)
 
 
 # --- on Redis -----------------------------------------------------------------------

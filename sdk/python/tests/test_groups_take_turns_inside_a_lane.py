@@ -404,3 +404,11 @@ def test_the_group_names_are_exported() -> None:
     for name in ("pause_group", "resume_group", "cancel_group", "group_status", "groups"):
         assert getattr(Lane, name) is getattr(a3s_lane.QueueClient, name)
         assert getattr(a3s_lane.RedisQueue, name) is getattr(a3s_lane.QueueClient, name)
+
+
+def test_every_submit_of_both_engines_takes_group() -> None:
+    for submit in (Lane.submit, Lane.submit_async, Lane.submit_nowait, a3s_lane.RedisQueue.submit,
+                   a3s_lane.RedisQueue.submit_async):
+        text = getattr(submit, "__text_signature__", None) or ""
+        assert "key=None, group=None)" in text, (submit, text)
+    assert "($self, lane, *, offset=0, limit=100)" == a3s_lane.QueueClient.groups.__text_signature__
