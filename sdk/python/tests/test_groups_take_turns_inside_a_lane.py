@@ -411,4 +411,4 @@ def test_every_submit_of_both_engines_takes_group() -> None:
                    a3s_lane.RedisQueue.submit_async):
         text = getattr(submit, "__text_signature__", None) or ""
         assert "key=None, group=None)" in text, (submit, text)
-    assert "($self, lane, *, offset=0, limit=100)" == a3s_lane.QueueClient.groups.__text_signature__
+    assert getattr(a3s_lane.QueueClient.groups, "__text_signature__", None) == "($self, lane, *, offset=0, limit=100)"
