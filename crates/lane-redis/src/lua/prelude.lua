@@ -409,9 +409,26 @@ local function group_may_start(lane, g)
   return not max or group_active(lane, g) < max
 end
 
--- Puts group g at the back of its lane's ring if it may start and is not there.
+-- Puts the lane's commands of no group ('') at the back of its ring if the ring holds
+-- groups and they are not there: they take turns as one group of their own.
+local function own_enter_ring(lane)
+  if redis.call('LLEN', gring_key(lane)) > 0
+    and redis.call('SISMEMBER', gin_key(lane), '') == 0
+    and redis.call('LLEN', P .. ':q:' .. lane) > 0 then
+    redis.call('SADD', gin_key(lane), '')
+    redis.call('RPUSH', gring_key(lane), '')
+  end
+end
+
+-- Puts group g at the back of its lane's ring if it may start and is not there. A ring
+-- that was empty gets the commands of no group first: they waited before any group.
 local function group_enter_ring(lane, g)
   if redis.call('SISMEMBER', gin_key(lane), g) == 0 and group_may_start(lane, g) then
+    if redis.call('LLEN', gring_key(lane)) == 0
+      and redis.call('LLEN', P .. ':q:' .. lane) > 0 then
+      redis.call('SADD', gin_key(lane), '')
+      redis.call('RPUSH', gring_key(lane), '')
+    end
     redis.call('SADD', gin_key(lane), g)
     redis.call('RPUSH', gring_key(lane), g)
   end
@@ -449,6 +466,7 @@ local function push_pending(lane, id, front, g)
     group_enter_ring(lane, g)
   else
     redis.call(op, P .. ':q:' .. lane, id)
+    own_enter_ring(lane)
   end
 end
 

@@ -72,6 +72,7 @@ if instant ~= '' then
     else
       redis.call('RPUSH', P .. ':q:' .. lane, id)
       stamp_pending(lane, {id})
+      own_enter_ring(lane)
       refresh(lane, false)
       if redis.call('ZSCORE', READY, lane) then
         wake_idle(1)

@@ -176,7 +176,9 @@ local start_by = {}
 local first_timer = nil
 local dups = {}
 local groups = {}
-local grouped = {}
+-- Lanes with commands of a group in this call, and the group of each such command.
+local lane_grouped = {}
+local group_for = {}
 local keys_held = {}
 local keyed = {}
 for j = 0, n - 1 do
@@ -220,12 +222,6 @@ for j = 0, n - 1 do
       delayed[#delayed + 1] = id
       delayed_lanes[lane] = (delayed_lanes[lane] or 0) + 1
       if not first_timer or not_before < first_timer then first_timer = not_before end
-    elseif g ~= '' then
-      grouped[#grouped + 1] = {lane, id, g}
-      if not by_lane[lane] then
-        by_lane[lane] = {}
-        lanes[#lanes + 1] = lane
-      end
     else
       local list = by_lane[lane]
       if not list then
@@ -234,6 +230,10 @@ for j = 0, n - 1 do
         lanes[#lanes + 1] = lane
       end
       list[#list + 1] = id
+      if g ~= '' then
+        lane_grouped[lane] = true
+        group_for[id] = g
+      end
     end
   elseif type(f) == 'table' then
     local id, htype, hlane
@@ -281,9 +281,7 @@ if #groups > 0 then
   call_sliced('HSET', GROUP_OF, groups)
   grouped_cache = true
 end
-for _, item in ipairs(grouped) do
-  push_pending(item[1], item[2], false, item[3])
-end
+
 if #keys_held > 0 then
   call_sliced('HSET', KEYS_HELD, keys_held)
   local fields = {}
@@ -310,9 +308,22 @@ if #deadlines > 0 then
   call_sliced('HSET', START_BY, start_by)
 end
 for _, lane in ipairs(lanes) do
-  if #by_lane[lane] > 0 then
+  if lane_grouped[lane] then
+    -- One at a time, in submit order: groups (and the commands of no group) enter the
+    -- lane's ring in the order their commands came.
+    local plain = {}
+    for _, id in ipairs(by_lane[lane]) do
+      local g = group_for[id]
+      push_pending(lane, id, false, g or false)
+      if not g then
+        plain[#plain + 1] = id
+      end
+    end
+    stamp_pending(lane, plain)
+  else
     call_sliced('RPUSH', P .. ':q:' .. lane, by_lane[lane])
     stamp_pending(lane, by_lane[lane])
+    own_enter_ring(lane)
   end
   refresh(lane, false)
 end

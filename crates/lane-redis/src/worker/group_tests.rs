@@ -140,6 +140,37 @@ async fn a_group_with_one_command_starts_right_after_the_first_of_a_long_backlog
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_of_no_group_take_turns_as_a_group_from_when_they_came() {
+    let fixture = Fixture::new("ungrouped", |lane| lane).await;
+    let mut conn = fixture.queue.conn();
+    // Waiting before any group: the commands of no group have the first turn.
+    let p1 = fixture.submit(None, 1).await;
+    let p2 = fixture.submit(None, 2).await;
+    let a1 = fixture.submit(Some("a"), 1).await;
+    let a2 = fixture.submit(Some("a"), 2).await;
+    let b1 = fixture.submit(Some("b"), 1).await;
+    let w = fixture.worker("worker-a", Duration::from_secs(10));
+    let mut order = Vec::new();
+    for round in 0..5 {
+        let reply = w
+            .exchange(&mut conn, &[], 1, round > 0, None)
+            .await
+            .unwrap();
+        order.extend(reply.claims.iter().map(|c| c.id));
+    }
+    assert_eq!(order, [p1, a1, b1, p2, a2]);
+    // Coming after the groups, they take their turn after them.
+    let a3 = fixture.submit(Some("a"), 3).await;
+    let a4 = fixture.submit(Some("a"), 4).await;
+    let p3 = fixture.submit(None, 3).await;
+    let reply = w.exchange(&mut conn, &[], 3, true, None).await.unwrap();
+    assert_eq!(
+        reply.claims.iter().map(|c| c.id).collect::<Vec<_>>(),
+        [a3, p3, a4]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_cap_holds_across_workers_and_frees_when_a_run_ends() {
     let fixture = Fixture::new("cap", |lane| {
         lane.with_group_limits(GroupLimits::new().with_max_concurrency(2))
