@@ -511,3 +511,69 @@ async fn a_dead_workers_runs_give_back_their_group_slots_once() {
     let status = fixture.queue.group_status("jobs", "a").await.unwrap();
     assert_eq!((status.pending, status.active), (0, 1), "{status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_and_redriven_dead_letters_wait_in_their_group_again() {
+    let fixture = Fixture::new("retry", |lane| {
+        lane.with_group_limits(GroupLimits::new().with_max_concurrency(1))
+    })
+    .await;
+    let mut conn = fixture.queue.conn();
+    let a1 = fixture.submit(Some("a"), 1).await;
+    let w = fixture.worker("worker-a", Duration::from_secs(10));
+    let claimed = w.exchange(&mut conn, &[], 8, false, None).await.unwrap();
+    assert_eq!(
+        claimed.claims.iter().map(|c| c.id).collect::<Vec<_>>(),
+        [a1]
+    );
+    // A retry after 100ms: the group's slot is free meanwhile, and the retry comes back
+    // into the group (its cap of 1 still applies).
+    let reason = crate::wire::encode_error(&LaneError::Other("flaky".into()));
+    let retry = Completion {
+        id: a1,
+        token: claimed.claims[0].token.clone(),
+        kind: "retry",
+        hold: false,
+        data: reason.clone(),
+        delay_us: 100_000,
+    };
+    let a2 = fixture.submit(Some("a"), 2).await;
+    let reply = w
+        .exchange(&mut conn, &[retry], 8, true, None)
+        .await
+        .unwrap();
+    assert_eq!(reply.claims.iter().map(|c| c.id).collect::<Vec<_>>(), [a2]);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let held_back = w.exchange(&mut conn, &[], 8, true, None).await.unwrap();
+    assert!(held_back.claims.is_empty(), "a is at its cap");
+    let status = fixture.queue.group_status("jobs", "a").await.unwrap();
+    assert_eq!((status.pending, status.active), (1, 1), "{status:?}");
+    let done = ok(a2, &reply.claims[0].token);
+    let again = w.exchange(&mut conn, &[done], 8, true, None).await.unwrap();
+    assert_eq!(again.claims.iter().map(|c| c.id).collect::<Vec<_>>(), [a1]);
+    assert_eq!(again.claims[0].attempt, 2);
+
+    // It fails for good, and is redriven: back in group a.
+    let fail = Completion {
+        id: a1,
+        token: again.claims[0].token.clone(),
+        kind: "fail",
+        hold: false,
+        data: reason,
+        delay_us: 0,
+    };
+    w.exchange(&mut conn, &[fail], 0, true, None).await.unwrap();
+    assert!(
+        fixture
+            .queue
+            .groups("jobs", Page::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let _redriven = fixture.queue.redrive(a1).await.unwrap();
+    let status = fixture.queue.group_status("jobs", "a").await.unwrap();
+    assert_eq!((status.pending, status.active), (1, 0), "{status:?}");
+    let last = w.exchange(&mut conn, &[], 8, true, None).await.unwrap();
+    assert_eq!(last.claims.iter().map(|c| c.id).collect::<Vec<_>>(), [a1]);
+}
