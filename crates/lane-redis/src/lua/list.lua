@@ -3,7 +3,7 @@
 -- nothing), offset, limit.
 -- Returns {'unknown_lane'} for a lane not declared, else {'ok', commands}, each command
 -- 8 fields as describe_live / describe_record put them. Pending commands come in the
--- order they start (the lane's list), delayed ones by due time, running ones by claim
+-- order they start (the lane's list, or its groups taking turns), delayed ones by due time, running ones by claim
 -- time, finished ones and dead letters newest first; finished ones only while their
 -- lane keeps them (record_visible).
 local lane = ARGV[1]
@@ -18,29 +18,63 @@ local now = clock()
 local out = {}
 
 if state == 'pending' then
-  -- The lane's own list, then the groups' lists by group key (groups take turns, so
-  -- this is not quite the order they start in).
   local q = P .. ':q:' .. lane
-  local ids = redis.call('LRANGE', q, offset, offset + limit - 1)
-  local skip = math.max(0, offset - redis.call('LLEN', q))
-  local want = limit - #ids
-  if want > 0 and group_pending_total(lane) > 0 then
-    for _, g in ipairs(redis.call('ZRANGE', gknown_key(lane), 0, -1)) do
-      local key = gq_key(lane, g)
-      local n = redis.call('LLEN', key)
-      if skip >= n then
-        skip = skip - n
-      else
-        local part = redis.call('LRANGE', key, skip, skip + want - 1)
-        skip = 0
-        for _, id in ipairs(part) do
-          ids[#ids + 1] = id
-        end
-        want = want - #part
-        if want <= 0 then
-          break
+  local ids
+  if group_pending_total(lane) <= 0 then
+    ids = redis.call('LRANGE', q, offset, offset + limit - 1)
+  else
+    -- In the order they would start if nothing changed: the groups that may start take
+    -- turns (in the ring's order; the commands of no group are one of them), then the
+    -- groups held back (paused, at their cap, throttled), by key.
+    local need = offset + limit
+    local turns = {}
+    local seen = {}
+    local function add_turn(g)
+      if seen[g] then
+        return
+      end
+      seen[g] = true
+      local key = g == '' and q or gq_key(lane, g)
+      local list = redis.call('LRANGE', key, 0, need - 1)
+      if #list > 0 then
+        turns[#turns + 1] = list
+      end
+    end
+    for _, g in ipairs(redis.call('LRANGE', gring_key(lane), 0, -1)) do
+      if g == '' or group_may_start(lane, g) then
+        add_turn(g)
+      end
+    end
+    add_turn('')
+    local ordered = {}
+    local round = 1
+    local more = true
+    while more and #ordered < need do
+      more = false
+      for _, list in ipairs(turns) do
+        if list[round] then
+          ordered[#ordered + 1] = list[round]
+          more = true
         end
       end
+      round = round + 1
+    end
+    if #ordered < need then
+      for _, g in ipairs(redis.call('ZRANGE', gknown_key(lane), 0, -1)) do
+        if not seen[g] then
+          local part = redis.call('LRANGE', gq_key(lane, g), 0, need - #ordered - 1)
+          for _, id in ipairs(part) do
+            ordered[#ordered + 1] = id
+          end
+          if #ordered >= need then
+            break
+          end
+        end
+      end
+    end
+    ids = {}
+    for j = offset + 1, math.min(need, #ordered) do
+      ids[#ids + 1] = ordered[j]
     end
   end
   local entries = hmget_all(ENTRIES, ids)

@@ -149,6 +149,24 @@ async fn commands_of_no_group_take_turns_as_a_group_from_when_they_came() {
     let a1 = fixture.submit(Some("a"), 1).await;
     let a2 = fixture.submit(Some("a"), 2).await;
     let b1 = fixture.submit(Some("b"), 1).await;
+    let listed = fixture
+        .queue
+        .list_commands("jobs", lane_core::CommandState::Pending, Page::default())
+        .await
+        .unwrap();
+    let listed: Vec<u64> = listed.iter().map(|c| c.id).collect();
+    assert_eq!(
+        listed,
+        [p1, a1, b1, p2, a2],
+        "listed in the order they start"
+    );
+    let second_page = fixture
+        .queue
+        .list_commands("jobs", lane_core::CommandState::Pending, Page::new(3, 2))
+        .await
+        .unwrap();
+    let second_page: Vec<u64> = second_page.iter().map(|c| c.id).collect();
+    assert_eq!(second_page, [p2, a2]);
     let w = fixture.worker("worker-a", Duration::from_secs(10));
     let mut order = Vec::new();
     for round in 0..5 {
