@@ -34,6 +34,16 @@
 //!   tie with a lane configured as more urgent leaves that lane its turns, as in process).
 //! - **Caps and rate limits** are counters and a token bucket (or sliding window) per
 //!   lane in Redis, checked when a command is claimed: they hold over all workers.
+//! - **Groups inside a lane** (`SubmitOptions::with_group`, `LaneConfig::with_group_limits`):
+//!   each group's commands wait in a list of their own, and per lane a ring holds the
+//!   groups that may start, so each claim takes the next group's turn in O(1) however
+//!   many groups there are (commands of no group take turns as one group). A group's
+//!   running commands are a counter over all workers, given back once when a run ends
+//!   (also when a dead worker's runs are taken back); its rate limit is one arrival time
+//!   (GCRA), and a group it holds back leaves the ring until its permit is due, which
+//!   wakes a worker like a lane's throttle. [`RedisQueue::pause_group`],
+//!   [`RedisQueue::cancel_group`], [`RedisQueue::group_status`] and [`RedisQueue::groups`]
+//!   act on them.
 //! - **Leases**: a worker's claims belong to it while its lease lives; every round trip
 //!   renews it, and an idle worker renews it on a timer. A claim carries a fencing token;
 //!   a result is accepted only from the run holding the current token. When a lease
