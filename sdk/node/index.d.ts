@@ -309,6 +309,13 @@ export declare class LaneFullError extends LaneError {
 }
 
 /**
+ * A group's rate limit (`groupRateLimit`, and `rateLimit` of a `groupOverrides` entry):
+ * a token bucket, in the shapes of `RateLimitOptions` (a sliding window is refused for
+ * groups, whose state stays one number per group).
+ */
+export type GroupRateLimitOptions = Omit<RateLimitOptions, 'slidingWindow'>
+
+/**
  * Which binding artifact the generated loader actually loaded: `'native'` for
  * a native addon, otherwise the `platformArchABI` of the WASI flavor. Every
  * flavor napi-rs can build is listed, because `NAPI_RS_NATIVE_LIBRARY_PATH`
@@ -358,7 +365,9 @@ export declare class Lane {
    * for room longer than `fullWaitTimeoutMs`). `options.signal` cancels the command
    * when it aborts; `options.delayMs` / `runAt` hold it back (shown as delayed) until
    * then; `options.key` (an idempotency key) settles with the result of the live
-   * command holding that key, if one does, instead of queueing another.
+   * command holding that key, if one does, instead of queueing another;
+   * `options.group` puts it in a group of its lane (groups take turns, and may have
+   * caps and rate limits: `groupMaxConcurrency`, `groupRateLimit`, `groupOverrides`).
    */
   submit<T = unknown>(lane: string, commandType: string, payload?: unknown, options?: SubmitOptions): Promise<T>
   /**
@@ -507,6 +516,37 @@ export declare class Lane {
   /** Ends a pause of a lane (timed or not) and starts what now fits. */
   resumeLane(laneId: string): Promise<void>
   /**
+   * Stops starting the commands of group `group` (`options.group` of a submit)
+   * in lane `laneId`: running ones go on (on a `RedisQueue`, on every worker),
+   * and the lane's other groups take its turns, until `resumeGroup`. A group
+   * may be paused before it has commands. Rejects with a `RangeError` or
+   * `TypeError` (code `INVALID_ARGUMENT`) for a bad group key, and with code
+   * `LANE_NOT_FOUND` for an unknown lane.
+   */
+  pauseGroup(laneId: string, group: string): Promise<void>
+  /** Starts the commands of a paused group again (in its turns). */
+  resumeGroup(laneId: string, group: string): Promise<void>
+  /**
+   * Cancels every command of group `group` in lane `laneId`: pending and
+   * delayed ones end now as cancelled (their promises reject with code
+   * `CANCELLED`), running ones have their `ctx.signal` aborted (as `cancel`
+   * does). Resolves with how many commands the cancel reached.
+   */
+  cancelGroup(laneId: string, group: string): Promise<number>
+  /**
+   * A group's `GroupStatus`: its pending and running commands, whether it is
+   * paused or held back by its rate limit, and its cap (all counts 0 for a
+   * group with nothing waiting or running).
+   */
+  groupStatus(laneId: string, group: string): Promise<GroupStatus>
+  /**
+   * The groups of lane `laneId` that have commands waiting or running, or are
+   * paused, sorted by key, one page of them (`options.offset`, default 0;
+   * `options.limit`, 1 to 1000, default 100; as `listCommands`). Commands of
+   * no group are not listed.
+   */
+  groups(laneId: string, options?: ListCommandsOptions): Promise<Array<GroupStatus>>
+  /**
    * The dead letters (commands that failed for good), oldest first; at most
    * `limit` of them (all when absent). A `Lane` keeps them only when created
    * with `deadLetterCapacity`; without, this is `[]`.
@@ -616,7 +656,8 @@ export declare class RedisQueue {
    * `options.startBy` / `startWithinMs` never runs: its result rejects with code
    * `EXPIRED`. With `options.key` (an idempotency key) held by a live command of the
    * queue (from any producer), nothing is queued: the handle is that command's, with
-   * `isDuplicate: true`.
+   * `isDuplicate: true`. `options.group` puts it in a group of its lane: the groups
+   * take turns, with their caps and rate limits, over all workers.
    */
   submit<T = unknown>(lane: string, commandType: string, payload?: unknown, options?: SubmitOptions): Promise<CommandHandle<T>>
   /**
@@ -719,6 +760,37 @@ export declare class RedisQueue {
   pauseLane(laneId: string, durationMs?: number): Promise<void>
   /** Ends a pause of a lane (timed or not) and starts what now fits. */
   resumeLane(laneId: string): Promise<void>
+  /**
+   * Stops starting the commands of group `group` (`options.group` of a submit)
+   * in lane `laneId`: running ones go on (on a `RedisQueue`, on every worker),
+   * and the lane's other groups take its turns, until `resumeGroup`. A group
+   * may be paused before it has commands. Rejects with a `RangeError` or
+   * `TypeError` (code `INVALID_ARGUMENT`) for a bad group key, and with code
+   * `LANE_NOT_FOUND` for an unknown lane.
+   */
+  pauseGroup(laneId: string, group: string): Promise<void>
+  /** Starts the commands of a paused group again (in its turns). */
+  resumeGroup(laneId: string, group: string): Promise<void>
+  /**
+   * Cancels every command of group `group` in lane `laneId`: pending and
+   * delayed ones end now as cancelled (their promises reject with code
+   * `CANCELLED`), running ones have their `ctx.signal` aborted (as `cancel`
+   * does). Resolves with how many commands the cancel reached.
+   */
+  cancelGroup(laneId: string, group: string): Promise<number>
+  /**
+   * A group's `GroupStatus`: its pending and running commands, whether it is
+   * paused or held back by its rate limit, and its cap (all counts 0 for a
+   * group with nothing waiting or running).
+   */
+  groupStatus(laneId: string, group: string): Promise<GroupStatus>
+  /**
+   * The groups of lane `laneId` that have commands waiting or running, or are
+   * paused, sorted by key, one page of them (`options.offset`, default 0;
+   * `options.limit`, 1 to 1000, default 100; as `listCommands`). Commands of
+   * no group are not listed.
+   */
+  groups(laneId: string, options?: ListCommandsOptions): Promise<Array<GroupStatus>>
   /**
    * The dead letters (commands that failed for good), oldest first; at most
    * `limit` of them (all when absent). A `Lane` keeps them only when created
@@ -966,6 +1038,41 @@ export declare const DEFAULTS: Defaults
 export declare const EVENT_KEYS: EventKeyList
 
 /**
+ * The limits of one group of a lane (an entry of `groupOverrides`): its cap and its
+ * rate limit, replacing the lane's `groupMaxConcurrency` and `groupRateLimit` for it.
+ */
+export interface GroupLimitsOptions {
+  /**
+   * At most this many of the group's commands run at once, at least 1. No cap when
+   * absent.
+   */
+  maxConcurrency?: number
+  /**
+   * How fast the group's commands may start (a token bucket, as `groupRateLimit`).
+   * No limit when absent.
+   */
+  rateLimit?: GroupRateLimitOptions
+}
+
+/** One group of a lane (`options.group` of a submit), from `groupStatus` and `groups`. */
+export interface GroupStatus {
+  /** The lane. */
+  lane: string
+  /** The group key. */
+  group: string
+  /** Its commands waiting for their turn. */
+  pending: number
+  /** Its commands running (on a `RedisQueue`: on all its workers). */
+  active: number
+  /** Whether it is paused (`pauseGroup`). */
+  paused: boolean
+  /** Whether its rate limit (`groupRateLimit`, or its override's) holds it back now. */
+  throttled: boolean
+  /** Its cap (`groupMaxConcurrency`, or its override's), or `null` for none. */
+  maxConcurrency: number | null
+}
+
+/**
  * Statistics of one latency histogram, in milliseconds. Count, sum, min, max and mean
  * are exact; percentiles are within 0.1% and never outside `min`..`max`.
  */
@@ -1081,6 +1188,27 @@ export interface LaneOptions {
    * `DEFAULTS.lane.keep_for_ms`).
    */
   keepForMs?: number
+  /**
+   * At most this many commands of each group (`options.group` of a submit) run at
+   * once, at least 1 (over all workers of a `RedisQueue`); `groupOverrides` may give a
+   * group another cap. The lane's own `maxConcurrency` still holds. No group cap when
+   * absent.
+   */
+  groupMaxConcurrency?: number
+  /**
+   * How fast the commands of each group may start: a token bucket, in the shapes of
+   * `rateLimit` (`{ perSecond: n }`, `{ perMinute: n }`, `{ perHour: n }` or
+   * `{ tokenBucket: { rate, periodMs, burst } }`; a sliding window is refused for
+   * groups). A group held back shows `throttled: true` in its `GroupStatus`, and other
+   * groups take its turns. No limit when absent.
+   */
+  groupRateLimit?: GroupRateLimitOptions
+  /**
+   * Limits of particular groups, by group key, replacing `groupMaxConcurrency` and
+   * `groupRateLimit` for them (`{ 'tenant-big': { maxConcurrency: 8 } }`; what an
+   * override leaves out is not limited).
+   */
+  groupOverrides?: Record<string, GroupLimitsOptions>
 }
 
 /** One lane's counts and settings. */
@@ -1133,11 +1261,11 @@ export interface LaneStatus {
   abandonedRunning: number
 }
 
-/** Which page of a listing `listCommands` returns (`{ offset: 100, limit: 100 }`). */
+/** Which page of a listing `listCommands` (and `groups`) returns (`{ offset: 100, limit: 100 }`). */
 export interface ListCommandsOptions {
-  /** How many commands of the listing to skip first (default 0). */
+  /** How many entries (commands, groups) of the listing to skip first (default 0). */
   offset?: number
-  /** The most commands returned, 1 to 1000 (default 100). */
+  /** The most entries returned, 1 to 1000 (default 100). */
   limit?: number
 }
 
@@ -1500,6 +1628,17 @@ export interface SubmitOptions {
    * is free again; a durable lane keeps keys across a restart.
    */
   key?: string
+  /**
+   * The command's group inside its lane (a tenant, a session: a non-empty string of
+   * at most 256 bytes of UTF-8, no control characters). A lane's groups take turns
+   * (round robin), so one group's backlog delays another group's next command by at
+   * most one turn; each group may have a cap and a rate limit (the lane's
+   * `groupMaxConcurrency`, `groupRateLimit`, `groupOverrides`), and is paused,
+   * resumed and cancelled as a whole (`pauseGroup`, `resumeGroup`, `cancelGroup`).
+   * Without one the command belongs to no group (it takes turns with the groups as
+   * one group of its own, with no group limit).
+   */
+  group?: string
 }
 
 /**

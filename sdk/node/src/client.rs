@@ -1,8 +1,9 @@
 //! The client surface: what `Lane` (in process) and `RedisQueue` both offer, written once
 //! over the core's `a3s_lane::QueueClient` — cancel a command, read its state (and its
 //! result, once finished), list a lane's commands by state, read the stats, pause and
-//! resume lanes, list, redrive and purge dead letters, put, list, pause, resume and
-//! remove recurring schedules, listen to events.
+//! resume lanes, pause, resume, cancel and read the groups inside a lane, list, redrive
+//! and purge dead letters, put, list, pause, resume and remove recurring schedules,
+//! listen to events.
 //!
 //! Each class holds a `Client` (over its engine, a `ClientSource`) and gets its
 //! `#[napi]` methods of these names from `client_methods!`, so each is the same method
@@ -32,16 +33,16 @@ use crate::events::{EventKeys, check_key};
 use crate::lane::submit::payload_value;
 use crate::runtime::{Bridge, JsRuntime, NativeCallbacks, Settle, in_runtime, spawn};
 use crate::schedule::{ScheduleInfo, ScheduleOptions, schedule_name};
-use crate::stats::{CommandStatus, DeadLetter, QueueStats, count, outcome_name};
+use crate::stats::{CommandStatus, DeadLetter, GroupStatus, QueueStats, count, outcome_name};
 
-/// Which page of a listing `listCommands` returns (`{ offset: 100, limit: 100 }`).
+/// Which page of a listing `listCommands` (and `groups`) returns (`{ offset: 100, limit: 100 }`).
 #[napi_derive::napi(object, object_to_js = false)]
 #[derive(Debug, Clone, Default)]
 pub struct ListCommandsOptions {
-    /// How many commands of the listing to skip first (default 0).
+    /// How many entries (commands, groups) of the listing to skip first (default 0).
     #[napi(ts_type = "number")]
     pub offset: Option<Js<f64>>,
-    /// The most commands returned, 1 to 1000 (default 100).
+    /// The most entries returned, 1 to 1000 (default 100).
     #[napi(ts_type = "number")]
     pub limit: Option<Js<f64>>,
 }
@@ -450,6 +451,80 @@ impl Client {
         })
     }
 
+    /// The lane and group arguments of the group methods.
+    fn lane_and_group(lane: Js<String>, group: Js<String>) -> Result<(String, String), JsFailure> {
+        let lane = At::argument("laneId").name(lane)?;
+        Ok((lane, group_key(group)?))
+    }
+
+    pub(crate) fn set_group_paused<'env>(
+        &self,
+        env: &'env Env,
+        lane: Js<String>,
+        group: Js<String>,
+        paused: bool,
+    ) -> napi::Result<Unknown<'env>> {
+        let args = Self::lane_and_group(lane, group);
+        self.call(env, args, move |client, (lane, group)| async move {
+            if paused {
+                client.pause_group(&lane, &group).await
+            } else {
+                client.resume_group(&lane, &group).await
+            }
+        })
+    }
+
+    pub(crate) fn cancel_group<'env>(
+        &self,
+        env: &'env Env,
+        lane: Js<String>,
+        group: Js<String>,
+    ) -> napi::Result<Unknown<'env>> {
+        let args = Self::lane_and_group(lane, group);
+        self.call(env, args, |client, (lane, group)| async move {
+            client.cancel_group(&lane, &group).await.map(count)
+        })
+    }
+
+    pub(crate) fn group_status<'env>(
+        &self,
+        env: &'env Env,
+        lane: Js<String>,
+        group: Js<String>,
+    ) -> napi::Result<Unknown<'env>> {
+        let args = Self::lane_and_group(lane, group);
+        self.call(env, args, |client, (lane, group)| async move {
+            client
+                .group_status(&lane, &group)
+                .await
+                .map(GroupStatus::from)
+        })
+    }
+
+    pub(crate) fn groups<'env>(
+        &self,
+        env: &'env Env,
+        lane: Js<String>,
+        options: Option<Js<ListCommandsOptions>>,
+    ) -> napi::Result<Unknown<'env>> {
+        let args = At::argument("laneId").name(lane).and_then(|lane| {
+            let page = match options {
+                Some(options) => options.get(&At::argument("options"))?.into_page()?,
+                None => Page::default(),
+            };
+            Ok((lane, page))
+        });
+        self.call(env, args, |client, (lane, page)| async move {
+            let groups = client.groups(&lane, page).await?;
+            Ok::<_, LaneError>(
+                groups
+                    .into_iter()
+                    .map(GroupStatus::from)
+                    .collect::<Vec<_>>(),
+            )
+        })
+    }
+
     pub(crate) fn dead_letters<'env>(
         &self,
         env: &'env Env,
@@ -561,6 +636,17 @@ impl Client {
         function(env, "listener", &listener)?;
         self.runtime.off(env, key, listener)
     }
+}
+
+/// A group key argument (`group`): a string, by the core's rule (`check_group`: not
+/// empty, at most 256 bytes, no control characters), checked here so that both engines
+/// refuse a bad key the same way.
+fn group_key(group: Js<String>) -> Result<String, JsFailure> {
+    let at = At::argument("group");
+    let group = group.get(&at)?;
+    a3s_lane::check_group(&group)
+        .map_err(|error| at.range_error(format!("group: {}", error_reason(&error))))?;
+    Ok(group)
 }
 
 /// The reason a core error gives, without the kind's prefix ("invalid input: ").
@@ -772,6 +858,89 @@ macro_rules! client_methods {
                 lane_id: $crate::convert::Js<String>,
             ) -> napi::Result<napi::bindgen_prelude::Unknown<'env>> {
                 self.client().resume_lane(env, lane_id)
+            }
+
+            /// Stops starting the commands of group `group` (`options.group` of a submit)
+            /// in lane `laneId`: running ones go on (on a `RedisQueue`, on every worker),
+            /// and the lane's other groups take its turns, until `resumeGroup`. A group
+            /// may be paused before it has commands. Rejects with a `RangeError` or
+            /// `TypeError` (code `INVALID_ARGUMENT`) for a bad group key, and with code
+            /// `LANE_NOT_FOUND` for an unknown lane.
+            #[napi(
+                ts_args_type = "laneId: string, group: string",
+                ts_return_type = "Promise<void>"
+            )]
+            pub fn pause_group<'env>(
+                &self,
+                env: &'env napi::Env,
+                lane_id: $crate::convert::Js<String>,
+                group: $crate::convert::Js<String>,
+            ) -> napi::Result<napi::bindgen_prelude::Unknown<'env>> {
+                self.client().set_group_paused(env, lane_id, group, true)
+            }
+
+            /// Starts the commands of a paused group again (in its turns).
+            #[napi(
+                ts_args_type = "laneId: string, group: string",
+                ts_return_type = "Promise<void>"
+            )]
+            pub fn resume_group<'env>(
+                &self,
+                env: &'env napi::Env,
+                lane_id: $crate::convert::Js<String>,
+                group: $crate::convert::Js<String>,
+            ) -> napi::Result<napi::bindgen_prelude::Unknown<'env>> {
+                self.client().set_group_paused(env, lane_id, group, false)
+            }
+
+            /// Cancels every command of group `group` in lane `laneId`: pending and
+            /// delayed ones end now as cancelled (their promises reject with code
+            /// `CANCELLED`), running ones have their `ctx.signal` aborted (as `cancel`
+            /// does). Resolves with how many commands the cancel reached.
+            #[napi(
+                ts_args_type = "laneId: string, group: string",
+                ts_return_type = "Promise<number>"
+            )]
+            pub fn cancel_group<'env>(
+                &self,
+                env: &'env napi::Env,
+                lane_id: $crate::convert::Js<String>,
+                group: $crate::convert::Js<String>,
+            ) -> napi::Result<napi::bindgen_prelude::Unknown<'env>> {
+                self.client().cancel_group(env, lane_id, group)
+            }
+
+            /// A group's `GroupStatus`: its pending and running commands, whether it is
+            /// paused or held back by its rate limit, and its cap (all counts 0 for a
+            /// group with nothing waiting or running).
+            #[napi(
+                ts_args_type = "laneId: string, group: string",
+                ts_return_type = "Promise<GroupStatus>"
+            )]
+            pub fn group_status<'env>(
+                &self,
+                env: &'env napi::Env,
+                lane_id: $crate::convert::Js<String>,
+                group: $crate::convert::Js<String>,
+            ) -> napi::Result<napi::bindgen_prelude::Unknown<'env>> {
+                self.client().group_status(env, lane_id, group)
+            }
+
+            /// The groups of lane `laneId` that have commands waiting or running, or are
+            /// paused, sorted by key, one page of them (`options.offset`, default 0;
+            /// `options.limit`, 1 to 1000, default 100; as `listCommands`). Commands of
+            /// no group are not listed.
+            #[napi(
+                ts_args_type = "laneId: string, options?: ListCommandsOptions",
+                ts_return_type = "Promise<Array<GroupStatus>>"
+            )]
+            pub fn groups<'env>(
+                &self,
+                env: &'env napi::Env,
+                lane_id: $crate::convert::Js<String>,
+                options: Option<$crate::convert::Js<$crate::client::ListCommandsOptions>>,
+            ) -> napi::Result<napi::bindgen_prelude::Unknown<'env>> {
+                self.client().groups(env, lane_id, options)
             }
 
             /// The dead letters (commands that failed for good), oldest first; at most

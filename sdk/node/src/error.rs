@@ -292,7 +292,22 @@ impl ToJsError for LaneError {
                     .replace(
                         "use Retention::none() to keep nothing",
                         "use keepLast: 0 to keep nothing",
-                    );
+                    )
+                    // A lane's group limits (`groupMaxConcurrency`, `groupRateLimit`,
+                    // `groupOverrides`).
+                    .replace(
+                        "default group limits",
+                        "default group limits (groupMaxConcurrency, groupRateLimit)",
+                    )
+                    .replace("group max_concurrency of 0", "group maxConcurrency of 0")
+                    .replace("or pause_group to hold", "or pauseGroup to hold")
+                    .replace(
+                        "(RateLimitConfig::per_second, per_minute, per_hour or token_bucket)",
+                        "({ perSecond: n }, { perMinute: n }, { perHour: n } or \
+                         { tokenBucket: { rate, periodMs, burst } })",
+                    )
+                    .replace("group override: invalid input: ", "groupOverrides: ")
+                    .replace("; leave the group unset for a command of no group", "");
                 JsFailure::range_error("CONFIG", message)
             }
             LaneError::Timeout(_) => JsFailure::error("TIMEOUT", message),

@@ -452,7 +452,7 @@
   }
 
   /** The keys of a submit's options (all but `signal` are read by Rust). */
-  const SUBMIT_OPTIONS = new Set(['signal', 'delayMs', 'runAt', 'startBy', 'startWithinMs', 'key']);
+  const SUBMIT_OPTIONS = new Set(['signal', 'delayMs', 'runAt', 'startBy', 'startWithinMs', 'key', 'group']);
 
   /**
    * Checks a submit's options and watches its `signal` for the command of `token`:
@@ -469,13 +469,17 @@
         return laneError(
           'INVALID_ARGUMENT',
           `unknown submit option '${key}'; the options are 'signal' (an AbortSignal), ` +
-            "'delayMs' or 'runAt' (a Date), 'startBy' (a Date) or 'startWithinMs', and 'key' (a string)",
+            "'delayMs' or 'runAt' (a Date), 'startBy' (a Date) or 'startWithinMs', 'key' (a string) and " +
+            "'group' (a string)",
           TypeError,
         );
       }
     }
     if (typeof options.key === 'string' && !options.key.isWellFormed()) {
       return laneError('INVALID_ARGUMENT', 'options.key is a string with a lone surrogate (not valid Unicode)', TypeError);
+    }
+    if (typeof options.group === 'string' && !options.group.isWellFormed()) {
+      return laneError('INVALID_ARGUMENT', 'options.group is a string with a lone surrogate (not valid Unicode)', TypeError);
     }
     const signal = options.signal;
     if (signal === undefined) return 0;

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use a3s_lane::{
     CancelOutcome, CommandState, CommandStatus as CoreCommand, DeadLetter as CoreLetter,
-    LaneStatus as CoreStatus, QueueStats as CoreStats,
+    GroupStatus as CoreGroup, LaneStatus as CoreStatus, QueueStats as CoreStats,
 };
 use napi::bindgen_prelude::{Either, Null};
 use napi_derive::napi;
@@ -142,6 +142,42 @@ pub struct CommandFailure {
     pub message: String,
     /// For kind `'timeout'`: the lane's `timeoutMs` the run exceeded; `null` otherwise.
     pub timeout_ms: Either<f64, Null>,
+}
+
+/// One group of a lane (`options.group` of a submit), from `groupStatus` and `groups`.
+#[napi(object, object_from_js = false)]
+#[derive(Debug, Clone)]
+pub struct GroupStatus {
+    /// The lane.
+    pub lane: String,
+    /// The group key.
+    pub group: String,
+    /// Its commands waiting for their turn.
+    pub pending: u32,
+    /// Its commands running (on a `RedisQueue`: on all its workers).
+    pub active: u32,
+    /// Whether it is paused (`pauseGroup`).
+    pub paused: bool,
+    /// Whether its rate limit (`groupRateLimit`, or its override's) holds it back now.
+    pub throttled: bool,
+    /// Its cap (`groupMaxConcurrency`, or its override's), or `null` for none.
+    pub max_concurrency: Either<u32, Null>,
+}
+
+impl From<CoreGroup> for GroupStatus {
+    fn from(group: CoreGroup) -> Self {
+        Self {
+            lane: group.lane,
+            group: group.group,
+            pending: count(group.pending),
+            active: count(group.active),
+            paused: group.paused,
+            throttled: group.throttled,
+            max_concurrency: group
+                .max_concurrency
+                .map_or(Either::B(Null), |max| Either::A(count(max))),
+        }
+    }
 }
 
 /// A count for JavaScript (saturating: no count of a queue comes near 2^32).

@@ -122,3 +122,49 @@ test('method arguments are checked', async () => {
   assert.deepEqual(await lane.deadLetters(), []);
   await lane.shutdown();
 });
+
+test('group options are checked, with the core message for the rules about values', () => {
+  const withGroups = (options) => () => new Lane({ a: { priority: 0, ...options } });
+  throwsConfig(withGroups({ groupMaxConcurrency: 0 }), RangeError, /lane 'a' default group limits \(groupMaxConcurrency, groupRateLimit\): a group maxConcurrency of 0 would never start a command; use at least 1, or pauseGroup to hold a group/);
+  throwsConfig(withGroups({ groupMaxConcurrency: -1 }), RangeError, /lanes\.a\.groupMaxConcurrency must be between 0 and 4294967295, got -1/);
+  throwsConfig(withGroups({ groupMaxConcurrency: '2' }), TypeError, /lanes\.a\.groupMaxConcurrency must be a number, got the string "2"/);
+  throwsConfig(withGroups({ groupRateLimit: { slidingWindow: { limit: 5, windowMs: 1000 } } }), RangeError, /lane 'a' default group limits .*: a group rate limit must be a token bucket \(\{ perSecond: n \}, \{ perMinute: n \}, \{ perHour: n \} or \{ tokenBucket: \{ rate, periodMs, burst \} \}\); a sliding window would keep every start of every group/);
+  throwsConfig(withGroups({ groupRateLimit: {} }), TypeError, /lanes\.a\.groupRateLimit must name one limit/);
+  throwsConfig(withGroups({ groupRateLimit: 5 }), TypeError, /lanes\.a\.groupRateLimit must be an object naming one limit/);
+  throwsConfig(withGroups({ groupOverrides: { vip: { maxConcurrency: 0 } } }), RangeError, /lane 'a' group 'vip': a group maxConcurrency of 0 would never start a command/);
+  throwsConfig(withGroups({ groupOverrides: { vip: { rateLimit: { slidingWindow: { limit: 1, windowMs: 10 } } } } }), RangeError, /lane 'a' group 'vip': a group rate limit must be a token bucket/);
+  throwsConfig(withGroups({ groupOverrides: { '': { maxConcurrency: 1 } } }), RangeError, /lane 'a' groupOverrides: a group key must not be empty$/);
+  throwsConfig(withGroups({ groupOverrides: { ['x'.repeat(257)]: { maxConcurrency: 1 } } }), RangeError, /lane 'a' groupOverrides: a group key of 257 bytes is longer than 256/);
+  throwsConfig(withGroups({ groupOverrides: { vip: { maxConcurency: 1 } } }), TypeError, /lanes\.a\.groupOverrides\.vip: unknown option 'maxConcurency'; known options: maxConcurrency, rateLimit/);
+  throwsConfig(withGroups({ groupOverrides: { vip: 3 } }), TypeError, /lanes\.a\.groupOverrides\.vip must be an object like \{ maxConcurrency: 2/);
+  throwsConfig(withGroups({ groupOverrides: [] }), TypeError, /lanes\.a\.groupOverrides must be an object mapping group keys to group limits/);
+  throwsConfig(withGroups({ groupMaxConcurency: 1 }), TypeError, /unknown option 'groupMaxConcurency'; known options: .*groupMaxConcurrency, groupRateLimit, groupOverrides/);
+});
+
+test('group arguments are checked', async () => {
+  const lane = new Lane({ work: { priority: 0, maxConcurrency: 1 } });
+  lane.handle('job', () => null);
+  await lane.start();
+  const invalid = (ErrorClass, pattern) => (error) => {
+    assert.ok(error instanceof ErrorClass, `expected a ${ErrorClass.name}, got ${error.name}: ${error.message}`);
+    assert.equal(error.code, 'INVALID_ARGUMENT');
+    assert.match(error.message, pattern);
+    return true;
+  };
+  await assert.rejects(lane.submit('work', 'job', {}, { group: 5 }), invalid(TypeError, /options\.group must be a string \(a group key, such as a tenant id\), got 5/));
+  await assert.rejects(lane.submit('work', 'job', {}, { group: '' }), invalid(RangeError, /submit options: a group key must not be empty; leave options\.group out for a command of no group/));
+  await assert.rejects(lane.submit('work', 'job', {}, { group: 'é'.repeat(129) }), invalid(RangeError, /a group key of 258 bytes is longer than 256/));
+  await assert.rejects(lane.submit('work', 'job', {}, { group: 'a\nb' }), invalid(RangeError, /a group key must not contain control characters/));
+  await assert.rejects(lane.submit('work', 'job', {}, { group: '\ud800' }), invalid(TypeError, /options\.group is a string with a lone surrogate/));
+  await assert.rejects(lane.submit('work', 'job', {}, { groups: 'a' }), invalid(TypeError, /unknown submit option 'groups'.*'group' \(a string\)/));
+  await assert.rejects(lane.pauseGroup('work', ''), invalid(RangeError, /^group: a group key must not be empty/));
+  await assert.rejects(lane.resumeGroup('work', 'x'.repeat(300)), invalid(RangeError, /^group: a group key of 300 bytes is longer than 256/));
+  await assert.rejects(lane.cancelGroup('work', 7), invalid(TypeError, /group must be a string, got 7/));
+  await assert.rejects(lane.groupStatus('', 'g'), invalid(RangeError, /laneId must not be empty/));
+  await assert.rejects(lane.groupStatus('nowhere', 'g'), (error) => error instanceof RangeError && error.code === 'LANE_NOT_FOUND');
+  await assert.rejects(lane.pauseGroup('nowhere', 'g'), (error) => error instanceof RangeError && error.code === 'LANE_NOT_FOUND');
+  await assert.rejects(lane.groups('nowhere'), (error) => error instanceof RangeError && error.code === 'LANE_NOT_FOUND');
+  await assert.rejects(lane.groups('work', { limit: 0 }), invalid(RangeError, /options\.limit/));
+  await assert.rejects(lane.groups('work', { page: 2 }), invalid(TypeError, /unknown option 'page'/));
+  await lane.shutdown();
+});

@@ -135,6 +135,33 @@ test('a bounded lane with no whenFull rejects as the table says (when_full: reje
   await assert.rejects(lane.submit('a', 'job'), (error) => error.code === 'LANE_FULL');
 });
 
+test('a lane with no group option: a group has no cap and no rate limit of its own', async (t) => {
+  // The core's defaults (GroupLimits::default(): none); the table has no row for them:
+  // DEFAULTS.lane lists no group key (see the first test).
+  const lane = new Lane({ a: { priority: 0, maxConcurrency: 5 } });
+  t.after(() => lane.shutdownNow());
+  const release = deferred();
+  let running = 0;
+  lane.handle('hold', async () => {
+    running += 1;
+    await release.promise;
+  });
+  await lane.start();
+  const held = Array.from({ length: 6 }, () => lane.submit('a', 'hold', null, { group: 'g' }));
+  await waitFor(() => running === 5, 'the lane cap (5) of one group to run');
+  assert.deepEqual(await lane.groupStatus('a', 'g'), {
+    lane: 'a',
+    group: 'g',
+    pending: 1,
+    active: 5,
+    paused: false,
+    throttled: false,
+    maxConcurrency: null,
+  });
+  release.resolve();
+  await Promise.all(held);
+});
+
 test('a retry policy with no optional option: the core retries, delays and jitter', async () => {
   const lane = new Lane({ a: { priority: 0, retry: {} } });
   const at = [];

@@ -97,3 +97,12 @@ test('the looking-up example prints what its comments say', async () => {
 test('the schedules example fires, pauses and removes its schedule', async () => {
   await printsWhatItSays("name: 'poll-feeds'", [/^200 0 null$/m, /^Europe\/Berlin 0$/m, /^true true true$/m, /^true$/m, /^true false$/m]);
 });
+
+test('the groups example shows a small tenant not waiting for a big one', async () => {
+  await printsWhatItSays('groupOverrides: { enterprise', [
+    /pending: 3,\s+active: 0,\s+paused: false,\s+throttled: false,\s+maxConcurrency: 1/,
+    /^\[ 'big', 'small' \]$/m,
+    /^\[ 'big 1', 'small 1', 'big 2', 'big 3' \]$/m,
+    /^1\nCANCELLED$/m,
+  ]);
+});

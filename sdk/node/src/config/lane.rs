@@ -2,7 +2,9 @@
 //! `RedisQueue` — and its retry policy, turned into the core's [`LaneConfig`] and
 //! [`RetryPolicy`].
 
-use a3s_lane::{DEFAULT_LANES, LaneConfig, Retention, RetryJitter, RetryPolicy, WhenFull};
+use a3s_lane::{
+    DEFAULT_LANES, GroupLimits, LaneConfig, Retention, RetryJitter, RetryPolicy, WhenFull,
+};
 use napi_derive::napi;
 
 use crate::config::policy::{PriorityBoostOptions, RateLimitOptions};
@@ -74,6 +76,24 @@ pub struct LaneOptions {
     /// `DEFAULTS.lane.keep_for_ms`).
     #[napi(ts_type = "number")]
     pub keep_for_ms: Option<Js<f64>>,
+    /// At most this many commands of each group (`options.group` of a submit) run at
+    /// once, at least 1 (over all workers of a `RedisQueue`); `groupOverrides` may give a
+    /// group another cap. The lane's own `maxConcurrency` still holds. No group cap when
+    /// absent.
+    #[napi(ts_type = "number")]
+    pub group_max_concurrency: Option<Js<f64>>,
+    /// How fast the commands of each group may start: a token bucket, in the shapes of
+    /// `rateLimit` (`{ perSecond: n }`, `{ perMinute: n }`, `{ perHour: n }` or
+    /// `{ tokenBucket: { rate, periodMs, burst } }`; a sliding window is refused for
+    /// groups). A group held back shows `throttled: true` in its `GroupStatus`, and other
+    /// groups take its turns. No limit when absent.
+    #[napi(ts_type = "GroupRateLimitOptions")]
+    pub group_rate_limit: Option<Js<RateLimitOptions>>,
+    /// Limits of particular groups, by group key, replacing `groupMaxConcurrency` and
+    /// `groupRateLimit` for them (`{ 'tenant-big': { maxConcurrency: 8 } }`; what an
+    /// override leaves out is not limited).
+    #[napi(ts_type = "Record<string, GroupLimitsOptions>")]
+    pub group_overrides: Option<Js<GroupOverrides>>,
 }
 
 options_object!(
@@ -94,8 +114,65 @@ options_object!(
         "fullWaitTimeoutMs",
         "keepLast",
         "keepForMs",
+        "groupMaxConcurrency",
+        "groupRateLimit",
+        "groupOverrides",
     ]
 );
+
+/// The limits of one group of a lane (an entry of `groupOverrides`): its cap and its
+/// rate limit, replacing the lane's `groupMaxConcurrency` and `groupRateLimit` for it.
+#[napi(object, object_to_js = false)]
+#[derive(Debug, Clone, Default)]
+pub struct GroupLimitsOptions {
+    /// At most this many of the group's commands run at once, at least 1. No cap when
+    /// absent.
+    #[napi(ts_type = "number")]
+    pub max_concurrency: Option<Js<f64>>,
+    /// How fast the group's commands may start (a token bucket, as `groupRateLimit`).
+    /// No limit when absent.
+    #[napi(ts_type = "GroupRateLimitOptions")]
+    pub rate_limit: Option<Js<RateLimitOptions>>,
+}
+
+options_object!(
+    GroupLimitsOptions,
+    "an object like { maxConcurrency: 2, rateLimit: { perSecond: 5 } }",
+    ["maxConcurrency", "rateLimit"]
+);
+
+/// Group limits by group key (`groupOverrides`), in the order given.
+#[derive(Debug, Clone, Default)]
+pub struct GroupOverrides(pub Vec<(String, Js<GroupLimitsOptions>)>);
+
+impl FromJs for GroupOverrides {
+    const EXPECTED: &'static str =
+        "an object mapping group keys to group limits, like { 'tenant-1': { maxConcurrency: 2 } }";
+
+    fn from_js(value: Given) -> Read<Self> {
+        if !value.is_object()? {
+            return value.unexpected();
+        }
+        Ok(Ok(Self(value.entries()?)))
+    }
+}
+
+impl GroupLimitsOptions {
+    /// The limits; the core checks them when the lane is declared (a cap of at least 1,
+    /// a token bucket only).
+    fn into_limits(self, at: &At<'_>) -> Result<GroupLimits, JsFailure> {
+        let mut limits = GroupLimits::new();
+        if let Some(max) = at.field("maxConcurrency", self.max_concurrency, At::count)? {
+            limits = limits.with_max_concurrency(max);
+        }
+        if let Some(limit) = at.field("rateLimit", self.rate_limit, |at, limit| {
+            limit.into_config(at)
+        })? {
+            limits = limits.with_rate_limit(limit);
+        }
+        Ok(limits)
+    }
+}
 
 /// A lane's retry policy: after the n-th failure the command runs again after
 /// `min(initialDelayMs * multiplier^(n-1), maxDelayMs)`, at the front of its lane, as
@@ -256,6 +333,25 @@ impl LaneOptions {
                 keep_last.unwrap_or(core.keep_last()),
                 keep_for.unwrap_or(core.keep_for()),
             ));
+        }
+        let mut group_default = GroupLimits::new();
+        if let Some(max) = at.field("groupMaxConcurrency", self.group_max_concurrency, At::count)? {
+            group_default = group_default.with_max_concurrency(max);
+        }
+        if let Some(limit) = at.field("groupRateLimit", self.group_rate_limit, |at, limit| {
+            limit.into_config(at)
+        })? {
+            group_default = group_default.with_rate_limit(limit);
+        }
+        if group_default != GroupLimits::new() {
+            config = config.with_group_limits(group_default);
+        }
+        let overrides = at.field("groupOverrides", self.group_overrides, |_, map| Ok(map.0))?;
+        let overrides_at = at.key("groupOverrides");
+        for (group, limits) in overrides.into_iter().flatten() {
+            let at = overrides_at.key(&group);
+            let limits = limits.get(&at)?.into_limits(&at)?;
+            config = config.with_group_override(group, limits);
         }
         Ok(LaneSetup {
             id: id.to_owned(),

@@ -268,7 +268,9 @@ impl Lane {
     /// for room longer than `fullWaitTimeoutMs`). `options.signal` cancels the command
     /// when it aborts; `options.delayMs` / `runAt` hold it back (shown as delayed) until
     /// then; `options.key` (an idempotency key) settles with the result of the live
-    /// command holding that key, if one does, instead of queueing another.
+    /// command holding that key, if one does, instead of queueing another;
+    /// `options.group` puts it in a group of its lane (groups take turns, and may have
+    /// caps and rate limits: `groupMaxConcurrency`, `groupRateLimit`, `groupOverrides`).
     #[napi(
         ts_generic_types = "T = unknown",
         ts_args_type = "lane: string, commandType: string, payload?: unknown, options?: SubmitOptions",

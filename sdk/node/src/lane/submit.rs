@@ -1,6 +1,6 @@
 //! `Lane.submit` and `Lane.submitWithHandle`: converts the arguments, watches the
 //! `AbortSignal`, reads the timing options (`delayMs`, `runAt`, `startBy`,
-//! `startWithinMs`) and the idempotency `key`, and hands the command to the queue — at once without storage (so it
+//! `startWithinMs`), the idempotency `key` and the `group`, and hands the command to the queue — at once without storage (so it
 //! is in its lane, in call order, when the call returns; a full lane that waits for room
 //! accepts it later, on tokio), or to the acceptor task with it.
 
@@ -49,6 +49,15 @@ pub struct SubmitOptions {
     /// its id, its result, and `isDuplicate: true` on the handle. Once it ended, the key
     /// is free again; a durable lane keeps keys across a restart.
     pub key: Option<String>,
+    /// The command's group inside its lane (a tenant, a session: a non-empty string of
+    /// at most 256 bytes of UTF-8, no control characters). A lane's groups take turns
+    /// (round robin), so one group's backlog delays another group's next command by at
+    /// most one turn; each group may have a cap and a rate limit (the lane's
+    /// `groupMaxConcurrency`, `groupRateLimit`, `groupOverrides`), and is paused,
+    /// resumed and cancelled as a whole (`pauseGroup`, `resumeGroup`, `cancelGroup`).
+    /// Without one the command belongs to no group (it takes turns with the groups as
+    /// one group of its own, with no group limit).
+    pub group: Option<String>,
 }
 
 /// The checked arguments of a submit: lane, command type, payload, and the timing
@@ -370,6 +379,18 @@ fn submit_timing(options: Given) -> napi::Result<Result<Option<Timing>, JsFailur
         given = true;
         timing = timing.with_key(key.to::<String>()?);
     }
+    let group = options.get("group")?;
+    if group.kind()? != ValueType::Undefined {
+        if group.kind()? != ValueType::String {
+            let got = group.describe()?;
+            let at = At::argument("options.group");
+            return Ok(Err(at.type_error(format!(
+                "options.group must be a string (a group key, such as a tenant id), got {got}"
+            ))));
+        }
+        given = true;
+        timing = timing.with_group(group.to::<String>()?);
+    }
     for key in ["delayMs", "runAt", "startBy", "startWithinMs"] {
         let value = options.get(key)?;
         if value.kind()? == ValueType::Undefined {
@@ -455,7 +476,8 @@ fn js_names(message: &str) -> String {
             "give a start_by or a start_within, not both",
             "give startBy or startWithinMs, not both",
         )
-        .replace("leave it unset", "leave it out");
+        .replace("leave it unset", "leave it out")
+        .replace("leave the group unset", "leave options.group out");
     let message = match message.strip_prefix("delay ") {
         Some(rest) => format!("delayMs {rest}"),
         None => message,

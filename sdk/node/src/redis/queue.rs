@@ -236,7 +236,8 @@ impl RedisQueue {
     /// `options.startBy` / `startWithinMs` never runs: its result rejects with code
     /// `EXPIRED`. With `options.key` (an idempotency key) held by a live command of the
     /// queue (from any producer), nothing is queued: the handle is that command's, with
-    /// `isDuplicate: true`.
+    /// `isDuplicate: true`. `options.group` puts it in a group of its lane: the groups
+    /// take turns, with their caps and rate limits, over all workers.
     #[napi(
         ts_generic_types = "T = unknown",
         ts_args_type = "lane: string, commandType: string, payload?: unknown, options?: SubmitOptions",

@@ -9,6 +9,7 @@ import {
   LaneTimeoutError,
   type CommandContext,
   type CommandHandle,
+  type GroupStatus,
   type LaneErrorCode,
   type LaneEvent,
   type LaneEvents,
@@ -92,6 +93,16 @@ async function main(): Promise<void> {
   await lane.onEmpty();
   await lane.onIdle();
   const abandoned: number = (await lane.stats()).lanes['q']?.abandoned ?? 0;
+  // Groups inside a lane.
+  const grouped = new Lane({ g: { priority: 0, groupMaxConcurrency: 1, groupOverrides: { vip: { maxConcurrency: 4 } } } });
+  await grouped.submit('g', 'add', { a: 1, b: 2 }, { group: 'tenant-1' });
+  const group: GroupStatus = await grouped.groupStatus('g', 'tenant-1');
+  const cap: number | null = group.maxConcurrency;
+  const cancelledInGroup: number = await grouped.cancelGroup('g', 'tenant-1');
+  const groups: GroupStatus[] = await grouped.groups('g', { limit: 5 });
+  // @ts-expect-error a group key is a string
+  void grouped.pauseGroup('g', 1);
+  void [cap, cancelledInGroup, groups];
   await lane.shutdown();
   void [sum, total, untyped, wrong, completed, asError, size, running, abandoned];
 }

@@ -17,6 +17,9 @@ import {
   type CommandState,
   type CommandStatus,
   type DeadLetter,
+  type GroupLimitsOptions,
+  type GroupRateLimitOptions,
+  type GroupStatus,
   type LaneEvent,
   type LaneStatus,
   type ListCommandsOptions,
@@ -299,6 +302,40 @@ async function main(): Promise<void> {
   void lane.submit('query', 'x', {}, { runAt: '2030-01-01' });
   // @ts-expect-error the delay is delayMs, in milliseconds
   void lane.submit('query', 'x', {}, { delay: 5 });
+
+  // Groups inside a lane, on either engine: caps, rate limits, overrides, turns.
+  const vip: GroupLimitsOptions = { maxConcurrency: 8, rateLimit: { perSecond: 50 } };
+  const perGroup: GroupRateLimitOptions = { tokenBucket: { rate: 10, periodMs: 1_000, burst: 2 } };
+  const grouped = new Lane({
+    chat: { priority: 0, maxConcurrency: 16, groupMaxConcurrency: 2, groupRateLimit: perGroup, groupOverrides: { vip, small: {} } },
+  });
+  const tenantResult: Promise<unknown> = grouped.submit('chat', 'reply', {}, { group: 'tenant-1' });
+  const tenantHandle: CommandHandle = await queue.submit('api', 'fetch', {}, { group: 'tenant-1', key: 'k', delayMs: 5 });
+  await grouped.pauseGroup('chat', 'tenant-1');
+  await queue.resumeGroup('api', 'tenant-1');
+  const reached: number = await grouped.cancelGroup('chat', 'tenant-1');
+  for (const client of [grouped, queue]) {
+    const group: GroupStatus = await client.groupStatus('chat', 'tenant-1');
+    const counts: number = group.pending + group.active;
+    const flags: boolean[] = [group.paused, group.throttled];
+    const cap: number | null = group.maxConcurrency;
+    const names: string[] = [group.lane, group.group];
+    const listedGroups: GroupStatus[] = await client.groups('chat', { offset: 0, limit: 10 });
+    await client.groups('chat');
+    void [counts, flags, cap, names, listedGroups];
+  }
+  void [tenantResult, tenantHandle, reached];
+  // @ts-expect-error a group key is a string
+  void grouped.submit('chat', 'x', {}, { group: 7 });
+  // @ts-expect-error a group rate limit is a token bucket, never a sliding window
+  new Lane({ chat: { priority: 0, groupRateLimit: { slidingWindow: { limit: 5, windowMs: 1_000 } } } });
+  // @ts-expect-error an override has maxConcurrency and rateLimit
+  new Lane({ chat: { priority: 0, groupOverrides: { vip: { max: 2 } } } });
+  // @ts-expect-error groupStatus needs the group
+  void grouped.groupStatus('chat');
+  // @ts-expect-error the group's cap is read as a number or null
+  const capAsString: string = (await grouped.groupStatus('chat', 'g')).maxConcurrency;
+  void capAsString;
 
   // @ts-expect-error priority must be a number
   new Lane({ query: { priority: 'high', maxConcurrency: 1 } });
