@@ -324,11 +324,33 @@ local function admit(lane, c, k)
   return k, nil
 end
 
--- Groups: whose turn it is in a lane whose ring holds groups. Groups that cannot start
--- leave the ring's front (one held back by its rate limit waits in P:gthrottled until
--- its permit is due); commands of no group join the ring as '' when it holds groups.
+-- Groups: the group that had each lane's last turn (field 'gserved' of the lane's hash,
+-- '' for the commands of no group), read and written once per round trip. As in
+-- process, a group keeps the ring's front while it takes its turn and goes to the back
+-- when the next turn is chosen, if another group waits then.
+local served = {}
+local served_dirty = {}
+local function get_served(lane)
+  local s = served[lane]
+  if s == nil then
+    s = redis.call('HGET', P .. ':lane:' .. lane, 'gserved')
+    served[lane] = s
+  end
+  return s
+end
+local function set_served(lane, g)
+  if get_served(lane) ~= g then
+    served[lane] = g
+    served_dirty[lane] = true
+  end
+end
+
+-- Whose turn it is in a lane whose ring holds groups. Groups that cannot start leave
+-- the ring's front (one held back by its rate limit waits in P:gthrottled until its
+-- permit is due); commands of no group join the ring as '' when it holds groups.
 -- Returns the group whose turn it is ('' for the lane's own list), or nil when no group
--- may start: then the lane's own list goes alone, as in a lane without groups.
+-- may start or the commands of no group are alone in the ring: then the lane's own list
+-- goes alone, as in a lane without groups.
 local function next_turn(lane)
   local ring = gring_key(lane)
   if redis.call('LLEN', ring) == 0 then
@@ -340,6 +362,11 @@ local function next_turn(lane)
     redis.call('SADD', gin_key(lane), '')
     redis.call('RPUSH', ring, '')
   end
+  local last = get_served(lane)
+  set_served(lane, false)
+  if last and redis.call('LLEN', ring) > 1 and redis.call('LINDEX', ring, 0) == last then
+    redis.call('RPUSH', ring, redis.call('LPOP', ring))
+  end
   while true do
     local g = redis.call('LINDEX', ring, 0)
     if not g then
@@ -347,7 +374,10 @@ local function next_turn(lane)
     end
     local ok
     if g == '' then
-      ok = own and redis.call('LLEN', ring) > 1
+      if own and redis.call('LLEN', ring) == 1 then
+        return nil
+      end
+      ok = own
     else
       ok = group_may_start(lane, g)
       if ok then
@@ -410,25 +440,22 @@ while claimed < want do
       local ids = redis.call('LPOP', source, granted)
       local entries = hmget_all(ENTRIES, ids)
       local named = turn_group and turn_group ~= ''
-      if turn_group then
-        -- The turn is taken: the group goes to the back of the ring if it may start
-        -- again (below, once its slot is counted).
-        redis.call('LPOP', gring_key(lane))
-        redis.call('SREM', gin_key(lane), turn_group)
-        if named then
-          redis.call('HINCRBY', P .. ':lane:' .. lane, 'gpending', -#ids)
-          local _, interval = group_limits(lane, turn_group)
-          if interval > 0 then
-            local gk = gtat_key(lane, turn_group)
-            local tat = tonumber(redis.call('GET', gk) or '0')
-            if tat < now then tat = now end
-            tat = tat + interval
-            redis.call('SET', gk, num(tat), 'PX', math.ceil((tat - now) / 1000) + 1)
-          end
-        elseif redis.call('LLEN', source) > 0 and redis.call('LLEN', gring_key(lane)) > 0 then
-          redis.call('SADD', gin_key(lane), '')
-          redis.call('RPUSH', gring_key(lane), '')
+      -- The turn is taken: the group keeps the ring's front while it may start again
+      -- (once its slot is counted, below), and goes to the back at the next turn.
+      set_served(lane, turn_group or '')
+      if named then
+        redis.call('HINCRBY', P .. ':lane:' .. lane, 'gpending', -#ids)
+        local _, interval = group_limits(lane, turn_group)
+        if interval > 0 then
+          local gk = gtat_key(lane, turn_group)
+          local tat = tonumber(redis.call('GET', gk) or '0')
+          if tat < now then tat = now end
+          tat = tat + interval
+          redis.call('SET', gk, num(tat), 'PX', math.ceil((tat - now) / 1000) + 1)
         end
+      elseif turn_group and redis.call('LLEN', source) == 0 then
+        redis.call('LPOP', gring_key(lane))
+        redis.call('SREM', gin_key(lane), '')
       end
       -- A command past its start-by deadline is not claimed: it expires. One that starts
       -- is no longer subject to its deadline.
@@ -479,7 +506,10 @@ while claimed < want do
         end
       end
       if named then
-        group_enter_ring(lane, turn_group)
+        if not group_may_start(lane, turn_group) then
+          redis.call('LPOP', gring_key(lane))
+          redis.call('SREM', gin_key(lane), turn_group)
+        end
         group_touch(lane, turn_group)
       end
     end
@@ -488,6 +518,13 @@ while claimed < want do
     else
       refresh(lane, true)
     end
+  end
+end
+for lane in pairs(served_dirty) do
+  if served[lane] then
+    redis.call('HSET', P .. ':lane:' .. lane, 'gserved', served[lane])
+  else
+    redis.call('HDEL', P .. ':lane:' .. lane, 'gserved')
   end
 end
 if #run_fields > 0 then

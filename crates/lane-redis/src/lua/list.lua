@@ -40,7 +40,14 @@ if state == 'pending' then
         turns[#turns + 1] = list
       end
     end
-    for _, g in ipairs(redis.call('LRANGE', gring_key(lane), 0, -1)) do
+    local ring = redis.call('LRANGE', gring_key(lane), 0, -1)
+    -- The group that had the last turn goes behind the others (see exchange.lua).
+    local first = 1
+    if #ring > 1 and ring[1] == redis.call('HGET', P .. ':lane:' .. lane, 'gserved') then
+      first = 2
+    end
+    for j = 0, #ring - 1 do
+      local g = ring[(first - 1 + j) % #ring + 1]
       if g == '' or group_may_start(lane, g) then
         add_turn(g)
       end

@@ -169,22 +169,48 @@ async fn commands_of_no_group_take_turns_as_a_group_from_when_they_came() {
     assert_eq!(second_page, [p2, a2]);
     let w = fixture.worker("worker-a", Duration::from_secs(10));
     let mut order = Vec::new();
+    let mut ran = Vec::new();
     for round in 0..5 {
         let reply = w
             .exchange(&mut conn, &[], 1, round > 0, None)
             .await
             .unwrap();
         order.extend(reply.claims.iter().map(|c| c.id));
+        ran.extend(reply.claims.iter().map(|c| ok(c.id, &c.token)));
     }
     assert_eq!(order, [p1, a1, b1, p2, a2]);
-    // Coming after the groups, they take their turn after them.
+    // Group a had the last turn: a command of no group coming after a's next ones still
+    // starts first.
     let a3 = fixture.submit(Some("a"), 3).await;
     let a4 = fixture.submit(Some("a"), 4).await;
     let p3 = fixture.submit(None, 3).await;
     let reply = w.exchange(&mut conn, &[], 3, true, None).await.unwrap();
     assert_eq!(
         reply.claims.iter().map(|c| c.id).collect::<Vec<_>>(),
-        [a3, p3, a4]
+        [p3, a3, a4]
+    );
+    ran.extend(reply.claims.iter().map(|c| ok(c.id, &c.token)));
+    // Their runs end (the lane's cap is 10).
+    w.exchange(&mut conn, &ran, 0, true, None).await.unwrap();
+    // A lone group's turns after a long run of commands of no group: the group first.
+    let mut plain = Vec::new();
+    for i in 0..4 {
+        plain.push(fixture.submit(None, 10 + i).await);
+    }
+    let first = w.exchange(&mut conn, &[], 1, true, None).await.unwrap();
+    assert_eq!(first.claims[0].id, plain[0]);
+    let b2 = fixture.submit(Some("b"), 2).await;
+    let listed = fixture
+        .queue
+        .list_commands("jobs", lane_core::CommandState::Pending, Page::default())
+        .await
+        .unwrap();
+    let listed: Vec<u64> = listed.iter().map(|c| c.id).collect();
+    assert_eq!(listed, [b2, plain[1], plain[2], plain[3]]);
+    let next = w.exchange(&mut conn, &[], 2, true, None).await.unwrap();
+    assert_eq!(
+        next.claims.iter().map(|c| c.id).collect::<Vec<_>>(),
+        [b2, plain[1]]
     );
 }
 
