@@ -53,7 +53,7 @@ mod defaults;
 pub use defaults::defaults;
 
 pub use lane_core::{
-    AbandonedRun, Admission, AdmissionPolicy, CancelOutcome, CancelTrigger, Command,
+    AbandonedRun, Admission, AdmissionPolicy, BudgetStatus, CancelOutcome, CancelTrigger, Command,
     CommandContext, CommandFailure, CommandHandle, CommandId, CommandInfo, CommandQueue,
     CommandRunner, CommandState, CommandStatus, DEFAULT_CANCEL_GRACE, DEFAULT_EVENT_CAPACITY,
     DEFAULT_LANES, DeadLetter, DeadLetterQueue, Due, EventEmitter, EventStream, EventStreamClosed,
@@ -63,10 +63,10 @@ pub use lane_core::{
     MAX_SCHEDULE_NAME_BYTES, MAX_TIMED_PAUSE, MISSED_GRACE, Missed, Observer, PAST_TOLERANCE, Page,
     PriorityBoost, PriorityBoostConfig, QueueClient, QueueManager, QueueManagerBuilder, QueueProbe,
     QueueStats, RateLimitConfig, Result, Retention, RetryJitter, RetryPolicy, RetryPolicyBuilder,
-    RetryStrategy, RunEnd, RunLimits, RunOutcome, Schedule, ScheduleInfo, Spawner, Storage,
-    StorageOp, StoredCommand, StoredDeadLetter, StoredFinished, SubmitOptions, SubmittedCommand,
-    Timing, WhenFull, check_group, check_payload, check_schedule_name, command_fn, event_keys,
-    handler_fn, supervise, supervise_keeping_slot, validate_timed_pause,
+    RetryStrategy, RunEnd, RunLimits, RunOutcome, Schedule, ScheduleInfo, SharedBudget, Spawner,
+    Storage, StorageOp, StoredCommand, StoredDeadLetter, StoredFinished, SubmitOptions,
+    SubmittedCommand, Timing, WhenFull, check_group, check_payload, check_schedule_name,
+    command_fn, event_keys, handler_fn, supervise, supervise_keeping_slot, validate_timed_pause,
 };
 
 /// Feature `sqlite` (on by default): the embedded durable store.

@@ -18,4 +18,5 @@ mod priority_order_and_fifo_under_a_global_budget;
 mod rate_limit_starts_commands_at_refill_instants;
 mod scheduler_invariants_hold_for_random_workloads;
 mod schedules_fire_on_time_under_paused_time;
+mod shared_budgets_bound_many_queues;
 mod timing_invariants_hold_for_random_workloads;

@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::budget::SharedBudget;
 use crate::error::{LaneError, Result};
 use crate::group::{GroupLimits, GroupRules};
 use crate::policy::{AdmissionPolicy, PriorityBoost, RetryStrategy};
@@ -93,6 +94,7 @@ pub struct LaneConfig {
     rate_limit: Option<Arc<dyn AdmissionPolicy>>,
     priority_boost: Option<Arc<dyn PriorityBoost>>,
     groups: Arc<GroupRules>,
+    budget: Option<Arc<SharedBudget>>,
 }
 
 impl fmt::Debug for LaneConfig {
@@ -110,6 +112,7 @@ impl fmt::Debug for LaneConfig {
             .field("rate_limit", &self.rate_limit)
             .field("priority_boost", &self.priority_boost)
             .field("groups", &self.groups)
+            .field("budget", &self.budget)
             .finish()
     }
 }
@@ -137,6 +140,7 @@ impl LaneConfig {
             rate_limit: None,
             priority_boost: None,
             groups: Arc::default(),
+            budget: None,
         }
     }
 
@@ -212,6 +216,18 @@ impl LaneConfig {
             .overrides
             .insert(group.into(), limits);
         self
+    }
+
+    /// The lane draws from `budget` (shared with lanes of other queues) on top of its own
+    /// caps: one slot per running command (see [`crate::budget`]).
+    pub fn with_budget(mut self, budget: Arc<SharedBudget>) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// The shared budget the lane draws from, if any.
+    pub fn budget(&self) -> Option<&Arc<SharedBudget>> {
+        self.budget.as_ref()
     }
 
     /// The lane's group limits: the default and the overrides.

@@ -14,6 +14,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod budget;
 pub mod client;
 pub mod command;
 pub mod config;
@@ -38,6 +39,7 @@ pub mod stats;
 pub mod storage;
 pub mod timing;
 
+pub use budget::{BudgetStatus, SharedBudget};
 pub use client::{
     CancelOutcome, CommandState, CommandStatus, QueueClient, SubmittedCommand, check_waiting_limit,
 };

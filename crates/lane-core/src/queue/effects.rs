@@ -21,6 +21,8 @@ pub(super) struct Effects {
     pub(super) idle: bool,
     /// Commands that expired unstarted (start-by deadline): answered after the lock.
     pub(super) expired: Vec<Arc<Task>>,
+    /// Lanes (of any queue) a shared budget handed a slot to: woken after the lock.
+    pub(super) budget_wakes: Vec<crate::budget::BudgetWake>,
 }
 
 impl CommandQueue {
@@ -75,6 +77,9 @@ impl CommandQueue {
         for dispatch in effects.start {
             self.spawn(dispatch);
         }
+        if !effects.budget_wakes.is_empty() {
+            crate::budget::wake_all(effects.budget_wakes);
+        }
         keep
     }
 
@@ -118,6 +123,9 @@ impl CommandQueue {
         effects: &mut Effects,
     ) {
         state.dispatch(now, &mut effects.start, &mut effects.signals);
+        if !state.budget_wakes.is_empty() {
+            effects.budget_wakes.append(&mut state.budget_wakes);
+        }
         if !state.expired.is_empty() {
             effects.expired.append(&mut state.expired);
             effects.idle = state.is_idle();

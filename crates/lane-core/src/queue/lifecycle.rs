@@ -27,6 +27,7 @@ impl CommandQueue {
                 return Ok(());
             }
             state.started = true;
+            state.budget_waker = Some(self.budget_waker());
             for index in 0..state.lanes.len() as LaneIdx {
                 state.mark_ready(index);
             }

@@ -7,6 +7,7 @@
 //! finishes a command keeps going with the next dispatched one instead of spawning,
 //! which is why a saturated lane costs no task spawn per command.
 
+mod budget;
 mod control;
 mod directory;
 mod effects;

@@ -61,11 +61,12 @@ impl CommandQueue {
             // and what that frees is tried on it again (one command at a time).
             let mut next = Some(dispatch);
             while let Some(dispatch) = next.take() {
-                let (task, lane, attempt, group) = (
+                let (task, lane, attempt, group, holds_budget) = (
                     dispatch.task.clone(),
                     dispatch.lane.clone(),
                     dispatch.attempt,
                     dispatch.group.clone(),
+                    dispatch.holds_budget,
                 );
                 let runner = self.clone().run(dispatch);
                 let Err(panic) = crate::contain::contain(|| spawner.spawn(Box::pin(runner))) else {
@@ -85,6 +86,7 @@ impl CommandQueue {
                     grace: Duration::ZERO,
                     refused: None,
                     group,
+                    holds_budget,
                 };
                 next = self.finish(dispatch, RunEnd::Err(error), Duration::ZERO, false);
             }
@@ -169,13 +171,13 @@ impl CommandQueue {
             }
             // Answered, but the handler goes on: its slot stays taken until it returns.
             let lane = task.lane();
-            let group = dispatch.group.clone();
+            let (group, holds_budget) = (dispatch.group.clone(), dispatch.holds_budget);
             if let Some(next) = self.finish(dispatch, result, elapsed(), true) {
                 self.spawn(next);
             }
             // Its result is discarded (the caller was answered); a panic in it is caught.
             let _ = run.await;
-            match self.release_abandoned(lane, group.as_deref()) {
+            match self.release_abandoned(lane, group.as_deref(), holds_budget) {
                 Some(next) => dispatch = next,
                 None => return,
             }
@@ -215,11 +217,16 @@ impl CommandQueue {
     }
 
     /// Gives back the slot of an abandoned run that has now returned; then dispatches.
-    fn release_abandoned(self: &Arc<Self>, lane: LaneIdx, group: Option<&str>) -> Option<Dispatch> {
+    fn release_abandoned(
+        self: &Arc<Self>,
+        lane: LaneIdx,
+        group: Option<&str>,
+        holds_budget: bool,
+    ) -> Option<Dispatch> {
         let mut effects = Effects::default();
         {
             let mut state = self.state.lock();
-            state.release(lane, group);
+            state.release(lane, group, holds_budget);
             state.lanes[lane as usize].abandoned_running -= 1;
             self.dispatch_locked(&mut state, Instant::now(), &mut effects);
             self.capture_depths(&state, &mut effects, &[lane]);
@@ -242,6 +249,7 @@ impl CommandQueue {
             lane: lane_name,
             attempt,
             group,
+            holds_budget,
             ..
         } = dispatch;
         let mut effects = Effects::default();
@@ -274,7 +282,7 @@ impl CommandQueue {
                 lane.abandoned += 1;
                 lane.abandoned_running += 1;
             } else {
-                state.release(task.lane(), group.as_deref());
+                state.release(task.lane(), group.as_deref(), holds_budget);
             }
             if let RunEnd::Err(error) = &result
                 && error.is_retryable()

@@ -78,6 +78,7 @@ impl CommandQueue {
                     TimerKind::Expire(task) => state.expire(&task, now, &mut effects.signals),
                     TimerKind::Unthrottle(lane) => state.unthrottle(lane),
                     TimerKind::Resume(lane) => state.resume_if_due(lane, now),
+                    TimerKind::BudgetRetry(lane) => state.unblock_budget(lane),
                     TimerKind::GroupUnthrottle(lane, group) => {
                         state.unthrottle_group(lane, &group, now);
                     }

@@ -20,6 +20,7 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use crate::budget::{Acquire, BudgetWake, BudgetWaker};
 use crate::client::{CommandState, CommandStatus};
 use crate::command::{CancelSignal, CancelSource, Command, CommandId};
 use crate::config::LaneConfig;
@@ -299,6 +300,8 @@ pub(crate) struct LaneState {
     /// End of a timed pause ([`State::pause_until`]); `None` while paused indefinitely.
     paused_until: Option<Instant>,
     throttled: bool,
+    /// Waiting for a slot (or a permit) of its shared budget.
+    budget_blocked: bool,
     pressured: bool,
     admission: Option<Box<dyn Admission>>,
     level: u8,
@@ -327,6 +330,7 @@ impl LaneState {
             paused: false,
             paused_until: None,
             throttled: false,
+            budget_blocked: false,
             pressured: false,
             admission,
             level: 0,
@@ -345,6 +349,7 @@ impl LaneState {
         self.pending.may_start()
             && !self.paused
             && !self.throttled
+            && !self.budget_blocked
             && self.active < self.config.max_concurrency
     }
 
@@ -435,6 +440,27 @@ pub(crate) struct Dispatch {
     pub(crate) refused: Option<LaneError>,
     /// The group that counts this run as running (released with the lane's slot).
     pub(crate) group: Option<Arc<str>>,
+    /// The run holds a slot of its lane's shared budget (released with the lane's slot).
+    pub(crate) holds_budget: bool,
+}
+
+/// What [`State::pick`] chose.
+struct Picked {
+    lane: LaneIdx,
+    /// The lane's policy panicked while choosing: the head command ends with this error.
+    refused: Option<LaneError>,
+    /// A slot of the lane's shared budget was taken for the command.
+    holds_budget: bool,
+}
+
+impl Picked {
+    fn refused(lane: LaneIdx, error: LaneError) -> Self {
+        Self {
+            lane,
+            refused: Some(error),
+            holds_budget: false,
+        }
+    }
 }
 
 /// The error a command ends with when its lane's policy panicked while choosing it.
@@ -473,6 +499,10 @@ pub(crate) struct State {
     pub(crate) keys: std::collections::HashMap<Box<str>, CommandId>,
     /// Finished commands kept by their lanes' retention, for lookup and listing.
     pub(crate) retained: Retained,
+    /// This queue as its lanes' shared budgets know it (set at start).
+    pub(crate) budget_waker: Option<std::sync::Weak<dyn BudgetWaker>>,
+    /// Budget slots handed to waiting lanes (of any queue) under the lock: woken after it.
+    pub(crate) budget_wakes: Vec<BudgetWake>,
 }
 
 impl State {
@@ -492,6 +522,8 @@ impl State {
             tasks: TaskMap::default(),
             keys: Default::default(),
             retained: Retained::default(),
+            budget_waker: None,
+            budget_wakes: Vec::new(),
             timers: Timers::default(),
             total_pending: 0,
             total_active: 0,
@@ -667,7 +699,12 @@ impl State {
         if !self.started {
             return;
         }
-        while let Some((index, refused)) = self.pick(now) {
+        while let Some(Picked {
+            lane: index,
+            refused,
+            holds_budget,
+        }) = self.pick(now)
+        {
             let lane = &mut self.lanes[index as usize];
             let Some((queued, group)) = lane.pending.pop(now) else {
                 continue;
@@ -675,6 +712,9 @@ impl State {
             if queued.task.is_expired(now) {
                 if let Some(group) = &group {
                     lane.pending.release(group, now);
+                }
+                if holds_budget && let Some(budget) = lane.config.budget() {
+                    self.budget_wakes.extend(budget.release());
                 }
                 // Its deadline timer has not fired yet; it never starts.
                 lane.expired += 1;
@@ -708,6 +748,7 @@ impl State {
                 grace: lane.config.cancel_grace,
                 task,
                 group,
+                holds_budget,
                 refused,
             });
             if let Some(signal) = self.after_dequeue(index) {
@@ -719,7 +760,7 @@ impl State {
     /// The lane to start a command from now, with its admission permit taken; or a lane
     /// whose boost or admission policy panicked, with the error its head command ends with
     /// (so the command is answered and the scheduler goes on).
-    fn pick(&mut self, now: Instant) -> Option<(LaneIdx, Option<LaneError>)> {
+    fn pick(&mut self, now: Instant) -> Option<Picked> {
         loop {
             let shared_free = self.budget.is_none_or(|b| b.shared_used < b.shared);
             let index = if shared_free {
@@ -748,7 +789,10 @@ impl State {
                 let mut best = match self.lanes[front as usize].try_effective_priority(now) {
                     Ok(priority) => priority,
                     Err(panic) => {
-                        return Some((front, Some(policy_panicked("priority boost", panic))));
+                        return Some(Picked::refused(
+                            front,
+                            policy_panicked("priority boost", panic),
+                        ));
                     }
                 };
                 for &candidate in &self.boosted {
@@ -757,9 +801,9 @@ impl State {
                         let priority = match lane.try_effective_priority(now) {
                             Ok(priority) => priority,
                             Err(panic) => {
-                                return Some((
+                                return Some(Picked::refused(
                                     candidate,
-                                    Some(policy_panicked("priority boost", panic)),
+                                    policy_panicked("priority boost", panic),
                                 ));
                             }
                         };
@@ -781,30 +825,62 @@ impl State {
                 // No group may start: the lane leaves the ready sets on the next pass.
                 continue;
             }
+            let mut holds_budget = false;
+            if let (Some(budget), Some(waker)) = (lane.config.budget(), &self.budget_waker) {
+                match budget.try_acquire(waker, chosen, now) {
+                    Acquire::Granted => holds_budget = true,
+                    Acquire::Wait => {
+                        // Woken with a slot (`unblock_budget`); the lane leaves the ready
+                        // sets on the next pass.
+                        lane.budget_blocked = true;
+                        continue;
+                    }
+                    Acquire::Throttled(at) => {
+                        lane.budget_blocked = true;
+                        self.timers.schedule(at, TimerKind::BudgetRetry(chosen));
+                        continue;
+                    }
+                }
+            }
             let lane = &mut self.lanes[chosen as usize];
             if let Some(admission) = lane.admission.as_mut() {
                 match contain(|| admission.try_acquire(now)) {
                     Ok(Ok(())) => {}
                     Ok(Err(retry_at)) => {
                         lane.throttled = true;
+                        if holds_budget && let Some(budget) = lane.config.budget() {
+                            self.budget_wakes.extend(budget.release());
+                        }
                         self.timers
                             .schedule(retry_at, TimerKind::Unthrottle(chosen));
                         continue;
                     }
                     Err(panic) => {
-                        return Some((chosen, Some(policy_panicked("rate limit", panic))));
+                        return Some(Picked {
+                            lane: chosen,
+                            refused: Some(policy_panicked("rate limit", panic)),
+                            holds_budget,
+                        });
                     }
                 }
             }
-            return Some((chosen, None));
+            return Some(Picked {
+                lane: chosen,
+                refused: None,
+                holds_budget,
+            });
         }
     }
 
-    /// Releases the slot of a finished run (and its group's, if a group counts it).
-    pub(crate) fn release(&mut self, index: LaneIdx, group: Option<&str>) {
+    /// Releases the slot of a finished run (and its group's, if a group counts it, and
+    /// its shared budget's, if it holds one).
+    pub(crate) fn release(&mut self, index: LaneIdx, group: Option<&str>, holds_budget: bool) {
         let lane = &mut self.lanes[index as usize];
         if let Some(group) = group {
             lane.pending.release(group, Instant::now());
+        }
+        if holds_budget && let Some(budget) = lane.config.budget() {
+            self.budget_wakes.extend(budget.release());
         }
         if let Some(budget) = &mut self.budget
             && lane.active > lane.config.min_concurrency
@@ -1045,6 +1121,29 @@ impl State {
     pub(crate) fn unthrottle(&mut self, index: LaneIdx) {
         self.lanes[index as usize].throttled = false;
         self.mark_ready(index);
+    }
+
+    /// A lane waiting for its shared budget may ask again: a slot was handed to it, or
+    /// the budget's next permit is due.
+    pub(crate) fn unblock_budget(&mut self, index: LaneIdx) {
+        self.lanes[index as usize].budget_blocked = false;
+        self.mark_ready(index);
+    }
+
+    /// A slot handed to lane `index` that it did not use (nothing to start after all)
+    /// goes on to the next waiting lane. A lane waiting for the budget's next permit
+    /// keeps it.
+    pub(crate) fn give_back_unused_budget(&mut self, index: LaneIdx) {
+        if self.lanes[index as usize].budget_blocked {
+            return;
+        }
+        if let (Some(budget), Some(waker)) = (
+            self.lanes[index as usize].config.budget(),
+            &self.budget_waker,
+        ) {
+            self.budget_wakes
+                .extend(budget.give_back_grant(waker, index));
+        }
     }
 
     /// A group's rate limit may admit again.

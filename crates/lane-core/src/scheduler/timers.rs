@@ -23,6 +23,8 @@ pub(crate) enum TimerKind {
     Resume(LaneIdx),
     /// A group's rate limit may admit again.
     GroupUnthrottle(LaneIdx, Arc<str>),
+    /// The lane's shared budget has a permit again.
+    BudgetRetry(LaneIdx),
 }
 
 struct Entry {
