@@ -10,6 +10,11 @@
 //! With `A3S_LANE_REDIS_URL`, the same on Redis with one worker (a smaller backlog): 1
 //! group next to 1,000 groups, and no group as the baseline. 3 rounds, interleaved.
 //!
+//! Then shared budgets (`SharedBudget`): 100 queues of one lane each (cap 2) drain
+//! 1,000 commands each, with no budget (baseline), under a budget of 200 (never full:
+//! the cost of taking and giving back a slot) and under a budget of 16 (full: every
+//! slot is handed to the next waiting queue).
+//!
 //! Run: `cargo bench --bench groups` (Redis rows: `A3S_LANE_REDIS_URL=redis://127.0.0.1:6379
 //! cargo bench --bench groups --features redis`).
 
@@ -17,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use a3s_lane::{
     CommandContext, EventEmitter, GroupLimits, LaneConfig, QueueClient, QueueManagerBuilder,
-    SubmitOptions, command_fn,
+    SharedBudget, SubmitOptions, command_fn,
 };
 use serde_json::Value;
 
@@ -90,6 +95,51 @@ async fn in_process(shape: Shape) -> Duration {
         handle.await.unwrap();
     }
     started.elapsed() / COMMANDS as u32
+}
+
+/// Queues and commands per queue of the budget rows.
+const QUEUES: usize = 100;
+const PER_QUEUE: usize = 1_000;
+
+/// Time per command for `QUEUES` queues to drain `PER_QUEUE` commands each, their lanes
+/// drawing from a budget of `slots` (none: no budget).
+async fn budgeted(slots: Option<usize>) -> Duration {
+    let budget = slots.map(|slots| SharedBudget::new("bench", slots).unwrap().shared());
+    let mut queues = Vec::with_capacity(QUEUES);
+    for _ in 0..QUEUES {
+        let mut lane = LaneConfig::new(1, 2);
+        if let Some(budget) = &budget {
+            lane = lane.with_budget(budget.clone());
+        }
+        let manager = QueueManagerBuilder::new(EventEmitter::new(16))
+            .with_lane("jobs", lane, 0)
+            .build()
+            .await
+            .unwrap();
+        manager.start().await.unwrap();
+        manager.pause_lane("jobs").unwrap();
+        queues.push(manager);
+    }
+    let mut handles = Vec::with_capacity(QUEUES * PER_QUEUE);
+    for queue in &queues {
+        for _ in 0..PER_QUEUE {
+            let command = command_fn("job", |_ctx: CommandContext| async { Ok(Value::Null) });
+            handles.push(
+                queue
+                    .submit_with_handle("jobs", Box::new(command))
+                    .await
+                    .unwrap(),
+            );
+        }
+    }
+    let started = Instant::now();
+    for queue in &queues {
+        queue.resume_lane("jobs").unwrap();
+    }
+    for handle in handles {
+        handle.await.unwrap();
+    }
+    started.elapsed() / (QUEUES * PER_QUEUE) as u32
 }
 
 #[cfg(feature = "redis")]
@@ -182,6 +232,21 @@ fn main() {
                 took.as_nanos(),
                 1.0 / took.as_secs_f64(),
                 one / took.as_secs_f64(),
+            );
+        }
+        let budgets = [None, Some(200), Some(16)];
+        let took: Vec<Duration> = budgets.iter().map(|b| rt.block_on(budgeted(*b))).collect();
+        let none = took[0].as_secs_f64();
+        for (slots, took) in budgets.iter().zip(&took) {
+            let name = slots.map_or("no budget (baseline)".to_owned(), |s| {
+                format!("budget of {s}")
+            });
+            println!(
+                "round {round} {QUEUES} queues x {PER_QUEUE}, {:<22} {:>6} ns/cmd  {:>9.0} cmd/s  throughput {:.2}x of no budget",
+                name,
+                took.as_nanos(),
+                1.0 / took.as_secs_f64(),
+                none / took.as_secs_f64(),
             );
         }
         #[cfg(feature = "redis")]
