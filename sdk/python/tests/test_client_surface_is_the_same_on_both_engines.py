@@ -2,7 +2,7 @@
 same signatures and return types, doing the same thing. Each behaviour is written once
 and run on every engine: in process, in process with durable storage, Redis, and Redis
 Cluster — cancel outcomes, a command's state by id, dead letters (list, redrive, purge),
-pause and resume, stats and events.
+pause and resume, groups inside a lane, stats and events.
 
 The Redis engines need a Redis server (A3S_LANE_REDIS_URL) and a Redis Cluster
 (A3S_LANE_REDIS_CLUSTER_URLS); without them those tests fail, never skip."""
@@ -278,6 +278,36 @@ def test_a_paused_lane_starts_nothing_until_resumed(engine: Engine) -> None:
         queue.pause_lane("no_such_lane")
     with pytest.raises(ConfigError):
         queue.pause_lane("jobs", duration=0)
+
+
+def test_a_group_is_paused_read_resumed_and_cancelled_as_a_whole(engine: Engine) -> None:
+    queue = engine.queue
+    engine.start()
+    queue.pause_group("jobs", "held")
+    held = [engine.submit("jobs", "echo", n, group="held") for n in range(2)]
+    assert engine.submit("jobs", "echo", "free", group="free").result(timeout=30) == "free"
+    status = queue.group_status("jobs", "held")
+    assert isinstance(status, a3s_lane.GroupStatus)
+    assert (status.lane, status.group, status.pending, status.active, status.paused) == ("jobs", "held", 2, 0, True)
+    assert [(g.group, g.pending) for g in queue.groups("jobs")] == [("held", 2)]
+    assert not any(handle.done() for handle in held)
+    queue.resume_group("jobs", "held")
+    assert [handle.result(timeout=30) for handle in held] == [0, 1]
+
+    queue.pause_group("jobs", "doomed")
+    doomed = [engine.submit("jobs", "echo", n, group="doomed") for n in range(3)]
+    assert queue.cancel_group("jobs", "doomed") == 3
+    for handle in doomed:
+        with pytest.raises(a3s_lane.CancelledError):
+            handle.result(timeout=30)
+    queue.resume_group("jobs", "doomed")
+    assert queue.groups("jobs") == []
+    assert queue.cancel_group("jobs", "nobody") == 0
+
+    with pytest.raises(LaneNotFoundError):
+        queue.pause_group("no_such_lane", "g")
+    with pytest.raises(ConfigError):
+        queue.group_status("jobs", "")
 
 
 def test_events_reach_a_subscriber(engine: Engine) -> None:

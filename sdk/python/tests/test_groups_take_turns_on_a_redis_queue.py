@@ -21,6 +21,7 @@ from a3s_lane import (
     GroupLimits,
     GroupStatus,
     LaneConfig,
+    LaneNotFoundError,
     RedisQueue,
     RedisWorker,
 )
@@ -154,9 +155,27 @@ def test_a_paused_group_waits_in_redis_until_resumed_and_cancel_group_ends_its_c
             handle.result(timeout=30)
 
 
-def test_bad_group_keys_are_refused_before_redis(queues: Callable[..., RedisQueue]) -> None:
-    queue = queues({"work": LaneConfig(priority=0)})
+def test_declare_lane_takes_the_group_limits_and_bad_input_is_refused_as_on_a_lane(
+    gated: Callable[[dict[str, LaneConfig], int], Gated],
+) -> None:
+    g = gated({"work": LaneConfig(priority=0, max_concurrency=8)}, 8)
     with pytest.raises(ConfigError, match="a group key must not be empty"):
-        queue.submit("work", "job", group="")
-    with pytest.raises(ConfigError, match="a group key of 257 bytes is longer than 256"):
-        queue.group_status("work", "x" * 257)
+        g.queue.submit("work", "job", group="")
+    with pytest.raises(TypeError, match="group must be a str, got int"):
+        g.queue.submit("work", "job", group=1)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="a group key of 300 bytes is longer than 256"):
+        g.queue.pause_group("work", "x" * 300)
+    with pytest.raises(LaneNotFoundError, match="nowhere"):
+        g.queue.group_status("nowhere", "g")
+    with pytest.raises(LaneNotFoundError, match="nowhere"):
+        g.queue.groups("nowhere")
+
+    g.queue.declare_lane("work", LaneConfig(priority=0, max_concurrency=8, group_max_concurrency=1))
+    handles = [g.submit("work", "g", f"g{n}") for n in range(3)]
+    wait_for(lambda: len(g.starts) == 1)
+    status = g.queue.group_status("work", "g")
+    assert (status.lane, status.group, status.pending, status.active, status.paused, status.throttled,
+            status.max_concurrency) == ("work", "g", 2, 1, False, False, 1)
+    g.gate.set()
+    assert results(handles) == ["g0", "g1", "g2"]
+    assert g.most["g"] == 1
