@@ -226,6 +226,10 @@ proptest! {
 /// each and a lane of one slot alternate, and a group that arrives later takes its turn
 /// before the group that just had one.
 #[test]
+#[allow(
+    clippy::async_yields_async,
+    reason = "the helper submits and returns the handle, awaited later"
+)]
 fn groups_alternate_and_a_newcomer_gets_the_next_turn() {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()

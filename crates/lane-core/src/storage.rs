@@ -106,8 +106,9 @@ pub enum StorageOp {
     FireSchedule {
         /// The command the instant submitted.
         command: StoredCommand,
-        /// The schedule after the instant.
-        schedule: ScheduleInfo,
+        /// The schedule after the instant (boxed: the rare op must not make every op
+        /// as large).
+        schedule: Box<ScheduleInfo>,
     },
 }
 
@@ -239,7 +240,7 @@ pub trait Storage: Send + Sync + 'static {
                 // Not atomic here: a store should override `apply`.
                 StorageOp::FireSchedule { command, schedule } => {
                     self.save_command(command).await?;
-                    self.save_schedule(schedule).await?;
+                    self.save_schedule(*schedule).await?;
                 }
             }
         }

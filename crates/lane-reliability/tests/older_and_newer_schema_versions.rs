@@ -828,7 +828,7 @@ async fn a_version_3_store_opens_keeps_its_commands_and_records_and_is_migrated_
     store
         .apply(vec![StorageOp::FireSchedule {
             command: command.clone(),
-            schedule: fired.clone(),
+            schedule: Box::new(fired.clone()),
         }])
         .await
         .unwrap();

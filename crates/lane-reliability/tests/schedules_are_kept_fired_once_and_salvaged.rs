@@ -77,7 +77,7 @@ fn fire(info: &ScheduleInfo, id: u64) -> (StorageOp, ScheduleInfo, StoredCommand
     let command = command_of(info, id);
     let op = StorageOp::FireSchedule {
         command: command.clone(),
-        schedule: after.clone(),
+        schedule: Box::new(after.clone()),
     };
     (op, after, command)
 }

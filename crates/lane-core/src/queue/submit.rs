@@ -203,7 +203,7 @@ impl CommandQueue {
                 let record = self.record_of(&task, lane_id);
                 let op = match fire {
                     Some(schedule) => {
-                        let mut schedule = schedule.clone();
+                        let mut schedule = Box::new(schedule.clone());
                         schedule.last_command_id = Some(task.id);
                         StorageOp::FireSchedule {
                             command: record,
