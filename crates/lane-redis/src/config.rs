@@ -188,6 +188,14 @@ impl RedisLaneSpec {
                  and watch the lane's pending count in RedisQueue::stats",
             ));
         }
+        if config.budget().is_some() {
+            return Err(unsupported(
+                "a shared budget",
+                "a SharedBudget is shared by the queues of one process; a Redis lane's caps, \
+                 rate limit and group limits already hold across every worker, so give the \
+                 lane (or its groups) the budget's limits instead",
+            ));
+        }
         if config.max_concurrency > i64::MAX as usize {
             return Err(LaneError::ConfigError(format!(
                 "lane '{lane}': max_concurrency {} is larger than Redis counters hold",
@@ -833,6 +841,17 @@ mod tests {
         let bad = LaneConfig::new(1, 2).with_retention(Retention::new(1, Duration::ZERO));
         let error = RedisLaneSpec::from_config("jobs", &bad, 0).unwrap_err();
         assert!(error.to_string().contains("keep_for"), "{error}");
+    }
+
+    #[test]
+    fn a_shared_budget_is_refused_saying_what_holds_instead() {
+        let budget = lane_core::SharedBudget::new("llm", 4).unwrap().shared();
+        let lane = LaneConfig::new(1, 2).with_budget(budget);
+        let error = RedisLaneSpec::from_config("prompt", &lane, 0).unwrap_err();
+        assert!(
+            matches!(&error, LaneError::ConfigError(m) if m.contains("shared budget") && m.contains("every worker")),
+            "{error}"
+        );
     }
 
     #[test]
