@@ -129,7 +129,7 @@ test('group options are checked, with the core message for the rules about value
   throwsConfig(withGroups({ groupMaxConcurrency: -1 }), RangeError, /lanes\.a\.groupMaxConcurrency must be between 0 and 4294967295, got -1/);
   throwsConfig(withGroups({ groupMaxConcurrency: '2' }), TypeError, /lanes\.a\.groupMaxConcurrency must be a number, got the string "2"/);
   throwsConfig(withGroups({ groupRateLimit: { slidingWindow: { limit: 5, windowMs: 1000 } } }), RangeError, /lane 'a' default group limits .*: a group rate limit must be a token bucket \(\{ perSecond: n \}, \{ perMinute: n \}, \{ perHour: n \} or \{ tokenBucket: \{ rate, periodMs, burst \} \}\); a sliding window would keep every start of every group/);
-  throwsConfig(withGroups({ groupRateLimit: {} }), TypeError, /lanes\.a\.groupRateLimit must name one limit/);
+  throwsConfig(withGroups({ groupRateLimit: {} }), TypeError, /lanes\.a\.groupRateLimit must name one limit: .* \(leave groupRateLimit out for no limit\)/);
   throwsConfig(withGroups({ groupRateLimit: 5 }), TypeError, /lanes\.a\.groupRateLimit must be an object naming one limit/);
   throwsConfig(withGroups({ groupOverrides: { vip: { maxConcurrency: 0 } } }), RangeError, /lane 'a' group 'vip': a group maxConcurrency of 0 would never start a command/);
   throwsConfig(withGroups({ groupOverrides: { vip: { rateLimit: { slidingWindow: { limit: 1, windowMs: 10 } } } } }), RangeError, /lane 'a' group 'vip': a group rate limit must be a token bucket/);

@@ -128,3 +128,41 @@ test('a paused group waits in Redis until resumed; cancelGroup ends its commands
   assert.equal(await queue.cancelGroup('work', 'doomed'), 2);
   for (const handle of doomed) await assert.rejects(handle.result, (error) => error.code === 'CANCELLED');
 });
+
+test('declareLane takes the group options, and bad group input is refused as on a Lane', async (t) => {
+  const { queue, submit, open } = await gated(t, { work: { priority: 0, maxConcurrency: 8 } }, 8);
+  const refused = (ErrorClass, code, pattern) => (error) => {
+    assert.ok(error instanceof ErrorClass, `expected a ${ErrorClass.name}, got ${error.name}: ${error.message}`);
+    assert.equal(error.code, code);
+    assert.match(error.message, pattern);
+    return true;
+  };
+  await assert.rejects(
+    queue.declareLane('work', { priority: 0, groupMaxConcurrency: 0 }),
+    refused(RangeError, 'CONFIG', /a group maxConcurrency of 0 would never start a command/),
+  );
+  await assert.rejects(
+    queue.declareLane('work', { priority: 0, groupOverrides: { vip: { rateLimit: { slidingWindow: { limit: 1, windowMs: 10 } } } } }),
+    refused(RangeError, 'CONFIG', /lane 'work' group 'vip': a group rate limit must be a token bucket/),
+  );
+  await assert.rejects(queue.submit('work', 'job', {}, { group: '' }), refused(RangeError, 'INVALID_ARGUMENT', /a group key must not be empty/));
+  await assert.rejects(queue.submit('work', 'job', {}, { group: 1 }), refused(TypeError, 'INVALID_ARGUMENT', /options\.group must be a string/));
+  await assert.rejects(queue.pauseGroup('work', 'x'.repeat(300)), refused(RangeError, 'INVALID_ARGUMENT', /^group: a group key of 300 bytes/));
+  await assert.rejects(queue.groupStatus('nowhere', 'g'), refused(RangeError, 'LANE_NOT_FOUND', /nowhere/));
+
+  await queue.declareLane('work', { priority: 0, maxConcurrency: 8, groupMaxConcurrency: 1 });
+  const handles = [];
+  for (let n = 0; n < 3; n++) handles.push(await submit('work', 'g', `g${n}`));
+  await waitFor(async () => (await queue.groupStatus('work', 'g')).active === 1, 'one command of g running');
+  assert.deepEqual(await queue.groupStatus('work', 'g'), {
+    lane: 'work',
+    group: 'g',
+    pending: 2,
+    active: 1,
+    paused: false,
+    throttled: false,
+    maxConcurrency: 1,
+  });
+  open();
+  await Promise.all(handles.map((handle) => handle.result));
+});

@@ -201,8 +201,10 @@ impl RateLimitOptions {
                 ("slidingWindow", self.sliding_window.is_some()),
             ],
             || {
+                // `rateLimit`, or a group's `groupRateLimit` / `rateLimit`.
+                let option = path.rsplit('.').next().unwrap_or("rateLimit");
                 format!(
-                    "{path} must name one limit: {RATE_LIMIT_SHAPES} (leave rateLimit out for \
+                    "{path} must name one limit: {RATE_LIMIT_SHAPES} (leave {option} out for \
                      no limit)"
                 )
             },
