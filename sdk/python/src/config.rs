@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 use std::time::Duration;
 
 use a3s_lane::{
@@ -22,6 +23,7 @@ use crate::args::{
     instance, mapping_items, number, optional, optional_seconds, seconds, seconds_or_timedelta,
     type_name, u8_arg, u32_arg, usize_arg,
 };
+use crate::budget::SharedBudget;
 use crate::error::{IntoPyErr, config_error};
 use crate::limits::{GroupLimits, PriorityBoost, RateLimit, python_names};
 
@@ -70,6 +72,9 @@ pub(crate) struct LaneConfig {
     max_concurrency: Option<usize>,
     /// Everything else; its `max_concurrency` is set when the lane is known.
     config: CoreLaneConfig,
+    /// The `SharedBudget` given as `budget=` (its core budget is in `config`), so that
+    /// the property returns the very object.
+    budget: Option<Arc<Py<SharedBudget>>>,
 }
 
 impl LaneConfig {
@@ -126,6 +131,7 @@ impl LaneConfig {
         Option<RateLimitConfig>,
         Option<&PriorityBoostConfig>,
         Vec<(Option<&str>, Option<usize>, RateLimitConfig)>,
+        Option<usize>,
     ) {
         let c = &self.config;
         let rules = c.group_rules();
@@ -142,6 +148,8 @@ impl LaneConfig {
             self.rate_limit_config(),
             self.priority_boost_config(),
             groups,
+            // A budget is shared, so it is the same only as itself.
+            c.budget().map(|budget| Arc::as_ptr(budget) as usize),
         )
     }
 }
@@ -262,6 +270,9 @@ impl LaneConfig {
     /// - `group_overrides`: a mapping of group key to `GroupLimits` (or a dict of its
     ///   keyword arguments): the limits of those groups, instead of
     ///   `group_max_concurrency` and `group_rate_limit`.
+    /// - `budget`: a `SharedBudget` the lane draws one slot from per running command, on
+    ///   top of its own caps; the same budget may be given to lanes of many `Lane`s,
+    ///   which then share it (a `RedisQueue` refuses it).
     #[new]
     #[pyo3(signature = (
         *,
@@ -282,6 +293,7 @@ impl LaneConfig {
         group_max_concurrency = None,
         group_rate_limit = None,
         group_overrides = None,
+        budget = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -303,6 +315,7 @@ impl LaneConfig {
         group_max_concurrency: Option<&Bound<'_, PyAny>>,
         group_rate_limit: Option<&Bound<'_, PyAny>>,
         group_overrides: Option<&Bound<'_, PyAny>>,
+        budget: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let priority = optional(priority, |p| u8_arg(p, "priority", " (0 runs first)"))?;
         let max_concurrency = optional(max_concurrency, |m| usize_arg(m, "max_concurrency"))?;
@@ -373,11 +386,27 @@ impl LaneConfig {
                 config = config.with_group_override(group, limits);
             }
         }
+        let budget = match budget.filter(|b| !b.is_none()) {
+            None => None,
+            Some(budget) => match budget.cast::<SharedBudget>() {
+                Ok(budget) => {
+                    config = config.with_budget(budget.get().budget.clone());
+                    Some(Arc::new(budget.clone().unbind()))
+                }
+                Err(_) => {
+                    return Err(PyTypeError::new_err(format!(
+                        "budget must be a SharedBudget (for example SharedBudget(\"llm\", 16)), got {}",
+                        type_name(budget)
+                    )));
+                }
+            },
+        };
         check(py, &config)?;
         Ok(Self {
             priority,
             max_concurrency,
             config,
+            budget,
         })
     }
 
@@ -393,6 +422,12 @@ impl LaneConfig {
         self.priority_boost_config().map(|config| PriorityBoost {
             config: config.clone(),
         })
+    }
+
+    /// The `SharedBudget` the lane draws from, or None.
+    #[getter]
+    fn budget(&self, py: Python<'_>) -> Option<Py<SharedBudget>> {
+        self.budget.as_ref().map(|budget| budget.clone_ref(py))
     }
 
     /// Priority (0 runs first), or None for the lane's default.
@@ -564,6 +599,9 @@ impl LaneConfig {
                 })
                 .collect();
             parts.push(format!("group_overrides={{{}}}", entries.join(", ")));
+        }
+        if let Some(budget) = &self.budget {
+            parts.push(format!("budget={}", budget.get().__repr__(py)));
         }
         format!("LaneConfig({})", parts.join(", "))
     }

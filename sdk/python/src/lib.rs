@@ -6,7 +6,8 @@
 //!
 //! - the classes: `client` (`QueueClient`, the operations `Lane` and `RedisQueue` share,
 //!   which both extend), `lane` (`Lane`), `config` (`LaneConfig`, `RetryPolicy`), `limits`
-//!   (`RateLimit`, `PriorityBoost`, `GroupLimits`), `redis` (`RedisQueue`,
+//!   (`RateLimit`, `PriorityBoost`, `GroupLimits`), `budget` (`SharedBudget`,
+//!   `BudgetStatus`), `redis` (`RedisQueue`,
 //!   `RedisWorker`), `handle` (what a submit returns), `events` (event streams), `stats`
 //!   and `metrics` (read-outs);
 //! - the boundary: `args` (Python arguments as Rust types), `convert` (JSON), `error`
@@ -22,6 +23,7 @@
 #![deny(unsafe_code)]
 
 mod args;
+mod budget;
 mod client;
 mod config;
 mod convert;
@@ -67,6 +69,8 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<limits::RateLimit>()?;
     module.add_class::<limits::PriorityBoost>()?;
     module.add_class::<limits::GroupLimits>()?;
+    module.add_class::<budget::SharedBudget>()?;
+    module.add_class::<budget::BudgetStatus>()?;
     module.add_class::<metrics::MetricsSnapshot>()?;
     module.add_class::<metrics::LaneMetrics>()?;
     module.add_class::<metrics::HistogramStats>()?;

@@ -16,7 +16,9 @@ coroutines (run on the event loop that started the lane).
     lane.start()
     result = lane.submit("query", "fetch_data", {"url": "https://example.com"})
 
-Lanes can have rate limits (``RateLimit``) and priority boosts (``PriorityBoost``);
+Lanes can have rate limits (``RateLimit``) and priority boosts (``PriorityBoost``), and
+draw from a ``SharedBudget`` (``LaneConfig(budget=)``, ``status()`` a ``BudgetStatus``)
+shared with lanes of other ``Lane`` queues in the process;
 ``Lane(metrics=True)`` records metrics; ``RedisQueue`` and ``RedisWorker`` run the same
 handlers across processes and machines, with the queue kept in Redis and its lanes
 declared with the same ``LaneConfig``. ``Lane`` and ``RedisQueue`` are both a
@@ -65,6 +67,7 @@ from a3s_lane._native import (
     DEFAULT_LANES,
     DEFAULTS,
     EVENT_KEYS,
+    BudgetStatus,
     CancelledError,
     CommandContext,
     CommandError,
@@ -98,6 +101,7 @@ from a3s_lane._native import (
     RedisQueueStats,
     RedisWorker,
     RetryPolicy,
+    SharedBudget,
     ShutdownError,
     StorageError,
 )
@@ -125,6 +129,7 @@ __all__ = [
     "DEFAULT_LANES",
     "DEFAULTS",
     "EVENT_KEYS",
+    "BudgetStatus",
     "CancelOutcome",
     "CancelledError",
     "CommandContext",
@@ -163,6 +168,7 @@ __all__ = [
     "RedisWorker",
     "RetryPolicy",
     "ScheduleInfo",
+    "SharedBudget",
     "ShutdownError",
     "StorageError",
 ]
