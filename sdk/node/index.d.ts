@@ -897,6 +897,29 @@ export declare class RedisWorker {
 }
 
 /**
+ * A budget of `slots` commands running at once (and optionally a token-bucket rate
+ * limit) over every lane that is given it (`lanes.prompt.budget`), in any number of
+ * `Lane` queues of this process. A lane takes one slot per running command on top of
+ * its own caps; lanes waiting for a slot are served first come, first served. A lane
+ * without a budget is never held by one. `RedisQueue` lanes cannot use a budget (their
+ * caps already hold across workers).
+ */
+export declare class SharedBudget {
+  /**
+   * A budget named `name` (for errors and `status()`) of `slots` (at least 1)
+   * commands at once; `options.rateLimit`, a token bucket, also bounds how fast
+   * commands start under it.
+   */
+  constructor(name: string, slots: number, options?: SharedBudgetOptions)
+  /** The budget's name. */
+  get name(): string
+  /** Commands that may run at once under it. */
+  get slots(): number
+  /** Its counts right now. */
+  status(): BudgetStatus
+}
+
+/**
  * One step of a priority boost: once at most `beforeDeadlineMs` is left before the
  * deadline, the lane's priority number is lowered by `boost` (not below 0).
  */
@@ -908,6 +931,20 @@ export interface BoostStep {
   beforeDeadlineMs: number
   /** Levels to boost by, 1 to 255. */
   boost: number
+}
+
+/** A shared budget's counts at the time of `SharedBudget.status()`. */
+export interface BudgetStatus {
+  /** The budget's name. */
+  name: string
+  /** Its slots. */
+  slots: number
+  /** Slots taken by running commands (and handed to a lane about to start one). */
+  inUse: number
+  /** Lanes waiting for a slot. */
+  waiting: number
+  /** Commands started under it since it was made. */
+  started: number
 }
 
 /** What a handler knows about the run it is called for (its second argument). */
@@ -1209,6 +1246,12 @@ export interface LaneOptions {
    * override leaves out is not limited).
    */
   groupOverrides?: Record<string, GroupLimitsOptions>
+  /**
+   * A `SharedBudget` this lane draws from on top of its own caps: one slot per running
+   * command, shared with every lane (of any `Lane` queue of this process) given the
+   * same budget. Not available on a `RedisQueue`. No budget when absent.
+   */
+  budget?: SharedBudget
 }
 
 /** One lane's counts and settings. */
@@ -1573,6 +1616,15 @@ export interface ScheduleInfo {
    * queue was down or the schedule paused, or refused by its lane).
    */
   skipped: number
+}
+
+/** Options of a `SharedBudget`. */
+export interface SharedBudgetOptions {
+  /**
+   * How fast commands may start under the budget (a token bucket, as
+   * `groupRateLimit`). No limit when absent.
+   */
+  rateLimit?: GroupRateLimitOptions
 }
 
 /** At most `limit` starts within any window of `windowMs` (memory grows with `limit`). */

@@ -838,5 +838,6 @@ module.exports = nativeBinding
 module.exports.Lane = nativeBinding.Lane
 module.exports.RedisQueue = nativeBinding.RedisQueue
 module.exports.RedisWorker = nativeBinding.RedisWorker
+module.exports.SharedBudget = nativeBinding.SharedBudget
 module.exports.DEFAULTS = nativeBinding.DEFAULTS
 module.exports.EVENT_KEYS = nativeBinding.EVENT_KEYS

@@ -25,6 +25,7 @@ export const {
   LaneTimeoutError,
   RedisQueue,
   RedisWorker,
+  SharedBudget,
   __napiBindingTarget,
 } = binding;
 export default binding;

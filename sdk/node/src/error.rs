@@ -126,7 +126,7 @@ pub fn export_error_classes(mut exports: Object<'_>, env: Env) -> napi::Result<(
         error_kit(&env)?
             .get("guardConstructor")?
             .ok_or_else(|| napi::Error::from_reason("errors.js has no `guardConstructor`"))?;
-    for name in ["Lane"] {
+    for name in ["Lane", "SharedBudget"] {
         if let Some(class) = exports.get::<Unknown<'_>>(name)? {
             let guarded = guard.call(class)?;
             exports.set(name, guarded)?;

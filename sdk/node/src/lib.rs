@@ -5,6 +5,7 @@
 //!
 //! - [`lane::Lane`]: the in-process queue; [`metrics`] reads its metrics.
 //! - [`redis`]: `RedisQueue` and `RedisWorker`, the Redis engine.
+//! - [`budget`]: `SharedBudget`, a budget shared by lanes of several queues.
 //! - [`client`]: the client surface both queues share (cancel, command, stats, pause
 //!   and resume, dead letters, recurring schedules, events), written once over the
 //!   core's `QueueClient`; [`stats`] and [`schedule`]: what it reports.
@@ -28,6 +29,7 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+pub mod budget;
 pub mod client;
 pub mod config;
 pub mod convert;

@@ -7,6 +7,7 @@ use a3s_lane::{
 };
 use napi_derive::napi;
 
+use crate::budget::BudgetRef;
 use crate::config::policy::{PriorityBoostOptions, RateLimitOptions};
 use crate::convert::{At, FromJs, Given, Js, Read, options_object};
 use crate::error::{JsFailure, ToJsError};
@@ -94,6 +95,11 @@ pub struct LaneOptions {
     /// override leaves out is not limited).
     #[napi(ts_type = "Record<string, GroupLimitsOptions>")]
     pub group_overrides: Option<Js<GroupOverrides>>,
+    /// A `SharedBudget` this lane draws from on top of its own caps: one slot per running
+    /// command, shared with every lane (of any `Lane` queue of this process) given the
+    /// same budget. Not available on a `RedisQueue`. No budget when absent.
+    #[napi(ts_type = "SharedBudget")]
+    pub budget: Option<Js<BudgetRef>>,
 }
 
 options_object!(
@@ -117,6 +123,7 @@ options_object!(
         "groupMaxConcurrency",
         "groupRateLimit",
         "groupOverrides",
+        "budget",
     ]
 );
 
@@ -352,6 +359,9 @@ impl LaneOptions {
             let at = overrides_at.key(&group);
             let limits = limits.get(&at)?.into_limits(&at)?;
             config = config.with_group_override(group, limits);
+        }
+        if let Some(budget) = at.field("budget", self.budget, |_, budget| Ok(budget.0))? {
+            config = config.with_budget(budget);
         }
         Ok(LaneSetup {
             id: id.to_owned(),

@@ -9,6 +9,8 @@ import {
   LaneFullError,
   RedisQueue,
   RedisWorker,
+  SharedBudget,
+  type BudgetStatus,
   type CancelOutcome,
   type CommandContext,
   type CommandFailure,
@@ -329,6 +331,22 @@ async function main(): Promise<void> {
   void grouped.submit('chat', 'x', {}, { group: 7 });
   // @ts-expect-error a group rate limit is a token bucket, never a sliding window
   new Lane({ chat: { priority: 0, groupRateLimit: { slidingWindow: { limit: 5, windowMs: 1_000 } } } });
+  // Budgets shared across queues: one SharedBudget given to lanes of several Lanes.
+  const provider = new SharedBudget('llm', 16, { rateLimit: { perMinute: 500 } });
+  const unlimited = new SharedBudget('tools', 4);
+  const budgeted = new Lane({ prompt: { budget: provider }, control: {} });
+  new Lane({ prompt: { maxConcurrency: 2, budget: provider }, tools: { priority: 3, budget: unlimited } });
+  const budgetStatus: BudgetStatus = provider.status();
+  const budgetCounts: number[] = [budgetStatus.slots, budgetStatus.inUse, budgetStatus.waiting, budgetStatus.started];
+  const budgetNames: string[] = [provider.name, budgetStatus.name];
+  const budgetSlots: number = provider.slots;
+  void [budgeted, budgetCounts, budgetNames, budgetSlots];
+  // @ts-expect-error a budget's rate limit is a token bucket, never a sliding window
+  new SharedBudget('llm', 1, { rateLimit: { slidingWindow: { limit: 5, windowMs: 1_000 } } });
+  // @ts-expect-error a budget has a name and slots
+  new SharedBudget(2);
+  // @ts-expect-error a lane's budget is a SharedBudget, not its options
+  new Lane({ prompt: { budget: { name: 'llm', slots: 2 } } });
   // @ts-expect-error an override has maxConcurrency and rateLimit
   new Lane({ chat: { priority: 0, groupOverrides: { vip: { max: 2 } } } });
   // @ts-expect-error groupStatus needs the group
