@@ -8,7 +8,7 @@
 //! for some), and may be paused, resumed and cancelled as a whole.
 //!
 //! The rules here ([`GroupRules`], [`check_group`], [`Gcra`]) are shared by every engine;
-//! [`GroupBook`] is the in-process engine's per-lane bookkeeping. Every operation on it is
+//! `GroupBook` is the in-process engine's per-lane bookkeeping. Every operation on it is
 //! O(1) amortised: the turn order is a ring of the groups that may start, kept lazily (a
 //! group that stopped being able to start leaves the ring when its turn comes).
 
