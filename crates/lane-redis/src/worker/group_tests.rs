@@ -4,63 +4,18 @@
 
 use std::time::Duration;
 
-use lane_core::{
-    GroupLimits, HandlerRegistry, LaneConfig, LaneError, Page, RateLimitConfig, SubmitOptions,
-};
+use lane_core::{GroupLimits, LaneError, Page, RateLimitConfig, SubmitOptions};
 use serde_json::json;
 
-use super::{Completion, Shared};
-use crate::{RedisQueue, RedisQueueConfig, RedisWorkerConfig};
+use super::Completion;
+use super::tests::Fixture;
 
-fn redis_url() -> String {
-    match std::env::var("A3S_LANE_REDIS_URL") {
-        Ok(url) if !url.is_empty() => url,
-        _ => panic!(
-            "A3S_LANE_REDIS_URL is not set, and this test needs a Redis server. Run \
-             `bash scripts/test.sh` (it starts a throwaway redis-server on a free port), or \
-             set A3S_LANE_REDIS_URL=redis://HOST:PORT to use a running one."
-        ),
-    }
+/// The exchange tests' fixture, with the group test's own submit.
+trait SubmitInGroup {
+    async fn submit(&self, group: Option<&str>, i: usize) -> u64;
 }
 
-struct Fixture {
-    queue: RedisQueue,
-    prefix: String,
-}
-
-impl Fixture {
-    /// A queue whose lane "jobs" (cap 10) has `config`'s group limits.
-    async fn new(test: &str, configure: impl FnOnce(LaneConfig) -> LaneConfig) -> Self {
-        let prefix = format!(
-            "a3s-unit-groups-{test}-{}-{}",
-            std::process::id(),
-            fastrand::u64(..)
-        );
-        let config = RedisQueueConfig::new(redis_url())
-            .with_key_prefix(&prefix)
-            .with_lane("jobs", configure(LaneConfig::new(1, 10)), 0);
-        Self {
-            queue: RedisQueue::connect(config).await.unwrap(),
-            prefix,
-        }
-    }
-
-    /// A worker driven by hand: no driver task, no heartbeat timer.
-    fn worker(&self, id: &str, lease: Duration) -> Shared {
-        Shared {
-            queue: self.queue.clone(),
-            handlers: HandlerRegistry::default(),
-            config: RedisWorkerConfig::new(8)
-                .with_worker_id(id)
-                .with_lease_ttl(lease),
-            id: id.to_owned(),
-            prefix: self.queue.key_prefix().to_owned(),
-            progress: Default::default(),
-            lane_runs: Default::default(),
-            schedules: Default::default(),
-        }
-    }
-
+impl SubmitInGroup for Fixture {
     async fn submit(&self, group: Option<&str>, i: usize) -> u64 {
         let options = match group {
             Some(group) => SubmitOptions::new().with_group(group),
@@ -71,26 +26,6 @@ impl Fixture {
             .await
             .unwrap()
             .id()
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        // On its own runtime and connection: the test's runtime is shutting down.
-        let prefix = self.prefix.clone();
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let config = RedisQueueConfig::new(redis_url()).with_key_prefix(prefix);
-                if let Ok(queue) = RedisQueue::connect(config).await {
-                    let _ = queue.clear().await;
-                }
-            });
-        })
-        .join();
     }
 }
 
@@ -107,7 +42,7 @@ fn ok(id: u64, token: &str) -> Completion {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_with_one_command_starts_right_after_the_first_of_a_long_backlog() {
-    let fixture = Fixture::new("fair", |lane| lane).await;
+    let fixture = Fixture::with_lane("fair", |lane| lane).await;
     let mut conn = fixture.queue.conn();
     let mut a = Vec::new();
     for i in 0..2000 {
@@ -141,7 +76,7 @@ async fn a_group_with_one_command_starts_right_after_the_first_of_a_long_backlog
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_of_no_group_take_turns_as_a_group_from_when_they_came() {
-    let fixture = Fixture::new("ungrouped", |lane| lane).await;
+    let fixture = Fixture::with_lane("ungrouped", |lane| lane).await;
     let mut conn = fixture.queue.conn();
     // Waiting before any group: the commands of no group have the first turn.
     let p1 = fixture.submit(None, 1).await;
@@ -216,7 +151,7 @@ async fn commands_of_no_group_take_turns_as_a_group_from_when_they_came() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_cap_holds_across_workers_and_frees_when_a_run_ends() {
-    let fixture = Fixture::new("cap", |lane| {
+    let fixture = Fixture::with_lane("cap", |lane| {
         lane.with_group_limits(GroupLimits::new().with_max_concurrency(2))
             .with_group_override("big", GroupLimits::new().with_max_concurrency(3))
     })
@@ -265,7 +200,7 @@ async fn a_group_cap_holds_across_workers_and_frees_when_a_run_ends() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_rate_limit_spaces_its_starts_without_holding_other_groups() {
     // 5 per second with a burst of 1: a start every 200ms.
-    let fixture = Fixture::new("rate", |lane| {
+    let fixture = Fixture::with_lane("rate", |lane| {
         lane.with_group_limits(
             GroupLimits::new().with_rate_limit(RateLimitConfig::token_bucket(
                 5,
@@ -326,7 +261,7 @@ async fn a_group_rate_limit_spaces_its_starts_without_holding_other_groups() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_group_waits_and_a_cancelled_group_ends_everywhere() {
-    let fixture = Fixture::new("pause", |lane| lane).await;
+    let fixture = Fixture::with_lane("pause", |lane| lane).await;
     let mut conn = fixture.queue.conn();
     // Paused before it has any command: its submits wait.
     fixture.queue.pause_group("jobs", "b").await.unwrap();
@@ -374,7 +309,7 @@ async fn a_paused_group_waits_and_a_cancelled_group_ends_everywhere() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn groups_are_listed_by_key_and_counted() {
-    let fixture = Fixture::new("list", |lane| {
+    let fixture = Fixture::with_lane("list", |lane| {
         lane.with_group_override("c", GroupLimits::new().with_max_concurrency(4))
     })
     .await;
@@ -469,7 +404,7 @@ async fn groups_are_listed_by_key_and_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_workers_runs_give_back_their_group_slots_once() {
-    let fixture = Fixture::new("dead", |lane| {
+    let fixture = Fixture::with_lane("dead", |lane| {
         lane.with_group_limits(GroupLimits::new().with_max_concurrency(1))
     })
     .await;
@@ -558,7 +493,7 @@ async fn a_dead_workers_runs_give_back_their_group_slots_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_and_redriven_dead_letters_wait_in_their_group_again() {
-    let fixture = Fixture::new("retry", |lane| {
+    let fixture = Fixture::with_lane("retry", |lane| {
         lane.with_group_limits(GroupLimits::new().with_max_concurrency(1))
     })
     .await;

@@ -10,7 +10,7 @@ use super::{Completion, Shared};
 use crate::{CancelOutcome, RedisQueue, RedisQueueConfig, RedisWorkerConfig};
 use lane_core::LaneConfig;
 
-fn redis_url() -> String {
+pub(super) fn redis_url() -> String {
     match std::env::var("A3S_LANE_REDIS_URL") {
         Ok(url) if !url.is_empty() => url,
         _ => panic!(
@@ -21,13 +21,22 @@ fn redis_url() -> String {
     }
 }
 
-struct Fixture {
-    queue: RedisQueue,
+/// A queue of one lane "jobs" (cap 10) under a prefix of its own, cleared when dropped.
+pub(super) struct Fixture {
+    pub(super) queue: RedisQueue,
     prefix: String,
 }
 
 impl Fixture {
     async fn new(test: &str) -> Self {
+        Self::with_lane(test, |lane| lane).await
+    }
+
+    /// A fixture whose lane "jobs" is `configure`d (group limits, say).
+    pub(super) async fn with_lane(
+        test: &str,
+        configure: impl FnOnce(LaneConfig) -> LaneConfig,
+    ) -> Self {
         let prefix = format!(
             "a3s-unit-{test}-{}-{}",
             std::process::id(),
@@ -35,7 +44,7 @@ impl Fixture {
         );
         let config = RedisQueueConfig::new(redis_url())
             .with_key_prefix(&prefix)
-            .with_lane("jobs", LaneConfig::new(1, 10), 0);
+            .with_lane("jobs", configure(LaneConfig::new(1, 10)), 0);
         Self {
             queue: RedisQueue::connect(config).await.unwrap(),
             prefix,
@@ -43,7 +52,7 @@ impl Fixture {
     }
 
     /// A worker driven by hand: no driver task, no heartbeat timer.
-    fn worker(&self, id: &str, lease: Duration) -> Shared {
+    pub(super) fn worker(&self, id: &str, lease: Duration) -> Shared {
         Shared {
             queue: self.queue.clone(),
             handlers: HandlerRegistry::default(),
