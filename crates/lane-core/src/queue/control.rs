@@ -22,23 +22,30 @@ impl CommandQueue {
     /// Cancels a pending, delayed or running command. Returns false when no such command
     /// is live (it finished, or the id is unknown).
     pub fn cancel(self: &Arc<Self>, id: CommandId) -> bool {
+        self.cancel_one(id).total() > 0
+    }
+
+    fn cancel_one(self: &Arc<Self>, id: CommandId) -> Cancelled {
         let select = |state: &State| state.tasks.get(&id).cloned().into_iter().collect();
-        self.cancel_where(select, "cancelled by request", false) > 0
+        self.cancel_where(select, "cancelled by request", false)
     }
 
     /// Cancels every pending, delayed and running command of a lane; returns how many.
     pub fn cancel_lane(self: &Arc<Self>, lane_id: &str) -> Result<usize> {
         let lane = self.state.lock().lane_index(lane_id)?;
-        Ok(self.cancel_where(
-            live_where(|task| task.lane() == lane),
-            "lane cancelled",
-            false,
-        ))
+        Ok(self
+            .cancel_where(
+                live_where(|task| task.lane() == lane),
+                "lane cancelled",
+                false,
+            )
+            .total())
     }
 
     /// Cancels everything live; `interrupted` keeps the commands in the journal.
     pub(crate) fn cancel_all(self: &Arc<Self>, reason: &'static str, interrupted: bool) -> usize {
         self.cancel_where(live_where(|_| true), reason, interrupted)
+            .total()
     }
 
     /// Cancels the live commands `select` picks (under the state lock).
@@ -47,11 +54,12 @@ impl CommandQueue {
         select: impl FnOnce(&State) -> Vec<Arc<Task>>,
         reason: &'static str,
         interrupted: bool,
-    ) -> usize {
+    ) -> Cancelled {
         let mut effects = Effects::default();
         let mut dropped = Vec::new();
         let mut pending = Vec::new();
         let mut signalled = 0;
+        let mut running = 0;
         {
             let mut state = self.state.lock();
             let now = Instant::now();
@@ -79,6 +87,7 @@ impl CommandQueue {
                         dropped.push(task);
                     }
                     Phase::Running => {
+                        running += 1;
                         if task.cancel.request() {
                             signalled += 1;
                         }
@@ -111,7 +120,11 @@ impl CommandQueue {
                 effects.idle = state.is_idle();
             }
         }
-        let count = dropped.len() + signalled;
+        let outcome = Cancelled {
+            ended: dropped.len(),
+            signalled,
+            running,
+        };
         for task in dropped {
             let lane = self.lane_name_unlocked(task.lane());
             let info = info(&task, &lane, task.failures() + 1);
@@ -127,25 +140,19 @@ impl CommandQueue {
             task.reply(Err(LaneError::Cancelled(reason.into())));
         }
         self.apply(effects, false);
-        count
+        outcome
     }
 
     /// Cancels a command and says what that did ([`CancelOutcome`]).
     pub fn cancel_command(self: &Arc<Self>, id: CommandId) -> CancelOutcome {
-        if self.cancel(id) {
-            // A cancelled pending or delayed command is gone at once; a running one stays
-            // until it stops.
-            let running = self
-                .state
-                .lock()
-                .tasks
-                .get(&id)
-                .is_some_and(|task| task.phase() == Phase::Running);
-            return if running {
-                CancelOutcome::Signalled
-            } else {
-                CancelOutcome::Cancelled
-            };
+        // The outcome is what the cancel saw under the lock: a signalled run may end
+        // before a second look, and a run cancelled twice is still running.
+        let outcome = self.cancel_one(id);
+        if outcome.ended > 0 {
+            return CancelOutcome::Cancelled;
+        }
+        if outcome.running > 0 {
+            return CancelOutcome::Signalled;
         }
         if self.command_status(id).is_some() || id < self.next_id.load(Ordering::Relaxed) {
             CancelOutcome::AlreadyFinished
@@ -320,11 +327,13 @@ impl CommandQueue {
     pub fn cancel_group(self: &Arc<Self>, lane_id: &str, group: &str) -> Result<usize> {
         crate::group::check_group(group)?;
         let lane = self.state.lock().lane_index(lane_id)?;
-        Ok(self.cancel_where(
-            live_where(|task| task.lane() == lane && task.group.as_deref() == Some(group)),
-            "group cancelled",
-            false,
-        ))
+        Ok(self
+            .cancel_where(
+                live_where(|task| task.lane() == lane && task.group.as_deref() == Some(group)),
+                "group cancelled",
+                false,
+            )
+            .total())
     }
 
     /// A group's counts.
@@ -349,6 +358,23 @@ impl CommandQueue {
             .skip(page.offset)
             .take(page.limit)
             .collect())
+    }
+}
+
+/// What one cancel pass did.
+struct Cancelled {
+    /// Pending and delayed commands it ended.
+    ended: usize,
+    /// Running commands it signalled for the first time.
+    signalled: usize,
+    /// Running commands it found, signalled now or before.
+    running: usize,
+}
+
+impl Cancelled {
+    /// Commands this pass ended or newly signalled.
+    fn total(&self) -> usize {
+        self.ended + self.signalled
     }
 }
 
