@@ -143,6 +143,7 @@ async fn fill(dir: &Path) {
                     start_by: None,
                     key: None,
                     group: None,
+                    replayable: true,
                 })
             })
             .collect();

@@ -30,6 +30,7 @@ async fn store_with_commands(dir: &std::path::Path, n: u64) {
                 start_by: None,
                 key: None,
                 group: None,
+                replayable: true,
             })
         })
         .collect();

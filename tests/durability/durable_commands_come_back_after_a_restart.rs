@@ -4,8 +4,7 @@
 use std::time::Duration;
 
 use a3s_lane::{
-    CommandContext, EventEmitter, LaneConfig, QueueManagerBuilder, RetryPolicy, Storage, StorageOp,
-    StoredCommand, handler_fn,
+    CommandContext, LaneConfig, RetryPolicy, Storage, StorageOp, StoredCommand, handler_fn,
 };
 use serde_json::{Value, json};
 
@@ -99,6 +98,7 @@ async fn a_recovered_command_keeps_its_attempt_count() {
                 start_by: None,
                 key: None,
                 group: None,
+                replayable: true,
             })
             .await
             .unwrap();
@@ -165,6 +165,7 @@ async fn a_recovered_command_without_handler_or_lane_becomes_a_dead_letter() {
                 start_by: None,
                 key: None,
                 group: None,
+                replayable: true,
             })
         };
         store
@@ -211,27 +212,6 @@ async fn a_recovered_command_without_handler_or_lane_becomes_a_dead_letter() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn in_process_commands_are_not_stored() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = storage(dir.path()).await;
-    let manager = QueueManagerBuilder::new(EventEmitter::new(16))
-        .with_lane("work", LaneConfig::new(1, 1), 0)
-        .with_storage(store.clone())
-        .build()
-        .await
-        .unwrap();
-    manager.pause_lane("work").unwrap();
-    manager.start().await.unwrap();
-    let handle = manager
-        .submit_fn("work", "closure", |_ctx| async { Ok(json!(1)) })
-        .await
-        .unwrap();
-    assert!(store.load_commands().await.unwrap().is_empty());
-    manager.resume_lane("work").unwrap();
-    assert_eq!(handle.await.unwrap(), json!(1));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_storage_implements_every_storage_method() {
     let dir = tempfile::tempdir().unwrap();
     let store = storage(dir.path()).await;
@@ -247,6 +227,7 @@ async fn local_storage_implements_every_storage_method() {
         start_by: None,
         key: None,
         group: None,
+        replayable: true,
     };
     store.save_command(command(3)).await.unwrap();
     store.save_command(command(1)).await.unwrap();

@@ -3,7 +3,8 @@
 //! a store that cannot be trusted fails loudly. (The tests that kill or lock a store
 //! from another process are their own binaries,
 //! `tests/a_killed_process_loses_no_acknowledged_command.rs`,
-//! `tests/a_killed_process_fires_no_schedule_instant_twice.rs` and
+//! `tests/a_killed_process_fires_no_schedule_instant_twice.rs`,
+//! `tests/a_killed_process_leaves_a_record_of_every_0_3_command.rs` and
 //! `tests/a_store_in_use_by_another_process_is_refused.rs`: each is a `main` that runs
 //! itself as the child process.)
 //!
@@ -13,6 +14,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod boxed_commands_are_recorded_and_never_silently_lost;
 mod concurrent_submits_of_one_key_make_one_command;
 mod damaged_busy_or_full_stores_fail_loudly;
 mod delayed_commands_keep_their_times_across_a_restart;

@@ -10,6 +10,7 @@ mod support;
 
 mod a_failure_without_dead_letters_is_kept_as_failed;
 mod a_panic_in_user_policy_code_never_stops_the_queue;
+mod an_unknown_lane_is_reported_before_a_missing_handler;
 mod dead_letters_keep_what_is_needed_to_redrive;
 mod extreme_values_never_panic_or_poison_the_queue;
 mod failures_release_their_slot;

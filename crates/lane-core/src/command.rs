@@ -58,6 +58,50 @@ pub trait Command: Send + Sync {
     fn stops_when_dropped(&self) -> bool {
         true
     }
+
+    /// The command's JSON payload for replay, if it can be run again from one: `None`
+    /// (the default) for a command that cannot.
+    ///
+    /// With storage configured (`with_storage`) every accepted command is recorded until
+    /// it ends, so `load_commands()` lists it with its type and lane while it waits or
+    /// runs. A command that gives a payload here is recorded like a replayable one
+    /// ([`submit_replayable`](crate::QueueManager::submit_replayable)): after a crash it
+    /// is recovered and run by the [`Handler`] registered for its
+    /// [`command_type`](Command::command_type) with this payload (with no such handler at
+    /// the restart it becomes a dead letter saying so), and a dead letter of it keeps the
+    /// payload, so it can be re-driven. One that gives none cannot run again: after a
+    /// crash (or a `shutdown_now()` that interrupted it) it becomes a dead letter whose
+    /// error says it was not replayable, never silently gone.
+    ///
+    /// Called once per submit, and only by a queue with storage or dead letters; the
+    /// payload is checked as any replayable payload is
+    /// ([`MAX_PAYLOAD_DEPTH`](crate::MAX_PAYLOAD_DEPTH),
+    /// [`MAX_PAYLOAD_BYTES`](crate::MAX_PAYLOAD_BYTES)).
+    ///
+    /// ```
+    /// use a3s_lane::{Command, Result};
+    /// use async_trait::async_trait;
+    /// use serde_json::{Value, json};
+    ///
+    /// struct SendEmail { to: String }
+    ///
+    /// #[async_trait]
+    /// impl Command for SendEmail {
+    ///     async fn execute(&self) -> Result<Value> {
+    ///         Ok(json!({ "sent": &self.to }))
+    ///     }
+    ///     fn command_type(&self) -> &str {
+    ///         "send_email"
+    ///     }
+    ///     // Recovered after a crash by the handler registered for "send_email".
+    ///     fn replay_payload(&self) -> Option<Value> {
+    ///         Some(json!({ "to": &self.to }))
+    ///     }
+    /// }
+    /// ```
+    fn replay_payload(&self) -> Option<Value> {
+        None
+    }
 }
 
 fn _assert_command_is_dyn_compatible(_: Box<dyn Command>) {}
@@ -487,5 +531,9 @@ impl Command for ReplayableCommand {
 
     fn stops_when_dropped(&self) -> bool {
         self.handler.stops_when_dropped()
+    }
+
+    fn replay_payload(&self) -> Option<Value> {
+        Some(self.payload.clone())
     }
 }

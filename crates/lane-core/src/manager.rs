@@ -238,6 +238,12 @@ impl QueueManagerBuilder {
     }
 }
 
+/// The error of the dead letter made at start for a stored command that cannot be
+/// replayed.
+const NOT_REPLAYABLE: &str = "not replayable: a Box<dyn Command> without a replay payload \
+     (Command::replay_payload) was accepted before a crash or shutdown_now() and had not \
+     finished; it cannot run again";
+
 /// Runs a [`CommandQueue`]: start, submit, cancel, pause, observe, shut down.
 /// Cheap to clone; clones share the queue.
 #[derive(Clone)]
@@ -257,18 +263,27 @@ impl std::fmt::Debug for QueueManager {
 impl QueueManager {
     /// Starts the scheduler on the current tokio runtime. Unfinished commands recovered
     /// from storage go back to the front of their lanes, in their original order; one
-    /// whose lane or handler is missing becomes a dead letter with that reason.
+    /// whose lane or handler is missing becomes a dead letter with that reason, and so
+    /// does one that cannot be replayed (a `Box<dyn Command>` without a
+    /// [`Command::replay_payload`], accepted before a crash or a `shutdown_now()`), with
+    /// an error that starts with "not replayable".
     pub async fn start(&self) -> Result<()> {
         let recovered = std::mem::take(&mut *self.recovered.lock());
         // Dead letters in their original order; the rest go to the front of their lanes
         // newest first, which leaves them in their original order.
         let mut runnable = Vec::with_capacity(recovered.len());
         for stored in recovered {
+            if !stored.replayable {
+                self.dead_letter_recovered(stored, NOT_REPLAYABLE.to_owned());
+                continue;
+            }
             let lane = self.queue.lane_index_of(&stored.lane_id);
             let handler = self.queue.handlers().get(&stored.command_type);
             match (lane, handler) {
                 (Ok(lane), Ok(handler)) => runnable.push((stored, lane, handler)),
-                (Err(error), _) | (_, Err(error)) => self.dead_letter_recovered(stored, error),
+                (Err(error), _) | (_, Err(error)) => {
+                    self.dead_letter_recovered(stored, format!("not recovered: {error}"));
+                }
             }
         }
         for (stored, lane, handler) in runnable.into_iter().rev() {
@@ -277,15 +292,15 @@ impl QueueManager {
         self.queue.start()
     }
 
-    fn dead_letter_recovered(&self, stored: StoredCommand, error: LaneError) {
+    fn dead_letter_recovered(&self, stored: StoredCommand, error: String) {
         let letter = DeadLetter {
             command_id: stored.id,
             command_type: stored.command_type,
             lane_id: stored.lane_id,
-            error: format!("not recovered: {error}"),
+            error,
             attempts: stored.attempts,
             failed_at: now_ms(),
-            payload: Some(stored.payload),
+            payload: stored.replayable.then_some(stored.payload),
         };
         let command_id = letter.command_id;
         self.queue

@@ -1,4 +1,4 @@
-//! The [`Storage`] hook: a durable journal of accepted replayable commands and dead letters.
+//! The [`Storage`] hook: a durable journal of accepted commands and dead letters.
 //!
 //! The queue writes to it through one journal task per queue, so operations reach the
 //! store in the order they happened and concurrent submits share one
@@ -16,7 +16,7 @@ use crate::schedule::ScheduleInfo;
 
 use record::DeadLetter;
 
-/// A replayable command as the store keeps it.
+/// An accepted command as the store keeps it (until it ends).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredCommand {
     /// The command's id (unique per store).
@@ -45,6 +45,22 @@ pub struct StoredCommand {
     /// that group again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// Whether recovery can run it again: true for a replayable command (and a
+    /// [`Command`](crate::Command) that gives a
+    /// [`replay_payload`](crate::Command::replay_payload)); false for one submitted as a
+    /// `Box<dyn Command>` without one (its `payload` is `null`), which is recorded so it
+    /// is listed while it waits or runs, and which recovery turns into a dead letter
+    /// saying it was not replayable. A record without the field is replayable.
+    #[serde(default = "replayable", skip_serializing_if = "is_replayable")]
+    pub replayable: bool,
+}
+
+fn replayable() -> bool {
+    true
+}
+
+fn is_replayable(replayable: &bool) -> bool {
+    *replayable
 }
 
 /// A dead letter as the store keeps it.
@@ -123,7 +139,7 @@ pub struct StoredFinished {
     pub expires_at_ms: u64,
 }
 
-/// A durable store for replayable commands and dead letters.
+/// A durable store for accepted commands and dead letters.
 ///
 /// ```
 /// use a3s_lane::{Result, Storage, StoredCommand, StoredDeadLetter};

@@ -22,6 +22,7 @@ fn command(id: u64, group: Option<&str>) -> StoredCommand {
         start_by: None,
         key: None,
         group: group.map(String::from),
+        replayable: true,
     }
 }
 

@@ -136,6 +136,7 @@ async fn a_read_only_store_directory_is_a_permission_error() {
                     start_by: None,
                     key: None,
                     group: None,
+                    replayable: true,
                 })
             })
             .collect();

@@ -63,6 +63,7 @@ fn command(id: u64) -> StoredCommand {
         start_by: None,
         key: None,
         group: None,
+        replayable: true,
     }
 }
 

@@ -3,9 +3,10 @@
 //! were kept), version 3 (before recurring schedules were kept) or version 4 (before
 //! commands had groups inside their lanes) opens, keeps every command (and finished
 //! command's record, and schedule), its commands in no group, and is migrated in place to
-//! version 5, but only once it has passed the checks that refuse a damaged store
+//! version 6, but only once it has passed the checks that refuse a damaged store
 //! untouched; a store of a newer version is refused untouched, naming the version;
-//! salvage reads every version and writes version 5.
+//! salvage reads every version and writes version 6. A version 5 store (before commands
+//! that cannot be replayed were recorded) opens the same way, every command replayable.
 //!
 //! The version 1, 2, 3 and 4 stores are built by hand with the schema and pragmas those
 //! versions wrote.
@@ -124,6 +125,7 @@ fn v1_command(id: u64) -> StoredCommand {
         start_by: None,
         key: None,
         group: None,
+        replayable: true,
     }
 }
 
@@ -246,12 +248,13 @@ fn column_definitions(dir: &Path, table: &str) -> Vec<(String, String, bool, Opt
     .unwrap()
 }
 
-/// Checks that the closed store in `dir` has the schema of version 5: version 2's
-/// commands with each one's group (version 5), the table of finished commands with its
+/// Checks that the closed store in `dir` has the schema of version 6: version 2's
+/// commands with each one's group (version 5) and whether it is replayable (version 6),
+/// the table of finished commands with its
 /// indexes (version 3) and the table of recurring schedules (version 4), exactly as a
 /// new store has them.
-async fn assert_version_5(dir: &Path) {
-    assert_eq!(schema_of(dir), (5, v5_columns()));
+async fn assert_version_6(dir: &Path) {
+    assert_eq!(schema_of(dir), (6, v6_columns()));
     let definitions = |dir: &Path| -> Vec<(String, String)> {
         let conn = Connection::open(dir.join("lane.db")).unwrap();
         conn.prepare(
@@ -312,9 +315,10 @@ fn v2_columns() -> Vec<String> {
     .to_vec()
 }
 
-fn v5_columns() -> Vec<String> {
+fn v6_columns() -> Vec<String> {
     let mut columns = v2_columns();
     columns.push("group_key".into());
+    columns.push("replayable".into());
     columns
 }
 
@@ -362,8 +366,8 @@ async fn a_version_1_store_opens_keeps_its_commands_and_is_migrated() {
     store.save_command(timed(11)).await.unwrap();
     store.close().await.unwrap();
 
-    assert_eq!(header_version(&dir), 5, "the migration reached lane.db");
-    assert_version_5(&dir).await;
+    assert_eq!(header_version(&dir), 6, "the migration reached lane.db");
+    assert_version_6(&dir).await;
     let mut all = v1;
     all.push(timed(11));
     expect_store(&dir, &all).await;
@@ -384,7 +388,7 @@ async fn a_version_1_crash_image_is_migrated_with_the_commands_of_its_wal() {
 
     let expected: Vec<StoredCommand> = (1..=8).map(v1_command).collect();
     expect_store(&dir, &expected).await;
-    assert_version_5(&dir).await;
+    assert_version_6(&dir).await;
 }
 
 #[tokio::test]
@@ -424,11 +428,11 @@ async fn a_migration_still_in_the_wal_is_not_damage() {
     let mut expected: Vec<StoredCommand> = (1..=6).map(v1_command).collect();
     expected.push(t);
     expect_store(&dir, &expected).await;
-    assert_version_5(&dir).await;
+    assert_version_6(&dir).await;
 }
 
 #[tokio::test]
-async fn a_damaged_version_1_store_is_refused_unmigrated_and_salvaged_into_version_5() {
+async fn a_damaged_version_1_store_is_refused_unmigrated_and_salvaged_into_version_6() {
     let base = tempfile::tempdir().unwrap();
     let live = base.path().join("live");
     let conn = v1_store(&live);
@@ -454,7 +458,7 @@ async fn a_damaged_version_1_store_is_refused_unmigrated_and_salvaged_into_versi
     assert_eq!(header_version(&dir), 1);
 
     // A damaged lane.db header instead (the WAL intact): salvage reads version 1 and
-    // writes version 5 with every command.
+    // writes version 6 with every command.
     let dir = base.path().join("header");
     let conn = v1_store(&dir);
     drop(conn);
@@ -473,7 +477,7 @@ async fn a_damaged_version_1_store_is_refused_unmigrated_and_salvaged_into_versi
         "{report:#?}"
     );
     assert!(report.unreadable.is_empty(), "{report:#?}");
-    assert_version_5(&salvaged).await;
+    assert_version_6(&salvaged).await;
     let expected: Vec<StoredCommand> = (1..=6).map(v1_command).collect();
     expect_store(&salvaged, &expected).await;
 }
@@ -501,7 +505,7 @@ async fn salvage_keeps_the_times_of_a_version_2_store() {
     store.close().await.unwrap();
 }
 
-/// A store in `dir` whose schema a newer a3s-lane (version 6) wrote: in `lane.db`'s
+/// A store in `dir` whose schema a newer a3s-lane (version 7) wrote: in `lane.db`'s
 /// header, or (`in_wal`) only in the WAL of a process that died.
 async fn newer_store(base: &Path, in_wal: bool) -> PathBuf {
     let live = base.join(if in_wal { "live" } else { "newer" });
@@ -510,18 +514,18 @@ async fn newer_store(base: &Path, in_wal: bool) -> PathBuf {
     store.close().await.unwrap();
     let conn = Connection::open(live.join("lane.db")).unwrap();
     conn.execute_batch(
-        "ALTER TABLE commands ADD COLUMN priority INTEGER; PRAGMA user_version = 6;",
+        "ALTER TABLE commands ADD COLUMN priority INTEGER; PRAGMA user_version = 7;",
     )
     .unwrap();
     if !in_wal {
         drop(conn);
-        assert_eq!(header_version(&live), 6);
+        assert_eq!(header_version(&live), 7);
         return live;
     }
     let dir = base.join("newer-in-wal");
     crash_image(&live, &dir);
     drop(conn);
-    assert_eq!(header_version(&dir), 5);
+    assert_eq!(header_version(&dir), 6);
     dir
 }
 
@@ -533,7 +537,7 @@ async fn a_store_of_a_newer_version_is_refused_untouched() {
         let before = snapshot(&dir);
         match LocalStorage::new(&dir).await {
             Err(LaneError::Storage(message)) => {
-                for words in ["newer a3s-lane", "schema version 6", "versions 1 to 5"] {
+                for words in ["newer a3s-lane", "schema version 7", "versions 1 to 6"] {
                     assert!(message.contains(words), "{message}");
                 }
             }
@@ -655,8 +659,8 @@ async fn a_version_2_store_opens_keeps_its_commands_and_is_migrated_to_keep_fini
         .unwrap();
     store.close().await.unwrap();
 
-    assert_eq!(header_version(&dir), 5, "the migration reached lane.db");
-    assert_version_5(&dir).await;
+    assert_eq!(header_version(&dir), 6, "the migration reached lane.db");
+    assert_version_6(&dir).await;
     let rest: Vec<StoredCommand> = v2.into_iter().filter(|c| c.id != 3).collect();
     expect_store(&dir, &rest).await;
     let store = LocalStorage::new(&dir).await.unwrap();
@@ -679,7 +683,7 @@ async fn a_version_2_crash_image_is_migrated_with_the_commands_of_its_wal() {
 
     let expected: Vec<StoredCommand> = (1..=8).map(v2_command).collect();
     expect_store(&dir, &expected).await;
-    assert_version_5(&dir).await;
+    assert_version_6(&dir).await;
 }
 
 #[tokio::test]
@@ -834,8 +838,8 @@ async fn a_version_3_store_opens_keeps_its_commands_and_records_and_is_migrated_
         .unwrap();
     store.close().await.unwrap();
 
-    assert_eq!(header_version(&dir), 5, "the migration reached lane.db");
-    assert_version_5(&dir).await;
+    assert_eq!(header_version(&dir), 6, "the migration reached lane.db");
+    assert_version_6(&dir).await;
     let mut all = v2;
     all.push(command);
     expect_store(&dir, &all).await;
@@ -875,7 +879,7 @@ async fn a_version_3_crash_image_is_migrated_with_what_its_wal_holds() {
 
     let expected: Vec<StoredCommand> = (1..=6).chain(11..=12).map(v2_command).collect();
     expect_store(&dir, &expected).await;
-    assert_version_5(&dir).await;
+    assert_version_6(&dir).await;
     let store = LocalStorage::new(&dir).await.unwrap();
     let mut records = v3_records();
     records.push(more);
@@ -885,7 +889,7 @@ async fn a_version_3_crash_image_is_migrated_with_what_its_wal_holds() {
 }
 
 #[tokio::test]
-async fn a_damaged_version_3_store_is_refused_unmigrated_and_salvaged_into_version_5() {
+async fn a_damaged_version_3_store_is_refused_unmigrated_and_salvaged_into_version_6() {
     let base = tempfile::tempdir().unwrap();
     let live = base.path().join("live");
     let conn = v3_store(&live);
@@ -911,7 +915,7 @@ async fn a_damaged_version_3_store_is_refused_unmigrated_and_salvaged_into_versi
     assert_eq!(header_version(&dir), 3);
 
     // A damaged lane.db header instead: salvage reads version 3 (no schedules table)
-    // and writes version 5 with every command and record.
+    // and writes version 6 with every command and record.
     let dir = base.path().join("header");
     drop(v3_store(&dir));
     let db = dir.join("lane.db");
@@ -934,7 +938,7 @@ async fn a_damaged_version_3_store_is_refused_unmigrated_and_salvaged_into_versi
         "{report:#?}"
     );
     assert!(report.unreadable.is_empty(), "{report:#?}");
-    assert_version_5(&salvaged).await;
+    assert_version_6(&salvaged).await;
     let expected: Vec<StoredCommand> = (1..=6).map(v2_command).collect();
     expect_store(&salvaged, &expected).await;
     let store = LocalStorage::new(&salvaged).await.unwrap();
@@ -1037,8 +1041,8 @@ async fn a_version_4_store_opens_keeps_its_commands_records_and_schedules_and_is
         .unwrap();
     store.close().await.unwrap();
 
-    assert_eq!(header_version(&dir), 5, "the migration reached lane.db");
-    assert_version_5(&dir).await;
+    assert_eq!(header_version(&dir), 6, "the migration reached lane.db");
+    assert_version_6(&dir).await;
     let mut all = v2;
     all.push(grouped(11, "tenant-1"));
     all.push(grouped(12, "tenant-2"));
@@ -1068,7 +1072,7 @@ async fn a_version_4_crash_image_is_migrated_with_what_its_wal_holds() {
     let expected: Vec<StoredCommand> = (1..=6).chain(11..=12).map(v2_command).collect();
     no_groups(&expected);
     expect_store(&dir, &expected).await;
-    assert_version_5(&dir).await;
+    assert_version_6(&dir).await;
     let store = LocalStorage::new(&dir).await.unwrap();
     assert_eq!(store.load_finished().await.unwrap(), v3_records());
     let mut schedules = v4_schedules();
@@ -1078,7 +1082,7 @@ async fn a_version_4_crash_image_is_migrated_with_what_its_wal_holds() {
 }
 
 #[tokio::test]
-async fn a_damaged_version_4_store_is_refused_unmigrated_and_salvaged_into_version_5() {
+async fn a_damaged_version_4_store_is_refused_unmigrated_and_salvaged_into_version_6() {
     let base = tempfile::tempdir().unwrap();
     let live = base.path().join("live");
     let conn = v4_store(&live);
@@ -1104,7 +1108,7 @@ async fn a_damaged_version_4_store_is_refused_unmigrated_and_salvaged_into_versi
     assert_eq!(header_version(&dir), 4);
 
     // A damaged lane.db header instead: salvage reads version 4 (no group column) and
-    // writes version 5 with every command (in no group), record and schedule.
+    // writes version 6 with every command (in no group), record and schedule.
     let dir = base.path().join("header");
     drop(v4_store(&dir));
     let db = dir.join("lane.db");
@@ -1127,7 +1131,7 @@ async fn a_damaged_version_4_store_is_refused_unmigrated_and_salvaged_into_versi
         "{report:#?}"
     );
     assert!(report.unreadable.is_empty(), "{report:#?}");
-    assert_version_5(&salvaged).await;
+    assert_version_6(&salvaged).await;
     let expected: Vec<StoredCommand> = (1..=6).map(v2_command).collect();
     no_groups(&expected);
     expect_store(&salvaged, &expected).await;
@@ -1135,4 +1139,101 @@ async fn a_damaged_version_4_store_is_refused_unmigrated_and_salvaged_into_versi
     assert_eq!(store.load_finished().await.unwrap(), v3_records());
     assert_eq!(store.load_schedules().await.unwrap(), v4_schedules());
     store.close().await.unwrap();
+}
+
+/// A version 5 store in `dir`, closed cleanly: version 4's store with the `group_key`
+/// column version 5 added, its commands 1..=6 in no group and command 11 in group
+/// `tenant-1`.
+fn v5_store(dir: &Path) -> Connection {
+    let conn = v4_store(dir);
+    conn.execute_batch("ALTER TABLE commands ADD COLUMN group_key TEXT;")
+        .unwrap();
+    insert_v2(&conn, [11]);
+    conn.execute(
+        "UPDATE commands SET group_key = 'tenant-1' WHERE id = 11",
+        [],
+    )
+    .unwrap();
+    conn.pragma_update(None, "user_version", 5).unwrap();
+    conn
+}
+
+/// What a version 5 store below holds, as it loads: every command replayable.
+fn v5_commands() -> Vec<StoredCommand> {
+    let mut commands: Vec<StoredCommand> = (1..=6).map(v2_command).collect();
+    commands.push(grouped(11, "tenant-1"));
+    assert!(commands.iter().all(|c| c.replayable), "{commands:?}");
+    commands
+}
+
+/// Command `id` submitted as a `Box<dyn Command>` without a replay payload, as version 6
+/// stores it.
+fn not_replayable(id: u64) -> StoredCommand {
+    StoredCommand {
+        command_type: "opaque".into(),
+        payload: serde_json::Value::Null,
+        replayable: false,
+        ..v1_command(id)
+    }
+}
+
+#[tokio::test]
+async fn a_version_5_store_opens_keeps_its_commands_and_is_migrated_to_keep_commands_that_cannot_be_replayed()
+ {
+    let base = tempfile::tempdir().unwrap();
+    let dir = base.path().join("store");
+    drop(v5_store(&dir));
+    assert_eq!(header_version(&dir), 5);
+
+    let store = LocalStorage::new(&dir)
+        .await
+        .expect("a version 5 store opens");
+    assert_eq!(
+        store.load_commands().await.unwrap(),
+        v5_commands(),
+        "every command of a version 5 store is replayable"
+    );
+    assert_eq!(store.load_finished().await.unwrap(), v3_records());
+    assert_eq!(store.load_schedules().await.unwrap(), v4_schedules());
+    // The new column is there at once: a command that cannot be replayed is stored as
+    // such, by both write paths.
+    store.save_command(not_replayable(12)).await.unwrap();
+    store
+        .apply(vec![StorageOp::SaveCommand(not_replayable(13))])
+        .await
+        .unwrap();
+    store.close().await.unwrap();
+
+    assert_eq!(header_version(&dir), 6, "the migration reached lane.db");
+    assert_version_6(&dir).await;
+    let mut all = v5_commands();
+    all.push(not_replayable(12));
+    all.push(not_replayable(13));
+    expect_store(&dir, &all).await;
+
+    // Salvage reads version 5 (no replayable column: every command replayable) and
+    // version 6 (the column as stored), and writes version 6.
+    for (name, build) in [("v5", true), ("v6", false)] {
+        let damaged = base.path().join(format!("damaged-{name}"));
+        let expected = if build {
+            drop(v5_store(&damaged));
+            v5_commands()
+        } else {
+            std::fs::create_dir_all(&damaged).unwrap();
+            for (name, bytes) in snapshot(&dir) {
+                std::fs::write(damaged.join(name), bytes).unwrap();
+            }
+            all.clone()
+        };
+        let db = damaged.join("lane.db");
+        let mut bytes = std::fs::read(&db).unwrap();
+        bytes[..16].copy_from_slice(b"not a database!!");
+        std::fs::write(&db, bytes).unwrap();
+        let salvaged = base.path().join(format!("salvaged-{name}"));
+        let report = LocalStorage::salvage(&damaged, &salvaged).await.unwrap();
+        assert!(report.unreadable.is_empty(), "{report:#?}");
+        assert_eq!(report.commands, expected.len(), "{report:#?}");
+        assert_version_6(&salvaged).await;
+        expect_store(&salvaged, &expected).await;
+    }
 }

@@ -58,6 +58,7 @@ fn command_of(info: &ScheduleInfo, id: u64) -> StoredCommand {
         start_by: None,
         key: None,
         group: None,
+        replayable: true,
     }
 }
 

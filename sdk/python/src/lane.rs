@@ -194,7 +194,12 @@ impl Lane {
         let plain = options == SubmitOptions::default();
         let command = if self.direct {
             let Some(handler) = self.handlers.read().get(command_type).cloned() else {
-                return Ok(Acceptance::Done(Err(self.handler_not_found(command_type))));
+                // An unknown lane is reported first, as the core does.
+                let error = match self.queue.lane_status(lane) {
+                    Err(unknown_lane) => unknown_lane,
+                    Ok(_) => self.handler_not_found(command_type),
+                };
+                return Ok(Acceptance::Done(Err(error)));
             };
             Submitted::Direct(Box::new(DirectCommand {
                 handler,

@@ -521,12 +521,12 @@ impl CommandQueue {
 
     /// Rewrites a durable command's record with its new failure count.
     fn journal_failure_count(&self, task: &Task, lane: &str) {
-        if let (Some(journal), Some(payload)) = (&self.journal, &task.payload) {
+        if let Some(journal) = &self.journal {
             journal.write(StorageOp::SaveCommand(StoredCommand {
                 id: task.id,
                 lane_id: lane.to_owned(),
                 command_type: task.command.command_type().to_owned(),
-                payload: payload.clone(),
+                payload: task.payload.clone().unwrap_or_default(),
                 attempts: task.failures(),
                 created_at: task.created_at_ms,
                 // It started: its start time and deadline are behind it.
@@ -534,6 +534,7 @@ impl CommandQueue {
                 start_by: None,
                 key: task.key.as_deref().map(str::to_owned),
                 group: task.group.as_deref().map(str::to_owned),
+                replayable: task.payload.is_some(),
             }));
         }
     }
@@ -541,7 +542,7 @@ impl CommandQueue {
     /// A durable command ended: the journal keeps its record if its lane does (see
     /// [`StorageOp::SaveFinished`]), and forgets the command otherwise.
     pub(super) fn journal_end(&self, task: &Task) {
-        let (Some(journal), Some(_)) = (&self.journal, &task.payload) else {
+        let Some(journal) = &self.journal else {
             return;
         };
         let kept = task.is_retained().then(|| {
@@ -567,7 +568,7 @@ impl CommandQueue {
     }
 
     pub(super) fn journal_remove(&self, task: &Task) {
-        if let (Some(journal), Some(_)) = (&self.journal, &task.payload) {
+        if let Some(journal) = &self.journal {
             journal.write(StorageOp::RemoveCommand(task.id));
         }
     }

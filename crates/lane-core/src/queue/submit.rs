@@ -26,11 +26,12 @@ impl CommandQueue {
         lane_id: &str,
         command: Box<dyn Command>,
     ) -> Result<oneshot::Receiver<Result<Value>>> {
+        let payload = self.replay_payload_of(command.as_ref())?;
         let accepted = self
             .accept(
                 lane_id,
                 command,
-                None,
+                payload,
                 0,
                 Timing::default(),
                 None,
@@ -47,11 +48,12 @@ impl CommandQueue {
         lane_id: &str,
         command: Box<dyn Command>,
     ) -> Result<CommandHandle> {
+        let payload = self.replay_payload_of(command.as_ref())?;
         let accepted = self
             .accept(
                 lane_id,
                 command,
-                None,
+                payload,
                 0,
                 Timing::default(),
                 None,
@@ -71,11 +73,12 @@ impl CommandQueue {
         options: &SubmitOptions,
     ) -> Result<CommandHandle> {
         let timing = options.resolve_now()?;
+        let payload = self.replay_payload_of(command.as_ref())?;
         let accepted = self
             .accept(
                 lane_id,
                 command,
-                None,
+                payload,
                 0,
                 timing,
                 options.key(),
@@ -117,7 +120,12 @@ impl CommandQueue {
             crate::payload::dismantle(payload);
             return Err(error);
         }
-        let handler = self.handlers.get(command_type)?;
+        let handler = match self.handlers.get(command_type) {
+            Ok(handler) => handler,
+            // An unknown lane is reported first: it is the submit's first argument.
+            // Looked up only now, so a submit that finds its handler takes no extra lock.
+            Err(missing) => return Err(self.lane_index_of(lane_id).err().unwrap_or(missing)),
+        };
         // The task's copy is read only by the journal and the dead letters.
         let kept = (self.journal.is_some() || self.dlq.is_some()).then(|| payload.clone());
         let command = Box::new(ReplayableCommand {
@@ -140,7 +148,27 @@ impl CommandQueue {
         Ok(accepted.into_handle(self))
     }
 
-    /// Accepts a command: written durably first (with a journal), then queued. `fire`:
+    /// The replay payload of a command submitted as a `Box<dyn Command>`
+    /// ([`Command::replay_payload`]), asked only by a queue that records it (storage or
+    /// dead letters), and checked as any replayable payload is.
+    fn replay_payload_of(&self, command: &dyn Command) -> Result<Option<Value>> {
+        if self.journal.is_none() && self.dlq.is_none() {
+            return Ok(None);
+        }
+        let Some(payload) = command.replay_payload() else {
+            return Ok(None);
+        };
+        if let Err(error) = crate::payload::check_payload(&payload) {
+            crate::payload::dismantle(payload);
+            return Err(error);
+        }
+        Ok(Some(payload))
+    }
+
+    /// Accepts a command: written durably first (with a journal), then queued. Every
+    /// command is recorded: one without a payload (a `Box<dyn Command>` that gives no
+    /// [`Command::replay_payload`]) as not replayable, so that a crash leaves a dead
+    /// letter of it rather than nothing. `fire`:
     /// the command is a schedule's instant, written together with the schedule moved
     /// past it; it never waits for room (a full lane refuses it).
     #[expect(
@@ -187,9 +215,7 @@ impl CommandQueue {
             // a duplicate, a full lane, or this submit dropped while it waits).
             let mut written = None;
             let mut _key_guard = None;
-            if let Some(journal) = &self.journal
-                && task.payload.is_some()
-            {
+            if let Some(journal) = &self.journal {
                 match self
                     .before_write(&task, lane_id, key, &mut room_until, fire.is_some())
                     .await?
@@ -327,6 +353,7 @@ impl CommandQueue {
             start_by: task.timing.start_by_ms,
             key: task.key.as_deref().map(str::to_owned),
             group: task.group.as_deref().map(str::to_owned),
+            replayable: task.payload.is_some(),
         }
     }
 
@@ -489,7 +516,7 @@ impl CommandQueue {
 
     /// Drops the journal record of a command that was never queued.
     fn forget(&self, task: &Task) {
-        if let (Some(journal), Some(_)) = (&self.journal, &task.payload) {
+        if let Some(journal) = &self.journal {
             journal.write(StorageOp::RemoveCommand(task.id));
         }
     }

@@ -88,20 +88,24 @@
 //! by these checks; a payload that no longer parses then becomes a dead letter as above.
 //!
 //! # Schema versions
-//! The store's schema version is its SQLite `user_version`. Version 5 keeps each
+//! The store's schema version is its SQLite `user_version`. Version 6 keeps commands
+//! that cannot be replayed (a `Box<dyn Command>` without a replay payload: the column
+//! `replayable` of `commands`), which version 5 (a3s-lane before it recorded them) did
+//! not; version 5 keeps each
 //! command's group inside its lane (the column `group_key`), which version 4 (a3s-lane
 //! before groups) did not; version 4 keeps recurring schedules (the table `schedules`),
 //! which version 3 (a3s-lane before schedules) did not; version 3 keeps the records of
 //! finished commands (the table `finished`), which version 2 (a3s-lane before
 //! retention) did not; version 2 keeps each command's start time (a delayed command),
 //! start-by deadline and idempotency key, which version 1 (a3s-lane before delayed
-//! commands) did not. A version 1, 2, 3 or 4 store opens, and once every check above has
-//! accepted it, it is migrated in place to version 5 in one transaction (its commands
+//! commands) did not. A version 1 to 5 store opens, and once every check above has
+//! accepted it, it is migrated in place to version 6 in one transaction (its commands
 //! have neither a delay nor a deadline if it was version 1; no finished command is kept
 //! yet if it was older than 3; it has no schedule yet if it was older than 4; none of its
-//! commands is in a group); a store refused as damaged is never migrated. A store of a
-//! newer version is refused untouched, naming its version: open it with the a3s-lane
-//! that wrote it. [`LocalStorage::salvage`] reads versions 1 to 5 and writes version 5.
+//! commands is in a group if it was older than 5; every command is replayable); a store
+//! refused as damaged is never migrated. A store of a newer version is refused
+//! untouched, naming its version: open it with the a3s-lane that wrote it.
+//! [`LocalStorage::salvage`] reads versions 1 to 6 and writes version 6.
 
 mod files;
 mod salvage;

@@ -177,7 +177,8 @@ fn salvage(damaged_dir: &Path, new_dir: &Path) -> Result<SalvageReport> {
         )
         .ok();
     // A version 1 store has none of version 2's columns: its commands have no timing
-    // and no key; a store older than version 5 has no groups.
+    // and no key; a store older than version 5 has no groups, and one older than 6 only
+    // replayable commands.
     let count_columns = |names: &str| -> i64 {
         conn.query_row(
             &format!("SELECT count(*) FROM pragma_table_info('commands') WHERE name IN ({names})"),
@@ -196,9 +197,14 @@ fn salvage(damaged_dir: &Path, new_dir: &Path) -> Result<SalvageReport> {
     } else {
         "NULL"
     };
+    let replayable = if count_columns("'replayable'") == 1 {
+        "replayable"
+    } else {
+        "1"
+    };
     let commands_sql = format!(
-        "SELECT id, lane_id, command_type, payload, attempts, created_at, {timing}, {group} \
-         FROM commands WHERE id >= ?1 ORDER BY id"
+        "SELECT id, lane_id, command_type, payload, attempts, created_at, {timing}, {group}, \
+         {replayable} FROM commands WHERE id >= ?1 ORDER BY id"
     );
     // Finished commands' records: schema version 3 on; recurring schedules: version 4
     // on (an older store has none).

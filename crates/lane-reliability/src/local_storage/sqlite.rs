@@ -27,8 +27,9 @@ pub(super) const APPLICATION_ID: i32 = 0x4133_534c;
 /// commands, start-by deadlines, idempotency keys); version 3 the `finished` table (the
 /// records of finished commands that their lanes keep); version 4 the `schedules` table
 /// (recurring schedules); version 5 the `group_key` column of `commands` (a command's
-/// group inside its lane).
-pub(super) const SCHEMA_VERSION: i32 = 5;
+/// group inside its lane); version 6 the `replayable` column of `commands` (0: a
+/// `Box<dyn Command>` without a replay payload, recorded but not runnable again).
+pub(super) const SCHEMA_VERSION: i32 = 6;
 /// The oldest schema version this code opens; an older store's schema is brought up to
 /// [`SCHEMA_VERSION`] once it has passed every check (see [`MIGRATIONS`]).
 pub(super) const OLDEST_SCHEMA_VERSION: i32 = 1;
@@ -100,7 +101,8 @@ CREATE TABLE commands (
     not_before INTEGER,
     start_by INTEGER,
     idempotency_key TEXT,
-    group_key TEXT
+    group_key TEXT,
+    replayable INTEGER NOT NULL DEFAULT 1
 );
 CREATE TABLE dead_letters (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -137,6 +139,9 @@ const MIGRATIONS: [&str; (SCHEMA_VERSION - OLDEST_SCHEMA_VERSION) as usize] = [
     // 4 -> 5: groups inside a lane (NULL: no group, as for every command of an older
     // store).
     "ALTER TABLE commands ADD COLUMN group_key TEXT;",
+    // 5 -> 6: commands that cannot be replayed (1: every command of an older store was
+    // a replayable one).
+    "ALTER TABLE commands ADD COLUMN replayable INTEGER NOT NULL DEFAULT 1;",
 ];
 
 /// Whether this code opens a store of schema `version` (migrating it if it is older).
@@ -823,8 +828,8 @@ pub(super) fn parse_payload(text: &str) -> std::result::Result<Value, String> {
 
 /// Selects every `commands` row, in id order, in [`read_command_row`]'s columns.
 const SELECT_COMMANDS: &str = "SELECT id, lane_id, command_type, payload, \
-     attempts, created_at, not_before, start_by, idempotency_key, group_key FROM commands \
-     ORDER BY id";
+     attempts, created_at, not_before, start_by, idempotency_key, group_key, replayable \
+     FROM commands ORDER BY id";
 
 /// A `commands` row as stored, before its payload is parsed.
 #[derive(Debug, Clone)]
@@ -843,6 +848,8 @@ pub(super) struct CommandRow {
     pub(super) idempotency_key: Option<String>,
     /// Its group inside its lane; NULL: none.
     pub(super) group_key: Option<String>,
+    /// 0: it cannot be replayed (see [`StoredCommand::replayable`]).
+    pub(super) replayable: bool,
 }
 
 /// A time in milliseconds since the epoch as the store keeps it (an INTEGER).
@@ -868,12 +875,13 @@ impl CommandRow {
             start_by: self.start_by.map(ms_from_sql),
             key: self.idempotency_key.clone(),
             group: self.group_key.clone(),
+            replayable: self.replayable,
         })
     }
 }
 
 /// Reads `id, lane_id, command_type, payload, attempts, created_at, not_before,
-/// start_by, idempotency_key, group_key`.
+/// start_by, idempotency_key, group_key, replayable`.
 pub(super) fn read_command_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<CommandRow> {
     Ok(CommandRow {
         id: row.get(0)?,
@@ -886,6 +894,7 @@ pub(super) fn read_command_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Comm
         start_by: row.get(7)?,
         idempotency_key: row.get(8)?,
         group_key: row.get(9)?,
+        replayable: row.get(10)?,
     })
 }
 
@@ -893,7 +902,8 @@ pub(super) fn read_command_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Comm
 /// [`SCHEMA_VERSION`].
 const INSERT_COMMAND: &str = "INSERT OR REPLACE INTO commands \
      (id, lane_id, command_type, payload, attempts, created_at, not_before, start_by, \
-     idempotency_key, group_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+     idempotency_key, group_key, replayable) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 
 /// Stores a command row read from a store (replacing one with its id).
 pub(super) fn insert_command_row(conn: &Connection, row: &CommandRow) -> rusqlite::Result<()> {
@@ -908,6 +918,7 @@ pub(super) fn insert_command_row(conn: &Connection, row: &CommandRow) -> rusqlit
         row.start_by,
         row.idempotency_key,
         row.group_key,
+        row.replayable,
     ])?;
     Ok(())
 }
@@ -1209,6 +1220,7 @@ fn save_command(
                 command.start_by.map(ms_to_sql),
                 command.key,
                 command.group,
+                command.replayable,
             ])
         })
         .map_err(|e| describe(db, "saving a command", e))?;
