@@ -32,19 +32,29 @@
 //! ## What is where
 //!
 //! Everything is re-exported here by name; the crates behind it are layers, not APIs to
-//! learn separately.
+//! learn separately. Without any feature: the queue, lanes and their configuration,
+//! commands and handlers, events, dead letters, the policies (retry, rate limit, priority
+//! boost) and the extension traits (`lane-core`).
 //!
-//! - Always: the queue, lanes and their configuration, commands and handlers, events,
-//!   dead letters, the policies (retry, rate limit, priority boost) and the extension
-//!   traits (`lane-core`).
-//! - Feature `sqlite` (default): `LocalStorage`, the durable store (`lane-reliability`).
-//! - Feature `redis` (default): `RedisQueue` and `RedisWorker`, the Redis engine
-//!   (`lane-redis`).
-//! - Feature `metrics` (default): `QueueMetrics` and Prometheus text; `monitoring`
-//!   (default) adds `AlertManager` and `QueueMonitor` (`lane-metrics`).
-//! - Feature `telemetry` (default): OpenTelemetry export over OTLP (`lane-telemetry`).
-//! - Feature `distributed` (default): partitioning, `LocalDistributedQueue`
-//!   (`lane-distributed`).
+//! ## Feature flags
+//!
+//! Every feature is on by default; `default-features = false` gives the core queue alone
+//! and compiles neither SQLite nor a Redis client.
+//!
+//! | Feature | Default | Adds | Crate |
+//! |---|---|---|---|
+//! | `sqlite` | yes | `LocalStorage`, the durable store (SQLite, bundled and compiled from C) | `lane-reliability` |
+//! | `redis` | yes | `RedisQueue` and `RedisWorker`, the Redis engine (Redis, Cluster, Sentinel, TLS) | `lane-redis` |
+//! | `metrics` | yes | `QueueMetrics`, latency histograms, Prometheus text | `lane-metrics` |
+//! | `monitoring` | yes | `AlertManager` and `QueueMonitor` (implies `metrics`) | `lane-metrics` |
+//! | `telemetry` | yes | OpenTelemetry export over OTLP/HTTP (implies `metrics`) | `lane-telemetry` |
+//! | `distributed` | yes | partitioning: `PartitionConfig`, `LocalDistributedQueue` | `lane-distributed` |
+//!
+//! For example, the core queue with the durable store only:
+//!
+//! ```sh
+//! cargo add a3s-lane --no-default-features --features sqlite
+//! ```
 
 #![forbid(unsafe_code)]
 
