@@ -291,3 +291,84 @@ async fn bad_group_input_is_refused_at_the_boundary(engine: Engine) {
         "{error:?}"
     );
 }
+
+conformance!(a_rate_limit_that_holds_a_start_back_is_reported_once_per_wait);
+
+/// A subscriber learns when a rate limit holds back a lane's next start: the lane's own
+/// limit (`limit` "lane", no group) and a group's (`limit` "group", the group named), with
+/// the instant it may start again; a lane without limits reports nothing.
+async fn a_rate_limit_that_holds_a_start_back_is_reported_once_per_wait(engine: Engine) {
+    use a3s_lane::event_keys;
+
+    let (gated, _starts) = Gated::open();
+    let every = Duration::from_millis(200);
+    let spec = Spec::new(registry("job", gated.handler()))
+        .lane(
+            "api",
+            LaneConfig::new(1, 8).with_rate_limit(RateLimitConfig::token_bucket(1, every, 1)),
+            0,
+        )
+        .lane(
+            "tenants",
+            LaneConfig::new(1, 8).with_group_limits(
+                GroupLimits::new().with_rate_limit(RateLimitConfig::token_bucket(1, every, 1)),
+            ),
+            1,
+        )
+        .lane("free", LaneConfig::new(1, 8), 2);
+    let mut queue = Harness::open(engine, spec).await;
+    let mut events = queue.client().subscribe();
+    queue.start().await;
+    let client = queue.client();
+    let mut handles = Vec::new();
+    for n in 0..2 {
+        handles.push(
+            client
+                .submit("api", "job", named(&format!("api-{n}")))
+                .await
+                .unwrap(),
+        );
+        handles.push(submit_in(client, "tenants", "g1", &format!("g1-{n}")).await);
+        handles.push(
+            client
+                .submit("free", "job", named(&format!("free-{n}")))
+                .await
+                .unwrap(),
+        );
+    }
+    for handle in handles {
+        within("a command", handle).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let event = within("a throttled event", events.recv()).await.unwrap();
+        if event.key != event_keys::LANE_THROTTLED {
+            continue;
+        }
+        let payload = &event.payload;
+        assert_ne!(payload["lane_id"], "free", "{payload}");
+        let until = payload["until_ms"].as_u64().expect("until_ms");
+        assert!(
+            until + 50 >= event.timestamp && until <= event.timestamp + 1_000,
+            "until_ms {until} is about one interval after the event at {}",
+            event.timestamp
+        );
+        seen.push((
+            payload["lane_id"].as_str().unwrap().to_owned(),
+            payload["group"].as_str().map(str::to_owned),
+            payload["limit"].as_str().unwrap().to_owned(),
+        ));
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("api".to_owned(), None, "lane".to_owned()),
+            (
+                "tenants".to_owned(),
+                Some("g1".to_owned()),
+                "group".to_owned()
+            ),
+        ]
+    );
+}

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use a3s_lane::{
     CommandContext, EventEmitter, LaneConfig, QueueManager, QueueManagerBuilder, RateLimitConfig,
-    SharedBudget, command_fn,
+    SharedBudget, command_fn, event_keys,
 };
 use parking_lot::Mutex;
 use proptest::prelude::*;
@@ -198,6 +198,8 @@ async fn the_budgets_rate_limit_spaces_starts_over_every_queue() {
         session(&budget, 8).await,
         session(&budget, 8).await,
     ];
+    let mut throttled =
+        queues[0].subscribe_filtered(|event| event.key == event_keys::LANE_THROTTLED);
     let starts: Arc<Mutex<Vec<tokio::time::Instant>>> = Arc::default();
     let begin = tokio::time::Instant::now();
     let mut handles = Vec::new();
@@ -235,6 +237,11 @@ async fn the_budgets_rate_limit_spaces_starts_over_every_queue() {
             "starts 100 ms apart: {at:?}"
         );
     }
+    // The budget's rate limit held the first queue back, and its subscribers heard why.
+    let event = throttled.recv().await.expect("a queue.lane.throttled event");
+    assert_eq!(event.payload["lane_id"], "prompt");
+    assert_eq!(event.payload["limit"], "budget");
+    assert_eq!(event.payload["group"], Value::Null);
 }
 
 proptest! {

@@ -67,6 +67,11 @@ pub mod keys {
     pub const LANE_PRESSURE: &str = "queue.lane.pressure";
     /// A pressured lane's pending count fell back to zero. Payload: `lane_id`.
     pub const LANE_IDLE: &str = "queue.lane.idle";
+    /// A rate limit held back the next start of a lane with work waiting, once per
+    /// wait. Payload: `lane_id`, `group` (the group held back, or null), `limit`
+    /// (`"lane"`, `"group"` or `"budget"`: whose rate limit), `until_ms` (when it may
+    /// start again, in milliseconds since the Unix epoch).
+    pub const LANE_THROTTLED: &str = "queue.lane.throttled";
     /// The journal failed to write to storage. Payload: `error`.
     pub const STORAGE_FAILED: &str = "queue.storage.failed";
     /// This subscriber fell behind and missed events. Payload: `missed`.
@@ -74,7 +79,7 @@ pub mod keys {
 
     /// Every key above, in this order (the SDKs check the keys a subscriber asks for
     /// against it).
-    pub const ALL: [&str; 20] = [
+    pub const ALL: [&str; 21] = [
         COMMAND_SUBMITTED,
         COMMAND_STARTED,
         COMMAND_COMPLETED,
@@ -93,6 +98,7 @@ pub mod keys {
         SHUTDOWN_COMPLETE,
         LANE_PRESSURE,
         LANE_IDLE,
+        LANE_THROTTLED,
         STORAGE_FAILED,
         EVENTS_LAGGED,
     ];

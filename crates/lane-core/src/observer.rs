@@ -85,6 +85,10 @@ pub trait Observer: Any + Send + Sync + std::fmt::Debug {
     /// A submit was refused because the lane held its `max_waiting` commands (with
     /// `WhenFull::Wait`, once its wait for room ended without room).
     fn on_reject_full(&self, _lane: &str) {}
+
+    /// A rate limit (the lane's, one of its groups' or its shared budget's) held back the
+    /// lane's next start for `wait`; once per wait.
+    fn on_throttle(&self, _lane: &str, _group: Option<&str>, _wait: Duration) {}
     /// A recurring schedule fired an instant into `lane`.
     fn on_schedule_fire(&self, _schedule: &str, _lane: &str) {}
     /// A recurring schedule of `lane` skipped instants (missed, paused, or refused by

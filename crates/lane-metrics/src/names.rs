@@ -34,6 +34,9 @@ pub mod metric_names {
     pub const COMMANDS_DEDUPLICATED: &str = "lane.commands.deduplicated";
     /// Counter: submits refused because the lane held its `max_waiting` commands.
     pub const COMMANDS_REJECTED_FULL: &str = "lane.commands.rejected_full";
+    /// Counter: times a rate limit (the lane's, a group's or a shared budget's) held
+    /// back the lane's next start.
+    pub const THROTTLED: &str = "lane.throttled";
     /// Counter: instants a recurring schedule fired into the lane.
     pub const SCHEDULES_FIRED: &str = "lane.schedules.fired";
     /// Counter: times a recurring schedule of the lane skipped instants (missed while
@@ -122,6 +125,8 @@ metric_enum! {
         Deduplicated => COMMANDS_DEDUPLICATED, "Submits that returned the live command holding their idempotency key";
         /// [`metric_names::COMMANDS_REJECTED_FULL`]
         RejectedFull => COMMANDS_REJECTED_FULL, "Submits refused because the lane was full (max_waiting)";
+        /// [`metric_names::THROTTLED`]
+        Throttled => THROTTLED, "Times a rate limit (the lane's, a group's or a shared budget's) held back the lane's next start";
         /// [`metric_names::SCHEDULES_FIRED`]
         SchedulesFired => SCHEDULES_FIRED, "Instants recurring schedules fired into the lane";
         /// [`metric_names::SCHEDULES_SKIPPED`]

@@ -396,6 +396,10 @@ impl Observer for QueueMetrics {
         self.add(lane, LaneCounter::RejectedFull);
     }
 
+    fn on_throttle(&self, lane: &str, _group: Option<&str>, _wait: Duration) {
+        self.add(lane, LaneCounter::Throttled);
+    }
+
     fn on_schedule_fire(&self, _schedule: &str, lane: &str) {
         self.add(lane, LaneCounter::SchedulesFired);
     }

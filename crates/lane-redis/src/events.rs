@@ -16,7 +16,8 @@
 //! command's id, lane and type, the key as a JSON string: a key may hold any character),
 //! `G` a recurring schedule fired an instant (schedule name, lane, command id, instant
 //! ms), `K` a schedule skipped instants (name, first and last instant ms, reason; names
-//! and reasons hold no newline). Plain lines rather than JSON arrays keep the scripts'
+//! and reasons hold no newline), `T` a rate limit held a lane's next start back (lane,
+//! group or empty, whose limit: `lane` or `group`, until in ms on the Redis clock). Plain lines rather than JSON arrays keep the scripts'
 //! cost per event to a string concatenation.
 //!
 //! The reader starts at the first [`subscribe`](crate::RedisQueue::subscribe), from the
@@ -170,7 +171,7 @@ fn text(value: &RedisValue) -> Option<String> {
 fn field_count(code: &str) -> Option<usize> {
     Some(match code {
         "S" | "C" | "P" | "A" => 3,
-        "B" | "F" | "X" | "E" | "D" | "G" | "K" => 4,
+        "B" | "F" | "X" | "E" | "D" | "G" | "K" | "T" => 4,
         "R" => 5,
         _ => return None,
     })
@@ -254,7 +255,18 @@ fn decode_fields(code: &str, fields: &[&str]) -> Option<Decoded> {
                 None,
             ));
         }
-        ("G" | "K", _) => return None,
+        ("T", [lane, group, limit, until]) => {
+            let group = (!group.is_empty()).then_some(*group);
+            return Some((
+                keys::LANE_THROTTLED,
+                json!({
+                    "lane_id": lane, "group": group, "limit": limit,
+                    "until_ms": until.parse::<u64>().ok()?,
+                }),
+                None,
+            ));
+        }
+        ("G" | "K" | "T", _) => return None,
         _ => {}
     }
     let id: u64 = fields.first()?.parse().ok()?;
@@ -385,6 +397,8 @@ mod tests {
             "A\n12\njobs\n{\"kind\":\"cancelled\",\"message\":\"after the grace\"}",
             "E\n13\njobs\nemail\n1700000000000",
             "D\n14\njobs\nemail\n\"order-7\\nline two \\/ ok\"",
+            "T\njobs\n\nlane\n1700000000000",
+            "T\njobs\nsession-1\ngroup\n1700000000001",
         ]
         .join("\n");
         let events = decode_batch(&batch, 5);
@@ -403,7 +417,23 @@ mod tests {
                 keys::COMMAND_ABANDONED,
                 keys::COMMAND_EXPIRED,
                 keys::COMMAND_DEDUPLICATED,
+                keys::LANE_THROTTLED,
+                keys::LANE_THROTTLED,
             ]
+        );
+        assert_eq!(
+            events[11].payload,
+            json!({
+                "lane_id": "jobs", "group": null, "limit": "lane",
+                "until_ms": 1_700_000_000_000_u64,
+            })
+        );
+        assert_eq!(
+            events[12].payload,
+            json!({
+                "lane_id": "jobs", "group": "session-1", "limit": "group",
+                "until_ms": 1_700_000_000_001_u64,
+            })
         );
         assert_eq!(
             events[10].payload,

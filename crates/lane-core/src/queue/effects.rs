@@ -58,6 +58,28 @@ impl CommandQueue {
                     LaneSignal::Idle { lane } => self
                         .events
                         .emit_with(keys::LANE_IDLE, || json!({ "lane_id": &**lane })),
+                    LaneSignal::Throttled {
+                        lane,
+                        group,
+                        limit,
+                        until,
+                    } => {
+                        let wait = until.saturating_duration_since(Instant::now());
+                        self.observe(&self.observers, |observer| {
+                            observer.on_throttle(lane, group.as_deref(), wait);
+                        });
+                        self.events.emit_with(keys::LANE_THROTTLED, || {
+                            let until_ms = super::now_ms().saturating_add(
+                                u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                            );
+                            json!({
+                                "lane_id": &**lane,
+                                "group": group.as_deref(),
+                                "limit": limit.as_str(),
+                                "until_ms": until_ms,
+                            })
+                        });
+                    }
                 }
             }
         }

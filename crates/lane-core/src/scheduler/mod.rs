@@ -420,8 +420,42 @@ struct Budget {
 /// A lane-level event produced under the lock and published after it.
 #[derive(Debug, Clone)]
 pub(crate) enum LaneSignal {
-    Pressure { lane: Arc<str>, pending: usize },
-    Idle { lane: Arc<str> },
+    Pressure {
+        lane: Arc<str>,
+        pending: usize,
+    },
+    Idle {
+        lane: Arc<str>,
+    },
+    /// A rate limit held the lane's next start back until `until`.
+    Throttled {
+        lane: Arc<str>,
+        /// The group held back, when it was a group's rate limit.
+        group: Option<Arc<str>>,
+        limit: ThrottleLimit,
+        until: Instant,
+    },
+}
+
+/// Whose rate limit held a start back (`queue.lane.throttled`'s `limit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ThrottleLimit {
+    /// The lane's own rate limit.
+    Lane,
+    /// The rate limit of one group of the lane.
+    Group,
+    /// The rate limit of the shared budget the lane draws from.
+    Budget,
+}
+
+impl ThrottleLimit {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Lane => "lane",
+            Self::Group => "group",
+            Self::Budget => "budget",
+        }
+    }
 }
 
 /// The commands one state change started; rarely more than one, so kept inline.
@@ -703,7 +737,7 @@ impl State {
             lane: index,
             refused,
             holds_budget,
-        }) = self.pick(now)
+        }) = self.pick(now, signals)
         {
             let lane = &mut self.lanes[index as usize];
             let Some((queued, group)) = lane.pending.pop(now) else {
@@ -760,7 +794,7 @@ impl State {
     /// The lane to start a command from now, with its admission permit taken; or a lane
     /// whose boost or admission policy panicked, with the error its head command ends with
     /// (so the command is answered and the scheduler goes on).
-    fn pick(&mut self, now: Instant) -> Option<Picked> {
+    fn pick(&mut self, now: Instant, signals: &mut Vec<LaneSignal>) -> Option<Picked> {
         loop {
             let shared_free = self.budget.is_none_or(|b| b.shared_used < b.shared);
             let index = if shared_free {
@@ -818,6 +852,12 @@ impl State {
             let mut throttled = Vec::new();
             let ready = lane.pending.settle(now, &mut throttled);
             for (group, at) in throttled {
+                signals.push(LaneSignal::Throttled {
+                    lane: lane.id.clone(),
+                    group: Some(group.clone()),
+                    limit: ThrottleLimit::Group,
+                    until: at,
+                });
                 self.timers
                     .schedule(at, TimerKind::GroupUnthrottle(chosen, group));
             }
@@ -837,6 +877,12 @@ impl State {
                     }
                     Acquire::Throttled(at) => {
                         lane.budget_blocked = true;
+                        signals.push(LaneSignal::Throttled {
+                            lane: lane.id.clone(),
+                            group: None,
+                            limit: ThrottleLimit::Budget,
+                            until: at,
+                        });
                         self.timers.schedule(at, TimerKind::BudgetRetry(chosen));
                         continue;
                     }
@@ -848,6 +894,12 @@ impl State {
                     Ok(Ok(())) => {}
                     Ok(Err(retry_at)) => {
                         lane.throttled = true;
+                        signals.push(LaneSignal::Throttled {
+                            lane: lane.id.clone(),
+                            group: None,
+                            limit: ThrottleLimit::Lane,
+                            until: retry_at,
+                        });
                         if holds_budget && let Some(budget) = lane.config.budget() {
                             self.budget_wakes.extend(budget.release());
                         }

@@ -386,6 +386,7 @@ local function next_turn(lane)
           local tat = tonumber(redis.call('GET', gtat_key(lane, g)) or '0')
           if now < tat - tolerance then
             redis.call('ZADD', GTHROTTLED, num(tat - tolerance), lane .. '\n' .. g)
+            event4('T', lane, g, 'group', num(math.floor((tat - tolerance) / 1000)))
             ok = false
           end
         end
@@ -515,6 +516,7 @@ while claimed < want do
     end
     if due_at then
       throttle(lane, due_at)
+      event4('T', lane, '', 'lane', num(math.floor(due_at / 1000)))
     else
       refresh(lane, true)
     end
