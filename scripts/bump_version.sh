@@ -25,7 +25,7 @@ usage() {
 }
 
 [[ $# -ge 1 ]] || usage
-mode=set
+mode="set"
 case "$1" in
 --check) mode=check ;;
 --print) mode=print ;;
