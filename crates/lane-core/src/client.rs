@@ -178,6 +178,17 @@ pub trait QueueClient: Send + Sync + fmt::Debug {
     /// Deletes every dead letter; returns how many there were.
     async fn purge_dead_letters(&self) -> Result<usize>;
 
+    /// Deletes one dead letter without running it again; false when there was none with
+    /// that id. An engine that cannot delete a single letter answers
+    /// [`LaneError::QueueError`](crate::LaneError::QueueError) (the default); the
+    /// in-process queue can.
+    async fn delete_dead_letter(&self, id: CommandId) -> Result<bool> {
+        Err(crate::LaneError::QueueError(format!(
+            "this engine cannot delete the single dead letter {id}; redrive it or purge all \
+             dead letters"
+        )))
+    }
+
     /// Subscribes to the queue's events from now on: every command's lifecycle events
     /// and progress reports, with the keys of [`event_keys`](crate::event_keys). On Redis
     /// they come from the queue's event stream, so a subscriber sees the commands of

@@ -698,6 +698,10 @@ impl QueueClient for QueueManager {
         Ok(QueueManager::dead_letters(self).map_or(0, |dlq| dlq.purge()))
     }
 
+    async fn delete_dead_letter(&self, id: CommandId) -> Result<bool> {
+        Ok(QueueManager::dead_letters(self).is_some_and(|dlq| dlq.take(id).is_some()))
+    }
+
     fn subscribe(&self) -> EventStream {
         QueueManager::subscribe(self)
     }

@@ -1,0 +1,164 @@
+//! A web dashboard for a3s-lane queues: an [`axum::Router`] you mount in your own server
+//! (or run with [`serve`]) over any [`QueueClient`] — the in-process `QueueManager` or a
+//! Redis `RedisQueue`.
+//!
+//! What it serves (paths relative to where the router is mounted):
+//!
+//! | path | what |
+//! | --- | --- |
+//! | `/`, `/lanes`, `/commands`, `/dead-letters`, `/groups` | the pages (plain HTML, CSS and one small script, embedded; no CDN) |
+//! | `/api/…` | the JSON API behind the pages (see the crate README) |
+//! | `/api/events` | server-sent events: batches of queue events and fresh counts, pushed from the queue's event subscription |
+//! | `/metrics` | Prometheus text: the lanes' counts from [`QueueClient::stats`], and every series of a [`QueueMetrics`] given with [`DashboardConfig::with_metrics`] |
+//!
+//! Security: every action (pause, resume, cancel, redrive, delete, purge) is POST-only,
+//! needs `Authorization: Bearer <token>` with the configured token (compared in constant
+//! time), and is refused when the request comes from another site (`Origin`,
+//! `Sec-Fetch-Site`). With no token configured, or in read-only mode, every action is
+//! refused. When a token is set, command payloads and results are shown only to
+//! requests carrying it. [`serve`] binds `127.0.0.1` by default and generates a token
+//! when none is given.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use lane_core::{EventEmitter, QueueClient, QueueManagerBuilder};
+//! use lane_dashboard::{DashboardConfig, router};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let manager = QueueManagerBuilder::new(EventEmitter::new(1024))
+//!     .with_default_lanes()
+//!     .with_dlq(1000)
+//!     .build()
+//!     .await?;
+//! manager.start().await?;
+//! let client: Arc<dyn QueueClient> = Arc::new(manager);
+//! let config = DashboardConfig::new().with_token("a-long-random-secret");
+//! let app = axum::Router::new().nest("/dashboard", router(client, config));
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+
+mod api;
+mod assets;
+mod config;
+mod error;
+mod events;
+mod prometheus;
+mod security;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{get, post};
+use lane_core::QueueClient;
+use tokio::net::TcpListener;
+
+pub use config::{DEFAULT_ADDR, DashboardConfig};
+pub use error::ApiError;
+pub use lane_metrics::QueueMetrics;
+pub use security::generate_token;
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub(crate) struct AppState {
+    pub(crate) client: Arc<dyn QueueClient>,
+    pub(crate) config: Arc<DashboardConfig>,
+}
+
+/// The dashboard as a router over `client`: pages, the JSON API under `/api`, server-sent
+/// events at `/api/events` and Prometheus text at `/metrics`. Mount it at the root or
+/// under a prefix with [`Router::nest`]; the pages find their API relative to where they
+/// are served.
+pub fn router(client: Arc<dyn QueueClient>, config: DashboardConfig) -> Router {
+    let state = AppState {
+        client,
+        config: Arc::new(config),
+    };
+    let actions = Router::new()
+        .route("/api/lanes/{lane}/pause", post(api::pause_lane))
+        .route("/api/lanes/{lane}/resume", post(api::resume_lane))
+        .route("/api/lanes/{lane}/pause-for", post(api::pause_lane_for))
+        .route(
+            "/api/lanes/{lane}/groups/{group}/pause",
+            post(api::pause_group),
+        )
+        .route(
+            "/api/lanes/{lane}/groups/{group}/resume",
+            post(api::resume_group),
+        )
+        .route("/api/commands/{id}/cancel", post(api::cancel_command))
+        .route("/api/dead-letters/{id}/redrive", post(api::redrive))
+        .route(
+            "/api/dead-letters/{id}/delete",
+            post(api::delete_dead_letter),
+        )
+        .route("/api/dead-letters/redrive-all", post(api::redrive_all))
+        .route("/api/dead-letters/purge", post(api::purge))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            security::require_action_rights,
+        ));
+    Router::new()
+        .route("/", get(assets::page))
+        .route("/lanes", get(assets::page))
+        .route("/commands", get(assets::page))
+        .route("/dead-letters", get(assets::page))
+        .route("/groups", get(assets::page))
+        .route("/assets/app.js", get(assets::script))
+        .route("/assets/style.css", get(assets::style))
+        .route("/api/overview", get(api::overview))
+        .route("/api/lanes", get(api::lanes))
+        .route("/api/lanes/{lane}/commands", get(api::lane_commands))
+        .route("/api/lanes/{lane}/groups", get(api::lane_groups))
+        .route("/api/commands/{id}", get(api::command))
+        .route("/api/dead-letters", get(api::dead_letters))
+        .route("/api/dead-letters/{id}", get(api::dead_letter))
+        .route("/api/events", get(events::stream))
+        .route("/metrics", get(prometheus::metrics))
+        .merge(actions)
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(axum::middleware::from_fn(security::response_headers))
+        .with_state(state)
+}
+
+/// Serves the dashboard over `client` on `listener` until `shutdown` resolves.
+///
+/// A token is needed for actions: the configured one, or (with none, and not read-only)
+/// one made here with [`generate_token`] and printed once to standard error with the
+/// address. Use [`bind`] to get a listener on the configured address (`127.0.0.1:9090`
+/// by default).
+pub async fn serve(
+    listener: TcpListener,
+    client: Arc<dyn QueueClient>,
+    mut config: DashboardConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let addr = listener.local_addr()?;
+    if config.token().is_none() && !config.is_read_only() {
+        let token = generate_token();
+        eprintln!(
+            "a3s-lane dashboard: http://{addr}/#token={token}\n\
+             actions need the header `Authorization: Bearer {token}` (shown once)"
+        );
+        config = config.with_token(token);
+    } else {
+        eprintln!("a3s-lane dashboard: http://{addr}/");
+    }
+    if !addr.ip().is_loopback() {
+        eprintln!(
+            "a3s-lane dashboard: listening on {addr}, which is reachable from other machines"
+        );
+    }
+    axum::serve(listener, router(client, config))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Binds a listener on the configured address ([`DashboardConfig::with_addr`];
+/// `127.0.0.1:9090` by default).
+pub async fn bind(config: &DashboardConfig) -> std::io::Result<TcpListener> {
+    TcpListener::bind(config.addr()).await
+}
