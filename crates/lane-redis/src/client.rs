@@ -122,6 +122,10 @@ impl QueueClient for RedisQueue {
         RedisQueue::purge_dead_letters(self).await
     }
 
+    async fn delete_dead_letter(&self, id: CommandId) -> Result<bool> {
+        RedisQueue::delete_dead_letter(self, id).await
+    }
+
     fn subscribe(&self) -> EventStream {
         RedisQueue::subscribe(self)
     }
@@ -136,5 +140,18 @@ impl RedisQueue {
             .run(&mut self.conn())
             .await
             .map_err(|e| redis_error(&e))
+    }
+
+    /// Deletes the dead letter of command `id` without running it again; false when it
+    /// has none.
+    pub async fn delete_dead_letter(&self, id: CommandId) -> Result<bool> {
+        let deleted: usize = SCRIPTS
+            .purge
+            .key(self.key_prefix())
+            .arg(id)
+            .run(&mut self.conn())
+            .await
+            .map_err(|e| redis_error(&e))?;
+        Ok(deleted > 0)
     }
 }

@@ -32,7 +32,7 @@ pub mod retry {
 
 #[cfg(feature = "sqlite")]
 pub use local_storage::{
-    LOCAL_STORAGE_FILE, LocalStorage, LocalStorageConfig, LocalSyncMode, SalvageReport,
-    UnreadableRows,
+    LOCAL_STORAGE_FILE, LocalStorage, LocalStorageConfig, LocalStorageSnapshot, LocalSyncMode,
+    SalvageReport, UnreadableRows,
 };
 pub use retry::{RetryJitter, RetryPolicy, RetryPolicyBuilder};

@@ -87,6 +87,12 @@
 //! Damage inside a row's bytes that leaves SQLite's structures valid is not detectable
 //! by these checks; a payload that no longer parses then becomes a dead letter as above.
 //!
+//! # Reading a store another process owns
+//! [`LocalStorage::read_snapshot`] reads a store without opening it: it copies
+//! `lane.db` and `lane.db-wal` into a temporary directory and reads the copy, so it works
+//! while a queue holds the store's lock and never changes its files (the `a3s-lane`
+//! command-line tool reads `--storage DIR` this way).
+//!
 //! # Schema versions
 //! The store's schema version is its SQLite `user_version`. Version 6 keeps commands
 //! that cannot be replayed (a `Box<dyn Command>` without a replay payload: the column
@@ -109,9 +115,11 @@
 
 mod files;
 mod salvage;
+mod snapshot;
 mod sqlite;
 
 pub use salvage::{SalvageReport, UnreadableRows};
+pub use snapshot::LocalStorageSnapshot;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
