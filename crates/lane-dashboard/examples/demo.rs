@@ -102,7 +102,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 tick.tick().await;
                 n += 1;
                 let lane = lanes[(n % lanes.len() as u64) as usize];
-                let (kind, payload) = if n % 15 == 0 {
+                let (kind, payload) = if n.is_multiple_of(15) {
                     (
                         "flaky",
                         json!({ "key": n, "customer": format!("c-{}", n % 97) }),

@@ -8,7 +8,7 @@
 //! sends a `stats` message every `idle_refresh` (a timed pause ending or a rate limit
 //! lifting emit no event).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -116,7 +116,8 @@ impl Pump {
         };
         let deadline = Instant::now() + self.state.config.batch_interval();
         let mut counts: BTreeMap<String, BTreeMap<&'static str, u64>> = BTreeMap::new();
-        let mut recent: Vec<Value> = Vec::with_capacity(RECENT);
+        // The last events, summarised only when the batch is sent.
+        let mut recent: VecDeque<LaneEvent> = VecDeque::with_capacity(RECENT);
         let mut missed = 0u64;
         let mut total = 0u64;
         let mut dead_letters_changed = false;
@@ -135,18 +136,17 @@ impl Pump {
                 dead_letters_changed = true;
             }
             if let (Some(lane), Some(kind)) = (event.lane_id(), kind(&event.key)) {
-                if counts.len() < MAX_LANES_PER_MESSAGE || counts.contains_key(lane) {
-                    *counts
-                        .entry(lane.to_owned())
-                        .or_default()
-                        .entry(kind)
-                        .or_default() += 1;
+                if !counts.contains_key(lane) && counts.len() < MAX_LANES_PER_MESSAGE {
+                    counts.insert(lane.to_owned(), BTreeMap::new());
+                }
+                if let Some(per_lane) = counts.get_mut(lane) {
+                    *per_lane.entry(kind).or_default() += 1;
                 }
             }
             if recent.len() == RECENT {
-                recent.remove(0);
+                recent.pop_front();
             }
-            recent.push(summary(&event));
+            recent.push_back(event);
         };
         take(first);
         loop {
@@ -159,6 +159,7 @@ impl Pump {
                 Err(_) => break,
             }
         }
+        let recent: Vec<Value> = recent.iter().map(summary).collect();
         let moved: BTreeSet<String> = counts.keys().cloned().collect();
         let stats = self.state.client.stats().await.ok();
         let body = json!({

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use lane_core::QueueStats;
+use lane_core::{LaneStatus, QueueStats};
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -38,11 +38,14 @@ fn escape(label: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// A series family from the stats: name, type, help, and the value of a lane.
+type Family = (&'static str, &'static str, &'static str, fn(&LaneStatus) -> f64);
+
 /// The stats as gauges and counters, one series per lane (sorted by lane id).
 pub(crate) fn render_stats(stats: &QueueStats) -> String {
     let mut lanes: Vec<_> = stats.lanes.values().collect();
     lanes.sort_by(|a, b| a.id.cmp(&b.id));
-    let families: [(&str, &str, &str, fn(&lane_core::LaneStatus) -> f64); 13] = [
+    let families: [Family; 13] = [
         (
             "a3s_lane_lane_pending",
             "gauge",
