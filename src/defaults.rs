@@ -40,6 +40,9 @@ pub fn defaults() -> Value {
             },
             "keep_last": lane.retention.keep_last(),
             "keep_for_ms": millis(lane.retention.keep_for()),
+            "group_max_concurrency": lane.group_rules().default.max_concurrency,
+            "group_rate_limit": Value::Null,
+            "budget": lane.budget().map(|b| b.name().to_owned()),
         },
         "retry_policy": {
             "max_retries": retry.max_retries(),

@@ -96,9 +96,10 @@ pub use lane_redis::{
 /// Feature `metrics` (on by default): metrics and Prometheus text.
 #[cfg(feature = "metrics")]
 pub use lane_metrics::{
-    HistogramStats, LaneCounter, LaneGauge, LaneHistogram, LaneMetricsSnapshot, LocalMetrics,
-    MetricsBackend, MetricsRecorder, MetricsSnapshot, ObservabilityExt, Percentiles, QueueMetrics,
-    WatchedQueues, metric_names,
+    GroupMetricsConfig, GroupMetricsSnapshot, HistogramStats, LaneCounter, LaneGauge,
+    LaneGroupsSnapshot, LaneHistogram, LaneMetricsSnapshot, LocalMetrics, MetricsBackend,
+    MetricsRecorder, MetricsSnapshot, ObservabilityExt, Percentiles, QueueMetrics, WatchedQueues,
+    group_metric_names, metric_names,
 };
 
 /// Feature `monitoring` (on by default): alerts and the queue monitor.

@@ -60,7 +60,10 @@ async fn cancel_ends_a_pending_command_and_signals_a_running_one(engine: Engine)
     // A second cancel finds it signalled or already ended, never anything else.
     let again = client.cancel(running_id).await.unwrap();
     assert!(
-        matches!(again, CancelOutcome::Signalled | CancelOutcome::AlreadyFinished),
+        matches!(
+            again,
+            CancelOutcome::Signalled | CancelOutcome::AlreadyFinished
+        ),
         "{again:?}"
     );
     assert!(failed(within("the running result", running).await).is_cancelled());

@@ -452,3 +452,92 @@ async fn gauges_end_on_the_final_depth_when_runners_race() {
         4_000
     );
 }
+
+/// Per-group metrics, turned on with a bound: the first two groups and the named `vip`
+/// get series of their own, every later group counts in the lane's `other` bucket; a
+/// group's rate limit counts its throttles.
+#[tokio::test(start_paused = true)]
+async fn group_metrics_count_per_group_within_their_bound() {
+    use a3s_lane::{GroupLimits, GroupMetricsConfig, RateLimitConfig, group_metric_names as g};
+
+    let metrics = QueueMetrics::local()
+        .with_group_metrics(
+            GroupMetricsConfig::first(2)
+                .unwrap()
+                .with_group("vip")
+                .unwrap(),
+        )
+        .unwrap();
+    assert!(
+        metrics
+            .clone()
+            .with_group_metrics(GroupMetricsConfig::first(1).unwrap())
+            .is_err(),
+        "clones share the series: turning them on twice is refused"
+    );
+    let limits = GroupLimits::new().with_rate_limit(RateLimitConfig::token_bucket(
+        1,
+        Duration::from_millis(100),
+        1,
+    ));
+    let manager = QueueManagerBuilder::new(EventEmitter::new(16))
+        .with_lane(
+            "tenants",
+            LaneConfig::new(1, 4).with_group_limits(limits),
+            0,
+        )
+        .with_metrics(metrics.clone())
+        .build()
+        .await
+        .unwrap();
+    manager.start().await.unwrap();
+    let mut handles = Vec::new();
+    for (group, n) in [("a", 3), ("b", 1), ("c", 1), ("d", 2), ("vip", 1)] {
+        for _ in 0..n {
+            let command = command_fn("job", |_ctx| async { Ok(json!(null)) });
+            handles.push(
+                manager
+                    .submit_with_options(
+                        "tenants",
+                        Box::new(command),
+                        &SubmitOptions::new().with_group(group),
+                    )
+                    .await
+                    .unwrap(),
+            );
+        }
+    }
+    for handle in handles {
+        handle.await.unwrap();
+    }
+    let snapshot = metrics.snapshot().await;
+    let lane = &snapshot.groups["tenants"];
+    assert_eq!(lane.groups.keys().collect::<Vec<_>>(), ["a", "b", "vip"]);
+    let a = &lane.groups["a"];
+    assert_eq!((a.counter(g::STARTED), a.counter(g::COMPLETED)), (3, 3));
+    assert!(
+        a.counter(g::THROTTLED) >= 1,
+        "a's second start waited for its permit"
+    );
+    assert!(
+        a.histograms[g::WAIT_MS].max >= 99.0,
+        "{:?}",
+        a.histograms[g::WAIT_MS]
+    );
+    let other = lane.other.as_ref().expect("c and d share the other bucket");
+    assert_eq!(
+        (other.counter(g::STARTED), other.counter(g::COMPLETED)),
+        (3, 3)
+    );
+    let text = metrics.render_prometheus().await;
+    assert!(
+        text.contains("group_commands_completed_total{lane=\"tenants\",group=\"a\"} 3\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("group_commands_completed_total{lane=\"tenants\",group_other=\"true\"} 3\n"),
+        "{text}"
+    );
+    assert!(snapshot.lane("tenants").unwrap().counter(names::THROTTLED) >= 1);
+    manager.shutdown().await;
+}

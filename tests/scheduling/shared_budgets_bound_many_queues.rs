@@ -238,7 +238,10 @@ async fn the_budgets_rate_limit_spaces_starts_over_every_queue() {
         );
     }
     // The budget's rate limit held the first queue back, and its subscribers heard why.
-    let event = throttled.recv().await.expect("a queue.lane.throttled event");
+    let event = throttled
+        .recv()
+        .await
+        .expect("a queue.lane.throttled event");
     assert_eq!(event.payload["lane_id"], "prompt");
     assert_eq!(event.payload["limit"], "budget");
     assert_eq!(event.payload["group"], Value::Null);

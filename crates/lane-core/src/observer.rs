@@ -20,6 +20,8 @@ pub struct CommandInfo<'a> {
     pub command_type: &'a str,
     /// The attempt (1 for the first run).
     pub attempt: u32,
+    /// The group it was submitted in, if any.
+    pub group: Option<&'a str>,
 }
 
 /// How a command's run ended, as seen by [`Observer::on_finish`].

@@ -6,6 +6,8 @@
 //!   and the queue records, per lane and in total, the counters, gauges and HDR latency
 //!   histograms named in [`metric_names`]. Read them with [`QueueMetrics::snapshot`] or
 //!   as Prometheus text with [`MetricsSnapshot::to_prometheus`].
+//! - Per-group metrics are opt-in and bounded ([`GroupMetricsConfig`],
+//!   [`QueueMetrics::with_group_metrics`]).
 //! - [`MetricsBackend`] (the 0.3 API's async trait) is where metrics go: [`LocalMetrics`]
 //!   in memory, `OtelMetricsBackend` (crate `lane-telemetry`) to OpenTelemetry, or your
 //!   own. [`MetricsRecorder`] is the synchronous per-lane capability the hot path uses.
@@ -18,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 mod backend;
+mod groups;
 mod histogram;
 mod local;
 mod manager_ext;
@@ -32,12 +35,15 @@ mod alerts;
 mod monitor;
 
 pub use backend::{MetricsBackend, MetricsRecorder};
+pub use groups::{GroupMetricsConfig, group_metric_names};
 pub use histogram::{HistogramStats, Percentiles};
 pub use local::LocalMetrics;
 pub use manager_ext::ObservabilityExt;
 pub use names::{LaneCounter, LaneGauge, LaneHistogram, metric_names};
 pub use queue_metrics::QueueMetrics;
-pub use snapshot::{LaneMetricsSnapshot, MetricsSnapshot};
+pub use snapshot::{
+    GroupMetricsSnapshot, LaneGroupsSnapshot, LaneMetricsSnapshot, MetricsSnapshot,
+};
 pub use watched::WatchedQueues;
 
 #[cfg(feature = "monitoring")]

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use parking_lot::Mutex;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::backend::{MetricsBackend, MetricsRecorder};
+use crate::groups::{GroupMetricsConfig, GroupRecord, GroupSeries};
 use crate::histogram::{Hdr, is_recordable};
 use crate::local::{Drained, LocalMetrics};
 use crate::names::{LaneCounter, LaneGauge, LaneHistogram};
@@ -59,6 +61,8 @@ pub struct QueueMetrics {
 struct Inner {
     backend: Arc<dyn MetricsBackend>,
     sink: Sink,
+    /// Per-group series, once turned on ([`QueueMetrics::with_group_metrics`]).
+    groups: OnceLock<GroupSeries>,
     /// The queues this handle observes; their lane gauges are read, not pushed.
     watched: WatchedQueues,
 }
@@ -99,6 +103,7 @@ impl QueueMetrics {
             inner: Arc::new(Inner {
                 backend: Arc::new(local.clone()),
                 sink: Sink::Local(local),
+                groups: OnceLock::new(),
                 watched: WatchedQueues::default(),
             }),
         }
@@ -120,8 +125,48 @@ impl QueueMetrics {
             inner: Arc::new(Inner {
                 backend,
                 sink,
+                groups: OnceLock::new(),
                 watched,
             }),
+        }
+    }
+
+    /// Turns on per-group metrics ([`GroupMetricsConfig`]: which groups get a series of
+    /// their own, the rest counting in their lane's `other` bucket). The series are kept
+    /// here whatever the backend, and appear in [`snapshot`](Self::snapshot)'s `groups`
+    /// and in the Prometheus text. Fails when they are already on: clones share them.
+    ///
+    /// ```
+    /// use a3s_lane::{GroupMetricsConfig, QueueMetrics, group_metric_names};
+    /// use a3s_lane::{CommandInfo, Observer};
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> a3s_lane::Result<()> {
+    /// let metrics = QueueMetrics::local().with_group_metrics(GroupMetricsConfig::first(100)?)?;
+    /// let info = CommandInfo { id: 1, lane: "prompt", command_type: "chat", attempt: 1, group: Some("session-7") };
+    /// metrics.on_start(&info, Duration::from_millis(3));
+    /// let snapshot = metrics.snapshot().await;
+    /// assert_eq!(snapshot.group("prompt", "session-7").unwrap().counter(group_metric_names::STARTED), 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn with_group_metrics(self, config: GroupMetricsConfig) -> lane_core::Result<Self> {
+        self.inner
+            .groups
+            .set(GroupSeries::new(config))
+            .map_err(|_| {
+                lane_core::LaneError::ConfigError(
+                    "group metrics are already on for these QueueMetrics (clones share them)"
+                        .into(),
+                )
+            })?;
+        Ok(self)
+    }
+
+    /// Records what happened to a command of a group, when group metrics are on.
+    fn record_group(&self, command: &CommandInfo<'_>, record: GroupRecord) {
+        if let (Some(group), Some(series)) = (command.group, self.inner.groups.get()) {
+            series.record(command.lane, group, record);
         }
     }
 
@@ -255,6 +300,14 @@ impl QueueMetrics {
     /// Every metric now (from the backend, after forwarding what is pending). The depth
     /// and active gauges of the lanes of attached queues are read from the queues now.
     pub async fn snapshot(&self) -> MetricsSnapshot {
+        let mut snapshot = self.backend_snapshot().await;
+        if let Some(series) = self.inner.groups.get() {
+            snapshot.groups = series.snapshot();
+        }
+        snapshot
+    }
+
+    async fn backend_snapshot(&self) -> MetricsSnapshot {
         match &self.inner.sink {
             Sink::Local(local) => {
                 self.refresh_gauges();
@@ -281,6 +334,9 @@ impl QueueMetrics {
     pub async fn reset(&self) {
         if let Sink::Forward(forwarder) = &self.inner.sink {
             forwarder.outbox.reset_now();
+        }
+        if let Some(series) = self.inner.groups.get() {
+            series.reset();
         }
         self.inner.backend.reset().await;
     }
@@ -318,6 +374,12 @@ impl Observer for QueueMetrics {
     }
 
     fn on_start(&self, command: &CommandInfo<'_>, waited: Duration) {
+        self.record_group(
+            command,
+            GroupRecord::Started {
+                waited_ms: millis(waited),
+            },
+        );
         if let Sink::Local(local) = &self.inner.sink {
             return local.with_lane(command.lane, |s| {
                 s.add(LaneCounter::Started, 1);
@@ -334,6 +396,18 @@ impl Observer for QueueMetrics {
     }
 
     fn on_finish(&self, command: &CommandInfo<'_>, outcome: RunOutcome<'_>, elapsed: Duration) {
+        match outcome {
+            RunOutcome::Completed => self.record_group(command, GroupRecord::Completed),
+            RunOutcome::Failed {
+                retrying: false, ..
+            }
+            | RunOutcome::TimedOut { retrying: false } => {
+                self.record_group(command, GroupRecord::Failed);
+            }
+            RunOutcome::Cancelled => self.record_group(command, GroupRecord::Cancelled),
+            RunOutcome::Failed { retrying: true, .. } | RunOutcome::TimedOut { retrying: true } => {
+            }
+        }
         let counter = match outcome {
             RunOutcome::Completed => Some(LaneCounter::Completed),
             RunOutcome::Failed {
@@ -369,6 +443,7 @@ impl Observer for QueueMetrics {
     }
 
     fn on_cancel_pending(&self, command: &CommandInfo<'_>) {
+        self.record_group(command, GroupRecord::Cancelled);
         self.add(command.lane, LaneCounter::Cancelled);
     }
 
@@ -396,8 +471,11 @@ impl Observer for QueueMetrics {
         self.add(lane, LaneCounter::RejectedFull);
     }
 
-    fn on_throttle(&self, lane: &str, _group: Option<&str>, _wait: Duration) {
+    fn on_throttle(&self, lane: &str, group: Option<&str>, _wait: Duration) {
         self.add(lane, LaneCounter::Throttled);
+        if let (Some(group), Some(series)) = (group, self.inner.groups.get()) {
+            series.record(lane, group, GroupRecord::Throttled);
+        }
     }
 
     fn on_schedule_fire(&self, _schedule: &str, lane: &str) {
@@ -626,6 +704,7 @@ mod tests {
             lane,
             command_type: "t",
             attempt: 1,
+            group: None,
         }
     }
 

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use crate::groups::group_metric_names;
 use crate::histogram::HistogramStats;
 use crate::names::describe;
 
@@ -37,6 +38,32 @@ impl LaneMetricsSnapshot {
     }
 }
 
+/// One group's metrics (or a lane's `other` bucket) at the moment of a snapshot; the
+/// names are in [`group_metric_names`](crate::group_metric_names).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GroupMetricsSnapshot {
+    /// Counters by name (every group counter).
+    pub counters: BTreeMap<String, u64>,
+    /// Histograms by name (only those with at least one value).
+    pub histograms: BTreeMap<String, HistogramStats>,
+}
+
+impl GroupMetricsSnapshot {
+    /// A counter's value, 0 when absent.
+    pub fn counter(&self, name: &str) -> u64 {
+        self.counters.get(name).copied().unwrap_or(0)
+    }
+}
+
+/// The group series of one lane.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LaneGroupsSnapshot {
+    /// Groups with a series of their own, by group key.
+    pub groups: BTreeMap<String, GroupMetricsSnapshot>,
+    /// Every other group of the lane together, once a group found no series free.
+    pub other: Option<GroupMetricsSnapshot>,
+}
+
 /// Every metric at one moment.
 ///
 /// `counters`, `gauges` and `histograms` hold the totals over all lanes (the 0.3 API's
@@ -53,6 +80,11 @@ pub struct MetricsSnapshot {
     pub histograms: BTreeMap<String, HistogramStats>,
     /// Per-lane metrics by lane id.
     pub lanes: BTreeMap<String, LaneMetricsSnapshot>,
+    /// Per-group metrics by lane id, when
+    /// [`QueueMetrics::with_group_metrics`](crate::QueueMetrics::with_group_metrics)
+    /// turned them on (empty otherwise).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub groups: BTreeMap<String, LaneGroupsSnapshot>,
     /// When the snapshot was taken, in milliseconds since the Unix epoch.
     pub timestamp: u64,
 }
@@ -61,6 +93,11 @@ impl MetricsSnapshot {
     /// One lane's metrics, if the lane recorded anything.
     pub fn lane(&self, lane: &str) -> Option<&LaneMetricsSnapshot> {
         self.lanes.get(lane)
+    }
+
+    /// One group's metrics, if it has a series of its own.
+    pub fn group(&self, lane: &str, group: &str) -> Option<&GroupMetricsSnapshot> {
+        self.groups.get(lane)?.groups.get(group)
     }
 
     /// A counter total, 0 when absent.
@@ -136,7 +173,56 @@ impl MetricsSnapshot {
                 summary(&mut out, &family, "", total);
             }
         }
+        self.render_groups(&mut out);
         out
+    }
+
+    /// The per-group series: labelled `lane` and `group`, a lane's `other` bucket
+    /// `lane` and `group_other="true"`.
+    fn render_groups(&self, out: &mut String) {
+        if self.groups.is_empty() {
+            return;
+        }
+        let series = || {
+            self.groups.iter().flat_map(|(lane, groups)| {
+                let named = groups.groups.iter().map(move |(group, m)| {
+                    (
+                        format!("lane=\"{}\",group=\"{}\"", escape(lane), escape(group)),
+                        m,
+                    )
+                });
+                let other = groups
+                    .other
+                    .iter()
+                    .map(move |m| (format!("lane=\"{}\",group_other=\"true\"", escape(lane)), m));
+                named.chain(other)
+            })
+        };
+        for name in group_metric_names::COUNTERS {
+            let family = format!("{}_total", prometheus_name(name));
+            let _ = writeln!(
+                out,
+                "# HELP {family} {}",
+                group_metric_names::describe(name)
+            );
+            let _ = writeln!(out, "# TYPE {family} counter");
+            for (labels, metrics) in series() {
+                let _ = writeln!(out, "{family}{{{labels}}} {}", metrics.counter(name));
+            }
+        }
+        let name = group_metric_names::WAIT_MS;
+        let family = prometheus_name(name);
+        let _ = writeln!(
+            out,
+            "# HELP {family} {}",
+            group_metric_names::describe(name)
+        );
+        let _ = writeln!(out, "# TYPE {family} summary");
+        for (labels, metrics) in series() {
+            if let Some(stats) = metrics.histograms.get(name) {
+                summary(out, &family, &labels, stats);
+            }
+        }
     }
 }
 
@@ -243,5 +329,54 @@ mod tests {
         assert!(text.contains("# TYPE lane_command_latency_ms summary\n"));
         assert!(text.contains("lane_command_latency_ms_count{lane=\"q\\\"1\"} 2\n"));
         assert!(text.contains("lane_command_latency_ms_sum{lane=\"q\\\"1\"} 3\n"));
+        assert!(!text.contains("group_"), "no group series unless turned on");
+    }
+
+    #[test]
+    fn group_series_are_labelled_by_lane_and_group_and_the_rest_as_other() {
+        let mut snapshot = MetricsSnapshot::default();
+        let mut vip = GroupMetricsSnapshot::default();
+        vip.counters.insert(group_metric_names::STARTED.into(), 4);
+        vip.histograms.insert(
+            group_metric_names::WAIT_MS.into(),
+            HistogramStats {
+                count: 4,
+                sum: 10.0,
+                ..Default::default()
+            },
+        );
+        let mut other = GroupMetricsSnapshot::default();
+        other.counters.insert(group_metric_names::STARTED.into(), 9);
+        snapshot.groups.insert(
+            "jobs".into(),
+            LaneGroupsSnapshot {
+                groups: [("v\"ip".to_owned(), vip)].into(),
+                other: Some(other),
+            },
+        );
+        let text = snapshot.to_prometheus();
+        assert!(
+            text.contains("# TYPE group_commands_started_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("group_commands_started_total{lane=\"jobs\",group=\"v\\\"ip\"} 4\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("group_commands_started_total{lane=\"jobs\",group_other=\"true\"} 9\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("group_command_wait_ms_count{lane=\"jobs\",group=\"v\\\"ip\"} 4\n"),
+            "{text}"
+        );
+        assert_eq!(
+            snapshot
+                .group("jobs", "v\"ip")
+                .unwrap()
+                .counter(group_metric_names::STARTED),
+            4
+        );
     }
 }

@@ -211,10 +211,11 @@ test('EVENT_KEYS lists the 20 keys of the core, each one a listener may name', a
     'queue.shutdown.complete',
     'queue.lane.pressure',
     'queue.lane.idle',
+    'queue.lane.throttled',
     'queue.storage.failed',
     'queue.events.lagged',
   ]);
-  assert.equal(EVENT_KEYS.length, 20);
+  assert.equal(EVENT_KEYS.length, 21);
   assert.ok(EVENT_KEYS.includes('queue.command.abandoned'));
   assert.ok(EVENT_KEYS.includes('queue.command.expired'));
   assert.ok(EVENT_KEYS.includes('queue.command.deduplicated'));

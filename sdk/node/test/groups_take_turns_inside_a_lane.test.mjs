@@ -129,8 +129,12 @@ test("a group's rate limit holds it back while other groups go on", async (t) =>
     work: { priority: 0, maxConcurrency: 10, groupRateLimit: { tokenBucket: { rate: 1, periodMs: 60_000, burst: 1 } } },
   });
   open();
+  const throttled = new Promise((resolve) => lane.on('queue.lane.throttled', resolve));
   const first = [submit('work', 'slow', 'slow0'), submit('work', 'slow', 'slow1'), submit('work', 'fast', 'fast0')];
   await Promise.all([first[0], first[2]]);
+  const event = await throttled;
+  assert.deepEqual([event.payload.laneId, event.payload.group, event.payload.limit], ['work', 'slow', 'group']);
+  assert.ok(event.payload.untilMs > event.timestamp + 50_000, 'the next permit is a minute away');
   const slow = await lane.groupStatus('work', 'slow');
   assert.deepEqual([slow.pending, slow.throttled, slow.maxConcurrency], [1, true, null]);
   assert.deepEqual(starts.sort(), ['fast0', 'slow0']);

@@ -25,7 +25,10 @@ const SLACK_MS = 5;
 test('DEFAULTS is the core table, with its keys, frozen', () => {
   assert.deepEqual(Object.keys(DEFAULTS).sort(), ['lane', 'queue', 'redis_queue', 'redis_worker', 'retry_policy']);
   assert.deepEqual(Object.keys(DEFAULTS.lane).sort(), [
+    'budget',
     'cancel_grace_ms',
+    'group_max_concurrency',
+    'group_rate_limit',
     'keep_for_ms',
     'keep_last',
     'max_concurrency',
@@ -82,6 +85,12 @@ test('a lane with no optional option: the core concurrency, cancel grace, and no
   assert.equal(status.minConcurrency, DEFAULTS.lane.min_concurrency);
   assert.equal(status.maxConcurrency, DEFAULTS.lane.max_concurrency);
   assert.equal(status.maxWaiting, DEFAULTS.lane.max_waiting);
+  // No group limits and no shared budget unless given.
+  assert.equal(DEFAULTS.lane.group_rate_limit, null);
+  assert.equal(DEFAULTS.lane.budget, null);
+  const group = await lane.groupStatus('a', 'anyone');
+  assert.equal(group.maxConcurrency, DEFAULTS.lane.group_max_concurrency);
+  assert.equal(group.throttled, false);
 
   let attempts = 0;
   const started = deferred();

@@ -372,9 +372,9 @@ def test_a_duplicate_publishes_the_deduplicated_event_and_counts_in_the_metrics(
 
 def test_the_event_keys_include_deduplicated() -> None:
     # The core's 20 keys (the schedule events included), each once.
-    assert len(a3s_lane.EVENT_KEYS) == 20
+    assert len(a3s_lane.EVENT_KEYS) == 21
     assert "queue.command.deduplicated" in a3s_lane.EVENT_KEYS
-    assert len(set(a3s_lane.EVENT_KEYS)) == 20
+    assert len(set(a3s_lane.EVENT_KEYS)) == 21
 
 
 def test_every_submit_of_both_engines_takes_key() -> None:

@@ -197,8 +197,14 @@ def test_a_groups_rate_limit_holds_it_back_while_other_groups_go_on(gated: list[
                            group_rate_limit=RateLimit.token_bucket(rate=1, period_seconds=60, burst=1))
     })
     g.gate.set()
+    throttled = g.lane.events("queue.lane.throttled")
     slow0, slow1, fast0 = g.submit("work", "slow", "slow0"), g.submit("work", "slow", "slow1"), g.submit("work", "fast", "fast0")
     assert (slow0.result(timeout=30), fast0.result(timeout=30)) == ("slow0", "fast0")
+    event = throttled.get(timeout=30)
+    assert event is not None, "no queue.lane.throttled event"
+    assert (event.payload["lane_id"], event.payload["group"], event.payload["limit"]) == ("work", "slow", "group")
+    assert event.payload["until_ms"] > event.timestamp + 50_000, "the next permit is a minute away"
+    throttled.close()
     slow = g.lane.group_status("work", "slow")
     assert (slow.pending, slow.throttled, slow.max_concurrency) == (1, True, None)
     assert sorted(g.starts) == ["fast0", "slow0"]

@@ -37,6 +37,10 @@ def test_lane_config_defaults() -> None:
     assert config.full_wait_timeout is None  # only with when_full="wait"
     assert config.keep_last == table["keep_last"]
     assert config.keep_for == seconds(table["keep_for_ms"])
+    assert config.group_max_concurrency == table["group_max_concurrency"]
+    assert config.group_rate_limit is None and table["group_rate_limit"] is None
+    assert config.group_overrides == {}
+    assert config.budget is None and table["budget"] is None
     # Priority and cap default per lane (`None` until the lane is known): a lane that is
     # not one of the default lanes gets the table's cap.
     assert config.priority is None and config.max_concurrency is None

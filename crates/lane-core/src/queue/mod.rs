@@ -228,5 +228,6 @@ fn info<'a>(task: &'a Task, lane: &'a str, attempt: u32) -> CommandInfo<'a> {
         lane,
         command_type: task.command.command_type(),
         attempt,
+        group: task.group.as_deref(),
     }
 }

@@ -4,7 +4,7 @@ event's payload is a plain dict). `lane.events("queue.command.completed")` is ty
 
 from __future__ import annotations
 
-from typing import Any, NotRequired, TypedDict
+from typing import Any, Literal, NotRequired, TypedDict
 
 
 class CommandSubmittedPayload(TypedDict):
@@ -152,6 +152,18 @@ class LaneIdlePayload(TypedDict):
     """`queue.lane.idle`: a lane has nothing pending or running."""
 
     lane_id: str
+
+
+class LaneThrottledPayload(TypedDict):
+    """`queue.lane.throttled`: a rate limit held back the lane's next start, once per
+    wait: the lane's own (`limit` `"lane"`), one group's (`"group"`, `group` names it) or
+    its shared budget's (`"budget"`); it may start again at `until_ms` (ms since the
+    Unix epoch)."""
+
+    lane_id: str
+    group: str | None
+    limit: Literal["lane", "group", "budget"]
+    until_ms: int
 
 
 class StorageFailedPayload(TypedDict):

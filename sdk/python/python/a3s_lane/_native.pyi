@@ -27,6 +27,7 @@ from a3s_lane._event_payloads import (
     EmptyPayload,
     EventsLaggedPayload,
     LaneIdlePayload,
+    LaneThrottledPayload,
     LanePressurePayload,
     ScheduleFiredPayload,
     ScheduleSkippedPayload,
@@ -549,6 +550,8 @@ class QueueClient:
     def events(self, keys: Literal["queue.lane.pressure"]) -> EventStream[LanePressurePayload]: ...
     @overload
     def events(self, keys: Literal["queue.lane.idle"]) -> EventStream[LaneIdlePayload]: ...
+    @overload
+    def events(self, keys: Literal["queue.lane.throttled"]) -> EventStream[LaneThrottledPayload]: ...
     @overload
     def events(self, keys: Literal["queue.storage.failed"]) -> EventStream[StorageFailedPayload]: ...
     @overload
