@@ -10,6 +10,7 @@ const state = {
   params: new URLSearchParams(location.search),
   laneRows: new Map(),     // lane id -> row elements of the lanes table
   rates: [],               // [ms, completed] per SSE batch, last 5 minutes
+  laneRates: new Map(),    // lane id -> [ms, completed] per SSE batch, last minute
   source: null,
   reloadTimer: null,
 };
@@ -153,10 +154,10 @@ function onMessage(msg) {
   let completed = 0;
   for (const c of Object.values(msg.counts || {})) completed += c.completed || 0;
   for (const [lane, c] of Object.entries(msg.counts || {})) {
-    const rows = state.laneRows.get(lane);
-    if (rows) {
-      rows.rate.push([now, c.completed || 0]);
-    }
+    if (!state.laneRates.has(lane) && state.laneRates.size > 5000) continue;
+    const list = state.laneRates.get(lane) || [];
+    list.push([now, c.completed || 0]);
+    state.laneRates.set(lane, list);
   }
   state.rates.push([now, completed]);
   state.rates = state.rates.filter(([t]) => now - t < 300000);
@@ -164,13 +165,14 @@ function onMessage(msg) {
   const span = lastMinute.length ? Math.max(1, (now - lastMinute[0][0]) / 1000) : 1;
   document.getElementById("total-rate").textContent =
     (lastMinute.reduce((s, [, n]) => s + n, 0) / span).toFixed(1);
-  for (const [lane, rows] of state.laneRows) {
-    rows.rate = rows.rate.filter(([t]) => now - t < 60000);
-    const first = rows.rate.length ? rows.rate[0][0] : now;
-    const secs = Math.max(1, (now - first) / 1000);
-    rows.rateCell.textContent = (rows.rate.reduce((s, [, n]) => s + n, 0) / secs).toFixed(1);
-    void lane;
+  for (const [lane, list] of state.laneRates) {
+    const kept = list.filter(([t]) => now - t < 60000);
+    if (kept.length) state.laneRates.set(lane, kept); else state.laneRates.delete(lane);
   }
+  for (const [lane, rows] of state.laneRows) showLaneRate(lane, rows);
+  // The percentiles and counters of the configured metrics: refreshed a few seconds after
+  // events moved them.
+  if (state.view === "lanes" && state.overview && state.overview.metrics && completed) scheduleReload(null, 5000);
   if (msg.recent && msg.recent.length) addFeed(msg.recent);
   drawChart();
   if (msg.dead_letters_changed) scheduleReload("dead");
@@ -184,14 +186,20 @@ function onMessage(msg) {
 }
 
 // Reloads the current list (or the dead-letter count) once, a moment after events moved it.
-function scheduleReload(what) {
+function showLaneRate(lane, rows) {
+  const list = state.laneRates.get(lane) || [];
+  const secs = Math.max(1, (Date.now() - (list.length ? list[0][0] : Date.now())) / 1000);
+  rows.rateCell.textContent = list.length ? (list.reduce((s, [, n]) => s + n, 0) / secs).toFixed(1) : "–";
+}
+
+function scheduleReload(what, delay) {
   if (what === "dead") {
     clearTimeout(state.deadTimer);
     state.deadTimer = setTimeout(loadOverview, 700);
     return;
   }
   if (state.reloadTimer) return;
-  state.reloadTimer = setTimeout(() => { state.reloadTimer = null; render(true); }, 800);
+  state.reloadTimer = setTimeout(() => { state.reloadTimer = null; render(true); }, delay || 800);
 }
 
 function addFeed(events) {
@@ -281,7 +289,8 @@ async function renderLanes(view) {
   search.addEventListener("change", () => { p.set("q", search.value); p.delete("offset"); pushParams(); });
   const sortSel = el("select", { onchange: (e) => { p.set("sort", e.target.value); pushParams(); } },
     ["id", "priority", "pending", "active"].map((s) => el("option", { value: s, selected: s === sort }, "sort: " + s)));
-  const seconds = el("input", { id: "pause-seconds", type: "number", min: "1", value: "30", class: "small", "aria-label": "pause seconds" });
+  const seconds = el("input", { id: "pause-seconds", type: "number", min: "1", value: state.pauseSeconds || "30", class: "small", "aria-label": "pause seconds" });
+  seconds.addEventListener("change", () => { state.pauseSeconds = seconds.value; });
   state.laneRows = new Map();
   const head = el("tr", {}, el("th", {}, "lane"), el("th", { class: "n" }, "priority"),
     el("th", { class: "n" }, "pending"), el("th", { class: "n" }, "delayed"),
@@ -293,7 +302,7 @@ async function renderLanes(view) {
     const r = {
       prio: el("td", { class: "n" }), pending: el("td", { class: "n pending" }),
       delayed: el("td", { class: "n delayed" }), active: el("td", { class: "n active" }),
-      state: el("td", { class: "state" }), rateCell: el("td", { class: "n rate" }, "–"), rate: [],
+      state: el("td", { class: "state" }), rateCell: el("td", { class: "n rate" }, "–"),
     };
     const act = (verb) => async () => {
       const path = `api/lanes/${encodeURIComponent(lane.id)}/${verb}`;
@@ -318,6 +327,7 @@ async function renderLanes(view) {
         el("a", { href: `${BASE}groups?lane=${encodeURIComponent(lane.id)}` }, "groups")));
     state.laneRows.set(lane.id, r);
     updateLaneRow(lane.id, lane);
+    showLaneRate(lane.id, r);
     return row;
   });
   fill(view, 
