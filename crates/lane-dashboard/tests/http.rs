@@ -726,5 +726,35 @@ async fn metrics_are_valid_prometheus_text() {
             .text
             .contains("lane_command_latency_ms{lane=\"fast\",quantile=\"0.99\"}")
     );
+
+    // Every series the Grafana dashboard in docs/ queries is served.
+    let grafana = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/grafana-a3s-lane.json"
+    ))
+    .unwrap();
+    let grafana: Value = serde_json::from_str(&grafana).unwrap();
+    let mut queried = std::collections::BTreeSet::new();
+    for panel in grafana["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"].as_str().unwrap();
+            for token in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                if token.starts_with("a3s_lane_") || token.starts_with("lane_command") {
+                    let family = token
+                        .strip_suffix("_sum")
+                        .or_else(|| token.strip_suffix("_count"))
+                        .unwrap_or(token);
+                    queried.insert(family.to_owned());
+                }
+            }
+        }
+    }
+    for family in &queried {
+        assert!(
+            answer.text.contains(&format!("# TYPE {family} ")),
+            "the Grafana dashboard queries {family}, which /metrics does not serve"
+        );
+    }
+    assert!(queried.len() > 10, "{queried:?}");
     fixture.manager.shutdown().await;
 }
