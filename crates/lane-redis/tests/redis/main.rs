@@ -14,6 +14,7 @@ mod connect_checks_addresses_and_fails_fast;
 mod delayed_commands_are_promoted_once_in_due_order;
 mod events_can_be_turned_off_for_a_queue;
 mod finished_commands_follow_their_lanes_retention;
+mod group_caps_hold_across_three_worker_processes;
 mod groups_take_turns_across_workers;
 mod handles_are_send_and_sync;
 mod keys_deduplicate_across_producers;
