@@ -49,8 +49,14 @@ struct Cli {
 /// Which queue to talk to.
 #[derive(Debug, Args)]
 struct TargetArgs {
-    /// A Redis server: redis://[user:password@]host:port[/db] (rediss:// for TLS).
-    #[arg(long, value_name = "URL", global = true, conflicts_with_all = ["redis_node", "storage"])]
+    /// A Redis server's URL (`rediss://` for TLS); its password is never printed.
+    #[arg(
+        long,
+        value_name = "URL",
+        global = true,
+        conflicts_with_all = ["redis_node", "storage"],
+        help = "A Redis server: redis://[user:password@]host:port[/db] (rediss:// for TLS)"
+    )]
     redis: Option<String>,
     /// A node of a Redis Cluster (repeat it, or give a comma separated list).
     #[arg(

@@ -368,10 +368,11 @@ pub(crate) fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
     }
     let numeric: Vec<bool> = (0..headers.len())
         .map(|i| {
-            !rows.is_empty()
+            let cell = |row: &Vec<String>| row.get(i).cloned().unwrap_or_default();
+            rows.iter().any(|row| cell(row).parse::<f64>().is_ok())
                 && rows.iter().all(|row| {
-                    row.get(i)
-                        .is_some_and(|c| c == "-" || c.parse::<f64>().is_ok())
+                    let c = cell(row);
+                    c == "-" || c.parse::<f64>().is_ok()
                 })
         })
         .collect();

@@ -101,9 +101,9 @@ pub(crate) async fn run(
                 view.target,
                 time(now_ms()),
                 if events.is_some() {
-                    format!("live (events; pauses every {interval:?})")
+                    format!("live: redrawn on events, and every {interval:?} for pauses")
                 } else {
-                    format!("every {interval:?} (no event stream)")
+                    format!("redrawn every {interval:?} (no event stream)")
                 }
             );
             text.push_str(&format!(
