@@ -356,8 +356,11 @@ impl Lane {
     ///   events (`event_buffer` is its deprecated name).
     /// - `metrics`: record counters, gauges and latency histograms (read them with
     ///   `metrics()` or `metrics_prometheus()`).
+    /// - `group_metrics`: with `metrics`, series per group for the first this many
+    ///   (lane, group) pairs seen (1 to 10,000), plus the groups in
+    ///   `group_metrics_always`; later groups count in their lane's `other` bucket.
     #[new]
-    #[pyo3(signature = (lanes = None, *, max_concurrency = None, storage = None, dead_letters = None, event_capacity = None, metrics = false, event_buffer = None))]
+    #[pyo3(signature = (lanes = None, *, max_concurrency = None, storage = None, dead_letters = None, event_capacity = None, metrics = false, event_buffer = None, group_metrics = None, group_metrics_always = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -368,7 +371,15 @@ impl Lane {
         event_capacity: Option<&Bound<'_, PyAny>>,
         metrics: bool,
         event_buffer: Option<&Bound<'_, PyAny>>,
+        group_metrics: Option<&Bound<'_, PyAny>>,
+        group_metrics_always: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyClassInitializer<Self>> {
+        let group_metrics = crate::metrics::group_metrics_config(
+            py,
+            metrics,
+            optional(group_metrics, |n| usize_arg(n, "group_metrics"))?,
+            group_metrics_always,
+        )?;
         let event_capacity = match (
             optional(event_capacity, |c| usize_arg(c, "event_capacity"))?,
             optional(event_buffer, |b| usize_arg(b, "event_buffer"))?,
@@ -420,7 +431,14 @@ impl Lane {
         if let Some(size) = dead_letters {
             builder = builder.with_dlq(size);
         }
-        let metrics = metrics.then(QueueMetrics::local);
+        let metrics = match (metrics.then(QueueMetrics::local), group_metrics) {
+            (Some(metrics), Some(config)) => Some(
+                metrics
+                    .with_group_metrics(config)
+                    .map_err(|e| e.into_py_err(py))?,
+            ),
+            (metrics, _) => metrics,
+        };
         if let Some(metrics) = &metrics {
             builder = builder.with_metrics(metrics.clone());
         }

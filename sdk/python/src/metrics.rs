@@ -10,8 +10,51 @@ use a3s_lane::{
 };
 use pyo3::prelude::*;
 
-use crate::error::lane_error;
+use crate::error::{IntoPyErr, lane_error};
 use crate::runtime::block_on;
+
+/// `Lane(group_metrics=, group_metrics_always=)` as a config (`None` when not given).
+pub(crate) fn group_metrics_config(
+    py: Python<'_>,
+    metrics: bool,
+    first: Option<usize>,
+    always: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Option<a3s_lane::GroupMetricsConfig>> {
+    let always = always.filter(|a| !a.is_none());
+    let Some(first) = first else {
+        if always.is_some() {
+            return Err(crate::error::config_error(
+                py,
+                "group_metrics_always needs group_metrics=N (how many other groups get a series)",
+            ));
+        }
+        return Ok(None);
+    };
+    if !metrics {
+        return Err(crate::error::config_error(
+            py,
+            "group_metrics records into the lane's metrics; pass metrics=True too",
+        ));
+    }
+    let mut config =
+        a3s_lane::GroupMetricsConfig::first(first).map_err(|e| e.into_py_err(py))?;
+    if let Some(always) = always {
+        if always.is_instance_of::<pyo3::types::PyString>() {
+            return Err(pyo3::exceptions::PyTypeError::new_err(
+                "group_metrics_always must be a list of group keys, not one string",
+            ));
+        }
+        for group in always.try_iter()? {
+            let group: String = group?.extract().map_err(|_| {
+                pyo3::exceptions::PyTypeError::new_err("group_metrics_always must hold strings")
+            })?;
+            config = config
+                .with_group(group)
+                .map_err(|e| e.into_py_err(py))?;
+        }
+    }
+    Ok(Some(config))
+}
 
 /// The snapshot of `metrics`, or the error that explains how to get one.
 pub(crate) fn snapshot(py: Python<'_>, metrics: Option<&QueueMetrics>) -> PyResult<CoreSnapshot> {
@@ -123,6 +166,15 @@ impl LaneMetrics {
     }
 }
 
+/// A group's metrics in the shape of a lane's (no gauges).
+fn as_lane(group: &a3s_lane::GroupMetricsSnapshot) -> CoreLaneMetrics {
+    CoreLaneMetrics {
+        counters: group.counters.clone(),
+        gauges: BTreeMap::new(),
+        histograms: group.histograms.clone(),
+    }
+}
+
 /// Every metric of a lane queue at one moment (`Lane.metrics()`).
 ///
 /// `counters`, `gauges` and `histograms` are totals over all lanes; `lanes` has the
@@ -169,6 +221,36 @@ impl MetricsSnapshot {
             .lanes
             .iter()
             .map(|(id, lane)| Ok((id.clone(), Py::new(py, LaneMetrics { lane: lane.clone() })?)))
+            .collect()
+    }
+
+    /// Per-group metrics by lane id, then group (with `Lane(..., group_metrics=N)`):
+    /// `group.commands.started`, `.completed`, `.failed`, `.cancelled`,
+    /// `group.throttled`, and the histogram `group.command.wait_ms`.
+    #[getter]
+    fn groups(&self, py: Python<'_>) -> PyResult<HashMap<String, HashMap<String, Py<LaneMetrics>>>> {
+        self.snapshot
+            .groups
+            .iter()
+            .map(|(lane, groups)| {
+                let groups = groups
+                    .groups
+                    .iter()
+                    .map(|(group, m)| Ok((group.clone(), Py::new(py, LaneMetrics { lane: as_lane(m) })?)))
+                    .collect::<PyResult<_>>()?;
+                Ok((lane.clone(), groups))
+            })
+            .collect()
+    }
+
+    /// Each lane's `other` bucket: its groups beyond the `group_metrics` bound, together.
+    #[getter]
+    fn other_groups(&self, py: Python<'_>) -> PyResult<HashMap<String, Py<LaneMetrics>>> {
+        self.snapshot
+            .groups
+            .iter()
+            .filter_map(|(lane, groups)| groups.other.as_ref().map(|m| (lane, m)))
+            .map(|(lane, m)| Ok((lane.clone(), Py::new(py, LaneMetrics { lane: as_lane(m) })?)))
             .collect()
     }
 

@@ -135,3 +135,59 @@ def test_without_metrics_asking_for_them_says_how_to_turn_them_on() -> None:
         lane.metrics_prometheus()
     with pytest.raises(TypeError, match="metrics"):
         Lane(metrics=1)  # type: ignore[arg-type]
+
+
+def test_group_metrics_count_per_group_within_their_bound() -> None:
+    lane = Lane(
+        {"tenants": LaneConfig(priority=0, max_concurrency=4)},
+        metrics=True,
+        group_metrics=2,
+        group_metrics_always=["vip"],
+    )
+
+    @lane.handler("job")
+    def job(payload: str) -> str:
+        return payload
+
+    lane.start()
+    try:
+        handles = [
+            lane.submit_nowait("tenants", "job", group, group=group)
+            for group in ["a", "a", "b", "c", "d", "d", "vip"]
+        ]
+        assert [h.result(timeout=30) for h in handles] == ["a", "a", "b", "c", "d", "d", "vip"]
+        snapshot = lane.metrics()
+        assert sorted(snapshot.groups["tenants"]) == ["a", "b", "vip"]
+        a = snapshot.groups["tenants"]["a"]
+        assert (a.counter("group.commands.started"), a.counter("group.commands.completed")) == (2, 2)
+        assert a.histograms["group.command.wait_ms"].count == 2
+        other = snapshot.other_groups["tenants"]
+        assert other.counter("group.commands.completed") == 3, "c and d together"
+        text = lane.metrics_prometheus()
+        assert 'group_commands_completed_total{lane="tenants",group="a"} 2\n' in text
+        assert 'group_commands_completed_total{lane="tenants",group_other="true"} 3\n' in text
+    finally:
+        lane.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"group_metrics": 0}, "use 1 to 10000"),
+        ({"group_metrics": 10_001}, "use 1 to 10000"),
+        ({"group_metrics": 5, "metrics": False}, "pass metrics=True too"),
+        ({"group_metrics_always": ["vip"]}, "needs group_metrics=N"),
+        ({"group_metrics": 5, "group_metrics_always": [""]}, "group"),
+    ],
+)
+def test_bad_group_metrics_are_a_config_error(kwargs: dict[str, object], message: str) -> None:
+    from a3s_lane import ConfigError
+
+    args: dict[str, object] = {"metrics": True, **kwargs}
+    with pytest.raises(ConfigError, match=message):
+        Lane({"jobs": LaneConfig(priority=0)}, **args)  # type: ignore[arg-type]
+
+
+def test_group_metrics_always_must_be_a_list_of_strings() -> None:
+    with pytest.raises(TypeError, match="not one string"):
+        Lane({"jobs": LaneConfig(priority=0)}, metrics=True, group_metrics=5, group_metrics_always="vip")
