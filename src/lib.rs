@@ -82,8 +82,8 @@ pub use lane_core::{
 /// Feature `sqlite` (on by default): the embedded durable store.
 #[cfg(feature = "sqlite")]
 pub use lane_reliability::{
-    LOCAL_STORAGE_FILE, LocalStorage, LocalStorageConfig, LocalSyncMode, SalvageReport,
-    UnreadableRows,
+    LOCAL_STORAGE_FILE, LocalStorage, LocalStorageConfig, LocalStorageSnapshot, LocalSyncMode,
+    SalvageReport, UnreadableRows,
 };
 
 /// Feature `redis` (on by default): the Redis engine.

@@ -87,6 +87,11 @@ impl RedisTarget {
     /// `stats` (and `lanes`).
     pub(crate) async fn stats(&self) -> CliResult<StatsView> {
         let stats = self.queue.stats().await.map_err(|e| self.failed(e))?;
+        let (dead_letters, dead_per_lane) = self
+            .queue
+            .dead_letter_counts()
+            .await
+            .map_err(|e| self.failed(e))?;
         let mut lanes: Vec<LaneView> = stats
             .queue
             .lanes
@@ -102,7 +107,7 @@ impl RedisTarget {
                 max_waiting: l.max_waiting,
                 paused: Some(l.paused),
                 throttled: Some(l.throttled),
-                dead_letters: None,
+                dead_letters: Some(dead_per_lane.get(&l.id).copied().unwrap_or(0)),
             })
             .collect();
         lanes.sort_by(|a, b| (a.priority, &a.id).cmp(&(b.priority, &b.id)));
@@ -112,7 +117,7 @@ impl RedisTarget {
             total_pending: stats.queue.total_pending,
             total_delayed: stats.queue.total_delayed,
             total_running: Some(stats.queue.total_active),
-            dead_letters: None,
+            dead_letters: Some(dead_letters),
             workers: Some(stats.workers),
             idle_workers: Some(stats.idle_workers),
             lanes,

@@ -233,6 +233,10 @@ async fn dead_letters_of_a_redis_queue_are_redriven_and_purged() {
     assert_eq!(letters.len(), 3);
     assert_eq!(letters[0]["command_id"], ids_dead[0]);
     assert!(letters[0]["error"].as_str().unwrap().contains("smtp down"));
+    let stats = cli(&prefix, &["stats", "--json"]).json();
+    assert_eq!(stats["dead_letters"], 3);
+    assert_eq!(stats["lanes"][0]["dead_letters"], 3, "all in mail");
+    assert_eq!(stats["lanes"][1]["dead_letters"], 0);
     let dead = cli(&prefix, &["commands", "--state", "dead", "--json"]).json();
     assert_eq!(ids(&dead).len(), 3);
 

@@ -194,6 +194,9 @@ async fn dead_letters_are_listed_per_lane_until_redriven_or_purged() {
         [dead[0], dead[2]],
         "failed again, newest"
     );
+    let (total, per_lane) = test.queue.dead_letter_counts().await.unwrap();
+    assert_eq!(total, 3);
+    assert_eq!((per_lane["jobs"], per_lane["other"]), (2, 1));
     // One, by id: its record goes from every listing; the others stay.
     assert!(test.queue.delete_dead_letter(dead[2]).await.unwrap());
     assert!(
@@ -202,6 +205,7 @@ async fn dead_letters_are_listed_per_lane_until_redriven_or_purged() {
     );
     assert_eq!(ids(&list("jobs").await), [dead[0]]);
     assert!(test.queue.command(dead[2]).await.unwrap().is_none());
+    assert_eq!(test.queue.dead_letter_counts().await.unwrap().0, 2);
     assert_eq!(test.queue.purge_dead_letters().await.unwrap(), 2);
     assert!(list("jobs").await.is_empty());
     assert!(list("other").await.is_empty());
