@@ -190,6 +190,12 @@ export interface LaneEvents {
   'queue.lane.pressure': { laneId: string; pending: number }
   /** A lane has nothing pending or running. */
   'queue.lane.idle': { laneId: string }
+  /**
+   * A rate limit held back the lane's next start, once per wait: the lane's own
+   * (`limit` `'lane'`), one group's (`'group'`, `group` names it) or its shared budget's
+   * (`'budget'`); it may start again at `untilMs` (ms since the Unix epoch).
+   */
+  'queue.lane.throttled': { laneId: string; group: string | null; limit: 'lane' | 'group' | 'budget'; untilMs: number }
   /** The durable store could not be written. */
   'queue.storage.failed': { error: string }
   /** This listener or iterator fell behind and missed `missed` events. */
@@ -1322,6 +1328,14 @@ export interface MetricsSnapshot {
   histograms: Record<string, HistogramSummary>
   /** Each lane's metrics, by lane id (every lane of the queue, and any lane recorded by hand). */
   lanes: Record<string, LaneMetrics>
+  /**
+   * Per-group metrics by lane id, then group (with `{ groupMetrics: n }`):
+   * `group.commands.started`, `.completed`, `.failed`, `.cancelled`, `group.throttled`
+   * and the histogram `group.command.wait_ms` (no gauges).
+   */
+  groups: Record<string, Record<string, LaneMetrics>>
+  /** Each lane's `other` bucket: its groups beyond the `groupMetrics` bound, together. */
+  otherGroups: Record<string, LaneMetrics>
   /** When the snapshot was taken, in milliseconds since the Unix epoch. */
   timestamp: number
 }
@@ -1377,6 +1391,14 @@ export interface QueueOptions {
    * `lane.metrics()` and `lane.metricsPrometheus()`. Off by default.
    */
   metrics?: boolean
+  /**
+   * With `metrics`: series per group for the first this many (lane, group) pairs seen
+   * (1 to 10,000), plus the groups in `groupMetricsAlways`; later groups count in
+   * their lane's `other` bucket (`metrics().otherGroups`). Off by default.
+   */
+  groupMetrics?: number
+  /** Groups that always get a series of their own (needs `groupMetrics`). */
+  groupMetricsAlways?: string[]
 }
 
 /** Counts for the whole queue and each lane. */

@@ -9,7 +9,9 @@
 
 use std::collections::BTreeMap;
 
-use a3s_lane::{HistogramStats, LaneMetricsSnapshot, MetricsSnapshot as CoreSnapshot};
+use a3s_lane::{
+    GroupMetricsSnapshot, HistogramStats, LaneMetricsSnapshot, MetricsSnapshot as CoreSnapshot,
+};
 use futures_util::FutureExt;
 use napi::Env;
 use napi_derive::napi;
@@ -68,6 +70,12 @@ pub struct MetricsSnapshot {
     pub histograms: BTreeMap<String, HistogramSummary>,
     /// Each lane's metrics, by lane id (every lane of the queue, and any lane recorded by hand).
     pub lanes: BTreeMap<String, LaneMetrics>,
+    /// Per-group metrics by lane id, then group (with `{ groupMetrics: n }`):
+    /// `group.commands.started`, `.completed`, `.failed`, `.cancelled`, `group.throttled`
+    /// and the histogram `group.command.wait_ms` (no gauges).
+    pub groups: BTreeMap<String, BTreeMap<String, LaneMetrics>>,
+    /// Each lane's `other` bucket: its groups beyond the `groupMetrics` bound, together.
+    pub other_groups: BTreeMap<String, LaneMetrics>,
     /// When the snapshot was taken, in milliseconds since the Unix epoch.
     pub timestamp: f64,
 }
@@ -98,6 +106,14 @@ fn histograms(histograms: &BTreeMap<String, HistogramStats>) -> BTreeMap<String,
         .iter()
         .map(|(name, stats)| (name.clone(), summary(stats)))
         .collect()
+}
+
+fn group_metrics(group: &GroupMetricsSnapshot) -> LaneMetrics {
+    LaneMetrics {
+        counters: counters(&group.counters),
+        gauges: BTreeMap::new(),
+        histograms: histograms(&group.histograms),
+    }
 }
 
 fn lane_metrics(lane: &LaneMetricsSnapshot) -> LaneMetrics {
@@ -144,6 +160,25 @@ impl Lane {
                 .lanes
                 .iter()
                 .map(|(id, lane)| (id.clone(), lane_metrics(lane)))
+                .collect(),
+            groups: snapshot
+                .groups
+                .iter()
+                .map(|(lane, groups)| {
+                    let named = groups
+                        .groups
+                        .iter()
+                        .map(|(group, m)| (group.clone(), group_metrics(m)))
+                        .collect();
+                    (lane.clone(), named)
+                })
+                .collect(),
+            other_groups: snapshot
+                .groups
+                .iter()
+                .filter_map(|(lane, groups)| {
+                    Some((lane.clone(), group_metrics(groups.other.as_ref()?)))
+                })
                 .collect(),
             timestamp: snapshot.timestamp as f64,
         })

@@ -22,6 +22,7 @@ const COUNTERS = [
   'lane.commands.timed_out',
   'lane.schedules.fired',
   'lane.schedules.skipped',
+  'lane.throttled',
 ];
 
 test('10 commands, 3 of them throwing, give exactly those counters', async () => {
@@ -54,6 +55,7 @@ test('10 commands, 3 of them throwing, give exactly those counters', async () =>
     'lane.commands.timed_out': 0,
     'lane.schedules.fired': 0,
     'lane.schedules.skipped': 0,
+    'lane.throttled': 0,
   });
   assert.deepEqual(metrics.lanes.work.counters, metrics.counters);
   // Every lane of the queue has its gauges (read from the queue); an idle one counts nothing.
@@ -211,4 +213,36 @@ test('a lane created without { metrics: true } says how to get them', async () =
   assert.throws(() => off.metrics(), (error) => error.code === 'CONFIG');
   await lane.shutdown();
   await off.shutdown();
+});
+
+test('groupMetrics counts per group within its bound; later groups share the lane\'s other bucket', async (t) => {
+  const lane = new Lane(
+    { tenants: { priority: 0, maxConcurrency: 4 } },
+    { metrics: true, groupMetrics: 2, groupMetricsAlways: ['vip'] },
+  );
+  t.after(() => lane.shutdownNow());
+  lane.handle('job', (group) => group);
+  await lane.start();
+  const groups = ['a', 'a', 'b', 'c', 'd', 'd', 'vip'];
+  assert.deepEqual(await Promise.all(groups.map((group) => lane.submit('tenants', 'job', group, { group }))), groups);
+  const metrics = lane.metrics();
+  assert.deepEqual(Object.keys(metrics.groups.tenants).sort(), ['a', 'b', 'vip']);
+  const a = metrics.groups.tenants.a;
+  assert.equal(a.counters['group.commands.started'], 2);
+  assert.equal(a.counters['group.commands.completed'], 2);
+  assert.equal(a.histograms['group.command.wait_ms'].count, 2);
+  assert.equal(metrics.otherGroups.tenants.counters['group.commands.completed'], 3, 'c and d together');
+  const text = lane.metricsPrometheus();
+  assert.ok(text.includes('group_commands_completed_total{lane="tenants",group="a"} 2\n'), text);
+  assert.ok(text.includes('group_commands_completed_total{lane="tenants",group_other="true"} 3\n'), text);
+});
+
+test('bad groupMetrics options are refused, saying what to do', () => {
+  const lanes = { jobs: { priority: 0 } };
+  assert.throws(() => new Lane(lanes, { metrics: true, groupMetrics: 0 }), (e) => e.code === 'CONFIG' && /use 1 to 10000/.test(e.message));
+  assert.throws(() => new Lane(lanes, { metrics: true, groupMetrics: 10_001 }), /use 1 to 10000/);
+  assert.throws(() => new Lane(lanes, { groupMetrics: 5 }), /set metrics: true too/);
+  assert.throws(() => new Lane(lanes, { metrics: true, groupMetricsAlways: ['vip'] }), /needs groupMetrics/);
+  assert.throws(() => new Lane(lanes, { metrics: true, groupMetrics: 5, groupMetricsAlways: 'vip' }), TypeError);
+  assert.throws(() => new Lane(lanes, { metrics: true, groupMetrics: 5, groupMetricsAlways: [''] }), /group/);
 });

@@ -4,11 +4,14 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use a3s_lane::{DEFAULT_EVENT_CAPACITY, DEFAULT_LANES, LaneConfig, LocalSyncMode, QueueMetrics};
+use a3s_lane::{
+    DEFAULT_EVENT_CAPACITY, DEFAULT_LANES, GroupMetricsConfig, LaneConfig, LocalSyncMode,
+    QueueMetrics,
+};
 use napi_derive::napi;
 
 use crate::config::lane::{LaneMap, LaneSetup};
-use crate::convert::{At, Js, options_object};
+use crate::convert::{At, FromJs, Given, Js, Read, options_object};
 use crate::error::JsFailure;
 
 /// Options of the whole queue (`new Lane(lanes, options)`).
@@ -36,6 +39,29 @@ pub struct QueueOptions {
     /// `lane.metrics()` and `lane.metricsPrometheus()`. Off by default.
     #[napi(ts_type = "boolean")]
     pub metrics: Option<Js<bool>>,
+    /// With `metrics`: series per group for the first this many (lane, group) pairs seen
+    /// (1 to 10,000), plus the groups in `groupMetricsAlways`; later groups count in
+    /// their lane's `other` bucket (`metrics().otherGroups`). Off by default.
+    #[napi(ts_type = "number")]
+    pub group_metrics: Option<Js<f64>>,
+    /// Groups that always get a series of their own (needs `groupMetrics`).
+    #[napi(ts_type = "string[]")]
+    pub group_metrics_always: Option<Js<GroupKeys>>,
+}
+
+/// `groupMetricsAlways`: group keys.
+#[derive(Debug, Clone)]
+pub struct GroupKeys(pub Vec<String>);
+
+impl FromJs for GroupKeys {
+    const EXPECTED: &'static str = "an array of group keys like ['vip']";
+
+    fn from_js(value: Given) -> Read<Self> {
+        if !value.is_array()? {
+            return value.unexpected();
+        }
+        Ok(value.array()?.map(Self))
+    }
 }
 
 options_object!(
@@ -46,7 +72,9 @@ options_object!(
         "eventCapacity",
         "deadLetterCapacity",
         "storage",
-        "metrics"
+        "metrics",
+        "groupMetrics",
+        "groupMetricsAlways"
     ]
 );
 
@@ -150,8 +178,43 @@ impl QueueSetup {
             At::count,
         )?;
         setup.storage = at.field("storage", options.storage, storage)?;
-        if at.field("metrics", options.metrics, |_, on| Ok(on))? == Some(true) {
-            setup.metrics = Some(QueueMetrics::local());
+        let metrics = at.field("metrics", options.metrics, |_, on| Ok(on))? == Some(true);
+        let first = at.field("groupMetrics", options.group_metrics, At::count)?;
+        let always = at.field(
+            "groupMetricsAlways",
+            options.group_metrics_always,
+            |_, keys| Ok(keys.0),
+        )?;
+        let groups = match (first, always) {
+            (None, None) => None,
+            (None, Some(_)) => {
+                return Err(at.key("groupMetricsAlways").type_error(
+                    "options.groupMetricsAlways needs groupMetrics (how many other groups get \
+                     a series)",
+                ));
+            }
+            (Some(_), _) if !metrics => {
+                return Err(at.key("groupMetrics").type_error(
+                    "options.groupMetrics records into the lane's metrics; set metrics: true too",
+                ));
+            }
+            (Some(first), always) => {
+                let mut config = GroupMetricsConfig::first(first)
+                    .map_err(|e| JsFailure::from(e).within("options.groupMetrics"))?;
+                for group in always.unwrap_or_default() {
+                    config = config
+                        .with_group(group)
+                        .map_err(|e| JsFailure::from(e).within("options.groupMetricsAlways"))?;
+                }
+                Some(config)
+            }
+        };
+        if metrics {
+            let local = QueueMetrics::local();
+            setup.metrics = Some(match groups {
+                Some(config) => local.with_group_metrics(config)?,
+                None => local,
+            });
         }
         Ok(setup)
     }
