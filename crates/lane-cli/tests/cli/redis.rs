@@ -301,3 +301,75 @@ fn an_unreachable_redis_is_an_error_that_hides_the_password() {
     run.refused("cannot connect to Redis at redis://admin:***@127.0.0.1:1");
     assert!(!run.stderr.contains("hunter2"), "{run:?}");
 }
+
+/// The nodes of the test Redis Cluster. Without them the test fails (it never skips).
+fn cluster_urls() -> Vec<String> {
+    let urls: Vec<String> = std::env::var("A3S_LANE_REDIS_CLUSTER_URLS")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .map(str::to_owned)
+        .collect();
+    assert!(
+        !urls.is_empty(),
+        "A3S_LANE_REDIS_CLUSTER_URLS is not set, and this test needs a Redis Cluster. Run \
+         `bash scripts/test.sh` (it starts a throwaway three-node cluster), or `source \
+         scripts/redis.sh && ensure_redis_cluster` in your shell, or set it to the nodes of \
+         a running one (redis://HOST:PORT,redis://HOST:PORT,...)."
+    );
+    urls
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_on_a_redis_cluster_is_reached_through_its_nodes() {
+    let urls = cluster_urls();
+    let prefix = unique_prefix("cluster");
+    let queue = RedisQueue::connect(
+        RedisQueueConfig::cluster(urls.clone())
+            .with_key_prefix(&prefix)
+            .with_lane("mail", LaneConfig::new(1, 2), 1),
+    )
+    .await
+    .expect("connecting to the test Redis Cluster");
+    let _cleanup = Cleanup(queue.clone());
+    let handle = queue.submit("mail", "send", json!({})).await.unwrap();
+
+    // Repeated, and as one comma separated list.
+    let mut args: Vec<String> = urls
+        .iter()
+        .flat_map(|url| ["--redis-node".to_owned(), url.clone()])
+        .collect();
+    args.extend([
+        "--prefix".into(),
+        prefix.clone(),
+        "stats".into(),
+        "--json".into(),
+    ]);
+    let stats = a3s_lane(&args).json();
+    assert_eq!(stats["total_pending"], 1);
+    let nodes = urls.join(",");
+    let paused = a3s_lane([
+        "--redis-node",
+        &nodes,
+        "--prefix",
+        &prefix,
+        "pause",
+        "mail",
+        "--json",
+    ])
+    .json();
+    assert_eq!(paused["paused"], true);
+    assert!(queue.stats().await.unwrap().queue.lanes["mail"].paused);
+    let shown = a3s_lane([
+        "--redis-node",
+        &nodes,
+        "--prefix",
+        &prefix,
+        "show",
+        &handle.id().to_string(),
+        "--json",
+    ])
+    .json();
+    assert_eq!(shown["state"], "pending");
+}
