@@ -127,9 +127,9 @@ if wants release; then
     # generated loader is rewritten the way napi-rs writes it.
     copy="$work/bump"
     mkdir -p "$copy"
-    tar -C "$root" --exclude=./target --exclude=./.git --exclude='*/node_modules' \
-        --exclude='./sdk/python/.venv*' --exclude='*.node' --exclude='*/.napi' -cf - . |
-        tar -C "$copy" -xf -
+    # The files git knows or would add (no target/, node_modules/, virtualenvs).
+    git ls-files -z --cached --others --exclude-standard |
+        tar -C "$root" --null --ignore-failed-read -T - -cf - 2>/dev/null | tar -C "$copy" -xf -
     bash "$copy/scripts/bump_version.sh" 9.8.7-rc.1 >/dev/null
     bash "$copy/scripts/bump_version.sh" --check 9.8.7-rc.1 >/dev/null
     if bash "$copy/scripts/bump_version.sh" --check "$version" >/dev/null 2>&1; then
