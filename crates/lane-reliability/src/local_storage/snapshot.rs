@@ -42,13 +42,18 @@ impl LocalStorage {
     /// that connection's locks).
     pub async fn read_snapshot(dir: impl AsRef<Path>) -> Result<LocalStorageSnapshot> {
         let dir = dir.as_ref().to_path_buf();
-        let work = tokio::task::spawn_blocking(move || copy_store(&dir))
+        let (work, settled) = tokio::task::spawn_blocking(move || copy_store(&dir))
             .await
             .map_err(|e| LaneError::Storage(format!("copying the store panicked: {e}")))??;
         let storage = LocalStorage::open(work.path(), LocalStorageConfig::new().must_exist())
             .await
             .map_err(|e| {
-                LaneError::Storage(format!("the copy of the store cannot be read: {e}"))
+                let hint = if settled {
+                    ""
+                } else {
+                    " (the store changed while it was copied, every time: try again)"
+                };
+                LaneError::Storage(format!("the copy of the store cannot be read{hint}: {e}"))
             })?;
         let snapshot = LocalStorageSnapshot {
             commands: storage.load_commands().await?,
@@ -72,7 +77,17 @@ fn stamp(path: &Path) -> std::io::Result<Option<(u64, SystemTime)>> {
     }
 }
 
-fn copy_store(dir: &Path) -> Result<tempfile::TempDir> {
+/// Copies `from` into a new file `to`, streamed; `to` gets this process's default mode,
+/// not `from`'s (a read-only store must give a copy that can be opened).
+fn copy(from: &Path, to: &Path) -> std::io::Result<u64> {
+    let mut source = std::fs::File::open(from)?;
+    let mut target = std::fs::File::create(to)?;
+    std::io::copy(&mut source, &mut target)
+}
+
+/// Copies the store's files into a temporary directory; also says whether the last copy
+/// was taken while the files stood still.
+fn copy_store(dir: &Path) -> Result<(tempfile::TempDir, bool)> {
     let io = |path: &Path, doing: &str, e: std::io::Error| {
         LaneError::Storage(format!("cannot read {} ({doing}): {e}", path.display()))
     };
@@ -101,38 +116,29 @@ fn copy_store(dir: &Path) -> Result<tempfile::TempDir> {
         .map_err(|e| LaneError::Storage(format!("cannot create a temporary directory: {e}")))?;
     let copy_db: PathBuf = work.path().join(LOCAL_STORAGE_FILE);
     let copy_wal = files::side(&copy_db, "-wal");
-    for attempt in 1..=COPY_ATTEMPTS {
-        let before = (
+    let stamps = || -> Result<_> {
+        Ok((
             stamp(&db).map_err(|e| io(&db, "its metadata", e))?,
             stamp(&wal).map_err(|e| io(&wal, "its metadata", e))?,
-        );
-        let bytes = std::fs::read(&db).map_err(|e| io(&db, "copying it", e))?;
-        let wal_bytes = match std::fs::read(&wal) {
-            Ok(bytes) => Some(bytes),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(io(&wal, "copying it", e)),
-        };
-        let after = (
-            stamp(&db).map_err(|e| io(&db, "its metadata", e))?,
-            stamp(&wal).map_err(|e| io(&wal, "its metadata", e))?,
-        );
-        if before != after && attempt < COPY_ATTEMPTS {
-            std::thread::sleep(std::time::Duration::from_millis(20 * attempt as u64));
-            continue;
-        }
-        let write = |path: &Path, bytes: &[u8]| {
-            std::fs::write(path, bytes).map_err(|e| {
-                LaneError::Storage(format!("cannot write the copy {}: {e}", path.display()))
-            })
-        };
-        write(&copy_db, &bytes)?;
+        ))
+    };
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let before = stamps()?;
+        copy(&db, &copy_db).map_err(|e| io(&db, "copying it", e))?;
         let _ = std::fs::remove_file(&copy_wal);
-        if let Some(wal_bytes) = wal_bytes {
-            write(&copy_wal, &wal_bytes)?;
+        match copy(&wal, &copy_wal) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(&wal, "copying it", e)),
         }
-        break;
+        let settled = stamps()? == before;
+        if settled || attempt == COPY_ATTEMPTS {
+            return Ok((work, settled));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20 * attempt as u64));
     }
-    Ok(work)
 }
 
 #[cfg(test)]
