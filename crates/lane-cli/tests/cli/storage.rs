@@ -47,6 +47,7 @@ async fn a_store_is_read_while_owned_and_changed_only_once_free() {
         .with_storage(storage.clone())
         .with_dlq(100)
         .with_lane("mail", LaneConfig::new(1, 2), 0)
+        .with_lane("bulk", LaneConfig::new(1, 1), 1)
         .with_handler(
             "boom",
             handler_fn(|_, _ctx| async { Err(LaneError::CommandError("smtp down".into())) }),
@@ -138,6 +139,38 @@ async fn a_store_is_read_while_owned_and_changed_only_once_free() {
         "the store's files are untouched"
     );
 
+    // Read while the queue writes: each read is one commit's view.
+    QueueClient::pause_lane(&manager, "bulk").await.unwrap();
+    let writer = {
+        let manager = manager.clone();
+        tokio::spawn(async move {
+            for n in 0..300 {
+                let _handle = manager
+                    .submit_replayable("bulk", "send", json!({ "n": n }))
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let mut seen = 0;
+    while !writer.is_finished() {
+        let stats = cli(dir.path(), &["stats", "--json"]).json();
+        let bulk = stats["lanes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["id"] == "bulk")
+            .map_or(0, |l| l["pending"].as_u64().unwrap());
+        assert!(
+            bulk >= seen,
+            "{bulk} after {seen}: a read went back in time"
+        );
+        seen = bulk;
+    }
+    writer.await.unwrap();
+    let stats = cli(dir.path(), &["stats", "--json"]).json();
+    assert_eq!(stats["total_pending"], 303);
+
     // Once the queue is gone, the changes go through.
     manager.shutdown().await;
     drop(manager);
@@ -167,7 +200,11 @@ async fn a_store_is_read_while_owned_and_changed_only_once_free() {
     assert_eq!(purged["purged"], 1);
     let letters = cli(dir.path(), &["dead-letters", "list", "--json"]).json();
     assert_eq!(letters["dead_letters"], json!([]));
-    let listing = cli(dir.path(), &["commands", "--state", "pending", "--json"]).json();
+    let listing = cli(
+        dir.path(),
+        &["commands", "--state", "pending", "--lane", "mail", "--json"],
+    )
+    .json();
     let mut expected = vec![dead[0], pending[1], pending[2]];
     expected.sort_unstable();
     let mut got = ids(&listing);
