@@ -5,9 +5,10 @@
 //!
 //! Subcommands: `stats`, `lanes`, `commands --state S`, `show ID`,
 //! `dead-letters list | redrive | purge`, `cancel ID`, `pause LANE [--for 30s]`,
-//! `resume LANE`, `watch`. Tables by default, `--json` for scripts. Any failure is a
-//! message on stderr and exit status 1 (2 for a command line clap cannot parse). See
-//! the crate's README for the details of each target.
+//! `resume LANE`, `watch`, and `dashboard` (lane-dashboard over a Redis queue). Tables
+//! by default, `--json` for scripts. Any failure is a message on stderr and exit status
+//! 1 (2 for a command line clap cannot parse). See the crate's README for the details of
+//! each target.
 
 mod duration;
 mod output;
@@ -34,7 +35,8 @@ use crate::storage_target::StorageTarget;
     after_help = "Examples:\n  a3s-lane --redis redis://127.0.0.1:6379 --prefix jobs stats\n  \
                   a3s-lane --redis redis://127.0.0.1:6379 --prefix jobs pause email --for 30s\n  \
                   a3s-lane --storage ./queue_data dead-letters list --json\n  \
-                  a3s-lane --redis redis://127.0.0.1:6379 watch"
+                  a3s-lane --redis redis://127.0.0.1:6379 watch\n  \
+                  A3S_LANE_DASHBOARD_TOKEN=secret a3s-lane --redis redis://127.0.0.1:6379 dashboard"
 )]
 struct Cli {
     #[command(flatten)]
@@ -116,7 +118,28 @@ enum Command {
     },
     /// A live view of the lanes and the latest events, redrawn in place.
     Watch(WatchArgs),
+    /// Serves the web dashboard (lane-dashboard) over a Redis queue until Ctrl-C.
+    Dashboard(DashboardArgs),
 }
+
+/// `dashboard` options.
+#[derive(Debug, Args)]
+struct DashboardArgs {
+    /// Where to listen; loopback unless told otherwise.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:9090")]
+    addr: std::net::SocketAddr,
+    /// No actions at all: pages and the API only read.
+    #[arg(long)]
+    read_only: bool,
+    /// The page title.
+    #[arg(long, value_name = "TEXT")]
+    title: Option<String>,
+}
+
+/// The environment variable the dashboard's action token is read from (never from the
+/// command line, where other users of the machine can read it). Without it a token is
+/// made and printed once.
+const DASHBOARD_TOKEN_ENV: &str = "A3S_LANE_DASHBOARD_TOKEN";
 
 /// `commands` options.
 #[derive(Debug, Args)]
@@ -270,6 +293,15 @@ async fn run(cli: Cli) -> CliResult<()> {
         (_, Command::Watch(args)) => {
             return watch::run(&target, args.interval, args.frames, json).await;
         }
+        (Target::Redis(t), Command::Dashboard(args)) => return dashboard(t, args).await,
+        (Target::Storage(_), Command::Dashboard(_)) => {
+            return Err(Failure(
+                "the dashboard serves a live queue: a Redis queue (--redis), or mount \
+                 lane_dashboard::router over the QueueManager in the process that owns the \
+                 store"
+                    .into(),
+            ));
+        }
         (Target::Redis(t), Command::Stats) => Box::new(t.stats().await?),
         (Target::Storage(t), Command::Stats) => Box::new(t.stats().await?),
         (Target::Redis(t), Command::Lanes) => Box::new(t.stats().await?.lanes_view()),
@@ -323,4 +355,31 @@ async fn run(cli: Cli) -> CliResult<()> {
         }
     };
     output::print(out.as_ref(), json)
+}
+
+/// `dashboard`: lane-dashboard's server over the Redis queue, until Ctrl-C.
+async fn dashboard(target: &RedisTarget, args: DashboardArgs) -> CliResult<()> {
+    let mut config = lane_dashboard::DashboardConfig::new()
+        .with_addr(args.addr)
+        .read_only(args.read_only)
+        .with_title(
+            args.title
+                .unwrap_or_else(|| format!("a3s-lane {}", target.shown)),
+        );
+    if let Some(token) = std::env::var(DASHBOARD_TOKEN_ENV)
+        .ok()
+        .filter(|t| !t.is_empty())
+    {
+        config = config.with_token(token);
+    }
+    let listener = lane_dashboard::bind(&config)
+        .await
+        .map_err(|e| Failure(format!("cannot listen on {}: {e}", args.addr)))?;
+    let client: std::sync::Arc<dyn lane_core::QueueClient> =
+        std::sync::Arc::new(target.queue.clone());
+    lane_dashboard::serve(listener, client, config, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
+    .map_err(|e| Failure(format!("the dashboard stopped: {e}")))
 }

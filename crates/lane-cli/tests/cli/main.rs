@@ -5,6 +5,7 @@
 //! The Redis tests need `A3S_LANE_REDIS_URL`: without it they fail saying how to get
 //! one (`bash scripts/test.sh` starts a throwaway server); they never skip.
 
+mod dashboard;
 mod redis;
 mod storage;
 

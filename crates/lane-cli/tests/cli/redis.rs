@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::{a3s_lane, ids};
 
 /// The Redis server the tests use. Without one the test fails (it never skips).
-fn redis_url() -> String {
+pub(crate) fn redis_url() -> String {
     match std::env::var("A3S_LANE_REDIS_URL") {
         Ok(url) if !url.is_empty() => url,
         _ => panic!(
@@ -24,7 +24,7 @@ fn redis_url() -> String {
     }
 }
 
-fn unique_prefix(test: &str) -> String {
+pub(crate) fn unique_prefix(test: &str) -> String {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -33,7 +33,7 @@ fn unique_prefix(test: &str) -> String {
 }
 
 /// Deletes the queue's keys when dropped, whatever the test's outcome.
-struct Cleanup(RedisQueue);
+pub(crate) struct Cleanup(pub(crate) RedisQueue);
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
