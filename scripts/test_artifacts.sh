@@ -62,6 +62,9 @@ esac
 
 python=${PYTHON:-python3}
 version="$(bash scripts/bump_version.sh --print)"
+# This workspace's target directory (CARGO_TARGET_DIR or target/): the builds below share it.
+target_dir="$(cargo metadata --format-version 1 --no-deps --offline |
+    "$python" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')"
 work="$(mktemp -d "${TMPDIR:-/tmp}/a3s-lane-artifacts.XXXXXX")"
 case "$work" in
 "$root"/*)
@@ -246,7 +249,7 @@ PY
     # pip builds the sdist as a user's pip does (build isolation, maturin from PyPI).
     # The build shares this tree's target directory, so the registry crates compiled by
     # the test suites are reused; the sdist's own crates are compiled from its sources.
-    python_artifact sdist "$sdist" CARGO_TARGET_DIR="$root/target" \
+    python_artifact sdist "$sdist" CARGO_TARGET_DIR="$target_dir" \
         MATURIN_PEP517_ARGS="--profile $profile"
 fi
 
@@ -448,8 +451,8 @@ if wants rust; then
     rm -rf "$crates_dir"
     mkdir -p "$crates_dir"
     for crate in "${crates[@]}"; do
-        tar -xzf "target/package/$crate-$version.crate" -C "$crates_dir"
-        echo "    $crate-$version.crate ($(tar -tzf "target/package/$crate-$version.crate" | wc -l) files)"
+        tar -xzf "$target_dir/package/$crate-$version.crate" -C "$crates_dir"
+        echo "    $crate-$version.crate ($(tar -tzf "$target_dir/package/$crate-$version.crate" | wc -l) files)"
     done
     took
 
@@ -492,11 +495,11 @@ PY
     cp Cargo.lock "$user/Cargo.lock"
     cargo_profile=()
     if [[ $profile == release ]]; then cargo_profile=(--release); fi
-    if ! (cd "$user" && CARGO_TARGET_DIR="$root/target" cargo build --quiet --offline "${cargo_profile[@]}"); then
+    if ! (cd "$user" && CARGO_TARGET_DIR="$target_dir" cargo build --quiet --offline "${cargo_profile[@]}"); then
         echo "    (offline build failed; retrying with the registry)"
-        (cd "$user" && CARGO_TARGET_DIR="$root/target" cargo build --quiet "${cargo_profile[@]}")
+        (cd "$user" && CARGO_TARGET_DIR="$target_dir" cargo build --quiet "${cargo_profile[@]}")
     fi
-    output="$("$root/target/$profile_dir/a3s-lane-user")"
+    output="$("$target_dir/$profile_dir/a3s-lane-user")"
     echo "    the quick start printed: $output"
     grep -q '"processed":"hello"' <<<"$output" || { echo "error: unexpected output" >&2; exit 1; }
     # Nothing of the workspace was used: every a3s-lane crate came from the unpacked files.
