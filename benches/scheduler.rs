@@ -7,6 +7,9 @@
 //! 3. `control_latency`: submit-to-start of a `control` command while `prompt` is saturated
 //!    with a 400-command backlog, versus a bare `tokio::spawn` under the same load.
 //! 4. `wide_lane`: 200 commands of 100 ms on a lane of max 100, versus spawn + Semaphore(100).
+//! 5. `session_lifecycle`: what an agent platform pays per session: build a queue with the
+//!    six default lanes, start it, run one command, shut it down and drain it; versus one
+//!    `tokio::spawn` + oneshot (the floor of running one thing).
 //!
 //! Idle cost (memory and CPU of 10,000 idle managers) is `benches/idle_managers.rs`.
 
@@ -301,11 +304,41 @@ fn wide_lane(c: &mut Criterion) {
     group.finish();
 }
 
+fn session_lifecycle(c: &mut Criterion) {
+    let rt = runtime();
+    let mut group = c.benchmark_group("session_lifecycle");
+    group.bench_function("a3s_lane_default_lanes", |b| {
+        b.to_async(&rt).iter(|| async {
+            let manager = QueueManagerBuilder::new(EventEmitter::new(100))
+                .with_default_lanes()
+                .build()
+                .await
+                .unwrap();
+            manager.start().await.unwrap();
+            let done = manager.submit("control", Box::new(Noop)).await.unwrap();
+            done.await.unwrap().unwrap();
+            manager.shutdown().await;
+            manager.drain(Duration::from_secs(5)).await.unwrap();
+        })
+    });
+    group.bench_function("baseline_spawn_oneshot", |b| {
+        b.to_async(&rt).iter(|| async {
+            let (tx, rx) = oneshot::channel();
+            tokio::spawn(async move {
+                let _ = tx.send(Noop.execute().await);
+            });
+            rx.await.unwrap().unwrap();
+        })
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     dispatch_throughput,
     many_lanes,
     control_latency,
-    wide_lane
+    wide_lane,
+    session_lifecycle
 );
 criterion_main!(benches);
