@@ -469,9 +469,35 @@ async function renderGroups(view) {
   fill(view, ...parts);
 }
 
+async function renderSchedules(view) {
+  const p = state.params;
+  const offset = +(p.get("offset") || 0), limit = +(p.get("limit") || 50);
+  const data = await api(`api/schedules?offset=${offset}&limit=${limit}`);
+  const detail = el("div", {});
+  const rows = data.schedules.map((info) => {
+    const s = info.schedule;
+    const act = (verb) => async () => {
+      if (await action(`api/schedules/${encodeURIComponent(s.name)}/${verb}`, null, `schedule ${s.name} ${verb}d`)) render(true);
+    };
+    return el("tr", { dataset: { schedule: s.name } }, el("td", {}, s.name), el("td", {}, s.lane), el("td", {}, s.command_type),
+      el("td", {}, JSON.stringify(s.every)), el("td", {}, fmtTime(info.next_fire_at_ms)), el("td", {}, fmtTime(info.last_fired_at_ms)),
+      el("td", { class: "n" }, info.fired), el("td", { class: "n" }, info.skipped),
+      el("td", {}, info.paused ? el("span", { class: "badge paused" }, "paused") : ""),
+      el("td", {}, el("button", { onclick: () => fill(detail, detailPanel(`schedule ${s.name}` + (s.payload_hidden ? " (payload hidden: enter the token)" : ""), info)) }, "Details"), " ",
+        el("button", { onclick: act("pause"), disabled: info.paused }, "Pause"), " ",
+        el("button", { onclick: act("resume"), disabled: !info.paused }, "Resume")));
+  });
+  fill(view, detail,
+    el("table", { id: "schedules" },
+      el("thead", {}, el("tr", {}, ["name", "lane", "type", "every", "next", "last fired", "fired", "skipped", "state", ""].map((h) => el("th", {}, h)))),
+      el("tbody", {}, rows)),
+    data.schedules.length ? null : el("p", { class: "muted" }, "No recurring schedule."),
+    pager(offset, limit, offset + limit < data.total, data.total));
+}
+
 async function render(quiet) {
   const path = location.pathname.slice(BASE.length).replace(/\/$/, "");
-  state.view = ["commands", "dead-letters", "groups"].includes(path) ? path : "lanes";
+  state.view = ["commands", "dead-letters", "groups", "schedules"].includes(path) ? path : "lanes";
   state.params = new URLSearchParams(location.search);
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.dataset.view === state.view);
   const view = document.getElementById("view");
@@ -482,6 +508,7 @@ async function render(quiet) {
     if (state.view === "commands") await renderCommands(view);
     if (state.view === "dead-letters") await renderDeadLetters(view);
     if (state.view === "groups") await renderGroups(view);
+    if (state.view === "schedules") await renderSchedules(view);
   } catch (e) {
     if (!quiet) fill(view, el("div", { class: "panel err" }, "Error: " + e.message));
     else flash(e.message, false);

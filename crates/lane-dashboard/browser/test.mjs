@@ -154,6 +154,11 @@ try {
     await page.screenshot({ path: `${shots}/dashboard-lanes.png` });
   }
 
+  await check("the schedules page lists the demo's schedule", async () => {
+    await page.click('nav a[data-view="schedules"]');
+    await page.waitForSelector('#schedules tr[data-schedule="heartbeat"]', { timeout: 5000 });
+  });
+
   await check("no script error on the pages", async () => {
     assert(pageErrors.length === 0, pageErrors.join("\n"));
   });

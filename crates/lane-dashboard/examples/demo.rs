@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lane_core::{
-    EventEmitter, LaneConfig, LaneError, QueueClient, QueueManagerBuilder, handler_fn,
+    EventEmitter, LaneConfig, LaneError, QueueClient, QueueManagerBuilder, Schedule, handler_fn,
 };
 use lane_dashboard::{DashboardConfig, QueueMetrics};
 use seen::Seen;
@@ -88,6 +88,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     manager.start().await?;
     let client: Arc<dyn QueueClient> = Arc::new(manager);
+    client
+        .put_schedule(Schedule::every(
+            "heartbeat",
+            "critical",
+            "work",
+            json!({ "ms": 5 }),
+            Duration::from_secs(10),
+        ))
+        .await?;
 
     // Steady traffic: `rate` commands a second over the lanes.
     if rate > 0 {

@@ -543,3 +543,54 @@ pub(crate) async fn purge(State(state): State<AppState>) -> ApiResult<Value> {
     let purged = state.client.purge_dead_letters().await?;
     Ok(Json(json!({ "purged": purged })))
 }
+
+// ---------------------------------------------------------------------------------------
+// Recurring schedules
+// ---------------------------------------------------------------------------------------
+
+pub(crate) async fn schedules(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> ApiResult<Value> {
+    let page = query.page(DEFAULT_PAGE)?;
+    let visible = may_view_payloads(&headers, &state.config);
+    // The client lists every schedule (they are few); the page is cut here.
+    let all = state.client.schedules().await?;
+    let total = all.len();
+    let schedules: Vec<Value> = all
+        .into_iter()
+        .skip(page.offset)
+        .take(page.limit)
+        .map(|info| {
+            let mut value = serde_json::to_value(&info).unwrap_or(Value::Null);
+            if !visible && let Some(schedule) = value.get_mut("schedule") {
+                schedule["payload"] = Value::Null;
+                schedule["payload_hidden"] = Value::Bool(true);
+            }
+            value
+        })
+        .collect();
+    Ok(Json(json!({
+        "total": total,
+        "offset": page.offset,
+        "limit": page.limit,
+        "schedules": schedules,
+    })))
+}
+
+pub(crate) async fn pause_schedule(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Value> {
+    state.client.pause_schedule(&name).await?;
+    Ok(Json(json!({ "schedule": name, "paused": true })))
+}
+
+pub(crate) async fn resume_schedule(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+) -> ApiResult<Value> {
+    state.client.resume_schedule(&name).await?;
+    Ok(Json(json!({ "schedule": name, "paused": false })))
+}

@@ -49,7 +49,7 @@ impl Default for DashboardConfig {
 
 impl DashboardConfig {
     /// No token (every action refused until one is set), not read-only, no metrics,
-    /// title "a3s-lane", address [`DEFAULT_ADDR`], events pushed at most every 250 ms and
+    /// title "a3s-lane", address [`DEFAULT_ADDR`], events pushed at most every 500 ms and
     /// counts refreshed every 5 s while the queue is idle.
     pub fn new() -> Self {
         Self {
@@ -59,7 +59,7 @@ impl DashboardConfig {
             title: "a3s-lane".to_owned(),
             allowed_origins: Vec::new(),
             addr: DEFAULT_ADDR,
-            batch_interval: Duration::from_millis(250),
+            batch_interval: Duration::from_millis(500),
             idle_refresh: Duration::from_secs(5),
         }
     }
@@ -107,7 +107,7 @@ impl DashboardConfig {
         self
     }
 
-    /// How often the event stream pushes a batch while events arrive (250 ms by
+    /// How often the event stream pushes a batch while events arrive (500 ms by
     /// default; at least 10 ms).
     pub fn with_batch_interval(mut self, interval: Duration) -> Self {
         self.batch_interval = interval.max(Duration::from_millis(10));

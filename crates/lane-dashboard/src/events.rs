@@ -1,12 +1,19 @@
 //! `/api/events`: server-sent events from the queue's event subscription.
 //!
 //! One subscription per connected page. Events are batched: when one arrives, the stream
-//! collects the others of the next `batch_interval`, then sends one `batch` message with
-//! per-lane counts by kind, the last few events (key, lane, id and type only: no payload,
-//! no error text), how many events this subscriber missed, and fresh counts (from
-//! `stats`) of the lanes that moved and the lanes the page shows. While nothing happens it
-//! sends a `stats` message every `idle_refresh` (a timed pause ending or a rate limit
-//! lifting emit no event).
+//! waits out the `batch_interval`, then sends one `batch` message with per-lane counts by
+//! kind, the last few events (key, lane, id and type only: no payload, no error text), how
+//! many events this subscriber missed, and fresh counts (from `stats`) of the lanes that
+//! moved and the lanes the page shows. While nothing happens it sends a `stats` message
+//! every `idle_refresh` (a timed pause ending or a rate limit lifting emit no event).
+//!
+//! The counts come from one of two sources:
+//! - with a `QueueMetrics` configured, from its counters (the difference since the last
+//!   message), and the subscription is dropped from a batch's first event until the batch
+//!   is sent, so that the queue builds no event meanwhile (it builds none while nobody
+//!   listens): the page costs the queue a few events and two reads per batch;
+//! - without, from every event of the interval (exact too, but the queue builds and
+//!   broadcasts each event while the page is open).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::convert::Infallible;
@@ -16,6 +23,7 @@ use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::{Stream, StreamExt};
 use lane_core::{EventStream, LaneEvent, QueueStats, event_keys};
+use lane_metrics::{QueueMetrics, metric_names};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -27,6 +35,9 @@ use crate::api::ApiQuery;
 const MAX_LANES_PER_MESSAGE: usize = 500;
 /// The most recent events a batch lists.
 const RECENT: usize = 25;
+/// The events a batch counted from metrics reads for the page's feed before it lets go of
+/// the subscription.
+const METRICS_MODE_RECENT: usize = 8;
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct EventsQuery {
@@ -35,11 +46,68 @@ pub(crate) struct EventsQuery {
     lanes: Option<String>,
 }
 
+/// Counts by lane and kind.
+type Counts = BTreeMap<String, BTreeMap<&'static str, u64>>;
+
 struct Pump {
     state: AppState,
-    events: EventStream,
+    /// The subscription; in metrics mode it is dropped while a batch gathers (the queue
+    /// builds no event while nobody listens) and taken again for the next one.
+    events: Option<EventStream>,
     watched: Vec<String>,
     started: bool,
+    /// Metrics mode: the counters of the configured `QueueMetrics` at the last message.
+    baseline: Counts,
+}
+
+/// The metric counters behind each kind the stream counts.
+const METRIC_KINDS: [(&str, &str); 9] = [
+    ("submitted", metric_names::COMMANDS_SUBMITTED),
+    ("started", metric_names::COMMANDS_STARTED),
+    ("completed", metric_names::COMMANDS_COMPLETED),
+    ("retried", metric_names::COMMANDS_RETRIED),
+    ("dead_lettered", metric_names::COMMANDS_DEAD_LETTERED),
+    ("failed", metric_names::COMMANDS_FAILED),
+    ("timed_out", metric_names::COMMANDS_TIMED_OUT),
+    ("cancelled", metric_names::COMMANDS_CANCELLED),
+    ("expired", metric_names::COMMANDS_EXPIRED),
+];
+
+/// The counters of `metrics`, by lane and kind.
+async fn counters(metrics: &QueueMetrics) -> Counts {
+    let snapshot = metrics.snapshot().await;
+    snapshot
+        .lanes
+        .iter()
+        .map(|(lane, m)| {
+            let per_kind = METRIC_KINDS
+                .iter()
+                .map(|(kind, name)| (*kind, m.counter(name)))
+                .collect();
+            (lane.clone(), per_kind)
+        })
+        .collect()
+}
+
+/// What moved from `before` to `now` (kinds and lanes that did not move left out).
+fn delta(before: &Counts, now: &Counts) -> Counts {
+    let mut moved = Counts::new();
+    for (lane, kinds) in now {
+        for (kind, value) in kinds {
+            let old = before
+                .get(lane)
+                .and_then(|k| k.get(kind))
+                .copied()
+                .unwrap_or(0);
+            if *value > old && (moved.len() < MAX_LANES_PER_MESSAGE || moved.contains_key(lane)) {
+                moved
+                    .entry(lane.clone())
+                    .or_default()
+                    .insert(kind, value - old);
+            }
+        }
+    }
+    moved
 }
 
 pub(crate) async fn stream(
@@ -56,10 +124,11 @@ pub(crate) async fn stream(
         .map(str::to_owned)
         .collect();
     let pump = Pump {
-        events: state.client.subscribe(),
+        events: Some(state.client.subscribe()),
         state,
         watched,
         started: false,
+        baseline: Counts::new(),
     };
     let stream = futures_util::stream::unfold(pump, |mut pump| async move {
         let event = pump.next_message().await?;
@@ -100,20 +169,80 @@ fn summary(event: &LaneEvent) -> Value {
 
 impl Pump {
     async fn next_message(&mut self) -> Option<Event> {
+        let metrics = self.state.config.metrics().cloned();
         if !self.started {
             self.started = true;
+            if let Some(metrics) = &metrics {
+                self.baseline = counters(metrics).await;
+            }
             let stats = self.state.client.stats().await.ok();
             return Some(self.message("stats", json!({}), &BTreeSet::new(), stats));
         }
         let idle = self.state.config.idle_refresh();
-        let first = match tokio::time::timeout(idle, self.events.next()).await {
+        let events = self
+            .events
+            .get_or_insert_with(|| self.state.client.subscribe());
+        let first = match tokio::time::timeout(idle, events.next()).await {
             Ok(Some(event)) => event,
             Ok(None) => return None,
             Err(_) => {
+                if let Some(metrics) = &metrics {
+                    self.baseline = counters(metrics).await;
+                }
                 let stats = self.state.client.stats().await.ok();
                 return Some(self.message("stats", json!({}), &BTreeSet::new(), stats));
             }
         };
+        match metrics {
+            Some(metrics) => Some(self.metrics_batch(&metrics, first).await),
+            None => self.event_batch(first).await,
+        }
+    }
+
+    /// A batch counted from the configured metrics: the subscription is dropped until
+    /// the next batch, so the queue builds no event meanwhile.
+    async fn metrics_batch(&mut self, metrics: &QueueMetrics, first: LaneEvent) -> Event {
+        let deadline = Instant::now() + self.state.config.batch_interval();
+        // A few events for the page's feed, then the subscription goes until next time.
+        let mut recent = vec![first];
+        if let Some(events) = self.events.as_mut() {
+            while recent.len() < METRICS_MODE_RECENT {
+                match tokio::time::timeout_at(deadline, events.next()).await {
+                    Ok(Some(event)) if event.key != event_keys::EVENTS_LAGGED => {
+                        recent.push(event);
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => break,
+                }
+            }
+        }
+        self.events = None;
+        tokio::time::sleep_until(deadline).await;
+        let now = counters(metrics).await;
+        let counts = delta(&self.baseline, &now);
+        self.baseline = now;
+        let dead_letters_changed = recent
+            .iter()
+            .any(|e| e.key == event_keys::COMMAND_DEAD_LETTERED)
+            || counts.values().any(|k| k.contains_key("dead_lettered"));
+        let moved: BTreeSet<String> = counts.keys().cloned().collect();
+        let stats = self.state.client.stats().await.ok();
+        let body = json!({
+            "counts": counts,
+            "recent": recent.iter().map(summary).collect::<Vec<_>>(),
+            "events": recent.len(),
+            "missed": 0,
+            "dead_letters_changed": dead_letters_changed,
+            "interval_ms": self.state.config.batch_interval().as_millis() as u64,
+            "closed": false,
+            "source": "metrics",
+        });
+        self.message("batch", body, &moved, stats)
+    }
+
+    /// A batch counted from every event of the batch interval.
+    async fn event_batch(&mut self, first: LaneEvent) -> Option<Event> {
+        let events = self.events.as_mut()?;
         let deadline = Instant::now() + self.state.config.batch_interval();
         let mut counts: BTreeMap<String, BTreeMap<&'static str, u64>> = BTreeMap::new();
         // The last events, summarised only when the batch is sent.
@@ -150,7 +279,7 @@ impl Pump {
         };
         take(first);
         loop {
-            match tokio::time::timeout_at(deadline, self.events.next()).await {
+            match tokio::time::timeout_at(deadline, events.next()).await {
                 Ok(Some(event)) => take(event),
                 Ok(None) => {
                     closed = true;
@@ -170,6 +299,7 @@ impl Pump {
             "dead_letters_changed": dead_letters_changed,
             "interval_ms": self.state.config.batch_interval().as_millis() as u64,
             "closed": closed,
+            "source": "events",
         });
         Some(self.message("batch", body, &moved, stats))
     }

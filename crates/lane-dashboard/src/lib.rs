@@ -6,7 +6,7 @@
 //!
 //! | path | what |
 //! | --- | --- |
-//! | `/`, `/lanes`, `/commands`, `/dead-letters`, `/groups` | the pages (plain HTML, CSS and one small script, embedded; no CDN) |
+//! | `/`, `/lanes`, `/commands`, `/dead-letters`, `/groups`, `/schedules` | the pages (plain HTML, CSS and one small script, embedded; no CDN) |
 //! | `/api/…` | the JSON API behind the pages (see the crate README) |
 //! | `/api/events` | server-sent events: batches of queue events and fresh counts, pushed from the queue's event subscription |
 //! | `/metrics` | Prometheus text: the lanes' counts from [`QueueClient::stats`], and every series of a [`QueueMetrics`] given with [`DashboardConfig::with_metrics`] |
@@ -96,6 +96,8 @@ pub fn router(client: Arc<dyn QueueClient>, config: DashboardConfig) -> Router {
         )
         .route("/api/dead-letters/redrive-all", post(api::redrive_all))
         .route("/api/dead-letters/purge", post(api::purge))
+        .route("/api/schedules/{name}/pause", post(api::pause_schedule))
+        .route("/api/schedules/{name}/resume", post(api::resume_schedule))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             security::require_action_rights,
@@ -106,6 +108,7 @@ pub fn router(client: Arc<dyn QueueClient>, config: DashboardConfig) -> Router {
         .route("/commands", get(assets::page))
         .route("/dead-letters", get(assets::page))
         .route("/groups", get(assets::page))
+        .route("/schedules", get(assets::page))
         .route("/assets/app.js", get(assets::script))
         .route("/assets/style.css", get(assets::style))
         .route("/api/overview", get(api::overview))
@@ -115,6 +118,7 @@ pub fn router(client: Arc<dyn QueueClient>, config: DashboardConfig) -> Router {
         .route("/api/commands/{id}", get(api::command))
         .route("/api/dead-letters", get(api::dead_letters))
         .route("/api/dead-letters/{id}", get(api::dead_letter))
+        .route("/api/schedules", get(api::schedules))
         .route("/api/events", get(events::stream))
         .route("/metrics", get(prometheus::metrics))
         .merge(actions)

@@ -39,7 +39,12 @@ fn escape(label: &str) -> String {
 }
 
 /// A series family from the stats: name, type, help, and the value of a lane.
-type Family = (&'static str, &'static str, &'static str, fn(&LaneStatus) -> f64);
+type Family = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&LaneStatus) -> f64,
+);
 
 /// The stats as gauges and counters, one series per lane (sorted by lane id).
 pub(crate) fn render_stats(stats: &QueueStats) -> String {

@@ -603,11 +603,21 @@ async fn read_until(
 
 #[tokio::test]
 async fn the_event_stream_delivers_a_batch_when_a_command_runs() {
+    event_stream_delivers_a_batch(false).await;
+}
+
+#[tokio::test]
+async fn the_event_stream_counts_from_the_metrics_when_it_has_them() {
+    event_stream_delivers_a_batch(true).await;
+}
+
+async fn event_stream_delivers_a_batch(with_metrics: bool) {
     let fixture = fixture().await;
-    let app = app(
-        &fixture,
-        DashboardConfig::new().with_batch_interval(Duration::from_millis(20)),
-    );
+    let mut config = DashboardConfig::new().with_batch_interval(Duration::from_millis(20));
+    if with_metrics {
+        config = config.with_metrics(fixture.metrics.clone());
+    }
+    let app = app(&fixture, config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
@@ -654,6 +664,11 @@ async fn the_event_stream_delivers_a_batch_when_a_command_runs() {
         "{batch}"
     );
     assert!(batch.contains("\"fast\""), "{batch}");
+    let source = if with_metrics { "metrics" } else { "events" };
+    assert!(
+        batch.contains(&format!("\"source\":\"{source}\"")),
+        "{batch}"
+    );
     // No payload or result in the stream.
     assert!(!seen.contains("\"hi\""), "{seen}");
     server.abort();
@@ -756,5 +771,55 @@ async fn metrics_are_valid_prometheus_text() {
         );
     }
     assert!(queried.len() > 10, "{queried:?}");
+    fixture.manager.shutdown().await;
+}
+
+#[tokio::test]
+async fn schedules_are_listed_with_payloads_for_the_token_only_and_paused_and_resumed() {
+    let fixture = fixture().await;
+    fixture
+        .client
+        .put_schedule(lane_core::Schedule::every(
+            "nightly",
+            "slow",
+            "echo",
+            json!({ "secret": 1 }),
+            Duration::from_secs(3600),
+        ))
+        .await
+        .unwrap();
+    let app = app(&fixture, DashboardConfig::new().with_token(TOKEN));
+    let anonymous = call(&app, Method::GET, "/api/schedules", &[]).await;
+    assert_eq!(anonymous.status, StatusCode::OK, "{}", anonymous.text);
+    let anonymous = anonymous.json();
+    assert_eq!(anonymous["total"], 1);
+    assert_eq!(anonymous["schedules"][0]["schedule"]["name"], "nightly");
+    assert_eq!(
+        anonymous["schedules"][0]["schedule"]["payload"],
+        Value::Null
+    );
+    assert_eq!(
+        anonymous["schedules"][0]["schedule"]["payload_hidden"],
+        true
+    );
+    let authorised = call(&app, Method::GET, "/api/schedules", &[AUTH])
+        .await
+        .json();
+    assert_eq!(
+        authorised["schedules"][0]["schedule"]["payload"],
+        json!({ "secret": 1 })
+    );
+    let paused = call(&app, Method::POST, "/api/schedules/nightly/pause", &[AUTH]).await;
+    assert_eq!(paused.status, StatusCode::OK, "{}", paused.text);
+    assert!(fixture.client.schedules().await.unwrap()[0].paused);
+    let resumed = call(&app, Method::POST, "/api/schedules/nightly/resume", &[AUTH]).await;
+    assert_eq!(resumed.status, StatusCode::OK);
+    assert!(!fixture.client.schedules().await.unwrap()[0].paused);
+    let unknown = call(&app, Method::POST, "/api/schedules/nope/pause", &[AUTH]).await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST, "{}", unknown.text);
+    assert_eq!(
+        call(&app, Method::GET, "/schedules", &[]).await.status,
+        StatusCode::OK
+    );
     fixture.manager.shutdown().await;
 }
