@@ -417,7 +417,10 @@ if wants rust; then
     step "rust: cargo package (every publishable crate, in dependency order)"
     # The publishable members, in dependency order (cargo publish --workspace uses the
     # same order): Cargo resolves the unpublished ones against each other.
-    mapfile -t crates < <(cargo metadata --format-version 1 --no-deps --offline | node -e '
+    # The publishable members in dependency order (the order `cargo publish --workspace`
+    # uses), each with "lib" when other crates can depend on it, "bin" otherwise.
+    # shellcheck disable=SC2016 # JavaScript template literals, not shell expansions
+    mapfile -t ordered < <(cargo metadata --format-version 1 --no-deps --offline | node -e '
         const meta = JSON.parse(require("fs").readFileSync(0, "utf8"));
         const members = new Set(meta.workspace_members);
         const pkgs = meta.packages.filter((p) => members.has(p.id) && !(Array.isArray(p.publish) && p.publish.length === 0));
@@ -429,21 +432,29 @@ if wants rust; then
           for (const d of p.dependencies) {
             if (d.kind !== "dev" && names.has(d.name)) visit(pkgs.find((q) => q.name === d.name));
           }
-          order.push(p.name);
+          const lib = p.targets.some((t) => t.kind.some((k) => k.endsWith("lib")));
+          order.push(`${p.name} ${lib ? "lib" : "bin"}`);
         };
         pkgs.sort((a, b) => a.name.localeCompare(b.name)).forEach(visit);
         console.log(order.join("\n"));
     ')
     # A3S_LANE_PACKAGE_SKIP="crate ...": leave crates out (a crate being written in a shared
     # working tree, say); CI sets nothing.
-    if [[ -n "${A3S_LANE_PACKAGE_SKIP:-}" ]]; then
-        mapfile -t crates < <(printf '%s\n' "${crates[@]}" | grep -vxF -f <(tr ' ' '\n' <<<"$A3S_LANE_PACKAGE_SKIP"))
-        echo "    skipping: $A3S_LANE_PACKAGE_SKIP"
-    fi
+    crates=() libs=()
+    for line in "${ordered[@]}"; do
+        read -r crate kind <<<"$line"
+        if [[ " ${A3S_LANE_PACKAGE_SKIP:-} " == *" $crate "* ]]; then
+            echo "    skipping $crate (A3S_LANE_PACKAGE_SKIP)"
+            continue
+        fi
+        crates+=("$crate")
+        if [[ $kind == lib ]]; then libs+=("$crate"); fi
+    done
     package_args=()
     for crate in "${crates[@]}"; do package_args+=(-p "$crate"); done
-    # --no-verify: compiling each crate alone is what the throwaway crate below does, for
-    # all of them at once; `cargo publish --dry-run` in release-crates.yml verifies each.
+    # --no-verify: the throwaway crate below compiles every library crate from its .crate,
+    # all in one build; `cargo publish --dry-run` (release-crates.yml, every pull request)
+    # verifies each crate, binaries too.
     cargo package --quiet --no-verify --allow-dirty "${package_args[@]}"
     # Unpacked outside the source tree, at a path that stays the same between runs: the
     # crates compiled from it are then rebuilt in place in target/ instead of piling up.
@@ -472,11 +483,15 @@ a3s-lane = "$version"
 async-trait = "0.1"
 serde_json = "1"
 tokio = { version = "1", features = ["macros", "rt-multi-thread"] }
-
-# The packaged crates stand in for crates.io's: each is the unpacked .crate file.
-[patch.crates-io]
 EOF
-        for crate in "${crates[@]}"; do
+        echo "# The other library crates, so that they compile from their .crate files too."
+        for crate in "${libs[@]}"; do
+            [[ $crate == a3s-lane ]] || echo "$crate = \"$version\""
+        done
+        echo
+        echo "# The packaged crates stand in for crates.io's: each is the unpacked .crate file."
+        echo "[patch.crates-io]"
+        for crate in "${libs[@]}"; do
             echo "$crate = { path = \"$crates_dir/$crate-$version\" }"
         done
         echo
@@ -514,7 +529,8 @@ PY
           if (found.length !== 1 || found[0].source !== null || !found[0].manifest_path.startsWith(dir + "/"))
             throw new Error(`${name}: ${JSON.stringify(found.map((p) => [p.source, p.manifest_path]))}`);
         }
-    ' "$crates_dir" "${crates[@]}"
+    ' "$crates_dir" "${libs[@]}"
+    echo "    compiled from their .crate files: ${libs[*]}"
     echo "==> artifact: Rust crates ${crates[*]} packaged; a3s-lane-$version.crate used by $user ; example ran"
     took
 fi
