@@ -36,8 +36,7 @@ pub(crate) fn group_metrics_config(
             "group_metrics records into the lane's metrics; pass metrics=True too",
         ));
     }
-    let mut config =
-        a3s_lane::GroupMetricsConfig::first(first).map_err(|e| e.into_py_err(py))?;
+    let mut config = a3s_lane::GroupMetricsConfig::first(first).map_err(|e| e.into_py_err(py))?;
     if let Some(always) = always {
         if always.is_instance_of::<pyo3::types::PyString>() {
             return Err(pyo3::exceptions::PyTypeError::new_err(
@@ -48,9 +47,7 @@ pub(crate) fn group_metrics_config(
             let group: String = group?.extract().map_err(|_| {
                 pyo3::exceptions::PyTypeError::new_err("group_metrics_always must hold strings")
             })?;
-            config = config
-                .with_group(group)
-                .map_err(|e| e.into_py_err(py))?;
+            config = config.with_group(group).map_err(|e| e.into_py_err(py))?;
         }
     }
     Ok(Some(config))
@@ -228,7 +225,10 @@ impl MetricsSnapshot {
     /// `group.commands.started`, `.completed`, `.failed`, `.cancelled`,
     /// `group.throttled`, and the histogram `group.command.wait_ms`.
     #[getter]
-    fn groups(&self, py: Python<'_>) -> PyResult<HashMap<String, HashMap<String, Py<LaneMetrics>>>> {
+    fn groups(
+        &self,
+        py: Python<'_>,
+    ) -> PyResult<HashMap<String, HashMap<String, Py<LaneMetrics>>>> {
         self.snapshot
             .groups
             .iter()
@@ -236,7 +236,12 @@ impl MetricsSnapshot {
                 let groups = groups
                     .groups
                     .iter()
-                    .map(|(group, m)| Ok((group.clone(), Py::new(py, LaneMetrics { lane: as_lane(m) })?)))
+                    .map(|(group, m)| {
+                        Ok((
+                            group.clone(),
+                            Py::new(py, LaneMetrics { lane: as_lane(m) })?,
+                        ))
+                    })
                     .collect::<PyResult<_>>()?;
                 Ok((lane.clone(), groups))
             })
