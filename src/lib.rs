@@ -123,3 +123,22 @@ pub use lane_distributed::{
     PartitionId, PartitionRouter, PartitionStrategy, PartitionWorkers, Partitioner, WorkerId,
     hash_partition, stable_hash,
 };
+
+// The user guide (docs/guide, an mdBook): every Rust sample of its chapters is a doc test
+// of this crate (`cargo test -p a3s-lane --doc`); its Python and JavaScript samples are
+// run by docs/guide/check_samples.py.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/guide/src/introduction.md")]
+mod guide_introduction {}
+#[cfg(doctest)]
+#[doc = include_str!("../docs/guide/src/concepts.md")]
+mod guide_concepts {}
+#[cfg(all(doctest, feature = "sqlite"))]
+#[doc = include_str!("../docs/guide/src/guarantees.md")]
+mod guide_guarantees {}
+#[cfg(all(doctest, feature = "redis"))]
+#[doc = include_str!("../docs/guide/src/redis.md")]
+mod guide_redis {}
+#[cfg(doctest)]
+#[doc = include_str!("../docs/guide/src/sdks.md")]
+mod guide_sdks {}

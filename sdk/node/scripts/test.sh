@@ -58,3 +58,4 @@ cp .napi/lane.*.node .
 
 echo "==> node --test"
 node --test --test-timeout=120000 --test-reporter=spec test/*.test.mjs
+python3 ../../docs/guide/check_samples.py node   # the guide's JavaScript samples, against this build

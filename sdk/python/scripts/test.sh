@@ -51,3 +51,4 @@ ensure_redis_cluster
 echo "==> pytest (A3S_LANE_REDIS_URL=$A3S_LANE_REDIS_URL A3S_LANE_REDIS_CLUSTER_URLS=$A3S_LANE_REDIS_CLUSTER_URLS)"
 # Exit status 5 (no tests collected) is a failure like any other non-zero status.
 python -m pytest -q tests
+python ../../docs/guide/check_samples.py python   # the guide's Python samples, against this build
