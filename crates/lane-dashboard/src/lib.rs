@@ -130,10 +130,10 @@ pub fn router(client: Arc<dyn QueueClient>, config: DashboardConfig) -> Router {
 
 /// Serves the dashboard over `client` on `listener` until `shutdown` resolves.
 ///
-/// A token is needed for actions: the configured one, or (with none, and not read-only)
-/// one made here with [`generate_token`] and printed once to standard error with the
-/// address. Use [`bind`] to get a listener on the configured address (`127.0.0.1:9090`
-/// by default).
+/// A token is needed for actions and payloads: the configured one, or one made here with
+/// [`generate_token`] and printed once to standard error with the address (also in
+/// read-only mode, where it only unlocks payloads and results). Use [`bind`] to get a
+/// listener on the configured address (`127.0.0.1:9090` by default).
 pub async fn serve(
     listener: TcpListener,
     client: Arc<dyn QueueClient>,
@@ -141,11 +141,16 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
-    if config.token().is_none() && !config.is_read_only() {
+    if config.token().is_none() {
         let token = generate_token();
+        let what = if config.is_read_only() {
+            "read-only: actions are off; the token shows payloads and results"
+        } else {
+            "actions (and payloads) need the header `Authorization: Bearer <token>`"
+        };
         eprintln!(
             "a3s-lane dashboard: http://{addr}/#token={token}\n\
-             actions need the header `Authorization: Bearer {token}` (shown once)"
+             {what}; the token is {token} (shown once)"
         );
         config = config.with_token(token);
     } else {
