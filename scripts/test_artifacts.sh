@@ -157,7 +157,11 @@ if wants python; then
     need_redis
     step "python: building the wheel and the sdist (maturin, profile $profile)"
     dist="$work/python-dist"
-    (cd sdk/python && "$tools_venv/bin/maturin" build --quiet --profile "$profile" --out "$dist" --interpreter "$python")
+    # The interpreter sdk/python/scripts/test.sh built with, when there is one: pyo3's build
+    # configuration then matches, and its build is reused.
+    interpreter="$python"
+    if [[ -x sdk/python/.venv/bin/python ]]; then interpreter="$root/sdk/python/.venv/bin/python"; fi
+    (cd sdk/python && "$tools_venv/bin/maturin" build --quiet --profile "$profile" --out "$dist" --interpreter "$interpreter")
     (cd sdk/python && "$tools_venv/bin/maturin" sdist --out "$dist" >/dev/null)
     wheel="$(ls "$dist"/a3s_lane-"$version"-cp311-abi3-*linux*_x86_64.whl)"
     sdist="$(ls "$dist"/a3s_lane-"$version".tar.gz)"
