@@ -223,7 +223,7 @@ test('a duplicate publishes queue.command.deduplicated and counts in lane.comman
 });
 
 test('EVENT_KEYS has queue.command.deduplicated', () => {
-  assert.equal(EVENT_KEYS.length, 20);
+  assert.equal(EVENT_KEYS.length, 21);
   assert.equal(EVENT_KEYS[EVENT_KEYS.indexOf('queue.command.expired') + 1], 'queue.command.deduplicated');
 });
 
