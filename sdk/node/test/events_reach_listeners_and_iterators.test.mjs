@@ -190,7 +190,7 @@ test("a command's events reach the listeners before its promise settles", async 
   await lane.shutdown();
 });
 
-test('EVENT_KEYS lists the 20 keys of the core, each one a listener may name', async () => {
+test('EVENT_KEYS lists the 21 keys of the core, each one a listener may name', async () => {
   // The core's `event_keys::ALL`, in its order.
   assert.deepEqual(EVENT_KEYS, [
     'queue.command.submitted',
