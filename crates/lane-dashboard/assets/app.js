@@ -363,7 +363,7 @@ async function renderCommands(view) {
   const lane = p.get("lane") || "";
   const st = p.get("state") || "pending";
   const offset = +(p.get("offset") || 0), limit = +(p.get("limit") || 50);
-  const detail = el("div", {});
+  const detail = detailHolder();
   const laneIn = el("input", { id: "cmd-lane", placeholder: "lane", value: lane, list: "lane-list" });
   const lanesList = el("datalist", { id: "lane-list" });
   api("api/lanes?limit=200").then((d) => lanesList.replaceChildren(...d.lanes.map((l) => el("option", { value: l.id }))), () => {});
@@ -405,7 +405,7 @@ async function renderDeadLetters(view) {
   const offset = +(p.get("offset") || 0), limit = +(p.get("limit") || 50);
   const lane = p.get("lane") || "";
   const data = await api(`api/dead-letters?offset=${offset}&limit=${limit}` + (lane ? "&lane=" + encodeURIComponent(lane) : ""));
-  const detail = el("div", {});
+  const detail = detailHolder();
   const laneIn = el("input", { placeholder: "lane filter", value: lane });
   laneIn.addEventListener("change", () => { p.set("lane", laneIn.value.trim()); p.delete("offset"); pushParams(); });
   const rows = data.dead_letters.map((d) => el("tr", { dataset: { id: d.command_id } },
@@ -473,7 +473,7 @@ async function renderSchedules(view) {
   const p = state.params;
   const offset = +(p.get("offset") || 0), limit = +(p.get("limit") || 50);
   const data = await api(`api/schedules?offset=${offset}&limit=${limit}`);
-  const detail = el("div", {});
+  const detail = detailHolder();
   const rows = data.schedules.map((info) => {
     const s = info.schedule;
     const act = (verb) => async () => {
@@ -495,9 +495,17 @@ async function renderSchedules(view) {
     pager(offset, limit, offset + limit < data.total, data.total));
 }
 
+// The detail panel of a list survives the list's live refreshes (not a change of page).
+function detailHolder() {
+  if (!state.detail) state.detail = el("div", {});
+  return state.detail;
+}
+
 async function render(quiet) {
   const path = location.pathname.slice(BASE.length).replace(/\/$/, "");
+  const previous = state.view;
   state.view = ["commands", "dead-letters", "groups", "schedules"].includes(path) ? path : "lanes";
+  if (!quiet || previous !== state.view) state.detail = null;
   state.params = new URLSearchParams(location.search);
   for (const a of document.querySelectorAll("nav a")) a.classList.toggle("active", a.dataset.view === state.view);
   const view = document.getElementById("view");
