@@ -130,10 +130,23 @@ pub(crate) async fn stream(
         started: false,
         baseline: Counts::new(),
     };
-    let stream = futures_util::stream::unfold(pump, |mut pump| async move {
-        let event = pump.next_message().await?;
-        Some((Ok(event), pump))
-    });
+    let closing = pump.state.closing.clone();
+    let stream =
+        futures_util::stream::unfold((pump, closing), |(mut pump, mut closing)| async move {
+            let event = match closing.as_mut() {
+                Some(closing) => {
+                    if *closing.borrow() {
+                        return None;
+                    }
+                    tokio::select! {
+                        event = pump.next_message() => event?,
+                        _ = closing.wait_for(|closed| *closed) => return None,
+                    }
+                }
+                None => pump.next_message().await?,
+            };
+            Some((Ok(event), (pump, closing)))
+        });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
 

@@ -65,6 +65,9 @@ pub use security::generate_token;
 pub(crate) struct AppState {
     pub(crate) client: Arc<dyn QueueClient>,
     pub(crate) config: Arc<DashboardConfig>,
+    /// Under [`serve`]: turns true when the server shuts down, so that open event streams
+    /// end (a graceful shutdown waits for every open response).
+    pub(crate) closing: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// The dashboard as a router over `client`: pages, the JSON API under `/api`, server-sent
@@ -72,9 +75,18 @@ pub(crate) struct AppState {
 /// under a prefix with [`Router::nest`]; the pages find their API relative to where they
 /// are served.
 pub fn router(client: Arc<dyn QueueClient>, config: DashboardConfig) -> Router {
+    router_closing(client, config, None)
+}
+
+fn router_closing(
+    client: Arc<dyn QueueClient>,
+    config: DashboardConfig,
+    closing: Option<tokio::sync::watch::Receiver<bool>>,
+) -> Router {
     let state = AppState {
         client,
         config: Arc::new(config),
+        closing,
     };
     let actions = Router::new()
         .route("/api/lanes/{lane}/pause", post(api::pause_lane))
@@ -128,7 +140,8 @@ pub fn router(client: Arc<dyn QueueClient>, config: DashboardConfig) -> Router {
         .with_state(state)
 }
 
-/// Serves the dashboard over `client` on `listener` until `shutdown` resolves.
+/// Serves the dashboard over `client` on `listener` until `shutdown` resolves; then open
+/// event streams end and requests in flight finish before it returns.
 ///
 /// A token is needed for actions and payloads: the configured one, or one made here with
 /// [`generate_token`] and printed once to standard error with the address (also in
@@ -161,8 +174,13 @@ pub async fn serve(
             "a3s-lane dashboard: listening on {addr}, which is reachable from other machines"
         );
     }
-    axum::serve(listener, router(client, config))
-        .with_graceful_shutdown(shutdown)
+    let (closing, closing_rx) = tokio::sync::watch::channel(false);
+    axum::serve(listener, router_closing(client, config, Some(closing_rx)))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // Open event streams end now; the shutdown then waits for nothing endless.
+            let _ = closing.send(true);
+        })
         .await
 }
 

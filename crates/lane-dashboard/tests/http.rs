@@ -831,3 +831,45 @@ async fn schedules_are_listed_with_payloads_for_the_token_only_and_paused_and_re
     );
     fixture.manager.shutdown().await;
 }
+
+#[tokio::test]
+async fn serve_shuts_down_with_an_event_stream_open() {
+    let fixture = fixture().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(lane_dashboard::serve(
+        listener,
+        Arc::clone(&fixture.client),
+        DashboardConfig::new().with_token(TOKEN),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(format!("GET /api/events HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    read_until(
+        &mut stream,
+        &mut seen,
+        "event: stats",
+        Duration::from_secs(5),
+    )
+    .await;
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("serve returns although a page was streaming")
+        .unwrap()
+        .unwrap();
+    // The stream was ended (the chunked body's last chunk, then EOF).
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest))
+        .await
+        .expect("the stream ends")
+        .unwrap();
+    fixture.manager.shutdown().await;
+}
