@@ -330,6 +330,31 @@ export type GroupRateLimitOptions = Omit<RateLimitOptions, 'slidingWindow'>
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
 /**
+ * A web dashboard served for a queue (`await lane.serveDashboard()`): open `url` in a
+ * browser.
+ *
+ * Actions (pause, resume, cancel, redrive, delete) need the header `Authorization:
+ * Bearer <token>`; the page asks for the token. It serves in the background, keeping
+ * the process alive, until `close()` or the queue's `shutdown()`.
+ */
+export declare class Dashboard {
+  /** Where the dashboard is (`http://127.0.0.1:9090/`); it holds no token. */
+  get url(): string
+  /**
+   * The bearer token actions need: the one given, or the one generated; `null` when
+   * read-only without a token (every action is refused then).
+   */
+  get token(): string | null
+  /** Whether the dashboard stopped serving. */
+  get closed(): boolean
+  /**
+   * Stops serving: resolves once the port is closed and open pages are disconnected.
+   * Calling it again does nothing.
+   */
+  close(): Promise<void>
+}
+
+/**
  * A lane-based priority command queue running JavaScript handlers.
  *
  * ```js
@@ -396,14 +421,14 @@ export declare class Lane {
   /**
    * Stops accepting commands (new submits reject with code `SHUTDOWN`) and resolves
    * once every accepted command has finished. Afterwards nothing of the lane keeps the
-   * process alive.
+   * process alive. Closes the lane's dashboards.
    */
   shutdown(): Promise<void>
   /**
    * Stops at once: pending commands are cancelled, running ones have their
    * `ctx.signal` aborted and are abandoned after their grace period; durable commands
    * stay in the store for the next start. Resolves with how many commands were
-   * cancelled, once none is left running.
+   * cancelled, once none is left running. Closes the lane's dashboards.
    */
   shutdownNow(): Promise<number>
   /**
@@ -582,6 +607,21 @@ export declare class Lane {
    * many there were.
    */
   purgeDeadLetters(): Promise<number>
+  /**
+   * Serves the queue's web dashboard in the background (on the addon's tokio
+   * runtime) and resolves with its `Dashboard`: `url` to open, `token` for
+   * actions, `close()`. Listens on `options.host` (`'127.0.0.1'`, this
+   * machine only, by default) and `options.port` (9090; 0 for any free port);
+   * actions (pause, resume, cancel, redrive, delete) need `options.token` or,
+   * left out, a generated one (never printed: read `dashboard.token`);
+   * `options.readOnly` refuses every action. A `Lane` with
+   * `{ metrics: true }` shows wait and run percentiles and serves its series
+   * on `/metrics`. It keeps the process alive until `close()` or the queue's
+   * `shutdown()`. Bad options reject with a `TypeError` or `RangeError`
+   * (code `INVALID_ARGUMENT`); a port in use with code `EADDRINUSE`, naming
+   * the address.
+   */
+  serveDashboard(options?: DashboardOptions): Promise<Dashboard>
   /**
    * The events of `keys` (all when absent; see `EVENT_KEYS`) as an async
    * iterator, from now on: on a `RedisQueue`, of every command of the queue,
@@ -828,6 +868,21 @@ export declare class RedisQueue {
    */
   purgeDeadLetters(): Promise<number>
   /**
+   * Serves the queue's web dashboard in the background (on the addon's tokio
+   * runtime) and resolves with its `Dashboard`: `url` to open, `token` for
+   * actions, `close()`. Listens on `options.host` (`'127.0.0.1'`, this
+   * machine only, by default) and `options.port` (9090; 0 for any free port);
+   * actions (pause, resume, cancel, redrive, delete) need `options.token` or,
+   * left out, a generated one (never printed: read `dashboard.token`);
+   * `options.readOnly` refuses every action. A `Lane` with
+   * `{ metrics: true }` shows wait and run percentiles and serves its series
+   * on `/metrics`. It keeps the process alive until `close()` or the queue's
+   * `shutdown()`. Bad options reject with a `TypeError` or `RangeError`
+   * (code `INVALID_ARGUMENT`); a port in use with code `EADDRINUSE`, naming
+   * the address.
+   */
+  serveDashboard(options?: DashboardOptions): Promise<Dashboard>
+  /**
    * The events of `keys` (all when absent; see `EVENT_KEYS`) as an async
    * iterator, from now on: on a `RedisQueue`, of every command of the queue,
    * whichever process submitted it and whichever worker runs it. A `Lane`'s
@@ -1031,6 +1086,31 @@ export interface CommandStatus {
    * `'dead_lettered'`, `'expired'`); `null` otherwise.
    */
   error: CommandFailure | null
+}
+
+/**
+ * Where and how `serveDashboard` serves
+ * (`{ host: '127.0.0.1', port: 9090, token, readOnly: false, title }`).
+ */
+export interface DashboardOptions {
+  /**
+   * The IP address to listen on: `'127.0.0.1'` (this machine only, the default),
+   * `'0.0.0.0'` for every interface (anyone who reaches it sees the queue's lanes and
+   * counts).
+   */
+  host?: string
+  /** The port, 0 to 65535 (default 9090); 0 for any free port (`url` says which). */
+  port?: number
+  /**
+   * The bearer token actions (pause, resume, cancel, redrive, delete) need, and
+   * payloads are shown with; left out, a random one is generated (never printed: read
+   * it from `dashboard.token`).
+   */
+  token?: string
+  /** Refuse every action, whatever the token (no token is generated); default false. */
+  readOnly?: boolean
+  /** The title of the pages (default `'a3s-lane'`). */
+  title?: string
 }
 
 /** A command that failed for good. */

@@ -835,6 +835,7 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.Dashboard = nativeBinding.Dashboard
 module.exports.Lane = nativeBinding.Lane
 module.exports.RedisQueue = nativeBinding.RedisQueue
 module.exports.RedisWorker = nativeBinding.RedisWorker

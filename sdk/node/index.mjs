@@ -7,6 +7,7 @@ const binding = require('./index.js');
 
 export const {
   DEFAULTS,
+  Dashboard,
   EVENT_KEYS,
   Lane,
   LaneCancelledError,

@@ -115,6 +115,11 @@ pub(crate) trait ClientSource: Send + Sync + 'static {
     fn unfinished(&self) -> usize {
         0
     }
+
+    /// What the queue records (a `Lane` with `{ metrics: true }`), for its dashboard.
+    fn metrics(&self) -> Option<a3s_lane::QueueMetrics> {
+        None
+    }
 }
 
 /// The operations of the client surface, over one engine, as JavaScript calls them.
@@ -122,6 +127,8 @@ pub(crate) struct Client {
     runtime: Rc<JsRuntime>,
     bridge: Arc<Bridge>,
     source: Arc<dyn ClientSource>,
+    /// The dashboards served for the queue (`serveDashboard`), closed with it.
+    dashboards: crate::dashboard::Dashboards,
 }
 
 impl std::fmt::Debug for Client {
@@ -148,6 +155,7 @@ impl Client {
             runtime,
             bridge,
             source,
+            dashboards: crate::dashboard::Dashboards::default(),
         });
         let callbacks: Rc<dyn NativeCallbacks> = client.clone();
         let weak: Weak<dyn NativeCallbacks> = Rc::downgrade(&callbacks);
@@ -158,6 +166,12 @@ impl Client {
     /// The JavaScript half of the queue.
     pub(crate) fn runtime(&self) -> &JsRuntime {
         &self.runtime
+    }
+
+    /// Stops the dashboards served for the queue now (at its shutdown); the future
+    /// resolves once they are gone.
+    pub(crate) fn close_dashboards(&self) -> impl Future<Output = ()> + Send + 'static {
+        self.dashboards.close_all()
     }
 
     /// A new promise settled with what `work` gives.
@@ -599,6 +613,33 @@ impl Client {
         })
     }
 
+    pub(crate) fn serve_dashboard<'env>(
+        &self,
+        env: &'env Env,
+        options: Option<Js<crate::dashboard::DashboardOptions>>,
+    ) -> napi::Result<Unknown<'env>> {
+        let request = options
+            .map(|options| options.get(&At::argument("options")))
+            .transpose()
+            .and_then(|options| options.unwrap_or_default().into_request());
+        let request = match request {
+            Ok(request) => request,
+            Err(failure) => return self.runtime.rejected(env, &failure),
+        };
+        let token = self.runtime.next_token();
+        let promise = self.runtime.promise(env, token)?;
+        let source = self.source.clone();
+        crate::dashboard::serve(
+            &self.dashboards,
+            self.bridge.clone(),
+            token,
+            request,
+            self.source.metrics(),
+            async move { source.client().await },
+        );
+        Ok(promise)
+    }
+
     pub(crate) fn purge_dead_letters<'env>(&self, env: &'env Env) -> napi::Result<Unknown<'env>> {
         self.call(env, Ok(()), |client, ()| async move {
             client.purge_dead_letters().await.map(count)
@@ -1004,6 +1045,30 @@ macro_rules! client_methods {
                 env: &'env napi::Env,
             ) -> napi::Result<napi::bindgen_prelude::Unknown<'env>> {
                 self.client().purge_dead_letters(env)
+            }
+
+            /// Serves the queue's web dashboard in the background (on the addon's tokio
+            /// runtime) and resolves with its `Dashboard`: `url` to open, `token` for
+            /// actions, `close()`. Listens on `options.host` (`'127.0.0.1'`, this
+            /// machine only, by default) and `options.port` (9090; 0 for any free port);
+            /// actions (pause, resume, cancel, redrive, delete) need `options.token` or,
+            /// left out, a generated one (never printed: read `dashboard.token`);
+            /// `options.readOnly` refuses every action. A `Lane` with
+            /// `{ metrics: true }` shows wait and run percentiles and serves its series
+            /// on `/metrics`. It keeps the process alive until `close()` or the queue's
+            /// `shutdown()`. Bad options reject with a `TypeError` or `RangeError`
+            /// (code `INVALID_ARGUMENT`); a port in use with code `EADDRINUSE`, naming
+            /// the address.
+            #[napi(
+                ts_args_type = "options?: DashboardOptions",
+                ts_return_type = "Promise<Dashboard>"
+            )]
+            pub fn serve_dashboard<'env>(
+                &self,
+                env: &'env napi::Env,
+                options: Option<$crate::convert::Js<$crate::dashboard::DashboardOptions>>,
+            ) -> napi::Result<napi::bindgen_prelude::Unknown<'env>> {
+                self.client().serve_dashboard(env, options)
             }
 
             /// The events of `keys` (all when absent; see `EVENT_KEYS`) as an async

@@ -12,6 +12,8 @@
 //! - [`config`]: the typed option structs and their conversion into the core's
 //!   configuration (the core checks every value); [`convert`]: JavaScript values to Rust
 //!   values; [`defaults`]: `DEFAULTS`, the core's table of every option's default.
+//! - [`dashboard`]: `serveDashboard()` and `Dashboard`, the web dashboard served for a
+//!   queue.
 //! - [`error`]: errors to JavaScript errors with stable codes; [`events`]: lifecycle
 //!   events; [`handle`]: the shapes of handles and handler contexts.
 //! - [`runtime`]: the bridge between tokio tasks and the JavaScript thread (with its
@@ -33,6 +35,7 @@ pub mod budget;
 pub mod client;
 pub mod config;
 pub mod convert;
+pub mod dashboard;
 pub mod defaults;
 pub mod error;
 pub mod events;

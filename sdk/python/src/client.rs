@@ -45,6 +45,10 @@ pub(crate) struct QueueClient {
     target: CancelTarget,
     /// In process: where a handler's own exception waits for the command's waiter.
     env: Option<Arc<HandlerEnv>>,
+    /// In process, with `metrics=True`: what the queue records (its dashboard shows it).
+    metrics: Option<a3s_lane::QueueMetrics>,
+    /// The dashboards served for this queue (closed with it).
+    dashboards: crate::dashboard::Dashboards,
 }
 
 impl QueueClient {
@@ -53,11 +57,14 @@ impl QueueClient {
         manager: a3s_lane::QueueManager,
         queue: Weak<CommandQueue>,
         env: Arc<HandlerEnv>,
+        metrics: Option<a3s_lane::QueueMetrics>,
     ) -> Self {
         Self {
             client: Arc::new(manager),
             target: CancelTarget::Local(queue),
             env: Some(env),
+            metrics,
+            dashboards: crate::dashboard::Dashboards::default(),
         }
     }
 
@@ -67,7 +74,14 @@ impl QueueClient {
             client: Arc::new(queue.clone()),
             target: CancelTarget::Remote(queue),
             env: None,
+            metrics: None,
+            dashboards: crate::dashboard::Dashboards::default(),
         }
+    }
+
+    /// Closes the dashboards served for this queue (at its shutdown).
+    pub(crate) fn close_dashboards(&self, py: Python<'_>) -> PyResult<()> {
+        self.dashboards.close_all(py)
     }
 
     /// Waits for one call of the core's client here, releasing the GIL.
@@ -159,6 +173,54 @@ fn state_arg(py: Python<'_>, state: &Bound<'_, PyAny>) -> PyResult<CommandState>
 
 #[pymethods]
 impl QueueClient {
+    /// Serves the web dashboard of this queue in the background (on the queue's
+    /// runtime) and returns its `Dashboard`: `url` to open, `token` for actions, and
+    /// `close()` (also a context manager).
+    ///
+    /// - `host`: the IP address to listen on; "127.0.0.1" (this machine only) by
+    ///   default, "0.0.0.0" for every interface (anyone who can reach it sees the
+    ///   queue's lanes and counts).
+    /// - `port`: 9090 by default; 0 for any free port (`url` says which).
+    /// - `token`: the bearer token actions (pause, resume, cancel, redrive, delete)
+    ///   need, and payloads are shown with; None to have a random one generated (never
+    ///   printed: read it from `dashboard.token`).
+    /// - `read_only`: refuse every action, whatever the token (no token is generated).
+    /// - `title`: the title of the pages ("a3s-lane" by default).
+    ///
+    /// With `Lane(metrics=True)` the lanes page shows wait and run percentiles and
+    /// `/metrics` serves every series of the queue's metrics. The dashboard stops with
+    /// `close()`, the queue's `shutdown()` or the queue being garbage collected. Raises
+    /// `ConfigError` or `TypeError` for bad arguments and `OSError` (naming the address)
+    /// when it cannot listen there, as when the port is in use.
+    #[pyo3(
+        signature = (*, host = None, port = None, token = None, read_only = None, title = None),
+        text_signature = "($self, /, *, host='127.0.0.1', port=9090, token=None, read_only=False, title=None)"
+    )]
+    fn serve_dashboard(
+        &self,
+        py: Python<'_>,
+        host: Option<&Bound<'_, PyAny>>,
+        port: Option<&Bound<'_, PyAny>>,
+        token: Option<&Bound<'_, PyAny>>,
+        read_only: Option<&Bound<'_, PyAny>>,
+        title: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<crate::dashboard::Dashboard> {
+        let default_host = PyString::new(py, "127.0.0.1").into_any();
+        let default_port = 9090_u16.into_pyobject(py)?.into_any();
+        let default_read_only = pyo3::types::PyBool::new(py, false).to_owned().into_any();
+        crate::dashboard::serve(
+            py,
+            self.client.clone(),
+            self.metrics.clone(),
+            &self.dashboards,
+            host.unwrap_or(&default_host),
+            port.unwrap_or(&default_port),
+            token,
+            read_only.unwrap_or(&default_read_only),
+            title,
+        )
+    }
+
     /// Cancels a command by id. Returns a `CancelOutcome`: `CANCELLED` (it was pending or
     /// waiting for a retry, and ended now), `SIGNALLED` (it is running: its handler was
     /// told, and it ends as cancelled once it stops), `ALREADY_FINISHED` or `UNKNOWN`.

@@ -465,7 +465,12 @@ impl Lane {
             // Schedules recovered from storage fire once the lane starts.
             env.slots.track_each();
         }
-        let client = QueueClient::local(manager.clone(), Arc::downgrade(&queue), env.clone());
+        let client = QueueClient::local(
+            manager.clone(),
+            Arc::downgrade(&queue),
+            env.clone(),
+            metrics.clone(),
+        );
         let exit = crate::exit::register(crate::exit::ExitEntry {
             manager: manager.clone(),
             queue: Arc::downgrade(&queue),
@@ -707,17 +712,22 @@ impl Lane {
     }
 
     /// Stops accepting commands; pending, delayed and running ones still finish (wait
-    /// for them with `drain`). Does not block.
-    fn shutdown(&self, py: Python<'_>) -> PyResult<()> {
-        let mut shutdown = std::pin::pin!(self.manager.shutdown());
+    /// for them with `drain`). Does not block. Closes the lane's dashboards.
+    fn shutdown(slf: &Bound<'_, Self>) -> PyResult<()> {
+        let py = slf.py();
+        slf.as_super().get().close_dashboards(py)?;
+        let mut shutdown = std::pin::pin!(slf.get().manager.shutdown());
         block_on(py, shutdown.as_mut())
     }
 
     /// Stops at once: no new commands, pending ones are cancelled, running ones are
     /// cancelled (and dropped after their grace period). Durable commands stay stored for
-    /// the next start. Returns how many commands were cancelled.
-    fn shutdown_now(&self, py: Python<'_>) -> PyResult<usize> {
-        let mut stop = std::pin::pin!(self.manager.shutdown_now());
+    /// the next start. Returns how many commands were cancelled. Closes the lane's
+    /// dashboards.
+    fn shutdown_now(slf: &Bound<'_, Self>) -> PyResult<usize> {
+        let py = slf.py();
+        slf.as_super().get().close_dashboards(py)?;
+        let mut stop = std::pin::pin!(slf.get().manager.shutdown_now());
         block_on(py, stop.as_mut())
     }
 

@@ -9,7 +9,8 @@
 //!   (`RateLimit`, `PriorityBoost`, `GroupLimits`), `budget` (`SharedBudget`,
 //!   `BudgetStatus`), `redis` (`RedisQueue`,
 //!   `RedisWorker`), `handle` (what a submit returns), `events` (event streams), `stats`
-//!   and `metrics` (read-outs);
+//!   and `metrics` (read-outs), `dashboard` (`Dashboard`, the web dashboard served for
+//!   a queue);
 //! - the boundary: `args` (Python arguments as Rust types), `convert` (JSON), `error`
 //!   (the exception hierarchy and the one mapping of core errors), `schedules` (a
 //!   recurring schedule's arguments and its `ScheduleInfo`);
@@ -28,6 +29,7 @@ mod client;
 mod config;
 mod convert;
 mod coroutine;
+mod dashboard;
 mod error;
 mod event_loop;
 mod events;
@@ -77,6 +79,7 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<redis::queue::RedisQueue>()?;
     module.add_class::<redis::worker::RedisWorker>()?;
     module.add_class::<redis::stats::RedisQueueStats>()?;
+    module.add_class::<dashboard::Dashboard>()?;
     module.add_function(wrap_pyfunction!(exit::exit_drain, module)?)?;
     module.add("EVENT_KEYS", events::EVENT_KEYS.to_vec())?;
     module.add("DEFAULT_LANES", a3s_lane::DEFAULT_LANES.to_vec())?;

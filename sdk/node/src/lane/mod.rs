@@ -336,14 +336,16 @@ impl Lane {
 
     /// Stops accepting commands (new submits reject with code `SHUTDOWN`) and resolves
     /// once every accepted command has finished. Afterwards nothing of the lane keeps the
-    /// process alive.
+    /// process alive. Closes the lane's dashboards.
     #[napi(ts_return_type = "Promise<void>")]
     pub fn shutdown<'env>(&self, env: &'env Env) -> napi::Result<Unknown<'env>> {
+        let dashboards = self.client.close_dashboards();
         if self.core.is_closed() {
             return self.runtime().settled(env, None);
         }
         self.settle_later(env, |manager, core| {
             async move {
+                dashboards.await;
                 manager.shutdown().await;
                 let drained = manager.drain(Duration::MAX).await;
                 drop(manager);
@@ -360,14 +362,16 @@ impl Lane {
     /// Stops at once: pending commands are cancelled, running ones have their
     /// `ctx.signal` aborted and are abandoned after their grace period; durable commands
     /// stay in the store for the next start. Resolves with how many commands were
-    /// cancelled, once none is left running.
+    /// cancelled, once none is left running. Closes the lane's dashboards.
     #[napi(ts_return_type = "Promise<number>")]
     pub fn shutdown_now<'env>(&self, env: &'env Env) -> napi::Result<Unknown<'env>> {
+        let dashboards = self.client.close_dashboards();
         if self.core.is_closed() {
             return self.runtime().settled(env, Some("0".into()));
         }
         self.settle_later(env, |manager, core| {
             async move {
+                dashboards.await;
                 let cancelled = manager.shutdown_now().await;
                 let drained = manager.drain(Duration::MAX).await;
                 drop(manager);

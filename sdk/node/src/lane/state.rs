@@ -231,4 +231,8 @@ impl ClientSource for LaneCore {
     fn events_over(&self) -> bool {
         self.is_closed()
     }
+
+    fn metrics(&self) -> Option<a3s_lane::QueueMetrics> {
+        self.setup.metrics.clone()
+    }
 }

@@ -2,6 +2,7 @@
 // the documented API must compile, and misuse must not.
 import {
   DEFAULTS,
+  Dashboard,
   EVENT_KEYS,
   Lane,
   LaneError,
@@ -187,6 +188,16 @@ async function main(): Promise<void> {
   const p99: number | undefined = snapshot.lanes['api']?.histograms['lane.command.latency_ms']?.p99;
   const text: string = limited.metricsPrometheus();
   void [effective, throttled, submitted, p99, text];
+
+  // The web dashboard, on either engine.
+  const dashboard: Dashboard = await limited.serveDashboard({ host: '127.0.0.1', port: 0, readOnly: false, title: 't' });
+  const url: string = dashboard.url;
+  const token: string | null = dashboard.token;
+  await dashboard.close();
+  const remoteDashboard: Promise<Dashboard> = (null as unknown as RedisQueue).serveDashboard({ token: 'secret' });
+  // @ts-expect-error the port is a number
+  void limited.serveDashboard({ port: '9090' });
+  void [url, token, remoteDashboard];
 
   // Redis.
   const queue: RedisQueue = await RedisQueue.connect('redis://127.0.0.1:6379', {

@@ -1,0 +1,378 @@
+//! `serve_dashboard`: the web dashboard of `lane-dashboard` (pages, JSON API, live
+//! events, Prometheus `/metrics`) served for a queue in the background, on the runtime.
+//!
+//! The router is `lane_dashboard::router`; the server is a small accept loop here rather
+//! than `lane_dashboard::serve`, which prints the token (the caller gets it as
+//! `Dashboard.token` instead) and, like `axum::serve`, waits for open event streams to
+//! end before it stops: `close()` here stops accepting, drops every open connection
+//! (event streams included) and returns once the port no longer answers.
+//!
+//! A queue keeps its dashboards in a [`Dashboards`]: `Lane.shutdown()` closes them, and
+//! so does the queue being garbage collected.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use a3s_lane::QueueClient as CoreClient;
+use lane_dashboard::{DashboardConfig, QueueMetrics};
+use parking_lot::Mutex;
+use pyo3::exceptions::{PyOSError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyInt, PyString, PyTuple};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::error::config_error;
+use crate::runtime::{block_on, runtime};
+
+/// One dashboard being served: a stop signal and the news that it stopped.
+pub(crate) struct Serving {
+    stop: watch::Sender<bool>,
+    stopped: watch::Receiver<bool>,
+}
+
+impl Serving {
+    /// Asks the server to stop (it drops its listener and connections at once).
+    fn signal(&self) {
+        self.stop.send_replace(true);
+    }
+
+    fn is_stopped(&self) -> bool {
+        *self.stopped.borrow()
+    }
+
+    /// Signals the stop and waits here (releasing the GIL) until the server is gone.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.signal();
+        let mut stopped = self.stopped.clone();
+        let mut wait = std::pin::pin!(async move {
+            let _ = stopped.wait_for(|stopped| *stopped).await;
+        });
+        block_on(py, wait.as_mut())
+    }
+}
+
+/// The dashboards served for one queue; closed with it.
+#[derive(Default)]
+pub(crate) struct Dashboards(Mutex<Vec<Arc<Serving>>>);
+
+impl Dashboards {
+    fn add(&self, serving: Arc<Serving>) {
+        let mut list = self.0.lock();
+        list.retain(|serving| !serving.is_stopped());
+        list.push(serving);
+    }
+
+    /// Closes every dashboard of the queue, waiting until they are gone.
+    pub(crate) fn close_all(&self, py: Python<'_>) -> PyResult<()> {
+        let list = std::mem::take(&mut *self.0.lock());
+        for serving in &list {
+            serving.signal();
+        }
+        for serving in &list {
+            serving.close(py)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Dashboards {
+    fn drop(&mut self) {
+        // The queue is being collected: its dashboards stop (without waiting here).
+        for serving in self.0.get_mut().drain(..) {
+            serving.signal();
+        }
+    }
+}
+
+/// Resolves once the stop is signalled, or nobody can signal it any more.
+async fn stop_signal(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// Accepts connections until the stop signal (or until nobody can send it any more),
+/// serving each on a task of its own; then drops the listener and every connection.
+async fn run(
+    listener: TcpListener,
+    app: axum::Router,
+    mut stop: watch::Receiver<bool>,
+    stopped: watch::Sender<bool>,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            biased;
+            () = stop_signal(&mut stop) => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                    connections.spawn(async move {
+                        let builder = hyper_util::server::conn::auto::Builder::new(
+                            hyper_util::rt::TokioExecutor::new(),
+                        );
+                        let io = hyper_util::rt::TokioIo::new(stream);
+                        let _ = builder.serve_connection(io, service).await;
+                    });
+                }
+                // Out of file descriptors, say: wait a little rather than spin.
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            },
+        }
+    }
+    drop(listener);
+    connections.shutdown().await;
+    stopped.send_replace(true);
+}
+
+/// Binds `addr` and serves the dashboard of `client` with `config` on the runtime.
+async fn start(
+    client: Arc<dyn CoreClient>,
+    addr: SocketAddr,
+    config: DashboardConfig,
+) -> std::io::Result<(SocketAddr, Arc<Serving>)> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let (stop, stop_rx) = watch::channel(false);
+    let (stopped_tx, stopped) = watch::channel(false);
+    let app = lane_dashboard::router(client, config);
+    tokio::spawn(run(listener, app, stop_rx, stopped_tx));
+    Ok((local, Arc::new(Serving { stop, stopped })))
+}
+
+/// Where to open a dashboard listening on `addr`: its own address, or loopback when it
+/// listens on every interface.
+fn url_of(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}/", SocketAddr::new(ip, addr.port()))
+}
+
+/// The checked arguments of `serve_dashboard`.
+struct Request {
+    addr: SocketAddr,
+    token: Option<String>,
+    read_only: bool,
+    title: Option<String>,
+}
+
+fn request(
+    py: Python<'_>,
+    host: &Bound<'_, PyAny>,
+    port: &Bound<'_, PyAny>,
+    token: Option<&Bound<'_, PyAny>>,
+    read_only: &Bound<'_, PyAny>,
+    title: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Request> {
+    let Ok(host) = host.cast::<PyString>() else {
+        return Err(PyTypeError::new_err(format!(
+            "host must be a str holding an IP address, such as '127.0.0.1', got {}",
+            crate::args::type_name(host)
+        )));
+    };
+    let host = host.to_str()?;
+    let ip: IpAddr = host.parse().map_err(|_| {
+        config_error(
+            py,
+            format!(
+                "host must be an IP address, such as '127.0.0.1' (this machine only, the \
+                 default) or '0.0.0.0' (every interface), got {host:?}"
+            ),
+        )
+    })?;
+    if port.is_instance_of::<PyBool>() || !port.is_instance_of::<PyInt>() {
+        return Err(PyTypeError::new_err(format!(
+            "port must be an int from 0 to 65535 (0: any free port), got {}",
+            crate::args::type_name(port)
+        )));
+    }
+    let port: u16 = port.extract().map_err(|_| {
+        config_error(
+            py,
+            format!("port must be from 0 to 65535 (0: any free port), got {port}"),
+        )
+    })?;
+    let token = match token.filter(|token| !token.is_none()) {
+        None => None,
+        Some(token) => {
+            let Ok(token) = token.cast::<PyString>() else {
+                return Err(PyTypeError::new_err(format!(
+                    "token must be a str (or None to have one generated), got {}",
+                    crate::args::type_name(token)
+                )));
+            };
+            let token = token.to_str()?;
+            if token.is_empty() {
+                return Err(config_error(
+                    py,
+                    "token must not be empty: give a long random secret, or None to have one \
+                     generated",
+                ));
+            }
+            Some(token.to_owned())
+        }
+    };
+    let Ok(read_only) = read_only.cast::<PyBool>() else {
+        return Err(PyTypeError::new_err(format!(
+            "read_only must be True or False, got {}",
+            crate::args::type_name(read_only)
+        )));
+    };
+    let title = match title.filter(|title| !title.is_none()) {
+        None => None,
+        Some(title) => Some(
+            title
+                .cast::<PyString>()
+                .map_err(|_| {
+                    PyTypeError::new_err(format!(
+                        "title must be a str (or None for the default), got {}",
+                        crate::args::type_name(title)
+                    ))
+                })?
+                .to_str()?
+                .to_owned(),
+        ),
+    };
+    Ok(Request {
+        addr: SocketAddr::new(ip, port),
+        token,
+        read_only: read_only.is_true(),
+        title,
+    })
+}
+
+/// Serves the dashboard of `client` (see `QueueClient.serve_dashboard`).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn serve(
+    py: Python<'_>,
+    client: Arc<dyn CoreClient>,
+    metrics: Option<QueueMetrics>,
+    dashboards: &Dashboards,
+    host: &Bound<'_, PyAny>,
+    port: &Bound<'_, PyAny>,
+    token: Option<&Bound<'_, PyAny>>,
+    read_only: &Bound<'_, PyAny>,
+    title: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Dashboard> {
+    let request = request(py, host, port, token, read_only, title)?;
+    // Actions need a token: the one given, or (unless read-only) a fresh one.
+    let token = match request.token {
+        Some(token) => Some(token),
+        None if request.read_only => None,
+        None => Some(lane_dashboard::generate_token()),
+    };
+    let mut config = DashboardConfig::new()
+        .read_only(request.read_only)
+        .with_addr(request.addr);
+    if let Some(token) = &token {
+        config = config.with_token(token.clone());
+    }
+    if let Some(title) = request.title {
+        config = config.with_title(title);
+    }
+    if let Some(metrics) = metrics {
+        config = config.with_metrics(metrics);
+    }
+    let addr = request.addr;
+    let mut task = runtime().spawn(start(client, addr, config));
+    let (local, serving) = match block_on(py, std::pin::Pin::new(&mut task)) {
+        Ok(Ok(Ok(started))) => started,
+        Ok(Ok(Err(error))) => {
+            let hint = match error.kind() {
+                std::io::ErrorKind::AddrInUse => {
+                    "; another server uses it: pick another port, or port=0 for any free one"
+                }
+                std::io::ErrorKind::AddrNotAvailable => "; host must be an address of this machine",
+                std::io::ErrorKind::PermissionDenied => {
+                    "; ports below 1024 need privileges: pick a port of 1024 or more"
+                }
+                _ => "",
+            };
+            let message = format!("the dashboard could not listen on {addr}: {error}{hint}");
+            return Err(match error.raw_os_error() {
+                Some(errno) => PyOSError::new_err((errno, message)),
+                None => PyOSError::new_err(message),
+            });
+        }
+        Ok(Err(error)) => return Err(crate::runtime::join_error(py, error)),
+        Err(interrupted) => {
+            task.abort();
+            return Err(interrupted);
+        }
+    };
+    dashboards.add(serving.clone());
+    Ok(Dashboard {
+        url: url_of(local),
+        token,
+        serving,
+    })
+}
+
+/// A web dashboard served for a queue (`serve_dashboard()`): open `url` in a browser.
+///
+/// Actions (pause, resume, cancel, redrive, delete) need the header `Authorization:
+/// Bearer <token>`; the page asks for the token. It serves in the background until
+/// `close()`, the queue's `shutdown()`, or the queue being garbage collected; `with
+/// lane.serve_dashboard() as dashboard:` closes it at the end of the block.
+#[pyclass(frozen, module = "a3s_lane", name = "Dashboard")]
+pub(crate) struct Dashboard {
+    url: String,
+    token: Option<String>,
+    serving: Arc<Serving>,
+}
+
+#[pymethods]
+impl Dashboard {
+    /// Where the dashboard is (`http://127.0.0.1:9090/`); it holds no token.
+    #[getter]
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The bearer token actions need: the one given, or the one generated; None when
+    /// read-only without a token (every action is refused then).
+    #[getter]
+    fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// Whether the dashboard stopped serving.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.serving.is_stopped()
+    }
+
+    /// Stops serving: the port is closed and open pages are disconnected when this
+    /// returns. Calling it again does nothing.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        self.serving.close(py)
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<Dashboard url={:?} closed={}>",
+            self.url,
+            if self.serving.is_stopped() {
+                "True"
+            } else {
+                "False"
+            }
+        )
+    }
+}
