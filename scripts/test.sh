@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of the project: Rust (workspace, all features), then the SDK suites,
+# then the dashboard in headless Chromium (installed with apt-get when missing),
 # then the built packages (wheel, sdist, npm tarballs, crates) installed outside the tree.
 # Needs nothing installed by hand: it starts a throwaway Redis on a free loopback port
 # when A3S_LANE_REDIS_URL is not set, and a throwaway three-node Redis Cluster when
@@ -22,6 +23,9 @@ bash sdk/python/scripts/test.sh
 
 echo "==> Node.js SDK (sdk/node)"
 bash sdk/node/scripts/test.sh
+
+echo "==> The dashboard in headless Chromium (crates/lane-dashboard/browser/run.sh)"
+bash crates/lane-dashboard/browser/run.sh
 
 echo "==> The packages as users install them (scripts/test_artifacts.sh)"
 bash scripts/test_artifacts.sh
