@@ -160,6 +160,27 @@ test('a serving dashboard keeps the process alive until closed, and never prints
   assert.ok(!stderr.includes(token), 'the token is not printed');
 });
 
+test('close() ends open event streams at once', async () => {
+  const lane = await startedLane();
+  const dashboard = await lane.serveDashboard({ port: 0 });
+  const response = await fetch(`${dashboard.url}api/events`);
+  assert.equal(response.status, 200);
+  assert.match(response.headers.get('content-type'), /^text\/event-stream/);
+  const reader = response.body.getReader();
+  const first = await reader.read(); // the first `stats` message, at once
+  assert.match(new TextDecoder().decode(first.value), /^event:/);
+  const started = Date.now();
+  await dashboard.close(); // does not wait for the page to go away
+  // What was in flight may still arrive; then the stream ends (or breaks off).
+  for (;;) {
+    const { done } = await reader.read().catch(() => ({ done: true }));
+    if (done) break;
+  }
+  assert.ok(Date.now() - started < 5000, 'the stream ended with close()');
+  assert.equal(await answers(dashboard.url), false);
+  await lane.shutdown();
+});
+
 test('bad options say what to give', async () => {
   const lane = new Lane();
   const bad = [

@@ -10,8 +10,10 @@ The Redis test needs a Redis server (A3S_LANE_REDIS_URL)."""
 from __future__ import annotations
 
 import gc
+import http.client
 import json
 import socket
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -150,6 +152,29 @@ def test_shutdown_and_collection_close_the_dashboards() -> None:
     gc.collect()
     wait_for(lambda: dashboard.closed, timeout=10)
     assert not answers(dashboard.url)
+
+
+def test_close_ends_open_event_streams_at_once() -> None:
+    lane = started_lane()
+    dashboard = lane.serve_dashboard(port=0)
+    host, port = dashboard.url.removeprefix("http://").rstrip("/").rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    connection.request("GET", "/api/events")
+    response = connection.getresponse()
+    assert response.status == 200 and response.getheader("Content-Type", "").startswith("text/event-stream")
+    assert response.readline().startswith(b"event:")  # the first `stats` message, at once
+    started = time.monotonic()
+    dashboard.close()  # does not wait for the page to go away
+    assert time.monotonic() - started < 5
+    rest = b""
+    try:
+        while chunk := response.read1(65536):
+            rest += chunk
+    except (ConnectionError, http.client.IncompleteRead):
+        pass
+    assert not answers(dashboard.url)
+    connection.close()
+    lane.shutdown()
 
 
 def test_bad_arguments_say_what_to_give() -> None:
