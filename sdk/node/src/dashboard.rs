@@ -165,18 +165,35 @@ impl Serving {
 
 /// The dashboards served for one queue; closed with it.
 #[derive(Debug, Default)]
-pub(crate) struct Dashboards(Mutex<Vec<Arc<Serving>>>);
+pub(crate) struct Dashboards(Mutex<Served>);
+
+#[derive(Debug, Default)]
+struct Served {
+    list: Vec<Arc<Serving>>,
+    /// The queue was shut down: no dashboard is served for it any more.
+    shut: bool,
+}
 
 impl Dashboards {
-    fn add(&self, serving: Arc<Serving>) {
-        let mut list = self.0.lock();
-        list.retain(|serving| !serving.is_stopped());
-        list.push(serving);
+    /// Keeps `serving` to close with the queue; false if the queue was shut down.
+    fn add(&self, serving: Arc<Serving>) -> bool {
+        let mut served = self.0.lock();
+        if served.shut {
+            return false;
+        }
+        served.list.retain(|serving| !serving.is_stopped());
+        served.list.push(serving);
+        true
     }
 
-    /// Stops every dashboard of the queue now; the future resolves once they are gone.
+    /// Stops every dashboard of the queue now (the queue serves none any more); the
+    /// future resolves once they are gone.
     pub(crate) fn close_all(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let list = std::mem::take(&mut *self.0.lock());
+        let list = {
+            let mut served = self.0.lock();
+            served.shut = true;
+            std::mem::take(&mut served.list)
+        };
         for serving in &list {
             serving.signal();
         }
@@ -191,7 +208,7 @@ impl Dashboards {
 impl Drop for Dashboards {
     fn drop(&mut self) {
         // The queue is being collected: its dashboards stop.
-        for serving in self.0.get_mut().drain(..) {
+        for serving in self.0.get_mut().list.drain(..) {
             serving.signal();
         }
     }
@@ -296,7 +313,14 @@ pub(crate) fn serve<F>(
         config = config.with_metrics(metrics);
     }
     let (serving, control) = Serving::new();
-    dashboards.add(serving.clone());
+    if !dashboards.add(serving.clone()) {
+        let failure = JsFailure::error(
+            "SHUTDOWN",
+            "the lane was shut down, and its dashboards with it; create a new Lane to go on",
+        );
+        bridge.settle(promise, Settle::Rejected(failure));
+        return;
+    }
     let addr = request.addr;
     spawn(async move {
         let Control { stop, stopped } = control;

@@ -132,6 +132,7 @@ test("the lane's shutdown closes its dashboards", async () => {
   assert.equal(second.closed, true);
   assert.equal(await answers(first.url), false);
   assert.equal(await answers(second.url), false);
+  await assert.rejects(lane.serveDashboard({ port: 0 }), { code: 'SHUTDOWN' });
 });
 
 test('a serving dashboard keeps the process alive until closed, and never prints its token', async () => {

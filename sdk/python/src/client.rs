@@ -190,8 +190,9 @@ impl QueueClient {
     /// With `Lane(metrics=True)` the lanes page shows wait and run percentiles and
     /// `/metrics` serves every series of the queue's metrics. The dashboard stops with
     /// `close()`, the queue's `shutdown()` or the queue being garbage collected. Raises
-    /// `ConfigError` or `TypeError` for bad arguments and `OSError` (naming the address)
-    /// when it cannot listen there, as when the port is in use.
+    /// `ConfigError` or `TypeError` for bad arguments, `OSError` (naming the address)
+    /// when it cannot listen there, as when the port is in use, and `ShutdownError`
+    /// after the lane's `shutdown()`.
     #[pyo3(
         signature = (*, host = None, port = None, token = None, read_only = None, title = None),
         text_signature = "($self, /, *, host='127.0.0.1', port=9090, token=None, read_only=False, title=None)"

@@ -56,18 +56,41 @@ impl Serving {
 
 /// The dashboards served for one queue; closed with it.
 #[derive(Default)]
-pub(crate) struct Dashboards(Mutex<Vec<Arc<Serving>>>);
+pub(crate) struct Dashboards(Mutex<Served>);
+
+#[derive(Default)]
+struct Served {
+    list: Vec<Arc<Serving>>,
+    /// The queue was shut down: no dashboard is served for it any more.
+    shut: bool,
+}
 
 impl Dashboards {
-    fn add(&self, serving: Arc<Serving>) {
-        let mut list = self.0.lock();
-        list.retain(|serving| !serving.is_stopped());
-        list.push(serving);
+    fn is_shut(&self) -> bool {
+        self.0.lock().shut
     }
 
-    /// Closes every dashboard of the queue, waiting until they are gone.
+    /// Keeps `serving` to close with the queue; false (and stopped) if the queue was
+    /// shut down meanwhile.
+    fn add(&self, serving: Arc<Serving>) -> bool {
+        let mut served = self.0.lock();
+        if served.shut {
+            serving.signal();
+            return false;
+        }
+        served.list.retain(|serving| !serving.is_stopped());
+        served.list.push(serving);
+        true
+    }
+
+    /// Closes every dashboard of the queue, waiting until they are gone; the queue
+    /// serves none any more.
     pub(crate) fn close_all(&self, py: Python<'_>) -> PyResult<()> {
-        let list = std::mem::take(&mut *self.0.lock());
+        let list = {
+            let mut served = self.0.lock();
+            served.shut = true;
+            std::mem::take(&mut served.list)
+        };
         for serving in &list {
             serving.signal();
         }
@@ -81,7 +104,7 @@ impl Dashboards {
 impl Drop for Dashboards {
     fn drop(&mut self) {
         // The queue is being collected: its dashboards stop (without waiting here).
-        for serving in self.0.get_mut().drain(..) {
+        for serving in self.0.get_mut().list.drain(..) {
             serving.signal();
         }
     }
@@ -247,6 +270,11 @@ fn request(
     })
 }
 
+/// The queue was shut down: its dashboards closed with it.
+fn shut_down(py: Python<'_>) -> PyErr {
+    crate::error::IntoPyErr::into_py_err(a3s_lane::LaneError::ShutdownInProgress, py)
+}
+
 /// Serves the dashboard of `client` (see `QueueClient.serve_dashboard`).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn serve(
@@ -261,6 +289,9 @@ pub(crate) fn serve(
     title: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Dashboard> {
     let request = request(py, host, port, token, read_only, title)?;
+    if dashboards.is_shut() {
+        return Err(shut_down(py));
+    }
     // Actions need a token: the one given, or (unless read-only) a fresh one.
     let token = match request.token {
         Some(token) => Some(token),
@@ -306,7 +337,10 @@ pub(crate) fn serve(
             return Err(interrupted);
         }
     };
-    dashboards.add(serving.clone());
+    if !dashboards.add(serving.clone()) {
+        serving.close(py)?;
+        return Err(shut_down(py));
+    }
     Ok(Dashboard {
         url: url_of(local),
         token,

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import pytest
 
-from a3s_lane import ConfigError, Dashboard, Lane, LaneConfig, RedisQueue, RedisWorker
+from a3s_lane import ConfigError, Dashboard, Lane, LaneConfig, RedisQueue, RedisWorker, ShutdownError
 from conftest import wait_for
 
 
@@ -144,6 +144,8 @@ def test_shutdown_and_collection_close_the_dashboards() -> None:
     lane.shutdown()
     assert first.closed and second.closed
     assert not answers(first.url) and not answers(second.url)
+    with pytest.raises(ShutdownError):
+        lane.serve_dashboard(port=0)
 
     def serve_and_forget() -> Dashboard:
         return Lane().serve_dashboard(port=0)
