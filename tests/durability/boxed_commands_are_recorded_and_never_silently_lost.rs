@@ -245,3 +245,76 @@ async fn a_replay_payload_is_checked_at_submit_and_kept_by_its_dead_letter() {
     stop_and_drain(&manager).await;
     assert!(store.load_commands().await.unwrap().is_empty());
 }
+
+/// Records of commands that cannot be replayed never push redrivable dead letters out:
+/// with a full list, an older record makes room, and with none the record is not kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_of_unreplayable_commands_never_push_out_letters_that_can_be_redriven() {
+    let dir = tempfile::tempdir().unwrap();
+    let builder = |store| {
+        QueueManagerBuilder::new(EventEmitter::new(16))
+            .with_lane("work", LaneConfig::new(1, 1), 0)
+            .with_storage(store)
+            .with_dlq(3)
+    };
+    let letters = {
+        let store = storage(dir.path()).await;
+        let manager = builder(store.clone()).build().await.unwrap();
+        manager.start().await.unwrap();
+        // Three redrivable dead letters fill the list...
+        let mut letters = Vec::new();
+        for to in ["a@x", "b@x", "c@x"] {
+            let command = Box::new(SendEmail {
+                payload: json!({ "to": to }),
+                fail: true,
+            });
+            let handle = manager.submit_with_handle("work", command).await.unwrap();
+            letters.push(handle.id());
+            assert!(handle.await.is_err());
+        }
+        // ...then five 0.3 commands without a replay payload wait when the queue stops.
+        manager.pause_lane("work").unwrap();
+        for _ in 0..5 {
+            manager
+                .submit_with_handle("work", Box::new(Opaque))
+                .await
+                .unwrap();
+        }
+        manager.shutdown_now().await;
+        manager
+            .drain(std::time::Duration::from_secs(30))
+            .await
+            .unwrap();
+        letters
+    };
+    let store = storage(dir.path()).await;
+    let manager = builder(store.clone())
+        .with_handler("send_email", recording(&ValueLog::default()))
+        .build()
+        .await
+        .unwrap();
+    manager.start().await.unwrap();
+    let kept: Vec<(u64, bool)> = manager
+        .dead_letters()
+        .unwrap()
+        .list()
+        .await
+        .iter()
+        .map(|l| (l.command_id, l.payload.is_some()))
+        .collect();
+    assert_eq!(
+        kept,
+        letters.iter().map(|id| (*id, true)).collect::<Vec<_>>(),
+        "the redrivable letters stay, in memory..."
+    );
+    stop_and_drain(&manager).await;
+    let stored: Vec<u64> = store
+        .load_dead_letters()
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| l.command_id)
+        .collect();
+    assert_eq!(stored, letters, "...and in storage");
+    assert!(store.load_commands().await.unwrap().is_empty());
+}

@@ -62,6 +62,37 @@ impl DeadLetterQueue {
         evicted
     }
 
+    /// Adds a letter that cannot be redriven (no payload: a record of a command that
+    /// could not be replayed after a crash) without pushing out one that can: when the
+    /// list is full, the oldest letter without a payload makes room, and with none, this
+    /// one is not kept. Returns whether it was kept.
+    pub(crate) fn push_record(&self, letter: DeadLetter) -> bool {
+        debug_assert!(letter.payload.is_none());
+        let evicted = {
+            let mut letters = self.inner.letters.lock();
+            if self.inner.max_size == 0 {
+                return false;
+            }
+            let evicted = if letters.len() >= self.inner.max_size {
+                let Some(index) = letters.iter().position(|l| l.payload.is_none()) else {
+                    return false;
+                };
+                letters.remove(index)
+            } else {
+                None
+            };
+            letters.push_back(letter.clone());
+            evicted
+        };
+        if let Some(journal) = self.inner.journal.get() {
+            journal.write(StorageOp::SaveDeadLetter(letter));
+            if let Some(evicted) = evicted {
+                journal.write(StorageOp::RemoveDeadLetter(evicted.command_id));
+            }
+        }
+        true
+    }
+
     /// Adds a letter without writing it to storage (it came from there).
     pub(crate) fn restore(&self, letter: DeadLetter) -> Option<DeadLetter> {
         if self.inner.max_size == 0 {

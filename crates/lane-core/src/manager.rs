@@ -316,6 +316,25 @@ impl QueueManager {
         // The dead letter is recorded before the command is removed, so a crash
         // in between leaves the command to recover rather than losing it.
         match (self.queue.dead_letters(), self.queue.journal()) {
+            // A record of a command that cannot be replayed never pushes out a letter
+            // that can be redriven; one that finds no room is logged instead.
+            (Some(dlq), _) if letter.payload.is_none() => {
+                let (id, lane, ctype) = (
+                    letter.command_id,
+                    letter.lane_id.clone(),
+                    letter.command_type.clone(),
+                );
+                if !dlq.push_record(letter) {
+                    tracing::warn!(
+                        target: "a3s_lane",
+                        command_id = id,
+                        lane = %lane,
+                        command_type = %ctype,
+                        "a command accepted before a crash cannot be replayed, and the dead \
+                         letters are full of letters that can be redriven: it is not kept"
+                    );
+                }
+            }
             (Some(dlq), _) => {
                 dlq.push_sync(letter);
             }
