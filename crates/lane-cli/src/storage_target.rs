@@ -28,6 +28,8 @@ use crate::{CliResult, Failure};
 #[derive(Debug)]
 pub(crate) struct StorageTarget {
     dir: PathBuf,
+    /// Whether a store of an older schema may be migrated by a change (`--migrate`).
+    migrate: bool,
 }
 
 fn now_ms() -> u64 {
@@ -121,7 +123,7 @@ pub(crate) async fn page_over_lanes(
 
 impl StorageTarget {
     /// The store in `dir`; an error when there is none (nothing is created).
-    pub(crate) fn new(dir: &Path) -> CliResult<Self> {
+    pub(crate) fn new(dir: &Path, migrate: bool) -> CliResult<Self> {
         if !dir.join(lane_reliability::LOCAL_STORAGE_FILE).is_file() {
             return Err(Failure(format!(
                 "no LocalStorage store in {} ({} is missing)",
@@ -131,6 +133,7 @@ impl StorageTarget {
         }
         Ok(Self {
             dir: dir.to_path_buf(),
+            migrate,
         })
     }
 
@@ -157,7 +160,8 @@ impl StorageTarget {
     async fn open_for(&self, what: &str) -> CliResult<LocalStorage> {
         let config = LocalStorageConfig::new()
             .must_exist()
-            .with_open_wait(std::time::Duration::ZERO);
+            .with_open_wait(std::time::Duration::ZERO)
+            .with_migration(self.migrate);
         LocalStorage::open(&self.dir, config).await.map_err(|e| {
             let text = e.to_string();
             if text.contains("locked") || text.contains("already open") {
@@ -167,6 +171,11 @@ impl StorageTarget {
                      (QueueClient), or stop that process first; the read-only subcommands \
                      (stats, lanes, commands, show, dead-letters list, watch) work meanwhile",
                     self.dir.display()
+                ))
+            } else if text.contains("written by an older a3s-lane") {
+                Failure(format!(
+                    "refusing to {what}: {e} — pass --migrate to migrate it (the a3s-lane \
+                     that wrote it will then refuse it), or use that version's tool"
                 ))
             } else {
                 Failure(format!(

@@ -1237,3 +1237,35 @@ async fn a_version_5_store_opens_keeps_its_commands_and_is_migrated_to_keep_comm
         expect_store(&salvaged, &expected).await;
     }
 }
+
+#[tokio::test]
+async fn an_older_store_is_refused_untouched_when_migration_is_turned_off() {
+    let base = tempfile::tempdir().unwrap();
+    let dir = base.path().join("store");
+    drop(v5_store(&dir));
+    let before = std::fs::read(dir.join(a3s_lane::LOCAL_STORAGE_FILE)).unwrap();
+    let error = LocalStorage::open(
+        &dir,
+        a3s_lane::LocalStorageConfig::new()
+            .must_exist()
+            .with_migration(false),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        error.contains("written by an older a3s-lane (schema version 5")
+            && error.contains("left untouched"),
+        "{error}"
+    );
+    assert_eq!(header_version(&dir), 5);
+    assert_eq!(
+        std::fs::read(dir.join(a3s_lane::LOCAL_STORAGE_FILE)).unwrap(),
+        before,
+        "not a byte changed"
+    );
+    // With migration (the default) it opens, as before.
+    let store = LocalStorage::new(&dir).await.unwrap();
+    store.close().await.unwrap();
+    assert_eq!(header_version(&dir), 6);
+}

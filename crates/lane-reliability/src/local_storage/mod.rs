@@ -158,6 +158,7 @@ pub struct LocalStorageConfig {
     must_exist: bool,
     integrity_check: bool,
     open_wait: Duration,
+    migrate: bool,
 }
 
 impl Default for LocalStorageConfig {
@@ -168,6 +169,7 @@ impl Default for LocalStorageConfig {
             must_exist: false,
             integrity_check: true,
             open_wait: Self::DEFAULT_OPEN_WAIT,
+            migrate: true,
         }
     }
 }
@@ -204,6 +206,19 @@ impl LocalStorageConfig {
     pub fn must_exist(mut self) -> Self {
         self.must_exist = true;
         self
+    }
+
+    /// Whether a store of an older schema version is migrated in place when it opens
+    /// (the default), or refused untouched (`false`): for a tool that must not leave a
+    /// store the a3s-lane that wrote it can no longer open.
+    pub fn with_migration(mut self, migrate: bool) -> Self {
+        self.migrate = migrate;
+        self
+    }
+
+    /// Whether an older store is migrated when it opens.
+    pub(crate) fn migrates(&self) -> bool {
+        self.migrate
     }
 
     /// Whether to run SQLite's `quick_check` at open (default on; it reads every page,

@@ -335,8 +335,18 @@ pub(super) fn open(db: &Path, config: &LocalStorageConfig) -> Result<Connection>
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| describe(db, "opening", e))?;
-    let checked = check_and_configure(&conn, db, dir, header, config)
-        .and_then(|version| migrate(&conn, version).map_err(|e| describe(db, "migrating", e)));
+    let checked = check_and_configure(&conn, db, dir, header, config).and_then(|version| {
+        if version < SCHEMA_VERSION && !config.migrates() {
+            return Err(LaneError::Storage(format!(
+                "the store {} was written by an older a3s-lane (schema version {version}; \
+                 this one writes {SCHEMA_VERSION}) and migrating it was turned off: it was \
+                 left untouched. Open it with the a3s-lane that wrote it, or allow the \
+                 migration (after which only this version or a later one opens it)",
+                db.display()
+            )));
+        }
+        migrate(&conn, version).map_err(|e| describe(db, "migrating", e))
+    });
     match checked {
         Ok(()) => Ok(conn),
         Err(error) => {
