@@ -79,6 +79,10 @@ struct TargetArgs {
     /// subcommands that change it refuse while another process has it open.
     #[arg(long, value_name = "DIR", global = true)]
     storage: Option<std::path::PathBuf>,
+    /// Let a subcommand that changes a --storage store migrate one written by an older
+    /// a3s-lane (after which that older version no longer opens it); refused without.
+    #[arg(long, global = true)]
+    migrate: bool,
 }
 
 /// What to do.
@@ -267,7 +271,7 @@ fn main() -> ExitCode {
 
 async fn connect(args: &TargetArgs) -> CliResult<Target> {
     if let Some(dir) = &args.storage {
-        return Ok(Target::Storage(StorageTarget::new(dir)?));
+        return Ok(Target::Storage(StorageTarget::new(dir, args.migrate)?));
     }
     let nodes = match (&args.redis, args.redis_node.is_empty()) {
         (Some(url), _) => vec![url.clone()],
