@@ -181,7 +181,7 @@ pub trait QueueClient: Send + Sync + fmt::Debug {
     /// Deletes one dead letter without running it again; false when there was none with
     /// that id. An engine that cannot delete a single letter answers
     /// [`LaneError::QueueError`](crate::LaneError::QueueError) (the default); the
-    /// in-process queue can.
+    /// in-process queue and the Redis engine can.
     async fn delete_dead_letter(&self, id: CommandId) -> Result<bool> {
         Err(crate::LaneError::QueueError(format!(
             "this engine cannot delete the single dead letter {id}; redrive it or purge all \
