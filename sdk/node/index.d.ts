@@ -341,10 +341,10 @@ export declare class Dashboard {
   /** Where the dashboard is (`http://127.0.0.1:9090/`); it holds no token. */
   get url(): string
   /**
-   * The bearer token actions need: the one given, or the one generated; `null` when
-   * read-only without a token (every action is refused then).
+   * The bearer token actions need and payloads are shown with: the one given, or the
+   * one generated (read-only too, where it only unlocks payloads and results).
    */
-  get token(): string | null
+  get token(): string
   /** Whether the dashboard stopped serving. */
   get closed(): boolean
   /**
@@ -1107,7 +1107,10 @@ export interface DashboardOptions {
    * it from `dashboard.token`).
    */
   token?: string
-  /** Refuse every action, whatever the token (no token is generated); default false. */
+  /**
+   * Refuse every action, whatever the token (payloads and results still need the
+   * token, generated when left out); default false.
+   */
   readOnly?: boolean
   /** The title of the pages (default `'a3s-lane'`). */
   title?: string

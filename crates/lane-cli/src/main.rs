@@ -142,7 +142,7 @@ struct DashboardArgs {
 
 /// The environment variable the dashboard's action token is read from (never from the
 /// command line, where other users of the machine can read it). Without it a token is
-/// made and printed once.
+/// made, and printed once only when standard error is a terminal.
 const DASHBOARD_TOKEN_ENV: &str = "A3S_LANE_DASHBOARD_TOKEN";
 
 /// `commands` options.
@@ -366,10 +366,8 @@ async fn dashboard(target: &RedisTarget, args: DashboardArgs) -> CliResult<()> {
     let mut config = lane_dashboard::DashboardConfig::new()
         .with_addr(args.addr)
         .read_only(args.read_only)
-        .with_title(
-            args.title
-                .unwrap_or_else(|| format!("a3s-lane {}", target.shown)),
-        );
+        // No connection details (user, host, prefix) in a page anyone may see.
+        .with_title(args.title.unwrap_or_else(|| "a3s-lane".to_owned()));
     if let Some(token) = std::env::var(DASHBOARD_TOKEN_ENV)
         .ok()
         .filter(|t| !t.is_empty())

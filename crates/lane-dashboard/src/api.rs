@@ -9,7 +9,7 @@ use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use lane_core::{
-    CancelOutcome, CommandId, CommandState, CommandStatus, DeadLetter, LaneStatus, Page,
+    CancelOutcome, CommandId, CommandState, CommandStatus, DeadLetter, LaneError, LaneStatus, Page,
 };
 use lane_metrics::{HistogramStats, LaneMetricsSnapshot, MetricsSnapshot, metric_names};
 use serde::de::DeserializeOwned;
@@ -235,6 +235,10 @@ fn command_view(mut status: CommandStatus, visible: bool) -> Value {
     let hidden = !visible && status.result.is_some();
     if hidden {
         status.result = None;
+    }
+    // Engine messages can carry connection URLs with credentials: never show them.
+    if let Some(error) = status.error.as_mut() {
+        error.message = redact(&error.message);
     }
     let mut value = serde_json::to_value(&status).unwrap_or(Value::Null);
     if let Some(object) = value.as_object_mut() {
@@ -481,9 +485,12 @@ pub(crate) async fn dead_letter(
 ) -> ApiResult<Value> {
     let id = parse_id(&id)?;
     let visible = may_view_payloads(&headers, &state.config);
-    let letter = find_dead_letter(&state, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no dead letter with command id {id}")))?;
+    let letter = find_dead_letter(&state, id).await?.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no dead letter with command id {id} among the oldest {DEAD_LETTER_SCAN} \
+                 (only those are searched)"
+        ))
+    })?;
     Ok(Json(letter_view(letter, visible)))
 }
 
@@ -492,12 +499,18 @@ pub(crate) async fn redrive(
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Value> {
     let id = parse_id(&id)?;
-    if find_dead_letter(&state, id).await?.is_none() {
-        return Err(ApiError::not_found(format!(
-            "no dead letter with command id {id}"
-        )));
-    }
-    let submitted = state.client.redrive(id).await?;
+    // Straight to the client (no scan of the list, which would miss letters past its
+    // bound): its "no dead letter" answer becomes a 404.
+    let submitted = state
+        .client
+        .redrive(id)
+        .await
+        .map_err(|error| match &error {
+            LaneError::QueueError(message) if message.starts_with("no dead letter") => {
+                ApiError::not_found(format!("no dead letter with command id {id}"))
+            }
+            _ => ApiError::from(error),
+        })?;
     Ok(Json(json!({ "redriven": id, "new_id": submitted.id() })))
 }
 
@@ -517,22 +530,14 @@ pub(crate) async fn delete_dead_letter(
 pub(crate) async fn redrive_all(State(state): State<AppState>) -> ApiResult<Value> {
     let mut redriven = 0usize;
     let mut failed: BTreeMap<CommandId, String> = BTreeMap::new();
-    // Letters that cannot be redriven stay first in the list: read past them.
-    loop {
-        let letters = state.client.dead_letters(failed.len() + 500).await?;
-        let todo: Vec<DeadLetter> = letters
-            .into_iter()
-            .filter(|l| !failed.contains_key(&l.command_id))
-            .collect();
-        if todo.is_empty() || redriven + failed.len() >= DEAD_LETTER_SCAN {
-            break;
-        }
-        for letter in todo {
-            match state.client.redrive(letter.command_id).await {
-                Ok(_) => redriven += 1,
-                Err(error) => {
-                    failed.insert(letter.command_id, redact(&error.to_string()));
-                }
+    // The letters are read once: each is redriven exactly once, and a redriven command
+    // that fails again (a new letter, under a new id) waits for the next redrive-all.
+    let letters = state.client.dead_letters(DEAD_LETTER_SCAN).await?;
+    for letter in letters {
+        match state.client.redrive(letter.command_id).await {
+            Ok(_) => redriven += 1,
+            Err(error) => {
+                failed.insert(letter.command_id, redact(&error.to_string()));
             }
         }
     }

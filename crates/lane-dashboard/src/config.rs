@@ -21,6 +21,8 @@ pub struct DashboardConfig {
     metrics: Option<QueueMetrics>,
     title: String,
     allowed_origins: Vec<String>,
+    allowed_hosts: Vec<String>,
+    listening_addr: Option<SocketAddr>,
     addr: SocketAddr,
     batch_interval: Duration,
     idle_refresh: Duration,
@@ -34,6 +36,8 @@ impl fmt::Debug for DashboardConfig {
             .field("metrics", &self.metrics.is_some())
             .field("title", &self.title)
             .field("allowed_origins", &self.allowed_origins)
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("listening_addr", &self.listening_addr)
             .field("addr", &self.addr)
             .field("batch_interval", &self.batch_interval)
             .field("idle_refresh", &self.idle_refresh)
@@ -58,6 +62,8 @@ impl DashboardConfig {
             metrics: None,
             title: "a3s-lane".to_owned(),
             allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+            listening_addr: None,
             addr: DEFAULT_ADDR,
             batch_interval: Duration::from_millis(500),
             idle_refresh: Duration::from_secs(5),
@@ -93,10 +99,36 @@ impl DashboardConfig {
     }
 
     /// Another origin (`https://ops.example.com`) whose pages may send actions, besides
-    /// the dashboard's own (the request's `Host`).
+    /// the dashboard's own (the hosts it accepts, see
+    /// [`with_allowed_host`](Self::with_allowed_host)).
     pub fn with_allowed_origin(mut self, origin: impl Into<String>) -> Self {
         self.allowed_origins
             .push(origin.into().trim_end_matches('/').to_owned());
+        self
+    }
+
+    /// Another host name (`dashboard.example.com`, or `dashboard.example.com:8443` for
+    /// that port only) by which the dashboard may be reached, besides the address it
+    /// listens on and the loopback names (`localhost`, `127.0.0.1`, `[::1]`). Every
+    /// request whose `Host` is none of these is refused (421), so that a web page under
+    /// another name pointed at this machine (DNS rebinding) cannot read the API.
+    pub fn with_allowed_host(mut self, host: impl Into<String>) -> Self {
+        self.allowed_hosts.push(
+            host.into()
+                .trim()
+                .trim_end_matches('/')
+                .to_ascii_lowercase(),
+        );
+        self
+    }
+
+    /// The address the server really listens on (after binding; port 0 resolved), whose
+    /// `Host` the dashboard then accepts, the loopback names with this port only.
+    /// [`serve`](crate::serve) sets it. Without it (the [`router`](crate::router)
+    /// mounted in a server of your own) the loopback names are accepted on any port,
+    /// plus the hosts of [`with_allowed_host`](Self::with_allowed_host).
+    pub fn with_listening_addr(mut self, addr: SocketAddr) -> Self {
+        self.listening_addr = Some(addr);
         self
     }
 
@@ -144,6 +176,16 @@ impl DashboardConfig {
     /// The origins allowed besides the dashboard's own.
     pub fn allowed_origins(&self) -> &[String] {
         &self.allowed_origins
+    }
+
+    /// The hosts allowed with [`with_allowed_host`](Self::with_allowed_host).
+    pub fn allowed_hosts(&self) -> &[String] {
+        &self.allowed_hosts
+    }
+
+    /// The address given with [`with_listening_addr`](Self::with_listening_addr).
+    pub fn listening_addr(&self) -> Option<SocketAddr> {
+        self.listening_addr
     }
 
     /// The address [`serve`](crate::serve) listens on.

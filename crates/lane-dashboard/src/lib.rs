@@ -19,6 +19,15 @@
 //! requests carrying it. [`serve`] binds `127.0.0.1` by default and generates a token
 //! when none is given.
 //!
+//! Every route checks the request's `Host` (against DNS rebinding): the listening
+//! address (when known: [`serve`] and the SDKs set it, see
+//! [`DashboardConfig::with_listening_addr`]), `localhost`, `127.0.0.1` and `[::1]`, and
+//! the hosts of [`DashboardConfig::with_allowed_host`]; other hosts get 421. Mounted with
+//! [`router`] in your own server, where the listening address is unknown, the loopback
+//! names are accepted on any port: add the names your users reach it by with
+//! [`DashboardConfig::with_allowed_host`]. An `Origin` is checked against the same hosts
+//! (and [`DashboardConfig::with_allowed_origin`]).
+//!
 //! ```no_run
 //! use std::sync::Arc;
 //! use lane_core::{EventEmitter, QueueClient, QueueManagerBuilder};
@@ -136,6 +145,10 @@ fn router_closing(
         .merge(actions)
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            security::require_known_host,
+        ))
         .layer(axum::middleware::from_fn(security::response_headers))
         .with_state(state)
 }
@@ -143,9 +156,13 @@ fn router_closing(
 /// Serves the dashboard over `client` on `listener` until `shutdown` resolves; then open
 /// event streams end and requests in flight finish before it returns.
 ///
-/// A token is needed for actions and payloads: the configured one, or one made here with
-/// [`generate_token`] and printed once to standard error with the address (also in
-/// read-only mode, where it only unlocks payloads and results). Use [`bind`] to get a
+/// The address is printed to standard error (never with a token in it). A token is
+/// needed for actions and payloads: the configured one, or one made here with
+/// [`generate_token`] (also in read-only mode, where it only unlocks payloads and
+/// results), printed once to standard error only when that is a terminal; otherwise
+/// set your own with [`DashboardConfig::with_token`]. Requests are accepted only for
+/// the listening address, the loopback names and the hosts of
+/// [`DashboardConfig::with_allowed_host`]. Use [`bind`] to get a
 /// listener on the configured address (`127.0.0.1:9090` by default).
 pub async fn serve(
     listener: TcpListener,
@@ -154,6 +171,9 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
+    config = config.with_listening_addr(addr);
+    // The token never goes into a URL in the logs; it is printed only to a terminal.
+    eprintln!("a3s-lane dashboard: http://{addr}/");
     if config.token().is_none() {
         let token = generate_token();
         let what = if config.is_read_only() {
@@ -161,13 +181,16 @@ pub async fn serve(
         } else {
             "actions (and payloads) need the header `Authorization: Bearer <token>`"
         };
-        eprintln!(
-            "a3s-lane dashboard: http://{addr}/#token={token}\n\
-             {what}; the token is {token} (shown once)"
-        );
+        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            eprintln!("{what}; the token is {token} (shown once)");
+        } else {
+            eprintln!(
+                "{what}; a token was generated and is not logged: set your own \
+                 (A3S_LANE_DASHBOARD_TOKEN for the CLI, DashboardConfig::with_token) to \
+                 use it"
+            );
+        }
         config = config.with_token(token);
-    } else {
-        eprintln!("a3s-lane dashboard: http://{addr}/");
     }
     if !addr.ip().is_loopback() {
         eprintln!(

@@ -60,11 +60,120 @@ pub(crate) fn may_view_payloads(headers: &HeaderMap, config: &DashboardConfig) -
     config.token().is_none() || has_token(headers, config)
 }
 
-/// Why a request from a browser is cross-site, if it is: an `Origin` that is neither the
-/// dashboard's own (its `Host`) nor an allowed one, or a `Sec-Fetch-Site` other than
-/// `same-origin` / `none` without an allowed origin.
+/// Splits an authority (`host`, `host:port`, `[v6]:port`) into its lowercased host
+/// (IPv6 in brackets) and its port, if any.
+fn split_authority(authority: &str) -> Option<(String, Option<u16>)> {
+    let authority = authority.trim();
+    if authority.is_empty() || authority.contains(['/', '@', ' ']) {
+        return None;
+    }
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (inner, after) = rest.split_once(']')?;
+        let port = match after {
+            "" => None,
+            _ => Some(after.strip_prefix(':')?.parse().ok()?),
+        };
+        (format!("[{}]", inner.to_ascii_lowercase()), port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((host, port)) => (host.to_ascii_lowercase(), Some(port.parse().ok()?)),
+            None => (authority.to_ascii_lowercase(), None),
+        }
+    };
+    (!host.is_empty()).then_some((host, port))
+}
+
+/// Whether `host` (lowercased, IPv6 in brackets) is an IP address literal.
+fn is_ip_literal(host: &str) -> bool {
+    let bare = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    bare.parse::<std::net::IpAddr>().is_ok()
+}
+
+/// Whether the dashboard answers to `authority` (a `Host` header, or an origin's
+/// authority with `default_port` when it names none): the listening address, the loopback
+/// names (with the listening port when it is known, any port otherwise) and the hosts of
+/// [`DashboardConfig::with_allowed_host`].
+fn host_allowed(authority: &str, default_port: u16, config: &DashboardConfig) -> bool {
+    let Some((host, port)) = split_authority(authority) else {
+        return false;
+    };
+    let port = port.unwrap_or(default_port);
+    let listening = config.listening_addr();
+    let port_ok = listening.is_none_or(|addr| addr.port() == port);
+    if matches!(host.as_str(), "localhost" | "127.0.0.1" | "[::1]") && port_ok {
+        return true;
+    }
+    if let Some(addr) = listening
+        && port_ok
+    {
+        let ip = addr.ip();
+        if ip.is_unspecified() {
+            // Listening on every interface: any address of this machine, by number (a
+            // rebinding page reaches it by name only).
+            if is_ip_literal(&host) {
+                return true;
+            }
+        } else {
+            let own = match ip {
+                std::net::IpAddr::V4(v4) => v4.to_string(),
+                std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+            };
+            if host == own {
+                return true;
+            }
+        }
+    }
+    config
+        .allowed_hosts()
+        .iter()
+        .any(|allowed| match split_authority(allowed) {
+            Some((allowed_host, Some(allowed_port))) => {
+                allowed_host == host && allowed_port == port
+            }
+            Some((allowed_host, None)) => allowed_host == host,
+            None => false,
+        })
+}
+
+/// The gate of every route: the request's `Host` must be one the dashboard answers to
+/// (see [`DashboardConfig::with_allowed_host`]); others are refused with 421, against
+/// DNS rebinding.
+pub(crate) async fn require_known_host(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| request.uri().authority().map(|a| a.as_str().to_owned()));
+    let allowed = host
+        .as_deref()
+        .is_some_and(|host| host_allowed(host, 80, &state.config));
+    if !allowed {
+        let shown = host.as_deref().unwrap_or("(none)");
+        return ApiError::new(
+            axum::http::StatusCode::MISDIRECTED_REQUEST,
+            "unknown_host",
+            format!(
+                "the host {shown:?} is not one this dashboard answers to: use its address, \
+                 localhost, or a host allowed with DashboardConfig::with_allowed_host"
+            ),
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// Why a request from a browser is cross-site, if it is: an `Origin` that is neither one
+/// of the hosts the dashboard answers to nor an allowed origin, or a `Sec-Fetch-Site`
+/// other than `same-origin` / `none` without an allowed origin.
 fn cross_site(headers: &HeaderMap, config: &DashboardConfig) -> Option<String> {
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
     let origin = headers.get(header::ORIGIN).and_then(|h| h.to_str().ok());
     let allowed = |origin: &str| {
         config
@@ -73,19 +182,23 @@ fn cross_site(headers: &HeaderMap, config: &DashboardConfig) -> Option<String> {
             .any(|o| o.eq_ignore_ascii_case(origin))
     };
     if let Some(origin) = origin {
-        let authority = origin
-            .split_once("://")
-            .map(|(_, rest)| rest)
-            .unwrap_or(origin);
-        let own = host.is_some_and(|host| authority.eq_ignore_ascii_case(host));
-        if !own && !allowed(origin) {
+        if allowed(origin) {
+            return None;
+        }
+        let own = origin.split_once("://").is_some_and(|(scheme, authority)| {
+            let default_port = if scheme.eq_ignore_ascii_case("https") {
+                443
+            } else {
+                80
+            };
+            matches!(scheme.to_ascii_lowercase().as_str(), "http" | "https")
+                && host_allowed(authority, default_port, config)
+        });
+        if !own {
             return Some(format!(
                 "a request from origin {origin} is refused: actions are accepted from the \
                  dashboard's own pages only (see DashboardConfig::with_allowed_origin)"
             ));
-        }
-        if allowed(origin) {
-            return None;
         }
     }
     match headers.get("sec-fetch-site").and_then(|h| h.to_str().ok()) {
@@ -191,5 +304,36 @@ mod tests {
         assert!(cross_site(&headers, &config).is_some());
         headers.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
         assert!(cross_site(&headers, &config).is_none());
+        // An origin naming the claimed Host is not enough: it must be an allowed host.
+        headers.remove("sec-fetch-site");
+        headers.insert(header::HOST, HeaderValue::from_static("evil.example:9090"));
+        headers.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://evil.example:9090"),
+        );
+        assert!(cross_site(&headers, &config).is_some());
+    }
+
+    #[test]
+    fn hosts() {
+        let mounted = DashboardConfig::new().with_allowed_host("Dash.Example.com");
+        assert!(host_allowed("127.0.0.1:1234", 80, &mounted));
+        assert!(host_allowed("localhost", 80, &mounted));
+        assert!(host_allowed("[::1]:9", 80, &mounted));
+        assert!(host_allowed("dash.example.com:8443", 80, &mounted));
+        assert!(!host_allowed("evil.example:9090", 80, &mounted));
+        assert!(!host_allowed("10.0.0.1:9090", 80, &mounted));
+        let served = DashboardConfig::new()
+            .with_listening_addr("10.0.0.5:9090".parse().unwrap())
+            .with_allowed_host("dash.example.com:443");
+        assert!(host_allowed("10.0.0.5:9090", 80, &served));
+        assert!(host_allowed("localhost:9090", 80, &served));
+        assert!(!host_allowed("localhost:9091", 80, &served));
+        assert!(!host_allowed("10.0.0.6:9090", 80, &served));
+        assert!(host_allowed("dash.example.com:443", 80, &served));
+        assert!(!host_allowed("dash.example.com:80", 80, &served));
+        let any = DashboardConfig::new().with_listening_addr("0.0.0.0:9090".parse().unwrap());
+        assert!(host_allowed("192.168.1.7:9090", 80, &any));
+        assert!(!host_allowed("rebind.example:9090", 80, &any));
     }
 }

@@ -49,6 +49,14 @@ async fn fixture() -> Fixture {
             }),
         )
         .with_handler(
+            "leaky",
+            handler_fn(|_payload, _ctx| async move {
+                Err(LaneError::NonRetryable(
+                    "cannot reach redis://app:s3cret@db:6379/0".into(),
+                ))
+            }),
+        )
+        .with_handler(
             "flaky",
             handler_fn(move |_payload, _ctx| {
                 let broken = flaky_broken.load(Ordering::SeqCst);
@@ -107,10 +115,13 @@ async fn call_with_body(
     headers: &[(&str, &str)],
     body: Body,
 ) -> Answer {
-    let mut request = Request::builder()
-        .method(method)
-        .uri(uri)
-        .header(header::HOST, "127.0.0.1:9090");
+    let mut request = Request::builder().method(method).uri(uri);
+    if !headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("host"))
+    {
+        request = request.header(header::HOST, "127.0.0.1:9090");
+    }
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
@@ -871,5 +882,192 @@ async fn serve_shuts_down_with_an_event_stream_open() {
         .await
         .expect("the stream ends")
         .unwrap();
+    fixture.manager.shutdown().await;
+}
+
+// Multi-threaded: the redriven commands run (and fail again) while redrive-all goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redrive_all_redrives_each_letter_once_when_the_handler_keeps_failing() {
+    const LETTERS: usize = 50;
+    let fixture = fixture().await;
+    for n in 0..LETTERS {
+        assert!(run(&fixture, "fast", "flaky", json!(n)).await.is_err());
+    }
+    let originals: Vec<u64> = fixture
+        .client
+        .dead_letters(1000)
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| l.command_id)
+        .collect();
+    assert_eq!(originals.len(), LETTERS);
+    let app = app(&fixture, DashboardConfig::new().with_token(TOKEN));
+    let all = call(&app, Method::POST, "/api/dead-letters/redrive-all", &[AUTH]).await;
+    assert_eq!(all.status, StatusCode::OK, "{}", all.text);
+    // One new run per original letter, no more.
+    assert_eq!(all.json()["redriven"], LETTERS, "{}", all.text);
+    // The redriven commands fail again: as many new letters, under new ids.
+    for _ in 0..200 {
+        let letters = fixture.client.dead_letters(1000).await.unwrap();
+        if letters.len() >= LETTERS && letters.iter().all(|l| !originals.contains(&l.command_id)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let letters = fixture.client.dead_letters(1000).await.unwrap();
+    assert_eq!(letters.len(), LETTERS);
+    assert!(letters.iter().all(|l| !originals.contains(&l.command_id)));
+    fixture.manager.shutdown().await;
+}
+
+#[tokio::test]
+async fn command_errors_are_shown_without_credentials() {
+    let fixture = fixture().await;
+    let submitted = fixture
+        .client
+        .submit("fast", "leaky", json!(null))
+        .await
+        .unwrap();
+    let id = submitted.id();
+    assert!(submitted.await.is_err());
+    let app = app(&fixture, DashboardConfig::new().with_token(TOKEN));
+    let status = call(&app, Method::GET, &format!("/api/commands/{id}"), &[AUTH]).await;
+    assert_eq!(status.status, StatusCode::OK, "{}", status.text);
+    assert!(
+        status.text.contains("redis://***@db:6379"),
+        "{}",
+        status.text
+    );
+    assert!(!status.text.contains("s3cret"), "{}", status.text);
+    fixture.manager.shutdown().await;
+}
+
+#[tokio::test]
+async fn requests_for_another_host_are_refused_on_every_route() {
+    let fixture = fixture().await;
+    let app = app(&fixture, DashboardConfig::new().with_token(TOKEN));
+    for uri in [
+        "/api/lanes",
+        "/",
+        "/dead-letters",
+        "/metrics",
+        "/api/events",
+    ] {
+        let refused = call(&app, Method::GET, uri, &[("host", "evil.example:9090")]).await;
+        assert!(
+            refused.status == StatusCode::MISDIRECTED_REQUEST
+                || refused.status == StatusCode::FORBIDDEN,
+            "{uri}: {} {}",
+            refused.status,
+            refused.text
+        );
+        assert_eq!(refused.error_code(), "unknown_host", "{uri}");
+    }
+    let refused = call(
+        &app,
+        Method::POST,
+        "/api/lanes/fast/pause",
+        &[
+            ("host", "evil.example:9090"),
+            ("origin", "http://evil.example:9090"),
+            AUTH,
+        ],
+    )
+    .await;
+    assert_eq!(
+        refused.status,
+        StatusCode::MISDIRECTED_REQUEST,
+        "{}",
+        refused.text
+    );
+    for host in [
+        "127.0.0.1:9090",
+        "localhost:8080",
+        "[::1]:9090",
+        "localhost",
+    ] {
+        let fine = call(&app, Method::GET, "/api/lanes", &[("host", host)]).await;
+        assert_eq!(fine.status, StatusCode::OK, "{host}: {}", fine.text);
+        let page = call(&app, Method::GET, "/", &[("host", host)]).await;
+        assert_eq!(page.status, StatusCode::OK, "{host}: {}", page.text);
+    }
+    // A page of another origin is refused even when it names its own host as Host.
+    let refused = call(
+        &app,
+        Method::POST,
+        "/api/lanes/fast/pause",
+        &[("origin", "http://evil.example:9090"), AUTH],
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
+    // Hosts allowed by configuration.
+    let app = router(
+        Arc::clone(&fixture.client),
+        DashboardConfig::new()
+            .with_token(TOKEN)
+            .with_allowed_host("dash.example.com"),
+    );
+    let fine = call(
+        &app,
+        Method::GET,
+        "/api/lanes",
+        &[("host", "dash.example.com")],
+    )
+    .await;
+    assert_eq!(fine.status, StatusCode::OK, "{}", fine.text);
+    let paused = call(
+        &app,
+        Method::POST,
+        "/api/lanes/fast/pause",
+        &[
+            ("host", "dash.example.com"),
+            ("origin", "https://dash.example.com"),
+            AUTH,
+        ],
+    )
+    .await;
+    assert_eq!(paused.status, StatusCode::OK, "{}", paused.text);
+    fixture.manager.shutdown().await;
+}
+
+#[tokio::test]
+async fn serve_refuses_another_host_and_answers_its_own_address() {
+    let fixture = fixture().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(lane_dashboard::serve(
+        listener,
+        Arc::clone(&fixture.client),
+        DashboardConfig::new().with_token(TOKEN),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    for (host, want) in [
+        (format!("{addr}"), "200"),
+        (format!("localhost:{}", addr.port()), "200"),
+        (format!("evil.example:{}", addr.port()), "421"),
+        ("localhost:1".to_owned(), "421"),
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(
+                format!("GET /api/lanes HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {want}")),
+            "{host}: {answer}"
+        );
+    }
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
     fixture.manager.shutdown().await;
 }

@@ -236,7 +236,12 @@ async fn the_dashboard_works_the_same_over_a_redis_queue() {
     // /metrics from the stats.
     let response = app
         .clone()
-        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .oneshot(
+            Request::get("/metrics")
+                .header(header::HOST, "127.0.0.1:9090")
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await
         .unwrap();
     let text = String::from_utf8(

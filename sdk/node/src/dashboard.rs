@@ -45,7 +45,8 @@ pub struct DashboardOptions {
     /// it from `dashboard.token`).
     #[napi(ts_type = "string")]
     pub token: Option<Js<String>>,
-    /// Refuse every action, whatever the token (no token is generated); default false.
+    /// Refuse every action, whatever the token (payloads and results still need the
+    /// token, generated when left out); default false.
     #[napi(ts_type = "boolean")]
     pub read_only: Option<Js<bool>>,
     /// The title of the pages (default `'a3s-lane'`).
@@ -294,18 +295,13 @@ pub(crate) fn serve<F>(
 ) where
     F: std::future::Future<Output = Result<Arc<dyn QueueClient>, JsFailure>> + Send + 'static,
 {
-    // Actions need a token: the one given, or (unless read-only) a fresh one.
-    let token = match request.token {
-        Some(token) => Some(token),
-        None if request.read_only => None,
-        None => Some(lane_dashboard::generate_token()),
-    };
+    // Actions and payloads need a token: the one given, or a fresh one (read-only too,
+    // where it unlocks payloads and results: without one they would show to everyone).
+    let token = request.token.unwrap_or_else(lane_dashboard::generate_token);
     let mut config = DashboardConfig::new()
         .read_only(request.read_only)
-        .with_addr(request.addr);
-    if let Some(token) = &token {
-        config = config.with_token(token.clone());
-    }
+        .with_addr(request.addr)
+        .with_token(token.clone());
     if let Some(title) = request.title {
         config = config.with_title(title);
     }
@@ -351,6 +347,8 @@ pub(crate) fn serve<F>(
             serving,
         };
         bridge.settle(promise, Settle::of(Ok(dashboard)));
+        // The Host check knows the real address (port 0 resolved).
+        let config = config.with_listening_addr(local);
         run(listener, lane_dashboard::router(client, config), stop).await;
         stopped.send_replace(true);
         bridge.mailbox.send(Mail::Release);
@@ -367,7 +365,7 @@ pub(crate) fn serve<F>(
 #[derive(Debug)]
 pub struct Dashboard {
     url: String,
-    token: Option<String>,
+    token: String,
     serving: Arc<Serving>,
 }
 
@@ -379,10 +377,10 @@ impl Dashboard {
         self.url.clone()
     }
 
-    /// The bearer token actions need: the one given, or the one generated; `null` when
-    /// read-only without a token (every action is refused then).
+    /// The bearer token actions need and payloads are shown with: the one given, or the
+    /// one generated (read-only too, where it only unlocks payloads and results).
     #[napi(getter)]
-    pub fn token(&self) -> Option<String> {
+    pub fn token(&self) -> String {
         self.token.clone()
     }
 

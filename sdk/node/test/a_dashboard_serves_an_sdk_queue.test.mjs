@@ -92,7 +92,9 @@ test("a lane's dashboard lists its lanes and acts only with the token", async ()
 test('readOnly refuses every action whatever the token', async () => {
   const lane = await startedLane();
   const dashboard = await lane.serveDashboard({ port: 0, readOnly: true });
-  assert.equal(dashboard.token, null);
+  // A token is generated in read-only mode too: it unlocks payloads and results.
+  assert.equal(typeof dashboard.token, 'string');
+  assert.ok(dashboard.token.length >= 32);
   assert.equal((await request(`${dashboard.url}api/lanes`)).status, 200);
   for (const path of ['api/lanes/jobs/pause', 'api/lanes/bulk/resume', 'api/dead-letters/purge', 'api/commands/1/cancel']) {
     assert.equal((await request(dashboard.url + path, { method: 'POST' })).status, 403, path);
@@ -105,6 +107,48 @@ test('readOnly refuses every action whatever the token', async () => {
   assert.equal((await lane.stats()).lanes.jobs.paused, false);
   await dashboard.close();
   await withToken.close();
+  await lane.shutdown();
+});
+
+test("a read-only dashboard shows a dead letter's payload only with its token", async () => {
+  const lane = new Lane({ jobs: { priority: 1 } }, { deadLetterCapacity: 10 });
+  lane.handle('charge', () => {
+    throw new Error('gateway down');
+  });
+  await lane.start();
+  await assert.rejects(lane.submit('jobs', 'charge', { card: '4111-secret' }));
+  const [letter] = await lane.deadLetters();
+  const dashboard = await lane.serveDashboard({ port: 0, readOnly: true });
+  const url = `${dashboard.url}api/dead-letters/${letter.commandId}`;
+  const anonymous = await request(url);
+  assert.equal(anonymous.status, 200, anonymous.body);
+  assert.ok(!anonymous.body.includes('4111-secret'), anonymous.body);
+  assert.equal(JSON.parse(anonymous.body).payload_hidden, true);
+  const shown = await request(url, { token: dashboard.token });
+  assert.equal(shown.status, 200, shown.body);
+  assert.deepEqual(JSON.parse(shown.body).payload, { card: '4111-secret' });
+  await dashboard.close();
+  await lane.shutdown();
+});
+
+test('a request naming another host is refused', async () => {
+  const lane = await startedLane();
+  const dashboard = await lane.serveDashboard({ port: 0 });
+  const { hostname, port } = new URL(dashboard.url);
+  const { request: httpRequest } = await import('node:http');
+  const statusFor = (host) =>
+    new Promise((resolve, reject) => {
+      const req = httpRequest({ host: hostname, port, path: '/api/lanes', headers: { host: `${host}:${port}` } }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  assert.equal(await statusFor('evil.example'), 421);
+  assert.equal(await statusFor('localhost'), 200);
+  assert.equal(await statusFor(hostname), 200);
+  await dashboard.close();
   await lane.shutdown();
 });
 

@@ -161,7 +161,8 @@ async fn start(
     let local = listener.local_addr()?;
     let (stop, stop_rx) = watch::channel(false);
     let (stopped_tx, stopped) = watch::channel(false);
-    let app = lane_dashboard::router(client, config);
+    // The Host check knows the real address (port 0 resolved).
+    let app = lane_dashboard::router(client, config.with_listening_addr(local));
     tokio::spawn(run(listener, app, stop_rx, stopped_tx));
     Ok((local, Arc::new(Serving { stop, stopped })))
 }
@@ -292,18 +293,13 @@ pub(crate) fn serve(
     if dashboards.is_shut() {
         return Err(shut_down(py));
     }
-    // Actions need a token: the one given, or (unless read-only) a fresh one.
-    let token = match request.token {
-        Some(token) => Some(token),
-        None if request.read_only => None,
-        None => Some(lane_dashboard::generate_token()),
-    };
+    // Actions and payloads need a token: the one given, or a fresh one (read-only too,
+    // where it unlocks payloads and results: without one they would show to everyone).
+    let token = request.token.unwrap_or_else(lane_dashboard::generate_token);
     let mut config = DashboardConfig::new()
         .read_only(request.read_only)
-        .with_addr(request.addr);
-    if let Some(token) = &token {
-        config = config.with_token(token.clone());
-    }
+        .with_addr(request.addr)
+        .with_token(token.clone());
     if let Some(title) = request.title {
         config = config.with_title(title);
     }
@@ -357,7 +353,7 @@ pub(crate) fn serve(
 #[pyclass(frozen, module = "a3s_lane", name = "Dashboard")]
 pub(crate) struct Dashboard {
     url: String,
-    token: Option<String>,
+    token: String,
     serving: Arc<Serving>,
 }
 
@@ -369,11 +365,11 @@ impl Dashboard {
         &self.url
     }
 
-    /// The bearer token actions need: the one given, or the one generated; None when
-    /// read-only without a token (every action is refused then).
+    /// The bearer token actions need and payloads are shown with: the one given, or the
+    /// one generated (read-only too, where it only unlocks payloads and results).
     #[getter]
-    fn token(&self) -> Option<&str> {
-        self.token.as_deref()
+    fn token(&self) -> &str {
+        &self.token
     }
 
     /// Whether the dashboard stopped serving.

@@ -111,7 +111,8 @@ def test_a_lane_s_dashboard_lists_lanes_and_acts_only_with_the_token(capfd: pyte
 def test_read_only_refuses_every_action_whatever_the_token() -> None:
     lane = started_lane()
     with lane.serve_dashboard(port=0, read_only=True) as dashboard:
-        assert dashboard.token is None
+        # A token is generated in read-only mode too: it unlocks payloads and results.
+        assert isinstance(dashboard.token, str) and len(dashboard.token) >= 32
         assert request(dashboard.url + "api/lanes")[0] == 200
         for path in ["api/lanes/jobs/pause", "api/lanes/bulk/resume", "api/dead-letters/purge", "api/commands/1/cancel"]:
             assert request(dashboard.url + path, method="POST")[0] == 403, path
@@ -122,6 +123,43 @@ def test_read_only_refuses_every_action_whatever_the_token() -> None:
         assert status == 403
     assert lane.stats().lanes["jobs"].paused is False
     assert dashboard.closed and not answers(dashboard.url)
+    lane.shutdown()
+
+
+def test_a_read_only_dashboard_shows_a_dead_letter_s_payload_only_with_its_token() -> None:
+    lane = Lane({"jobs": LaneConfig(priority=1)}, dead_letters=10)
+
+    @lane.handler("charge")
+    def charge(payload: dict[str, str]) -> None:
+        raise RuntimeError("gateway down")
+
+    lane.start()
+    with pytest.raises(RuntimeError):
+        lane.submit("jobs", "charge", {"card": "4111-secret"})
+    [letter] = lane.dead_letters()
+    with lane.serve_dashboard(port=0, read_only=True) as dashboard:
+        url = f"{dashboard.url}api/dead-letters/{letter.command_id}"
+        status, _, body = request(url)
+        assert status == 200, body
+        assert "4111-secret" not in body
+        assert json.loads(body)["payload_hidden"] is True
+        status, _, body = request(url, token=dashboard.token)
+        assert status == 200, body
+        assert json.loads(body)["payload"] == {"card": "4111-secret"}
+    lane.shutdown()
+
+
+def test_another_host_is_refused() -> None:
+    lane = started_lane()
+    with lane.serve_dashboard(port=0) as dashboard:
+        host, port = dashboard.url.removeprefix("http://").rstrip("/").rsplit(":", 1)
+        for name, expected in [("evil.example", 421), ("localhost", 200), (host, 200)]:
+            connection = http.client.HTTPConnection(host, int(port), timeout=10)
+            connection.request("GET", "/api/lanes", headers={"Host": f"{name}:{port}"})
+            response = connection.getresponse()
+            response.read()
+            connection.close()
+            assert response.status == expected, name
     lane.shutdown()
 
 
