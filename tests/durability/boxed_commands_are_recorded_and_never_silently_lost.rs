@@ -275,7 +275,7 @@ async fn records_of_unreplayable_commands_never_push_out_letters_that_can_be_red
         // ...then five 0.3 commands without a replay payload wait when the queue stops.
         manager.pause_lane("work").unwrap();
         for _ in 0..5 {
-            manager
+            let _waiting = manager
                 .submit_with_handle("work", Box::new(Opaque))
                 .await
                 .unwrap();
