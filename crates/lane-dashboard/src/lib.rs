@@ -207,6 +207,55 @@ pub async fn serve(
         .await
 }
 
+/// Serves `app` (a [`router`]) on `listener` until `stop` resolves, each connection on
+/// a task of its own; then drops the listener and every open connection at once, open
+/// event streams included, so the port is closed when this returns. For embedders (the
+/// Python and Node SDKs) that stop a dashboard on demand and must not print its token.
+pub async fn serve_until(
+    listener: TcpListener,
+    app: Router,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let mut stop = std::pin::pin!(stop);
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut stop => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    let service = hyper_util::service::TowerToHyperService::new(app.clone());
+                    connections.spawn(async move {
+                        let builder = hyper_util::server::conn::auto::Builder::new(
+                            hyper_util::rt::TokioExecutor::new(),
+                        );
+                        let io = hyper_util::rt::TokioIo::new(stream);
+                        let _ = builder.serve_connection(io, service).await;
+                    });
+                }
+                // Out of file descriptors, say: wait a little rather than spin.
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            },
+        }
+    }
+    drop(listener);
+    connections.shutdown().await;
+}
+
+/// Where to open a dashboard listening on `addr`: its own address, or loopback when it
+/// listens on every interface. It holds no token.
+pub fn url_of(addr: std::net::SocketAddr) -> String {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}/", std::net::SocketAddr::new(ip, addr.port()))
+}
+
 /// Binds a listener on the configured address ([`DashboardConfig::with_addr`];
 /// `127.0.0.1:9090` by default).
 pub async fn bind(config: &DashboardConfig) -> std::io::Result<TcpListener> {

@@ -2,18 +2,16 @@
 //! events, Prometheus `/metrics`) served for a queue in the background, on the addon's
 //! tokio runtime; [`Dashboard`] is what it resolves with.
 //!
-//! The router is `lane_dashboard::router`; the server is a small accept loop here rather
-//! than `lane_dashboard::serve`, which prints the token (the caller gets it as
-//! `dashboard.token` instead) and, like `axum::serve`, waits for open event streams to
-//! end before it stops: `close()` here stops accepting, drops every open connection
+//! The router is `lane_dashboard::router`; the server is `lane_dashboard::serve_until` rather
+//! than `lane_dashboard::serve`, which prints a generated token (the caller gets it as
+//! `dashboard.token` instead): `close()` here stops accepting, drops every open connection
 //! (event streams included) and resolves once the port no longer answers.
 //!
 //! A serving dashboard keeps the process alive, as a listening `http.Server` does, until
 //! `close()` or the queue's `shutdown()` (or the queue being garbage collected).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 
 use a3s_lane::QueueClient;
 use lane_dashboard::{DashboardConfig, QueueMetrics};
@@ -21,7 +19,6 @@ use napi_derive::napi;
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 
 use crate::convert::{At, Js, options_object};
 use crate::error::JsFailure;
@@ -220,47 +217,6 @@ async fn stop_signal(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
 }
 
-/// Accepts connections until the stop signal, serving each on a task of its own; then
-/// drops the listener and every connection.
-async fn run(listener: TcpListener, app: axum::Router, mut stop: watch::Receiver<bool>) {
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            biased;
-            () = stop_signal(&mut stop) => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let _ = stream.set_nodelay(true);
-                    let service = hyper_util::service::TowerToHyperService::new(app.clone());
-                    connections.spawn(async move {
-                        let builder = hyper_util::server::conn::auto::Builder::new(
-                            hyper_util::rt::TokioExecutor::new(),
-                        );
-                        let io = hyper_util::rt::TokioIo::new(stream);
-                        let _ = builder.serve_connection(io, service).await;
-                    });
-                }
-                // Out of file descriptors, say: wait a little rather than spin.
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            },
-        }
-    }
-    drop(listener);
-    connections.shutdown().await;
-}
-
-/// Where to open a dashboard listening on `addr`: its own address, or loopback when it
-/// listens on every interface.
-fn url_of(addr: SocketAddr) -> String {
-    let ip = match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ip => ip,
-    };
-    format!("http://{}/", SocketAddr::new(ip, addr.port()))
-}
-
 /// Why the dashboard could not listen at `addr`, and what to do.
 fn listen_failure(addr: SocketAddr, error: &std::io::Error) -> JsFailure {
     let (code, hint) = match error.kind() {
@@ -319,7 +275,7 @@ pub(crate) fn serve<F>(
     }
     let addr = request.addr;
     spawn(async move {
-        let Control { stop, stopped } = control;
+        let Control { mut stop, stopped } = control;
         let listening = match client.await {
             Ok(client) => match TcpListener::bind(addr).await.and_then(|listener| {
                 let local = listener.local_addr()?;
@@ -342,14 +298,19 @@ pub(crate) fn serve<F>(
         // the server is gone.
         bridge.mailbox.send(Mail::Hold);
         let dashboard = Dashboard {
-            url: url_of(local),
+            url: lane_dashboard::url_of(local),
             token,
             serving,
         };
         bridge.settle(promise, Settle::of(Ok(dashboard)));
         // The Host check knows the real address (port 0 resolved).
         let config = config.with_listening_addr(local);
-        run(listener, lane_dashboard::router(client, config), stop).await;
+        lane_dashboard::serve_until(
+            listener,
+            lane_dashboard::router(client, config),
+            stop_signal(&mut stop),
+        )
+        .await;
         stopped.send_replace(true);
         bridge.mailbox.send(Mail::Release);
     });

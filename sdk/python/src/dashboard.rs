@@ -1,18 +1,16 @@
 //! `serve_dashboard`: the web dashboard of `lane-dashboard` (pages, JSON API, live
 //! events, Prometheus `/metrics`) served for a queue in the background, on the runtime.
 //!
-//! The router is `lane_dashboard::router`; the server is a small accept loop here rather
-//! than `lane_dashboard::serve`, which prints the token (the caller gets it as
-//! `Dashboard.token` instead) and, like `axum::serve`, waits for open event streams to
-//! end before it stops: `close()` here stops accepting, drops every open connection
+//! The router is `lane_dashboard::router`; the server is `lane_dashboard::serve_until` rather
+//! than `lane_dashboard::serve`, which prints a generated token (the caller gets it as
+//! `Dashboard.token` instead): `close()` here stops accepting, drops every open connection
 //! (event streams included) and returns once the port no longer answers.
 //!
 //! A queue keeps its dashboards in a [`Dashboards`]: `Lane.shutdown()` closes them, and
 //! so does the queue being garbage collected.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 
 use a3s_lane::QueueClient as CoreClient;
 use lane_dashboard::{DashboardConfig, QueueMetrics};
@@ -22,7 +20,6 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyInt, PyString, PyTuple};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 
 use crate::error::config_error;
 use crate::runtime::{block_on, runtime};
@@ -115,39 +112,15 @@ async fn stop_signal(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
 }
 
-/// Accepts connections until the stop signal (or until nobody can send it any more),
-/// serving each on a task of its own; then drops the listener and every connection.
+/// Serves `app` until the stop signal (or until nobody can send it any more), then says
+/// it stopped.
 async fn run(
     listener: TcpListener,
     app: axum::Router,
     mut stop: watch::Receiver<bool>,
     stopped: watch::Sender<bool>,
 ) {
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            biased;
-            () = stop_signal(&mut stop) => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
-                    let _ = stream.set_nodelay(true);
-                    let service = hyper_util::service::TowerToHyperService::new(app.clone());
-                    connections.spawn(async move {
-                        let builder = hyper_util::server::conn::auto::Builder::new(
-                            hyper_util::rt::TokioExecutor::new(),
-                        );
-                        let io = hyper_util::rt::TokioIo::new(stream);
-                        let _ = builder.serve_connection(io, service).await;
-                    });
-                }
-                // Out of file descriptors, say: wait a little rather than spin.
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            },
-        }
-    }
-    drop(listener);
-    connections.shutdown().await;
+    lane_dashboard::serve_until(listener, app, stop_signal(&mut stop)).await;
     stopped.send_replace(true);
 }
 
@@ -165,17 +138,6 @@ async fn start(
     let app = lane_dashboard::router(client, config.with_listening_addr(local));
     tokio::spawn(run(listener, app, stop_rx, stopped_tx));
     Ok((local, Arc::new(Serving { stop, stopped })))
-}
-
-/// Where to open a dashboard listening on `addr`: its own address, or loopback when it
-/// listens on every interface.
-fn url_of(addr: SocketAddr) -> String {
-    let ip = match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ip => ip,
-    };
-    format!("http://{}/", SocketAddr::new(ip, addr.port()))
 }
 
 /// The checked arguments of `serve_dashboard`.
@@ -338,7 +300,7 @@ pub(crate) fn serve(
         return Err(shut_down(py));
     }
     Ok(Dashboard {
-        url: url_of(local),
+        url: lane_dashboard::url_of(local),
         token,
         serving,
     })
